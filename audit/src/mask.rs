@@ -1,0 +1,292 @@
+//! Masking of secrets and personal data, applied before a record is written (never after).
+//! Public so the proxy can scrub its own log lines with the same rules.
+//!
+//! Every masked value becomes `[<class>:<h>]` where `<h>` is the first 6 hex digits of
+//! sha256(value): equal values stay correlatable, the value itself is gone. The short hash is
+//! unsalted and only 24 bits wide, so it confirms a guessed value with low confidence only.
+
+use std::sync::OnceLock;
+
+use regex::{Regex, RegexSet};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// One text rule: pattern, class label, and how much of the match is kept as a visible prefix.
+struct Rule {
+    class: &'static str,
+    re: Regex,
+    /// Capture group holding the secret part (0 = whole match); text outside it is kept.
+    group: usize,
+    /// Extra check on the matched secret (Luhn for cards, boundaries for phones).
+    check: fn(&str, &str, usize, usize) -> bool,
+}
+
+fn always(_: &str, _: &str, _: usize, _: usize) -> bool {
+    true
+}
+
+/// Card numbers: 13-19 digits with optional single spaces/dashes, passing Luhn, and not glued
+/// to other digits or letters.
+fn card_ok(text: &str, m: &str, start: usize, end: usize) -> bool {
+    let digits: Vec<u32> = m.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) || !standalone(text, start, end) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .sum();
+    sum.checked_rem(10) == Some(0)
+}
+
+/// Words after "Bearer"/"Basic" in prose ("basic functionality") are not credentials: real
+/// tokens carry a digit or base64 padding.
+fn token_ok(_: &str, m: &str, _: usize, _: usize) -> bool {
+    m.bytes().any(|b| b.is_ascii_digit() || b == b'=')
+}
+
+fn phone_ok(text: &str, m: &str, start: usize, end: usize) -> bool {
+    let n = m.chars().filter(char::is_ascii_digit).count();
+    (8..=15).contains(&n) && standalone(text, start, end)
+}
+
+/// The match is not part of a longer word/number (the regex crate has no look-around).
+fn standalone(text: &str, start: usize, end: usize) -> bool {
+    let glued = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '+';
+    let before = text[..start].chars().next_back().is_some_and(glued);
+    let after = text[end..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    !before && !after
+}
+
+const PATTERNS: &[(&str, &str, usize)] = &[
+    ("private_key", r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY-----", 0),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", 0),
+    ("apikey", r"\bsk-(?:ant-|proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}", 0),
+    ("apikey", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", 0),
+    ("apikey", r"\b(?:ghp|gho|ghu|ghs|ghr|github_pat)_[A-Za-z0-9_]{20,}", 0),
+    ("apikey", r"\bxox[abprs]-[A-Za-z0-9-]{10,}", 0),
+    ("apikey", r"\bAIza[0-9A-Za-z_-]{35}", 0),
+    ("token", r"(?i)\b(?:bearer|basic)\s+([A-Za-z0-9._~+/=-]{8,})", 1),
+    (
+        "secret",
+        r#"(?i)\b(?:password|passwd|pwd|secret|client_secret|api[_-]?key|access[_-]?token|refresh[_-]?token|auth[_-]?token|token)"?\s*[=:]\s*"?([^\s"',;&}]{3,})"#,
+        1,
+    ),
+    ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", 0),
+    ("card", r"\b(?:\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{1,7}|\d{4}[ -]\d{6}[ -]\d{4,5}|\d{14,19})\b", 0),
+    ("phone", r"\+\d{1,3}(?:[ -]?(?:\(\d{1,4}\)|\d{1,4})){2,6}", 0),
+    ("phone", r"(?:\(\d{3}\) ?|\b\d{3}[ -])\d{3}[ -]\d{4}\b", 0),
+];
+
+struct Rules {
+    set: RegexSet,
+    rules: Vec<Rule>,
+}
+
+fn rules() -> &'static Rules {
+    static RULES: OnceLock<Rules> = OnceLock::new();
+    RULES.get_or_init(|| {
+        let rules = PATTERNS
+            .iter()
+            .filter_map(|&(class, pat, group)| {
+                // The patterns are constants covered by tests; a bad one is skipped, not fatal.
+                let re = Regex::new(pat).ok()?;
+                let check = match class {
+                    "card" => card_ok,
+                    "token" => token_ok,
+                    "phone" => phone_ok,
+                    _ => always,
+                };
+                Some(Rule { class, re, group, check })
+            })
+            .collect::<Vec<_>>();
+        let set = RegexSet::new(rules.iter().map(|r| r.re.as_str())).unwrap_or_else(|_| RegexSet::empty());
+        Rules { set, rules }
+    })
+}
+
+/// `[class:6 hex]` for `value`.
+pub fn token_for(class: &str, value: &str) -> String {
+    let d = Sha256::digest(value.as_bytes());
+    format!("[{class}:{}]", hex::encode(&d[..3]))
+}
+
+/// Mask every secret / personal datum the built-in rules recognise in free text.
+pub fn mask_text(text: &str) -> String {
+    let r = rules();
+    let hits = r.set.matches(text);
+    if !hits.matched_any() {
+        return text.to_string();
+    }
+    let mut out = text.to_string();
+    for i in hits.iter() {
+        out = apply_rule(&r.rules[i], &out);
+    }
+    out
+}
+
+fn apply_rule(rule: &Rule, text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for caps in rule.re.captures_iter(text) {
+        let Some(m) = caps.get(rule.group) else { continue };
+        if m.start() < last || !(rule.check)(text, m.as_str(), m.start(), m.end()) {
+            continue;
+        }
+        out.push_str(&text[last..m.start()]);
+        out.push_str(&token_for(rule.class, m.as_str()));
+        last = m.end();
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// Field names whose whole value is a secret, compared after lower-casing and `-` -> `_`.
+fn is_secret_key(key: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "password", "passwd", "pwd", "passphrase", "secret", "token", "api_key", "apikey",
+        "authorization", "proxy_authorization", "auth", "cookie", "set_cookie", "x_api_key",
+        "private_key", "credentials", "credential", "bearer", "otp", "pin", "cvv", "ssn",
+    ];
+    let k = key.to_ascii_lowercase().replace('-', "_");
+    EXACT.contains(&k.as_str())
+        || ["_password", "_secret", "_token", "_api_key", "_apikey", "_private_key"]
+            .iter()
+            .any(|s| k.ends_with(s))
+}
+
+/// Mask a JSON value in place: secret-named fields are replaced whole, every string (and object
+/// key) goes through `mask_text`, and `extra` entries from policy obligations are applied:
+/// entries starting with `$` are paths relative to `v` (`$.a.b[0].c`, `*` matches any key/index) whose value is
+/// replaced whole; other entries (3+ chars) are literals replaced wherever they occur in a
+/// string. Finally object keys are sorted, giving the canonical layout the record hash needs.
+pub fn mask_json(v: &mut Value, extra: &[String]) {
+    for e in extra.iter().filter(|e| e.starts_with('$')) {
+        let segs = parse_path(&e[1..]);
+        mask_path(v, &segs);
+    }
+    let literals = literals(extra);
+    walk(v, &literals);
+    canonicalize(v);
+}
+
+/// Sort object keys at every depth (the canonical layout); does not mask.
+pub fn canonicalize(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.sort_keys();
+            m.values_mut().for_each(canonicalize);
+        }
+        Value::Array(a) => a.iter_mut().for_each(canonicalize),
+        _ => {}
+    }
+}
+
+fn literals(extra: &[String]) -> Vec<&str> {
+    extra.iter().filter(|e| !e.starts_with('$') && e.len() >= 3).map(String::as_str).collect()
+}
+
+/// `mask_text` plus replacement of the literal (non-path) entries of `extra`.
+pub fn mask_text_with(text: &str, extra: &[String]) -> String {
+    mask_str(text, &literals(extra))
+}
+
+fn walk(v: &mut Value, literals: &[&str]) {
+    match v {
+        Value::String(s) => *s = mask_str(s, literals),
+        Value::Array(a) => a.iter_mut().for_each(|x| walk(x, literals)),
+        Value::Object(m) => {
+            let old = std::mem::take(m);
+            for (k, mut val) in old {
+                if is_secret_key(&k) && !val.is_null() {
+                    val = Value::String(whole_token("secret", &val));
+                } else {
+                    walk(&mut val, literals);
+                }
+                m.insert(mask_str(&k, literals), val);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn whole_token(class: &str, v: &Value) -> String {
+    match v {
+        Value::String(s) => token_for(class, s),
+        other => token_for(class, &other.to_string()),
+    }
+}
+
+fn mask_str(s: &str, literals: &[&str]) -> String {
+    let mut out = mask_text(s);
+    for lit in literals {
+        if out.contains(lit) {
+            out = out.replace(lit, &token_for("masked", lit));
+        }
+    }
+    out
+}
+
+enum Seg {
+    Key(String),
+    Index(usize),
+    Any,
+}
+
+fn parse_path(p: &str) -> Vec<Seg> {
+    let mut segs = Vec::new();
+    for part in p.split('.').filter(|s| !s.is_empty()) {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            let key = &rest[..i];
+            if !key.is_empty() {
+                segs.push(if key == "*" { Seg::Any } else { Seg::Key(key.to_string()) });
+            }
+            rest = &rest[i..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let Some(close) = stripped.find(']') else { break };
+                let idx = &stripped[..close];
+                segs.push(match idx.parse::<usize>() {
+                    Ok(n) => Seg::Index(n),
+                    Err(_) if idx == "*" => Seg::Any,
+                    Err(_) => Seg::Key(idx.trim_matches(|c| c == '"' || c == '\'').to_string()),
+                });
+                rest = &stripped[close + 1..];
+            }
+        } else {
+            segs.push(if rest == "*" { Seg::Any } else { Seg::Key(rest.to_string()) });
+        }
+    }
+    segs
+}
+
+fn mask_path(v: &mut Value, segs: &[Seg]) {
+    let Some((first, rest)) = segs.split_first() else {
+        if !v.is_null() {
+            *v = Value::String(whole_token("masked", v));
+        }
+        return;
+    };
+    match (first, v) {
+        (Seg::Key(k), Value::Object(m)) => {
+            if let Some(x) = m.get_mut(k) {
+                mask_path(x, rest);
+            }
+        }
+        (Seg::Index(i), Value::Array(a)) => {
+            if let Some(x) = a.get_mut(*i) {
+                mask_path(x, rest);
+            }
+        }
+        (Seg::Key(k), Value::Array(a)) => {
+            if let Some(x) = k.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                mask_path(x, rest);
+            }
+        }
+        (Seg::Any, Value::Object(m)) => m.values_mut().for_each(|x| mask_path(x, rest)),
+        (Seg::Any, Value::Array(a)) => a.iter_mut().for_each(|x| mask_path(x, rest)),
+        _ => {}
+    }
+}

@@ -1,0 +1,209 @@
+//! Opening a log directory: cut torn tails, find the chain head, reload the leaves of the
+//! unsigned tail, and bring the sled index up to date.
+
+use std::fs::{self, OpenOptions};
+use std::path::Path;
+use std::time::Instant;
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::index::{self, Index, Loc};
+use crate::record::{AuditRecord, LineMeta, GENESIS_HASH};
+use crate::segment::{self, CHECKPOINT_FILE};
+use crate::writer::{CpState, Writer};
+use crate::AuditError;
+
+/// What `open` recovered, before the writer thread starts.
+pub(crate) struct Recovered {
+    pub writer_parts: WriterParts,
+}
+
+/// Writer fields recovered from disk.
+pub(crate) struct WriterParts {
+    pub file: fs::File,
+    pub seg_first: u64,
+    pub seg_len: u64,
+    pub head_seq: u64,
+    pub head_hash: String,
+    pub last_ts_ms: i64,
+    pub cp_file: fs::File,
+    pub cp: CpState,
+    pub pending_hashes: Vec<[u8; 32]>,
+}
+
+/// Run every recovery step on `dir` and index what the index is missing.
+pub(crate) fn recover(dir: &Path, idx: &Index) -> Result<Recovered, AuditError> {
+    let cp_path = dir.join(CHECKPOINT_FILE);
+    if !cp_path.exists() {
+        OpenOptions::new().create(true).append(true).open(&cp_path)?;
+        segment::sync_dir(dir)?;
+    }
+    let (cp_file, _, cp_buf) = segment::recover(&cp_path, checkpoint::is_checkpoint_line)?;
+    let mut cp = CpState { prev_line_hash: GENESIS_HASH.to_string(), ..CpState::default() };
+    let mut cp_head = GENESIS_HASH.to_string();
+    for (_, line) in segment::lines(&cp_buf).0 {
+        let c: Checkpoint = serde_json::from_slice(line)?;
+        cp_head = c.head_hash.clone();
+        cp = CpState {
+            count: c.checkpoint,
+            prev_line_hash: checkpoint::line_hash(line),
+            last_seq: c.last_seq,
+            pruned_through: c.pruned_through,
+            pruned_head_hash: c.pruned_head_hash,
+        };
+    }
+
+    let mut segs = segment::list(dir)?;
+    if segs.is_empty() {
+        // Fresh log, or every segment is gone: continue the chain from the last checkpoint so
+        // `verify` reports the missing records instead of silently starting over.
+        let first = cp.last_seq + 1;
+        segment::create(dir, first)?;
+        segs.push((first, dir.join(segment::segment_name(first))));
+    }
+    let (seg_first, last_path) = segs[segs.len() - 1].clone();
+    let (file, seg_len, _) = segment::recover(&last_path, segment::is_record_line)?;
+
+    // Head = last record on disk, searching back past empty segments.
+    let mut head: Option<(u64, String, String)> = None;
+    for (_, path) in segs.iter().rev() {
+        let buf = fs::read(path)?;
+        if let Some((_, line)) = segment::lines(&buf).0.last() {
+            let r: AuditRecord = serde_json::from_slice(line)?;
+            head = Some((r.seq, r.hash, r.ts));
+            break;
+        }
+    }
+    let (head_seq, head_hash, last_ts_ms) = match head {
+        Some((s, h, ts)) => (s, h, index::ts_ms(&ts)),
+        None => (seg_first - 1, if cp.last_seq + 1 == seg_first { cp_head } else { GENESIS_HASH.to_string() }, 0),
+    };
+
+    // Leaves of records not yet covered by a checkpoint.
+    let mut pending_hashes = Vec::new();
+    for_each_line(dir, &segs, cp.last_seq + 1, |_, _, line, meta| {
+        let mut raw = [0u8; 32];
+        hex::decode_to_slice(meta.hash, &mut raw).map_err(|e| AuditError::Key(format!("bad hash in log: {e}")))?;
+        let _ = line;
+        pending_hashes.push(raw);
+        Ok(())
+    })?;
+
+    reindex(dir, &segs, idx, head_seq)?;
+    Ok(Recovered {
+        writer_parts: WriterParts {
+            file,
+            seg_first,
+            seg_len,
+            head_seq,
+            head_hash,
+            last_ts_ms,
+            cp_file,
+            cp,
+            pending_hashes,
+        },
+    })
+}
+
+/// Call `f(segment, offset, line, meta)` for every record with seq >= `from`, in order.
+pub(crate) fn for_each_line(
+    _dir: &Path,
+    segs: &[(u64, std::path::PathBuf)],
+    from: u64,
+    mut f: impl FnMut(u64, u64, &[u8], &LineMeta) -> Result<(), AuditError>,
+) -> Result<(), AuditError> {
+    // Start at the last segment whose first seq is <= from.
+    let start = segs.iter().rposition(|(first, _)| *first <= from).unwrap_or(0);
+    for (first, path) in &segs[start..] {
+        let buf = fs::read(path)?;
+        for (off, line) in segment::lines(&buf).0 {
+            let Ok(meta) = serde_json::from_slice::<LineMeta>(line) else { continue };
+            if meta.seq >= from {
+                f(*first, off as u64, line, &meta)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bring the index up to `head_seq`; rebuild from scratch if it describes another log.
+fn reindex(dir: &Path, segs: &[(u64, std::path::PathBuf)], idx: &Index, head_seq: u64) -> Result<(), AuditError> {
+    let (through, hash) = idx.indexed_through()?;
+    let consistent = through == 0
+        || (through <= head_seq
+            && idx
+                .loc(through)?
+                .and_then(|l| read_at(dir, l).ok())
+                .is_some_and(|r| Some(&r.hash) == hash.as_ref()));
+    let from = if consistent {
+        through + 1
+    } else {
+        tracing::warn!("audit index does not match the log; rebuilding");
+        idx.clear()?;
+        1
+    };
+    if from > head_seq {
+        return Ok(());
+    }
+    let t = Instant::now();
+    let mut chunk: Vec<(AuditRecord, Loc)> = Vec::with_capacity(1024);
+    let flush = |chunk: &mut Vec<(AuditRecord, Loc)>| -> Result<(), AuditError> {
+        let pairs: Vec<(&AuditRecord, Loc)> = chunk.iter().map(|(r, l)| (r, *l)).collect();
+        idx.add(&pairs)?;
+        chunk.clear();
+        Ok(())
+    };
+    for_each_line(dir, segs, from, |first, off, line, _| {
+        let r: AuditRecord = serde_json::from_slice(line)?;
+        let len = u32::try_from(line.len()).map_err(|e| AuditError::Key(e.to_string()))?;
+        let ts_ms = index::ts_ms(&r.ts);
+        chunk.push((r, Loc { segment: first, offset: off, len, ts_ms }));
+        if chunk.len() >= 1024 {
+            flush(&mut chunk)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut chunk)?;
+    tracing::info!(from, to = head_seq, elapsed_ms = t.elapsed().as_millis() as u64, "audit index caught up");
+    Ok(())
+}
+
+/// Read one record at `loc` (opening the file; the live reader keeps a cache instead).
+pub(crate) fn read_at(dir: &Path, loc: Loc) -> Result<AuditRecord, AuditError> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::open(dir.join(segment::segment_name(loc.segment)))?;
+    let mut buf = vec![0u8; loc.len as usize];
+    f.read_exact_at(&mut buf, loc.offset)?;
+    Ok(serde_json::from_slice(&buf)?)
+}
+
+impl Writer {
+    /// Assemble the writer from recovered parts.
+    pub(crate) fn from_parts(
+        p: WriterParts,
+        dir: &Path,
+        settings: &crate::AuditSettings,
+        key: ed25519_dalek::SigningKey,
+        idx: Index,
+        shared: std::sync::Arc<crate::writer::Shared>,
+    ) -> Writer {
+        let key_id = crate::keys::key_id(&key.verifying_key());
+        Writer {
+            dir: dir.to_path_buf(),
+            settings: settings.clone(),
+            key,
+            key_id,
+            file: p.file,
+            seg_first: p.seg_first,
+            seg_len: p.seg_len,
+            head_seq: p.head_seq,
+            head_hash: p.head_hash,
+            last_ts_ms: p.last_ts_ms,
+            cp_file: p.cp_file,
+            cp: p.cp,
+            pending_hashes: p.pending_hashes,
+            last_cp: Instant::now(),
+            index: idx,
+            shared,
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! Offline verification of a log directory or an exported JSON-lines file: chain continuity,
+//! record hashes, checkpoint chain, Ed25519 signatures, Merkle roots, and truncation below a
+//! signed checkpoint. Stops at the first break and names the first bad seq.
+
+use std::fmt;
+use std::fs;
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::record::{recompute_line_hash, LineMeta, GENESIS_HASH};
+use crate::segment::{self, CHECKPOINT_FILE};
+use crate::{keys, merkle};
+
+/// Result of a verification; `ok` is false as soon as anything is wrong.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    /// Records checked.
+    pub records: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// Checkpoints whose chain and signature were checked.
+    pub checkpoints: u64,
+    /// Highest seq covered by a valid signed checkpoint.
+    pub signed_through: Option<u64>,
+    /// Records before this seq were removed under retention (recorded by a checkpoint).
+    pub pruned_through: Option<u64>,
+    /// The first record that is missing, altered, duplicated or out of place.
+    pub first_bad_seq: Option<u64>,
+    /// The first checkpoint that is altered, missing or badly signed.
+    pub bad_checkpoint: Option<u64>,
+    /// Key id of the public key used.
+    pub key_id: Option<String>,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let range = match (self.first_seq, self.last_seq) {
+            (Some(a), Some(b)) => format!("seq {a}..={b}"),
+            _ => "no records".to_string(),
+        };
+        if self.ok {
+            writeln!(f, "audit log OK: {} records ({range}), {} signed checkpoints", self.records, self.checkpoints)?;
+        } else {
+            let at = self.first_bad_seq.map(|s| format!(" at seq {s}")).unwrap_or_default();
+            let cp = self.bad_checkpoint.map(|c| format!(" (checkpoint {c})")).unwrap_or_default();
+            writeln!(f, "audit log FAILED{at}{cp}: {} records checked ({range})", self.records)?;
+        }
+        if let Some(s) = self.signed_through {
+            let tail = self.last_seq.map_or(0, |l| l.saturating_sub(s));
+            writeln!(f, "  signed through seq {s}; {tail} later records are chained but not yet signed")?;
+        }
+        if let Some(p) = self.pruned_through {
+            writeln!(f, "  records up to seq {p} removed under retention (recorded in a signed checkpoint)")?;
+        }
+        if let Some(k) = &self.key_id {
+            writeln!(f, "  key id {k}")?;
+        }
+        for e in &self.errors {
+            writeln!(f, "  error: {e}")?;
+        }
+        for w in &self.warnings {
+            writeln!(f, "  warning: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A parsed record line, reduced to what the chain check needs.
+struct Meta {
+    seq: u64,
+    prev_hash: String,
+    hash: String,
+    hash_ok: bool,
+}
+
+enum Item {
+    Rec(Meta),
+    Bad(String),
+    Checkpoint,
+}
+
+/// Parse and hash every line of `buf`; the expensive part, split over two threads.
+fn parse_lines(lines: &[(usize, &[u8])]) -> Vec<Item> {
+    let work = |ls: &[(usize, &[u8])]| -> Vec<Item> {
+        ls.iter()
+            .map(|(_, line)| {
+                if line.starts_with(b"{\"checkpoint\":") {
+                    return Item::Checkpoint;
+                }
+                match serde_json::from_slice::<LineMeta>(line) {
+                    Ok(m) => {
+                        let hash_ok = recompute_line_hash(line, m.prev_hash)
+                            .is_some_and(|h| hex::encode(h) == m.hash);
+                        Item::Rec(Meta { seq: m.seq, prev_hash: m.prev_hash.to_string(), hash: m.hash.to_string(), hash_ok })
+                    }
+                    Err(e) => Item::Bad(format!("unparseable line: {e}")),
+                }
+            })
+            .collect()
+    };
+    if lines.len() < 2048 {
+        return work(lines);
+    }
+    let (a, b) = lines.split_at(lines.len() / 2);
+    std::thread::scope(|s| {
+        let hb = s.spawn(|| work(b));
+        let mut out = work(a);
+        out.extend(hb.join().unwrap_or_default());
+        out
+    })
+}
+
+/// Streaming verifier state.
+struct Verifier<'a> {
+    rep: VerifyReport,
+    cps: &'a [Checkpoint],
+    next_cp: usize,
+    prev: Option<(u64, String)>,
+    leaves: Vec<[u8; 32]>,
+    leaves_from: u64,
+    /// Exports may start mid-log: an unanchored first record is a warning, not an error.
+    trust_start: bool,
+}
+
+impl Verifier<'_> {
+    fn fail(&mut self, seq: Option<u64>, msg: String) {
+        self.rep.ok = false;
+        if self.rep.first_bad_seq.is_none() {
+            self.rep.first_bad_seq = seq;
+        }
+        self.rep.errors.push(msg);
+    }
+
+    fn failed(&self) -> bool {
+        !self.rep.errors.is_empty()
+    }
+
+    /// Returns false to stop.
+    fn record(&mut self, m: Meta) -> bool {
+        let expected = match &self.prev {
+            Some((s, _)) => s + 1,
+            None => m.seq,
+        };
+        if self.prev.is_none() {
+            self.start(&m);
+            if self.failed() {
+                return false;
+            }
+        }
+        if m.seq != expected {
+            let what = if m.seq < expected { "duplicate or out of order" } else { "missing record(s)" };
+            self.fail(Some(expected), format!("expected seq {expected}, found seq {m} ({what})", m = m.seq));
+            return false;
+        }
+        let prev_hash = self.prev.as_ref().map(|(_, h)| h.clone());
+        if let Some(p) = prev_hash {
+            if m.prev_hash != p {
+                self.fail(Some(m.seq), format!("seq {}: prev_hash does not match the previous record's hash", m.seq));
+                return false;
+            }
+        }
+        if !m.hash_ok {
+            self.fail(Some(m.seq), format!("seq {}: content does not match its hash", m.seq));
+            return false;
+        }
+        self.rep.records += 1;
+        self.rep.first_seq.get_or_insert(m.seq);
+        self.rep.last_seq = Some(m.seq);
+        let mut raw = [0u8; 32];
+        let _ = hex::decode_to_slice(&m.hash, &mut raw);
+        self.leaves.push(raw);
+        self.prev = Some((m.seq, m.hash));
+        self.close_checkpoints(m.seq);
+        !self.failed()
+    }
+
+    /// Anchor the first record: genesis, a retention checkpoint, or (for exports) trust.
+    fn start(&mut self, m: &Meta) {
+        self.leaves_from = m.seq;
+        // Skip checkpoints entirely before the first record (pruned ranges).
+        while self.next_cp < self.cps.len() && self.cps[self.next_cp].last_seq < m.seq {
+            self.next_cp += 1;
+        }
+        if m.seq == 1 {
+            if m.prev_hash != GENESIS_HASH {
+                self.fail(Some(1), "seq 1 does not start from the genesis hash".into());
+            }
+            return;
+        }
+        let anchor = self.cps.iter().rev().find(|c| c.pruned_through == Some(m.seq - 1));
+        match anchor {
+            Some(c) if c.pruned_head_hash.as_deref() == Some(m.prev_hash.as_str()) => {
+                self.rep.pruned_through = Some(m.seq - 1);
+            }
+            Some(_) => self.fail(Some(m.seq), format!("seq {}: prev_hash does not match the pruning checkpoint", m.seq)),
+            None if self.cps.is_empty() || self.trust_start => {
+                self.rep.warnings.push(format!("log starts at seq {} with no checkpoint to anchor it", m.seq))
+            }
+            None => self.fail(Some(1), format!("records before seq {} are missing and no checkpoint records their removal", m.seq)),
+        }
+    }
+
+    /// Check every checkpoint that ends at `seq`.
+    fn close_checkpoints(&mut self, seq: u64) {
+        while let Some(c) = self.cps.get(self.next_cp) {
+            if c.last_seq > seq {
+                break;
+            }
+            if c.last_seq >= c.first_seq {
+                let head = self.prev.as_ref().map(|(_, h)| h.as_str());
+                if head != Some(c.head_hash.as_str()) {
+                    self.rep.bad_checkpoint = Some(c.checkpoint);
+                    self.fail(Some(seq), format!("checkpoint {} head hash differs from record {seq}", c.checkpoint));
+                    return;
+                }
+                if c.first_seq >= self.leaves_from {
+                    let skip = (c.first_seq - self.leaves_from) as usize;
+                    let root = self.leaves.get(skip..).map(merkle::root).map(hex::encode);
+                    if root.as_deref() != Some(c.merkle_root.as_str()) {
+                        self.rep.bad_checkpoint = Some(c.checkpoint);
+                        self.fail(Some(c.first_seq), format!("checkpoint {}: Merkle root of seq {}..={} differs", c.checkpoint, c.first_seq, c.last_seq));
+                        return;
+                    }
+                }
+            }
+            self.rep.signed_through = Some(c.last_seq);
+            self.leaves.clear();
+            self.leaves_from = c.last_seq + 1;
+            self.next_cp += 1;
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(c) = self.cps.get(self.next_cp) {
+            if c.last_seq >= c.first_seq {
+                let at = self.prev.as_ref().map_or(c.first_seq, |(s, _)| s + 1);
+                self.fail(Some(at), format!("log truncated: checkpoint {} covers up to seq {} but records end before seq {at}", c.checkpoint, c.last_seq));
+            }
+        }
+        if self.rep.errors.is_empty() {
+            self.rep.ok = true;
+        }
+    }
+}
+
+/// Check the checkpoint chain and signatures; returns the valid prefix.
+fn check_checkpoints(lines: &[&[u8]], key: Option<&VerifyingKey>, rep: &mut VerifyReport) -> Vec<Checkpoint> {
+    let mut out: Vec<Checkpoint> = Vec::new();
+    let mut prev_hash = GENESIS_HASH.to_string();
+    for line in lines {
+        let c: Checkpoint = match serde_json::from_slice(line) {
+            Ok(c) => c,
+            Err(e) => {
+                let n = out.last().map_or(1, |c| c.checkpoint + 1);
+                rep.bad_checkpoint = Some(n);
+                rep.first_bad_seq = Some(out.last().map_or(1, |c| c.last_seq + 1));
+                rep.errors.push(format!("checkpoint {n}: unparseable: {e}"));
+                break;
+            }
+        };
+        let expected_n = out.last().map_or(c.checkpoint.max(1), |p| p.checkpoint + 1);
+        let first_ok = out.last().is_none_or(|p| c.first_seq == p.last_seq + 1);
+        let problem = if !c.line_is_canonical(line) {
+            Some("line is not in canonical form (edited)".to_string())
+        } else if c.checkpoint != expected_n || !first_ok {
+            Some(format!("out of sequence (expected checkpoint {expected_n})"))
+        } else if (!out.is_empty() || c.checkpoint == 1) && c.prev_checkpoint != prev_hash {
+            Some("prev_checkpoint does not match the previous checkpoint line".to_string())
+        } else if let Some(k) = key {
+            (!c.signature_ok(k)).then(|| "signature invalid".to_string())
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            rep.bad_checkpoint = Some(c.checkpoint);
+            rep.first_bad_seq = Some(c.first_seq);
+            rep.errors.push(format!("checkpoint {}: {p}", c.checkpoint));
+            break;
+        }
+        prev_hash = checkpoint::line_hash(line);
+        rep.checkpoints += 1;
+        out.push(c);
+    }
+    if key.is_none() && !out.is_empty() {
+        rep.warnings.push("no public key given: checkpoint signatures not checked".into());
+    }
+    out
+}
+
+fn key_or_report(pubkey: Option<&Path>, fallback: &Path, rep: &mut VerifyReport) -> Option<VerifyingKey> {
+    let path = pubkey.map(Path::to_path_buf).unwrap_or_else(|| fallback.to_path_buf());
+    match keys::load_public(&path) {
+        Ok(k) => {
+            rep.key_id = Some(keys::key_id(&k));
+            if pubkey.is_none() {
+                rep.warnings.push(format!("using the public key stored next to the log ({}); pass --pubkey to check against a key you trust", path.display()));
+            }
+            Some(k)
+        }
+        Err(e) if pubkey.is_some() => {
+            rep.errors.push(format!("cannot read public key {}: {e}", path.display()));
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Verify a log directory. `pubkey`: a trusted public key (PEM or hex); default is the
+/// `audit-pubkey.pem` in `dir`, which only proves self-consistency.
+pub fn verify_dir(dir: &Path, pubkey: Option<&Path>) -> VerifyReport {
+    let mut rep = VerifyReport::default();
+    let key = key_or_report(pubkey, &dir.join(keys::PUBLIC_KEY_FILE), &mut rep);
+    verify_dir_with(dir, key.as_ref(), rep)
+}
+
+pub(crate) fn verify_dir_with(dir: &Path, key: Option<&VerifyingKey>, mut rep: VerifyReport) -> VerifyReport {
+    if !rep.errors.is_empty() {
+        return rep;
+    }
+    if let Some(k) = key {
+        rep.key_id = Some(keys::key_id(k));
+    }
+    let cp_buf = fs::read(dir.join(CHECKPOINT_FILE)).unwrap_or_default();
+    let (cp_lines, cp_torn) = segment::lines(&cp_buf);
+    if cp_torn.is_some() {
+        rep.warnings.push("checkpoint file has an incomplete last line (being written, or torn)".into());
+    }
+    let cp_lines: Vec<&[u8]> = cp_lines.into_iter().map(|(_, l)| l).collect();
+    let cps = check_checkpoints(&cp_lines, key, &mut rep);
+    if !rep.errors.is_empty() {
+        return rep;
+    }
+    let segs = match segment::list(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            rep.errors.push(format!("cannot list {}: {e}", dir.display()));
+            return rep;
+        }
+    };
+    let mut v = Verifier { rep, cps: &cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: false };
+    let nsegs = segs.len();
+    'outer: for (i, (_, path)) in segs.iter().enumerate() {
+        let buf = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                v.rep.errors.push(format!("cannot read {}: {e}", path.display()));
+                break;
+            }
+        };
+        let (lines, torn) = segment::lines(&buf);
+        for item in parse_lines(&lines) {
+            let go = match item {
+                Item::Rec(m) => v.record(m),
+                Item::Bad(e) => {
+                    let at = v.prev.as_ref().map_or(1, |(s, _)| s + 1);
+                    v.fail(Some(at), format!("{}: {e}", path.display()));
+                    false
+                }
+                Item::Checkpoint => {
+                    let at = v.prev.as_ref().map_or(1, |(s, _)| s + 1);
+                    v.fail(Some(at), format!("{}: checkpoint line inside a segment", path.display()));
+                    false
+                }
+            };
+            if !go {
+                break 'outer;
+            }
+        }
+        if torn.is_some() {
+            if i + 1 == nsegs {
+                v.rep.warnings.push("last segment ends with an incomplete line (being written, or torn by a crash; cut on next open)".into());
+            } else {
+                let at = v.prev.as_ref().map_or(1, |(s, _)| s + 1);
+                v.fail(Some(at), format!("{}: truncated line", path.display()));
+                break;
+            }
+        }
+    }
+    if v.rep.errors.is_empty() {
+        v.finish();
+    }
+    v.rep
+}
+
+/// Verify an exported JSON-lines file (records with their checkpoint lines interleaved, as
+/// written by `export`).
+pub fn verify_export(file: &Path, pubkey: Option<&Path>) -> VerifyReport {
+    let mut rep = VerifyReport::default();
+    let key = match pubkey {
+        Some(p) => key_or_report(Some(p), p, &mut rep),
+        None => None,
+    };
+    if !rep.errors.is_empty() {
+        return rep;
+    }
+    let buf = match fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            rep.errors.push(format!("cannot read {}: {e}", file.display()));
+            return rep;
+        }
+    };
+    let (lines, torn) = segment::lines(&buf);
+    let cp_lines: Vec<&[u8]> =
+        lines.iter().map(|(_, l)| *l).filter(|l| checkpoint::is_checkpoint_line(l)).collect();
+    let cps = check_checkpoints(&cp_lines, key.as_ref(), &mut rep);
+    if !rep.errors.is_empty() {
+        return rep;
+    }
+    let mut v = Verifier { rep, cps: &cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: true };
+    for item in parse_lines(&lines) {
+        let go = match item {
+            Item::Rec(m) => v.record(m),
+            Item::Checkpoint => true,
+            Item::Bad(e) => {
+                let at = v.prev.as_ref().map_or(1, |(s, _)| s + 1);
+                v.fail(Some(at), e);
+                false
+            }
+        };
+        if !go {
+            break;
+        }
+    }
+    if torn.is_some() && v.rep.errors.is_empty() {
+        let at = v.prev.as_ref().map_or(1, |(s, _)| s + 1);
+        v.fail(Some(at), "export ends with a truncated line".into());
+    }
+    if v.rep.errors.is_empty() {
+        v.finish();
+    }
+    v.rep
+}

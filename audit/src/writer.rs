@@ -1,0 +1,318 @@
+//! The dedicated writer thread: assigns timestamps and chain hashes, writes batches with one
+//! fsync each (group commit), indexes, wakes durable waiters, signs checkpoints, rotates
+//! segments and applies retention. Callers never touch the files, so no tokio worker ever
+//! blocks on fsync.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use ed25519_dalek::SigningKey;
+use prometheus::{Histogram, IntCounterVec};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::index::{Index, Loc};
+use crate::record::AuditRecord;
+use crate::{merkle, segment, AuditSettings};
+
+/// A record waiting for the writer (already masked, `seq` assigned).
+pub(crate) struct Pending {
+    pub rec: AuditRecord,
+    pub waiter: Option<oneshot::Sender<Result<(), String>>>,
+    pub enqueued: Instant,
+}
+
+/// Requests to the writer thread.
+pub(crate) enum Msg {
+    Rec(Box<Pending>),
+    /// Write everything queued so far (and sign a checkpoint if asked), then answer.
+    Flush { checkpoint: bool, done: SyncSender<Result<(), String>> },
+}
+
+/// State shared between the writer and readers.
+pub(crate) struct Shared {
+    /// Highest seq that is fsynced and indexed; readers never look past it.
+    pub durable_seq: AtomicU64,
+    pub broadcast: broadcast::Sender<Arc<AuditRecord>>,
+    pub records_total: IntCounterVec,
+    pub append_seconds: Histogram,
+    /// Why the writer stopped, if it did.
+    pub failed: Mutex<Option<String>>,
+    /// Open segment files for readers, by first seq.
+    pub files: Mutex<std::collections::HashMap<u64, Arc<File>>>,
+}
+
+/// Checkpoint bookkeeping carried across restarts (recovered from `checkpoints.jsonl`).
+#[derive(Default, Clone)]
+pub(crate) struct CpState {
+    pub count: u64,
+    pub prev_line_hash: String,
+    pub last_seq: u64,
+    pub pruned_through: Option<u64>,
+    pub pruned_head_hash: Option<String>,
+}
+
+/// Everything the writer owns.
+pub(crate) struct Writer {
+    pub dir: PathBuf,
+    pub settings: AuditSettings,
+    pub key: SigningKey,
+    pub key_id: String,
+    pub file: File,
+    pub seg_first: u64,
+    pub seg_len: u64,
+    pub head_seq: u64,
+    pub head_hash: String,
+    pub last_ts_ms: i64,
+    pub cp_file: File,
+    pub cp: CpState,
+    /// Raw hashes of records after `cp.last_seq` (the next checkpoint's Merkle leaves).
+    pub pending_hashes: Vec<[u8; 32]>,
+    pub last_cp: Instant,
+    pub index: Index,
+    pub shared: Arc<Shared>,
+}
+
+/// RFC 3339 UTC with milliseconds.
+pub(crate) fn fmt_ts(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Writer {
+    /// Thread body: runs until every sender is gone, then flushes and signs a final checkpoint.
+    pub fn run(mut self, rx: Receiver<Msg>) {
+        let mut batch: Vec<Pending> = Vec::new();
+        let mut flushes: Vec<(bool, SyncSender<Result<(), String>>)> = Vec::new();
+        let group = Duration::from_millis(self.settings.group_commit_ms);
+        let max = self.settings.group_commit_records.max(1);
+        let cp_every = Duration::from_secs(self.settings.checkpoint_every_secs.max(1));
+        let mut closed = false;
+        while !closed {
+            let idle = if self.pending_hashes.is_empty() { cp_every } else { cp_every.saturating_sub(self.last_cp.elapsed()) };
+            match rx.recv_timeout(idle.max(Duration::from_millis(1))) {
+                Ok(m) => push(m, &mut batch, &mut flushes),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => closed = true,
+            }
+            // Gather the group: stop at `max` records, at the group deadline, or as soon as the
+            // queue is empty when someone is waiting for durability (no point making them wait).
+            let start = Instant::now();
+            while !closed && batch.len() < max {
+                let urgent = !flushes.is_empty() || batch.iter().any(|p| p.waiter.is_some());
+                let next = if urgent || group.is_zero() {
+                    match rx.try_recv() {
+                        Ok(m) => Ok(m),
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                    }
+                } else if batch.is_empty() {
+                    break;
+                } else {
+                    let left = group.saturating_sub(start.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    rx.recv_timeout(left)
+                };
+                match next {
+                    Ok(m) => push(m, &mut batch, &mut flushes),
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => closed = true,
+                }
+            }
+            if let Err(e) = self.step(&mut batch, &mut flushes, closed) {
+                tracing::error!(error = %e, "audit writer stopped");
+                if let Ok(mut f) = self.shared.failed.lock() {
+                    *f = Some(e.clone());
+                }
+                for p in batch.drain(..) {
+                    if let Some(w) = p.waiter {
+                        let _ = w.send(Err(e.clone()));
+                    }
+                }
+                for (_, d) in flushes.drain(..) {
+                    let _ = d.send(Err(e.clone()));
+                }
+                return;
+            }
+        }
+    }
+
+    fn step(
+        &mut self,
+        batch: &mut Vec<Pending>,
+        flushes: &mut Vec<(bool, SyncSender<Result<(), String>>)>,
+        closing: bool,
+    ) -> Result<(), String> {
+        if !batch.is_empty() {
+            self.write_batch(batch).map_err(|e| format!("write: {e}"))?;
+        }
+        let want_cp = closing
+            || flushes.iter().any(|(c, _)| *c)
+            || self.pending_hashes.len() as u64 >= self.settings.checkpoint_every_records.max(1)
+            || (!self.pending_hashes.is_empty() && self.last_cp.elapsed().as_secs() >= self.settings.checkpoint_every_secs);
+        if want_cp {
+            self.checkpoint(None).map_err(|e| format!("checkpoint: {e}"))?;
+            if self.settings.retention_days.is_some() {
+                if let Err(e) = self.prune() {
+                    tracing::warn!(error = %e, "audit retention failed");
+                }
+            }
+        }
+        if self.seg_len >= self.settings.segment_max_bytes {
+            self.rotate().map_err(|e| format!("rotate: {e}"))?;
+        }
+        for (_, d) in flushes.drain(..) {
+            let _ = d.send(Ok(()));
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: &mut Vec<Pending>) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(batch.len() * 1100);
+        let mut head_hash = self.head_hash.clone();
+        let mut head_seq = self.head_seq;
+        let mut ts_ms = self.last_ts_ms;
+        let mut locs = Vec::with_capacity(batch.len());
+        let mut hashes = Vec::with_capacity(batch.len());
+        for p in batch.iter_mut() {
+            if p.rec.seq != head_seq + 1 {
+                return Err(std::io::Error::other(format!("seq gap: {} after {head_seq}", p.rec.seq)));
+            }
+            ts_ms = ts_ms.max(Utc::now().timestamp_millis());
+            p.rec.ts = fmt_ts(ts_ms);
+            p.rec.prev_hash = std::mem::take(&mut head_hash);
+            let line = p.rec.seal().map_err(std::io::Error::other)?;
+            let mut raw = [0u8; 32];
+            hex::decode_to_slice(&p.rec.hash, &mut raw).map_err(std::io::Error::other)?;
+            hashes.push(raw);
+            head_hash = p.rec.hash.clone();
+            head_seq = p.rec.seq;
+            let len = u32::try_from(line.len() - 1).map_err(std::io::Error::other)?;
+            locs.push(Loc { segment: self.seg_first, offset: self.seg_len + buf.len() as u64, len, ts_ms });
+            buf.extend_from_slice(&line);
+        }
+        self.file.write_all(&buf)?;
+        self.file.sync_data()?;
+        self.seg_len += buf.len() as u64;
+        self.head_hash = head_hash;
+        self.head_seq = head_seq;
+        self.last_ts_ms = ts_ms;
+        self.pending_hashes.extend_from_slice(&hashes);
+
+        let pairs: Vec<(&AuditRecord, Loc)> = batch.iter().map(|p| &p.rec).zip(locs).collect();
+        if let Err(e) = self.index.add(&pairs) {
+            // The index is derived data: the next open rebuilds it from the segments.
+            tracing::warn!(error = %e, "audit index update failed");
+        }
+        self.shared.durable_seq.store(head_seq, Ordering::Release);
+        for p in batch.drain(..) {
+            if let Some(w) = p.waiter {
+                let _ = w.send(Ok(()));
+            }
+            self.shared.append_seconds.observe(p.enqueued.elapsed().as_secs_f64());
+            self.shared.records_total.with_label_values(&[p.rec.kind.map_or("none", |k| k.as_str())]).inc();
+            if self.shared.broadcast.receiver_count() > 0 {
+                let _ = self.shared.broadcast.send(Arc::new(p.rec));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sign a checkpoint over the records since the last one (or a pruning-only one).
+    pub fn checkpoint(&mut self, prune: Option<(u64, String, Vec<String>)>) -> std::io::Result<()> {
+        if self.pending_hashes.is_empty() && prune.is_none() {
+            return Ok(());
+        }
+        let (pruned_through, pruned_head_hash, pruned_segments) = match prune {
+            Some((t, h, s)) => (Some(t), Some(h), s),
+            None => (self.cp.pruned_through, self.cp.pruned_head_hash.clone(), Vec::new()),
+        };
+        let mut cp = Checkpoint {
+            checkpoint: self.cp.count + 1,
+            first_seq: self.cp.last_seq + 1,
+            head_hash: self.head_hash.clone(),
+            key_id: self.key_id.clone(),
+            last_seq: self.head_seq,
+            merkle_root: hex::encode(merkle::root(&self.pending_hashes)),
+            prev_checkpoint: self.cp.prev_line_hash.clone(),
+            pruned_head_hash,
+            pruned_segments,
+            pruned_through,
+            ts: fmt_ts(Utc::now().timestamp_millis().max(self.last_ts_ms)),
+            sig: String::new(),
+        };
+        let line = cp.sign(&self.key).map_err(std::io::Error::other)?;
+        self.cp_file.write_all(&line)?;
+        self.cp_file.sync_data()?;
+        self.cp = CpState {
+            count: cp.checkpoint,
+            prev_line_hash: checkpoint::line_hash(&line[..line.len() - 1]),
+            last_seq: cp.last_seq,
+            pruned_through: cp.pruned_through,
+            pruned_head_hash: cp.pruned_head_hash,
+        };
+        self.pending_hashes.clear();
+        self.last_cp = Instant::now();
+        Ok(())
+    }
+
+    /// Close the current segment (after a checkpoint, so checkpoint ranges never straddle
+    /// segments and retention can drop whole, fully signed segments).
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.checkpoint(None)?;
+        self.seg_first = self.head_seq + 1;
+        self.file = segment::create(&self.dir, self.seg_first)?;
+        self.seg_len = 0;
+        Ok(())
+    }
+
+    /// Remove closed segments whose newest record is older than the retention period,
+    /// recording the removal in a signed checkpoint first.
+    fn prune(&mut self) -> Result<(), crate::AuditError> {
+        let Some(days) = self.settings.retention_days else { return Ok(()) };
+        let cutoff = Utc::now().timestamp_millis() - i64::from(days) * 86_400_000;
+        let segs = segment::list(&self.dir)?;
+        let mut doomed = Vec::new();
+        let mut last: Option<(u64, String)> = None;
+        for (first, path) in segs.iter().filter(|(f, _)| *f < self.seg_first) {
+            let buf = std::fs::read(path)?;
+            let recs: Vec<AuditRecord> =
+                segment::lines(&buf).0.iter().filter_map(|(_, l)| serde_json::from_slice(l).ok()).collect();
+            let Some(newest) = recs.last() else { break };
+            if crate::index::ts_ms(&newest.ts) >= cutoff || newest.seq > self.cp.last_seq {
+                break;
+            }
+            last = Some((newest.seq, newest.hash.clone()));
+            doomed.push((*first, path.clone(), recs));
+        }
+        let Some((through, hash)) = last else { return Ok(()) };
+        let names = doomed
+            .iter()
+            .filter_map(|(_, p, _)| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .collect();
+        self.checkpoint(Some((through, hash, names)))?;
+        for (first, path, recs) in doomed {
+            self.index.remove(&recs)?;
+            if let Ok(mut files) = self.shared.files.lock() {
+                files.remove(&first);
+            }
+            std::fs::remove_file(&path)?;
+        }
+        segment::sync_dir(&self.dir)?;
+        Ok(())
+    }
+}
+
+fn push(m: Msg, batch: &mut Vec<Pending>, flushes: &mut Vec<(bool, SyncSender<Result<(), String>>)>) {
+    match m {
+        Msg::Rec(p) => batch.push(*p),
+        Msg::Flush { checkpoint, done } => flushes.push((checkpoint, done)),
+    }
+}

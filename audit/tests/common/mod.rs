@@ -1,0 +1,39 @@
+//! Shared helpers for the audit integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use audit::{AuditEvent, AuditLog, AuditSettings, RecordKind};
+use policy::{Action, Risk};
+
+pub fn open(dir: &Path, settings: &AuditSettings) -> AuditLog {
+    let db = sled::open(dir.join("db")).unwrap();
+    AuditLog::open(&dir.join("audit"), settings, &db, &prometheus::Registry::new()).unwrap()
+}
+
+pub fn event(i: u64) -> AuditEvent {
+    AuditEvent {
+        kind: Some(if i % 3 == 0 { RecordKind::Exec } else { RecordKind::ModelCall }),
+        agent: Some(format!("agent-{}", i % 4)),
+        trace_id: Some(format!("trace-{}", i / 5)),
+        action: Some(if i % 7 == 0 { Action::Deny } else { Action::Allow }),
+        risk: Some(if i % 7 == 0 { Risk::High } else { Risk::Low }),
+        reason: Some(format!("reason number {i}")),
+        subject: serde_json::json!({"model": "gpt-4o", "i": i}),
+        details: serde_json::json!({"marker": i}),
+        ..AuditEvent::default()
+    }
+}
+
+/// Write `n` records (seq 1..=n) with a checkpoint every `cp_every`, then close cleanly.
+pub fn build(dir: &Path, n: u64, cp_every: u64) {
+    let settings = AuditSettings { checkpoint_every_records: cp_every, group_commit_records: 8, ..AuditSettings::default() };
+    let log = open(dir, &settings);
+    for i in 1..=n {
+        assert_eq!(log.append(event(i)).unwrap(), i);
+        if i % 4 == 0 {
+            log.flush().unwrap();
+        }
+    }
+    drop(log);
+}

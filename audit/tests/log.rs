@@ -1,0 +1,179 @@
+//! Append, reopen, search, pagination, trace, subscribe and retention behaviour.
+
+mod common;
+
+use std::collections::HashSet;
+
+use audit::{AuditQuery, AuditSettings, RecordKind};
+use policy::{Action, Risk};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_get_gapless_seqs_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(common::open(tmp.path(), &AuditSettings::default()));
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..50 {
+                let ev = common::event(t * 1000 + i);
+                seqs.push(if i % 2 == 0 { log.append_durable(ev).await.unwrap() } else { log.append(ev).unwrap() });
+            }
+            seqs
+        }));
+    }
+    let mut all = HashSet::new();
+    for t in tasks {
+        for s in t.await.unwrap() {
+            assert!(all.insert(s), "seq {s} handed out twice");
+        }
+    }
+    assert_eq!(all, (1..=400).collect::<HashSet<u64>>());
+    log.flush().unwrap();
+    assert_eq!(log.head(), 400);
+    let rep = log.verify();
+    assert!(rep.ok, "{rep}");
+    assert_eq!(rep.records, 400);
+}
+
+#[tokio::test]
+async fn durable_append_is_readable_immediately_and_reopen_continues_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let log = common::open(tmp.path(), &AuditSettings::default());
+        let s = log.append_durable(common::event(1)).await.unwrap();
+        let r = log.get(s).unwrap().expect("durable record readable");
+        assert_eq!(r.prev_hash, audit::GENESIS_HASH);
+        assert_eq!(r.details["marker"], 1);
+        assert!(r.ts.ends_with('Z') && r.ts.len() == 24, "ts {}", r.ts);
+    }
+    let log = common::open(tmp.path(), &AuditSettings::default());
+    let s = log.append_durable(common::event(2)).await.unwrap();
+    assert_eq!(s, 2);
+    let (a, b) = (log.get(1).unwrap().unwrap(), log.get(2).unwrap().unwrap());
+    assert_eq!(b.prev_hash, a.hash);
+    let rep = log.verify();
+    assert!(rep.ok, "{rep}");
+    // The clean close signed a checkpoint over seq 1; seq 2 is chained but not yet signed.
+    assert_eq!(rep.checkpoints, 1);
+    assert_eq!(rep.signed_through, Some(1));
+}
+
+#[test]
+fn index_is_rebuilt_from_segments_when_sled_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::build(tmp.path(), 30, 10);
+    std::fs::remove_dir_all(tmp.path().join("db")).unwrap();
+    let log = common::open(tmp.path(), &AuditSettings::default());
+    let page = log.search(&AuditQuery { agent: Some("agent-1".into()), ..Default::default() }).unwrap();
+    let seqs: Vec<u64> = page.items.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![29, 25, 21, 17, 13, 9, 5, 1]);
+}
+
+#[test]
+fn search_filters_paginate_newest_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::build(tmp.path(), 100, 1000);
+    let log = common::open(tmp.path(), &AuditSettings::default());
+
+    // Unfiltered pages walk every record exactly once, newest first.
+    let mut seen = Vec::new();
+    let mut q = AuditQuery { limit: Some(30), ..Default::default() };
+    loop {
+        let page = log.search(&q).unwrap();
+        seen.extend(page.items.iter().map(|r| r.seq));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (1..=100).rev().collect::<Vec<_>>());
+
+    let deny = log.search(&AuditQuery { action: Some(Action::Deny), ..Default::default() }).unwrap();
+    assert_eq!(deny.items.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![98, 91, 84, 77, 70, 63, 56, 49, 42, 35, 28, 21, 14, 7]);
+    assert!(deny.items.iter().all(|r| r.risk == Some(Risk::High)));
+
+    let combo = log
+        .search(&AuditQuery { kind: Some(RecordKind::Exec), agent: Some("agent-0".into()), limit: Some(3), ..Default::default() })
+        .unwrap();
+    assert_eq!(combo.items.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![96, 84, 72]);
+    assert_eq!(combo.next_cursor.as_deref(), Some("72"));
+
+    let kw = log.search(&AuditQuery { keyword: Some("REASON NUMBER 4".into()), ..Default::default() }).unwrap();
+    let mut kws: Vec<u64> = kw.items.iter().map(|r| r.seq).collect();
+    kws.sort();
+    assert_eq!(kws, vec![4, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49]);
+
+    // Time range: everything was written within the last minute, nothing is in the future.
+    let now = chrono::Utc::now();
+    let future = log.search(&AuditQuery { from: Some(now + chrono::Duration::hours(1)), ..Default::default() }).unwrap();
+    assert!(future.items.is_empty());
+    let past = log
+        .search(&AuditQuery { from: Some(now - chrono::Duration::hours(1)), to: Some(now), limit: Some(5), ..Default::default() })
+        .unwrap();
+    assert_eq!(past.items.len(), 5);
+
+    let json = serde_json::to_value(&combo).unwrap();
+    assert!(json.get("items").unwrap().is_array() && json.get("next_cursor").is_some());
+    assert!(log.search(&AuditQuery { cursor: Some("nope".into()), ..Default::default() }).is_err());
+}
+
+#[test]
+fn trace_get_and_read_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::build(tmp.path(), 20, 1000);
+    let log = common::open(tmp.path(), &AuditSettings::default());
+    let t = log.trace("trace-2").unwrap();
+    assert_eq!(t.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![10, 11, 12, 13, 14]);
+    assert!(log.trace("no-such-trace").unwrap().is_empty());
+    assert_eq!(log.get(7).unwrap().unwrap().details["marker"], 7);
+    assert!(log.get(21).unwrap().is_none());
+    let from = log.read_from(18, 10).unwrap();
+    assert_eq!(from.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![18, 19, 20]);
+}
+
+#[tokio::test]
+async fn subscribers_see_every_record_after_it_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = common::open(tmp.path(), &AuditSettings::default());
+    let mut rx = log.subscribe();
+    for i in 1..=5 {
+        log.append(common::event(i)).unwrap();
+    }
+    for i in 1..=5u64 {
+        let r = rx.recv().await.unwrap();
+        assert_eq!(r.seq, i);
+        assert_eq!(log.get(i).unwrap().as_ref(), Some(&*r), "broadcast only after durable");
+    }
+}
+
+#[test]
+fn retention_removes_whole_old_segments_after_a_signed_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = AuditSettings { segment_max_bytes: 2_000, group_commit_records: 4, ..AuditSettings::default() };
+    {
+        let log = common::open(tmp.path(), &small);
+        for i in 1..=40 {
+            log.append(common::event(i)).unwrap();
+            log.flush().unwrap();
+        }
+    }
+    let dir = tmp.path().join("audit");
+    let before = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("seg-")).count();
+    assert!(before > 3, "small segments rotate ({before})");
+    let keep = AuditSettings { retention_days: Some(0), ..small };
+    let log = common::open(tmp.path(), &keep);
+    log.append(common::event(41)).unwrap();
+    log.checkpoint_now().unwrap();
+    let after = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("seg-")).count();
+    assert_eq!(after, 1, "only the live segment survives");
+    assert!(log.get(1).unwrap().is_none());
+    let rep = log.verify();
+    assert!(rep.ok, "{rep}");
+    let pruned = rep.pruned_through.expect("pruning recorded");
+    assert_eq!(rep.first_seq, Some(pruned + 1));
+    drop(log);
+    let rep = audit::verify_dir(&dir, None);
+    assert!(rep.ok, "{rep}");
+}

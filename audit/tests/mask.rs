@@ -1,0 +1,104 @@
+//! Masking with realistic payloads: secrets never reach the file, equal values correlate.
+
+mod common;
+
+use audit::mask::{mask_json, mask_text, token_for};
+use audit::{AuditEvent, AuditSettings, RecordKind};
+use serde_json::json;
+
+const OPENAI: &str = "sk-proj-Ab3dEfGh1jKlMnOpQrStUvWxYz0123456789_abcdEFGH";
+const OPENAI_OLD: &str = "sk-4kT9xQ2mLp8vR7nW3sY6uZ1aB5cD0eF8gH2iJ4kL6mN8";
+const ANTHROPIC: &str = "sk-ant-api03-R2d2C3poLuke_Skywalker-0123456789abcdefABCDEF-xyzXYZ";
+const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+const PEM: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIFZ1Zk1n0x2mxQm4mQ2mGm2Z4mL8mQ9mW0mR1mT2mY3m\n-----END PRIVATE KEY-----";
+
+#[test]
+fn api_keys_tokens_and_jwts_in_free_text() {
+    let text = format!(
+        "export OPENAI_API_KEY={OPENAI}; curl -H 'Authorization: Bearer {OPENAI_OLD}' -H 'x-api-key: {ANTHROPIC}' --cookie session={JWT}"
+    );
+    let out = mask_text(&text);
+    for secret in [OPENAI, OPENAI_OLD, ANTHROPIC, JWT] {
+        assert!(!out.contains(secret), "{secret} leaked: {out}");
+    }
+    assert!(out.contains(&token_for("jwt", JWT)), "{out}");
+    assert!(out.contains("export OPENAI_API_KEY=") && out.contains("curl -H"), "context kept: {out}");
+}
+
+#[test]
+fn pii_and_cards() {
+    let text = "Contact jane.doe+work@example.co.uk or +1 (415) 555-2671 / 415-555-2671; card 4111 1111 1111 1111, \
+                amex 378282246310005, order id 4111111111111112, date 2025-01-31, port 8080";
+    let out = mask_text(text);
+    assert!(!out.contains("jane.doe"), "{out}");
+    assert!(out.contains(&token_for("email", "jane.doe+work@example.co.uk")), "{out}");
+    assert!(!out.contains("555-2671"), "{out}");
+    assert!(!out.contains("4111 1111 1111 1111") && !out.contains("378282246310005"), "{out}");
+    assert!(out.contains("4111111111111112"), "fails Luhn, not a card: {out}");
+    assert!(out.contains("2025-01-31") && out.contains("port 8080"), "dates/numbers untouched: {out}");
+}
+
+#[test]
+fn pem_private_keys() {
+    let out = mask_text(&format!("key:\n{PEM}\nend"));
+    assert!(!out.contains("MC4CAQAw") && out.contains("[private_key:"), "{out}");
+    assert!(out.starts_with("key:\n") && out.ends_with("\nend"));
+}
+
+#[test]
+fn json_fields_by_name_and_obligation_paths() {
+    let mut v = json!({
+        "tool": "http.post",
+        "args": {
+            "url": "https://api.example.com/login",
+            "body": {"username": "bob", "Password": "hunter2", "client_secret": "abc123xyz", "max_tokens": 512},
+            "headers": {"Authorization": format!("Bearer {OPENAI}"), "X-Api-Key": ANTHROPIC},
+            "notes": "reach me at bob@corp.example",
+            "path": "/home/bob/.ssh/id_ed25519"
+        },
+        "usage": {"input_tokens": 10, "output_tokens": 20}
+    });
+    mask_json(&mut v, &["$.args.url".to_string(), "/home/bob/.ssh".to_string()]);
+    let s = v.to_string();
+    for leak in ["hunter2", "abc123xyz", OPENAI, ANTHROPIC, "bob@corp.example", "api.example.com/login", "/home/bob/.ssh"] {
+        assert!(!s.contains(leak), "{leak} leaked: {s}");
+    }
+    assert_eq!(v["args"]["body"]["Password"], token_for("secret", "hunter2"));
+    assert_eq!(v["args"]["body"]["max_tokens"], 512, "token counts are not secrets");
+    assert_eq!(v["usage"]["input_tokens"], 10);
+    assert_eq!(v["args"]["body"]["username"], "bob");
+    assert!(v["args"]["path"].as_str().unwrap().ends_with("/id_ed25519"));
+    // Canonical layout: keys sorted.
+    let keys: Vec<&String> = v["args"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["body", "headers", "notes", "path", "url"]);
+}
+
+#[test]
+fn secrets_never_reach_the_segment_file_and_equal_values_correlate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = common::open(tmp.path(), &AuditSettings::default());
+    let ev = |i: u64| AuditEvent {
+        kind: Some(RecordKind::ToolCall),
+        agent: Some("ops-bot".into()),
+        reason: Some(format!("user alice@example.com asked (call {i})")),
+        subject: json!({"command": format!("psql postgres://admin:{}@db/prod", "S3cr3tPw"), "api_key": OPENAI}),
+        details: json!({"prompt": format!("my card is 5555 5555 5555 4444 and token {JWT}")}),
+        mask: vec!["S3cr3tPw".into(), "$.subject.command".into()],
+        ..AuditEvent::default()
+    };
+    log.append(ev(1)).unwrap();
+    log.append(ev(2)).unwrap();
+    log.flush().unwrap();
+    let file = std::fs::read_to_string(tmp.path().join("audit").join(audit::segment_name(1))).unwrap();
+    for leak in ["alice@example.com", "S3cr3tPw", OPENAI, "5555 5555 5555 4444", JWT, "postgres://"] {
+        assert!(!file.contains(leak), "{leak} reached disk");
+    }
+    let (a, b) = (log.get(1).unwrap().unwrap(), log.get(2).unwrap().unwrap());
+    assert_eq!(a.subject["api_key"], b.subject["api_key"], "same secret, same short hash");
+    assert!(a.reason.as_deref().unwrap().contains(&token_for("email", "alice@example.com")));
+    assert!(file.lines().all(|l| !l.contains("\"mask\"")), "obligation values are not stored");
+    // Searching for the raw e-mail finds the masked records.
+    let page = log.search(&audit::AuditQuery { keyword: Some("alice@example.com".into()), ..Default::default() }).unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert!(log.verify().ok);
+}

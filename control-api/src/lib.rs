@@ -1,0 +1,63 @@
+//! ClawButler's control API: the control listener's routes. REST under `/api/v1` (JSON,
+//! bearer tokens with roles, problem+json errors), `/metrics` for Prometheus, `/livez` and
+//! `/readyz` for orchestrators, and the embedded web UI at `/`. It reads and steers the same
+//! state the data path uses; it never sits on the data path itself.
+
+pub mod auth;
+pub mod problem;
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use auth::{Caller, Role, TokenRecord, TokenStore};
+pub use problem::Problem;
+
+/// One readiness check: name, ok, detail.
+pub type Check = (&'static str, bool, String);
+
+/// Something `/readyz` asks.
+pub type ReadyProbe = Arc<dyn Fn() -> Vec<Check> + Send + Sync>;
+
+/// Everything the control routes share.
+pub struct ControlState {
+    pub registry: prometheus::Registry,
+    pub policy: Arc<policy::PolicyEngine>,
+    pub audit: Arc<audit::AuditLog>,
+    pub tokens: TokenStore,
+    pub ready: ReadyProbe,
+}
+
+/// Shared handle.
+pub type AppState = Arc<ControlState>;
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &AppState) -> Result<Caller, Problem> {
+        auth::authenticate(&state.tokens, parts.headers.get(http::header::AUTHORIZATION))
+    }
+}
+
+/// All control routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(routes::health::routes())
+        .merge(routes::policies::routes())
+        .merge(routes::audit::routes())
+        .fallback(routes::not_found)
+        .with_state(state)
+}
+
+/// Serve the router until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await
+}

@@ -1,0 +1,60 @@
+//! `/api/v1/audit`: search with cursor pagination, one record, a trace's chain, and a live
+//! verification of the log (any role).
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::auth::Caller;
+use crate::problem::Problem;
+use crate::AppState;
+
+/// The audit routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/audit", get(search))
+        .route("/api/v1/audit/verify", get(verify))
+        .route("/api/v1/audit/trace/{trace_id}", get(trace))
+        .route("/api/v1/audit/{seq}", get(one))
+}
+
+fn internal(e: audit::AuditError) -> Problem {
+    Problem::internal(e.to_string())
+}
+
+async fn search(
+    _c: Caller,
+    State(s): State<AppState>,
+    q: Result<Query<audit::AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<audit::AuditPage>, Problem> {
+    let Query(q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let audit = s.audit.clone();
+    tokio::task::spawn_blocking(move || audit.search(&q))
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .map(Json)
+        .map_err(internal)
+}
+
+async fn one(
+    _c: Caller,
+    State(s): State<AppState>,
+    Path(seq): Path<String>,
+) -> Result<Json<audit::AuditRecord>, Problem> {
+    let seq: u64 = seq.parse().map_err(|_| Problem::bad_request(format!("'{seq}' is not a record number")))?;
+    s.audit.get(seq).map_err(internal)?.map(Json).ok_or_else(|| Problem::not_found(format!("no audit record {seq}")))
+}
+
+async fn trace(
+    _c: Caller,
+    State(s): State<AppState>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let items = s.audit.trace(&trace_id).map_err(internal)?;
+    Ok(Json(serde_json::json!({ "trace_id": trace_id, "items": items })))
+}
+
+async fn verify(_c: Caller, State(s): State<AppState>) -> Result<Json<audit::VerifyReport>, Problem> {
+    let audit = s.audit.clone();
+    tokio::task::spawn_blocking(move || audit.verify()).await.map(Json).map_err(|e| Problem::internal(e.to_string()))
+}

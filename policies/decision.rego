@@ -1,0 +1,96 @@
+# The one entry point: data.clawbutler.decision.
+#
+# Rules never write `decision` themselves. They add findings
+#   {"rule": "...", "reason": "...", "risk": "low|medium|high|critical", "mask": [...]?}
+# to `deny_findings` or `hold_findings`, and the rules below compose them:
+#   deny beats hold beats allow; among several findings of one action the highest risk wins,
+#   then the rule name (so the winner is deterministic); a live grant for this call turns a
+#   hold (never a deny) into an allow. An input kind this bundle does not know leaves
+#   `decision` undefined, which the engine turns into a deny (fail closed).
+package clawbutler
+
+_risk_rank := {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+_known_kinds := {"model_call", "exec", "tool_call", "plugin"}
+
+_winner(findings) := sorted[0][2] if {
+	sorted := sort([[0 - _risk_rank[f.risk], f.rule, f] | some f in findings])
+}
+
+# Values the audit log must mask, from every finding (not just the winner).
+_mask := sort({m |
+	some f in deny_findings | hold_findings
+	some m in object.get(f, "mask", [])
+})
+
+_from(action, f) := {
+	"action": action,
+	"rule": f.rule,
+	"reason": f.reason,
+	"risk": f.risk,
+	"obligations": _obligations(action),
+}
+
+_obligations("hold") := {"mask": _mask, "hold_ttl_s": cfg.hold_ttl_s}
+
+_obligations(action) := {"mask": _mask} if action != "hold"
+
+decision := _from("deny", _winner(deny_findings)) if {
+	input.kind in _known_kinds
+	count(deny_findings) > 0
+}
+
+decision := _from("hold", _winner(hold_findings)) if {
+	input.kind in _known_kinds
+	count(deny_findings) == 0
+	count(hold_findings) > 0
+	count(matching_grants) == 0
+}
+
+decision := _from("allow", _granted(_winner(hold_findings))) if {
+	input.kind in _known_kinds
+	count(deny_findings) == 0
+	count(hold_findings) > 0
+	count(matching_grants) > 0
+}
+
+decision := _from("allow", _default_allow) if {
+	input.kind in _known_kinds
+	count(deny_findings) == 0
+	count(hold_findings) == 0
+}
+
+_granted(held) := {
+	"rule": sprintf("grant:%s", [id]),
+	"reason": sprintf("Allowed by standing grant %s (otherwise held: %s)", [id, held.reason]),
+	"risk": held.risk,
+} if {
+	id := sort(matching_grants)[0]
+}
+
+_default_allow := {
+	"rule": "model.list_models",
+	"reason": "Listing models is always allowed",
+	"risk": "low",
+} if is_model_list
+
+_default_allow := {
+	"rule": "allow.model_call",
+	"reason": "No policy rule restricts this model call",
+	"risk": "low",
+} if {
+	input.kind == "model_call"
+	not is_model_list
+}
+
+_default_allow := {
+	"rule": "allow.exec",
+	"reason": "No policy rule restricts this command",
+	"risk": "medium",
+} if input.kind == "exec"
+
+_default_allow := {
+	"rule": sprintf("allow.%s", [input.kind]),
+	"reason": "No policy rule restricts this tool call",
+	"risk": "low",
+} if input.kind in {"tool_call", "plugin"}

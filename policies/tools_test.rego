@@ -1,0 +1,48 @@
+package clawbutler_test
+
+test_harmless_tool_allowed_low_risk if {
+	d := decide(tool_input("search_docs", {"query": "rego"}))
+	d.action == "allow"
+	d.rule == "allow.tool_call"
+	d.risk == "low"
+}
+
+test_openclaw_message_tool_held if held_by(tool_input("message", {"to": "+15550100", "text": "hi"}), "tool.outbound_message")
+
+test_send_email_held if {
+	d := decide(tool_input("send_email", {"to": "a@example.com"}))
+	d.rule == "tool.outbound_message"
+	d.risk == "high"
+	contains(d.reason, "'send_email'")
+}
+
+test_slack_post_held if held_by(tool_input("slack.postMessage", {"channel": "#ops"}), "tool.outbound_message")
+
+test_reading_mail_allowed if allowed(tool_input("list_emails", {"folder": "inbox"}))
+
+test_payment_tool_held_critical if {
+	d := decide(tool_input("stripe_create_payment", {"amount": 100}))
+	d.action == "hold"
+	d.rule == "tool.payment"
+	d.risk == "critical"
+}
+
+test_transfer_tool_held if held_by(tool_input("bank_transfer", {"amount": 5}), "tool.payment")
+
+test_configured_high_risk_tool_held if {
+	d := data.clawbutler.decision with input as tool_input("browser_navigate", {}) with data.clawbutler.config as {"high_risk_tools": ["browser_*"]}
+	d.action == "hold"
+	d.rule == "tool.high_risk_configured"
+}
+
+test_file_write_outside_workspace_held if {
+	d := data.clawbutler.decision with input as tool_input("write", {"path": "/etc/hosts", "content": "x"}) with data.clawbutler.config as {"workspace_roots": ["/home/u/proj"]}
+	d.rule == "tool.write_outside_workspace"
+}
+
+test_file_write_inside_workspace_allowed if {
+	d := data.clawbutler.decision with input as tool_input("write", {"path": "/home/u/proj/a.md", "content": "x"}) with data.clawbutler.config as {"workspace_roots": ["/home/u/proj"]}
+	d.action == "allow"
+}
+
+test_reading_credentials_through_a_tool_held if held_by(tool_input("read", {"path": "/home/u/proj/.env.local"}), "secrets.credential_access")

@@ -1,0 +1,131 @@
+//! The `[policies]` config section: where the bundle lives, how long one evaluation may run,
+//! and the policy data users tune without editing Rego (it becomes `data.clawbutler.config`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{BundleSource, EngineOptions};
+
+fn default_eval_timeout_ms() -> u64 {
+    5
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_hold_ttl_s() -> u64 {
+    900
+}
+
+/// `[policies]` config section. Every key has a default; unknown keys are an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// Bundle directory; absent = the embedded default bundle.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Per-evaluation time limit in milliseconds (default 5); past it the call is denied.
+    #[serde(default = "default_eval_timeout_ms")]
+    pub eval_timeout_ms: u64,
+    /// Reload when a file under `dir` changes (default true; ignored for the embedded bundle).
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Models agents may call: exact names or globs (`gpt-4o*`), matched against the model
+    /// name and `<upstream>/<name>`. Empty = no allow-list.
+    #[serde(default)]
+    pub model_allowlist: Vec<String>,
+    /// Deny a call whose estimated cost alone exceeds this many USD. Absent = no cap.
+    #[serde(default)]
+    pub max_call_usd: Option<f64>,
+    /// Directories agents may write in, besides the per-call `exec.workspace`.
+    #[serde(default)]
+    pub workspace_roots: Vec<String>,
+    /// Extra tool names (exact or glob) that always need a human.
+    #[serde(default)]
+    pub high_risk_tools: Vec<String>,
+    /// Extra command globs (matched against the whole command line) that always need a human.
+    #[serde(default)]
+    pub high_risk_commands: Vec<String>,
+    /// How long a held call waits for a human before it expires, in seconds.
+    #[serde(default = "default_hold_ttl_s")]
+    pub hold_ttl_s: u64,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings {
+            dir: None,
+            eval_timeout_ms: default_eval_timeout_ms(),
+            watch: true,
+            model_allowlist: Vec::new(),
+            max_call_usd: None,
+            workspace_roots: Vec::new(),
+            high_risk_tools: Vec::new(),
+            high_risk_commands: Vec::new(),
+            hold_ttl_s: default_hold_ttl_s(),
+        }
+    }
+}
+
+impl PolicySettings {
+    /// The policy data: the value of `data.clawbutler.config` in Rego. Pass it as the `data`
+    /// argument of [`crate::PolicyEngine::new`].
+    pub fn data(&self) -> serde_json::Value {
+        serde_json::json!({
+            "model_allowlist": self.model_allowlist,
+            "max_call_usd": self.max_call_usd,
+            "workspace_roots": self.workspace_roots,
+            "high_risk_tools": self.high_risk_tools,
+            "high_risk_commands": self.high_risk_commands,
+            "hold_ttl_s": self.hold_ttl_s,
+        })
+    }
+
+    /// Where the bundle comes from.
+    pub fn source(&self) -> BundleSource {
+        match &self.dir {
+            Some(dir) => BundleSource::Dir(dir.clone()),
+            None => BundleSource::Embedded,
+        }
+    }
+
+    /// Engine options derived from this section (a 0 ms timeout is raised to 1 ms).
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions { eval_timeout: Duration::from_millis(self.eval_timeout_ms.max(1)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_section_takes_defaults() {
+        let s: PolicySettings = toml_like("{}");
+        assert_eq!(s, PolicySettings::default());
+        assert!(s.watch);
+        assert_eq!(s.engine_options().eval_timeout, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let err = serde_json::from_str::<PolicySettings>(r#"{"model_alowlist": []}"#).unwrap_err();
+        assert!(err.to_string().contains("model_alowlist"), "{err}");
+    }
+
+    #[test]
+    fn data_carries_tunables() {
+        let s: PolicySettings = toml_like(r#"{"model_allowlist": ["gpt-4o*"], "max_call_usd": 0.5}"#);
+        let d = s.data();
+        assert_eq!(d["model_allowlist"][0], "gpt-4o*");
+        assert_eq!(d["max_call_usd"], 0.5);
+        assert!(d["workspace_roots"].as_array().is_some_and(|a| a.is_empty()));
+    }
+
+    fn toml_like(json: &str) -> PolicySettings {
+        serde_json::from_str(json).unwrap()
+    }
+}

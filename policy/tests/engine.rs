@@ -1,0 +1,229 @@
+//! Engine behaviour: fail-closed evaluation, time limit, reload semantics, metrics.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use policy::{
+    Action, BundleSource, EngineOptions, PolicyEngine, PolicyError, PolicySettings, ReloadOutcome, ReloadTrigger,
+    POLICY_ERROR,
+};
+
+fn deny_error(d: &policy::Decision) {
+    assert_eq!(d.action, Action::Deny, "{d:?}");
+    assert_eq!(d.rule, POLICY_ERROR);
+    assert!(d.reason.starts_with("policy_error"), "{}", d.reason);
+}
+
+#[test]
+fn decision_carries_id_revision_rule_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.rego", &allow_policy("fixed.allow"));
+    let reg = prometheus::Registry::new();
+    let e = engine_for(dir.path(), &reg);
+    let a = e.evaluate_value(&exec_input("ls"));
+    let b = e.evaluate_value(&exec_input("ls"));
+    assert_eq!(a.action, Action::Allow);
+    assert_eq!(a.rule, "fixed.allow");
+    assert_eq!(a.bundle_revision, e.revision());
+    assert_eq!(uuid::Uuid::parse_str(&a.id).unwrap().get_version_num(), 7);
+    assert_ne!(a.id, b.id);
+    assert_eq!(metric(&reg, "clawbutler_policy_decisions_total", &[("kind", "exec"), ("action", "allow")]), 2.0);
+    assert_eq!(metric(&reg, "clawbutler_policy_eval_seconds", &[]), 2.0);
+}
+
+#[test]
+fn bad_outputs_fail_closed_with_a_metric() {
+    let cases = [
+        ("undefined", "package clawbutler\n\ndecision := {\"action\": \"allow\", \"rule\": \"r\", \"reason\": \"x\", \"risk\": \"low\"} if input.never\n"),
+        ("ill_typed", "package clawbutler\n\ndecision := \"allow\"\n"),
+        ("ill_typed", "package clawbutler\n\ndecision := {\"action\": \"allow\", \"rule\": \"r\", \"reason\": \"x\", \"risk\": \"extreme\"}\n"),
+        // Two bodies, two different values: a conflict, which regorus reports as an error.
+        ("engine", "package clawbutler\n\ndecision := {\"action\": \"allow\", \"rule\": \"a\", \"reason\": \"x\", \"risk\": \"low\"} if true\n\ndecision := {\"action\": \"deny\", \"rule\": \"b\", \"reason\": \"x\", \"risk\": \"low\"} if true\n"),
+        ("engine", "package clawbutler\n\ndecision := {\"action\": \"allow\", \"rule\": \"r\", \"reason\": lower(input.kind), \"risk\": \"low\"}\n"),
+    ];
+    for (cause, rego) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "p.rego", rego);
+        let reg = prometheus::Registry::new();
+        let e = engine_for(dir.path(), &reg);
+        let d = e.evaluate_value(&serde_json::json!({"kind": 7}));
+        deny_error(&d);
+        assert_eq!(d.bundle_revision, e.revision());
+        assert_eq!(metric(&reg, "clawbutler_policy_errors_total", &[("cause", cause)]), 1.0, "{rego}");
+        assert_eq!(metric(&reg, "clawbutler_policy_decisions_total", &[("kind", "unknown"), ("action", "deny")]), 1.0);
+    }
+}
+
+#[test]
+fn non_object_input_fails_closed() {
+    let reg = prometheus::Registry::new();
+    let e = PolicyEngine::new(BundleSource::Embedded, serde_json::Value::Null, opts(), &reg).unwrap();
+    for v in [serde_json::json!(null), serde_json::json!([1, 2]), serde_json::json!("exec")] {
+        deny_error(&e.evaluate_value(&v));
+    }
+    assert_eq!(metric(&reg, "clawbutler_policy_errors_total", &[("cause", "input")]), 3.0);
+}
+
+#[test]
+fn expensive_policy_hits_the_time_limit_and_denies() {
+    let dir = tempfile::tempdir().unwrap();
+    // ~25 million iterations: far beyond 5 ms, so only the limit can end it quickly.
+    write(
+        dir.path(),
+        "p.rego",
+        "package clawbutler\n\nn := count([1 | some i in numbers.range(1, 5000); some j in numbers.range(1, 5000)])\n\ndecision := {\"action\": \"allow\", \"rule\": \"slow\", \"reason\": \"x\", \"risk\": \"low\"} if n > 0\n",
+    );
+    let reg = prometheus::Registry::new();
+    let e = PolicyEngine::new(
+        BundleSource::Dir(dir.path().to_path_buf()),
+        serde_json::Value::Null,
+        EngineOptions { eval_timeout: Duration::from_millis(5) },
+        &reg,
+    )
+    .unwrap();
+    let d = e.evaluate_value(&exec_input("ls"));
+    deny_error(&d);
+    assert!(d.reason.contains("timed out"), "{}", d.reason);
+    assert_eq!(metric(&reg, "clawbutler_policy_errors_total", &[("cause", "timeout")]), 1.0);
+    // The thread's engine is still usable after a timeout.
+    deny_error(&e.evaluate_value(&exec_input("ls")));
+    assert_eq!(metric(&reg, "clawbutler_policy_errors_total", &[("cause", "timeout")]), 2.0);
+}
+
+#[test]
+fn syntax_error_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "good.rego", &allow_policy("a"));
+    write(dir.path(), "broken.rego", "package clawbutler\n\nx := {\n  \"a\": \n");
+    let err = PolicyEngine::new(BundleSource::Dir(dir.path().into()), serde_json::Value::Null, opts(), &prometheus::Registry::new())
+        .err()
+        .unwrap();
+    assert!(matches!(err, PolicyError::Compile(_)));
+    let first = err.to_string().lines().next().unwrap().to_string();
+    assert!(first.starts_with("broken.rego:"), "{err}");
+    assert!(first.split(':').nth(1).unwrap().parse::<u32>().is_ok(), "{first}");
+}
+
+#[test]
+fn bundle_without_decision_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.rego", "package clawbutler\n\nallow := true\n");
+    let err = PolicyEngine::new(BundleSource::Dir(dir.path().into()), serde_json::Value::Null, opts(), &prometheus::Registry::new())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("data.clawbutler.decision"), "{err}");
+}
+
+#[test]
+fn malformed_bundle_never_replaces_the_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.rego", &allow_policy("v1"));
+    let reg = prometheus::Registry::new();
+    let e = engine_for(dir.path(), &reg);
+    let outcomes: Arc<Mutex<Vec<ReloadOutcome>>> = Arc::default();
+    let seen = outcomes.clone();
+    e.set_on_reload(Arc::new(move |o: &ReloadOutcome| seen.lock().unwrap().push(o.clone())));
+    let good = e.revision();
+
+    let bad_bundles = [
+        "package clawbutler\n\ndecision := {\n",
+        "package clawbutler\n\nallow := true\n",
+        "decision := {\"action\": \"allow\"}\n",
+    ];
+    for bad in bad_bundles {
+        write(dir.path(), "p.rego", bad);
+        assert!(e.reload_by(ReloadTrigger::Api).is_err(), "{bad}");
+        assert_eq!(e.revision(), good);
+        let st = e.status();
+        assert!(st.last_error.is_some());
+        assert_eq!(e.evaluate_value(&exec_input("ls")).rule, "v1");
+    }
+    std::fs::write(dir.path().join("data.json"), "{not json").unwrap();
+    write(dir.path(), "p.rego", &allow_policy("v2"));
+    assert!(e.reload().unwrap_err().to_string().contains("data.json"));
+    assert_eq!(e.evaluate_value(&exec_input("ls")).rule, "v1");
+
+    std::fs::remove_file(dir.path().join("data.json")).unwrap();
+    let st = e.reload().unwrap();
+    assert_ne!(st.revision, good);
+    assert_eq!(st.last_error, None);
+    assert_eq!(e.evaluate_value(&exec_input("ls")).rule, "v2");
+
+    let o = outcomes.lock().unwrap();
+    assert_eq!(o.len(), 5);
+    assert!(o[..4].iter().all(|x| x.error.is_some() && !x.changed && x.revision == good));
+    assert_eq!(o[0].trigger, ReloadTrigger::Api);
+    assert!(o[4].changed && o[4].error.is_none() && o[4].previous_revision == good);
+    assert_eq!(metric(&reg, "clawbutler_policy_reload_total", &[("result", "error")]), 4.0);
+    assert_eq!(metric(&reg, "clawbutler_policy_reload_total", &[("result", "ok")]), 1.0);
+}
+
+#[test]
+fn unchanged_reload_keeps_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.rego", &allow_policy("same"));
+    let e = engine_for(dir.path(), &prometheus::Registry::new());
+    let before = e.status();
+    let after = e.reload().unwrap();
+    assert_eq!(before.revision, after.revision);
+    assert_eq!(before.loaded_at, after.loaded_at);
+    assert_eq!(after.files, vec!["p.rego".to_string()]);
+}
+
+#[test]
+fn test_files_do_not_change_the_serving_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "p.rego", &allow_policy("same"));
+    let e = engine_for(dir.path(), &prometheus::Registry::new());
+    let rev = e.revision();
+    write(dir.path(), "p_test.rego", "package x_test\n\ntest_broken := {\n");
+    assert_eq!(e.reload().unwrap().revision, rev);
+}
+
+#[test]
+fn data_json_is_mounted_at_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("clawbutler/lists")).unwrap();
+    write(&dir.path().join("clawbutler/lists"), "data.json", r#"{"blocked": ["evil"]}"#);
+    write(
+        dir.path(),
+        "p.rego",
+        "package clawbutler\n\ndefault decision := {\"action\": \"allow\", \"rule\": \"ok\", \"reason\": \"ok\", \"risk\": \"low\"}\n\ndecision := {\"action\": \"deny\", \"rule\": \"listed\", \"reason\": \"listed\", \"risk\": \"high\"} if input.agent in data.clawbutler.lists.blocked\n",
+    );
+    let e = engine_for(dir.path(), &prometheus::Registry::new());
+    let mut inp = exec_input("ls");
+    inp["agent"] = "evil".into();
+    assert_eq!(e.evaluate_value(&inp).rule, "listed");
+}
+
+#[test]
+fn config_data_changes_decisions_and_revision() {
+    let reg = prometheus::Registry::new();
+    let e = PolicyEngine::from_settings(&PolicySettings::default(), &reg).unwrap();
+    let inp = serde_json::json!({
+        "version": 1, "kind": "model_call", "agent": "main", "trace_id": "t", "now": "2026-06-01T12:00:00Z",
+        "model": {"upstream": "openai", "endpoint": "chat_completions", "name": "gpt-4o", "max_tokens": 10, "stream": true},
+        "cost": {"estimate_usd": 0.02}
+    });
+    assert_eq!(e.evaluate_value(&inp).action, Action::Allow);
+    let rev = e.revision();
+    let tight = PolicySettings { model_allowlist: vec!["claude-*".into()], ..PolicySettings::default() };
+    e.reload_with_data(tight.data(), ReloadTrigger::Signal).unwrap();
+    assert_ne!(e.revision(), rev);
+    let d = e.evaluate_value(&inp);
+    assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "model.not_allowed"));
+    // The new data survives a plain reload.
+    e.reload().unwrap();
+    assert_eq!(e.evaluate_value(&inp).action, Action::Deny);
+}
+
+#[test]
+fn metrics_cannot_be_registered_twice_on_one_registry() {
+    let reg = prometheus::Registry::new();
+    let _a = PolicyEngine::new(BundleSource::Embedded, serde_json::Value::Null, opts(), &reg).unwrap();
+    let b = PolicyEngine::new(BundleSource::Embedded, serde_json::Value::Null, opts(), &reg);
+    assert!(matches!(b, Err(PolicyError::Metrics(_))));
+}

@@ -1,0 +1,102 @@
+//! Proxy settings: the `[[upstreams]]` list and the `[proxy]` limits, as they appear in
+//! `clawbutler.toml`.
+
+use serde::{Deserialize, Serialize};
+
+/// Which API family an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamKind {
+    /// OpenAI-compatible: `url` includes the version prefix, e.g. `https://api.openai.com/v1`.
+    Openai,
+    /// Anthropic-compatible: `url` is the host root, e.g. `https://api.anthropic.com`.
+    Anthropic,
+}
+
+impl UpstreamKind {
+    /// Stable label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamKind::Openai => "openai",
+            UpstreamKind::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// One `[[upstreams]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Route segment: `/a/{agent}/{name}/...`.
+    pub name: String,
+    pub kind: UpstreamKind,
+    pub url: String,
+    /// When set, the sidecar injects this environment variable's value as the key and never
+    /// forwards the client's key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Overrides `[proxy] upstream_timeout_ms` for this upstream.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// The zero-config upstreams.
+pub fn default_upstreams() -> Vec<UpstreamConfig> {
+    vec![
+        UpstreamConfig {
+            name: "openai".into(),
+            kind: UpstreamKind::Openai,
+            url: "https://api.openai.com/v1".into(),
+            api_key_env: None,
+            timeout_ms: None,
+        },
+        UpstreamConfig {
+            name: "anthropic".into(),
+            kind: UpstreamKind::Anthropic,
+            url: "https://api.anthropic.com".into(),
+            api_key_env: None,
+            timeout_ms: None,
+        },
+    ]
+}
+
+/// `[proxy]` section: limits and timeouts of the data path.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySettings {
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// TCP + TLS connect timeout to an upstream (502 beyond).
+    pub connect_timeout_ms: u64,
+    /// Time allowed until the upstream's response headers (504 beyond). Long: models think.
+    pub upstream_timeout_ms: u64,
+    /// Longest silence allowed inside a streamed response before the sidecar gives up.
+    pub stream_idle_timeout_ms: u64,
+    /// Output-token cap assumed for cost estimates when the request names none.
+    pub default_max_output_tokens: u64,
+    /// How a policy deny reaches a chat caller: `message` answers 200 with an assistant
+    /// message carrying the reason (OpenClaw shows it and keeps the key usable); `error`
+    /// answers 403 with error JSON.
+    pub deny_style: DenyStyle,
+}
+
+/// See [`ProxySettings::deny_style`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyStyle {
+    Message,
+    Error,
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        ProxySettings {
+            max_body_bytes: 32 * 1024 * 1024,
+            connect_timeout_ms: 10_000,
+            upstream_timeout_ms: 600_000,
+            stream_idle_timeout_ms: 300_000,
+            default_max_output_tokens: 4096,
+            deny_style: DenyStyle::Message,
+        }
+    }
+}

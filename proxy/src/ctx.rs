@@ -1,0 +1,132 @@
+//! Per-call context: created at the edge, shared by every layer, read back by the edge and the
+//! metrics layer once the response is ready.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use policy::{Action, Decision};
+
+use crate::route::{Dialect, Endpoint, Route};
+
+/// Shared per-call state.
+#[derive(Debug)]
+pub struct CallCtx {
+    /// W3C trace id (32 lowercase hex) from `traceparent`, or a new one.
+    pub trace_id: String,
+    /// Decision id, fixed at entry so every response (errors included) can carry it.
+    pub decision_id: String,
+    pub started: Instant,
+    pub dialect: Dialect,
+    /// Endpoint and upstream name, once routed (for metric labels).
+    pub labels: OnceLock<(Endpoint, Arc<str>)>,
+    /// The action finally taken.
+    pub action: OnceLock<Action>,
+    /// Nanoseconds spent waiting for the upstream's response headers.
+    upstream_ns: AtomicU64,
+    /// Nanoseconds the call was parked waiting for a human (not sidecar overhead).
+    held_ns: AtomicU64,
+}
+
+impl CallCtx {
+    /// A context for a request with these headers and path.
+    pub fn new(headers: &http::HeaderMap, path: &str) -> CallCtx {
+        CallCtx {
+            trace_id: trace_id_from(headers).unwrap_or_else(new_trace_id),
+            decision_id: Decision::new_id(),
+            started: Instant::now(),
+            dialect: Dialect::from_path(path),
+            labels: OnceLock::new(),
+            action: OnceLock::new(),
+            upstream_ns: AtomicU64::new(0),
+            held_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Record time spent waiting on the upstream.
+    pub fn add_upstream(&self, d: std::time::Duration) {
+        self.upstream_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Record time spent parked for a human decision.
+    pub fn add_held(&self, d: std::time::Duration) {
+        self.held_ns.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Time outside the sidecar's control (upstream + human), in seconds.
+    pub fn external_secs(&self) -> f64 {
+        (self.upstream_ns.load(Ordering::Relaxed) + self.held_ns.load(Ordering::Relaxed)) as f64 / 1e9
+    }
+
+    /// Milliseconds waited for the upstream's headers.
+    pub fn upstream_ms(&self) -> f64 {
+        self.upstream_ns.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+/// The trace id of a valid `traceparent` header (version 00), if any.
+pub fn trace_id_from(headers: &http::HeaderMap) -> Option<String> {
+    let v = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = v.trim().split('-');
+    let (ver, tid, sid, _flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if ver.len() != 2 || ver == "ff" || !hex(tid, 32) || !hex(sid, 16) || tid.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    Some(tid.to_ascii_lowercase())
+}
+
+/// A fresh random trace id.
+pub fn new_trace_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::getrandom(&mut b).is_err() {
+        // No OS randomness: fall back to the v7 decision-id bits, still unique per call.
+        return uuid::Uuid::now_v7().simple().to_string();
+    }
+    hex::encode(b)
+}
+
+/// What the body layer learned from the request JSON.
+#[derive(Debug, Clone, Default)]
+pub struct BodyInfo {
+    pub model: String,
+    pub stream: bool,
+    pub max_tokens: Option<u64>,
+    /// The client asked for `stream_options.include_usage`.
+    pub include_usage: bool,
+    pub tools: Vec<String>,
+}
+
+/// A routed call with its body read: what every layer after the body layer handles.
+#[derive(Debug)]
+pub struct CallRequest {
+    pub ctx: Arc<CallCtx>,
+    pub route: Route,
+    pub parts: http::request::Parts,
+    pub body: Bytes,
+    pub info: BodyInfo,
+    /// OpenClaw session id, when a header carries it.
+    pub session: Option<String>,
+    /// Set by the policy layer.
+    pub decision: Option<Decision>,
+    /// Worst-case cost estimate in USD (None = unknown price).
+    pub estimate_usd: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_parsing() {
+        let mut h = http::HeaderMap::new();
+        h.insert("traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01".parse().unwrap());
+        assert_eq!(trace_id_from(&h).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        h.insert("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01".parse().unwrap());
+        assert_eq!(trace_id_from(&h), None);
+        h.insert("traceparent", "garbage".parse().unwrap());
+        assert_eq!(trace_id_from(&h), None);
+        assert_eq!(new_trace_id().len(), 32);
+    }
+}

@@ -1,0 +1,122 @@
+//! The proxy's one error enum, and the one place it becomes an HTTP response in the caller's
+//! own error shape (OpenAI or Anthropic JSON).
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+
+use crate::body::{full, ResBody};
+use crate::route::Dialect;
+
+/// Everything that can stop a call inside the sidecar.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("unknown route {0}")]
+    UnknownRoute(String),
+    #[error("unknown upstream '{0}'")]
+    UnknownUpstream(String),
+    #[error("method {0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    #[error("request body is larger than the {limit} byte limit")]
+    BodyTooLarge { limit: usize },
+    #[error("malformed JSON body: {0}")]
+    BadJson(String),
+    #[error("could not read the request body: {0}")]
+    BodyRead(String),
+    #[error("upstream {upstream} is unreachable: {detail}")]
+    UpstreamUnreachable { upstream: String, detail: String },
+    #[error("upstream {upstream} did not answer within {timeout_ms} ms")]
+    UpstreamTimeout { upstream: String, timeout_ms: u64 },
+    #[error("the sidecar is missing the API key for upstream {0}")]
+    MissingKey(String),
+    #[error("{message}")]
+    Refused { status: StatusCode, kind: &'static str, message: String, retry_after_s: Option<u64> },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ProxyError {
+    /// HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::UnknownRoute(_) | ProxyError::UnknownUpstream(_) => StatusCode::NOT_FOUND,
+            ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BadJson(_) | ProxyError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::MissingKey(_) | ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ProxyError::Refused { status, .. } => *status,
+        }
+    }
+
+    /// Machine-readable error type/code, the same in both dialects.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::UnknownRoute(_) => "not_found",
+            ProxyError::UnknownUpstream(_) => "unknown_upstream",
+            ProxyError::MethodNotAllowed(_) => "method_not_allowed",
+            ProxyError::BodyTooLarge { .. } => "request_too_large",
+            ProxyError::BadJson(_) | ProxyError::BodyRead(_) => "invalid_request_error",
+            ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
+            ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
+            ProxyError::MissingKey(_) | ProxyError::Internal(_) => "internal_error",
+            ProxyError::Refused { kind, .. } => kind,
+        }
+    }
+
+    /// The response the caller sees, in its own dialect.
+    pub fn into_response(self, dialect: Dialect) -> Response<ResBody> {
+        let status = self.status();
+        let code = self.code();
+        let message = format!("ClawButler: {self}");
+        let retry_after = match &self {
+            ProxyError::Refused { retry_after_s, .. } => *retry_after_s,
+            _ => None,
+        };
+        let body = error_body(dialect, code, &message);
+        let mut res = Response::new(full(Bytes::from(body)));
+        *res.status_mut() = status;
+        res.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(secs) = retry_after {
+            res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        res
+    }
+}
+
+/// An error body in the caller's shape.
+pub fn error_body(dialect: Dialect, code: &str, message: &str) -> String {
+    let v = match dialect {
+        Dialect::OpenAi => serde_json::json!({
+            "error": { "message": message, "type": code, "code": code, "param": null }
+        }),
+        Dialect::Anthropic => serde_json::json!({
+            "type": "error",
+            "error": { "type": code, "message": message }
+        }),
+    };
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_and_anthropic_shapes() {
+        let o: serde_json::Value = serde_json::from_str(&error_body(Dialect::OpenAi, "x", "m")).unwrap();
+        assert_eq!(o["error"]["type"], "x");
+        assert_eq!(o["error"]["message"], "m");
+        let a: serde_json::Value = serde_json::from_str(&error_body(Dialect::Anthropic, "x", "m")).unwrap();
+        assert_eq!(a["type"], "error");
+        assert_eq!(a["error"]["type"], "x");
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(ProxyError::BodyTooLarge { limit: 1 }.status(), 413);
+        assert_eq!(ProxyError::UnknownUpstream("x".into()).status(), 404);
+        assert_eq!(ProxyError::UpstreamTimeout { upstream: "u".into(), timeout_ms: 1 }.status(), 504);
+        assert_eq!(ProxyError::UpstreamUnreachable { upstream: "u".into(), detail: "d".into() }.status(), 502);
+    }
+}

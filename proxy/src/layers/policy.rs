@@ -1,0 +1,125 @@
+//! Policy layer: every model call is evaluated before it is forwarded. Allow passes the call
+//! on with its Decision; deny is recorded durably and answered in the caller's shape without
+//! reaching the upstream. Until an approval broker is attached, hold = deny (`no_approver`).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Response, StatusCode};
+use policy::{Action, Decision};
+use tower::{Layer, Service};
+
+use super::BoxFut;
+use crate::body::ResBody;
+use crate::config::DenyStyle;
+use crate::ctx::CallRequest;
+use crate::error::ProxyError;
+use crate::pricing;
+use crate::record;
+use crate::route::Endpoint;
+use crate::synthetic;
+use crate::ProxyState;
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct PolicyLayer {
+    state: Arc<ProxyState>,
+}
+
+impl PolicyLayer {
+    /// Decide with the state's engine.
+    pub fn new(state: Arc<ProxyState>) -> Self {
+        PolicyLayer { state }
+    }
+}
+
+impl<S> Layer<S> for PolicyLayer {
+    type Service = PolicyGate<S>;
+    fn layer(&self, inner: S) -> PolicyGate<S> {
+        PolicyGate { inner, state: self.state.clone() }
+    }
+}
+
+/// The policy service.
+#[derive(Clone)]
+pub struct PolicyGate<S> {
+    inner: S,
+    state: Arc<ProxyState>,
+}
+
+/// Worst-case cost of the call (prompt estimate + output cap), None when the price is unknown.
+pub fn estimate(state: &ProxyState, req: &CallRequest) -> Option<f64> {
+    match req.route.endpoint {
+        Endpoint::Models => Some(0.0),
+        Endpoint::Embeddings => {
+            state.prices.estimate(&req.info.model, pricing::estimate_input_tokens(req.body.len()), 0)
+        }
+        _ => {
+            let max_out = req.info.max_tokens.unwrap_or(state.settings.default_max_output_tokens);
+            state.prices.estimate(&req.info.model, pricing::estimate_input_tokens(req.body.len()), max_out)
+        }
+    }
+}
+
+/// Record a refusal durably, then answer it in the caller's shape.
+pub async fn refuse(state: &ProxyState, req: &CallRequest, d: &Decision) -> Result<Response<ResBody>, ProxyError> {
+    let mut ev = record::model_call_event(req, d);
+    record::finish_event(&mut ev, "denied", None, Some(0.0), req.ctx.started.elapsed().as_secs_f64() * 1e3);
+    if let Err(e) = state.audit.append_durable(ev).await {
+        // Fail closed: the call stays refused even if the record could not be written.
+        tracing::error!(error = %e, decision = %d.id, "audit append failed for a denial");
+    }
+    let text = format!("ClawButler blocked this request: {} (rule {}, decision {})", d.reason, d.rule, d.id);
+    if state.settings.deny_style == DenyStyle::Message && synthetic::supports(req.route.endpoint) {
+        let mut res = synthetic::reply(
+            req.route.endpoint,
+            req.info.stream,
+            req.info.include_usage,
+            &req.info.model,
+            &d.id,
+            &text,
+        );
+        res.headers_mut().insert("x-clawbutler-action", HeaderValue::from_static("deny"));
+        return Ok(res);
+    }
+    Err(ProxyError::Refused {
+        status: StatusCode::FORBIDDEN,
+        kind: "policy_denied",
+        message: text,
+        retry_after_s: None,
+    })
+}
+
+impl<S> Service<CallRequest> for PolicyGate<S>
+where
+    S: Service<CallRequest, Response = Response<ResBody>, Error = ProxyError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response<ResBody>;
+    type Error = ProxyError;
+    type Future = BoxFut<ProxyError>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: CallRequest) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let state = self.state.clone();
+        Box::pin(async move {
+            req.estimate_usd = estimate(&state, &req);
+            let mut d = state.policy.evaluate(&record::policy_input(&req));
+            d.id = req.ctx.decision_id.clone();
+            if d.action == Action::Hold {
+                d.action = Action::Deny;
+                d.reason = format!("no_approver: {} (held for approval, but no approver is available)", d.reason);
+            }
+            let _ = req.ctx.action.set(d.action);
+            if d.action == Action::Allow {
+                req.decision = Some(d);
+                return inner.call(req).await;
+            }
+            refuse(&state, &req, &d).await
+        })
+    }
+}

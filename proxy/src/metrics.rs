@@ -1,0 +1,76 @@
+//! The data path's Prometheus families, registered on the one registry built in main.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// Data-path metrics.
+#[derive(Clone)]
+pub struct ProxyMetrics {
+    /// `clawbutler_requests_total{route,upstream,action}`.
+    pub requests: IntCounterVec,
+    /// `clawbutler_request_duration_seconds{route}`: entry to response headers.
+    pub duration: HistogramVec,
+    /// `clawbutler_overhead_seconds{route}`: the same, minus upstream and human wait.
+    pub overhead: HistogramVec,
+    /// `clawbutler_upstream_errors_total{upstream,class}`.
+    pub upstream_errors: IntCounterVec,
+}
+
+/// Upstream error classes (label values).
+#[derive(Debug, Clone, Copy)]
+pub enum ErrorClass {
+    Connect,
+    Timeout,
+    Status4xx,
+    Status5xx,
+    Stream,
+}
+
+impl ErrorClass {
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Connect => "connect",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Status4xx => "status_4xx",
+            ErrorClass::Status5xx => "status_5xx",
+            ErrorClass::Stream => "stream",
+        }
+    }
+}
+
+impl ProxyMetrics {
+    /// Create and register the families.
+    pub fn new(registry: &Registry) -> Result<ProxyMetrics, prometheus::Error> {
+        let requests = IntCounterVec::new(
+            Opts::new("clawbutler_requests_total", "Data-path calls by route, upstream and action taken."),
+            &["route", "upstream", "action"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new("clawbutler_request_duration_seconds", "Entry to response headers, upstream included.")
+                .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]),
+            &["route"],
+        )?;
+        let overhead = HistogramVec::new(
+            HistogramOpts::new(
+                "clawbutler_overhead_seconds",
+                "Time spent inside the sidecar per call (upstream and approval wait excluded).",
+            )
+            .buckets(vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1]),
+            &["route"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("clawbutler_upstream_errors_total", "Upstream failures by class."),
+            &["upstream", "class"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(overhead.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        Ok(ProxyMetrics { requests, duration, overhead, upstream_errors })
+    }
+
+    /// Count an upstream failure.
+    pub fn upstream_error(&self, upstream: &str, class: ErrorClass) {
+        self.upstream_errors.with_label_values(&[upstream, class.as_str()]).inc();
+    }
+}

@@ -1,0 +1,148 @@
+//! Model prices and the cost of a call. An unknown model's cost is `None` (unknown), never
+//! zero: a silent $0 is how budgets leak.
+
+use std::collections::{BTreeMap, HashMap};
+
+use audit::Usage;
+use serde::{Deserialize, Serialize};
+
+/// USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    pub output: f64,
+    /// Cached prompt tokens; defaults to `input` when a model has no cache discount.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    /// Prompt tokens written to a cache; defaults to `input`.
+    #[serde(default)]
+    pub cache_write: Option<f64>,
+}
+
+const SHIPPED: &str = include_str!("../prices.toml");
+
+/// The price table in force: shipped entries overlaid with `[prices]` from config.
+#[derive(Debug, Clone, Default)]
+pub struct PriceTable {
+    map: HashMap<String, Price>,
+}
+
+/// Errors in a price table.
+#[derive(Debug, thiserror::Error)]
+pub enum PriceError {
+    #[error("shipped price table: {0}")]
+    Shipped(String),
+    #[error("prices.\"{model}\": {msg}")]
+    Bad { model: String, msg: String },
+}
+
+impl PriceTable {
+    /// Shipped table plus overrides (`[prices."<model>"]`).
+    pub fn new(overrides: &BTreeMap<String, Price>) -> Result<PriceTable, PriceError> {
+        let shipped: BTreeMap<String, BTreeMap<String, Price>> =
+            toml::from_str(SHIPPED).map_err(|e| PriceError::Shipped(e.to_string()))?;
+        let mut map: HashMap<String, Price> = shipped.into_values().flatten().collect();
+        for (model, p) in overrides {
+            let vals = [Some(p.input), Some(p.output), p.cached_input, p.cache_write];
+            if vals.iter().flatten().any(|v| !v.is_finite() || *v < 0.0) {
+                return Err(PriceError::Bad { model: model.clone(), msg: "prices must be >= 0".into() });
+            }
+            map.insert(model.clone(), *p);
+        }
+        Ok(PriceTable { map })
+    }
+
+    /// Price of a model: exact name, else the undated entry of a dated snapshot.
+    pub fn lookup(&self, model: &str) -> Option<&Price> {
+        if let Some(p) = self.map.get(model) {
+            return Some(p);
+        }
+        // Longest entry that is a prefix followed only by a date/version suffix.
+        self.map
+            .iter()
+            .filter(|(k, _)| {
+                model.strip_prefix(k.as_str()).is_some_and(|rest| {
+                    rest == "-latest"
+                        || (rest.starts_with('-')
+                            && rest.len() > 1
+                            && rest[1..].bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+                })
+            })
+            .max_by_key(|(k, _)| k.len())
+            .map(|(_, p)| p)
+    }
+
+    /// Cost of a call with real usage; `None` when the model's price is unknown.
+    pub fn cost(&self, model: &str, u: &Usage) -> Option<f64> {
+        let p = self.lookup(model)?;
+        let cached = u.cached_input_tokens.min(u.input_tokens);
+        let written = u.cache_write_tokens.min(u.input_tokens - cached);
+        let plain = u.input_tokens - cached - written;
+        let micro = plain as f64 * p.input
+            + cached as f64 * p.cached_input.unwrap_or(p.input)
+            + written as f64 * p.cache_write.unwrap_or(p.input)
+            + u.output_tokens as f64 * p.output;
+        Some(micro / 1_000_000.0)
+    }
+
+    /// Worst-case cost before the call: every prompt token uncached, every allowed output
+    /// token used.
+    pub fn estimate(&self, model: &str, input_tokens: u64, max_output_tokens: u64) -> Option<f64> {
+        let p = self.lookup(model)?;
+        Some((input_tokens as f64 * p.input + max_output_tokens as f64 * p.output) / 1_000_000.0)
+    }
+}
+
+/// Rough prompt-token count from the request body size (about 4 bytes a token for English
+/// JSON); used only for worst-case estimates, never for billing.
+pub fn estimate_input_tokens(body_len: usize) -> u64 {
+    (body_len as u64).div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> PriceTable {
+        PriceTable::new(&BTreeMap::new()).unwrap()
+    }
+
+    #[test]
+    fn shipped_table_parses_and_resolves_snapshots() {
+        let t = table();
+        assert_eq!(t.lookup("gpt-4o-mini").unwrap().input, 0.15);
+        assert_eq!(t.lookup("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
+        assert_eq!(t.lookup("gpt-4o-2024-08-06").unwrap().input, 2.5);
+        assert_eq!(t.lookup("claude-sonnet-4-5-20250929").unwrap().output, 15.0);
+        assert!(t.lookup("gpt-4o-mini-audio").is_none());
+        assert!(t.lookup("my-local-model").is_none());
+    }
+
+    #[test]
+    fn cost_uses_cached_and_output_prices() {
+        let t = table();
+        let u = Usage {
+            input_tokens: 1_000_000,
+            output_tokens: 1_000_000,
+            cached_input_tokens: 500_000,
+            cache_write_tokens: 0,
+        };
+        // 0.5M * 0.15 + 0.5M * 0.075 + 1M * 0.60
+        let c = t.cost("gpt-4o-mini", &u).unwrap();
+        assert!((c - (0.075 + 0.0375 + 0.6)).abs() < 1e-9, "{c}");
+        assert_eq!(t.cost("unknown-model", &u), None);
+    }
+
+    #[test]
+    fn overrides_win_and_are_validated() {
+        let mut o = BTreeMap::new();
+        o.insert("gpt-4o-mini".to_string(), Price { input: 1.0, output: 2.0, cached_input: None, cache_write: None });
+        o.insert("local".to_string(), Price { input: 0.0, output: 0.0, cached_input: None, cache_write: None });
+        let t = PriceTable::new(&o).unwrap();
+        assert_eq!(t.lookup("gpt-4o-mini").unwrap().input, 1.0);
+        assert_eq!(t.cost("local", &Usage::default()), Some(0.0));
+        o.insert("bad".to_string(), Price { input: -1.0, output: 0.0, cached_input: None, cache_write: None });
+        assert!(PriceTable::new(&o).is_err());
+    }
+}

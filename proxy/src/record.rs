@@ -1,0 +1,57 @@
+//! Building the audit events of model calls, so every path (forwarded, refused, failed)
+//! records the same subject fields.
+
+use audit::{AuditEvent, RecordKind, Usage};
+use policy::Decision;
+use serde_json::json;
+
+use crate::ctx::CallRequest;
+
+/// What was asked, as recorded (masked again by the audit log at write time).
+pub fn subject(req: &CallRequest) -> serde_json::Value {
+    json!({
+        "upstream": req.route.upstream.name,
+        "upstream_kind": req.route.upstream.kind.as_str(),
+        "endpoint": req.route.endpoint.as_str(),
+        "model": req.info.model,
+        "stream": req.info.stream,
+        "max_tokens": req.info.max_tokens,
+        "tools": req.info.tools,
+    })
+}
+
+/// The event for a model call decided by `d`.
+pub fn model_call_event(req: &CallRequest, d: &Decision) -> AuditEvent {
+    let mut ev = AuditEvent::from_decision(RecordKind::ModelCall, d);
+    ev.trace_id = Some(req.ctx.trace_id.clone());
+    ev.agent = Some(req.route.agent.clone());
+    ev.session = req.session.clone();
+    ev.subject = subject(req);
+    ev.actor = Some("policy".into());
+    ev
+}
+
+/// Fill the result fields.
+pub fn finish_event(ev: &mut AuditEvent, outcome: &str, usage: Option<Usage>, cost: Option<f64>, latency_ms: f64) {
+    ev.outcome = Some(outcome.to_string());
+    ev.usage = usage;
+    ev.cost_usd = cost;
+    ev.latency_ms = Some(latency_ms);
+}
+
+/// The policy input of a model call.
+pub fn policy_input(req: &CallRequest) -> policy::PolicyInput {
+    let mut input = policy::PolicyInput::new(policy::CallKind::ModelCall, &req.route.agent, &req.ctx.trace_id);
+    input.session = req.session.clone();
+    input.model = Some(policy::ModelInput {
+        upstream: req.route.upstream.name.clone(),
+        upstream_kind: req.route.upstream.kind.as_str().to_string(),
+        endpoint: req.route.endpoint.as_str().to_string(),
+        name: req.info.model.clone(),
+        max_tokens: req.info.max_tokens,
+        stream: req.info.stream,
+        tools: req.info.tools.clone(),
+    });
+    input.cost.estimate_usd = req.estimate_usd;
+    input
+}

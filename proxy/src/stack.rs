@@ -1,0 +1,45 @@
+//! The data path's layer order, written once. Outermost first; each line says why it sits
+//! where it does.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use http_body::Body;
+use tower::{Service, ServiceBuilder};
+
+use crate::body::{BoxError, ResBody};
+use crate::forward::Forward;
+use crate::layers::body::BodyLayer;
+use crate::layers::edge::EdgeLayer;
+use crate::layers::metrics::MetricsLayer;
+use crate::layers::policy::PolicyLayer;
+use crate::layers::route::RouteLayer;
+use crate::ProxyState;
+
+/// Build the data-path service.
+pub fn build<B>(
+    state: Arc<ProxyState>,
+) -> impl Service<Request<B>, Response = Response<ResBody>, Error = Infallible, Future = crate::layers::BoxFut<Infallible>>
+       + Clone
+       + Send
+       + 'static
+where
+    B: Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    ServiceBuilder::new()
+        // Edge: outermost, so every response (errors included) is in the caller's shape and
+        // carries the decision and trace ids.
+        .layer(EdgeLayer)
+        // Metrics: inside the edge so it sees every outcome, refusals of inner layers included.
+        .layer(MetricsLayer::new(state.metrics.clone()))
+        // Route: cheap path checks first; unknown routes never cost a body read.
+        .layer(RouteLayer::new(state.upstreams.clone()))
+        // Body: bounded read and typed parse, so the policy sees real fields.
+        .layer(BodyLayer::new(state.settings.max_body_bytes))
+        // Policy: decides before anything leaves the box; deny never reaches the upstream.
+        .layer(PolicyLayer::new(state.clone()))
+        // Forward: only allowed calls get here.
+        .service(Forward::new(state))
+}

@@ -1,0 +1,135 @@
+//! Upstreams and the pooled outbound client (rustls via hyper-rustls; no OpenSSL).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Uri};
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{ProxySettings, UpstreamConfig, UpstreamKind};
+
+/// The outbound client type.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A configured upstream, ready to receive calls.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub kind: UpstreamKind,
+    /// Base URL without a trailing slash.
+    pub base: String,
+    /// The key the sidecar injects (from `api_key_env`), already formatted as a header value.
+    pub key: Option<HeaderValue>,
+    pub timeout: Duration,
+}
+
+/// Errors building the upstream set (reported at start, naming the key).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstreams: duplicate name '{0}'")]
+    Duplicate(String),
+    #[error("upstreams.{name}.url: '{url}' is not an http(s) URL")]
+    BadUrl { name: String, url: String },
+    #[error("upstreams.{name}.name: '{name}' may only contain letters, digits, '-', '_' and '.'")]
+    BadName { name: String },
+    #[error("upstreams.{name}.api_key_env: environment variable {var} is not set")]
+    MissingKey { name: String, var: String },
+    #[error("upstreams.{name}.api_key_env: the value of {var} is not a valid header value")]
+    BadKey { name: String, var: String },
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
+impl Upstream {
+    /// Build from config, reading the injected key from the environment.
+    pub fn from_config(c: &UpstreamConfig, settings: &ProxySettings) -> Result<Upstream, UpstreamError> {
+        if c.name.is_empty() || !c.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) {
+            return Err(UpstreamError::BadName { name: c.name.clone() });
+        }
+        let base = c.url.trim_end_matches('/').to_string();
+        let ok = base
+            .parse::<Uri>()
+            .ok()
+            .is_some_and(|u| matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some());
+        if !ok {
+            return Err(UpstreamError::BadUrl { name: c.name.clone(), url: c.url.clone() });
+        }
+        let key = match &c.api_key_env {
+            None => None,
+            Some(var) => {
+                let raw = std::env::var(var)
+                    .map_err(|_| UpstreamError::MissingKey { name: c.name.clone(), var: var.clone() })?;
+                let formatted = match c.kind {
+                    UpstreamKind::Openai => format!("Bearer {raw}"),
+                    UpstreamKind::Anthropic => raw,
+                };
+                let mut hv = HeaderValue::from_str(&formatted)
+                    .map_err(|_| UpstreamError::BadKey { name: c.name.clone(), var: var.clone() })?;
+                hv.set_sensitive(true);
+                Some(hv)
+            }
+        };
+        Ok(Upstream {
+            name: c.name.clone(),
+            kind: c.kind,
+            base,
+            key,
+            timeout: Duration::from_millis(c.timeout_ms.unwrap_or(settings.upstream_timeout_ms)),
+        })
+    }
+
+    /// The header that carries this upstream's key.
+    pub fn key_header(&self) -> http::HeaderName {
+        match self.kind {
+            UpstreamKind::Openai => http::header::AUTHORIZATION,
+            UpstreamKind::Anthropic => http::HeaderName::from_static("x-api-key"),
+        }
+    }
+}
+
+/// All upstreams by name.
+pub type Upstreams = HashMap<String, Arc<Upstream>>;
+
+/// Build the upstream map, refusing duplicates.
+pub fn build_upstreams(list: &[UpstreamConfig], settings: &ProxySettings) -> Result<Upstreams, UpstreamError> {
+    let mut map = HashMap::new();
+    for c in list {
+        let u = Upstream::from_config(c, settings)?;
+        if map.insert(u.name.clone(), Arc::new(u)).is_some() {
+            return Err(UpstreamError::Duplicate(c.name.clone()));
+        }
+    }
+    Ok(map)
+}
+
+/// The pooled outbound client.
+pub fn build_client(settings: &ProxySettings) -> Result<HttpClient, UpstreamError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_millis(settings.connect_timeout_ms)));
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamError::Tls(e.to_string()))?
+        .with_root_certificates(rustls::RootCertStore { roots: webpki_roots_store() })
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(https))
+}
+
+fn webpki_roots_store() -> Vec<rustls::pki_types::TrustAnchor<'static>> {
+    webpki_roots::TLS_SERVER_ROOTS.to_vec()
+}

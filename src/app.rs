@@ -1,0 +1,171 @@
+//! Assembling and running the sidecar: bind both listeners first (so a port in use is
+//! refused before anything else happens), open the data dir, then start the data path and
+//! the control API on one shared state.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError};
+
+/// Errors starting the sidecar; each names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind { addr: SocketAddr, key: &'static str, source: std::io::Error },
+    #[error("data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("state store {path}: {source}")]
+    Store { path: PathBuf, source: sled::Error },
+    #[error("audit log: {0}")]
+    Audit(#[from] audit::AuditError),
+    #[error("policies: {0}")]
+    Policy(#[from] policy::PolicyError),
+    #[error("proxy: {0}")]
+    Proxy(#[from] proxy::BuildError),
+    #[error("tokens: {0}")]
+    Tokens(#[from] control_api::auth::TokenError),
+}
+
+/// A running sidecar.
+pub struct Sidecar {
+    /// Where the data listener is bound (useful with port 0).
+    pub data_addr: SocketAddr,
+    /// Where the control listener is bound.
+    pub control_addr: SocketAddr,
+    /// A freshly created admin token, when this start created the first one.
+    pub first_admin_token: Option<String>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    audit: Arc<audit::AuditLog>,
+    policy: Arc<policy::PolicyEngine>,
+    db: sled::Db,
+    _watch: Option<policy::WatchGuard>,
+}
+
+async fn bind(addr: SocketAddr, key: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, key, source })
+}
+
+impl Sidecar {
+    /// Start everything described by `cfg`.
+    pub async fn start(cfg: Config) -> Result<Sidecar, StartError> {
+        cfg.validate()?;
+        let data_listener = bind(cfg.listen_addr()?, "server.listen").await?;
+        let control_listener = bind(cfg.control_addr()?, "server.control_listen").await?;
+        let data_dir = cfg.server.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+        let store_path = data_dir.join("state");
+        let db = sled::Config::new()
+            .path(&store_path)
+            .cache_capacity(16 * 1024 * 1024)
+            .open()
+            .map_err(|source| StartError::Store { path: store_path.clone(), source })?;
+
+        let registry = prometheus::Registry::new();
+        let audit = Arc::new(audit::AuditLog::open(&data_dir.join("audit"), &cfg.audit, &db, &registry)?);
+        let policy = Arc::new(policy::PolicyEngine::from_settings(&cfg.policies, &registry)?);
+        let watch_guard = if cfg.policies.watch && cfg.policies.dir.is_some() { Some(policy.watch()?) } else { None };
+
+        let state = Arc::new(proxy::ProxyState::new(
+            cfg.proxy.clone(),
+            &cfg.upstreams,
+            &cfg.prices,
+            policy.clone(),
+            audit.clone(),
+            &registry,
+        )?);
+
+        let tokens = control_api::TokenStore::open(&db)?;
+        let first_admin_token = seed_tokens(&tokens, &cfg)?;
+
+        let (shutdown, rx) = watch::channel(false);
+        let data_addr = data_listener.local_addr().map_err(|source| StartError::Bind {
+            addr: cfg.listen_addr().unwrap_or_else(|_| ([127, 0, 0, 1], 0).into()),
+            key: "server.listen",
+            source,
+        })?;
+        let control_addr = control_listener.local_addr().map_err(|source| StartError::Bind {
+            addr: cfg.control_addr().unwrap_or_else(|_| ([127, 0, 0, 1], 0).into()),
+            key: "server.control_listen",
+            source,
+        })?;
+
+        let svc = proxy::stack::build(state.clone());
+        let mut tasks = vec![tokio::spawn(proxy::server::serve(data_listener, svc, rx.clone()))];
+
+        let ready_policy = policy.clone();
+        let control_state = Arc::new(control_api::ControlState {
+            registry,
+            policy: policy.clone(),
+            audit: audit.clone(),
+            tokens,
+            ready: Arc::new(move || {
+                let st = ready_policy.status();
+                vec![("policy", !st.revision.is_empty(), format!("revision {}", st.revision))]
+            }),
+        });
+        let app = control_api::router(control_state);
+        let crx = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = control_api::serve(control_listener, app, crx).await {
+                tracing::error!(error = %e, "control listener failed");
+            }
+        }));
+
+        Ok(Sidecar {
+            data_addr,
+            control_addr,
+            first_admin_token,
+            shutdown,
+            tasks,
+            audit,
+            policy,
+            db,
+            _watch: watch_guard,
+        })
+    }
+
+    /// Reload the policy bundle (SIGHUP); a bad bundle keeps the last good one.
+    pub fn reload_policies(&self, why: &str) {
+        match self.policy.reload() {
+            Ok(st) => tracing::info!(revision = %st.revision, trigger = why, "policies reloaded"),
+            Err(e) => tracing::error!(error = %e, trigger = why, "policy reload failed; keeping the last good bundle"),
+        }
+    }
+
+    /// Stop accepting, let open calls finish briefly, flush the audit log and the store.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        if let Err(e) = self.audit.flush() {
+            tracing::error!(error = %e, "audit flush at shutdown failed");
+        }
+        let _ = self.db.flush_async().await;
+    }
+}
+
+/// Seed tokens: `[auth] admin_token` / `CLAWBUTLER_ADMIN_TOKEN`, or a new admin token on a
+/// first start with none (returned so it can be printed once).
+fn seed_tokens(tokens: &control_api::TokenStore, cfg: &Config) -> Result<Option<String>, StartError> {
+    let seeded = cfg.auth.admin_token.clone().or_else(|| std::env::var("CLAWBUTLER_ADMIN_TOKEN").ok());
+    if let Some(secret) = seeded.filter(|s| !s.is_empty()) {
+        if tokens.verify(&secret).is_none() {
+            tokens.insert(&secret, "seeded-admin", control_api::Role::Admin)?;
+        }
+        return Ok(None);
+    }
+    if tokens.is_empty() {
+        let (secret, _) = tokens.create("first-admin", control_api::Role::Admin)?;
+        return Ok(Some(secret));
+    }
+    Ok(None)
+}

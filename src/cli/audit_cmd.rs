@@ -1,0 +1,103 @@
+//! `clawbutler audit verify|export|tail`: offline tools over the log files; they never need
+//! the sidecar to be running (or trusted).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::{Subcommand, ValueEnum};
+
+use super::{Cli, CliResult};
+
+/// Export formats on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+/// Audit subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// Check the hash chain, checkpoints and signatures; names the first bad seq.
+    Verify {
+        /// Verify an exported jsonl file instead of the data dir's log.
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// Public key to trust (default: the one in the log dir; pass the auditor's copy).
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write records to stdout (or --output).
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+        /// Inclusive start (RFC 3339).
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// Inclusive end (RFC 3339).
+        #[arg(long)]
+        to: Option<DateTime<Utc>>,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Print the last records; with -f keep following.
+    Tail {
+        #[arg(short = 'n', default_value_t = 20)]
+        n: usize,
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+}
+
+/// Run an audit subcommand.
+pub fn run(cli: &Cli, c: &AuditCmd) -> CliResult {
+    let cfg = cli.load_config()?;
+    let dir = cfg.server.data_dir.join("audit");
+    match c {
+        AuditCmd::Verify { export, pubkey, json } => {
+            let report = match export {
+                Some(f) => audit::verify_export(f, pubkey.as_deref()),
+                None => audit::verify_dir(&dir, pubkey.as_deref()),
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(if report.ok { 0 } else { 1 })
+        }
+        AuditCmd::Export { format, from, to, output } => {
+            let fmt = match format {
+                Format::Jsonl => audit::ExportFormat::Jsonl,
+                Format::Csv => audit::ExportFormat::Csv,
+            };
+            let mut out: Box<dyn Write> = match output {
+                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let n = audit::export(&dir, fmt, *from, *to, &mut out)?;
+            out.flush()?;
+            eprintln!("exported {n} records");
+            Ok(0)
+        }
+        AuditCmd::Tail { n, follow } => {
+            let recs = audit::tail(&dir, *n)?;
+            let mut last = 0;
+            for r in &recs {
+                println!("{}", serde_json::to_string(r)?);
+                last = r.seq;
+            }
+            if *follow {
+                audit::follow(&dir, last, Duration::from_millis(500), |r| {
+                    serde_json::to_string(&r).map(|s| println!("{s}")).is_ok()
+                })?;
+            }
+            Ok(0)
+        }
+    }
+}

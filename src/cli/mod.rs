@@ -1,0 +1,92 @@
+//! The `clawbutler` command line: `serve` runs the sidecar; every other subcommand is a tool
+//! around it (policies, audit log, tokens). Each finds the config by `--config F`,
+//! `CLAWBUTLER_CONFIG`, or `./clawbutler.toml` when present.
+
+pub mod audit_cmd;
+pub mod policy_cmd;
+pub mod serve;
+pub mod token_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+
+/// ClawButler: a policy-enforcing sidecar for OpenClaw gateways.
+#[derive(Debug, Parser)]
+#[command(name = "clawbutler", version, about)]
+pub struct Cli {
+    /// Config file (default: $CLAWBUTLER_CONFIG, else ./clawbutler.toml if it exists).
+    #[arg(long, global = true, env = "CLAWBUTLER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides server.data_dir).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar (data listener, control API, UI).
+    Serve(serve::ServeArgs),
+    /// Test and evaluate Rego policies.
+    #[command(subcommand)]
+    Policy(policy_cmd::PolicyCmd),
+    /// Verify, export and follow the audit log.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCmd),
+    /// Manage control-API tokens.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCmd),
+    /// Test support: run the scripted model server on 127.0.0.1 (prints its URL; for the
+    /// load benchmark). Not a product feature.
+    #[command(hide = true)]
+    Testkit,
+}
+
+impl Cli {
+    /// The config this invocation uses, with the environment and global flags applied.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let path = self.config.clone().or_else(|| {
+            let p = PathBuf::from("clawbutler.toml");
+            p.exists().then_some(p)
+        });
+        let mut cfg = Config::load(path.as_deref(), std::env::vars())?;
+        if let Some(d) = &self.data_dir {
+            cfg.server.data_dir = d.clone();
+        }
+        Ok(cfg)
+    }
+}
+
+/// Run the parsed command; returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let result = match &cli.command {
+        Command::Serve(a) => serve::run(&cli, a).await,
+        Command::Policy(c) => policy_cmd::run(&cli, c),
+        Command::Audit(c) => audit_cmd::run(&cli, c),
+        Command::Token(c) => token_cmd::run(&cli, c),
+        Command::Testkit => run_testkit().await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("clawbutler: {e}");
+            2
+        }
+    }
+}
+
+/// Errors of CLI commands, printed as `clawbutler: <message>`.
+pub type CliResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
+
+async fn run_testkit() -> CliResult {
+    use crate::testkit::upstream::{ScriptedUpstream, UpstreamOptions};
+    let up = ScriptedUpstream::try_start_with(UpstreamOptions { record: false, ..UpstreamOptions::default() }).await?;
+    println!("{}", up.base_url());
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(0)
+}

@@ -1,0 +1,13 @@
+//! The `clawbutler` binary: parse the command line, set up logging, run.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    let cli = clawbutler::cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAWBUTLER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let code = clawbutler::cli::run(cli).await;
+    std::process::exit(code);
+}
