@@ -122,11 +122,23 @@ fn one_million() {
     }
     let w = t.elapsed();
     let dir = tmp.path().join("audit");
-    let bytes: u64 = std::fs::read_dir(&dir).expect("dir").filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
-    println!("1M append: {:.2} s = {:.0} records/s ({} MB on disk)", w.as_secs_f64(), N as f64 / w.as_secs_f64(), bytes >> 20);
+    let bytes: u64 =
+        std::fs::read_dir(&dir).expect("dir").filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
+    println!(
+        "1M append: {:.2} s = {:.0} records/s ({} MB on disk)",
+        w.as_secs_f64(),
+        N as f64 / w.as_secs_f64(),
+        bytes >> 20
+    );
     let t = Instant::now();
     let rep = verify_dir(&dir, None);
-    println!("1M verify: {:.2} s, ok={} records={} checkpoints={}", t.elapsed().as_secs_f64(), rep.ok, rep.records, rep.checkpoints);
+    println!(
+        "1M verify: {:.2} s, ok={} records={} checkpoints={}",
+        t.elapsed().as_secs_f64(),
+        rep.ok,
+        rep.records,
+        rep.checkpoints
+    );
 }
 
 criterion_group!(benches, bench_append, bench_verify);

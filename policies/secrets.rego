@@ -38,6 +38,7 @@ _path_keys := {"path", "file_path", "filepath", "filePath", "file", "filename", 
 
 _file_strings contains s if {
 	input.kind in {"tool_call", "plugin"}
+	is_object(input.tool.args)
 	some k, v in input.tool.args
 	k in _path_keys
 	some s in _strings(v)

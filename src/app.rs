@@ -29,6 +29,8 @@ pub enum StartError {
     Policy(#[from] policy::PolicyError),
     #[error("proxy: {0}")]
     Proxy(#[from] proxy::BuildError),
+    #[error("{0}")]
+    Component(String),
     #[error("tokens: {0}")]
     Tokens(#[from] control_api::auth::TokenError),
 }
@@ -73,14 +75,26 @@ impl Sidecar {
         let policy = Arc::new(policy::PolicyEngine::from_settings(&cfg.policies, &registry)?);
         let watch_guard = if cfg.policies.watch && cfg.policies.dir.is_some() { Some(policy.watch()?) } else { None };
 
-        let state = Arc::new(proxy::ProxyState::new(
-            cfg.proxy.clone(),
-            &cfg.upstreams,
-            &cfg.prices,
-            policy.clone(),
-            audit.clone(),
-            &registry,
-        )?);
+        let broker = Arc::new(
+            proxy::approvals::Broker::open(&db, &cfg.approvals, audit.clone(), &registry)
+                .map_err(|e| StartError::Component(format!("approvals: {e}")))?,
+        );
+        let kill = Arc::new(
+            proxy::kill::KillSwitch::open(&db, &registry).map_err(|e| StartError::Component(format!("kill switch: {e}")))?,
+        );
+        let prices = proxy::PriceTable::new(&cfg.prices).map_err(|e| StartError::Component(e.to_string()))?;
+        let budgets = Arc::new(
+            proxy::budget::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)
+                .map_err(|e| StartError::Component(format!("budgets: {e}")))?,
+        );
+        let components = proxy::Components {
+            policy: policy.clone(),
+            audit: audit.clone(),
+            broker: broker.clone(),
+            kill: kill.clone(),
+            budgets: budgets.clone(),
+        };
+        let state = Arc::new(proxy::ProxyState::new(cfg.proxy.clone(), &cfg.upstreams, prices, components, &registry)?);
 
         let tokens = control_api::TokenStore::open(&db)?;
         let first_admin_token = seed_tokens(&tokens, &cfg)?;
@@ -105,6 +119,9 @@ impl Sidecar {
             registry,
             policy: policy.clone(),
             audit: audit.clone(),
+            broker,
+            kill,
+            budgets,
             tokens,
             ready: Arc::new(move || {
                 let st = ready_policy.status();

@@ -68,6 +68,10 @@ pub struct Config {
     pub audit: audit::AuditSettings,
     #[serde(default)]
     pub auth: AuthSettings,
+    #[serde(default)]
+    pub approvals: proxy::approvals::ApprovalSettings,
+    #[serde(default)]
+    pub budgets: Vec<proxy::budget::BudgetConfig>,
 }
 
 impl Default for Config {
@@ -81,6 +85,8 @@ impl Default for Config {
             prices: BTreeMap::new(),
             audit: audit::AuditSettings::default(),
             auth: AuthSettings::default(),
+            approvals: Default::default(),
+            budgets: Vec::new(),
         }
     }
 }

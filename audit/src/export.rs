@@ -24,8 +24,26 @@ pub enum ExportFormat {
 }
 
 const CSV_COLUMNS: &[&str] = &[
-    "seq", "ts", "kind", "agent", "session", "trace_id", "decision_id", "action", "rule", "risk", "reason",
-    "outcome", "actor", "cost_usd", "latency_ms", "input_tokens", "output_tokens", "subject", "details", "hash",
+    "seq",
+    "ts",
+    "kind",
+    "agent",
+    "session",
+    "trace_id",
+    "decision_id",
+    "action",
+    "rule",
+    "risk",
+    "reason",
+    "outcome",
+    "actor",
+    "cost_usd",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "subject",
+    "details",
+    "hash",
 ];
 
 /// Write records with `from <= ts <= to` to `out`; returns how many records were written.

@@ -170,7 +170,13 @@ impl Index {
     }
 
     /// Seqs with `field == value` within `lo..=hi`, newest first.
-    pub fn seqs_desc(&self, field: Field, value: &str, lo: u64, hi: u64) -> impl Iterator<Item = Result<u64, AuditError>> {
+    pub fn seqs_desc(
+        &self,
+        field: Field,
+        value: &str,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = Result<u64, AuditError>> {
         let p = prefix(field, value);
         let plen = p.len();
         let mut start = p.clone();

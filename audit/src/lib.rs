@@ -110,7 +110,12 @@ impl AuditLog {
         Ok(AuditLog {
             dir: dir.to_path_buf(),
             tx: Mutex::new(Some((head + 1, tx))),
-            reader: Reader { dir: dir.to_path_buf(), index: idx, shared, scan_limit: settings.search_scan_limit.max(1) },
+            reader: Reader {
+                dir: dir.to_path_buf(),
+                index: idx,
+                shared,
+                scan_limit: settings.search_scan_limit.max(1),
+            },
             pubkey,
             thread: Mutex::new(Some(thread)),
         })

@@ -36,7 +36,17 @@ fn card_ok(text: &str, m: &str, start: usize, end: usize) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                d
+            }
+        })
         .sum();
     sum.checked_rem(10) == Some(0)
 }
@@ -146,15 +156,32 @@ fn apply_rule(rule: &Rule, text: &str) -> String {
 /// Field names whose whole value is a secret, compared after lower-casing and `-` -> `_`.
 fn is_secret_key(key: &str) -> bool {
     const EXACT: &[&str] = &[
-        "password", "passwd", "pwd", "passphrase", "secret", "token", "api_key", "apikey",
-        "authorization", "proxy_authorization", "auth", "cookie", "set_cookie", "x_api_key",
-        "private_key", "credentials", "credential", "bearer", "otp", "pin", "cvv", "ssn",
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "proxy_authorization",
+        "auth",
+        "cookie",
+        "set_cookie",
+        "x_api_key",
+        "private_key",
+        "credentials",
+        "credential",
+        "bearer",
+        "otp",
+        "pin",
+        "cvv",
+        "ssn",
     ];
     let k = key.to_ascii_lowercase().replace('-', "_");
     EXACT.contains(&k.as_str())
-        || ["_password", "_secret", "_token", "_api_key", "_apikey", "_private_key"]
-            .iter()
-            .any(|s| k.ends_with(s))
+        || ["_password", "_secret", "_token", "_api_key", "_apikey", "_private_key"].iter().any(|s| k.ends_with(s))
 }
 
 /// Mask a JSON value in place: secret-named fields are replaced whole, every string (and object

@@ -51,7 +51,12 @@ mod tests {
             1 => Sha256::new().chain_update([0u8]).chain_update(d[0]).finalize().into(),
             n => {
                 let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
-                Sha256::new().chain_update([1u8]).chain_update(mth(&d[..k])).chain_update(mth(&d[k..])).finalize().into()
+                Sha256::new()
+                    .chain_update([1u8])
+                    .chain_update(mth(&d[..k]))
+                    .chain_update(mth(&d[k..]))
+                    .finalize()
+                    .into()
             }
         }
     }

@@ -80,10 +80,9 @@ pub(crate) fn recover(dir: &Path, idx: &Index) -> Result<Recovered, AuditError> 
 
     // Leaves of records not yet covered by a checkpoint.
     let mut pending_hashes = Vec::new();
-    for_each_line(dir, &segs, cp.last_seq + 1, |_, _, line, meta| {
+    for_each_line(&segs, cp.last_seq + 1, |_, _, _, meta| {
         let mut raw = [0u8; 32];
         hex::decode_to_slice(meta.hash, &mut raw).map_err(|e| AuditError::Key(format!("bad hash in log: {e}")))?;
-        let _ = line;
         pending_hashes.push(raw);
         Ok(())
     })?;
@@ -106,7 +105,6 @@ pub(crate) fn recover(dir: &Path, idx: &Index) -> Result<Recovered, AuditError> 
 
 /// Call `f(segment, offset, line, meta)` for every record with seq >= `from`, in order.
 pub(crate) fn for_each_line(
-    _dir: &Path,
     segs: &[(u64, std::path::PathBuf)],
     from: u64,
     mut f: impl FnMut(u64, u64, &[u8], &LineMeta) -> Result<(), AuditError>,
@@ -130,10 +128,7 @@ fn reindex(dir: &Path, segs: &[(u64, std::path::PathBuf)], idx: &Index, head_seq
     let (through, hash) = idx.indexed_through()?;
     let consistent = through == 0
         || (through <= head_seq
-            && idx
-                .loc(through)?
-                .and_then(|l| read_at(dir, l).ok())
-                .is_some_and(|r| Some(&r.hash) == hash.as_ref()));
+            && idx.loc(through)?.and_then(|l| read_at(dir, l).ok()).is_some_and(|r| Some(&r.hash) == hash.as_ref()));
     let from = if consistent {
         through + 1
     } else {
@@ -152,7 +147,7 @@ fn reindex(dir: &Path, segs: &[(u64, std::path::PathBuf)], idx: &Index, head_seq
         chunk.clear();
         Ok(())
     };
-    for_each_line(dir, segs, from, |first, off, line, _| {
+    for_each_line(segs, from, |first, off, line, _| {
         let r: AuditRecord = serde_json::from_slice(line)?;
         let len = u32::try_from(line.len()).map_err(|e| AuditError::Key(e.to_string()))?;
         let ts_ms = index::ts_ms(&r.ts);

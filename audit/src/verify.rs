@@ -95,9 +95,13 @@ fn parse_lines(lines: &[(usize, &[u8])]) -> Vec<Item> {
                 }
                 match serde_json::from_slice::<LineMeta>(line) {
                     Ok(m) => {
-                        let hash_ok = recompute_line_hash(line, m.prev_hash)
-                            .is_some_and(|h| hex::encode(h) == m.hash);
-                        Item::Rec(Meta { seq: m.seq, prev_hash: m.prev_hash.to_string(), hash: m.hash.to_string(), hash_ok })
+                        let hash_ok = recompute_line_hash(line, m.prev_hash).is_some_and(|h| hex::encode(h) == m.hash);
+                        Item::Rec(Meta {
+                            seq: m.seq,
+                            prev_hash: m.prev_hash.to_string(),
+                            hash: m.hash.to_string(),
+                            hash_ok,
+                        })
                     }
                     Err(e) => Item::Bad(format!("unparseable line: {e}")),
                 }
@@ -198,11 +202,16 @@ impl Verifier<'_> {
             Some(c) if c.pruned_head_hash.as_deref() == Some(m.prev_hash.as_str()) => {
                 self.rep.pruned_through = Some(m.seq - 1);
             }
-            Some(_) => self.fail(Some(m.seq), format!("seq {}: prev_hash does not match the pruning checkpoint", m.seq)),
+            Some(_) => {
+                self.fail(Some(m.seq), format!("seq {}: prev_hash does not match the pruning checkpoint", m.seq))
+            }
             None if self.cps.is_empty() || self.trust_start => {
                 self.rep.warnings.push(format!("log starts at seq {} with no checkpoint to anchor it", m.seq))
             }
-            None => self.fail(Some(1), format!("records before seq {} are missing and no checkpoint records their removal", m.seq)),
+            None => self.fail(
+                Some(1),
+                format!("records before seq {} are missing and no checkpoint records their removal", m.seq),
+            ),
         }
     }
 
@@ -224,7 +233,13 @@ impl Verifier<'_> {
                     let root = self.leaves.get(skip..).map(merkle::root).map(hex::encode);
                     if root.as_deref() != Some(c.merkle_root.as_str()) {
                         self.rep.bad_checkpoint = Some(c.checkpoint);
-                        self.fail(Some(c.first_seq), format!("checkpoint {}: Merkle root of seq {}..={} differs", c.checkpoint, c.first_seq, c.last_seq));
+                        self.fail(
+                            Some(c.first_seq),
+                            format!(
+                                "checkpoint {}: Merkle root of seq {}..={} differs",
+                                c.checkpoint, c.first_seq, c.last_seq
+                            ),
+                        );
                         return;
                     }
                 }
@@ -240,7 +255,13 @@ impl Verifier<'_> {
         if let Some(c) = self.cps.get(self.next_cp) {
             if c.last_seq >= c.first_seq {
                 let at = self.prev.as_ref().map_or(c.first_seq, |(s, _)| s + 1);
-                self.fail(Some(at), format!("log truncated: checkpoint {} covers up to seq {} but records end before seq {at}", c.checkpoint, c.last_seq));
+                self.fail(
+                    Some(at),
+                    format!(
+                        "log truncated: checkpoint {} covers up to seq {} but records end before seq {at}",
+                        c.checkpoint, c.last_seq
+                    ),
+                );
             }
         }
         if self.rep.errors.is_empty() {
@@ -250,7 +271,14 @@ impl Verifier<'_> {
 }
 
 /// Check the checkpoint chain and signatures; returns the valid prefix.
-fn check_checkpoints(lines: &[&[u8]], key: Option<&VerifyingKey>, rep: &mut VerifyReport) -> Vec<Checkpoint> {
+/// `strict`: the lines are a whole `checkpoints.jsonl` (which is never pruned), so the first
+/// one must be checkpoint 1; exports may start later.
+fn check_checkpoints(
+    lines: &[&[u8]],
+    key: Option<&VerifyingKey>,
+    strict: bool,
+    rep: &mut VerifyReport,
+) -> Vec<Checkpoint> {
     let mut out: Vec<Checkpoint> = Vec::new();
     let mut prev_hash = GENESIS_HASH.to_string();
     for line in lines {
@@ -264,7 +292,7 @@ fn check_checkpoints(lines: &[&[u8]], key: Option<&VerifyingKey>, rep: &mut Veri
                 break;
             }
         };
-        let expected_n = out.last().map_or(c.checkpoint.max(1), |p| p.checkpoint + 1);
+        let expected_n = out.last().map_or(if strict { 1 } else { c.checkpoint.max(1) }, |p| p.checkpoint + 1);
         let first_ok = out.last().is_none_or(|p| c.first_seq == p.last_seq + 1);
         let problem = if !c.line_is_canonical(line) {
             Some("line is not in canonical form (edited)".to_string())
@@ -299,7 +327,10 @@ fn key_or_report(pubkey: Option<&Path>, fallback: &Path, rep: &mut VerifyReport)
         Ok(k) => {
             rep.key_id = Some(keys::key_id(&k));
             if pubkey.is_none() {
-                rep.warnings.push(format!("using the public key stored next to the log ({}); pass --pubkey to check against a key you trust", path.display()));
+                rep.warnings.push(format!(
+                    "using the public key stored next to the log ({}); pass --pubkey to check against a key you trust",
+                    path.display()
+                ));
             }
             Some(k)
         }
@@ -332,7 +363,7 @@ pub(crate) fn verify_dir_with(dir: &Path, key: Option<&VerifyingKey>, mut rep: V
         rep.warnings.push("checkpoint file has an incomplete last line (being written, or torn)".into());
     }
     let cp_lines: Vec<&[u8]> = cp_lines.into_iter().map(|(_, l)| l).collect();
-    let cps = check_checkpoints(&cp_lines, key, &mut rep);
+    let cps = check_checkpoints(&cp_lines, key, true, &mut rep);
     if !rep.errors.is_empty() {
         return rep;
     }
@@ -343,7 +374,8 @@ pub(crate) fn verify_dir_with(dir: &Path, key: Option<&VerifyingKey>, mut rep: V
             return rep;
         }
     };
-    let mut v = Verifier { rep, cps: &cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: false };
+    let mut v =
+        Verifier { rep, cps: &cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: false };
     let nsegs = segs.len();
     'outer: for (i, (_, path)) in segs.iter().enumerate() {
         let buf = match fs::read(path) {
@@ -374,7 +406,10 @@ pub(crate) fn verify_dir_with(dir: &Path, key: Option<&VerifyingKey>, mut rep: V
         }
         if torn.is_some() {
             if i + 1 == nsegs {
-                v.rep.warnings.push("last segment ends with an incomplete line (being written, or torn by a crash; cut on next open)".into());
+                v.rep.warnings.push(
+                    "last segment ends with an incomplete line (being written, or torn by a crash; cut on next open)"
+                        .into(),
+                );
             } else {
                 let at = v.prev.as_ref().map_or(1, |(s, _)| s + 1);
                 v.fail(Some(at), format!("{}: truncated line", path.display()));
@@ -407,13 +442,13 @@ pub fn verify_export(file: &Path, pubkey: Option<&Path>) -> VerifyReport {
         }
     };
     let (lines, torn) = segment::lines(&buf);
-    let cp_lines: Vec<&[u8]> =
-        lines.iter().map(|(_, l)| *l).filter(|l| checkpoint::is_checkpoint_line(l)).collect();
-    let cps = check_checkpoints(&cp_lines, key.as_ref(), &mut rep);
+    let cp_lines: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).filter(|l| checkpoint::is_checkpoint_line(l)).collect();
+    let cps = check_checkpoints(&cp_lines, key.as_ref(), false, &mut rep);
     if !rep.errors.is_empty() {
         return rep;
     }
-    let mut v = Verifier { rep, cps: &cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: true };
+    let mut v =
+        Verifier { rep, cps: &cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: true };
     for item in parse_lines(&lines) {
         let go = match item {
             Item::Rec(m) => v.record(m),

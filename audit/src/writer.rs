@@ -32,7 +32,10 @@ pub(crate) struct Pending {
 pub(crate) enum Msg {
     Rec(Box<Pending>),
     /// Write everything queued so far (and sign a checkpoint if asked), then answer.
-    Flush { checkpoint: bool, done: SyncSender<Result<(), String>> },
+    Flush {
+        checkpoint: bool,
+        done: SyncSender<Result<(), String>>,
+    },
 }
 
 /// State shared between the writer and readers.
@@ -94,7 +97,8 @@ impl Writer {
         let cp_every = Duration::from_secs(self.settings.checkpoint_every_secs.max(1));
         let mut closed = false;
         while !closed {
-            let idle = if self.pending_hashes.is_empty() { cp_every } else { cp_every.saturating_sub(self.last_cp.elapsed()) };
+            let idle =
+                if self.pending_hashes.is_empty() { cp_every } else { cp_every.saturating_sub(self.last_cp.elapsed()) };
             match rx.recv_timeout(idle.max(Duration::from_millis(1))) {
                 Ok(m) => push(m, &mut batch, &mut flushes),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -156,7 +160,8 @@ impl Writer {
         let want_cp = closing
             || flushes.iter().any(|(c, _)| *c)
             || self.pending_hashes.len() as u64 >= self.settings.checkpoint_every_records.max(1)
-            || (!self.pending_hashes.is_empty() && self.last_cp.elapsed().as_secs() >= self.settings.checkpoint_every_secs);
+            || (!self.pending_hashes.is_empty()
+                && self.last_cp.elapsed().as_secs() >= self.settings.checkpoint_every_secs);
         if want_cp {
             self.checkpoint(None).map_err(|e| format!("checkpoint: {e}"))?;
             if self.settings.retention_days.is_some() {
@@ -293,10 +298,8 @@ impl Writer {
             doomed.push((*first, path.clone(), recs));
         }
         let Some((through, hash)) = last else { return Ok(()) };
-        let names = doomed
-            .iter()
-            .filter_map(|(_, p, _)| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
-            .collect();
+        let names =
+            doomed.iter().filter_map(|(_, p, _)| p.file_name().and_then(|n| n.to_str()).map(str::to_string)).collect();
         self.checkpoint(Some((through, hash, names)))?;
         for (first, path, recs) in doomed {
             self.index.remove(&recs)?;

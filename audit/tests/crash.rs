@@ -20,7 +20,12 @@ const KILLS: usize = 55;
 fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
     let run: u64 = std::env::var("AUDIT_CRASH_RUN").unwrap().parse().unwrap();
-    let settings = AuditSettings { group_commit_records: 64, segment_max_bytes: 64 * 1024, checkpoint_every_records: 300, ..AuditSettings::default() };
+    let settings = AuditSettings {
+        group_commit_records: 64,
+        segment_max_bytes: 64 * 1024,
+        checkpoint_every_records: 300,
+        ..AuditSettings::default()
+    };
     let log = Arc::new(common::open(std::path::Path::new(&dir), &settings));
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -112,7 +117,11 @@ fn sigkill_at_random_points_loses_no_acknowledged_record() {
                 }
             }
             for (marker, seq) in &acked {
-                assert_eq!(by_marker.get(marker), Some(&vec![*seq]), "run {run}: acked {marker} must be present once at seq {seq}");
+                assert_eq!(
+                    by_marker.get(marker),
+                    Some(&vec![*seq]),
+                    "run {run}: acked {marker} must be present once at seq {seq}"
+                );
             }
         }
     }

@@ -91,11 +91,19 @@ fn search_filters_paginate_newest_first() {
     assert_eq!(seen, (1..=100).rev().collect::<Vec<_>>());
 
     let deny = log.search(&AuditQuery { action: Some(Action::Deny), ..Default::default() }).unwrap();
-    assert_eq!(deny.items.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![98, 91, 84, 77, 70, 63, 56, 49, 42, 35, 28, 21, 14, 7]);
+    assert_eq!(
+        deny.items.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        vec![98, 91, 84, 77, 70, 63, 56, 49, 42, 35, 28, 21, 14, 7]
+    );
     assert!(deny.items.iter().all(|r| r.risk == Some(Risk::High)));
 
     let combo = log
-        .search(&AuditQuery { kind: Some(RecordKind::Exec), agent: Some("agent-0".into()), limit: Some(3), ..Default::default() })
+        .search(&AuditQuery {
+            kind: Some(RecordKind::Exec),
+            agent: Some("agent-0".into()),
+            limit: Some(3),
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(combo.items.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![96, 84, 72]);
     assert_eq!(combo.next_cursor.as_deref(), Some("72"));
@@ -107,10 +115,16 @@ fn search_filters_paginate_newest_first() {
 
     // Time range: everything was written within the last minute, nothing is in the future.
     let now = chrono::Utc::now();
-    let future = log.search(&AuditQuery { from: Some(now + chrono::Duration::hours(1)), ..Default::default() }).unwrap();
+    let future =
+        log.search(&AuditQuery { from: Some(now + chrono::Duration::hours(1)), ..Default::default() }).unwrap();
     assert!(future.items.is_empty());
     let past = log
-        .search(&AuditQuery { from: Some(now - chrono::Duration::hours(1)), to: Some(now), limit: Some(5), ..Default::default() })
+        .search(&AuditQuery {
+            from: Some(now - chrono::Duration::hours(1)),
+            to: Some(now),
+            limit: Some(5),
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(past.items.len(), 5);
 
@@ -160,13 +174,19 @@ fn retention_removes_whole_old_segments_after_a_signed_checkpoint() {
         }
     }
     let dir = tmp.path().join("audit");
-    let before = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("seg-")).count();
+    let before = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("seg-"))
+        .count();
     assert!(before > 3, "small segments rotate ({before})");
     let keep = AuditSettings { retention_days: Some(0), ..small };
     let log = common::open(tmp.path(), &keep);
     log.append(common::event(41)).unwrap();
     log.checkpoint_now().unwrap();
-    let after = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("seg-")).count();
+    let after = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("seg-"))
+        .count();
     assert_eq!(after, 1, "only the live segment survives");
     assert!(log.get(1).unwrap().is_none());
     let rep = log.verify();

@@ -60,7 +60,9 @@ fn json_fields_by_name_and_obligation_paths() {
     });
     mask_json(&mut v, &["$.args.url".to_string(), "/home/bob/.ssh".to_string()]);
     let s = v.to_string();
-    for leak in ["hunter2", "abc123xyz", OPENAI, ANTHROPIC, "bob@corp.example", "api.example.com/login", "/home/bob/.ssh"] {
+    for leak in
+        ["hunter2", "abc123xyz", OPENAI, ANTHROPIC, "bob@corp.example", "api.example.com/login", "/home/bob/.ssh"]
+    {
         assert!(!s.contains(leak), "{leak} leaked: {s}");
     }
     assert_eq!(v["args"]["body"]["Password"], token_for("secret", "hunter2"));
@@ -98,7 +100,8 @@ fn secrets_never_reach_the_segment_file_and_equal_values_correlate() {
     assert!(a.reason.as_deref().unwrap().contains(&token_for("email", "alice@example.com")));
     assert!(file.lines().all(|l| !l.contains("\"mask\"")), "obligation values are not stored");
     // Searching for the raw e-mail finds the masked records.
-    let page = log.search(&audit::AuditQuery { keyword: Some("alice@example.com".into()), ..Default::default() }).unwrap();
+    let page =
+        log.search(&audit::AuditQuery { keyword: Some("alice@example.com".into()), ..Default::default() }).unwrap();
     assert_eq!(page.items.len(), 2);
     assert!(log.verify().ok);
 }

@@ -140,6 +140,16 @@ fn deleted_checkpoint_line() {
 }
 
 #[test]
+fn deleted_first_checkpoint_line() {
+    let (_t, dir) = fixture();
+    edit_lines(&dir.join(CHECKPOINT_FILE), |ls| {
+        ls.remove(0);
+    });
+    let rep = assert_bad(&dir, 21);
+    assert_eq!(rep.bad_checkpoint, Some(2));
+}
+
+#[test]
 fn foreign_public_key_rejects_signatures() {
     let (_t, dir) = fixture();
     let other = tempfile::tempdir().unwrap();

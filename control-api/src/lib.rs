@@ -28,6 +28,9 @@ pub struct ControlState {
     pub registry: prometheus::Registry,
     pub policy: Arc<policy::PolicyEngine>,
     pub audit: Arc<audit::AuditLog>,
+    pub broker: Arc<proxy::approvals::Broker>,
+    pub kill: Arc<proxy::kill::KillSwitch>,
+    pub budgets: Arc<proxy::budget::Budgets>,
     pub tokens: TokenStore,
     pub ready: ReadyProbe,
 }

@@ -121,13 +121,19 @@ pub fn run_tests(source: &BundleSource, data: &serde_json::Value) -> Result<Test
 
 /// Evaluate one input document (JSON text) against a bundle, as `policy eval` does. Invalid
 /// JSON is an error; anything the policy cannot decide comes back as a `policy_error` deny.
-pub fn eval_input(source: &BundleSource, data: serde_json::Value, input_json: &str) -> Result<Decision, PolicyError> {
+/// Pass the configured [`EngineOptions`] so the dry run has the production time limit.
+pub fn eval_input(
+    source: &BundleSource,
+    data: serde_json::Value,
+    opts: EngineOptions,
+    input_json: &str,
+) -> Result<Decision, PolicyError> {
     let input: serde_json::Value = serde_json::from_str(input_json)
         .map_err(|e| PolicyError::Input(format!("line {} column {}: {e}", e.line(), e.column())))?;
     if !input.is_object() {
         return Err(PolicyError::Input("the input document must be a JSON object".into()));
     }
-    let engine = PolicyEngine::new(source.clone(), data, EngineOptions::default(), &prometheus::Registry::new())?;
+    let engine = PolicyEngine::new(source.clone(), data, opts, &prometheus::Registry::new())?;
     Ok(engine.evaluate_value(&input))
 }
 

@@ -42,7 +42,8 @@ fn bad_outputs_fail_closed_with_a_metric() {
         ("ill_typed", "package clawbutler\n\ndecision := {\"action\": \"allow\", \"rule\": \"r\", \"reason\": \"x\", \"risk\": \"extreme\"}\n"),
         // Two bodies, two different values: a conflict, which regorus reports as an error.
         ("engine", "package clawbutler\n\ndecision := {\"action\": \"allow\", \"rule\": \"a\", \"reason\": \"x\", \"risk\": \"low\"} if true\n\ndecision := {\"action\": \"deny\", \"rule\": \"b\", \"reason\": \"x\", \"risk\": \"low\"} if true\n"),
-        ("engine", "package clawbutler\n\ndecision := {\"action\": \"allow\", \"rule\": \"r\", \"reason\": lower(input.kind), \"risk\": \"low\"}\n"),
+        // A builtin error makes the value undefined (OPA semantics), so it still fails closed.
+        ("undefined", "package clawbutler\n\ndecision := {\"action\": \"allow\", \"rule\": \"r\", \"reason\": lower(input.kind), \"risk\": \"low\"}\n"),
     ];
     for (cause, rego) in cases {
         let dir = tempfile::tempdir().unwrap();

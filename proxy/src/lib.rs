@@ -4,11 +4,14 @@
 //! and finally the forwarder, which sends allowed calls upstream over rustls and streams the
 //! reply back frame for frame while a side decoder meters usage and cost for the audit log.
 
+pub mod approvals;
 pub mod body;
+pub mod budget;
 pub mod config;
 pub mod ctx;
 pub mod error;
 pub mod forward;
+pub mod kill;
 pub mod layers;
 pub mod meter;
 pub mod metrics;
@@ -20,7 +23,6 @@ pub mod stack;
 pub mod synthetic;
 pub mod upstream;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use config::{DenyStyle, ProxySettings, UpstreamConfig, UpstreamKind};
@@ -35,8 +37,20 @@ pub struct ProxyState {
     pub client: upstream::HttpClient,
     pub policy: Arc<policy::PolicyEngine>,
     pub audit: Arc<audit::AuditLog>,
+    pub broker: Arc<approvals::Broker>,
+    pub kill: Arc<kill::KillSwitch>,
+    pub budgets: Arc<budget::Budgets>,
     pub prices: PriceTable,
     pub metrics: ProxyMetrics,
+}
+
+/// The shared parts the data path acts through, built by the app from one store.
+pub struct Components {
+    pub policy: Arc<policy::PolicyEngine>,
+    pub audit: Arc<audit::AuditLog>,
+    pub broker: Arc<approvals::Broker>,
+    pub kill: Arc<kill::KillSwitch>,
+    pub budgets: Arc<budget::Budgets>,
 }
 
 /// Errors assembling the data path (reported at start).
@@ -55,9 +69,8 @@ impl ProxyState {
     pub fn new(
         settings: ProxySettings,
         upstreams: &[UpstreamConfig],
-        prices: &BTreeMap<String, Price>,
-        policy: Arc<policy::PolicyEngine>,
-        audit: Arc<audit::AuditLog>,
+        prices: PriceTable,
+        c: Components,
         registry: &prometheus::Registry,
     ) -> Result<ProxyState, BuildError> {
         let ups = upstream::build_upstreams(upstreams, &settings)?;
@@ -65,9 +78,12 @@ impl ProxyState {
         Ok(ProxyState {
             upstreams: Arc::new(ups),
             client,
-            policy,
-            audit,
-            prices: PriceTable::new(prices)?,
+            policy: c.policy,
+            audit: c.audit,
+            broker: c.broker,
+            kill: c.kill,
+            budgets: c.budgets,
+            prices,
             metrics: ProxyMetrics::new(registry)?,
             settings,
         })

@@ -27,7 +27,8 @@ pub fn event(i: u64) -> AuditEvent {
 
 /// Write `n` records (seq 1..=n) with a checkpoint every `cp_every`, then close cleanly.
 pub fn build(dir: &Path, n: u64, cp_every: u64) {
-    let settings = AuditSettings { checkpoint_every_records: cp_every, group_commit_records: 8, ..AuditSettings::default() };
+    let settings =
+        AuditSettings { checkpoint_every_records: cp_every, group_commit_records: 8, ..AuditSettings::default() };
     let log = open(dir, &settings);
     for i in 1..=n {
         assert_eq!(log.append(event(i)).unwrap(), i);
