@@ -76,3 +76,12 @@ test_several_grants_pick_one_deterministically if {
 	d := decide(with_grants(exec_input("sudo ls"), [grant("sudo *", {"id": "g9"}), grant("sudo ls", {"id": "g3"})]))
 	d.rule == "grant:g3"
 }
+
+test_plugin_exec_grant_with_arg_pattern if {
+	inp := object.union(tool_input("exec", {"command": "sudo systemctl restart nginx"}), {"kind": "plugin"})
+	g := {"id": "g-07", "agent": "main", "kind": "plugin", "pattern": "exec", "arg_pattern": "*systemctl restart nginx*", "expires_at": "2026-06-30T00:00:00Z"}
+	held_by(inp, "exec.privilege_escalation")
+	d := decide(with_grants(inp, [g]))
+	d.action == "allow"
+	d.rule == "grant:g-07"
+}

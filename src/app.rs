@@ -43,11 +43,14 @@ pub struct Sidecar {
     pub control_addr: SocketAddr,
     /// A freshly created admin token, when this start created the first one.
     pub first_admin_token: Option<String>,
+    /// The gateway link, when `[gateway] url` is set.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     audit: Arc<audit::AuditLog>,
     policy: Arc<policy::PolicyEngine>,
     db: sled::Db,
+    broker: Arc<proxy::approvals::Broker>,
     _watch: Option<policy::WatchGuard>,
 }
 
@@ -80,7 +83,8 @@ impl Sidecar {
                 .map_err(|e| StartError::Component(format!("approvals: {e}")))?,
         );
         let kill = Arc::new(
-            proxy::kill::KillSwitch::open(&db, &registry).map_err(|e| StartError::Component(format!("kill switch: {e}")))?,
+            proxy::kill::KillSwitch::open(&db, &registry)
+                .map_err(|e| StartError::Component(format!("kill switch: {e}")))?,
         );
         let prices = proxy::PriceTable::new(&cfg.prices).map_err(|e| StartError::Component(e.to_string()))?;
         let budgets = Arc::new(
@@ -111,22 +115,55 @@ impl Sidecar {
             source,
         })?;
 
+        let tick_budgets = budgets.clone();
+        let mut tick_rx = rx.clone();
+        let budget_ticker = tokio::spawn(async move {
+            // Close breakers at window reset even when no call arrives to notice.
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(15));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => tick_budgets.tick(),
+                    _ = tick_rx.changed() => break,
+                }
+            }
+        });
         let svc = proxy::stack::build(state.clone());
-        let mut tasks = vec![tokio::spawn(proxy::server::serve(data_listener, svc, rx.clone()))];
+        let mut tasks = vec![tokio::spawn(proxy::server::serve(data_listener, svc, rx.clone())), budget_ticker];
 
+        // The gateway link (optional): registry, OpenClaw side of the kill switch, exec approvals.
+        let gateway = match cfg.gateway.url {
+            Some(_) => {
+                let parts = crate::gateway::Parts {
+                    audit: audit.clone(),
+                    policy: policy.clone(),
+                    broker: broker.clone(),
+                    kill: kill.clone(),
+                };
+                let (gw, gw_tasks) =
+                    crate::gateway::Gateway::start(&cfg.gateway, &data_dir, &db, parts, &registry, rx.clone())
+                        .map_err(|e| StartError::Component(format!("gateway: {e}")))?;
+                tasks.extend(gw_tasks);
+                Some(gw)
+            }
+            None => None,
+        };
+        let ready_gateway = gateway.clone();
         let ready_policy = policy.clone();
         let control_state = Arc::new(control_api::ControlState {
             registry,
             policy: policy.clone(),
             audit: audit.clone(),
-            broker,
+            broker: broker.clone(),
             kill,
             budgets,
             tokens,
             ready: Arc::new(move || {
                 let st = ready_policy.status();
-                vec![("policy", !st.revision.is_empty(), format!("revision {}", st.revision))]
+                let mut checks = vec![("policy", !st.revision.is_empty(), format!("revision {}", st.revision))];
+                checks.extend(ready_gateway.as_ref().map(|g| g.ready_check()));
+                checks
             }),
+            agents: gateway.clone().map(|g| g as Arc<dyn control_api::routes::agents::AgentControl>),
         });
         let app = control_api::router(control_state);
         let crx = rx.clone();
@@ -140,11 +177,13 @@ impl Sidecar {
             data_addr,
             control_addr,
             first_admin_token,
+            gateway,
             shutdown,
             tasks,
             audit,
             policy,
             db,
+            broker,
             _watch: watch_guard,
         })
     }
@@ -160,6 +199,8 @@ impl Sidecar {
     /// Stop accepting, let open calls finish briefly, flush the audit log and the store.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // Held calls are answered now (cancelled, recorded) instead of being cut after the grace period.
+        self.broker.shutdown("the sidecar is shutting down").await;
         for t in self.tasks {
             let _ = t.await;
         }

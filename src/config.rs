@@ -72,6 +72,8 @@ pub struct Config {
     pub approvals: proxy::approvals::ApprovalSettings,
     #[serde(default)]
     pub budgets: Vec<proxy::budget::BudgetConfig>,
+    #[serde(default)]
+    pub gateway: crate::gateway::GatewaySettings,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             auth: AuthSettings::default(),
             approvals: Default::default(),
             budgets: Vec::new(),
+            gateway: Default::default(),
         }
     }
 }
@@ -143,6 +146,7 @@ impl Config {
                 msg: format!("'{v}' is not a socket address like 127.0.0.1:8787"),
             })?;
         }
+        self.gateway.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         if self.proxy.max_body_bytes == 0 {
             return Err(ConfigError::Invalid { key: "proxy.max_body_bytes".into(), msg: "must be > 0".into() });
         }

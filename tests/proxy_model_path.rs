@@ -13,82 +13,7 @@ use clawbutler::testkit::upstream::ScriptedUpstream;
 use http::Method;
 use serde_json::{json, Value};
 use support::http::{get, post_json, post_json_streaming, send};
-
-const ADMIN: &str = "test-admin-token";
-
-struct Rig {
-    sidecar: Sidecar,
-    up: ScriptedUpstream,
-    _dir: tempfile::TempDir,
-}
-
-impl Rig {
-    async fn start(extra: &str) -> Rig {
-        Rig::start_with("", extra).await
-    }
-
-    /// `policies` lines go into the `[policies]` table; `extra` is appended as whole tables.
-    async fn start_with(policies: &str, extra: &str) -> Rig {
-        let up = ScriptedUpstream::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-control_listen = "127.0.0.1:0"
-data_dir = "{data}"
-[auth]
-admin_token = "{ADMIN}"
-[policies]
-# Tests run many sidecars at once on 2 cores in a debug build: give the policy room.
-eval_timeout_ms = 250
-{policies}
-[[upstreams]]
-name = "fake"
-kind = "openai"
-url = "{base}/v1"
-[[upstreams]]
-name = "anth"
-kind = "anthropic"
-url = "{base}"
-{extra}
-"#,
-            data = dir.path().display(),
-            base = up.base_url()
-        );
-        let sidecar = Sidecar::start(Config::from_toml_str(&cfg).unwrap()).await.unwrap();
-        Rig { sidecar, up, _dir: dir }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.sidecar.data_addr, path)
-    }
-
-    fn direct(&self, path: &str) -> String {
-        format!("{}{}", self.up.base_url(), path)
-    }
-
-    /// Audit records of model calls for an agent, oldest first; waits for `n` of them
-    /// (allowed calls are recorded when their stream ends).
-    async fn model_calls(&self, agent: &str, n: usize) -> Vec<Value> {
-        let url = format!("http://{}/api/v1/audit?agent={agent}&kind=model_call&limit=1000", self.sidecar.control_addr);
-        for _ in 0..100 {
-            let r = get(&url, &[("authorization", &format!("Bearer {ADMIN}"))]).await;
-            assert_eq!(r.status, 200, "{}", r.text());
-            let mut items = r.json()["items"].as_array().cloned().unwrap_or_default();
-            if items.len() >= n {
-                items.reverse();
-                return items;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("fewer than {n} model_call records for {agent}");
-    }
-
-    async fn metrics(&self) -> String {
-        get(&format!("http://{}/metrics", self.sidecar.control_addr), &[]).await.text()
-    }
-}
+use support::sidecar::Rig;
 
 fn chat(prompt: &str, stream: bool) -> Value {
     json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": prompt}]})
@@ -353,9 +278,9 @@ async fn metrics_and_health_endpoints() {
     ] {
         assert!(m.contains(family), "missing {family} in\n{m}");
     }
-    let live = get(&format!("http://{}/livez", rig.sidecar.control_addr), &[]).await;
+    let live = get(&rig.control("/livez"), &[]).await;
     assert_eq!(live.status, 200);
-    let ready = get(&format!("http://{}/readyz", rig.sidecar.control_addr), &[]).await;
+    let ready = get(&rig.control("/readyz"), &[]).await;
     assert_eq!(ready.status, 200, "{}", ready.text());
 }
 

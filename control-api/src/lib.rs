@@ -33,6 +33,9 @@ pub struct ControlState {
     pub budgets: Arc<proxy::budget::Budgets>,
     pub tokens: TokenStore,
     pub ready: ReadyProbe,
+    /// The gateway link's view of agents and its kill/recover actions; `None` without a
+    /// configured gateway (the kill switch then acts at the proxy only).
+    pub agents: Option<Arc<dyn routes::agents::AgentControl>>,
 }
 
 /// Shared handle.
@@ -52,6 +55,14 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::health::routes())
         .merge(routes::policies::routes())
         .merge(routes::audit::routes())
+        .merge(routes::approvals::routes())
+        .merge(routes::grants::routes())
+        .merge(routes::events::routes())
+        .merge(routes::tokens::routes())
+        .merge(routes::openapi::routes())
+        .merge(routes::agents::routes())
+        .merge(routes::budgets::routes())
+        .merge(routes::ui::routes())
         .fallback(routes::not_found)
         .with_state(state)
 }

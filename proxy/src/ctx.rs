@@ -112,6 +112,8 @@ pub struct CallRequest {
     pub decision: Option<Decision>,
     /// Worst-case cost estimate in USD (None = unknown price).
     pub estimate_usd: Option<f64>,
+    /// Budget reservation held while the call runs (settled by the forwarder).
+    pub reservation: Option<crate::budget::Reservation>,
 }
 
 #[cfg(test)]

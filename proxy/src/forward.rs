@@ -86,6 +86,7 @@ struct Finisher {
     model: String,
     upstream: String,
     status: u16,
+    reservation: Option<crate::budget::Reservation>,
 }
 
 impl Finisher {
@@ -100,6 +101,18 @@ impl Finisher {
         };
         if let Outcome::UpstreamError(_) | Outcome::IdleTimeout = outcome {
             self.state.metrics.upstream_error(&self.upstream, ErrorClass::Stream);
+        }
+        if let Some(r) = self.reservation.take() {
+            // What the budget is charged (None = the whole reservation): real usage when the
+            // upstream reported it; nothing for refused or unreachable calls; the reservation
+            // when the upstream may have worked without telling (timeouts, cut streams).
+            let charge = match (&summary.usage, &outcome) {
+                (Some(_), _) => Some(cost.unwrap_or(r.amount_usd())),
+                (None, Outcome::UpstreamError(e)) if self.status == 0 && e != "timeout" => Some(0.0),
+                (None, _) if self.status >= 300 => Some(0.0),
+                (None, _) => None,
+            };
+            r.settle(charge);
         }
         let label = if failed && self.status != 0 && outcome == Outcome::Completed {
             "upstream_error"
@@ -154,6 +167,7 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
     *out.uri_mut() = uri;
     *out.headers_mut() = headers;
 
+    let mut req = req;
     let mut fin = Finisher {
         state: state.clone(),
         ctx: req.ctx.clone(),
@@ -161,6 +175,7 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
         model: req.info.model.clone(),
         upstream: up.name.clone(),
         status: 0,
+        reservation: req.reservation.take(),
     };
     let t0 = Instant::now();
     let res = match tokio::time::timeout(up.timeout, state.client.request(out)).await {

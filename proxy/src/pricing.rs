@@ -94,10 +94,12 @@ impl PriceTable {
     }
 }
 
-/// Rough prompt-token count from the request body size (about 4 bytes a token for English
-/// JSON); used only for worst-case estimates, never for billing.
-pub fn estimate_input_tokens(body_len: usize) -> u64 {
-    (body_len as u64).div_ceil(4)
+/// Upper bound of a request's prompt tokens: its body size in bytes. A token covers at least
+/// one byte of text and the JSON around the text only adds bytes, so this never
+/// underestimates; budgets rely on that for zero overshoot. Used only for worst-case
+/// estimates, never for billing.
+pub fn worst_case_input_tokens(body_len: usize) -> u64 {
+    body_len as u64
 }
 
 #[cfg(test)]

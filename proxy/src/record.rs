@@ -39,8 +39,8 @@ pub fn finish_event(ev: &mut AuditEvent, outcome: &str, usage: Option<Usage>, co
     ev.latency_ms = Some(latency_ms);
 }
 
-/// The policy input of a model call.
-pub fn policy_input(req: &CallRequest) -> policy::PolicyInput {
+/// The policy input of a model call, with the agent's live standing grants (from the broker).
+pub fn policy_input(req: &CallRequest, grants: Vec<policy::GrantInput>) -> policy::PolicyInput {
     let mut input = policy::PolicyInput::new(policy::CallKind::ModelCall, &req.route.agent, &req.ctx.trace_id);
     input.session = req.session.clone();
     input.model = Some(policy::ModelInput {
@@ -53,5 +53,6 @@ pub fn policy_input(req: &CallRequest) -> policy::PolicyInput {
         tools: req.info.tools.clone(),
     });
     input.cost.estimate_usd = req.estimate_usd;
+    input.grants = grants;
     input
 }

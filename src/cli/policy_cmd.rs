@@ -45,7 +45,12 @@ pub fn run(cli: &Cli, c: &PolicyCmd) -> CliResult {
             } else {
                 std::fs::read_to_string(input).map_err(|e| format!("{}: {e}", input.display()))?
             };
-            let d = policy::testing::eval_input(&source(bundle), cfg.policies.data(), cfg.policies.engine_options(), &text)?;
+            let d = policy::testing::eval_input(
+                &source(bundle),
+                cfg.policies.data(),
+                cfg.policies.engine_options(),
+                &text,
+            )?;
             println!("{}", serde_json::to_string_pretty(&d)?);
             Ok(0)
         }

@@ -1,8 +1,16 @@
 //! Route groups, one module each.
 
+pub mod agents;
+pub mod approvals;
 pub mod audit;
+pub mod budgets;
+pub mod events;
+pub mod grants;
 pub mod health;
+pub mod openapi;
 pub mod policies;
+pub mod tokens;
+pub mod ui;
 
 use crate::problem::Problem;
 

@@ -1,7 +1,10 @@
 //! The interception steps, one tower layer each. Their order is fixed in `stack.rs`.
 
 pub mod body;
+pub mod budget;
 pub mod edge;
+pub mod hold;
+pub mod kill;
 pub mod metrics;
 pub mod policy;
 pub mod route;

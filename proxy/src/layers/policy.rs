@@ -1,6 +1,8 @@
 //! Policy layer: every model call is evaluated before it is forwarded. Allow passes the call
 //! on with its Decision; deny is recorded durably and answered in the caller's shape without
-//! reaching the upstream. Until an approval broker is attached, hold = deny (`no_approver`).
+//! reaching the upstream. Hold passes the call on with its Decision to the hold layer, which
+//! parks it for a human. The input carries the agent's standing grants, so a call an
+//! `allow-always` covers is allowed here without a hold.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -52,11 +54,11 @@ pub fn estimate(state: &ProxyState, req: &CallRequest) -> Option<f64> {
     match req.route.endpoint {
         Endpoint::Models => Some(0.0),
         Endpoint::Embeddings => {
-            state.prices.estimate(&req.info.model, pricing::estimate_input_tokens(req.body.len()), 0)
+            state.prices.estimate(&req.info.model, pricing::worst_case_input_tokens(req.body.len()), 0)
         }
         _ => {
             let max_out = req.info.max_tokens.unwrap_or(state.settings.default_max_output_tokens);
-            state.prices.estimate(&req.info.model, pricing::estimate_input_tokens(req.body.len()), max_out)
+            state.prices.estimate(&req.info.model, pricing::worst_case_input_tokens(req.body.len()), max_out)
         }
     }
 }
@@ -108,11 +110,18 @@ where
         let state = self.state.clone();
         Box::pin(async move {
             req.estimate_usd = estimate(&state, &req);
-            let mut d = state.policy.evaluate(&record::policy_input(&req));
+            let mut input = record::policy_input(&req, state.broker.grants_for(&req.route.agent));
+            input.budgets = state.budgets.snapshot(&crate::budget::CallScope {
+                agent: &req.route.agent,
+                model: &req.info.model,
+                upstream: &req.route.upstream.name,
+            });
+            let mut d = state.policy.evaluate(&input);
             d.id = req.ctx.decision_id.clone();
             if d.action == Action::Hold {
-                d.action = Action::Deny;
-                d.reason = format!("no_approver: {} (held for approval, but no approver is available)", d.reason);
+                // The hold layer parks it and sets the final action once a human decided.
+                req.decision = Some(d);
+                return inner.call(req).await;
             }
             let _ = req.ctx.action.set(d.action);
             if d.action == Action::Allow {

@@ -1,0 +1,252 @@
+//! `/api/v1/agents`: the agents OpenClaw runs, their health, and the kill switch.
+//!
+//! The kill flag itself lives in the proxy's `KillSwitch`, so killing works (and blocks model
+//! calls at once) even without a gateway link. When a link is configured, an [`AgentControl`]
+//! (implemented by the gateway module of the `clawbutler` crate) lists the agents and carries
+//! the kill to OpenClaw: it aborts active runs, denies pending exec approvals, blocks tools and
+//! disables cron jobs, and on recover restores exactly what it changed.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::{AppState, Caller, Problem, Role};
+
+/// Three-state agent health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Offline,
+}
+
+/// What the gateway link knows of one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSummary {
+    pub id: String,
+    pub name: String,
+    pub health: Health,
+    /// RFC 3339 time of the last agent/chat event, if any was seen.
+    pub last_activity: Option<String>,
+    pub model: Option<String>,
+    pub workspace: Option<String>,
+    /// Runs in flight now.
+    pub active_runs: usize,
+    /// Exec approvals of this agent waiting at the gateway.
+    pub pending_approvals: usize,
+    /// Spend OpenClaw or ClawButler attributed to the agent, when known.
+    pub spend_usd: Option<f64>,
+}
+
+/// Boxed future of an [`AgentControl`] action; `Err` is a message for the operator.
+pub type ControlFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>>;
+
+/// The gateway side of agent control (see the module docs). Kill/recover results are JSON
+/// reports of what was changed in OpenClaw.
+pub trait AgentControl: Send + Sync {
+    /// Whether the gateway link is up.
+    fn connected(&self) -> bool;
+    /// Every known agent.
+    fn list(&self) -> Vec<AgentSummary>;
+    /// One agent.
+    fn get(&self, id: &str) -> Option<AgentSummary>;
+    /// Stop the agent in OpenClaw (the proxy flag is already set by the caller).
+    fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
+    /// Undo exactly what `kill` changed.
+    fn recover<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
+    /// Kill every known agent.
+    fn kill_all<'a>(&'a self, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
+    /// Recover every agent killed through the gateway.
+    fn recover_all<'a>(&'a self, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
+}
+
+/// The agent routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/agents", get(list))
+        .route("/api/v1/agents/kill", post(kill_all))
+        .route("/api/v1/agents/recover", post(recover_all))
+        .route("/api/v1/agents/{id}", get(get_one))
+        .route("/api/v1/agents/{id}/kill", post(kill))
+        .route("/api/v1/agents/{id}/recover", post(recover))
+}
+
+/// Body of a kill.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KillBody {
+    pub reason: Option<String>,
+}
+
+/// Body of a recover: `confirm` must be `true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverBody {
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+fn view(s: &AppState, a: Option<AgentSummary>, id: &str) -> Value {
+    let entry = s.kill.agent_entry(id);
+    let global = s.kill.global();
+    let killed = entry.is_some() || global.is_some();
+    let mut v = match a {
+        Some(a) => serde_json::to_value(a).unwrap_or_else(|_| json!({})),
+        None => json!({"id": id, "name": id, "health": "offline", "last_activity": null}),
+    };
+    if let Some(o) = v.as_object_mut() {
+        o.insert("killed".into(), json!(killed));
+        o.insert("kill".into(), serde_json::to_value(entry.or(global)).unwrap_or(Value::Null));
+    }
+    v
+}
+
+async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Viewer)?;
+    let mut agents = s.agents.as_ref().map(|c| c.list()).unwrap_or_default();
+    // Agents killed before the link knew them (or without a link) are still listed.
+    for (id, _) in s.kill.killed_agents() {
+        if !agents.iter().any(|a| a.id == id) {
+            agents.push(AgentSummary {
+                id: id.clone(),
+                name: id,
+                health: Health::Offline,
+                last_activity: None,
+                model: None,
+                workspace: None,
+                active_runs: 0,
+                pending_approvals: 0,
+                spend_usd: None,
+            });
+        }
+    }
+    agents.sort_by(|a, b| a.id.cmp(&b.id));
+    let items: Vec<Value> = agents.into_iter().map(|a| view(&s, Some(a.clone()), &a.id)).collect();
+    Ok(Json(json!({
+        "items": items,
+        "next_cursor": null,
+        "gateway": {"configured": s.agents.is_some(), "connected": s.agents.as_ref().is_some_and(|c| c.connected())},
+    })))
+}
+
+async fn get_one(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Viewer)?;
+    let a = s.agents.as_ref().and_then(|c| c.get(&id));
+    if a.is_none() && s.kill.agent_entry(&id).is_none() {
+        return Err(Problem::not_found(format!("no agent '{id}'")));
+    }
+    Ok(Json(view(&s, a, &id)))
+}
+
+fn reason_of(r: Option<String>) -> Result<String, Problem> {
+    r.map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| Problem::bad_request("'reason' is required and must not be empty"))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
+}
+
+async fn audit(s: &AppState, agent: Option<&str>, actor: &str, outcome: &str, reason: &str, details: Value) {
+    let ev = audit::AuditEvent {
+        kind: Some(audit::RecordKind::KillSwitch),
+        agent: agent.map(str::to_string),
+        actor: Some(actor.to_string()),
+        outcome: Some(outcome.to_string()),
+        reason: Some(reason.to_string()),
+        subject: json!({"agent": agent.unwrap_or("*")}),
+        details,
+        ..audit::AuditEvent::default()
+    };
+    if let Err(e) = s.audit.append_durable(ev).await {
+        tracing::error!(error = %e, "kill switch audit append failed");
+    }
+}
+
+fn store_err(e: proxy::kill::KillError) -> Problem {
+    Problem::internal(format!("kill switch store: {e}"))
+}
+
+async fn kill(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Admin)?;
+    let reason = reason_of(parse::<KillBody>(&body)?.reason)?;
+    // Block at the proxy first: this is the <= 100 ms promise and must not wait for OpenClaw.
+    let fresh = s.kill.kill(&id, proxy::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
+    audit(&s, Some(&id), &caller.name, "blocked_at_proxy", &reason, json!({"already_killed": !fresh})).await;
+    let gateway = match &s.agents {
+        Some(c) => c.kill(&id, &reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
+        None => json!({"configured": false}),
+    };
+    let mut v = view(&s, s.agents.as_ref().and_then(|c| c.get(&id)), &id);
+    v["gateway"] = gateway;
+    Ok(Json(v))
+}
+
+async fn recover(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Admin)?;
+    let b: RecoverBody = parse(&body)?;
+    let reason = reason_of(b.reason)?;
+    if !b.confirm {
+        return Err(Problem::bad_request("recover needs \"confirm\": true"));
+    }
+    // OpenClaw first, so the agent does not get model calls back before its tools are restored.
+    let gateway = match &s.agents {
+        Some(c) => c.recover(&id, &reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
+        None => json!({"configured": false}),
+    };
+    let was = s.kill.recover(&id).map_err(store_err)?;
+    audit(&s, Some(&id), &caller.name, "unblocked_at_proxy", &reason, json!({"was_killed": was})).await;
+    let mut v = view(&s, s.agents.as_ref().and_then(|c| c.get(&id)), &id);
+    v["gateway"] = gateway;
+    Ok(Json(v))
+}
+
+async fn kill_all(State(s): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Admin)?;
+    let reason = reason_of(parse::<KillBody>(&body)?.reason)?;
+    s.kill.kill_all(proxy::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
+    audit(&s, None, &caller.name, "global_blocked_at_proxy", &reason, Value::Null).await;
+    let gateway = match &s.agents {
+        Some(c) => c.kill_all(&reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
+        None => json!({"configured": false}),
+    };
+    Ok(Json(json!({"killed": true, "kill": s.kill.global(), "gateway": gateway})))
+}
+
+async fn recover_all(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Admin)?;
+    let b: RecoverBody = parse(&body)?;
+    let reason = reason_of(b.reason)?;
+    if !b.confirm {
+        return Err(Problem::bad_request("recover needs \"confirm\": true"));
+    }
+    let gateway = match &s.agents {
+        Some(c) => c.recover_all(&reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
+        None => json!({"configured": false}),
+    };
+    let agents = s.kill.recover_all().map_err(store_err)?;
+    audit(&s, None, &caller.name, "global_unblocked_at_proxy", &reason, json!({"agents": agents})).await;
+    Ok(Json(json!({"killed": false, "recovered_agents": agents, "gateway": gateway})))
+}

@@ -1,0 +1,194 @@
+//! `/api/v1/approvals`: the approval inbox. Anyone with a token reads; approvers decide.
+//! A decision names the version it was made on (`expected_version`): a second or stale
+//! decision gets 409 naming who decided first. Decision POSTs honour `Idempotency-Key`: a
+//! retry with the same key and body gets the first answer again, never a second decision.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use proxy::approvals::{ApprovalQuery, BrokerError, DecideRequest, IdemEntry, Resolution};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{Caller, Role};
+use crate::problem::Problem;
+use crate::AppState;
+
+/// Most decisions one batch may carry.
+const MAX_BATCH: usize = 500;
+
+/// The approval routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/approvals", get(list))
+        .route("/api/v1/approvals/batch", post(batch))
+        .route("/api/v1/approvals/{id}", get(one))
+        .route("/api/v1/approvals/{id}/decision", post(decide))
+}
+
+/// The control API's view of a broker error.
+pub fn problem(e: BrokerError) -> Problem {
+    match e {
+        BrokerError::Invalid(m) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid request", m),
+        BrokerError::NotFound(id) => Problem::not_found(format!("no approval or grant '{id}'")),
+        BrokerError::Conflict(a) => {
+            let detail = BrokerError::Conflict(a.clone()).to_string();
+            let mut p = Problem::new(StatusCode::CONFLICT, "Conflict", detail);
+            p.extra = Some(json!({
+                "status_now": a.status,
+                "version": a.version,
+                "decided_by": a.decided_by,
+                "decided_at": a.decided_at,
+                "approval": a,
+            }));
+            p
+        }
+        other => Problem::internal(other.to_string()),
+    }
+}
+
+fn problem_json(p: &Problem) -> Value {
+    let mut body = json!({"type": "about:blank", "title": p.title, "status": p.status.as_u16(), "detail": p.detail});
+    if let (Some(obj), Some(Value::Object(extra))) = (body.as_object_mut(), p.extra.clone()) {
+        obj.extend(extra);
+    }
+    body
+}
+
+fn resolution_json(r: &Resolution) -> Value {
+    json!({ "approval": r.approval, "grant": r.grant })
+}
+
+async fn list(
+    _c: Caller,
+    State(s): State<AppState>,
+    q: Result<Query<ApprovalQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<proxy::approvals::ApprovalPage>, Problem> {
+    let Query(q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let broker = s.broker.clone();
+    tokio::task::spawn_blocking(move || broker.list(&q))
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .map(Json)
+        .map_err(problem)
+}
+
+async fn one(_c: Caller, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    let a = s.broker.get(&id).map_err(problem)?.ok_or_else(|| Problem::not_found(format!("no approval '{id}'")))?;
+    Ok(Json(json!(a)))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Decide once; the answer as (status, JSON body) so it can be stored for idempotent replay.
+async fn decide_once(s: &AppState, caller: &Caller, id: &str, body: &[u8]) -> (StatusCode, Value) {
+    let req: DecideRequest = match parse(body) {
+        Ok(r) => r,
+        Err(p) => return (p.status, problem_json(&p)),
+    };
+    match s.broker.decide(id, &req, &caller.name).await {
+        Ok(r) => (StatusCode::OK, resolution_json(&r)),
+        Err(e) => {
+            let p = problem(e);
+            (p.status, problem_json(&p))
+        }
+    }
+}
+
+fn reply(status: StatusCode, body: Value, replayed: bool) -> Response {
+    let ct = if status.is_success() { "application/json" } else { "application/problem+json" };
+    let mut res = (status, body.to_string()).into_response();
+    res.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    if replayed {
+        res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    res
+}
+
+async fn decide(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    caller.require(Role::Approver)?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v.to_str().map_err(|_| Problem::bad_request("Idempotency-Key must be ASCII"))?.trim();
+            if k.is_empty() || k.len() > 200 {
+                return Err(Problem::bad_request("Idempotency-Key must be 1 to 200 characters"));
+            }
+            Some(format!("decision\u{0}{id}\u{0}{k}"))
+        }
+    };
+    let Some(key) = key else {
+        let (status, v) = decide_once(&s, &caller, &id, &body).await;
+        return Ok(reply(status, v, false));
+    };
+    let body_hash = hex::encode(Sha256::digest(&body));
+    let _guard = s.broker.idempotency_lock(&key).await;
+    if let Some(prev) = s.broker.idempotency_get(&key).map_err(problem)? {
+        if prev.body_hash != body_hash {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Idempotency-Key reused",
+                "this Idempotency-Key was already used with a different request body",
+            ));
+        }
+        let status = StatusCode::from_u16(prev.status).unwrap_or(StatusCode::OK);
+        return Ok(reply(status, prev.body, true));
+    }
+    let (status, v) = decide_once(&s, &caller, &id, &body).await;
+    if !status.is_server_error() {
+        let entry = IdemEntry { body_hash, status: status.as_u16(), body: v.clone() };
+        s.broker.idempotency_put(&key, &entry).map_err(problem)?;
+    }
+    Ok(reply(status, v, false))
+}
+
+/// One decision of a batch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    id: String,
+    #[serde(flatten)]
+    req: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    items: Vec<BatchItem>,
+}
+
+async fn batch(caller: Caller, State(s): State<AppState>, body: Bytes) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Approver)?;
+    let req: BatchRequest = parse(&body)?;
+    if req.items.is_empty() || req.items.len() > MAX_BATCH {
+        return Err(Problem::bad_request(format!("a batch carries 1 to {MAX_BATCH} items")));
+    }
+    // Concurrently, so their durable records share group commits; results keep input order.
+    let futs = req.items.iter().map(|it| {
+        let s = s.clone();
+        let caller = caller.clone();
+        async move {
+            let body = it.req.to_string();
+            let (status, v) = decide_once(&s, &caller, &it.id, body.as_bytes()).await;
+            if status.is_success() {
+                json!({"id": it.id, "status": status.as_u16(), "approval": v["approval"], "grant": v["grant"]})
+            } else {
+                json!({"id": it.id, "status": status.as_u16(), "error": v})
+            }
+        }
+    });
+    let items = futures_util::future::join_all(futs).await;
+    Ok(Json(json!({ "items": items })))
+}

@@ -1,0 +1,86 @@
+// Control-API client: bearer token from sessionStorage, JSON in and out, problem+json errors
+// turned into ApiError so every view can show the server's own `detail`.
+
+import { t } from './i18n.js';
+
+const TOKEN_KEY = 'clawbutler.token';
+let unauthorizedHandler = () => {};
+
+/** The signed-in token (sessionStorage: gone when the tab closes). */
+export const session = {
+  get token() { return sessionStorage.getItem(TOKEN_KEY); },
+  set(token) { sessionStorage.setItem(TOKEN_KEY, token); },
+  clear() { sessionStorage.removeItem(TOKEN_KEY); },
+};
+
+/** Called with the ApiError when any request answers 401 (token revoked or wrong). */
+export function onUnauthorized(fn) { unauthorizedHandler = fn; }
+
+/** A failed request: HTTP status plus the problem+json body (title, detail, extras). */
+export class ApiError extends Error {
+  constructor(status, problem, path) {
+    const p = problem && typeof problem === 'object' ? problem : {};
+    super(p.detail || p.title || `HTTP ${status}`);
+    this.status = status;
+    this.title = p.title || '';
+    this.detail = p.detail || '';
+    this.problem = p;
+    this.path = path;
+  }
+
+  /** The route itself is missing (older sidecar / feature not built), not a missing object. */
+  get notAvailable() {
+    return (this.status === 404 && (!this.detail || this.detail.startsWith('no route'))) || this.status === 405;
+  }
+}
+
+/** Send a request; resolves to the parsed JSON body (or null), rejects with ApiError. */
+export async function api(method, path, body, opts = {}) {
+  const headers = { Accept: 'application/json' };
+  const token = session.token;
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (opts.idempotencyKey) headers['Idempotency-Key'] = opts.idempotencyKey;
+  let res;
+  try {
+    res = await fetch(path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store',
+    });
+  } catch (e) {
+    throw new ApiError(0, { title: t('err.network'), detail: t('err.network_detail', { msg: e.message }) }, path);
+  }
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!res.ok) {
+    const err = new ApiError(res.status, data || { detail: text.slice(0, 300) }, path);
+    if (res.status === 401 && !opts.noRedirect) unauthorizedHandler(err);
+    throw err;
+  }
+  return data;
+}
+
+export const get = (path, opts) => api('GET', path, undefined, opts);
+export const post = (path, body, opts) => api('POST', path, body === undefined ? {} : body, opts);
+export const del = (path, opts) => api('DELETE', path, undefined, opts);
+
+/** `?a=1&b=2` from an object, skipping empty values. */
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v != null && v !== '') q.set(k, v);
+  const s = q.toString();
+  return s ? `?${s}` : '';
+}
+
+/** A fresh key for Idempotency-Key headers (retries of one click reuse it). */
+export function newKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
+/** What a live event is about: its SSE event name, or the audit record kind it carries. */
+export function eventKind(ev) {
+  const data = ev && ev.data && typeof ev.data === 'object' ? ev.data : {};
+  const type = String((ev && ev.type) || '');
+  if (type && type !== 'message' && type !== 'audit') return type.split(/[._]/)[0];
+  return String(data.kind || (data.record && data.record.kind) || type);
+}

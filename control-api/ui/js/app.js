@@ -1,0 +1,139 @@
+// The console's shell: sign-in, navigation (hash routes), language switch, and the one live
+// event stream that every page listens to through `ctx.bus`.
+
+import { h, replace, select } from './dom.js';
+import { t, lang, setLang, LANGS } from './i18n.js';
+import { session, onUnauthorized, get } from './api.js';
+import { subscribe } from './sse.js';
+import * as approvals from './views/approvals.js';
+import * as grants from './views/grants.js';
+import * as audit from './views/audit.js';
+import * as budgets from './views/budgets.js';
+import * as policies from './views/policies.js';
+import * as agents from './views/agents.js';
+
+const VIEWS = { approvals, grants, audit, budgets, policies, agents };
+const bus = new EventTarget();
+let live = 'connecting';
+let stopEvents = null;
+let unmount = null;
+let signInNotice = '';
+
+const ctx = {
+  bus,
+  live: () => live,
+  navigate: (hash) => { location.hash = hash; },
+};
+
+function startEvents() {
+  if (stopEvents) return;
+  stopEvents = subscribe({
+    onEvent: (ev) => bus.dispatchEvent(new CustomEvent('event', { detail: ev })),
+    onState: (state) => {
+      live = state;
+      if (state === 'unauthorized') { signOut(t('signin.rejected')); return; }
+      const el = document.getElementById('live');
+      if (el) updateLive(el);
+      bus.dispatchEvent(new CustomEvent('live', { detail: state }));
+    },
+  });
+}
+
+function updateLive(el) {
+  el.className = `live live-${live}`;
+  el.textContent = t(`live.${live}`);
+  el.title = t(`live.${live}_hint`);
+}
+
+function signOut(notice) {
+  session.clear();
+  if (stopEvents) { stopEvents(); stopEvents = null; }
+  signInNotice = notice || '';
+  if (location.hash) history.replaceState(null, '', location.pathname);
+  render();
+}
+
+onUnauthorized((err) => signOut(`${t('signin.rejected')} ${err.detail || ''}`.trim()));
+
+function langPicker() {
+  return select(
+    { class: 'lang', 'aria-label': t('nav.language'), 'data-testid': 'lang', onchange: (e) => { setLang(e.target.value); render(); } },
+    LANGS.map((l) => [l.code, l.label]), lang());
+}
+
+function renderSignIn(root) {
+  const input = h('input', {
+    type: 'password', id: 'token', name: 'token', autocomplete: 'off', autocapitalize: 'off', spellcheck: 'false',
+    required: true, placeholder: 'cbt_…', 'data-testid': 'token',
+  });
+  const msg = h('div', { class: 'form-msg', role: 'alert' }, signInNotice);
+  const button = h('button', { type: 'submit', class: 'primary big', 'data-testid': 'signin' }, t('signin.submit'));
+  const form = h('form', {
+    class: 'signin card',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const token = input.value.trim();
+      if (!token) return;
+      button.disabled = true;
+      msg.textContent = '';
+      session.set(token);
+      try {
+        await get('/api/v1/policies', { noRedirect: true });
+        signInNotice = '';
+        render();
+      } catch (err) {
+        session.clear();
+        msg.textContent = err.status === 401
+          ? `${t('signin.bad_token')} ${err.detail || ''}`.trim()
+          : `${err.title || t('err.generic')}: ${err.detail || err.message}`;
+      } finally {
+        button.disabled = false;
+      }
+    },
+  },
+  h('div', { class: 'brand big' }, h('img', { src: '/ui/icon.svg', alt: '', width: 40, height: 40 }), 'ClawButler'),
+  h('h1', {}, t('signin.title')),
+  h('p', { class: 'muted' }, t('signin.hint')),
+  h('label', { for: 'token' }, t('signin.token')),
+  input, msg, button,
+  h('p', { class: 'muted small' }, t('signin.storage')),
+  h('div', { class: 'signin-lang' }, langPicker()));
+  replace(root, h('div', { class: 'signin-wrap' }, form));
+  input.focus();
+}
+
+function currentView() {
+  const name = location.hash.replace(/^#\/?/, '').split(/[/?]/)[0];
+  return VIEWS[name] ? name : 'approvals';
+}
+
+function render() {
+  const root = document.getElementById('app');
+  document.documentElement.lang = lang();
+  document.title = t('app.title');
+  if (unmount) { unmount(); unmount = null; }
+  if (!session.token) { renderSignIn(root); return; }
+  startEvents();
+  const view = currentView();
+  const liveEl = h('span', { id: 'live', 'data-testid': 'live' });
+  updateLive(liveEl);
+  const nav = h('nav', { class: 'tabs', 'aria-label': t('nav.label') },
+    Object.keys(VIEWS).map((name) => h('a', {
+      href: `#/${name}`, class: name === view ? 'active' : '', 'aria-current': name === view ? 'page' : null,
+      'data-testid': `nav-${name}`,
+    }, t(`nav.${name}`))));
+  const header = h('header', { class: 'top' },
+    h('div', { class: 'topbar' },
+      h('a', { class: 'brand', href: '#/approvals' }, h('img', { src: '/ui/icon.svg', alt: '', width: 28, height: 28 }), 'ClawButler'),
+      liveEl,
+      h('div', { class: 'spacer' }),
+      langPicker(),
+      h('button', { class: 'ghost', 'data-testid': 'signout', onclick: () => signOut('') }, t('nav.signout'))),
+    nav);
+  const main = h('main', { id: 'main', 'data-view': view });
+  replace(root, header, main);
+  unmount = VIEWS[view].mount(main, ctx) || null;
+}
+
+window.addEventListener('hashchange', render);
+render();

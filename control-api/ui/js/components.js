@@ -1,0 +1,73 @@
+// Shared pieces: error and empty states, badges, busy buttons, toasts.
+
+import { h } from './dom.js';
+import { t } from './i18n.js';
+
+/** An error panel: the server's problem title and `detail`, or the friendly "not here" state. */
+export function errorBox(err) {
+  if (err && err.notAvailable) {
+    return h('div', { class: 'state unavailable', 'data-testid': 'not-available', role: 'status' },
+      h('strong', {}, t('state.unavailable')),
+      h('p', {}, t('state.unavailable_detail', { path: err.path || '' })));
+  }
+  const title = (err && err.title) || t('err.generic');
+  const status = err && err.status ? ` (${err.status})` : '';
+  return h('div', { class: 'state error', role: 'alert', 'data-testid': 'error' },
+    h('strong', {}, title + status),
+    err && (err.detail || err.message) ? h('p', {}, err.detail || err.message) : null);
+}
+
+/** An empty list: a headline and what to do about it. */
+export function emptyState(title, hint) {
+  return h('div', { class: 'state empty', 'data-testid': 'empty' }, h('strong', {}, title), hint ? h('p', {}, hint) : null);
+}
+
+/** Loading placeholder. */
+export function loading() {
+  return h('div', { class: 'state loading', 'aria-busy': 'true' }, t('common.loading'));
+}
+
+/** A coloured risk badge (low, medium, high, critical). */
+export function riskBadge(risk) {
+  if (!risk) return null;
+  return h('span', { class: `badge risk-${risk}`, 'data-risk': risk }, t(`risk.${risk}`));
+}
+
+/** A badge for an action or status (allow, deny, hold, pending, ...). */
+export function statusBadge(value) {
+  if (!value) return null;
+  return h('span', { class: `badge st-${value}` }, t(`status.${value}`, {}, value));
+}
+
+/** Run `fn` with the button disabled and marked busy; errors go to `onError`. */
+export async function busy(button, fn, onError) {
+  button.disabled = true;
+  button.setAttribute('aria-busy', 'true');
+  try {
+    return await fn();
+  } catch (e) {
+    if (onError) onError(e); else throw e;
+    return undefined;
+  } finally {
+    button.disabled = false;
+    button.removeAttribute('aria-busy');
+  }
+}
+
+let toastHost = null;
+
+/** A short message at the bottom of the screen ('ok' or 'error'). */
+export function toast(message, kind = 'ok') {
+  if (!toastHost) {
+    toastHost = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
+    document.body.append(toastHost);
+  }
+  const el = h('div', { class: `toast ${kind}` }, message);
+  toastHost.append(el);
+  setTimeout(() => el.remove(), kind === 'error' ? 8000 : 4000);
+}
+
+/** A page heading with optional actions on the right. */
+export function pageHead(title, ...actions) {
+  return h('div', { class: 'page-head' }, h('h1', {}, title), h('div', { class: 'actions' }, actions));
+}

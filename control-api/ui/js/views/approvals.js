@@ -1,0 +1,257 @@
+// Approvals inbox: pending requests arrive live, each shows exactly what is asked, and one
+// tap decides it. Decisions carry the version the approver saw (expected_version), so a
+// request that changed or was decided meanwhile is refused with 409 and shown as such.
+
+import { h, replace, dl, select, pre } from '../dom.js';
+import { t } from '../i18n.js';
+import { get, post, query, newKey, eventKind } from '../api.js';
+import { errorBox, emptyState, loading, riskBadge, statusBadge, busy, toast, pageHead } from '../components.js';
+import { when, countdown, usd, subjectLine } from '../format.js';
+import { scopeEditor } from './scope.js';
+
+const STATUSES = ['pending', 'allowed', 'denied', 'expired', 'cancelled', 'all'];
+
+/** Body of POST /api/v1/approvals/{id}/decision. */
+function decisionBody(a, decision, reason, scope) {
+  const body = { decision, expected_version: a.version };
+  if (reason) body.reason = reason;
+  if (scope) body.scope = scope;
+  return body;
+}
+
+/** Cost estimate of an approval, wherever the server put it. */
+function costOf(a) {
+  return a.cost_estimate_usd ?? null;
+}
+
+/** Who decided, from a 409 problem or an approval. */
+function decidedBy(p) {
+  return p.decided_by || (p.approval && p.approval.decided_by) || (p.current && p.current.decided_by) || '';
+}
+
+export function mount(root, ctx) {
+  let status = 'pending';
+  let items = new Map();
+  const cards = new Map();
+  const selected = new Set();
+  let cursor = null;
+  let refreshTimer = null;
+  let seq = 0;
+
+  const listEl = h('div', { class: 'list', 'data-testid': 'approvals' });
+  const moreEl = h('div', { class: 'more' });
+  const countEl = h('span', { class: 'count' });
+  const batchEl = h('div', { class: 'batch', hidden: true, 'data-testid': 'batch' });
+  const filter = select({
+    'aria-label': t('approvals.filter_status'), 'data-testid': 'status-filter',
+    onchange: (e) => { status = e.target.value; selected.clear(); load(); },
+  }, STATUSES.map((s) => [s, t(`status.${s}`)]), status);
+
+  replace(root, pageHead(t('approvals.title'), countEl, filter), batchEl, listEl, moreEl);
+
+  async function load(append = false) {
+    const mine = ++seq;
+    if (!append && !items.size) replace(listEl, loading());
+    try {
+      const page = await get(`/api/v1/approvals${query({ status: status === 'all' ? '' : status, limit: 100, cursor: append ? cursor : '' })}`);
+      if (mine !== seq) return;
+      const fresh = new Map(append ? items : []);
+      for (const a of page.items || []) fresh.set(a.id, a);
+      items = fresh;
+      cursor = page.next_cursor || null;
+      draw();
+    } catch (err) {
+      if (mine !== seq) return;
+      items = new Map();
+      cards.clear();
+      replace(listEl, errorBox(err));
+      replace(moreEl);
+      countEl.textContent = '';
+    }
+  }
+
+  function draw() {
+    for (const id of [...selected]) if (!items.has(id) || items.get(id).status !== 'pending') selected.delete(id);
+    if (!items.size) {
+      cards.clear();
+      replace(listEl, status === 'pending'
+        ? emptyState(t('approvals.empty'), t('approvals.empty_hint'))
+        : emptyState(t('approvals.empty_filtered')));
+    } else {
+      const order = [...items.values()];
+      if (status === 'pending') order.sort((x, y) => String(x.expires_at).localeCompare(String(y.expires_at)));
+      const nodes = [];
+      for (const a of order) {
+        let c = cards.get(a.id);
+        // Keep a card whose editor is open unless the approval itself changed underneath.
+        if (!c || c.version !== a.version || c.status !== a.status) {
+          c = { el: card(a), version: a.version, status: a.status };
+          cards.set(a.id, c);
+        }
+        nodes.push(c.el);
+      }
+      for (const id of [...cards.keys()]) if (!items.has(id)) cards.delete(id);
+      replace(listEl, nodes);
+    }
+    countEl.textContent = items.size ? t('approvals.count', { n: items.size }) : '';
+    replace(moreEl, cursor ? h('button', { class: 'ghost', onclick: () => load(true) }, t('common.load_more')) : null);
+    drawBatch();
+    tick();
+  }
+
+  function drawBatch() {
+    batchEl.hidden = selected.size === 0;
+    if (!selected.size) return;
+    const msg = h('span', { class: 'batch-msg' });
+    const run = (decision) => async (e) => {
+      const chosen = [...selected].map((id) => items.get(id)).filter(Boolean);
+      await busy(e.currentTarget, async () => {
+        const res = await post('/api/v1/approvals/batch', {
+          items: chosen.map((a) => ({ id: a.id, ...decisionBody(a, decision) })),
+        }, { idempotencyKey: newKey() });
+        const results = (res && (res.results || res.items)) || [];
+        const failed = results.filter((r) => r.ok === false || (r.status && r.status >= 400) || r.error);
+        selected.clear();
+        if (failed.length) {
+          toast(t('approvals.batch_partial', { ok: results.length - failed.length, failed: failed.length }), 'error');
+          for (const f of failed) {
+            const el = cards.get(f.id)?.el;
+            const p = f.error || f.problem || f;
+            if (el) showMsg(el, conflictText(p), 'error');
+          }
+        } else {
+          toast(t('approvals.batch_done', { n: results.length || chosen.length }));
+        }
+        await load();
+      }, (err) => { msg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; });
+    };
+    replace(batchEl,
+      h('strong', {}, t('approvals.selected', { n: selected.size })),
+      h('button', { class: 'allow', 'data-testid': 'batch-allow', onclick: run('allow-once') }, t('approvals.allow_once')),
+      h('button', { class: 'deny', 'data-testid': 'batch-deny', onclick: run('deny') }, t('approvals.deny')),
+      h('button', { class: 'ghost', onclick: () => { selected.clear(); draw(); } }, t('approvals.clear')),
+      msg);
+  }
+
+  function conflictText(p) {
+    const who = decidedBy(p || {});
+    const detail = (p && p.detail) || '';
+    return who ? `${t('approvals.conflict', { who })} ${detail}`.trim() : `${t('approvals.conflict_anon')} ${detail}`.trim();
+  }
+
+  function showMsg(el, text, kind) {
+    const m = el.querySelector('.card-msg');
+    if (m) { m.textContent = text; m.className = `card-msg ${kind}`; }
+  }
+
+  async function decide(a, el, decision, reason, scope, button) {
+    await busy(button, async () => {
+      await post(`/api/v1/approvals/${encodeURIComponent(a.id)}/decision`, decisionBody(a, decision, reason, scope),
+        { idempotencyKey: newKey() });
+      toast(t(`approvals.done_${decision.replace('-', '_')}`));
+      cards.delete(a.id);
+      await load();
+    }, (err) => {
+      if (err.status === 409) {
+        showMsg(el, conflictText(err.problem), 'conflict');
+        el.classList.add('stale');
+        setTimeout(load, 1500);
+      } else {
+        showMsg(el, `${err.title || t('err.generic')}${err.status ? ` (${err.status})` : ''}: ${err.detail || err.message}`, 'error');
+      }
+    });
+  }
+
+  function card(a) {
+    const pending = a.status === 'pending';
+    const panel = h('div', { class: 'panel' });
+    const el = h('article', { class: `card approval risk-edge-${a.risk || 'none'}`, 'data-id': a.id, 'data-testid': 'approval' });
+    const check = pending ? h('input', {
+      type: 'checkbox', class: 'pick', 'aria-label': t('approvals.select'), checked: selected.has(a.id),
+      onchange: (e) => { if (e.target.checked) selected.add(a.id); else selected.delete(a.id); drawBatch(); },
+    }) : null;
+    const cost = costOf(a);
+    const subject = a.subject || {};
+    const actions = pending ? h('div', { class: 'actions' },
+      h('button', { class: 'allow', 'data-testid': 'allow-once', onclick: (e) => decide(a, el, 'allow-once', '', null, e.currentTarget) }, t('approvals.allow_once')),
+      h('button', { class: 'allow-alt', 'data-testid': 'allow-always', onclick: () => openAlways() }, t('approvals.allow_always')),
+      h('button', { class: 'deny', 'data-testid': 'deny', onclick: () => openDeny() }, t('approvals.deny'))) : null;
+
+    function openAlways() {
+      replace(panel, scopeEditor(a, {
+        onCancel: () => replace(panel),
+        onConfirm: (scope, reason, button) => decide(a, el, 'allow-always', reason, scope, button),
+      }));
+    }
+    function openDeny() {
+      const reason = h('textarea', { rows: 2, placeholder: t('approvals.reason_placeholder'), 'data-testid': 'deny-reason' });
+      replace(panel, h('div', { class: 'editor' },
+        h('label', {}, t('approvals.deny_reason'), reason),
+        h('div', { class: 'actions' },
+          h('button', { class: 'deny', 'data-testid': 'deny-confirm', onclick: (e) => decide(a, el, 'deny', reason.value.trim(), null, e.currentTarget) }, t('approvals.deny_confirm')),
+          h('button', { class: 'ghost', onclick: () => replace(panel) }, t('common.cancel')))));
+      reason.focus();
+    }
+
+    return replace(el,
+      h('div', { class: 'card-head' },
+        check,
+        riskBadge(a.risk),
+        h('span', { class: 'kind' }, t(`kind.${a.kind}`, {}, a.kind)),
+        h('span', { class: 'agent' }, a.agent ? `@${a.agent}` : ''),
+        h('span', { class: 'spacer' }),
+        pending && a.expires_at
+          ? h('span', { class: 'countdown', 'data-expires': a.expires_at, title: when(a.expires_at) })
+          : statusBadge(a.status)),
+      h('div', { class: 'subject', 'data-testid': 'subject' }, subjectLine(subject)),
+      subject.prompt_summary || subject.summary ? h('p', { class: 'prompt' }, subject.prompt_summary || subject.summary) : null,
+      a.reason ? h('p', { class: 'reason' }, a.reason) : null,
+      dl([
+        [t('field.agent'), a.agent],
+        [t('field.rule'), a.rule ? h('code', {}, a.rule) : ''],
+        [t('field.cost'), cost != null ? usd(cost) : t('common.unknown')],
+        [t('field.cwd'), subject.cwd],
+        [t('field.session'), a.session],
+        [t('field.trace'), a.trace_id ? h('a', { href: `#/audit?trace=${encodeURIComponent(a.trace_id)}` }, a.trace_id) : ''],
+        [t('field.created'), when(a.created_at)],
+        [t('field.expires'), when(a.expires_at)],
+        [t('field.decided_by'), decidedBy(a)],
+        [t('field.id'), `${a.id} · v${a.version}`],
+      ]),
+      h('details', {}, h('summary', {}, t('approvals.full_request')), pre(subject)),
+      actions, panel,
+      h('div', { class: 'card-msg', role: 'status', 'data-testid': 'card-msg' }));
+  }
+
+  function tick() {
+    const now = Date.now();
+    for (const el of listEl.querySelectorAll('[data-expires]')) {
+      const left = (new Date(el.dataset.expires).getTime() - now) / 1000;
+      el.textContent = left > 0 ? t('approvals.left', { time: countdown(left) }) : t('approvals.expiring');
+      el.classList.toggle('urgent', left < 120);
+    }
+  }
+
+  const onEvent = (e) => {
+    const k = eventKind(e.detail);
+    if (k === 'approval' || k === 'decision') {
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(() => load(), 60);
+    }
+  };
+  const onLive = (e) => { if (e.detail === 'live') load(); };
+  ctx.bus.addEventListener('event', onEvent);
+  ctx.bus.addEventListener('live', onLive);
+  const timer = setInterval(tick, 1000);
+  // Without the event stream (older sidecar), fall back to polling.
+  const poll = setInterval(() => { if (ctx.live() !== 'live') load(); }, 5000);
+  load();
+
+  return () => {
+    ctx.bus.removeEventListener('event', onEvent);
+    ctx.bus.removeEventListener('live', onLive);
+    clearInterval(timer);
+    clearInterval(poll);
+    clearTimeout(refreshTimer);
+  };
+}

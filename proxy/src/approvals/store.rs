@@ -1,0 +1,133 @@
+//! Approvals and idempotency records in sled. Approval keys are their UUID v7 ids, so key
+//! order is creation order and "newest first" is a reverse range scan.
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{Approval, ApprovalPage, ApprovalQuery, Status};
+use super::BrokerError;
+
+/// Format of the records below; bumped on any incompatible change.
+const FORMAT_VERSION: &[u8] = b"1";
+
+/// Default and maximum page sizes.
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 500;
+
+/// A stored answer to a decision POST, replayed for a retry with the same Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdemEntry {
+    /// sha256 of the request body, so a reused key with another body is refused.
+    pub body_hash: String,
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+/// The approvals' trees.
+pub struct ApprovalStore {
+    tree: sled::Tree,
+    idem: sled::Tree,
+}
+
+impl ApprovalStore {
+    /// Open (and stamp the format of) the trees.
+    pub fn open(db: &sled::Db) -> Result<ApprovalStore, BrokerError> {
+        let meta = db.open_tree("approvals_meta")?;
+        match meta.get(b"format")? {
+            Some(v) if v.as_ref() != FORMAT_VERSION => {
+                return Err(BrokerError::Invalid(format!(
+                    "approval store has format {}, this build reads {}",
+                    String::from_utf8_lossy(&v),
+                    String::from_utf8_lossy(FORMAT_VERSION)
+                )))
+            }
+            Some(_) => {}
+            None => {
+                meta.insert(b"format", FORMAT_VERSION)?;
+            }
+        }
+        Ok(ApprovalStore { tree: db.open_tree("approvals")?, idem: db.open_tree("approval_idempotency")? })
+    }
+
+    /// Write an approval (insert or replace).
+    pub fn put(&self, a: &Approval) -> Result<(), BrokerError> {
+        self.tree.insert(a.id.as_bytes(), serde_json::to_vec(a)?)?;
+        Ok(())
+    }
+
+    /// Write and wait for sled to persist (decisions are durable before anyone is answered).
+    pub async fn put_durable(&self, a: &Approval) -> Result<(), BrokerError> {
+        self.put(a)?;
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+
+    /// One approval.
+    pub fn get(&self, id: &str) -> Result<Option<Approval>, BrokerError> {
+        match self.tree.get(id.as_bytes())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every approval still marked pending (after a restart: orphans).
+    pub fn pending(&self) -> Result<Vec<Approval>, BrokerError> {
+        let mut out = Vec::new();
+        for kv in self.tree.iter() {
+            let (_, v) = kv?;
+            let a: Approval = serde_json::from_slice(&v)?;
+            if a.status == Status::Pending {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A filtered page, newest first.
+    pub fn list(&self, q: &ApprovalQuery) -> Result<ApprovalPage, BrokerError> {
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let status = match q.status.as_deref() {
+            Some(s) => Some(
+                Status::parse(s)
+                    .ok_or_else(|| BrokerError::Invalid(format!("unknown status '{s}' (pending, allowed, denied, expired, cancelled)")))?,
+            ),
+            None => None,
+        };
+        let iter = match q.cursor.as_deref() {
+            Some(c) => self.tree.range(..c.as_bytes().to_vec()),
+            None => self.tree.range::<Vec<u8>, _>(..),
+        };
+        let mut items = Vec::new();
+        let mut next_cursor = None;
+        for kv in iter.rev() {
+            let (_, v) = kv?;
+            let a: Approval = serde_json::from_slice(&v)?;
+            let keep = status.is_none_or(|s| a.status == s)
+                && q.agent.as_deref().is_none_or(|x| a.agent == x)
+                && q.kind.as_deref().is_none_or(|x| a.kind.as_str() == x)
+                && q.risk.as_deref().is_none_or(|x| a.risk.as_str() == x);
+            if !keep {
+                continue;
+            }
+            if items.len() == limit {
+                next_cursor = items.last().map(|l: &Approval| l.id.clone());
+                break;
+            }
+            items.push(a);
+        }
+        Ok(ApprovalPage { items, next_cursor })
+    }
+
+    /// The stored answer for an idempotency key.
+    pub fn idem_get(&self, key: &str) -> Result<Option<IdemEntry>, BrokerError> {
+        match self.idem.get(key.as_bytes())? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Remember the answer for an idempotency key.
+    pub fn idem_put(&self, key: &str, e: &IdemEntry) -> Result<(), BrokerError> {
+        self.idem.insert(key.as_bytes(), serde_json::to_vec(e)?)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! Hold layer: a model call the policy decided to `hold` waits here, its HTTP request open,
+//! until a human decides through the broker. Approved: it goes on to be forwarded. Denied,
+//! expired or cancelled: it is refused in the caller's shape, naming who denied it or that it
+//! expired. The time parked is the human's, not the sidecar's (`ctx.add_held`). A client that
+//! hangs up drops the wait, which cancels the approval.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderValue, Response};
+use policy::{Action, CallKind};
+use serde_json::{json, Value};
+use tower::{Layer, Service};
+
+use super::policy::refuse;
+use super::BoxFut;
+use crate::approvals::HoldRequest;
+use crate::body::ResBody;
+use crate::ctx::CallRequest;
+use crate::error::ProxyError;
+use crate::record;
+use crate::ProxyState;
+
+/// Longest prompt excerpt shown to the approver.
+const SUMMARY_CHARS: usize = 280;
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct HoldLayer {
+    state: Arc<ProxyState>,
+}
+
+impl HoldLayer {
+    /// Hold through the state's broker.
+    pub fn new(state: Arc<ProxyState>) -> Self {
+        HoldLayer { state }
+    }
+}
+
+impl<S> Layer<S> for HoldLayer {
+    type Service = HoldGate<S>;
+    fn layer(&self, inner: S) -> HoldGate<S> {
+        HoldGate { inner, state: self.state.clone() }
+    }
+}
+
+/// The hold service.
+#[derive(Clone)]
+pub struct HoldGate<S> {
+    inner: S,
+    state: Arc<ProxyState>,
+}
+
+/// Text of a message `content` (string, or the text parts of an array).
+fn content_text(c: &Value) -> Option<String> {
+    match c {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => {
+            let t: Vec<&str> = parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
+                .collect();
+            (!t.is_empty()).then(|| t.join(" "))
+        }
+        _ => None,
+    }
+}
+
+/// The last user turn of a chat / messages / responses body, shortened.
+pub fn prompt_summary(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let turns = v.get("messages").or_else(|| v.get("input"))?;
+    let text = match turns {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) => items
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(Value::as_str).is_none_or(|r| r == "user"))
+            .and_then(|m| m.get("content").and_then(content_text).or_else(|| m.as_str().map(str::to_string))),
+        _ => None,
+    }?;
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() <= SUMMARY_CHARS {
+        return Some(text);
+    }
+    Some(format!("{}…", text.chars().take(SUMMARY_CHARS).collect::<String>()))
+}
+
+/// What the approver sees for a model call.
+pub fn subject(req: &CallRequest) -> Value {
+    let mut s = record::subject(req);
+    if let Some(obj) = s.as_object_mut() {
+        obj.insert("prompt_summary".into(), json!(prompt_summary(&req.body)));
+    }
+    s
+}
+
+impl<S> Service<CallRequest> for HoldGate<S>
+where
+    S: Service<CallRequest, Response = Response<ResBody>, Error = ProxyError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response<ResBody>;
+    type Error = ProxyError;
+    type Future = BoxFut<ProxyError>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: CallRequest) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let state = self.state.clone();
+        Box::pin(async move {
+            let Some(mut d) = req.decision.clone().filter(|d| d.action == Action::Hold) else {
+                return inner.call(req).await;
+            };
+            let hreq = HoldRequest {
+                kind: CallKind::ModelCall,
+                agent: req.route.agent.clone(),
+                session: req.session.clone(),
+                trace_id: req.ctx.trace_id.clone(),
+                decision: d.clone(),
+                subject: subject(&req),
+                cost_estimate_usd: req.estimate_usd,
+                external_id: None,
+                grant_pattern: req.info.model.clone(),
+                grant_args: None,
+            };
+            let held = match state.broker.hold(hreq) {
+                Ok(h) => h,
+                Err(e) => {
+                    // Fail closed: no approval could be parked, so nobody could allow it.
+                    d.action = Action::Deny;
+                    d.reason = format!("no_approver: {} (the approval could not be created: {e})", d.reason);
+                    let _ = req.ctx.action.set(Action::Deny);
+                    return refuse(&state, &req, &d).await;
+                }
+            };
+            let approval_id = held.approval().id.clone();
+            let t0 = Instant::now();
+            let res = held.await;
+            req.ctx.add_held(t0.elapsed());
+            let header = HeaderValue::from_str(&approval_id).ok();
+            let out = if res.is_allowed() {
+                d.action = Action::Allow;
+                d.reason = format!("{}; held because: {}", res.message(), d.reason);
+                let _ = req.ctx.action.set(Action::Allow);
+                req.decision = Some(d);
+                inner.call(req).await
+            } else {
+                d.action = Action::Deny;
+                d.reason = format!("{}; held because: {}", res.message(), d.reason);
+                let _ = req.ctx.action.set(Action::Deny);
+                refuse(&state, &req, &d).await
+            };
+            out.map(|mut r| {
+                if let Some(h) = header {
+                    r.headers_mut().insert("x-clawbutler-approval-id", h);
+                }
+                r
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_takes_the_last_user_turn() {
+        let b = br#"{"messages":[{"role":"system","content":"be nice"},{"role":"user","content":"first"},
+                    {"role":"assistant","content":"ok"},{"role":"user","content":[{"type":"text","text":"wire  $5"}]}]}"#;
+        assert_eq!(prompt_summary(b).as_deref(), Some("wire $5"));
+        assert_eq!(prompt_summary(br#"{"input":"hello there"}"#).as_deref(), Some("hello there"));
+        let long = format!(r#"{{"input":"{}"}}"#, "x".repeat(1000));
+        assert_eq!(prompt_summary(long.as_bytes()).unwrap().chars().count(), SUMMARY_CHARS + 1);
+        assert_eq!(prompt_summary(b"{}"), None);
+    }
+}

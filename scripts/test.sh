@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite, as a newcomer or CI runs it:
+#   1. installs what the end-to-end tier needs, once, outside the checkout
+#      (node 24 + openclaw@2026.9.6 in a cache dir; Debian chromium + chromedriver),
+#   2. checks formatting and lints,
+#   3. runs the shipped policies' Rego tests through `clawbutler policy test`,
+#   4. runs every Rust test (unit, in-process integration, real-OpenClaw and real-browser e2e).
+# Usage: bash scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "installing e2e prerequisites (cached after the first run)"
+bash scripts/install-openclaw.sh
+bash scripts/install-browser.sh
+# From here on a missing prerequisite fails the e2e tests instead of skipping them.
+export CLAWBUTLER_E2E=1
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+
+step "building"
+cargo build --locked --all-targets
+
+step "shipped policy tests (clawbutler policy test)"
+./target/debug/clawbutler policy test policies
+
+step "test suite"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    cargo test --workspace --locked --no-fail-fast
+fi

@@ -1,0 +1,1 @@
+//! `clawbutler attach` / `detach` (filled in below).

@@ -1,0 +1,264 @@
+//! End to end with a real OpenClaw gateway and the sidecar's gateway link.
+//!
+//! One gateway, shared by every step (each start costs 10-25 s): agent `main` is wired through the
+//! sidecar (`http://<sidecar>/a/main/fake/v1`) to the scripted model server, agent `ops` exists beside
+//! it. The sidecar connects to the gateway as `gateway-client`/`backend` with the shared token.
+//! Steps: the link lists the agents; a kill during a SLOW streaming run aborts it within 2 s, the next
+//! turn gets the sidecar's refusal, and recover restores the gateway config exactly; exec approvals are
+//! decided by policy and by a human through the API; a gateway restart while an approval is pending
+//! reconnects the link and approves nothing by itself.
+//!
+//! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when `CLAWBUTLER_E2E=1`.
+
+mod support;
+
+use clawbutler::testkit::upstream::{reply_for, ScriptedUpstream};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::openclaw::{find_or_skip, free_port, Gateway};
+
+const ADMIN: &str = "e2e-gateway-admin";
+const TOKEN_ENV: &str = "CLAWBUTLER_E2E_GATEWAY_TOKEN";
+
+fn openclaw_config(data: SocketAddr) -> Value {
+    json!({
+        "models": {"mode": "merge", "catalogRefresh": {"enabled": false}, "providers": {
+            "cb-main": {
+                "baseUrl": format!("http://{data}/a/main/fake/v1"), "apiKey": "k-main", "api": "openai-completions",
+                "timeoutSeconds": 120,
+                "models": [{"id": "gpt-4o-mini", "name": "gpt-4o-mini", "reasoning": false, "input": ["text"],
+                            "cost": {"input": 0.15, "output": 0.6, "cacheRead": 0, "cacheWrite": 0},
+                            "contextWindow": 128000, "maxTokens": 4096}]
+            }
+        }},
+        "agents": {"ownership": "explicit", "defaults": {"skipBootstrap": true}, "entries": {
+            "main": {"model": "cb-main/gpt-4o-mini", "modelPolicy": {"allow": ["cb-main/*"]}},
+            "ops": {"model": "cb-main/gpt-4o-mini"}
+        }},
+    })
+}
+
+struct Api {
+    control: SocketAddr,
+}
+
+impl Api {
+    fn auth() -> String {
+        format!("Bearer {ADMIN}")
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let r = support::http::get(&format!("http://{}{path}", self.control), &[("authorization", &Self::auth())]).await;
+        (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let url = format!("http://{}{path}", self.control);
+        let r = support::http::post_json(&url, &[("authorization", &Self::auth())], &body).await;
+        (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+    }
+}
+
+/// `config.get` without the bookkeeping the gateway rewrites on every write.
+async fn config_doc(link: &clawbutler::gateway::Link) -> Value {
+    let v = link.call("config.get", json!({})).await.expect("config.get");
+    let mut doc = v["parsed"].clone();
+    if let Some(o) = doc.as_object_mut() {
+        o.remove("meta");
+    }
+    doc
+}
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// The single pending ClawButler approval of `agent`, once it appears.
+async fn pending_approval(api: &Api, agent: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (code, body) = api.get(&format!("/api/v1/approvals?status=pending&agent={agent}")).await;
+        assert_eq!(code, 200, "{body}");
+        if let Some(a) = body["items"].as_array().and_then(|i| i.first()) {
+            return a.clone();
+        }
+        assert!(Instant::now() < deadline, "no pending approval for {agent}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_link_registry_kill_switch_and_exec_approvals() {
+    let Some(install) = find_or_skip("gateway_link_registry_kill_switch_and_exec_approvals") else {
+        return;
+    };
+    let up = ScriptedUpstream::start().await;
+    let data_port = free_port();
+    let data: SocketAddr = format!("127.0.0.1:{data_port}").parse().unwrap();
+    let gw = Arc::new(Gateway::start(&install, openclaw_config(data)).await);
+    eprintln!("openclaw gateway ready in {:?} at {}", gw.started_in(), gw.ws_url());
+    std::env::set_var(TOKEN_ENV, gw.token());
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = clawbutler::config::Config::from_toml_str(&format!(
+        r#"
+[server]
+listen = "{data}"
+control_listen = "127.0.0.1:0"
+data_dir = "{dd}"
+[auth]
+admin_token = "{ADMIN}"
+[policies]
+eval_timeout_ms = 250
+[[upstreams]]
+name = "fake"
+kind = "openai"
+url = "{up}/v1"
+[gateway]
+url = "{ws}"
+token_env = "{TOKEN_ENV}"
+reconnect_initial_ms = 500
+reconnect_max_ms = 2000
+"#,
+        dd = dir.path().display(),
+        up = up.base_url(),
+        ws = gw.ws_url(),
+    ))
+    .expect("sidecar config");
+    let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
+    let api = Api { control: sidecar.control_addr };
+    let gateway = sidecar.gateway.clone().expect("gateway link configured");
+    let link = gateway.link().clone();
+
+    // 1. The link connects and the registry lists the gateway's agents.
+    assert!(link.wait_connected(Duration::from_secs(30)).await, "link up:\n{}", gw.log_tail(40));
+    wait_until("agents listed", Duration::from_secs(15), || async {
+        let (_, b) = api.get("/api/v1/agents").await;
+        let ids: Vec<&str> = b["items"].as_array().into_iter().flatten().filter_map(|a| a["id"].as_str()).collect();
+        ids.contains(&"main") && ids.contains(&"ops")
+    })
+    .await;
+    let (code, main) = api.get("/api/v1/agents/main").await;
+    assert_eq!(code, 200);
+    assert_eq!((main["health"].as_str(), main["killed"].as_bool()), (Some("healthy"), Some(false)), "{main}");
+    let workspace = PathBuf::from(main["workspace"].as_str().unwrap_or_else(|| panic!("workspace known: {main}")));
+    let ready = support::http::get(&format!("http://{}/readyz", api.control), &[]).await;
+    assert_eq!(ready.status, 200, "readyz: {}", ready.text());
+    assert!(ready.text().contains("\"gateway\""), "{}", ready.text());
+    let metrics = support::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
+    assert!(metrics.contains("clawbutler_gateway_connected 1"), "gauge up");
+
+    // 2. Kill during a slow streaming run.
+    let config_before = config_doc(&link).await;
+    let before = up.request_count();
+    let gw2 = gw.clone();
+    let slow = tokio::spawn(async move { gw2.agent_turn("main", "SLOW please MARK:slow").await });
+    assert!(up.wait_for_requests(before + 1, Duration::from_secs(120)).await, "slow run reached the model");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cancelled_before = up.cancelled_streams();
+    let t0 = Instant::now();
+    let (code, killed) = api.post("/api/v1/agents/main/kill", json!({"reason": "e2e runaway"})).await;
+    assert_eq!(code, 200, "{killed}");
+    assert!(up.wait_for_cancelled(cancelled_before + 1, Duration::from_secs(2).saturating_sub(t0.elapsed())).await
+        || up.cancelled_streams() > cancelled_before, "upstream stream cancelled");
+    eprintln!("kill answered in {:?}: {killed}", t0.elapsed());
+    wait_until("run ended", Duration::from_secs(2).saturating_sub(t0.elapsed()).max(Duration::from_millis(100)), || async {
+        api.get("/api/v1/agents/main").await.1["active_runs"] == 0
+    })
+    .await;
+    let slow_turn = slow.await.unwrap();
+    assert!(!slow_turn.ok(), "the slow run did not finish normally: {}", slow_turn.describe());
+    assert_eq!(killed["killed"], true);
+    assert_eq!(killed["gateway"]["config_patched"], true, "{killed}");
+    let tools = config_doc(&link).await["agents"]["entries"]["main"]["tools"].clone();
+    assert_eq!(tools, json!({"deny": ["*"]}), "tools blocked in OpenClaw");
+    // Without a reason: refused.
+    assert_eq!(api.post("/api/v1/agents/ops/kill", json!({})).await.0, 400);
+
+    let turn = gw.agent_turn("main", "hello after the kill").await;
+    let text = turn.reply_text().unwrap_or_default();
+    assert!(text.contains("kill switch") && text.contains("e2e runaway"), "refused with the sidecar's message: {}", turn.describe());
+
+    // Recover: refused without confirm, then restores the config exactly.
+    assert_eq!(api.post("/api/v1/agents/main/recover", json!({"reason": "fixed"})).await.0, 400);
+    let (code, rec) = api.post("/api/v1/agents/main/recover", json!({"reason": "fixed", "confirm": true})).await;
+    assert_eq!(code, 200, "{rec}");
+    assert_eq!(rec["killed"], false);
+    assert_eq!(config_doc(&link).await, config_before, "recover restored the gateway config exactly");
+    let msg = "hello after recover MARK:back";
+    let turn = gw.agent_turn("main", msg).await;
+    assert_eq!(turn.reply_text().as_deref(), Some(reply_for(msg).as_str()), "{}", turn.describe());
+
+    // 3. Exec approvals decided by ClawButler.
+    let ea = link.call("exec.approvals.get", json!({})).await.expect("exec.approvals.get");
+    link.call(
+        "exec.approvals.set",
+        json!({"file": {"version": 1, "defaults": {"security": "allowlist", "ask": "on-miss", "askFallback": "deny"}},
+               "baseHash": ea["hash"]}),
+    )
+    .await
+    .expect("exec.approvals.set");
+    // Allowed by policy: runs with nobody asked.
+    let turn = gw.agent_turn("main", "RUN_EXEC: echo e2e-allowed").await;
+    assert_eq!(turn.reply_text().as_deref(), Some("exec finished: e2e-allowed"), "{}", turn.describe());
+
+    // Held, approved through the API, runs.
+    let gw2 = gw.clone();
+    let held = tokio::spawn(async move { gw2.agent_turn("main", "RUN_EXEC: rm -rf junk-a && touch approved.txt").await });
+    let a = pending_approval(&api, "main").await;
+    assert_eq!(a["kind"], "exec", "{a}");
+    assert!(!workspace.join("approved.txt").exists());
+    let (code, d) = api
+        .post(&format!("/api/v1/approvals/{}/decision", a["id"].as_str().unwrap()),
+              json!({"decision": "allow-once", "expected_version": a["version"]}))
+        .await;
+    assert_eq!(code, 200, "{d}");
+    let turn = held.await.unwrap();
+    assert!(turn.ok(), "{}", turn.describe());
+    assert!(workspace.join("approved.txt").exists(), "the approved command ran");
+
+    // Held, denied through the API, does not run; the model is told.
+    let gw2 = gw.clone();
+    let held = tokio::spawn(async move { gw2.agent_turn("main", "RUN_EXEC: rm -rf junk-b && touch denied.txt").await });
+    let a = pending_approval(&api, "main").await;
+    let (code, _) = api
+        .post(&format!("/api/v1/approvals/{}/decision", a["id"].as_str().unwrap()),
+              json!({"decision": "deny", "expected_version": a["version"], "reason": "not today"}))
+        .await;
+    assert_eq!(code, 200);
+    let turn = held.await.unwrap();
+    let text = turn.reply_text().unwrap_or_default();
+    assert!(text.to_lowercase().contains("denied"), "model told of the denial: {}", turn.describe());
+    assert!(!workspace.join("denied.txt").exists(), "the denied command did not run");
+
+    // 4. Gateway restart while an approval is pending: reconnect, nothing approved by itself.
+    let gw2 = gw.clone();
+    let held = tokio::spawn(async move { gw2.agent_turn("main", "RUN_EXEC: rm -rf junk-c && touch restart.txt").await });
+    let a = pending_approval(&api, "main").await;
+    link.call("gateway.restart.request", json!({"reason": "e2e restart"})).await.expect("restart request");
+    wait_until("link down", Duration::from_secs(15), || async { !link.is_connected() }).await;
+    assert!(link.wait_connected(Duration::from_secs(90)).await, "link back:\n{}", gw.log_tail(40));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, now) = api.get(&format!("/api/v1/approvals/{}", a["id"].as_str().unwrap())).await;
+    assert_ne!(now["status"], "allowed", "nothing auto-approved: {now}");
+    assert!(!workspace.join("restart.txt").exists(), "the held command did not run");
+    let metrics = support::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
+    assert!(metrics.contains("clawbutler_gateway_connected 1"), "gauge back up");
+    held.abort();
+
+    drop(gw);
+    sidecar.shutdown().await;
+    up.shutdown().await;
+}

@@ -1,0 +1,327 @@
+//! The web console in a real browser: Debian's headless Chromium driven over W3C WebDriver by
+//! chromedriver (spawned here on a free port), against a sidecar started in process whose
+//! policy holds one model. An approver signs in, sees the held call appear live, approves it
+//! and the caller gets its answer; a second held call is denied from a phone-sized window in
+//! Simplified Chinese and the caller gets a refusal. Screenshots land in
+//! `target/ui-artifacts/`.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`scripts/install-browser.sh`;
+//! override with `CLAWBUTLER_CHROMIUM` / `CLAWBUTLER_CHROMEDRIVER`). Without them the test
+//! prints a notice and passes, unless `CLAWBUTLER_E2E=1`, which makes their absence a failure.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use http::Method;
+use serde_json::{json, Value};
+use support::http::{get, post_json, send};
+use support::sidecar::{Rig, ADMIN};
+
+/// The W3C element reference key.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// The model name the test bundle holds for a human.
+const HELD_MODEL: &str = "gpt-needs-approval";
+
+/// A policy rule added to the shipped bundle: calls to `HELD_MODEL` wait for a human.
+const HOLD_RULE: &str = r#"package clawbutler
+
+hold_findings contains f if {
+	input.kind == "model_call"
+	input.model.name == "gpt-needs-approval"
+	f := {"rule": "test.model_needs_approval", "reason": "Calls to gpt-needs-approval need a human's approval", "risk": "high"}
+}
+"#;
+
+fn browser_paths() -> Option<(PathBuf, PathBuf)> {
+    let chromium = PathBuf::from(std::env::var("CLAWBUTLER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    let driver =
+        PathBuf::from(std::env::var("CLAWBUTLER_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()));
+    if chromium.exists() && driver.exists() {
+        return Some((chromium, driver));
+    }
+    let msg = format!(
+        "ui_browser: {} or {} is missing (run scripts/install-browser.sh)",
+        chromium.display(),
+        driver.display()
+    );
+    assert!(std::env::var("CLAWBUTLER_E2E").as_deref() != Ok("1"), "{msg}; CLAWBUTLER_E2E=1 makes this a failure");
+    eprintln!("SKIPPED {msg}");
+    None
+}
+
+fn artifacts_dir() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let dir = target.join("ui-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// chromedriver, killed (by its own pid) when dropped.
+struct Driver {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start(bin: &Path) -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let d = Driver { child, base: format!("http://127.0.0.1:{port}") };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        d
+    }
+}
+
+/// One WebDriver session (a fresh browser profile).
+struct Browser {
+    base: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn open(driver: &Driver, chromium: &Path) -> Browser {
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium.to_string_lossy(),
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-US",
+                         format!("--user-data-dir={}", profile.path().display())],
+            },
+        }}});
+        let r = post_json(&format!("{}/session", driver.base), &[], &caps).await;
+        let v = r.json();
+        let id = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("new session failed: {v}")).to_string();
+        Browser { base: format!("{}/session/{id}", driver.base), _profile: profile }
+    }
+
+    async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let r = match body {
+            Some(b) => send(method, &url, &[("content-type", "application/json")], b.to_string().into()).await,
+            None => send(method, &url, &[], bytes::Bytes::new()).await,
+        };
+        let v = r.json();
+        assert!(r.status.is_success(), "WebDriver {path}: {} {v}", r.status);
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.cmd(Method::POST, "/url", Some(json!({ "url": url }))).await;
+    }
+
+    /// Run JS in the page (`return ...;`).
+    async fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd(Method::POST, "/execute/sync", Some(json!({ "script": script, "args": args }))).await
+    }
+
+    /// Wait until the JS expression is truthy; returns its value.
+    async fn wait_js(&self, what: &str, expr: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let v = self.js(&format!("return ({expr});"), json!([])).await;
+            if !(v.is_null() || v == json!(false) || v == json!(0) || v == json!("")) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let body = self.js("return document.body.innerText;", json!([])).await;
+                panic!("timed out waiting for {what} ({expr}); page text:\n{}", body.as_str().unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The element a CSS selector matches (waits for it).
+    async fn find(&self, css: &str) -> String {
+        let sel = serde_json::to_string(css).unwrap();
+        self.wait_js(css, &format!("document.querySelector({sel})")).await;
+        let v = self.cmd(Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
+        v[ELEMENT].as_str().unwrap_or_else(|| panic!("find {css}: {v}")).to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.cmd(Method::POST, &format!("/element/{e}/click"), Some(json!({}))).await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.cmd(Method::POST, &format!("/element/{e}/clear"), Some(json!({}))).await;
+        self.cmd(Method::POST, &format!("/element/{e}/value"), Some(json!({ "text": text }))).await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let e = self.find(css).await;
+        self.cmd(Method::GET, &format!("/element/{e}/text"), None).await.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn resize(&self, width: u32, height: u32) {
+        self.cmd(Method::POST, "/window/rect", Some(json!({ "width": width, "height": height }))).await;
+    }
+
+    async fn screenshot(&self, name: &str) -> PathBuf {
+        let b64 = self.cmd(Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap()).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
+        let path = artifacts_dir().join(name);
+        std::fs::write(&path, png).unwrap();
+        eprintln!("screenshot: {}", path.display());
+        path
+    }
+
+    async fn close(self) {
+        let _ = send(Method::DELETE, &self.base, &[], bytes::Bytes::new()).await;
+    }
+}
+
+/// The shipped bundle plus [`HOLD_RULE`], in a temp dir for `[policies] dir`.
+fn hold_bundle() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+    for e in std::fs::read_dir(&shipped).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".rego") && !name.ends_with("_test.rego") {
+            std::fs::copy(&p, dir.path().join(&name)).unwrap();
+        }
+    }
+    std::fs::write(dir.path().join("zz_test_hold.rego"), HOLD_RULE).unwrap();
+    dir
+}
+
+/// A chat call to the held model, run in the background; resolves when the sidecar answers.
+fn held_call(rig: &Rig, prompt: &str) -> tokio::task::JoinHandle<support::http::HttpResponse> {
+    let url = rig.url("/a/main/fake/v1/chat/completions");
+    let body = json!({"model": HELD_MODEL, "stream": false, "messages": [{"role": "user", "content": prompt}]});
+    tokio::spawn(async move { post_json(&url, &[], &body).await })
+}
+
+async fn finished(
+    call: tokio::task::JoinHandle<support::http::HttpResponse>,
+    what: &str,
+) -> support::http::HttpResponse {
+    tokio::time::timeout(Duration::from_secs(15), call)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the held call did not complete"))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
+    let Some((chromium, driver_bin)) = browser_paths() else { return };
+    let bundle = hold_bundle();
+    let rig = Rig::start_with(&format!("dir = \"{}\"\nwatch = false", bundle.path().display()), "").await;
+    let console = format!("http://{}", rig.sidecar.control_addr);
+
+    // The shell is served with a CSP that forbids inline script.
+    let shell = get(&format!("{console}/"), &[]).await;
+    assert_eq!(shell.status, 200);
+    assert!(shell.header("content-security-policy").unwrap().contains("script-src 'self'"));
+
+    let driver = Driver::start(&driver_bin).await;
+    let b = Browser::open(&driver, &chromium).await;
+    b.goto(&format!("{console}/")).await;
+
+    // A wrong token is refused with the server's own explanation; the right one signs in.
+    b.type_into("[data-testid=token]", "not-a-token").await;
+    b.click("[data-testid=signin]").await;
+    b.wait_js("sign-in error", "document.querySelector('.form-msg').textContent.includes('unknown or revoked token')")
+        .await;
+    b.type_into("[data-testid=token]", ADMIN).await;
+    b.click("[data-testid=signin]").await;
+    b.find("[data-testid=empty]").await;
+    assert!(b.text("[data-testid=empty]").await.contains("Nothing is waiting for you"));
+    b.wait_js("live stream", "document.querySelector('[data-testid=live]').classList.contains('live-live')").await;
+
+    // A held call shows up in the open inbox without a reload, with what is asked.
+    let call = held_call(&rig, "MARK:first held call");
+    b.find("[data-testid=approval]").await;
+    let card = b.text("[data-testid=approval]").await;
+    assert!(card.contains(HELD_MODEL), "card shows the model: {card}");
+    assert!(card.contains("test.model_needs_approval"), "card names the rule: {card}");
+    assert!(card.contains("need a human's approval"), "card shows the reason: {card}");
+    assert!(card.contains("@main"), "card names the agent: {card}");
+    assert_eq!(b.js("return document.querySelector('[data-testid=approval] [data-risk]').dataset.risk", json!([])).await, "high");
+    b.wait_js("countdown", "/\\d+:\\d\\d/.test(document.querySelector('.countdown').textContent)").await;
+    assert!(!call.is_finished(), "the call is still held while the approval is pending");
+    b.screenshot("approvals-pending-desktop.png").await;
+
+    // Approve in the UI: the held call completes with the upstream's answer.
+    b.click("[data-testid=allow-once]").await;
+    let r = finished(call, "allow-once").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["choices"][0]["message"]["content"].is_string(), "{}", r.text());
+    b.find("[data-testid=empty]").await;
+
+    // The approval and the call are in the audit log, and its trace view chains them.
+    b.goto(&format!("{console}/#/audit")).await;
+    b.type_into("[data-testid=f-agent]", "main").await;
+    b.click("[data-testid=audit-search]").await;
+    b.wait_js("model call record", "document.querySelector('[data-testid=audit-record][data-kind=model_call]')").await;
+    b.click("[data-testid=audit-record][data-kind=model_call] [data-testid=trace-link]").await;
+    b.wait_js("trace with the approval", "document.querySelector('[data-testid=trace] .timeline') && document.querySelector('[data-testid=trace]').innerText.includes('Approval')").await;
+    b.screenshot("audit-trace-desktop.png").await;
+
+    // Policies page shows the serving revision; the dry run answers hold for the held model.
+    b.goto(&format!("{console}/#/policies")).await;
+    let rev = b.text("[data-testid=policy-revision]").await;
+    assert!(!rev.is_empty());
+    let input = json!({"version": 1, "kind": "model_call", "agent": "main",
+                       "model": {"upstream": "fake", "name": HELD_MODEL, "stream": false}});
+    b.js("const t = document.querySelector('[data-testid=eval-input]'); t.value = arguments[0];", json!([input.to_string()]))
+        .await;
+    b.click("[data-testid=eval-run]").await;
+    b.wait_js("dry-run decision", "document.querySelector('[data-testid=eval-result] .st-hold')").await;
+
+    // zh-CN: the language switch changes the visible text.
+    b.goto(&format!("{console}/#/approvals")).await;
+    b.js("const s = document.querySelector('[data-testid=lang]'); s.value = 'zh-CN'; s.dispatchEvent(new Event('change'));", json!([])).await;
+    b.wait_js("Chinese nav", "document.querySelector('[data-testid=nav-approvals]').textContent === '审批'").await;
+    assert!(b.text("[data-testid=empty]").await.contains("没有等待您处理的请求"));
+    assert_eq!(b.js("return document.documentElement.lang", json!([])).await, "zh-CN");
+
+    // On a phone-sized window, a second held call is denied with a reason.
+    b.resize(390, 844).await;
+    let call = held_call(&rig, "MARK:second held call");
+    b.find("[data-testid=approval]").await;
+    b.wait_js("countdown", "/\\d+:\\d\\d/.test(document.querySelector('.countdown').textContent)").await;
+    let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth", json!([])).await;
+    assert!(overflow.as_i64().unwrap_or(99) <= 0, "no sideways scrolling on a phone (overflow {overflow})");
+    b.screenshot("approvals-pending-phone-zh.png").await;
+    b.click("[data-testid=deny]").await;
+    b.type_into("[data-testid=deny-reason]", "not during the freeze").await;
+    b.click("[data-testid=deny-confirm]").await;
+    let r = finished(call, "deny").await;
+    assert!(r.text().contains("not during the freeze"), "the caller sees the denial and its reason: {}", r.text());
+    b.find("[data-testid=empty]").await;
+    b.screenshot("approvals-empty-phone-zh.png").await;
+
+    b.close().await;
+    drop(driver);
+    rig.sidecar.shutdown().await;
+}
