@@ -196,7 +196,7 @@ reconnect_max_ms = 2000
     let (code, rec) = api.post("/api/v1/agents/main/recover", json!({"reason": "fixed", "confirm": true})).await;
     assert_eq!(code, 200, "{rec}");
     assert_eq!(rec["killed"], false);
-    assert_eq!(config_doc(&link).await, config_before, "recover restored the gateway config exactly");
+    assert_eq!(config_doc(&link).await, config_before, "recover restored the gateway config exactly: {rec}");
     let msg = "hello after recover MARK:back";
     let turn = gw.agent_turn("main", msg).await;
     assert_eq!(turn.reply_text().as_deref(), Some(reply_for(msg).as_str()), "{}", turn.describe());

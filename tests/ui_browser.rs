@@ -298,6 +298,15 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     b.click("[data-testid=eval-run]").await;
     b.wait_js("dry-run decision", "document.querySelector('[data-testid=eval-result] .st-hold')").await;
 
+    // Every other page renders its content, an empty state or "not available", never an error.
+    for page in ["grants", "budgets", "agents"] {
+        b.goto(&format!("{console}/#/{page}")).await;
+        let state = b
+            .wait_js(page, "document.querySelector('main .card, main [data-testid=empty], main [data-testid=not-available], main [data-testid=error]')?.dataset.testid || 'card'")
+            .await;
+        assert_ne!(state, "error", "{page}: {}", b.text("main").await);
+    }
+
     // zh-CN: the language switch changes the visible text.
     b.goto(&format!("{console}/#/approvals")).await;
     b.js("const s = document.querySelector('[data-testid=lang]'); s.value = 'zh-CN'; s.dispatchEvent(new Event('change'));", json!([])).await;
@@ -310,7 +319,7 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     let call = held_call(&rig, "MARK:second held call");
     b.find("[data-testid=approval]").await;
     b.wait_js("countdown", "/\\d+:\\d\\d/.test(document.querySelector('.countdown').textContent)").await;
-    let overflow = b.js("return document.documentElement.scrollWidth - window.innerWidth", json!([])).await;
+    let overflow = b.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth", json!([])).await;
     assert!(overflow.as_i64().unwrap_or(99) <= 0, "no sideways scrolling on a phone (overflow {overflow})");
     b.screenshot("approvals-pending-phone-zh.png").await;
     b.click("[data-testid=deny]").await;

@@ -2,7 +2,9 @@
 //! around it (policies, audit log, tokens). Each finds the config by `--config F`,
 //! `CLAWBUTLER_CONFIG`, or `./clawbutler.toml` when present.
 
+pub mod approvals_cmd;
 pub mod audit_cmd;
+pub mod client;
 pub mod policy_cmd;
 pub mod serve;
 pub mod token_cmd;
@@ -41,6 +43,9 @@ pub enum Command {
     /// Manage control-API tokens.
     #[command(subcommand)]
     Token(token_cmd::TokenCmd),
+    /// List and decide pending approvals (through the control API).
+    #[command(subcommand)]
+    Approvals(approvals_cmd::ApprovalsCmd),
     /// Test support: run the scripted model server on 127.0.0.1 (prints its URL; for the
     /// load benchmark). Not a product feature.
     #[command(hide = true)]
@@ -69,6 +74,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Policy(c) => policy_cmd::run(&cli, c),
         Command::Audit(c) => audit_cmd::run(&cli, c),
         Command::Token(c) => token_cmd::run(&cli, c),
+        Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
         Command::Testkit => run_testkit().await,
     };
     match result {

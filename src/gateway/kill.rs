@@ -15,16 +15,88 @@ use super::{Gateway, GatewayError};
 /// What a kill changed in OpenClaw, enough to undo it exactly.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct KillRecord {
-    /// `agents.entries.<id>` existed before the kill.
-    pub entry_existed: bool,
-    /// `agents.entries.<id>.tools` before the kill (None = absent).
-    pub tools_before: Option<Value>,
+    /// Config paths the kill's patch changed (its own keys and whatever the gateway
+    /// normalised while rewriting the file), each with its value before and after.
+    pub changes: Vec<Change>,
     /// Whether the tools patch was applied.
     pub config_patched: bool,
     /// Cron jobs the kill disabled (they were enabled).
     pub cron_disabled: Vec<String>,
     pub reason: String,
     pub actor: String,
+}
+
+/// One changed config path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Change {
+    pub path: Vec<String>,
+    /// None = absent.
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Placeholder the gateway shows instead of secrets; never written back.
+const REDACTED: &str = "__OPENCLAW_REDACTED__";
+
+/// Every path where `before` and `after` differ (objects recursed, anything else a leaf).
+pub(crate) fn diff(before: &Value, after: &Value) -> Vec<Change> {
+    let mut out = Vec::new();
+    diff_at(&mut Vec::new(), Some(before), Some(after), &mut out);
+    out
+}
+
+fn diff_at(path: &mut Vec<String>, b: Option<&Value>, a: Option<&Value>, out: &mut Vec<Change>) {
+    match (b, a) {
+        (Some(Value::Object(bo)), Some(Value::Object(ao))) => {
+            let keys: BTreeSet<&String> = bo.keys().chain(ao.keys()).collect();
+            for k in keys {
+                path.push(k.clone());
+                diff_at(path, bo.get(k), ao.get(k), out);
+                path.pop();
+            }
+        }
+        (b, a) if b != a => out.push(Change { path: path.clone(), before: b.cloned(), after: a.cloned() }),
+        _ => {}
+    }
+}
+
+fn get_path<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(doc, |v, k| v.get(k))
+}
+
+fn set_path(doc: &mut Value, path: &[String], v: Value) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut cur = doc;
+    for k in parents {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let Some(o) = cur.as_object_mut() else { return };
+        cur = o.entry(k.clone()).or_insert_with(|| json!({}));
+    }
+    if let Some(o) = cur.as_object_mut() {
+        o.insert(last.clone(), v);
+    }
+}
+
+/// The merge patch (and replace paths) that puts back what the kill changed, skipping paths
+/// someone changed since (current != after) and redacted secrets. Returns the skipped paths too.
+pub(crate) fn restore_patch(changes: &[Change], current: &Value) -> (Value, Vec<String>, Vec<String>) {
+    let mut patch = json!({});
+    let (mut replace, mut skipped) = (Vec::new(), Vec::new());
+    for c in changes {
+        let dotted = c.path.join(".");
+        let secret = c.before.as_ref().is_some_and(|b| b.to_string().contains(REDACTED));
+        if get_path(current, &c.path) != c.after.as_ref() || secret {
+            skipped.push(dotted);
+            continue;
+        }
+        if matches!(c.before, Some(Value::Array(_))) {
+            replace.push(dotted);
+        }
+        set_path(&mut patch, &c.path, c.before.clone().unwrap_or(Value::Null));
+    }
+    (patch, replace, skipped)
 }
 
 fn entries_patch(id: &str, entry: Value) -> Value {
@@ -140,27 +212,25 @@ impl Gateway {
             return Ok(json!({"aborted": aborted, "denied_approvals": denied, "already_killed": true,
                              "config_patched": r.config_patched, "cron_disabled": r.cron_disabled}));
         }
-        let (_, doc) = self.config_get().await.map_err(|e| e.to_string())?;
-        let entry = doc.pointer(&format!("/agents/entries/{}", escape(id)));
-        let mut rec = KillRecord {
-            entry_existed: entry.is_some(),
-            tools_before: entry.and_then(|e| e.get("tools")).cloned(),
-            reason: reason.to_string(),
-            actor: actor.to_string(),
-            ..Default::default()
-        };
+        let (_, before) = self.config_get().await.map_err(|e| e.to_string())?;
+        let tools_before = before.pointer(&format!("/agents/entries/{}/tools", escape(id))).cloned();
+        let mut rec = KillRecord { reason: reason.to_string(), actor: actor.to_string(), ..Default::default() };
         self.save(id, &rec)?;
-        let replace = deny_replace_path(id, rec.tools_before.as_ref());
+        let replace = deny_replace_path(id, tools_before.as_ref());
         let patch = entries_patch(id, json!({"tools": {"deny": ["*"]}}));
         let patched = self.config_patch(&patch, &replace, &format!("clawbutler kill switch: {reason}")).await;
-        rec.config_patched = patched.is_ok();
+        if patched.is_ok() {
+            let (_, after) = self.config_get().await.map_err(|e| e.to_string())?;
+            rec.changes = diff(&before, &after);
+            rec.config_patched = true;
+        }
         self.save(id, &rec)?;
         self.audit_kill(
             id,
             actor,
             reason,
             if patched.is_ok() { "tools_denied" } else { "tools_deny_failed" },
-            json!({"patch": patch, "error": patched.as_ref().err().map(|e| e.to_string())}),
+            json!({"patch": patch, "changes": rec.changes, "error": patched.as_ref().err().map(|e| e.to_string())}),
         );
         rec.cron_disabled = self.disable_cron(id).await;
         self.save(id, &rec)?;
@@ -204,11 +274,22 @@ impl Gateway {
             return Err("gateway not connected: cannot restore the OpenClaw side yet; the agent stays blocked".into());
         }
         let mut errors = Vec::new();
-        if rec.config_patched {
-            let (raw, replace) = restore_patch(id, &rec);
-            match self.config_patch(&raw, &replace, &format!("clawbutler recover: {reason}")).await {
-                Ok(_) => self.audit_kill(id, actor, reason, "tools_restored", json!({"patch": raw})),
-                Err(e) => errors.push(format!("config: {e}")),
+        let mut skipped = Vec::new();
+        if rec.config_patched && !rec.changes.is_empty() {
+            let (_, current) = self.config_get().await.map_err(|e| e.to_string())?;
+            let (raw, replace, skip) = restore_patch(&rec.changes, &current);
+            skipped = skip;
+            if raw.as_object().is_some_and(|o| !o.is_empty()) {
+                match self.config_patch(&raw, &replace, &format!("clawbutler recover: {reason}")).await {
+                    Ok(_) => self.audit_kill(
+                        id,
+                        actor,
+                        reason,
+                        "config_restored",
+                        json!({"patch": raw, "skipped_changed_since": skipped}),
+                    ),
+                    Err(e) => errors.push(format!("config: {e}")),
+                }
             }
         }
         let mut enabled = Vec::new();
@@ -225,7 +306,7 @@ impl Gateway {
         }
         self.kills.remove(id.as_bytes()).map_err(|e| e.to_string())?;
         let _ = self.kills.flush();
-        Ok(json!({"restored": true, "cron_enabled": enabled}))
+        Ok(json!({"restored": true, "cron_enabled": enabled, "skipped_changed_since": skipped}))
     }
 
     /// After a reconnect: agents killed while the link was down get their OpenClaw side now.
@@ -265,45 +346,29 @@ fn deny_replace_path(id: &str, tools_before: Option<&Value>) -> Vec<String> {
     }
 }
 
-/// The merge patch (and replace paths) that puts back what the kill found.
-pub(crate) fn restore_patch(id: &str, rec: &KillRecord) -> (Value, Vec<String>) {
-    if !rec.entry_existed {
-        return (entries_patch(id, Value::Null), Vec::new());
-    }
-    match &rec.tools_before {
-        None => (entries_patch(id, json!({"tools": null})), Vec::new()),
-        Some(tools) => {
-            let mut t = tools.clone();
-            let had_deny = t.get("deny").is_some();
-            if let Some(o) = t.as_object_mut() {
-                if !had_deny {
-                    o.insert("deny".into(), Value::Null);
-                }
-            }
-            let replace = if had_deny { vec![format!("agents.entries.{id}.tools.deny")] } else { Vec::new() };
-            (entries_patch(id, json!({"tools": t})), replace)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn restore_undoes_exactly_what_kill_added() {
-        let r = KillRecord { entry_existed: false, ..Default::default() };
-        assert_eq!(restore_patch("ops", &r).0, json!({"agents": {"entries": {"ops": null}}}));
-        let r = KillRecord { entry_existed: true, tools_before: None, ..Default::default() };
-        assert_eq!(restore_patch("ops", &r).0, json!({"agents": {"entries": {"ops": {"tools": null}}}}));
-        let r = KillRecord { entry_existed: true, tools_before: Some(json!({"allow": ["read"]})), ..Default::default() };
-        let (p, rp) = restore_patch("ops", &r);
-        assert_eq!(p, json!({"agents": {"entries": {"ops": {"tools": {"allow": ["read"], "deny": null}}}}}));
-        assert!(rp.is_empty());
-        let r = KillRecord { entry_existed: true, tools_before: Some(json!({"deny": ["exec"]})), ..Default::default() };
-        let (p, rp) = restore_patch("ops", &r);
-        assert_eq!(p, json!({"agents": {"entries": {"ops": {"tools": {"deny": ["exec"]}}}}}));
-        assert_eq!(rp, vec!["agents.entries.ops.tools.deny".to_string()]);
-        assert_eq!(deny_replace_path("ops", r.tools_before.as_ref()), rp);
+    fn restore_undoes_exactly_what_kill_changed() {
+        let before = json!({"agents": {"defaults": {"x": 1}, "entries": {"main": {"model": "m", "tools": {"deny": ["exec"]}}}},
+                            "k": "__OPENCLAW_REDACTED__"});
+        let after = json!({"agents": {"defaults": {"x": 1, "model": {"primary": "m"}},
+                                      "entries": {"main": {"model": "m", "tools": {"deny": ["*"]}}}},
+                           "k": "__OPENCLAW_REDACTED__"});
+        let changes = diff(&before, &after);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        let (patch, replace, skipped) = restore_patch(&changes, &after);
+        assert_eq!(patch, json!({"agents": {"defaults": {"model": null}, "entries": {"main": {"tools": {"deny": ["exec"]}}}}}));
+        assert_eq!(replace, vec!["agents.entries.main.tools.deny".to_string()]);
+        assert!(skipped.is_empty());
+        // A path changed by someone else since the kill is left alone.
+        let mut edited = after.clone();
+        edited["agents"]["defaults"]["model"] = json!({"primary": "other"});
+        let (patch, _, skipped) = restore_patch(&changes, &edited);
+        assert_eq!(patch, json!({"agents": {"entries": {"main": {"tools": {"deny": ["exec"]}}}}}));
+        assert_eq!(skipped, vec!["agents.defaults.model".to_string()]);
+        assert_eq!(deny_replace_path("main", Some(&json!({"deny": ["exec"]}))), replace);
     }
 }

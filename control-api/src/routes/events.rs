@@ -156,7 +156,7 @@ async fn pump(
     tx: mpsc::Sender<Bytes>,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
-    if tx.send(Bytes::from_static(b": connected\n\n")).await.is_err() {
+    if *closing.borrow_and_update() || tx.send(Bytes::from_static(b": connected\n\n")).await.is_err() {
         return;
     }
     if catch_up(&audit, &mut last, None, &filter, &tx).await.is_err() {
@@ -194,7 +194,8 @@ async fn pump(
             }
             _ = tx.closed() => return,
             // Shutdown: end the stream so the control listener can drain.
-            _ = closing.wait_for(|c| *c) => return,
+            // (It only ever turns true; a dropped sender means the broker is gone.)
+            _ = closing.changed() => return,
         }
     }
 }

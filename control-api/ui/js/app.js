@@ -124,7 +124,7 @@ function render() {
     }, t(`nav.${name}`))));
   const header = h('header', { class: 'top' },
     h('div', { class: 'topbar' },
-      h('a', { class: 'brand', href: '#/approvals' }, h('img', { src: '/ui/icon.svg', alt: '', width: 28, height: 28 }), 'ClawButler'),
+      h('a', { class: 'brand', href: '#/approvals', 'aria-label': 'ClawButler' }, h('img', { src: '/ui/icon.svg', alt: '', width: 28, height: 28 }), h('span', { class: 'brand-name' }, 'ClawButler')),
       liveEl,
       h('div', { class: 'spacer' }),
       langPicker(),

@@ -207,19 +207,22 @@ export function mount(root, ctx) {
       subject.prompt_summary || subject.summary ? h('p', { class: 'prompt' }, subject.prompt_summary || subject.summary) : null,
       a.reason ? h('p', { class: 'reason' }, a.reason) : null,
       dl([
-        [t('field.agent'), a.agent],
         [t('field.rule'), a.rule ? h('code', {}, a.rule) : ''],
         [t('field.cost'), cost != null ? usd(cost) : t('common.unknown')],
         [t('field.cwd'), subject.cwd],
-        [t('field.session'), a.session],
-        [t('field.trace'), a.trace_id ? h('a', { href: `#/audit?trace=${encodeURIComponent(a.trace_id)}` }, a.trace_id) : ''],
-        [t('field.created'), when(a.created_at)],
-        [t('field.expires'), when(a.expires_at)],
         [t('field.decided_by'), decidedBy(a)],
-        [t('field.id'), `${a.id} · v${a.version}`],
       ]),
-      h('details', {}, h('summary', {}, t('approvals.full_request')), pre(subject)),
       actions, panel,
+      h('details', {}, h('summary', {}, t('approvals.full_request')),
+        dl([
+          [t('field.agent'), a.agent],
+          [t('field.session'), a.session],
+          [t('field.trace'), a.trace_id ? h('a', { href: `#/audit?trace=${encodeURIComponent(a.trace_id)}` }, a.trace_id) : ''],
+          [t('field.created'), when(a.created_at)],
+          [t('field.expires'), when(a.expires_at)],
+          [t('field.id'), `${a.id} · v${a.version}`],
+        ]),
+        pre(subject)),
       h('div', { class: 'card-msg', role: 'status', 'data-testid': 'card-msg' }));
   }
 
