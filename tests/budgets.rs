@@ -199,3 +199,57 @@ async fn budgets_api_create_list_delete_and_unpriced_models_fail_closed() {
     assert!(r.text().contains("no-price-model") && r.text().contains("[prices"), "{}", r.text());
     assert_eq!(rig.up.request_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_lists_and_resets_budgets() {
+    let rig =
+        Rig::start(&format!("{PRICES}[[budgets]]\nscope = \"agent:cli\"\nwindow = \"daily\"\nlimit_usd = 0.001\n"))
+            .await;
+    post_json(&rig.url("/a/cli/fake/v1/chat/completions"), &[], &call("one", 1, false)).await;
+    let url = rig.control("");
+    let bin = env!("CARGO_BIN_EXE_clawbutler");
+    let run = move |args: Vec<String>| {
+        std::process::Command::new(bin).args(args).env_remove("CLAWBUTLER_TOKEN").output().expect("run clawbutler")
+    };
+    let mut list = None;
+    for _ in 0..50 {
+        let out = tokio::task::spawn_blocking({
+            let args =
+                vec!["budgets".into(), "list".into(), "--url".into(), url.clone(), "--token".into(), ADMIN.into()];
+            let run = run.clone();
+            move || run(args)
+        })
+        .await
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains("OPEN") {
+            list = Some(text);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let list = list.expect("budget never showed OPEN in `budgets list`");
+    assert!(list.contains("agent:cli@daily"), "{list}");
+    let args = vec![
+        "budgets".into(),
+        "reset".into(),
+        "agent:cli@daily".into(),
+        "--reason".into(),
+        "cli test".into(),
+        "--url".into(),
+        url.clone(),
+        "--token".into(),
+        ADMIN.into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || run(args)).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" ok "), "{}", String::from_utf8_lossy(&out.stdout));
+    // Without a token the CLI names the problem.
+    let bad = std::process::Command::new(bin)
+        .args(["budgets", "list", "--url", &url])
+        .env_remove("CLAWBUTLER_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("401"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

@@ -302,9 +302,11 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     for page in ["grants", "budgets", "agents"] {
         b.goto(&format!("{console}/#/{page}")).await;
         let state = b
-            .wait_js(page, "document.querySelector('main .card, main [data-testid=empty], main [data-testid=not-available], main [data-testid=error]')?.dataset.testid || 'card'")
+            .wait_js(page, "(() => { const e = document.querySelector('main .card, main [data-testid=empty], \
+                main [data-testid=not-available], main [data-testid=error]'); return e && (e.dataset.testid || 'card'); })()")
             .await;
         assert_ne!(state, "error", "{page}: {}", b.text("main").await);
+        eprintln!("{page}: {state}");
     }
 
     // zh-CN: the language switch changes the visible text.

@@ -4,6 +4,7 @@
 
 pub mod approvals_cmd;
 pub mod audit_cmd;
+pub mod budgets_cmd;
 pub mod client;
 pub mod policy_cmd;
 pub mod serve;
@@ -40,6 +41,9 @@ pub enum Command {
     /// Verify, export and follow the audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCmd),
+    /// Show and reset budgets (through the running sidecar).
+    #[command(subcommand)]
+    Budgets(budgets_cmd::BudgetsCmd),
     /// Manage control-API tokens.
     #[command(subcommand)]
     Token(token_cmd::TokenCmd),
@@ -73,6 +77,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Serve(a) => serve::run(&cli, a).await,
         Command::Policy(c) => policy_cmd::run(&cli, c),
         Command::Audit(c) => audit_cmd::run(&cli, c),
+        Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
         Command::Token(c) => token_cmd::run(&cli, c),
         Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
         Command::Testkit => run_testkit().await,

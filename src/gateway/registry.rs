@@ -185,7 +185,7 @@ mod tests {
         r.on_event(&life("r4", json!({"phase": "end", "aborted": false})));
         let m = r.get("main", true, 2).unwrap();
         assert_eq!((m.health, m.pending_approvals, m.active_runs), (Health::Healthy, 2, 0));
-        assert_eq!(m.last_activity.as_deref(), Some("2026-11-16T13:20:28.766Z"));
+        assert_eq!(m.last_activity.as_deref(), Some("2026-11-23T22:40:28.766Z"));
         // Aborts do not count as failures.
         r.on_event(&life("r5", json!({"phase": "error", "aborted": true})));
         assert_eq!(r.get("main", true, 0).unwrap().health, Health::Healthy);
