@@ -235,7 +235,8 @@ async fn finished(
 async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     let Some((chromium, driver_bin)) = browser_paths() else { return };
     let bundle = hold_bundle();
-    let rig = Rig::start_with(&format!("dir = \"{}\"\nwatch = false", bundle.path().display()), "").await;
+    let budget = "[[budgets]]\nscope = \"agent:main\"\nwindow = \"daily\"\nlimit_usd = 5.0\n";
+    let rig = Rig::start_with(&format!("dir = \"{}\"\nwatch = false", bundle.path().display()), budget).await;
     let console = format!("http://{}", rig.sidecar.control_addr);
 
     // The shell is served with a CSP that forbids inline script.
@@ -266,7 +267,10 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     assert!(card.contains("test.model_needs_approval"), "card names the rule: {card}");
     assert!(card.contains("need a human's approval"), "card shows the reason: {card}");
     assert!(card.contains("@main"), "card names the agent: {card}");
-    assert_eq!(b.js("return document.querySelector('[data-testid=approval] [data-risk]').dataset.risk", json!([])).await, "high");
+    assert_eq!(
+        b.js("return document.querySelector('[data-testid=approval] [data-risk]').dataset.risk", json!([])).await,
+        "high"
+    );
     b.wait_js("countdown", "/\\d+:\\d\\d/.test(document.querySelector('.countdown').textContent)").await;
     assert!(!call.is_finished(), "the call is still held while the approval is pending");
     b.screenshot("approvals-pending-desktop.png").await;
@@ -293,8 +297,11 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     assert!(!rev.is_empty());
     let input = json!({"version": 1, "kind": "model_call", "agent": "main",
                        "model": {"upstream": "fake", "name": HELD_MODEL, "stream": false}});
-    b.js("const t = document.querySelector('[data-testid=eval-input]'); t.value = arguments[0];", json!([input.to_string()]))
-        .await;
+    b.js(
+        "const t = document.querySelector('[data-testid=eval-input]'); t.value = arguments[0];",
+        json!([input.to_string()]),
+    )
+    .await;
     b.click("[data-testid=eval-run]").await;
     b.wait_js("dry-run decision", "document.querySelector('[data-testid=eval-result] .st-hold')").await;
 
@@ -321,9 +328,19 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     let call = held_call(&rig, "MARK:second held call");
     b.find("[data-testid=approval]").await;
     b.wait_js("countdown", "/\\d+:\\d\\d/.test(document.querySelector('.countdown').textContent)").await;
-    let overflow = b.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth", json!([])).await;
+    let overflow =
+        b.js("return document.documentElement.scrollWidth - document.documentElement.clientWidth", json!([])).await;
     assert!(overflow.as_i64().unwrap_or(99) <= 0, "no sideways scrolling on a phone (overflow {overflow})");
     b.screenshot("approvals-pending-phone-zh.png").await;
+    // Allow-always opens the scope editor, which states the grant's breadth before anything is granted.
+    b.click("[data-testid=allow-always]").await;
+    b.type_into("[data-testid=scope-pattern]", "gpt-*").await;
+    b.wait_js(
+        "pattern breadth",
+        "document.querySelector('[data-testid=scope-breadth] [data-breadth]').dataset.breadth === 'pattern'",
+    )
+    .await;
+    b.screenshot("scope-editor-phone-zh.png").await;
     b.click("[data-testid=deny]").await;
     b.type_into("[data-testid=deny-reason]", "not during the freeze").await;
     b.click("[data-testid=deny-confirm]").await;

@@ -60,18 +60,13 @@ static ASSETS: &[Asset] = &[
 /// Strong ETags, computed once: the files only change with the binary.
 fn etags() -> &'static [String] {
     static ETAGS: OnceLock<Vec<String>> = OnceLock::new();
-    ETAGS.get_or_init(|| {
-        ASSETS.iter().map(|a| format!("\"{}\"", hex::encode(&Sha256::digest(a.body)[..12]))).collect()
-    })
+    ETAGS.get_or_init(|| ASSETS.iter().map(|a| format!("\"{}\"", hex::encode(&Sha256::digest(a.body)[..12]))).collect())
 }
 
 /// The UI routes: `/`, `/index.html` and `/ui/{*path}`. None of them overlaps `/api`,
 /// `/metrics`, `/livez` or `/readyz`.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(index))
-        .route("/index.html", get(index))
-        .route("/ui/{*path}", get(asset))
+    Router::new().route("/", get(index)).route("/index.html", get(index)).route("/ui/{*path}", get(asset))
 }
 
 async fn index(headers: HeaderMap) -> Response {
