@@ -14,7 +14,7 @@ fn engine() -> PolicyEngine {
         workspace_roots: vec!["/srv/agents".into()],
         ..PolicySettings::default()
     };
-    PolicyEngine::new(BundleSource::Embedded, settings.data(), EngineOptions::default(), &prometheus::Registry::new())
+    PolicyEngine::new(BundleSource::Embedded, settings.data(), EngineOptions { eval_timeout: std::time::Duration::from_secs(1) }, &prometheus::Registry::new())
         .expect("shipped bundle compiles")
 }
 
@@ -56,8 +56,10 @@ fn exec_call() -> PolicyInput {
 fn bench(c: &mut Criterion) {
     let e = engine();
     let (m, x) = (model_call(), exec_call());
-    for input in [&m, &x] {
+    for input in [&m, &x, &m, &x, &m] {
+        let t = Instant::now();
         let d = e.evaluate(input);
+        eprintln!("DBG {:?} {} {}", t.elapsed(), d.rule, d.reason);
         assert_eq!(d.action, policy::Action::Allow, "{d:?}");
     }
     c.bench_function("decision/model_call", |b| b.iter(|| e.evaluate(black_box(&m))));

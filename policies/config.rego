@@ -5,7 +5,7 @@ package clawbutler
 
 default _user_config := {}
 
-_user_config := data.clawbutler.config
+_user_config := {}
 
 cfg := {
 	"model_allowlist": object.get(_user_config, "model_allowlist", []),

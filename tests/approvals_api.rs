@@ -196,8 +196,9 @@ async fn racing_decisions_have_exactly_one_winner_1000_times() {
                 let (u1, u2) = (rig.control(&format!("/api/v1/approvals/{id}/decision")), rig.control(&format!("/api/v1/approvals/{id}/decision")));
                 let (h1, h2) = (bearer(&alice), bearer(&bob));
                 tokio::spawn(async move {
-                    let a = post_json(&u1, &h1, &json!({"decision": "allow-once", "expected_version": 1}));
-                    let b = post_json(&u2, &h2, &json!({"decision": "deny", "expected_version": 1}));
+                    let (ba, bb) = (json!({"decision": "allow-once", "expected_version": 1}), json!({"decision": "deny", "expected_version": 1}));
+                    let a = post_json(&u1, &h1, &ba);
+                    let b = post_json(&u2, &h2, &bb);
                     tokio::join!(a, b)
                 })
             })

@@ -63,20 +63,13 @@ impl AgentCase {
     /// OpenAI kinds get `/v1` in the baseUrl (OpenClaw appends `/chat/completions`); Anthropic does not
     /// (OpenClaw appends `/v1/messages`).
     fn base_url(&self, data: SocketAddr) -> String {
-        let suffix = if self.api == "anthropic-messages" {
-            ""
-        } else {
-            "/v1"
-        };
+        let suffix = if self.api == "anthropic-messages" { "" } else { "/v1" };
         format!("http://{data}/a/{}/{}{suffix}", self.agent, self.upstream)
     }
 
     fn key_header<'a>(&self, r: &'a RecordedRequest) -> Option<&'a str> {
-        let h = if self.api == "anthropic-messages" {
-            r.headers.get("x-api-key")
-        } else {
-            r.headers.get("authorization")
-        };
+        let h =
+            if self.api == "anthropic-messages" { r.headers.get("x-api-key") } else { r.headers.get("authorization") };
         h.and_then(|v| v.to_str().ok())
     }
 }
@@ -109,11 +102,7 @@ fn openclaw_config(data: SocketAddr) -> Value {
 }
 
 fn sum_usage(reqs: &[RecordedRequest]) -> (u64, u64) {
-    reqs.iter()
-        .filter_map(|r| r.usage)
-        .fold((0, 0), |(i, o), u: Usage| {
-            (i + u.input_tokens, o + u.output_tokens)
-        })
+    reqs.iter().filter_map(|r| r.usage).fold((0, 0), |(i, o), u: Usage| (i + u.input_tokens, o + u.output_tokens))
 }
 
 /// `GET /api/v1/audit?agent=..&kind=model_call`, polled until `want` items are there (the audit log may
@@ -126,14 +115,8 @@ async fn audit_items(control: SocketAddr, agent: &str, want: usize) -> Vec<Value
         let resp = support::http::get(&url, &[("authorization", &auth)]).await;
         assert_eq!(resp.status, 200, "GET {url}: {}", resp.text());
         let body = resp.json();
-        assert!(
-            body.get("next_cursor").is_some(),
-            "audit list has next_cursor: {body}"
-        );
-        let items = body["items"]
-            .as_array()
-            .unwrap_or_else(|| panic!("audit list has items[]: {body}"))
-            .clone();
+        assert!(body.get("next_cursor").is_some(), "audit list has next_cursor: {body}");
+        let items = body["items"].as_array().unwrap_or_else(|| panic!("audit list has items[]: {body}")).clone();
         if items.len() >= want || tokio::time::Instant::now() >= deadline {
             return items;
         }
@@ -153,52 +136,22 @@ async fn run_turn(
     let turn: AgentTurn = gw.agent_turn(c.agent, message).await;
     let ctx = || format!("{}\n{}", turn.describe(), gw.log_tail(40));
     assert!(turn.ok(), "agent {} turn failed:\n{}", c.agent, ctx());
-    assert_eq!(
-        turn.reply_text().as_deref(),
-        Some(want_reply),
-        "reply the user sees (agent {}):\n{}",
-        c.agent,
-        ctx()
-    );
+    assert_eq!(turn.reply_text().as_deref(), Some(want_reply), "reply the user sees (agent {}):\n{}", c.agent, ctx());
 
     let calls: Vec<RecordedRequest> = up.requests()[before..].to_vec();
-    assert!(
-        !calls.is_empty(),
-        "agent {}: no request reached the scripted upstream:\n{}",
-        c.agent,
-        ctx()
-    );
+    assert!(!calls.is_empty(), "agent {}: no request reached the scripted upstream:\n{}", c.agent, ctx());
     for r in &calls {
-        assert_eq!(
-            r.path, c.upstream_path,
-            "agent {}: the sidecar forwards to the upstream route",
-            c.agent
-        );
+        assert_eq!(r.path, c.upstream_path, "agent {}: the sidecar forwards to the upstream route", c.agent);
         // The provider's key passes through (no api_key_env on these upstreams): it is OpenClaw's request.
         let key = c.key_header(r).unwrap_or_default();
-        assert!(
-            key.ends_with(c.api_key),
-            "agent {}: client key passed through, got {key:?}",
-            c.agent
-        );
+        assert!(key.ends_with(c.api_key), "agent {}: client key passed through, got {key:?}", c.agent);
         let body = r.json().unwrap_or_default();
         assert_eq!(body["model"], c.model);
         assert_eq!(body["stream"], true, "OpenClaw always streams");
-        assert!(
-            r.usage
-                .is_some_and(|u| u.input_tokens > 0 && u.output_tokens > 0),
-            "scripted usage {:?}",
-            r.usage
-        );
+        assert!(r.usage.is_some_and(|u| u.input_tokens > 0 && u.output_tokens > 0), "scripted usage {:?}", r.usage);
     }
     // Usage survived the sidecar's stream handling all the way into OpenClaw's accounting.
-    assert_eq!(
-        turn.usage(),
-        Some(sum_usage(&calls)),
-        "agent {}: usage OpenClaw recorded:\n{}",
-        c.agent,
-        ctx()
-    );
+    assert_eq!(turn.usage(), Some(sum_usage(&calls)), "agent {}: usage OpenClaw recorded:\n{}", c.agent, ctx());
     calls
 }
 
@@ -216,47 +169,23 @@ async fn check_audit(control: SocketAddr, c: &AgentCase, calls: &[RecordedReques
         assert_eq!(item["kind"], "model_call", "{item:#}");
         assert_eq!(item["subject"]["model"], c.model, "{item:#}");
         assert_eq!(item["subject"]["upstream"], c.upstream, "{item:#}");
+        assert!(item["outcome"].is_string() || item["outcome"].is_object(), "outcome recorded: {item:#}");
+        let input = item["usage"]["input_tokens"].as_u64().unwrap_or_else(|| panic!("usage.input_tokens: {item:#}"));
+        let output = item["usage"]["output_tokens"].as_u64().unwrap_or_else(|| panic!("usage.output_tokens: {item:#}"));
         assert!(
-            item["outcome"].is_string() || item["outcome"].is_object(),
-            "outcome recorded: {item:#}"
-        );
-        let input = item["usage"]["input_tokens"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("usage.input_tokens: {item:#}"));
-        let output = item["usage"]["output_tokens"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("usage.output_tokens: {item:#}"));
-        assert!(
-            calls
-                .iter()
-                .filter_map(|r| r.usage)
-                .any(|u| u.input_tokens == input && u.output_tokens == output),
+            calls.iter().filter_map(|r| r.usage).any(|u| u.input_tokens == input && u.output_tokens == output),
             "agent {}: audited usage {input}/{output} is what the upstream reported ({:?})",
             c.agent,
             calls.iter().map(|r| r.usage).collect::<Vec<_>>()
         );
         let want_cost = (input as f64 * c.price.0 + output as f64 * c.price.1) / 1e6;
-        let cost = item["cost_usd"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("cost_usd is a number: {item:#}"));
-        assert!(
-            (cost - want_cost).abs() < 1e-9,
-            "agent {}: cost {cost} != {want_cost}: {item:#}",
-            c.agent
-        );
+        let cost = item["cost_usd"].as_f64().unwrap_or_else(|| panic!("cost_usd is a number: {item:#}"));
+        assert!((cost - want_cost).abs() < 1e-9, "agent {}: cost {cost} != {want_cost}: {item:#}", c.agent);
     }
     let (ai, ao) = items.iter().fold((0, 0), |(i, o), it| {
-        (
-            i + it["usage"]["input_tokens"].as_u64().unwrap_or(0),
-            o + it["usage"]["output_tokens"].as_u64().unwrap_or(0),
-        )
+        (i + it["usage"]["input_tokens"].as_u64().unwrap_or(0), o + it["usage"]["output_tokens"].as_u64().unwrap_or(0))
     });
-    assert_eq!(
-        (ai, ao),
-        sum_usage(calls),
-        "agent {}: audited totals",
-        c.agent
-    );
+    assert_eq!((ai, ao), sum_usage(calls), "agent {}: audited totals", c.agent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,17 +216,11 @@ url = "{upstream_base}"
 "#
     ))
     .expect("sidecar config");
-    let sidecar = clawbutler::app::Sidecar::start(cfg)
-        .await
-        .expect("sidecar starts");
+    let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
     let (data, control) = (sidecar.data_addr, sidecar.control_addr);
 
     let gw = Gateway::start(&install, openclaw_config(data)).await;
-    eprintln!(
-        "openclaw gateway ready in {:?} at {}",
-        gw.started_in(),
-        gw.ws_url()
-    );
+    eprintln!("openclaw gateway ready in {:?} at {}", gw.started_in(), gw.ws_url());
 
     for c in &CASES {
         let message = format!("hello from the e2e test MARK:{}", c.agent);
@@ -309,25 +232,10 @@ url = "{upstream_base}"
     // model call carries the result back.
     let main = &CASES[0];
     let before = audit_items(control, main.agent, 0).await.len();
-    let calls = run_turn(
-        &gw,
-        &up,
-        main,
-        "RUN_EXEC: echo e2e-exec-ok",
-        "exec finished: e2e-exec-ok",
-    )
-    .await;
-    assert!(
-        calls.len() >= 2,
-        "tool call and follow-up both went upstream: {}",
-        calls.len()
-    );
+    let calls = run_turn(&gw, &up, main, "RUN_EXEC: echo e2e-exec-ok", "exec finished: e2e-exec-ok").await;
+    assert!(calls.len() >= 2, "tool call and follow-up both went upstream: {}", calls.len());
     let items = audit_items(control, main.agent, before + calls.len()).await;
-    assert_eq!(
-        items.len(),
-        before + calls.len(),
-        "every model call of the tool round trip is audited"
-    );
+    assert_eq!(items.len(), before + calls.len(), "every model call of the tool round trip is audited");
 
     drop(gw);
     let _ = sidecar.shutdown().await;

@@ -1,13 +1,31 @@
 //! The search index in the sidecar's sled DB. Derived data only: every entry can be rebuilt from
-//! the segment files, and `open` does so when the index is behind or belongs to another log.
+//! the segment files, and `recover` does so when the index is behind, belongs to another log,
+//! or was written in an older layout.
 //!
-//! Trees: `audit_loc` seq -> (segment, offset, len, ts ms); `audit_by` (field tag, value, seq)
-//! -> (); `audit_meta` bookkeeping (`indexed_through`, `indexed_hash`).
+//! The index is deliberately sparse, because sled inserts were what limited append throughput:
+//!
+//! * `audit_loc`: seq -> (segment, offset, len, ts ms) for *anchor* records only: every record
+//!   whose seq is `1 mod LOC_EVERY`, and the first record of every segment. A record is found
+//!   by taking the nearest anchor at or below it (always in the same segment, since each
+//!   segment's first record is an anchor) and reading forward.
+//! * `audit_by`: (field tag, value, block) -> () for each `(field, value)` that occurs at least
+//!   once in the block of `BLOCK` records (`block = (seq - 1) / BLOCK`). Searches read whole
+//!   candidate blocks and re-check every filter on the parsed record.
+//! * `audit_meta`: `indexed_through`, `indexed_hash`, `format`.
+
+use std::collections::HashSet;
 
 use chrono::DateTime;
 
 use crate::record::AuditRecord;
 use crate::AuditError;
+
+/// One `audit_loc` anchor per this many records (plus each segment's first record).
+pub const LOC_EVERY: u64 = 32;
+/// Records per `audit_by` block.
+pub const BLOCK: u64 = 64;
+/// Layout version in `audit_meta`; an index without it (or with another) is rebuilt.
+const FORMAT: &[u8] = b"sparse-2";
 
 /// Where a record lives and when it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +59,21 @@ impl Loc {
     }
 }
 
+/// Whether the record `seq` at `loc` gets an `audit_loc` entry.
+pub fn is_anchor(seq: u64, loc: &Loc) -> bool {
+    loc.offset == 0 || seq % LOC_EVERY == 1
+}
+
+/// The `audit_by` block of `seq` (seq >= 1).
+pub fn block_of(seq: u64) -> u64 {
+    seq.saturating_sub(1) / BLOCK
+}
+
+/// First and last seq of block `b`.
+pub fn block_range(b: u64) -> (u64, u64) {
+    (b * BLOCK + 1, (b + 1) * BLOCK)
+}
+
 /// Indexed equality fields, one tag byte each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -62,29 +95,29 @@ pub fn prefix(field: Field, value: &str) -> Vec<u8> {
     k
 }
 
-fn by_key(field: Field, value: &str, seq: u64) -> Vec<u8> {
+fn by_key(field: Field, value: &str, block: u64) -> Vec<u8> {
     let mut k = prefix(field, value);
-    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(&block.to_be_bytes());
     k
 }
 
 /// The indexed (field, value) pairs of a record.
-pub fn entries(r: &AuditRecord) -> Vec<(Field, String)> {
+pub fn entries(r: &AuditRecord) -> Vec<(Field, &str)> {
     let mut out = Vec::with_capacity(5);
     if let Some(t) = &r.trace_id {
-        out.push((Field::TraceId, t.clone()));
+        out.push((Field::TraceId, t.as_str()));
     }
     if let Some(a) = &r.agent {
-        out.push((Field::Agent, a.clone()));
+        out.push((Field::Agent, a.as_str()));
     }
     if let Some(k) = r.kind {
-        out.push((Field::Kind, k.as_str().to_string()));
+        out.push((Field::Kind, k.as_str()));
     }
     if let Some(a) = r.action {
-        out.push((Field::Action, a.as_str().to_string()));
+        out.push((Field::Action, a.as_str()));
     }
     if let Some(x) = r.risk {
-        out.push((Field::Risk, x.as_str().to_string()));
+        out.push((Field::Risk, x.as_str()));
     }
     out
 }
@@ -92,6 +125,44 @@ pub fn entries(r: &AuditRecord) -> Vec<(Field, String)> {
 /// Milliseconds since the epoch of a record's `ts` (0 if unparseable).
 pub fn ts_ms(ts: &str) -> i64 {
     DateTime::parse_from_rfc3339(ts).map(|t| t.timestamp_millis()).unwrap_or(0)
+}
+
+/// Accumulates index entries for records fed in seq order, skipping `audit_by` keys already
+/// emitted for the current block (re-emitting one is harmless: keys are idempotent).
+#[derive(Default)]
+pub struct Builder {
+    block: Option<u64>,
+    seen: HashSet<Vec<u8>>,
+    loc: Vec<(u64, [u8; 28])>,
+    by: Vec<Vec<u8>>,
+    last: Option<(u64, String)>,
+}
+
+impl Builder {
+    /// Add one record written at `loc`.
+    pub fn add(&mut self, r: &AuditRecord, loc: &Loc) {
+        if is_anchor(r.seq, loc) {
+            self.loc.push((r.seq, loc.encode()));
+        }
+        let b = block_of(r.seq);
+        if self.block != Some(b) {
+            self.seen.clear();
+            self.block = Some(b);
+        }
+        for (f, v) in entries(r) {
+            let k = by_key(f, v, b);
+            if !self.seen.contains(&k) {
+                self.seen.insert(k.clone());
+                self.by.push(k);
+            }
+        }
+        self.last = Some((r.seq, r.hash.clone()));
+    }
+
+    /// Whether nothing is waiting to be applied.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_none()
+    }
 }
 
 /// Handle on the index trees.
@@ -103,9 +174,14 @@ pub struct Index {
 }
 
 impl Index {
-    /// Open (create) the trees in `db`.
+    /// Open (create) the trees in `db`; an index in another layout is cleared for rebuild.
     pub fn open(db: &sled::Db) -> Result<Index, AuditError> {
-        Ok(Index { loc: db.open_tree("audit_loc")?, by: db.open_tree("audit_by")?, meta: db.open_tree("audit_meta")? })
+        let idx =
+            Index { loc: db.open_tree("audit_loc")?, by: db.open_tree("audit_by")?, meta: db.open_tree("audit_meta")? };
+        if idx.meta.get("format")?.as_deref() != Some(FORMAT) {
+            idx.clear()?;
+        }
+        Ok(idx)
     }
 
     /// Highest indexed seq and its hash.
@@ -120,48 +196,54 @@ impl Index {
         self.loc.clear()?;
         self.by.clear()?;
         self.meta.clear()?;
+        self.meta.insert("format", FORMAT)?;
         Ok(())
     }
 
-    /// Index a batch of freshly written records; `last` is the batch's (seq, hash).
-    pub fn add(&self, recs: &[(&AuditRecord, Loc)]) -> Result<(), AuditError> {
+    /// Write what `b` accumulated and advance `indexed_through`; leaves `b` empty but keeps
+    /// its block state, so the next call continues deduplicating.
+    pub fn apply(&self, b: &mut Builder) -> Result<Option<u64>, AuditError> {
+        let Some((seq, hash)) = b.last.take() else { return Ok(None) };
         let mut loc = sled::Batch::default();
+        for (s, l) in b.loc.drain(..) {
+            loc.insert(&s.to_be_bytes(), &l);
+        }
         let mut by = sled::Batch::default();
-        for (r, l) in recs {
-            loc.insert(&r.seq.to_be_bytes(), &l.encode());
+        for k in b.by.drain(..) {
+            by.insert(k, &[]);
+        }
+        self.loc.apply_batch(loc)?;
+        self.by.apply_batch(by)?;
+        let mut meta = sled::Batch::default();
+        meta.insert("indexed_through", &seq.to_be_bytes());
+        meta.insert("indexed_hash", hash.as_bytes());
+        self.meta.apply_batch(meta)?;
+        Ok(Some(seq))
+    }
+
+    /// Remove the entries of pruned records (all seqs up to `through`). `recs` are the removed
+    /// records; a block that still holds kept records keeps its `audit_by` keys.
+    pub fn remove(&self, through: u64, recs: &[AuditRecord]) -> Result<(), AuditError> {
+        let mut loc = sled::Batch::default();
+        for kv in self.loc.range(..=through.to_be_bytes()) {
+            loc.remove(kv?.0);
+        }
+        let mut by = sled::Batch::default();
+        for r in recs.iter().filter(|r| block_range(block_of(r.seq)).1 <= through) {
             for (f, v) in entries(r) {
-                by.insert(by_key(f, &v, r.seq), &[]);
+                by.remove(by_key(f, v, block_of(r.seq)));
             }
         }
         self.loc.apply_batch(loc)?;
         self.by.apply_batch(by)?;
-        if let Some((r, _)) = recs.last() {
-            let mut meta = sled::Batch::default();
-            meta.insert("indexed_through", &r.seq.to_be_bytes());
-            meta.insert("indexed_hash", r.hash.as_bytes());
-            self.meta.apply_batch(meta)?;
-        }
         Ok(())
     }
 
-    /// Remove the entries of pruned records.
-    pub fn remove(&self, recs: &[AuditRecord]) -> Result<(), AuditError> {
-        let mut loc = sled::Batch::default();
-        let mut by = sled::Batch::default();
-        for r in recs {
-            loc.remove(&r.seq.to_be_bytes());
-            for (f, v) in entries(r) {
-                by.remove(by_key(f, &v, r.seq));
-            }
-        }
-        self.loc.apply_batch(loc)?;
-        self.by.apply_batch(by)?;
-        Ok(())
-    }
-
-    /// Location of `seq`.
-    pub fn loc(&self, seq: u64) -> Result<Option<Loc>, AuditError> {
-        Ok(self.loc.get(seq.to_be_bytes())?.and_then(|v| Loc::decode(&v)))
+    /// The nearest anchor at or below `seq`.
+    pub fn anchor(&self, seq: u64) -> Result<Option<(u64, Loc)>, AuditError> {
+        let Some((k, v)) = self.loc.range(..=seq.to_be_bytes()).next_back().transpose()? else { return Ok(None) };
+        let s = k.as_ref().try_into().ok().map(u64::from_be_bytes);
+        Ok(s.zip(Loc::decode(&v)))
     }
 
     /// Lowest indexed seq.
@@ -169,23 +251,21 @@ impl Index {
         Ok(self.loc.first()?.and_then(|(k, _)| k.as_ref().try_into().ok()).map(u64::from_be_bytes))
     }
 
-    /// Seqs with `field == value` within `lo..=hi`, newest first.
-    pub fn seqs_desc(
-        &self,
-        field: Field,
-        value: &str,
-        lo: u64,
-        hi: u64,
-    ) -> impl Iterator<Item = Result<u64, AuditError>> {
+    /// Blocks in `lo..=hi` holding a record with `field == value`, ascending.
+    pub fn blocks(&self, field: Field, value: &str, lo: u64, hi: u64) -> Result<Vec<u64>, AuditError> {
         let p = prefix(field, value);
         let plen = p.len();
         let mut start = p.clone();
         start.extend_from_slice(&lo.to_be_bytes());
         let mut end = p;
         end.extend_from_slice(&hi.to_be_bytes());
-        self.by.range(start..=end).rev().map(move |kv| {
+        let mut out = Vec::new();
+        for kv in self.by.range(start..=end) {
             let (k, _) = kv?;
-            Ok(k.get(plen..).and_then(|s| s.try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
-        })
+            if let Some(b) = k.get(plen..).and_then(|s| s.try_into().ok()).map(u64::from_be_bytes) {
+                out.push(b);
+            }
+        }
+        Ok(out)
     }
 }

@@ -4,7 +4,8 @@
 //! deny/hold/approval records, which must be on disk before the caller is answered). The event
 //! is masked ([`mask`]) on the caller's thread, given a gapless seq, and queued to a dedicated
 //! writer thread that chains it (`hash = sha256(prev_hash || canonical JSON)`), writes batches
-//! to JSON-lines segment files with one fsync per batch, indexes it in sled, and signs an
+//! to JSON-lines segment files with one fsync per batch, hands them to an index thread that
+//! keeps a sparse sled search index, and signs an
 //! Ed25519 checkpoint with an RFC 6962 Merkle root every N records / T seconds. Nothing in the
 //! API updates or deletes a record; retention removes whole old segments only after a signed
 //! checkpoint records the removal. [`verify_dir`] re-checks everything offline; the format is
@@ -15,6 +16,7 @@ mod error;
 pub mod event;
 mod export;
 mod index;
+mod indexer;
 pub mod keys;
 pub mod mask;
 pub mod merkle;
@@ -103,8 +105,11 @@ impl AuditLog {
             append_seconds,
             failed: Mutex::new(None),
             files: Mutex::new(Default::default()),
+            recent_locs: Mutex::new(Default::default()),
+            indexed_seq: AtomicU64::new(head),
         });
-        let writer = Writer::from_parts(rec.writer_parts, dir, settings, key, idx.clone(), shared.clone());
+        let indexer = indexer::spawn(idx.clone(), shared.clone())?;
+        let writer = Writer::from_parts(rec.writer_parts, dir, settings, key, indexer, shared.clone());
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer.run(rx))?;
         Ok(AuditLog {

@@ -12,7 +12,7 @@ use policy::{Action, Risk};
 use serde::{Deserialize, Serialize};
 
 use crate::event::RecordKind;
-use crate::index::{Field, Index, Loc};
+use crate::index::{self, Field, Index, Loc};
 use crate::record::AuditRecord;
 use crate::writer::Shared;
 use crate::{mask, segment, AuditError};
@@ -78,10 +78,83 @@ impl Reader {
         Ok(f)
     }
 
-    fn read_line(&self, loc: Loc) -> Result<Vec<u8>, AuditError> {
-        let mut buf = vec![0u8; loc.len as usize];
-        self.file(loc.segment)?.read_exact_at(&mut buf, loc.offset)?;
-        Ok(buf)
+    /// The nearest anchor at or below `seq`. `recent_locs` is read before sled: an anchor
+    /// leaves it only after it is in sled, so one of the two always has it.
+    fn anchor(&self, seq: u64) -> Result<Option<(u64, Loc)>, AuditError> {
+        let recent = self
+            .shared
+            .recent_locs
+            .lock()
+            .map_err(|_| AuditError::WriterStopped("poisoned".into()))?
+            .range(..=seq)
+            .next_back()
+            .map(|(s, l)| (*s, *l));
+        let stored = self.index.anchor(seq)?;
+        Ok(match (recent, stored) {
+            (Some(a), Some(b)) => Some(if a.0 >= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Raw lines of the durable records `from..=to` (at most `max`), in order, as (seq, line).
+    /// Starts at the nearest anchor and reads forward in chunks, segment by segment. A record
+    /// that is pruned or missing is skipped.
+    fn scan(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        let to = to.min(self.head());
+        let mut out = Vec::new();
+        let mut s = from.max(1);
+        // (segment, offset, seq of the line at offset)
+        let mut cur: Option<(u64, u64, u64)> = None;
+        let mut dead_end: Option<(u64, u64)> = None;
+        let mut chunk = 64 * 1024;
+        while s <= to && out.len() < max {
+            let (seg, off, mut at) = match cur.take() {
+                Some(c) => c,
+                None => match self.anchor(s)? {
+                    Some((a, loc)) if dead_end != Some((loc.segment, s)) => (loc.segment, loc.offset, a),
+                    _ => match self.index.first_seq()? {
+                        // Below the first kept record (pruned): jump to it.
+                        Some(f) if f > s => {
+                            s = f;
+                            continue;
+                        }
+                        _ => break,
+                    },
+                },
+            };
+            let file = match self.file(seg) {
+                Ok(f) => f,
+                Err(AuditError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Pruned under us; whatever is left starts at a later anchor.
+                    dead_end = Some((seg, s));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let buf = read_chunk(&file, off, chunk)?;
+            let mut pos = 0usize;
+            while let Some(i) = segment::find_newline(&buf[pos..]) {
+                if at > to || out.len() >= max {
+                    break;
+                }
+                if at >= s {
+                    out.push((at, buf[pos..pos + i].to_vec()));
+                    s = at + 1;
+                }
+                at += 1;
+                pos += i + 1;
+            }
+            if pos == 0 && buf.len() == chunk {
+                chunk *= 2; // a line longer than the chunk
+                cur = Some((seg, off, at));
+            } else if buf.len() < chunk {
+                // End of this segment: the next record starts another one (an anchor).
+                dead_end = Some((seg, s));
+            } else {
+                cur = Some((seg, off + pos as u64, at));
+            }
+        }
+        Ok(out)
     }
 
     /// The record `seq`, if it is durable and not pruned.
@@ -89,39 +162,65 @@ impl Reader {
         if seq == 0 || seq > self.head() {
             return Ok(None);
         }
-        match self.index.loc(seq)? {
-            Some(loc) => Ok(Some(serde_json::from_slice(&self.read_line(loc)?)?)),
-            None => Ok(None),
+        let Some((_, line)) = self.scan(seq, seq, 1)?.pop() else { return Ok(None) };
+        let r: AuditRecord = serde_json::from_slice(&line)?;
+        if r.seq == seq {
+            return Ok(Some(r));
         }
+        // Lines were added or removed behind the index's back (verify will say where):
+        // fall back to looking at every line of the segment.
+        let Some((_, loc)) = self.anchor(seq)? else { return Ok(None) };
+        let buf = std::fs::read(self.dir.join(segment::segment_name(loc.segment)))?;
+        for (_, l) in segment::lines(&buf).0 {
+            if serde_json::from_slice::<crate::record::LineMeta>(l).is_ok_and(|m| m.seq == seq) {
+                return Ok(Some(serde_json::from_slice(l)?));
+            }
+        }
+        Ok(None)
     }
 
     /// Up to `limit` records from `seq` on, in order.
     pub fn read_from(&self, seq: u64, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
         let head = self.head();
         let start = seq.max(self.index.first_seq()?.unwrap_or(1));
-        let mut out = Vec::new();
-        let mut s = start;
-        while s <= head && out.len() < limit {
-            if let Some(r) = self.get(s)? {
-                out.push(r);
+        self.scan(start, head, limit)?.into_iter().map(|(_, l)| Ok(serde_json::from_slice(&l)?)).collect()
+    }
+
+    /// Candidate ranges for a search over `lo..=hi`, newest first: every `BLOCK`-aligned range
+    /// that may hold a match. Above `indexed_seq` the index may lag, so that tail is read in full.
+    fn ranges(&self, driver: Option<(Field, &str)>, lo: u64, hi: u64) -> Result<Vec<(u64, u64)>, AuditError> {
+        let indexed = self.shared.indexed_seq.load(Ordering::Acquire);
+        let Some((f, v)) = driver else { return Ok(chunks_desc(lo, hi)) };
+        let mut out = chunks_desc(lo.max(indexed + 1), hi);
+        let top = hi.min(indexed);
+        if top >= lo {
+            let blocks = self.index.blocks(f, v, index::block_of(lo), index::block_of(top))?;
+            for b in blocks.into_iter().rev() {
+                let (a, z) = index::block_range(b);
+                out.push((a.max(lo), z.min(top)));
             }
-            s += 1;
         }
         Ok(out)
     }
 
     /// Every record of a trace, in seq order.
     pub fn trace(&self, trace_id: &str) -> Result<Vec<AuditRecord>, AuditError> {
-        let mut seqs: Vec<u64> =
-            self.index.seqs_desc(Field::TraceId, trace_id, 0, self.head()).collect::<Result<_, _>>()?;
-        seqs.reverse();
-        let mut out = Vec::with_capacity(seqs.len());
-        for s in seqs {
-            if let Some(r) = self.get(s)? {
-                out.push(r);
+        let first = self.index.first_seq()?.unwrap_or(1);
+        let mut out = Vec::new();
+        for (a, z) in self.ranges(Some((Field::TraceId, trace_id)), first, self.head())?.into_iter().rev() {
+            for (_, line) in self.scan(a, z, usize::MAX)? {
+                let r: AuditRecord = serde_json::from_slice(&line)?;
+                if r.trace_id.as_deref() == Some(trace_id) {
+                    out.push(r);
+                }
             }
         }
         Ok(out)
+    }
+
+    /// ts (ms) of record `seq`, `i64::MIN` if it cannot be read.
+    fn ts_of(&self, seq: u64) -> Result<i64, AuditError> {
+        Ok(self.get(seq)?.map_or(i64::MIN, |r| index::ts_ms(&r.ts)))
     }
 
     /// First seq whose ts >= `ms` (records' ts never decreases with seq).
@@ -130,8 +229,7 @@ impl Reader {
         let end = hi + 1;
         while lo <= hi {
             let mid = lo + (hi - lo) / 2;
-            let t = self.index.loc(mid)?.map_or(i64::MIN, |l| l.ts_ms);
-            if t >= ms {
+            if self.ts_of(mid)? >= ms {
                 if mid == 0 {
                     return Ok(0);
                 }
@@ -176,10 +274,6 @@ impl Reader {
         ]
         .into_iter()
         .find_map(|(f, v)| v.map(|v| (f, v)));
-        let candidates: Box<dyn Iterator<Item = Result<u64, AuditError>>> = match &driver {
-            Some((f, v)) => Box::new(self.index.seqs_desc(*f, v, lo, hi)),
-            None => Box::new((lo..=hi).rev().map(Ok)),
-        };
         let keywords: Vec<Vec<u8>> = q
             .keyword
             .iter()
@@ -188,39 +282,66 @@ impl Reader {
             .collect();
         let mut page = AuditPage::default();
         let mut scanned = 0usize;
-        for s in candidates {
-            let s = s?;
-            scanned += 1;
-            if scanned > self.scan_limit {
-                page.next_cursor = Some((s + 1).to_string());
-                break;
-            }
-            let Some(loc) = self.index.loc(s)? else { continue };
-            let line = self.read_line(loc)?;
-            if !keywords.is_empty() {
-                let low = line.to_ascii_lowercase();
-                if !keywords.iter().any(|k| contains(&low, k)) {
-                    continue;
+        'ranges: for (a, z) in self.ranges(driver.as_ref().map(|(f, v)| (*f, v.as_str())), lo, hi)? {
+            for (s, line) in self.scan(a, z, usize::MAX)?.into_iter().rev() {
+                scanned += 1;
+                if scanned > self.scan_limit {
+                    page.next_cursor = Some((s + 1).to_string());
+                    break 'ranges;
                 }
-            }
-            let r: AuditRecord = serde_json::from_slice(&line)?;
-            let ok = q.trace_id.as_ref().is_none_or(|t| r.trace_id.as_ref() == Some(t))
-                && agent.as_ref().is_none_or(|a| r.agent.as_ref() == Some(a))
-                && q.kind.is_none_or(|k| r.kind == Some(k))
-                && q.action.is_none_or(|a| r.action == Some(a))
-                && q.risk.is_none_or(|x| r.risk == Some(x));
-            if ok {
-                page.items.push(r);
-                if page.items.len() == limit {
-                    if s > lo {
-                        page.next_cursor = Some(s.to_string());
+                if !keywords.is_empty() {
+                    let low = line.to_ascii_lowercase();
+                    if !keywords.iter().any(|k| contains(&low, k)) {
+                        continue;
                     }
-                    break;
+                }
+                let r: AuditRecord = serde_json::from_slice(&line)?;
+                let ok = q.trace_id.as_ref().is_none_or(|t| r.trace_id.as_ref() == Some(t))
+                    && agent.as_ref().is_none_or(|a| r.agent.as_ref() == Some(a))
+                    && q.kind.is_none_or(|k| r.kind == Some(k))
+                    && q.action.is_none_or(|a| r.action == Some(a))
+                    && q.risk.is_none_or(|x| r.risk == Some(x));
+                if ok {
+                    page.items.push(r);
+                    if page.items.len() == limit {
+                        if s > lo {
+                            page.next_cursor = Some(s.to_string());
+                        }
+                        break 'ranges;
+                    }
                 }
             }
         }
         Ok(page)
     }
+}
+
+/// `lo..=hi` cut at `BLOCK` boundaries, newest range first.
+fn chunks_desc(lo: u64, hi: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut z = hi;
+    while z >= lo && z > 0 {
+        let a = index::block_range(index::block_of(z)).0.max(lo);
+        out.push((a, z));
+        z = a - 1;
+    }
+    out
+}
+
+/// Up to `len` bytes of `f` from `off` (fewer only at end of file).
+fn read_chunk(f: &File, off: u64, len: usize) -> Result<Vec<u8>, AuditError> {
+    let mut buf = vec![0u8; len];
+    let mut n = 0;
+    while n < len {
+        match f.read_at(&mut buf[n..], off + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    buf.truncate(n);
+    Ok(buf)
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

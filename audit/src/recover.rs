@@ -128,7 +128,7 @@ fn reindex(dir: &Path, segs: &[(u64, std::path::PathBuf)], idx: &Index, head_seq
     let (through, hash) = idx.indexed_through()?;
     let consistent = through == 0
         || (through <= head_seq
-            && idx.loc(through)?.and_then(|l| read_at(dir, l).ok()).is_some_and(|r| Some(&r.hash) == hash.as_ref()));
+            && read_indexed(dir, idx, through).ok().flatten().is_some_and(|r| Some(&r.hash) == hash.as_ref()));
     let from = if consistent {
         through + 1
     } else {
@@ -140,35 +140,43 @@ fn reindex(dir: &Path, segs: &[(u64, std::path::PathBuf)], idx: &Index, head_seq
         return Ok(());
     }
     let t = Instant::now();
-    let mut chunk: Vec<(AuditRecord, Loc)> = Vec::with_capacity(1024);
-    let flush = |chunk: &mut Vec<(AuditRecord, Loc)>| -> Result<(), AuditError> {
-        let pairs: Vec<(&AuditRecord, Loc)> = chunk.iter().map(|(r, l)| (r, *l)).collect();
-        idx.add(&pairs)?;
-        chunk.clear();
-        Ok(())
-    };
+    let mut b = index::Builder::default();
+    let mut n = 0usize;
     for_each_line(segs, from, |first, off, line, _| {
         let r: AuditRecord = serde_json::from_slice(line)?;
         let len = u32::try_from(line.len()).map_err(|e| AuditError::Key(e.to_string()))?;
-        let ts_ms = index::ts_ms(&r.ts);
-        chunk.push((r, Loc { segment: first, offset: off, len, ts_ms }));
-        if chunk.len() >= 1024 {
-            flush(&mut chunk)?;
+        b.add(&r, &Loc { segment: first, offset: off, len, ts_ms: index::ts_ms(&r.ts) });
+        n += 1;
+        if n % 4096 == 0 {
+            idx.apply(&mut b)?;
         }
         Ok(())
     })?;
-    flush(&mut chunk)?;
+    idx.apply(&mut b)?;
     tracing::info!(from, to = head_seq, elapsed_ms = t.elapsed().as_millis() as u64, "audit index caught up");
     Ok(())
 }
 
-/// Read one record at `loc` (opening the file; the live reader keeps a cache instead).
-pub(crate) fn read_at(dir: &Path, loc: Loc) -> Result<AuditRecord, AuditError> {
-    use std::os::unix::fs::FileExt;
-    let f = fs::File::open(dir.join(segment::segment_name(loc.segment)))?;
-    let mut buf = vec![0u8; loc.len as usize];
-    f.read_exact_at(&mut buf, loc.offset)?;
-    Ok(serde_json::from_slice(&buf)?)
+/// Read record `seq` through the index alone (nearest anchor, then forward), opening the file;
+/// the live reader has a cached, faster path.
+pub(crate) fn read_indexed(dir: &Path, idx: &Index, seq: u64) -> Result<Option<AuditRecord>, AuditError> {
+    use std::io::{BufRead, BufReader, Seek, SeekFrom};
+    let Some((mut at, loc)) = idx.anchor(seq)? else { return Ok(None) };
+    let mut f = BufReader::new(fs::File::open(dir.join(segment::segment_name(loc.segment)))?);
+    f.seek(SeekFrom::Start(loc.offset))?;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if f.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+        if at == seq {
+            line.pop();
+            let r: AuditRecord = serde_json::from_slice(&line)?;
+            return Ok((r.seq == seq).then_some(r));
+        }
+        at += 1;
+    }
 }
 
 impl Writer {
@@ -178,7 +186,7 @@ impl Writer {
         dir: &Path,
         settings: &crate::AuditSettings,
         key: ed25519_dalek::SigningKey,
-        idx: Index,
+        indexer: (std::sync::mpsc::Sender<crate::indexer::IndexMsg>, std::thread::JoinHandle<()>),
         shared: std::sync::Arc<crate::writer::Shared>,
     ) -> Writer {
         let key_id = crate::keys::key_id(&key.verifying_key());
@@ -197,7 +205,8 @@ impl Writer {
             cp: p.cp,
             pending_hashes: p.pending_hashes,
             last_cp: Instant::now(),
-            index: idx,
+            index_tx: Some(indexer.0),
+            index_thread: Some(indexer.1),
             shared,
         }
     }

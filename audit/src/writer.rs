@@ -3,12 +3,14 @@
 //! segments and applies retention. Callers never touch the files, so no tokio worker ever
 //! blocks on fsync.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -17,7 +19,8 @@ use prometheus::{Histogram, IntCounterVec};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::index::{Index, Loc};
+use crate::index::{self, Loc};
+use crate::indexer::IndexMsg;
 use crate::record::AuditRecord;
 use crate::{merkle, segment, AuditSettings};
 
@@ -49,6 +52,10 @@ pub(crate) struct Shared {
     pub failed: Mutex<Option<String>>,
     /// Open segment files for readers, by first seq.
     pub files: Mutex<std::collections::HashMap<u64, Arc<File>>>,
+    /// Anchors (see `index`) of durable records the index thread has not yet put in sled.
+    pub recent_locs: Mutex<BTreeMap<u64, Loc>>,
+    /// Highest seq whose `audit_by` keys are in sled; searches scan everything above it.
+    pub indexed_seq: AtomicU64,
 }
 
 /// Checkpoint bookkeeping carried across restarts (recovered from `checkpoints.jsonl`).
@@ -78,7 +85,9 @@ pub(crate) struct Writer {
     /// Raw hashes of records after `cp.last_seq` (the next checkpoint's Merkle leaves).
     pub pending_hashes: Vec<[u8; 32]>,
     pub last_cp: Instant,
-    pub index: Index,
+    /// Queue of the index thread; `None` once it has been told to stop.
+    pub index_tx: Option<Sender<IndexMsg>>,
+    pub index_thread: Option<JoinHandle<()>>,
     pub shared: Arc<Shared>,
 }
 
@@ -88,8 +97,17 @@ pub(crate) fn fmt_ts(ms: i64) -> String {
 }
 
 impl Writer {
-    /// Thread body: runs until every sender is gone, then flushes and signs a final checkpoint.
+    /// Thread body: runs until every sender is gone, then flushes and signs a final checkpoint,
+    /// and waits for the index thread to apply what it was given.
     pub fn run(mut self, rx: Receiver<Msg>) {
+        self.serve(&rx);
+        self.index_tx.take();
+        if let Some(t) = self.index_thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    fn serve(&mut self, rx: &Receiver<Msg>) {
         let mut batch: Vec<Pending> = Vec::new();
         let mut flushes: Vec<(bool, SyncSender<Result<(), String>>)> = Vec::new();
         let group = Duration::from_millis(self.settings.group_commit_ms);
@@ -211,21 +229,31 @@ impl Writer {
         self.last_ts_ms = ts_ms;
         self.pending_hashes.extend_from_slice(&hashes);
 
-        let pairs: Vec<(&AuditRecord, Loc)> = batch.iter().map(|p| &p.rec).zip(locs).collect();
-        if let Err(e) = self.index.add(&pairs) {
-            // The index is derived data: the next open rebuilds it from the segments.
-            tracing::warn!(error = %e, "audit index update failed");
+        if let Ok(mut recent) = self.shared.recent_locs.lock() {
+            for (p, l) in batch.iter().zip(&locs) {
+                if index::is_anchor(p.rec.seq, l) {
+                    recent.insert(p.rec.seq, *l);
+                }
+            }
         }
         self.shared.durable_seq.store(head_seq, Ordering::Release);
-        for p in batch.drain(..) {
+        let subscribed = self.shared.broadcast.receiver_count() > 0;
+        let mut indexed = Vec::with_capacity(batch.len());
+        for (p, l) in batch.drain(..).zip(locs) {
             if let Some(w) = p.waiter {
                 let _ = w.send(Ok(()));
             }
             self.shared.append_seconds.observe(p.enqueued.elapsed().as_secs_f64());
             self.shared.records_total.with_label_values(&[p.rec.kind.map_or("none", |k| k.as_str())]).inc();
-            if self.shared.broadcast.receiver_count() > 0 {
-                let _ = self.shared.broadcast.send(Arc::new(p.rec));
+            let rec = Arc::new(p.rec);
+            if subscribed {
+                let _ = self.shared.broadcast.send(rec.clone());
             }
+            indexed.push((rec, l));
+        }
+        if let Some(tx) = &self.index_tx {
+            // A dead index thread only costs search speed; the next open rebuilds the index.
+            let _ = tx.send(IndexMsg::Recs(indexed));
         }
         Ok(())
     }
@@ -301,12 +329,19 @@ impl Writer {
         let names =
             doomed.iter().filter_map(|(_, p, _)| p.file_name().and_then(|n| n.to_str()).map(str::to_string)).collect();
         self.checkpoint(Some((through, hash, names)))?;
+        if let Ok(mut recent) = self.shared.recent_locs.lock() {
+            *recent = recent.split_off(&(through + 1));
+        }
+        let mut removed = Vec::new();
         for (first, path, recs) in doomed {
-            self.index.remove(&recs)?;
             if let Ok(mut files) = self.shared.files.lock() {
                 files.remove(&first);
             }
             std::fs::remove_file(&path)?;
+            removed.extend(recs);
+        }
+        if let Some(tx) = &self.index_tx {
+            let _ = tx.send(IndexMsg::Prune { through, recs: removed });
         }
         segment::sync_dir(&self.dir)?;
         Ok(())

@@ -60,6 +60,20 @@ fn diff_at(path: &mut Vec<String>, b: Option<&Value>, a: Option<&Value>, out: &m
     }
 }
 
+fn array_paths(path: &mut Vec<String>, v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Array(_) => out.push(path.join(".")),
+        Value::Object(o) => {
+            for (k, x) in o {
+                path.push(k.clone());
+                array_paths(path, x, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
 fn get_path<'a>(doc: &'a Value, path: &[String]) -> Option<&'a Value> {
     path.iter().try_fold(doc, |v, k| v.get(k))
 }
@@ -91,8 +105,12 @@ pub(crate) fn restore_patch(changes: &[Change], current: &Value) -> (Value, Vec<
             skipped.push(dotted);
             continue;
         }
+        // The gateway refuses a merge patch that drops array entries unless each such array
+        // path is named: the path itself, and every array inside what is being removed.
         if matches!(c.before, Some(Value::Array(_))) {
             replace.push(dotted);
+        } else if let Some(after) = &c.after {
+            array_paths(&mut c.path.clone(), after, &mut replace);
         }
         set_path(&mut patch, &c.path, c.before.clone().unwrap_or(Value::Null));
     }
@@ -370,5 +388,10 @@ mod tests {
         assert_eq!(patch, json!({"agents": {"entries": {"main": {"tools": {"deny": ["exec"]}}}}}));
         assert_eq!(skipped, vec!["agents.defaults.model".to_string()]);
         assert_eq!(deny_replace_path("main", Some(&json!({"deny": ["exec"]}))), replace);
+        // Removing an object that holds arrays names those arrays.
+        let changes = diff(&json!({"e": {}}), &json!({"e": {"tools": {"deny": ["*"]}}}));
+        let (patch, replace, _) = restore_patch(&changes, &json!({"e": {"tools": {"deny": ["*"]}}}));
+        assert_eq!(patch, json!({"e": {"tools": null}}));
+        assert_eq!(replace, vec!["e.tools.deny".to_string()]);
     }
 }

@@ -251,12 +251,20 @@ impl AgentControl for Gateway {
 
     fn recover_all<'a>(&'a self, reason: &'a str, actor: &'a str) -> ControlFuture<'a> {
         Box::pin(async move {
-            let mut out = serde_json::Map::new();
+            let (mut out, mut errors) = (serde_json::Map::new(), Vec::new());
             for id in self.killed_ids() {
-                let r = self.recover_agent(&id, reason, actor).await.unwrap_or_else(|e| json!({"error": e}));
-                out.insert(id, r);
+                match self.recover_agent(&id, reason, actor).await {
+                    Ok(r) => {
+                        out.insert(id, r);
+                    }
+                    Err(e) => errors.push(format!("{id}: {e}")),
+                }
             }
-            Ok(json!({"agents": out}))
+            if errors.is_empty() {
+                Ok(json!({"agents": out}))
+            } else {
+                Err(errors.join("; "))
+            }
         })
     }
 }

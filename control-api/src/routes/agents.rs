@@ -171,6 +171,14 @@ async fn audit(s: &AppState, agent: Option<&str>, actor: &str, outcome: &str, re
     }
 }
 
+fn incomplete(id: &str, e: &str) -> Problem {
+    Problem::new(
+        http::StatusCode::BAD_GATEWAY,
+        "Recover incomplete",
+        format!("could not restore agent {id} in OpenClaw ({e}); it stays blocked, retry when fixed"),
+    )
+}
+
 fn store_err(e: proxy::kill::KillError) -> Problem {
     Problem::internal(format!("kill switch store: {e}"))
 }
@@ -207,9 +215,10 @@ async fn recover(
     if !b.confirm {
         return Err(Problem::bad_request("recover needs \"confirm\": true"));
     }
-    // OpenClaw first, so the agent does not get model calls back before its tools are restored.
+    // OpenClaw first, so the agent does not get model calls back before its tools are
+    // restored; if that fails the agent stays blocked and the caller is told why.
     let gateway = match &s.agents {
-        Some(c) => c.recover(&id, &reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
+        Some(c) => c.recover(&id, &reason, &caller.name).await.map_err(|e| incomplete(&id, &e))?,
         None => json!({"configured": false}),
     };
     let was = s.kill.recover(&id).map_err(store_err)?;
@@ -243,7 +252,7 @@ async fn recover_all(
         return Err(Problem::bad_request("recover needs \"confirm\": true"));
     }
     let gateway = match &s.agents {
-        Some(c) => c.recover_all(&reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
+        Some(c) => c.recover_all(&reason, &caller.name).await.map_err(|e| incomplete("*", &e))?,
         None => json!({"configured": false}),
     };
     let agents = s.kill.recover_all().map_err(store_err)?;

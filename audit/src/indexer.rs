@@ -1,0 +1,75 @@
+//! The index thread: keeps the sled search index off the writer's path. The writer hands it
+//! every durable batch; it folds the records into sparse `audit_loc` anchors and per-block
+//! `audit_by` keys (see `index`) and writes them in one sled batch per wake-up.
+//!
+//! Invariant for readers: an anchor is in `Shared::recent_locs` from before its record becomes
+//! durable until after it is in sled, so a durable record is always locatable; and
+//! `Shared::indexed_seq` only advances once the `audit_by` keys up to it are in sled, so a
+//! search treats anything above it as unindexed and scans it in full.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::index::{Builder, Index, Loc};
+use crate::record::AuditRecord;
+use crate::writer::Shared;
+
+/// Work for the index thread, in log order.
+pub(crate) enum IndexMsg {
+    /// Freshly written (durable) records and where they are.
+    Recs(Vec<(Arc<AuditRecord>, Loc)>),
+    /// Retention removed every record up to `through`; `recs` are the removed ones.
+    Prune { through: u64, recs: Vec<AuditRecord> },
+}
+
+/// Start the index thread. It exits once every sender is dropped and its queue is applied.
+pub(crate) fn spawn(index: Index, shared: Arc<Shared>) -> std::io::Result<(Sender<IndexMsg>, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let h = std::thread::Builder::new().name("audit-index".into()).spawn(move || run(&index, &shared, &rx))?;
+    Ok((tx, h))
+}
+
+fn run(index: &Index, shared: &Shared, rx: &Receiver<IndexMsg>) {
+    let mut b = Builder::default();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        // Fold everything already queued into one sled batch.
+        while let Some(m) = next.take() {
+            match m {
+                IndexMsg::Recs(v) => {
+                    for (r, l) in &v {
+                        b.add(r, l);
+                    }
+                }
+                IndexMsg::Prune { through, recs } => {
+                    apply(index, shared, &mut b);
+                    if let Err(e) = index.remove(through, &recs) {
+                        tracing::warn!(error = %e, "audit index prune failed");
+                    }
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        apply(index, shared, &mut b);
+    }
+}
+
+fn apply(index: &Index, shared: &Shared, b: &mut Builder) {
+    if b.is_empty() {
+        return;
+    }
+    match index.apply(b) {
+        Ok(Some(seq)) => {
+            if let Ok(mut m) = shared.recent_locs.lock() {
+                *m = m.split_off(&(seq + 1));
+            }
+            shared.indexed_seq.store(seq, Ordering::Release);
+        }
+        Ok(None) => {}
+        // The index is derived data: readers fall back to `recent_locs` and full scans above
+        // `indexed_seq`, and the next open rebuilds whatever is missing from the segments.
+        Err(e) => tracing::warn!(error = %e, "audit index update failed"),
+    }
+}

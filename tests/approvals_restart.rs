@@ -1,0 +1,106 @@
+//! A sidecar that dies (SIGKILL) with a call held: on the next start the orphaned approval is
+//! `cancelled` by `system` (recorded), never allowed, and deciding it is refused. A clean
+//! shutdown answers held callers at once.
+
+mod approvals_rig;
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use approvals_rig::{bearer, bundle_dir, config, reply_text, Rig, ADMIN};
+use clawbutler::app::Sidecar;
+use clawbutler::config::Config;
+use clawbutler::testkit::upstream::ScriptedUpstream;
+use serde_json::json;
+use support::http::{get, post_json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn restart_cancels_orphaned_approvals() {
+    let up = ScriptedUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle_dir(dir.path());
+    let (dp, cp) = (free_port(), free_port());
+    let data = dir.path().join("data");
+    let cfg = config(&data, &bundle, &up.base_url(), &format!("127.0.0.1:{dp}"), &format!("127.0.0.1:{cp}"), "", "");
+    let cfg_path = dir.path().join("clawbutler.toml");
+    std::fs::write(&cfg_path, &cfg).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clawbutler"))
+        .args(["serve", "--config"])
+        .arg(&cfg_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let control = format!("http://127.0.0.1:{cp}");
+    let mut up_ok = false;
+    for _ in 0..300 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", cp)).await.is_ok() {
+            up_ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up_ok, "sidecar did not start");
+    let url = format!("http://127.0.0.1:{dp}/a/main/fake/v1/chat/completions");
+    let body = approvals_rig::chat("needs-approval-1", "held across a crash");
+    let held = tokio::spawn(async move { post_json(&url, &[], &body).await });
+    let mut id = None;
+    for _ in 0..300 {
+        let r = get(&format!("{control}/api/v1/approvals?status=pending"), &bearer(ADMIN)).await;
+        if let Some(a) = r.json()["items"].as_array().and_then(|v| v.first().cloned()) {
+            id = a["id"].as_str().map(str::to_string);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = id.expect("no pending approval");
+    // Let the creation reach the disk (group commit, sled flush), then crash.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    held.abort();
+
+    let cfg = config(&data, &bundle, &up.base_url(), "127.0.0.1:0", "127.0.0.1:0", "", "");
+    let sidecar = Sidecar::start(Config::from_toml_str(&cfg).unwrap()).await.unwrap();
+    let c = |p: &str| format!("http://{}{}", sidecar.control_addr, p);
+    let a = get(&c(&format!("/api/v1/approvals/{id}")), &bearer(ADMIN)).await.json();
+    assert_eq!(a["status"], "cancelled", "{a}");
+    assert_eq!(a["decided_by"], "system");
+    assert!(a["decision_reason"].as_str().unwrap().contains("restarted"));
+    let r = post_json(
+        &c(&format!("/api/v1/approvals/{id}/decision")),
+        &bearer(ADMIN),
+        &json!({"decision": "allow-once", "expected_version": a["version"]}),
+    )
+    .await;
+    assert_eq!(r.status, 409, "an orphan can never be allowed: {}", r.text());
+    let recs = get(&c("/api/v1/audit?kind=approval&limit=100"), &bearer(ADMIN)).await.json();
+    let cancelled = recs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["outcome"] == "cancelled" && r["details"]["approval"]["id"] == id.as_str())
+        .count();
+    assert_eq!(cancelled, 1);
+    assert_eq!(up.request_count(), 0);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn clean_shutdown_answers_held_callers_at_once() {
+    let rig = Rig::start("", "").await;
+    let held = rig.call("main", "needs-approval-1", "held at shutdown");
+    rig.wait_pending("main", 1).await;
+    let t0 = std::time::Instant::now();
+    let Rig { sidecar, up, dir: _dir } = rig;
+    sidecar.shutdown().await;
+    let res = tokio::time::timeout(Duration::from_secs(3), held).await.unwrap().unwrap();
+    assert!(reply_text(&res.json()).contains("cancelled"), "{}", res.text());
+    assert!(t0.elapsed() < Duration::from_secs(4));
+    assert_eq!(up.request_count(), 0);
+}
