@@ -1,5 +1,7 @@
 //! Audit log throughput: sustained ~1 KB appends with durable group commit, and offline
-//! verification. Set `AUDIT_BENCH_1M=1` to also write and verify one real 1,000,000-record log.
+//! verification. Set `AUDIT_BENCH_1M=1` to also write and verify one real 1,000,000-record log
+//! (in `AUDIT_BENCH_DIR`, default /tmp; `AUDIT_BENCH_KEEP=1` keeps it, so
+//! `cargo run --release -p audit --example audit_verify -- <dir>/audit` can re-time verify).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -122,6 +124,13 @@ fn one_million() {
     }
     let w = t.elapsed();
     let dir = tmp.path().join("audit");
+    let tmp = if std::env::var("AUDIT_BENCH_KEEP").is_ok() {
+        println!("keeping {}", tmp.path().display());
+        let _ = tmp.keep();
+        None
+    } else {
+        Some(tmp)
+    };
     let bytes: u64 =
         std::fs::read_dir(&dir).expect("dir").filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
     println!(
@@ -139,6 +148,7 @@ fn one_million() {
         rep.records,
         rep.checkpoints
     );
+    drop(tmp);
 }
 
 criterion_group!(benches, bench_append, bench_verify);

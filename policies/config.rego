@@ -5,7 +5,7 @@ package clawbutler
 
 default _user_config := {}
 
-_user_config := {}
+_user_config := data.clawbutler.config
 
 cfg := {
 	"model_allowlist": object.get(_user_config, "model_allowlist", []),

@@ -23,9 +23,17 @@ use support::openclaw::{find_or_skip, free_port, Gateway};
 const ADMIN: &str = "e2e-gateway-admin";
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_GATEWAY_TOKEN";
 
-fn openclaw_config(data: SocketAddr) -> Value {
+/// `main` goes through the sidecar from the start; `ops` talks to the model server directly until
+/// `attach` rewires it.
+fn openclaw_config(data: SocketAddr, upstream: &str) -> Value {
     json!({
         "models": {"mode": "merge", "catalogRefresh": {"enabled": false}, "providers": {
+            "direct": {
+                "baseUrl": format!("{upstream}/v1"), "apiKey": "k-ops", "api": "openai-completions",
+                "models": [{"id": "gpt-4o-mini", "name": "gpt-4o-mini", "reasoning": false, "input": ["text"],
+                            "cost": {"input": 0.15, "output": 0.6, "cacheRead": 0, "cacheWrite": 0},
+                            "contextWindow": 128000, "maxTokens": 4096}]
+            },
             "cb-main": {
                 "baseUrl": format!("http://{data}/a/main/fake/v1"), "apiKey": "k-main", "api": "openai-completions",
                 "timeoutSeconds": 120,
@@ -36,7 +44,7 @@ fn openclaw_config(data: SocketAddr) -> Value {
         }},
         "agents": {"ownership": "explicit", "defaults": {"skipBootstrap": true}, "entries": {
             "main": {"model": "cb-main/gpt-4o-mini", "modelPolicy": {"allow": ["cb-main/*"]}},
-            "ops": {"model": "cb-main/gpt-4o-mini"}
+            "ops": {"model": "direct/gpt-4o-mini"}
         }},
     })
 }
@@ -107,7 +115,7 @@ async fn gateway_link_registry_kill_switch_and_exec_approvals() {
     let up = ScriptedUpstream::start().await;
     let data_port = free_port();
     let data: SocketAddr = format!("127.0.0.1:{data_port}").parse().unwrap();
-    let gw = Arc::new(Gateway::start(&install, openclaw_config(data)).await);
+    let gw = Arc::new(Gateway::start(&install, openclaw_config(data, &up.base_url())).await);
     eprintln!("openclaw gateway ready in {:?} at {}", gw.started_in(), gw.ws_url());
     std::env::set_var(TOKEN_ENV, gw.token());
 
@@ -247,7 +255,11 @@ reconnect_max_ms = 2000
     let gw2 = gw.clone();
     let held = tokio::spawn(async move { gw2.agent_turn("main", "RUN_EXEC: rm -rf junk-c && touch restart.txt").await });
     let a = pending_approval(&api, "main").await;
-    link.call("gateway.restart.request", json!({"reason": "e2e restart"})).await.expect("restart request");
+    let restart = link
+        .call("gateway.restart.request", json!({"reason": "e2e restart", "safe": false, "skipDeferral": true}))
+        .await
+        .expect("restart request");
+    eprintln!("restart: {restart}");
     wait_until("link down", Duration::from_secs(15), || async { !link.is_connected() }).await;
     assert!(link.wait_connected(Duration::from_secs(90)).await, "link back:\n{}", gw.log_tail(40));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -257,6 +269,34 @@ reconnect_max_ms = 2000
     let metrics = support::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
     assert!(metrics.contains("clawbutler_gateway_connected 1"), "gauge back up");
     held.abort();
+
+    // 5. attach / detach round trip: `ops` is rewired through the sidecar, then put back exactly.
+    let config_before = config_doc(&link).await;
+    let exec_before = link.call("exec.approvals.get", json!({})).await.unwrap()["file"].clone();
+    let data_s = data.to_string();
+    let ups = clawbutler::config::Config::from_toml_str(&format!(
+        "[[upstreams]]\nname = \"fake\"\nkind = \"openai\"\nurl = \"{}/v1\"", up.base_url()
+    ))
+    .unwrap()
+    .upstreams;
+    let lines = clawbutler::gateway::attach::attach(&link, &ups, &data_s, dir.path(), true).await.expect("dry run");
+    eprintln!("attach --dry-run:\n{}", lines.join("\n"));
+    assert!(lines.iter().any(|l| l.contains("models.providers.cb-ops")), "{lines:?}");
+    assert_eq!(config_doc(&link).await, config_before, "--dry-run changes nothing");
+    clawbutler::gateway::attach::attach(&link, &ups, &data_s, dir.path(), false).await.expect("attach");
+    let attached = config_doc(&link).await;
+    assert_eq!(attached["agents"]["entries"]["ops"]["model"], "cb-ops/gpt-4o-mini");
+    assert_eq!(attached["models"]["providers"]["cb-ops"]["baseUrl"], format!("http://{data}/a/ops/fake/v1"));
+    let msg = "hello from ops MARK:ops";
+    let turn = gw.agent_turn("ops", msg).await;
+    assert_eq!(turn.reply_text().as_deref(), Some(reply_for(msg).as_str()), "{}", turn.describe());
+    let (_, audit) = api.get("/api/v1/audit?agent=ops&kind=model_call").await;
+    assert!(!audit["items"].as_array().map_or(true, |i| i.is_empty()), "ops' turn went through the sidecar: {audit}");
+    let lines = clawbutler::gateway::attach::detach(&link, dir.path(), false).await.expect("detach");
+    eprintln!("detach:\n{}", lines.join("\n"));
+    assert_eq!(config_doc(&link).await, config_before, "detach restored the config exactly");
+    let exec_after = link.call("exec.approvals.get", json!({})).await.unwrap()["file"].clone();
+    assert_eq!(exec_after, exec_before, "detach restored the exec approvals");
 
     drop(gw);
     sidecar.shutdown().await;

@@ -74,6 +74,9 @@ impl AgentCase {
     }
 }
 
+/// Output cap of the `capped` agent's model.
+const CAPPED_MAX_TOKENS: u64 = 100;
+
 /// The gateway config: one provider per agent, each agent pinned to its provider, no network catalog.
 fn openclaw_config(data: SocketAddr) -> Value {
     let mut providers = serde_json::Map::new();
@@ -95,6 +98,20 @@ fn openclaw_config(data: SocketAddr) -> Value {
             json!({"model": format!("{}/{}", c.provider, c.model), "modelPolicy": {"allow": [format!("{}/*", c.provider)]}}),
         );
     }
+    // A third agent for the budget breaker: output-only price (set in the sidecar) and a fixed
+    // output cap, so each call's worst case is exactly CAPPED_MAX_TOKENS x $1/M.
+    providers.insert(
+        "cb-capped".into(),
+        json!({
+            "baseUrl": format!("http://{data}/a/capped/fake/v1"), "apiKey": "k-capped", "api": "openai-completions",
+            "timeoutSeconds": 120,
+            "models": [{"id": "capped-model", "name": "capped-model", "reasoning": false, "input": ["text"],
+                        "cost": {"input": 0, "output": 1, "cacheRead": 0, "cacheWrite": 0},
+                        "contextWindow": 128000, "maxTokens": CAPPED_MAX_TOKENS}]
+        }),
+    );
+    entries
+        .insert("capped".into(), json!({"model": "cb-capped/capped-model", "modelPolicy": {"allow": ["cb-capped/*"]}}));
     json!({
         "models": {"mode": "merge", "catalogRefresh": {"enabled": false}, "providers": providers},
         "agents": {"ownership": "explicit", "defaults": {"skipBootstrap": true}, "entries": entries},
@@ -205,6 +222,12 @@ control_listen = "127.0.0.1:0"
 data_dir = "{data_dir_s}"
 [auth]
 admin_token = "{ADMIN}"
+[policies]
+# A debug build shares 2 cores with a gateway and node: give the policy room.
+eval_timeout_ms = 250
+[prices."capped-model"]
+input = 0.0
+output = 1.0
 [[upstreams]]
 name = "fake"
 kind = "openai"
@@ -237,7 +260,65 @@ url = "{upstream_base}"
     let items = audit_items(control, main.agent, before + calls.len()).await;
     assert_eq!(items.len(), before + calls.len(), "every model call of the tool round trip is audited");
 
+    budget_breaker_through_openclaw(&gw, &up, control).await;
+
     drop(gw);
     let _ = sidecar.shutdown().await;
     up.shutdown().await;
+}
+
+async fn budget(control: SocketAddr, method: http::Method, path: &str, body: Value) -> Value {
+    let auth = format!("Bearer {ADMIN}");
+    let r = support::http::send(
+        method,
+        &format!("http://{control}{path}"),
+        &[("authorization", &auth), ("content-type", "application/json")],
+        bytes::Bytes::from(body.to_string()),
+    )
+    .await;
+    assert!(r.status.is_success(), "{path}: {} {}", r.status, r.text());
+    r.json()
+}
+
+/// Budget settled (no reservation in flight): its spend.
+async fn settled_spend(control: SocketAddr) -> f64 {
+    for _ in 0..100 {
+        let b = budget(control, http::Method::GET, "/api/v1/budgets/capped-daily", Value::Null).await;
+        if b["reserved_usd"].as_f64() == Some(0.0) {
+            return b["spent_usd"].as_f64().unwrap_or(0.0);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("budget reservation never settled");
+}
+
+/// An agent over its daily cap gets the sidecar's message in its reply after exactly one request,
+/// and works again after a reset through the API.
+async fn budget_breaker_through_openclaw(gw: &Gateway, up: &ScriptedUpstream, control: SocketAddr) {
+    let put = |limit: f64| json!({"scope": "agent:capped", "window": "daily", "limit_usd": limit});
+    budget(control, http::Method::PUT, "/api/v1/budgets/capped-daily", put(1.0)).await;
+    let first = gw.agent_turn("capped", "first capped turn").await;
+    assert!(first.ok(), "capped agent's first turn:\n{}", first.describe());
+    let spent = settled_spend(control).await;
+    assert!(spent > 0.0, "the first turn was charged");
+    // Worst case of one call is CAPPED_MAX_TOKENS x $1/M; allow one call's worst case plus half
+    // of what was already spent: the next call no longer fits, a call after a reset does.
+    let worst = CAPPED_MAX_TOKENS as f64 / 1e6;
+    budget(control, http::Method::PUT, "/api/v1/budgets/capped-daily", put(worst + spent / 2.0)).await;
+
+    let upstream_before = up.requests().len();
+    let audited_before = audit_items(control, "capped", 0).await.len();
+    let over = gw.agent_turn("capped", "second capped turn").await;
+    let shown = format!("{}\n{}", over.reply_text().unwrap_or_default(), over.describe());
+    assert!(shown.contains("daily limit reached"), "the user sees the sidecar's budget message:\n{shown}");
+    assert_eq!(up.requests().len(), upstream_before, "a refused call reached the model");
+    let items = audit_items(control, "capped", audited_before + 1).await;
+    let refused: Vec<_> = items.iter().filter(|i| i["outcome"] == "budget_exceeded").collect();
+    assert_eq!(refused.len(), 1, "OpenClaw sent exactly one request for the over-budget turn: {items:#?}");
+
+    budget(control, http::Method::POST, "/api/v1/budgets/capped-daily/reset", json!({"reason": "e2e: raised by ops"}))
+        .await;
+    let again = gw.agent_turn("capped", "third capped turn").await;
+    assert!(again.ok(), "after the reset the agent works again:\n{}", again.describe());
+    assert_eq!(again.reply_text().as_deref(), Some(reply_for("third capped turn").as_str()));
 }

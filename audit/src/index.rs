@@ -23,9 +23,9 @@ use crate::AuditError;
 /// One `audit_loc` anchor per this many records (plus each segment's first record).
 pub const LOC_EVERY: u64 = 32;
 /// Records per `audit_by` block.
-pub const BLOCK: u64 = 64;
+pub const BLOCK: u64 = 256;
 /// Layout version in `audit_meta`; an index without it (or with another) is rebuilt.
-const FORMAT: &[u8] = b"sparse-2";
+const FORMAT: &[u8] = b"sparse-32-256";
 
 /// Where a record lives and when it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

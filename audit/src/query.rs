@@ -207,8 +207,12 @@ impl Reader {
     pub fn trace(&self, trace_id: &str) -> Result<Vec<AuditRecord>, AuditError> {
         let first = self.index.first_seq()?.unwrap_or(1);
         let mut out = Vec::new();
+        let needle = field_needle(Field::TraceId, trace_id);
         for (a, z) in self.ranges(Some((Field::TraceId, trace_id)), first, self.head())?.into_iter().rev() {
             for (_, line) in self.scan(a, z, usize::MAX)? {
+                if !contains(&line, &needle) {
+                    continue;
+                }
                 let r: AuditRecord = serde_json::from_slice(&line)?;
                 if r.trace_id.as_deref() == Some(trace_id) {
                     out.push(r);
@@ -280,6 +284,7 @@ impl Reader {
             .flat_map(|k| [k.to_ascii_lowercase(), mask::mask_text(k).to_ascii_lowercase()])
             .map(String::into_bytes)
             .collect();
+        let needle = driver.as_ref().map(|(f, v)| field_needle(*f, v));
         let mut page = AuditPage::default();
         let mut scanned = 0usize;
         'ranges: for (a, z) in self.ranges(driver.as_ref().map(|(f, v)| (*f, v.as_str())), lo, hi)? {
@@ -288,6 +293,9 @@ impl Reader {
                 if scanned > self.scan_limit {
                     page.next_cursor = Some((s + 1).to_string());
                     break 'ranges;
+                }
+                if needle.as_ref().is_some_and(|n| !contains(&line, n)) {
+                    continue;
                 }
                 if !keywords.is_empty() {
                     let low = line.to_ascii_lowercase();
@@ -342,6 +350,21 @@ fn read_chunk(f: &File, off: u64, len: usize) -> Result<Vec<u8>, AuditError> {
     }
     buf.truncate(n);
     Ok(buf)
+}
+
+/// `"name":"value"` as the writer serialises that top-level field: a line without it cannot
+/// match, so most lines of a candidate block are skipped without parsing them.
+fn field_needle(f: Field, value: &str) -> Vec<u8> {
+    let name = match f {
+        Field::TraceId => "trace_id",
+        Field::Agent => "agent",
+        Field::Kind => "kind",
+        Field::Action => "action",
+        Field::Risk => "risk",
+    };
+    let mut n = format!("\"{name}\":").into_bytes();
+    n.extend(serde_json::to_vec(value).unwrap_or_default());
+    n
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

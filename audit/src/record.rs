@@ -102,6 +102,13 @@ impl AuditRecord {
     /// Canonical bytes of this record (everything but `hash`). Nested `subject`/`details` must
     /// already be key-sorted, which the writer guarantees.
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::with_capacity(1024);
+        self.write_canonical(&mut out)?;
+        Ok(out)
+    }
+
+    /// Append the canonical bytes to `out`.
+    fn write_canonical(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         let body = Body {
             action: &self.action,
             actor: &self.actor,
@@ -124,19 +131,30 @@ impl AuditRecord {
             ts: &self.ts,
             usage: &self.usage,
         };
-        serde_json::to_vec(&body)
+        serde_json::to_writer(out, &body)
     }
 
     /// Set `hash` from `prev_hash` and the canonical bytes, and return the stored line
     /// (with trailing newline).
+    #[cfg(test)]
     pub(crate) fn seal(&mut self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut line = self.canonical_bytes()?;
-        self.hash = hex::encode(chain_hash(&self.prev_hash, &line));
-        line.pop(); // the closing '}' of the canonical object
-        line.extend_from_slice(b",\"hash\":\"");
-        line.extend_from_slice(self.hash.as_bytes());
-        line.extend_from_slice(b"\"}\n");
+        let mut line = Vec::new();
+        self.seal_into(&mut line)?;
         Ok(line)
+    }
+
+    /// Set `hash` and append the stored line (with trailing newline) to `out`, which is
+    /// usually the whole group-commit batch; returns the raw hash.
+    pub(crate) fn seal_into(&mut self, out: &mut Vec<u8>) -> Result<[u8; 32], serde_json::Error> {
+        let start = out.len();
+        self.write_canonical(out)?;
+        let raw = chain_hash(&self.prev_hash, &out[start..]);
+        self.hash = hex::encode(raw);
+        out.pop(); // the closing '}' of the canonical object
+        out.extend_from_slice(b",\"hash\":\"");
+        out.extend_from_slice(self.hash.as_bytes());
+        out.extend_from_slice(b"\"}\n");
+        Ok(raw)
     }
 }
 
@@ -175,6 +193,23 @@ pub(crate) fn recompute_line_hash(line: &[u8], prev_hash: &str) -> Option<[u8; 3
     crate::mask::canonicalize(&mut v);
     let bytes = serde_json::to_vec(&v).ok()?;
     Some(chain_hash(prev_hash, &bytes))
+}
+
+/// The writer-layout fast path of `recompute_line_hash`, with `prev_hash` already decoded.
+/// `None` if the line does not end with the fixed `,"hash":"…"}` suffix.
+pub(crate) fn line_hash_fast(line: &[u8], prev: &[u8; 32]) -> Option<[u8; 32]> {
+    if line.len() <= HASH_SUFFIX_LEN || !line.ends_with(b"\"}") {
+        return None;
+    }
+    let cut = line.len() - HASH_SUFFIX_LEN;
+    if !line[cut..].starts_with(b",\"hash\":\"") {
+        return None;
+    }
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(&line[..cut]);
+    h.update(b"}");
+    Some(h.finalize().into())
 }
 
 /// The chain fields of a stored line, parsed without building the whole record.

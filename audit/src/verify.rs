@@ -10,7 +10,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::record::{recompute_line_hash, LineMeta, GENESIS_HASH};
+use crate::record::{line_hash_fast, recompute_line_hash, LineMeta, GENESIS_HASH};
 use crate::segment::{self, CHECKPOINT_FILE};
 use crate::{keys, merkle};
 
@@ -71,11 +71,13 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-/// A parsed record line, reduced to what the chain check needs.
+/// A parsed record line, reduced to what the chain check needs (raw bytes, no allocation).
 struct Meta {
     seq: u64,
-    prev_hash: String,
-    hash: String,
+    /// `prev_hash` decoded; `None` if it is not 64 lowercase hex digits (so it matches nothing).
+    prev: Option<[u8; 32]>,
+    /// `hash` decoded (zeros if malformed, in which case `hash_ok` is false).
+    hash: [u8; 32],
     hash_ok: bool,
 }
 
@@ -85,29 +87,35 @@ enum Item {
     Checkpoint,
 }
 
+/// Decode 64 lowercase hex digits (the only form the writer produces).
+fn raw_hash(hex_text: &str) -> Option<[u8; 32]> {
+    let lower = hex_text.len() == 64 && hex_text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let mut raw = [0u8; 32];
+    (lower && hex::decode_to_slice(hex_text, &mut raw).is_ok()).then_some(raw)
+}
+
+fn parse_line(line: &[u8]) -> Item {
+    if line.starts_with(b"{\"checkpoint\":") {
+        return Item::Checkpoint;
+    }
+    match serde_json::from_slice::<LineMeta>(line) {
+        Ok(m) => {
+            let prev = raw_hash(m.prev_hash);
+            let stored = raw_hash(m.hash);
+            let computed = match prev {
+                Some(p) => line_hash_fast(line, &p).or_else(|| recompute_line_hash(line, m.prev_hash)),
+                None => recompute_line_hash(line, m.prev_hash),
+            };
+            let hash_ok = stored.is_some() && computed.is_some() && stored == computed;
+            Item::Rec(Meta { seq: m.seq, prev, hash: stored.unwrap_or_default(), hash_ok })
+        }
+        Err(e) => Item::Bad(format!("unparseable line: {e}")),
+    }
+}
+
 /// Parse and hash every line of `buf`; the expensive part, split over two threads.
 fn parse_lines(lines: &[(usize, &[u8])]) -> Vec<Item> {
-    let work = |ls: &[(usize, &[u8])]| -> Vec<Item> {
-        ls.iter()
-            .map(|(_, line)| {
-                if line.starts_with(b"{\"checkpoint\":") {
-                    return Item::Checkpoint;
-                }
-                match serde_json::from_slice::<LineMeta>(line) {
-                    Ok(m) => {
-                        let hash_ok = recompute_line_hash(line, m.prev_hash).is_some_and(|h| hex::encode(h) == m.hash);
-                        Item::Rec(Meta {
-                            seq: m.seq,
-                            prev_hash: m.prev_hash.to_string(),
-                            hash: m.hash.to_string(),
-                            hash_ok,
-                        })
-                    }
-                    Err(e) => Item::Bad(format!("unparseable line: {e}")),
-                }
-            })
-            .collect()
-    };
+    let work = |ls: &[(usize, &[u8])]| -> Vec<Item> { ls.iter().map(|(_, line)| parse_line(line)).collect() };
     if lines.len() < 2048 {
         return work(lines);
     }
@@ -125,7 +133,7 @@ struct Verifier<'a> {
     rep: VerifyReport,
     cps: &'a [Checkpoint],
     next_cp: usize,
-    prev: Option<(u64, String)>,
+    prev: Option<(u64, [u8; 32])>,
     leaves: Vec<[u8; 32]>,
     leaves_from: u64,
     /// Exports may start mid-log: an unanchored first record is a warning, not an error.
@@ -162,9 +170,8 @@ impl Verifier<'_> {
             self.fail(Some(expected), format!("expected seq {expected}, found seq {m} ({what})", m = m.seq));
             return false;
         }
-        let prev_hash = self.prev.as_ref().map(|(_, h)| h.clone());
-        if let Some(p) = prev_hash {
-            if m.prev_hash != p {
+        if let Some((_, p)) = &self.prev {
+            if m.prev.as_ref() != Some(p) {
                 self.fail(Some(m.seq), format!("seq {}: prev_hash does not match the previous record's hash", m.seq));
                 return false;
             }
@@ -176,9 +183,7 @@ impl Verifier<'_> {
         self.rep.records += 1;
         self.rep.first_seq.get_or_insert(m.seq);
         self.rep.last_seq = Some(m.seq);
-        let mut raw = [0u8; 32];
-        let _ = hex::decode_to_slice(&m.hash, &mut raw);
-        self.leaves.push(raw);
+        self.leaves.push(m.hash);
         self.prev = Some((m.seq, m.hash));
         self.close_checkpoints(m.seq);
         !self.failed()
@@ -192,14 +197,14 @@ impl Verifier<'_> {
             self.next_cp += 1;
         }
         if m.seq == 1 {
-            if m.prev_hash != GENESIS_HASH {
+            if m.prev != Some([0u8; 32]) {
                 self.fail(Some(1), "seq 1 does not start from the genesis hash".into());
             }
             return;
         }
         let anchor = self.cps.iter().rev().find(|c| c.pruned_through == Some(m.seq - 1));
         match anchor {
-            Some(c) if c.pruned_head_hash.as_deref() == Some(m.prev_hash.as_str()) => {
+            Some(c) if c.pruned_head_hash.as_deref().and_then(raw_hash).is_some_and(|h| m.prev == Some(h)) => {
                 self.rep.pruned_through = Some(m.seq - 1);
             }
             Some(_) => {
@@ -222,8 +227,8 @@ impl Verifier<'_> {
                 break;
             }
             if c.last_seq >= c.first_seq {
-                let head = self.prev.as_ref().map(|(_, h)| h.as_str());
-                if head != Some(c.head_hash.as_str()) {
+                let head = self.prev.as_ref().map(|(_, h)| *h);
+                if head.is_none() || head != raw_hash(&c.head_hash) {
                     self.rep.bad_checkpoint = Some(c.checkpoint);
                     self.fail(Some(seq), format!("checkpoint {} head hash differs from record {seq}", c.checkpoint));
                     return;
@@ -267,6 +272,55 @@ impl Verifier<'_> {
         if self.rep.errors.is_empty() {
             self.rep.ok = true;
         }
+    }
+}
+
+/// Read a whole file into `buf` (cleared first, capacity reused).
+fn read_into(path: &Path, mut buf: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    buf.clear();
+    let mut f = fs::File::open(path)?;
+    let len = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+    buf.reserve(len.saturating_sub(buf.capacity()));
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+impl Verifier<'_> {
+    /// Check one segment's lines; false to stop.
+    fn segment(&mut self, buf: &[u8], path: &Path, last: bool) -> bool {
+        let (lines, torn) = segment::lines(buf);
+        for item in parse_lines(&lines) {
+            let go = match item {
+                Item::Rec(m) => self.record(m),
+                Item::Bad(e) => {
+                    let at = self.prev.as_ref().map_or(1, |(s, _)| s + 1);
+                    self.fail(Some(at), format!("{}: {e}", path.display()));
+                    false
+                }
+                Item::Checkpoint => {
+                    let at = self.prev.as_ref().map_or(1, |(s, _)| s + 1);
+                    self.fail(Some(at), format!("{}: checkpoint line inside a segment", path.display()));
+                    false
+                }
+            };
+            if !go {
+                return false;
+            }
+        }
+        if torn.is_some() {
+            if last {
+                self.rep.warnings.push(
+                    "last segment ends with an incomplete line (being written, or torn by a crash; cut on next open)"
+                        .into(),
+                );
+            } else {
+                let at = self.prev.as_ref().map_or(1, |(s, _)| s + 1);
+                self.fail(Some(at), format!("{}: truncated line", path.display()));
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -377,46 +431,34 @@ pub(crate) fn verify_dir_with(dir: &Path, key: Option<&VerifyingKey>, mut rep: V
     let mut v =
         Verifier { rep, cps: &cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: false };
     let nsegs = segs.len();
-    'outer: for (i, (_, path)) in segs.iter().enumerate() {
-        let buf = match fs::read(path) {
-            Ok(b) => b,
-            Err(e) => {
-                v.rep.errors.push(format!("cannot read {}: {e}", path.display()));
-                break;
-            }
-        };
-        let (lines, torn) = segment::lines(&buf);
-        for item in parse_lines(&lines) {
-            let go = match item {
-                Item::Rec(m) => v.record(m),
-                Item::Bad(e) => {
-                    let at = v.prev.as_ref().map_or(1, |(s, _)| s + 1);
-                    v.fail(Some(at), format!("{}: {e}", path.display()));
-                    false
+    // One thread reads the next segment while this one hashes the current one; the two
+    // buffers are recycled so a 64 MiB segment is not re-faulted in every time.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(1);
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let segs = &segs;
+        scope.spawn(move || {
+            for (_, path) in segs {
+                let buf = back_rx.try_recv().unwrap_or_default();
+                if tx.send(read_into(path, buf)).is_err() {
+                    break;
                 }
-                Item::Checkpoint => {
-                    let at = v.prev.as_ref().map_or(1, |(s, _)| s + 1);
-                    v.fail(Some(at), format!("{}: checkpoint line inside a segment", path.display()));
-                    false
+            }
+        });
+        for (i, ((_, path), buf)) in segs.iter().zip(rx).enumerate() {
+            let buf = match buf {
+                Ok(b) => b,
+                Err(e) => {
+                    v.rep.errors.push(format!("cannot read {}: {e}", path.display()));
+                    break;
                 }
             };
-            if !go {
-                break 'outer;
-            }
-        }
-        if torn.is_some() {
-            if i + 1 == nsegs {
-                v.rep.warnings.push(
-                    "last segment ends with an incomplete line (being written, or torn by a crash; cut on next open)"
-                        .into(),
-                );
-            } else {
-                let at = v.prev.as_ref().map_or(1, |(s, _)| s + 1);
-                v.fail(Some(at), format!("{}: truncated line", path.display()));
+            if !v.segment(&buf, path, i + 1 == nsegs) {
                 break;
             }
+            let _ = back_tx.send(buf);
         }
-    }
+    });
     if v.rep.errors.is_empty() {
         v.finish();
     }

@@ -204,22 +204,23 @@ impl Writer {
         let mut ts_ms = self.last_ts_ms;
         let mut locs = Vec::with_capacity(batch.len());
         let mut hashes = Vec::with_capacity(batch.len());
+        let mut ts = (i64::MIN, String::new());
         for p in batch.iter_mut() {
             if p.rec.seq != head_seq + 1 {
                 return Err(std::io::Error::other(format!("seq gap: {} after {head_seq}", p.rec.seq)));
             }
             ts_ms = ts_ms.max(Utc::now().timestamp_millis());
-            p.rec.ts = fmt_ts(ts_ms);
+            if ts.0 != ts_ms {
+                ts = (ts_ms, fmt_ts(ts_ms));
+            }
+            p.rec.ts.clone_from(&ts.1);
             p.rec.prev_hash = std::mem::take(&mut head_hash);
-            let line = p.rec.seal().map_err(std::io::Error::other)?;
-            let mut raw = [0u8; 32];
-            hex::decode_to_slice(&p.rec.hash, &mut raw).map_err(std::io::Error::other)?;
-            hashes.push(raw);
+            let at = buf.len();
+            hashes.push(p.rec.seal_into(&mut buf).map_err(std::io::Error::other)?);
             head_hash = p.rec.hash.clone();
             head_seq = p.rec.seq;
-            let len = u32::try_from(line.len() - 1).map_err(std::io::Error::other)?;
-            locs.push(Loc { segment: self.seg_first, offset: self.seg_len + buf.len() as u64, len, ts_ms });
-            buf.extend_from_slice(&line);
+            let len = u32::try_from(buf.len() - at - 1).map_err(std::io::Error::other)?;
+            locs.push(Loc { segment: self.seg_first, offset: self.seg_len + at as u64, len, ts_ms });
         }
         self.file.write_all(&buf)?;
         self.file.sync_data()?;

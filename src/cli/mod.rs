@@ -3,6 +3,7 @@
 //! `CLAWBUTLER_CONFIG`, or `./clawbutler.toml` when present.
 
 pub mod approvals_cmd;
+pub mod attach_cmd;
 pub mod audit_cmd;
 pub mod budgets_cmd;
 pub mod client;
@@ -50,6 +51,10 @@ pub enum Command {
     /// List and decide pending approvals (through the control API).
     #[command(subcommand)]
     Approvals(approvals_cmd::ApprovalsCmd),
+    /// Rewire an OpenClaw gateway's agents through this sidecar (`--dry-run` prints the diff).
+    Attach(attach_cmd::AttachArgs),
+    /// Restore exactly what `attach` changed on that gateway.
+    Detach(attach_cmd::AttachArgs),
     /// Test support: run the scripted model server on 127.0.0.1 (prints its URL; for the
     /// load benchmark). Not a product feature.
     #[command(hide = true)]
@@ -80,6 +85,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
         Command::Token(c) => token_cmd::run(&cli, c),
         Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
+        Command::Attach(a) => attach_cmd::run(&cli, a, false).await,
+        Command::Detach(a) => attach_cmd::run(&cli, a, true).await,
         Command::Testkit => run_testkit().await,
     };
     match result {

@@ -28,7 +28,7 @@ pub(crate) struct KillRecord {
 
 /// One changed config path.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Change {
+pub struct Change {
     pub path: Vec<String>,
     /// None = absent.
     pub before: Option<Value>,
@@ -39,7 +39,7 @@ pub(crate) struct Change {
 const REDACTED: &str = "__OPENCLAW_REDACTED__";
 
 /// Every path where `before` and `after` differ (objects recursed, anything else a leaf).
-pub(crate) fn diff(before: &Value, after: &Value) -> Vec<Change> {
+pub fn diff(before: &Value, after: &Value) -> Vec<Change> {
     let mut out = Vec::new();
     diff_at(&mut Vec::new(), Some(before), Some(after), &mut out);
     out
@@ -95,7 +95,7 @@ fn set_path(doc: &mut Value, path: &[String], v: Value) {
 
 /// The merge patch (and replace paths) that puts back what the kill changed, skipping paths
 /// someone changed since (current != after) and redacted secrets. Returns the skipped paths too.
-pub(crate) fn restore_patch(changes: &[Change], current: &Value) -> (Value, Vec<String>, Vec<String>) {
+pub fn restore_patch(changes: &[Change], current: &Value) -> (Value, Vec<String>, Vec<String>) {
     let mut patch = json!({});
     let (mut replace, mut skipped) = (Vec::new(), Vec::new());
     for c in changes {

@@ -12,7 +12,7 @@ pub mod backoff;
 pub mod device;
 mod exec;
 pub mod frame;
-mod kill;
+pub mod kill;
 pub mod link;
 pub mod registry;
 pub mod settings;
