@@ -2,12 +2,25 @@
 #
 # Rules never write `decision` themselves. They add findings
 #   {"rule": "...", "reason": "...", "risk": "low|medium|high|critical", "mask": [...]?}
-# to `deny_findings` or `hold_findings`, and the rules below compose them:
+# to one family of sets: `model_denies` (model calls), `call_denies` (every kind),
+# `exec_holds` and `secret_holds` (exec and tool kinds), `tool_holds` (tool kinds). Only the
+# families that apply to the call's kind are evaluated (that keeps a model call's decision
+# cheap); `deny_findings` and `hold_findings` gather them, and the rules below compose:
 #   deny beats hold beats allow; among several findings of one action the highest risk wins,
 #   then the rule name (so the winner is deterministic); a live grant for this call turns a
 #   hold (never a deny) into an allow. An input kind this bundle does not know leaves
 #   `decision` undefined, which the engine turns into a deny (fail closed).
 package clawbutler
+
+deny_findings := model_denies | call_denies if input.kind == "model_call"
+
+deny_findings := call_denies if input.kind in {"exec", "tool_call", "plugin"}
+
+hold_findings := set() if input.kind == "model_call"
+
+hold_findings := exec_holds | secret_holds if input.kind == "exec"
+
+hold_findings := (exec_holds | secret_holds) | tool_holds if input.kind in {"tool_call", "plugin"}
 
 _risk_rank := {"low": 0, "medium": 1, "high": 2, "critical": 3}
 

@@ -25,7 +25,11 @@ _spaced := replace(replace(replace(replace(replace(replace(command, "\t", " "), 
 # Words as written (paths keep their case) and lower-cased.
 raw_tokens := [t | some t in split(_spaced, " "); t != ""]
 
+_lc := lower(command)
+
 _tokens := [lower(t) | some t in raw_tokens]
+
+_token_set := {t | some t in _tokens}
 
 # Program names: the last path element of every word, so /usr/bin/sudo counts as sudo.
 _words := {w |
@@ -36,7 +40,7 @@ _words := {w |
 
 _hold(rule, reason, risk) := {"rule": rule, "reason": reason, "risk": risk}
 
-hold_findings contains _hold("exec.destructive_rm", "Recursive delete (rm -r / rm -rf) needs a human's approval", _rm_risk) if {
+exec_holds contains _hold("exec.destructive_rm", "Recursive delete (rm -r / rm -rf) needs a human's approval", _rm_risk) if {
 	"rm" in _words
 	some t in _tokens
 	_recursive_flag(t)
@@ -59,16 +63,16 @@ _rm_risk := "critical" if {
 	t in _rm_everything
 }
 
-hold_findings contains _hold("exec.privilege_escalation", "Running a command as another user (sudo/su/doas) needs a human's approval", "high") if {
-	some w in _words
-	w in {"sudo", "su", "doas", "pkexec"}
+exec_holds contains _hold("exec.privilege_escalation", "Running a command as another user (sudo/su/doas) needs a human's approval", "high") if {
+	count(_words & {"sudo", "su", "doas", "pkexec"}) > 0
 }
 
 _shells := {"sh", "bash", "zsh", "dash", "ksh", "fish", "python", "python3", "perl", "ruby", "node", "sudo"}
 
 _downloaders := {"curl", "wget", "fetch"}
 
-hold_findings contains _hold("exec.remote_script", "Running a downloaded script (curl | sh, wget | bash) needs a human's approval", "critical") if {
+exec_holds contains _hold("exec.remote_script", "Running a downloaded script (curl | sh, wget | bash) needs a human's approval", "critical") if {
+	"|" in _token_set
 	some i, t in _tokens
 	t == "|"
 	_tokens[i + 1] in _shells
@@ -77,51 +81,47 @@ hold_findings contains _hold("exec.remote_script", "Running a downloaded script 
 	d in _downloaders
 }
 
-hold_findings contains _hold("exec.remote_script", "Running a downloaded script (curl | sh, wget | bash) needs a human's approval", "critical") if {
+exec_holds contains _hold("exec.remote_script", "Running a downloaded script (curl | sh, wget | bash) needs a human's approval", "critical") if {
 	some marker in ["$(curl", "$(wget", "<(curl", "<(wget", "`curl", "`wget"]
-	contains(lower(command), marker)
+	contains(_lc, marker)
 }
 
-hold_findings contains _hold("exec.chmod_world_writable", "Making files writable by everyone (chmod 777) needs a human's approval", "high") if {
+exec_holds contains _hold("exec.chmod_world_writable", "Making files writable by everyone (chmod 777) needs a human's approval", "high") if {
 	"chmod" in _words
 	some t in _tokens
 	t in {"777", "0777", "666", "0666", "a+rwx", "ugo+rwx", "a+w", "o+w", "o+rwx"}
 }
 
-hold_findings contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if {
+exec_holds contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if {
 	some w in _words
-	_formats_disk(w)
+	startswith(w, "mkfs")
 }
 
-_formats_disk(w) if startswith(w, "mkfs")
+exec_holds contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if "wipefs" in _words
 
-_formats_disk(w) if w == "wipefs"
-
-hold_findings contains _hold("exec.raw_disk_write", "Writing to a raw device (dd of=/dev/...) needs a human's approval", "critical") if {
+exec_holds contains _hold("exec.raw_disk_write", "Writing to a raw device (dd of=/dev/...) needs a human's approval", "critical") if {
 	"dd" in _words
 	some t in _tokens
 	startswith(t, "of=/dev/")
 	not t in {"of=/dev/null", "of=/dev/stdout", "of=/dev/stderr"}
 }
 
-hold_findings contains _hold("exec.outbound_message", "Sending mail from the shell needs a human's approval", "high") if {
-	some w in _words
-	w in {"sendmail", "mail", "mailx", "mutt", "msmtp"}
+exec_holds contains _hold("exec.outbound_message", "Sending mail from the shell needs a human's approval", "high") if {
+	count(_words & {"sendmail", "mail", "mailx", "mutt", "msmtp"}) > 0
 }
 
 _pay_words := {"pay", "payment", "payments", "payout", "payouts", "transfer", "transfers", "charge", "charges", "refund", "refunds", "purchase", "checkout", "invoice", "invoices", "withdraw"}
 
-hold_findings contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
-	some t in _tokens
-	t in _pay_words
+exec_holds contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
+	count(_token_set & _pay_words) > 0
 }
 
-hold_findings contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
+exec_holds contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
 	some marker in ["stripe", "paypal", "braintree", "adyen"]
-	contains(lower(command), marker)
+	contains(_lc, marker)
 }
 
-hold_findings contains f if {
+exec_holds contains f if {
 	some p in cfg.high_risk_commands
 	glob_or_exact(p, command)
 	f := _hold("exec.high_risk_configured", sprintf("Commands matching '%s' need a human's approval (configured)", [p]), "high")
@@ -147,20 +147,21 @@ _write_programs := {"rm", "rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln", "c
 
 # Absolute or home paths named by a command that writes; redirection targets of any command.
 written_paths contains p if {
-	some w in _words
-	w in _write_programs
+	count(_words & _write_programs) > 0
 	some t in raw_tokens
 	p := trim_prefix(t, "of=")
 	_absolute(p)
 }
 
 written_paths contains p if {
+	contains(command, ">")
 	some i, t in raw_tokens
 	t in {">", ">>", "1>", "2>", "&>"}
 	p := raw_tokens[i + 1]
 }
 
 written_paths contains p if {
+	contains(command, ">")
 	some t in raw_tokens
 	some op in [">>", ">"]
 	startswith(t, op)
@@ -173,7 +174,7 @@ _absolute(p) if startswith(p, "/")
 
 _absolute(p) if startswith(p, "~")
 
-hold_findings contains f if {
+exec_holds contains f if {
 	count(workspace_roots) > 0
 	some p in written_paths
 	_absolute(p)
@@ -182,7 +183,7 @@ hold_findings contains f if {
 	f := _hold("exec.write_outside_workspace", sprintf("Writing to %s, outside the agent's workspace, needs a human's approval", [p]), "high")
 }
 
-hold_findings contains f if {
+exec_holds contains f if {
 	input.kind == "exec"
 	count(workspace_roots) > 0
 	cwd := input.exec.cwd

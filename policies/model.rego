@@ -8,12 +8,14 @@ is_model_list if {
 	object.get(input.model, "name", "") == ""
 }
 
-deny_findings contains f if {
+model_denies contains f if {
 	input.kind == "model_call"
 	not is_model_list
 	count(cfg.model_allowlist) > 0
 	name := object.get(input.model, "name", "")
-	not _model_allowed(name)
+	not name in _allow_exact
+	not _qualified_model in _allow_exact
+	not _model_glob_allowed
 	f := {
 		"rule": "model.not_allowed",
 		"reason": sprintf("Model '%s' is not on this sidecar's allow-list (allowed: %s)", [name, concat(", ", cfg.model_allowlist)]),
@@ -21,17 +23,30 @@ deny_findings contains f if {
 	}
 }
 
-_model_allowed(name) if {
+# Exact entries are a set lookup; globs are only tried when no exact entry matches (function
+# calls and glob compiles are the expensive part of a decision).
+_allow_exact := {p |
 	some p in cfg.model_allowlist
-	glob_or_exact(p, name)
+	not contains(p, "*")
+	not contains(p, "?")
+	not contains(p, "[")
 }
 
-_model_allowed(name) if {
-	some p in cfg.model_allowlist
-	glob_or_exact(p, concat("/", [input.model.upstream, name]))
+_allow_globs := [p | some p in cfg.model_allowlist; not p in _allow_exact]
+
+_qualified_model := concat("/", [object.get(input.model, "upstream", ""), object.get(input.model, "name", "")])
+
+_model_glob_allowed if {
+	some p in _allow_globs
+	glob.match(p, null, input.model.name)
 }
 
-deny_findings contains f if {
+_model_glob_allowed if {
+	some p in _allow_globs
+	glob.match(p, null, _qualified_model)
+}
+
+call_denies contains f if {
 	not is_model_list
 	cap := cfg.max_call_usd
 	is_number(cap)
@@ -47,7 +62,7 @@ deny_findings contains f if {
 
 # The reason contains "<window> limit reached": OpenClaw recognises that phrase, shows the text
 # to the user and does not retry (see docs/policy-input.md).
-deny_findings contains f if {
+call_denies contains f if {
 	not is_model_list
 	some b in input.budgets
 	b.remaining_usd <= 0

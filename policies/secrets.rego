@@ -48,12 +48,23 @@ _strings(v) := {v} if is_string(v)
 
 _strings(v) := {s | some s in v; is_string(s)} if is_array(v)
 
+# One pass over all the strings first: most calls name no secret, and checking every word
+# against every marker is the most expensive thing this bundle would otherwise do.
+_secret_hints := array.concat(_cred_markers, [".env"])
+
+_maybe_secret if {
+	haystack := concat("\n", _file_strings)
+	some m in _secret_hints
+	contains(haystack, m)
+}
+
 credential_paths contains s if {
+	_maybe_secret
 	some s in _file_strings
 	is_credential_path(s)
 }
 
-hold_findings contains f if {
+secret_holds contains f if {
 	count(credential_paths) > 0
 	paths := sort(credential_paths)
 	f := {

@@ -33,7 +33,7 @@ is_message_tool if {
 	not _read_only_tool
 }
 
-hold_findings contains f if {
+tool_holds contains f if {
 	is_message_tool
 	f := {
 		"rule": "tool.outbound_message",
@@ -53,7 +53,7 @@ is_payment_tool if {
 	not _read_only_tool
 }
 
-hold_findings contains f if {
+tool_holds contains f if {
 	is_payment_tool
 	f := {
 		"rule": "tool.payment",
@@ -62,7 +62,7 @@ hold_findings contains f if {
 	}
 }
 
-hold_findings contains f if {
+tool_holds contains f if {
 	input.kind in {"tool_call", "plugin"}
 	some p in cfg.high_risk_tools
 	glob_or_exact(p, input.tool.name)
@@ -76,7 +76,7 @@ hold_findings contains f if {
 # File tools (OpenClaw's write/edit/apply_patch, MCP filesystem servers).
 _file_write_tools := {"write", "edit", "apply_patch", "write_file", "edit_file", "create_file", "delete_file", "move_file", "create_directory", "remove_file"}
 
-hold_findings contains f if {
+tool_holds contains f if {
 	tool_name in _file_write_tools
 	count(workspace_roots) > 0
 	some k in ["path", "file_path", "filePath", "destination", "target"]

@@ -76,6 +76,7 @@ impl Sidecar {
         let registry = prometheus::Registry::new();
         let audit = Arc::new(audit::AuditLog::open(&data_dir.join("audit"), &cfg.audit, &db, &registry)?);
         let policy = Arc::new(policy::PolicyEngine::from_settings(&cfg.policies, &registry)?);
+        policy.set_on_reload(reload_auditor(audit.clone()));
         let watch_guard = if cfg.policies.watch && cfg.policies.dir.is_some() { Some(policy.watch()?) } else { None };
 
         let broker = Arc::new(
@@ -190,7 +191,7 @@ impl Sidecar {
 
     /// Reload the policy bundle (SIGHUP); a bad bundle keeps the last good one.
     pub fn reload_policies(&self, why: &str) {
-        match self.policy.reload() {
+        match self.policy.reload_by(policy::ReloadTrigger::Signal) {
             Ok(st) => tracing::info!(revision = %st.revision, trigger = why, "policies reloaded"),
             Err(e) => tracing::error!(error = %e, trigger = why, "policy reload failed; keeping the last good bundle"),
         }
@@ -226,4 +227,35 @@ fn seed_tokens(tokens: &control_api::TokenStore, cfg: &Config) -> Result<Option<
         return Ok(Some(secret));
     }
     Ok(None)
+}
+
+/// Records every policy reload attempt (the API records its own, with the caller as actor).
+fn reload_auditor(audit: Arc<audit::AuditLog>) -> policy::ReloadHook {
+    Arc::new(move |o: &policy::ReloadOutcome| {
+        if o.trigger == policy::ReloadTrigger::Api {
+            return;
+        }
+        let trigger = serde_json::to_value(o.trigger).unwrap_or_default();
+        let ev = audit::AuditEvent {
+            kind: Some(audit::RecordKind::PolicyReload),
+            bundle_revision: Some(o.revision.clone()),
+            actor: Some(trigger.as_str().unwrap_or("system").to_string()),
+            outcome: Some(
+                if o.error.is_some() {
+                    "error"
+                } else if o.changed {
+                    "reloaded"
+                } else {
+                    "unchanged"
+                }
+                .into(),
+            ),
+            reason: o.error.clone(),
+            details: serde_json::to_value(o).unwrap_or_default(),
+            ..Default::default()
+        };
+        if let Err(e) = audit.append(ev) {
+            tracing::error!(error = %e, "audit append failed for a policy reload");
+        }
+    })
 }

@@ -8,12 +8,16 @@
 //!   whose seq is `1 mod LOC_EVERY`, and the first record of every segment. A record is found
 //!   by taking the nearest anchor at or below it (always in the same segment, since each
 //!   segment's first record is an anchor) and reading forward.
-//! * `audit_by`: (field tag, value, block) -> () for each `(field, value)` that occurs at least
-//!   once in the block of `BLOCK` records (`block = (seq - 1) / BLOCK`). Searches read whole
-//!   candidate blocks and re-check every filter on the parsed record.
+//! * `audit_by`: (field tag, bucket, block) -> the distinct values of that field, whose hash
+//!   falls in that bucket, among the `BLOCK` records of the block (`block = (seq - 1) / BLOCK`),
+//!   each as `u16 len | bytes`. Hashing values into a few buckets keeps the number of keys per
+//!   block small even for high-cardinality fields like `trace_id`. A block's keys are written
+//!   once, when the block is complete; `indexed_through` is the end of the last complete block,
+//!   and readers scan anything above it in full. Searches read whole candidate blocks and
+//!   re-check every filter on the parsed record.
 //! * `audit_meta`: `indexed_through`, `indexed_hash`, `format`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::DateTime;
 
@@ -24,8 +28,10 @@ use crate::AuditError;
 pub const LOC_EVERY: u64 = 32;
 /// Records per `audit_by` block.
 pub const BLOCK: u64 = 256;
+/// Hash buckets per field in `audit_by`.
+const BUCKETS: u8 = 16;
 /// Layout version in `audit_meta`; an index without it (or with another) is rebuilt.
-const FORMAT: &[u8] = b"sparse-32-256";
+const FORMAT: &[u8] = b"sparse-32-256-b16";
 
 /// Where a record lives and when it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,21 +90,31 @@ pub enum Field {
     Risk = b'r' as isize,
 }
 
-/// `tag | u16 len | value`: a prefix no other value can extend.
-pub fn prefix(field: Field, value: &str) -> Vec<u8> {
-    let v = value.as_bytes();
-    let len = u16::try_from(v.len()).unwrap_or(u16::MAX);
-    let mut k = Vec::with_capacity(3 + v.len() + 8);
-    k.push(field as u8);
-    k.extend_from_slice(&len.to_be_bytes());
-    k.extend_from_slice(&v[..usize::from(len)]);
+/// FNV-1a of the value, folded into a bucket.
+fn bucket(value: &[u8]) -> u8 {
+    let h = value.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    (h % u64::from(BUCKETS)) as u8
+}
+
+fn by_key(field: Field, bucket: u8, block: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = field as u8;
+    k[1] = bucket;
+    k[2..].copy_from_slice(&block.to_be_bytes());
     k
 }
 
-fn by_key(field: Field, value: &str, block: u64) -> Vec<u8> {
-    let mut k = prefix(field, value);
-    k.extend_from_slice(&block.to_be_bytes());
-    k
+/// Whether an `audit_by` value (`u16 len | bytes` entries) lists `value`.
+fn lists(mut v: &[u8], value: &[u8]) -> bool {
+    while v.len() >= 2 {
+        let n = usize::from(u16::from_be_bytes([v[0], v[1]]));
+        let Some(item) = v.get(2..2 + n) else { return false };
+        if item == value {
+            return true;
+        }
+        v = &v[2 + n..];
+    }
+    false
 }
 
 /// The indexed (field, value) pairs of a record.
@@ -127,15 +143,20 @@ pub fn ts_ms(ts: &str) -> i64 {
     DateTime::parse_from_rfc3339(ts).map(|t| t.timestamp_millis()).unwrap_or(0)
 }
 
-/// Accumulates index entries for records fed in seq order, skipping `audit_by` keys already
-/// emitted for the current block (re-emitting one is harmless: keys are idempotent).
+/// Accumulates index entries for records fed in seq order: anchors at once, `audit_by` keys
+/// when a block is complete (the next block starts).
 #[derive(Default)]
 pub struct Builder {
     block: Option<u64>,
-    seen: HashSet<Vec<u8>>,
-    loc: Vec<(u64, [u8; 28])>,
-    by: Vec<Vec<u8>>,
+    /// Distinct values of the open block, by (field tag, bucket).
+    open: HashMap<(u8, u8), Vec<Vec<u8>>>,
+    seen: HashSet<(u8, Vec<u8>)>,
+    /// Last record fed: (seq, hash).
     last: Option<(u64, String)>,
+    loc: Vec<(u64, [u8; 28])>,
+    by: Vec<([u8; 10], Vec<u8>)>,
+    /// Last record of the last completed block (what `indexed_through` may advance to).
+    done: Option<(u64, String)>,
 }
 
 impl Builder {
@@ -146,22 +167,47 @@ impl Builder {
         }
         let b = block_of(r.seq);
         if self.block != Some(b) {
-            self.seen.clear();
+            self.close_block();
             self.block = Some(b);
         }
         for (f, v) in entries(r) {
-            let k = by_key(f, v, b);
-            if !self.seen.contains(&k) {
-                self.seen.insert(k.clone());
-                self.by.push(k);
+            let tag = f as u8;
+            let v = v.as_bytes();
+            let v = &v[..v.len().min(usize::from(u16::MAX))];
+            if self.seen.insert((tag, v.to_vec())) {
+                let bk = bucket(v);
+                self.open.entry((tag, bk)).or_default().push(v.to_vec());
             }
         }
         self.last = Some((r.seq, r.hash.clone()));
     }
 
+    fn close_block(&mut self) {
+        let Some(b) = self.block else { return };
+        for ((tag, bk), values) in self.open.drain() {
+            let mut val = Vec::new();
+            for v in values {
+                val.extend_from_slice(&(v.len() as u16).to_be_bytes());
+                val.extend_from_slice(&v);
+            }
+            let mut k = [0u8; 10];
+            k[0] = tag;
+            k[1] = bk;
+            k[2..].copy_from_slice(&b.to_be_bytes());
+            self.by.push((k, val));
+        }
+        self.seen.clear();
+        self.done = self.last.clone();
+    }
+
     /// Whether nothing is waiting to be applied.
     pub fn is_empty(&self) -> bool {
-        self.last.is_none()
+        self.loc.is_empty() && self.by.is_empty() && self.done.is_none()
+    }
+
+    /// The last record fed (its anchor, if any, is in `loc` or already applied).
+    pub fn fed_through(&self) -> Option<u64> {
+        self.last.as_ref().map(|(s, _)| *s)
     }
 }
 
@@ -200,20 +246,20 @@ impl Index {
         Ok(())
     }
 
-    /// Write what `b` accumulated and advance `indexed_through`; leaves `b` empty but keeps
-    /// its block state, so the next call continues deduplicating.
+    /// Write what `b` accumulated; returns the new `indexed_through` (end of the last complete
+    /// block) if it advanced. `b` keeps its open block.
     pub fn apply(&self, b: &mut Builder) -> Result<Option<u64>, AuditError> {
-        let Some((seq, hash)) = b.last.take() else { return Ok(None) };
         let mut loc = sled::Batch::default();
         for (s, l) in b.loc.drain(..) {
             loc.insert(&s.to_be_bytes(), &l);
         }
         let mut by = sled::Batch::default();
-        for k in b.by.drain(..) {
-            by.insert(k, &[]);
+        for (k, v) in b.by.drain(..) {
+            by.insert(&k, v);
         }
         self.loc.apply_batch(loc)?;
         self.by.apply_batch(by)?;
+        let Some((seq, hash)) = b.done.take() else { return Ok(None) };
         let mut meta = sled::Batch::default();
         meta.insert("indexed_through", &seq.to_be_bytes());
         meta.insert("indexed_hash", hash.as_bytes());
@@ -221,17 +267,22 @@ impl Index {
         Ok(Some(seq))
     }
 
-    /// Remove the entries of pruned records (all seqs up to `through`). `recs` are the removed
-    /// records; a block that still holds kept records keeps its `audit_by` keys.
-    pub fn remove(&self, through: u64, recs: &[AuditRecord]) -> Result<(), AuditError> {
+    /// Remove the entries of pruned records (all seqs up to `through`). A block that still
+    /// holds kept records keeps its `audit_by` keys.
+    pub fn remove(&self, through: u64) -> Result<(), AuditError> {
         let mut loc = sled::Batch::default();
         for kv in self.loc.range(..=through.to_be_bytes()) {
             loc.remove(kv?.0);
         }
         let mut by = sled::Batch::default();
-        for r in recs.iter().filter(|r| block_range(block_of(r.seq)).1 <= through) {
-            for (f, v) in entries(r) {
-                by.remove(by_key(f, v, block_of(r.seq)));
+        // Block b ends at (b + 1) * BLOCK, so blocks 0..=through / BLOCK - 1 are entirely pruned.
+        if let Some(last_full) = (through / BLOCK).checked_sub(1) {
+            for f in [Field::TraceId, Field::Agent, Field::Kind, Field::Action, Field::Risk] {
+                for bk in 0..BUCKETS {
+                    for kv in self.by.range(by_key(f, bk, 0)..=by_key(f, bk, last_full)) {
+                        by.remove(kv?.0);
+                    }
+                }
             }
         }
         self.loc.apply_batch(loc)?;
@@ -253,17 +304,16 @@ impl Index {
 
     /// Blocks in `lo..=hi` holding a record with `field == value`, ascending.
     pub fn blocks(&self, field: Field, value: &str, lo: u64, hi: u64) -> Result<Vec<u64>, AuditError> {
-        let p = prefix(field, value);
-        let plen = p.len();
-        let mut start = p.clone();
-        start.extend_from_slice(&lo.to_be_bytes());
-        let mut end = p;
-        end.extend_from_slice(&hi.to_be_bytes());
+        let v = value.as_bytes();
+        let v = &v[..v.len().min(usize::from(u16::MAX))];
+        let bk = bucket(v);
         let mut out = Vec::new();
-        for kv in self.by.range(start..=end) {
-            let (k, _) = kv?;
-            if let Some(b) = k.get(plen..).and_then(|s| s.try_into().ok()).map(u64::from_be_bytes) {
-                out.push(b);
+        for kv in self.by.range(by_key(field, bk, lo)..=by_key(field, bk, hi)) {
+            let (k, val) = kv?;
+            if lists(&val, v) {
+                if let Some(b) = k.get(2..).and_then(|s| s.try_into().ok()).map(u64::from_be_bytes) {
+                    out.push(b);
+                }
             }
         }
         Ok(out)

@@ -20,19 +20,23 @@ use crate::writer::Shared;
 pub(crate) enum IndexMsg {
     /// Freshly written (durable) records and where they are.
     Recs(Vec<(Arc<AuditRecord>, Loc)>),
-    /// Retention removed every record up to `through`; `recs` are the removed ones.
-    Prune { through: u64, recs: Vec<AuditRecord> },
+    /// Retention removed every record up to `through`.
+    Prune { through: u64 },
 }
 
-/// Start the index thread. It exits once every sender is dropped and its queue is applied.
-pub(crate) fn spawn(index: Index, shared: Arc<Shared>) -> std::io::Result<(Sender<IndexMsg>, JoinHandle<()>)> {
+/// Start the index thread, continuing the open block `b` left by recovery. It exits once
+/// every sender is dropped and its queue is applied.
+pub(crate) fn spawn(
+    index: Index,
+    shared: Arc<Shared>,
+    b: Builder,
+) -> std::io::Result<(Sender<IndexMsg>, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
-    let h = std::thread::Builder::new().name("audit-index".into()).spawn(move || run(&index, &shared, &rx))?;
+    let h = std::thread::Builder::new().name("audit-index".into()).spawn(move || run(&index, &shared, &rx, b))?;
     Ok((tx, h))
 }
 
-fn run(index: &Index, shared: &Shared, rx: &Receiver<IndexMsg>) {
-    let mut b = Builder::default();
+fn run(index: &Index, shared: &Shared, rx: &Receiver<IndexMsg>, mut b: Builder) {
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         // Fold everything already queued into one sled batch.
@@ -43,9 +47,9 @@ fn run(index: &Index, shared: &Shared, rx: &Receiver<IndexMsg>) {
                         b.add(r, l);
                     }
                 }
-                IndexMsg::Prune { through, recs } => {
+                IndexMsg::Prune { through } => {
                     apply(index, shared, &mut b);
-                    if let Err(e) = index.remove(through, &recs) {
+                    if let Err(e) = index.remove(through) {
                         tracing::warn!(error = %e, "audit index prune failed");
                     }
                 }
@@ -60,14 +64,16 @@ fn apply(index: &Index, shared: &Shared, b: &mut Builder) {
     if b.is_empty() {
         return;
     }
+    let fed = b.fed_through();
     match index.apply(b) {
-        Ok(Some(seq)) => {
-            if let Ok(mut m) = shared.recent_locs.lock() {
+        Ok(done) => {
+            if let (Some(seq), Ok(mut m)) = (fed, shared.recent_locs.lock()) {
                 *m = m.split_off(&(seq + 1));
             }
-            shared.indexed_seq.store(seq, Ordering::Release);
+            if let Some(seq) = done {
+                shared.indexed_seq.store(seq, Ordering::Release);
+            }
         }
-        Ok(None) => {}
         // The index is derived data: readers fall back to `recent_locs` and full scans above
         // `indexed_seq`, and the next open rebuilds whatever is missing from the segments.
         Err(e) => tracing::warn!(error = %e, "audit index update failed"),

@@ -106,9 +106,9 @@ impl AuditLog {
             failed: Mutex::new(None),
             files: Mutex::new(Default::default()),
             recent_locs: Mutex::new(Default::default()),
-            indexed_seq: AtomicU64::new(head),
+            indexed_seq: AtomicU64::new(rec.indexed_through),
         });
-        let indexer = indexer::spawn(idx.clone(), shared.clone())?;
+        let indexer = indexer::spawn(idx.clone(), shared.clone(), rec.builder)?;
         let writer = Writer::from_parts(rec.writer_parts, dir, settings, key, indexer, shared.clone());
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer.run(rx))?;

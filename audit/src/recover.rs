@@ -15,6 +15,10 @@ use crate::AuditError;
 /// What `open` recovered, before the writer thread starts.
 pub(crate) struct Recovered {
     pub writer_parts: WriterParts,
+    /// The index's open (incomplete) block, for the index thread to continue.
+    pub builder: index::Builder,
+    /// Highest seq whose `audit_by` keys are in sled.
+    pub indexed_through: u64,
 }
 
 /// Writer fields recovered from disk.
@@ -87,8 +91,10 @@ pub(crate) fn recover(dir: &Path, idx: &Index) -> Result<Recovered, AuditError> 
         Ok(())
     })?;
 
-    reindex(dir, &segs, idx, head_seq)?;
+    let (builder, indexed_through) = reindex(dir, &segs, idx, head_seq)?;
     Ok(Recovered {
+        builder,
+        indexed_through,
         writer_parts: WriterParts {
             file,
             seg_first,
@@ -124,7 +130,13 @@ pub(crate) fn for_each_line(
 }
 
 /// Bring the index up to `head_seq`; rebuild from scratch if it describes another log.
-fn reindex(dir: &Path, segs: &[(u64, std::path::PathBuf)], idx: &Index, head_seq: u64) -> Result<(), AuditError> {
+/// Returns the open block and the resulting `indexed_through`.
+fn reindex(
+    dir: &Path,
+    segs: &[(u64, std::path::PathBuf)],
+    idx: &Index,
+    head_seq: u64,
+) -> Result<(index::Builder, u64), AuditError> {
     let (through, hash) = idx.indexed_through()?;
     let consistent = through == 0
         || (through <= head_seq
@@ -136,25 +148,25 @@ fn reindex(dir: &Path, segs: &[(u64, std::path::PathBuf)], idx: &Index, head_seq
         idx.clear()?;
         1
     };
+    let mut b = index::Builder::default();
     if from > head_seq {
-        return Ok(());
+        return Ok((b, from - 1));
     }
     let t = Instant::now();
-    let mut b = index::Builder::default();
     let mut n = 0usize;
     for_each_line(segs, from, |first, off, line, _| {
         let r: AuditRecord = serde_json::from_slice(line)?;
         let len = u32::try_from(line.len()).map_err(|e| AuditError::Key(e.to_string()))?;
         b.add(&r, &Loc { segment: first, offset: off, len, ts_ms: index::ts_ms(&r.ts) });
         n += 1;
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             idx.apply(&mut b)?;
         }
         Ok(())
     })?;
     idx.apply(&mut b)?;
     tracing::info!(from, to = head_seq, elapsed_ms = t.elapsed().as_millis() as u64, "audit index caught up");
-    Ok(())
+    Ok((b, idx.indexed_through()?.0))
 }
 
 /// Read record `seq` through the index alone (nearest anchor, then forward), opening the file;

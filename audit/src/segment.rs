@@ -111,3 +111,27 @@ pub fn create(dir: &Path, first_seq: u64) -> std::io::Result<File> {
 pub fn is_record_line(line: &[u8]) -> bool {
     serde_json::from_slice::<crate::record::LineMeta>(line).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_newline_matches_a_plain_search_at_every_position() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut buf: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+                if at < len {
+                    buf[at] = b'\n';
+                    // A second newline later must not win.
+                    if at + 3 < len {
+                        buf[at + 3] = b'\n';
+                    }
+                }
+                assert_eq!(find_newline(&buf), buf.iter().position(|&b| b == b'\n'), "len {len} at {at}");
+            }
+        }
+        // Bytes that differ from '\n' only in the high bit or by borrow must not match.
+        assert_eq!(find_newline(&[0x8a, 0x0b, 0x09, 0x00, 0xff, 0x0a]), Some(5));
+    }
+}

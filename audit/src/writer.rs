@@ -324,25 +324,23 @@ impl Writer {
                 break;
             }
             last = Some((newest.seq, newest.hash.clone()));
-            doomed.push((*first, path.clone(), recs));
+            doomed.push((*first, path.clone()));
         }
         let Some((through, hash)) = last else { return Ok(()) };
         let names =
-            doomed.iter().filter_map(|(_, p, _)| p.file_name().and_then(|n| n.to_str()).map(str::to_string)).collect();
+            doomed.iter().filter_map(|(_, p)| p.file_name().and_then(|n| n.to_str()).map(str::to_string)).collect();
         self.checkpoint(Some((through, hash, names)))?;
         if let Ok(mut recent) = self.shared.recent_locs.lock() {
             *recent = recent.split_off(&(through + 1));
         }
-        let mut removed = Vec::new();
-        for (first, path, recs) in doomed {
+        for (first, path) in doomed {
             if let Ok(mut files) = self.shared.files.lock() {
                 files.remove(&first);
             }
             std::fs::remove_file(&path)?;
-            removed.extend(recs);
         }
         if let Some(tx) = &self.index_tx {
-            let _ = tx.send(IndexMsg::Prune { through, recs: removed });
+            let _ = tx.send(IndexMsg::Prune { through });
         }
         segment::sync_dir(&self.dir)?;
         Ok(())

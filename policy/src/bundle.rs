@@ -41,10 +41,9 @@ pub(crate) fn source_label(source: &BundleSource) -> String {
 /// Read every bundle file, sorted by path so the revision does not depend on directory order.
 pub(crate) fn read_files(source: &BundleSource) -> Result<Vec<BundleFile>, PolicyError> {
     let mut files = match source {
-        BundleSource::Embedded => EMBEDDED
-            .iter()
-            .map(|(p, c)| BundleFile { path: (*p).to_string(), contents: (*c).to_string() })
-            .collect(),
+        BundleSource::Embedded => {
+            EMBEDDED.iter().map(|(p, c)| BundleFile { path: (*p).to_string(), contents: (*c).to_string() }).collect()
+        }
         BundleSource::Dir(dir) => {
             let mut out = Vec::new();
             walk(dir, dir, &mut out)?;

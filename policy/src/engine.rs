@@ -188,16 +188,18 @@ impl PolicyEngine {
     }
 
     /// Build from a `[policies]` config section.
-    pub fn from_settings(settings: &PolicySettings, registry: &prometheus::Registry) -> Result<PolicyEngine, PolicyError> {
+    pub fn from_settings(
+        settings: &PolicySettings,
+        registry: &prometheus::Registry,
+    ) -> Result<PolicyEngine, PolicyError> {
         PolicyEngine::new(settings.source(), settings.data(), settings.engine_options(), registry)
     }
 
     /// Decide one call. Never fails: errors become a `policy_error` deny.
     pub fn evaluate(&self, input: &PolicyInput) -> Decision {
         let start = Instant::now();
-        let value = serde_json::to_value(input)
-            .map(regorus::Value::from)
-            .map_err(|e| (ErrorCause::Input, e.to_string()));
+        let value =
+            serde_json::to_value(input).map(regorus::Value::from).map_err(|e| (ErrorCause::Input, e.to_string()));
         self.finish(start, input.kind.as_str(), value)
     }
 
@@ -205,10 +207,7 @@ impl PolicyEngine {
     /// fail-closed rules as [`PolicyEngine::evaluate`].
     pub fn evaluate_value(&self, input: &serde_json::Value) -> Decision {
         let start = Instant::now();
-        let kind = input
-            .get("kind")
-            .and_then(|k| CallKind::deserialize(k).ok())
-            .map_or("unknown", CallKind::as_str);
+        let kind = input.get("kind").and_then(|k| CallKind::deserialize(k).ok()).map_or("unknown", CallKind::as_str);
         let value = if input.is_object() {
             Ok(regorus::Value::from(input.clone()))
         } else {
@@ -217,7 +216,12 @@ impl PolicyEngine {
         self.finish(start, kind, value)
     }
 
-    fn finish(&self, start: Instant, kind: &'static str, value: Result<regorus::Value, (ErrorCause, String)>) -> Decision {
+    fn finish(
+        &self,
+        start: Instant,
+        kind: &'static str,
+        value: Result<regorus::Value, (ErrorCause, String)>,
+    ) -> Decision {
         let prepared = self.current.load();
         let result = value.and_then(|v| self.run(&prepared, v, start));
         let decision = match result {
@@ -233,7 +237,12 @@ impl PolicyEngine {
         decision
     }
 
-    fn run(&self, prepared: &Prepared, input: regorus::Value, start: Instant) -> Result<Decision, (ErrorCause, String)> {
+    fn run(
+        &self,
+        prepared: &Prepared,
+        input: regorus::Value,
+        start: Instant,
+    ) -> Result<Decision, (ErrorCause, String)> {
         let outcome = WORKER.with(|cell| {
             let Ok(mut slot) = cell.try_borrow_mut() else {
                 return Err((ErrorCause::Engine, "re-entrant evaluation".to_string()));
@@ -262,8 +271,8 @@ impl PolicyEngine {
                 OutputError::IllTyped(t) => (ErrorCause::IllTyped, t),
             }),
             Err(e) => {
-                let timed_out = e.downcast_ref::<regorus::LimitError>().is_some()
-                    || start.elapsed() >= self.opts.eval_timeout;
+                let timed_out =
+                    e.downcast_ref::<regorus::LimitError>().is_some() || start.elapsed() >= self.opts.eval_timeout;
                 let cause = if timed_out { ErrorCause::Timeout } else { ErrorCause::Engine };
                 Err((cause, format!("{e}")))
             }
@@ -284,7 +293,11 @@ impl PolicyEngine {
 
     /// Reload with new policy data (config change); the data is kept only if the bundle
     /// compiles with it.
-    pub fn reload_with_data(&self, data: serde_json::Value, trigger: ReloadTrigger) -> Result<PolicyStatus, PolicyError> {
+    pub fn reload_with_data(
+        &self,
+        data: serde_json::Value,
+        trigger: ReloadTrigger,
+    ) -> Result<PolicyStatus, PolicyError> {
         let data = Arc::new(data);
         self.reload_inner(trigger, &data)?;
         self.config.store(data);

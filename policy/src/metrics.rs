@@ -60,10 +60,7 @@ impl Metrics {
         )
         .map_err(metric_err)?;
         let errors = IntCounterVec::new(
-            Opts::new(
-                "clawbutler_policy_errors_total",
-                "Evaluations that failed closed (deny policy_error), by cause",
-            ),
+            Opts::new("clawbutler_policy_errors_total", "Evaluations that failed closed (deny policy_error), by cause"),
             &["cause"],
         )
         .map_err(metric_err)?;

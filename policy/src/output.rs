@@ -45,10 +45,8 @@ pub(crate) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, 
     if raw.rule.trim().is_empty() || raw.reason.trim().is_empty() {
         return Err(OutputError::IllTyped("rule and reason must be non-empty strings".into()));
     }
-    let obligations = raw
-        .obligations
-        .map(|o| Obligations { mask: o.mask, hold_ttl_s: o.hold_ttl_s })
-        .unwrap_or_default();
+    let obligations =
+        raw.obligations.map(|o| Obligations { mask: o.mask, hold_ttl_s: o.hold_ttl_s }).unwrap_or_default();
     Ok(Decision {
         id: Decision::new_id(),
         bundle_revision: revision.to_string(),

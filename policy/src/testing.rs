@@ -98,7 +98,9 @@ pub fn run_tests(source: &BundleSource, data: &serde_json::Value) -> Result<Test
             let path = format!("data.{package}.{name}");
             let (passed, error) = match engine.eval_rule(path) {
                 Ok(regorus::Value::Bool(true)) => (true, None),
-                Ok(regorus::Value::Undefined) => (false, Some("undefined: a condition of the test did not hold".to_string())),
+                Ok(regorus::Value::Undefined) => {
+                    (false, Some("undefined: a condition of the test did not hold".to_string()))
+                }
                 Ok(other) => (false, Some(format!("evaluated to {other}, expected true"))),
                 Err(e) => (false, Some(format!("error: {e}"))),
             };

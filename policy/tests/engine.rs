@@ -99,9 +99,14 @@ fn syntax_error_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "good.rego", &allow_policy("a"));
     write(dir.path(), "broken.rego", "package clawbutler\n\nx := {\n  \"a\": \n");
-    let err = PolicyEngine::new(BundleSource::Dir(dir.path().into()), serde_json::Value::Null, opts(), &prometheus::Registry::new())
-        .err()
-        .unwrap();
+    let err = PolicyEngine::new(
+        BundleSource::Dir(dir.path().into()),
+        serde_json::Value::Null,
+        opts(),
+        &prometheus::Registry::new(),
+    )
+    .err()
+    .unwrap();
     assert!(matches!(err, PolicyError::Compile(_)));
     let first = err.to_string().lines().next().unwrap().to_string();
     assert!(first.starts_with("broken.rego:"), "{err}");
@@ -112,9 +117,14 @@ fn syntax_error_names_file_and_line() {
 fn bundle_without_decision_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "p.rego", "package clawbutler\n\nallow := true\n");
-    let err = PolicyEngine::new(BundleSource::Dir(dir.path().into()), serde_json::Value::Null, opts(), &prometheus::Registry::new())
-        .err()
-        .unwrap();
+    let err = PolicyEngine::new(
+        BundleSource::Dir(dir.path().into()),
+        serde_json::Value::Null,
+        opts(),
+        &prometheus::Registry::new(),
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("data.clawbutler.decision"), "{err}");
 }
 

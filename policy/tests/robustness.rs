@@ -34,10 +34,55 @@ impl Rng {
     /// Words that exercise the shipped rules, plus noise and odd characters.
     fn word(&mut self) -> String {
         const WORDS: &[&str] = &[
-            "rm", "-rf", "-r", "/", "sudo", "curl", "wget", "|", "sh", "bash", "chmod", "777", "mkfs.ext4", "dd",
-            "of=/dev/sda", ">", ">>", "/etc/passwd", "~/.ssh/id_rsa", ".env", "git", "status", "&&", ";", "||",
-            "$(curl", "stripe", "pay", "mail", "\"", "'", "\\", "*", "?", "[", "{", "}", "é", "\u{0}", "\t", "\n",
-            "", "..", "/w/x", "ls", "send_email", "message", "%s", "%v",
+            "rm",
+            "-rf",
+            "-r",
+            "/",
+            "sudo",
+            "curl",
+            "wget",
+            "|",
+            "sh",
+            "bash",
+            "chmod",
+            "777",
+            "mkfs.ext4",
+            "dd",
+            "of=/dev/sda",
+            ">",
+            ">>",
+            "/etc/passwd",
+            "~/.ssh/id_rsa",
+            ".env",
+            "git",
+            "status",
+            "&&",
+            ";",
+            "||",
+            "$(curl",
+            "stripe",
+            "pay",
+            "mail",
+            "\"",
+            "'",
+            "\\",
+            "*",
+            "?",
+            "[",
+            "{",
+            "}",
+            "é",
+            "\u{0}",
+            "\t",
+            "\n",
+            "",
+            "..",
+            "/w/x",
+            "ls",
+            "send_email",
+            "message",
+            "%s",
+            "%v",
         ];
         match self.below(4) {
             0 => (0..self.below(12)).map(|_| char::from_u32(self.below(0x2FF) as u32).unwrap_or('x')).collect(),
@@ -57,7 +102,8 @@ impl Rng {
             4 => V::String(self.text()),
             5 => V::Array((0..self.below(4)).map(|_| self.json(depth + 1)).collect()),
             _ => {
-                let keys = ["kind", "model", "exec", "tool", "name", "command", "args", "budgets", "grants", "cost", "x"];
+                let keys =
+                    ["kind", "model", "exec", "tool", "name", "command", "args", "budgets", "grants", "cost", "x"];
                 let mut m = serde_json::Map::new();
                 for _ in 0..self.below(6) {
                     m.insert(self.pick(&keys).to_string(), self.json(depth + 1));
@@ -94,7 +140,9 @@ impl Rng {
             _ => {
                 inp.tool = Some(ToolInput {
                     server: None,
-                    name: self.pick(&["send_email", "read", "write", "exec", "stripe_pay", "", "list_emails", "a.b:c/d"]).into(),
+                    name: self
+                        .pick(&["send_email", "read", "write", "exec", "stripe_pay", "", "list_emails", "a.b:c/d"])
+                        .into(),
                     args: self.json(0),
                 })
             }
@@ -192,7 +240,11 @@ fn evaluations_during_reloads_never_fail() {
         .collect();
     for i in 1..=30 {
         // Alternate good and broken bundles: broken ones must never reach the workers.
-        let text = if i % 3 == 0 { "package clawbutler\n\ndecision := {\n".to_string() } else { allow_policy(&format!("v{i}")) };
+        let text = if i % 3 == 0 {
+            "package clawbutler\n\ndecision := {\n".to_string()
+        } else {
+            allow_policy(&format!("v{i}"))
+        };
         write(dir.path(), "p.rego", &text);
         let _ = e.reload();
     }

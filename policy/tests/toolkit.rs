@@ -79,7 +79,15 @@ fn watcher_reloads_after_a_change() {
 
 #[test]
 fn embedded_bundle_has_nothing_to_watch() {
-    let e = Arc::new(policy::PolicyEngine::new(BundleSource::Embedded, serde_json::Value::Null, opts(), &prometheus::Registry::new()).unwrap());
+    let e = Arc::new(
+        policy::PolicyEngine::new(
+            BundleSource::Embedded,
+            serde_json::Value::Null,
+            opts(),
+            &prometheus::Registry::new(),
+        )
+        .unwrap(),
+    );
     assert!(!e.watch().unwrap().is_active());
     assert_eq!(e.status().source, "embedded");
     assert!(e.status().files.contains(&"decision.rego".to_string()));

@@ -28,7 +28,8 @@ pub async fn run(cli: &Cli, a: &AttachArgs, detach: bool) -> CliResult {
     let (link, stop) = attach::connect(&a.gateway, &token_env, &data_dir).await?;
     let listen = cfg.listen_addr()?;
     // A wildcard listen address is reached over loopback from a local gateway.
-    let sidecar = if listen.ip().is_unspecified() { format!("127.0.0.1:{}", listen.port()) } else { listen.to_string() };
+    let sidecar =
+        if listen.ip().is_unspecified() { format!("127.0.0.1:{}", listen.port()) } else { listen.to_string() };
     let result = if detach {
         attach::detach(&link, &data_dir, a.dry_run).await
     } else {

@@ -82,6 +82,17 @@ pub fn plan(config: &Value, agents: &[(String, String)], upstreams: &[proxy::Ups
         let cb = format!("cb-{id}");
         let mut np = p.clone();
         np["baseUrl"] = json!(format!("http://{sidecar}/a/{id}/{}{suffix}", up.name));
+        // An inline key comes back redacted and cannot be copied: the sidecar must hold the
+        // real key (`api_key_env` on the upstream). Key references (env/secret objects) copy as is.
+        if np.get("apiKey").and_then(Value::as_str).is_some_and(|k| k.contains("__OPENCLAW_REDACTED__")) {
+            np["apiKey"] = json!("clawbutler-managed");
+            if up.api_key_env.is_none() {
+                skipped.push((
+                    id.clone(),
+                    format!("note: provider '{provider}' has an inline key; set api_key_env on upstream '{}' so the sidecar sends the real key", up.name),
+                ));
+            }
+        }
         after["models"]["providers"][&cb] = np;
         if !after["agents"]["entries"][id].is_object() {
             after["agents"]["entries"][id] = json!({});
@@ -96,8 +107,10 @@ pub fn plan(config: &Value, agents: &[(String, String)], upstreams: &[proxy::Ups
 
 /// The forward merge patch (and replace paths) of `changes` applied to `current`.
 pub fn forward_patch(changes: &[Change], current: &Value) -> (Value, Vec<String>) {
-    let swapped: Vec<Change> =
-        changes.iter().map(|c| Change { path: c.path.clone(), before: c.after.clone(), after: c.before.clone() }).collect();
+    let swapped: Vec<Change> = changes
+        .iter()
+        .map(|c| Change { path: c.path.clone(), before: c.after.clone(), after: c.before.clone() })
+        .collect();
     let (patch, replace, _) = restore_patch(&swapped, current);
     (patch, replace)
 }
@@ -115,8 +128,13 @@ pub fn record_path(data_dir: &Path, url: &str) -> PathBuf {
 }
 
 /// A short-lived link for the CLI.
-pub async fn connect(url: &str, token_env: &str, data_dir: &Path) -> Result<(Arc<Link>, tokio::sync::watch::Sender<bool>), GatewayError> {
-    let settings = GatewaySettings { url: Some(url.to_string()), token_env: token_env.to_string(), ..Default::default() };
+pub async fn connect(
+    url: &str,
+    token_env: &str,
+    data_dir: &Path,
+) -> Result<(Arc<Link>, tokio::sync::watch::Sender<bool>), GatewayError> {
+    let settings =
+        GatewaySettings { url: Some(url.to_string()), token_env: token_env.to_string(), ..Default::default() };
     let link = super::connect_link(&settings, url, data_dir, &prometheus::Registry::new())?;
     let (tx, rx) = tokio::sync::watch::channel(false);
     link.spawn(rx);
@@ -166,14 +184,18 @@ pub async fn attach(
     let plan = plan(&before, &agents, upstreams, sidecar);
     let mut lines = render(&plan.changes);
     for (id, why) in &plan.skipped {
-        lines.push(format!("= agent {id} not attached: {why}"));
+        lines.push(format!("= agent {id}: {why}"));
     }
     let ea = link.call("exec.approvals.get", json!({})).await?;
     let mut file = ea["file"].clone();
     let mut exec_before = std::collections::BTreeMap::new();
     for id in &plan.agents {
         let prev = file.pointer(&format!("/agents/{id}")).cloned();
-        lines.push(format!("~ exec-approvals agents.{id}: {} -> {}", prev.as_ref().map_or("(absent)".into(), |v| v.to_string()), ask_policy()));
+        lines.push(format!(
+            "~ exec-approvals agents.{id}: {} -> {}",
+            prev.as_ref().map_or("(absent)".into(), |v| v.to_string()),
+            ask_policy()
+        ));
         exec_before.insert(id.clone(), prev);
         if !file["agents"].is_object() {
             file["agents"] = json!({});
@@ -265,13 +287,12 @@ mod tests {
     fn plan_rewires_each_agent_through_its_upstream() {
         let cfg = json!({"models": {"providers": {"direct": {"baseUrl": "http://127.0.0.1:9/v1", "api": "openai-completions", "apiKey": "k"}}},
                          "agents": {"entries": {"ops": {"model": "direct/m"}}}});
-        let ups: Vec<proxy::UpstreamConfig> = toml::from_str::<toml::Table>(
-            "[[u]]\nname = \"fake\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:9/v1\"",
-        )
-        .unwrap()["u"]
-            .clone()
-            .try_into()
-            .unwrap();
+        let ups: Vec<proxy::UpstreamConfig> =
+            toml::from_str::<toml::Table>("[[u]]\nname = \"fake\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:9/v1\"")
+                .unwrap()["u"]
+                .clone()
+                .try_into()
+                .unwrap();
         let agents = vec![("ops".to_string(), "direct/m".to_string()), ("x".to_string(), "builtin/m".to_string())];
         let p = plan(&cfg, &agents, &ups, "127.0.0.1:8787");
         assert_eq!(p.agents, vec!["ops".to_string()]);

@@ -169,7 +169,10 @@ mod tests {
         let payload = d.payload(&input);
         assert_eq!(
             payload,
-            format!("v3|{}|gateway-client|backend|operator|operator.read,operator.admin|1795473282813|tok|n-1|linux|", d.id())
+            format!(
+                "v3|{}|gateway-client|backend|operator|operator.read,operator.admin|1795473282813|tok|n-1|linux|",
+                d.id()
+            )
         );
         let proof = d.prove(&input);
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -199,7 +199,9 @@ impl Gateway {
         lock(&self.exec.pending).remove(&r.id);
         match outcome {
             Ok(()) => self.audit_exec(r, None, "clawbutler", &format!("resolved_{decision}"), Value::Null),
-            Err(e) => self.audit_exec(r, None, "clawbutler", "resolve_failed", json!({"decision": decision, "error": e})),
+            Err(e) => {
+                self.audit_exec(r, None, "clawbutler", "resolve_failed", json!({"decision": decision, "error": e}))
+            }
         }
     }
 
@@ -221,8 +223,14 @@ impl Gateway {
         };
         let reason = format!("resolved in OpenClaw by {by}: {decision}");
         let closed = self.parts.broker.close_external(&r.id, status, Some(&reason), &format!("openclaw:{by}")).await;
-        self.audit_exec(&r, None, &format!("openclaw:{by}"), "resolved_elsewhere", json!({
-            "decision": decision, "closed_approval": closed.ok().flatten().map(|c| c.approval.id)}));
+        self.audit_exec(
+            &r,
+            None,
+            &format!("openclaw:{by}"),
+            "resolved_elsewhere",
+            json!({
+            "decision": decision, "closed_approval": closed.ok().flatten().map(|c| c.approval.id)}),
+        );
     }
 
     /// After (re)connect: decide what is pending and close what vanished. Never allows.

@@ -188,7 +188,12 @@ impl Gateway {
     }
 
     /// `config.patch` with the current hash, retried once on a stale hash.
-    pub(crate) async fn config_patch(&self, raw: &Value, replace: &[String], note: &str) -> Result<Value, GatewayError> {
+    pub(crate) async fn config_patch(
+        &self,
+        raw: &Value,
+        replace: &[String],
+        note: &str,
+    ) -> Result<Value, GatewayError> {
         let mut last = None;
         for _ in 0..2 {
             let (hash, _) = self.config_get().await?;
@@ -258,14 +263,14 @@ impl Gateway {
     }
 
     async fn disable_cron(&self, id: &str) -> Vec<String> {
-        let list = match self.link.call("cron.list", json!({"agentId": id, "includeDisabled": true, "limit": 200})).await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(agent = id, error = %e, "cron.list for kill failed");
-                return Vec::new();
-            }
-        };
+        let list =
+            match self.link.call("cron.list", json!({"agentId": id, "includeDisabled": true, "limit": 200})).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(agent = id, error = %e, "cron.list for kill failed");
+                    return Vec::new();
+                }
+            };
         let mut done = Vec::new();
         for job in list.get("jobs").and_then(Value::as_array).into_iter().flatten() {
             let mine = job.get("agentId").and_then(Value::as_str) == Some(id);
@@ -329,13 +334,8 @@ impl Gateway {
 
     /// After a reconnect: agents killed while the link was down get their OpenClaw side now.
     pub(crate) async fn reapply_kills(&self) {
-        let mut targets: Vec<(String, String, String)> = self
-            .parts
-            .kill
-            .killed_agents()
-            .into_iter()
-            .map(|(id, e)| (id, e.reason, e.actor))
-            .collect();
+        let mut targets: Vec<(String, String, String)> =
+            self.parts.kill.killed_agents().into_iter().map(|(id, e)| (id, e.reason, e.actor)).collect();
         if let Some(g) = self.parts.kill.global() {
             for id in self.registry.ids() {
                 targets.push((id, g.reason.clone(), g.actor.clone()));
@@ -378,7 +378,10 @@ mod tests {
         let changes = diff(&before, &after);
         assert_eq!(changes.len(), 2, "{changes:?}");
         let (patch, replace, skipped) = restore_patch(&changes, &after);
-        assert_eq!(patch, json!({"agents": {"defaults": {"model": null}, "entries": {"main": {"tools": {"deny": ["exec"]}}}}}));
+        assert_eq!(
+            patch,
+            json!({"agents": {"defaults": {"model": null}, "entries": {"main": {"tools": {"deny": ["exec"]}}}}})
+        );
         assert_eq!(replace, vec!["agents.entries.main.tools.deny".to_string()]);
         assert!(skipped.is_empty());
         // A path changed by someone else since the kill is left alone.

@@ -172,7 +172,7 @@ impl Link {
             loop {
                 match rx.recv().await {
                     None => return Err(GatewayError::Disconnected),
-                    Some(Err(e)) => return Err(GatewayError::Rpc { method: method.to_string(), error: e }),
+                    Some(Err(e)) => return Err(GatewayError::Rpc { method: method.to_string(), error: Box::new(e) }),
                     Some(Ok(v)) => {
                         let ack = v.get("status").and_then(Value::as_str) == Some("accepted");
                         if !(expect_final && ack) {
@@ -257,7 +257,9 @@ impl Link {
             loop {
                 match next_frame(&mut ws, max).await? {
                     Frame::Res(r) if r.id == "connect" => {
-                        return r.result.map_err(|error| GatewayError::Rpc { method: "connect".into(), error })
+                        return r
+                            .result
+                            .map_err(|error| GatewayError::Rpc { method: "connect".into(), error: Box::new(error) })
                     }
                     other => tracing::debug!(?other, "frame before hello-ok dropped"),
                 }
@@ -270,8 +272,13 @@ impl Link {
                 tracing::warn!(error = %e, "could not persist the gateway device token");
             }
         }
-        let granted: Vec<&str> =
-            hello.pointer("/auth/scopes").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let granted: Vec<&str> = hello
+            .pointer("/auth/scopes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         if !granted.contains(&"operator.admin") && !granted.contains(&"operator.approvals") {
             tracing::warn!(?granted, "gateway granted no approval/admin scope: kill and exec approvals will fail");
         }

@@ -38,7 +38,7 @@ pub enum GatewayError {
     #[error("gateway did not answer {method} within {after:?}")]
     Timeout { method: String, after: Duration },
     #[error("gateway refused {method}: {error}")]
-    Rpc { method: String, error: frame::RpcError },
+    Rpc { method: String, error: Box<frame::RpcError> },
     #[error("gateway handshake: {0}")]
     Handshake(String),
     #[error("device identity: {0}")]
@@ -115,7 +115,11 @@ impl Gateway {
         ("gateway", up, detail)
     }
 
-    async fn event_loop(self: Arc<Self>, mut events: broadcast::Receiver<LinkEvent>, mut shutdown: watch::Receiver<bool>) {
+    async fn event_loop(
+        self: Arc<Self>,
+        mut events: broadcast::Receiver<LinkEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             let ev = tokio::select! {
                 _ = shutdown.changed() => return,

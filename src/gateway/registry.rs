@@ -64,7 +64,9 @@ impl Registry {
         let p = &e.payload;
         let Some(agent) = p.get("agentId").and_then(Value::as_str) else { return };
         let mut map = self.agents.write().unwrap_or_else(|p| p.into_inner());
-        let st = map.entry(agent.to_string()).or_insert_with(|| AgentState { name: agent.to_string(), ..Default::default() });
+        let st = map
+            .entry(agent.to_string())
+            .or_insert_with(|| AgentState { name: agent.to_string(), ..Default::default() });
         let ts = p.get("ts").and_then(Value::as_i64).unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         st.last_activity_ms = Some(st.last_activity_ms.map_or(ts, |t| t.max(ts)));
         if e.event != "agent" || p.get("stream").and_then(Value::as_str) != Some("lifecycle") {

@@ -22,8 +22,22 @@ async fn status(_c: Caller, State(s): State<AppState>) -> Json<policy::PolicySta
 
 async fn reload(c: Caller, State(s): State<AppState>) -> Result<Json<policy::PolicyStatus>, Problem> {
     c.require(Role::Admin)?;
-    s.policy
-        .reload()
+    let before = s.policy.revision();
+    let result = s.policy.reload_by(policy::ReloadTrigger::Api);
+    let ev = audit::AuditEvent {
+        kind: Some(audit::RecordKind::PolicyReload),
+        bundle_revision: Some(s.policy.revision()),
+        actor: Some(c.name.clone()),
+        outcome: Some(if result.is_ok() { "reloaded" } else { "error" }.into()),
+        reason: result.as_ref().err().map(|e| e.to_string()),
+        details: serde_json::json!({"previous_revision": before, "trigger": "api"}),
+        ..Default::default()
+    };
+    if let Err(e) = s.audit.append_durable(ev).await {
+        tracing::error!(error = %e, "audit append failed for a policy reload");
+    }
+    // On error the last good bundle keeps serving; the caller sees why the new one was refused.
+    result
         .map(Json)
         .map_err(|e| Problem::new(http::StatusCode::UNPROCESSABLE_ENTITY, "Policy bundle rejected", e.to_string()))
 }

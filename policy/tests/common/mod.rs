@@ -34,9 +34,7 @@ pub fn metric(reg: &prometheus::Registry, name: &str, labels: &[(&str, &str)]) -
             continue;
         }
         for m in mf.get_metric() {
-            let ok = labels
-                .iter()
-                .all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v));
+            let ok = labels.iter().all(|(k, v)| m.get_label().iter().any(|l| l.name() == *k && l.value() == *v));
             if ok {
                 if mf.get_field_type() == prometheus::proto::MetricType::HISTOGRAM {
                     return m.get_histogram().get_sample_count() as f64;
