@@ -216,7 +216,6 @@ async fn cli_lists_and_resets_budgets() {
         let out = tokio::task::spawn_blocking({
             let args =
                 vec!["budgets".into(), "list".into(), "--url".into(), url.clone(), "--token".into(), ADMIN.into()];
-            let run = run.clone();
             move || run(args)
         })
         .await

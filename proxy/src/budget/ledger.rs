@@ -29,7 +29,7 @@ impl Ledger {
                     }
                 }
             })
-            .map_err(|e| sled::Error::Io(e))?;
+            .map_err(sled::Error::Io)?;
         Ok(Ledger { spend: db.open_tree("budget_spend")?, defs: db.open_tree("budget_defs")?, dirty: tx })
     }
 

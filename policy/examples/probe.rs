@@ -1,0 +1,70 @@
+//! Temporary probe: cost of each piece of a decision. Not shipped.
+use std::time::Instant;
+
+fn pct<F: FnMut()>(name: &str, n: usize, mut f: F) {
+    for _ in 0..n / 10 { f(); }
+    let mut s: Vec<u64> = (0..n).map(|_| { let t = Instant::now(); f(); t.elapsed().as_nanos() as u64 }).collect();
+    s.sort_unstable();
+    let q = |p: f64| s[((s.len() as f64 * p) as usize).min(s.len() - 1)] as f64 / 1000.0;
+    println!("{name:40} p50 {:8.2} us  p99 {:8.2} us", q(0.5), q(0.99));
+}
+
+fn load(engine: &mut regorus::Engine, dir: &str) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let n = p.to_string_lossy().to_string();
+        if n.ends_with(".rego") && !n.ends_with("_test.rego") {
+            engine.add_policy(n.clone(), std::fs::read_to_string(&p).unwrap()).unwrap();
+        }
+    }
+}
+
+fn main() {
+    let dir = std::env::args().nth(1).unwrap_or("/work/main/policies".into());
+    let cfg = serde_json::json!({"clawbutler": {"config": {"model_allowlist": ["gpt-4o", "gpt-4o-mini", "claude-*"], "max_call_usd": 2.0, "workspace_roots": ["/srv/agents"], "high_risk_tools": [], "high_risk_commands": [], "hold_ttl_s": 900}}});
+    let model = serde_json::json!({"version":1,"kind":"model_call","agent":"main","session":null,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736",
+      "model":{"upstream":"openai","upstream_kind":"openai","endpoint":"chat_completions","name":"gpt-4o","max_tokens":4096,"stream":true,"tools":["exec","read","write"]},
+      "exec":null,"tool":null,"cost":{"estimate_usd":0.0412},"budgets":[{"id":"agent:main@daily","scope":"agent:main","window":"daily","spent_usd":1.25,"limit_usd":5.0,"remaining_usd":3.75}],"grants":[],"now":"2026-06-01T12:00:00.000Z"});
+    let exec = serde_json::json!({"version":1,"kind":"exec","agent":"main","session":null,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4737",
+      "model":null,"exec":{"command":"git commit -am 'fix tests' && cargo test -p policy","argv":[],"cwd":"/srv/agents/main/repo","resolved_path":"/usr/bin/git","workspace":"/srv/agents/main"},
+      "tool":null,"cost":{"estimate_usd":null},"budgets":[],"grants":[],"now":"2026-06-01T12:00:00.000Z"});
+    let n = 5000;
+    pct("json->Value (model)", n, || { std::hint::black_box(regorus::Value::from(model.clone())); });
+    let mut e = regorus::Engine::new();
+    e.set_strict_builtin_errors(false);
+    load(&mut e, &dir);
+    e.add_data(regorus::Value::from(cfg.clone())).unwrap();
+    e.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig { limit: std::time::Duration::from_millis(5), check_interval: std::num::NonZeroU32::new(32).unwrap() });
+    let compiled = e.compile_with_entrypoint(&regorus::Rc::from("data.clawbutler.decision")).unwrap();
+    pct("engine.clone()", 500, || { std::hint::black_box(e.clone()); });
+    for (name, inp) in [("model", &model), ("exec", &exec)] {
+        let v = regorus::Value::from(inp.clone());
+        let r = { e.set_input(v.clone()); e.eval_rule("data.clawbutler.decision".into()).unwrap() };
+        println!("{name}: {}", r);
+        pct(&format!("interp eval_rule {name}"), n, || { e.set_input(v.clone()); std::hint::black_box(e.eval_rule("data.clawbutler.decision".into()).unwrap()); });
+        pct(&format!("compiled.eval_with_input {name}"), n, || { std::hint::black_box(compiled.eval_with_input(v.clone()).unwrap()); });
+        pct(&format!("output to_value {name}"), n, || { std::hint::black_box(serde_json::to_value(&r).unwrap()); });
+        // RVM
+        match regorus::languages::rego::compiler::Compiler::compile_from_policy(&compiled, &["data.clawbutler.decision"]) {
+            Ok(prog) => {
+                let mut vm = regorus::rvm::RegoVM::new();
+                vm.load_program(prog.clone());
+                vm.set_data(regorus::Value::from(cfg.clone())).unwrap();
+                vm.set_input(v.clone());
+                match vm.execute_entry_point_by_name("data.clawbutler.decision") {
+                    Ok(r2) => { println!("rvm {name}: {r2} same={}", r2 == r);
+                        pct(&format!("rvm {name}"), n, || { vm.set_input(v.clone()); std::hint::black_box(vm.execute_entry_point_by_name("data.clawbutler.decision").unwrap()); });
+                    }
+                    Err(err) => println!("rvm exec error: {err}"),
+                }
+            }
+            Err(err) => println!("rvm compile error: {err}"),
+        }
+    }
+    let mut t = regorus::Engine::new();
+    t.add_policy("t.rego".into(), "package clawbutler\ndecision := {\"action\": \"allow\", \"rule\": \"r\", \"reason\": \"x\", \"risk\": \"low\"}\n".into()).unwrap();
+    let v = regorus::Value::from(model.clone());
+    pct("trivial eval_rule", n, || { t.set_input(v.clone()); std::hint::black_box(t.eval_rule("data.clawbutler.decision".into()).unwrap()); });
+    t.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig { limit: std::time::Duration::from_millis(5), check_interval: std::num::NonZeroU32::new(32).unwrap() });
+    pct("trivial eval_rule + timer", n, || { t.set_input(v.clone()); std::hint::black_box(t.eval_rule("data.clawbutler.decision".into()).unwrap()); });
+}
