@@ -1,19 +1,42 @@
 # Policy data from the [policies] section of clawbutler.toml arrives at
 # data.clawbutler.config. Every key has a default here, so the bundle also runs (and its
 # tests pass) without any config.
+#
+# Each key is its own rule so a decision only reads the keys it needs: building the whole
+# `cfg` object costs more than most rules (it is still there for policy authors).
 package clawbutler
 
-default _user_config := {}
+default cfg_model_allowlist := []
 
-_user_config := data.clawbutler.config
+cfg_model_allowlist := data.clawbutler.config.model_allowlist
+
+default cfg_max_call_usd := null
+
+cfg_max_call_usd := data.clawbutler.config.max_call_usd
+
+default cfg_workspace_roots := []
+
+cfg_workspace_roots := data.clawbutler.config.workspace_roots
+
+default cfg_high_risk_tools := []
+
+cfg_high_risk_tools := data.clawbutler.config.high_risk_tools
+
+default cfg_high_risk_commands := []
+
+cfg_high_risk_commands := data.clawbutler.config.high_risk_commands
+
+default cfg_hold_ttl_s := 900
+
+cfg_hold_ttl_s := data.clawbutler.config.hold_ttl_s
 
 cfg := {
-	"model_allowlist": object.get(_user_config, "model_allowlist", []),
-	"max_call_usd": object.get(_user_config, "max_call_usd", null),
-	"workspace_roots": object.get(_user_config, "workspace_roots", []),
-	"high_risk_tools": object.get(_user_config, "high_risk_tools", []),
-	"high_risk_commands": object.get(_user_config, "high_risk_commands", []),
-	"hold_ttl_s": object.get(_user_config, "hold_ttl_s", 900),
+	"model_allowlist": cfg_model_allowlist,
+	"max_call_usd": cfg_max_call_usd,
+	"workspace_roots": cfg_workspace_roots,
+	"high_risk_tools": cfg_high_risk_tools,
+	"high_risk_commands": cfg_high_risk_commands,
+	"hold_ttl_s": cfg_hold_ttl_s,
 }
 
 # Exact match, or a glob when the pattern has glob characters. `null` delimiters: `*`

@@ -10,6 +10,9 @@
 #   then the rule name (so the winner is deterministic); a live grant for this call turns a
 #   hold (never a deny) into an allow. An input kind this bundle does not know leaves
 #   `decision` undefined, which the engine turns into a deny (fail closed).
+#
+# Cost note: `else` chains stop at the first branch that holds, so an allowed call pays for
+# two emptiness checks and one object, not for every alternative.
 package clawbutler
 
 deny_findings := model_denies | call_denies if input.kind == "model_call"
@@ -22,9 +25,23 @@ hold_findings := exec_holds | secret_holds if input.kind == "exec"
 
 hold_findings := (exec_holds | secret_holds) | tool_holds if input.kind in {"tool_call", "plugin"}
 
-_risk_rank := {"low": 0, "medium": 1, "high": 2, "critical": 3}
+# deny_findings and hold_findings are undefined for an unknown kind, and so is _default_allow,
+# so no branch holds and `decision` stays undefined.
+decision := _from("deny", _winner(deny_findings)) if {
+	count(deny_findings) > 0
+} else := _held if {
+	count(hold_findings) > 0
+} else := d if {
+	a := _default_allow
+	d := {"action": "allow", "rule": a.rule, "reason": a.reason, "risk": a.risk, "obligations": {"mask": []}}
+}
 
-_known_kinds := {"model_call", "exec", "tool_call", "plugin"}
+# A hold, or an allow when a live grant covers the call (grants never override a deny).
+_held := _from("allow", _granted(_winner(hold_findings))) if {
+	count(matching_grants) > 0
+} else := _from("hold", _winner(hold_findings))
+
+_risk_rank := {"low": 0, "medium": 1, "high": 2, "critical": 3}
 
 _winner(findings) := sorted[0][2] if {
 	sorted := sort([[0 - _risk_rank[f.risk], f.rule, f] | some f in findings])
@@ -44,34 +61,9 @@ _from(action, f) := {
 	"obligations": _obligations(action),
 }
 
-_obligations("hold") := {"mask": _mask, "hold_ttl_s": cfg.hold_ttl_s}
+_obligations("hold") := {"mask": _mask, "hold_ttl_s": cfg_hold_ttl_s}
 
 _obligations(action) := {"mask": _mask} if action != "hold"
-
-decision := _from("deny", _winner(deny_findings)) if {
-	input.kind in _known_kinds
-	count(deny_findings) > 0
-}
-
-decision := _from("hold", _winner(hold_findings)) if {
-	input.kind in _known_kinds
-	count(deny_findings) == 0
-	count(hold_findings) > 0
-	count(matching_grants) == 0
-}
-
-decision := _from("allow", _granted(_winner(hold_findings))) if {
-	input.kind in _known_kinds
-	count(deny_findings) == 0
-	count(hold_findings) > 0
-	count(matching_grants) > 0
-}
-
-decision := _from("allow", _default_allow) if {
-	input.kind in _known_kinds
-	count(deny_findings) == 0
-	count(hold_findings) == 0
-}
 
 _granted(held) := {
 	"rule": sprintf("grant:%s", [id]),
@@ -82,28 +74,27 @@ _granted(held) := {
 }
 
 _default_allow := {
+	"rule": "allow.exec",
+	"reason": "No policy rule restricts this command",
+	"risk": "medium",
+} if {
+	input.kind == "exec"
+} else := {
 	"rule": "model.list_models",
 	"reason": "Listing models is always allowed",
 	"risk": "low",
-} if is_model_list
-
-_default_allow := {
+} if {
+	is_model_list
+} else := {
 	"rule": "allow.model_call",
 	"reason": "No policy rule restricts this model call",
 	"risk": "low",
 } if {
 	input.kind == "model_call"
-	not is_model_list
-}
-
-_default_allow := {
-	"rule": "allow.exec",
-	"reason": "No policy rule restricts this command",
-	"risk": "medium",
-} if input.kind == "exec"
-
-_default_allow := {
+} else := {
 	"rule": sprintf("allow.%s", [input.kind]),
 	"reason": "No policy rule restricts this tool call",
 	"risk": "low",
-} if input.kind in {"tool_call", "plugin"}
+} if {
+	input.kind in {"tool_call", "plugin"}
+}

@@ -1,33 +1,39 @@
 # Shell commands: exec approvals, and tool calls that carry a shell command (OpenClaw's exec
 # tool through the plugin gate, MCP shell tools). Matching is on words, not a shell parser:
 # it errs towards holding, and a grant or an edited rule clears false positives.
+#
+# Cost note: every builtin call and every loop step costs a fraction of a microsecond, and a
+# decision runs on every command. So the rules look for words with one substring scan of a
+# padded copy of the command (`strings.replace_n` removes every listed word at once: the
+# string changes exactly when one of them occurs), and only walk the words one by one when a
+# rule's word is there. Most commands name none of them.
 package clawbutler
 
-# The command line under decision.
+# The command line under decision (an `else` chain: the first branch that holds wins, the
+# others are not evaluated).
 command := input.exec.command if {
 	input.kind == "exec"
 	input.exec.command != ""
-}
-
-command := concat(" ", input.exec.argv) if {
+} else := concat(" ", input.exec.argv) if {
 	input.kind == "exec"
 	input.exec.command == ""
-}
-
-command := input.tool.args.command if {
+} else := input.tool.args.command if {
 	input.kind in {"tool_call", "plugin"}
 	is_string(input.tool.args.command)
 }
 
 # Shell operators become separate words: "a;b" -> "a ; b". `||` is not a pipe.
-_spaced := replace(replace(replace(replace(replace(replace(command, "\t", " "), "\n", " "), ";", " ; "), "&&", " && "), "||", " ; "), "|", " | ")
+_spaced := strings.replace_n(
+	{"\t": " ", "\n": " ", ";": " ; ", "&&": " && ", "|": " | "},
+	replace(command, "||", " ; "),
+)
+
+_lc_spaced := lower(_spaced)
 
 # Words as written (paths keep their case) and lower-cased.
 raw_tokens := [t | some t in split(_spaced, " "); t != ""]
 
-_lc := lower(command)
-
-_tokens := [lower(t) | some t in raw_tokens]
+_tokens := [t | some t in split(_lc_spaced, " "); t != ""]
 
 _token_set := {t | some t in _tokens}
 
@@ -38,9 +44,56 @@ _words := {w |
 	w := parts[count(parts) - 1]
 }
 
+# The gate text: lower-cased, with every shell separator (space, tab, newline, `;`, `&`, `|`)
+# turned into a space and a space after every "/". Split on spaces, its pieces include every
+# word of _tokens and every program name of _words (it splits at more places, so a rule that
+# sees its word here re-checks it on _tokens / _words: the gate never decides on its own).
+_gate_text := strings.replace_n({"\t": " ", "\n": " ", "&": " ", ";": " ", "/": "/ ", "|": " "}, lower(command))
+
+# The words the rules below look for, with the rule families that want them. Program names
+# are matched as last path elements; the payment and downloader words are re-checked as whole
+# words by their rules.
+_trigger_words := {
+	"rm": ["rm", "write"], "sudo": ["privilege"], "su": ["privilege"], "doas": ["privilege"],
+	"pkexec": ["privilege"], "chmod": ["chmod", "write"], "wipefs": ["disk"], "dd": ["dd", "write"],
+	"sendmail": ["mail"], "mail": ["mail"], "mailx": ["mail"], "mutt": ["mail"], "msmtp": ["mail"],
+	"curl": ["download"], "wget": ["download"], "fetch": ["download"],
+	"pay": ["payment"], "payment": ["payment"], "payments": ["payment"], "payout": ["payment"],
+	"payouts": ["payment"], "transfer": ["payment"], "transfers": ["payment"], "charge": ["payment"],
+	"charges": ["payment"], "refund": ["payment"], "refunds": ["payment"], "purchase": ["payment"],
+	"checkout": ["payment"], "invoice": ["payment"], "invoices": ["payment"], "withdraw": ["payment"],
+	"rmdir": ["write"], "mv": ["write"], "cp": ["write"], "tee": ["write"], "touch": ["write"],
+	"mkdir": ["write"], "ln": ["write"], "chown": ["write"], "chgrp": ["write"], "truncate": ["write"],
+	"install": ["write"], "rsync": ["write"], "shred": ["write"], "unlink": ["write"], "scp": ["write"],
+}
+
+# Rule families whose words occur: one pass over the words, each an object lookup.
+_families := {f |
+	some w in split(_gate_text, " ")
+	some f in _trigger_words[w]
+}
+
+# Substrings some rules look for anywhere in a word; the rules re-check which one.
+_has_markers if strings.replace_n(
+	{"curl": "", "wget": "", "stripe": "", "paypal": "", "braintree": "", "adyen": "", "mkfs": ""},
+	_gate_text,
+) != _gate_text
+
 _hold(rule, reason, risk) := {"rule": rule, "reason": reason, "risk": risk}
 
-exec_holds contains _hold("exec.destructive_rm", "Recursive delete (rm -r / rm -rf) needs a human's approval", _rm_risk) if {
+# The word rules below add to _word_holds, which is only looked at when the gate found one of
+# their words or markers: a command without any costs one body here, not one per rule.
+exec_holds contains f if {
+	_gate_hit
+	some f in _word_holds
+}
+
+_gate_hit if count(_families) > 0
+
+_gate_hit if _has_markers
+
+_word_holds contains _hold("exec.destructive_rm", "Recursive delete (rm -r / rm -rf) needs a human's approval", _rm_risk) if {
+	"rm" in _families
 	"rm" in _words
 	some t in _tokens
 	_recursive_flag(t)
@@ -63,7 +116,8 @@ _rm_risk := "critical" if {
 	t in _rm_everything
 }
 
-exec_holds contains _hold("exec.privilege_escalation", "Running a command as another user (sudo/su/doas) needs a human's approval", "high") if {
+_word_holds contains _hold("exec.privilege_escalation", "Running a command as another user (sudo/su/doas) needs a human's approval", "high") if {
+	"privilege" in _families
 	count(_words & {"sudo", "su", "doas", "pkexec"}) > 0
 }
 
@@ -71,7 +125,9 @@ _shells := {"sh", "bash", "zsh", "dash", "ksh", "fish", "python", "python3", "pe
 
 _downloaders := {"curl", "wget", "fetch"}
 
-exec_holds contains _hold("exec.remote_script", "Running a downloaded script (curl | sh, wget | bash) needs a human's approval", "critical") if {
+# A downloader word before a pipe into a shell.
+_word_holds contains _hold("exec.remote_script", "Running a downloaded script (curl | sh, wget | bash) needs a human's approval", "critical") if {
+	"download" in _families
 	"|" in _token_set
 	some i, t in _tokens
 	t == "|"
@@ -81,65 +137,86 @@ exec_holds contains _hold("exec.remote_script", "Running a downloaded script (cu
 	d in _downloaders
 }
 
-exec_holds contains _hold("exec.remote_script", "Running a downloaded script (curl | sh, wget | bash) needs a human's approval", "critical") if {
+_word_holds contains _hold("exec.remote_script", "Running a downloaded script (curl | sh, wget | bash) needs a human's approval", "critical") if {
+	_has_markers
 	some marker in ["$(curl", "$(wget", "<(curl", "<(wget", "`curl", "`wget"]
-	contains(_lc, marker)
+	contains(_lc_spaced, marker)
 }
 
-exec_holds contains _hold("exec.chmod_world_writable", "Making files writable by everyone (chmod 777) needs a human's approval", "high") if {
+_word_holds contains _hold("exec.chmod_world_writable", "Making files writable by everyone (chmod 777) needs a human's approval", "high") if {
+	"chmod" in _families
 	"chmod" in _words
 	some t in _tokens
 	t in {"777", "0777", "666", "0666", "a+rwx", "ugo+rwx", "a+w", "o+w", "o+rwx"}
 }
 
-exec_holds contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if {
+_word_holds contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if {
+	_has_markers
 	some w in _words
 	startswith(w, "mkfs")
 }
 
-exec_holds contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if "wipefs" in _words
+_word_holds contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if {
+	"disk" in _families
+	"wipefs" in _words
+}
 
-exec_holds contains _hold("exec.raw_disk_write", "Writing to a raw device (dd of=/dev/...) needs a human's approval", "critical") if {
+_word_holds contains _hold("exec.raw_disk_write", "Writing to a raw device (dd of=/dev/...) needs a human's approval", "critical") if {
+	"dd" in _families
 	"dd" in _words
 	some t in _tokens
 	startswith(t, "of=/dev/")
 	not t in {"of=/dev/null", "of=/dev/stdout", "of=/dev/stderr"}
 }
 
-exec_holds contains _hold("exec.outbound_message", "Sending mail from the shell needs a human's approval", "high") if {
+_word_holds contains _hold("exec.outbound_message", "Sending mail from the shell needs a human's approval", "high") if {
+	"mail" in _families
 	count(_words & {"sendmail", "mail", "mailx", "mutt", "msmtp"}) > 0
 }
 
 _pay_words := {"pay", "payment", "payments", "payout", "payouts", "transfer", "transfers", "charge", "charges", "refund", "refunds", "purchase", "checkout", "invoice", "invoices", "withdraw"}
 
-exec_holds contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
+_word_holds contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
+	"payment" in _families
 	count(_token_set & _pay_words) > 0
 }
 
-exec_holds contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
+_word_holds contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
+	_has_markers
 	some marker in ["stripe", "paypal", "braintree", "adyen"]
-	contains(_lc, marker)
+	contains(_lc_spaced, marker)
 }
 
 exec_holds contains f if {
-	some p in cfg.high_risk_commands
+	some p in cfg_high_risk_commands
 	glob_or_exact(p, command)
 	f := _hold("exec.high_risk_configured", sprintf("Commands matching '%s' need a human's approval (configured)", [p]), "high")
 }
 
 # Workspace: input.exec.workspace plus configured roots. Without any root nothing is checked.
-workspace_roots := array.concat([w | w := input.exec.workspace; is_string(w); w != ""], cfg.workspace_roots)
+workspace_roots := array.concat([w | w := input.exec.workspace; is_string(w); w != ""], cfg_workspace_roots)
 
-under_workspace(p) if {
-	some r in workspace_roots
+# The agent's own workspace first (the usual answer, and cheap when it has no trailing "/"),
+# then the configured roots.
+under_workspace(p) := true if {
+	ws := input.exec.workspace
+	is_string(ws)
+	ws != ""
+	startswith(concat("", [p, "/"]), concat("", [ws, "/"]))
+} else := true if {
+	_path_under(p, input.exec.workspace)
+} else := true if {
+	some r in cfg_workspace_roots
 	_path_under(p, r)
 }
 
-_path_under(p, r) if p == r
-
-_path_under(p, r) if p == trim_right(r, "/")
-
-_path_under(p, r) if startswith(p, concat("", [trim_right(r, "/"), "/"]))
+# `p + "/"` starts with `r` (trailing "/" trimmed) + "/": covers p == r and trailing slashes on
+# either side, and /home/u/proj2 is not under /home/u/proj.
+_path_under(p, r) if {
+	is_string(r)
+	r != ""
+	startswith(concat("", [p, "/"]), concat("", [trim_right(r, "/"), "/"]))
+}
 
 _harmless_targets := {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty"}
 
@@ -147,21 +224,24 @@ _write_programs := {"rm", "rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln", "c
 
 # Absolute or home paths named by a command that writes; redirection targets of any command.
 written_paths contains p if {
+	"write" in _families
 	count(_words & _write_programs) > 0
 	some t in raw_tokens
 	p := trim_prefix(t, "of=")
 	_absolute(p)
 }
 
+_redirects if contains(command, ">")
+
 written_paths contains p if {
-	contains(command, ">")
+	_redirects
 	some i, t in raw_tokens
 	t in {">", ">>", "1>", "2>", "&>"}
 	p := raw_tokens[i + 1]
 }
 
 written_paths contains p if {
-	contains(command, ">")
+	_redirects
 	some t in raw_tokens
 	some op in [">>", ">"]
 	startswith(t, op)
@@ -175,8 +255,8 @@ _absolute(p) if startswith(p, "/")
 _absolute(p) if startswith(p, "~")
 
 exec_holds contains f if {
-	count(workspace_roots) > 0
 	some p in written_paths
+	count(workspace_roots) > 0
 	_absolute(p)
 	not p in _harmless_targets
 	not under_workspace(p)
@@ -185,10 +265,10 @@ exec_holds contains f if {
 
 exec_holds contains f if {
 	input.kind == "exec"
-	count(workspace_roots) > 0
 	cwd := input.exec.cwd
 	is_string(cwd)
 	cwd != ""
+	count(workspace_roots) > 0
 	not under_workspace(cwd)
 	f := _hold("exec.outside_workspace", sprintf("Running a command in %s, outside the agent's workspace, needs a human's approval", [cwd]), "medium")
 }

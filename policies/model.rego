@@ -1,4 +1,7 @@
 # Model calls: allow-list, per-call cost cap, exhausted budgets.
+#
+# Cost note: a decision runs on every model call, so the common case (an allowed model, a cost
+# under the cap, budgets with money left) must fail each rule at its first cheap test.
 package clawbutler
 
 # `GET /v1/models`: always allowed, whatever the allow-list or budgets say.
@@ -8,33 +11,27 @@ is_model_list if {
 	object.get(input.model, "name", "") == ""
 }
 
+# An entry equal to the model name (or `upstream/name`) allows it at once; glob entries are
+# only tried when no entry is equal (glob matching is the expensive part).
 model_denies contains f if {
 	input.kind == "model_call"
-	not is_model_list
-	count(cfg.model_allowlist) > 0
+	allow := cfg_model_allowlist
+	count(allow) > 0
 	name := object.get(input.model, "name", "")
-	not name in _allow_exact
-	not _qualified_model in _allow_exact
+	not name in allow
+	not is_model_list
+	not _qualified_model in allow
 	not _model_glob_allowed
 	f := {
 		"rule": "model.not_allowed",
-		"reason": sprintf("Model '%s' is not on this sidecar's allow-list (allowed: %s)", [name, concat(", ", cfg.model_allowlist)]),
+		"reason": sprintf("Model '%s' is not on this sidecar's allow-list (allowed: %s)", [name, concat(", ", allow)]),
 		"risk": "medium",
 	}
 }
 
-# Exact entries are a set lookup; globs are only tried when no exact entry matches (function
-# calls and glob compiles are the expensive part of a decision).
-_allow_exact := {p |
-	some p in cfg.model_allowlist
-	not contains(p, "*")
-	not contains(p, "?")
-	not contains(p, "[")
-}
-
-_allow_globs := [p | some p in cfg.model_allowlist; not p in _allow_exact]
-
 _qualified_model := concat("/", [object.get(input.model, "upstream", ""), object.get(input.model, "name", "")])
+
+_allow_globs := [p | some p in cfg_model_allowlist; _is_glob(p)]
 
 _model_glob_allowed if {
 	some p in _allow_globs
@@ -47,12 +44,12 @@ _model_glob_allowed if {
 }
 
 call_denies contains f if {
-	not is_model_list
-	cap := cfg.max_call_usd
-	is_number(cap)
 	est := input.cost.estimate_usd
 	is_number(est)
+	cap := cfg_max_call_usd
+	is_number(cap)
 	est > cap
+	not is_model_list
 	f := {
 		"rule": "cost.per_call_cap",
 		"reason": sprintf("This call's estimated cost ($%s) exceeds the per-call cap of $%s; lower max_tokens or ask an operator", [fixed(est, 4), fixed(cap, 2)]),
@@ -63,9 +60,9 @@ call_denies contains f if {
 # The reason contains "<window> limit reached": OpenClaw recognises that phrase, shows the text
 # to the user and does not retry (see docs/policy-input.md).
 call_denies contains f if {
-	not is_model_list
 	some b in input.budgets
 	b.remaining_usd <= 0
+	not is_model_list
 	f := {
 		"rule": "budget.exhausted",
 		"reason": sprintf("ClawButler budget: %s limit reached for %s (spent $%s of $%s). Ask an operator to raise it, or wait for the window to reset.", [b.window, b.scope, fixed(b.spent_usd, 2), fixed(b.limit_usd, 2)]),

@@ -1,4 +1,9 @@
 # Credential files: shell commands and file tools that touch keys, tokens and .env files.
+#
+# Cost note: the markers are substrings, so finding them means scanning every string. One
+# `strings.replace_n` call (it changes the string exactly when one of its keys occurs) first
+# asks whether any marker's telltale part (".", "id_", "/etc/s", "gcloud/credentials") is there
+# at all; most commands have none, and only the others pay for the full marker scan.
 package clawbutler
 
 _cred_markers := [
@@ -29,14 +34,14 @@ _dotenv(b) if {
 	not b in _env_templates
 }
 
-# Strings that name files in this call: the command's words, and path-like tool arguments.
+# Strings that may name a file: the command's words, and path-like tool arguments.
 _file_strings contains t if {
 	some t in raw_tokens
 }
 
 _path_keys := {"path", "file_path", "filepath", "filePath", "file", "filename", "paths", "files", "target", "source", "destination", "dest", "src", "cwd", "dir", "directory"}
 
-_file_strings contains s if {
+_tool_path_strings contains s if {
 	input.kind in {"tool_call", "plugin"}
 	is_object(input.tool.args)
 	some k, v in input.tool.args
@@ -44,18 +49,35 @@ _file_strings contains s if {
 	some s in _strings(v)
 }
 
+_file_strings contains s if {
+	some s in _tool_path_strings
+}
+
 _strings(v) := {v} if is_string(v)
 
 _strings(v) := {s | some s in v; is_string(s)} if is_array(v)
 
-# One pass over all the strings first: most calls name no secret, and checking every word
-# against every marker is the most expensive thing this bundle would otherwise do.
-_secret_hints := array.concat(_cred_markers, [".env"])
+# Every marker, plus ".env", contains one of these keys.
+_secret_telltales := {".": "", "id_": "", "/etc/s": "", "gcloud/credentials": ""}
+
+# Every marker, plus ".env" (the dotenv files).
+_secret_hints := {
+	".ssh/": "", "/.ssh": "", ".aws/credentials": "", ".aws/config": "", ".netrc": "", ".pgpass": "",
+	".git-credentials": "", ".docker/config.json": "", ".kube/config": "", ".gnupg": "", "id_rsa": "",
+	"id_ed25519": "", "id_ecdsa": "", "/etc/shadow": "", "/etc/sudoers": "", ".npmrc": "", ".pypirc": "",
+	".vault-token": "", "gcloud/credentials": "", "application_default_credentials.json": "", ".env": "",
+}
+
+# A marker can only occur inside one word (markers have no spaces or shell operators), so the
+# whole command line stands for its words here.
+_maybe_secret if {
+	strings.replace_n(_secret_telltales, command) != command
+	strings.replace_n(_secret_hints, command) != command
+}
 
 _maybe_secret if {
-	haystack := concat("\n", _file_strings)
-	some m in _secret_hints
-	contains(haystack, m)
+	some s in _tool_path_strings
+	strings.replace_n(_secret_hints, s) != s
 }
 
 credential_paths contains s if {
@@ -65,6 +87,7 @@ credential_paths contains s if {
 }
 
 secret_holds contains f if {
+	_maybe_secret
 	count(credential_paths) > 0
 	paths := sort(credential_paths)
 	f := {

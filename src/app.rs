@@ -51,6 +51,7 @@ pub struct Sidecar {
     policy: Arc<policy::PolicyEngine>,
     db: sled::Db,
     broker: Arc<proxy::approvals::Broker>,
+    budgets: Arc<proxy::budget::Budgets>,
     _watch: Option<policy::WatchGuard>,
 }
 
@@ -117,6 +118,7 @@ impl Sidecar {
         })?;
 
         let tick_budgets = budgets.clone();
+        let budget_handle = budgets.clone();
         let mut tick_rx = rx.clone();
         let budget_ticker = tokio::spawn(async move {
             // Close breakers at window reset even when no call arrives to notice.
@@ -185,6 +187,7 @@ impl Sidecar {
             policy,
             db,
             broker,
+            budgets: budget_handle,
             _watch: watch_guard,
         })
     }
@@ -205,10 +208,15 @@ impl Sidecar {
         for t in self.tasks {
             let _ = t.await;
         }
+        if let Err(e) = self.budgets.sync() {
+            tracing::error!(error = %e, "budget ledger sync at shutdown failed");
+        }
         if let Err(e) = self.audit.flush() {
             tracing::error!(error = %e, "audit flush at shutdown failed");
         }
-        let _ = self.db.flush_async().await;
+        // A blocking flush on the blocking pool: sled's flush_async can stall under load.
+        let db = self.db.clone();
+        let _ = tokio::task::spawn_blocking(move || db.flush()).await;
     }
 }
 

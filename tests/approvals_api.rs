@@ -68,11 +68,17 @@ async fn every_role_against_every_route() {
     }
     // Routes with per-call targets: grant revoke (approver+) and token revoke (admin).
     for (i, tok) in [&viewer, &approver, &ADMIN.to_string()].iter().enumerate() {
-        let g = post_json(&rig.control("/api/v1/grants"), &bearer(ADMIN), &json!({"agent": "x", "kind": "exec", "pattern": "ls"})).await;
+        let g = post_json(
+            &rig.control("/api/v1/grants"),
+            &bearer(ADMIN),
+            &json!({"agent": "x", "kind": "exec", "pattern": "ls"}),
+        )
+        .await;
         let gid = g.json()["id"].as_str().unwrap().to_string();
         let s = status(Method::DELETE, &rig.control(&format!("/api/v1/grants/{gid}")), Some(tok), None).await;
         assert_eq!(s, if i == 0 { 403 } else { 200 }, "DELETE grant as role #{i}");
-        let t = post_json(&rig.control("/api/v1/tokens"), &bearer(ADMIN), &json!({"name": "tmp", "role": "viewer"})).await;
+        let t =
+            post_json(&rig.control("/api/v1/tokens"), &bearer(ADMIN), &json!({"name": "tmp", "role": "viewer"})).await;
         let tid = t.json()["id"].as_str().unwrap().to_string();
         let s = status(Method::DELETE, &rig.control(&format!("/api/v1/tokens/{tid}")), Some(tok), None).await;
         assert_eq!(s, if i == 2 { 200 } else { 403 }, "DELETE token as role #{i}");
@@ -83,10 +89,26 @@ async fn every_role_against_every_route() {
     let doc = get(&rig.control("/api/v1/openapi.json"), &[]).await;
     assert_eq!(doc.status, 200);
     let paths = doc.json()["paths"].clone();
-    for p in ["/api/v1/approvals", "/api/v1/approvals/{id}", "/api/v1/approvals/{id}/decision", "/api/v1/approvals/batch",
-              "/api/v1/grants", "/api/v1/grants/{id}", "/api/v1/events", "/api/v1/tokens", "/api/v1/tokens/{id}",
-              "/api/v1/budgets", "/api/v1/budgets/{id}/reset", "/api/v1/agents/{id}/kill", "/api/v1/agents/{id}/recover",
-              "/api/v1/policies/eval", "/api/v1/audit/{seq}", "/livez", "/readyz", "/metrics"] {
+    for p in [
+        "/api/v1/approvals",
+        "/api/v1/approvals/{id}",
+        "/api/v1/approvals/{id}/decision",
+        "/api/v1/approvals/batch",
+        "/api/v1/grants",
+        "/api/v1/grants/{id}",
+        "/api/v1/events",
+        "/api/v1/tokens",
+        "/api/v1/tokens/{id}",
+        "/api/v1/budgets",
+        "/api/v1/budgets/{id}/reset",
+        "/api/v1/agents/{id}/kill",
+        "/api/v1/agents/{id}/recover",
+        "/api/v1/policies/eval",
+        "/api/v1/audit/{seq}",
+        "/livez",
+        "/readyz",
+        "/metrics",
+    ] {
         assert!(paths.get(p).is_some(), "openapi.json lacks {p}");
     }
     // The viewer's token names appear as actors: the approver's stale decision was refused, not recorded.
@@ -112,7 +134,9 @@ async fn held_call_completes_when_approved_and_is_refused_in_shape_when_denied()
     assert!(!held.is_finished(), "the call must wait for a human");
 
     let id = a["id"].as_str().unwrap();
-    let r = rig.decide(&approver, id, &json!({"decision": "allow-once", "expected_version": 1, "reason": "ok"}), None).await;
+    let r = rig
+        .decide(&approver, id, &json!({"decision": "allow-once", "expected_version": 1, "reason": "ok"}), None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["approval"]["status"], "allowed");
     assert_eq!(r.json()["approval"]["decided_by"], "april");
@@ -126,7 +150,9 @@ async fn held_call_completes_when_approved_and_is_refused_in_shape_when_denied()
     let held = rig.call("main", "needs-approval-1", "second");
     let a = rig.wait_pending("main", 1).await.remove(0);
     let id = a["id"].as_str().unwrap();
-    let r = rig.decide(&approver, id, &json!({"decision": "deny", "expected_version": 1, "reason": "not today"}), None).await;
+    let r = rig
+        .decide(&approver, id, &json!({"decision": "deny", "expected_version": 1, "reason": "not today"}), None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let res = held.await.unwrap();
     assert_eq!(res.status, 200, "{}", res.text());
@@ -149,7 +175,9 @@ async fn held_call_completes_when_approved_and_is_refused_in_shape_when_denied()
     let outcomes: Vec<(&str, &str)> =
         recs.iter().map(|r| (r["outcome"].as_str().unwrap(), r["actor"].as_str().unwrap())).collect();
     assert_eq!(outcomes.iter().filter(|o| o.0 == "created").count(), 3, "{outcomes:?}");
-    assert!(outcomes.contains(&("allowed", "april")) && outcomes.iter().filter(|o| **o == ("denied", "april")).count() == 2);
+    assert!(
+        outcomes.contains(&("allowed", "april")) && outcomes.iter().filter(|o| **o == ("denied", "april")).count() == 2
+    );
     // Upstream saw only the approved call.
     assert_eq!(rig.up.request_count(), 1);
 }
@@ -173,7 +201,8 @@ async fn expiry_denies_exactly_once_and_later_decisions_get_409() {
     assert!(r.json()["detail"].as_str().unwrap().contains("already expired by system"), "{}", r.text());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let recs = rig.audit("kind=approval").await;
-    let expired = recs.iter().filter(|r| r["outcome"] == "expired" && r["details"]["approval"]["id"] == id.as_str()).count();
+    let expired =
+        recs.iter().filter(|r| r["outcome"] == "expired" && r["details"]["approval"]["id"] == id.as_str()).count();
     assert_eq!(expired, 1, "{recs:?}");
     assert_eq!(rig.up.request_count(), 0);
 }
@@ -193,10 +222,16 @@ async fn racing_decisions_have_exactly_one_winner_1000_times() {
             .iter()
             .map(|a| {
                 let id = a["id"].as_str().unwrap().to_string();
-                let (u1, u2) = (rig.control(&format!("/api/v1/approvals/{id}/decision")), rig.control(&format!("/api/v1/approvals/{id}/decision")));
+                let (u1, u2) = (
+                    rig.control(&format!("/api/v1/approvals/{id}/decision")),
+                    rig.control(&format!("/api/v1/approvals/{id}/decision")),
+                );
                 let (h1, h2) = (bearer(&alice), bearer(&bob));
                 tokio::spawn(async move {
-                    let (ba, bb) = (json!({"decision": "allow-once", "expected_version": 1}), json!({"decision": "deny", "expected_version": 1}));
+                    let (ba, bb) = (
+                        json!({"decision": "allow-once", "expected_version": 1}),
+                        json!({"decision": "deny", "expected_version": 1}),
+                    );
                     let a = post_json(&u1, &h1, &ba);
                     let b = post_json(&u2, &h2, &bb);
                     tokio::join!(a, b)
@@ -267,15 +302,23 @@ async fn idempotent_retries_and_batch() {
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let items = r.json()["items"].as_array().cloned().unwrap();
-    let got: Vec<(String, u64)> = items.iter().map(|i| (i["id"].as_str().unwrap().to_string(), i["status"].as_u64().unwrap())).collect();
-    assert_eq!(got, vec![(ids[0].into(), 200), (ids[1].into(), 200), (ids[2].into(), 409), ("no-such-approval".into(), 404)]);
+    let got: Vec<(String, u64)> =
+        items.iter().map(|i| (i["id"].as_str().unwrap().to_string(), i["status"].as_u64().unwrap())).collect();
+    assert_eq!(
+        got,
+        vec![(ids[0].into(), 200), (ids[1].into(), 200), (ids[2].into(), 409), ("no-such-approval".into(), 404)]
+    );
     assert_eq!(items[0]["approval"]["status"], "allowed");
     assert_eq!(items[1]["approval"]["status"], "denied");
     assert!(items[2]["error"]["detail"].as_str().unwrap().contains("version"));
     // The stale one is still pending; decide it properly so its call ends.
     rig.decide(&approver, ids[2], &json!({"decision": "deny", "expected_version": 1}), None).await;
-    let texts: Vec<String> = futures_util::future::join_all(calls).await.into_iter().map(|r| reply_text(&r.unwrap().json())).collect();
-    assert!(texts[0].contains("[b0]") && texts[1].contains("batch no") && texts[2].contains("denied by april"), "{texts:?}");
+    let texts: Vec<String> =
+        futures_util::future::join_all(calls).await.into_iter().map(|r| reply_text(&r.unwrap().json())).collect();
+    assert!(
+        texts[0].contains("[b0]") && texts[1].contains("batch no") && texts[2].contains("denied by april"),
+        "{texts:?}"
+    );
 }
 
 #[tokio::test]
@@ -284,7 +327,14 @@ async fn allow_always_grant_lets_matching_calls_through_and_others_still_hold() 
     let approver = rig.token("approver", "april").await;
     let held = rig.call("main", "needs-approval-a", "MARK:first");
     let id = rig.wait_pending("main", 1).await.remove(0)["id"].as_str().unwrap().to_string();
-    let r = rig.decide(&approver, &id, &json!({"decision": "allow-always", "expected_version": 1, "scope": {"expires_in_s": 3600}}), None).await;
+    let r = rig
+        .decide(
+            &approver,
+            &id,
+            &json!({"decision": "allow-always", "expected_version": 1, "scope": {"expires_in_s": 3600}}),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let g = r.json()["grant"].clone();
     assert_eq!(g["agent"], "main");
@@ -296,7 +346,10 @@ async fn allow_always_grant_lets_matching_calls_through_and_others_still_hold() 
     assert!(reply_text(&held.await.unwrap().json()).contains("[first]"));
 
     // Matching call: no hold at all.
-    let res = tokio::time::timeout(Duration::from_secs(5), rig.call("main", "needs-approval-a", "MARK:granted")).await.unwrap().unwrap();
+    let res = tokio::time::timeout(Duration::from_secs(5), rig.call("main", "needs-approval-a", "MARK:granted"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(reply_text(&res.json()).contains("[granted]"), "{}", res.text());
     // Other model, or other agent: still held.
     let other_model = rig.call("main", "needs-approval-b", "MARK:b");
@@ -309,10 +362,16 @@ async fn allow_always_grant_lets_matching_calls_through_and_others_still_hold() 
     // The grant is listed with its breadth; a broad one needs confirmation; revoking brings the hold back.
     let list = get(&rig.control("/api/v1/grants?agent=main"), &bearer(&approver)).await.json();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
-    let broad = post_json(&rig.control("/api/v1/grants"), &bearer(&approver), &json!({"agent": "main", "kind": "model_call", "pattern": "*"})).await;
+    let broad = post_json(
+        &rig.control("/api/v1/grants"),
+        &bearer(&approver),
+        &json!({"agent": "main", "kind": "model_call", "pattern": "*"}),
+    )
+    .await;
     assert_eq!(broad.status, 422, "{}", broad.text());
     let gid = g["id"].as_str().unwrap();
-    let del = send(Method::DELETE, &rig.control(&format!("/api/v1/grants/{gid}")), &bearer(&approver), Bytes::new()).await;
+    let del =
+        send(Method::DELETE, &rig.control(&format!("/api/v1/grants/{gid}")), &bearer(&approver), Bytes::new()).await;
     assert_eq!(del.status, 200);
     let again = rig.call("main", "needs-approval-a", "MARK:again");
     let p = rig.wait_pending("main", 2).await;
@@ -321,7 +380,8 @@ async fn allow_always_grant_lets_matching_calls_through_and_others_still_hold() 
     let outs: Vec<&str> = grant_recs.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
     assert!(outs.contains(&"created") && outs.contains(&"revoked"), "{outs:?}");
     for a in rig.wait_pending("main", 2).await.iter().chain(p2.iter()) {
-        rig.decide(&approver, a["id"].as_str().unwrap(), &json!({"decision": "deny", "expected_version": 1}), None).await;
+        rig.decide(&approver, a["id"].as_str().unwrap(), &json!({"decision": "deny", "expected_version": 1}), None)
+            .await;
     }
     for h in [other_model, other_agent, again] {
         assert!(reply_text(&h.await.unwrap().json()).contains("denied by april"));

@@ -101,7 +101,13 @@ async fn reconnect_with_last_event_id_gets_exactly_the_missed_events_in_order() 
     h1.await.unwrap();
     let h2 = rig.call("main", "needs-approval-2", "MARK:two");
     let pending = rig.wait_pending("main", 1).await;
-    rig.decide(&approver, pending[0]["id"].as_str().unwrap(), &json!({"decision": "deny", "expected_version": 1}), None).await;
+    rig.decide(
+        &approver,
+        pending[0]["id"].as_str().unwrap(),
+        &json!({"decision": "deny", "expected_version": 1}),
+        None,
+    )
+    .await;
     h2.await.unwrap();
     rig.token("viewer", "late").await;
 
@@ -134,7 +140,13 @@ async fn reconnect_with_last_event_id_gets_exactly_the_missed_events_in_order() 
     let live = back.event(WAIT).await.unwrap();
     assert_eq!(live.id.unwrap(), ids.last().unwrap() + 1);
     let pending = rig.wait_pending("main", 1).await;
-    rig.decide(&approver, pending[0]["id"].as_str().unwrap(), &json!({"decision": "deny", "expected_version": 1}), None).await;
+    rig.decide(
+        &approver,
+        pending[0]["id"].as_str().unwrap(),
+        &json!({"decision": "deny", "expected_version": 1}),
+        None,
+    )
+    .await;
     h3.await.unwrap();
 }
 

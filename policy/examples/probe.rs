@@ -29,6 +29,22 @@ fn main() {
       "model":null,"exec":{"command":"git commit -am 'fix tests' && cargo test -p policy","argv":[],"cwd":"/srv/agents/main/repo","resolved_path":"/usr/bin/git","workspace":"/srv/agents/main"},
       "tool":null,"cost":{"estimate_usd":null},"budgets":[],"grants":[],"now":"2026-06-01T12:00:00.000Z"});
     let n = 5000;
+    pct("Decision::new_id", n, || { std::hint::black_box(policy::Decision::new_id()); });
+    let reg = prometheus::Registry::new();
+    let cv = prometheus::IntCounterVec::new(prometheus::Opts::new("x", "y"), &["kind", "action"]).unwrap();
+    reg.register(Box::new(cv.clone())).unwrap();
+    pct("counter with_label_values inc", n, || { cv.with_label_values(&["exec", "allow"]).inc(); });
+    let h = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("h", "h")).unwrap();
+    pct("histogram observe", n, || { h.observe(0.00001); });
+    let mi: policy::PolicyInput = serde_json::from_value(model.clone()).unwrap();
+    pct("serde_json::to_value(PolicyInput)", n, || { std::hint::black_box(serde_json::to_value(&mi).unwrap()); });
+    let ee = policy::PolicyEngine::new(policy::BundleSource::Dir("/tmp/pv3".into()), serde_json::Value::Null, Default::default(), &prometheus::Registry::new()).unwrap();
+    pct("trivial PolicyEngine::evaluate", n, || { std::hint::black_box(ee.evaluate(&mi)); });
+    if let Ok(rules) = std::env::var("RULES") {
+        let rules: Vec<&str> = rules.split(',').collect();
+        profile_rules(&dir, &cfg, &[("model", &model), ("exec", &exec)], &rules);
+        return;
+    }
     pct("json->Value (model)", n, || { std::hint::black_box(regorus::Value::from(model.clone())); });
     let mut e = regorus::Engine::new();
     e.set_strict_builtin_errors(false);
@@ -66,5 +82,44 @@ fn main() {
     let v = regorus::Value::from(model.clone());
     pct("trivial eval_rule", n, || { t.set_input(v.clone()); std::hint::black_box(t.eval_rule("data.clawbutler.decision".into()).unwrap()); });
     t.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig { limit: std::time::Duration::from_millis(5), check_interval: std::num::NonZeroU32::new(32).unwrap() });
+    let tc = t.compile_with_entrypoint(&regorus::Rc::from("data.clawbutler.decision")).unwrap();
+    let prog = regorus::languages::rego::compiler::Compiler::compile_from_policy(&tc, &["data.clawbutler.decision"]).unwrap();
+    let mut vm = regorus::rvm::RegoVM::new();
+    vm.load_program(prog);
+    vm.set_data(regorus::Value::new_object()).unwrap();
+    pct("trivial rvm", n, || { vm.set_input(v.clone()); std::hint::black_box(vm.execute_entry_point_by_index(0).unwrap()); });
+    let s = serde_json::to_string(&model).unwrap();
+    pct("json string -> from_json_str", n, || { std::hint::black_box(regorus::Value::from_json_str(&s).unwrap()); });
+    pct("serde_json::to_string(model)", n, || { std::hint::black_box(serde_json::to_string(&model).unwrap()); });
+    pct("json clone", n, || { std::hint::black_box(model.clone()); });
     pct("trivial eval_rule + timer", n, || { t.set_input(v.clone()); std::hint::black_box(t.eval_rule("data.clawbutler.decision".into()).unwrap()); });
+}
+
+#[allow(dead_code)]
+pub fn profile_rules(dir: &str, cfg: &serde_json::Value, inputs: &[(&str, &serde_json::Value)], rules: &[&str]) {
+    let mut e = regorus::Engine::new();
+    e.set_strict_builtin_errors(false);
+    load(&mut e, dir);
+    e.add_data(regorus::Value::from(cfg.clone())).unwrap();
+    if let Ok(extra) = std::fs::read_to_string(format!("{dir}/data.json")) {
+        e.add_data(regorus::Value::from_json_str(&extra).unwrap()).unwrap();
+    }
+    let compiled = e.compile_with_entrypoint(&regorus::Rc::from("data.clawbutler.decision")).unwrap();
+    let eps: Vec<String> = rules.iter().map(|r| format!("data.clawbutler.{r}")).collect();
+    let epr: Vec<&str> = eps.iter().map(|s| s.as_str()).collect();
+    let prog = regorus::languages::rego::compiler::Compiler::compile_from_policy(&compiled, &epr).unwrap();
+    let mut vm = regorus::rvm::RegoVM::new();
+    vm.load_program(prog);
+    vm.set_max_instructions(usize::MAX);
+    vm.set_data(e.get_data()).unwrap();
+    for (name, inp) in inputs {
+        let v = regorus::Value::from((*inp).clone());
+        for r in &epr {
+            vm.set_input(v.clone());
+            let out = vm.execute_entry_point_by_name(r);
+            let txt = match &out { Ok(x) => x.to_string(), Err(e) => format!("ERR {e}") };
+            let txt: String = txt.chars().take(std::env::var("W").ok().and_then(|w| w.parse().ok()).unwrap_or(60)).collect();
+            pct(&format!("{name} {r} => {txt}"), 2000, || { vm.set_input(v.clone()); std::hint::black_box(vm.execute_entry_point_by_name(r).ok()); });
+        }
+    }
 }

@@ -130,8 +130,9 @@ pub(crate) fn build_engine(
 }
 
 /// Prepare `engine` for repeated evaluation of the decision rule (analysis, scheduling) so
-/// clones start warm, and make sure the rule exists.
-pub(crate) fn prepare(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
+/// clones start warm, make sure the rule exists, and return the compiled policy (the input of
+/// the bytecode compiler).
+pub(crate) fn prepare(engine: &mut regorus::Engine) -> Result<regorus::CompiledPolicy, PolicyError> {
     engine.compile_with_entrypoint(&regorus::Rc::from(DECISION_RULE)).map_err(|e| {
         let text = format!("{e}");
         if text.contains("not a valid rule path") {
@@ -139,8 +140,7 @@ pub(crate) fn prepare(engine: &mut regorus::Engine) -> Result<(), PolicyError> {
         } else {
             PolicyError::Compile(located(&text))
         }
-    })?;
-    Ok(())
+    })
 }
 
 /// regorus reports `--> file:line:col`, a source excerpt, then `error: message`; lead with

@@ -1,6 +1,7 @@
-//! The policy engine shared by every call path. One prepared regorus engine per bundle revision
-//! sits in an [`ArcSwap`]; each thread evaluates on its own clone (cached in a thread local and
-//! refreshed when the revision changes), so the hot path takes no lock. A reload compiles the
+//! The policy engine shared by every call path. One compiled revision (bytecode for the
+//! decision rule, see `vm.rs`) sits in an [`ArcSwap`]; each thread evaluates on its own VM
+//! (cached in a thread local and rebuilt when the revision changes), so the hot path takes no
+//! lock. A reload compiles the
 //! new bundle first and swaps only on success: the last good bundle keeps serving otherwise.
 
 use std::cell::RefCell;
@@ -13,9 +14,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{self, DECISION_RULE};
+use crate::bundle;
 use crate::metrics::{ErrorCause, Metrics};
 use crate::output::{self, OutputError};
+use crate::vm::{Compiled, Worker};
 use crate::{CallKind, Decision, PolicyInput};
 
 pub use crate::settings::PolicySettings;
@@ -119,8 +121,8 @@ struct Prepared {
     revision: String,
     files: Vec<String>,
     loaded_at: String,
-    /// The prepared engine; locked only when a thread needs a fresh clone.
-    template: Mutex<regorus::Engine>,
+    /// What each thread builds its evaluator from.
+    compiled: Compiled,
 }
 
 impl Prepared {
@@ -129,13 +131,14 @@ impl Prepared {
         let revision = bundle::revision(&files, config);
         let mut engine = bundle::build_engine(&files, config, false)?;
         engine.set_execution_timer_config(timer_config(opts.eval_timeout));
-        bundle::prepare(&mut engine)?;
+        let policy = bundle::prepare(&mut engine)?;
+        let compiled = Compiled::new(engine, &policy, opts.eval_timeout);
         Ok(Prepared {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             revision,
             files: files.iter().filter(|f| !f.is_test()).map(|f| f.path.clone()).collect(),
             loaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            template: Mutex::new(engine),
+            compiled,
         })
     }
 }
@@ -148,7 +151,7 @@ pub(crate) fn timer_config(limit: Duration) -> regorus::utils::limits::Execution
 
 thread_local! {
     /// This thread's clone of the serving engine, tagged with its generation.
-    static WORKER: RefCell<Option<(u64, regorus::Engine)>> = const { RefCell::new(None) };
+    static WORKER: RefCell<Option<(u64, Worker)>> = const { RefCell::new(None) };
 }
 
 /// The policy engine shared by every call path.
@@ -198,9 +201,7 @@ impl PolicyEngine {
     /// Decide one call. Never fails: errors become a `policy_error` deny.
     pub fn evaluate(&self, input: &PolicyInput) -> Decision {
         let start = Instant::now();
-        let value =
-            serde_json::to_value(input).map(regorus::Value::from).map_err(|e| (ErrorCause::Input, e.to_string()));
-        self.finish(start, input.kind.as_str(), value)
+        self.finish(start, input.kind.as_str(), Ok(crate::value::input_value(input)))
     }
 
     /// Dry-run on an arbitrary JSON input (control API, `policy eval`), with the same
@@ -248,18 +249,16 @@ impl PolicyEngine {
                 return Err((ErrorCause::Engine, "re-entrant evaluation".to_string()));
             };
             if slot.as_ref().map(|(g, _)| *g) != Some(prepared.generation) {
-                let template = prepared.template.lock().unwrap_or_else(|p| p.into_inner());
-                *slot = Some((prepared.generation, template.clone()));
+                let worker = prepared.compiled.worker().map_err(|e| (ErrorCause::Engine, e))?;
+                *slot = Some((prepared.generation, worker));
             }
-            let Some((_, engine)) = slot.as_mut() else {
+            let Some((_, worker)) = slot.as_mut() else {
                 return Err((ErrorCause::Engine, "no engine".to_string()));
             };
-            engine.set_input(input);
-            let res = std::panic::catch_unwind(AssertUnwindSafe(|| engine.eval_rule(DECISION_RULE.to_string())));
-            match res {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| worker.eval(&prepared.compiled, input))) {
                 Ok(r) => Ok(r),
                 Err(_) => {
-                    // A panicking engine may be left inconsistent: drop this thread's clone.
+                    // A panicking engine may be left inconsistent: drop this thread's evaluator.
                     *slot = None;
                     Err((ErrorCause::Engine, "engine panicked".to_string()))
                 }
@@ -270,12 +269,11 @@ impl PolicyEngine {
                 OutputError::Undefined => (ErrorCause::Undefined, "decision is undefined".to_string()),
                 OutputError::IllTyped(t) => (ErrorCause::IllTyped, t),
             }),
-            Err(e) => {
-                let timed_out =
-                    e.downcast_ref::<regorus::LimitError>().is_some() || start.elapsed() >= self.opts.eval_timeout;
-                let cause = if timed_out { ErrorCause::Timeout } else { ErrorCause::Engine };
-                Err((cause, format!("{e}")))
+            // A limit error can surface as a generic engine error; the clock is the arbiter.
+            Err((ErrorCause::Engine, detail)) if start.elapsed() >= self.opts.eval_timeout => {
+                Err((ErrorCause::Timeout, detail))
             }
+            Err(e) => Err(e),
         }
     }
 

@@ -14,6 +14,8 @@ pub mod metrics;
 mod output;
 pub mod settings;
 pub mod testing;
+mod value;
+mod vm;
 pub mod watch;
 
 pub use decision::{Action, Decision, Obligations, Risk, POLICY_ERROR};

@@ -117,7 +117,8 @@ impl ApiClient {
             None => Bytes::new(),
         };
         let req = req.body(Full::new(bytes)).map_err(|_| ClientError::Url(url.clone()))?;
-        let res = self.http.request(req).await.map_err(|e| ClientError::Connect { url: url.clone(), msg: e.to_string() })?;
+        let res =
+            self.http.request(req).await.map_err(|e| ClientError::Connect { url: url.clone(), msg: e.to_string() })?;
         let status = res.status();
         let body = res
             .into_body()
@@ -128,13 +129,16 @@ impl ApiClient {
         let v: Value = if body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&body).map_err(|_| ClientError::Json(String::from_utf8_lossy(&body).chars().take(200).collect()))?
+            serde_json::from_slice(&body)
+                .map_err(|_| ClientError::Json(String::from_utf8_lossy(&body).chars().take(200).collect()))?
         };
         if status.is_success() {
             return Ok(v);
         }
         let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-        let title = Some(text("title")).filter(|t| !t.is_empty()).unwrap_or_else(|| status.canonical_reason().unwrap_or("error").into());
+        let title = Some(text("title"))
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").into());
         let mut detail = text("detail");
         if status == StatusCode::UNAUTHORIZED {
             detail.push_str(" (pass --token or set CLAWBUTLER_TOKEN)");

@@ -50,7 +50,15 @@ pub struct Rig {
 }
 
 /// The config of a rig (also used by the restart test with fixed ports).
-pub fn config(data: &Path, bundle: &Path, upstream: &str, listen: &str, control: &str, policies: &str, extra: &str) -> String {
+pub fn config(
+    data: &Path,
+    bundle: &Path,
+    upstream: &str,
+    listen: &str,
+    control: &str,
+    policies: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"
 [server]
@@ -85,7 +93,8 @@ impl Rig {
         let up = ScriptedUpstream::start().await;
         let dir = tempfile::tempdir().unwrap();
         let bundle = bundle_dir(dir.path());
-        let cfg = config(&dir.path().join("data"), &bundle, &up.base_url(), "127.0.0.1:0", "127.0.0.1:0", policies, extra);
+        let cfg =
+            config(&dir.path().join("data"), &bundle, &up.base_url(), "127.0.0.1:0", "127.0.0.1:0", policies, extra);
         let sidecar = Sidecar::start(Config::from_toml_str(&cfg).unwrap()).await.unwrap();
         Rig { sidecar, up, dir }
     }
@@ -108,7 +117,11 @@ impl Rig {
     /// Wait until `agent` has at least `n` pending approvals; returns them, oldest first.
     pub async fn wait_pending(&self, agent: &str, n: usize) -> Vec<Value> {
         for _ in 0..600 {
-            let r = get(&self.control(&format!("/api/v1/approvals?status=pending&agent={agent}&limit=500")), &bearer(ADMIN)).await;
+            let r = get(
+                &self.control(&format!("/api/v1/approvals?status=pending&agent={agent}&limit=500")),
+                &bearer(ADMIN),
+            )
+            .await;
             assert_eq!(r.status, 200, "{}", r.text());
             let mut items = r.json()["items"].as_array().cloned().unwrap_or_default();
             if items.len() >= n {

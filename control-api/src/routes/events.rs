@@ -103,9 +103,11 @@ async fn events(
     let heartbeat = Duration::from_millis(s.broker.settings().events_heartbeat_ms.max(10));
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     tokio::spawn(pump(s.audit.clone(), sub, start, filter, heartbeat, tx, s.broker.closing()));
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
-    });
+    let stream =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx)) },
+        );
     let mut res = Response::new(Body::from_stream(stream));
     let h = res.headers_mut();
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

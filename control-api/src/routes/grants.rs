@@ -17,9 +17,7 @@ use crate::AppState;
 
 /// The grant routes.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/grants", get(list).post(create))
-        .route("/api/v1/grants/{id}", get(one).delete(revoke))
+    Router::new().route("/api/v1/grants", get(list).post(create)).route("/api/v1/grants/{id}", get(one).delete(revoke))
 }
 
 #[derive(Debug, Default, Deserialize)]

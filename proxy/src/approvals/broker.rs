@@ -24,6 +24,9 @@ use super::{ApprovalSettings, BrokerError};
 /// Actor of transitions nobody made by hand.
 const SYSTEM: &str = "system";
 
+/// The channel a held caller waits on, and when it started waiting.
+type Waiter = (oneshot::Sender<Resolution>, Instant);
+
 /// A pending approval and the channel its waiter listens on.
 struct Live {
     approval: Approval,
@@ -89,9 +92,15 @@ impl Drop for CancelOnDrop {
         if self.armed {
             // Drop cannot await: the record is appended (durable at the next group commit) and
             // the store written without waiting for a flush.
-            if let Ok((a, _tx)) =
-                self.inner.transition(&self.id, None, Status::Cancelled, SYSTEM, None, Some("the caller went away"), None)
-            {
+            if let Ok((a, _tx)) = self.inner.transition(
+                &self.id,
+                None,
+                Status::Cancelled,
+                SYSTEM,
+                None,
+                Some("the caller went away"),
+                None,
+            ) {
                 self.inner.store_and_record_now(&a);
             }
         }
@@ -141,11 +150,22 @@ impl Broker {
             metrics: Metrics { pending, wait },
             closing: tokio::sync::watch::Sender::new(false),
         };
-        for mut a in inner.store.pending()? {
-            close(&mut a, Status::Cancelled, SYSTEM, None, Some("the sidecar restarted while this was pending; its caller is gone"));
+        let orphans = inner.store.pending()?;
+        for mut a in orphans.iter().cloned() {
+            close(
+                &mut a,
+                Status::Cancelled,
+                SYSTEM,
+                None,
+                Some("the sidecar restarted while this was pending; its caller is gone"),
+            );
             inner.store_and_record_now(&a);
         }
-        db.flush()?;
+        if !orphans.is_empty() {
+            // Startup only: the cancellations are on disk before any caller can ask about them.
+            inner.audit.flush()?;
+            db.flush()?;
+        }
         Ok(Broker { inner: Arc::new(inner) })
     }
 
@@ -481,7 +501,7 @@ fn close(a: &mut Approval, to: Status, by: &str, decision: Option<DecisionKind>,
     a.decided_by = Some(by.to_string());
     a.decided_at = Some(now_rfc3339());
     a.decision = decision;
-    a.decision_reason = reason.map(|r| audit::mask::mask_text(r));
+    a.decision_reason = reason.map(audit::mask::mask_text);
 }
 
 impl Inner {
@@ -497,7 +517,7 @@ impl Inner {
         decision: Option<DecisionKind>,
         reason: Option<&str>,
         grant_id: Option<String>,
-    ) -> Result<(Approval, Option<(oneshot::Sender<Resolution>, Instant)>), BrokerError> {
+    ) -> Result<(Approval, Option<Waiter>), BrokerError> {
         let Some(live) = self.live.get(id).map(|e| e.value().clone()) else {
             return match self.store.get(id)? {
                 Some(a) => Err(BrokerError::Conflict(Box::new(a))),
@@ -525,7 +545,7 @@ impl Inner {
     async fn finish(
         &self,
         a: Approval,
-        tx: Option<(oneshot::Sender<Resolution>, Instant)>,
+        tx: Option<Waiter>,
         grant: Option<Grant>,
     ) -> Resolution {
         let outcome = a.status.as_str();

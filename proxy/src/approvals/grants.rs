@@ -157,7 +157,15 @@ impl GrantScope {
             None => "until revoked".to_string(),
         };
         let description = format!("Agent '{agent}' may {what}{args} without asking, {until}.");
-        GrantScope { agent: agent.to_string(), kind, pattern: pattern.to_string(), arg_pattern, expires_at, breadth, description }
+        GrantScope {
+            agent: agent.to_string(),
+            kind,
+            pattern: pattern.to_string(),
+            arg_pattern,
+            expires_at,
+            breadth,
+            description,
+        }
     }
 
     /// Apply a caller's scope on top of this (suggested) one and validate it.

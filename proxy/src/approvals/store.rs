@@ -57,8 +57,13 @@ impl ApprovalStore {
     /// Write and wait for sled to persist (decisions are durable before anyone is answered).
     pub async fn put_durable(&self, a: &Approval) -> Result<(), BrokerError> {
         self.put(a)?;
-        self.tree.flush_async().await?;
-        Ok(())
+        // A blocking flush on the blocking pool: sled's own flush_async was seen to stall
+        // under many concurrent callers. Concurrent flushes share sled's one log fsync.
+        let tree = self.tree.clone();
+        match tokio::task::spawn_blocking(move || tree.flush()).await {
+            Ok(r) => r.map(|_| ()).map_err(BrokerError::from),
+            Err(e) => Err(BrokerError::Invalid(format!("flush task failed: {e}"))),
+        }
     }
 
     /// One approval.
@@ -86,10 +91,9 @@ impl ApprovalStore {
     pub fn list(&self, q: &ApprovalQuery) -> Result<ApprovalPage, BrokerError> {
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
         let status = match q.status.as_deref() {
-            Some(s) => Some(
-                Status::parse(s)
-                    .ok_or_else(|| BrokerError::Invalid(format!("unknown status '{s}' (pending, allowed, denied, expired, cancelled)")))?,
-            ),
+            Some(s) => Some(Status::parse(s).ok_or_else(|| {
+                BrokerError::Invalid(format!("unknown status '{s}' (pending, allowed, denied, expired, cancelled)"))
+            })?),
             None => None,
         };
         let iter = match q.cursor.as_deref() {

@@ -564,6 +564,11 @@ impl Budgets {
         Ok(())
     }
 
+    /// Write pending spend to the store and flush (shutdown).
+    pub fn sync(&self) -> Result<(), BudgetError> {
+        Ok(self.ledger.sync()?)
+    }
+
     /// Roll every budget into its current window (closing breakers at reset) and refresh
     /// the gauges; the app calls this periodically.
     pub fn tick(&self) {
@@ -615,6 +620,14 @@ impl Budgets {
         };
         if let Err(e) = self.audit.append(ev) {
             tracing::error!(error = %e, "audit append failed for a budget change");
+        }
+    }
+}
+
+impl Drop for Budgets {
+    fn drop(&mut self) {
+        if let Err(e) = self.ledger.sync() {
+            tracing::error!(error = %e, "budget ledger sync at drop failed");
         }
     }
 }

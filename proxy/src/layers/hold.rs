@@ -57,10 +57,8 @@ fn content_text(c: &Value) -> Option<String> {
     match c {
         Value::String(s) => Some(s.clone()),
         Value::Array(parts) => {
-            let t: Vec<&str> = parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str()))
-                .collect();
+            let t: Vec<&str> =
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str).or_else(|| p.as_str())).collect();
             (!t.is_empty()).then(|| t.join(" "))
         }
         _ => None,
