@@ -12,7 +12,8 @@
 #   `decision` undefined, which the engine turns into a deny (fail closed).
 #
 # Cost note: `else` chains stop at the first branch that holds, so an allowed call pays for
-# two emptiness checks and one object, not for every alternative.
+# two emptiness checks and one object, not for every alternative. (`x != set()` is a plain
+# comparison; `count(x) > 0` would be a builtin call, several times dearer.)
 package clawbutler
 
 deny_findings := model_denies | call_denies if input.kind == "model_call"
@@ -28,9 +29,9 @@ hold_findings := (exec_holds | secret_holds) | tool_holds if input.kind in {"too
 # deny_findings and hold_findings are undefined for an unknown kind, and so is _default_allow,
 # so no branch holds and `decision` stays undefined.
 decision := _from("deny", _winner(deny_findings)) if {
-	count(deny_findings) > 0
+	deny_findings != set()
 } else := _held if {
-	count(hold_findings) > 0
+	hold_findings != set()
 } else := d if {
 	a := _default_allow
 	d := {"action": "allow", "rule": a.rule, "reason": a.reason, "risk": a.risk, "obligations": {"mask": []}}

@@ -114,3 +114,24 @@ test_exec_tool_via_plugin_checked if {
 	d.action == "hold"
 	d.rule == "exec.destructive_rm"
 }
+
+# The word gate (one scan for every rule's words) must find words wherever the word rules do,
+# and the rules must still match whole words only.
+test_word_after_shell_operator_held if held_by(exec_input("ls;sudo reboot"), "exec.privilege_escalation")
+
+test_word_after_pipe_held if held_by(exec_input("cat m.txt|/usr/sbin/sendmail -t"), "exec.outbound_message")
+
+test_program_path_counts_only_its_last_element if allowed(exec_input("ls /opt/sudo/bin"))
+
+test_word_inside_another_word_not_matched if allowed(exec_input("grep pseudo mailbox.txt"))
+
+test_mkfs_by_path_held if held_by(exec_input("/sbin/mkfs.ext4 /dev/sdb1"), "exec.disk_format")
+
+test_plain_file_with_dot_allowed if allowed(exec_input("cat README.md"))
+
+test_workspace_with_trailing_slash if {
+	inside := object.union(exec_input("ls"), {"exec": {"command": "ls", "argv": [], "cwd": "/home/u/proj", "workspace": "/home/u/proj/"}})
+	allowed(inside)
+	outside := object.union(exec_input("ls"), {"exec": {"command": "ls", "argv": [], "cwd": "/home/u/proj2", "workspace": "/home/u/proj/"}})
+	held_by(outside, "exec.outside_workspace")
+}

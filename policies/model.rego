@@ -16,7 +16,7 @@ is_model_list if {
 model_denies contains f if {
 	input.kind == "model_call"
 	allow := cfg_model_allowlist
-	count(allow) > 0
+	allow != []
 	name := object.get(input.model, "name", "")
 	not name in allow
 	not is_model_list

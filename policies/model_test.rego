@@ -86,3 +86,18 @@ test_budget_with_money_left_allows if {
 	inp := object.union(model_input("gpt-4o"), {"budgets": [{"id": "b", "scope": "global", "window": "weekly", "spent_usd": 1.5, "limit_usd": 5, "remaining_usd": 3.5}]})
 	allowed(inp)
 }
+
+# An entry equal to the model name allows it, even when the entry has glob characters.
+test_model_allowlist_entry_equal_to_name if {
+	d := data.clawbutler.decision with input as model_input("my-model[beta]") with data.clawbutler.config as {"model_allowlist": ["my-model[beta]"]}
+	d.action == "allow"
+}
+
+test_cfg_reports_defaults_and_config if {
+	data.clawbutler.cfg.hold_ttl_s == 900
+	data.clawbutler.cfg.model_allowlist == []
+	c := data.clawbutler.cfg with data.clawbutler.config as {"hold_ttl_s": 60, "max_call_usd": 1}
+	c.hold_ttl_s == 60
+	c.max_call_usd == 1
+	c.workspace_roots == []
+}

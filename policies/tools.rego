@@ -64,7 +64,7 @@ tool_holds contains f if {
 
 tool_holds contains f if {
 	input.kind in {"tool_call", "plugin"}
-	some p in cfg.high_risk_tools
+	some p in cfg_high_risk_tools
 	glob_or_exact(p, input.tool.name)
 	f := {
 		"rule": "tool.high_risk_configured",

@@ -156,17 +156,37 @@ impl Browser {
         }
     }
 
-    /// The element a CSS selector matches (waits for it).
+    /// The element a CSS selector matches (waits for it; retries when a live re-render swaps
+    /// the node between the check and the lookup).
     async fn find(&self, css: &str) -> String {
         let sel = serde_json::to_string(css).unwrap();
-        self.wait_js(css, &format!("document.querySelector({sel})")).await;
-        let v = self.cmd(Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
-        v[ELEMENT].as_str().unwrap_or_else(|| panic!("find {css}: {v}")).to_string()
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            self.wait_js(css, &format!("document.querySelector({sel})")).await;
+            let url = format!("{}/element", self.base);
+            let body = json!({"using": "css selector", "value": css}).to_string();
+            let r = send(Method::POST, &url, &[("content-type", "application/json")], body.into()).await;
+            if r.status.is_success() {
+                let v = r.json();
+                return v["value"][ELEMENT].as_str().unwrap_or_else(|| panic!("find {css}: {v}")).to_string();
+            }
+            assert!(Instant::now() < deadline, "find {css}: {} {}", r.status, r.text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn click(&self, css: &str) {
-        let e = self.find(css).await;
-        self.cmd(Method::POST, &format!("/element/{e}/click"), Some(json!({}))).await;
+        // A live update can replace the node between lookup and click: look it up again.
+        for attempt in 0..5 {
+            let e = self.find(css).await;
+            let url = format!("{}/element/{e}/click", self.base);
+            let r = send(Method::POST, &url, &[("content-type", "application/json")], "{}".into()).await;
+            if r.status.is_success() {
+                return;
+            }
+            assert!(attempt < 4 && r.text().contains("stale element"), "click {css}: {} {}", r.status, r.text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {

@@ -89,7 +89,7 @@ pub struct Decision {
 impl Decision {
     /// A fresh decision id (UUID v7: time-ordered, so ids sort by creation).
     pub fn new_id() -> String {
-        uuid::Uuid::now_v7().to_string()
+        IDS.with(|ids| ids.borrow_mut().next()).to_string()
     }
 
     /// Fail-closed decision used for undefined, ill-typed or conflicting output, timeouts and
@@ -121,9 +121,86 @@ impl Decision {
     }
 }
 
+/// Per-thread UUID v7 generator. `uuid::Uuid::now_v7` takes a process-wide mutex and reads the
+/// OS random source for every id; a decision id needs neither. Each thread keeps a 42-bit
+/// counter (random at each new millisecond, +1 within one, as RFC 9562 method 1) so its ids
+/// increase strictly, and fills the low 32 bits from a PRNG seeded once from the OS.
+struct IdGen {
+    last_ms: u64,
+    counter: u64,
+    rng: u64,
+}
+
+thread_local! {
+    static IDS: std::cell::RefCell<IdGen> = std::cell::RefCell::new(IdGen::new());
+}
+
+const COUNTER_BITS: u32 = 42;
+
+impl IdGen {
+    fn new() -> IdGen {
+        let (seed, _) = uuid::Uuid::new_v4().as_u64_pair();
+        IdGen { last_ms: 0, counter: 0, rng: seed | 1 }
+    }
+
+    /// splitmix64: cheap, and plenty for the random part of an id.
+    fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn next(&mut self) -> uuid::Uuid {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        if now > self.last_ms {
+            self.last_ms = now;
+            // Start low in the counter range so a burst within one millisecond cannot overflow.
+            self.counter = self.random() >> (64 - COUNTER_BITS + 1);
+        } else {
+            // Same millisecond, or the clock went back: stay on the last one and count up.
+            self.counter += 1;
+            if self.counter >> COUNTER_BITS != 0 {
+                self.last_ms += 1;
+                self.counter = 0;
+            }
+        }
+        // 80 bits after the timestamp: [4 version][12 counter high][2 variant][30 counter low]
+        // [32 random]; the builder overwrites the version and variant bits.
+        let bits: u128 = (u128::from(self.counter >> 30) << 64)
+            | (u128::from(self.counter & 0x3FFF_FFFF) << 32)
+            | u128::from(self.random() as u32);
+        let bytes = bits.to_be_bytes();
+        let mut tail = [0u8; 10];
+        tail.copy_from_slice(&bytes[6..]);
+        uuid::Builder::from_unix_timestamp_millis(self.last_ms, &tail).into_uuid()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_v7_unique_and_increasing() {
+        let ids: Vec<String> = (0..20_000).map(|_| Decision::new_id()).collect();
+        for w in ids.windows(2) {
+            assert!(w[0] < w[1], "{} !< {}", w[0], w[1]);
+        }
+        let parsed = uuid::Uuid::parse_str(&ids[0]).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+        let ms = parsed.get_timestamp().unwrap().to_unix();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        assert!(now.as_secs().abs_diff(ms.0) <= 2);
+        // Another thread gets its own sequence, and no id repeats.
+        let other = std::thread::spawn(|| (0..1000).map(|_| Decision::new_id()).collect::<Vec<_>>()).join().unwrap();
+        let all: std::collections::HashSet<&String> = ids.iter().chain(other.iter()).collect();
+        assert_eq!(all.len(), ids.len() + other.len());
+    }
 
     #[test]
     fn precedence_is_deny_hold_allow() {

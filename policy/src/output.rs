@@ -1,30 +1,11 @@
 //! Parsing the policy's `decision` object into a [`Decision`]. Anything but a well-typed object
-//! `{action, rule, reason, risk, obligations?}` is rejected so the caller fails closed.
+//! `{action, rule, reason, risk, obligations?}` is rejected so the caller fails closed. The
+//! value is read in place (no detour through `serde_json`): this runs on every call.
 
+use serde::de::IntoDeserializer;
 use serde::Deserialize;
 
 use crate::{Action, Decision, Obligations, Risk};
-
-/// What a bundle must produce at `data.clawbutler.decision`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDecision {
-    action: Action,
-    rule: String,
-    reason: String,
-    risk: Risk,
-    #[serde(default)]
-    obligations: Option<RawObligations>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawObligations {
-    #[serde(default)]
-    mask: Vec<String>,
-    #[serde(default)]
-    hold_ttl_s: Option<u64>,
-}
 
 /// Why an output could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,27 +16,100 @@ pub(crate) enum OutputError {
     IllTyped(String),
 }
 
+fn ill(text: impl Into<String>) -> OutputError {
+    OutputError::IllTyped(text.into())
+}
+
 /// Turn the rule's value into a decision stamped with a fresh id and `revision`.
 pub(crate) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, OutputError> {
-    if matches!(value, regorus::Value::Undefined) {
-        return Err(OutputError::Undefined);
+    let regorus::Value::Object(obj) = value else {
+        return Err(match value {
+            regorus::Value::Undefined => OutputError::Undefined,
+            _ => ill("decision must be an object"),
+        });
+    };
+    let (mut action, mut rule, mut reason, mut risk, mut obligations) = (None, None, None, None, None);
+    for (k, v) in obj.iter() {
+        match key(k)? {
+            "action" => action = Some(Action::deserialize(text(v, "action")?.into_deserializer()).map_err(de)?),
+            "rule" => rule = Some(non_empty(v, "rule")?),
+            "reason" => reason = Some(non_empty(v, "reason")?),
+            "risk" => risk = Some(Risk::deserialize(text(v, "risk")?.into_deserializer()).map_err(de)?),
+            "obligations" => obligations = Some(parse_obligations(v)?),
+            other => return Err(ill(format!("unknown field `{other}`"))),
+        }
     }
-    let json = serde_json::to_value(value).map_err(|e| OutputError::IllTyped(e.to_string()))?;
-    let raw: RawDecision = serde_json::from_value(json).map_err(|e| OutputError::IllTyped(e.to_string()))?;
-    if raw.rule.trim().is_empty() || raw.reason.trim().is_empty() {
-        return Err(OutputError::IllTyped("rule and reason must be non-empty strings".into()));
-    }
-    let obligations =
-        raw.obligations.map(|o| Obligations { mask: o.mask, hold_ttl_s: o.hold_ttl_s }).unwrap_or_default();
     Ok(Decision {
         id: Decision::new_id(),
         bundle_revision: revision.to_string(),
-        action: raw.action,
-        rule: raw.rule,
-        reason: raw.reason,
-        risk: raw.risk,
-        obligations,
+        action: action.ok_or_else(|| ill("missing field `action`"))?,
+        rule: rule.ok_or_else(|| ill("missing field `rule`"))?,
+        reason: reason.ok_or_else(|| ill("missing field `reason`"))?,
+        risk: risk.ok_or_else(|| ill("missing field `risk`"))?,
+        obligations: obligations.unwrap_or_default(),
     })
+}
+
+fn de(e: serde::de::value::Error) -> OutputError {
+    ill(e.to_string())
+}
+
+fn key(k: &regorus::Value) -> Result<&str, OutputError> {
+    match k {
+        regorus::Value::String(s) => Ok(s),
+        _ => Err(ill("decision keys must be strings")),
+    }
+}
+
+fn text<'a>(v: &'a regorus::Value, field: &str) -> Result<&'a str, OutputError> {
+    match v {
+        regorus::Value::String(s) => Ok(s),
+        _ => Err(ill(format!("`{field}` must be a string"))),
+    }
+}
+
+fn non_empty(v: &regorus::Value, field: &str) -> Result<String, OutputError> {
+    let s = text(v, field)?;
+    if s.trim().is_empty() {
+        return Err(ill("rule and reason must be non-empty strings"));
+    }
+    Ok(s.to_string())
+}
+
+/// `null` means none, as an absent field does.
+fn parse_obligations(v: &regorus::Value) -> Result<Obligations, OutputError> {
+    let obj = match v {
+        regorus::Value::Null => return Ok(Obligations::default()),
+        regorus::Value::Object(obj) => obj,
+        _ => return Err(ill("`obligations` must be an object")),
+    };
+    let mut out = Obligations::default();
+    for (k, v) in obj.iter() {
+        match key(k)? {
+            "mask" => {
+                let items: Vec<&regorus::Value> = match v {
+                    regorus::Value::Array(a) => a.iter().collect(),
+                    regorus::Value::Set(s) => s.iter().collect(),
+                    _ => return Err(ill("`obligations.mask` must be an array of strings")),
+                };
+                out.mask = items
+                    .into_iter()
+                    .map(|m| text(m, "obligations.mask").map(str::to_string))
+                    .collect::<Result<_, _>>()?;
+            }
+            "hold_ttl_s" => {
+                out.hold_ttl_s = match v {
+                    regorus::Value::Null => None,
+                    regorus::Value::Number(n) => {
+                        Some(n.as_u64().ok_or_else(|| ill("`obligations.hold_ttl_s` must be a non-negative integer"))?)
+                    }
+                    _ => return Err(ill("`obligations.hold_ttl_s` must be a non-negative integer")),
+                };
+            }
+            other => return Err(ill(format!("unknown field `obligations.{other}`"))),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -93,6 +147,12 @@ mod tests {
             r#"{"action":"allow","rule":"r","reason":7,"risk":"low"}"#,
             r#"{"action":"allow","rule":"r","reason":"x","risk":"low","extra":1}"#,
             r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"hold_ttl_s":-1}}"#,
+            r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"hold_ttl_s":1.5}}"#,
+            r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"mask":[1]}}"#,
+            r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"extra":[]}}"#,
+            r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":7}"#,
+            r#"{"action":"allow","rule":"r","reason":"  ","risk":"low"}"#,
+            r#"{"action":7,"rule":"r","reason":"x","risk":"low"}"#,
         ] {
             assert!(matches!(parse(&v(bad), "r"), Err(OutputError::IllTyped(_))), "{bad}");
         }

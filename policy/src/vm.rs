@@ -117,9 +117,113 @@ impl Worker {
         let engine = self.interpreter.get_or_insert_with(|| Box::new(compiled.interpreter()));
         engine.set_input(input);
         engine.eval_rule(DECISION_RULE.to_string()).map_err(|e| {
-            let cause =
-                if e.downcast_ref::<regorus::LimitError>().is_some() { ErrorCause::Timeout } else { ErrorCause::Engine };
+            let cause = if e.downcast_ref::<regorus::LimitError>().is_some() {
+                ErrorCause::Timeout
+            } else {
+                ErrorCause::Engine
+            };
             (cause, format!("{e}"))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle;
+    use crate::engine::BundleSource;
+
+    /// The serving VM must decide exactly as the interpreter that runs the Rego tests.
+    #[test]
+    fn vm_and_interpreter_agree_on_the_shipped_bundle() {
+        let words = [
+            "sudo",
+            "/usr/bin/sudo",
+            "rm",
+            "-rf",
+            "--recursive",
+            "/",
+            "curl",
+            "wget",
+            "|",
+            "||",
+            "&&",
+            ";",
+            "sh",
+            "$(curl",
+            "chmod",
+            "777",
+            "mkfs.ext4",
+            "wipefs",
+            "dd",
+            "of=/dev/sda",
+            "mail",
+            "pay",
+            "Stripe",
+            "cp",
+            "/etc/hosts",
+            "/home/u/proj/x",
+            ">",
+            ">/etc/x",
+            "~/.ssh/id_rsa",
+            ".env",
+            ".env.example",
+            "cat",
+            "git",
+            "x&sudo",
+            "pseudo",
+            "/opt/sudo/bin",
+            "\t",
+            "bin/mkfs",
+        ];
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let files = bundle::read_files(&BundleSource::Embedded).unwrap();
+        for config in [
+            serde_json::Value::Null,
+            serde_json::json!({"model_allowlist": ["gpt-4o", "claude-*"], "max_call_usd": 0.5,
+                "workspace_roots": ["/srv/agents/"], "high_risk_commands": ["git push*"], "high_risk_tools": ["browser_*"]}),
+        ] {
+            let mut engine = bundle::build_engine(&files, &config, false).unwrap();
+            let policy = bundle::prepare(&mut engine).unwrap();
+            let mut interpreter = engine.clone();
+            let compiled = Compiled::new(engine, &policy, Duration::from_millis(500));
+            assert!(compiled.is_vm());
+            let mut worker = compiled.worker().unwrap();
+            for i in 0..600 {
+                let command: Vec<&str> = (0..1 + next(5)).map(|_| words[next(words.len())]).collect();
+                let command = command.join([" ", "", ";"][next(3)].to_string().as_str());
+                let grants = if next(3) == 0 {
+                    serde_json::json!([{"id": "g1", "agent": "main", "kind": "exec", "pattern": "sudo *"}])
+                } else {
+                    serde_json::json!([])
+                };
+                let input = match i % 4 {
+                    0 | 1 => serde_json::json!({"kind": "exec", "agent": "main", "now": "2026-06-01T12:00:00Z",
+                        "exec": {"command": command, "argv": [], "cwd": "/home/u/proj", "workspace": "/home/u/proj"},
+                        "cost": {"estimate_usd": null}, "budgets": [], "grants": grants}),
+                    2 => serde_json::json!({"kind": "tool_call", "agent": "main", "now": "2026-06-01T12:00:00Z",
+                        "tool": {"server": null, "name": (["send_email", "write", "bank_transfer", "exec", "browser_x"][next(5)]),
+                            "args": {"command": command, "path": (words[next(words.len())])}},
+                        "cost": {"estimate_usd": null}, "budgets": [], "grants": []}),
+                    _ => serde_json::json!({"kind": "model_call", "agent": "main", "now": "2026-06-01T12:00:00Z",
+                        "model": {"upstream": "openai", "endpoint": "chat_completions",
+                            "name": (["gpt-4o", "o1", "claude-3"][next(3)])},
+                        "cost": {"estimate_usd": ([0.1, 0.9][next(2)])},
+                        "budgets": [{"id": "b", "scope": "global", "window": "daily", "spent_usd": 1,
+                            "limit_usd": 1, "remaining_usd": ([0.0, 0.5][next(2)])}], "grants": []}),
+                };
+                let value = regorus::Value::from(input.clone());
+                interpreter.set_input(value.clone());
+                let expected = interpreter.eval_rule(DECISION_RULE.to_string()).unwrap();
+                assert_ne!(expected, regorus::Value::Undefined, "{input}");
+                assert_eq!(worker.eval(&compiled, value).unwrap(), expected, "{input}");
+            }
+        }
     }
 }
