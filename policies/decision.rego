@@ -16,15 +16,19 @@
 # comparison; `count(x) > 0` would be a builtin call, several times dearer.)
 package clawbutler
 
-deny_findings := model_denies | call_denies if input.kind == "model_call"
+deny_findings := model_denies | call_denies if {
+	input.kind == "model_call"
+} else := call_denies if {
+	input.kind in {"exec", "tool_call", "plugin"}
+}
 
-deny_findings := call_denies if input.kind in {"exec", "tool_call", "plugin"}
-
-hold_findings := set() if input.kind == "model_call"
-
-hold_findings := exec_holds | secret_holds if input.kind == "exec"
-
-hold_findings := (exec_holds | secret_holds) | tool_holds if input.kind in {"tool_call", "plugin"}
+hold_findings := exec_holds | secret_holds if {
+	input.kind == "exec"
+} else := set() if {
+	input.kind == "model_call"
+} else := (exec_holds | secret_holds) | tool_holds if {
+	input.kind in {"tool_call", "plugin"}
+}
 
 # deny_findings and hold_findings are undefined for an unknown kind, and so is _default_allow,
 # so no branch holds and `decision` stays undefined.
