@@ -3,10 +3,10 @@
 # it errs towards holding, and a grant or an edited rule clears false positives.
 #
 # Cost note: every builtin call and every loop step costs a fraction of a microsecond, and a
-# decision runs on every command. So the rules look for words with one substring scan of a
-# padded copy of the command (`strings.replace_n` removes every listed word at once: the
-# string changes exactly when one of them occurs), and only walk the words one by one when a
-# rule's word is there. Most commands name none of them.
+# decision runs on every command. So the word rules (in `_word_holds`) are gated: one pass
+# looks every word up in `_trigger_words`, one `strings.replace_n` call looks for the
+# substrings (it changes the string exactly when one of its keys occurs), and only when one
+# of them is there do the rules walk the words. Most commands name none of them.
 package clawbutler
 
 # The command line under decision (an `else` chain: the first branch that holds wins, the
@@ -88,7 +88,7 @@ exec_holds contains f if {
 	some f in _word_holds
 }
 
-_gate_hit if count(_families) > 0
+_gate_hit if _families != set()
 
 _gate_hit if _has_markers
 

@@ -322,18 +322,50 @@ reconnect_max_ms = 2000
     // 5. attach / detach round trip: `ops` is rewired through the sidecar, then put back exactly.
     let config_before = config_doc(&link).await;
     let exec_before = link.call("exec.approvals.get", json!({})).await.unwrap()["file"].clone();
-    let data_s = data.to_string();
-    let ups = clawbutler::config::Config::from_toml_str(&format!(
-        "[[upstreams]]\nname = \"fake\"\nkind = \"openai\"\nurl = \"{}/v1\"",
-        up.base_url()
-    ))
-    .unwrap()
-    .upstreams;
-    let lines = clawbutler::gateway::attach::attach(&link, &ups, &data_s, dir.path(), true).await.expect("dry run");
-    eprintln!("attach --dry-run:\n{}", lines.join("\n"));
-    assert!(lines.iter().any(|l| l.contains("models.providers.cb-ops")), "{lines:?}");
+    // Through the real binary, as an operator runs it.
+    let cli_dir = tempfile::tempdir().unwrap();
+    let cli_cfg = cli_dir.path().join("clawbutler.toml");
+    std::fs::write(
+        &cli_cfg,
+        format!(
+            "[server]\nlisten = \"{data}\"\ndata_dir = \"{}\"\n[[upstreams]]\nname = \"fake\"\nkind = \"openai\"\nurl = \"{}/v1\"\n",
+            cli_dir.path().display(),
+            up.base_url()
+        ),
+    )
+    .unwrap();
+    let cli = |verb: &'static str, dry: bool| {
+        let mut args = vec![
+            verb.to_string(),
+            "--config".into(),
+            cli_cfg.display().to_string(),
+            "--gateway".into(),
+            gw.ws_url(),
+            "--token-env".into(),
+            TOKEN_ENV.into(),
+        ];
+        if dry {
+            args.push("--dry-run".into());
+        }
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"))
+                    .args(args)
+                    .output()
+                    .expect("run clawbutler")
+            })
+            .await
+            .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            assert!(out.status.success(), "clawbutler {verb}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+            stdout
+        }
+    };
+    let diff = cli("attach", true).await;
+    eprintln!("attach --dry-run:\n{diff}");
+    assert!(diff.contains("models.providers.cb-ops"), "{diff}");
     assert_eq!(config_doc(&link).await, config_before, "--dry-run changes nothing");
-    clawbutler::gateway::attach::attach(&link, &ups, &data_s, dir.path(), false).await.expect("attach");
+    cli("attach", false).await;
     let attached = config_doc(&link).await;
     assert_eq!(attached["agents"]["entries"]["ops"]["model"], "cb-ops/gpt-4o-mini");
     assert_eq!(attached["models"]["providers"]["cb-ops"]["baseUrl"], format!("http://{data}/a/ops/fake/v1"));
@@ -342,8 +374,8 @@ reconnect_max_ms = 2000
     assert_eq!(turn.reply_text().as_deref(), Some(reply_for(msg).as_str()), "{}", turn.describe());
     let (_, audit) = api.get("/api/v1/audit?agent=ops&kind=model_call").await;
     assert!(audit["items"].as_array().is_some_and(|i| !i.is_empty()), "ops' turn went through the sidecar: {audit}");
-    let lines = clawbutler::gateway::attach::detach(&link, dir.path(), false).await.expect("detach");
-    eprintln!("detach:\n{}", lines.join("\n"));
+    let undo = cli("detach", false).await;
+    eprintln!("detach:\n{undo}");
     assert_eq!(config_doc(&link).await, config_before, "detach restored the config exactly");
     let exec_after = link.call("exec.approvals.get", json!({})).await.unwrap()["file"].clone();
     assert_eq!(exec_after, exec_before, "detach restored the exec approvals");
