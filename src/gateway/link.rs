@@ -70,6 +70,8 @@ pub struct Link {
     gauge: IntGauge,
     hello: RwLock<Option<Arc<Value>>>,
     down_since: Mutex<Option<Instant>>,
+    /// Why the last connect attempt or session failed; cleared by a successful handshake.
+    last_error: Mutex<Option<String>>,
 }
 
 /// How one session ended.
@@ -107,6 +109,7 @@ impl Link {
             gauge,
             hello: RwLock::new(None),
             down_since: Mutex::new(Some(Instant::now())),
+            last_error: Mutex::new(None),
         }))
     }
 
@@ -123,6 +126,12 @@ impl Link {
     /// How long the link has been down (None while up).
     pub fn down_for(&self) -> Option<Duration> {
         lock(&self.down_since).map(|t| t.elapsed())
+    }
+
+    /// Why the link is (or last was) down: the last failed connect or lost session, `None`
+    /// after a successful handshake. Shown in `/readyz` so a wrong token is visible there.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.last_error).clone()
     }
 
     /// The last `hello-ok` payload.
@@ -197,22 +206,32 @@ impl Link {
                     break;
                 }
                 let mut retry_after = None;
-                match link.handshake().await {
+                let failure = match link.handshake().await {
                     Ok((ws, tick_ms)) => {
                         backoff.reset();
+                        *lock(&link.last_error) = None;
                         let end = link.session(ws, tick_ms, &mut shutdown).await;
                         link.mark_down();
                         match end {
                             End::Shutdown => break,
-                            End::Closed(why) => tracing::warn!(url = %link.url, why = %why, "gateway link lost"),
+                            End::Closed(why) => {
+                                tracing::warn!(url = %link.url, why = %why, "gateway link lost");
+                                format!("link lost: {why}")
+                            }
                         }
                     }
                     Err(GatewayError::Rpc { error, .. }) => {
-                        tracing::warn!(url = %link.url, error = %error, "gateway refused connect");
                         retry_after = error.retry_after_ms.map(Duration::from_millis);
+                        let why = link.refusal(&error);
+                        tracing::warn!(url = %link.url, error = %why, "gateway refused connect");
+                        why
                     }
-                    Err(e) => tracing::warn!(url = %link.url, error = %e, "gateway connect failed"),
-                }
+                    Err(e) => {
+                        tracing::warn!(url = %link.url, error = %e, "gateway connect failed");
+                        format!("connect failed: {e}")
+                    }
+                };
+                *lock(&link.last_error) = Some(failure);
                 let delay = backoff.next_delay();
                 // The gateway's own hint (e.g. 500 ms while it starts) beats our guess.
                 let delay = retry_after.map_or(delay, |r| r.max(Duration::from_millis(100)));
@@ -223,6 +242,22 @@ impl Link {
             }
             link.mark_down();
         })
+    }
+
+    /// A refused `connect` in words an operator can act on: credential problems name the
+    /// variable the token comes from, since retrying cannot fix them.
+    fn refusal(&self, e: &RpcError) -> String {
+        let detail = e.details.get("code").and_then(Value::as_str).unwrap_or_default();
+        if detail.starts_with("AUTH_") || detail.starts_with("DEVICE_") || e.code == "NOT_PAIRED" {
+            format!(
+                "gateway rejected our credentials ({}): {}; check the token in ${} (or the device pairing)",
+                if detail.is_empty() { &e.code } else { detail },
+                e.message,
+                self.settings.token_env
+            )
+        } else {
+            format!("gateway refused connect: {e}")
+        }
     }
 
     fn ws_config(&self) -> WebSocketConfig {

@@ -110,7 +110,10 @@ impl Gateway {
         let up = self.link.is_connected();
         let detail = match self.link.down_for() {
             None => format!("connected to {}", self.link.url()),
-            Some(d) => format!("not connected to {} for {} s", self.link.url(), d.as_secs()),
+            Some(d) => match self.link.last_error() {
+                Some(why) => format!("not connected to {} for {} s: {why}", self.link.url(), d.as_secs()),
+                None => format!("not connected to {} for {} s", self.link.url(), d.as_secs()),
+            },
         };
         ("gateway", up, detail)
     }

@@ -1,0 +1,139 @@
+//! The plain types of budgets: their config, scope, source and the refusal a caller sees.
+
+use serde::{Deserialize, Serialize};
+
+use super::Window;
+
+/// One `[[budgets]]` entry (also the body of `PUT /api/v1/budgets/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Defaults to `<scope>@<window>`, e.g. `agent:main@daily`.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `global`, `agent:<id>`, `model:<name>` or `upstream:<name>`.
+    pub scope: String,
+    pub window: Window,
+    pub limit_usd: f64,
+    /// Fraction of the limit at which a warning event is emitted once per window.
+    #[serde(default)]
+    pub warn_at: Option<f64>,
+    /// IANA time zone of the window boundaries (default UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// What a budget applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    Agent(String),
+    Model(String),
+    Upstream(String),
+}
+
+impl Scope {
+    pub(crate) fn parse(s: &str) -> Result<Scope, String> {
+        let (kind, name) = s.split_once(':').unwrap_or((s, ""));
+        match (kind, name) {
+            ("global", "") => Ok(Scope::Global),
+            ("agent", n) if !n.is_empty() => Ok(Scope::Agent(n.into())),
+            ("model", n) if !n.is_empty() => Ok(Scope::Model(n.into())),
+            ("upstream", n) if !n.is_empty() => Ok(Scope::Upstream(n.into())),
+            _ => Err(format!("scope '{s}' must be global, agent:<id>, model:<name> or upstream:<name>")),
+        }
+    }
+
+    pub(crate) fn matches(&self, call: &CallScope<'_>) -> bool {
+        match self {
+            Scope::Global => true,
+            Scope::Agent(a) => a == call.agent,
+            Scope::Model(m) => m == call.model,
+            Scope::Upstream(u) => u == call.upstream,
+        }
+    }
+}
+
+/// The identity of a call, as budgets see it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallScope<'a> {
+    pub agent: &'a str,
+    pub model: &'a str,
+    pub upstream: &'a str,
+}
+
+/// Where a budget was defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// `clawbutler.toml`: read-only through the API (edit the file).
+    Config,
+    /// Created through the API; persisted in the store.
+    Api,
+}
+
+/// A budget's state as shown by the API and the policy input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetView {
+    pub id: String,
+    pub scope: String,
+    pub window: Window,
+    pub limit_usd: f64,
+    pub spent_usd: f64,
+    pub reserved_usd: f64,
+    pub remaining_usd: f64,
+    pub warn_at: f64,
+    pub timezone: String,
+    pub open: bool,
+    pub window_key: String,
+    pub resets_at: String,
+    pub source: Source,
+}
+
+/// Why a call is refused by a budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    pub budget_id: String,
+    pub scope: String,
+    pub window: Window,
+    pub limit_usd: f64,
+    pub spent_usd: f64,
+    /// The call's worst-case cost, when the refusal is "would not fit".
+    pub needed_usd: Option<f64>,
+    pub retry_after_s: u64,
+}
+
+impl Refusal {
+    /// The text the caller (and, through OpenClaw, the end user) sees. It always contains
+    /// "<window> limit reached": OpenClaw treats that as an exhausted periodic window (one
+    /// request, no retries, message shown verbatim).
+    pub fn message(&self) -> String {
+        let wait = human_duration(self.retry_after_s);
+        match self.needed_usd {
+            None => format!(
+                "{} limit reached for {} (${:.2} of ${:.2} spent; resets in {wait}). Ask an operator to raise or reset budget {}.",
+                self.window.as_str(),
+                self.scope,
+                self.spent_usd,
+                self.limit_usd,
+                self.budget_id
+            ),
+            Some(need) => format!(
+                "{} limit reached for {}: this call may cost up to ${need:.4} and ${:.4} of ${:.2} remains (resets in {wait}). Ask an operator to raise or reset budget {}.",
+                self.window.as_str(),
+                self.scope,
+                (self.limit_usd - self.spent_usd).max(0.0),
+                self.limit_usd,
+                self.budget_id
+            ),
+        }
+    }
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        _ => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+    }
+}
