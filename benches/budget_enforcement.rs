@@ -13,7 +13,8 @@ fn budgets() -> (tempfile::TempDir, Arc<Budgets>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = sled::open(dir.path().join("state")).expect("sled");
     let reg = prometheus::Registry::new();
-    let audit = Arc::new(audit::AuditLog::open(&dir.path().join("audit"), &Default::default(), &db, &reg).expect("audit"));
+    let audit =
+        Arc::new(audit::AuditLog::open(&dir.path().join("audit"), &Default::default(), &db, &reg).expect("audit"));
     let cfg: Vec<BudgetConfig> = ["global", "agent:main", "model:gpt-4o-mini", "upstream:openai"]
         .iter()
         .map(|s| BudgetConfig {
@@ -61,6 +62,11 @@ fn main() {
         .collect();
     lat.sort_unstable();
     let p = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
-    println!("budget enforcement per call (4 budgets): p50 {:.2} us, p99 {:.2} us, p99.9 {:.2} us", p(0.5), p(0.99), p(0.999));
+    println!(
+        "budget enforcement per call (4 budgets): p50 {:.2} us, p99 {:.2} us, p99.9 {:.2} us",
+        p(0.5),
+        p(0.99),
+        p(0.999)
+    );
     Criterion::default().configure_from_args().final_summary();
 }

@@ -23,6 +23,22 @@ pub enum RecordKind {
 }
 
 impl RecordKind {
+    /// Every kind, for pre-creating per-kind metric series.
+    pub(crate) const ALL: [RecordKind; 12] = [
+        RecordKind::ModelCall,
+        RecordKind::Exec,
+        RecordKind::ToolCall,
+        RecordKind::Approval,
+        RecordKind::Grant,
+        RecordKind::Budget,
+        RecordKind::PolicyReload,
+        RecordKind::KillSwitch,
+        RecordKind::Config,
+        RecordKind::Auth,
+        RecordKind::Gateway,
+        RecordKind::Retention,
+    ];
+
     /// Stable label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -108,8 +124,9 @@ impl AuditEvent {
     }
 }
 
-/// Mask an event into a record body (seq, ts and hashes are filled in by the writer).
-pub(crate) fn to_masked_record(ev: AuditEvent) -> crate::record::AuditRecord {
+/// Mask an event into a record body (seq, ts and hashes are filled in by the writer), keying
+/// the short hashes of masked values with the install's `salt`.
+pub(crate) fn to_masked_record(ev: AuditEvent, salt: &crate::mask::Salt) -> crate::record::AuditRecord {
     use crate::mask;
     let extra = ev.mask;
     let scoped = |root: &str| -> Vec<String> {
@@ -122,11 +139,11 @@ pub(crate) fn to_masked_record(ev: AuditEvent) -> crate::record::AuditRecord {
             .collect()
     };
     let mut subject = ev.subject;
-    mask::mask_json(&mut subject, &scoped("$.subject"));
+    mask::mask_json_salted(&mut subject, &scoped("$.subject"), salt);
     let mut details = ev.details;
-    mask::mask_json(&mut details, &scoped("$.details"));
+    mask::mask_json_salted(&mut details, &scoped("$.details"), salt);
     let literals: Vec<String> = extra.iter().filter(|e| !e.starts_with('$')).cloned().collect();
-    let text = |s: Option<String>| s.map(|s| mask::mask_text_with(&s, &literals));
+    let text = |s: Option<String>| s.map(|s| mask::mask_text_with_salted(&s, &literals, salt));
     let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
     crate::record::AuditRecord {
         kind: ev.kind,

@@ -8,7 +8,7 @@
 //! keeps a sparse sled search index, and signs an
 //! Ed25519 checkpoint with an RFC 6962 Merkle root every N records / T seconds. Nothing in the
 //! API updates or deletes a record; retention removes whole old segments only after a signed
-//! checkpoint records the removal. [`verify_dir`] re-checks everything offline; the format is
+//! checkpoint records the removal, and then says so in a `retention` record. [`verify_dir`] re-checks everything offline; the format is
 //! specified in `docs/audit.md`.
 
 pub mod checkpoint;
@@ -23,6 +23,7 @@ pub mod merkle;
 mod query;
 pub mod record;
 mod recover;
+mod salt;
 mod segment;
 mod settings;
 mod verify;
@@ -41,7 +42,7 @@ pub use verify::{verify_dir, verify_export, VerifyReport};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -52,14 +53,15 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::index::Index;
 use crate::query::Reader;
-use crate::writer::{Msg, Pending, Shared, Writer};
+use crate::writer::{Msg, Pending, Queue, Shared, Writer};
 
 /// The audit log handle (cheap to share behind an `Arc`). Dropping it flushes the queue,
 /// signs a final checkpoint and stops the writer thread.
 pub struct AuditLog {
     dir: PathBuf,
-    /// Next seq and the writer's queue, locked together so queue order is seq order.
-    tx: Mutex<Option<(u64, Sender<Msg>)>>,
+    /// Next seq and the writer's queue (shared with the writer, which appends retention
+    /// records through it).
+    tx: Queue,
     reader: Reader,
     pubkey: VerifyingKey,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -82,6 +84,7 @@ impl AuditLog {
         std::fs::create_dir_all(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         let key = keys::load_or_create(dir)?;
+        let salt = mask::Salt::load_or_create(dir)?;
         let pubkey = key.verifying_key();
         let idx = Index::open(db)?;
         let rec = recover::recover(dir, &idx)?;
@@ -94,6 +97,10 @@ impl AuditLog {
             HistogramOpts::new("clawbutler_audit_append_seconds", "Time from append to fsync of an audit record")
                 .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
         )?;
+        // Pre-create every kind's series so dashboards see 0 rather than no data.
+        for k in RecordKind::ALL {
+            records_total.with_label_values(&[k.as_str()]);
+        }
         registry.register(Box::new(records_total.clone()))?;
         registry.register(Box::new(append_seconds.clone()))?;
 
@@ -109,17 +116,19 @@ impl AuditLog {
             indexed_seq: AtomicU64::new(rec.indexed_through),
         });
         let indexer = indexer::spawn(idx.clone(), shared.clone(), rec.builder)?;
-        let writer = Writer::from_parts(rec.writer_parts, dir, settings, key, indexer, shared.clone());
         let (tx, rx) = mpsc::channel();
+        let queue: Queue = Arc::new(Mutex::new(Some((head + 1, tx))));
+        let writer = Writer::from_parts(rec.writer_parts, dir, settings, key, indexer, shared.clone(), queue.clone());
         let thread = std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer.run(rx))?;
         Ok(AuditLog {
             dir: dir.to_path_buf(),
-            tx: Mutex::new(Some((head + 1, tx))),
+            tx: queue,
             reader: Reader {
                 dir: dir.to_path_buf(),
                 index: idx,
                 shared,
                 scan_limit: settings.search_scan_limit.max(1),
+                salt,
             },
             pubkey,
             thread: Mutex::new(Some(thread)),
@@ -143,7 +152,7 @@ impl AuditLog {
     }
 
     fn enqueue(&self, ev: AuditEvent, waiter: Option<oneshot::Sender<Result<(), String>>>) -> Result<u64, AuditError> {
-        let mut rec = event::to_masked_record(ev);
+        let mut rec = event::to_masked_record(ev, &self.reader.salt);
         let pending = Instant::now();
         let mut guard = self.tx.lock().map_err(|_| stopped(&self.reader.shared))?;
         let Some((next, tx)) = guard.as_mut() else { return Err(stopped(&self.reader.shared)) };
@@ -187,6 +196,12 @@ impl AuditLog {
     /// The log directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// This install's masking salt (`audit-mask.salt`). Pass it to the `mask::*_salted`
+    /// functions to produce short hashes that correlate with the ones in this log.
+    pub fn mask_salt(&self) -> &mask::Salt {
+        &self.reader.salt
     }
 
     /// The checkpoint-signing public key (also exported as `audit-pubkey.pem`).

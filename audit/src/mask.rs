@@ -1,15 +1,21 @@
 //! Masking of secrets and personal data, applied before a record is written (never after).
 //! Public so the proxy can scrub its own log lines with the same rules.
 //!
-//! Every masked value becomes `[<class>:<h>]` where `<h>` is the first 6 hex digits of
-//! sha256(value): equal values stay correlatable, the value itself is gone. The short hash is
-//! unsalted and only 24 bits wide, so it confirms a guessed value with low confidence only.
+//! Every masked value becomes `[<class>:<h>]` where `<h>` is 6 hex digits (24 bits) of a hash
+//! of the value: equal values stay correlatable, the value itself is gone.
+//!
+//! The audit log uses the `*_salted` functions with the install's [`Salt`], so `<h>` is the
+//! start of HMAC-SHA256(salt, value) and cannot be checked against guesses without the salt.
+//! The unsalted functions (`<h>` = start of sha256(value)) remain for callers without a salt,
+//! such as the proxy's own log lines; their hashes can be brute-forced for small value spaces.
 
 use std::sync::OnceLock;
 
 use regex::{Regex, RegexSet};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+pub use crate::salt::{Salt, SALT_FILE};
 
 /// One text rule: pattern, class label, and how much of the match is kept as a visible prefix.
 struct Rule {
@@ -117,14 +123,35 @@ fn rules() -> &'static Rules {
     })
 }
 
-/// `[class:6 hex]` for `value`.
+/// `[class:6 hex]` for `value`, unsalted (sha256).
 pub fn token_for(class: &str, value: &str) -> String {
-    let d = Sha256::digest(value.as_bytes());
+    token(class, value, None)
+}
+
+/// `[class:6 hex]` for `value`, keyed with `salt` (HMAC-SHA256). This is what the log writes.
+pub fn token_for_salted(class: &str, value: &str, salt: &Salt) -> String {
+    token(class, value, Some(salt))
+}
+
+fn token(class: &str, value: &str, salt: Option<&Salt>) -> String {
+    let d: [u8; 32] = match salt {
+        Some(s) => s.mac(value.as_bytes()),
+        None => Sha256::digest(value.as_bytes()).into(),
+    };
     format!("[{class}:{}]", hex::encode(&d[..3]))
 }
 
-/// Mask every secret / personal datum the built-in rules recognise in free text.
+/// Mask every secret / personal datum the built-in rules recognise in free text (unsalted).
 pub fn mask_text(text: &str) -> String {
+    text_rules(text, None)
+}
+
+/// [`mask_text`] with hashes keyed by `salt`.
+pub fn mask_text_salted(text: &str, salt: &Salt) -> String {
+    text_rules(text, Some(salt))
+}
+
+fn text_rules(text: &str, salt: Option<&Salt>) -> String {
     let r = rules();
     let hits = r.set.matches(text);
     if !hits.matched_any() {
@@ -132,12 +159,12 @@ pub fn mask_text(text: &str) -> String {
     }
     let mut out = text.to_string();
     for i in hits.iter() {
-        out = apply_rule(&r.rules[i], &out);
+        out = apply_rule(&r.rules[i], &out, salt);
     }
     out
 }
 
-fn apply_rule(rule: &Rule, text: &str) -> String {
+fn apply_rule(rule: &Rule, text: &str, salt: Option<&Salt>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     for caps in rule.re.captures_iter(text) {
@@ -146,7 +173,7 @@ fn apply_rule(rule: &Rule, text: &str) -> String {
             continue;
         }
         out.push_str(&text[last..m.start()]);
-        out.push_str(&token_for(rule.class, m.as_str()));
+        out.push_str(&token(rule.class, m.as_str(), salt));
         last = m.end();
     }
     out.push_str(&text[last..]);
@@ -190,12 +217,21 @@ fn is_secret_key(key: &str) -> bool {
 /// replaced whole; other entries (3+ chars) are literals replaced wherever they occur in a
 /// string. Finally object keys are sorted, giving the canonical layout the record hash needs.
 pub fn mask_json(v: &mut Value, extra: &[String]) {
+    json_rules(v, extra, None);
+}
+
+/// [`mask_json`] with hashes keyed by `salt`.
+pub fn mask_json_salted(v: &mut Value, extra: &[String], salt: &Salt) {
+    json_rules(v, extra, Some(salt));
+}
+
+fn json_rules(v: &mut Value, extra: &[String], salt: Option<&Salt>) {
     for e in extra.iter().filter(|e| e.starts_with('$')) {
         let segs = parse_path(&e[1..]);
-        mask_path(v, &segs);
+        mask_path(v, &segs, salt);
     }
     let literals = literals(extra);
-    walk(v, &literals);
+    walk(v, &literals, salt);
     canonicalize(v);
 }
 
@@ -217,40 +253,45 @@ fn literals(extra: &[String]) -> Vec<&str> {
 
 /// `mask_text` plus replacement of the literal (non-path) entries of `extra`.
 pub fn mask_text_with(text: &str, extra: &[String]) -> String {
-    mask_str(text, &literals(extra))
+    mask_str(text, &literals(extra), None)
 }
 
-fn walk(v: &mut Value, literals: &[&str]) {
+/// [`mask_text_with`] with hashes keyed by `salt`.
+pub fn mask_text_with_salted(text: &str, extra: &[String], salt: &Salt) -> String {
+    mask_str(text, &literals(extra), Some(salt))
+}
+
+fn walk(v: &mut Value, literals: &[&str], salt: Option<&Salt>) {
     match v {
-        Value::String(s) => *s = mask_str(s, literals),
-        Value::Array(a) => a.iter_mut().for_each(|x| walk(x, literals)),
+        Value::String(s) => *s = mask_str(s, literals, salt),
+        Value::Array(a) => a.iter_mut().for_each(|x| walk(x, literals, salt)),
         Value::Object(m) => {
             let old = std::mem::take(m);
             for (k, mut val) in old {
                 if is_secret_key(&k) && !val.is_null() {
-                    val = Value::String(whole_token("secret", &val));
+                    val = Value::String(whole_token("secret", &val, salt));
                 } else {
-                    walk(&mut val, literals);
+                    walk(&mut val, literals, salt);
                 }
-                m.insert(mask_str(&k, literals), val);
+                m.insert(mask_str(&k, literals, salt), val);
             }
         }
         _ => {}
     }
 }
 
-fn whole_token(class: &str, v: &Value) -> String {
+fn whole_token(class: &str, v: &Value, salt: Option<&Salt>) -> String {
     match v {
-        Value::String(s) => token_for(class, s),
-        other => token_for(class, &other.to_string()),
+        Value::String(s) => token(class, s, salt),
+        other => token(class, &other.to_string(), salt),
     }
 }
 
-fn mask_str(s: &str, literals: &[&str]) -> String {
-    let mut out = mask_text(s);
+fn mask_str(s: &str, literals: &[&str], salt: Option<&Salt>) -> String {
+    let mut out = text_rules(s, salt);
     for lit in literals {
         if out.contains(lit) {
-            out = out.replace(lit, &token_for("masked", lit));
+            out = out.replace(lit, &token("masked", lit, salt));
         }
     }
     out
@@ -289,31 +330,31 @@ fn parse_path(p: &str) -> Vec<Seg> {
     segs
 }
 
-fn mask_path(v: &mut Value, segs: &[Seg]) {
+fn mask_path(v: &mut Value, segs: &[Seg], salt: Option<&Salt>) {
     let Some((first, rest)) = segs.split_first() else {
         if !v.is_null() {
-            *v = Value::String(whole_token("masked", v));
+            *v = Value::String(whole_token("masked", v, salt));
         }
         return;
     };
     match (first, v) {
         (Seg::Key(k), Value::Object(m)) => {
             if let Some(x) = m.get_mut(k) {
-                mask_path(x, rest);
+                mask_path(x, rest, salt);
             }
         }
         (Seg::Index(i), Value::Array(a)) => {
             if let Some(x) = a.get_mut(*i) {
-                mask_path(x, rest);
+                mask_path(x, rest, salt);
             }
         }
         (Seg::Key(k), Value::Array(a)) => {
             if let Some(x) = k.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
-                mask_path(x, rest);
+                mask_path(x, rest, salt);
             }
         }
-        (Seg::Any, Value::Object(m)) => m.values_mut().for_each(|x| mask_path(x, rest)),
-        (Seg::Any, Value::Array(a)) => a.iter_mut().for_each(|x| mask_path(x, rest)),
+        (Seg::Any, Value::Object(m)) => m.values_mut().for_each(|x| mask_path(x, rest, salt)),
+        (Seg::Any, Value::Array(a)) => a.iter_mut().for_each(|x| mask_path(x, rest, salt)),
         _ => {}
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Reader {
     pub index: Index,
     pub shared: Arc<Shared>,
     pub scan_limit: usize,
+    /// The install's masking salt: filters are masked with it to match what was written.
+    pub salt: mask::Salt,
 }
 
 impl Reader {
@@ -265,7 +267,7 @@ impl Reader {
         if hi < lo || hi == 0 {
             return Ok(AuditPage::default());
         }
-        let agent = q.agent.as_deref().map(mask::mask_text);
+        let agent = q.agent.as_deref().map(|a| mask::mask_text_salted(a, &self.salt));
         let kind = q.kind.map(|k| k.as_str().to_string());
         let action = q.action.map(|a| a.as_str().to_string());
         let risk = q.risk.map(|r| r.as_str().to_string());
@@ -278,12 +280,14 @@ impl Reader {
         ]
         .into_iter()
         .find_map(|(f, v)| v.map(|v| (f, v)));
-        let keywords: Vec<Vec<u8>> = q
+        // The unsalted form still finds records written before the install had a salt.
+        let mut keywords: Vec<Vec<u8>> = q
             .keyword
             .iter()
-            .flat_map(|k| [k.to_ascii_lowercase(), mask::mask_text(k).to_ascii_lowercase()])
-            .map(String::into_bytes)
+            .flat_map(|k| [k.clone(), mask::mask_text_salted(k, &self.salt), mask::mask_text(k)])
+            .map(|k| k.to_ascii_lowercase().into_bytes())
             .collect();
+        keywords.dedup();
         let needle = driver.as_ref().map(|(f, v)| field_needle(*f, v));
         let mut page = AuditPage::default();
         let mut scanned = 0usize;

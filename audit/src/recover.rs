@@ -200,6 +200,7 @@ impl Writer {
         key: ed25519_dalek::SigningKey,
         indexer: (std::sync::mpsc::Sender<crate::indexer::IndexMsg>, std::thread::JoinHandle<()>),
         shared: std::sync::Arc<crate::writer::Shared>,
+        queue: crate::writer::Queue,
     ) -> Writer {
         let key_id = crate::keys::key_id(&key.verifying_key());
         Writer {
@@ -220,6 +221,8 @@ impl Writer {
             index_tx: Some(indexer.0),
             index_thread: Some(indexer.1),
             shared,
+            queue,
+            deferred: Vec::new(),
         }
     }
 }

@@ -41,6 +41,10 @@ pub(crate) enum Msg {
     },
 }
 
+/// The next seq to hand out and the writer's queue, locked together so that queue order is
+/// seq order. `None` once the log handle is dropped (the queue then drains and closes).
+pub(crate) type Queue = Arc<Mutex<Option<(u64, Sender<Msg>)>>>;
+
 /// State shared between the writer and readers.
 pub(crate) struct Shared {
     /// Highest seq that is fsynced and indexed; readers never look past it.
@@ -89,6 +93,11 @@ pub(crate) struct Writer {
     pub index_tx: Option<Sender<IndexMsg>>,
     pub index_thread: Option<JoinHandle<()>>,
     pub shared: Arc<Shared>,
+    /// The handle's queue, so the writer can append its own records (retention) in seq order.
+    pub queue: Queue,
+    /// Writer-made records that could not be queued because the handle was already dropped;
+    /// written once the queue has drained, after the last caller record.
+    pub deferred: Vec<AuditRecord>,
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -188,8 +197,15 @@ impl Writer {
                 }
             }
         }
-        if self.seg_len >= self.settings.segment_max_bytes {
-            self.rotate().map_err(|e| format!("rotate: {e}"))?;
+        if closing && !self.deferred.is_empty() {
+            // The queue is closed and drained, so nobody else can take these seqs.
+            let mut late: Vec<Pending> = std::mem::take(&mut self.deferred)
+                .into_iter()
+                .zip(self.head_seq + 1..)
+                .map(|(rec, seq)| Pending { rec: AuditRecord { seq, ..rec }, waiter: None, enqueued: Instant::now() })
+                .collect();
+            self.write_batch(&mut late).map_err(|e| format!("write: {e}"))?;
+            self.checkpoint(None).map_err(|e| format!("checkpoint: {e}"))?;
         }
         for (_, d) in flushes.drain(..) {
             let _ = d.send(Ok(()));
@@ -198,6 +214,11 @@ impl Writer {
     }
 
     fn write_batch(&mut self, batch: &mut Vec<Pending>) -> std::io::Result<()> {
+        // Rotate lazily, when there is something to put in the new segment: an idle log (or
+        // one whose last write was the writer's own retention record) leaves no empty file.
+        if self.seg_len >= self.settings.segment_max_bytes && !batch.is_empty() {
+            self.rotate()?;
+        }
         let mut buf = Vec::with_capacity(batch.len() * 1100);
         let mut head_hash = self.head_hash.clone();
         let mut head_seq = self.head_seq;
@@ -327,9 +348,10 @@ impl Writer {
             doomed.push((*first, path.clone()));
         }
         let Some((through, hash)) = last else { return Ok(()) };
-        let names =
+        let names: Vec<String> =
             doomed.iter().filter_map(|(_, p)| p.file_name().and_then(|n| n.to_str()).map(str::to_string)).collect();
-        self.checkpoint(Some((through, hash, names)))?;
+        self.checkpoint(Some((through, hash, names.clone())))?;
+        self.append_own(retention_record(through, names, days, self.cp.count));
         if let Ok(mut recent) = self.shared.recent_locs.lock() {
             *recent = recent.split_off(&(through + 1));
         }
@@ -344,6 +366,49 @@ impl Writer {
         }
         segment::sync_dir(&self.dir)?;
         Ok(())
+    }
+}
+
+impl Writer {
+    /// Append a record the writer made itself. It goes through the handle's queue so it gets
+    /// the next seq after every caller record already queued; if the handle is gone it waits
+    /// in `deferred` for the queue to drain.
+    fn append_own(&mut self, rec: AuditRecord) {
+        let mut guard = match self.queue.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match guard.as_mut() {
+            Some((next, tx)) => {
+                let rec = AuditRecord { seq: *next, ..rec };
+                // The receiver is this thread, alive while we run, so the send cannot fail.
+                if tx.send(Msg::Rec(Box::new(Pending { rec, waiter: None, enqueued: Instant::now() }))).is_ok() {
+                    *next += 1;
+                }
+            }
+            None => self.deferred.push(rec),
+        }
+    }
+}
+
+/// The record that makes a retention removal visible in search and the live stream. The
+/// signed checkpoint just before it is the authoritative statement; this is its echo.
+fn retention_record(through: u64, segments: Vec<String>, days: u32, checkpoint: u64) -> AuditRecord {
+    let reason = format!("retention_days = {days}");
+    let mut details = serde_json::json!({
+        "checkpoint": checkpoint,
+        "pruned_through": through,
+        "reason": reason,
+        "segments": segments,
+    });
+    crate::mask::canonicalize(&mut details);
+    AuditRecord {
+        kind: Some(crate::event::RecordKind::Retention),
+        actor: Some("system".into()),
+        outcome: Some("pruned".into()),
+        reason: Some(reason),
+        details,
+        ..AuditRecord::default()
     }
 }
 

@@ -255,3 +255,98 @@ async fn sparse_index_finds_everything_across_blocks_restarts_and_the_live_tail(
     assert_eq!(from.iter().map(|r| r.seq).collect::<Vec<_>>(), (250..270).collect::<Vec<_>>());
     assert!(log.verify().ok);
 }
+
+fn segment_names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("seg-"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Write 40 records into many small segments and close.
+fn small_segments(root: &std::path::Path) -> AuditSettings {
+    let small = AuditSettings { segment_max_bytes: 2_000, group_commit_records: 4, ..AuditSettings::default() };
+    let log = common::open(root, &small);
+    for i in 1..=40 {
+        log.append(common::event(i)).unwrap();
+        log.flush().unwrap();
+    }
+    small
+}
+
+#[tokio::test]
+async fn retention_is_announced_by_a_searchable_streamed_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = small_segments(tmp.path());
+    let dir = tmp.path().join("audit");
+    let before = segment_names(&dir);
+    // A large live segment, so the new records cause no rotation (and no second pruning).
+    let keep = AuditSettings { retention_days: Some(0), segment_max_bytes: 1 << 20, ..small };
+    let log = common::open(tmp.path(), &keep);
+    let mut live = log.subscribe();
+    log.append(common::event(41)).unwrap();
+    log.checkpoint_now().unwrap();
+    log.flush().unwrap();
+
+    let page = log.search(&AuditQuery { kind: Some(RecordKind::Retention), ..Default::default() }).unwrap();
+    assert_eq!(page.items.len(), 1, "one removal, one record");
+    let r = &page.items[0];
+    let rep = log.verify();
+    assert!(rep.ok, "{rep}");
+    let through = rep.pruned_through.expect("pruning checkpoint");
+    assert_eq!(r.seq, 42, "follows the record that triggered the checkpoint");
+    assert_eq!(r.outcome.as_deref(), Some("pruned"));
+    assert_eq!(r.reason.as_deref(), Some("retention_days = 0"));
+    assert_eq!(r.details["reason"], "retention_days = 0");
+    assert_eq!(r.details["pruned_through"], through);
+    let removed: Vec<String> = before.iter().filter(|n| !segment_names(&dir).contains(n)).cloned().collect();
+    assert!(!removed.is_empty());
+    assert_eq!(r.details["segments"], serde_json::json!(removed));
+    // Same record on the live stream, after the record that was appended.
+    assert_eq!(live.recv().await.unwrap().seq, 41);
+    assert_eq!(*live.recv().await.unwrap(), *r);
+    // The keyword search finds it too, and a clean close signs it.
+    let by_word = log.search(&AuditQuery { keyword: Some("retention_days".into()), ..Default::default() }).unwrap();
+    assert_eq!(by_word.items.iter().map(|r| r.seq).collect::<Vec<_>>(), [42]);
+    drop(log);
+    let rep = audit::verify_dir(&dir, None);
+    assert!(rep.ok, "{rep}");
+    assert_eq!(rep.first_seq, Some(through + 1));
+    assert_eq!(rep.signed_through, Some(42));
+}
+
+#[test]
+fn retention_at_shutdown_still_writes_and_signs_its_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = small_segments(tmp.path());
+    let dir = tmp.path().join("audit");
+    // Opened and closed with nothing appended: the pruning happens in the final checkpoint,
+    // after the handle's queue is gone.
+    drop(common::open(tmp.path(), &AuditSettings { retention_days: Some(0), ..small.clone() }));
+    let rep = audit::verify_dir(&dir, None);
+    assert!(rep.ok, "{rep}");
+    assert!(rep.pruned_through.is_some());
+    assert_eq!(rep.signed_through, Some(41), "the retention record is covered by a checkpoint");
+    let log = common::open(tmp.path(), &small);
+    let r = log.get(41).unwrap().expect("retention record");
+    assert_eq!(r.kind, Some(RecordKind::Retention));
+    assert_eq!(r.details["pruned_through"], rep.pruned_through.unwrap());
+    assert!(log.get(1).unwrap().is_none());
+}
+
+#[test]
+fn records_total_lists_every_kind_from_the_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = sled::open(tmp.path().join("db")).unwrap();
+    let registry = prometheus::Registry::new();
+    let _log = audit::AuditLog::open(&tmp.path().join("audit"), &AuditSettings::default(), &db, &registry).unwrap();
+    let fam = registry.gather().into_iter().find(|f| f.name() == "clawbutler_audit_records_total").unwrap();
+    let kinds: Vec<(String, f64)> =
+        fam.get_metric().iter().map(|m| (m.get_label()[0].value().to_string(), m.get_counter().get_value())).collect();
+    for k in ["model_call", "exec", "tool_call", "approval", "budget", "kill_switch", "retention"] {
+        assert!(kinds.contains(&(k.to_string(), 0.0)), "{k} missing in {kinds:?}");
+    }
+}

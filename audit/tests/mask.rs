@@ -2,7 +2,7 @@
 
 mod common;
 
-use audit::mask::{mask_json, mask_text, token_for};
+use audit::mask::{mask_json, mask_text, mask_text_salted, token_for, token_for_salted, Salt};
 use audit::{AuditEvent, AuditSettings, RecordKind};
 use serde_json::json;
 
@@ -97,11 +97,102 @@ fn secrets_never_reach_the_segment_file_and_equal_values_correlate() {
     }
     let (a, b) = (log.get(1).unwrap().unwrap(), log.get(2).unwrap().unwrap());
     assert_eq!(a.subject["api_key"], b.subject["api_key"], "same secret, same short hash");
-    assert!(a.reason.as_deref().unwrap().contains(&token_for("email", "alice@example.com")));
+    assert!(a.reason.as_deref().unwrap().contains(&token_for_salted("email", "alice@example.com", log.mask_salt())));
     assert!(file.lines().all(|l| !l.contains("\"mask\"")), "obligation values are not stored");
     // Searching for the raw e-mail finds the masked records.
     let page =
         log.search(&audit::AuditQuery { keyword: Some("alice@example.com".into()), ..Default::default() }).unwrap();
     assert_eq!(page.items.len(), 2);
     assert!(log.verify().ok);
+}
+
+fn email_token(log: &audit::AuditLog, seq: u64) -> String {
+    let r = log.get(seq).unwrap().unwrap();
+    let reason = r.reason.unwrap();
+    let at = reason.find("[email:").expect("e-mail masked");
+    reason[at..at + 14].to_string()
+}
+
+fn mail_event(who: &str) -> AuditEvent {
+    AuditEvent {
+        kind: Some(RecordKind::Auth),
+        agent: Some(who.into()),
+        reason: Some(format!("login by {who}")),
+        ..AuditEvent::default()
+    }
+}
+
+#[test]
+fn masked_hashes_use_a_private_per_install_salt_that_survives_reopen() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = common::open(tmp.path(), &AuditSettings::default());
+    let salt_path = tmp.path().join("audit").join(audit::mask::SALT_FILE);
+    let mode = std::fs::metadata(&salt_path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "salt is private");
+    let salt_text = std::fs::read_to_string(&salt_path).unwrap();
+    log.append(mail_event("carol@example.org")).unwrap();
+    log.flush().unwrap();
+    let first = email_token(&log, 1);
+    assert_ne!(first, token_for("email", "carol@example.org"), "not the offline-guessable sha256");
+    assert_eq!(first, token_for_salted("email", "carol@example.org", log.mask_salt()));
+    drop(log);
+
+    let log = common::open(tmp.path(), &AuditSettings::default());
+    assert_eq!(std::fs::read_to_string(&salt_path).unwrap(), salt_text, "salt is created once");
+    log.append(mail_event("carol@example.org")).unwrap();
+    log.flush().unwrap();
+    assert_eq!(email_token(&log, 2), first, "equal values still correlate across restarts");
+    // Search by the raw value, as keyword or agent, finds both records.
+    let q = |agent: Option<&str>, keyword: Option<&str>| {
+        let q = audit::AuditQuery {
+            agent: agent.map(str::to_string),
+            keyword: keyword.map(str::to_string),
+            ..Default::default()
+        };
+        log.search(&q).unwrap().items.iter().map(|r| r.seq).collect::<Vec<_>>()
+    };
+    assert_eq!(q(None, Some("carol@example.org")), [2, 1]);
+    assert_eq!(q(Some("carol@example.org"), None), [2, 1]);
+    assert_eq!(q(None, Some("dave@example.org")), Vec::<u64>::new());
+    assert!(log.verify().ok);
+}
+
+#[test]
+fn two_installs_hash_the_same_value_differently() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (la, lb) =
+        (common::open(a.path(), &AuditSettings::default()), common::open(b.path(), &AuditSettings::default()));
+    for l in [&la, &lb] {
+        l.append(mail_event("erin@example.net")).unwrap();
+        l.flush().unwrap();
+    }
+    assert_ne!(email_token(&la, 1), email_token(&lb, 1));
+}
+
+#[test]
+fn records_masked_before_the_salt_existed_are_still_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = common::open(tmp.path(), &AuditSettings::default());
+    // An older version wrote unsalted tokens; the writer leaves an existing token alone.
+    let legacy = AuditEvent { reason: Some(mask_text("login by frank@example.com")), ..mail_event("system") };
+    log.append(legacy).unwrap();
+    log.append(mail_event("frank@example.com")).unwrap();
+    log.flush().unwrap();
+    assert!(log.get(1).unwrap().unwrap().reason.unwrap().contains(&token_for("email", "frank@example.com")));
+    let page =
+        log.search(&audit::AuditQuery { keyword: Some("frank@example.com".into()), ..Default::default() }).unwrap();
+    assert_eq!(page.items.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 1]);
+}
+
+#[test]
+fn salted_masking_keeps_the_short_form() {
+    let salt = Salt::from_bytes(b"install-one");
+    let out = mask_text_salted("mail grace@example.com or call +44 20 7946 0958", &salt);
+    assert!(!out.contains("grace@example.com") && !out.contains("7946"), "{out}");
+    let email = token_for_salted("email", "grace@example.com", &salt);
+    assert!(out.contains(&email), "{out}");
+    assert_eq!(email.len(), "[email:abcdef]".len());
+    assert_ne!(email, token_for_salted("email", "grace@example.com", &Salt::from_bytes(b"install-two")));
+    assert_eq!(mask_text("mail grace@example.com").replace(&token_for("email", "grace@example.com"), "X"), "mail X");
 }

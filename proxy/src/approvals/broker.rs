@@ -184,11 +184,12 @@ impl Broker {
         let ttl = Duration::from_secs(req.decision.obligations.hold_ttl_s.unwrap_or(self.inner.settings.ttl_s).max(1));
         let now = chrono::Utc::now();
         let mut subject = req.subject;
-        audit::mask::mask_json(&mut subject, &scoped_mask(&req.decision.obligations.mask));
+        let salt = self.inner.audit.mask_salt();
+        audit::mask::mask_json_salted(&mut subject, &scoped_mask(&req.decision.obligations.mask), salt);
         let suggested_scope = GrantScope::new(
             &req.agent,
             req.kind,
-            &audit::mask::mask_text_with(&req.grant_pattern, &req.decision.obligations.mask),
+            &audit::mask::mask_text_with_salted(&req.grant_pattern, &req.decision.obligations.mask, salt),
             req.grant_args,
             None,
         );
@@ -542,12 +543,7 @@ impl Inner {
     /// Make a transition durable (store flushed, audit fsynced, together), then release the
     /// waiter. Failures are logged: the transition itself already happened in memory and in
     /// the store, and a waiter must never hang.
-    async fn finish(
-        &self,
-        a: Approval,
-        tx: Option<Waiter>,
-        grant: Option<Grant>,
-    ) -> Resolution {
+    async fn finish(&self, a: Approval, tx: Option<Waiter>, grant: Option<Grant>) -> Resolution {
         let outcome = a.status.as_str();
         let mut events = vec![event(&a, grant.as_ref(), outcome)];
         if let Some(g) = &grant {

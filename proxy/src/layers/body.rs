@@ -146,7 +146,17 @@ where
             let info = if route.endpoint.has_body() { parse_info(&bytes)? } else { BodyInfo::default() };
             let session = session_from(&parts.headers);
             inner
-                .call(CallRequest { ctx, route, parts, body: bytes, info, session, decision: None, estimate_usd: None, reservation: None })
+                .call(CallRequest {
+                    ctx,
+                    route,
+                    parts,
+                    body: bytes,
+                    info,
+                    session,
+                    decision: None,
+                    estimate_usd: None,
+                    reservation: None,
+                })
                 .await
         })
     }
