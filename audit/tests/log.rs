@@ -291,7 +291,16 @@ async fn retention_is_announced_by_a_searchable_streamed_record() {
     log.checkpoint_now().unwrap();
     log.flush().unwrap();
 
-    let page = log.search(&AuditQuery { kind: Some(RecordKind::Retention), ..Default::default() }).unwrap();
+    // The retention record is queued by the writer after its checkpoint: wait for it.
+    let mut page = log.search(&AuditQuery { kind: Some(RecordKind::Retention), ..Default::default() }).unwrap();
+    for _ in 0..100 {
+        if !page.items.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        log.flush().unwrap();
+        page = log.search(&AuditQuery { kind: Some(RecordKind::Retention), ..Default::default() }).unwrap();
+    }
     assert_eq!(page.items.len(), 1, "one removal, one record");
     let r = &page.items[0];
     let rep = log.verify();
