@@ -7,22 +7,22 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use audit::{AuditEvent, AuditLog, RecordKind};
+use audit::AuditLog;
 use dashmap::DashMap;
-use policy::{Action, GrantInput};
+use policy::GrantInput;
 use prometheus::{HistogramOpts, HistogramVec, IntGauge};
-use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::grants::{self, Grant, GrantScope, GrantStore, ScopeInput};
 use super::model::{
     now_rfc3339, Approval, ApprovalPage, ApprovalQuery, DecideRequest, DecisionKind, HoldRequest, Resolution, Status,
 };
+use super::record::{event, grant_event};
 use super::store::{ApprovalStore, IdemEntry};
 use super::{ApprovalSettings, BrokerError};
 
 /// Actor of transitions nobody made by hand.
-const SYSTEM: &str = "system";
+pub(crate) const SYSTEM: &str = "system";
 
 /// The channel a held caller waits on, and when it started waiting.
 type Waiter = (oneshot::Sender<Resolution>, Instant);
@@ -579,49 +579,5 @@ impl Inner {
         if let Err(e) = self.audit.append(event(a, None, a.status.as_str())) {
             tracing::error!(error = %e, approval = %a.id, "recording an approval failed");
         }
-    }
-}
-
-/// The audit event of an approval at one step of its life.
-fn event(a: &Approval, grant: Option<&Grant>, outcome: &str) -> AuditEvent {
-    let action = match a.status {
-        Status::Pending => Action::Hold,
-        Status::Allowed => Action::Allow,
-        _ => Action::Deny,
-    };
-    let created = a.status == Status::Pending;
-    AuditEvent {
-        kind: Some(RecordKind::Approval),
-        decision_id: Some(a.decision_id.clone()),
-        trace_id: Some(a.trace_id.clone()),
-        agent: Some(a.agent.clone()),
-        session: a.session.clone(),
-        action: Some(action),
-        rule: Some(a.rule.clone()),
-        risk: Some(a.risk),
-        reason: if created { Some(a.reason.clone()) } else { a.decision_reason.clone().or(Some(a.reason.clone())) },
-        subject: a.subject.clone(),
-        cost_usd: None,
-        actor: Some(if created { "policy".to_string() } else { a.decided_by.clone().unwrap_or_else(|| SYSTEM.into()) }),
-        outcome: Some(outcome.to_string()),
-        details: json!({
-            "event": if created { "approval.created" } else { "approval.decided" },
-            "approval": a,
-            "grant": grant,
-        }),
-        ..AuditEvent::default()
-    }
-}
-
-fn grant_event(g: &Grant, actor: &str, outcome: &str) -> AuditEvent {
-    AuditEvent {
-        kind: Some(RecordKind::Grant),
-        agent: Some(g.scope.agent.clone()),
-        actor: Some(actor.to_string()),
-        outcome: Some(outcome.to_string()),
-        reason: Some(g.scope.description.clone()),
-        subject: json!({ "kind": g.scope.kind, "pattern": g.scope.pattern, "arg_pattern": g.scope.arg_pattern }),
-        details: json!({ "event": format!("grant.{outcome}"), "grant": g }),
-        ..AuditEvent::default()
     }
 }

@@ -19,6 +19,7 @@
 mod broker;
 pub mod grants;
 pub mod model;
+mod record;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
