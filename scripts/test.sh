@@ -25,7 +25,7 @@ step "building"
 cargo build --locked --all-targets
 
 step "shipped policy tests (clawbutler policy test)"
-./target/debug/clawbutler policy test policies
+"${CARGO_TARGET_DIR:-target}/debug/clawbutler" policy test policies
 
 step "test suite"
 if cargo nextest --version >/dev/null 2>&1; then
