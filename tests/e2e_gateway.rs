@@ -178,7 +178,23 @@ reconnect_max_ms = 2000
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cancelled_before = up.cancelled_streams();
     let t0 = Instant::now();
+    // Probe the proxy while the kill runs: how soon are the agent's model calls refused?
+    let probe = tokio::spawn(async move {
+        let url = format!("http://{data}/a/main/fake/v1/chat/completions");
+        let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "probe"}]});
+        loop {
+            let r = support::http::post_json(&url, &[], &body).await;
+            if r.header("x-clawbutler-action") == Some("deny") {
+                return t0.elapsed();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "calls still forwarded 5 s after the kill");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
     let (code, killed) = api.post("/api/v1/agents/main/kill", json!({"reason": "e2e runaway"})).await;
+    let blocked_after = probe.await.unwrap();
+    eprintln!("model calls refused at the proxy {blocked_after:?} after the kill request");
+    assert!(blocked_after < Duration::from_secs(1), "proxy block took {blocked_after:?}");
     assert_eq!(code, 200, "{killed}");
     assert!(
         up.wait_for_cancelled(cancelled_before + 1, Duration::from_secs(2).saturating_sub(t0.elapsed())).await
