@@ -22,7 +22,10 @@ deny_findings := model_denies | call_denies if {
 	input.kind in {"exec", "tool_call", "plugin"}
 }
 
-hold_findings := exec_holds | secret_holds if {
+# `_exec_plain` (exec.rego): the usual command, which no exec or secret rule can hold.
+hold_findings := set() if {
+	_exec_plain
+} else := exec_holds | secret_holds if {
 	input.kind == "exec"
 } else := set() if {
 	input.kind == "model_call"
@@ -84,6 +87,14 @@ _default_allow := {
 	"risk": "medium",
 } if {
 	input.kind == "exec"
+} else := {
+	"rule": "allow.model_call",
+	"reason": "No policy rule restricts this model call",
+	"risk": "low",
+} if {
+	# The usual model call, without a call to is_model_list (which needs endpoint "models").
+	input.kind == "model_call"
+	input.model.endpoint != "models"
 } else := {
 	"rule": "model.list_models",
 	"reason": "Listing models is always allowed",

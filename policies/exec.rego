@@ -22,26 +22,61 @@ command := input.exec.command if {
 	is_string(input.tool.args.command)
 }
 
+# Command features (docs/policy-input.md, `exec.features`): the engine derives them in Rust
+# for exec calls, so a decision does not split the command in Rego. Without them (tool calls
+# carrying a command, `with input as` in tests) the `_d_*` rules derive the same values here;
+# `exec_features_derived` gathers them so a unit test can check both agree.
+# Each reads the field directly (a rule reference costs about as much as a builtin call).
+_lc_spaced := input.exec.features.text if {
+	input.kind == "exec"
+	input.exec.features
+} else := _d_text
+
+# Words as written (paths keep their case; only needed on rare paths, so not a feature) and
+# lower-cased.
+raw_tokens := _d_raw_tokens
+
+_tokens := input.exec.features.tokens if {
+	input.kind == "exec"
+	input.exec.features
+} else := _d_tokens
+
+_token_set := {t | some t in _tokens}
+
+# Program names: the last path element of every word, so /usr/bin/sudo counts as sudo.
+_words := input.exec.features.words if {
+	input.kind == "exec"
+	input.exec.features
+} else := _d_words
+
 # Shell operators become separate words: "a;b" -> "a ; b". `||` is not a pipe.
 _spaced := strings.replace_n(
 	{"\t": " ", "\n": " ", ";": " ; ", "&&": " && ", "|": " | "},
 	replace(command, "||", " ; "),
 )
 
-_lc_spaced := lower(_spaced)
+_d_text := lower(_spaced)
 
-# Words as written (paths keep their case) and lower-cased.
-raw_tokens := [t | some t in split(_spaced, " "); t != ""]
+_d_raw_tokens := [t | some t in split(_spaced, " "); t != ""]
 
-_tokens := [t | some t in split(_lc_spaced, " "); t != ""]
+_d_tokens := [t | some t in split(_d_text, " "); t != ""]
 
-_token_set := {t | some t in _tokens}
-
-# Program names: the last path element of every word, so /usr/bin/sudo counts as sudo.
-_words := {w |
-	some t in _tokens
+_d_words := {w |
+	some t in _d_tokens
 	parts := split(t, "/")
 	w := parts[count(parts) - 1]
+}
+
+_d_program := w if {
+	parts := split(_d_tokens[0], "/")
+	w := parts[count(parts) - 1]
+} else := ""
+
+_d_operators := {op | some op in ["|", "||", "&&", ";", "&", ">", "<", "$(", "`"]; contains(command, op)}
+
+exec_features_derived := {
+	"operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
+	"text": _d_text,
 }
 
 # The gate text: lower-cased, with every shell separator (space, tab, newline, `;`, `&`, `|`)
@@ -67,17 +102,64 @@ _trigger_words := {
 	"install": ["write"], "rsync": ["write"], "shred": ["write"], "unlink": ["write"], "scp": ["write"],
 }
 
-# Rule families whose words occur: one pass over the words, each an object lookup.
-_families := {f |
+# The keys of _trigger_words as a literal set (object.keys would build it on every call);
+# a test checks they stay equal.
+_trigger_keys := {
+	"rm", "sudo", "su", "doas", "pkexec", "chmod", "wipefs", "dd", "sendmail", "mail", "mailx",
+	"mutt", "msmtp", "curl", "wget", "fetch", "pay", "payment", "payments", "payout", "payouts",
+	"transfer", "transfers", "charge", "charges", "refund", "refunds", "purchase", "checkout",
+	"invoice", "invoices", "withdraw", "rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln",
+	"chown", "chgrp", "truncate", "install", "rsync", "shred", "unlink", "scp"
+}
+
+# Rule families whose words occur. With features: only the words that are trigger words (a
+# set intersection, no loop over the command). Without: one pass over the gate text's pieces.
+# (Every trigger word is a program name: a token naming one has no "/", so it is in _words.)
+_families := {f | some w in input.exec.features.words & _trigger_keys; some f in _trigger_words[w]} if {
+	input.kind == "exec"
+	input.exec.features
+} else := {f |
 	some w in split(_gate_text, " ")
 	some f in _trigger_words[w]
 }
 
-# Substrings some rules look for anywhere in a word; the rules re-check which one.
-_has_markers if strings.replace_n(
-	{"curl": "", "wget": "", "stripe": "", "paypal": "", "braintree": "", "adyen": "", "mkfs": ""},
-	_gate_text,
-) != _gate_text
+# Substrings some rules look for anywhere in a word; the rules re-check which one. (No marker
+# contains a space or shell operator, so the spaced text has one exactly when the command does.)
+_markers := {"curl": "", "wget": "", "stripe": "", "paypal": "", "braintree": "", "adyen": "", "mkfs": ""}
+
+_has_markers if strings.replace_n(_markers, _lc_spaced) != _lc_spaced
+
+# The fast path for the usual exec call, on the engine-derived features: when it holds, no rule
+# of `exec_holds` or `secret_holds` can add a finding, so decision.rego skips them all (about a
+# dozen rule evaluations). It is a sufficient condition only: when it fails, every rule runs.
+# Why each test suffices: no trigger word means `_families` is empty; no marker means
+# `_has_markers` fails (so `_word_holds` is never looked at); no ">" and no writing program
+# means `written_paths` is never looked at; no configured high-risk commands; a `cwd` under the
+# workspace (the first branch of `under_workspace`); no credential hint (lower-case substrings
+# without spaces or operators, so the lower-cased text has one whenever the command does).
+# Tested by the engine's VM-vs-interpreter test: the interpreter, without features, never
+# takes this path, and both must decide alike.
+_exec_plain if {
+	input.kind == "exec"
+	f := input.exec.features
+	f.words & _trigger_keys == set()
+	not ">" in f.operators
+	cfg_high_risk_commands == []
+	strings.replace_n(_markers, f.text) == f.text
+	_no_secret_hint(f.text)
+	ws := input.exec.workspace
+	is_string(ws)
+	ws != ""
+	cwd := input.exec.cwd
+	is_string(cwd)
+	startswith(concat("", [cwd, "/"]), concat("", [ws, "/"]))
+}
+
+# Like `_maybe_secret` (secrets.rego) failing, on the lower-cased text: no telltale, or else no
+# hint. Cheapest first: most commands have no telltale at all.
+_no_secret_hint(t) := true if {
+	strings.replace_n(_secret_telltales, t) == t
+} else := strings.replace_n(_secret_hints, t) == t
 
 _hold(rule, reason, risk) := {"rule": rule, "reason": reason, "risk": risk}
 
@@ -88,9 +170,8 @@ exec_holds contains f if {
 	some f in _word_holds
 }
 
-_gate_hit if _families != set()
-
-_gate_hit if _has_markers
+# An `else` chain, not two bodies: a hit on the words skips the marker scan.
+_gate_hit := true if _families != set() else := _has_markers
 
 _word_holds contains _hold("exec.destructive_rm", "Recursive delete (rm -r / rm -rf) needs a human's approval", _rm_risk) if {
 	"rm" in _families
@@ -231,7 +312,10 @@ written_paths contains p if {
 	_absolute(p)
 }
 
-_redirects if contains(command, ">")
+_redirects := ">" in input.exec.features.operators if {
+	input.kind == "exec"
+	input.exec.features
+} else := contains(command, ">")
 
 written_paths contains p if {
 	_redirects
@@ -254,7 +338,12 @@ _absolute(p) if startswith(p, "/")
 
 _absolute(p) if startswith(p, "~")
 
+# Most commands neither run a writing program nor redirect: `_may_write` spares them the
+# three `written_paths` bodies.
+_may_write := true if "write" in _families else := _redirects
+
 exec_holds contains f if {
+	_may_write
 	some p in written_paths
 	count(workspace_roots) > 0
 	_absolute(p)
@@ -263,12 +352,14 @@ exec_holds contains f if {
 	f := _hold("exec.write_outside_workspace", sprintf("Writing to %s, outside the agent's workspace, needs a human's approval", [p]), "high")
 }
 
+# `not under_workspace` first: a cwd inside the workspace (the usual case) fails there, before
+# the roots are gathered.
 exec_holds contains f if {
 	input.kind == "exec"
 	cwd := input.exec.cwd
 	is_string(cwd)
 	cwd != ""
-	count(workspace_roots) > 0
 	not under_workspace(cwd)
+	workspace_roots != []
 	f := _hold("exec.outside_workspace", sprintf("Running a command in %s, outside the agent's workspace, needs a human's approval", [cwd]), "medium")
 }

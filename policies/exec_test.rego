@@ -135,3 +135,7 @@ test_workspace_with_trailing_slash if {
 	outside := object.union(exec_input("ls"), {"exec": {"command": "ls", "argv": [], "cwd": "/home/u/proj2", "workspace": "/home/u/proj/"}})
 	held_by(outside, "exec.outside_workspace")
 }
+
+test_trigger_keys_are_the_trigger_words if {
+	data.clawbutler._trigger_keys == {w | some w, _ in data.clawbutler._trigger_words}
+}

@@ -15,7 +15,8 @@ is_model_list if {
 # only tried when no entry is equal (glob matching is the expensive part).
 model_denies contains f if {
 	input.kind == "model_call"
-	allow := cfg_model_allowlist
+	# Read directly (not via cfg_model_allowlist: one rule call less); absent = [] = no list.
+	allow := data.clawbutler.config.model_allowlist
 	allow != []
 	name := object.get(input.model, "name", "")
 	not name in allow
@@ -46,7 +47,7 @@ _model_glob_allowed if {
 call_denies contains f if {
 	est := input.cost.estimate_usd
 	is_number(est)
-	cap := cfg_max_call_usd
+	cap := data.clawbutler.config.max_call_usd
 	is_number(cap)
 	est > cap
 	not is_model_list

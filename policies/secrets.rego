@@ -76,6 +76,7 @@ _maybe_secret if {
 }
 
 _maybe_secret if {
+	input.kind != "exec"
 	some s in _tool_path_strings
 	strings.replace_n(_secret_hints, s) != s
 }

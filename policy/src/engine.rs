@@ -210,7 +210,7 @@ impl PolicyEngine {
         let start = Instant::now();
         let kind = input.get("kind").and_then(|k| CallKind::deserialize(k).ok()).map_or("unknown", CallKind::as_str);
         let value = if input.is_object() {
-            Ok(regorus::Value::from(input.clone()))
+            Ok(crate::features::attach_to_json(input))
         } else {
             Err((ErrorCause::Input, "input must be a JSON object".to_string()))
         };

@@ -49,7 +49,8 @@ pub struct ModelInput {
     pub tools: Vec<String>,
 }
 
-/// A shell command (exec approvals).
+/// A shell command (exec approvals). The engine adds the derived `exec.features` (words and
+/// operators of the command line, see `docs/policy-input.md`); callers cannot supply them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecInput {
     pub command: String,

@@ -9,6 +9,7 @@
 mod bundle;
 pub mod decision;
 pub mod engine;
+mod features;
 pub mod input;
 pub mod metrics;
 mod output;

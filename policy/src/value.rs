@@ -1,7 +1,7 @@
 //! Building the engine's input value straight from a [`PolicyInput`]. Going through
 //! `serde_json::Value` and regorus's deserializer cost several microseconds per call; this
 //! builds the same document (same field names, `null` for absent options) directly, with the
-//! field-name keys allocated once per thread.
+//! field-name keys allocated once per thread. It also adds the derived `exec.features`.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +57,7 @@ keys!(
     pattern,
     arg_pattern,
     expires_at,
+    features,
 );
 
 thread_local! {
@@ -93,6 +94,8 @@ fn build(k: &Keys, i: &PolicyInput) -> Value {
             (&k.cwd, opt_str(e.cwd.as_deref())),
             (&k.resolved_path, opt_str(e.resolved_path.as_deref())),
             (&k.workspace, opt_str(e.workspace.as_deref())),
+            // Derived here, never taken from the caller (see `features.rs`).
+            (&k.features, crate::features::features(&crate::features::command_line(&e.command, &e.argv))),
         ])
     });
     let tool = i.tool.as_ref().map_or(Value::Null, |t| {
@@ -184,8 +187,9 @@ mod tests {
     use super::*;
     use crate::{CallKind, CostInput, ExecInput, ModelInput, ToolInput};
 
+    /// The JSON conversion plus the derived features, as `evaluate_value` builds it.
     fn via_json(i: &PolicyInput) -> Value {
-        Value::from(serde_json::to_value(i).unwrap())
+        crate::features::attach_to_json(&serde_json::to_value(i).unwrap())
     }
 
     #[test]

@@ -195,6 +195,7 @@ mod tests {
             let compiled = Compiled::new(engine, &policy, Duration::from_millis(500));
             assert!(compiled.is_vm());
             let mut worker = compiled.worker().unwrap();
+            let mut fast_path = 0;
             for i in 0..600 {
                 let command: Vec<&str> = (0..1 + next(5)).map(|_| words[next(words.len())]).collect();
                 let command = command.join([" ", "", ";"][next(3)].to_string().as_str());
@@ -222,8 +223,18 @@ mod tests {
                 interpreter.set_input(value.clone());
                 let expected = interpreter.eval_rule(DECISION_RULE.to_string()).unwrap();
                 assert_ne!(expected, regorus::Value::Undefined, "{input}");
-                assert_eq!(worker.eval(&compiled, value).unwrap(), expected, "{input}");
+                // The VM gets the engine-derived features (and may take the `_exec_plain` fast
+                // path); the interpreter derives them in Rego and evaluates every rule.
+                let with_features = crate::features::attach_to_json(&input);
+                interpreter.set_input(with_features.clone());
+                if interpreter.eval_rule("data.clawbutler._exec_plain".to_string()).unwrap()
+                    == regorus::Value::from(true)
+                {
+                    fast_path += 1;
+                }
+                assert_eq!(worker.eval(&compiled, with_features).unwrap(), expected, "{input}");
             }
+            assert!(fast_path > 0 || config != serde_json::Value::Null, "the fast path was never taken");
         }
     }
 }
