@@ -11,13 +11,10 @@ use tower::{Service, ServiceBuilder};
 use crate::body::{BoxError, ResBody};
 use crate::forward::Forward;
 use crate::layers::body::BodyLayer;
-use crate::layers::budget::{BudgetLayer, Step};
 use crate::layers::edge::EdgeLayer;
-use crate::layers::hold::HoldLayer;
-use crate::layers::kill::KillLayer;
 use crate::layers::metrics::MetricsLayer;
-use crate::layers::policy::PolicyLayer;
 use crate::layers::route::RouteLayer;
+use crate::layers::{budget, hold, kill, policy, StepLayer};
 use crate::ProxyState;
 
 /// Build the data-path service.
@@ -43,18 +40,18 @@ where
         .layer(BodyLayer::new(state.settings.max_body_bytes))
         // Kill switch: after the body (the refusal needs the caller's model and stream flag to
         // answer in its shape), before the policy (a killed agent costs no evaluation).
-        .layer(KillLayer::new(state.clone()))
+        .layer(StepLayer::new(state.clone(), kill::step))
         // Budget gate: an open breaker refuses with 429 before any policy work, in the form
         // OpenClaw shows verbatim (and the policy input then always sees an open budget).
-        .layer(BudgetLayer::new(state.clone(), Step::Gate))
+        .layer(StepLayer::new(state.clone(), budget::gate))
         // Policy: decides before anything leaves the box; deny never reaches the upstream.
-        .layer(PolicyLayer::new(state.clone()))
+        .layer(StepLayer::new(state.clone(), policy::step))
         // Hold: right after the decision it acts on; a held call waits here for a human, before
         // any budget is reserved or anything leaves the box.
-        .layer(HoldLayer::new(state.clone()))
+        .layer(StepLayer::new(state.clone(), hold::step))
         // Budget reserve: last before forwarding, after any hold, so a human's wait never
         // pins budget and only calls that will really be sent reserve their worst case.
-        .layer(BudgetLayer::new(state.clone(), Step::Reserve))
+        .layer(StepLayer::new(state.clone(), budget::reserve))
         // Forward: only allowed calls get here.
         .service(Forward::new(state))
 }

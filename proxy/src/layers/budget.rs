@@ -5,57 +5,18 @@
 //! worst-case cost against every applicable budget, all or nothing.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{Response, StatusCode};
 use policy::{Action, Decision, Risk};
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::BoxFut;
+use super::{BoxFut, Next};
 use crate::body::ResBody;
 use crate::budget::{CallScope, Refusal};
 use crate::ctx::CallRequest;
 use crate::error::ProxyError;
 use crate::record;
 use crate::ProxyState;
-
-/// Which budget step a layer performs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Refuse calls under an open breaker (before the policy).
-    Gate,
-    /// Reserve the worst case (after policy and any hold).
-    Reserve,
-}
-
-/// See the module docs.
-#[derive(Clone)]
-pub struct BudgetLayer {
-    state: Arc<ProxyState>,
-    step: Step,
-}
-
-impl BudgetLayer {
-    /// A layer performing `step`.
-    pub fn new(state: Arc<ProxyState>, step: Step) -> Self {
-        BudgetLayer { state, step }
-    }
-}
-
-impl<S> Layer<S> for BudgetLayer {
-    type Service = BudgetService<S>;
-    fn layer(&self, inner: S) -> BudgetService<S> {
-        BudgetService { inner, state: self.state.clone(), step: self.step }
-    }
-}
-
-/// The budget service.
-#[derive(Clone)]
-pub struct BudgetService<S> {
-    inner: S,
-    state: Arc<ProxyState>,
-    step: Step,
-}
 
 /// Record a budget refusal durably and answer 429 in the caller's shape.
 async fn refuse(state: &ProxyState, req: &CallRequest, r: &Refusal) -> Result<Response<ResBody>, ProxyError> {
@@ -76,57 +37,45 @@ async fn refuse(state: &ProxyState, req: &CallRequest, r: &Refusal) -> Result<Re
     })
 }
 
-impl<S> Service<CallRequest> for BudgetService<S>
-where
-    S: Service<CallRequest, Response = Response<ResBody>, Error = ProxyError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response<ResBody>;
-    type Error = ProxyError;
-    type Future = BoxFut<ProxyError>;
+fn scope(req: &CallRequest) -> CallScope<'_> {
+    CallScope { agent: &req.route.agent, model: &req.info.model, upstream: &req.route.upstream.name }
+}
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        Poll::Ready(Ok(()))
-    }
+/// The gate step: refuse a call under an open breaker (before the policy).
+pub fn gate(state: Arc<ProxyState>, req: CallRequest, mut next: Next) -> BoxFut<ProxyError> {
+    Box::pin(async move {
+        if let Some(r) = state.budgets.check_open(&scope(&req)) {
+            return refuse(&state, &req, &r).await;
+        }
+        next.call(req).await
+    })
+}
 
-    fn call(&mut self, mut req: CallRequest) -> Self::Future {
-        let mut inner = self.inner.clone();
-        let state = self.state.clone();
-        let step = self.step;
-        Box::pin(async move {
-            let scope =
-                CallScope { agent: &req.route.agent, model: &req.info.model, upstream: &req.route.upstream.name };
-            match step {
-                Step::Gate => {
-                    if let Some(r) = state.budgets.check_open(&scope) {
-                        return refuse(&state, &req, &r).await;
-                    }
-                }
-                Step::Reserve => {
-                    if state.budgets.any_apply(&scope) {
-                        let Some(worst) = req.estimate_usd else {
-                            // No price: the cost cannot be bounded, so a capped call fails closed.
-                            let mut d = Decision::synthetic(
-                                Action::Deny,
-                                "budget.unknown_price",
-                                &format!(
-                                    "model '{}' has no price, so its cost cannot be held to the budget; add [prices.\"{}\"] to clawbutler.toml",
-                                    req.info.model, req.info.model
-                                ),
-                                Risk::Medium,
-                            );
-                            d.id = req.ctx.decision_id.clone();
-                            let _ = req.ctx.action.set(Action::Deny);
-                            return crate::layers::policy::refuse(&state, &req, &d).await;
-                        };
-                        match state.budgets.reserve(&scope, worst) {
-                            Ok(res) => req.reservation = Some(res),
-                            Err(r) => return refuse(&state, &req, &r).await,
-                        }
-                    }
-                }
+/// The reserve step: reserve the call's worst case against every applicable budget, all or
+/// nothing (after the policy and any hold), or refuse it.
+pub fn reserve(state: Arc<ProxyState>, mut req: CallRequest, mut next: Next) -> BoxFut<ProxyError> {
+    Box::pin(async move {
+        if state.budgets.any_apply(&scope(&req)) {
+            let Some(worst) = req.estimate_usd else {
+                // No price: the cost cannot be bounded, so a capped call fails closed.
+                let mut d = Decision::synthetic(
+                    Action::Deny,
+                    "budget.unknown_price",
+                    &format!(
+                        "model '{}' has no price, so its cost cannot be held to the budget; add [prices.\"{}\"] to clawbutler.toml",
+                        req.info.model, req.info.model
+                    ),
+                    Risk::Medium,
+                );
+                d.id = req.ctx.decision_id.clone();
+                let _ = req.ctx.action.set(Action::Deny);
+                return crate::layers::policy::refuse(&state, &req, &d).await;
+            };
+            match state.budgets.reserve(&scope(&req), worst) {
+                Ok(res) => req.reservation = Some(res),
+                Err(r) => return refuse(&state, &req, &r).await,
             }
-            inner.call(req).await
-        })
-    }
+        }
+        next.call(req).await
+    })
 }

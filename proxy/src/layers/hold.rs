@@ -5,18 +5,16 @@
 //! hangs up drops the wait, which cancels the approval.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use http::{HeaderValue, Response};
+use http::HeaderValue;
 use policy::{Action, CallKind};
 use serde_json::{json, Value};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::policy::refuse;
-use super::BoxFut;
+use super::{BoxFut, Next};
 use crate::approvals::HoldRequest;
-use crate::body::ResBody;
 use crate::ctx::CallRequest;
 use crate::error::ProxyError;
 use crate::record;
@@ -24,33 +22,6 @@ use crate::ProxyState;
 
 /// Longest prompt excerpt shown to the approver.
 const SUMMARY_CHARS: usize = 280;
-
-/// See the module docs.
-#[derive(Clone)]
-pub struct HoldLayer {
-    state: Arc<ProxyState>,
-}
-
-impl HoldLayer {
-    /// Hold through the state's broker.
-    pub fn new(state: Arc<ProxyState>) -> Self {
-        HoldLayer { state }
-    }
-}
-
-impl<S> Layer<S> for HoldLayer {
-    type Service = HoldGate<S>;
-    fn layer(&self, inner: S) -> HoldGate<S> {
-        HoldGate { inner, state: self.state.clone() }
-    }
-}
-
-/// The hold service.
-#[derive(Clone)]
-pub struct HoldGate<S> {
-    inner: S,
-    state: Arc<ProxyState>,
-}
 
 /// Text of a message `content` (string, or the text parts of an array).
 fn content_text(c: &Value) -> Option<String> {
@@ -94,73 +65,58 @@ pub fn subject(req: &CallRequest) -> Value {
     s
 }
 
-impl<S> Service<CallRequest> for HoldGate<S>
-where
-    S: Service<CallRequest, Response = Response<ResBody>, Error = ProxyError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response<ResBody>;
-    type Error = ProxyError;
-    type Future = BoxFut<ProxyError>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: CallRequest) -> Self::Future {
-        let mut inner = self.inner.clone();
-        let state = self.state.clone();
-        Box::pin(async move {
-            let Some(mut d) = req.decision.clone().filter(|d| d.action == Action::Hold) else {
-                return inner.call(req).await;
-            };
-            let hreq = HoldRequest {
-                kind: CallKind::ModelCall,
-                agent: req.route.agent.clone(),
-                session: req.session.clone(),
-                trace_id: req.ctx.trace_id.clone(),
-                decision: d.clone(),
-                subject: subject(&req),
-                cost_estimate_usd: req.estimate_usd,
-                external_id: None,
-                grant_pattern: req.info.model.clone(),
-                grant_args: None,
-            };
-            let held = match state.broker.hold(hreq) {
-                Ok(h) => h,
-                Err(e) => {
-                    // Fail closed: no approval could be parked, so nobody could allow it.
-                    d.action = Action::Deny;
-                    d.reason = format!("no_approver: {} (the approval could not be created: {e})", d.reason);
-                    let _ = req.ctx.action.set(Action::Deny);
-                    return refuse(&state, &req, &d).await;
-                }
-            };
-            let approval_id = held.approval().id.clone();
-            let t0 = Instant::now();
-            let res = held.await;
-            req.ctx.add_held(t0.elapsed());
-            let header = HeaderValue::from_str(&approval_id).ok();
-            let out = if res.is_allowed() {
-                d.action = Action::Allow;
-                d.reason = format!("{}; held because: {}", res.message(), d.reason);
-                let _ = req.ctx.action.set(Action::Allow);
-                req.decision = Some(d);
-                inner.call(req).await
-            } else {
+/// The hold step: park a held call until a human decides, then forward or refuse it.
+pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> BoxFut<ProxyError> {
+    Box::pin(async move {
+        let Some(mut d) = req.decision.clone().filter(|d| d.action == Action::Hold) else {
+            return inner.call(req).await;
+        };
+        let hreq = HoldRequest {
+            kind: CallKind::ModelCall,
+            agent: req.route.agent.clone(),
+            session: req.session.clone(),
+            trace_id: req.ctx.trace_id.clone(),
+            decision: d.clone(),
+            subject: subject(&req),
+            cost_estimate_usd: req.estimate_usd,
+            external_id: None,
+            grant_pattern: req.info.model.clone(),
+            grant_args: None,
+        };
+        let held = match state.broker.hold(hreq) {
+            Ok(h) => h,
+            Err(e) => {
+                // Fail closed: no approval could be parked, so nobody could allow it.
                 d.action = Action::Deny;
-                d.reason = format!("{}; held because: {}", res.message(), d.reason);
+                d.reason = format!("no_approver: {} (the approval could not be created: {e})", d.reason);
                 let _ = req.ctx.action.set(Action::Deny);
-                refuse(&state, &req, &d).await
-            };
-            out.map(|mut r| {
-                if let Some(h) = header {
-                    r.headers_mut().insert("x-clawbutler-approval-id", h);
-                }
-                r
-            })
+                return refuse(&state, &req, &d).await;
+            }
+        };
+        let approval_id = held.approval().id.clone();
+        let t0 = Instant::now();
+        let res = held.await;
+        req.ctx.add_held(t0.elapsed());
+        let header = HeaderValue::from_str(&approval_id).ok();
+        let out = if res.is_allowed() {
+            d.action = Action::Allow;
+            d.reason = format!("{}; held because: {}", res.message(), d.reason);
+            let _ = req.ctx.action.set(Action::Allow);
+            req.decision = Some(d);
+            inner.call(req).await
+        } else {
+            d.action = Action::Deny;
+            d.reason = format!("{}; held because: {}", res.message(), d.reason);
+            let _ = req.ctx.action.set(Action::Deny);
+            refuse(&state, &req, &d).await
+        };
+        out.map(|mut r| {
+            if let Some(h) = header {
+                r.headers_mut().insert("x-clawbutler-approval-id", h);
+            }
+            r
         })
-    }
+    })
 }
 
 #[cfg(test)]

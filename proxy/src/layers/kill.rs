@@ -9,14 +9,11 @@
 //! would disable the provider key and hide the message (docs/gateway.md).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::Response;
 use policy::{Action, Decision, Risk};
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::BoxFut;
-use crate::body::ResBody;
+use super::{BoxFut, Next};
 use crate::ctx::CallRequest;
 use crate::error::ProxyError;
 use crate::layers::policy::refuse;
@@ -25,56 +22,15 @@ use crate::ProxyState;
 /// Rule name recorded for kill-switch refusals.
 pub const KILL_RULE: &str = "kill_switch";
 
-/// See the module docs.
-#[derive(Clone)]
-pub struct KillLayer {
-    state: Arc<ProxyState>,
-}
-
-impl KillLayer {
-    /// Check the state's kill switch.
-    pub fn new(state: Arc<ProxyState>) -> Self {
-        KillLayer { state }
-    }
-}
-
-impl<S> Layer<S> for KillLayer {
-    type Service = KillGate<S>;
-    fn layer(&self, inner: S) -> KillGate<S> {
-        KillGate { inner, state: self.state.clone() }
-    }
-}
-
-/// The kill-switch service.
-#[derive(Clone)]
-pub struct KillGate<S> {
-    inner: S,
-    state: Arc<ProxyState>,
-}
-
-impl<S> Service<CallRequest> for KillGate<S>
-where
-    S: Service<CallRequest, Response = Response<ResBody>, Error = ProxyError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response<ResBody>;
-    type Error = ProxyError;
-    type Future = BoxFut<ProxyError>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: CallRequest) -> Self::Future {
-        let Some(why) = self.state.kill.blocked(&req.route.agent) else {
-            return Box::pin(self.inner.call(req));
-        };
-        let state = self.state.clone();
-        Box::pin(async move {
-            let mut d = Decision::synthetic(Action::Deny, KILL_RULE, &why, Risk::High);
-            d.id = req.ctx.decision_id.clone();
-            let _ = req.ctx.action.set(Action::Deny);
-            refuse(&state, &req, &d).await
-        })
-    }
+/// The kill step: refuse a killed agent's call at once, else pass it on.
+pub fn step(state: Arc<ProxyState>, req: CallRequest, mut next: Next) -> BoxFut<ProxyError> {
+    let Some(why) = state.kill.blocked(&req.route.agent) else {
+        return Box::pin(async move { next.call(req).await });
+    };
+    Box::pin(async move {
+        let mut d = Decision::synthetic(Action::Deny, KILL_RULE, &why, Risk::High);
+        d.id = req.ctx.decision_id.clone();
+        let _ = req.ctx.action.set(Action::Deny);
+        refuse(&state, &req, &d).await
+    })
 }

@@ -5,13 +5,12 @@
 //! `allow-always` covers is allowed here without a hold.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{HeaderValue, Response, StatusCode};
 use policy::{Action, Decision};
-use tower::{Layer, Service};
+use tower::Service;
 
-use super::BoxFut;
+use super::{BoxFut, Next};
 use crate::body::ResBody;
 use crate::config::DenyStyle;
 use crate::ctx::CallRequest;
@@ -21,33 +20,6 @@ use crate::record;
 use crate::route::Endpoint;
 use crate::synthetic;
 use crate::ProxyState;
-
-/// See the module docs.
-#[derive(Clone)]
-pub struct PolicyLayer {
-    state: Arc<ProxyState>,
-}
-
-impl PolicyLayer {
-    /// Decide with the state's engine.
-    pub fn new(state: Arc<ProxyState>) -> Self {
-        PolicyLayer { state }
-    }
-}
-
-impl<S> Layer<S> for PolicyLayer {
-    type Service = PolicyGate<S>;
-    fn layer(&self, inner: S) -> PolicyGate<S> {
-        PolicyGate { inner, state: self.state.clone() }
-    }
-}
-
-/// The policy service.
-#[derive(Clone)]
-pub struct PolicyGate<S> {
-    inner: S,
-    state: Arc<ProxyState>,
-}
 
 /// Worst-case cost of the call (prompt estimate + output cap), None when the price is unknown.
 pub fn estimate(state: &ProxyState, req: &CallRequest) -> Option<f64> {
@@ -92,43 +64,28 @@ pub async fn refuse(state: &ProxyState, req: &CallRequest, d: &Decision) -> Resu
     })
 }
 
-impl<S> Service<CallRequest> for PolicyGate<S>
-where
-    S: Service<CallRequest, Response = Response<ResBody>, Error = ProxyError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Response<ResBody>;
-    type Error = ProxyError;
-    type Future = BoxFut<ProxyError>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, mut req: CallRequest) -> Self::Future {
-        let mut inner = self.inner.clone();
-        let state = self.state.clone();
-        Box::pin(async move {
-            req.estimate_usd = estimate(&state, &req);
-            let mut input = record::policy_input(&req, state.broker.grants_for(&req.route.agent));
-            input.budgets = state.budgets.snapshot(&crate::budget::CallScope {
-                agent: &req.route.agent,
-                model: &req.info.model,
-                upstream: &req.route.upstream.name,
-            });
-            let mut d = state.policy.evaluate(&input);
-            d.id = req.ctx.decision_id.clone();
-            if d.action == Action::Hold {
-                // The hold layer parks it and sets the final action once a human decided.
-                req.decision = Some(d);
-                return inner.call(req).await;
-            }
-            let _ = req.ctx.action.set(d.action);
-            if d.action == Action::Allow {
-                req.decision = Some(d);
-                return inner.call(req).await;
-            }
-            refuse(&state, &req, &d).await
-        })
-    }
+/// The policy step: decide the call, then pass it on or refuse it.
+pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> BoxFut<ProxyError> {
+    Box::pin(async move {
+        req.estimate_usd = estimate(&state, &req);
+        let mut input = record::policy_input(&req, state.broker.grants_for(&req.route.agent));
+        input.budgets = state.budgets.snapshot(&crate::budget::CallScope {
+            agent: &req.route.agent,
+            model: &req.info.model,
+            upstream: &req.route.upstream.name,
+        });
+        let mut d = state.policy.evaluate(&input);
+        d.id = req.ctx.decision_id.clone();
+        if d.action == Action::Hold {
+            // The hold layer parks it and sets the final action once a human decided.
+            req.decision = Some(d);
+            return inner.call(req).await;
+        }
+        let _ = req.ctx.action.set(d.action);
+        if d.action == Action::Allow {
+            req.decision = Some(d);
+            return inner.call(req).await;
+        }
+        refuse(&state, &req, &d).await
+    })
 }
