@@ -73,15 +73,25 @@ fn exec_call() -> PolicyInput {
     i
 }
 
+/// An allowed command that misses the `_exec_plain` fast path (a redirect), so every exec rule runs.
+fn exec_redirect_call() -> PolicyInput {
+    let mut i = exec_call();
+    if let Some(e) = i.exec.as_mut() {
+        e.command = "cargo build --release > build.log 2>&1".into();
+    }
+    i
+}
+
 fn bench(c: &mut Criterion) {
     let e = engine();
-    let (m, x) = (model_call(), exec_call());
-    for input in [&m, &x] {
+    let (m, x, r) = (model_call(), exec_call(), exec_redirect_call());
+    for input in [&m, &x, &r] {
         let d = e.evaluate(input);
         assert_eq!(d.action, policy::Action::Allow, "{d:?}");
     }
     c.bench_function("decision/model_call", |b| b.iter(|| e.evaluate(black_box(&m))));
     c.bench_function("decision/exec", |b| b.iter(|| e.evaluate(black_box(&x))));
+    c.bench_function("decision/exec_redirect", |b| b.iter(|| e.evaluate(black_box(&r))));
     let dir = tempfile::tempdir().expect("tempdir");
     let t = trivial_engine(dir.path());
     c.bench_function("decision/trivial", |b| b.iter(|| t.evaluate(black_box(&m))));
@@ -94,9 +104,13 @@ fn percentiles(_c: &mut Criterion) {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (shipped, trivial) = (engine(), trivial_engine(dir.path()));
-    for (name, e, input) in
-        [("model_call", &shipped, model_call()), ("exec", &shipped, exec_call()), ("trivial", &trivial, model_call())]
-    {
+    for (name, e, input) in [
+        ("model_call", &shipped, model_call()),
+        ("exec", &shipped, exec_call()),
+        ("exec_redirect", &shipped, exec_redirect_call()),
+        ("trivial_exec", &trivial, exec_call()),
+        ("trivial", &trivial, model_call()),
+    ] {
         for _ in 0..10_000 {
             black_box(e.evaluate(&input));
         }

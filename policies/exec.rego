@@ -74,9 +74,19 @@ _d_program := w if {
 
 _d_operators := {op | some op in ["|", "||", "&&", ";", "&", ">", "<", "$(", "`"]; contains(command, op)}
 
+# `cwd` is the workspace or below it (the first branch of `under_workspace`).
+_d_cwd_in_workspace := true if {
+	ws := input.exec.workspace
+	is_string(ws)
+	ws != ""
+	cwd := input.exec.cwd
+	is_string(cwd)
+	startswith(concat("", [cwd, "/"]), concat("", [ws, "/"]))
+} else := false
+
 exec_features_derived := {
 	"operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
-	"text": _d_text,
+	"text": _d_text, "cwd_in_workspace": _d_cwd_in_workspace,
 }
 
 # The gate text: lower-cased, with every shell separator (space, tab, newline, `;`, `&`, `|`)
@@ -135,8 +145,8 @@ _has_markers if strings.replace_n(_markers, _lc_spaced) != _lc_spaced
 # Why each test suffices: no trigger word means `_families` is empty; no marker means
 # `_has_markers` fails (so `_word_holds` is never looked at); no ">" and no writing program
 # means `written_paths` is never looked at; no configured high-risk commands; a `cwd` under the
-# workspace (the first branch of `under_workspace`); no credential hint (lower-case substrings
-# without spaces or operators, so the lower-cased text has one whenever the command does).
+# workspace (`cwd_in_workspace`: the first branch of `under_workspace`); no credential hint
+# (`_plain_blockers`).
 # Tested by the engine's VM-vs-interpreter test: the interpreter, without features, never
 # takes this path, and both must decide alike.
 _exec_plain if {
@@ -144,22 +154,36 @@ _exec_plain if {
 	f := input.exec.features
 	f.words & _trigger_keys == set()
 	not ">" in f.operators
-	cfg_high_risk_commands == []
-	strings.replace_n(_markers, f.text) == f.text
-	_no_secret_hint(f.text)
-	ws := input.exec.workspace
-	is_string(ws)
-	ws != ""
-	cwd := input.exec.cwd
-	is_string(cwd)
-	startswith(concat("", [cwd, "/"]), concat("", [ws, "/"]))
+	# `cfg_high_risk_commands == []` (absent means []), read directly: one rule call less.
+	not data.clawbutler.config.high_risk_commands != []
+	f.cwd_in_workspace
+	_no_blockers(f.text)
 }
 
-# Like `_maybe_secret` (secrets.rego) failing, on the lower-cased text: no telltale, or else no
-# hint. Cheapest first: most commands have no telltale at all.
-_no_secret_hint(t) := true if {
-	strings.replace_n(_secret_telltales, t) == t
-} else := strings.replace_n(_secret_hints, t) == t
+# No key of `_plain_blockers` in `t`. `strings.replace_n` copies the text once per key, so the
+# eleven keys of `_plain_telltales` go first: most commands have none of them, and a text
+# without them has no blocker (each blocker contains a marker or a telltale).
+_no_blockers(t) := true if {
+	strings.replace_n(_plain_telltales, t) == t
+} else := strings.replace_n(_plain_blockers, t) == t
+
+# `_markers` and `_secret_telltales` (secrets.rego); a test checks it.
+_plain_telltales := {
+	"curl": "", "wget": "", "stripe": "", "paypal": "", "braintree": "", "adyen": "", "mkfs": "",
+	".": "", "id_": "", "/etc/s": "", "gcloud/credentials": "",
+}
+
+# `_markers` and `_secret_hints` (secrets.rego) in one object, so the fast path scans the text
+# once: no key occurs exactly when `_has_markers` fails and `_maybe_secret` fails (every hint
+# contains a telltale, so "no telltale or no hint" is "no hint"). Hints are lower-case, so the
+# lower-cased text has one whenever the command does. A test checks it is the union.
+_plain_blockers := {
+	"curl": "", "wget": "", "stripe": "", "paypal": "", "braintree": "", "adyen": "", "mkfs": "",
+	".ssh/": "", "/.ssh": "", ".aws/credentials": "", ".aws/config": "", ".netrc": "", ".pgpass": "",
+	".git-credentials": "", ".docker/config.json": "", ".kube/config": "", ".gnupg": "", "id_rsa": "",
+	"id_ed25519": "", "id_ecdsa": "", "/etc/shadow": "", "/etc/sudoers": "", ".npmrc": "", ".pypirc": "",
+	".vault-token": "", "gcloud/credentials": "", "application_default_credentials.json": "", ".env": "",
+}
 
 _hold(rule, reason, risk) := {"rule": rule, "reason": reason, "risk": risk}
 

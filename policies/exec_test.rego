@@ -139,3 +139,15 @@ test_workspace_with_trailing_slash if {
 test_trigger_keys_are_the_trigger_words if {
 	data.clawbutler._trigger_keys == {w | some w, _ in data.clawbutler._trigger_words}
 }
+
+test_plain_blockers_are_the_markers_and_secret_hints if {
+	data.clawbutler._plain_blockers == object.union(data.clawbutler._markers, data.clawbutler._secret_hints)
+}
+
+test_plain_telltales_are_the_markers_and_secret_telltales if {
+	data.clawbutler._plain_telltales == object.union(data.clawbutler._markers, data.clawbutler._secret_telltales)
+	every k, _ in data.clawbutler._plain_blockers {
+		some t, _ in data.clawbutler._plain_telltales
+		contains(k, t)
+	}
+}

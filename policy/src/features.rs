@@ -24,21 +24,34 @@ pub(crate) fn command_line(command: &str, argv: &[String]) -> String {
 }
 
 /// Field names of the features object, allocated once per thread.
-struct Keys([Value; 5]);
+struct Keys([Value; 6]);
 
 thread_local! {
-    static KEYS: Keys = Keys(["operators", "program", "tokens", "words", "text"].map(Value::from));
+    static KEYS: Keys =
+        Keys(["operators", "program", "tokens", "words", "text", "cwd_in_workspace"].map(Value::from));
 }
 
-/// The features object for one command line.
-pub(crate) fn features(command: &str) -> Value {
-    KEYS.with(|k| build(k, command))
+/// The features object for one command line run in `cwd` by an agent whose workspace is
+/// `workspace` (`None` where the input's field is not a string).
+pub(crate) fn features(command: &str, cwd: Option<&str>, workspace: Option<&str>) -> Value {
+    KEYS.with(|k| build(k, command, cwd_in_workspace(cwd, workspace)))
 }
 
-fn build(Keys(keys): &Keys, command: &str) -> Value {
+/// `cwd` is the workspace or below it (`cwd + "/"` starts with `workspace + "/"`, so
+/// /home/u/proj2 is not under /home/u/proj); false without a non-empty workspace.
+fn cwd_in_workspace(cwd: Option<&str>, workspace: Option<&str>) -> bool {
+    match (cwd, workspace) {
+        (Some(cwd), Some(ws)) if !ws.is_empty() => {
+            cwd.as_bytes().starts_with(ws.as_bytes()) && cwd.as_bytes().get(ws.len()).is_none_or(|b| *b == b'/')
+        }
+        _ => false,
+    }
+}
+
+fn build(Keys(keys): &Keys, command: &str, in_workspace: bool) -> Value {
     // Shell operators become separate words, `||` is not a pipe. Same replacements, in the same
     // (sorted key) order, as the Rego `strings.replace_n` call.
-    let mut spaced = command.replace("||", " ; ");
+    let mut spaced = if command.contains("||") { command.replace("||", " ; ") } else { command.to_string() };
     for (from, to) in [("\t", " "), ("\n", " "), ("&&", " && "), (";", " ; "), ("|", " | ")] {
         if spaced.contains(from) {
             spaced = spaced.replace(from, to);
@@ -60,7 +73,14 @@ fn build(Keys(keys): &Keys, command: &str) -> Value {
     let program = tokens.first().map_or_else(|| Value::from(""), name);
     let operators: BTreeSet<Value> =
         OPERATORS.iter().filter(|op| command.contains(*op)).map(|op| Value::from(*op)).collect();
-    let values = [Value::from(operators), program, Value::from(tokens), Value::from(words), Value::from(text)];
+    let values = [
+        Value::from(operators),
+        program,
+        Value::from(tokens),
+        Value::from(words),
+        Value::from(text),
+        Value::from(in_workspace),
+    ];
     Value::from(keys.iter().cloned().zip(values).collect::<BTreeMap<_, _>>())
 }
 
@@ -72,7 +92,8 @@ pub(crate) fn attach_to_json(input: &serde_json::Value) -> Value {
     if let Some(exec) = json.get_mut("exec").and_then(serde_json::Value::as_object_mut) {
         exec.remove("features");
         if input.get("kind").and_then(serde_json::Value::as_str) == Some("exec") {
-            derived = json_command(exec).map(|c| features(&c));
+            let field = |name: &str| exec.get(name).and_then(serde_json::Value::as_str);
+            derived = json_command(exec).map(|c| features(&c, field("cwd"), field("workspace")));
         }
     }
     let mut value = Value::from(json);
@@ -154,16 +175,30 @@ mod tests {
         let mut engine = bundle::build_engine(&files, &serde_json::Value::Null, false).unwrap();
         bundle::prepare(&mut engine).unwrap();
         let mut commands: Vec<String> = vec!["".into(), " ".into(), "git status".into()];
+        let dirs = [
+            serde_json::json!("/home/u/proj"),
+            serde_json::json!("/home/u/proj/"),
+            serde_json::json!("/home/u/proj/src"),
+            serde_json::json!("/home/u/proj2"),
+            serde_json::json!("/home/u"),
+            serde_json::json!("/home/u/projé"),
+            serde_json::json!(""),
+            serde_json::json!("/"),
+            serde_json::Value::Null,
+            serde_json::json!(5),
+        ];
         for _ in 0..400 {
             let n = 1 + next(6);
             commands.push((0..n).map(|_| pieces[next(pieces.len())]).collect::<Vec<_>>().join([" ", ""][next(2)]));
         }
         for command in commands {
-            let input = serde_json::json!({"kind": "exec", "exec": {"command": command, "argv": ["x"]}});
+            let (cwd, ws) = (&dirs[next(dirs.len())], &dirs[next(dirs.len())]);
+            let input = serde_json::json!({"kind": "exec",
+                "exec": {"command": command, "argv": ["x"], "cwd": cwd, "workspace": ws}});
             engine.set_input(regorus::Value::from(input));
             let rego = engine.eval_rule("data.clawbutler.exec_features_derived".to_string()).unwrap();
-            let rust = features(&command_line(&command, &["x".to_string()]));
-            assert_eq!(rust, rego, "{command:?}");
+            let rust = features(&command_line(&command, &["x".to_string()]), cwd.as_str(), ws.as_str());
+            assert_eq!(rust, rego, "{command:?} {cwd} {ws}");
         }
     }
 
@@ -172,7 +207,13 @@ mod tests {
         let spoofed = serde_json::json!({"words": ["git"], "text": "git"});
         let input = serde_json::json!({"kind": "exec", "exec": {"command": "sudo ls", "features": spoofed}});
         let v = attach_to_json(&input);
-        assert_eq!(v["exec"]["features"], features("sudo ls"));
+        assert_eq!(v["exec"]["features"], features("sudo ls", None, None));
+        let inside = serde_json::json!({"kind": "exec",
+            "exec": {"command": "ls", "cwd": "/w/a", "workspace": "/w", "features": {"cwd_in_workspace": false}}});
+        assert_eq!(attach_to_json(&inside)["exec"]["features"]["cwd_in_workspace"], Value::from(true));
+        let outside = serde_json::json!({"kind": "exec",
+            "exec": {"command": "ls", "cwd": "/w2", "workspace": "/w", "features": {"cwd_in_workspace": true}}});
+        assert_eq!(attach_to_json(&outside)["exec"]["features"]["cwd_in_workspace"], Value::from(false));
         let input = serde_json::json!({"kind": "exec", "exec": {"command": 5, "features": spoofed}});
         assert_eq!(attach_to_json(&input)["exec"]["features"], Value::Undefined);
         let input = serde_json::json!({"kind": "plugin", "exec": {"command": "ls", "features": spoofed}});

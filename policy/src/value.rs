@@ -95,7 +95,14 @@ fn build(k: &Keys, i: &PolicyInput) -> Value {
             (&k.resolved_path, opt_str(e.resolved_path.as_deref())),
             (&k.workspace, opt_str(e.workspace.as_deref())),
             // Derived here, never taken from the caller (see `features.rs`).
-            (&k.features, crate::features::features(&crate::features::command_line(&e.command, &e.argv))),
+            (
+                &k.features,
+                crate::features::features(
+                    &crate::features::command_line(&e.command, &e.argv),
+                    e.cwd.as_deref(),
+                    e.workspace.as_deref(),
+                ),
+            ),
         ])
     });
     let tool = i.tool.as_ref().map_or(Value::Null, |t| {

@@ -238,3 +238,55 @@ fn metrics_cannot_be_registered_twice_on_one_registry() {
     let b = PolicyEngine::new(BundleSource::Embedded, serde_json::Value::Null, opts(), &reg);
     assert!(matches!(b, Err(PolicyError::Metrics(_))));
 }
+
+/// Holds a bundle adds on top of the shipped rules are never skipped by the shipped fast paths.
+#[test]
+fn extension_holds_apply_to_model_calls_and_plain_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    for e in std::fs::read_dir(shipped).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("zz_site.rego"),
+        r#"package clawbutler
+
+hold_findings contains f if {
+	input.kind == "model_call"
+	startswith(input.model.name, "needs-approval")
+	f := {"rule": "site.model_needs_approval", "reason": "site rule", "risk": "high"}
+}
+
+hold_findings contains f if {
+	input.kind == "exec"
+	input.exec.command == "echo site-held"
+	f := {"rule": "site.exec_held", "reason": "site rule", "risk": "high"}
+}
+"#,
+    )
+    .unwrap();
+    let engine = policy::PolicyEngine::new(
+        policy::BundleSource::Dir(dir.path().to_path_buf()),
+        serde_json::Value::Null,
+        policy::EngineOptions { eval_timeout: std::time::Duration::from_millis(250) },
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    let mut model = policy::PolicyInput::new(policy::CallKind::ModelCall, "main", "t");
+    model.model = Some(policy::ModelInput {
+        upstream: "openai".into(),
+        upstream_kind: "openai".into(),
+        endpoint: "chat_completions".into(),
+        name: "needs-approval-1".into(),
+        ..Default::default()
+    });
+    let d = engine.evaluate(&model);
+    assert_eq!((d.action, d.rule.as_str()), (policy::Action::Hold, "site.model_needs_approval"), "{d:?}");
+    let mut exec = policy::PolicyInput::new(policy::CallKind::Exec, "main", "t");
+    exec.exec = Some(policy::ExecInput { command: "echo site-held".into(), ..Default::default() });
+    let d = engine.evaluate(&exec);
+    assert_eq!((d.action, d.rule.as_str()), (policy::Action::Hold, "site.exec_held"), "{d:?}");
+    exec.exec = Some(policy::ExecInput { command: "echo fine".into(), ..Default::default() });
+    assert_eq!(engine.evaluate(&exec).action, policy::Action::Allow);
+}
