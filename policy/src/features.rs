@@ -164,13 +164,7 @@ mod tests {
             "x|y",
             "a&&b||c",
         ];
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::test_rng::seeded(0x9E37_79B9_7F4A_7C15u64);
         let files = bundle::read_files(&BundleSource::Embedded).unwrap();
         let mut engine = bundle::build_engine(&files, &serde_json::Value::Null, false).unwrap();
         bundle::prepare(&mut engine).unwrap();

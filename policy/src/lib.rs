@@ -14,6 +14,8 @@ pub mod input;
 pub mod metrics;
 mod output;
 pub mod settings;
+#[cfg(test)]
+mod test_rng;
 pub mod testing;
 mod value;
 mod vm;

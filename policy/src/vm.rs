@@ -176,13 +176,7 @@ mod tests {
             "\t",
             "bin/mkfs",
         ];
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = crate::test_rng::seeded(0x2545_F491_4F6C_DD1Du64);
         let files = bundle::read_files(&BundleSource::Embedded).unwrap();
         for config in [
             serde_json::Value::Null,

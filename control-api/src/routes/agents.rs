@@ -203,6 +203,16 @@ async fn kill(
     Ok(Json(v))
 }
 
+/// The reason of a recover body, refused without an explicit `"confirm": true`.
+fn confirmed_reason(body: &[u8]) -> Result<String, Problem> {
+    let b: RecoverBody = parse(body)?;
+    let reason = reason_of(b.reason)?;
+    if !b.confirm {
+        return Err(Problem::bad_request("recover needs \"confirm\": true"));
+    }
+    Ok(reason)
+}
+
 async fn recover(
     State(s): State<AppState>,
     caller: Caller,
@@ -210,11 +220,7 @@ async fn recover(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
-    let b: RecoverBody = parse(&body)?;
-    let reason = reason_of(b.reason)?;
-    if !b.confirm {
-        return Err(Problem::bad_request("recover needs \"confirm\": true"));
-    }
+    let reason = confirmed_reason(&body)?;
     // OpenClaw first, so the agent does not get model calls back before its tools are
     // restored; if that fails the agent stays blocked and the caller is told why.
     let gateway = match &s.agents {
@@ -246,11 +252,7 @@ async fn recover_all(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
-    let b: RecoverBody = parse(&body)?;
-    let reason = reason_of(b.reason)?;
-    if !b.confirm {
-        return Err(Problem::bad_request("recover needs \"confirm\": true"));
-    }
+    let reason = confirmed_reason(&body)?;
     let gateway = match &s.agents {
         Some(c) => c.recover_all(&reason, &caller.name).await.map_err(|e| incomplete("*", &e))?,
         None => json!({"configured": false}),
