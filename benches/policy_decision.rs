@@ -1,8 +1,9 @@
-//! One policy decision on the shipped bundle, for a typical model call and a typical exec
-//! approval, plus a one-rule bundle (the engine's fixed cost: input conversion, VM call,
-//! output parsing, metrics). Targets (design §7): p99 <= 50 us, p50 <= 10 us. Criterion
-//! reports mean/median; the percentile pass below measures p50/p99/p99.9 over 100k evaluations
-//! per input.
+//! One policy decision on the shipped bundle, for a typical model call and typical exec
+//! approvals (a plain command, one with redirections, one writing inside the workspace, one
+//! with words the rules look at), plus a one-rule bundle (the engine's fixed cost: input
+//! conversion, VM call, output parsing, metrics). Targets (design §7): p99 <= 50 us, p50 <=
+//! 10 us. Criterion reports mean/median; the percentile pass below measures p50/p99/p99.9 over
+//! 100k evaluations per input.
 
 use std::time::Instant;
 
@@ -73,11 +74,27 @@ fn exec_call() -> PolicyInput {
     i
 }
 
-/// An allowed command that misses the `_exec_plain` fast path (a redirect), so every exec rule runs.
+/// An allowed command with redirections to relative paths (still the `_exec_plain` fast path).
 fn exec_redirect_call() -> PolicyInput {
+    exec_with("cargo build --release > build.log 2>&1")
+}
+
+/// An allowed command that writes inside the workspace (the second fast path: a writing
+/// program, every path it names inside the workspace).
+fn exec_write_call() -> PolicyInput {
+    exec_with("cp src/main.rs /srv/agents/main/backup/main.rs")
+}
+
+/// An allowed command that misses both fast paths (words some rules look at: rm, chmod), so
+/// every exec rule runs: the word rules, written paths against the workspace, credential hints.
+fn exec_words_call() -> PolicyInput {
+    exec_with("rm -f target/build.log && chmod 644 README.md")
+}
+
+fn exec_with(command: &str) -> PolicyInput {
     let mut i = exec_call();
     if let Some(e) = i.exec.as_mut() {
-        e.command = "cargo build --release > build.log 2>&1".into();
+        e.command = command.into();
     }
     i
 }
@@ -85,18 +102,27 @@ fn exec_redirect_call() -> PolicyInput {
 fn bench(c: &mut Criterion) {
     let e = engine();
     let (m, x, r) = (model_call(), exec_call(), exec_redirect_call());
-    for input in [&m, &x, &r] {
+    let (w, s) = (exec_write_call(), exec_words_call());
+    for input in [&m, &x, &r, &w, &s] {
         let d = e.evaluate(input);
         assert_eq!(d.action, policy::Action::Allow, "{d:?}");
     }
     c.bench_function("decision/model_call", |b| b.iter(|| e.evaluate(black_box(&m))));
     c.bench_function("decision/exec", |b| b.iter(|| e.evaluate(black_box(&x))));
     c.bench_function("decision/exec_redirect", |b| b.iter(|| e.evaluate(black_box(&r))));
+    c.bench_function("decision/exec_write", |b| b.iter(|| e.evaluate(black_box(&w))));
+    c.bench_function("decision/exec_words", |b| b.iter(|| e.evaluate(black_box(&s))));
     let dir = tempfile::tempdir().expect("tempdir");
     let t = trivial_engine(dir.path());
     c.bench_function("decision/trivial", |b| b.iter(|| t.evaluate(black_box(&m))));
 }
 
+/// Percentiles over 100k evaluations per case. The cases of one engine are interleaved (one
+/// evaluation of each per round, in rotating order) so that the machine's state at any moment (a
+/// busy neighbour on a shared core, frequency changes) weighs on every case alike, as the proxy
+/// load bench alternates direct and proxied calls. The two engines run one after the other: a
+/// thread keeps the evaluator of one revision, so alternating engines would rebuild it per call,
+/// which a sidecar (one engine) never does.
 fn percentiles(_c: &mut Criterion) {
     // Skipped under `cargo test --benches`, which runs each bench once as a smoke test.
     if !std::env::args().any(|a| a == "--bench") {
@@ -104,35 +130,57 @@ fn percentiles(_c: &mut Criterion) {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let (shipped, trivial) = (engine(), trivial_engine(dir.path()));
-    for (name, e, input) in [
+    interleaved(&[
         ("model_call", &shipped, model_call()),
         ("exec", &shipped, exec_call()),
         ("exec_redirect", &shipped, exec_redirect_call()),
-        ("trivial_exec", &trivial, exec_call()),
-        ("trivial", &trivial, model_call()),
-    ] {
-        for _ in 0..10_000 {
-            black_box(e.evaluate(&input));
+        ("exec_write", &shipped, exec_write_call()),
+        ("exec_words", &shipped, exec_words_call()),
+    ]);
+    interleaved(&[("trivial_exec", &trivial, exec_call()), ("trivial", &trivial, model_call())]);
+}
+
+fn interleaved(cases: &[(&str, &PolicyEngine, PolicyInput)]) {
+    const ROUNDS: usize = 100_000;
+    for _ in 0..10_000 {
+        for (_, e, input) in cases {
+            black_box(e.evaluate(input));
         }
-        let mut samples: Vec<u64> = (0..100_000)
-            .map(|_| {
-                let t = Instant::now();
-                black_box(e.evaluate(black_box(&input)));
-                t.elapsed().as_nanos() as u64
-            })
-            .collect();
-        samples.sort_unstable();
-        let q = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)] as f64 / 1000.0;
+    }
+    let mut samples: Vec<Vec<u64>> = cases.iter().map(|_| Vec::with_capacity(ROUNDS)).collect();
+    for round in 0..ROUNDS {
+        for k in 0..cases.len() {
+            let i = (round + k) % cases.len();
+            let (_, e, input) = &cases[i];
+            let t = Instant::now();
+            black_box(e.evaluate(black_box(input)));
+            samples[i].push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    for ((name, _, _), mut s) in cases.iter().zip(samples) {
+        // The p50 of each stretch of 5,000 rounds: this 2-core VM shares its cores, and stretches
+        // of a busy neighbour show up as a second level (quiet / busy).
+        let mut chunks: Vec<f64> = s.chunks(5_000).map(|c| percentile(&mut c.to_vec(), 0.5)).collect();
+        chunks.sort_by(f64::total_cmp);
+        let q = |s: &mut Vec<u64>, p: f64| percentile(s, p);
         println!(
-            "decision/{name} percentiles over {} evals: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
-            samples.len(),
-            q(0.50),
-            q(0.90),
-            q(0.99),
-            q(0.999),
-            q(1.0)
+            "decision/{name} percentiles over {} evals: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us; p50 of 5k-round stretches {:.1}..{:.1} us",
+            s.len(),
+            q(&mut s, 0.50),
+            q(&mut s, 0.90),
+            q(&mut s, 0.99),
+            q(&mut s, 0.999),
+            q(&mut s, 1.0),
+            chunks.first().copied().unwrap_or(0.0),
+            chunks.last().copied().unwrap_or(0.0),
         );
     }
+}
+
+/// The `p` quantile of `samples` (nanoseconds) in microseconds; sorts them.
+fn percentile(samples: &mut [u64], p: f64) -> f64 {
+    samples.sort_unstable();
+    samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)] as f64 / 1000.0
 }
 
 criterion_group!(benches, bench, percentiles);

@@ -11,31 +11,89 @@
 #   hold (never a deny) into an allow. An input kind this bundle does not know leaves
 #   `decision` undefined, which the engine turns into a deny (fail closed).
 #
-# Cost note: `else` chains stop at the first branch that holds, so an allowed call pays for
-# two emptiness checks and one object, not for every alternative. (`x != set()` is a plain
-# comparison; `count(x) > 0` would be a builtin call, several times dearer.)
+# Cost note: `else` chains stop at the first branch that holds. The usual answer (an allowed
+# model call or command) comes first, as a literal, after the same emptiness checks of
+# `deny_findings` and `hold_findings` the general chain (`_decide`) makes; everything else
+# pays one more rule call. Every branch tried resets all of the rule's registers, so
+# `decision` stays small. (`x != set()` is a plain comparison; `count(x) > 0` would be a
+# builtin call, several times dearer.)
 package clawbutler
 
-deny_findings := model_denies | call_denies if {
-	input.kind == "model_call"
-} else := call_denies if {
+deny_findings := call_denies if {
 	input.kind in {"exec", "tool_call", "plugin"}
+} else := model_denies | call_denies if {
+	input.kind == "model_call"
 }
 
-# `_exec_plain` (exec.rego): the usual command, which no exec or secret rule can hold.
+# The first branch is the fast path for the usual command, on the engine-derived features:
+# when it holds, no rule of `exec_holds` or `secret_holds` (exec.rego, secrets.rego) can add a
+# finding, so they are skipped (about a dozen rule evaluations). It is a sufficient condition
+# only: when it fails, every rule runs. Why each test suffices: no trigger word means
+# `_families` is empty (no writing program either); no hit means no marker (`_has_markers`
+# fails, so `_word_holds` is never looked at) and no credential hint (`_maybe_secret` fails);
+# `written_paths` is then only the redirect targets, and relative ones are never held; no
+# configured high-risk commands (read directly: absent means none); a `cwd` under the
+# workspace (`cwd_in_workspace`: the first branch of `under_workspace`). It is written out
+# here rather than as a rule of its own: a rule call costs more than all of its tests.
+# Tested by the engine's VM-vs-interpreter test: the interpreter, without features, never
+# takes this path, and both must decide alike.
 hold_findings := set() if {
-	_exec_plain
-} else := exec_holds | secret_holds if {
 	input.kind == "exec"
+	f := input.exec.features
+	f.triggers == set()
+	f.hits == set()
+	every p in f.redirects {
+		not _absolute(p)
+	}
+	not data.clawbutler.config.high_risk_commands != []
+	f.cwd_in_workspace
 } else := set() if {
 	input.kind == "model_call"
+} else := set() if {
+	# The second fast path: the only trigger words are writing programs without a rule of their
+	# own (cp, mv, mkdir, ...; `_write_only_words`), and every path the command names is inside
+	# the agent's workspace (the first branch of `under_workspace`), so `written_paths` holds
+	# nothing outside it; the other tests are the first branch's.
+	input.kind == "exec"
+	f := input.exec.features
+	f.hits == set()
+	f.triggers - _write_only_words == set()
+	every p in f.redirects {
+		not _absolute(p)
+	}
+	not data.clawbutler.config.high_risk_commands != []
+	f.cwd_in_workspace
+	ws := concat("", [input.exec.workspace, "/"])
+	every p in f.paths {
+		startswith(concat("", [p, "/"]), ws)
+	}
+} else := exec_holds | secret_holds if {
+	input.kind == "exec"
 } else := (exec_holds | secret_holds) | tool_holds if {
 	input.kind in {"tool_call", "plugin"}
 }
 
 # deny_findings and hold_findings are undefined for an unknown kind, and so is _default_allow,
-# so no branch holds and `decision` stays undefined.
-decision := _from("deny", _winner(deny_findings)) if {
+# so no branch holds and `decision` stays undefined. The two literals equal what `_decide`
+# answers for the same calls (the allow.* rows of `_default_allow`; tests check both ways).
+decision := {
+	"action": "allow", "rule": "allow.exec", "reason": "No policy rule restricts this command",
+	"risk": "medium", "obligations": {"mask": []},
+} if {
+	input.kind == "exec"
+	deny_findings == set()
+	hold_findings == set()
+} else := {
+	"action": "allow", "rule": "allow.model_call", "reason": "No policy rule restricts this model call",
+	"risk": "low", "obligations": {"mask": []},
+} if {
+	input.kind == "model_call"
+	deny_findings == set()
+	hold_findings == set()
+	input.model.endpoint != "models"
+} else := _decide
+
+_decide := _from("deny", _winner(deny_findings)) if {
 	deny_findings != set()
 } else := _held if {
 	hold_findings != set()

@@ -2,11 +2,11 @@
 # tool through the plugin gate, MCP shell tools). Matching is on words, not a shell parser:
 # it errs towards holding, and a grant or an edited rule clears false positives.
 #
-# Cost note: every builtin call and every loop step costs a fraction of a microsecond, and a
-# decision runs on every command. So the word rules (in `_word_holds`) are gated: one pass
-# looks every word up in `_trigger_words`, one `strings.replace_n` call looks for the
-# substrings (it changes the string exactly when one of its keys occurs), and only when one
-# of them is there do the rules walk the words. Most commands name none of them.
+# Cost note: every rule call, builtin call and loop step costs a fraction of a microsecond,
+# and a decision runs on every command. So the word rules (in `_word_holds`) are gated: the
+# engine reports which trigger words (`feature_words`) and which substrings
+# (`feature_substrings`) occur in the command, and only when one of them is there do the rules
+# walk the words. Most commands name none of them.
 package clawbutler
 
 # The command line under decision (an `else` chain: the first branch that holds wins, the
@@ -32,9 +32,11 @@ _lc_spaced := input.exec.features.text if {
 	input.exec.features
 } else := _d_text
 
-# Words as written (paths keep their case; only needed on rare paths, so not a feature) and
-# lower-cased.
-raw_tokens := _d_raw_tokens
+# Words as written (paths keep their case) and lower-cased.
+raw_tokens := input.exec.features.raw_tokens if {
+	input.kind == "exec"
+	input.exec.features
+} else := _d_raw_tokens
 
 _tokens := input.exec.features.tokens if {
 	input.kind == "exec"
@@ -84,9 +86,52 @@ _d_cwd_in_workspace := true if {
 	startswith(concat("", [cwd, "/"]), concat("", [ws, "/"]))
 } else := false
 
+# Redirection targets as written: every piece of a word after a `>` that does not name a
+# descriptor (`>out`, `2>>log`, `x>/tmp/y`, not `2>&1`), and the word after one ending in `>`
+# (`>`, `2>`, `&>>`). Words, not a shell parser: `a->b` counts `b`, which errs towards holding.
+_d_redirects := {p |
+	some t in _d_raw_tokens
+	parts := split(t, ">")
+	some i, p in parts
+	i > 0
+	p != ""
+	not startswith(p, "&")
+} | {p |
+	some i, t in _d_raw_tokens
+	endswith(t, ">")
+	p := _d_raw_tokens[i + 1]
+}
+
+# Absolute and home paths among the words as written, and the values of `name=value` words
+# that are such paths (`of=/dev/sda`, `--output=/tmp/x`).
+_d_paths := {t | some t in _d_raw_tokens; _absolute(t)} | {p |
+	some t in _d_raw_tokens
+	parts := split(t, "=")
+	count(parts) > 1
+	p := concat("=", array.slice(parts, 1, count(parts)))
+	_absolute(p)
+}
+
 exec_features_derived := {
-	"operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
-	"text": _d_text, "cwd_in_workspace": _d_cwd_in_workspace,
+	"paths": _d_paths, "operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
+	"text": _d_text, "cwd_in_workspace": _d_cwd_in_workspace, "raw_tokens": _d_raw_tokens,
+	"triggers": _d_words & feature_words, "redirects": _d_redirects,
+	"hits": {s | some s in feature_substrings; contains(_d_text, s)},
+}
+
+# Declared to the engine, which reports for every exec command the trigger words among its
+# words (`features.triggers`) and the substrings that occur in its lower-cased text
+# (`features.hits`), found in one pass in Rust (docs/policy-input.md §1). Both must be
+# constants. The substrings are the word rules' markers and the credential hints (a test
+# checks it).
+feature_words := _trigger_keys
+
+feature_substrings := {
+	"curl", "wget", "stripe", "paypal", "braintree", "adyen", "mkfs",
+	".ssh/", "/.ssh", ".aws/credentials", ".aws/config", ".netrc", ".pgpass", ".git-credentials",
+	".docker/config.json", ".kube/config", ".gnupg", "id_rsa", "id_ed25519", "id_ecdsa", "/etc/shadow",
+	"/etc/sudoers", ".npmrc", ".pypirc", ".vault-token", "gcloud/credentials",
+	"application_default_credentials.json", ".env",
 }
 
 # The gate text: lower-cased, with every shell separator (space, tab, newline, `;`, `&`, `|`)
@@ -122,10 +167,10 @@ _trigger_keys := {
 	"chown", "chgrp", "truncate", "install", "rsync", "shred", "unlink", "scp"
 }
 
-# Rule families whose words occur. With features: only the words that are trigger words (a
-# set intersection, no loop over the command). Without: one pass over the gate text's pieces.
+# Rule families whose words occur. With features: the engine's `triggers` (no loop over the
+# command). Without: one pass over the gate text's pieces.
 # (Every trigger word is a program name: a token naming one has no "/", so it is in _words.)
-_families := {f | some w in input.exec.features.words & _trigger_keys; some f in _trigger_words[w]} if {
+_families := {f | some w in input.exec.features.triggers; some f in _trigger_words[w]} if {
 	input.kind == "exec"
 	input.exec.features
 } else := {f |
@@ -137,53 +182,15 @@ _families := {f | some w in input.exec.features.words & _trigger_keys; some f in
 # contains a space or shell operator, so the spaced text has one exactly when the command does.)
 _markers := {"curl": "", "wget": "", "stripe": "", "paypal": "", "braintree": "", "adyen": "", "mkfs": ""}
 
-_has_markers if strings.replace_n(_markers, _lc_spaced) != _lc_spaced
+# The keys of `_markers` (a test checks it).
+_marker_set := {"curl", "wget", "stripe", "paypal", "braintree", "adyen", "mkfs"}
 
-# The fast path for the usual exec call, on the engine-derived features: when it holds, no rule
-# of `exec_holds` or `secret_holds` can add a finding, so decision.rego skips them all (about a
-# dozen rule evaluations). It is a sufficient condition only: when it fails, every rule runs.
-# Why each test suffices: no trigger word means `_families` is empty; no marker means
-# `_has_markers` fails (so `_word_holds` is never looked at); no ">" and no writing program
-# means `written_paths` is never looked at; no configured high-risk commands; a `cwd` under the
-# workspace (`cwd_in_workspace`: the first branch of `under_workspace`); no credential hint
-# (`_plain_blockers`).
-# Tested by the engine's VM-vs-interpreter test: the interpreter, without features, never
-# takes this path, and both must decide alike.
-_exec_plain if {
+# With features, the engine's `hits` tell; without, one `strings.replace_n` call (it changes the
+# text exactly when one of its keys occurs).
+_has_markers := (input.exec.features.hits & _marker_set) != set() if {
 	input.kind == "exec"
-	f := input.exec.features
-	f.words & _trigger_keys == set()
-	not ">" in f.operators
-	# `cfg_high_risk_commands == []` (absent means []), read directly: one rule call less.
-	not data.clawbutler.config.high_risk_commands != []
-	f.cwd_in_workspace
-	_no_blockers(f.text)
-}
-
-# No key of `_plain_blockers` in `t`. `strings.replace_n` copies the text once per key, so the
-# eleven keys of `_plain_telltales` go first: most commands have none of them, and a text
-# without them has no blocker (each blocker contains a marker or a telltale).
-_no_blockers(t) := true if {
-	strings.replace_n(_plain_telltales, t) == t
-} else := strings.replace_n(_plain_blockers, t) == t
-
-# `_markers` and `_secret_telltales` (secrets.rego); a test checks it.
-_plain_telltales := {
-	"curl": "", "wget": "", "stripe": "", "paypal": "", "braintree": "", "adyen": "", "mkfs": "",
-	".": "", "id_": "", "/etc/s": "", "gcloud/credentials": "",
-}
-
-# `_markers` and `_secret_hints` (secrets.rego) in one object, so the fast path scans the text
-# once: no key occurs exactly when `_has_markers` fails and `_maybe_secret` fails (every hint
-# contains a telltale, so "no telltale or no hint" is "no hint"). Hints are lower-case, so the
-# lower-cased text has one whenever the command does. A test checks it is the union.
-_plain_blockers := {
-	"curl": "", "wget": "", "stripe": "", "paypal": "", "braintree": "", "adyen": "", "mkfs": "",
-	".ssh/": "", "/.ssh": "", ".aws/credentials": "", ".aws/config": "", ".netrc": "", ".pgpass": "",
-	".git-credentials": "", ".docker/config.json": "", ".kube/config": "", ".gnupg": "", "id_rsa": "",
-	"id_ed25519": "", "id_ecdsa": "", "/etc/shadow": "", "/etc/sudoers": "", ".npmrc": "", ".pypirc": "",
-	".vault-token": "", "gcloud/credentials": "", "application_default_credentials.json": "", ".env": "",
-}
+	input.exec.features
+} else := strings.replace_n(_markers, _lc_spaced) != _lc_spaced
 
 _hold(rule, reason, risk) := {"rule": rule, "reason": reason, "risk": risk}
 
@@ -194,23 +201,26 @@ exec_holds contains f if {
 	some f in _word_holds
 }
 
-# An `else` chain, not two bodies: a hit on the words skips the marker scan.
-_gate_hit := true if _families != set() else := _has_markers
+# An `else` chain, not two bodies: a hit on the words skips the marker scan. The "write" family
+# has no word rule (it feeds `written_paths`), so cp, mv, mkdir, touch, ... skip the word rules.
+_gate_hit := true if _families - {"write"} != set() else := _has_markers
 
 _word_holds contains _hold("exec.destructive_rm", "Recursive delete (rm -r / rm -rf) needs a human's approval", _rm_risk) if {
 	"rm" in _families
 	"rm" in _words
-	some t in _tokens
-	_recursive_flag(t)
+	_recursive
 }
 
-_recursive_flag(t) if {
+# A recursive flag: `r` in a group of short flags (-r, -rf, -fR), or --recursive. (The loop is
+# written out: a function call per word costs several times its tests.)
+_recursive if "--recursive" in _tokens
+
+_recursive if {
+	some t in _tokens
 	startswith(t, "-")
 	not startswith(t, "--")
 	contains(t, "r")
 }
-
-_recursive_flag(t) if t == "--recursive"
 
 _rm_everything := {"/", "/*", "~", "~/", "~/*", "*", ".", "..", "$home", "${home}"}
 
@@ -292,8 +302,9 @@ _word_holds contains _hold("exec.payment", "Commands that move money (payments, 
 	contains(_lc_spaced, marker)
 }
 
+# The config key read directly (absent = no patterns): one rule call less on every command.
 exec_holds contains f if {
-	some p in cfg_high_risk_commands
+	some p in data.clawbutler.config.high_risk_commands
 	glob_or_exact(p, command)
 	f := _hold("exec.high_risk_configured", sprintf("Commands matching '%s' need a human's approval (configured)", [p]), "high")
 }
@@ -304,15 +315,19 @@ workspace_roots := array.concat([w | w := input.exec.workspace; is_string(w); w 
 # The agent's own workspace first (the usual answer, and cheap when it has no trailing "/"),
 # then the configured roots.
 under_workspace(p) := true if {
-	ws := input.exec.workspace
-	is_string(ws)
-	ws != ""
-	startswith(concat("", [p, "/"]), concat("", [ws, "/"]))
+	startswith(concat("", [p, "/"]), _ws_slash)
 } else := true if {
 	_path_under(p, input.exec.workspace)
 } else := true if {
 	some r in cfg_workspace_roots
 	_path_under(p, r)
+}
+
+# The agent's workspace + "/", once per decision.
+_ws_slash := concat("", [ws, "/"]) if {
+	ws := input.exec.workspace
+	is_string(ws)
+	ws != ""
 }
 
 # `p + "/"` starts with `r` (trailing "/" trimmed) + "/": covers p == r and trailing slashes on
@@ -323,7 +338,14 @@ _path_under(p, r) if {
 	startswith(concat("", [p, "/"]), concat("", [trim_right(r, "/"), "/"]))
 }
 
-_harmless_targets := {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty"}
+_harmless_targets := {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", "/dev/zero", "/dev/random", "/dev/urandom"}
+
+# The writing programs whose only family is "write" (a test checks it): no word rule looks at
+# them, only `written_paths` (decision.rego's second fast path).
+_write_only_words := {
+	"rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln", "chown", "chgrp", "truncate", "install", "rsync",
+	"shred", "unlink", "scp",
+}
 
 _write_programs := {"rm", "rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln", "chmod", "chown", "chgrp", "truncate", "install", "rsync", "dd", "shred", "unlink", "scp"}
 
@@ -331,36 +353,32 @@ _write_programs := {"rm", "rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln", "c
 written_paths contains p if {
 	"write" in _families
 	count(_words & _write_programs) > 0
-	some t in raw_tokens
-	p := trim_prefix(t, "of=")
-	_absolute(p)
+	some p in _paths
 }
+
+_paths := input.exec.features.paths if {
+	input.kind == "exec"
+	input.exec.features
+} else := _d_paths
 
 _redirects := ">" in input.exec.features.operators if {
 	input.kind == "exec"
 	input.exec.features
 } else := contains(command, ">")
 
+# Redirection targets (`_d_redirects`), from the engine when it derived them.
 written_paths contains p if {
 	_redirects
-	some i, t in raw_tokens
-	t in {">", ">>", "1>", "2>", "&>"}
-	p := raw_tokens[i + 1]
+	some p in _redirect_targets
 }
 
-written_paths contains p if {
-	_redirects
-	some t in raw_tokens
-	some op in [">>", ">"]
-	startswith(t, op)
-	p := trim_left(t, ">")
-	p != ""
-	not startswith(p, "&")
-}
+_redirect_targets := input.exec.features.redirects if {
+	input.kind == "exec"
+	input.exec.features
+} else := _d_redirects
 
-_absolute(p) if startswith(p, "/")
-
-_absolute(p) if startswith(p, "~")
+# One body (a function with two definitions evaluates both).
+_absolute(p) if substring(p, 0, 1) in {"/", "~"}
 
 # Most commands neither run a writing program nor redirect: `_may_write` spares them the
 # three `written_paths` bodies.
@@ -369,17 +387,21 @@ _may_write := true if "write" in _families else := _redirects
 exec_holds contains f if {
 	_may_write
 	some p in written_paths
-	count(workspace_roots) > 0
+	# Cheapest first: most written paths are relative or inside the workspace; the roots are
+	# gathered last.
 	_absolute(p)
 	not p in _harmless_targets
 	not under_workspace(p)
+	count(workspace_roots) > 0
 	f := _hold("exec.write_outside_workspace", sprintf("Writing to %s, outside the agent's workspace, needs a human's approval", [p]), "high")
 }
 
-# `not under_workspace` first: a cwd inside the workspace (the usual case) fails there, before
-# the roots are gathered.
+# A cwd inside the workspace (the usual case) fails at the engine's `cwd_in_workspace` (the first
+# branch of `under_workspace`; without features the test is undefined, so `not` passes it on),
+# or at `not under_workspace`, before the roots are gathered.
 exec_holds contains f if {
 	input.kind == "exec"
+	not input.exec.features.cwd_in_workspace
 	cwd := input.exec.cwd
 	is_string(cwd)
 	cwd != ""

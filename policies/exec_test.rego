@@ -61,6 +61,18 @@ test_write_outside_workspace_held if {
 
 test_redirect_outside_workspace_held if held_by(exec_input("echo 1 > /etc/motd"), "exec.write_outside_workspace")
 
+test_redirect_forms_outside_workspace_held if {
+	every c in ["echo 1 2>/etc/motd", "echo 1>>/etc/motd", "echo x &> /etc/motd", "echo x>/etc/motd", "cat a 2>> ~/.profile"] {
+		held_by(exec_input(c), "exec.write_outside_workspace")
+	}
+}
+
+test_relative_redirects_and_descriptors_allowed if {
+	every c in ["cargo build > build.log 2>&1", "make 2>err.log", "ls >&2", "echo hi > /dev/null"] {
+		allowed(exec_input(c))
+	}
+}
+
 test_write_inside_workspace_allowed if allowed(exec_input("cp a.txt /home/u/proj/b.txt > /home/u/proj/log 2>/dev/null"))
 
 test_workspace_prefix_is_not_inside if held_by(exec_input("touch /home/u/project2/x"), "exec.write_outside_workspace")
@@ -140,14 +152,27 @@ test_trigger_keys_are_the_trigger_words if {
 	data.clawbutler._trigger_keys == {w | some w, _ in data.clawbutler._trigger_words}
 }
 
-test_plain_blockers_are_the_markers_and_secret_hints if {
-	data.clawbutler._plain_blockers == object.union(data.clawbutler._markers, data.clawbutler._secret_hints)
+test_feature_substrings_are_the_markers_and_secret_hints if {
+	data.clawbutler.feature_substrings == data.clawbutler._marker_set | data.clawbutler._secret_hint_set
+	data.clawbutler._marker_set == {k | some k, _ in data.clawbutler._markers}
+	data.clawbutler._secret_hint_set == {k | some k, _ in data.clawbutler._secret_hints}
 }
 
-test_plain_telltales_are_the_markers_and_secret_telltales if {
-	data.clawbutler._plain_telltales == object.union(data.clawbutler._markers, data.clawbutler._secret_telltales)
-	every k, _ in data.clawbutler._plain_blockers {
-		some t, _ in data.clawbutler._plain_telltales
-		contains(k, t)
-	}
+test_feature_words_are_the_trigger_words if {
+	data.clawbutler.feature_words == {w | some w, _ in data.clawbutler._trigger_words}
+}
+
+test_option_values_that_are_paths_count_as_written if {
+	held_by(exec_input("install -D --target-directory=/usr/local/bin app"), "exec.write_outside_workspace")
+	allowed(exec_input("install -D --target-directory=/home/u/proj/bin app"))
+}
+
+test_write_only_words_are_the_words_whose_only_family_is_write if {
+	data.clawbutler._write_only_words == {w | some w, fams in data.clawbutler._trigger_words; fams == ["write"]}
+}
+
+test_writes_inside_the_workspace_allowed_and_outside_held if {
+	allowed(exec_input("mkdir -p /home/u/proj/out && cp a.txt /home/u/proj/out/ && touch out/done"))
+	held_by(exec_input("mkdir -p /home/u/proj/out && cp a.txt /home/u/other/"), "exec.write_outside_workspace")
+	held_by(exec_input("cp a.txt /home/u/proj/out/ > /etc/x"), "exec.write_outside_workspace")
 }

@@ -18,6 +18,9 @@ model_denies contains f if {
 	# Read directly (not via cfg_model_allowlist: one rule call less); absent = [] = no list.
 	allow := data.clawbutler.config.model_allowlist
 	allow != []
+	# The usual model is on the list: fail here, before the builtin call below (which only
+	# matters when `name` is missing).
+	not input.model.name in allow
 	name := object.get(input.model, "name", "")
 	not name in allow
 	not is_model_list
@@ -46,10 +49,12 @@ _model_glob_allowed if {
 
 call_denies contains f if {
 	est := input.cost.estimate_usd
-	is_number(est)
 	cap := data.clawbutler.config.max_call_usd
-	is_number(cap)
+	# The usual call is under the cap: fail on the comparison before the type checks (which
+	# matter because Rego orders values of different types, e.g. any number > null).
 	est > cap
+	is_number(est)
+	is_number(cap)
 	not is_model_list
 	f := {
 		"rule": "cost.per_call_cap",

@@ -68,9 +68,24 @@ _secret_hints := {
 	".vault-token": "", "gcloud/credentials": "", "application_default_credentials.json": "", ".env": "",
 }
 
+# The keys of `_secret_hints` (a test checks it).
+_secret_hint_set := {
+	".ssh/", "/.ssh", ".aws/credentials", ".aws/config", ".netrc", ".pgpass", ".git-credentials",
+	".docker/config.json", ".kube/config", ".gnupg", "id_rsa", "id_ed25519", "id_ecdsa", "/etc/shadow",
+	"/etc/sudoers", ".npmrc", ".pypirc", ".vault-token", "gcloud/credentials",
+	"application_default_credentials.json", ".env",
+}
+
 # A marker can only occur inside one word (markers have no spaces or shell operators), so the
-# whole command line stands for its words here.
-_maybe_secret if {
+# whole command line stands for its words here. With features the engine's `hits` tell (they
+# are found in the lower-cased text, so they may say yes where the command's case says no:
+# this is a gate, `credential_paths` decides).
+_maybe_secret if _secret_in_command
+
+_secret_in_command := (input.exec.features.hits & _secret_hint_set) != set() if {
+	input.kind == "exec"
+	input.exec.features
+} else := true if {
 	strings.replace_n(_secret_telltales, command) != command
 	strings.replace_n(_secret_hints, command) != command
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle;
 use crate::metrics::{ErrorCause, Metrics};
+use crate::needles::Needles;
 use crate::output::{self, OutputError};
 use crate::vm::{Compiled, Worker};
 use crate::{CallKind, Decision, PolicyInput};
@@ -123,6 +124,8 @@ struct Prepared {
     loaded_at: String,
     /// What each thread builds its evaluator from.
     compiled: Compiled,
+    /// What this bundle asks the engine to find in exec commands (`features.triggers`, `.hits`).
+    needles: Needles,
 }
 
 impl Prepared {
@@ -132,6 +135,7 @@ impl Prepared {
         let mut engine = bundle::build_engine(&files, config, false)?;
         engine.set_execution_timer_config(timer_config(opts.eval_timeout));
         let policy = bundle::prepare(&mut engine)?;
+        let needles = Needles::from_engine(&engine);
         let compiled = Compiled::new(engine, &policy, opts.eval_timeout);
         Ok(Prepared {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -139,6 +143,7 @@ impl Prepared {
             files: files.iter().filter(|f| !f.is_test()).map(|f| f.path.clone()).collect(),
             loaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             compiled,
+            needles,
         })
     }
 }
@@ -201,7 +206,9 @@ impl PolicyEngine {
     /// Decide one call. Never fails: errors become a `policy_error` deny.
     pub fn evaluate(&self, input: &PolicyInput) -> Decision {
         let start = Instant::now();
-        self.finish(start, input.kind.as_str(), Ok(crate::value::input_value(input)))
+        let prepared = self.current.load();
+        let value = crate::value::input_value(input, &prepared.needles);
+        self.finish(start, &prepared, input.kind.as_str(), Ok(value))
     }
 
     /// Dry-run on an arbitrary JSON input (control API, `policy eval`), with the same
@@ -209,22 +216,24 @@ impl PolicyEngine {
     pub fn evaluate_value(&self, input: &serde_json::Value) -> Decision {
         let start = Instant::now();
         let kind = input.get("kind").and_then(|k| CallKind::deserialize(k).ok()).map_or("unknown", CallKind::as_str);
+        let prepared = self.current.load();
         let value = if input.is_object() {
-            Ok(crate::features::attach_to_json(input))
+            Ok(crate::features::attach_to_json(input, &prepared.needles))
         } else {
             Err((ErrorCause::Input, "input must be a JSON object".to_string()))
         };
-        self.finish(start, kind, value)
+        self.finish(start, &prepared, kind, value)
     }
 
+    /// Evaluate `value`, built for `prepared` (its needles), on that same revision.
     fn finish(
         &self,
         start: Instant,
+        prepared: &Prepared,
         kind: &'static str,
         value: Result<regorus::Value, (ErrorCause, String)>,
     ) -> Decision {
-        let prepared = self.current.load();
-        let result = value.and_then(|v| self.run(&prepared, v, start));
+        let result = value.and_then(|v| self.run(prepared, v, start));
         let decision = match result {
             Ok(d) => d,
             Err((cause, detail)) => {

@@ -7,9 +7,12 @@
 //! without them; a unit test checks it on random commands. Features are never taken from the
 //! caller: typed inputs have no such field, and [`attach_to_json`] overwrites a supplied one.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use regorus::Value;
+
+use crate::needles::Needles;
 
 /// Substrings reported in `operators` when they occur anywhere in the command.
 const OPERATORS: [&str; 9] = ["|", "||", "&&", ";", "&", ">", "<", "$(", "`"];
@@ -23,18 +26,31 @@ pub(crate) fn command_line(command: &str, argv: &[String]) -> String {
     }
 }
 
-/// Field names of the features object, allocated once per thread.
-struct Keys([Value; 6]);
+/// Field names of the features object (in key order, the cheapest order to build a map from),
+/// the shared empty set and the operator strings, allocated once per thread.
+struct Keys {
+    names: [Value; 11],
+    empty: Value,
+    operators: [Value; 9],
+}
 
 thread_local! {
-    static KEYS: Keys =
-        Keys(["operators", "program", "tokens", "words", "text", "cwd_in_workspace"].map(Value::from));
+    static KEYS: Keys = Keys {
+        names: [
+            "cwd_in_workspace", "hits", "operators", "paths", "program", "raw_tokens", "redirects", "text",
+            "tokens", "triggers", "words",
+        ]
+        .map(Value::from),
+        empty: Value::new_set(),
+        operators: OPERATORS.map(Value::from),
+    };
 }
 
 /// The features object for one command line run in `cwd` by an agent whose workspace is
-/// `workspace` (`None` where the input's field is not a string).
-pub(crate) fn features(command: &str, cwd: Option<&str>, workspace: Option<&str>) -> Value {
-    KEYS.with(|k| build(k, command, cwd_in_workspace(cwd, workspace)))
+/// `workspace` (`None` where the input's field is not a string); `needles` are the serving
+/// bundle's declarations (`triggers`, `hits`).
+pub(crate) fn features(command: &str, cwd: Option<&str>, workspace: Option<&str>, needles: &Needles) -> Value {
+    KEYS.with(|k| build(k, command, cwd_in_workspace(cwd, workspace), needles))
 }
 
 /// `cwd` is the workspace or below it (`cwd + "/"` starts with `workspace + "/"`, so
@@ -48,7 +64,7 @@ fn cwd_in_workspace(cwd: Option<&str>, workspace: Option<&str>) -> bool {
     }
 }
 
-fn build(Keys(keys): &Keys, command: &str, in_workspace: bool) -> Value {
+fn build(k: &Keys, command: &str, in_workspace: bool, needles: &Needles) -> Value {
     // Shell operators become separate words, `||` is not a pipe. Same replacements, in the same
     // (sorted key) order, as the Rego `strings.replace_n` call.
     let mut spaced = if command.contains("||") { command.replace("||", " ; ") } else { command.to_string() };
@@ -57,11 +73,13 @@ fn build(Keys(keys): &Keys, command: &str, in_workspace: bool) -> Value {
             spaced = spaced.replace(from, to);
         }
     }
-    let text = spaced.to_lowercase();
+    // Most commands are lower-case already: then the words as written are the lower-cased ones.
+    let lower = spaced.bytes().any(|b| b.is_ascii_uppercase()) || !spaced.is_ascii();
+    let text: Cow<str> = if lower { Cow::Owned(spaced.to_lowercase()) } else { Cow::Borrowed(&spaced) };
     // Most words have no "/": `tokens` and `words` share one engine string then (cloning a
-    // value is a reference count). Words as written (`raw_tokens` in Rego) are only needed on
-    // rare paths, so the policy derives those itself.
-    let tokens: Vec<Value> = text.split(' ').filter(|t| !t.is_empty()).map(Value::from).collect();
+    // value is a reference count).
+    let mut tokens: Vec<Value> = Vec::with_capacity(16);
+    tokens.extend(text.split(' ').filter(|t| !t.is_empty()).map(Value::from));
     let name = |t: &Value| match t {
         Value::String(s) => match s.rsplit_once('/') {
             Some((_, last)) => Value::from(last),
@@ -69,31 +87,109 @@ fn build(Keys(keys): &Keys, command: &str, in_workspace: bool) -> Value {
         },
         _ => t.clone(),
     };
-    let words: BTreeSet<Value> = tokens.iter().map(name).collect();
+    // Inserting into one small node is cheaper than collecting (a vector, a sort, a node).
+    let mut words = BTreeSet::new();
+    for t in &tokens {
+        words.insert(name(t));
+    }
     let program = tokens.first().map_or_else(|| Value::from(""), name);
-    let operators: BTreeSet<Value> =
-        OPERATORS.iter().filter(|op| command.contains(*op)).map(|op| Value::from(*op)).collect();
+    let tokens = Value::from(tokens);
+    let raw_tokens = if lower {
+        Value::from(spaced.split(' ').filter(|t| !t.is_empty()).map(Value::from).collect::<Vec<_>>())
+    } else {
+        tokens.clone()
+    };
+    let mut operators = BTreeSet::new();
+    for (op, v) in OPERATORS.iter().zip(&k.operators) {
+        if command.contains(op) {
+            operators.insert(v.clone());
+        }
+    }
+    // Words as written, only where a path or redirection can be among them.
+    let raw: Vec<&str> = if command.contains(['>', '/', '~', '=']) {
+        spaced.split(' ').filter(|t| !t.is_empty()).collect()
+    } else {
+        Vec::new()
+    };
+    let redirects = if command.contains('>') { redirect_targets(&raw, &k.empty) } else { k.empty.clone() };
+    let triggers = needles.triggers(&words, &k.empty);
+    let hits = needles.hits(&text, &k.empty);
+    let set = |s: BTreeSet<Value>| if s.is_empty() { k.empty.clone() } else { Value::from(s) };
     let values = [
-        Value::from(operators),
-        program,
-        Value::from(tokens),
-        Value::from(words),
-        Value::from(text),
-        Value::from(in_workspace),
+        Some(Value::from(in_workspace)),
+        hits,
+        Some(set(operators)),
+        Some(absolute_paths(&raw, &k.empty)),
+        Some(program),
+        Some(raw_tokens),
+        Some(redirects),
+        Some(Value::from(text.as_ref())),
+        Some(tokens),
+        triggers,
+        Some(set(words)),
     ];
-    Value::from(keys.iter().cloned().zip(values).collect::<BTreeMap<_, _>>())
+    let fields: BTreeMap<Value, Value> =
+        k.names.iter().zip(values).filter_map(|(key, v)| v.map(|v| (key.clone(), v))).collect();
+    Value::from(fields)
+}
+
+/// Absolute and home paths among the words as written (`/etc/x`, `~/.profile`), and the values
+/// of `name=value` words that are such paths (`of=/dev/sda`, `--output=/tmp/x`).
+fn absolute_paths(raw: &[&str], empty: &Value) -> Value {
+    let absolute = |p: &str| p.starts_with('/') || p.starts_with('~');
+    let mut paths = BTreeSet::new();
+    for t in raw {
+        if absolute(t) {
+            paths.insert(Value::from(*t));
+        }
+        if let Some((_, value)) = t.split_once('=') {
+            if absolute(value) {
+                paths.insert(Value::from(value));
+            }
+        }
+    }
+    if paths.is_empty() {
+        empty.clone()
+    } else {
+        Value::from(paths)
+    }
+}
+
+/// Targets of output redirections, as written. Every piece of a word after a `>` that does not
+/// name a descriptor (`&1`) is one (`>out`, `2>>log`, `x>/tmp/y`), and a word ending in `>` (`>`,
+/// `2>`, `&>>`) takes the next word. Words, not a shell parser: `a->b` counts `b`, which errs
+/// towards holding (only absolute targets outside the workspace are held).
+fn redirect_targets(raw: &[&str], empty: &Value) -> Value {
+    let mut targets = BTreeSet::new();
+    for (i, t) in raw.iter().enumerate().filter(|(_, t)| t.contains('>')) {
+        for piece in t.split('>').skip(1) {
+            if !piece.is_empty() && !piece.starts_with('&') {
+                targets.insert(Value::from(piece));
+            }
+        }
+        if t.ends_with('>') {
+            if let Some(next) = raw.get(i + 1) {
+                targets.insert(Value::from(*next));
+            }
+        }
+    }
+    if targets.is_empty() {
+        empty.clone()
+    } else {
+        Value::from(targets)
+    }
 }
 
 /// Make an untyped input's `exec.features` the derived one (for `exec` inputs whose command the
 /// Rego rules accept), or remove it, so a caller can never supply its own.
-pub(crate) fn attach_to_json(input: &serde_json::Value) -> Value {
+pub(crate) fn attach_to_json(input: &serde_json::Value, needles: &Needles) -> Value {
     let mut json = input.clone();
     let mut derived = None;
     if let Some(exec) = json.get_mut("exec").and_then(serde_json::Value::as_object_mut) {
         exec.remove("features");
         if input.get("kind").and_then(serde_json::Value::as_str) == Some("exec") {
             let field = |name: &str| exec.get(name).and_then(serde_json::Value::as_str);
-            derived = json_command(exec).map(|c| features(&c, field("cwd"), field("workspace")));
+            derived = json_command(exec).map(|c| features(&c, field("cwd"), field("workspace"), needles));
         }
     }
     let mut value = Value::from(json);
@@ -163,11 +259,19 @@ mod tests {
             "~/.ssh/id_rsa",
             "x|y",
             "a&&b||c",
+            "2>/etc/x",
+            "x>>y",
+            "2>",
+            "&>",
+            ">&2",
+            ">>",
+            "a->b",
         ];
         let mut next = crate::test_rng::seeded(0x9E37_79B9_7F4A_7C15u64);
         let files = bundle::read_files(&BundleSource::Embedded).unwrap();
         let mut engine = bundle::build_engine(&files, &serde_json::Value::Null, false).unwrap();
         bundle::prepare(&mut engine).unwrap();
+        let needles = Needles::from_engine(&engine);
         let mut commands: Vec<String> = vec!["".into(), " ".into(), "git status".into()];
         let dirs = [
             serde_json::json!("/home/u/proj"),
@@ -191,7 +295,7 @@ mod tests {
                 "exec": {"command": command, "argv": ["x"], "cwd": cwd, "workspace": ws}});
             engine.set_input(regorus::Value::from(input));
             let rego = engine.eval_rule("data.clawbutler.exec_features_derived".to_string()).unwrap();
-            let rust = features(&command_line(&command, &["x".to_string()]), cwd.as_str(), ws.as_str());
+            let rust = features(&command_line(&command, &["x".to_string()]), cwd.as_str(), ws.as_str(), &needles);
             assert_eq!(rust, rego, "{command:?} {cwd} {ws}");
         }
     }
@@ -200,17 +304,23 @@ mod tests {
     fn supplied_features_are_replaced_or_removed() {
         let spoofed = serde_json::json!({"words": ["git"], "text": "git"});
         let input = serde_json::json!({"kind": "exec", "exec": {"command": "sudo ls", "features": spoofed}});
-        let v = attach_to_json(&input);
-        assert_eq!(v["exec"]["features"], features("sudo ls", None, None));
+        let v = attach_to_json(&input, &Needles::default());
+        assert_eq!(v["exec"]["features"], features("sudo ls", None, None, &Needles::default()));
         let inside = serde_json::json!({"kind": "exec",
             "exec": {"command": "ls", "cwd": "/w/a", "workspace": "/w", "features": {"cwd_in_workspace": false}}});
-        assert_eq!(attach_to_json(&inside)["exec"]["features"]["cwd_in_workspace"], Value::from(true));
+        assert_eq!(
+            attach_to_json(&inside, &Needles::default())["exec"]["features"]["cwd_in_workspace"],
+            Value::from(true)
+        );
         let outside = serde_json::json!({"kind": "exec",
             "exec": {"command": "ls", "cwd": "/w2", "workspace": "/w", "features": {"cwd_in_workspace": true}}});
-        assert_eq!(attach_to_json(&outside)["exec"]["features"]["cwd_in_workspace"], Value::from(false));
+        assert_eq!(
+            attach_to_json(&outside, &Needles::default())["exec"]["features"]["cwd_in_workspace"],
+            Value::from(false)
+        );
         let input = serde_json::json!({"kind": "exec", "exec": {"command": 5, "features": spoofed}});
-        assert_eq!(attach_to_json(&input)["exec"]["features"], Value::Undefined);
+        assert_eq!(attach_to_json(&input, &Needles::default())["exec"]["features"], Value::Undefined);
         let input = serde_json::json!({"kind": "plugin", "exec": {"command": "ls", "features": spoofed}});
-        assert_eq!(attach_to_json(&input)["exec"]["features"], Value::Undefined);
+        assert_eq!(attach_to_json(&input, &Needles::default())["exec"]["features"], Value::Undefined);
     }
 }

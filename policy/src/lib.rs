@@ -12,6 +12,7 @@ pub mod engine;
 mod features;
 pub mod input;
 pub mod metrics;
+mod needles;
 mod output;
 pub mod settings;
 #[cfg(test)]

@@ -7,15 +7,31 @@ use std::collections::BTreeMap;
 
 use regorus::Value;
 
-use crate::{BudgetInput, GrantInput, PolicyInput};
+use crate::needles::Needles;
+use crate::{BudgetInput, CallKind, GrantInput, PolicyInput};
 
 macro_rules! keys {
     ($($name:ident),* $(,)?) => {
         /// Field names as engine values, shared by every input built on this thread.
         #[allow(non_snake_case)]
-        struct Keys { $($name: Value),* }
+        struct Keys {
+            $($name: Value,)*
+            /// Shared values every input repeats: `[]`, `{"estimate_usd": null}`, the kinds.
+            empty: Value,
+            no_cost: Value,
+            kinds: [Value; 4],
+        }
         impl Keys {
-            fn new() -> Keys { Keys { $($name: Value::from(stringify!($name))),* } }
+            fn new() -> Keys {
+                let estimate_usd = Value::from("estimate_usd");
+                Keys {
+                    $($name: Value::from(stringify!($name)),)*
+                    empty: Value::from(Vec::<Value>::new()),
+                    no_cost: obj([(&estimate_usd, Value::Null)]),
+                    kinds: [CallKind::ModelCall, CallKind::Exec, CallKind::ToolCall, CallKind::Plugin]
+                        .map(|c| Value::from(c.as_str())),
+                }
+            }
         }
     };
 }
@@ -65,35 +81,34 @@ thread_local! {
 }
 
 /// The input document for `input`, equal to converting its JSON serialization.
-pub(crate) fn input_value(input: &PolicyInput) -> Value {
-    KEYS.with(|k| build(k, input))
+pub(crate) fn input_value(input: &PolicyInput, needles: &Needles) -> Value {
+    KEYS.with(|k| build(k, input, needles))
 }
 
 /// An object from its fields. Collecting builds the map in bulk (one sort, no rebalancing),
-/// which is cheaper than inserting field by field.
+/// which is cheaper than inserting field by field; callers list the fields in key order, which
+/// is the sort's cheapest case.
 fn obj<const N: usize>(fields: [(&Value, Value); N]) -> Value {
     Value::from(fields.into_iter().map(|(k, v)| (k.clone(), v)).collect::<BTreeMap<_, _>>())
 }
 
-fn build(k: &Keys, i: &PolicyInput) -> Value {
+fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
     let model = i.model.as_ref().map_or(Value::Null, |mo| {
         obj([
+            (&k.endpoint, Value::from(mo.endpoint.as_str())),
+            (&k.max_tokens, mo.max_tokens.map_or(Value::Null, Value::from)),
+            (&k.name, Value::from(mo.name.as_str())),
+            (&k.stream, Value::from(mo.stream)),
+            (&k.tools, strings(k, &mo.tools)),
             (&k.upstream, Value::from(mo.upstream.as_str())),
             (&k.upstream_kind, Value::from(mo.upstream_kind.as_str())),
-            (&k.endpoint, Value::from(mo.endpoint.as_str())),
-            (&k.name, Value::from(mo.name.as_str())),
-            (&k.max_tokens, mo.max_tokens.map_or(Value::Null, Value::from)),
-            (&k.stream, Value::from(mo.stream)),
-            (&k.tools, strings(&mo.tools)),
         ])
     });
     let exec = i.exec.as_ref().map_or(Value::Null, |e| {
         obj([
+            (&k.argv, strings(k, &e.argv)),
             (&k.command, Value::from(e.command.as_str())),
-            (&k.argv, strings(&e.argv)),
             (&k.cwd, opt_str(e.cwd.as_deref())),
-            (&k.resolved_path, opt_str(e.resolved_path.as_deref())),
-            (&k.workspace, opt_str(e.workspace.as_deref())),
             // Derived here, never taken from the caller (see `features.rs`).
             (
                 &k.features,
@@ -101,52 +116,66 @@ fn build(k: &Keys, i: &PolicyInput) -> Value {
                     &crate::features::command_line(&e.command, &e.argv),
                     e.cwd.as_deref(),
                     e.workspace.as_deref(),
+                    needles,
                 ),
             ),
+            (&k.resolved_path, opt_str(e.resolved_path.as_deref())),
+            (&k.workspace, opt_str(e.workspace.as_deref())),
         ])
     });
     let tool = i.tool.as_ref().map_or(Value::Null, |t| {
         obj([
-            (&k.server, opt_str(t.server.as_deref())),
-            (&k.name, Value::from(t.name.as_str())),
             (&k.args, json(&t.args)),
+            (&k.name, Value::from(t.name.as_str())),
+            (&k.server, opt_str(t.server.as_deref())),
         ])
     });
+    let cost = match i.cost.estimate_usd {
+        None => k.no_cost.clone(),
+        Some(x) => obj([(&k.estimate_usd, number(x))]),
+    };
+    let list = |v: Vec<Value>| if v.is_empty() { k.empty.clone() } else { Value::from(v) };
+    let kind = match i.kind {
+        CallKind::ModelCall => &k.kinds[0],
+        CallKind::Exec => &k.kinds[1],
+        CallKind::ToolCall => &k.kinds[2],
+        CallKind::Plugin => &k.kinds[3],
+    };
     obj([
-        (&k.version, Value::from(u64::from(i.version))),
-        (&k.kind, Value::from(i.kind.as_str())),
         (&k.agent, Value::from(i.agent.as_str())),
-        (&k.session, opt_str(i.session.as_deref())),
-        (&k.trace_id, Value::from(i.trace_id.as_str())),
-        (&k.model, model),
+        (&k.budgets, list(i.budgets.iter().map(|b| budget(k, b)).collect())),
+        (&k.cost, cost),
         (&k.exec, exec),
-        (&k.tool, tool),
-        (&k.cost, obj([(&k.estimate_usd, i.cost.estimate_usd.map_or(Value::Null, number))])),
-        (&k.budgets, Value::from(i.budgets.iter().map(|b| budget(k, b)).collect::<Vec<_>>())),
-        (&k.grants, Value::from(i.grants.iter().map(|g| grant(k, g)).collect::<Vec<_>>())),
+        (&k.grants, list(i.grants.iter().map(|g| grant(k, g)).collect())),
+        (&k.kind, kind.clone()),
+        (&k.model, model),
         (&k.now, Value::from(i.now.as_str())),
+        (&k.session, opt_str(i.session.as_deref())),
+        (&k.tool, tool),
+        (&k.trace_id, Value::from(i.trace_id.as_str())),
+        (&k.version, Value::from(u64::from(i.version))),
     ])
 }
 
 fn budget(k: &Keys, b: &BudgetInput) -> Value {
     obj([
         (&k.id, Value::from(b.id.as_str())),
-        (&k.scope, Value::from(b.scope.as_str())),
-        (&k.window, Value::from(b.window.as_str())),
-        (&k.spent_usd, number(b.spent_usd)),
         (&k.limit_usd, number(b.limit_usd)),
         (&k.remaining_usd, number(b.remaining_usd)),
+        (&k.scope, Value::from(b.scope.as_str())),
+        (&k.spent_usd, number(b.spent_usd)),
+        (&k.window, Value::from(b.window.as_str())),
     ])
 }
 
 fn grant(k: &Keys, g: &GrantInput) -> Value {
     obj([
-        (&k.id, Value::from(g.id.as_str())),
         (&k.agent, Value::from(g.agent.as_str())),
-        (&k.kind, Value::from(g.kind.as_str())),
-        (&k.pattern, Value::from(g.pattern.as_str())),
         (&k.arg_pattern, opt_str(g.arg_pattern.as_deref())),
         (&k.expires_at, opt_str(g.expires_at.as_deref())),
+        (&k.id, Value::from(g.id.as_str())),
+        (&k.kind, Value::from(g.kind.as_str())),
+        (&k.pattern, Value::from(g.pattern.as_str())),
     ])
 }
 
@@ -154,7 +183,10 @@ fn opt_str(s: Option<&str>) -> Value {
     s.map_or(Value::Null, Value::from)
 }
 
-fn strings(items: &[String]) -> Value {
+fn strings(k: &Keys, items: &[String]) -> Value {
+    if items.is_empty() {
+        return k.empty.clone();
+    }
     Value::from(items.iter().map(|s| Value::from(s.as_str())).collect::<Vec<_>>())
 }
 
@@ -196,7 +228,7 @@ mod tests {
 
     /// The JSON conversion plus the derived features, as `evaluate_value` builds it.
     fn via_json(i: &PolicyInput) -> Value {
-        crate::features::attach_to_json(&serde_json::to_value(i).unwrap())
+        crate::features::attach_to_json(&serde_json::to_value(i).unwrap(), &Needles::default())
     }
 
     #[test]
@@ -244,7 +276,7 @@ mod tests {
             args: serde_json::json!({"command": "ls", "n": -3, "f": 1.5, "big": u64::MAX, "l": [null, true, {"z": 1}]}),
         });
         for i in [m, x, t, PolicyInput::new(CallKind::ToolCall, "a", "b")] {
-            assert_eq!(input_value(&i), via_json(&i), "{i:?}");
+            assert_eq!(input_value(&i, &Needles::default()), via_json(&i), "{i:?}");
         }
     }
 }
