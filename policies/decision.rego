@@ -41,7 +41,7 @@ hold_findings := set() if {
 	input.kind == "exec"
 	f := input.exec.features
 	f.triggers == set()
-	f.hits == set()
+	f.hits == {}
 	every p in f.redirects {
 		not _absolute(p)
 	}
@@ -56,7 +56,7 @@ hold_findings := set() if {
 	# nothing outside it; the other tests are the first branch's.
 	input.kind == "exec"
 	f := input.exec.features
-	f.hits == set()
+	f.hits == {}
 	f.triggers - _write_only_words == set()
 	every p in f.redirects {
 		not _absolute(p)

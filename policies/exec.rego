@@ -116,22 +116,28 @@ exec_features_derived := {
 	"paths": _d_paths, "operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
 	"text": _d_text, "cwd_in_workspace": _d_cwd_in_workspace, "raw_tokens": _d_raw_tokens,
 	"triggers": _d_words & feature_words, "redirects": _d_redirects,
-	"hits": {s | some s in feature_substrings; contains(_d_text, s)},
+	"hits": {group: found |
+		some group, members in feature_substrings
+		found := {m | some m in members; contains(_d_text, m)}
+		found != set()
+	},
 }
 
 # Declared to the engine, which reports for every exec command the trigger words among its
-# words (`features.triggers`) and the substrings that occur in its lower-cased text
-# (`features.hits`), found in one pass in Rust (docs/policy-input.md §1). Both must be
-# constants. The substrings are the word rules' markers and the credential hints (a test
-# checks it).
+# words (`features.triggers`) and, per group, the substrings that occur in its lower-cased text
+# (`features.hits`, e.g. `{"secrets": {".env"}}`), found in one pass in Rust
+# (docs/policy-input.md §1). Both must be constants. The groups are the word rules' markers
+# and the credential hints (tests check them against `_markers` and `_secret_hints`).
 feature_words := _trigger_keys
 
 feature_substrings := {
-	"curl", "wget", "stripe", "paypal", "braintree", "adyen", "mkfs",
-	".ssh/", "/.ssh", ".aws/credentials", ".aws/config", ".netrc", ".pgpass", ".git-credentials",
-	".docker/config.json", ".kube/config", ".gnupg", "id_rsa", "id_ed25519", "id_ecdsa", "/etc/shadow",
-	"/etc/sudoers", ".npmrc", ".pypirc", ".vault-token", "gcloud/credentials",
-	"application_default_credentials.json", ".env",
+	"markers": {"curl", "wget", "stripe", "paypal", "braintree", "adyen", "mkfs"},
+	"secrets": {
+		".ssh/", "/.ssh", ".aws/credentials", ".aws/config", ".netrc", ".pgpass", ".git-credentials",
+		".docker/config.json", ".kube/config", ".gnupg", "id_rsa", "id_ed25519", "id_ecdsa", "/etc/shadow",
+		"/etc/sudoers", ".npmrc", ".pypirc", ".vault-token", "gcloud/credentials",
+		"application_default_credentials.json", ".env",
+	},
 }
 
 # The gate text: lower-cased, with every shell separator (space, tab, newline, `;`, `&`, `|`)
@@ -182,12 +188,12 @@ _families := {f | some w in input.exec.features.triggers; some f in _trigger_wor
 # contains a space or shell operator, so the spaced text has one exactly when the command does.)
 _markers := {"curl": "", "wget": "", "stripe": "", "paypal": "", "braintree": "", "adyen": "", "mkfs": ""}
 
-# The keys of `_markers` (a test checks it).
-_marker_set := {"curl", "wget", "stripe", "paypal", "braintree", "adyen", "mkfs"}
-
 # With features, the engine's `hits` tell; without, one `strings.replace_n` call (it changes the
 # text exactly when one of its keys occurs).
-_has_markers := (input.exec.features.hits & _marker_set) != set() if {
+_has_markers := true if {
+	input.kind == "exec"
+	input.exec.features.hits.markers
+} else := false if {
 	input.kind == "exec"
 	input.exec.features
 } else := strings.replace_n(_markers, _lc_spaced) != _lc_spaced

@@ -153,9 +153,10 @@ test_trigger_keys_are_the_trigger_words if {
 }
 
 test_feature_substrings_are_the_markers_and_secret_hints if {
-	data.clawbutler.feature_substrings == data.clawbutler._marker_set | data.clawbutler._secret_hint_set
-	data.clawbutler._marker_set == {k | some k, _ in data.clawbutler._markers}
-	data.clawbutler._secret_hint_set == {k | some k, _ in data.clawbutler._secret_hints}
+	data.clawbutler.feature_substrings == {
+		"markers": {k | some k, _ in data.clawbutler._markers},
+		"secrets": {k | some k, _ in data.clawbutler._secret_hints},
+	}
 }
 
 test_feature_words_are_the_trigger_words if {

@@ -31,6 +31,7 @@ pub(crate) fn command_line(command: &str, argv: &[String]) -> String {
 struct Keys {
     names: [Value; 11],
     empty: Value,
+    empty_object: Value,
     operators: [Value; 9],
 }
 
@@ -42,6 +43,7 @@ thread_local! {
         ]
         .map(Value::from),
         empty: Value::new_set(),
+        empty_object: Value::new_object(),
         operators: OPERATORS.map(Value::from),
     };
 }
@@ -113,7 +115,7 @@ fn build(k: &Keys, command: &str, in_workspace: bool, needles: &Needles) -> Valu
     };
     let redirects = if command.contains('>') { redirect_targets(&raw, &k.empty) } else { k.empty.clone() };
     let triggers = needles.triggers(&words, &k.empty);
-    let hits = needles.hits(&text, &k.empty);
+    let hits = needles.hits(&text, &k.empty_object);
     let set = |s: BTreeSet<Value>| if s.is_empty() { k.empty.clone() } else { Value::from(s) };
     let values = [
         Some(Value::from(in_workspace)),
