@@ -112,8 +112,10 @@ _d_paths := {t | some t in _d_raw_tokens; _absolute(t)} | {p |
 	_absolute(p)
 }
 
+_d_flags := {t | some t in _d_tokens; startswith(t, "-")}
+
 exec_features_derived := {
-	"paths": _d_paths, "operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
+	"flags": _d_flags, "paths": _d_paths, "operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
 	"text": _d_text, "cwd_in_workspace": _d_cwd_in_workspace, "raw_tokens": _d_raw_tokens,
 	"triggers": _d_words & feature_words, "redirects": _d_redirects,
 	"hits": {group: found |
@@ -211,6 +213,21 @@ exec_holds contains f if {
 # has no word rule (it feeds `written_paths`), so cp, mv, mkdir, touch, ... skip the word rules.
 _gate_hit := true if _families - {"write"} != set() else := _has_markers
 
+# Every definition of a partial rule is evaluated, so the word rules come in three groups: the
+# families many allowed commands name (rm, chmod, download) have their rules here; the rules of
+# the rarer families (`_rare_word_holds`) and of the markers (`_marker_word_holds`) are looked at
+# only when one of theirs occurs. (The families are listed here once more, as a literal: a rule
+# holding them would be a rule call on every such command; a test checks the list.)
+_word_holds contains f if {
+	_families & {"privilege", "disk", "dd", "mail", "payment"} != set()
+	some f in _rare_word_holds
+}
+
+_word_holds contains f if {
+	_has_markers
+	some f in _marker_word_holds
+}
+
 _word_holds contains _hold("exec.destructive_rm", "Recursive delete (rm -r / rm -rf) needs a human's approval", _rm_risk) if {
 	"rm" in _families
 	"rm" in _words
@@ -218,15 +235,21 @@ _word_holds contains _hold("exec.destructive_rm", "Recursive delete (rm -r / rm 
 }
 
 # A recursive flag: `r` in a group of short flags (-r, -rf, -fR), or --recursive. (The loop is
-# written out: a function call per word costs several times its tests.)
-_recursive if "--recursive" in _tokens
+# written out, over the option words only: a function call per word costs several times its
+# tests.)
+_recursive if "--recursive" in _flags
 
 _recursive if {
-	some t in _tokens
-	startswith(t, "-")
+	some t in _flags
 	not startswith(t, "--")
 	contains(t, "r")
 }
+
+# The words starting with "-" (`features.flags`).
+_flags := input.exec.features.flags if {
+	input.kind == "exec"
+	input.exec.features
+} else := _d_flags
 
 _rm_everything := {"/", "/*", "~", "~/", "~/*", "*", ".", "..", "$home", "${home}"}
 
@@ -237,7 +260,7 @@ _rm_risk := "critical" if {
 	t in _rm_everything
 }
 
-_word_holds contains _hold("exec.privilege_escalation", "Running a command as another user (sudo/su/doas) needs a human's approval", "high") if {
+_rare_word_holds contains _hold("exec.privilege_escalation", "Running a command as another user (sudo/su/doas) needs a human's approval", "high") if {
 	"privilege" in _families
 	count(_words & {"sudo", "su", "doas", "pkexec"}) > 0
 }
@@ -258,8 +281,7 @@ _word_holds contains _hold("exec.remote_script", "Running a downloaded script (c
 	d in _downloaders
 }
 
-_word_holds contains _hold("exec.remote_script", "Running a downloaded script (curl | sh, wget | bash) needs a human's approval", "critical") if {
-	_has_markers
+_marker_word_holds contains _hold("exec.remote_script", "Running a downloaded script (curl | sh, wget | bash) needs a human's approval", "critical") if {
 	some marker in ["$(curl", "$(wget", "<(curl", "<(wget", "`curl", "`wget"]
 	contains(_lc_spaced, marker)
 }
@@ -267,22 +289,22 @@ _word_holds contains _hold("exec.remote_script", "Running a downloaded script (c
 _word_holds contains _hold("exec.chmod_world_writable", "Making files writable by everyone (chmod 777) needs a human's approval", "high") if {
 	"chmod" in _families
 	"chmod" in _words
-	some t in _tokens
-	t in {"777", "0777", "666", "0666", "a+rwx", "ugo+rwx", "a+w", "o+w", "o+rwx"}
+	# One set operation, not a loop over the words (a mode is never a path, so it is its own
+	# last path element).
+	_words & {"777", "0777", "666", "0666", "a+rwx", "ugo+rwx", "a+w", "o+w", "o+rwx"} != set()
 }
 
-_word_holds contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if {
-	_has_markers
+_marker_word_holds contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if {
 	some w in _words
 	startswith(w, "mkfs")
 }
 
-_word_holds contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if {
+_rare_word_holds contains _hold("exec.disk_format", "Formatting or wiping a disk (mkfs, wipefs) needs a human's approval", "critical") if {
 	"disk" in _families
 	"wipefs" in _words
 }
 
-_word_holds contains _hold("exec.raw_disk_write", "Writing to a raw device (dd of=/dev/...) needs a human's approval", "critical") if {
+_rare_word_holds contains _hold("exec.raw_disk_write", "Writing to a raw device (dd of=/dev/...) needs a human's approval", "critical") if {
 	"dd" in _families
 	"dd" in _words
 	some t in _tokens
@@ -290,20 +312,19 @@ _word_holds contains _hold("exec.raw_disk_write", "Writing to a raw device (dd o
 	not t in {"of=/dev/null", "of=/dev/stdout", "of=/dev/stderr"}
 }
 
-_word_holds contains _hold("exec.outbound_message", "Sending mail from the shell needs a human's approval", "high") if {
+_rare_word_holds contains _hold("exec.outbound_message", "Sending mail from the shell needs a human's approval", "high") if {
 	"mail" in _families
 	count(_words & {"sendmail", "mail", "mailx", "mutt", "msmtp"}) > 0
 }
 
 _pay_words := {"pay", "payment", "payments", "payout", "payouts", "transfer", "transfers", "charge", "charges", "refund", "refunds", "purchase", "checkout", "invoice", "invoices", "withdraw"}
 
-_word_holds contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
+_rare_word_holds contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
 	"payment" in _families
 	count(_token_set & _pay_words) > 0
 }
 
-_word_holds contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
-	_has_markers
+_marker_word_holds contains _hold("exec.payment", "Commands that move money (payments, transfers, charges) need a human's approval", "high") if {
 	some marker in ["stripe", "paypal", "braintree", "adyen"]
 	contains(_lc_spaced, marker)
 }
@@ -357,9 +378,9 @@ _write_programs := {"rm", "rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln", "c
 
 # Absolute or home paths named by a command that writes; redirection targets of any command.
 written_paths contains p if {
+	some p in _paths
 	"write" in _families
 	count(_words & _write_programs) > 0
-	some p in _paths
 }
 
 _paths := input.exec.features.paths if {

@@ -177,3 +177,9 @@ test_writes_inside_the_workspace_allowed_and_outside_held if {
 	held_by(exec_input("mkdir -p /home/u/proj/out && cp a.txt /home/u/other/"), "exec.write_outside_workspace")
 	held_by(exec_input("cp a.txt /home/u/proj/out/ > /etc/x"), "exec.write_outside_workspace")
 }
+
+# exec.rego names these families as a literal where it gates `_rare_word_holds`.
+test_families_are_the_known_ones if {
+	families := {f | some _, fams in data.clawbutler._trigger_words; some f in fams}
+	families == {"rm", "chmod", "download", "write", "privilege", "disk", "dd", "mail", "payment"}
+}

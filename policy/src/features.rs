@@ -29,7 +29,7 @@ pub(crate) fn command_line(command: &str, argv: &[String]) -> String {
 /// Field names of the features object (in key order, the cheapest order to build a map from),
 /// the shared empty set and the operator strings, allocated once per thread.
 struct Keys {
-    names: [Value; 11],
+    names: [Value; 12],
     empty: Value,
     empty_object: Value,
     operators: [Value; 9],
@@ -38,8 +38,8 @@ struct Keys {
 thread_local! {
     static KEYS: Keys = Keys {
         names: [
-            "cwd_in_workspace", "hits", "operators", "paths", "program", "raw_tokens", "redirects", "text",
-            "tokens", "triggers", "words",
+            "cwd_in_workspace", "flags", "hits", "operators", "paths", "program", "raw_tokens", "redirects",
+            "text", "tokens", "triggers", "words",
         ]
         .map(Value::from),
         empty: Value::new_set(),
@@ -90,9 +90,12 @@ fn build(k: &Keys, command: &str, in_workspace: bool, needles: &Needles) -> Valu
         _ => t.clone(),
     };
     // Inserting into one small node is cheaper than collecting (a vector, a sort, a node).
-    let mut words = BTreeSet::new();
+    let (mut words, mut flags) = (BTreeSet::new(), BTreeSet::new());
     for t in &tokens {
         words.insert(name(t));
+        if matches!(t, Value::String(s) if s.starts_with('-')) {
+            flags.insert(t.clone());
+        }
     }
     let program = tokens.first().map_or_else(|| Value::from(""), name);
     let tokens = Value::from(tokens);
@@ -119,6 +122,7 @@ fn build(k: &Keys, command: &str, in_workspace: bool, needles: &Needles) -> Valu
     let set = |s: BTreeSet<Value>| if s.is_empty() { k.empty.clone() } else { Value::from(s) };
     let values = [
         Some(Value::from(in_workspace)),
+        Some(set(flags)),
         hits,
         Some(set(operators)),
         Some(absolute_paths(&raw, &k.empty)),
@@ -268,6 +272,8 @@ mod tests {
             ">&2",
             ">>",
             "a->b",
+            "-Rf",
+            "--recursive",
         ];
         let mut next = crate::test_rng::seeded(0x9E37_79B9_7F4A_7C15u64);
         let files = bundle::read_files(&BundleSource::Embedded).unwrap();
