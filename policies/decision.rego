@@ -40,7 +40,7 @@ deny_findings := call_denies if {
 hold_findings := set() if {
 	input.kind == "exec"
 	f := input.exec.features
-	f.triggers == set()
+	f.triggers == {}
 	f.hits == {}
 	every p in f.redirects {
 		not _absolute(p)
@@ -51,13 +51,14 @@ hold_findings := set() if {
 	input.kind == "model_call"
 } else := set() if {
 	# The second fast path: the only trigger words are writing programs without a rule of their
-	# own (cp, mv, mkdir, ...; `_write_only_words`), and every path the command names is inside
-	# the agent's workspace (the first branch of `under_workspace`), so `written_paths` holds
-	# nothing outside it; the other tests are the first branch's.
+	# own (cp, mv, mkdir, ...: the only family is "write"), and every path the command names is
+	# inside the agent's workspace (the first branch of `under_workspace`), so `written_paths`
+	# holds nothing outside it; the other tests are the first branch's.
 	input.kind == "exec"
 	f := input.exec.features
 	f.hits == {}
-	f.triggers - _write_only_words == set()
+	f.triggers.write
+	count(f.triggers) == 1
 	every p in f.redirects {
 		not _absolute(p)
 	}

@@ -117,7 +117,12 @@ _d_flags := {t | some t in _d_tokens; startswith(t, "-")}
 exec_features_derived := {
 	"flags": _d_flags, "paths": _d_paths, "operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
 	"text": _d_text, "cwd_in_workspace": _d_cwd_in_workspace, "raw_tokens": _d_raw_tokens,
-	"triggers": _d_words & feature_words, "redirects": _d_redirects,
+	"redirects": _d_redirects,
+	"triggers": {family: found |
+		some family, members in feature_words
+		found := _d_words & members
+		found != set()
+	},
 	"hits": {group: found |
 		some group, members in feature_substrings
 		found := {m | some m in members; contains(_d_text, m)}
@@ -125,12 +130,29 @@ exec_features_derived := {
 	},
 }
 
-# Declared to the engine, which reports for every exec command the trigger words among its
-# words (`features.triggers`) and, per group, the substrings that occur in its lower-cased text
-# (`features.hits`, e.g. `{"secrets": {".env"}}`), found in one pass in Rust
-# (docs/policy-input.md §1). Both must be constants. The groups are the word rules' markers
-# and the credential hints (tests check them against `_markers` and `_secret_hints`).
-feature_words := _trigger_keys
+# Declared to the engine, which reports for every exec command, per group, the trigger words
+# among its words (`features.triggers`, e.g. `{"rm": {"rm"}, "write": {"rm"}}`) and the
+# substrings that occur in its lower-cased text (`features.hits`, e.g. `{"secrets": {".env"}}`),
+# found in Rust (docs/policy-input.md §1). Both must be constants. The word groups are the rule
+# families of `_trigger_words`, the substring groups the word rules' markers and the credential
+# hints (tests check all three).
+feature_words := {
+	"rm": {"rm"},
+	"privilege": {"sudo", "su", "doas", "pkexec"},
+	"chmod": {"chmod"},
+	"disk": {"wipefs"},
+	"dd": {"dd"},
+	"mail": {"sendmail", "mail", "mailx", "mutt", "msmtp"},
+	"download": {"curl", "wget", "fetch"},
+	"payment": {
+		"pay", "payment", "payments", "payout", "payouts", "transfer", "transfers", "charge", "charges",
+		"refund", "refunds", "purchase", "checkout", "invoice", "invoices", "withdraw",
+	},
+	"write": {
+		"rm", "chmod", "dd", "rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln", "chown", "chgrp",
+		"truncate", "install", "rsync", "shred", "unlink", "scp",
+	},
+}
 
 feature_substrings := {
 	"markers": {"curl", "wget", "stripe", "paypal", "braintree", "adyen", "mkfs"},
@@ -165,20 +187,10 @@ _trigger_words := {
 	"install": ["write"], "rsync": ["write"], "shred": ["write"], "unlink": ["write"], "scp": ["write"],
 }
 
-# The keys of _trigger_words as a literal set (object.keys would build it on every call);
-# a test checks they stay equal.
-_trigger_keys := {
-	"rm", "sudo", "su", "doas", "pkexec", "chmod", "wipefs", "dd", "sendmail", "mail", "mailx",
-	"mutt", "msmtp", "curl", "wget", "fetch", "pay", "payment", "payments", "payout", "payouts",
-	"transfer", "transfers", "charge", "charges", "refund", "refunds", "purchase", "checkout",
-	"invoice", "invoices", "withdraw", "rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln",
-	"chown", "chgrp", "truncate", "install", "rsync", "shred", "unlink", "scp"
-}
-
-# Rule families whose words occur. With features: the engine's `triggers` (no loop over the
-# command). Without: one pass over the gate text's pieces.
+# Rule families whose words occur. With features: the groups of the engine's `triggers` (no
+# loop over the command). Without: one pass over the gate text's pieces.
 # (Every trigger word is a program name: a token naming one has no "/", so it is in _words.)
-_families := {f | some w in input.exec.features.triggers; some f in _trigger_words[w]} if {
+_families := object.keys(input.exec.features.triggers) if {
 	input.kind == "exec"
 	input.exec.features
 } else := {f |
@@ -366,13 +378,6 @@ _path_under(p, r) if {
 }
 
 _harmless_targets := {"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty", "/dev/zero", "/dev/random", "/dev/urandom"}
-
-# The writing programs whose only family is "write" (a test checks it): no word rule looks at
-# them, only `written_paths` (decision.rego's second fast path).
-_write_only_words := {
-	"rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln", "chown", "chgrp", "truncate", "install", "rsync",
-	"shred", "unlink", "scp",
-}
 
 _write_programs := {"rm", "rmdir", "mv", "cp", "tee", "touch", "mkdir", "ln", "chmod", "chown", "chgrp", "truncate", "install", "rsync", "dd", "shred", "unlink", "scp"}
 

@@ -148,9 +148,6 @@ test_workspace_with_trailing_slash if {
 	held_by(outside, "exec.outside_workspace")
 }
 
-test_trigger_keys_are_the_trigger_words if {
-	data.clawbutler._trigger_keys == {w | some w, _ in data.clawbutler._trigger_words}
-}
 
 test_feature_substrings_are_the_markers_and_secret_hints if {
 	data.clawbutler.feature_substrings == {
@@ -159,18 +156,12 @@ test_feature_substrings_are_the_markers_and_secret_hints if {
 	}
 }
 
-test_feature_words_are_the_trigger_words if {
-	data.clawbutler.feature_words == {w | some w, _ in data.clawbutler._trigger_words}
-}
 
 test_option_values_that_are_paths_count_as_written if {
 	held_by(exec_input("install -D --target-directory=/usr/local/bin app"), "exec.write_outside_workspace")
 	allowed(exec_input("install -D --target-directory=/home/u/proj/bin app"))
 }
 
-test_write_only_words_are_the_words_whose_only_family_is_write if {
-	data.clawbutler._write_only_words == {w | some w, fams in data.clawbutler._trigger_words; fams == ["write"]}
-}
 
 test_writes_inside_the_workspace_allowed_and_outside_held if {
 	allowed(exec_input("mkdir -p /home/u/proj/out && cp a.txt /home/u/proj/out/ && touch out/done"))
@@ -182,4 +173,10 @@ test_writes_inside_the_workspace_allowed_and_outside_held if {
 test_families_are_the_known_ones if {
 	families := {f | some _, fams in data.clawbutler._trigger_words; some f in fams}
 	families == {"rm", "chmod", "download", "write", "privilege", "disk", "dd", "mail", "payment"}
+}
+
+test_feature_words_are_the_families_of_the_trigger_words if {
+	tw := data.clawbutler._trigger_words
+	families := {f | some _, fs in tw; some f in fs}
+	data.clawbutler.feature_words == {family: {w | some w, of in tw; family in of} | some family in families}
 }

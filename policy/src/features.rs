@@ -117,7 +117,7 @@ fn build(k: &Keys, command: &str, in_workspace: bool, needles: &Needles) -> Valu
         Vec::new()
     };
     let redirects = if command.contains('>') { redirect_targets(&raw, &k.empty) } else { k.empty.clone() };
-    let triggers = needles.triggers(&words, &k.empty);
+    let triggers = needles.triggers(&words, &k.empty_object);
     let hits = needles.hits(&text, &k.empty_object);
     let set = |s: BTreeSet<Value>| if s.is_empty() { k.empty.clone() } else { Value::from(s) };
     let values = [

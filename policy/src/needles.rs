@@ -1,17 +1,18 @@
 //! What a bundle asks the engine to look for in every exec command. A bundle may declare two
 //! constant rules in `package clawbutler`:
 //!
-//! - `feature_words`: a set of program names; `exec.features.triggers` is the set of them among
-//!   the command's `words`;
+//! - `feature_words`: an object of named groups of program names; `exec.features.triggers` maps
+//!   each group with a member among the command's `words` to the set of those found;
 //! - `feature_substrings`: an object of named groups of substrings; `exec.features.hits` maps
 //!   each group with a substring in the command's lower-cased `text` to the set of those found.
 //!
-//! Both are read once per revision and matched in Rust (one pass of an Aho-Corasick automaton
-//! for all substrings), so a rule asks "does any credential hint occur?" with one lookup
+//! Both are read once per revision and matched in Rust (a hash lookup per word, one pass of an
+//! Aho-Corasick automaton for all substrings), so a rule asks "does any credential hint occur?"
+//! or "is `rm` among the programs?" with one lookup
 //! (`input.exec.features.hits.secrets`) instead of a `strings.replace_n` scan per hint. A
 //! bundle that declares neither gets neither field, and its rules derive what they need in Rego.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aho_corasick::AhoCorasick;
 use regorus::Value;
@@ -23,10 +24,17 @@ const SUBSTRINGS_RULE: &str = "data.clawbutler.feature_substrings";
 /// One revision's needles; `None` where the bundle declares none (the field is then omitted).
 #[derive(Default)]
 pub(crate) struct Needles {
-    words: Option<HashSet<String>>,
-    /// Length of the longest declared word: longer words are not looked up.
-    longest_word: usize,
+    words: Option<Words>,
     substrings: Option<Substrings>,
+}
+
+struct Words {
+    /// Word -> the indexes of its groups.
+    groups_of: HashMap<String, Vec<usize>>,
+    /// Group names as engine values, by index.
+    groups: Vec<Value>,
+    /// Length of the longest declared word: longer words are not looked up.
+    longest: usize,
 }
 
 struct Substrings {
@@ -48,14 +56,13 @@ impl Needles {
             Ok(Value::Undefined) | Err(_) => None,
             Ok(v) => Some(v),
         };
-        let words: Option<HashSet<String>> = read(WORDS_RULE).and_then(|v| {
-            let words = strings(&v);
-            if words.is_none() {
-                tracing::warn!(rule = WORDS_RULE, "must be a set of strings; ignored");
+        let words = read(WORDS_RULE).and_then(|v| {
+            let built = Words::new(&v);
+            if let Err(e) = &built {
+                tracing::warn!(rule = WORDS_RULE, error = %e, "ignored");
             }
-            words.map(|w| w.into_iter().collect())
+            built.ok()
         });
-        let longest_word = words.iter().flatten().map(String::len).max().unwrap_or(0);
         let substrings = read(SUBSTRINGS_RULE).and_then(|v| {
             let built = Substrings::new(&v);
             if let Err(e) = &built {
@@ -63,19 +70,24 @@ impl Needles {
             }
             built.ok()
         });
-        Needles { words, longest_word, substrings }
+        Needles { words, substrings }
     }
 
-    /// `features.triggers`: the declared words among `words`, or `None` without a declaration.
+    /// `features.triggers`: group -> the declared words of that group among `words` (groups
+    /// without one left out), or `None` without a declaration.
     pub(crate) fn triggers(&self, words: &BTreeSet<Value>, empty: &Value) -> Option<Value> {
         let declared = self.words.as_ref()?;
-        let mut found = BTreeSet::new();
+        let mut found: BTreeMap<usize, BTreeSet<Value>> = BTreeMap::new();
         for w in words {
-            if matches!(w, Value::String(s) if s.len() <= self.longest_word && declared.contains(s.as_ref())) {
-                found.insert(w.clone());
+            let Value::String(s) = w else { continue };
+            if s.len() > declared.longest {
+                continue;
+            }
+            for g in declared.groups_of.get(s.as_ref()).into_iter().flatten() {
+                found.entry(*g).or_default().insert(w.clone());
             }
         }
-        Some(if found.is_empty() { empty.clone() } else { Value::from(found) })
+        Some(grouped(found, &declared.groups, empty))
     }
 
     /// `features.hits`: group -> the declared substrings of that group occurring in `text`
@@ -91,33 +103,58 @@ impl Needles {
                 found.entry(*group).or_default().insert(value.clone());
             }
         }
-        if found.is_empty() {
-            return Some(empty.clone());
+        Some(grouped(found, &s.groups, empty))
+    }
+}
+
+/// `{group name: found}` for the groups with a find; `empty` (the shared `{}`) without any.
+fn grouped(found: BTreeMap<usize, BTreeSet<Value>>, names: &[Value], empty: &Value) -> Value {
+    if found.is_empty() {
+        return empty.clone();
+    }
+    let object: BTreeMap<Value, Value> =
+        found.into_iter().filter_map(|(g, set)| Some((names.get(g)?.clone(), Value::from(set)))).collect();
+    Value::from(object)
+}
+
+/// A declaration `{"group": {"member", ...}, ...}`: the group names and (group index, member).
+type Groups = (Vec<Value>, Vec<(usize, String)>);
+
+/// Parse a declaration of groups.
+fn groups(declared: &Value) -> Result<Groups, String> {
+    let Value::Object(groups) = declared else {
+        return Err("must be an object of sets of strings".into());
+    };
+    let (mut names, mut members) = (Vec::new(), Vec::new());
+    for (name, set) in groups.iter() {
+        for m in strings(set).ok_or("every group must be a set of strings")? {
+            members.push((names.len(), m));
         }
-        let object: BTreeMap<Value, Value> =
-            found.into_iter().filter_map(|(g, set)| Some((s.groups.get(g)?.clone(), Value::from(set)))).collect();
-        Some(Value::from(object))
+        names.push(name.clone());
+    }
+    Ok((names, members))
+}
+
+impl Words {
+    /// From `{"group": {"word", ...}, ...}`.
+    fn new(declared: &Value) -> Result<Words, String> {
+        let (groups, members) = groups(declared)?;
+        let longest = members.iter().map(|(_, w)| w.len()).max().unwrap_or(0);
+        let mut groups_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (g, w) in members {
+            groups_of.entry(w).or_default().push(g);
+        }
+        Ok(Words { groups_of, groups, longest })
     }
 }
 
 impl Substrings {
     /// From `{"group": {"substring", ...}, ...}`.
     fn new(declared: &Value) -> Result<Substrings, String> {
-        let Value::Object(groups) = declared else {
-            return Err("must be an object of sets of strings".into());
-        };
-        let mut names = Vec::new();
-        let mut patterns = Vec::new();
-        for (name, members) in groups.iter() {
-            let members = strings(members).ok_or("every group must be a set of strings")?;
-            for m in members {
-                patterns.push((names.len(), m));
-            }
-            names.push(name.clone());
-        }
+        let (groups, patterns) = groups(declared)?;
         let automaton = AhoCorasick::new(patterns.iter().map(|(_, p)| p)).map_err(|e| e.to_string())?;
         let patterns = patterns.into_iter().map(|(g, p)| (g, Value::from(p.as_str()))).collect();
-        Ok(Substrings { automaton, patterns, groups: names })
+        Ok(Substrings { automaton, patterns, groups })
     }
 }
 
@@ -153,16 +190,21 @@ mod tests {
 
     #[test]
     fn declarations_of_the_wrong_shape_leave_the_fields_out() {
-        let n = needles(
-            r#"feature_substrings := {"curl"}
-feature_words := {"a": 1}"#,
-        );
-        let empty = Value::new_set();
+        let n = needles("feature_substrings := {\"curl\"}\nfeature_words := {\"a\": 1}");
+        let empty = Value::new_object();
         assert_eq!(n.hits("curl", &empty), None);
         assert_eq!(n.triggers(&BTreeSet::from([Value::from("a")]), &empty), None);
-        let n = needles(r#"feature_words := {"sudo", "rm"}"#);
-        let words = BTreeSet::from([Value::from("sudo"), Value::from("ls"), Value::from("averyveryverylongword")]);
-        assert_eq!(n.triggers(&words, &empty), Some(Value::from(BTreeSet::from([Value::from("sudo")]))));
+    }
+
+    #[test]
+    fn triggers_are_grouped() {
+        let n = needles(r#"feature_words := {"priv": {"sudo", "su"}, "rm": {"rm"}, "write": {"rm", "cp"}}"#);
+        let empty = Value::new_object();
+        let words = BTreeSet::from(["sudo", "rm", "ls", "averyveryverylongword"].map(Value::from));
+        let expected = serde_json::json!({"priv": ["sudo"], "rm": ["rm"], "write": ["rm"]});
+        let triggers = n.triggers(&words, &empty).unwrap();
+        assert_eq!(triggers.to_json_str().unwrap(), Value::from(expected).to_json_str().unwrap());
+        assert_eq!(n.triggers(&BTreeSet::from([Value::from("ls")]), &empty), Some(empty.clone()));
         assert_eq!(n.hits("x", &empty), None);
     }
 }

@@ -136,8 +136,8 @@ mod tests {
     /// The first branch of `hold_findings` in the shipped decision.rego (the exec fast path).
     const FAST_PATH: &str = r#"input.kind == "exec"
         f := input.exec.features
-        f.triggers == set()
-        f.hits == set()
+        f.triggers == {}
+        f.hits == {}
         every p in f.redirects { not data.clawbutler._absolute(p) }
         not data.clawbutler.config.high_risk_commands != []
         f.cwd_in_workspace"#;
