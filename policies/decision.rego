@@ -52,8 +52,9 @@ hold_findings := set() if {
 } else := set() if {
 	# The second fast path: the only trigger words are writing programs without a rule of their
 	# own (cp, mv, mkdir, ...: the only family is "write"), and every path the command names is
-	# inside the agent's workspace (the first branch of `under_workspace`), so `written_paths`
-	# holds nothing outside it; the other tests are the first branch's.
+	# inside the agent's workspace (`paths_in_workspace`: the first branch of `under_workspace`
+	# for each), so `written_paths` holds nothing outside it; the other tests are the first
+	# branch's.
 	input.kind == "exec"
 	f := input.exec.features
 	f.hits == {}
@@ -64,10 +65,7 @@ hold_findings := set() if {
 	}
 	not data.clawbutler.config.high_risk_commands != []
 	f.cwd_in_workspace
-	ws := concat("", [input.exec.workspace, "/"])
-	every p in f.paths {
-		startswith(concat("", [p, "/"]), ws)
-	}
+	f.paths_in_workspace
 } else := exec_holds | secret_holds if {
 	input.kind == "exec"
 } else := (exec_holds | secret_holds) | tool_holds if {

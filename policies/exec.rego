@@ -114,8 +114,20 @@ _d_paths := {t | some t in _d_raw_tokens; _absolute(t)} | {p |
 
 _d_flags := {t | some t in _d_tokens; startswith(t, "-")}
 
+# Every path of `_d_paths` is the workspace or below it (true when there is none).
+_d_paths_in_workspace := true if {
+	_d_paths == set()
+} else := true if {
+	ws := input.exec.workspace
+	is_string(ws)
+	ws != ""
+	every p in _d_paths {
+		startswith(concat("", [p, "/"]), concat("", [ws, "/"]))
+	}
+} else := false
+
 exec_features_derived := {
-	"flags": _d_flags, "paths": _d_paths, "operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
+	"flags": _d_flags, "paths": _d_paths, "paths_in_workspace": _d_paths_in_workspace, "operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
 	"text": _d_text, "cwd_in_workspace": _d_cwd_in_workspace, "raw_tokens": _d_raw_tokens,
 	"redirects": _d_redirects,
 	"triggers": {family: found |

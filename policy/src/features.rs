@@ -29,7 +29,7 @@ pub(crate) fn command_line(command: &str, argv: &[String]) -> String {
 /// Field names of the features object (in key order, the cheapest order to build a map from),
 /// the shared empty set and the operator strings, allocated once per thread.
 struct Keys {
-    names: [Value; 12],
+    names: [Value; 13],
     empty: Value,
     empty_object: Value,
     operators: [Value; 9],
@@ -38,8 +38,8 @@ struct Keys {
 thread_local! {
     static KEYS: Keys = Keys {
         names: [
-            "cwd_in_workspace", "flags", "hits", "operators", "paths", "program", "raw_tokens", "redirects",
-            "text", "tokens", "triggers", "words",
+            "cwd_in_workspace", "flags", "hits", "operators", "paths", "paths_in_workspace", "program",
+            "raw_tokens", "redirects", "text", "tokens", "triggers", "words",
         ]
         .map(Value::from),
         empty: Value::new_set(),
@@ -52,21 +52,18 @@ thread_local! {
 /// `workspace` (`None` where the input's field is not a string); `needles` are the serving
 /// bundle's declarations (`triggers`, `hits`).
 pub(crate) fn features(command: &str, cwd: Option<&str>, workspace: Option<&str>, needles: &Needles) -> Value {
-    KEYS.with(|k| build(k, command, cwd_in_workspace(cwd, workspace), needles))
+    KEYS.with(|k| build(k, command, cwd, workspace.filter(|ws| !ws.is_empty()), needles))
 }
 
-/// `cwd` is the workspace or below it (`cwd + "/"` starts with `workspace + "/"`, so
-/// /home/u/proj2 is not under /home/u/proj); false without a non-empty workspace.
-fn cwd_in_workspace(cwd: Option<&str>, workspace: Option<&str>) -> bool {
-    match (cwd, workspace) {
-        (Some(cwd), Some(ws)) if !ws.is_empty() => {
-            cwd.as_bytes().starts_with(ws.as_bytes()) && cwd.as_bytes().get(ws.len()).is_none_or(|b| *b == b'/')
-        }
-        _ => false,
-    }
+/// `path` is the workspace or below it (`path + "/"` starts with `workspace + "/"`, so
+/// /home/u/proj2 is not under /home/u/proj).
+fn inside(path: &str, workspace: &str) -> bool {
+    path.as_bytes().starts_with(workspace.as_bytes()) && path.as_bytes().get(workspace.len()).is_none_or(|b| *b == b'/')
 }
 
-fn build(k: &Keys, command: &str, in_workspace: bool, needles: &Needles) -> Value {
+/// `workspace` is `None` where it is not a non-empty string.
+fn build(k: &Keys, command: &str, cwd: Option<&str>, workspace: Option<&str>, needles: &Needles) -> Value {
+    let in_workspace = matches!((cwd, workspace), (Some(cwd), Some(ws)) if inside(cwd, ws));
     // Shell operators become separate words, `||` is not a pipe. Same replacements, in the same
     // (sorted key) order, as the Rego `strings.replace_n` call.
     let mut spaced = if command.contains("||") { command.replace("||", " ; ") } else { command.to_string() };
@@ -116,6 +113,7 @@ fn build(k: &Keys, command: &str, in_workspace: bool, needles: &Needles) -> Valu
     } else {
         Vec::new()
     };
+    let (paths, paths_in_workspace) = absolute_paths(&raw, workspace, &k.empty);
     let redirects = if command.contains('>') { redirect_targets(&raw, &k.empty) } else { k.empty.clone() };
     let triggers = needles.triggers(&words, &k.empty_object);
     let hits = needles.hits(&text, &k.empty_object);
@@ -125,7 +123,8 @@ fn build(k: &Keys, command: &str, in_workspace: bool, needles: &Needles) -> Valu
         Some(set(flags)),
         hits,
         Some(set(operators)),
-        Some(absolute_paths(&raw, &k.empty)),
+        Some(paths),
+        Some(Value::from(paths_in_workspace)),
         Some(program),
         Some(raw_tokens),
         Some(redirects),
@@ -141,24 +140,25 @@ fn build(k: &Keys, command: &str, in_workspace: bool, needles: &Needles) -> Valu
 
 /// Absolute and home paths among the words as written (`/etc/x`, `~/.profile`), and the values
 /// of `name=value` words that are such paths (`of=/dev/sda`, `--output=/tmp/x`).
-fn absolute_paths(raw: &[&str], empty: &Value) -> Value {
+/// Also whether every one of them is inside `workspace` (true when there is none).
+fn absolute_paths(raw: &[&str], workspace: Option<&str>, empty: &Value) -> (Value, bool) {
     let absolute = |p: &str| p.starts_with('/') || p.starts_with('~');
-    let mut paths = BTreeSet::new();
+    let (mut paths, mut all_inside) = (BTreeSet::new(), true);
+    let mut add = |p: &str| {
+        all_inside &= workspace.is_some_and(|ws| inside(p, ws));
+        paths.insert(Value::from(p));
+    };
     for t in raw {
         if absolute(t) {
-            paths.insert(Value::from(*t));
+            add(t);
         }
         if let Some((_, value)) = t.split_once('=') {
             if absolute(value) {
-                paths.insert(Value::from(value));
+                add(value);
             }
         }
     }
-    if paths.is_empty() {
-        empty.clone()
-    } else {
-        Value::from(paths)
-    }
+    (if paths.is_empty() { empty.clone() } else { Value::from(paths) }, all_inside)
 }
 
 /// Targets of output redirections, as written. Every piece of a word after a `>` that does not
