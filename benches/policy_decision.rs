@@ -74,7 +74,7 @@ fn exec_call() -> PolicyInput {
     i
 }
 
-/// An allowed command with redirections to relative paths (still the `_exec_plain` fast path).
+/// An allowed command with redirections to relative paths (still the first fast path).
 fn exec_redirect_call() -> PolicyInput {
     exec_with("cargo build --release > build.log 2>&1")
 }

@@ -235,8 +235,8 @@ mod tests {
                 interpreter.set_input(value.clone());
                 let expected = interpreter.eval_rule(DECISION_RULE.to_string()).unwrap();
                 assert_ne!(expected, regorus::Value::Undefined, "{input}");
-                // The VM gets the engine-derived features (and may take the `_exec_plain` fast
-                // path); the interpreter derives them in Rego and evaluates every rule.
+                // The VM gets the engine-derived features (and may take the fast paths of
+                // `hold_findings`); the interpreter derives them in Rego and evaluates every rule.
                 let with_features = crate::features::attach_to_json(&input, &needles);
                 interpreter.set_input(with_features.clone());
                 // The conditions of `hold_findings`'s first branch (decision.rego).
