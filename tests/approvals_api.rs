@@ -66,6 +66,14 @@ async fn every_role_against_every_route() {
             }
         }
     }
+    // Every role may ask who it is (the UI offers only what the role may do).
+    assert_eq!(status(Method::GET, &rig.control("/api/v1/whoami"), None, None).await, 401);
+    for (tok, name, role) in [(&viewer, "vera", "viewer"), (&approver, "april", "approver")] {
+        let me = get(&rig.control("/api/v1/whoami"), &bearer(tok)).await;
+        assert_eq!(me.status, 200);
+        assert_eq!((me.json()["name"].as_str(), me.json()["role"].as_str()), (Some(name), Some(role)));
+    }
+    assert_eq!(get(&rig.control("/api/v1/whoami"), &bearer(ADMIN)).await.json()["role"], "admin");
     // Routes with per-call targets: grant revoke (approver+) and token revoke (admin).
     for (i, tok) in [&viewer, &approver, &ADMIN.to_string()].iter().enumerate() {
         let g = post_json(
@@ -99,6 +107,7 @@ async fn every_role_against_every_route() {
         "/api/v1/events",
         "/api/v1/tokens",
         "/api/v1/tokens/{id}",
+        "/api/v1/whoami",
         "/api/v1/budgets",
         "/api/v1/budgets/{id}/reset",
         "/api/v1/agents/{id}/kill",

@@ -383,3 +383,53 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     drop(driver);
     rig.sidecar.shutdown().await;
 }
+
+/// A viewer sees the inbox and who is signed in, but no decision, grant or admin actions: the UI
+/// offers only what `GET /api/v1/whoami`'s role may do (the server refuses the rest anyway).
+#[tokio::test]
+async fn viewer_sees_held_calls_but_is_offered_no_decisions() {
+    let Some((chromium, driver_bin)) = browser_paths() else { return };
+    let bundle = hold_bundle();
+    let rig = Rig::start_with(&format!("dir = \"{}\"\nwatch = false", bundle.path().display()), "").await;
+    let console = format!("http://{}", rig.sidecar.control_addr);
+    let admin = format!("Bearer {ADMIN}");
+    let created = post_json(
+        &format!("{console}/api/v1/tokens"),
+        &[("authorization", &admin)],
+        &json!({"name": "vera", "role": "viewer"}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let viewer = created.json()["token"].as_str().unwrap().to_string();
+
+    let driver = Driver::start(&driver_bin).await;
+    let b = Browser::open(&driver, &chromium).await;
+    b.goto(&format!("{console}/")).await;
+    b.type_into("[data-testid=token]", &viewer).await;
+    b.click("[data-testid=signin]").await;
+    b.wait_js("identity", "document.querySelector('[data-testid=whoami]').textContent === 'vera · viewer'").await;
+
+    let call = held_call(&rig, "MARK:seen by a viewer");
+    b.find("[data-testid=approval]").await;
+    assert!(b.text("[data-testid=approval]").await.contains(HELD_MODEL));
+    let shown = "return [...document.querySelectorAll(arguments[0])].filter((e) => e.offsetParent !== null).length";
+    for sel in ["[data-testid=allow-once]", "[data-testid=allow-always]", "[data-testid=deny]", "input.pick"] {
+        assert_eq!(b.js(shown, json!([sel])).await, 0, "{sel} is offered to a viewer");
+    }
+    b.goto(&format!("{console}/#/policies")).await;
+    b.find("[data-testid=policy-revision]").await;
+    assert_eq!(b.js(shown, json!(["[data-testid=policy-reload]"])).await, 0, "reload is offered to a viewer");
+    b.screenshot("approvals-viewer-desktop.png").await;
+
+    // The admin decides through the API; the viewer's console does not change that.
+    let pending = get(&format!("{console}/api/v1/approvals?status=pending"), &[("authorization", &admin)]).await;
+    let a = &pending.json()["items"][0];
+    let url = format!("{console}/api/v1/approvals/{}/decision", a["id"].as_str().unwrap());
+    let body = json!({"decision": "allow-once", "expected_version": a["version"]});
+    assert_eq!(post_json(&url, &[("authorization", &admin)], &body).await.status, 200);
+    assert_eq!(finished(call, "allow-once").await.status, 200);
+
+    b.close().await;
+    drop(driver);
+    rig.sidecar.shutdown().await;
+}

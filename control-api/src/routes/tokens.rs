@@ -1,6 +1,7 @@
 //! `/api/v1/tokens` (admin only): list tokens (never their secrets), create one (its secret is
 //! in the response, once), revoke one. Every change is an audit record with the admin's
-//! token name as actor.
+//! token name as actor. `/api/v1/whoami` (any role): the calling token's name and role, so a
+//! client (the web UI) offers only what the role may do.
 
 use axum::extract::{Path, State};
 use axum::routing::{delete, get};
@@ -16,7 +17,14 @@ use crate::AppState;
 
 /// The token routes.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/tokens", get(list).post(create)).route("/api/v1/tokens/{id}", delete(revoke))
+    Router::new()
+        .route("/api/v1/tokens", get(list).post(create))
+        .route("/api/v1/tokens/{id}", delete(revoke))
+        .route("/api/v1/whoami", get(whoami))
+}
+
+async fn whoami(caller: Caller) -> Json<Value> {
+    Json(json!({ "name": caller.name, "role": caller.role }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,6 +18,8 @@ let live = 'connecting';
 let stopEvents = null;
 let unmount = null;
 let signInNotice = '';
+/** The signed-in token's name and role (`/api/v1/whoami`); null until known. */
+let me = null;
 
 const ctx = {
   bus,
@@ -45,8 +47,27 @@ function updateLive(el) {
   el.title = t(`live.${live}_hint`);
 }
 
+/** Show who is signed in, and let the stylesheet hide what the role may not do (`data-needs`). */
+function applyIdentity() {
+  document.body.dataset.role = me ? me.role : '';
+  const el = document.getElementById('whoami');
+  if (el) el.textContent = me ? `${me.name} · ${t(`role.${me.role}`)}` : '';
+}
+
+async function loadIdentity() {
+  try {
+    me = await get('/api/v1/whoami', { noRedirect: true });
+  } catch (err) {
+    // An older sidecar without the route: show every action; the server still refuses with 403.
+    me = null;
+  }
+  applyIdentity();
+}
+
 function signOut(notice) {
   session.clear();
+  me = null;
+  applyIdentity();
   if (stopEvents) { stopEvents(); stopEvents = null; }
   signInNotice = notice || '';
   if (location.hash) history.replaceState(null, '', location.pathname);
@@ -78,7 +99,7 @@ function renderSignIn(root) {
       msg.textContent = '';
       session.set(token);
       try {
-        await get('/api/v1/policies', { noRedirect: true });
+        me = await get('/api/v1/whoami', { noRedirect: true });
         signInNotice = '';
         render();
       } catch (err) {
@@ -127,11 +148,13 @@ function render() {
       h('a', { class: 'brand', href: '#/approvals', 'aria-label': 'ClawButler' }, h('img', { src: '/ui/icon.svg', alt: '', width: 28, height: 28 }), h('span', { class: 'brand-name' }, 'ClawButler')),
       liveEl,
       h('div', { class: 'spacer' }),
+      h('span', { id: 'whoami', class: 'whoami muted', 'data-testid': 'whoami' }),
       langPicker(),
       h('button', { class: 'ghost', 'data-testid': 'signout', onclick: () => signOut('') }, t('nav.signout'))),
     nav);
   const main = h('main', { id: 'main', 'data-view': view });
   replace(root, header, main);
+  if (me) applyIdentity(); else loadIdentity();
   unmount = VIEWS[view].mount(main, ctx) || null;
 }
 

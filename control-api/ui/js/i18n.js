@@ -4,6 +4,7 @@
 const en = {
   'app.title': 'ClawButler',
   'nav.label': 'Sections', 'nav.language': 'Language', 'nav.signout': 'Sign out',
+  'role.viewer': 'viewer', 'role.approver': 'approver', 'role.admin': 'admin',
   'nav.approvals': 'Approvals', 'nav.grants': 'Grants', 'nav.audit': 'Audit', 'nav.budgets': 'Budgets',
   'nav.policies': 'Policies', 'nav.agents': 'Agents',
   'live.connecting': 'Connecting…', 'live.live': 'Live', 'live.retrying': 'Reconnecting…', 'live.unavailable': 'Not live',
@@ -99,6 +100,7 @@ const en = {
 const zh = {
   'app.title': 'ClawButler',
   'nav.label': '栏目', 'nav.language': '语言', 'nav.signout': '退出登录',
+  'role.viewer': '只读', 'role.approver': '审批人', 'role.admin': '管理员',
   'nav.approvals': '审批', 'nav.grants': '授权', 'nav.audit': '审计', 'nav.budgets': '预算',
   'nav.policies': '策略', 'nav.agents': '智能体',
   'live.connecting': '连接中…', 'live.live': '实时', 'live.retrying': '重新连接中…', 'live.unavailable': '非实时',

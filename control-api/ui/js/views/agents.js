@@ -55,8 +55,8 @@ export function mount(root, ctx) {
         [t('agents.last_activity'), a.last_activity ? `${ago(a.last_activity)} (${when(a.last_activity)})` : t('common.never')],
       ]),
       h('div', { class: 'actions' }, a.killed
-        ? h('button', { class: 'allow', onclick: act('recover') }, t('agents.recover'))
-        : h('button', { class: 'deny', onclick: act('kill') }, t('agents.kill'))),
+        ? h('button', { class: 'allow', 'data-needs': 'admin', onclick: act('recover') }, t('agents.recover'))
+        : h('button', { class: 'deny', 'data-needs': 'admin', onclick: act('kill') }, t('agents.kill'))),
       panel, msg);
   }
 

@@ -127,8 +127,8 @@ export function mount(root, ctx) {
     };
     replace(batchEl,
       h('strong', {}, t('approvals.selected', { n: selected.size })),
-      h('button', { class: 'allow', 'data-testid': 'batch-allow', onclick: run('allow-once') }, t('approvals.allow_once')),
-      h('button', { class: 'deny', 'data-testid': 'batch-deny', onclick: run('deny') }, t('approvals.deny')),
+      h('button', { class: 'allow', 'data-testid': 'batch-allow', 'data-needs': 'approver', onclick: run('allow-once') }, t('approvals.allow_once')),
+      h('button', { class: 'deny', 'data-testid': 'batch-deny', 'data-needs': 'approver', onclick: run('deny') }, t('approvals.deny')),
       h('button', { class: 'ghost', onclick: () => { selected.clear(); draw(); } }, t('approvals.clear')),
       msg);
   }
@@ -167,12 +167,12 @@ export function mount(root, ctx) {
     const panel = h('div', { class: 'panel' });
     const el = h('article', { class: `card approval risk-edge-${a.risk || 'none'}`, 'data-id': a.id, 'data-testid': 'approval' });
     const check = pending ? h('input', {
-      type: 'checkbox', class: 'pick', 'aria-label': t('approvals.select'), checked: selected.has(a.id),
+      type: 'checkbox', class: 'pick', 'data-needs': 'approver', 'aria-label': t('approvals.select'), checked: selected.has(a.id),
       onchange: (e) => { if (e.target.checked) selected.add(a.id); else selected.delete(a.id); drawBatch(); },
     }) : null;
     const cost = costOf(a);
     const subject = a.subject || {};
-    const actions = pending ? h('div', { class: 'actions' },
+    const actions = pending ? h('div', { class: 'actions', 'data-needs': 'approver' },
       h('button', { class: 'allow', 'data-testid': 'allow-once', onclick: (e) => decide(a, el, 'allow-once', '', null, e.currentTarget) }, t('approvals.allow_once')),
       h('button', { class: 'allow-alt', 'data-testid': 'allow-always', onclick: () => openAlways() }, t('approvals.allow_always')),
       h('button', { class: 'deny', 'data-testid': 'deny', onclick: () => openDeny() }, t('approvals.deny'))) : null;

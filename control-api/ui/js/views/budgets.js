@@ -43,7 +43,7 @@ export function mount(root, ctx) {
         'aria-label': t('budgets.spent_of', { pct: Math.round(pct) }),
       }, fill),
       h('p', { class: 'muted small' }, `${b.id} · ${t('budgets.spent_of', { pct: Math.round(pct) })}${b.open ? ` · ${t('budgets.open_hint')}` : ''}`),
-      h('div', { class: 'actions' }, h('button', {
+      h('div', { class: 'actions', 'data-needs': 'admin' }, h('button', {
         class: 'ghost', onclick: () => {
           replace(panel, h('form', {
             class: 'editor', onsubmit: (e) => {

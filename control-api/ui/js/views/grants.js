@@ -43,7 +43,7 @@ export function mount(root, ctx) {
         [t('field.id'), g.id],
       ]),
       h('div', { class: 'actions' },
-        h('button', { class: 'deny', 'data-testid': 'revoke', onclick: () => replace(confirm,
+        h('button', { class: 'deny', 'data-testid': 'revoke', 'data-needs': 'approver', onclick: () => replace(confirm,
           h('div', { class: 'editor' },
             h('p', {}, t('grants.revoke_confirm')),
             h('div', { class: 'actions' },

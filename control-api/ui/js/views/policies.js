@@ -21,7 +21,7 @@ export function mount(root) {
   const reloadMsg = h('div', { class: 'card-msg', role: 'status' });
 
   const reload = h('button', {
-    class: 'primary', 'data-testid': 'policy-reload', onclick: (e) => busy(e.currentTarget, async () => {
+    class: 'primary', 'data-testid': 'policy-reload', 'data-needs': 'admin', onclick: (e) => busy(e.currentTarget, async () => {
       const st = await post('/api/v1/policies/reload', {});
       reloadMsg.textContent = '';
       toast(t('policies.reloaded', { rev: st.revision }));
