@@ -148,7 +148,7 @@ async fn decide(
     }
     let (status, v) = decide_once(&s, &caller, &id, &body).await;
     if !status.is_server_error() {
-        let entry = IdemEntry { body_hash, status: status.as_u16(), body: v.clone() };
+        let entry = IdemEntry { body_hash, status: status.as_u16(), body: v.clone(), stored_at_ms: 0 };
         s.broker.idempotency_put(&key, &entry).map_err(problem)?;
     }
     Ok(reply(status, v, false))

@@ -18,7 +18,7 @@ use super::model::{
     now_rfc3339, Approval, ApprovalPage, ApprovalQuery, DecideRequest, DecisionKind, HoldRequest, Resolution, Status,
 };
 use super::record::{event, grant_event};
-use super::store::{ApprovalStore, IdemEntry};
+use super::store::{ApprovalStore, IdemEntry, IDEMPOTENCY_RETENTION_MS};
 use super::{ApprovalSettings, BrokerError};
 
 /// Actor of transitions nobody made by hand.
@@ -46,6 +46,8 @@ struct Inner {
     grants: GrantStore,
     live: DashMap<String, Arc<Mutex<Live>>>,
     idem_locks: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// When idempotency answers were last pruned (ms since the epoch; 0 = not yet).
+    idem_pruned_at_ms: std::sync::atomic::AtomicU64,
     metrics: Metrics,
     /// Turns true at shutdown: no new holds; long-lived readers (SSE) end.
     closing: tokio::sync::watch::Sender<bool>,
@@ -147,6 +149,7 @@ impl Broker {
             grants: GrantStore::open(db)?,
             live: DashMap::new(),
             idem_locks: DashMap::new(),
+            idem_pruned_at_ms: std::sync::atomic::AtomicU64::new(0),
             metrics: Metrics { pending, wait },
             closing: tokio::sync::watch::Sender::new(false),
         };
@@ -430,10 +433,23 @@ impl Broker {
         self.inner.store.idem_get(key)
     }
 
-    /// Remember the answer for an idempotency key.
+    /// Remember the answer for an idempotency key. At most every ten minutes this also forgets
+    /// the answers older than [`IDEMPOTENCY_RETENTION_MS`], so the tree stays bounded.
     pub fn idempotency_put(&self, key: &str, e: &IdemEntry) -> Result<(), BrokerError> {
         self.inner.store.idem_put(key, e)?;
         self.inner.idem_locks.remove_if(key, |_, m| Arc::strong_count(m) <= 2);
+        let now = super::store::now_ms();
+        let last = self.inner.idem_pruned_at_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) >= 10 * 60 * 1000
+            && self
+                .inner
+                .idem_pruned_at_ms
+                .compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
+                .is_ok()
+        {
+            let removed = self.inner.store.idem_prune(now.saturating_sub(IDEMPOTENCY_RETENTION_MS))?;
+            tracing::debug!(removed, "pruned idempotency answers older than a day");
+        }
         Ok(())
     }
 }

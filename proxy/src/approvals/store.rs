@@ -13,6 +13,10 @@ const FORMAT_VERSION: &[u8] = b"1";
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 500;
 
+/// How long an Idempotency-Key's answer is kept: far longer than any client retries, and the
+/// tree stays bounded by a day of decisions.
+pub const IDEMPOTENCY_RETENTION_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// A stored answer to a decision POST, replayed for a retry with the same Idempotency-Key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdemEntry {
@@ -20,6 +24,15 @@ pub struct IdemEntry {
     pub body_hash: String,
     pub status: u16,
     pub body: serde_json::Value,
+    /// When it was stored (ms since the Unix epoch; set by the store). Entries written before
+    /// this field existed read as 0 and are the first to be pruned.
+    #[serde(default)]
+    pub stored_at_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The approvals' trees.
@@ -129,9 +142,54 @@ impl ApprovalStore {
         }
     }
 
-    /// Remember the answer for an idempotency key.
+    /// Remember the answer for an idempotency key, stamped with the current time.
     pub fn idem_put(&self, key: &str, e: &IdemEntry) -> Result<(), BrokerError> {
-        self.idem.insert(key.as_bytes(), serde_json::to_vec(e)?)?;
+        self.idem_put_at(key, e, now_ms())
+    }
+
+    fn idem_put_at(&self, key: &str, e: &IdemEntry, at_ms: u64) -> Result<(), BrokerError> {
+        let stamped = IdemEntry { stored_at_ms: at_ms, ..e.clone() };
+        self.idem.insert(key.as_bytes(), serde_json::to_vec(&stamped)?)?;
         Ok(())
+    }
+
+    /// Forget the answers stored before `cutoff_ms` (and unreadable ones); returns how many.
+    pub fn idem_prune(&self, cutoff_ms: u64) -> Result<usize, BrokerError> {
+        let mut removed = 0;
+        for item in self.idem.iter() {
+            let (key, value) = item?;
+            let stale = serde_json::from_slice::<IdemEntry>(&value).map_or(true, |e| e.stored_at_ms < cutoff_ms);
+            if stale {
+                self.idem.remove(key)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u16) -> IdemEntry {
+        IdemEntry { body_hash: format!("h{n}"), status: n, body: serde_json::json!({"n": n}), stored_at_ms: 0 }
+    }
+
+    #[test]
+    fn answers_older_than_the_cutoff_are_pruned_and_newer_ones_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let store = ApprovalStore::open(&db).unwrap();
+        store.idem_put_at("old", &entry(1), 1_000).unwrap();
+        store.idem_put_at("edge", &entry(2), 5_000).unwrap();
+        store.idem_put("new", &entry(3)).unwrap();
+        db.open_tree("approval_idempotency").unwrap().insert("garbage", "not json").unwrap();
+        assert_eq!(store.idem_prune(5_000).unwrap(), 2, "the old entry and the unreadable one");
+        assert_eq!(store.idem_get("old").unwrap(), None);
+        assert_eq!(store.idem_get("edge").unwrap().map(|e| e.status), Some(2));
+        let new = store.idem_get("new").unwrap().unwrap();
+        assert_eq!((new.status, new.body_hash.as_str()), (3, "h3"));
+        assert!(new.stored_at_ms + 60_000 > now_ms(), "stamped with the current time");
     }
 }
