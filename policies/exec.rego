@@ -202,9 +202,12 @@ _trigger_words := {
 # Rule families whose words occur. With features: the groups of the engine's `triggers` (no
 # loop over the command). Without: one pass over the gate text's pieces.
 # (Every trigger word is a program name: a token naming one has no "/", so it is in _words.)
+# (The engine leaves `triggers` out when the bundle's declaration is malformed: then this falls
+# back too, rather than finding no family. The field is tested, not bound to a variable: with a
+# binding, regorus's bytecode VM did not fall through to the `else`, where its interpreter does.)
 _families := object.keys(input.exec.features.triggers) if {
 	input.kind == "exec"
-	input.exec.features
+	input.exec.features.triggers
 } else := {f |
 	some w in split(_gate_text, " ")
 	some f in _trigger_words[w]
@@ -221,7 +224,7 @@ _has_markers := true if {
 	input.exec.features.hits.markers
 } else := false if {
 	input.kind == "exec"
-	input.exec.features
+	input.exec.features.hits
 } else := strings.replace_n(_markers, _lc_spaced) != _lc_spaced
 
 _hold(rule, reason, risk) := {"rule": rule, "reason": reason, "risk": risk}

@@ -78,7 +78,7 @@ _maybe_secret := true if {
 	input.exec.features.hits.secrets
 } else := false if {
 	input.kind == "exec"
-	input.exec.features
+	input.exec.features.hits
 } else := true if {
 	strings.replace_n(_secret_telltales, command) != command
 	strings.replace_n(_secret_hints, command) != command
