@@ -239,18 +239,40 @@ fn metrics_cannot_be_registered_twice_on_one_registry() {
     assert!(matches!(b, Err(PolicyError::Metrics(_))));
 }
 
-/// Holds a bundle adds on top of the shipped rules are never skipped by the shipped fast paths.
-#[test]
-fn extension_holds_apply_to_model_calls_and_plain_commands() {
+/// A copy of the shipped bundle, each file's text passed through `edit(file name, text)`, plus
+/// `extra` files, and an engine serving it.
+fn shipped_copy(
+    edit: impl Fn(&str, String) -> String,
+    extra: &[(&str, &str)],
+) -> (tempfile::TempDir, policy::PolicyEngine) {
     let dir = tempfile::tempdir().unwrap();
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
     for e in std::fs::read_dir(shipped).unwrap() {
         let p = e.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        std::fs::write(dir.path().join(&name), edit(&name, std::fs::read_to_string(&p).unwrap())).unwrap();
     }
-    std::fs::write(
-        dir.path().join("zz_site.rego"),
-        r#"package clawbutler
+    for (name, text) in extra {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let engine = policy::PolicyEngine::new(
+        policy::BundleSource::Dir(dir.path().to_path_buf()),
+        serde_json::Value::Null,
+        policy::EngineOptions { eval_timeout: std::time::Duration::from_millis(250) },
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    (dir, engine)
+}
+
+/// Holds a bundle adds on top of the shipped rules are never skipped by the shipped fast paths.
+#[test]
+fn extension_holds_apply_to_model_calls_and_plain_commands() {
+    let (_dir, engine) = shipped_copy(
+        |_, text| text,
+        &[(
+            "zz_site.rego",
+            r#"package clawbutler
 
 hold_findings contains f if {
 	input.kind == "model_call"
@@ -264,15 +286,8 @@ hold_findings contains f if {
 	f := {"rule": "site.exec_held", "reason": "site rule", "risk": "high"}
 }
 "#,
-    )
-    .unwrap();
-    let engine = policy::PolicyEngine::new(
-        policy::BundleSource::Dir(dir.path().to_path_buf()),
-        serde_json::Value::Null,
-        policy::EngineOptions { eval_timeout: std::time::Duration::from_millis(250) },
-        &prometheus::Registry::new(),
-    )
-    .unwrap();
+        )],
+    );
     let mut model = policy::PolicyInput::new(policy::CallKind::ModelCall, "main", "t");
     model.model = Some(policy::ModelInput {
         upstream: "openai".into(),
@@ -295,26 +310,18 @@ hold_findings contains f if {
 /// its rules must then derive what they need themselves, never conclude "nothing found".
 #[test]
 fn malformed_needle_declarations_fail_safe() {
-    let dir = tempfile::tempdir().unwrap();
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    for e in std::fs::read_dir(shipped).unwrap() {
-        let p = e.unwrap().path();
-        let mut text = std::fs::read_to_string(&p).unwrap();
-        if p.file_name().unwrap() == "exec.rego" {
-            // Replace both declarations with sets (the wrong shape: groups are expected).
-            let start = text.find("feature_words := {").unwrap();
-            let end = text.find("# The gate text").unwrap();
-            text.replace_range(start..end, "feature_words := {\"sudo\"}\n\nfeature_substrings := {\".env\"}\n\n");
-        }
-        std::fs::write(dir.path().join(p.file_name().unwrap()), text).unwrap();
-    }
-    let engine = policy::PolicyEngine::new(
-        policy::BundleSource::Dir(dir.path().to_path_buf()),
-        serde_json::Value::Null,
-        policy::EngineOptions { eval_timeout: std::time::Duration::from_millis(250) },
-        &prometheus::Registry::new(),
-    )
-    .unwrap();
+    // Both declarations as sets (the wrong shape: groups are expected).
+    let (_dir, engine) = shipped_copy(
+        |name, mut text| {
+            if name == "exec.rego" {
+                let start = text.find("feature_words := {").unwrap();
+                let end = text.find("# The gate text").unwrap();
+                text.replace_range(start..end, "feature_words := {\"sudo\"}\n\nfeature_substrings := {\".env\"}\n\n");
+            }
+            text
+        },
+        &[],
+    );
     let decide = |command: &str| {
         let mut exec = policy::PolicyInput::new(policy::CallKind::Exec, "main", "t");
         exec.exec = Some(policy::ExecInput {
