@@ -396,3 +396,39 @@ async fn allow_always_grant_lets_matching_calls_through_and_others_still_hold() 
         assert!(reply_text(&h.await.unwrap().json()).contains("denied by april"));
     }
 }
+
+#[tokio::test]
+async fn grants_are_listed_newest_first_in_pages() {
+    let rig = Rig::start("", "").await;
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let g = json!({"agent": "main", "kind": "exec", "pattern": format!("make target-{i}")});
+        let r = post_json(&rig.control("/api/v1/grants"), &bearer(ADMIN), &g).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        made.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    // A grant for another agent is filtered out before the page is cut.
+    let other = json!({"agent": "other", "kind": "exec", "pattern": "ls"});
+    assert_eq!(post_json(&rig.control("/api/v1/grants"), &bearer(ADMIN), &other).await.status, 201);
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/grants?agent=main&limit=2".to_string();
+    loop {
+        let page = get(&rig.control(&path), &bearer(ADMIN)).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let v = page.json();
+        let items = v["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(items.iter().map(|g| g["id"].as_str().unwrap().to_string()));
+        match v["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/grants?agent=main&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    made.reverse();
+    assert_eq!(seen, made, "every grant once, newest first");
+    for bad in ["limit=0", "limit=501"] {
+        let r = get(&rig.control(&format!("/api/v1/grants?{bad}")), &bearer(ADMIN)).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert!(r.text().contains("limit must be 1 to 500"), "{}", r.text());
+    }
+}

@@ -25,7 +25,14 @@ pub fn routes() -> Router<AppState> {
 struct GrantFilter {
     agent: Option<String>,
     kind: Option<String>,
+    /// Page size (default 100, at most 500).
+    limit: Option<usize>,
+    /// The `next_cursor` of the previous page: grants older than that one.
+    cursor: Option<String>,
 }
+
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 500;
 
 async fn list(
     _c: Caller,
@@ -33,21 +40,37 @@ async fn list(
     q: Result<Query<GrantFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, Problem> {
     let Query(f) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let limit = f.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(Problem::bad_request(format!("limit must be 1 to {MAX_LIMIT}")));
+    }
     let now = chrono::Utc::now();
-    let items: Vec<Value> = s
-        .broker
-        .grants()
+    // Newest first. Ids are UUID v7 (time-ordered), so a cursor is a position even after the
+    // grant it names was revoked.
+    let grants = s.broker.grants();
+    let mut page: Vec<_> = grants
         .iter()
         .rev()
+        .filter(|g| f.cursor.as_deref().is_none_or(|c| g.id.as_str() < c))
         .filter(|g| f.agent.as_deref().is_none_or(|a| g.scope.agent == a))
         .filter(|g| f.kind.as_deref().is_none_or(|k| g.scope.kind.as_str() == k))
+        .take(limit + 1)
+        .collect();
+    let next_cursor = if page.len() > limit {
+        page.truncate(limit);
+        page.last().map(|g| g.id.clone())
+    } else {
+        None
+    };
+    let items: Vec<Value> = page
+        .iter()
         .map(|g| {
             let mut v = json!(g);
             v["expired"] = json!(g.expired(now));
             v
         })
         .collect();
-    Ok(Json(json!({ "items": items, "next_cursor": null })))
+    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
 }
 
 async fn one(_c: Caller, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {

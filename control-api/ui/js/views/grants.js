@@ -9,14 +9,22 @@ import { describeScope, breadthBadge } from './scope.js';
 
 export function mount(root, ctx) {
   const listEl = h('div', { class: 'list', 'data-testid': 'grants' });
-  replace(root, pageHead(t('grants.title')), h('p', { class: 'muted' }, t('grants.hint')), listEl);
+  const moreEl = h('div', { class: 'more' });
+  replace(root, pageHead(t('grants.title')), h('p', { class: 'muted' }, t('grants.hint')), listEl, moreEl);
+  let items = [];
+  let cursor = null;
 
-  async function load() {
+  /** The first page, or (`more`) the next one after what is shown. */
+  async function load(more) {
     if (!listEl.childElementCount) replace(listEl, loading());
     try {
-      const page = await get('/api/v1/grants');
-      const items = (page && page.items) || [];
+      const page = await get(`/api/v1/grants${more && cursor ? `?cursor=${encodeURIComponent(cursor)}` : ''}`);
+      items = more ? items.concat((page && page.items) || []) : (page && page.items) || [];
+      cursor = (page && page.next_cursor) || null;
       replace(listEl, items.length ? items.map(card) : emptyState(t('grants.empty'), t('grants.empty_hint')));
+      replace(moreEl, cursor
+        ? h('button', { class: 'ghost', 'data-testid': 'grants-more', onclick: () => load(true) }, t('common.load_more'))
+        : null);
     } catch (err) {
       replace(listEl, errorBox(err));
     }
