@@ -127,9 +127,10 @@ _d_paths_in_workspace := true if {
 } else := false
 
 exec_features_derived := {
-	"flags": _d_flags, "paths": _d_paths, "paths_in_workspace": _d_paths_in_workspace, "operators": _d_operators, "program": _d_program, "tokens": _d_tokens, "words": _d_words,
-	"text": _d_text, "cwd_in_workspace": _d_cwd_in_workspace, "raw_tokens": _d_raw_tokens,
-	"redirects": _d_redirects,
+	"text": _d_text, "tokens": _d_tokens, "raw_tokens": _d_raw_tokens, "words": _d_words,
+	"program": _d_program, "flags": _d_flags, "operators": _d_operators, "redirects": _d_redirects,
+	"paths": _d_paths, "paths_in_workspace": _d_paths_in_workspace,
+	"cwd_in_workspace": _d_cwd_in_workspace,
 	"triggers": {family: found |
 		some family, members in feature_words
 		found := _d_words & members
