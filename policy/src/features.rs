@@ -96,23 +96,21 @@ fn build(k: &Keys, command: &str, cwd: Option<&str>, workspace: Option<&str>, ne
     }
     let program = tokens.first().map_or_else(|| Value::from(""), name);
     let tokens = Value::from(tokens);
-    let raw_tokens = if lower {
-        Value::from(spaced.split(' ').filter(|t| !t.is_empty()).map(Value::from).collect::<Vec<_>>())
+    // Words as written: split once, only where they differ from `tokens` or a path or
+    // redirection can be among them.
+    let raw: Vec<&str> = if lower || command.contains(['>', '/', '~', '=']) {
+        spaced.split(' ').filter(|t| !t.is_empty()).collect()
     } else {
-        tokens.clone()
+        Vec::new()
     };
+    let raw_tokens =
+        if lower { Value::from(raw.iter().map(|t| Value::from(*t)).collect::<Vec<_>>()) } else { tokens.clone() };
     let mut operators = BTreeSet::new();
     for (op, v) in OPERATORS.iter().zip(&k.operators) {
         if command.contains(op) {
             operators.insert(v.clone());
         }
     }
-    // Words as written, only where a path or redirection can be among them.
-    let raw: Vec<&str> = if command.contains(['>', '/', '~', '=']) {
-        spaced.split(' ').filter(|t| !t.is_empty()).collect()
-    } else {
-        Vec::new()
-    };
     let (paths, paths_in_workspace) = absolute_paths(&raw, workspace, &k.empty);
     let redirects = if command.contains('>') { redirect_targets(&raw, &k.empty) } else { k.empty.clone() };
     let triggers = needles.triggers(&words, &k.empty_object);
