@@ -8,6 +8,8 @@
 //!
 //! Prints p50/p99 over ROUNDS sequential rounds. Target: p99 <= 30 ms (design §7).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 #[path = "../tests/support/http.rs"]
 #[allow(dead_code)]
 mod http_support;
@@ -18,10 +20,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use clawbutler::app::Sidecar;
 use clawbutler::config::Config;
-use clawbutler::testkit::upstream::ScriptedUpstream;
 use http::Method;
 use http_support::{post_json, send_streaming, StreamingResponse};
 use serde_json::{json, Value};
+use testkit::upstream::ScriptedUpstream;
 
 const ROUNDS: usize = 300;
 const ADMIN: &str = "bench-admin";

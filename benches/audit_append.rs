@@ -3,6 +3,8 @@
 //! (in `AUDIT_BENCH_DIR`, default /tmp; `AUDIT_BENCH_KEEP=1` keeps it, so
 //! `cargo run --release -p audit --example audit_verify -- <dir>/audit` can re-time verify).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,14 +16,14 @@ fn event(i: u64) -> AuditEvent {
     let words = "the agent asked the model to summarise the quarterly report and draft a reply ";
     AuditEvent {
         kind: Some(RecordKind::ModelCall),
-        decision_id: Some(format!("0190f3a2-7b1c-7d4e-9f00-{i:012}")),
+        decision_id: Some(format!("0190f3a2-7b1c-7d4e-9f00-{i:012}").into()),
         bundle_revision: Some("3f1c9a0d2b7e".into()),
         trace_id: Some(format!("trace-{}", i / 4)),
         agent: Some(format!("agent-{}", i % 16)),
         session: Some(format!("session-{}", i % 64)),
-        action: Some(policy::Action::Allow),
+        action: Some(decision::Action::Allow),
         rule: Some("model.default_allow".into()),
-        risk: Some(policy::Risk::Low),
+        risk: Some(decision::Risk::Low),
         reason: Some("allowed by default".into()),
         subject: serde_json::json!({"model": "gpt-4o-mini", "upstream": "openai", "prompt_excerpt": words.repeat(8)}),
         usage: Some(audit::Usage { input_tokens: 1200, output_tokens: 300, ..Default::default() }),
@@ -34,7 +36,7 @@ fn event(i: u64) -> AuditEvent {
 }
 
 fn open(dir: &Path) -> AuditLog {
-    let db = sled::Config::new().path(dir.join("db")).open().expect("sled");
+    let db = storage::Store::open(&dir.join("db")).expect("store");
     AuditLog::open(&dir.join("audit"), &AuditSettings::default(), &db, &prometheus::Registry::new()).expect("open")
 }
 

@@ -5,12 +5,13 @@
 //! 10 us. Criterion reports mean/median; the percentile pass below measures p50/p99/p99.9 over
 //! 100k evaluations per input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use policy::{
-    BundleSource, CallKind, CostInput, EngineOptions, ExecInput, ModelInput, PolicyEngine, PolicyInput, PolicySettings,
-};
+use decision::{CallKind, CostInput, ExecInput, ModelInput, PolicyInput};
+use policy::{BundleSource, EngineOptions, PolicyEngine, PolicySettings};
 
 fn engine() -> PolicyEngine {
     let settings = PolicySettings {
@@ -51,7 +52,7 @@ fn model_call() -> PolicyInput {
         tools: vec!["exec".into(), "read".into(), "write".into()],
     });
     i.cost = CostInput { estimate_usd: Some(0.0412) };
-    i.budgets.push(policy::BudgetInput {
+    i.budgets.push(decision::BudgetInput {
         id: "agent:main@daily".into(),
         scope: "agent:main".into(),
         window: "daily".into(),
@@ -105,7 +106,7 @@ fn bench(c: &mut Criterion) {
     let (w, s) = (exec_write_call(), exec_words_call());
     for input in [&m, &x, &r, &w, &s] {
         let d = e.evaluate(input);
-        assert_eq!(d.action, policy::Action::Allow, "{d:?}");
+        assert_eq!(d.action, decision::Action::Allow, "{d:?}");
     }
     c.bench_function("decision/model_call", |b| b.iter(|| e.evaluate(black_box(&m))));
     c.bench_function("decision/exec", |b| b.iter(|| e.evaluate(black_box(&x))));

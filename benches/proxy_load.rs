@@ -6,16 +6,18 @@
 //! Run: `cargo bench --bench proxy_load` (or `scripts/load.sh`). Env: `LOAD_RPS` (2000),
 //! `LOAD_SECS` per phase (5), `LOAD_ROUNDS` (3).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clawbutler::app::Sidecar;
 use clawbutler::config::Config;
-use clawbutler::testkit::upstream::{ScriptedUpstream, UpstreamOptions};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use testkit::upstream::{ScriptedUpstream, UpstreamOptions};
 use tokio::sync::Mutex;
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;

@@ -24,7 +24,7 @@ fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
     }
 }
 
-fn main() {
+fn main() -> std::io::Result<()> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default());
     let root = manifest.join("..").join("policies");
     println!("cargo:rerun-if-changed={}", root.display());
@@ -40,6 +40,7 @@ fn main() {
     }
     src.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("embedded_policies.rs");
-    let mut f = fs::File::create(&out).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
-    f.write_all(src.as_bytes()).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
+    // A failed write fails the build with the io error (and its path, via the error text).
+    let mut f = fs::File::create(&out)?;
+    f.write_all(src.as_bytes())
 }

@@ -21,16 +21,26 @@ pub enum StartError {
     Bind { addr: SocketAddr, key: &'static str, source: std::io::Error },
     #[error("data dir {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
-    #[error("state store {path}: {source}")]
-    Store { path: PathBuf, source: sled::Error },
+    #[error(transparent)]
+    Store(#[from] storage::StoreError),
     #[error("audit log: {0}")]
     Audit(#[from] audit::AuditError),
     #[error("policies: {0}")]
     Policy(#[from] policy::PolicyError),
     #[error("proxy: {0}")]
     Proxy(#[from] proxy::BuildError),
-    #[error("{0}")]
-    Component(String),
+    #[error("prices: {0}")]
+    Prices(#[from] proxy::pricing::PriceError),
+    #[error("approvals: {0}")]
+    Approvals(#[from] governance::BrokerError),
+    #[error("kill switch: {0}")]
+    Kill(#[from] governance::KillError),
+    #[error("budgets: {0}")]
+    Budgets(#[from] governance::BudgetError),
+    #[error("gateway: {0}")]
+    Gateway(#[from] gateway::GatewayError),
+    #[error("idempotency store: {0}")]
+    Idempotency(#[from] control_api::idempotency::IdemError),
     #[error("tokens: {0}")]
     Tokens(#[from] control_api::auth::TokenError),
 }
@@ -44,14 +54,14 @@ pub struct Sidecar {
     /// A freshly created admin token, when this start created the first one.
     pub first_admin_token: Option<String>,
     /// The gateway link, when `[gateway] url` is set.
-    pub gateway: Option<Arc<crate::gateway::Gateway>>,
+    pub gateway: Option<Arc<gateway::Gateway>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     audit: Arc<audit::AuditLog>,
     policy: Arc<policy::PolicyEngine>,
-    db: sled::Db,
-    broker: Arc<proxy::approvals::Broker>,
-    budgets: Arc<proxy::budget::Budgets>,
+    db: storage::Store,
+    broker: Arc<governance::Broker>,
+    budgets: Arc<governance::Budgets>,
     _watch: Option<policy::WatchGuard>,
 }
 
@@ -67,12 +77,7 @@ impl Sidecar {
         let control_listener = bind(cfg.control_addr()?, "server.control_listen").await?;
         let data_dir = cfg.server.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
-        let store_path = data_dir.join("state");
-        let db = sled::Config::new()
-            .path(&store_path)
-            .cache_capacity(16 * 1024 * 1024)
-            .open()
-            .map_err(|source| StartError::Store { path: store_path.clone(), source })?;
+        let db = storage::Store::open(&data_dir.join("state"))?;
 
         let registry = prometheus::Registry::new();
         let audit = Arc::new(audit::AuditLog::open(&data_dir.join("audit"), &cfg.audit, &db, &registry)?);
@@ -80,19 +85,10 @@ impl Sidecar {
         policy.set_on_reload(reload_auditor(audit.clone()));
         let watch_guard = if cfg.policies.watch && cfg.policies.dir.is_some() { Some(policy.watch()?) } else { None };
 
-        let broker = Arc::new(
-            proxy::approvals::Broker::open(&db, &cfg.approvals, audit.clone(), &registry)
-                .map_err(|e| StartError::Component(format!("approvals: {e}")))?,
-        );
-        let kill = Arc::new(
-            proxy::kill::KillSwitch::open(&db, &registry)
-                .map_err(|e| StartError::Component(format!("kill switch: {e}")))?,
-        );
-        let prices = proxy::PriceTable::new(&cfg.prices).map_err(|e| StartError::Component(e.to_string()))?;
-        let budgets = Arc::new(
-            proxy::budget::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)
-                .map_err(|e| StartError::Component(format!("budgets: {e}")))?,
-        );
+        let broker = Arc::new(governance::Broker::open(&db, &cfg.approvals, audit.clone(), &registry)?);
+        let kill = Arc::new(governance::KillSwitch::open(&db, &registry)?);
+        let prices = proxy::PriceTable::new(&cfg.prices)?;
+        let budgets = Arc::new(governance::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)?);
         let components = proxy::Components {
             policy: policy.clone(),
             audit: audit.clone(),
@@ -103,6 +99,7 @@ impl Sidecar {
         let state = Arc::new(proxy::ProxyState::new(cfg.proxy.clone(), &cfg.upstreams, prices, components, &registry)?);
 
         let tokens = control_api::TokenStore::open(&db)?;
+        let idempotency = control_api::idempotency::IdemStore::open(&db)?;
         let first_admin_token = seed_tokens(&tokens, &cfg)?;
 
         let (shutdown, rx) = watch::channel(false);
@@ -136,15 +133,14 @@ impl Sidecar {
         // The gateway link (optional): registry, OpenClaw side of the kill switch, exec approvals.
         let gateway = match cfg.gateway.url {
             Some(_) => {
-                let parts = crate::gateway::Parts {
+                let parts = gateway::Parts {
                     audit: audit.clone(),
                     policy: policy.clone(),
                     broker: broker.clone(),
                     kill: kill.clone(),
                 };
                 let (gw, gw_tasks) =
-                    crate::gateway::Gateway::start(&cfg.gateway, &data_dir, &db, parts, &registry, rx.clone())
-                        .map_err(|e| StartError::Component(format!("gateway: {e}")))?;
+                    gateway::Gateway::start(&cfg.gateway, &data_dir, &db, parts, &registry, rx.clone())?;
                 tasks.extend(gw_tasks);
                 Some(gw)
             }
@@ -160,13 +156,14 @@ impl Sidecar {
             kill,
             budgets,
             tokens,
+            idempotency,
             ready: Arc::new(move || {
                 let st = ready_policy.status();
                 let mut checks = vec![("policy", !st.revision.is_empty(), format!("revision {}", st.revision))];
                 checks.extend(ready_gateway.as_ref().map(|g| g.ready_check()));
                 checks
             }),
-            agents: gateway.clone().map(|g| g as Arc<dyn control_api::routes::agents::AgentControl>),
+            agents: gateway.clone().map(|g| g as Arc<dyn governance::agents::AgentControl>),
         });
         let app = control_api::router(control_state);
         let crx = rx.clone();
@@ -216,7 +213,9 @@ impl Sidecar {
         }
         // A blocking flush on the blocking pool: sled's flush_async can stall under load.
         let db = self.db.clone();
-        let _ = tokio::task::spawn_blocking(move || db.flush()).await;
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || db.flush()).await {
+            tracing::error!(error = %e, "state store flush at shutdown failed");
+        }
     }
 }
 

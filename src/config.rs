@@ -69,11 +69,11 @@ pub struct Config {
     #[serde(default)]
     pub auth: AuthSettings,
     #[serde(default)]
-    pub approvals: proxy::approvals::ApprovalSettings,
+    pub approvals: governance::ApprovalSettings,
     #[serde(default)]
-    pub budgets: Vec<proxy::budget::BudgetConfig>,
+    pub budgets: Vec<governance::budget::BudgetConfig>,
     #[serde(default)]
-    pub gateway: crate::gateway::GatewaySettings,
+    pub gateway: gateway::GatewaySettings,
 }
 
 impl Default for Config {

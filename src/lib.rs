@@ -1,9 +1,7 @@
-//! The `clawbutler` binary's library half: configuration, assembly of the sidecar from the
-//! workspace crates (`proxy`, `policy`, `audit`, `control-api`), the command line, and the
-//! test kit (the scripted model server used by tests and the load benchmark).
+//! The `clawbutler` binary's library half: the configuration (`clawbutler.toml`), the
+//! assembly of a running sidecar from the workspace crates (`app`), and the command line
+//! (`serve` plus the tools that work against a running sidecar through its control API).
 
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod gateway;
-pub mod testkit;

@@ -3,6 +3,8 @@
 //! decisions and allow-always grants. Everything asserted is what a caller, an approver or an
 //! auditor sees.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 mod approvals_rig;
 mod support;
 

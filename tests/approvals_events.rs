@@ -2,6 +2,8 @@
 //! reconnects with Last-Event-ID gets exactly the events it missed, in order, and heartbeats
 //! arrive at the configured interval.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 mod approvals_rig;
 mod support;
 

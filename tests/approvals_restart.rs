@@ -2,6 +2,8 @@
 //! `cancelled` by `system` (recorded), never allowed, and deciding it is refused. A clean
 //! shutdown answers held callers at once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 mod approvals_rig;
 mod support;
 
@@ -11,9 +13,9 @@ use std::time::Duration;
 use approvals_rig::{bearer, bundle_dir, config, reply_text, Rig, ADMIN};
 use clawbutler::app::Sidecar;
 use clawbutler::config::Config;
-use clawbutler::testkit::upstream::ScriptedUpstream;
 use serde_json::json;
 use support::http::{get, post_json};
+use testkit::upstream::ScriptedUpstream;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -10,15 +10,17 @@
 //!
 //! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when `CLAWBUTLER_E2E=1`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 mod support;
 
-use clawbutler::testkit::upstream::{reply_for, ScriptedUpstream};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::openclaw::{find_or_skip, free_port, Gateway};
+use testkit::upstream::{reply_for, ScriptedUpstream};
 
 const ADMIN: &str = "e2e-gateway-admin";
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_GATEWAY_TOKEN";
@@ -70,7 +72,7 @@ impl Api {
 }
 
 /// `config.get` without the bookkeeping the gateway rewrites on every write.
-async fn config_doc(link: &clawbutler::gateway::Link) -> Value {
+async fn config_doc(link: &gateway::Link) -> Value {
     let v = link.call("config.get", json!({})).await.expect("config.get");
     let mut doc = v["parsed"].clone();
     if let Some(o) = doc.as_object_mut() {
@@ -286,7 +288,7 @@ reconnect_max_ms = 2000
     // waiting on an approval defers the restart, so the pending approval is requested by an operator
     // client (the gateway accepts `exec.approval.request` from operators), not by a run.
     let (requester, stop_requester) =
-        clawbutler::gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("second client");
+        gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("second client");
     let req = requester
         .call(
             "exec.approval.request",

@@ -8,13 +8,15 @@
 //! Needs `scripts/install-openclaw.sh` to have run; skipped with a notice otherwise, failed when
 //! `CLAWBUTLER_E2E=1`. Takes about a minute (gateway start ~10-25 s, a turn ~5-12 s).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 mod support;
 
-use clawbutler::testkit::upstream::{reply_for, RecordedRequest, ScriptedUpstream, Usage};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
 use support::openclaw::{find_or_skip, AgentTurn, Gateway};
+use testkit::upstream::{reply_for, RecordedRequest, ScriptedUpstream, Usage};
 
 const ADMIN: &str = "test-admin-token";
 

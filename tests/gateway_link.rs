@@ -10,6 +10,8 @@
 //! guarantees (a backoff delay is at least half its ceiling) and generous upper bounds, since
 //! debug builds share 2 cores.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 #[path = "gateway_link/fake.rs"]
 mod fake;
 mod support;
@@ -17,8 +19,8 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clawbutler::gateway::{GatewayError, GatewaySettings, Link, LinkEvent};
 use fake::{event, Cmd, FakeGateway, Mode, TICK_MS, TOKEN};
+use gateway::{GatewayError, GatewaySettings, Link, LinkEvent};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::Message;

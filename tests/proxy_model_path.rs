@@ -2,6 +2,8 @@
 //! 127.0.0.1:0, the sidecar started from a config string on port 0, and a real HTTP client.
 //! Every assertion is about what a caller (or an auditor) sees.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 mod support;
 
 use std::time::Duration;
@@ -9,11 +11,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use clawbutler::app::Sidecar;
 use clawbutler::config::Config;
-use clawbutler::testkit::upstream::ScriptedUpstream;
 use http::Method;
 use serde_json::{json, Value};
 use support::http::{get, post_json, post_json_streaming, send};
 use support::sidecar::Rig;
+use testkit::upstream::ScriptedUpstream;
 
 fn chat(prompt: &str, stream: bool) -> Value {
     json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": prompt}]})

@@ -9,6 +9,8 @@
 //! override with `CLAWBUTLER_CHROMIUM` / `CLAWBUTLER_CHROMEDRIVER`). Without them the test
 //! prints a notice and passes, unless `CLAWBUTLER_E2E=1`, which makes their absence a failure.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 mod support;
 
 use std::os::unix::process::CommandExt;

@@ -2,6 +2,8 @@
 //! shared, so CPU time is the steadier number): `cargo run --release -p audit --example
 //! audit_verify -- <audit dir> [runs]`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 use std::path::PathBuf;
 use std::time::Instant;
 

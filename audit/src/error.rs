@@ -9,6 +9,9 @@ pub enum AuditError {
     /// The sled index failed.
     #[error("audit index: {0}")]
     Index(#[from] sled::Error),
+    /// The state store holding the index could not be opened.
+    #[error("audit index: {0}")]
+    Store(#[from] storage::StoreError),
     /// A record or checkpoint could not be (de)serialised.
     #[error("audit json: {0}")]
     Json(#[from] serde_json::Error),

@@ -1,7 +1,7 @@
 //! What callers hand to the log: one event per decision or action. The log adds seq, ts,
 //! prev_hash and hash, and masks secrets before anything is written.
 
-use policy::{Action, Decision, Risk};
+use decision::{Action, Decision, DecisionId, Risk};
 use serde::{Deserialize, Serialize};
 
 /// Which kind of thing happened.
@@ -80,7 +80,7 @@ pub struct Usage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub kind: Option<RecordKind>,
-    pub decision_id: Option<String>,
+    pub decision_id: Option<DecisionId>,
     pub bundle_revision: Option<String>,
     pub trace_id: Option<String>,
     pub agent: Option<String>,
@@ -147,7 +147,7 @@ pub(crate) fn to_masked_record(ev: AuditEvent, salt: &crate::mask::Salt) -> crat
     let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
     crate::record::AuditRecord {
         kind: ev.kind,
-        decision_id: ev.decision_id,
+        decision_id: ev.decision_id.map(String::from),
         bundle_revision: ev.bundle_revision,
         trace_id: ev.trace_id,
         agent: text(ev.agent),

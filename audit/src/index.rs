@@ -220,10 +220,15 @@ pub struct Index {
 }
 
 impl Index {
-    /// Open (create) the trees in `db`; an index in another layout is cleared for rebuild.
-    pub fn open(db: &sled::Db) -> Result<Index, AuditError> {
-        let idx =
-            Index { loc: db.open_tree("audit_loc")?, by: db.open_tree("audit_by")?, meta: db.open_tree("audit_meta")? };
+    /// Open (create) the index's trees; an index in another layout is cleared for rebuild
+    /// (it is derived data: the segment files are the truth).
+    pub fn open(store: &storage::Store) -> Result<Index, AuditError> {
+        use storage::Tree;
+        let idx = Index {
+            loc: store.tree(Tree::AuditLoc)?,
+            by: store.tree(Tree::AuditBy)?,
+            meta: store.tree(Tree::AuditMeta)?,
+        };
         if idx.meta.get("format")?.as_deref() != Some(FORMAT) {
             idx.clear()?;
         }

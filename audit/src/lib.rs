@@ -78,7 +78,7 @@ impl AuditLog {
     pub fn open(
         dir: &Path,
         settings: &AuditSettings,
-        db: &sled::Db,
+        db: &storage::Store,
         registry: &prometheus::Registry,
     ) -> Result<AuditLog, AuditError> {
         std::fs::create_dir_all(dir)?;

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use policy::{Action, Risk};
+use decision::{Action, Risk};
 use serde::{Deserialize, Serialize};
 
 use crate::event::RecordKind;

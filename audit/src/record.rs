@@ -9,7 +9,7 @@
 //! `hash = sha256(raw 32 bytes of prev_hash || canonical bytes)`; the first record uses 32 zero
 //! bytes as `prev_hash`.
 
-use policy::{Action, Risk};
+use decision::{Action, Risk};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -1,11 +1,13 @@
 //! Append, reopen, search, pagination, trace, subscribe and retention behaviour.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 mod common;
 
 use std::collections::HashSet;
 
 use audit::{AuditQuery, AuditSettings, RecordKind};
-use policy::{Action, Risk};
+use decision::{Action, Risk};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_appends_get_gapless_seqs_and_verify() {
@@ -349,7 +351,7 @@ fn retention_at_shutdown_still_writes_and_signs_its_record() {
 #[test]
 fn records_total_lists_every_kind_from_the_start() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = sled::open(tmp.path().join("db")).unwrap();
+    let db = storage::Store::open(&tmp.path().join("db")).unwrap();
     let registry = prometheus::Registry::new();
     let _log = audit::AuditLog::open(&tmp.path().join("audit"), &AuditSettings::default(), &db, &registry).unwrap();
     let fam = registry.gather().into_iter().find(|f| f.name() == "clawbutler_audit_records_total").unwrap();

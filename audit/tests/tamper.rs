@@ -1,5 +1,7 @@
 //! Every kind of tampering makes `verify_dir` fail and name the first bad seq.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 mod common;
 
 use std::fs;

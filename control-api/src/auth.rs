@@ -79,6 +79,8 @@ impl Caller {
 pub enum TokenError {
     #[error("token store: {0}")]
     Store(#[from] sled::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::StoreError),
     #[error("token store: corrupt record: {0}")]
     Corrupt(#[from] serde_json::Error),
     #[error("no randomness available: {0}")]
@@ -97,8 +99,8 @@ fn hash(secret: &str) -> String {
 
 impl TokenStore {
     /// Open the `tokens` tree.
-    pub fn open(db: &sled::Db) -> Result<TokenStore, TokenError> {
-        Ok(TokenStore { tree: db.open_tree("tokens")? })
+    pub fn open(store: &storage::Store) -> Result<TokenStore, TokenError> {
+        Ok(TokenStore { tree: store.tree(storage::Tree::Tokens)? })
     }
 
     /// Whether no token exists yet (first start).
@@ -174,7 +176,7 @@ mod tests {
     #[test]
     fn tokens_are_hashed_and_roles_ordered() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = storage::Store::open(dir.path()).unwrap();
         let s = TokenStore::open(&db).unwrap();
         let (secret, rec) = s.create("alice", Role::Approver).unwrap();
         // The secret itself is nowhere in the store.

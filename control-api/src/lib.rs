@@ -1,9 +1,11 @@
 //! ClawButler's control API: the control listener's routes. REST under `/api/v1` (JSON,
 //! bearer tokens with roles, problem+json errors), `/metrics` for Prometheus, `/livez` and
-//! `/readyz` for orchestrators, and the embedded web UI at `/`. It reads and steers the same
-//! state the data path uses; it never sits on the data path itself.
+//! `/readyz` for orchestrators, and the embedded web UI at `/`. It reads and steers the
+//! governance services the data path acts through (approvals, grants, budgets, kill switch);
+//! it never sits on the data path itself and does not depend on it.
 
 pub mod auth;
+pub mod idempotency;
 pub mod problem;
 pub mod routes;
 
@@ -28,14 +30,16 @@ pub struct ControlState {
     pub registry: prometheus::Registry,
     pub policy: Arc<policy::PolicyEngine>,
     pub audit: Arc<audit::AuditLog>,
-    pub broker: Arc<proxy::approvals::Broker>,
-    pub kill: Arc<proxy::kill::KillSwitch>,
-    pub budgets: Arc<proxy::budget::Budgets>,
+    pub broker: Arc<governance::Broker>,
+    pub kill: Arc<governance::KillSwitch>,
+    pub budgets: Arc<governance::Budgets>,
     pub tokens: TokenStore,
+    /// Stored answers of decision POSTs (Idempotency-Key).
+    pub idempotency: idempotency::IdemStore,
     pub ready: ReadyProbe,
     /// The gateway link's view of agents and its kill/recover actions; `None` without a
     /// configured gateway (the kill switch then acts at the proxy only).
-    pub agents: Option<Arc<dyn routes::agents::AgentControl>>,
+    pub agents: Option<Arc<dyn governance::agents::AgentControl>>,
 }
 
 /// Shared handle.

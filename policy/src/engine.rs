@@ -19,7 +19,7 @@ use crate::metrics::{ErrorCause, Metrics};
 use crate::needles::Needles;
 use crate::output::{self, OutputError};
 use crate::vm::{Compiled, Worker};
-use crate::{CallKind, Decision, PolicyInput};
+use decision::{CallKind, Decision, PolicyInput};
 
 pub use crate::settings::PolicySettings;
 

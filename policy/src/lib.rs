@@ -1,16 +1,14 @@
-//! ClawButler's policy crate: it turns one typed, versioned [`PolicyInput`] per call into one
-//! [`Decision`] (allow, deny or hold) by evaluating `data.clawbutler.decision` in a prepared
-//! regorus engine. Bundles are the embedded default from `policies/` or a directory; each is
+//! ClawButler's policy engine: it turns one typed, versioned `decision::PolicyInput` per
+//! call into one `decision::Decision` (allow, deny or hold) by evaluating
+//! `data.clawbutler.decision` in a prepared regorus engine. Bundles are the embedded default from `policies/` or a directory; each is
 //! compiled once per revision (its content hash) and swapped atomically on reload. Anything
 //! the engine cannot answer cleanly (undefined, ill-typed or conflicting output, a timeout, an
 //! engine error) becomes a deny with reason `policy_error`: the policy fails closed.
 //! [`testing`] holds the policy author's toolkit (`policy test`, `policy eval`).
 
 mod bundle;
-pub mod decision;
 pub mod engine;
 mod features;
-pub mod input;
 pub mod metrics;
 mod needles;
 mod output;
@@ -22,12 +20,8 @@ mod value;
 mod vm;
 pub mod watch;
 
-pub use decision::{Action, Decision, Obligations, Risk, POLICY_ERROR};
 pub use engine::{
     BundleSource, EngineOptions, PolicyEngine, PolicyError, PolicyStatus, ReloadHook, ReloadOutcome, ReloadTrigger,
-};
-pub use input::{
-    BudgetInput, CallKind, CostInput, ExecInput, GrantInput, ModelInput, PolicyInput, ToolInput, INPUT_VERSION,
 };
 pub use settings::PolicySettings;
 pub use testing::{eval_input, run_tests, TestReport, TestResult};

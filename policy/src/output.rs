@@ -5,7 +5,7 @@
 use serde::de::IntoDeserializer;
 use serde::Deserialize;
 
-use crate::{Action, Decision, Obligations, Risk};
+use decision::{Action, Decision, Obligations, Risk};
 
 /// Why an output could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub(crate) fn parse(value: &regorus::Value, revision: &str) -> Result<Decision, 
         }
     }
     Ok(Decision {
-        id: Decision::new_id(),
+        id: decision::DecisionId::new(),
         bundle_revision: revision.to_string(),
         action: action.ok_or_else(|| ill("missing field `action`"))?,
         rule: rule.ok_or_else(|| ill("missing field `rule`"))?,
@@ -131,7 +131,7 @@ mod tests {
         assert_eq!(d.rule, "exec.sudo");
         assert_eq!(d.bundle_revision, "abc");
         assert_eq!(d.obligations.hold_ttl_s, Some(60));
-        assert!(uuid::Uuid::parse_str(&d.id).is_ok());
+        assert!(uuid::Uuid::parse_str(d.id.as_str()).is_ok());
     }
 
     #[test]

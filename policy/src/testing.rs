@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::bundle::{self, BundleFile};
 use crate::engine::{timer_config, BundleSource, EngineOptions, PolicyEngine, PolicyError};
-use crate::Decision;
+use decision::Decision;
 
 /// Time one test may run before it fails.
 const TEST_TIMEOUT: Duration = Duration::from_secs(5);

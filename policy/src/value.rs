@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use regorus::Value;
 
 use crate::needles::Needles;
-use crate::{BudgetInput, CallKind, GrantInput, PolicyInput};
+use decision::{BudgetInput, CallKind, GrantInput, PolicyInput};
 
 macro_rules! keys {
     ($($name:ident),* $(,)?) => {
@@ -224,7 +224,7 @@ fn json(v: &serde_json::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CallKind, CostInput, ExecInput, ModelInput, ToolInput};
+    use decision::{CallKind, CostInput, ExecInput, ModelInput, ToolInput};
 
     /// The JSON conversion plus the derived features, as `evaluate_value` builds it.
     fn via_json(i: &PolicyInput) -> Value {

@@ -1,12 +1,15 @@
 //! The policy author's toolkit: `policy test` runner, `policy eval`, and reload on file change.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use policy::{eval_input, run_tests, Action, BundleSource, PolicyError, ReloadOutcome, ReloadTrigger};
+use decision::Action;
+use policy::{eval_input, run_tests, BundleSource, PolicyError, ReloadOutcome, ReloadTrigger};
 
 #[test]
 fn runner_reports_each_test_and_fails_on_failures() {

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use policy::{Action, Decision};
+use decision::{Action, Decision, DecisionId};
 
 use crate::route::{Dialect, Endpoint, Route};
 
@@ -16,7 +16,7 @@ pub struct CallCtx {
     /// W3C trace id (32 lowercase hex) from `traceparent`, or a new one.
     pub trace_id: String,
     /// Decision id, fixed at entry so every response (errors included) can carry it.
-    pub decision_id: String,
+    pub decision_id: DecisionId,
     pub started: Instant,
     pub dialect: Dialect,
     /// Endpoint and upstream name, once routed (for metric labels).
@@ -33,8 +33,8 @@ impl CallCtx {
     /// A context for a request with these headers and path.
     pub fn new(headers: &http::HeaderMap, path: &str) -> CallCtx {
         CallCtx {
-            trace_id: trace_id_from(headers).unwrap_or_else(new_trace_id),
-            decision_id: Decision::new_id(),
+            trace_id: trace_id_from(headers).unwrap_or_else(decision::new_trace_id),
+            decision_id: DecisionId::new(),
             started: Instant::now(),
             dialect: Dialect::from_path(path),
             labels: OnceLock::new(),
@@ -77,16 +77,6 @@ pub fn trace_id_from(headers: &http::HeaderMap) -> Option<String> {
     Some(tid.to_ascii_lowercase())
 }
 
-/// A fresh random trace id.
-pub fn new_trace_id() -> String {
-    let mut b = [0u8; 16];
-    if getrandom::getrandom(&mut b).is_err() {
-        // No OS randomness: fall back to the v7 decision-id bits, still unique per call.
-        return uuid::Uuid::now_v7().simple().to_string();
-    }
-    hex::encode(b)
-}
-
 /// What the body layer learned from the request JSON.
 #[derive(Debug, Clone, Default)]
 pub struct BodyInfo {
@@ -113,7 +103,7 @@ pub struct CallRequest {
     /// Worst-case cost estimate in USD (None = unknown price).
     pub estimate_usd: Option<f64>,
     /// Budget reservation held while the call runs (settled by the forwarder).
-    pub reservation: Option<crate::budget::Reservation>,
+    pub reservation: Option<governance::budget::Reservation>,
 }
 
 #[cfg(test)]
@@ -129,6 +119,6 @@ mod tests {
         assert_eq!(trace_id_from(&h), None);
         h.insert("traceparent", "garbage".parse().unwrap());
         assert_eq!(trace_id_from(&h), None);
-        assert_eq!(new_trace_id().len(), 32);
+        assert_eq!(decision::new_trace_id().len(), 32);
     }
 }

@@ -1,24 +1,25 @@
 //! The innermost service: sends an allowed call upstream over the pooled rustls client and
 //! streams the reply back through the metered body. Keys are injected here (and the client's
-//! dropped) when the upstream holds its own.
+//! dropped) when the upstream holds its own. What happens when the call ends (cost, budget
+//! settlement, the audit record) is `finish.rs`'s job, handed a [`CallEnd`] here.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use decision::Decision;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::{BodyExt, Full};
-use policy::Decision;
 use tower::Service;
 
 use crate::body::ResBody;
-use crate::ctx::{CallCtx, CallRequest};
+use crate::ctx::CallRequest;
 use crate::error::ProxyError;
+use crate::finish::CallEnd;
 use crate::layers::BoxFut;
 use crate::meter::{Finished, MeteredBody, Mode, Outcome};
 use crate::metrics::ErrorClass;
-use crate::record;
 use crate::route::Endpoint;
 use crate::ProxyState;
 
@@ -77,68 +78,6 @@ pub fn with_include_usage(body: &[u8]) -> Result<Bytes, ProxyError> {
     serde_json::to_vec(&v).map(Bytes::from).map_err(|e| ProxyError::Internal(e.to_string()))
 }
 
-/// Records the call's end exactly once: from the metered body, or from Drop when the call is
-/// abandoned before the upstream answered.
-struct Finisher {
-    state: Arc<ProxyState>,
-    ctx: Arc<CallCtx>,
-    ev: Option<audit::AuditEvent>,
-    model: String,
-    upstream: String,
-    status: u16,
-    reservation: Option<crate::budget::Reservation>,
-}
-
-impl Finisher {
-    fn finish(&mut self, outcome: Outcome, summary: crate::meter::Summary, bytes: u64) {
-        let Some(mut ev) = self.ev.take() else { return };
-        let failed = !(200..300).contains(&self.status);
-        let cost = match &summary.usage {
-            Some(u) => self.state.prices.cost(&self.model, u),
-            // Failed calls are not billed; a success without usage has an unknown cost.
-            None if failed || self.status == 0 => Some(0.0),
-            None => None,
-        };
-        if let Outcome::UpstreamError(_) | Outcome::IdleTimeout = outcome {
-            self.state.metrics.upstream_error(&self.upstream, ErrorClass::Stream);
-        }
-        if let Some(r) = self.reservation.take() {
-            // What the budget is charged (None = the whole reservation): real usage when the
-            // upstream reported it; nothing for refused or unreachable calls; the reservation
-            // when the upstream may have worked without telling (timeouts, cut streams).
-            let charge = match (&summary.usage, &outcome) {
-                (Some(_), _) => Some(cost.unwrap_or(r.amount_usd())),
-                (None, Outcome::UpstreamError(e)) if self.status == 0 && e != "timeout" => Some(0.0),
-                (None, _) if self.status >= 300 => Some(0.0),
-                (None, _) => None,
-            };
-            r.settle(charge);
-        }
-        let label = if failed && self.status != 0 && outcome == Outcome::Completed {
-            "upstream_error"
-        } else {
-            outcome.as_str()
-        };
-        record::finish_event(&mut ev, label, summary.usage, cost, self.ctx.started.elapsed().as_secs_f64() * 1e3);
-        ev.details = serde_json::json!({
-            "status": self.status,
-            "finish_reason": summary.finish_reason,
-            "tool_calls": summary.tool_calls,
-            "response_bytes": bytes,
-            "upstream_ms": self.ctx.upstream_ms(),
-        });
-        if let Err(e) = self.state.audit.append(ev) {
-            tracing::error!(error = %e, "audit append failed");
-        }
-    }
-}
-
-impl Drop for Finisher {
-    fn drop(&mut self) {
-        self.finish(Outcome::Cancelled, Default::default(), 0);
-    }
-}
-
 async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<ResBody>, ProxyError> {
     let decision: Decision =
         req.decision.clone().ok_or_else(|| ProxyError::Internal("forward without decision".into()))?;
@@ -168,15 +107,7 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
     *out.headers_mut() = headers;
 
     let mut req = req;
-    let mut fin = Finisher {
-        state: state.clone(),
-        ctx: req.ctx.clone(),
-        ev: Some(record::model_call_event(&req, &decision)),
-        model: req.info.model.clone(),
-        upstream: up.name.clone(),
-        status: 0,
-        reservation: req.reservation.take(),
-    };
+    let mut fin = CallEnd::new(state.clone(), &mut req, &decision);
     let t0 = Instant::now();
     let res = match tokio::time::timeout(up.timeout, state.client.request(out)).await {
         Err(_) => {

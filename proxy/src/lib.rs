@@ -1,22 +1,24 @@
-//! ClawButler's data path: the per-agent model proxy. A call to
-//! `/a/{agent}/{upstream}/v1/...` passes a fixed stack of tower layers (see `stack.rs`): the
-//! edge (ids, caller-shaped errors), metrics, routing, a bounded body read, the policy gate,
-//! and finally the forwarder, which sends allowed calls upstream over rustls and streams the
-//! reply back frame for frame while a side decoder meters usage and cost for the audit log.
+//! ClawButler's data path: the per-agent model proxy, and nothing else. A call to
+//! `/a/{agent}/{upstream}/v1/...` passes a fixed stack of tower layers written once in
+//! `stack.rs` (edge, metrics, route, body, kill, budget gate, policy, hold, budget reserve,
+//! forward), each with its contract. Refusals go through one helper (`refuse.rs`); a forwarded
+//! call streams back frame for frame while a side decoder (`meter/`) reads usage, and ends in
+//! one place (`finish.rs`) that prices it, settles its budget reservation and writes its audit
+//! record. The stateful services it acts through (approvals, budgets, kill switch) belong to
+//! `governance`; the decisions to `policy`.
 
-pub mod approvals;
 pub mod body;
-pub mod budget;
 pub mod config;
 pub mod ctx;
 pub mod error;
+pub mod finish;
 pub mod forward;
-pub mod kill;
 pub mod layers;
 pub mod meter;
 pub mod metrics;
 pub mod pricing;
 pub mod record;
+pub mod refuse;
 pub mod route;
 pub mod server;
 pub mod stack;
@@ -37,20 +39,20 @@ pub struct ProxyState {
     pub client: upstream::HttpClient,
     pub policy: Arc<policy::PolicyEngine>,
     pub audit: Arc<audit::AuditLog>,
-    pub broker: Arc<approvals::Broker>,
-    pub kill: Arc<kill::KillSwitch>,
-    pub budgets: Arc<budget::Budgets>,
+    pub broker: Arc<governance::Broker>,
+    pub kill: Arc<governance::KillSwitch>,
+    pub budgets: Arc<governance::Budgets>,
     pub prices: PriceTable,
     pub metrics: ProxyMetrics,
 }
 
-/// The shared parts the data path acts through, built by the app from one store.
+/// The shared services the data path acts through, built by the app from one store.
 pub struct Components {
     pub policy: Arc<policy::PolicyEngine>,
     pub audit: Arc<audit::AuditLog>,
-    pub broker: Arc<approvals::Broker>,
-    pub kill: Arc<kill::KillSwitch>,
-    pub budgets: Arc<budget::Budgets>,
+    pub broker: Arc<governance::Broker>,
+    pub kill: Arc<governance::KillSwitch>,
+    pub budgets: Arc<governance::Budgets>,
 }
 
 /// Errors assembling the data path (reported at start).
@@ -58,8 +60,6 @@ pub struct Components {
 pub enum BuildError {
     #[error(transparent)]
     Upstream(#[from] upstream::UpstreamError),
-    #[error(transparent)]
-    Price(#[from] pricing::PriceError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }

@@ -102,6 +102,26 @@ pub fn worst_case_input_tokens(body_len: usize) -> u64 {
     body_len as u64
 }
 
+/// Worst-case cost of a call before it is sent (prompt bound + output cap), `None` when the
+/// model's price is unknown. `default_max_out` stands in for a request without an output cap.
+pub fn estimate_call(
+    prices: &PriceTable,
+    endpoint: crate::route::Endpoint,
+    info: &crate::ctx::BodyInfo,
+    body_len: usize,
+    default_max_out: u64,
+) -> Option<f64> {
+    use crate::route::Endpoint;
+    match endpoint {
+        Endpoint::Models => Some(0.0),
+        Endpoint::Embeddings => prices.estimate(&info.model, worst_case_input_tokens(body_len), 0),
+        _ => {
+            let max_out = info.max_tokens.unwrap_or(default_max_out);
+            prices.estimate(&info.model, worst_case_input_tokens(body_len), max_out)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! records the same subject fields.
 
 use audit::{AuditEvent, RecordKind, Usage};
-use policy::Decision;
+use decision::Decision;
 use serde_json::json;
 
 use crate::ctx::CallRequest;
@@ -40,10 +40,10 @@ pub fn finish_event(ev: &mut AuditEvent, outcome: &str, usage: Option<Usage>, co
 }
 
 /// The policy input of a model call, with the agent's live standing grants (from the broker).
-pub fn policy_input(req: &CallRequest, grants: Vec<policy::GrantInput>) -> policy::PolicyInput {
-    let mut input = policy::PolicyInput::new(policy::CallKind::ModelCall, &req.route.agent, &req.ctx.trace_id);
+pub fn policy_input(req: &CallRequest, grants: Vec<decision::GrantInput>) -> decision::PolicyInput {
+    let mut input = decision::PolicyInput::new(decision::CallKind::ModelCall, &req.route.agent, &req.ctx.trace_id);
     input.session = req.session.clone();
-    input.model = Some(policy::ModelInput {
+    input.model = Some(decision::ModelInput {
         upstream: req.route.upstream.name.clone(),
         upstream_kind: req.route.upstream.kind.as_str().to_string(),
         endpoint: req.route.endpoint.as_str().to_string(),

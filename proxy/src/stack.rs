@@ -1,5 +1,7 @@
-//! The data path's layer order, written once. Outermost first; each line says why it sits
-//! where it does.
+//! The data path's layer order, written once. Outermost first. Each step states why it sits
+//! where it does and its contract: what it reads, what it writes, and what must have run
+//! before it. `CallCtx` (ids, timings, final action, metric labels) is shared by all;
+//! `CallRequest` is the routed call with its body that the steps after the body layer pass on.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,27 +33,45 @@ where
     ServiceBuilder::new()
         // Edge: outermost, so every response (errors included) is in the caller's shape and
         // carries the decision and trace ids.
+        // Reads: headers (traceparent), path (dialect). Writes: `CallCtx` (trace id, decision
+        // id, dialect) into the request extensions; every error into a response. Needs: nothing.
         .layer(EdgeLayer)
         // Metrics: inside the edge so it sees every outcome, refusals of inner layers included.
+        // Reads: `CallCtx` (labels, action, upstream and held time). Writes: request count,
+        // duration, overhead. Needs: edge.
         .layer(MetricsLayer::new(state.metrics.clone()))
         // Route: cheap path checks first; unknown routes never cost a body read.
+        // Reads: method, path, upstreams. Writes: `Route` (agent, upstream, endpoint) into the
+        // extensions, metric labels into `CallCtx`. Needs: edge.
         .layer(RouteLayer::new(state.upstreams.clone()))
-        // Body: bounded read and typed parse, so the policy sees real fields.
-        .layer(BodyLayer::new(state.settings.max_body_bytes))
+        // Body: bounded read and typed parse, so every later step sees real fields.
+        // Reads: body, headers. Writes: `CallRequest` with `info` (model, stream, caps, tools),
+        // `session`, `estimate_usd` (worst case; None = unpriced model). Needs: route.
+        .layer(BodyLayer::new(state.clone()))
         // Kill switch: after the body (the refusal needs the caller's model and stream flag to
         // answer in its shape), before the policy (a killed agent costs no evaluation).
+        // Reads: `route.agent`, kill flags. Writes: a refusal, or nothing. Needs: body.
         .layer(StepLayer::new(state.clone(), kill::step))
         // Budget gate: an open breaker refuses with 429 before any policy work, in the form
         // OpenClaw shows verbatim (and the policy input then always sees an open budget).
+        // Reads: agent, model, upstream, breaker state. Writes: a refusal, or nothing. Needs: body.
         .layer(StepLayer::new(state.clone(), budget::gate))
         // Policy: decides before anything leaves the box; deny never reaches the upstream.
+        // Reads: `info`, `session`, `estimate_usd`, grants, budgets. Writes: `decision` (allow
+        // or hold), `CallCtx.action` for allow; a refusal for deny. Needs: body (the estimate).
         .layer(StepLayer::new(state.clone(), policy::step))
         // Hold: right after the decision it acts on; a held call waits here for a human, before
         // any budget is reserved or anything leaves the box.
+        // Reads: `decision` (hold), `estimate_usd`. Writes: the final `decision` and
+        // `CallCtx.action`, held time; a refusal unless approved. Needs: policy.
         .layer(StepLayer::new(state.clone(), hold::step))
         // Budget reserve: last before forwarding, after any hold, so a human's wait never
         // pins budget and only calls that will really be sent reserve their worst case.
+        // Reads: `estimate_usd`, budgets. Writes: `reservation`; a refusal when it does not
+        // fit (or the model is unpriced under a budget). Needs: body (estimate), hold.
         .layer(StepLayer::new(state.clone(), budget::reserve))
         // Forward: only allowed calls get here.
+        // Reads: `decision`, `reservation`, body, upstream. Writes: the response; hands the
+        // call's end (cost, settlement, audit record) to `finish::CallEnd`. Needs: all above.
         .service(Forward::new(state))
 }

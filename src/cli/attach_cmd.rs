@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::{Cli, CliResult};
-use crate::gateway::attach;
+use gateway::attach;
 
 /// Arguments shared by attach and detach.
 #[derive(Debug, Args)]
@@ -33,7 +33,16 @@ pub async fn run(cli: &Cli, a: &AttachArgs, detach: bool) -> CliResult {
     let result = if detach {
         attach::detach(&link, &data_dir, a.dry_run).await
     } else {
-        attach::attach(&link, &cfg.upstreams, &sidecar, &data_dir, a.dry_run).await
+        let ups: Vec<attach::UpstreamRef> = cfg
+            .upstreams
+            .iter()
+            .map(|u| attach::UpstreamRef {
+                name: u.name.clone(),
+                url: u.url.clone(),
+                holds_key: u.api_key_env.is_some(),
+            })
+            .collect();
+        attach::attach(&link, &ups, &sidecar, &data_dir, a.dry_run).await
     };
     let _ = stop.send(true);
     for line in result? {

@@ -55,10 +55,6 @@ pub enum Command {
     Attach(attach_cmd::AttachArgs),
     /// Restore exactly what `attach` changed on that gateway.
     Detach(attach_cmd::AttachArgs),
-    /// Test support: run the scripted model server on 127.0.0.1 (prints its URL; for the
-    /// load benchmark). Not a product feature.
-    #[command(hide = true)]
-    Testkit,
 }
 
 impl Cli {
@@ -87,7 +83,6 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
         Command::Attach(a) => attach_cmd::run(&cli, a, false).await,
         Command::Detach(a) => attach_cmd::run(&cli, a, true).await,
-        Command::Testkit => run_testkit().await,
     };
     match result {
         Ok(code) => code,
@@ -100,11 +95,3 @@ pub async fn run(cli: Cli) -> i32 {
 
 /// Errors of CLI commands, printed as `clawbutler: <message>`.
 pub type CliResult = Result<i32, Box<dyn std::error::Error + Send + Sync>>;
-
-async fn run_testkit() -> CliResult {
-    use crate::testkit::upstream::{ScriptedUpstream, UpstreamOptions};
-    let up = ScriptedUpstream::try_start_with(UpstreamOptions { record: false, ..UpstreamOptions::default() }).await?;
-    println!("{}", up.base_url());
-    let _ = tokio::signal::ctrl_c().await;
-    Ok(0)
-}

@@ -24,10 +24,10 @@ pub enum TokenCmd {
     Revoke { id: String },
 }
 
-fn open(cli: &Cli) -> Result<(sled::Db, TokenStore), Box<dyn std::error::Error + Send + Sync>> {
+fn open(cli: &Cli) -> Result<(storage::Store, TokenStore), Box<dyn std::error::Error + Send + Sync>> {
     let cfg = cli.load_config()?;
     let path = cfg.server.data_dir.join("state");
-    let db = sled::open(&path).map_err(|e| {
+    let db = storage::Store::open(&path).map_err(|e| {
         format!("cannot open {} ({e}); if the sidecar is running, stop it first or use the control API", path.display())
     })?;
     let store = TokenStore::open(&db)?;

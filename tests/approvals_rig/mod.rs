@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clawbutler::app::Sidecar;
 use clawbutler::config::Config;
-use clawbutler::testkit::upstream::ScriptedUpstream;
 use serde_json::{json, Value};
+use testkit::upstream::ScriptedUpstream;
 
 use crate::support::http::{get, post_json, HttpResponse};
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clawbutler::app::Sidecar;
 use clawbutler::config::Config;
-use clawbutler::testkit::upstream::ScriptedUpstream;
 use serde_json::Value;
+use testkit::upstream::ScriptedUpstream;
 
 use super::http::get;
 

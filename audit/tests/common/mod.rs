@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use audit::{AuditEvent, AuditLog, AuditSettings, RecordKind};
-use policy::{Action, Risk};
+use decision::{Action, Risk};
 
 pub fn open(dir: &Path, settings: &AuditSettings) -> AuditLog {
-    let db = sled::open(dir.join("db")).unwrap();
+    let db = storage::Store::open(&dir.join("db")).unwrap();
     AuditLog::open(&dir.join("audit"), settings, &db, &prometheus::Registry::new()).unwrap()
 }
 

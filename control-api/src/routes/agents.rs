@@ -1,70 +1,20 @@
 //! `/api/v1/agents`: the agents OpenClaw runs, their health, and the kill switch.
 //!
-//! The kill flag itself lives in the proxy's `KillSwitch`, so killing works (and blocks model
+//! The kill flag itself lives in governance's `KillSwitch`, so killing works (and blocks model
 //! calls at once) even without a gateway link. When a link is configured, an [`AgentControl`]
-//! (implemented by the gateway module of the `clawbutler` crate) lists the agents and carries
+//! (implemented by the `gateway` crate) lists the agents and carries
 //! the kill to OpenClaw: it aborts active runs, denies pending exec approvals, blocks tools and
 //! disables cron jobs, and on recover restores exactly what it changed.
-
-use std::future::Future;
-use std::pin::Pin;
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
+use governance::agents::{AgentSummary, Health};
+
 use crate::{AppState, Caller, Problem, Role};
-
-/// Three-state agent health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Healthy,
-    Degraded,
-    Offline,
-}
-
-/// What the gateway link knows of one agent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AgentSummary {
-    pub id: String,
-    pub name: String,
-    pub health: Health,
-    /// RFC 3339 time of the last agent/chat event, if any was seen.
-    pub last_activity: Option<String>,
-    pub model: Option<String>,
-    pub workspace: Option<String>,
-    /// Runs in flight now.
-    pub active_runs: usize,
-    /// Exec approvals of this agent waiting at the gateway.
-    pub pending_approvals: usize,
-    /// Spend OpenClaw or ClawButler attributed to the agent, when known.
-    pub spend_usd: Option<f64>,
-}
-
-/// Boxed future of an [`AgentControl`] action; `Err` is a message for the operator.
-pub type ControlFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>>;
-
-/// The gateway side of agent control (see the module docs). Kill/recover results are JSON
-/// reports of what was changed in OpenClaw.
-pub trait AgentControl: Send + Sync {
-    /// Whether the gateway link is up.
-    fn connected(&self) -> bool;
-    /// Every known agent.
-    fn list(&self) -> Vec<AgentSummary>;
-    /// One agent.
-    fn get(&self, id: &str) -> Option<AgentSummary>;
-    /// Stop the agent in OpenClaw (the proxy flag is already set by the caller).
-    fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
-    /// Undo exactly what `kill` changed.
-    fn recover<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
-    /// Kill every known agent.
-    fn kill_all<'a>(&'a self, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
-    /// Recover every agent killed through the gateway.
-    fn recover_all<'a>(&'a self, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
-}
 
 /// The agent routes.
 pub fn routes() -> Router<AppState> {
@@ -179,7 +129,7 @@ fn incomplete(id: &str, e: &str) -> Problem {
     )
 }
 
-fn store_err(e: proxy::kill::KillError) -> Problem {
+fn store_err(e: governance::kill::KillError) -> Problem {
     Problem::internal(format!("kill switch store: {e}"))
 }
 
@@ -192,7 +142,7 @@ async fn kill(
     caller.require(Role::Admin)?;
     let reason = reason_of(parse::<KillBody>(&body)?.reason)?;
     // Block at the proxy first: this is the <= 100 ms promise and must not wait for OpenClaw.
-    let fresh = s.kill.kill(&id, proxy::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
+    let fresh = s.kill.kill(&id, governance::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
     audit(&s, Some(&id), &caller.name, "blocked_at_proxy", &reason, json!({"already_killed": !fresh})).await;
     let gateway = match &s.agents {
         Some(c) => c.kill(&id, &reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
@@ -237,7 +187,7 @@ async fn recover(
 async fn kill_all(State(s): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
     let reason = reason_of(parse::<KillBody>(&body)?.reason)?;
-    s.kill.kill_all(proxy::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
+    s.kill.kill_all(governance::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
     audit(&s, None, &caller.name, "global_blocked_at_proxy", &reason, Value::Null).await;
     let gateway = match &s.agents {
         Some(c) => c.kill_all(&reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),

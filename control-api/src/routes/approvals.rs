@@ -8,8 +8,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use governance::approvals::{ApprovalQuery, BrokerError, DecideRequest, Resolution};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use proxy::approvals::{ApprovalQuery, BrokerError, DecideRequest, IdemEntry, Resolution};
+
+use crate::idempotency::IdemEntry;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -67,7 +69,7 @@ async fn list(
     _c: Caller,
     State(s): State<AppState>,
     q: Result<Query<ApprovalQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<proxy::approvals::ApprovalPage>, Problem> {
+) -> Result<Json<governance::approvals::ApprovalPage>, Problem> {
     let Query(q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
     let broker = s.broker.clone();
     tokio::task::spawn_blocking(move || broker.list(&q))
@@ -134,8 +136,8 @@ async fn decide(
         return Ok(reply(status, v, false));
     };
     let body_hash = hex::encode(Sha256::digest(&body));
-    let _guard = s.broker.idempotency_lock(&key).await;
-    if let Some(prev) = s.broker.idempotency_get(&key).map_err(problem)? {
+    let _guard = s.idempotency.lock(&key).await;
+    if let Some(prev) = s.idempotency.get(&key).map_err(|e| Problem::internal(e.to_string()))? {
         if prev.body_hash != body_hash {
             return Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -149,7 +151,7 @@ async fn decide(
     let (status, v) = decide_once(&s, &caller, &id, &body).await;
     if !status.is_server_error() {
         let entry = IdemEntry { body_hash, status: status.as_u16(), body: v.clone(), stored_at_ms: 0 };
-        s.broker.idempotency_put(&key, &entry).map_err(problem)?;
+        s.idempotency.put(&key, &entry).map_err(|e| Problem::internal(e.to_string()))?;
     }
     Ok(reply(status, v, false))
 }

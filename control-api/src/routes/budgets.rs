@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use proxy::budget::{BudgetConfig, BudgetError, BudgetView};
+use governance::budget::{BudgetConfig, BudgetError, BudgetView};
 use serde::Deserialize;
 
 use crate::auth::{Caller, Role};

@@ -5,8 +5,8 @@ use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
+use governance::approvals::ScopeInput;
 use http::StatusCode;
-use proxy::approvals::ScopeInput;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -46,7 +46,7 @@ async fn eval(
     _c: Caller,
     State(s): State<AppState>,
     body: Result<Json<serde_json::Value>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<policy::Decision>, Problem> {
+) -> Result<Json<decision::Decision>, Problem> {
     let Json(input) = body.map_err(|e| Problem::bad_request(e.body_text()))?;
     Ok(Json(s.policy.evaluate_value(&input)))
 }

@@ -1,6 +1,6 @@
-//! Body layer: reads the request body within the size limit and parses the JSON fields the
-//! policy needs (model, stream, token caps, tools). The original bytes are kept verbatim for
-//! forwarding.
+//! Body layer: reads the request body within the size limit, parses the JSON fields the
+//! policy needs (model, stream, token caps, tools) and estimates the call's worst-case cost.
+//! The original bytes are kept verbatim for forwarding.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,25 +16,27 @@ use super::BoxFut;
 use crate::body::{BoxError, ResBody};
 use crate::ctx::{BodyInfo, CallCtx, CallRequest};
 use crate::error::ProxyError;
+use crate::pricing;
 use crate::route::Route;
+use crate::ProxyState;
 
 /// See the module docs.
 #[derive(Clone)]
 pub struct BodyLayer {
-    limit: usize,
+    state: Arc<ProxyState>,
 }
 
 impl BodyLayer {
-    /// Bodies above `limit` bytes get 413.
-    pub fn new(limit: usize) -> Self {
-        BodyLayer { limit }
+    /// Bodies above `settings.max_body_bytes` get 413; estimates use the state's prices.
+    pub fn new(state: Arc<ProxyState>) -> Self {
+        BodyLayer { state }
     }
 }
 
 impl<S> Layer<S> for BodyLayer {
     type Service = BodyReader<S>;
     fn layer(&self, inner: S) -> BodyReader<S> {
-        BodyReader { inner, limit: self.limit }
+        BodyReader { inner, state: self.state.clone() }
     }
 }
 
@@ -42,7 +44,7 @@ impl<S> Layer<S> for BodyLayer {
 #[derive(Clone)]
 pub struct BodyReader<S> {
     inner: S,
-    limit: usize,
+    state: Arc<ProxyState>,
 }
 
 #[derive(Deserialize)]
@@ -122,7 +124,8 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let mut inner = self.inner.clone();
-        let limit = self.limit;
+        let state = self.state.clone();
+        let limit = state.settings.max_body_bytes;
         Box::pin(async move {
             let (mut parts, body) = req.into_parts();
             let ctx = parts
@@ -145,6 +148,13 @@ where
             };
             let info = if route.endpoint.has_body() { parse_info(&bytes)? } else { BodyInfo::default() };
             let session = session_from(&parts.headers);
+            let estimate_usd = pricing::estimate_call(
+                &state.prices,
+                route.endpoint,
+                &info,
+                bytes.len(),
+                state.settings.default_max_output_tokens,
+            );
             inner
                 .call(CallRequest {
                     ctx,
@@ -154,7 +164,7 @@ where
                     info,
                     session,
                     decision: None,
-                    estimate_usd: None,
+                    estimate_usd,
                     reservation: None,
                 })
                 .await

@@ -67,7 +67,7 @@ where
 
 fn stamp(res: &mut Response<ResBody>, ctx: &CallCtx) {
     let h = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&ctx.decision_id) {
+    if let Ok(v) = HeaderValue::from_str(ctx.decision_id.as_str()) {
         h.insert("x-clawbutler-decision-id", v);
     }
     if let Ok(v) = HeaderValue::from_str(&ctx.trace_id) {

@@ -7,17 +7,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use decision::{Action, CallKind};
+use governance::approvals::HoldRequest;
 use http::HeaderValue;
-use policy::{Action, CallKind};
 use serde_json::{json, Value};
 use tower::Service;
 
-use super::policy::refuse;
 use super::{BoxFut, Next};
-use crate::approvals::HoldRequest;
 use crate::ctx::CallRequest;
 use crate::error::ProxyError;
 use crate::record;
+use crate::refuse::{refuse, Refusal};
 use crate::ProxyState;
 
 /// Longest prompt excerpt shown to the approver.
@@ -89,8 +89,7 @@ pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> Bo
                 // Fail closed: no approval could be parked, so nobody could allow it.
                 d.action = Action::Deny;
                 d.reason = format!("no_approver: {} (the approval could not be created: {e})", d.reason);
-                let _ = req.ctx.action.set(Action::Deny);
-                return refuse(&state, &req, &d).await;
+                return refuse(&state, &req, &d, Refusal::Deny).await;
             }
         };
         let approval_id = held.approval().id.clone();
@@ -107,8 +106,7 @@ pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> Bo
         } else {
             d.action = Action::Deny;
             d.reason = format!("{}; held because: {}", res.message(), d.reason);
-            let _ = req.ctx.action.set(Action::Deny);
-            refuse(&state, &req, &d).await
+            refuse(&state, &req, &d, Refusal::Deny).await
         };
         out.map(|mut r| {
             if let Some(h) = header {

@@ -1,22 +1,22 @@
-//! Kill layer: a call of a killed agent (or any call under a global kill) is refused before
+//! Kill step: a call of a killed agent (or any call under a global kill) is refused before
 //! the policy is even asked, so a kill takes effect on the very next call.
 //!
-//! The refusal uses the policy layer's `refuse`: with the default deny style it is a normal
-//! assistant message (HTTP 200, zero usage) saying the agent is stopped and why. Through
-//! OpenClaw that ends the turn with the sidecar's text, with no retries and no key cooldown.
-//! The 429 + `Retry-After` form is kept for budget-like refusals that reset on their own: a
-//! kill lasts until a human recovers the agent, so a retry hint would be a lie, and 402/403
-//! would disable the provider key and hide the message (docs/gateway.md).
+//! The refusal is a [`Refusal::Deny`]: with the default deny style a normal assistant message
+//! (HTTP 200, zero usage) saying the agent is stopped and why. Through OpenClaw that ends the
+//! turn with the sidecar's text, with no retries and no key cooldown. The 429 + `Retry-After`
+//! form is kept for budget-like refusals that reset on their own: a kill lasts until a human
+//! recovers the agent, so a retry hint would be a lie, and 402/403 would disable the provider
+//! key and hide the message (docs/gateway.md).
 
 use std::sync::Arc;
 
-use policy::{Action, Decision, Risk};
+use decision::Risk;
 use tower::Service;
 
 use super::{BoxFut, Next};
 use crate::ctx::CallRequest;
 use crate::error::ProxyError;
-use crate::layers::policy::refuse;
+use crate::refuse::{refuse, synthetic_decision, Refusal};
 use crate::ProxyState;
 
 /// Rule name recorded for kill-switch refusals.
@@ -28,9 +28,7 @@ pub fn step(state: Arc<ProxyState>, req: CallRequest, mut next: Next) -> BoxFut<
         return Box::pin(async move { next.call(req).await });
     };
     Box::pin(async move {
-        let mut d = Decision::synthetic(Action::Deny, KILL_RULE, &why, Risk::High);
-        d.id = req.ctx.decision_id.clone();
-        let _ = req.ctx.action.set(Action::Deny);
-        refuse(&state, &req, &d).await
+        let d = synthetic_decision(&req, KILL_RULE, &why, Risk::High);
+        refuse(&state, &req, &d, Refusal::Deny).await
     })
 }

@@ -1,0 +1,158 @@
+//! The typed, versioned policy input: one document per call, whatever its kind.
+//! Documented in `docs/policy-input.md`; bump [`INPUT_VERSION`] on any breaking change.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the input document; policies may check `input.version`.
+pub const INPUT_VERSION: u32 = 1;
+
+/// Which kind of call is being decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    ModelCall,
+    Exec,
+    ToolCall,
+    Plugin,
+}
+
+impl CallKind {
+    /// Stable label value for metrics and audit records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::ModelCall => "model_call",
+            CallKind::Exec => "exec",
+            CallKind::ToolCall => "tool_call",
+            CallKind::Plugin => "plugin",
+        }
+    }
+}
+
+/// The model being called (model calls only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelInput {
+    /// Upstream name from config, e.g. `openai`.
+    pub upstream: String,
+    /// Upstream kind: `openai` or `anthropic`.
+    #[serde(default)]
+    pub upstream_kind: String,
+    /// Endpoint, e.g. `chat_completions`, `responses`, `embeddings`, `messages`, `models`.
+    #[serde(default)]
+    pub endpoint: String,
+    /// Model name as sent by the client.
+    pub name: String,
+    /// Output token cap the client asked for, if any.
+    pub max_tokens: Option<u64>,
+    pub stream: bool,
+    /// Names of the tools offered to the model.
+    #[serde(default)]
+    pub tools: Vec<String>,
+}
+
+/// A shell command (exec approvals). The engine adds the derived `exec.features` (words and
+/// operators of the command line, see `docs/policy-input.md`); callers cannot supply them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecInput {
+    pub command: String,
+    #[serde(default)]
+    pub argv: Vec<String>,
+    pub cwd: Option<String>,
+    pub resolved_path: Option<String>,
+    /// The agent's workspace, when known, so rules can spot writes outside it.
+    #[serde(default)]
+    pub workspace: Option<String>,
+}
+
+/// A tool call (MCP or plugin gate).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolInput {
+    pub server: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub args: serde_json::Value,
+}
+
+/// Cost known before the call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostInput {
+    /// Worst-case cost of this call in USD; `None` when the model's price is unknown.
+    pub estimate_usd: Option<f64>,
+}
+
+/// One budget that applies to this call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetInput {
+    pub id: String,
+    pub scope: String,
+    pub window: String,
+    pub spent_usd: f64,
+    pub limit_usd: f64,
+    pub remaining_usd: f64,
+}
+
+/// A standing grant (from an allow-always decision) that matches this call's agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantInput {
+    pub id: String,
+    pub agent: String,
+    pub kind: CallKind,
+    /// Tool name or command glob the grant covers, e.g. `git *`.
+    pub pattern: String,
+    /// Optional glob over the arguments.
+    #[serde(default)]
+    pub arg_pattern: Option<String>,
+    /// RFC 3339 expiry, if any.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// The whole input document handed to `data.clawbutler.decision`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyInput {
+    pub version: u32,
+    pub kind: CallKind,
+    pub agent: String,
+    pub session: Option<String>,
+    pub trace_id: String,
+    #[serde(default)]
+    pub model: Option<ModelInput>,
+    #[serde(default)]
+    pub exec: Option<ExecInput>,
+    #[serde(default)]
+    pub tool: Option<ToolInput>,
+    #[serde(default)]
+    pub cost: CostInput,
+    #[serde(default)]
+    pub budgets: Vec<BudgetInput>,
+    #[serde(default)]
+    pub grants: Vec<GrantInput>,
+    /// Evaluation time, RFC 3339 UTC.
+    pub now: String,
+}
+
+impl PolicyInput {
+    /// An input of `kind` for `agent` with every optional part empty and `now` set to the
+    /// current time.
+    pub fn new(kind: CallKind, agent: &str, trace_id: &str) -> PolicyInput {
+        PolicyInput {
+            version: INPUT_VERSION,
+            kind,
+            agent: agent.to_string(),
+            session: None,
+            trace_id: trace_id.to_string(),
+            model: None,
+            exec: None,
+            tool: None,
+            cost: CostInput::default(),
+            budgets: Vec::new(),
+            grants: Vec::new(),
+            now: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// A fresh random W3C trace id (32 lowercase hex digits, never all zeros) for a call that
+/// arrived without a `traceparent`, so every decision and record still has a trace.
+pub fn new_trace_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}

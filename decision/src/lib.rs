@@ -1,0 +1,14 @@
+//! ClawButler's decision vocabulary, shared by every crate that decides, acts on, records or
+//! shows a call: the one [`Decision`] (with its [`DecisionId`], [`Action`], [`Risk`] and
+//! [`Obligations`]) and the one typed, versioned [`PolicyInput`] with a [`CallKind`] per call
+//! type. It is a leaf: plain data and serde, no engine, no I/O, so the audit log and the
+//! control API can speak it without compiling the policy engine.
+
+mod decision;
+mod input;
+
+pub use decision::{Action, Decision, DecisionId, Obligations, Risk, POLICY_ERROR};
+pub use input::{
+    new_trace_id, BudgetInput, CallKind, CostInput, ExecInput, GrantInput, ModelInput, PolicyInput, ToolInput,
+    INPUT_VERSION,
+};

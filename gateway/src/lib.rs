@@ -1,0 +1,290 @@
+//! ClawButler's OpenClaw gateway link and what rides on it: the WebSocket client (an operator
+//! connection with device identity), the agent registry, the OpenClaw side of the kill
+//! switch, exec approvals decided by policy and people, and `attach`/`detach`.
+//!
+//! [`Gateway::start`] builds a supervised [`link::Link`] and one event task. The task keeps
+//! the [`registry::Registry`] current, answers `exec.approval.requested` (see `exec.rs`), and
+//! after every (re)connect re-reads the roster, reconciles pending exec approvals and re-applies
+//! kills made while the link was down. The control API reaches all of it through
+//! [`governance::agents::AgentControl`], which [`Gateway`] implements.
+
+pub mod attach;
+pub mod backoff;
+pub mod device;
+mod exec;
+pub mod frame;
+pub mod kill;
+pub mod link;
+pub mod registry;
+pub mod settings;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governance::agents::{AgentControl, AgentSummary, ControlFuture};
+use serde_json::json;
+use tokio::sync::{broadcast, watch};
+
+pub use link::{Link, LinkEvent};
+pub use settings::GatewaySettings;
+
+/// Errors of the gateway link.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("gateway link is not connected")]
+    NotConnected,
+    #[error("gateway link dropped before the answer arrived")]
+    Disconnected,
+    #[error("gateway did not answer {method} within {after:?}")]
+    Timeout { method: String, after: Duration },
+    #[error("gateway refused {method}: {error}")]
+    Rpc { method: String, error: Box<frame::RpcError> },
+    #[error("gateway handshake: {0}")]
+    Handshake(String),
+    #[error("device identity: {0}")]
+    Device(String),
+    #[error("gateway token: environment variable {0} is not set")]
+    Token(String),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("gateway state store: {0}")]
+    Store(#[from] sled::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::StoreError),
+    #[error("gateway.url is not set")]
+    NoUrl,
+    #[error("gateway kept refusing {method}: the config changed under every attempt")]
+    Conflict { method: String },
+    #[error("already attached ({0} exists); run detach first")]
+    AlreadyAttached(std::path::PathBuf),
+    #[error("not attached ({path}: {source})")]
+    NotAttached { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    RecordFile { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{path}: unreadable attach record: {source}")]
+    RecordJson { path: std::path::PathBuf, source: serde_json::Error },
+}
+
+/// What the gateway module acts through (built by the app).
+pub struct Parts {
+    pub audit: Arc<audit::AuditLog>,
+    pub policy: Arc<policy::PolicyEngine>,
+    pub broker: Arc<governance::Broker>,
+    pub kill: Arc<governance::KillSwitch>,
+}
+
+/// A running gateway link with its registry; see the module docs.
+pub struct Gateway {
+    link: Arc<Link>,
+    registry: registry::Registry,
+    parts: Parts,
+    kills: sled::Tree,
+    settings: GatewaySettings,
+    /// Serialises kill/recover so two operators cannot interleave config patches.
+    kill_lock: tokio::sync::Mutex<()>,
+    exec: exec::ExecState,
+}
+
+impl Gateway {
+    /// Build the link for `settings.url` (which must be set) and start its tasks.
+    pub fn start(
+        settings: &GatewaySettings,
+        data_dir: &Path,
+        db: &storage::Store,
+        parts: Parts,
+        registry: &prometheus::Registry,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Arc<Gateway>, Vec<tokio::task::JoinHandle<()>>), GatewayError> {
+        let url = settings.url.clone().ok_or(GatewayError::NoUrl)?;
+        let link = connect_link(settings, &url, data_dir, registry)?;
+        let gw = Arc::new(Gateway {
+            link: link.clone(),
+            registry: registry::Registry::default(),
+            parts,
+            kills: db.tree(storage::Tree::GatewayKill)?,
+            settings: settings.clone(),
+            kill_lock: tokio::sync::Mutex::new(()),
+            exec: exec::ExecState::default(),
+        });
+        let events = link.subscribe();
+        let sup = link.spawn(shutdown.clone());
+        let ev = tokio::spawn(gw.clone().event_loop(events, shutdown));
+        Ok((gw, vec![sup, ev]))
+    }
+
+    /// The link (for tests and the CLI).
+    pub fn link(&self) -> &Arc<Link> {
+        &self.link
+    }
+
+    /// The `/readyz` check: the link must be up.
+    pub fn ready_check(&self) -> (&'static str, bool, String) {
+        let up = self.link.is_connected();
+        let detail = match self.link.down_for() {
+            None => format!("connected to {}", self.link.url()),
+            Some(d) => match self.link.last_error() {
+                Some(why) => format!("not connected to {} for {} s: {why}", self.link.url(), d.as_secs()),
+                None => format!("not connected to {} for {} s", self.link.url(), d.as_secs()),
+            },
+        };
+        ("gateway", up, detail)
+    }
+
+    async fn event_loop(
+        self: Arc<Self>,
+        mut events: broadcast::Receiver<LinkEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let ev = tokio::select! {
+                _ = shutdown.changed() => return,
+                ev = events.recv() => ev,
+            };
+            match ev {
+                Ok(LinkEvent::Connected) => {
+                    let gw = self.clone();
+                    tokio::spawn(async move { gw.on_connected().await });
+                }
+                Ok(LinkEvent::Disconnected) => {
+                    self.registry.clear_runs();
+                    self.audit_gateway("disconnected", json!({"url": self.link.url()}));
+                }
+                Ok(LinkEvent::Event(e)) => self.on_event(&e),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "gateway events lagged; re-reading state");
+                    let gw = self.clone();
+                    tokio::spawn(async move { gw.on_connected().await });
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn on_event(self: &Arc<Self>, e: &Arc<frame::Event>) {
+        match e.event.as_str() {
+            "agent" | "chat" => self.registry.on_event(e),
+            "config.changed" => {
+                let gw = self.clone();
+                tokio::spawn(async move { gw.refresh_agents().await });
+            }
+            "exec.approval.requested" if self.settings.exec_approvals => {
+                let gw = self.clone();
+                let payload = e.payload.clone();
+                tokio::spawn(async move { gw.on_exec_requested(payload, false).await });
+            }
+            "exec.approval.resolved" => {
+                let gw = self.clone();
+                let payload = e.payload.clone();
+                tokio::spawn(async move { gw.on_exec_resolved(payload).await });
+            }
+            "shutdown" => tracing::info!(payload = %e.payload, "gateway announced shutdown"),
+            _ => {}
+        }
+    }
+
+    async fn on_connected(self: Arc<Self>) {
+        self.audit_gateway("connected", json!({"url": self.link.url()}));
+        self.refresh_agents().await;
+        if self.settings.exec_approvals {
+            self.reconcile_exec().await;
+        }
+        self.reapply_kills().await;
+    }
+
+    async fn refresh_agents(&self) {
+        match self.link.call("agents.list", json!({})).await {
+            Ok(v) => self.registry.replace(&v),
+            Err(e) => tracing::warn!(error = %e, "agents.list failed"),
+        }
+    }
+
+    fn audit_gateway(&self, outcome: &str, details: serde_json::Value) {
+        let ev = audit::AuditEvent {
+            kind: Some(audit::RecordKind::Gateway),
+            actor: Some("system".into()),
+            outcome: Some(outcome.into()),
+            details,
+            ..Default::default()
+        };
+        if let Err(e) = self.parts.audit.append(ev) {
+            tracing::error!(error = %e, "gateway audit append failed");
+        }
+    }
+
+    fn summaries(&self) -> Vec<AgentSummary> {
+        let up = self.link.is_connected();
+        self.registry.summaries(up, &|id| self.exec.pending_for(id))
+    }
+}
+
+fn connect_link(
+    settings: &GatewaySettings,
+    url: &str,
+    data_dir: &Path,
+    registry: &prometheus::Registry,
+) -> Result<Arc<Link>, GatewayError> {
+    let token = std::env::var(&settings.token_env).ok().filter(|t| !t.is_empty());
+    let device = if settings.use_device(url) {
+        let path = settings.device_key.clone().unwrap_or_else(|| data_dir.join("gateway").join("device.key"));
+        Some(device::Device::load_or_create(&path)?)
+    } else {
+        None
+    };
+    if token.is_none() && device.is_none() {
+        return Err(GatewayError::Token(settings.token_env.clone()));
+    }
+    Link::new(settings, url, token, device, registry)
+}
+
+impl AgentControl for Gateway {
+    fn connected(&self) -> bool {
+        self.link.is_connected()
+    }
+
+    fn list(&self) -> Vec<AgentSummary> {
+        self.summaries()
+    }
+
+    fn get(&self, id: &str) -> Option<AgentSummary> {
+        self.registry.get(id, self.link.is_connected(), self.exec.pending_for(id))
+    }
+
+    fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a> {
+        Box::pin(async move { self.kill_agent(id, reason, actor).await })
+    }
+
+    fn recover<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a> {
+        Box::pin(async move { self.recover_agent(id, reason, actor).await })
+    }
+
+    fn kill_all<'a>(&'a self, reason: &'a str, actor: &'a str) -> ControlFuture<'a> {
+        Box::pin(async move {
+            let mut out = serde_json::Map::new();
+            for id in self.registry.ids() {
+                let r = self.kill_agent(&id, reason, actor).await.unwrap_or_else(|e| json!({"error": e}));
+                out.insert(id, r);
+            }
+            Ok(json!({"agents": out}))
+        })
+    }
+
+    fn recover_all<'a>(&'a self, reason: &'a str, actor: &'a str) -> ControlFuture<'a> {
+        Box::pin(async move {
+            let (mut out, mut errors) = (serde_json::Map::new(), Vec::new());
+            for id in self.killed_ids() {
+                match self.recover_agent(&id, reason, actor).await {
+                    Ok(r) => {
+                        out.insert(id, r);
+                    }
+                    Err(e) => errors.push(format!("{id}: {e}")),
+                }
+            }
+            if errors.is_empty() {
+                Ok(json!({"agents": out}))
+            } else {
+                Err(errors.join("; "))
+            }
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! What the control API needs from whatever knows the agents (the OpenClaw gateway link):
+//! the roster with each agent's health, and the gateway side of the kill switch. The trait
+//! lives here, beside the kill flags it complements, so the control API and the gateway link
+//! meet in governance and neither depends on the other.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Three-state agent health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Offline,
+}
+
+/// What the gateway link knows of one agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSummary {
+    pub id: String,
+    pub name: String,
+    pub health: Health,
+    /// RFC 3339 time of the last agent/chat event, if any was seen.
+    pub last_activity: Option<String>,
+    pub model: Option<String>,
+    pub workspace: Option<String>,
+    /// Runs in flight now.
+    pub active_runs: usize,
+    /// Exec approvals of this agent waiting at the gateway.
+    pub pending_approvals: usize,
+    /// Spend OpenClaw or ClawButler attributed to the agent, when known.
+    pub spend_usd: Option<f64>,
+}
+
+/// Boxed future of an [`AgentControl`] action; `Err` is a message for the operator.
+pub type ControlFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, String>> + Send + 'a>>;
+
+/// The gateway side of agent control (see the module docs). Kill/recover results are JSON
+/// reports of what was changed in OpenClaw.
+pub trait AgentControl: Send + Sync {
+    /// Whether the gateway link is up.
+    fn connected(&self) -> bool;
+    /// Every known agent.
+    fn list(&self) -> Vec<AgentSummary>;
+    /// One agent.
+    fn get(&self, id: &str) -> Option<AgentSummary>;
+    /// Stop the agent in OpenClaw (the proxy flag is already set by the caller).
+    fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
+    /// Undo exactly what `kill` changed.
+    fn recover<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
+    /// Kill every known agent.
+    fn kill_all<'a>(&'a self, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
+    /// Recover every agent killed through the gateway.
+    fn recover_all<'a>(&'a self, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
+}

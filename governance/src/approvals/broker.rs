@@ -1,0 +1,563 @@
+//! The broker proper: creating holds, the one transition out of `pending`, and making every
+//! transition durable and visible (sled, audit log, metrics) before anyone is answered.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use audit::AuditLog;
+use dashmap::DashMap;
+use decision::{DecisionId, GrantInput};
+use prometheus::{HistogramOpts, HistogramVec, IntGauge};
+use tokio::sync::oneshot;
+
+use super::grants::{self, Grant, GrantScope, GrantStore, ScopeInput};
+use super::model::{
+    now_rfc3339, Approval, ApprovalPage, ApprovalQuery, DecideRequest, DecisionKind, HoldRequest, Resolution, Status,
+};
+use super::record::{event, grant_event};
+use super::store::ApprovalStore;
+use super::{ApprovalSettings, BrokerError};
+
+/// Actor of transitions nobody made by hand.
+pub(crate) const SYSTEM: &str = "system";
+
+/// The channel a held caller waits on, and when it started waiting.
+type Waiter = (oneshot::Sender<Resolution>, Instant);
+
+/// A pending approval and the channel its waiter listens on.
+struct Live {
+    approval: Approval,
+    tx: Option<oneshot::Sender<Resolution>>,
+    created: Instant,
+}
+
+struct Metrics {
+    pending: IntGauge,
+    wait: HistogramVec,
+}
+
+struct Inner {
+    settings: ApprovalSettings,
+    audit: Arc<AuditLog>,
+    store: ApprovalStore,
+    grants: GrantStore,
+    live: DashMap<String, Arc<Mutex<Live>>>,
+    metrics: Metrics,
+    /// Turns true at shutdown: no new holds; long-lived readers (SSE) end.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+/// The approval broker (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+/// A held call: a future that resolves when the approval is decided, expires or is closed
+/// elsewhere. Dropping it before then cancels the approval (recorded, actor `system`), so a
+/// caller that goes away never leaves an approval behind that could later be allowed.
+/// It must be polled for expiry to fire (the timer lives inside it).
+pub struct Held {
+    approval: Approval,
+    fut: Pin<Box<dyn Future<Output = Resolution> + Send>>,
+}
+
+impl Held {
+    /// The approval as created (status `pending`, version 1).
+    pub fn approval(&self) -> &Approval {
+        &self.approval
+    }
+}
+
+impl Future for Held {
+    type Output = Resolution;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Resolution> {
+        self.fut.as_mut().poll(cx)
+    }
+}
+
+/// Cancels the approval when the waiting future is dropped before it resolved.
+struct CancelOnDrop {
+    inner: Arc<Inner>,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            // Drop cannot await: the record is appended (durable at the next group commit) and
+            // the store written without waiting for a flush.
+            if let Ok((a, _tx)) = self.inner.transition(
+                &self.id,
+                None,
+                Status::Cancelled,
+                SYSTEM,
+                None,
+                Some("the caller went away"),
+                None,
+            ) {
+                self.inner.store_and_record_now(&a);
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> chrono::Duration {
+    chrono::Duration::milliseconds(d.as_millis().min(i64::MAX as u128) as i64)
+}
+
+fn scoped_mask(extra: &[String]) -> Vec<String> {
+    // Mask obligations name paths of the audit record ("$.subject.x"); the subject is masked
+    // here on its own, so those paths are re-rooted at it, like the audit log does.
+    extra
+        .iter()
+        .map(|e| match e.strip_prefix("$.subject") {
+            Some(rest) if rest.is_empty() || rest.starts_with('.') || rest.starts_with('[') => format!("${rest}"),
+            _ => e.clone(),
+        })
+        .collect()
+}
+
+impl Broker {
+    /// Open the broker's trees in the main store. Approvals found `pending` belong to callers
+    /// of a previous run, which are gone: they become `cancelled` (recorded), never allowed.
+    pub fn open(
+        db: &storage::Store,
+        settings: &ApprovalSettings,
+        audit: Arc<AuditLog>,
+        registry: &prometheus::Registry,
+    ) -> Result<Broker, BrokerError> {
+        let pending = IntGauge::new("clawbutler_approvals_pending", "Approvals waiting for a decision")?;
+        let wait = HistogramVec::new(
+            HistogramOpts::new("clawbutler_approval_wait_seconds", "Time from hold to resolution, by outcome")
+                .buckets(vec![0.1, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0]),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(pending.clone()))?;
+        registry.register(Box::new(wait.clone()))?;
+        let inner = Inner {
+            settings: settings.clone(),
+            audit,
+            store: ApprovalStore::open(db)?,
+            grants: GrantStore::open(db)?,
+            live: DashMap::new(),
+            metrics: Metrics { pending, wait },
+            closing: tokio::sync::watch::Sender::new(false),
+        };
+        let orphans = inner.store.pending()?;
+        for mut a in orphans.iter().cloned() {
+            close(
+                &mut a,
+                Status::Cancelled,
+                SYSTEM,
+                None,
+                Some("the sidecar restarted while this was pending; its caller is gone"),
+            );
+            inner.store_and_record_now(&a);
+        }
+        if !orphans.is_empty() {
+            // Startup only: the cancellations are on disk before any caller can ask about them.
+            inner.audit.flush()?;
+            db.flush()?;
+        }
+        Ok(Broker { inner: Arc::new(inner) })
+    }
+
+    /// The settings the broker runs with.
+    pub fn settings(&self) -> &ApprovalSettings {
+        &self.inner.settings
+    }
+
+    /// Park a call: create a pending approval (stored, audited) and return the future that
+    /// waits for its outcome. Expiry: `decision.obligations.hold_ttl_s`, else the configured
+    /// `ttl_s`. Fails (caller should refuse the call) only if the approval cannot be stored.
+    pub fn hold(&self, req: HoldRequest) -> Result<Held, BrokerError> {
+        if *self.inner.closing.borrow() {
+            return Err(BrokerError::Invalid("the sidecar is shutting down".into()));
+        }
+        let ttl = Duration::from_secs(req.decision.obligations.hold_ttl_s.unwrap_or(self.inner.settings.ttl_s).max(1));
+        let now = chrono::Utc::now();
+        let mut subject = req.subject;
+        let salt = self.inner.audit.mask_salt();
+        audit::mask::mask_json_salted(&mut subject, &scoped_mask(&req.decision.obligations.mask), salt);
+        let suggested_scope = GrantScope::new(
+            &req.agent,
+            req.kind,
+            &audit::mask::mask_text_with_salted(&req.grant_pattern, &req.decision.obligations.mask, salt),
+            req.grant_args,
+            None,
+        );
+        let a = Approval {
+            id: uuid::Uuid::now_v7().to_string(),
+            version: 1,
+            status: Status::Pending,
+            kind: req.kind,
+            agent: req.agent,
+            session: req.session,
+            trace_id: req.trace_id,
+            decision_id: req.decision.id.clone(),
+            subject,
+            risk: req.decision.risk,
+            rule: req.decision.rule.clone(),
+            reason: req.decision.reason.clone(),
+            cost_estimate_usd: req.cost_estimate_usd,
+            created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            expires_at: (now + millis(ttl)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            decided_by: None,
+            decided_at: None,
+            decision: None,
+            decision_reason: None,
+            external_id: req.external_id,
+            suggested_scope,
+            grant_id: None,
+        };
+        self.inner.store.put(&a)?;
+        let (tx, rx) = oneshot::channel();
+        let live = Live { approval: a.clone(), tx: Some(tx), created: Instant::now() };
+        self.inner.live.insert(a.id.clone(), Arc::new(Mutex::new(live)));
+        self.inner.metrics.pending.inc();
+        self.inner.audit.append(event(&a, None, "created"))?;
+        let inner = self.inner.clone();
+        let id = a.id.clone();
+        let fut = async move { wait(inner, id, rx, ttl).await };
+        Ok(Held { approval: a, fut: Box::pin(fut) })
+    }
+
+    /// Decide one approval as `actor` (a token name). Stale `expected_version` or an
+    /// approval that is no longer pending: [`BrokerError::Conflict`] carrying who decided
+    /// first. `allow-always` also creates the grant (scope from `req.scope`, else the
+    /// approval's `suggested_scope`). Durable before it returns.
+    pub async fn decide(&self, id: &str, req: &DecideRequest, actor: &str) -> Result<Resolution, BrokerError> {
+        let reason = req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        if reason.is_some_and(|r| r.len() > 2000) {
+            return Err(BrokerError::Invalid("reason is longer than 2000 characters".into()));
+        }
+        let scope = match req.decision {
+            DecisionKind::AllowAlways => {
+                let current = self.current(id)?;
+                if current.status != Status::Pending || current.version != req.expected_version {
+                    return Err(BrokerError::Conflict(Box::new(current)));
+                }
+                Some(current.suggested_scope.with_input(req.scope.as_ref().unwrap_or(&ScopeInput::default()))?)
+            }
+            _ if req.scope.is_some() => {
+                return Err(BrokerError::Invalid("scope only applies to allow-always".into()));
+            }
+            _ => None,
+        };
+        let grant_id = scope.as_ref().map(|_| grants::new_id());
+        let (a, tx) = self.inner.transition(
+            id,
+            Some(req.expected_version),
+            req.decision.status(),
+            actor,
+            Some(req.decision),
+            reason,
+            grant_id.clone(),
+        )?;
+        let grant = match (scope, grant_id) {
+            (Some(scope), Some(gid)) => Some(self.inner.grants.insert(gid, scope, actor, Some(&a.id))?),
+            _ => None,
+        };
+        Ok(self.inner.finish(a, tx, grant).await)
+    }
+
+    /// Close the pending approval carrying `external_id` because it was resolved elsewhere
+    /// (e.g. in OpenClaw's own UI). `status` must not be `pending`. Returns `None` when no
+    /// pending approval has that id (already closed: closing twice is harmless).
+    pub async fn close_external(
+        &self,
+        external_id: &str,
+        status: Status,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<Option<Resolution>, BrokerError> {
+        if status == Status::Pending {
+            return Err(BrokerError::Invalid("an approval cannot be closed as pending".into()));
+        }
+        let Some(id) = self.find_live(|a| a.external_id.as_deref() == Some(external_id)).into_iter().next() else {
+            return Ok(None);
+        };
+        let decision = match status {
+            Status::Allowed => Some(DecisionKind::AllowOnce),
+            Status::Denied => Some(DecisionKind::Deny),
+            _ => None,
+        };
+        match self.inner.transition(&id, None, status, actor, decision, reason, None) {
+            Ok((a, tx)) => Ok(Some(self.inner.finish(a, tx, None).await)),
+            Err(BrokerError::Conflict(_) | BrokerError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pending approvals of one agent, oldest first.
+    pub fn pending_for_agent(&self, agent: &str) -> Vec<Approval> {
+        let mut v: Vec<Approval> = self
+            .inner
+            .live
+            .iter()
+            .filter_map(|e| e.value().lock().ok().map(|l| l.approval.clone()))
+            .filter(|a| a.agent == agent && a.status == Status::Pending)
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Deny every pending approval of `agent` (the kill switch); returns the denied ones.
+    pub async fn deny_all_for_agent(&self, agent: &str, reason: &str, actor: &str) -> Vec<Approval> {
+        let ids = self.find_live(|a| a.agent == agent);
+        self.close_all(ids, Status::Denied, Some(DecisionKind::Deny), reason, actor).await
+    }
+
+    /// Shut down: refuse new holds, end long-lived readers (see [`Broker::closing`]) and
+    /// cancel every pending approval, so held callers are answered at once.
+    pub async fn shutdown(&self, reason: &str) -> Vec<Approval> {
+        self.inner.closing.send_replace(true);
+        self.cancel_all(reason).await
+    }
+
+    /// A signal that turns true when [`Broker::shutdown`] starts (SSE streams end on it).
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+
+    /// Cancel every pending approval; their callers are answered at once.
+    pub async fn cancel_all(&self, reason: &str) -> Vec<Approval> {
+        let ids = self.find_live(|_| true);
+        self.close_all(ids, Status::Cancelled, None, reason, SYSTEM).await
+    }
+
+    async fn close_all(
+        &self,
+        ids: Vec<String>,
+        status: Status,
+        decision: Option<DecisionKind>,
+        reason: &str,
+        actor: &str,
+    ) -> Vec<Approval> {
+        let mut out = Vec::new();
+        for id in ids {
+            if let Ok((a, tx)) = self.inner.transition(&id, None, status, actor, decision, Some(reason), None) {
+                out.push(self.inner.finish(a, tx, None).await.approval);
+            }
+        }
+        out
+    }
+
+    fn find_live(&self, pred: impl Fn(&Approval) -> bool) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .inner
+            .live
+            .iter()
+            .filter(|e| e.value().lock().map(|l| pred(&l.approval)).unwrap_or(false))
+            .map(|e| e.key().clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn current(&self, id: &str) -> Result<Approval, BrokerError> {
+        if let Some(l) = self.inner.live.get(id).map(|e| e.value().clone()) {
+            if let Ok(l) = l.lock() {
+                return Ok(l.approval.clone());
+            }
+        }
+        self.inner.store.get(id)?.ok_or_else(|| BrokerError::NotFound(id.to_string()))
+    }
+
+    /// One approval as it is now.
+    pub fn get(&self, id: &str) -> Result<Option<Approval>, BrokerError> {
+        match self.current(id) {
+            Ok(a) => Ok(Some(a)),
+            Err(BrokerError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A filtered page of approvals, newest first.
+    pub fn list(&self, q: &ApprovalQuery) -> Result<ApprovalPage, BrokerError> {
+        self.inner.store.list(q)
+    }
+
+    /// Every grant (expired ones included), oldest first.
+    pub fn grants(&self) -> Arc<Vec<Grant>> {
+        self.inner.grants.all()
+    }
+
+    /// One grant.
+    pub fn grant(&self, id: &str) -> Option<Grant> {
+        self.inner.grants.get(id)
+    }
+
+    /// Live grants of `agent` as policy input (`input.grants`); no I/O, for the data path.
+    pub fn grants_for(&self, agent: &str) -> Vec<GrantInput> {
+        self.inner.grants.inputs_for(agent)
+    }
+
+    /// Create a grant directly (not from an approval); `agent`, `kind` and `pattern` are
+    /// required. Recorded durably.
+    pub async fn create_grant(&self, input: &ScopeInput, actor: &str) -> Result<Grant, BrokerError> {
+        let (Some(agent), Some(kind), Some(pattern)) = (&input.agent, input.kind, &input.pattern) else {
+            return Err(BrokerError::Invalid("a grant needs agent, kind and pattern".into()));
+        };
+        let scope = grants::build(agent, kind, pattern, input.arg_pattern.clone(), input)?;
+        let g = self.inner.grants.insert(grants::new_id(), scope, actor, None)?;
+        self.inner.audit.append_durable(grant_event(&g, actor, "created")).await?;
+        Ok(g)
+    }
+
+    /// Revoke a grant; later calls are held again. Recorded durably.
+    pub async fn revoke_grant(&self, id: &str, actor: &str) -> Result<Grant, BrokerError> {
+        let g = self.inner.grants.remove(id)?.ok_or_else(|| BrokerError::NotFound(id.to_string()))?;
+        self.inner.audit.append_durable(grant_event(&g, actor, "revoked")).await?;
+        Ok(g)
+    }
+}
+
+/// Wait for a decision or expiry; runs inside [`Held`].
+async fn wait(inner: Arc<Inner>, id: String, mut rx: oneshot::Receiver<Resolution>, ttl: Duration) -> Resolution {
+    let mut guard = CancelOnDrop { inner: inner.clone(), id: id.clone(), armed: true };
+    let got = tokio::select! {
+        r = &mut rx => r.ok(),
+        _ = tokio::time::sleep(ttl) => {
+            let reason = format!("no decision within {} s", ttl.as_secs());
+            match inner.transition(&id, None, Status::Expired, SYSTEM, None, Some(&reason), None) {
+                Ok((a, tx)) => Some(inner.finish(a, tx, None).await),
+                // Someone decided at the same moment: their resolution is on its way.
+                Err(_) => (&mut rx).await.ok(),
+            }
+        }
+    };
+    guard.armed = false;
+    match got {
+        Some(r) => r,
+        None => {
+            // The sender vanished without a resolution (cannot happen by construction); fail
+            // closed with whatever the store says, as a non-allow.
+            let mut a = inner.store.get(&id).ok().flatten().unwrap_or_else(|| placeholder(&id));
+            if a.status == Status::Allowed || a.status == Status::Pending {
+                a.status = Status::Cancelled;
+            }
+            Resolution { approval: a, grant: None }
+        }
+    }
+}
+
+fn placeholder(id: &str) -> Approval {
+    let scope = GrantScope::new("", decision::CallKind::ModelCall, "", None, None);
+    Approval {
+        id: id.to_string(),
+        version: 0,
+        status: Status::Cancelled,
+        kind: decision::CallKind::ModelCall,
+        agent: String::new(),
+        session: None,
+        trace_id: String::new(),
+        decision_id: DecisionId::default(),
+        subject: serde_json::Value::Null,
+        risk: decision::Risk::High,
+        rule: String::new(),
+        reason: String::new(),
+        cost_estimate_usd: None,
+        created_at: now_rfc3339(),
+        expires_at: now_rfc3339(),
+        decided_by: Some(SYSTEM.into()),
+        decided_at: Some(now_rfc3339()),
+        decision: None,
+        decision_reason: Some("lost".into()),
+        external_id: None,
+        suggested_scope: scope,
+        grant_id: None,
+    }
+}
+
+/// Move an approval out of `pending` (no checks: callers hold its lock and checked).
+fn close(a: &mut Approval, to: Status, by: &str, decision: Option<DecisionKind>, reason: Option<&str>) {
+    a.status = to;
+    a.version += 1;
+    a.decided_by = Some(by.to_string());
+    a.decided_at = Some(now_rfc3339());
+    a.decision = decision;
+    a.decision_reason = reason.map(audit::mask::mask_text);
+}
+
+impl Inner {
+    /// The one way out of `pending`. Under the approval's lock: refuse if it is no longer
+    /// pending or (when given) its version is not `expected`; else apply and take the waiter.
+    #[allow(clippy::too_many_arguments)]
+    fn transition(
+        &self,
+        id: &str,
+        expected: Option<u64>,
+        to: Status,
+        by: &str,
+        decision: Option<DecisionKind>,
+        reason: Option<&str>,
+        grant_id: Option<String>,
+    ) -> Result<(Approval, Option<Waiter>), BrokerError> {
+        let Some(live) = self.live.get(id).map(|e| e.value().clone()) else {
+            return match self.store.get(id)? {
+                Some(a) => Err(BrokerError::Conflict(Box::new(a))),
+                None => Err(BrokerError::NotFound(id.to_string())),
+            };
+        };
+        let (a, tx) = {
+            let mut l = live.lock().map_err(|_| BrokerError::Invalid("approval lock poisoned".into()))?;
+            if l.approval.status != Status::Pending || expected.is_some_and(|v| v != l.approval.version) {
+                return Err(BrokerError::Conflict(Box::new(l.approval.clone())));
+            }
+            close(&mut l.approval, to, by, decision, reason);
+            l.approval.grant_id = grant_id;
+            let created = l.created;
+            (l.approval.clone(), l.tx.take().map(|t| (t, created)))
+        };
+        self.live.remove(id);
+        self.metrics.pending.dec();
+        Ok((a, tx))
+    }
+
+    /// Make a transition durable (store flushed, audit fsynced, together), then release the
+    /// waiter. Failures are logged: the transition itself already happened in memory and in
+    /// the store, and a waiter must never hang.
+    async fn finish(&self, a: Approval, tx: Option<Waiter>, grant: Option<Grant>) -> Resolution {
+        let outcome = a.status.as_str();
+        let mut events = vec![event(&a, grant.as_ref(), outcome)];
+        if let Some(g) = &grant {
+            events.push(grant_event(g, a.decided_by.as_deref().unwrap_or(SYSTEM), "created"));
+        }
+        let stored = async {
+            self.store.put_durable(&a).await?;
+            Ok::<(), BrokerError>(())
+        };
+        let audited = async {
+            for ev in events {
+                self.audit.append_durable(ev).await?;
+            }
+            Ok::<(), BrokerError>(())
+        };
+        let (s, r) = tokio::join!(stored, audited);
+        if let Err(e) = s.and(r) {
+            tracing::error!(error = %e, approval = %a.id, "recording an approval transition failed");
+        }
+        let res = Resolution { approval: a, grant };
+        if let Some((tx, created)) = tx {
+            self.metrics.wait.with_label_values(&[outcome]).observe(created.elapsed().as_secs_f64());
+            let _ = tx.send(res.clone());
+        }
+        res
+    }
+
+    /// Store and record without waiting (Drop and startup paths).
+    fn store_and_record_now(&self, a: &Approval) {
+        if let Err(e) = self.store.put(a) {
+            tracing::error!(error = %e, approval = %a.id, "storing an approval failed");
+        }
+        if let Err(e) = self.audit.append(event(a, None, a.status.as_str())) {
+            tracing::error!(error = %e, approval = %a.id, "recording an approval failed");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Standing grants ("allow always"): an explicit, visible scope that later calls see as
+//! `input.grants`, so `grants.rego` turns their hold into an allow. A grant never overrides a
+//! deny. Every grant states its breadth (`exact`, `pattern`, `any`) and a sentence saying
+//! what it lets through, so a narrow and a broad grant never look alike.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use decision::{CallKind, GrantInput};
+use serde::{Deserialize, Serialize};
+
+use super::model::now_rfc3339;
+use super::BrokerError;
+
+/// How much a grant lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Breadth {
+    /// One exact command / tool call / model.
+    Exact,
+    /// Everything a glob matches (or a tool with any arguments).
+    Pattern,
+    /// Everything of this kind for this agent.
+    Any,
+}
+
+/// What a grant covers. `breadth` and `description` are derived from the other fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantScope {
+    pub agent: String,
+    pub kind: CallKind,
+    /// Model name, command line or tool name; exact, or a glob (`*`, `?`, `[...]`).
+    pub pattern: String,
+    /// Optional glob over the arguments (exec: argv after the program; tools: args as
+    /// compact JSON with sorted keys). None = any arguments.
+    #[serde(default)]
+    pub arg_pattern: Option<String>,
+    /// RFC 3339 UTC; None = until revoked.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    pub breadth: Breadth,
+    /// One sentence: what this grant lets through, for whom, until when.
+    pub description: String,
+}
+
+/// A scope as a decider or API caller gives it (agent and kind come from the approval, or
+/// are required when creating a grant directly).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeInput {
+    #[serde(default)]
+    pub agent: Option<String>,
+    #[serde(default)]
+    pub kind: Option<CallKind>,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub arg_pattern: Option<String>,
+    /// RFC 3339 expiry.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// Expiry relative to now, in seconds (alternative to `expires_at`).
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
+    /// Must be true for a grant of breadth `any` (everything of a kind for an agent).
+    #[serde(default)]
+    pub confirm_any: bool,
+}
+
+/// A stored grant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    /// UUID v7.
+    pub id: String,
+    #[serde(flatten)]
+    pub scope: GrantScope,
+    pub created_at: String,
+    /// Token name of whoever created it.
+    pub created_by: String,
+    /// The approval whose `allow-always` created it, if any.
+    pub approval_id: Option<String>,
+}
+
+impl Grant {
+    /// The grant as policy input.
+    pub fn to_input(&self) -> GrantInput {
+        GrantInput {
+            id: self.id.clone(),
+            agent: self.scope.agent.clone(),
+            kind: self.scope.kind,
+            pattern: self.scope.pattern.clone(),
+            arg_pattern: self.scope.arg_pattern.clone(),
+            expires_at: self.scope.expires_at.clone(),
+        }
+    }
+
+    /// Whether it has expired at `now`.
+    pub fn expired(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        self.scope
+            .expires_at
+            .as_deref()
+            .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+            .is_some_and(|e| e <= now)
+    }
+}
+
+/// A fresh grant id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn is_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+fn only_stars(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c == '*')
+}
+
+impl GrantScope {
+    /// A scope with breadth and description computed.
+    pub fn new(
+        agent: &str,
+        kind: CallKind,
+        pattern: &str,
+        arg_pattern: Option<String>,
+        expires_at: Option<String>,
+    ) -> GrantScope {
+        let args_any = arg_pattern.as_deref().is_none_or(only_stars);
+        // Model calls have no arguments and exec patterns see the whole command line, so
+        // "any arguments" does not widen them.
+        let args_matter = matches!(kind, CallKind::ToolCall | CallKind::Plugin);
+        let breadth = if only_stars(pattern) && args_any {
+            Breadth::Any
+        } else if is_glob(pattern) || arg_pattern.as_deref().is_some_and(is_glob) || (args_matter && args_any) {
+            Breadth::Pattern
+        } else {
+            Breadth::Exact
+        };
+        let what = match (kind, breadth) {
+            (_, Breadth::Any) => format!("make any {} call", kind_noun(kind)),
+            (CallKind::ModelCall, Breadth::Exact) => format!("call model '{pattern}'"),
+            (CallKind::ModelCall, _) => format!("call models matching '{pattern}'"),
+            (CallKind::Exec, Breadth::Exact) => format!("run exactly '{pattern}'"),
+            (CallKind::Exec, _) => format!("run commands matching '{pattern}'"),
+            (_, _) if is_glob(pattern) => format!("use tools matching '{pattern}'"),
+            (_, _) => format!("use tool '{pattern}'"),
+        };
+        let args = match (&arg_pattern, kind) {
+            (_, CallKind::ModelCall) => String::new(),
+            (None, _) => " with any arguments".to_string(),
+            (Some(a), _) if is_glob(a) => format!(" with arguments matching '{a}'"),
+            (Some(a), _) => format!(" with exactly the arguments '{a}'"),
+        };
+        let until = match &expires_at {
+            Some(e) => format!("until {e}"),
+            None => "until revoked".to_string(),
+        };
+        let description = format!("Agent '{agent}' may {what}{args} without asking, {until}.");
+        GrantScope {
+            agent: agent.to_string(),
+            kind,
+            pattern: pattern.to_string(),
+            arg_pattern,
+            expires_at,
+            breadth,
+            description,
+        }
+    }
+
+    /// Apply a caller's scope on top of this (suggested) one and validate it.
+    pub fn with_input(&self, input: &ScopeInput) -> Result<GrantScope, BrokerError> {
+        if input.agent.as_deref().is_some_and(|a| a != self.agent) || input.kind.is_some_and(|k| k != self.kind) {
+            return Err(BrokerError::Invalid(
+                "a grant from an approval is for the approval's agent and kind; create other grants via /api/v1/grants"
+                    .into(),
+            ));
+        }
+        let pattern = input.pattern.clone().unwrap_or_else(|| self.pattern.clone());
+        // A new pattern without an arg_pattern means what it says: any arguments.
+        let args = if input.pattern.is_some() || input.arg_pattern.is_some() {
+            input.arg_pattern.clone()
+        } else {
+            self.arg_pattern.clone()
+        };
+        build(&self.agent, self.kind, &pattern, args, input)
+    }
+}
+
+fn kind_noun(kind: CallKind) -> &'static str {
+    match kind {
+        CallKind::ModelCall => "model",
+        CallKind::Exec => "shell command",
+        CallKind::ToolCall => "tool",
+        CallKind::Plugin => "plugin tool",
+    }
+}
+
+/// Validate and build a scope from explicit parts.
+pub fn build(
+    agent: &str,
+    kind: CallKind,
+    pattern: &str,
+    arg_pattern: Option<String>,
+    input: &ScopeInput,
+) -> Result<GrantScope, BrokerError> {
+    if agent.is_empty() || pattern.trim().is_empty() {
+        return Err(BrokerError::Invalid("a grant needs an agent and a non-empty pattern".into()));
+    }
+    let expires_at = match (&input.expires_at, input.expires_in_s) {
+        (Some(_), Some(_)) => return Err(BrokerError::Invalid("give expires_at or expires_in_s, not both".into())),
+        (Some(e), None) => {
+            let t = chrono::DateTime::parse_from_rfc3339(e)
+                .map_err(|err| BrokerError::Invalid(format!("expires_at '{e}' is not RFC 3339: {err}")))?;
+            if t <= chrono::Utc::now() {
+                return Err(BrokerError::Invalid(format!("expires_at '{e}' is in the past")));
+            }
+            Some(t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        }
+        (None, Some(s)) => Some(
+            (chrono::Utc::now() + chrono::Duration::seconds(s.min(10 * 365 * 86400) as i64))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
+        (None, None) => None,
+    };
+    let scope = GrantScope::new(agent, kind, pattern, arg_pattern, expires_at);
+    if scope.breadth == Breadth::Any && !input.confirm_any {
+        return Err(BrokerError::Invalid(format!(
+            "this grant would let agent '{agent}' {} without asking; send \"confirm_any\": true if that is meant",
+            match kind {
+                CallKind::ModelCall => "call any model",
+                CallKind::Exec => "run any command",
+                _ => "use any tool",
+            }
+        )));
+    }
+    Ok(scope)
+}
+
+/// Grants in the `grants` tree, with an in-memory copy for the data path.
+pub struct GrantStore {
+    tree: sled::Tree,
+    cache: ArcSwap<Vec<Grant>>,
+}
+
+impl GrantStore {
+    /// Open the tree and load every grant.
+    pub fn open(store: &storage::Store) -> Result<GrantStore, BrokerError> {
+        let tree = store.tree(storage::Tree::Grants)?;
+        let store = GrantStore { tree, cache: ArcSwap::from_pointee(Vec::new()) };
+        store.refresh()?;
+        Ok(store)
+    }
+
+    fn refresh(&self) -> Result<(), BrokerError> {
+        let mut all = Vec::new();
+        for kv in self.tree.iter() {
+            let (_, v) = kv?;
+            all.push(serde_json::from_slice::<Grant>(&v)?);
+        }
+        self.cache.store(Arc::new(all));
+        Ok(())
+    }
+
+    /// Store a new grant under `id` (a UUID v7 from [`new_id`]).
+    pub fn insert(
+        &self,
+        id: String,
+        scope: GrantScope,
+        actor: &str,
+        approval_id: Option<&str>,
+    ) -> Result<Grant, BrokerError> {
+        let g = Grant {
+            id,
+            scope,
+            created_at: now_rfc3339(),
+            created_by: actor.to_string(),
+            approval_id: approval_id.map(str::to_string),
+        };
+        self.tree.insert(g.id.as_bytes(), serde_json::to_vec(&g)?)?;
+        self.refresh()?;
+        Ok(g)
+    }
+
+    /// Remove a grant; returns it if it existed.
+    pub fn remove(&self, id: &str) -> Result<Option<Grant>, BrokerError> {
+        let old = self.tree.remove(id.as_bytes())?;
+        self.refresh()?;
+        Ok(match old {
+            Some(v) => Some(serde_json::from_slice(&v)?),
+            None => None,
+        })
+    }
+
+    /// Every grant (expired ones included, so they can be seen and removed), oldest first.
+    pub fn all(&self) -> Arc<Vec<Grant>> {
+        self.cache.load_full()
+    }
+
+    /// One grant.
+    pub fn get(&self, id: &str) -> Option<Grant> {
+        self.cache.load().iter().find(|g| g.id == id).cloned()
+    }
+
+    /// Live grants of `agent`, as policy input (the hot path: no I/O).
+    pub fn inputs_for(&self, agent: &str) -> Vec<GrantInput> {
+        let all = self.cache.load();
+        if all.is_empty() {
+            return Vec::new();
+        }
+        let now = chrono::Utc::now();
+        all.iter().filter(|g| g.scope.agent == agent && !g.expired(now)).map(Grant::to_input).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breadth_tells_narrow_from_broad() {
+        let exact = GrantScope::new("main", CallKind::Exec, "git status", None, None);
+        assert_eq!(exact.breadth, Breadth::Exact);
+        assert!(exact.description.contains("run exactly 'git status'"), "{}", exact.description);
+        let pat = GrantScope::new("main", CallKind::Exec, "git *", None, None);
+        assert_eq!(pat.breadth, Breadth::Pattern);
+        let tool_any_args = GrantScope::new("main", CallKind::ToolCall, "send_email", None, None);
+        assert_eq!(tool_any_args.breadth, Breadth::Pattern);
+        assert!(tool_any_args.description.contains("with any arguments"));
+        let tool_exact = GrantScope::new("main", CallKind::ToolCall, "send_email", Some("{\"to\":\"a\"}".into()), None);
+        assert_eq!(tool_exact.breadth, Breadth::Exact);
+        let any = GrantScope::new("main", CallKind::Exec, "*", None, None);
+        assert_eq!(any.breadth, Breadth::Any);
+    }
+
+    #[test]
+    fn any_needs_confirmation_and_past_expiry_is_refused() {
+        let base = GrantScope::new("main", CallKind::Exec, "rm -rf build", None, None);
+        let wide = ScopeInput { pattern: Some("*".into()), ..ScopeInput::default() };
+        assert!(base.with_input(&wide).is_err());
+        assert!(base.with_input(&ScopeInput { confirm_any: true, ..wide }).is_ok());
+        let past = ScopeInput { expires_at: Some("2000-01-01T00:00:00Z".into()), ..ScopeInput::default() };
+        assert!(base.with_input(&past).is_err());
+        let other_agent = ScopeInput { agent: Some("x".into()), ..ScopeInput::default() };
+        assert!(base.with_input(&other_agent).is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! The approval broker: a `hold` decision parks a call here until a human decides, it
+//! expires (= deny), or its caller goes away (= cancelled).
+//!
+//! Invariants:
+//! - An approval leaves `pending` exactly once. Every transition happens under the approval's
+//!   own lock and checks status (and, for human decisions, `expected_version`), so of two
+//!   racing decisions exactly one wins and the other gets [`BrokerError::Conflict`] naming the
+//!   winner.
+//! - A decision is on disk (sled flushed, audit record fsynced) before the held call is
+//!   released and before the decider is answered.
+//! - Nothing is ever auto-allowed: expiry denies, and approvals found pending after a restart
+//!   (their caller is gone) become `cancelled`.
+//! - Waiting costs a oneshot channel and a timer, no thread: thousands may be pending.
+//!
+//! Callers: the data path's hold layer (model calls), the gateway link (OpenClaw exec
+//! approvals, via [`Broker::hold`] with an `external_id` and [`Broker::close_external`]), the
+//! kill switch ([`Broker::deny_all_for_agent`]) and the control API.
+
+mod broker;
+pub mod grants;
+pub mod model;
+mod record;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+
+pub use broker::{Broker, Held};
+pub use grants::{Breadth, Grant, GrantScope, ScopeInput};
+pub use model::{Approval, ApprovalPage, ApprovalQuery, DecideRequest, DecisionKind, HoldRequest, Resolution, Status};
+
+fn default_ttl_s() -> u64 {
+    1800
+}
+
+fn default_heartbeat_ms() -> u64 {
+    15_000
+}
+
+/// `[approvals]` config section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// How long a pending approval waits before it expires (= deny), in seconds, when the
+    /// policy decision carries no `obligations.hold_ttl_s` (default 1800).
+    #[serde(default = "default_ttl_s")]
+    pub ttl_s: u64,
+    /// Interval of the heartbeat comment on `/api/v1/events`, in milliseconds (default 15000).
+    #[serde(default = "default_heartbeat_ms")]
+    pub events_heartbeat_ms: u64,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        ApprovalSettings { ttl_s: default_ttl_s(), events_heartbeat_ms: default_heartbeat_ms() }
+    }
+}
+
+/// Errors of the broker. `Conflict`, `NotFound` and `Invalid` are the caller's to fix; the
+/// rest are the box's.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("approval store: {0}")]
+    Store(#[from] sled::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::StoreError),
+    #[error("approval store: corrupt record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("audit log: {0}")]
+    Audit(#[from] audit::AuditError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no approval or grant '{0}'")]
+    NotFound(String),
+    /// The approval was already decided (or changed since the caller looked); it carries the
+    /// approval as it is now.
+    #[error("{}", conflict_message(.0))]
+    Conflict(Box<Approval>),
+}
+
+fn conflict_message(a: &Approval) -> String {
+    if a.status == Status::Pending {
+        return format!("approval {} changed since you looked: it is now at version {}", a.id, a.version);
+    }
+    format!(
+        "approval {} was already {} by {} at {}",
+        a.id,
+        a.status.as_str(),
+        a.decided_by.as_deref().unwrap_or("system"),
+        a.decided_at.as_deref().unwrap_or("an unknown time")
+    )
+}

@@ -1,0 +1,163 @@
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::*;
+
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc.timestamp_opt(self.0.load(Ordering::SeqCst), 0).single().unwrap_or_default()
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: storage::Store,
+    audit: Arc<audit::AuditLog>,
+    clock: Arc<ManualClock>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = storage::Store::open(&dir.path().join("state")).unwrap();
+    let audit = Arc::new(
+        audit::AuditLog::open(&dir.path().join("audit"), &Default::default(), &db, &prometheus::Registry::new())
+            .unwrap(),
+    );
+    // 2026-11-23T12:00:00Z
+    let clock = Arc::new(ManualClock(AtomicI64::new(1_795_435_200)));
+    Fixture { _dir: dir, db, audit, clock }
+}
+
+fn budgets(f: &Fixture, cfg: &[BudgetConfig]) -> Arc<Budgets> {
+    Arc::new(
+        Budgets::open_with_clock(&f.db, cfg, f.audit.clone(), &prometheus::Registry::new(), f.clock.clone()).unwrap(),
+    )
+}
+
+fn daily(scope: &str, limit: f64) -> BudgetConfig {
+    BudgetConfig {
+        id: None,
+        scope: scope.into(),
+        window: Window::Daily,
+        limit_usd: limit,
+        warn_at: None,
+        timezone: None,
+    }
+}
+
+const MAIN: CallScope<'static> = CallScope { agent: "main", model: "gpt-4o-mini", upstream: "openai" };
+
+#[test]
+fn reservations_never_overshoot_under_concurrency() {
+    let f = fixture();
+    let b = budgets(&f, &[daily("agent:main", 1.0)]);
+    // 1,000 threads each try to reserve $0.01: exactly 100 fit.
+    let handles: Vec<_> = (0..1000)
+        .map(|_| {
+            let b = b.clone();
+            std::thread::spawn(move || b.reserve(&MAIN, 0.01).ok())
+        })
+        .collect();
+    let held: Vec<Reservation> = handles.into_iter().filter_map(|h| h.join().unwrap()).collect();
+    assert_eq!(held.len(), 100);
+    for r in held {
+        r.settle(Some(0.01));
+    }
+    let v = b.get("agent:main@daily").unwrap();
+    assert!((v.spent_usd - 1.0).abs() < 1e-9, "{v:?}");
+    assert!(v.open);
+    let r = b.check_open(&MAIN).unwrap();
+    assert!(r.message().contains("daily limit reached for agent:main"), "{}", r.message());
+    assert_eq!(r.retry_after_s, 12 * 3600);
+}
+
+#[test]
+fn settle_charges_real_cost_capped_at_the_reservation_and_drop_charges_all() {
+    let f = fixture();
+    let b = budgets(&f, &[daily("global", 10.0)]);
+    b.reserve(&MAIN, 1.0).unwrap().settle(Some(0.25));
+    b.reserve(&MAIN, 1.0).unwrap().settle(Some(5.0)); // capped at 1.0
+    b.reserve(&MAIN, 1.0).unwrap().settle(None); // unknown: the reservation
+    drop(b.reserve(&MAIN, 0.5).unwrap());
+    let v = b.get("global@daily").unwrap();
+    assert!((v.spent_usd - 2.75).abs() < 1e-9, "{v:?}");
+    assert_eq!(v.reserved_usd, 0.0);
+}
+
+#[test]
+fn a_call_that_does_not_fit_is_refused_with_what_it_needed() {
+    let f = fixture();
+    let b = budgets(&f, &[daily("model:gpt-4o-mini", 1.0), daily("upstream:other", 0.0)]);
+    let _held = b.reserve(&MAIN, 0.9).unwrap();
+    let r = b.reserve(&MAIN, 0.2).unwrap_err();
+    assert_eq!(r.needed_usd, Some(0.2));
+    assert!(r.message().contains("daily limit reached for model:gpt-4o-mini"));
+    // A budget of another scope does not apply.
+    assert!(b.check_open(&MAIN).is_none());
+}
+
+#[test]
+fn spend_survives_restart_and_window_rollover_resets() {
+    let f = fixture();
+    {
+        let b = budgets(&f, &[daily("agent:main", 1.0)]);
+        b.reserve(&MAIN, 1.0).unwrap().settle(Some(1.0));
+        assert!(b.check_open(&MAIN).is_some());
+    }
+    f.db.flush().unwrap();
+    let b = budgets(&f, &[daily("agent:main", 1.0)]);
+    assert!(b.check_open(&MAIN).is_some(), "spend lost across restart");
+    assert!((b.get("agent:main@daily").unwrap().spent_usd - 1.0).abs() < 1e-9);
+    // Next day: the breaker closes by itself.
+    f.clock.0.fetch_add(13 * 3600, Ordering::SeqCst);
+    assert!(b.check_open(&MAIN).is_none());
+    let v = b.get("agent:main@daily").unwrap();
+    assert_eq!(v.spent_usd, 0.0);
+    assert_eq!(v.window_key, "2026-11-24");
+}
+
+#[test]
+fn manual_reset_closes_the_breaker_and_is_audited() {
+    let f = fixture();
+    let b = budgets(&f, &[daily("agent:main", 0.5)]);
+    b.reserve(&MAIN, 0.5).unwrap().settle(Some(0.5));
+    assert!(b.check_open(&MAIN).is_some());
+    b.reset("agent:main@daily", "raised by ops", "alice").unwrap();
+    assert!(b.check_open(&MAIN).is_none());
+    f.audit.flush().unwrap();
+    let page =
+        f.audit.search(&audit::AuditQuery { kind: Some(audit::RecordKind::Budget), ..Default::default() }).unwrap();
+    let outcomes: Vec<_> = page.items.iter().filter_map(|r| r.outcome.clone()).collect();
+    assert!(outcomes.contains(&"reset".to_string()), "{outcomes:?}");
+    assert!(outcomes.contains(&"open".to_string()), "{outcomes:?}");
+    assert!(outcomes.contains(&"warn".to_string()), "{outcomes:?}");
+}
+
+#[test]
+fn api_budgets_persist_and_config_budgets_are_read_only() {
+    let f = fixture();
+    {
+        let b = budgets(&f, &[daily("global", 5.0)]);
+        b.upsert(daily("agent:ops", 2.0), "admin").unwrap();
+        assert!(matches!(b.upsert(daily("global", 9.0), "admin"), Err(BudgetError::ConfigManaged(_))));
+        assert!(matches!(b.delete("global@daily", "admin"), Err(BudgetError::ConfigManaged(_))));
+    }
+    let b = budgets(&f, &[daily("global", 5.0)]);
+    assert_eq!(b.get("agent:ops@daily").unwrap().limit_usd, 2.0);
+    b.delete("agent:ops@daily", "admin").unwrap();
+    assert!(b.get("agent:ops@daily").is_none());
+}
+
+#[test]
+fn bad_definitions_name_the_budget() {
+    let f = fixture();
+    let e = Budgets::open(&f.db, &[daily("team:x", 1.0)], f.audit.clone(), &prometheus::Registry::new())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("team:x@daily") && e.contains("scope"), "{e}");
+}

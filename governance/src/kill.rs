@@ -1,0 +1,195 @@
+//! Kill switch flags: per agent and global. The data path checks them on every call (the kill
+//! layer), so a kill takes effect at the proxy as soon as the flag is set in memory; the flags
+//! are also written to the `kill_switch` sled tree so a killed agent stays killed across a
+//! restart. What a kill changed in OpenClaw (config, cron jobs) is remembered by the gateway
+//! link, not here: this module only answers "may this agent's calls pass?".
+
+use dashmap::DashMap;
+use prometheus::{IntGauge, Opts};
+use serde::{Deserialize, Serialize};
+use std::sync::RwLock;
+
+/// Key of the global flag in the tree; agent ids are stored under `agent/<id>`.
+const GLOBAL_KEY: &[u8] = b"global";
+const AGENT_PREFIX: &str = "agent/";
+
+/// Why and by whom an agent (or everything) was stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KillEntry {
+    /// The reason given by the operator (required).
+    pub reason: String,
+    /// Token name of whoever killed it.
+    pub actor: String,
+    /// RFC 3339 UTC time of the kill.
+    pub at: String,
+}
+
+impl KillEntry {
+    /// An entry stamped now.
+    pub fn now(reason: &str, actor: &str) -> KillEntry {
+        KillEntry {
+            reason: reason.to_string(),
+            actor: actor.to_string(),
+            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// Per-agent and global kill flags; see the module docs.
+pub struct KillSwitch {
+    tree: sled::Tree,
+    agents: DashMap<String, KillEntry>,
+    global: RwLock<Option<KillEntry>>,
+    killed: IntGauge,
+}
+
+/// Errors of the kill switch store.
+#[derive(Debug, thiserror::Error)]
+pub enum KillError {
+    #[error("kill switch store: {0}")]
+    Store(#[from] sled::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::StoreError),
+    #[error("kill switch store: corrupt record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl KillSwitch {
+    /// Load persisted flags from the main store and register `clawbutler_agents_killed`.
+    pub fn open(store: &storage::Store, registry: &prometheus::Registry) -> Result<KillSwitch, KillError> {
+        let tree = store.tree(storage::Tree::KillSwitch)?;
+        let agents = DashMap::new();
+        let mut global = None;
+        for kv in tree.iter() {
+            let (k, v) = kv?;
+            let entry: KillEntry = serde_json::from_slice(&v)?;
+            if k.as_ref() == GLOBAL_KEY {
+                global = Some(entry);
+            } else if let Some(id) = std::str::from_utf8(&k).ok().and_then(|s| s.strip_prefix(AGENT_PREFIX)) {
+                agents.insert(id.to_string(), entry);
+            }
+        }
+        let killed = IntGauge::with_opts(Opts::new(
+            "clawbutler_agents_killed",
+            "Agents currently stopped by the kill switch (a global kill counts as one more)",
+        ))?;
+        registry.register(Box::new(killed.clone()))?;
+        let ks = KillSwitch { tree, agents, global: RwLock::new(global), killed };
+        ks.update_gauge();
+        Ok(ks)
+    }
+
+    /// Whether calls of `agent` must be refused now, and why.
+    pub fn blocked(&self, agent: &str) -> Option<String> {
+        if let Some(g) = self.global().as_ref() {
+            return Some(format!("all agents are stopped by the global kill switch: {}", g.reason));
+        }
+        self.agents.get(agent).map(|e| format!("agent {agent} is stopped by the kill switch: {}", e.reason))
+    }
+
+    /// The agent's own flag (not the global one), if set.
+    pub fn agent_entry(&self, agent: &str) -> Option<KillEntry> {
+        self.agents.get(agent).map(|e| e.clone())
+    }
+
+    /// The global flag, if set.
+    pub fn global(&self) -> Option<KillEntry> {
+        self.global.read().map(|g| g.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Every agent with its own flag set.
+    pub fn killed_agents(&self) -> Vec<(String, KillEntry)> {
+        let mut v: Vec<_> = self.agents.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Stop `agent`. The in-memory flag is set first so the proxy blocks at once, even if the
+    /// write to disk then fails (fail closed). Returns false when it was already killed.
+    pub fn kill(&self, agent: &str, entry: KillEntry) -> Result<bool, KillError> {
+        let fresh = self.agents.insert(agent.to_string(), entry.clone()).is_none();
+        self.update_gauge();
+        self.tree.insert(format!("{AGENT_PREFIX}{agent}").as_bytes(), serde_json::to_vec(&entry)?)?;
+        self.tree.flush()?;
+        Ok(fresh)
+    }
+
+    /// Let `agent` through again. Returns whether it was killed.
+    pub fn recover(&self, agent: &str) -> Result<bool, KillError> {
+        self.tree.remove(format!("{AGENT_PREFIX}{agent}").as_bytes())?;
+        self.tree.flush()?;
+        let was = self.agents.remove(agent).is_some();
+        self.update_gauge();
+        Ok(was)
+    }
+
+    /// Stop every agent, known or not.
+    pub fn kill_all(&self, entry: KillEntry) -> Result<(), KillError> {
+        match self.global.write() {
+            Ok(mut g) => *g = Some(entry.clone()),
+            Err(p) => *p.into_inner() = Some(entry.clone()),
+        }
+        self.update_gauge();
+        self.tree.insert(GLOBAL_KEY, serde_json::to_vec(&entry)?)?;
+        self.tree.flush()?;
+        Ok(())
+    }
+
+    /// Clear the global flag and every agent flag; returns the agents that had their own flag.
+    pub fn recover_all(&self) -> Result<Vec<String>, KillError> {
+        self.tree.clear()?;
+        self.tree.flush()?;
+        match self.global.write() {
+            Ok(mut g) => *g = None,
+            Err(p) => *p.into_inner() = None,
+        }
+        let ids: Vec<String> = self.agents.iter().map(|e| e.key().clone()).collect();
+        self.agents.clear();
+        self.update_gauge();
+        Ok(ids)
+    }
+
+    fn update_gauge(&self) {
+        let g = i64::from(self.global().is_some());
+        self.killed.set(self.agents.len() as i64 + g);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_blocks_only_that_agent_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = storage::Store::open(dir.path()).unwrap();
+        let ks = KillSwitch::open(&db, &prometheus::Registry::new()).unwrap();
+        assert!(ks.blocked("main").is_none());
+        assert!(ks.kill("main", KillEntry::now("runaway loop", "alice")).unwrap());
+        assert!(ks.blocked("main").unwrap().contains("runaway loop"));
+        assert!(ks.blocked("ops").is_none());
+        drop(ks);
+        let ks = KillSwitch::open(&db, &prometheus::Registry::new()).unwrap();
+        assert!(ks.blocked("main").unwrap().contains("runaway loop"), "flag persisted");
+        assert!(ks.recover("main").unwrap());
+        assert!(ks.blocked("main").is_none());
+        assert!(!ks.recover("main").unwrap());
+    }
+
+    #[test]
+    fn global_kill_blocks_everyone_until_recover_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = storage::Store::open(dir.path()).unwrap();
+        let ks = KillSwitch::open(&db, &prometheus::Registry::new()).unwrap();
+        ks.kill("a", KillEntry::now("x", "alice")).unwrap();
+        ks.kill_all(KillEntry::now("incident 42", "bob")).unwrap();
+        assert!(ks.blocked("never-seen").unwrap().contains("incident 42"));
+        drop(ks);
+        let ks = KillSwitch::open(&db, &prometheus::Registry::new()).unwrap();
+        assert!(ks.blocked("b").is_some());
+        assert_eq!(ks.recover_all().unwrap(), vec!["a".to_string()]);
+        assert!(ks.blocked("a").is_none() && ks.blocked("b").is_none());
+    }
+}
