@@ -15,7 +15,6 @@ use criterion::{criterion_group, Criterion, Throughput};
 fn event(i: u64) -> AuditEvent {
     let words = "the agent asked the model to summarise the quarterly report and draft a reply ";
     AuditEvent {
-        kind: Some(RecordKind::ModelCall),
         decision_id: Some(format!("0190f3a2-7b1c-7d4e-9f00-{i:012}").into()),
         bundle_revision: Some("3f1c9a0d2b7e".into()),
         trace_id: Some(format!("trace-{}", i / 4)),
@@ -30,8 +29,8 @@ fn event(i: u64) -> AuditEvent {
         cost_usd: Some(0.00042),
         latency_ms: Some(812.5),
         actor: Some("policy".into()),
-        outcome: Some("forwarded".into()),
-        ..AuditEvent::default()
+        outcome: Some(audit::Outcome::Completed),
+        ..AuditEvent::new(RecordKind::ModelCall)
     }
 }
 

@@ -244,22 +244,18 @@ fn reload_auditor(audit: Arc<audit::AuditLog>) -> policy::ReloadHook {
         }
         let trigger = serde_json::to_value(o.trigger).unwrap_or_default();
         let ev = audit::AuditEvent {
-            kind: Some(audit::RecordKind::PolicyReload),
             bundle_revision: Some(o.revision.clone()),
             actor: Some(trigger.as_str().unwrap_or("system").to_string()),
-            outcome: Some(
-                if o.error.is_some() {
-                    "error"
-                } else if o.changed {
-                    "reloaded"
-                } else {
-                    "unchanged"
-                }
-                .into(),
-            ),
+            outcome: Some(if o.error.is_some() {
+                audit::Outcome::Error
+            } else if o.changed {
+                audit::Outcome::Reloaded
+            } else {
+                audit::Outcome::Unchanged
+            }),
             reason: o.error.clone(),
             details: serde_json::to_value(o).unwrap_or_default(),
-            ..Default::default()
+            ..audit::AuditEvent::new(audit::RecordKind::PolicyReload)
         };
         if let Err(e) = audit.append(ev) {
             tracing::error!(error = %e, "audit append failed for a policy reload");

@@ -76,10 +76,147 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
-/// One event to record. Every field but `kind` is optional so each kind fills what it has.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// How the thing a record describes ended (or what step of it the record is). Stored as its
+/// snake_case name; the names are part of the log format (docs/audit.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    // A model call's end, or its refusal.
+    /// The response (or stream) completed.
+    Completed,
+    /// The client went away, or the call was abandoned before the upstream answered.
+    Cancelled,
+    /// The upstream failed (connect, timeout, error status, cut stream).
+    UpstreamError,
+    /// The upstream stream went silent past the idle timeout.
+    #[serde(rename = "stream_idle_timeout")]
+    IdleTimeout,
+    /// Refused by policy, kill switch or a hold that was not approved.
+    Denied,
+    /// Refused by a budget.
+    BudgetExceeded,
+    // Approvals and grants.
+    /// An approval or grant was created.
+    Created,
+    /// An approval was allowed.
+    Allowed,
+    /// An approval expired with no decision.
+    Expired,
+    /// A grant was revoked.
+    Revoked,
+    /// An exec approval was held for a human.
+    Held,
+    /// An exec approval was approved by a human.
+    Approved,
+    /// The sidecar sent OpenClaw `allow-once` for an exec approval.
+    #[serde(rename = "resolved_allow-once")]
+    ResolvedAllowOnce,
+    /// The sidecar sent OpenClaw `deny` for an exec approval.
+    ResolvedDeny,
+    /// Sending the resolution to OpenClaw failed.
+    ResolveFailed,
+    /// The exec approval was resolved in OpenClaw itself.
+    ResolvedElsewhere,
+    // Budgets.
+    /// Spend crossed the warning threshold.
+    Warn,
+    /// The breaker opened.
+    Open,
+    /// The breaker closed (window reset).
+    Close,
+    /// An operator reset the spend.
+    Reset,
+    /// A budget was created or changed through the API.
+    Upsert,
+    /// A budget was deleted through the API.
+    Delete,
+    // Policies.
+    /// A bundle reload took a new revision.
+    Reloaded,
+    /// A reload found the same revision.
+    Unchanged,
+    /// A reload (or another operation) failed.
+    Error,
+    // Audit log.
+    /// Retention removed old segments.
+    Pruned,
+    // Tokens.
+    TokenCreated,
+    TokenRevoked,
+    // Kill switch (at the proxy, and what it changed in OpenClaw).
+    BlockedAtProxy,
+    UnblockedAtProxy,
+    GlobalBlockedAtProxy,
+    GlobalUnblockedAtProxy,
+    GatewayPending,
+    RunsAborted,
+    ApprovalsDenied,
+    ToolsDenied,
+    ToolsDenyFailed,
+    CronDisabled,
+    ConfigRestored,
+    CronRestored,
+    // The gateway link.
+    Connected,
+    Disconnected,
+}
+
+impl Outcome {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Cancelled => "cancelled",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::IdleTimeout => "stream_idle_timeout",
+            Outcome::Denied => "denied",
+            Outcome::BudgetExceeded => "budget_exceeded",
+            Outcome::Created => "created",
+            Outcome::Allowed => "allowed",
+            Outcome::Expired => "expired",
+            Outcome::Revoked => "revoked",
+            Outcome::Held => "held",
+            Outcome::Approved => "approved",
+            Outcome::ResolvedAllowOnce => "resolved_allow-once",
+            Outcome::ResolvedDeny => "resolved_deny",
+            Outcome::ResolveFailed => "resolve_failed",
+            Outcome::ResolvedElsewhere => "resolved_elsewhere",
+            Outcome::Warn => "warn",
+            Outcome::Open => "open",
+            Outcome::Close => "close",
+            Outcome::Reset => "reset",
+            Outcome::Upsert => "upsert",
+            Outcome::Delete => "delete",
+            Outcome::Reloaded => "reloaded",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Error => "error",
+            Outcome::Pruned => "pruned",
+            Outcome::TokenCreated => "token_created",
+            Outcome::TokenRevoked => "token_revoked",
+            Outcome::BlockedAtProxy => "blocked_at_proxy",
+            Outcome::UnblockedAtProxy => "unblocked_at_proxy",
+            Outcome::GlobalBlockedAtProxy => "global_blocked_at_proxy",
+            Outcome::GlobalUnblockedAtProxy => "global_unblocked_at_proxy",
+            Outcome::GatewayPending => "gateway_pending",
+            Outcome::RunsAborted => "runs_aborted",
+            Outcome::ApprovalsDenied => "approvals_denied",
+            Outcome::ToolsDenied => "tools_denied",
+            Outcome::ToolsDenyFailed => "tools_deny_failed",
+            Outcome::CronDisabled => "cron_disabled",
+            Outcome::ConfigRestored => "config_restored",
+            Outcome::CronRestored => "cron_restored",
+            Outcome::Connected => "connected",
+            Outcome::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// One event to record. `kind` is required; the other fields are optional so each kind fills
+/// what it has. Build one with [`AuditEvent::new`] (or [`AuditEvent::from_decision`]) and
+/// struct-update syntax: `AuditEvent { actor: Some(..), ..AuditEvent::new(RecordKind::Auth) }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    pub kind: Option<RecordKind>,
+    pub kind: RecordKind,
     pub decision_id: Option<DecisionId>,
     pub bundle_revision: Option<String>,
     pub trace_id: Option<String>,
@@ -97,8 +234,8 @@ pub struct AuditEvent {
     pub latency_ms: Option<f64>,
     /// Who acted (token name, `policy`, `system`).
     pub actor: Option<String>,
-    /// Result, e.g. `forwarded`, `denied`, `upstream_error`, `cancelled`, `approved`.
-    pub outcome: Option<String>,
+    /// How it ended, or which step of it this record is.
+    pub outcome: Option<Outcome>,
     /// Kind-specific extras (approval id, OpenClaw run id, finish reason, tool calls, ...).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub details: serde_json::Value,
@@ -108,10 +245,33 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// An event of `kind` with every optional field empty.
+    pub fn new(kind: RecordKind) -> AuditEvent {
+        AuditEvent {
+            kind,
+            decision_id: None,
+            bundle_revision: None,
+            trace_id: None,
+            agent: None,
+            session: None,
+            action: None,
+            rule: None,
+            risk: None,
+            reason: None,
+            subject: serde_json::Value::Null,
+            usage: None,
+            cost_usd: None,
+            latency_ms: None,
+            actor: None,
+            outcome: None,
+            details: serde_json::Value::Null,
+            mask: Vec::new(),
+        }
+    }
+
     /// An event of `kind` carrying the decision's fields.
     pub fn from_decision(kind: RecordKind, d: &Decision) -> AuditEvent {
         AuditEvent {
-            kind: Some(kind),
             decision_id: Some(d.id.clone()),
             bundle_revision: Some(d.bundle_revision.clone()),
             action: Some(d.action),
@@ -119,7 +279,7 @@ impl AuditEvent {
             risk: Some(d.risk),
             reason: Some(d.reason.clone()),
             mask: d.obligations.mask.clone(),
-            ..AuditEvent::default()
+            ..AuditEvent::new(kind)
         }
     }
 }
@@ -146,7 +306,7 @@ pub(crate) fn to_masked_record(ev: AuditEvent, salt: &crate::mask::Salt) -> crat
     let text = |s: Option<String>| s.map(|s| mask::mask_text_with_salted(&s, &literals, salt));
     let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
     crate::record::AuditRecord {
-        kind: ev.kind,
+        kind: Some(ev.kind),
         decision_id: ev.decision_id.map(String::from),
         bundle_revision: ev.bundle_revision,
         trace_id: ev.trace_id,
@@ -161,7 +321,7 @@ pub(crate) fn to_masked_record(ev: AuditEvent, salt: &crate::mask::Salt) -> crat
         cost_usd: finite(ev.cost_usd),
         latency_ms: finite(ev.latency_ms),
         actor: text(ev.actor),
-        outcome: text(ev.outcome),
+        outcome: ev.outcome.map(|o| o.as_str().to_string()),
         details,
         ..Default::default()
     }

@@ -31,7 +31,7 @@ mod writer;
 
 pub use checkpoint::Checkpoint;
 pub use error::AuditError;
-pub use event::{AuditEvent, RecordKind, Usage};
+pub use event::{AuditEvent, Outcome, RecordKind, Usage};
 pub use export::{export, follow, tail, ExportFormat};
 pub use query::{AuditPage, AuditQuery, DEFAULT_LIMIT, MAX_LIMIT};
 pub use record::{AuditRecord, GENESIS_HASH};

@@ -405,7 +405,7 @@ fn retention_record(through: u64, segments: Vec<String>, days: u32, checkpoint: 
     AuditRecord {
         kind: Some(crate::event::RecordKind::Retention),
         actor: Some("system".into()),
-        outcome: Some("pruned".into()),
+        outcome: Some(crate::event::Outcome::Pruned.as_str().into()),
         reason: Some(reason),
         details,
         ..AuditRecord::default()

@@ -6,59 +6,16 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use audit::{AuditEvent, AuditSettings, RecordKind};
+use audit::AuditSettings;
 
-const CHILD_ENV: &str = "AUDIT_CRASH_CHILD_DIR";
+/// The child: `src/bin/audit_crash_child.rs`, which appends from many tasks and prints
+/// `ACK <seq> <marker>` after each durable append until it is killed.
+const CHILD: &str = env!("CARGO_BIN_EXE_audit-crash-child");
 const KILLS: usize = 55;
-
-/// Child mode (only when re-executed by `sigkill_at_random_points_loses_no_acknowledged_record`):
-/// append forever from many tasks; print `ACK <seq> <marker>` after each durable append.
-#[test]
-fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-    let run: u64 = std::env::var("AUDIT_CRASH_RUN").unwrap().parse().unwrap();
-    let settings = AuditSettings {
-        group_commit_records: 64,
-        segment_max_bytes: 64 * 1024,
-        checkpoint_every_records: 300,
-        ..AuditSettings::default()
-    };
-    let log = Arc::new(common::open(std::path::Path::new(&dir), &settings));
-    let out = Arc::new(Mutex::new(std::io::stdout()));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut tasks = Vec::new();
-        for t in 0..8u64 {
-            let (log, out) = (log.clone(), out.clone());
-            tasks.push(tokio::spawn(async move {
-                for i in 0.. {
-                    let marker = format!("{run}-{t}-{i}");
-                    let ev = AuditEvent {
-                        kind: Some(RecordKind::ModelCall),
-                        details: serde_json::json!({"marker": marker, "pad": "x".repeat(200)}),
-                        ..AuditEvent::default()
-                    };
-                    if i % 3 == 0 {
-                        log.append(ev).unwrap(); // not acknowledged: may be lost
-                        continue;
-                    }
-                    let seq = log.append_durable(ev).await.unwrap();
-                    let mut o = out.lock().unwrap();
-                    writeln!(o, "ACK {seq} {marker}").unwrap();
-                    o.flush().unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
-    });
-}
 
 fn rand_ms(state: &mut u64) -> u64 {
     *state ^= *state << 13;
@@ -69,18 +26,13 @@ fn rand_ms(state: &mut u64) -> u64 {
 
 #[test]
 fn sigkill_at_random_points_loses_no_acknowledged_record() {
-    if std::env::var(CHILD_ENV).is_ok() {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut acked: HashMap<String, u64> = HashMap::new();
     let mut rng = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     for run in 0..KILLS {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, tmp.path())
-            .env("AUDIT_CRASH_RUN", run.to_string())
+        let mut child = Command::new(CHILD)
+            .arg(tmp.path())
+            .arg(run.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -82,13 +82,12 @@ fn secrets_never_reach_the_segment_file_and_equal_values_correlate() {
     let tmp = tempfile::tempdir().unwrap();
     let log = common::open(tmp.path(), &AuditSettings::default());
     let ev = |i: u64| AuditEvent {
-        kind: Some(RecordKind::ToolCall),
         agent: Some("ops-bot".into()),
         reason: Some(format!("user alice@example.com asked (call {i})")),
         subject: json!({"command": format!("psql postgres://admin:{}@db/prod", "S3cr3tPw"), "api_key": OPENAI}),
         details: json!({"prompt": format!("my card is 5555 5555 5555 4444 and token {JWT}")}),
         mask: vec!["S3cr3tPw".into(), "$.subject.command".into()],
-        ..AuditEvent::default()
+        ..AuditEvent::new(RecordKind::ToolCall)
     };
     log.append(ev(1)).unwrap();
     log.append(ev(2)).unwrap();
@@ -116,12 +115,7 @@ fn email_token(log: &audit::AuditLog, seq: u64) -> String {
 }
 
 fn mail_event(who: &str) -> AuditEvent {
-    AuditEvent {
-        kind: Some(RecordKind::Auth),
-        agent: Some(who.into()),
-        reason: Some(format!("login by {who}")),
-        ..AuditEvent::default()
-    }
+    AuditEvent { agent: Some(who.into()), reason: Some(format!("login by {who}")), ..AuditEvent::new(RecordKind::Auth) }
 }
 
 #[test]

@@ -53,9 +53,9 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// All control routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// Every control route group, remembering the API paths it serves.
+pub fn routes() -> routes::Routes {
+    routes::Routes::default()
         .merge(routes::health::routes())
         .merge(routes::policies::routes())
         .merge(routes::audit::routes())
@@ -67,8 +67,16 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::agents::routes())
         .merge(routes::budgets::routes())
         .merge(routes::ui::routes())
-        .fallback(routes::not_found)
-        .with_state(state)
+}
+
+/// The API paths the control router serves (each must be described in `openapi.json`).
+pub fn api_paths() -> Vec<&'static str> {
+    routes().paths().to_vec()
+}
+
+/// All control routes.
+pub fn router(state: AppState) -> Router {
+    routes().into_router().fallback(routes::not_found).with_state(state)
 }
 
 /// Serve the router until `shutdown` turns true.

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use audit::Outcome;
 use decision::{Action, CallKind, Decision, ExecInput, PolicyInput};
 use governance::approvals::{HoldRequest, Status};
 use serde_json::{json, Value};
@@ -80,15 +81,15 @@ impl Gateway {
         json!({"openclaw_approval_id": r.id, "run_id": r.run_id, "tool_call_id": r.tool_call_id})
     }
 
-    fn audit_exec(&self, r: &ExecRequest, d: Option<&Decision>, actor: &str, outcome: &str, extra: Value) {
+    fn audit_exec(&self, r: &ExecRequest, d: Option<&Decision>, actor: &str, outcome: Outcome, extra: Value) {
         let mut ev = match d {
             Some(d) => audit::AuditEvent::from_decision(audit::RecordKind::Exec, d),
-            None => audit::AuditEvent { kind: Some(audit::RecordKind::Exec), ..Default::default() },
+            None => audit::AuditEvent::new(audit::RecordKind::Exec),
         };
         ev.agent = Some(r.agent.clone());
         ev.session = r.session.clone();
         ev.actor = Some(actor.to_string());
-        ev.outcome = Some(outcome.to_string());
+        ev.outcome = Some(outcome);
         ev.subject = json!({"command": r.exec.command, "argv": r.exec.argv, "cwd": r.exec.cwd, "resolved_path": r.exec.resolved_path});
         let mut details = self.ids(r);
         if let (Some(o), Value::Object(x)) = (details.as_object_mut(), extra) {
@@ -116,7 +117,7 @@ impl Gateway {
         r.exec.workspace = self.registry.get(&r.agent, true, 0).and_then(|a| a.workspace);
         if let Some(why) = self.parts.kill.blocked(&r.agent) {
             let d = Decision::synthetic(Action::Deny, "kill_switch", &why, decision::Risk::High);
-            self.audit_exec(&r, Some(&d), "policy", "denied", json!({"reconcile": reconciling}));
+            self.audit_exec(&r, Some(&d), "policy", Outcome::Denied, json!({"reconcile": reconciling}));
             self.resolve(&r, "deny").await;
             return;
         }
@@ -127,11 +128,11 @@ impl Gateway {
         let d = self.parts.policy.evaluate(&input);
         match d.action {
             Action::Allow => {
-                self.audit_exec(&r, Some(&d), "policy", "allowed", json!({"reconcile": reconciling}));
+                self.audit_exec(&r, Some(&d), "policy", Outcome::Allowed, json!({"reconcile": reconciling}));
                 self.resolve(&r, "allow-once").await;
             }
             Action::Deny => {
-                self.audit_exec(&r, Some(&d), "policy", "denied", json!({"reconcile": reconciling}));
+                self.audit_exec(&r, Some(&d), "policy", Outcome::Denied, json!({"reconcile": reconciling}));
                 self.resolve(&r, "deny").await;
             }
             Action::Hold => self.hold(r, d, input.trace_id.clone()).await,
@@ -156,12 +157,12 @@ impl Gateway {
             Ok(h) => h,
             Err(e) => {
                 // No approval could be stored: fail closed.
-                self.audit_exec(&r, Some(&d), "system", "denied", json!({"error": e.to_string()}));
+                self.audit_exec(&r, Some(&d), "system", Outcome::Denied, json!({"error": e.to_string()}));
                 self.resolve(&r, "deny").await;
                 return;
             }
         };
-        self.audit_exec(&r, Some(&d), "policy", "held", json!({"approval_id": held.approval().id}));
+        self.audit_exec(&r, Some(&d), "policy", Outcome::Held, json!({"approval_id": held.approval().id}));
         let res = held.await;
         if lock(&self.exec.ours).contains(&r.id) || !lock(&self.exec.pending).contains_key(&r.id) {
             // Resolved elsewhere (another client, the kill switch, or gone after a reconnect).
@@ -173,7 +174,7 @@ impl Gateway {
             &r,
             Some(&d),
             &actor,
-            if res.is_allowed() { "approved" } else { res.approval.status.as_str() },
+            if res.is_allowed() { Outcome::Approved } else { res.approval.status.outcome() },
             json!({"approval_id": res.approval.id}),
         );
         self.resolve(&r, decision).await;
@@ -198,10 +199,17 @@ impl Gateway {
         };
         lock(&self.exec.pending).remove(&r.id);
         match outcome {
-            Ok(()) => self.audit_exec(r, None, "clawbutler", &format!("resolved_{decision}"), Value::Null),
-            Err(e) => {
-                self.audit_exec(r, None, "clawbutler", "resolve_failed", json!({"decision": decision, "error": e}))
+            Ok(()) => {
+                let o = if decision == "allow-once" { Outcome::ResolvedAllowOnce } else { Outcome::ResolvedDeny };
+                self.audit_exec(r, None, "clawbutler", o, Value::Null)
             }
+            Err(e) => self.audit_exec(
+                r,
+                None,
+                "clawbutler",
+                Outcome::ResolveFailed,
+                json!({"decision": decision, "error": e}),
+            ),
         }
     }
 
@@ -227,7 +235,7 @@ impl Gateway {
             &r,
             None,
             &format!("openclaw:{by}"),
-            "resolved_elsewhere",
+            Outcome::ResolvedElsewhere,
             json!({
             "decision": decision, "closed_approval": closed.ok().flatten().map(|c| c.approval.id)}),
         );
@@ -277,7 +285,7 @@ impl Gateway {
                 continue;
             }
             let d = Decision::synthetic(Action::Deny, "kill_switch", reason, decision::Risk::High);
-            self.audit_exec(&r, Some(&d), actor, "denied", json!({"kill_switch": true}));
+            self.audit_exec(&r, Some(&d), actor, Outcome::Denied, json!({"kill_switch": true}));
             self.resolve(&r, "deny").await;
             denied.push(r.id);
         }

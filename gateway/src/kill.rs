@@ -138,16 +138,15 @@ impl Gateway {
         Ok(())
     }
 
-    fn audit_kill(&self, id: &str, actor: &str, reason: &str, outcome: &str, details: Value) {
+    fn audit_kill(&self, id: &str, actor: &str, reason: &str, outcome: audit::Outcome, details: Value) {
         let ev = audit::AuditEvent {
-            kind: Some(audit::RecordKind::KillSwitch),
             agent: Some(id.to_string()),
             actor: Some(actor.to_string()),
             reason: Some(reason.to_string()),
-            outcome: Some(outcome.to_string()),
+            outcome: Some(outcome),
             subject: json!({"agent": id}),
             details,
-            ..Default::default()
+            ..audit::AuditEvent::new(audit::RecordKind::KillSwitch)
         };
         if let Err(e) = self.parts.audit.append(ev) {
             tracing::error!(error = %e, "kill switch audit append failed");
@@ -215,19 +214,19 @@ impl Gateway {
     /// Kill `id` in OpenClaw; see the module docs.
     pub(crate) async fn kill_agent(&self, id: &str, reason: &str, actor: &str) -> Result<Value, String> {
         if !self.link.is_connected() {
-            self.audit_kill(id, actor, reason, "gateway_pending", json!({"why": "gateway not connected"}));
+            self.audit_kill(id, actor, reason, audit::Outcome::GatewayPending, json!({"why": "gateway not connected"}));
             return Err("gateway not connected: model calls are blocked at the proxy; the OpenClaw side is applied when the link is back".into());
         }
         let _serial = self.kill_lock.lock().await;
         let aborted = self.abort_runs(id).await;
-        self.audit_kill(id, actor, reason, "runs_aborted", json!({"sessions": aborted}));
+        self.audit_kill(id, actor, reason, audit::Outcome::RunsAborted, json!({"sessions": aborted}));
         let denied = self.deny_exec_for_agent(id, reason, actor).await;
         let held = self.parts.broker.deny_all_for_agent(id, &format!("kill switch: {reason}"), actor).await;
         self.audit_kill(
             id,
             actor,
             reason,
-            "approvals_denied",
+            audit::Outcome::ApprovalsDenied,
             json!({"openclaw_approvals": denied, "clawbutler_approvals": held.iter().map(|a| &a.id).collect::<Vec<_>>()}),
         );
         if let Some(r) = self.record(id) {
@@ -252,12 +251,12 @@ impl Gateway {
             id,
             actor,
             reason,
-            if patched.is_ok() { "tools_denied" } else { "tools_deny_failed" },
+            if patched.is_ok() { audit::Outcome::ToolsDenied } else { audit::Outcome::ToolsDenyFailed },
             json!({"patch": patch, "changes": rec.changes, "error": patched.as_ref().err().map(|e| e.to_string())}),
         );
         rec.cron_disabled = self.disable_cron(id).await;
         self.save(id, &rec)?;
-        self.audit_kill(id, actor, reason, "cron_disabled", json!({"jobs": rec.cron_disabled}));
+        self.audit_kill(id, actor, reason, audit::Outcome::CronDisabled, json!({"jobs": rec.cron_disabled}));
         Ok(json!({"aborted": aborted, "denied_approvals": denied, "config_patched": rec.config_patched,
                   "config_error": patched.err().map(|e| e.to_string()), "cron_disabled": rec.cron_disabled}))
     }
@@ -308,7 +307,7 @@ impl Gateway {
                         id,
                         actor,
                         reason,
-                        "config_restored",
+                        audit::Outcome::ConfigRestored,
                         json!({"patch": raw, "skipped_changed_since": skipped}),
                     ),
                     Err(e) => errors.push(format!("config: {e}")),
@@ -322,7 +321,7 @@ impl Gateway {
                 Err(e) => errors.push(format!("cron {jid}: {e}")),
             }
         }
-        self.audit_kill(id, actor, reason, "cron_restored", json!({"jobs": enabled}));
+        self.audit_kill(id, actor, reason, audit::Outcome::CronRestored, json!({"jobs": enabled}));
         if !errors.is_empty() {
             // Keep the record so a later recover can finish the job; the proxy stays blocked.
             return Err(errors.join("; "));

@@ -148,7 +148,7 @@ impl Gateway {
                 }
                 Ok(LinkEvent::Disconnected) => {
                     self.registry.clear_runs();
-                    self.audit_gateway("disconnected", json!({"url": self.link.url()}));
+                    self.audit_gateway(audit::Outcome::Disconnected, json!({"url": self.link.url()}));
                 }
                 Ok(LinkEvent::Event(e)) => self.on_event(&e),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -184,7 +184,7 @@ impl Gateway {
     }
 
     async fn on_connected(self: Arc<Self>) {
-        self.audit_gateway("connected", json!({"url": self.link.url()}));
+        self.audit_gateway(audit::Outcome::Connected, json!({"url": self.link.url()}));
         self.refresh_agents().await;
         if self.settings.exec_approvals {
             self.reconcile_exec().await;
@@ -199,13 +199,12 @@ impl Gateway {
         }
     }
 
-    fn audit_gateway(&self, outcome: &str, details: serde_json::Value) {
+    fn audit_gateway(&self, outcome: audit::Outcome, details: serde_json::Value) {
         let ev = audit::AuditEvent {
-            kind: Some(audit::RecordKind::Gateway),
             actor: Some("system".into()),
-            outcome: Some(outcome.into()),
+            outcome: Some(outcome),
             details,
-            ..Default::default()
+            ..audit::AuditEvent::new(audit::RecordKind::Gateway)
         };
         if let Err(e) = self.parts.audit.append(ev) {
             tracing::error!(error = %e, "gateway audit append failed");

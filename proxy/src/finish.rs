@@ -66,9 +66,9 @@ impl CallEnd {
             r.settle(charge);
         }
         let label = if failed && self.status != 0 && outcome == Outcome::Completed {
-            "upstream_error"
+            audit::Outcome::UpstreamError
         } else {
-            outcome.as_str()
+            outcome.audit()
         };
         record::finish_event(&mut ev, label, summary.usage, cost, self.ctx.started.elapsed().as_secs_f64() * 1e3);
         ev.details = serde_json::json!({

@@ -1,7 +1,7 @@
 //! Building the audit events of model calls, so every path (forwarded, refused, failed)
 //! records the same subject fields.
 
-use audit::{AuditEvent, RecordKind, Usage};
+use audit::{AuditEvent, Outcome, RecordKind, Usage};
 use decision::Decision;
 use serde_json::json;
 
@@ -32,8 +32,8 @@ pub fn model_call_event(req: &CallRequest, d: &Decision) -> AuditEvent {
 }
 
 /// Fill the result fields.
-pub fn finish_event(ev: &mut AuditEvent, outcome: &str, usage: Option<Usage>, cost: Option<f64>, latency_ms: f64) {
-    ev.outcome = Some(outcome.to_string());
+pub fn finish_event(ev: &mut AuditEvent, outcome: Outcome, usage: Option<Usage>, cost: Option<f64>, latency_ms: f64) {
+    ev.outcome = Some(outcome);
     ev.usage = usage;
     ev.cost_usd = cost;
     ev.latency_ms = Some(latency_ms);

@@ -45,8 +45,8 @@ pub async fn refuse(
 ) -> Result<Response<ResBody>, ProxyError> {
     let _ = req.ctx.action.set(Action::Deny);
     let (actor, outcome) = match &why {
-        Refusal::Deny => ("policy", "denied"),
-        Refusal::Budget(_) => ("budget", "budget_exceeded"),
+        Refusal::Deny => ("policy", audit::Outcome::Denied),
+        Refusal::Budget(_) => ("budget", audit::Outcome::BudgetExceeded),
     };
     let mut ev = record::model_call_event(req, d);
     ev.actor = Some(actor.into());

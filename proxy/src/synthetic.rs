@@ -182,11 +182,37 @@ mod tests {
     }
 
     #[test]
-    fn anthropic_and_responses_streams_parse() {
-        for s in [anthropic_stream("m", "d", "t"), responses_stream("m", "d", 0, "t")] {
-            for e in events(&s) {
-                serde_json::from_str::<serde_json::Value>(&e).unwrap();
-            }
-        }
+    fn anthropic_and_responses_streams_parse_and_carry_the_text() {
+        let anth: Vec<serde_json::Value> = events(&anthropic_stream("m", "d", "denied: because"))
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        let types: Vec<&str> = anth.iter().filter_map(|v| v["type"].as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(anth[2]["delta"]["text"], "denied: because");
+        assert_eq!(anth[4]["delta"]["stop_reason"], "end_turn");
+
+        let resp: Vec<serde_json::Value> = events(&responses_stream("m", "d", 0, "denied: because"))
+            .iter()
+            .map(|e| serde_json::from_str(e).unwrap())
+            .collect();
+        assert_eq!(resp.len(), 8, "{resp:?}");
+        assert_eq!(resp.first().unwrap()["type"], "response.created");
+        let delta = resp.iter().find(|v| v["type"] == "response.output_text.delta").unwrap();
+        assert_eq!(delta["delta"], "denied: because");
+        let done = resp.last().unwrap();
+        assert_eq!(done["type"], "response.completed");
+        let seqs: Vec<u64> = resp.iter().map(|v| v["sequence_number"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (0..8).collect::<Vec<u64>>(), "sequence numbers count up from 0");
     }
 }

@@ -79,7 +79,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Policy(c) => policy_cmd::run(&cli, c),
         Command::Audit(c) => audit_cmd::run(&cli, c),
         Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
-        Command::Token(c) => token_cmd::run(&cli, c),
+        Command::Token(c) => token_cmd::run(&cli, c).await,
         Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
         Command::Attach(a) => attach_cmd::run(&cli, a, false).await,
         Command::Detach(a) => attach_cmd::run(&cli, a, true).await,

@@ -13,7 +13,6 @@ pub fn open(dir: &Path, settings: &AuditSettings) -> AuditLog {
 
 pub fn event(i: u64) -> AuditEvent {
     AuditEvent {
-        kind: Some(if i % 3 == 0 { RecordKind::Exec } else { RecordKind::ModelCall }),
         agent: Some(format!("agent-{}", i % 4)),
         trace_id: Some(format!("trace-{}", i / 5)),
         action: Some(if i % 7 == 0 { Action::Deny } else { Action::Allow }),
@@ -21,7 +20,7 @@ pub fn event(i: u64) -> AuditEvent {
         reason: Some(format!("reason number {i}")),
         subject: serde_json::json!({"model": "gpt-4o", "i": i}),
         details: serde_json::json!({"marker": i}),
-        ..AuditEvent::default()
+        ..AuditEvent::new(if i % 3 == 0 { RecordKind::Exec } else { RecordKind::ModelCall })
     }
 }
 

@@ -8,17 +8,18 @@
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use governance::agents::{AgentSummary, Health};
 
+use super::Routes;
 use crate::{AppState, Caller, Problem, Role};
 
 /// The agent routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::default()
         .route("/api/v1/agents", get(list))
         .route("/api/v1/agents/kill", post(kill_all))
         .route("/api/v1/agents/recover", post(recover_all))
@@ -105,16 +106,15 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
 }
 
-async fn audit(s: &AppState, agent: Option<&str>, actor: &str, outcome: &str, reason: &str, details: Value) {
+async fn audit(s: &AppState, agent: Option<&str>, actor: &str, outcome: audit::Outcome, reason: &str, details: Value) {
     let ev = audit::AuditEvent {
-        kind: Some(audit::RecordKind::KillSwitch),
         agent: agent.map(str::to_string),
         actor: Some(actor.to_string()),
-        outcome: Some(outcome.to_string()),
+        outcome: Some(outcome),
         reason: Some(reason.to_string()),
         subject: json!({"agent": agent.unwrap_or("*")}),
         details,
-        ..audit::AuditEvent::default()
+        ..audit::AuditEvent::new(audit::RecordKind::KillSwitch)
     };
     if let Err(e) = s.audit.append_durable(ev).await {
         tracing::error!(error = %e, "kill switch audit append failed");
@@ -143,7 +143,8 @@ async fn kill(
     let reason = reason_of(parse::<KillBody>(&body)?.reason)?;
     // Block at the proxy first: this is the <= 100 ms promise and must not wait for OpenClaw.
     let fresh = s.kill.kill(&id, governance::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
-    audit(&s, Some(&id), &caller.name, "blocked_at_proxy", &reason, json!({"already_killed": !fresh})).await;
+    audit(&s, Some(&id), &caller.name, audit::Outcome::BlockedAtProxy, &reason, json!({"already_killed": !fresh}))
+        .await;
     let gateway = match &s.agents {
         Some(c) => c.kill(&id, &reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
         None => json!({"configured": false}),
@@ -178,7 +179,7 @@ async fn recover(
         None => json!({"configured": false}),
     };
     let was = s.kill.recover(&id).map_err(store_err)?;
-    audit(&s, Some(&id), &caller.name, "unblocked_at_proxy", &reason, json!({"was_killed": was})).await;
+    audit(&s, Some(&id), &caller.name, audit::Outcome::UnblockedAtProxy, &reason, json!({"was_killed": was})).await;
     let mut v = view(&s, s.agents.as_ref().and_then(|c| c.get(&id)), &id);
     v["gateway"] = gateway;
     Ok(Json(v))
@@ -188,7 +189,7 @@ async fn kill_all(State(s): State<AppState>, caller: Caller, body: axum::body::B
     caller.require(Role::Admin)?;
     let reason = reason_of(parse::<KillBody>(&body)?.reason)?;
     s.kill.kill_all(governance::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
-    audit(&s, None, &caller.name, "global_blocked_at_proxy", &reason, Value::Null).await;
+    audit(&s, None, &caller.name, audit::Outcome::GlobalBlockedAtProxy, &reason, Value::Null).await;
     let gateway = match &s.agents {
         Some(c) => c.kill_all(&reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
         None => json!({"configured": false}),
@@ -208,6 +209,6 @@ async fn recover_all(
         None => json!({"configured": false}),
     };
     let agents = s.kill.recover_all().map_err(store_err)?;
-    audit(&s, None, &caller.name, "global_unblocked_at_proxy", &reason, json!({"agents": agents})).await;
+    audit(&s, None, &caller.name, audit::Outcome::GlobalUnblockedAtProxy, &reason, json!({"agents": agents})).await;
     Ok(Json(json!({"killed": false, "recovered_agents": agents, "gateway": gateway})))
 }

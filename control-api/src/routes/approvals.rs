@@ -6,7 +6,7 @@
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use governance::approvals::{ApprovalQuery, BrokerError, DecideRequest, Resolution};
 use http::{HeaderMap, HeaderValue, StatusCode};
@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::Routes;
 use crate::auth::{Caller, Role};
 use crate::problem::Problem;
 use crate::AppState;
@@ -24,8 +25,8 @@ use crate::AppState;
 const MAX_BATCH: usize = 500;
 
 /// The approval routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::default()
         .route("/api/v1/approvals", get(list))
         .route("/api/v1/approvals/batch", post(batch))
         .route("/api/v1/approvals/{id}", get(one))

@@ -3,15 +3,16 @@
 
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
+use super::Routes;
 use crate::auth::Caller;
 use crate::problem::Problem;
 use crate::AppState;
 
 /// The audit routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::default()
         .route("/api/v1/audit", get(search))
         .route("/api/v1/audit/verify", get(verify))
         .route("/api/v1/audit/trace/{trace_id}", get(trace))

@@ -3,17 +3,18 @@
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use governance::budget::{BudgetConfig, BudgetError, BudgetView};
 use serde::Deserialize;
 
+use super::Routes;
 use crate::auth::{Caller, Role};
 use crate::problem::Problem;
 use crate::AppState;
 
 /// The budget routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::default()
         .route("/api/v1/budgets", get(list).put(put_body))
         .route("/api/v1/budgets/{id}", get(one).put(put_id).delete(delete))
         .route("/api/v1/budgets/{id}/reset", post(reset))

@@ -20,12 +20,12 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use axum::Router;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
+use super::Routes;
 use crate::auth::Caller;
 use crate::problem::Problem;
 use crate::AppState;
@@ -34,8 +34,8 @@ use crate::AppState;
 const CATCH_UP_CHUNK: usize = 500;
 
 /// The events route.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/events", get(events))
+pub fn routes() -> Routes {
+    Routes::default().route("/api/v1/events", get(events))
 }
 
 /// Which records a client wants.

@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use governance::approvals::ScopeInput;
 use http::StatusCode;
@@ -11,13 +11,16 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::approvals::problem;
+use super::Routes;
 use crate::auth::{Caller, Role};
 use crate::problem::Problem;
 use crate::AppState;
 
 /// The grant routes.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/grants", get(list).post(create)).route("/api/v1/grants/{id}", get(one).delete(revoke))
+pub fn routes() -> Routes {
+    Routes::default()
+        .route("/api/v1/grants", get(list).post(create))
+        .route("/api/v1/grants/{id}", get(one).delete(revoke))
 }
 
 #[derive(Debug, Default, Deserialize)]

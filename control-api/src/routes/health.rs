@@ -3,16 +3,17 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use http::{HeaderValue, StatusCode};
 use prometheus::Encoder;
 use serde_json::json;
 
+use super::Routes;
 use crate::AppState;
 
 /// The health routes.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/livez", get(livez)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+pub fn routes() -> Routes {
+    Routes::default().route("/livez", get(livez)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
 }
 
 async fn livez() -> Json<serde_json::Value> {

@@ -12,7 +12,57 @@ pub mod policies;
 pub mod tokens;
 pub mod ui;
 
+use axum::routing::MethodRouter;
+use axum::Router;
+
 use crate::problem::Problem;
+use crate::AppState;
+
+/// A router that remembers which paths it serves, so the OpenAPI test can walk the real route
+/// table: a route added without a spec entry fails that test. Routes that are not API (the
+/// UI's files) are added with [`Routes::page`] and are not expected in the spec.
+pub struct Routes {
+    router: Router<AppState>,
+    paths: Vec<&'static str>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes { router: Router::new(), paths: Vec::new() }
+    }
+}
+
+impl Routes {
+    /// An API route (described in `openapi.json`).
+    pub fn route(mut self, path: &'static str, methods: MethodRouter<AppState>) -> Routes {
+        self.paths.push(path);
+        self.router = self.router.route(path, methods);
+        self
+    }
+
+    /// A non-API route (UI pages and files).
+    pub fn page(mut self, path: &'static str, methods: MethodRouter<AppState>) -> Routes {
+        self.router = self.router.route(path, methods);
+        self
+    }
+
+    /// Add another group's routes.
+    pub fn merge(mut self, other: Routes) -> Routes {
+        self.paths.extend(other.paths);
+        self.router = self.router.merge(other.router);
+        self
+    }
+
+    /// The API paths served, in the order they were added.
+    pub fn paths(&self) -> &[&'static str] {
+        &self.paths
+    }
+
+    /// The axum router.
+    pub fn into_router(self) -> Router<AppState> {
+        self.router
+    }
+}
 
 /// Unknown paths answer problem+json, like every other control-API error.
 pub async fn not_found(uri: http::Uri) -> Problem {

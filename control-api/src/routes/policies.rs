@@ -2,15 +2,16 @@
 
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 
+use super::Routes;
 use crate::auth::{Caller, Role};
 use crate::problem::Problem;
 use crate::AppState;
 
 /// The policy routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::default()
         .route("/api/v1/policies", get(status))
         .route("/api/v1/policies/reload", post(reload))
         .route("/api/v1/policies/eval", post(eval))
@@ -25,13 +26,12 @@ async fn reload(c: Caller, State(s): State<AppState>) -> Result<Json<policy::Pol
     let before = s.policy.revision();
     let result = s.policy.reload_by(policy::ReloadTrigger::Api);
     let ev = audit::AuditEvent {
-        kind: Some(audit::RecordKind::PolicyReload),
         bundle_revision: Some(s.policy.revision()),
         actor: Some(c.name.clone()),
-        outcome: Some(if result.is_ok() { "reloaded" } else { "error" }.into()),
+        outcome: Some(if result.is_ok() { audit::Outcome::Reloaded } else { audit::Outcome::Error }),
         reason: result.as_ref().err().map(|e| e.to_string()),
         details: serde_json::json!({"previous_revision": before, "trigger": "api"}),
-        ..Default::default()
+        ..audit::AuditEvent::new(audit::RecordKind::PolicyReload)
     };
     if let Err(e) = s.audit.append_durable(ev).await {
         tracing::error!(error = %e, "audit append failed for a policy reload");

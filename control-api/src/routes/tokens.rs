@@ -5,19 +5,20 @@
 
 use axum::extract::{Path, State};
 use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::Routes;
 use crate::auth::{Caller, Role};
 use crate::problem::Problem;
 use crate::AppState;
 
 /// The token routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes() -> Routes {
+    Routes::default()
         .route("/api/v1/tokens", get(list).post(create))
         .route("/api/v1/tokens/{id}", delete(revoke))
         .route("/api/v1/whoami", get(whoami))
@@ -34,13 +35,12 @@ struct CreateToken {
     role: Role,
 }
 
-async fn record(s: &AppState, actor: &str, outcome: &str, details: Value) -> Result<(), Problem> {
+async fn record(s: &AppState, actor: &str, outcome: audit::Outcome, details: Value) -> Result<(), Problem> {
     let ev = audit::AuditEvent {
-        kind: Some(audit::RecordKind::Auth),
         actor: Some(actor.to_string()),
-        outcome: Some(outcome.to_string()),
+        outcome: Some(outcome),
         details,
-        ..audit::AuditEvent::default()
+        ..audit::AuditEvent::new(audit::RecordKind::Auth)
     };
     s.audit.append_durable(ev).await.map(|_| ()).map_err(|e| Problem::internal(e.to_string()))
 }
@@ -61,7 +61,7 @@ async fn create(caller: Caller, State(s): State<AppState>, body: Bytes) -> Resul
         return Err(Problem::bad_request("name must be 1 to 100 characters"));
     }
     let (secret, rec) = s.tokens.create(name, req.role).map_err(|e| Problem::internal(e.to_string()))?;
-    record(&s, &caller.name, "token_created", json!({"token": rec})).await?;
+    record(&s, &caller.name, audit::Outcome::TokenCreated, json!({"token": rec})).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -91,6 +91,6 @@ async fn revoke(caller: Caller, State(s): State<AppState>, Path(id): Path<String
     if !s.tokens.revoke(&target.id).map_err(|e| Problem::internal(e.to_string()))? {
         return Err(Problem::not_found(format!("no token with id {id}")));
     }
-    record(&s, &caller.name, "token_revoked", json!({"token": target})).await?;
+    record(&s, &caller.name, audit::Outcome::TokenRevoked, json!({"token": target})).await?;
     Ok(Json(json!({ "revoked": target })))
 }

@@ -9,12 +9,11 @@ use std::sync::OnceLock;
 use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
+use super::Routes;
 use crate::problem::Problem;
-use crate::AppState;
 
 /// The console's Content-Security-Policy. `connect-src 'self'` covers the API and the event
 /// stream; `frame-ancestors 'none'` stops click-jacking of the approve buttons.
@@ -65,8 +64,8 @@ fn etags() -> &'static [String] {
 
 /// The UI routes: `/`, `/index.html` and `/ui/{*path}`. None of them overlaps `/api`,
 /// `/metrics`, `/livez` or `/readyz`.
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(index)).route("/index.html", get(index)).route("/ui/{*path}", get(asset))
+pub fn routes() -> Routes {
+    Routes::default().page("/", get(index)).page("/index.html", get(index)).page("/ui/{*path}", get(asset))
 }
 
 async fn index(headers: HeaderMap) -> Response {

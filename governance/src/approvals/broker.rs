@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use audit::AuditLog;
+use audit::{AuditLog, Outcome};
 use dashmap::DashMap;
 use decision::{DecisionId, GrantInput};
 use prometheus::{HistogramOpts, HistogramVec, IntGauge};
@@ -220,7 +220,7 @@ impl Broker {
         let live = Live { approval: a.clone(), tx: Some(tx), created: Instant::now() };
         self.inner.live.insert(a.id.clone(), Arc::new(Mutex::new(live)));
         self.inner.metrics.pending.inc();
-        self.inner.audit.append(event(&a, None, "created"))?;
+        self.inner.audit.append(event(&a, None, Outcome::Created))?;
         let inner = self.inner.clone();
         let id = a.id.clone();
         let fut = async move { wait(inner, id, rx, ttl).await };
@@ -406,14 +406,14 @@ impl Broker {
         };
         let scope = grants::build(agent, kind, pattern, input.arg_pattern.clone(), input)?;
         let g = self.inner.grants.insert(grants::new_id(), scope, actor, None)?;
-        self.inner.audit.append_durable(grant_event(&g, actor, "created")).await?;
+        self.inner.audit.append_durable(grant_event(&g, actor, Outcome::Created)).await?;
         Ok(g)
     }
 
     /// Revoke a grant; later calls are held again. Recorded durably.
     pub async fn revoke_grant(&self, id: &str, actor: &str) -> Result<Grant, BrokerError> {
         let g = self.inner.grants.remove(id)?.ok_or_else(|| BrokerError::NotFound(id.to_string()))?;
-        self.inner.audit.append_durable(grant_event(&g, actor, "revoked")).await?;
+        self.inner.audit.append_durable(grant_event(&g, actor, Outcome::Revoked)).await?;
         Ok(g)
     }
 }
@@ -525,9 +525,9 @@ impl Inner {
     /// the store, and a waiter must never hang.
     async fn finish(&self, a: Approval, tx: Option<Waiter>, grant: Option<Grant>) -> Resolution {
         let outcome = a.status.as_str();
-        let mut events = vec![event(&a, grant.as_ref(), outcome)];
+        let mut events = vec![event(&a, grant.as_ref(), a.status.outcome())];
         if let Some(g) = &grant {
-            events.push(grant_event(g, a.decided_by.as_deref().unwrap_or(SYSTEM), "created"));
+            events.push(grant_event(g, a.decided_by.as_deref().unwrap_or(SYSTEM), Outcome::Created));
         }
         let stored = async {
             self.store.put_durable(&a).await?;
@@ -556,7 +556,7 @@ impl Inner {
         if let Err(e) = self.store.put(a) {
             tracing::error!(error = %e, approval = %a.id, "storing an approval failed");
         }
-        if let Err(e) = self.audit.append(event(a, None, a.status.as_str())) {
+        if let Err(e) = self.audit.append(event(a, None, a.status.outcome())) {
             tracing::error!(error = %e, approval = %a.id, "recording an approval failed");
         }
     }

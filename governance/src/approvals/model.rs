@@ -29,6 +29,17 @@ impl Status {
         }
     }
 
+    /// The audit outcome of reaching this status (`Pending` records as `created`).
+    pub fn outcome(self) -> audit::Outcome {
+        match self {
+            Status::Pending => audit::Outcome::Created,
+            Status::Allowed => audit::Outcome::Allowed,
+            Status::Denied => audit::Outcome::Denied,
+            Status::Expired => audit::Outcome::Expired,
+            Status::Cancelled => audit::Outcome::Cancelled,
+        }
+    }
+
     /// Parse a status name (`pending`, `allowed`, ...).
     pub fn parse(s: &str) -> Option<Status> {
         [Status::Pending, Status::Allowed, Status::Denied, Status::Expired, Status::Cancelled]

@@ -1,7 +1,7 @@
 //! The audit records of approvals and grants: one builder each, so every path (create,
 //! decide, expire, cancel, grant changes) records the same fields.
 
-use audit::{AuditEvent, RecordKind};
+use audit::{AuditEvent, Outcome, RecordKind};
 use decision::Action;
 use serde_json::json;
 
@@ -10,7 +10,7 @@ use super::grants::Grant;
 use super::model::{Approval, Status};
 
 /// The audit event of an approval at one step of its life.
-pub(crate) fn event(a: &Approval, grant: Option<&Grant>, outcome: &str) -> AuditEvent {
+pub(crate) fn event(a: &Approval, grant: Option<&Grant>, outcome: Outcome) -> AuditEvent {
     let action = match a.status {
         Status::Pending => Action::Hold,
         Status::Allowed => Action::Allow,
@@ -18,7 +18,6 @@ pub(crate) fn event(a: &Approval, grant: Option<&Grant>, outcome: &str) -> Audit
     };
     let created = a.status == Status::Pending;
     AuditEvent {
-        kind: Some(RecordKind::Approval),
         decision_id: Some(a.decision_id.clone()),
         trace_id: Some(a.trace_id.clone()),
         agent: Some(a.agent.clone()),
@@ -30,25 +29,24 @@ pub(crate) fn event(a: &Approval, grant: Option<&Grant>, outcome: &str) -> Audit
         subject: a.subject.clone(),
         cost_usd: None,
         actor: Some(if created { "policy".to_string() } else { a.decided_by.clone().unwrap_or_else(|| SYSTEM.into()) }),
-        outcome: Some(outcome.to_string()),
+        outcome: Some(outcome),
         details: json!({
             "event": if created { "approval.created" } else { "approval.decided" },
             "approval": a,
             "grant": grant,
         }),
-        ..AuditEvent::default()
+        ..AuditEvent::new(RecordKind::Approval)
     }
 }
 
-pub(crate) fn grant_event(g: &Grant, actor: &str, outcome: &str) -> AuditEvent {
+pub(crate) fn grant_event(g: &Grant, actor: &str, outcome: Outcome) -> AuditEvent {
     AuditEvent {
-        kind: Some(RecordKind::Grant),
         agent: Some(g.scope.agent.clone()),
         actor: Some(actor.to_string()),
-        outcome: Some(outcome.to_string()),
+        outcome: Some(outcome),
         reason: Some(g.scope.description.clone()),
         subject: json!({ "kind": g.scope.kind, "pattern": g.scope.pattern, "arg_pattern": g.scope.arg_pattern }),
-        details: json!({ "event": format!("grant.{outcome}"), "grant": g }),
-        ..AuditEvent::default()
+        details: json!({ "event": format!("grant.{}", outcome.as_str()), "grant": g }),
+        ..AuditEvent::new(RecordKind::Grant)
     }
 }

@@ -77,6 +77,15 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    fn outcome(self) -> audit::Outcome {
+        match self {
+            EventKind::Warn => audit::Outcome::Warn,
+            EventKind::Open => audit::Outcome::Open,
+            EventKind::Close => audit::Outcome::Close,
+            EventKind::Reset => audit::Outcome::Reset,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             EventKind::Warn => "warn",
@@ -412,7 +421,7 @@ impl Budgets {
         let mut next: Vec<Arc<Budget>> = cur.iter().filter(|b| b.id != fresh.id).cloned().collect();
         next.push(fresh.clone());
         self.list.store(Arc::new(next));
-        self.audit_config(&fresh, "upsert", actor);
+        self.audit_config(&fresh, audit::Outcome::Upsert, actor);
         Ok(self.view(&fresh))
     }
 
@@ -429,7 +438,7 @@ impl Budgets {
         let labels = [b.scope_text.as_str(), b.window.as_str()];
         let _ = self.spent_gauge.remove_label_values(&labels);
         let _ = self.open_gauge.remove_label_values(&labels);
-        self.audit_config(&b, "delete", actor);
+        self.audit_config(&b, audit::Outcome::Delete, actor);
         Ok(())
     }
 
@@ -449,11 +458,10 @@ impl Budgets {
     fn event(&self, b: &Budget, kind: EventKind, reason: &str, actor: &str) {
         let v = self.view_unlocked(b);
         let ev = audit::AuditEvent {
-            kind: Some(audit::RecordKind::Budget),
             rule: Some(format!("budget.{}", kind.as_str())),
             reason: Some(reason.to_string()),
             actor: Some(actor.to_string()),
-            outcome: Some(kind.as_str().to_string()),
+            outcome: Some(kind.outcome()),
             subject: serde_json::json!({"budget": b.id, "scope": b.scope_text, "window": b.window.as_str()}),
             details: serde_json::to_value(v).unwrap_or_default(),
             risk: Some(match kind {
@@ -461,7 +469,7 @@ impl Budgets {
                 EventKind::Warn => decision::Risk::Medium,
                 _ => decision::Risk::Low,
             }),
-            ..Default::default()
+            ..audit::AuditEvent::new(audit::RecordKind::Budget)
         };
         if let Err(e) = self.audit.append(ev) {
             tracing::error!(error = %e, "audit append failed for a budget event");
@@ -477,15 +485,14 @@ impl Budgets {
         })
     }
 
-    fn audit_config(&self, b: &Budget, what: &str, actor: &str) {
+    fn audit_config(&self, b: &Budget, what: audit::Outcome, actor: &str) {
         let ev = audit::AuditEvent {
-            kind: Some(audit::RecordKind::Budget),
-            rule: Some(format!("budget.{what}")),
+            rule: Some(format!("budget.{}", what.as_str())),
             actor: Some(actor.to_string()),
-            outcome: Some(what.to_string()),
+            outcome: Some(what),
             subject: serde_json::json!({"budget": b.id, "scope": b.scope_text, "window": b.window.as_str()}),
             details: serde_json::to_value(&b.config).unwrap_or_default(),
-            ..Default::default()
+            ..audit::AuditEvent::new(audit::RecordKind::Budget)
         };
         if let Err(e) = self.audit.append(ev) {
             tracing::error!(error = %e, "audit append failed for a budget change");

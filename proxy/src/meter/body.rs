@@ -29,13 +29,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Stable label for audit records.
-    pub fn as_str(&self) -> &'static str {
+    /// The audit record's outcome.
+    pub fn audit(&self) -> audit::Outcome {
         match self {
-            Outcome::Completed => "completed",
-            Outcome::Cancelled => "cancelled",
-            Outcome::UpstreamError(_) => "upstream_error",
-            Outcome::IdleTimeout => "stream_idle_timeout",
+            Outcome::Completed => audit::Outcome::Completed,
+            Outcome::Cancelled => audit::Outcome::Cancelled,
+            Outcome::UpstreamError(_) => audit::Outcome::UpstreamError,
+            Outcome::IdleTimeout => audit::Outcome::IdleTimeout,
         }
     }
 }

@@ -1,0 +1,53 @@
+//! Test support for `tests/crash.rs` (not a product binary): append to the audit log in
+//! `<dir>` from many tasks forever, printing `ACK <seq> <marker>` after each durable append,
+//! so the test can SIGKILL it at a random point and check that every acknowledged record
+//! survived exactly once. Usage: `audit-crash-child <dir> <run>`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support: fail loudly
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use audit::{AuditEvent, AuditLog, AuditSettings, RecordKind};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = std::path::PathBuf::from(args.next().expect("usage: audit-crash-child <dir> <run>"));
+    let run: u64 = args.next().expect("usage: audit-crash-child <dir> <run>").parse().unwrap();
+    let settings = AuditSettings {
+        group_commit_records: 64,
+        segment_max_bytes: 64 * 1024,
+        checkpoint_every_records: 300,
+        ..AuditSettings::default()
+    };
+    let db = storage::Store::open(&dir.join("db")).unwrap();
+    let log = Arc::new(AuditLog::open(&dir.join("audit"), &settings, &db, &prometheus::Registry::new()).unwrap());
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let (log, out) = (log.clone(), out.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let marker = format!("{run}-{t}-{i}");
+                    let ev = AuditEvent {
+                        details: serde_json::json!({"marker": marker, "pad": "x".repeat(200)}),
+                        ..AuditEvent::new(RecordKind::ModelCall)
+                    };
+                    if i % 3 == 0 {
+                        log.append(ev).unwrap(); // not acknowledged: may be lost
+                        continue;
+                    }
+                    let seq = log.append_durable(ev).await.unwrap();
+                    let mut o = out.lock().unwrap();
+                    writeln!(o, "ACK {seq} {marker}").unwrap();
+                    o.flush().unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+}
