@@ -1,5 +1,7 @@
 // Control-API client: bearer token from sessionStorage, JSON in and out, problem+json errors
-// turned into ApiError so every view can show the server's own `detail`.
+// turned into ApiError so every view can show the server's own `detail`. The UI ships inside
+// the binary that serves the API, so it only calls routes that binary serves: no fallbacks
+// for routes an "older sidecar" might lack.
 
 import { t } from './i18n.js';
 
@@ -26,11 +28,6 @@ export class ApiError extends Error {
     this.detail = p.detail || '';
     this.problem = p;
     this.path = path;
-  }
-
-  /** The route itself is missing (older sidecar / feature not built), not a missing object. */
-  get notAvailable() {
-    return (this.status === 404 && (!this.detail || this.detail.startsWith('no route'))) || this.status === 405;
   }
 }
 

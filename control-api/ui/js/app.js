@@ -57,8 +57,8 @@ function applyIdentity() {
 async function loadIdentity() {
   try {
     me = await get('/api/v1/whoami', { noRedirect: true });
-  } catch (err) {
-    // An older sidecar without the route: show every action; the server still refuses with 403.
+  } catch {
+    // Role unknown (the request failed): offer every action; the server still refuses with 403.
     me = null;
   }
   applyIdentity();

@@ -3,13 +3,8 @@
 import { h } from './dom.js';
 import { t } from './i18n.js';
 
-/** An error panel: the server's problem title and `detail`, or the friendly "not here" state. */
+/** An error panel: the server's problem title and `detail`. */
 export function errorBox(err) {
-  if (err && err.notAvailable) {
-    return h('div', { class: 'state unavailable', 'data-testid': 'not-available', role: 'status' },
-      h('strong', {}, t('state.unavailable')),
-      h('p', {}, t('state.unavailable_detail', { path: err.path || '' })));
-  }
   const title = (err && err.title) || t('err.generic');
   const status = err && err.status ? ` (${err.status})` : '';
   return h('div', { class: 'state error', role: 'alert', 'data-testid': 'error' },

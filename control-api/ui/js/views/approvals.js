@@ -19,14 +19,9 @@ function decisionBody(a, decision, reason, scope) {
   return body;
 }
 
-/** Cost estimate of an approval, wherever the server put it. */
-function costOf(a) {
-  return a.cost_estimate_usd ?? null;
-}
-
-/** Who decided, from a 409 problem or an approval. */
+/** Who decided, from a 409 problem (or a batch item's error) or an approval. */
 function decidedBy(p) {
-  return p.decided_by || (p.approval && p.approval.decided_by) || (p.current && p.current.decided_by) || '';
+  return p.decided_by || (p.approval && p.approval.decided_by) || '';
 }
 
 export function mount(root, ctx) {
@@ -109,18 +104,17 @@ export function mount(root, ctx) {
         const res = await post('/api/v1/approvals/batch', {
           items: chosen.map((a) => ({ id: a.id, ...decisionBody(a, decision) })),
         }, { idempotencyKey: newKey() });
-        const results = (res && (res.results || res.items)) || [];
-        const failed = results.filter((r) => r.ok === false || (r.status && r.status >= 400) || r.error);
+        const results = (res && res.items) || [];
+        const failed = results.filter((r) => r.error);
         selected.clear();
         if (failed.length) {
           toast(t('approvals.batch_partial', { ok: results.length - failed.length, failed: failed.length }), 'error');
           for (const f of failed) {
             const el = cards.get(f.id)?.el;
-            const p = f.error || f.problem || f;
-            if (el) showMsg(el, conflictText(p), 'error');
+            if (el) showMsg(el, conflictText(f.error), 'error');
           }
         } else {
-          toast(t('approvals.batch_done', { n: results.length || chosen.length }));
+          toast(t('approvals.batch_done', { n: results.length }));
         }
         await load();
       }, (err) => { msg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; });
@@ -170,7 +164,7 @@ export function mount(root, ctx) {
       type: 'checkbox', class: 'pick', 'data-needs': 'approver', 'aria-label': t('approvals.select'), checked: selected.has(a.id),
       onchange: (e) => { if (e.target.checked) selected.add(a.id); else selected.delete(a.id); drawBatch(); },
     }) : null;
-    const cost = costOf(a);
+    const cost = a.cost_estimate_usd;
     const subject = a.subject || {};
     const actions = pending ? h('div', { class: 'actions', 'data-needs': 'approver' },
       h('button', { class: 'allow', 'data-testid': 'allow-once', onclick: (e) => decide(a, el, 'allow-once', '', null, e.currentTarget) }, t('approvals.allow_once')),
@@ -204,7 +198,7 @@ export function mount(root, ctx) {
           ? h('span', { class: 'countdown', 'data-expires': a.expires_at, title: when(a.expires_at) })
           : statusBadge(a.status)),
       h('div', { class: 'subject', 'data-testid': 'subject' }, subjectLine(subject)),
-      subject.prompt_summary || subject.summary ? h('p', { class: 'prompt' }, subject.prompt_summary || subject.summary) : null,
+      subject.prompt_summary ? h('p', { class: 'prompt' }, subject.prompt_summary) : null,
       a.reason ? h('p', { class: 'reason' }, a.reason) : null,
       dl([
         [t('field.rule'), a.rule ? h('code', {}, a.rule) : ''],
@@ -246,7 +240,7 @@ export function mount(root, ctx) {
   ctx.bus.addEventListener('event', onEvent);
   ctx.bus.addEventListener('live', onLive);
   const timer = setInterval(tick, 1000);
-  // Without the event stream (older sidecar), fall back to polling.
+  // While the event stream is down (connecting, reconnecting), poll.
   const poll = setInterval(() => { if (ctx.live() !== 'live') load(); }, 5000);
   load();
 

@@ -2,7 +2,7 @@
 
 import { h, replace, dl } from '../dom.js';
 import { t } from '../i18n.js';
-import { get, del, post, eventKind } from '../api.js';
+import { get, del, eventKind } from '../api.js';
 import { errorBox, emptyState, loading, busy, toast, pageHead } from '../components.js';
 import { when } from '../format.js';
 import { describeScope, breadthBadge } from './scope.js';
@@ -62,13 +62,7 @@ export function mount(root, ctx) {
 
   async function revoke(g, button, msg) {
     await busy(button, async () => {
-      try {
-        await del(`/api/v1/grants/${encodeURIComponent(g.id)}`);
-      } catch (err) {
-        // Some sidecars expose revoke as POST .../revoke instead of DELETE.
-        if (!err.notAvailable) throw err;
-        await post(`/api/v1/grants/${encodeURIComponent(g.id)}/revoke`, {});
-      }
+      await del(`/api/v1/grants/${encodeURIComponent(g.id)}`);
       toast(t('grants.revoked'));
       await load();
     }, (err) => { msg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; msg.className = 'card-msg error'; });
