@@ -22,7 +22,7 @@ export function onUnauthorized(fn) { unauthorizedHandler = fn; }
 export class ApiError extends Error {
   constructor(status, problem, path) {
     const p = problem && typeof problem === 'object' ? problem : {};
-    super(p.detail || p.title || `HTTP ${status}`);
+    super(p.detail || p.title || t('err.http', { status }));
     this.status = status;
     this.title = p.title || '';
     this.detail = p.detail || '';

@@ -5,6 +5,7 @@ import { h, replace, select } from './dom.js';
 import { t, lang, setLang, LANGS } from './i18n.js';
 import { session, onUnauthorized, get } from './api.js';
 import { subscribe } from './sse.js';
+import { errorText } from './components.js';
 import * as approvals from './views/approvals.js';
 import * as grants from './views/grants.js';
 import * as audit from './views/audit.js';
@@ -106,7 +107,7 @@ function renderSignIn(root) {
         session.clear();
         msg.textContent = err.status === 401
           ? `${t('signin.bad_token')} ${err.detail || ''}`.trim()
-          : `${err.title || t('err.generic')}: ${err.detail || err.message}`;
+          : errorText(err);
       } finally {
         button.disabled = false;
       }

@@ -3,13 +3,31 @@
 import { h } from './dom.js';
 import { t } from './i18n.js';
 
-/** An error panel: the server's problem title and `detail`. */
+/** The headline of a failed request: the HTTP status in the UI language, else the problem's title. */
+export function errorTitle(err) {
+  const fallback = (err && err.title) || t('err.generic');
+  return err && err.status ? t(`http.${err.status}`, {}, fallback) : fallback;
+}
+
+/** What the server (or the browser) said about a failure, '' if nothing beyond the headline. */
+function detailOf(err) {
+  if (!err) return '';
+  return ('detail' in err ? err.detail : err.message) || '';
+}
+
+/** A failed request in one line: headline (status): the server's own detail. */
+export function errorText(err) {
+  const status = err && err.status ? ` (${err.status})` : '';
+  const detail = detailOf(err);
+  return detail ? t('err.line', { title: errorTitle(err) + status, detail }) : errorTitle(err) + status;
+}
+
+/** An error panel: the headline and the server's `detail`. */
 export function errorBox(err) {
-  const title = (err && err.title) || t('err.generic');
   const status = err && err.status ? ` (${err.status})` : '';
   return h('div', { class: 'state error', role: 'alert', 'data-testid': 'error' },
-    h('strong', {}, title + status),
-    err && (err.detail || err.message) ? h('p', {}, err.detail || err.message) : null);
+    h('strong', {}, errorTitle(err) + status),
+    detailOf(err) ? h('p', {}, detailOf(err)) : null);
 }
 
 /** An empty list: a headline and what to do about it. */

@@ -4,7 +4,7 @@
 import { h, replace, dl } from '../dom.js';
 import { t } from '../i18n.js';
 import { get, post, eventKind } from '../api.js';
-import { errorBox, emptyState, loading, busy, toast, pageHead } from '../components.js';
+import { errorBox, emptyState, loading, busy, toast, pageHead, errorText } from '../components.js';
 import { when, ago } from '../format.js';
 
 export function mount(root, ctx) {
@@ -35,7 +35,7 @@ export function mount(root, ctx) {
             await post(`/api/v1/agents/${encodeURIComponent(a.id)}/${kind}`, body);
             toast(t(`agents.${kind}_done`, { name: a.name || a.id }));
             await load();
-          }, (err) => { msg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; msg.className = 'card-msg error'; });
+          }, (err) => { msg.textContent = errorText(err); msg.className = 'card-msg error'; });
         },
       },
       h('p', {}, t(`agents.${kind}_confirm`, { name: a.name || a.id })),
@@ -52,7 +52,7 @@ export function mount(root, ctx) {
         a.killed ? h('span', { class: 'badge risk-critical' }, t('agents.killed')) : null),
       dl([
         [t('field.id'), a.id],
-        [t('agents.last_activity'), a.last_activity ? `${ago(a.last_activity)} (${when(a.last_activity)})` : t('common.never')],
+        [t('agents.last_activity'), a.last_activity ? t('agents.activity', { ago: ago(a.last_activity), time: when(a.last_activity) }) : t('common.never')],
       ]),
       h('div', { class: 'actions' }, a.killed
         ? h('button', { class: 'allow', 'data-needs': 'admin', onclick: act('recover') }, t('agents.recover'))

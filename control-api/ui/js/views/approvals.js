@@ -5,7 +5,7 @@
 import { h, replace, dl, select, pre } from '../dom.js';
 import { t } from '../i18n.js';
 import { get, post, query, newKey, eventKind } from '../api.js';
-import { errorBox, emptyState, loading, riskBadge, statusBadge, busy, toast, pageHead } from '../components.js';
+import { errorBox, emptyState, loading, riskBadge, statusBadge, busy, toast, pageHead, errorText } from '../components.js';
 import { when, countdown, usd, subjectLine } from '../format.js';
 import { scopeEditor } from './scope.js';
 
@@ -117,7 +117,7 @@ export function mount(root, ctx) {
           toast(t('approvals.batch_done', { n: results.length }));
         }
         await load();
-      }, (err) => { msg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; });
+      }, (err) => { msg.textContent = errorText(err); });
     };
     replace(batchEl,
       h('strong', {}, t('approvals.selected', { n: selected.size })),
@@ -151,7 +151,7 @@ export function mount(root, ctx) {
         el.classList.add('stale');
         setTimeout(load, 1500);
       } else {
-        showMsg(el, `${err.title || t('err.generic')}${err.status ? ` (${err.status})` : ''}: ${err.detail || err.message}`, 'error');
+        showMsg(el, errorText(err), 'error');
       }
     });
   }
@@ -214,7 +214,7 @@ export function mount(root, ctx) {
           [t('field.trace'), a.trace_id ? h('a', { href: `#/audit?trace=${encodeURIComponent(a.trace_id)}` }, a.trace_id) : ''],
           [t('field.created'), when(a.created_at)],
           [t('field.expires'), when(a.expires_at)],
-          [t('field.id'), `${a.id} · v${a.version}`],
+          [t('field.id'), t('approvals.id_version', { id: a.id, version: a.version })],
         ]),
         pre(subject)),
       h('div', { class: 'card-msg', role: 'status', 'data-testid': 'card-msg' }));

@@ -81,7 +81,7 @@ export function mount(root) {
       dl([
         [t('field.rule'), r.rule ? h('code', {}, r.rule) : ''],
         [t('field.cost'), r.cost_usd != null ? usd(r.cost_usd) : ''],
-        [t('field.latency'), r.latency_ms != null ? `${Number(r.latency_ms).toFixed(1)} ms` : ''],
+        [t('field.latency'), r.latency_ms != null ? t('unit.ms', { n: Number(r.latency_ms).toFixed(1) }) : ''],
         [t('field.actor'), r.actor],
         [t('field.outcome'), r.outcome],
         [t('field.trace'), r.trace_id ? h('a', { href: '#', 'data-testid': 'trace-link', onclick: (e) => { e.preventDefault(); showTrace(r.trace_id); } }, r.trace_id) : ''],
@@ -101,7 +101,7 @@ export function mount(root) {
         items.length ? h('ol', { class: 'timeline' }, items.map((r) => h('li', {},
           h('time', { datetime: r.ts }, when(r.ts)), ' ',
           h('strong', {}, t(`kind.${r.kind}`, {}, r.kind || '')), ' ', statusBadge(r.action), ' ', riskBadge(r.risk), ' ',
-          h('span', {}, [subjectLine(r.subject), r.reason, r.actor ? `— ${r.actor}` : ''].filter(Boolean).join(' · ')))))
+          h('span', {}, [subjectLine(r.subject), r.reason, r.actor ? t('audit.by', { actor: r.actor }) : ''].filter(Boolean).join(' · ')))))
           : emptyState(t('audit.trace_empty'))));
     } catch (err) {
       replace(traceEl, errorBox(err));

@@ -3,7 +3,7 @@
 import { h, replace } from '../dom.js';
 import { t } from '../i18n.js';
 import { get, post, eventKind } from '../api.js';
-import { errorBox, emptyState, loading, busy, toast, pageHead } from '../components.js';
+import { errorBox, emptyState, loading, busy, toast, pageHead, errorText } from '../components.js';
 import { usd } from '../format.js';
 
 export function mount(root, ctx) {
@@ -53,7 +53,7 @@ export function mount(root, ctx) {
                 await post(`/api/v1/budgets/${encodeURIComponent(b.id)}/reset`, { reason: reason.value.trim() });
                 toast(t('budgets.reset_done'));
                 await load();
-              }, (err) => { msg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; msg.className = 'card-msg error'; });
+              }, (err) => { msg.textContent = errorText(err); msg.className = 'card-msg error'; });
             },
           },
           h('label', {}, t('budgets.reset_reason'), reason),

@@ -3,7 +3,7 @@
 import { h, replace, dl } from '../dom.js';
 import { t } from '../i18n.js';
 import { get, del, eventKind } from '../api.js';
-import { errorBox, emptyState, loading, busy, toast, pageHead } from '../components.js';
+import { errorBox, emptyState, loading, busy, toast, pageHead, errorText } from '../components.js';
 import { when } from '../format.js';
 import { describeScope, breadthBadge } from './scope.js';
 
@@ -65,7 +65,7 @@ export function mount(root, ctx) {
       await del(`/api/v1/grants/${encodeURIComponent(g.id)}`);
       toast(t('grants.revoked'));
       await load();
-    }, (err) => { msg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; msg.className = 'card-msg error'; });
+    }, (err) => { msg.textContent = errorText(err); msg.className = 'card-msg error'; });
   }
 
   const onEvent = (e) => { if (eventKind(e.detail) === 'grant') load(); };

@@ -4,7 +4,7 @@
 import { h, replace, dl, pre } from '../dom.js';
 import { t } from '../i18n.js';
 import { get, post } from '../api.js';
-import { errorBox, loading, busy, toast, pageHead, statusBadge, riskBadge } from '../components.js';
+import { errorBox, loading, busy, toast, pageHead, statusBadge, riskBadge, errorText } from '../components.js';
 import { when } from '../format.js';
 
 const SAMPLE = {
@@ -26,7 +26,7 @@ export function mount(root) {
       reloadMsg.textContent = '';
       toast(t('policies.reloaded', { rev: st.revision }));
       drawStatus(st);
-    }, (err) => { reloadMsg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; reloadMsg.className = 'card-msg error'; }),
+    }, (err) => { reloadMsg.textContent = errorText(err); reloadMsg.className = 'card-msg error'; }),
   }, t('policies.reload'));
 
   const evalForm = h('form', {
