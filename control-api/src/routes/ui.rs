@@ -47,6 +47,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/dom.js", JS),
     asset!("js/format.js", JS),
     asset!("js/i18n.js", JS),
+    asset!("js/listpage.js", JS),
     asset!("js/sse.js", JS),
     asset!("js/views/agents.js", JS),
     asset!("js/views/approvals.js", JS),

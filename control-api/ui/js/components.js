@@ -1,6 +1,7 @@
-// Shared pieces: error and empty states, badges, busy buttons, toasts.
+// Shared pieces: error and empty states, badges, busy buttons, toasts, card messages and
+// confirmations. Every string shown comes from i18n.js (callers pass keys' translations).
 
-import { h } from './dom.js';
+import { h, replace } from './dom.js';
 import { t } from './i18n.js';
 
 /** The headline of a failed request: the HTTP status in the UI language, else the problem's title. */
@@ -78,6 +79,41 @@ export function toast(message, kind = 'ok') {
   const el = h('div', { class: `toast ${kind}` }, message);
   toastHost.append(el);
   setTimeout(() => el.remove(), kind === 'error' ? 8000 : 4000);
+}
+
+/** A message line under a card's actions (filled by `setMsg`). */
+export function cardMsg(props) {
+  return h('div', { class: 'card-msg', role: 'status', ...props });
+}
+
+/** Show `text` in a `cardMsg` ('error', 'conflict' or '' for plain); empty text hides it. */
+export function setMsg(el, text, kind = '') {
+  el.textContent = text;
+  el.className = kind ? `card-msg ${kind}` : 'card-msg';
+}
+
+/**
+ * Ask before acting, inside `panel` (an empty element under a card's actions): a sentence,
+ * an optional reason field, a confirm and a cancel button. `onConfirm(reason)` runs with the
+ * confirm button busy; a failure is shown in `msg` (a `cardMsg`). Strings are already
+ * translated: `text`, `label` (the reason field; omit for none) and `confirm`.
+ */
+export function confirmIn(panel, msg, { text, label, required = true, confirm, kind = 'deny', testid, onConfirm }) {
+  const reason = label ? h('input', { type: 'text', required, placeholder: label }) : null;
+  const ok = h('button', { type: 'submit', class: kind, 'data-testid': testid }, confirm);
+  replace(panel, h('form', {
+    class: 'editor',
+    onsubmit: (e) => {
+      e.preventDefault();
+      setMsg(msg, '');
+      busy(ok, () => onConfirm(reason ? reason.value.trim() : ''), (err) => setMsg(msg, errorText(err), 'error'));
+    },
+  },
+  text ? h('p', {}, text) : null,
+  reason ? h('label', {}, label, reason) : null,
+  h('div', { class: 'actions' }, ok,
+    h('button', { type: 'button', class: 'ghost', onclick: () => replace(panel) }, t('common.cancel')))));
+  (reason || ok).focus();
 }
 
 /** A page heading with optional actions on the right. */

@@ -17,7 +17,7 @@ const en = {
   'signin.storage': 'The token stays in this browser tab only and is forgotten when you close it or sign out.',
   'signin.bad_token': 'That token was not accepted.', 'signin.rejected': 'You were signed out: the token was rejected.',
   'common.loading': 'Loading…', 'common.cancel': 'Cancel', 'common.close': 'Close', 'common.load_more': 'Load more',
-  'common.any': 'Any', 'common.never': 'never', 'common.unknown': 'unknown',
+  'common.any': 'Any', 'common.never': 'never', 'common.unknown': 'unknown', 'common.empty': 'Nothing here yet',
   'unit.ms': '{n} ms',
   'err.generic': 'Something went wrong', 'err.network': 'Cannot reach the sidecar',
   'err.network_detail': 'The request did not get an answer ({msg}). Check that ClawButler is running and reachable.',
@@ -116,7 +116,7 @@ const zh = {
   'signin.storage': '令牌只保存在当前浏览器标签页中，关闭标签页或退出登录后即被清除。',
   'signin.bad_token': '该令牌未被接受。', 'signin.rejected': '您已退出登录：令牌被拒绝。',
   'common.loading': '加载中…', 'common.cancel': '取消', 'common.close': '关闭', 'common.load_more': '加载更多',
-  'common.any': '任意', 'common.never': '从不', 'common.unknown': '未知',
+  'common.any': '任意', 'common.never': '从不', 'common.unknown': '未知', 'common.empty': '暂无内容',
   'unit.ms': '{n} 毫秒',
   'err.generic': '出错了', 'err.network': '无法连接到 sidecar',
   'err.network_detail': '请求没有得到响应（{msg}）。请确认 ClawButler 正在运行且可以访问。',
@@ -223,9 +223,4 @@ export function t(key, vars = {}, fallback) {
   let s = TABLES[current][key] ?? en[key];
   if (s === undefined) s = fallback !== undefined ? String(fallback) : key;
   return s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] !== undefined ? String(vars[k]) : m));
-}
-
-/** Keys present in English but missing in another table (used by the browser test). */
-export function missing(code) {
-  return Object.keys(en).filter((k) => !(k in (TABLES[code] || {})));
 }

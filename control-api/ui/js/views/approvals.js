@@ -4,8 +4,9 @@
 
 import { h, replace, dl, select, pre } from '../dom.js';
 import { t } from '../i18n.js';
-import { get, post, query, newKey, eventKind } from '../api.js';
-import { errorBox, emptyState, loading, riskBadge, statusBadge, busy, toast, pageHead, errorText } from '../components.js';
+import { post, newKey } from '../api.js';
+import { riskBadge, statusBadge, busy, toast, cardMsg, setMsg, errorText } from '../components.js';
+import { listPage } from '../listpage.js';
 import { when, countdown, usd, subjectLine } from '../format.js';
 import { scopeEditor } from './scope.js';
 
@@ -26,80 +27,42 @@ function decidedBy(p) {
 
 export function mount(root, ctx) {
   let status = 'pending';
-  let items = new Map();
-  const cards = new Map();
   const selected = new Set();
-  let cursor = null;
-  let refreshTimer = null;
-  let seq = 0;
 
-  const listEl = h('div', { class: 'list', 'data-testid': 'approvals' });
-  const moreEl = h('div', { class: 'more' });
   const countEl = h('span', { class: 'count' });
   const batchEl = h('div', { class: 'batch', hidden: true, 'data-testid': 'batch' });
   const filter = select({
     'aria-label': t('approvals.filter_status'), 'data-testid': 'status-filter',
-    onchange: (e) => { status = e.target.value; selected.clear(); load(); },
+    onchange: (e) => { status = e.target.value; selected.clear(); page.reload(); },
   }, STATUSES.map((s) => [s, t(`status.${s}`)]), status);
 
-  replace(root, pageHead(t('approvals.title'), countEl, filter), batchEl, listEl, moreEl);
-
-  async function load(append = false) {
-    const mine = ++seq;
-    if (!append && !items.size) replace(listEl, loading());
-    try {
-      const page = await get(`/api/v1/approvals${query({ status: status === 'all' ? '' : status, limit: 100, cursor: append ? cursor : '' })}`);
-      if (mine !== seq) return;
-      const fresh = new Map(append ? items : []);
-      for (const a of page.items || []) fresh.set(a.id, a);
-      items = fresh;
-      cursor = page.next_cursor || null;
-      draw();
-    } catch (err) {
-      if (mine !== seq) return;
-      items = new Map();
-      cards.clear();
-      replace(listEl, errorBox(err));
-      replace(moreEl);
-      countEl.textContent = '';
-    }
-  }
-
-  function draw() {
-    for (const id of [...selected]) if (!items.has(id) || items.get(id).status !== 'pending') selected.delete(id);
-    if (!items.size) {
-      cards.clear();
-      replace(listEl, status === 'pending'
-        ? emptyState(t('approvals.empty'), t('approvals.empty_hint'))
-        : emptyState(t('approvals.empty_filtered')));
-    } else {
-      const order = [...items.values()];
-      if (status === 'pending') order.sort((x, y) => String(x.expires_at).localeCompare(String(y.expires_at)));
-      const nodes = [];
-      for (const a of order) {
-        let c = cards.get(a.id);
-        // Keep a card whose editor is open unless the approval itself changed underneath.
-        if (!c || c.version !== a.version || c.status !== a.status) {
-          c = { el: card(a), version: a.version, status: a.status };
-          cards.set(a.id, c);
-        }
-        nodes.push(c.el);
-      }
-      for (const id of [...cards.keys()]) if (!items.has(id)) cards.delete(id);
-      replace(listEl, nodes);
-    }
-    countEl.textContent = items.size ? t('approvals.count', { n: items.size }) : '';
-    replace(moreEl, cursor ? h('button', { class: 'ghost', onclick: () => load(true) }, t('common.load_more')) : null);
-    drawBatch();
-    tick();
-  }
+  const page = listPage(root, ctx, {
+    title: t('approvals.title'), toolbar: [countEl, filter], above: [batchEl], testid: 'approvals',
+    path: '/api/v1/approvals', params: () => ({ status: status === 'all' ? '' : status }), limit: 100,
+    key: (a) => a.id, version: (a) => `${a.version}:${a.status}`,
+    // Pending: what expires first, first.
+    order: (items) => (status === 'pending'
+      ? [...items].sort((x, y) => String(x.expires_at).localeCompare(String(y.expires_at))) : items),
+    empty: () => (status === 'pending'
+      ? [t('approvals.empty'), t('approvals.empty_hint')] : [t('approvals.empty_filtered')]),
+    events: ['approval', 'decision'], poll: 5000,
+    item: card,
+    onDraw: (items) => {
+      const ids = new Set(items.filter((a) => a.status === 'pending').map((a) => a.id));
+      for (const id of [...selected]) if (!ids.has(id)) selected.delete(id);
+      countEl.textContent = items.length ? t('approvals.count', { n: items.length }) : '';
+      drawBatch();
+      tick();
+    },
+  });
 
   function drawBatch() {
     batchEl.hidden = selected.size === 0;
     if (!selected.size) return;
     const msg = h('span', { class: 'batch-msg' });
     const run = (decision) => async (e) => {
-      const chosen = [...selected].map((id) => items.get(id)).filter(Boolean);
+      const byId = new Map(page.items().map((a) => [a.id, a]));
+      const chosen = [...selected].map((id) => byId.get(id)).filter(Boolean);
       await busy(e.currentTarget, async () => {
         const res = await post('/api/v1/approvals/batch', {
           items: chosen.map((a) => ({ id: a.id, ...decisionBody(a, decision) })),
@@ -110,21 +73,26 @@ export function mount(root, ctx) {
         if (failed.length) {
           toast(t('approvals.batch_partial', { ok: results.length - failed.length, failed: failed.length }), 'error');
           for (const f of failed) {
-            const el = cards.get(f.id)?.el;
+            const el = page.element(f.id);
             if (el) showMsg(el, conflictText(f.error), 'error');
           }
         } else {
           toast(t('approvals.batch_done', { n: results.length }));
         }
-        await load();
+        await page.reload();
       }, (err) => { msg.textContent = errorText(err); });
     };
     replace(batchEl,
       h('strong', {}, t('approvals.selected', { n: selected.size })),
       h('button', { class: 'allow', 'data-testid': 'batch-allow', 'data-needs': 'approver', onclick: run('allow-once') }, t('approvals.allow_once')),
       h('button', { class: 'deny', 'data-testid': 'batch-deny', 'data-needs': 'approver', onclick: run('deny') }, t('approvals.deny')),
-      h('button', { class: 'ghost', onclick: () => { selected.clear(); draw(); } }, t('approvals.clear')),
+      h('button', { class: 'ghost', onclick: () => { selected.clear(); drawBatch(); syncChecks(); } }, t('approvals.clear')),
       msg);
+  }
+
+  /** Checkboxes follow the selection (after "clear"). */
+  function syncChecks() {
+    for (const c of page.list.querySelectorAll('input.pick')) c.checked = selected.has(c.closest('[data-id]').dataset.id);
   }
 
   function conflictText(p) {
@@ -135,7 +103,7 @@ export function mount(root, ctx) {
 
   function showMsg(el, text, kind) {
     const m = el.querySelector('.card-msg');
-    if (m) { m.textContent = text; m.className = `card-msg ${kind}`; }
+    if (m) setMsg(m, text, kind);
   }
 
   async function decide(a, el, decision, reason, scope, button) {
@@ -143,13 +111,12 @@ export function mount(root, ctx) {
       await post(`/api/v1/approvals/${encodeURIComponent(a.id)}/decision`, decisionBody(a, decision, reason, scope),
         { idempotencyKey: newKey() });
       toast(t(`approvals.done_${decision.replace('-', '_')}`));
-      cards.delete(a.id);
-      await load();
+      await page.reload();
     }, (err) => {
       if (err.status === 409) {
         showMsg(el, conflictText(err.problem), 'conflict');
         el.classList.add('stale');
-        setTimeout(load, 1500);
+        setTimeout(page.reload, 1500);
       } else {
         showMsg(el, errorText(err), 'error');
       }
@@ -217,38 +184,18 @@ export function mount(root, ctx) {
           [t('field.id'), t('approvals.id_version', { id: a.id, version: a.version })],
         ]),
         pre(subject)),
-      h('div', { class: 'card-msg', role: 'status', 'data-testid': 'card-msg' }));
+      cardMsg({ 'data-testid': 'card-msg' }));
   }
 
   function tick() {
     const now = Date.now();
-    for (const el of listEl.querySelectorAll('[data-expires]')) {
+    for (const el of page.list.querySelectorAll('[data-expires]')) {
       const left = (new Date(el.dataset.expires).getTime() - now) / 1000;
       el.textContent = left > 0 ? t('approvals.left', { time: countdown(left) }) : t('approvals.expiring');
       el.classList.toggle('urgent', left < 120);
     }
   }
 
-  const onEvent = (e) => {
-    const k = eventKind(e.detail);
-    if (k === 'approval' || k === 'decision') {
-      clearTimeout(refreshTimer);
-      refreshTimer = setTimeout(() => load(), 60);
-    }
-  };
-  const onLive = (e) => { if (e.detail === 'live') load(); };
-  ctx.bus.addEventListener('event', onEvent);
-  ctx.bus.addEventListener('live', onLive);
   const timer = setInterval(tick, 1000);
-  // While the event stream is down (connecting, reconnecting), poll.
-  const poll = setInterval(() => { if (ctx.live() !== 'live') load(); }, 5000);
-  load();
-
-  return () => {
-    ctx.bus.removeEventListener('event', onEvent);
-    ctx.bus.removeEventListener('live', onLive);
-    clearInterval(timer);
-    clearInterval(poll);
-    clearTimeout(refreshTimer);
-  };
+  return () => { page.unmount(); clearInterval(timer); };
 }
