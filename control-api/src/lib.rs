@@ -7,6 +7,9 @@ pub mod auth;
 pub mod problem;
 pub mod routes;
 
+#[cfg(test)]
+mod ui_checks;
+
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;

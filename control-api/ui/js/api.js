@@ -1,7 +1,7 @@
 // Control-API client: bearer token from sessionStorage, JSON in and out, problem+json errors
 // turned into ApiError so every view can show the server's own `detail`. The UI ships inside
-// the binary that serves the API, so it only calls routes that binary serves: no fallbacks
-// for routes an "older sidecar" might lack.
+// the binary that serves the API, so it only calls routes that binary serves (a test in
+// control-api/src/ui_checks.rs compares every '/api/v1/...' here with the router).
 
 import { t } from './i18n.js';
 

@@ -1,5 +1,7 @@
-// UI strings. Every visible word comes from these tables; zh-CN falls back to English per key,
-// so a missing translation shows English rather than a raw key.
+// UI strings. Every visible word comes from these tables, in every language: add a key to
+// each table at once (control-api/src/ui_checks.rs fails on a key missing from one table, on
+// a t('key') that no table has, and on literal text in the views). Placeholders are {name}.
+// Should a key still be missing at run time, English is shown rather than a raw key.
 
 const en = {
   'app.title': 'ClawButler',
@@ -34,7 +36,7 @@ const en = {
   'kind.kill_switch': 'Kill switch', 'kind.config': 'Config', 'kind.auth': 'Auth', 'kind.gateway': 'Gateway',
   'kind.retention': 'Retention',
   'field.agent': 'Agent', 'field.kind': 'Kind', 'field.risk': 'Risk', 'field.action': 'Action', 'field.rule': 'Rule',
-  'field.reason': 'Reason', 'field.cost': 'Cost estimate', 'field.cwd': 'Directory', 'field.session': 'Session',
+  'field.cost': 'Cost estimate', 'field.cwd': 'Directory', 'field.session': 'Session',
   'field.trace': 'Trace', 'field.created': 'Requested', 'field.expires': 'Expires', 'field.decided_by': 'Decided by',
   'field.id': 'ID', 'field.latency': 'Latency', 'field.actor': 'By', 'field.outcome': 'Outcome',
   'field.created_by': 'Created by', 'field.approval': 'From approval',
@@ -71,7 +73,7 @@ const en = {
   'scope.pattern_model_call': 'Model (glob)', 'scope.args': 'Argument pattern', 'scope.args_any': 'any arguments',
   'scope.expiry': 'Expires', 'scope.exp_1h': 'in 1 hour', 'scope.exp_8h': 'in 8 hours', 'scope.exp_24h': 'in 24 hours',
   'scope.exp_7d': 'in 7 days', 'scope.exp_30d': 'in 30 days', 'scope.exp_never': 'never (until revoked)',
-  'scope.any_agent': 'any agent', 'scope.until_revoked': 'until revoked',
+  'scope.until_revoked': 'until revoked',
   'scope.confirm': 'Allow and create grant',
   'grants.title': 'Grants', 'grants.hint': 'Standing permissions created by “allow always”. Revoke any you no longer want.',
   'grants.empty': 'No grants', 'grants.empty_hint': 'Choose “Allow always” on an approval to create one.',
@@ -132,7 +134,7 @@ const zh = {
   'kind.approval': '审批', 'kind.grant': '授权', 'kind.budget': '预算', 'kind.policy_reload': '策略重载',
   'kind.kill_switch': '紧急停止', 'kind.config': '配置', 'kind.auth': '认证', 'kind.gateway': '网关', 'kind.retention': '保留',
   'field.agent': '智能体', 'field.kind': '类型', 'field.risk': '风险', 'field.action': '动作', 'field.rule': '规则',
-  'field.reason': '原因', 'field.cost': '预估费用', 'field.cwd': '目录', 'field.session': '会话', 'field.trace': '追踪',
+  'field.cost': '预估费用', 'field.cwd': '目录', 'field.session': '会话', 'field.trace': '追踪',
   'field.created': '请求时间', 'field.expires': '过期时间', 'field.decided_by': '决定人', 'field.id': 'ID',
   'field.latency': '延迟', 'field.actor': '操作人', 'field.outcome': '结果', 'field.created_by': '创建人',
   'field.approval': '来源审批',
@@ -169,7 +171,7 @@ const zh = {
   'scope.pattern_model_call': '模型（通配）', 'scope.args': '参数模式', 'scope.args_any': '任意参数',
   'scope.expiry': '有效期', 'scope.exp_1h': '1 小时', 'scope.exp_8h': '8 小时', 'scope.exp_24h': '24 小时',
   'scope.exp_7d': '7 天', 'scope.exp_30d': '30 天', 'scope.exp_never': '永久（直到撤销）',
-  'scope.any_agent': '任意智能体', 'scope.until_revoked': '直到撤销', 'scope.confirm': '允许并创建授权',
+  'scope.until_revoked': '直到撤销', 'scope.confirm': '允许并创建授权',
   'grants.title': '授权', 'grants.hint': '由“始终允许”创建的长期许可。不再需要的可随时撤销。',
   'grants.empty': '暂无授权', 'grants.empty_hint': '在审批中选择“始终允许”即可创建。',
   'grants.revoke': '撤销', 'grants.revoke_confirm': '确定撤销此授权？匹配的请求将重新需要审批。', 'grants.revoked': '授权已撤销',
