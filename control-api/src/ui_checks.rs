@@ -3,6 +3,7 @@
 //!   key twice and no empty text;
 //! - every `t('key')` names a key the tables have (a template key such as `` t(`status.${s}`) ``
 //!   must match at least one), and every key in the tables is used by some `t(...)`;
+//! - a toast is given as `toast(() => t(...))`, so it can follow a language switch;
 //! - no literal text is shown: children of `h()`, the text of `toast()`, `emptyState()`,
 //!   `pageHead()` and `setMsg()`, the pairs of `dl()`, visible properties (`title:`, `placeholder:`, `'aria-label':`,
 //!   `hint:`, `label:`, `text:`, `confirm:`, `alt:`) and `.textContent =` are never a string
@@ -477,7 +478,7 @@ fn shows_words(text: &str) -> bool {
 
 /// Literal text a file shows without t().
 fn literal_text(file: &str, src: &str) -> Vec<String> {
-    let mut out = Vec::new();
+    let (mut out, mut toasts) = (Vec::new(), Vec::new());
     let mut flag = |t: &Tok, how: &str| {
         if let Some(text) = literal(t).filter(|x| shows_words(x)) {
             out.push(format!("{file}:{}: {how} shows literal text {text:?} (use t('key'))", t.line));
@@ -494,7 +495,15 @@ fn literal_text(file: &str, src: &str) -> Vec<String> {
                 Some("dl") => 0..1,
                 _ => 0..0,
             };
-            let is_call = is(s.get(i + 1), &Kind::Punct('(')) && !(i > 0 && is(s.get(i - 1), &Kind::Punct('.')));
+            let is_call = is(s.get(i + 1), &Kind::Punct('('))
+                && !(i > 0 && (is(s.get(i - 1), &Kind::Punct('.')) || ident(s.get(i - 1)) == Some("function")));
+            // toast(() => t(...)): a toast outlives its page and is said again after a language switch.
+            if is_call && ident(s.get(i)) == Some("toast") {
+                let arrow = [Kind::Punct('('), Kind::Punct(')'), Kind::Punct('='), Kind::Punct('>')];
+                if !arrow.iter().enumerate().all(|(n, k)| is(s.get(i + 2 + n), k)) {
+                    toasts.push(format!("{file}:{}: toast() takes a function, toast(() => t('key'))", s[i].line));
+                }
+            }
             if is_call && !shown_args.is_empty() {
                 for (n, arg) in call_args(&s, i + 1).into_iter().enumerate() {
                     if !shown_args.contains(&n) {
@@ -546,6 +555,7 @@ fn literal_text(file: &str, src: &str) -> Vec<String> {
             }
         }
     }
+    out.extend(toasts);
     out
 }
 
@@ -816,9 +826,10 @@ fn a_missing_unused_or_untranslated_key_is_reported() {
 fn literal_text_is_reported() {
     let src = "h('p', {}, 'Allowed once'); toast(`Saved ${n} items`, 'error'); h('b', { title: 'Tip' }, t('k'));\n\
                el.textContent = 'Oops'; h('i', {}, x === 'allow' ? t('a') : '', `@${a}`, 'ClawButler', [t('b'), 'Late']);\n\
-               dl([[t('field.ms'), `${n} ms`], [t('x'), h('code', { class: 'mono' }, v)], [t('y'), a.join(' or ')]]);";
+               dl([[t('field.ms'), `${n} ms`], [t('x'), h('code', { class: 'mono' }, v)], [t('y'), a.join(' or ')]]);\n\
+               toast(() => t('ok')); toast(t('said once'));";
     let p = literal_text("v.js", src);
-    assert_eq!(p.len(), 6, "{p:#?}");
+    assert_eq!(p.len(), 8, "{p:#?}");
     for want in [
         "\"Allowed once\"",
         "\"Saved  items\"",
@@ -826,6 +837,8 @@ fn literal_text_is_reported() {
         "\"Oops\"",
         "\"Late\"",
         "v.js:3: an argument of dl() shows literal text \" ms\"",
+        "v.js:1: toast() takes a function",
+        "v.js:4: toast() takes a function",
     ] {
         assert!(p.iter().any(|x| x.contains(want)), "{want} not reported: {p:#?}");
     }

@@ -5,7 +5,7 @@ import { h, replace, select } from './dom.js';
 import { t, lang, setLang, LANGS } from './i18n.js';
 import { session, onUnauthorized, get } from './api.js';
 import { subscribe } from './sse.js';
-import { errorText } from './components.js';
+import { errorText, retranslateToasts } from './components.js';
 import * as approvals from './views/approvals.js';
 import * as grants from './views/grants.js';
 import * as audit from './views/audit.js';
@@ -133,6 +133,7 @@ function render() {
   const root = document.getElementById('app');
   document.documentElement.lang = lang();
   document.title = t('app.title');
+  retranslateToasts();
   if (unmount) { unmount(); unmount = null; }
   if (!session.token) { renderSignIn(root); return; }
   startEvents();

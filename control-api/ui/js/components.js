@@ -69,16 +69,28 @@ export async function busy(button, fn, onError) {
 }
 
 let toastHost = null;
+/** The toasts on screen, each with the function that says it in the current language. */
+const toasts = new Map();
 
-/** A short message at the bottom of the screen ('ok' or 'error'). */
-export function toast(message, kind = 'ok') {
+/**
+ * A short message at the bottom of the screen ('ok' or 'error'). `say` is a function,
+ * `() => t('key', vars)`: a toast outlives the page that raised it, and if the language is
+ * switched while it shows, `retranslateToasts()` says it again in the new one.
+ */
+export function toast(say, kind = 'ok') {
   if (!toastHost) {
     toastHost = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
     document.body.append(toastHost);
   }
-  const el = h('div', { class: `toast ${kind}` }, message);
+  const el = h('div', { class: `toast ${kind}` }, say());
+  toasts.set(el, say);
   toastHost.append(el);
-  setTimeout(() => el.remove(), kind === 'error' ? 8000 : 4000);
+  setTimeout(() => { el.remove(); toasts.delete(el); }, kind === 'error' ? 8000 : 4000);
+}
+
+/** Say the toasts on screen again, in the language now chosen. */
+export function retranslateToasts() {
+  for (const [el, say] of toasts) el.textContent = say();
 }
 
 /** A message line under a card's actions (filled by `setMsg`). */

@@ -27,7 +27,7 @@ function card(a, page) {
     kind: kind === 'kill' ? 'deny' : 'allow',
     onConfirm: async (reason) => {
       await post(`/api/v1/agents/${encodeURIComponent(a.id)}/${kind}`, kind === 'kill' ? { reason } : { reason, confirm: true });
-      toast(t(`agents.${kind}_done`, { name }));
+      toast(() => t(`agents.${kind}_done`, { name }));
       await page.reload();
     },
   });

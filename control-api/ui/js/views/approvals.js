@@ -71,13 +71,13 @@ export function mount(root, ctx) {
         const failed = results.filter((r) => r.error);
         selected.clear();
         if (failed.length) {
-          toast(t('approvals.batch_partial', { ok: results.length - failed.length, failed: failed.length }), 'error');
+          toast(() => t('approvals.batch_partial', { ok: results.length - failed.length, failed: failed.length }), 'error');
           for (const f of failed) {
             const el = page.element(f.id);
             if (el) showMsg(el, conflictText(f.error), 'error');
           }
         } else {
-          toast(t('approvals.batch_done', { n: results.length }));
+          toast(() => t('approvals.batch_done', { n: results.length }));
         }
         await page.reload();
       }, (err) => { msg.textContent = errorText(err); });
@@ -110,7 +110,7 @@ export function mount(root, ctx) {
     await busy(button, async () => {
       await post(`/api/v1/approvals/${encodeURIComponent(a.id)}/decision`, decisionBody(a, decision, reason, scope),
         { idempotencyKey: newKey() });
-      toast(t(`approvals.done_${decision.replace('-', '_')}`));
+      toast(() => t(`approvals.done_${decision.replace('-', '_')}`));
       await page.reload();
     }, (err) => {
       if (err.status === 409) {

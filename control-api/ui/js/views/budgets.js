@@ -31,7 +31,7 @@ function card(b, page) {
     label: t('budgets.reset_reason'), confirm: t('budgets.reset_confirm'),
     onConfirm: async (reason) => {
       await post(`/api/v1/budgets/${encodeURIComponent(b.id)}/reset`, { reason });
-      toast(t('budgets.reset_done'));
+      toast(() => t('budgets.reset_done'));
       await page.reload();
     },
   });

@@ -26,7 +26,7 @@ function card(g, page) {
     text: t('grants.revoke_confirm'), confirm: t('grants.revoke'), testid: 'revoke-confirm',
     onConfirm: async () => {
       await del(`/api/v1/grants/${encodeURIComponent(g.id)}`);
-      toast(t('grants.revoked'));
+      toast(() => t('grants.revoked'));
       await page.reload();
     },
   });

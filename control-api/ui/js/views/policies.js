@@ -24,7 +24,7 @@ export function mount(root) {
     class: 'primary', 'data-testid': 'policy-reload', 'data-needs': 'admin', onclick: (e) => busy(e.currentTarget, async () => {
       const st = await post('/api/v1/policies/reload', {});
       setMsg(reloadMsg, '');
-      toast(t('policies.reloaded', { rev: st.revision }));
+      toast(() => t('policies.reloaded', { rev: st.revision }));
       drawStatus(st);
     }, (err) => setMsg(reloadMsg, errorText(err), 'error')),
   }, t('policies.reload'));
