@@ -107,10 +107,12 @@ export function setMsg(el, text, kind = '') {
 /**
  * Ask before acting, inside `panel` (an empty element under a card's actions): a sentence,
  * an optional reason field, a confirm and a cancel button. `onConfirm(reason)` runs with the
- * confirm button busy; a failure is shown in `msg` (a `cardMsg`). Strings are already
- * translated: `text`, `label` (the reason field; omit for none) and `confirm`.
+ * confirm button busy; when it succeeds the panel closes and `then()` runs (a list's
+ * `page.reload`, which redraws the card now that no editor is open in it); a failure is
+ * shown in `msg` (a `cardMsg`) and the panel stays. Strings are already translated: `text`,
+ * `label` (the reason field; omit for none) and `confirm`.
  */
-export function confirmIn(panel, msg, { text, label, required = true, confirm, kind = 'deny', testid, onConfirm }) {
+export function confirmIn(panel, msg, { text, label, required = true, confirm, kind = 'deny', testid, onConfirm, then }) {
   const reason = label ? h('input', { type: 'text', required, placeholder: label }) : null;
   const ok = h('button', { type: 'submit', class: kind, 'data-testid': testid }, confirm);
   replace(panel, h('form', {
@@ -118,7 +120,11 @@ export function confirmIn(panel, msg, { text, label, required = true, confirm, k
     onsubmit: (e) => {
       e.preventDefault();
       setMsg(msg, '');
-      busy(ok, () => onConfirm(reason ? reason.value.trim() : ''), (err) => setMsg(msg, errorText(err), 'error'));
+      busy(ok, async () => {
+        await onConfirm(reason ? reason.value.trim() : '');
+        replace(panel);
+        if (then) await then();
+      }, (err) => setMsg(msg, errorText(err), 'error'));
     },
   },
   text ? h('p', {}, text) : null,

@@ -28,8 +28,8 @@ function card(a, page) {
     onConfirm: async (reason) => {
       await post(`/api/v1/agents/${encodeURIComponent(a.id)}/${kind}`, kind === 'kill' ? { reason } : { reason, confirm: true });
       toast(() => t(`agents.${kind}_done`, { name }));
-      await page.reload();
     },
+    then: page.reload,
   });
   return h('article', { class: `card agent-card${a.killed ? ' killed' : ''}`, 'data-testid': 'agent' },
     h('div', { class: 'card-head' },

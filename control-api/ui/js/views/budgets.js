@@ -32,8 +32,8 @@ function card(b, page) {
     onConfirm: async (reason) => {
       await post(`/api/v1/budgets/${encodeURIComponent(b.id)}/reset`, { reason });
       toast(() => t('budgets.reset_done'));
-      await page.reload();
     },
+    then: page.reload,
   });
   return h('article', { class: 'card budget', 'data-testid': 'budget' },
     h('div', { class: 'card-head' },

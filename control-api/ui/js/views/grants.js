@@ -27,8 +27,8 @@ function card(g, page) {
     onConfirm: async () => {
       await del(`/api/v1/grants/${encodeURIComponent(g.id)}`);
       toast(() => t('grants.revoked'));
-      await page.reload();
     },
+    then: page.reload,
   });
   return h('article', { class: `card grant${expired ? ' muted-card' : ''}`, 'data-testid': 'grant', 'data-id': g.id },
     h('div', { class: 'card-head' },
