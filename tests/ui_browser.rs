@@ -337,12 +337,15 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     b.click("[data-testid=eval-run]").await;
     b.wait_js("dry-run decision", "document.querySelector('[data-testid=eval-result] .st-hold')").await;
 
-    // Every other page renders its content, an empty state or "not available", never an error.
+    // Every other page renders its content or an empty state, never an error.
     for page in ["grants", "budgets", "agents"] {
         b.goto(&format!("{console}/#/{page}")).await;
         let state = b
-            .wait_js(page, "(() => { const e = document.querySelector('main .card, main [data-testid=empty], \
-                main [data-testid=not-available], main [data-testid=error]'); return e && (e.dataset.testid || 'card'); })()")
+            .wait_js(
+                page,
+                "(() => { const e = document.querySelector('main .card, main [data-testid=empty], \
+                main [data-testid=error]'); return e && (e.dataset.testid || 'card'); })()",
+            )
             .await;
         assert_ne!(state, "error", "{page}: {}", b.text("main").await);
         eprintln!("{page}: {state}");
@@ -353,6 +356,9 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     b.js("const s = document.querySelector('[data-testid=lang]'); s.value = 'zh-CN'; s.dispatchEvent(new Event('change'));", json!([])).await;
     b.wait_js("Chinese nav", "document.querySelector('[data-testid=nav-approvals]').textContent === '审批'").await;
     assert!(b.text("[data-testid=empty]").await.contains("没有等待您处理的请求"));
+    // A toast still on screen from the English approval is said again in Chinese.
+    let toasts = b.js("return [...document.querySelectorAll('.toast')].map((t) => t.textContent)", json!([])).await;
+    assert!(!toasts.to_string().contains("Allowed once"), "an English toast after the switch: {toasts}");
     assert_eq!(b.js("return document.documentElement.lang", json!([])).await, "zh-CN");
 
     // On a phone-sized window, a second held call is denied with a reason.
@@ -376,6 +382,8 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     b.click("[data-testid=deny]").await;
     b.type_into("[data-testid=deny-reason]", "not during the freeze").await;
     b.click("[data-testid=deny-confirm]").await;
+    b.wait_js("Chinese toast", "[...document.querySelectorAll('.toast')].some((t) => t.textContent === '已拒绝')")
+        .await;
     let r = finished(call, "deny").await;
     assert!(r.text().contains("not during the freeze"), "the caller sees the denial and its reason: {}", r.text());
     b.find("[data-testid=empty]").await;

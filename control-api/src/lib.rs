@@ -9,6 +9,9 @@ pub mod idempotency;
 pub mod problem;
 pub mod routes;
 
+#[cfg(test)]
+mod ui_checks;
+
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;

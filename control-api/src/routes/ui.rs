@@ -22,10 +22,10 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
                        frame-ancestors 'none'";
 
 /// One embedded file: path under `/ui/`, content type, bytes.
-struct Asset {
-    path: &'static str,
+pub(crate) struct Asset {
+    pub(crate) path: &'static str,
     content_type: &'static str,
-    body: &'static [u8],
+    pub(crate) body: &'static [u8],
 }
 
 macro_rules! asset {
@@ -36,7 +36,8 @@ macro_rules! asset {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
-static ASSETS: &[Asset] = &[
+/// Every file the console is made of (`crate::ui_checks` reads the JS from here).
+pub(crate) static ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
@@ -46,6 +47,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/dom.js", JS),
     asset!("js/format.js", JS),
     asset!("js/i18n.js", JS),
+    asset!("js/listpage.js", JS),
     asset!("js/sse.js", JS),
     asset!("js/views/agents.js", JS),
     asset!("js/views/approvals.js", JS),

@@ -1,5 +1,7 @@
 // Control-API client: bearer token from sessionStorage, JSON in and out, problem+json errors
-// turned into ApiError so every view can show the server's own `detail`.
+// turned into ApiError so every view can show the server's own `detail`. The UI ships inside
+// the binary that serves the API, so it only calls routes that binary serves (a test in
+// control-api/src/ui_checks.rs compares every '/api/v1/...' here with the router).
 
 import { t } from './i18n.js';
 
@@ -20,17 +22,12 @@ export function onUnauthorized(fn) { unauthorizedHandler = fn; }
 export class ApiError extends Error {
   constructor(status, problem, path) {
     const p = problem && typeof problem === 'object' ? problem : {};
-    super(p.detail || p.title || `HTTP ${status}`);
+    super(p.detail || p.title || t('err.http', { status }));
     this.status = status;
     this.title = p.title || '';
     this.detail = p.detail || '';
     this.problem = p;
     this.path = path;
-  }
-
-  /** The route itself is missing (older sidecar / feature not built), not a missing object. */
-  get notAvailable() {
-    return (this.status === 404 && (!this.detail || this.detail.startsWith('no route'))) || this.status === 405;
   }
 }
 

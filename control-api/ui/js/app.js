@@ -5,6 +5,7 @@ import { h, replace, select } from './dom.js';
 import { t, lang, setLang, LANGS } from './i18n.js';
 import { session, onUnauthorized, get } from './api.js';
 import { subscribe } from './sse.js';
+import { errorText, retranslateToasts } from './components.js';
 import * as approvals from './views/approvals.js';
 import * as grants from './views/grants.js';
 import * as audit from './views/audit.js';
@@ -57,8 +58,8 @@ function applyIdentity() {
 async function loadIdentity() {
   try {
     me = await get('/api/v1/whoami', { noRedirect: true });
-  } catch (err) {
-    // An older sidecar without the route: show every action; the server still refuses with 403.
+  } catch {
+    // Role unknown (the request failed): offer every action; the server still refuses with 403.
     me = null;
   }
   applyIdentity();
@@ -106,7 +107,7 @@ function renderSignIn(root) {
         session.clear();
         msg.textContent = err.status === 401
           ? `${t('signin.bad_token')} ${err.detail || ''}`.trim()
-          : `${err.title || t('err.generic')}: ${err.detail || err.message}`;
+          : errorText(err);
       } finally {
         button.disabled = false;
       }
@@ -132,6 +133,7 @@ function render() {
   const root = document.getElementById('app');
   document.documentElement.lang = lang();
   document.title = t('app.title');
+  retranslateToasts();
   if (unmount) { unmount(); unmount = null; }
   if (!session.token) { renderSignIn(root); return; }
   startEvents();

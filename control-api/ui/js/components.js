@@ -1,20 +1,34 @@
-// Shared pieces: error and empty states, badges, busy buttons, toasts.
+// Shared pieces: error and empty states, badges, busy buttons, toasts, card messages and
+// confirmations. Every string shown comes from i18n.js (callers pass keys' translations).
 
-import { h } from './dom.js';
+import { h, replace } from './dom.js';
 import { t } from './i18n.js';
 
-/** An error panel: the server's problem title and `detail`, or the friendly "not here" state. */
+/** The headline of a failed request: the HTTP status in the UI language, else the problem's title. */
+export function errorTitle(err) {
+  const fallback = (err && err.title) || t('err.generic');
+  return err && err.status ? t(`http.${err.status}`, {}, fallback) : fallback;
+}
+
+/** What the server (or the browser) said about a failure, '' if nothing beyond the headline. */
+function detailOf(err) {
+  if (!err) return '';
+  return ('detail' in err ? err.detail : err.message) || '';
+}
+
+/** A failed request in one line: headline (status): the server's own detail. */
+export function errorText(err) {
+  const status = err && err.status ? ` (${err.status})` : '';
+  const detail = detailOf(err);
+  return detail ? t('err.line', { title: errorTitle(err) + status, detail }) : errorTitle(err) + status;
+}
+
+/** An error panel: the headline and the server's `detail`. */
 export function errorBox(err) {
-  if (err && err.notAvailable) {
-    return h('div', { class: 'state unavailable', 'data-testid': 'not-available', role: 'status' },
-      h('strong', {}, t('state.unavailable')),
-      h('p', {}, t('state.unavailable_detail', { path: err.path || '' })));
-  }
-  const title = (err && err.title) || t('err.generic');
   const status = err && err.status ? ` (${err.status})` : '';
   return h('div', { class: 'state error', role: 'alert', 'data-testid': 'error' },
-    h('strong', {}, title + status),
-    err && (err.detail || err.message) ? h('p', {}, err.detail || err.message) : null);
+    h('strong', {}, errorTitle(err) + status),
+    detailOf(err) ? h('p', {}, detailOf(err)) : null);
 }
 
 /** An empty list: a headline and what to do about it. */
@@ -55,16 +69,69 @@ export async function busy(button, fn, onError) {
 }
 
 let toastHost = null;
+/** The toasts on screen, each with the function that says it in the current language. */
+const toasts = new Map();
 
-/** A short message at the bottom of the screen ('ok' or 'error'). */
-export function toast(message, kind = 'ok') {
+/**
+ * A short message at the bottom of the screen ('ok' or 'error'). `say` is a function,
+ * `() => t('key', vars)`: a toast outlives the page that raised it, and if the language is
+ * switched while it shows, `retranslateToasts()` says it again in the new one.
+ */
+export function toast(say, kind = 'ok') {
   if (!toastHost) {
     toastHost = h('div', { class: 'toasts', role: 'status', 'aria-live': 'polite' });
     document.body.append(toastHost);
   }
-  const el = h('div', { class: `toast ${kind}` }, message);
+  const el = h('div', { class: `toast ${kind}` }, say());
+  toasts.set(el, say);
   toastHost.append(el);
-  setTimeout(() => el.remove(), kind === 'error' ? 8000 : 4000);
+  setTimeout(() => { el.remove(); toasts.delete(el); }, kind === 'error' ? 8000 : 4000);
+}
+
+/** Say the toasts on screen again, in the language now chosen. */
+export function retranslateToasts() {
+  for (const [el, say] of toasts) el.textContent = say();
+}
+
+/** A message line under a card's actions (filled by `setMsg`). */
+export function cardMsg(props) {
+  return h('div', { class: 'card-msg', role: 'status', ...props });
+}
+
+/** Show `text` in a `cardMsg` ('error', 'conflict' or '' for plain); empty text hides it. */
+export function setMsg(el, text, kind = '') {
+  el.textContent = text;
+  el.className = kind ? `card-msg ${kind}` : 'card-msg';
+}
+
+/**
+ * Ask before acting, inside `panel` (an empty element under a card's actions): a sentence,
+ * an optional reason field, a confirm and a cancel button. `onConfirm(reason)` runs with the
+ * confirm button busy; when it succeeds the panel closes and `then()` runs (a list's
+ * `page.reload`, which redraws the card now that no editor is open in it); a failure is
+ * shown in `msg` (a `cardMsg`) and the panel stays. Strings are already translated: `text`,
+ * `label` (the reason field; omit for none) and `confirm`.
+ */
+export function confirmIn(panel, msg, { text, label, required = true, confirm, kind = 'deny', testid, onConfirm, then }) {
+  const reason = label ? h('input', { type: 'text', required, placeholder: label }) : null;
+  const ok = h('button', { type: 'submit', class: kind, 'data-testid': testid }, confirm);
+  replace(panel, h('form', {
+    class: 'editor',
+    onsubmit: (e) => {
+      e.preventDefault();
+      setMsg(msg, '');
+      busy(ok, async () => {
+        await onConfirm(reason ? reason.value.trim() : '');
+        replace(panel);
+        if (then) await then();
+      }, (err) => setMsg(msg, errorText(err), 'error'));
+    },
+  },
+  text ? h('p', {}, text) : null,
+  reason ? h('label', {}, label, reason) : null,
+  h('div', { class: 'actions' }, ok,
+    h('button', { type: 'button', class: 'ghost', onclick: () => replace(panel) }, t('common.cancel')))));
+  (reason || ok).focus();
 }
 
 /** A page heading with optional actions on the right. */

@@ -9,7 +9,7 @@ const SILENCE_MS = 45000;
 
 /**
  * Start listening. `onEvent({type, id, data})` per event, `onState(state)` with
- * 'connecting' | 'live' | 'retrying' | 'unavailable' | 'unauthorized'. Returns stop().
+ * 'connecting' | 'live' | 'retrying' | 'unauthorized'. Returns stop().
  */
 export function subscribe({ onEvent, onState }) {
   let stopped = false;
@@ -32,7 +32,6 @@ export function subscribe({ onEvent, onState }) {
       try {
         const res = await fetch('/api/v1/events', { headers, signal: controller.signal, cache: 'no-store' });
         if (res.status === 401) { onState('unauthorized'); return; }
-        if (res.status === 404 || res.status === 405) { onState('unavailable'); return; }
         if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
         onState('live');
         backoff = 1000;

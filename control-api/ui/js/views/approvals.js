@@ -4,8 +4,9 @@
 
 import { h, replace, dl, select, pre } from '../dom.js';
 import { t } from '../i18n.js';
-import { get, post, query, newKey, eventKind } from '../api.js';
-import { errorBox, emptyState, loading, riskBadge, statusBadge, busy, toast, pageHead } from '../components.js';
+import { post, newKey } from '../api.js';
+import { riskBadge, statusBadge, busy, toast, cardMsg, setMsg, errorText } from '../components.js';
+import { listPage } from '../listpage.js';
 import { when, countdown, usd, subjectLine } from '../format.js';
 import { scopeEditor } from './scope.js';
 
@@ -19,118 +20,79 @@ function decisionBody(a, decision, reason, scope) {
   return body;
 }
 
-/** Cost estimate of an approval, wherever the server put it. */
-function costOf(a) {
-  return a.cost_estimate_usd ?? null;
-}
-
-/** Who decided, from a 409 problem or an approval. */
+/** Who decided, from a 409 problem (or a batch item's error) or an approval. */
 function decidedBy(p) {
-  return p.decided_by || (p.approval && p.approval.decided_by) || (p.current && p.current.decided_by) || '';
+  return p.decided_by || (p.approval && p.approval.decided_by) || '';
 }
 
 export function mount(root, ctx) {
   let status = 'pending';
-  let items = new Map();
-  const cards = new Map();
   const selected = new Set();
-  let cursor = null;
-  let refreshTimer = null;
-  let seq = 0;
 
-  const listEl = h('div', { class: 'list', 'data-testid': 'approvals' });
-  const moreEl = h('div', { class: 'more' });
   const countEl = h('span', { class: 'count' });
   const batchEl = h('div', { class: 'batch', hidden: true, 'data-testid': 'batch' });
   const filter = select({
     'aria-label': t('approvals.filter_status'), 'data-testid': 'status-filter',
-    onchange: (e) => { status = e.target.value; selected.clear(); load(); },
+    onchange: (e) => { status = e.target.value; selected.clear(); page.reload(); },
   }, STATUSES.map((s) => [s, t(`status.${s}`)]), status);
 
-  replace(root, pageHead(t('approvals.title'), countEl, filter), batchEl, listEl, moreEl);
-
-  async function load(append = false) {
-    const mine = ++seq;
-    if (!append && !items.size) replace(listEl, loading());
-    try {
-      const page = await get(`/api/v1/approvals${query({ status: status === 'all' ? '' : status, limit: 100, cursor: append ? cursor : '' })}`);
-      if (mine !== seq) return;
-      const fresh = new Map(append ? items : []);
-      for (const a of page.items || []) fresh.set(a.id, a);
-      items = fresh;
-      cursor = page.next_cursor || null;
-      draw();
-    } catch (err) {
-      if (mine !== seq) return;
-      items = new Map();
-      cards.clear();
-      replace(listEl, errorBox(err));
-      replace(moreEl);
-      countEl.textContent = '';
-    }
-  }
-
-  function draw() {
-    for (const id of [...selected]) if (!items.has(id) || items.get(id).status !== 'pending') selected.delete(id);
-    if (!items.size) {
-      cards.clear();
-      replace(listEl, status === 'pending'
-        ? emptyState(t('approvals.empty'), t('approvals.empty_hint'))
-        : emptyState(t('approvals.empty_filtered')));
-    } else {
-      const order = [...items.values()];
-      if (status === 'pending') order.sort((x, y) => String(x.expires_at).localeCompare(String(y.expires_at)));
-      const nodes = [];
-      for (const a of order) {
-        let c = cards.get(a.id);
-        // Keep a card whose editor is open unless the approval itself changed underneath.
-        if (!c || c.version !== a.version || c.status !== a.status) {
-          c = { el: card(a), version: a.version, status: a.status };
-          cards.set(a.id, c);
-        }
-        nodes.push(c.el);
-      }
-      for (const id of [...cards.keys()]) if (!items.has(id)) cards.delete(id);
-      replace(listEl, nodes);
-    }
-    countEl.textContent = items.size ? t('approvals.count', { n: items.size }) : '';
-    replace(moreEl, cursor ? h('button', { class: 'ghost', onclick: () => load(true) }, t('common.load_more')) : null);
-    drawBatch();
-    tick();
-  }
+  const page = listPage(root, ctx, {
+    title: t('approvals.title'), toolbar: [countEl, filter], above: [batchEl], testid: 'approvals',
+    path: '/api/v1/approvals', params: () => ({ status: status === 'all' ? '' : status }), limit: 100,
+    key: (a) => a.id, version: (a) => `${a.version}:${a.status}`,
+    // Pending: what expires first, first.
+    order: (items) => (status === 'pending'
+      ? [...items].sort((x, y) => String(x.expires_at).localeCompare(String(y.expires_at))) : items),
+    empty: () => (status === 'pending'
+      ? [t('approvals.empty'), t('approvals.empty_hint')] : [t('approvals.empty_filtered')]),
+    events: ['approval', 'decision'], poll: 5000,
+    item: card,
+    onDraw: (items) => {
+      const ids = new Set(items.filter((a) => a.status === 'pending').map((a) => a.id));
+      for (const id of [...selected]) if (!ids.has(id)) selected.delete(id);
+      countEl.textContent = items.length ? t('approvals.count', { n: items.length }) : '';
+      drawBatch();
+      tick();
+    },
+  });
 
   function drawBatch() {
     batchEl.hidden = selected.size === 0;
     if (!selected.size) return;
     const msg = h('span', { class: 'batch-msg' });
     const run = (decision) => async (e) => {
-      const chosen = [...selected].map((id) => items.get(id)).filter(Boolean);
+      const byId = new Map(page.items().map((a) => [a.id, a]));
+      const chosen = [...selected].map((id) => byId.get(id)).filter(Boolean);
       await busy(e.currentTarget, async () => {
         const res = await post('/api/v1/approvals/batch', {
           items: chosen.map((a) => ({ id: a.id, ...decisionBody(a, decision) })),
         }, { idempotencyKey: newKey() });
-        const results = (res && (res.results || res.items)) || [];
-        const failed = results.filter((r) => r.ok === false || (r.status && r.status >= 400) || r.error);
+        const results = (res && res.items) || [];
+        const failed = results.filter((r) => r.error);
         selected.clear();
         if (failed.length) {
-          toast(t('approvals.batch_partial', { ok: results.length - failed.length, failed: failed.length }), 'error');
+          toast(() => t('approvals.batch_partial', { ok: results.length - failed.length, failed: failed.length }), 'error');
           for (const f of failed) {
-            const el = cards.get(f.id)?.el;
-            const p = f.error || f.problem || f;
-            if (el) showMsg(el, conflictText(p), 'error');
+            const el = page.element(f.id);
+            if (el) showMsg(el, conflictText(f.error), 'error');
           }
         } else {
-          toast(t('approvals.batch_done', { n: results.length || chosen.length }));
+          toast(() => t('approvals.batch_done', { n: results.length }));
         }
-        await load();
-      }, (err) => { msg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; });
+        await page.reload();
+      }, (err) => { msg.textContent = errorText(err); });
     };
     replace(batchEl,
       h('strong', {}, t('approvals.selected', { n: selected.size })),
       h('button', { class: 'allow', 'data-testid': 'batch-allow', 'data-needs': 'approver', onclick: run('allow-once') }, t('approvals.allow_once')),
       h('button', { class: 'deny', 'data-testid': 'batch-deny', 'data-needs': 'approver', onclick: run('deny') }, t('approvals.deny')),
-      h('button', { class: 'ghost', onclick: () => { selected.clear(); draw(); } }, t('approvals.clear')),
+      h('button', { class: 'ghost', onclick: () => { selected.clear(); drawBatch(); syncChecks(); } }, t('approvals.clear')),
       msg);
+  }
+
+  /** Checkboxes follow the selection (after "clear"). */
+  function syncChecks() {
+    for (const c of page.list.querySelectorAll('input.pick')) c.checked = selected.has(c.closest('[data-id]').dataset.id);
   }
 
   function conflictText(p) {
@@ -141,23 +103,22 @@ export function mount(root, ctx) {
 
   function showMsg(el, text, kind) {
     const m = el.querySelector('.card-msg');
-    if (m) { m.textContent = text; m.className = `card-msg ${kind}`; }
+    if (m) setMsg(m, text, kind);
   }
 
   async function decide(a, el, decision, reason, scope, button) {
     await busy(button, async () => {
       await post(`/api/v1/approvals/${encodeURIComponent(a.id)}/decision`, decisionBody(a, decision, reason, scope),
         { idempotencyKey: newKey() });
-      toast(t(`approvals.done_${decision.replace('-', '_')}`));
-      cards.delete(a.id);
-      await load();
+      toast(() => t(`approvals.done_${decision.replace('-', '_')}`));
+      await page.reload();
     }, (err) => {
       if (err.status === 409) {
         showMsg(el, conflictText(err.problem), 'conflict');
         el.classList.add('stale');
-        setTimeout(load, 1500);
+        setTimeout(page.reload, 1500);
       } else {
-        showMsg(el, `${err.title || t('err.generic')}${err.status ? ` (${err.status})` : ''}: ${err.detail || err.message}`, 'error');
+        showMsg(el, errorText(err), 'error');
       }
     });
   }
@@ -170,7 +131,7 @@ export function mount(root, ctx) {
       type: 'checkbox', class: 'pick', 'data-needs': 'approver', 'aria-label': t('approvals.select'), checked: selected.has(a.id),
       onchange: (e) => { if (e.target.checked) selected.add(a.id); else selected.delete(a.id); drawBatch(); },
     }) : null;
-    const cost = costOf(a);
+    const cost = a.cost_estimate_usd;
     const subject = a.subject || {};
     const actions = pending ? h('div', { class: 'actions', 'data-needs': 'approver' },
       h('button', { class: 'allow', 'data-testid': 'allow-once', onclick: (e) => decide(a, el, 'allow-once', '', null, e.currentTarget) }, t('approvals.allow_once')),
@@ -204,7 +165,7 @@ export function mount(root, ctx) {
           ? h('span', { class: 'countdown', 'data-expires': a.expires_at, title: when(a.expires_at) })
           : statusBadge(a.status)),
       h('div', { class: 'subject', 'data-testid': 'subject' }, subjectLine(subject)),
-      subject.prompt_summary || subject.summary ? h('p', { class: 'prompt' }, subject.prompt_summary || subject.summary) : null,
+      subject.prompt_summary ? h('p', { class: 'prompt' }, subject.prompt_summary) : null,
       a.reason ? h('p', { class: 'reason' }, a.reason) : null,
       dl([
         [t('field.rule'), a.rule ? h('code', {}, a.rule) : ''],
@@ -220,41 +181,21 @@ export function mount(root, ctx) {
           [t('field.trace'), a.trace_id ? h('a', { href: `#/audit?trace=${encodeURIComponent(a.trace_id)}` }, a.trace_id) : ''],
           [t('field.created'), when(a.created_at)],
           [t('field.expires'), when(a.expires_at)],
-          [t('field.id'), `${a.id} · v${a.version}`],
+          [t('field.id'), t('approvals.id_version', { id: a.id, version: a.version })],
         ]),
         pre(subject)),
-      h('div', { class: 'card-msg', role: 'status', 'data-testid': 'card-msg' }));
+      cardMsg({ 'data-testid': 'card-msg' }));
   }
 
   function tick() {
     const now = Date.now();
-    for (const el of listEl.querySelectorAll('[data-expires]')) {
+    for (const el of page.list.querySelectorAll('[data-expires]')) {
       const left = (new Date(el.dataset.expires).getTime() - now) / 1000;
       el.textContent = left > 0 ? t('approvals.left', { time: countdown(left) }) : t('approvals.expiring');
       el.classList.toggle('urgent', left < 120);
     }
   }
 
-  const onEvent = (e) => {
-    const k = eventKind(e.detail);
-    if (k === 'approval' || k === 'decision') {
-      clearTimeout(refreshTimer);
-      refreshTimer = setTimeout(() => load(), 60);
-    }
-  };
-  const onLive = (e) => { if (e.detail === 'live') load(); };
-  ctx.bus.addEventListener('event', onEvent);
-  ctx.bus.addEventListener('live', onLive);
   const timer = setInterval(tick, 1000);
-  // Without the event stream (older sidecar), fall back to polling.
-  const poll = setInterval(() => { if (ctx.live() !== 'live') load(); }, 5000);
-  load();
-
-  return () => {
-    ctx.bus.removeEventListener('event', onEvent);
-    ctx.bus.removeEventListener('live', onLive);
-    clearInterval(timer);
-    clearInterval(poll);
-    clearTimeout(refreshTimer);
-  };
+  return () => { page.unmount(); clearInterval(timer); };
 }

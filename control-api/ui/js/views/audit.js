@@ -1,17 +1,19 @@
-// Audit search (filters, newest first, cursor "load more") and the trace view: every record
-// of one call chain, oldest first.
+// Audit search (filters, newest first, "load more") and the trace view: every record of one
+// call chain, oldest first. The results do not refresh live: a list that shifts while it is
+// read is no use to an investigator; searching again shows what is new.
 
 import { h, replace, dl, select, pre } from '../dom.js';
 import { t } from '../i18n.js';
-import { get, query } from '../api.js';
-import { errorBox, emptyState, loading, riskBadge, statusBadge, busy, pageHead } from '../components.js';
+import { get } from '../api.js';
+import { errorBox, emptyState, loading, riskBadge, statusBadge } from '../components.js';
+import { listPage } from '../listpage.js';
 import { when, usd, subjectLine, localToIso } from '../format.js';
 
 const KINDS = ['', 'model_call', 'exec', 'tool_call', 'approval', 'grant', 'budget', 'policy_reload', 'kill_switch', 'config', 'auth', 'gateway', 'retention'];
 const RISKS = ['', 'low', 'medium', 'high', 'critical'];
 const ACTIONS = ['', 'allow', 'deny', 'hold'];
 
-export function mount(root) {
+export function mount(root, ctx) {
   const params = new URLSearchParams(location.hash.split('?')[1] || '');
   const f = {
     agent: h('input', { type: 'text', name: 'agent', autocapitalize: 'off', 'data-testid': 'f-agent' }),
@@ -22,13 +24,8 @@ export function mount(root) {
     from: h('input', { type: 'datetime-local', name: 'from' }),
     to: h('input', { type: 'datetime-local', name: 'to' }),
   };
-  const listEl = h('div', { class: 'list', 'data-testid': 'audit-results' });
-  const moreEl = h('div', { class: 'more' });
   const traceEl = h('div', { class: 'trace', 'data-testid': 'trace' });
-  let cursor = null;
-  let shown = 0;
-
-  const form = h('form', { class: 'filters card', onsubmit: (e) => { e.preventDefault(); search(false); } },
+  const filters = h('form', { class: 'filters card' },
     h('label', {}, t('field.agent'), f.agent),
     h('label', {}, t('field.kind'), f.kind),
     h('label', {}, t('field.risk'), f.risk),
@@ -38,34 +35,16 @@ export function mount(root) {
     h('label', {}, t('audit.to'), f.to),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', 'data-testid': 'audit-search' }, t('audit.search'))));
 
-  replace(root, pageHead(t('audit.title')), traceEl, form, listEl, moreEl);
-
-  function params_() {
-    return {
+  const page = listPage(root, ctx, {
+    title: t('audit.title'), above: [traceEl], filters, testid: 'audit-results',
+    path: '/api/v1/audit', limit: 50,
+    params: () => ({
       agent: f.agent.value.trim(), kind: f.kind.value, risk: f.risk.value, action: f.action.value,
-      keyword: f.keyword.value.trim(), from: localToIso(f.from.value), to: localToIso(f.to.value), limit: 50,
-    };
-  }
-
-  async function search(more, button) {
-    const run = async () => {
-      if (!more) { replace(listEl, loading()); shown = 0; cursor = null; }
-      try {
-        const page = await get(`/api/v1/audit${query({ ...params_(), cursor: more ? cursor : '' })}`);
-        const items = (page && page.items) || [];
-        if (!more) replace(listEl);
-        listEl.append(...items.map(row));
-        shown += items.length;
-        cursor = page.next_cursor || null;
-        if (!shown) replace(listEl, emptyState(t('audit.empty'), t('audit.empty_hint')));
-        replace(moreEl, cursor ? h('button', { class: 'ghost', 'data-testid': 'load-more', onclick: (e) => search(true, e.currentTarget) }, t('common.load_more')) : null);
-      } catch (err) {
-        replace(listEl, errorBox(err));
-        replace(moreEl);
-      }
-    };
-    if (button) await busy(button, run); else await run();
-  }
+      keyword: f.keyword.value.trim(), from: localToIso(f.from.value), to: localToIso(f.to.value),
+    }),
+    empty: [t('audit.empty'), t('audit.empty_hint')],
+    item: row,
+  });
 
   function row(r) {
     return h('article', { class: 'card record', 'data-testid': 'audit-record', 'data-kind': r.kind || '' },
@@ -81,7 +60,7 @@ export function mount(root) {
       dl([
         [t('field.rule'), r.rule ? h('code', {}, r.rule) : ''],
         [t('field.cost'), r.cost_usd != null ? usd(r.cost_usd) : ''],
-        [t('field.latency'), r.latency_ms != null ? `${Number(r.latency_ms).toFixed(1)} ms` : ''],
+        [t('field.latency'), r.latency_ms != null ? t('unit.ms', { n: Number(r.latency_ms).toFixed(1) }) : ''],
         [t('field.actor'), r.actor],
         [t('field.outcome'), r.outcome],
         [t('field.trace'), r.trace_id ? h('a', { href: '#', 'data-testid': 'trace-link', onclick: (e) => { e.preventDefault(); showTrace(r.trace_id); } }, r.trace_id) : ''],
@@ -101,7 +80,7 @@ export function mount(root) {
         items.length ? h('ol', { class: 'timeline' }, items.map((r) => h('li', {},
           h('time', { datetime: r.ts }, when(r.ts)), ' ',
           h('strong', {}, t(`kind.${r.kind}`, {}, r.kind || '')), ' ', statusBadge(r.action), ' ', riskBadge(r.risk), ' ',
-          h('span', {}, [subjectLine(r.subject), r.reason, r.actor ? `— ${r.actor}` : ''].filter(Boolean).join(' · ')))))
+          h('span', {}, [subjectLine(r.subject), r.reason, r.actor ? t('audit.by', { actor: r.actor }) : ''].filter(Boolean).join(' · ')))))
           : emptyState(t('audit.trace_empty'))));
     } catch (err) {
       replace(traceEl, errorBox(err));
@@ -109,6 +88,5 @@ export function mount(root) {
   }
 
   if (params.get('trace')) showTrace(params.get('trace'));
-  search(false);
-  return null;
+  return page.unmount;
 }

@@ -1,81 +1,52 @@
-// Grants made by allow-always: each shown with its breadth in words, revocable.
+// Grants made by allow-always: each shown with its breadth in words, revocable
+// (DELETE /api/v1/grants/{id}).
 
-import { h, replace, dl } from '../dom.js';
+import { h, dl } from '../dom.js';
 import { t } from '../i18n.js';
-import { get, del, post, eventKind } from '../api.js';
-import { errorBox, emptyState, loading, busy, toast, pageHead } from '../components.js';
+import { del } from '../api.js';
+import { toast, cardMsg, confirmIn } from '../components.js';
+import { listPage } from '../listpage.js';
 import { when } from '../format.js';
 import { describeScope, breadthBadge } from './scope.js';
 
 export function mount(root, ctx) {
-  const listEl = h('div', { class: 'list', 'data-testid': 'grants' });
-  const moreEl = h('div', { class: 'more' });
-  replace(root, pageHead(t('grants.title')), h('p', { class: 'muted' }, t('grants.hint')), listEl, moreEl);
-  let items = [];
-  let cursor = null;
+  return listPage(root, ctx, {
+    title: t('grants.title'), hint: t('grants.hint'), testid: 'grants',
+    path: '/api/v1/grants', key: (g) => g.id, events: ['grant'],
+    empty: [t('grants.empty'), t('grants.empty_hint')],
+    item: card,
+  }).unmount;
+}
 
-  /** The first page, or (`more`) the next one after what is shown. */
-  async function load(more) {
-    if (!listEl.childElementCount) replace(listEl, loading());
-    try {
-      const page = await get(`/api/v1/grants${more && cursor ? `?cursor=${encodeURIComponent(cursor)}` : ''}`);
-      items = more ? items.concat((page && page.items) || []) : (page && page.items) || [];
-      cursor = (page && page.next_cursor) || null;
-      replace(listEl, items.length ? items.map(card) : emptyState(t('grants.empty'), t('grants.empty_hint')));
-      replace(moreEl, cursor
-        ? h('button', { class: 'ghost', 'data-testid': 'grants-more', onclick: () => load(true) }, t('common.load_more'))
-        : null);
-    } catch (err) {
-      replace(listEl, errorBox(err));
-    }
-  }
-
-  function card(g) {
-    const msg = h('div', { class: 'card-msg', role: 'status' });
-    const expired = g.expired || (g.expires_at && new Date(g.expires_at).getTime() <= Date.now());
-    const confirm = h('div', { class: 'panel' });
-    return h('article', { class: `card grant${expired ? ' muted-card' : ''}`, 'data-testid': 'grant', 'data-id': g.id },
-      h('div', { class: 'card-head' },
-        breadthBadge(g.breadth || 'exact'),
-        h('span', { class: 'kind' }, t(`kind.${g.kind}`, {}, g.kind || '')),
-        h('span', { class: 'agent' }, `@${g.agent}`),
-        expired ? h('span', { class: 'badge st-expired' }, t('status.expired')) : null),
-      h('p', { class: 'breadth' }, describeScope(g)),
-      dl([
-        [t('scope.pattern'), h('code', {}, g.pattern)],
-        [t('scope.args'), g.kind === 'model_call' ? '' : g.arg_pattern ? h('code', {}, g.arg_pattern) : t('scope.args_any')],
-        [t('field.expires'), g.expires_at ? when(g.expires_at) : t('scope.until_revoked')],
-        [t('field.created'), when(g.created_at)],
-        [t('field.created_by'), g.created_by],
-        [t('field.approval'), g.approval_id],
-        [t('field.id'), g.id],
-      ]),
-      h('div', { class: 'actions' },
-        h('button', { class: 'deny', 'data-testid': 'revoke', 'data-needs': 'approver', onclick: () => replace(confirm,
-          h('div', { class: 'editor' },
-            h('p', {}, t('grants.revoke_confirm')),
-            h('div', { class: 'actions' },
-              h('button', { class: 'deny', 'data-testid': 'revoke-confirm', onclick: (e) => revoke(g, e.currentTarget, msg) }, t('grants.revoke')),
-              h('button', { class: 'ghost', onclick: () => replace(confirm) }, t('common.cancel'))))) }, t('grants.revoke'))),
-      confirm, msg);
-  }
-
-  async function revoke(g, button, msg) {
-    await busy(button, async () => {
-      try {
-        await del(`/api/v1/grants/${encodeURIComponent(g.id)}`);
-      } catch (err) {
-        // Some sidecars expose revoke as POST .../revoke instead of DELETE.
-        if (!err.notAvailable) throw err;
-        await post(`/api/v1/grants/${encodeURIComponent(g.id)}/revoke`, {});
-      }
-      toast(t('grants.revoked'));
-      await load();
-    }, (err) => { msg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; msg.className = 'card-msg error'; });
-  }
-
-  const onEvent = (e) => { if (eventKind(e.detail) === 'grant') load(); };
-  ctx.bus.addEventListener('event', onEvent);
-  load();
-  return () => ctx.bus.removeEventListener('event', onEvent);
+function card(g, page) {
+  const msg = cardMsg();
+  const panel = h('div', { class: 'panel' });
+  const expired = g.expired;
+  const revoke = () => confirmIn(panel, msg, {
+    text: t('grants.revoke_confirm'), confirm: t('grants.revoke'), testid: 'revoke-confirm',
+    onConfirm: async () => {
+      await del(`/api/v1/grants/${encodeURIComponent(g.id)}`);
+      toast(() => t('grants.revoked'));
+    },
+    then: page.reload,
+  });
+  return h('article', { class: `card grant${expired ? ' muted-card' : ''}`, 'data-testid': 'grant', 'data-id': g.id },
+    h('div', { class: 'card-head' },
+      breadthBadge(g.breadth),
+      h('span', { class: 'kind' }, t(`kind.${g.kind}`, {}, g.kind || '')),
+      h('span', { class: 'agent' }, `@${g.agent}`),
+      expired ? h('span', { class: 'badge st-expired' }, t('status.expired')) : null),
+    h('p', { class: 'breadth' }, describeScope(g)),
+    dl([
+      [t('scope.pattern'), h('code', {}, g.pattern)],
+      [t('scope.args'), g.kind === 'model_call' ? '' : g.arg_pattern ? h('code', {}, g.arg_pattern) : t('scope.args_any')],
+      [t('field.expires'), g.expires_at ? when(g.expires_at) : t('scope.until_revoked')],
+      [t('field.created'), when(g.created_at)],
+      [t('field.created_by'), g.created_by],
+      [t('field.approval'), g.approval_id],
+      [t('field.id'), g.id],
+    ]),
+    h('div', { class: 'actions' },
+      h('button', { class: 'deny', 'data-testid': 'revoke', 'data-needs': 'approver', onclick: revoke }, t('grants.revoke'))),
+    panel, msg);
 }

@@ -1,10 +1,10 @@
 // Policies: the serving bundle (revision, files, load time, last reload error), reload, and a
-// dry run of the decision for an input the author pastes.
+// dry run of the decision for an input the author pastes. Not a list, so not a listPage.
 
 import { h, replace, dl, pre } from '../dom.js';
 import { t } from '../i18n.js';
 import { get, post } from '../api.js';
-import { errorBox, loading, busy, toast, pageHead, statusBadge, riskBadge } from '../components.js';
+import { errorBox, loading, busy, toast, pageHead, statusBadge, riskBadge, cardMsg, setMsg, errorText } from '../components.js';
 import { when } from '../format.js';
 
 const SAMPLE = {
@@ -18,15 +18,15 @@ export function mount(root) {
   const statusEl = h('div', { 'data-testid': 'policy-status' });
   const input = h('textarea', { rows: 10, class: 'mono', spellcheck: 'false', 'data-testid': 'eval-input', value: JSON.stringify(SAMPLE, null, 2) });
   const resultEl = h('div', { 'data-testid': 'eval-result' });
-  const reloadMsg = h('div', { class: 'card-msg', role: 'status' });
+  const reloadMsg = cardMsg();
 
   const reload = h('button', {
     class: 'primary', 'data-testid': 'policy-reload', 'data-needs': 'admin', onclick: (e) => busy(e.currentTarget, async () => {
       const st = await post('/api/v1/policies/reload', {});
-      reloadMsg.textContent = '';
-      toast(t('policies.reloaded', { rev: st.revision }));
+      setMsg(reloadMsg, '');
+      toast(() => t('policies.reloaded', { rev: st.revision }));
       drawStatus(st);
-    }, (err) => { reloadMsg.textContent = `${err.title || t('err.generic')}: ${err.detail || err.message}`; reloadMsg.className = 'card-msg error'; }),
+    }, (err) => setMsg(reloadMsg, errorText(err), 'error')),
   }, t('policies.reload'));
 
   const evalForm = h('form', {
