@@ -10,48 +10,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
 
-#[path = "../tests/support/http.rs"]
-#[allow(dead_code)]
-mod http_support;
-
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clawbutler::app::Sidecar;
-use clawbutler::config::Config;
 use http::Method;
-use http_support::{post_json, send_streaming, StreamingResponse};
 use serde_json::{json, Value};
+use testkit::http::{post_json, send_streaming, StreamingResponse};
+use testkit::rig::{bundle_dir, SidecarConfig, ADMIN, HOLD_RULE};
 use testkit::upstream::ScriptedUpstream;
 
 const ROUNDS: usize = 300;
-const ADMIN: &str = "bench-admin";
-
-const HOLD_RULE: &str = r#"package clawbutler
-
-hold_findings contains f if {
-	input.kind == "model_call"
-	startswith(object.get(input.model, "name", ""), "needs-approval")
-	f := {"rule": "bench.model_hold", "reason": "Bench models need a human", "risk": "high"}
-}
-"#;
-
-fn bundle(dir: &Path) -> std::path::PathBuf {
-    let out = dir.join("bundle");
-    std::fs::create_dir_all(&out).expect("bundle dir");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-    for e in std::fs::read_dir(&src).expect("policies dir") {
-        let p = e.expect("dir entry").path();
-        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        if name.ends_with(".rego") && !name.ends_with("_test.rego") {
-            std::fs::copy(&p, out.join(&name)).expect("copy rego");
-        }
-    }
-    std::fs::write(out.join("zz_bench_hold.rego"), HOLD_RULE).expect("hold rule");
-    out
-}
-
 /// Reads SSE frames until an event of `name` arrives; returns its data.
 async fn next_event(res: &mut StreamingResponse, buf: &mut String, name: &str) -> Value {
     loop {
@@ -78,27 +47,10 @@ fn main() {
     rt.block_on(async {
         let up = ScriptedUpstream::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-control_listen = "127.0.0.1:0"
-data_dir = "{data}"
-[auth]
-admin_token = "{ADMIN}"
-[policies]
-dir = "{bundle}"
-watch = false
-[[upstreams]]
-name = "fake"
-kind = "openai"
-url = "{base}/v1"
-"#,
-            data = dir.path().join("data").display(),
-            bundle = bundle(dir.path()).display(),
-            base = up.base_url()
-        );
-        let sidecar = Sidecar::start(Config::from_toml_str(&cfg).expect("config")).await.expect("sidecar");
+        let cfg = SidecarConfig::new(&dir.path().join("data"))
+            .upstreams(&up.base_url())
+            .policy_dir(&bundle_dir(dir.path(), &[("zz_bench_hold.rego", HOLD_RULE)]));
+        let sidecar = Sidecar::start(cfg.build()).await.expect("sidecar");
         let control = format!("http://{}", sidecar.control_addr);
         let data = format!("http://{}/a/bench/fake/v1/chat/completions", sidecar.data_addr);
         let auth = format!("Bearer {ADMIN}");

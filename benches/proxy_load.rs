@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clawbutler::app::Sidecar;
-use clawbutler::config::Config;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -120,13 +119,8 @@ fn main() {
         let rounds = env("LOAD_ROUNDS", 3);
         let up = ScriptedUpstream::start_with(UpstreamOptions { record: false, ..Default::default() }).await;
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ncontrol_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n\
-             [[upstreams]]\nname = \"fake\"\nkind = \"openai\"\nurl = \"{}/v1\"\n",
-            dir.path().display(),
-            up.base_url()
-        );
-        let sidecar = Sidecar::start(Config::from_toml_str(&cfg).expect("config")).await.expect("sidecar");
+        let cfg = testkit::rig::SidecarConfig::new(dir.path()).upstreams(&up.base_url());
+        let sidecar = Sidecar::start(cfg.build()).await.expect("sidecar");
         let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
         let direct = format!("{}/v1/chat/completions", up.base_url());
         let proxied = format!("http://{}/a/bench/fake/v1/chat/completions", sidecar.data_addr);

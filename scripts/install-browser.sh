@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Debian's headless-capable Chromium and its WebDriver for the UI browser test
-# (tests/ui_browser.rs). Idempotent: a second run with both binaries present does nothing.
+# (tests/it/ui_browser.rs). Idempotent: a second run with both binaries present does nothing.
 #
 #   scripts/install-browser.sh        # as root (CI) or with sudo available
 #

@@ -19,10 +19,10 @@ export CLAWBUTLER_E2E=1
 
 step "format and lints"
 cargo fmt --all -- --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "building"
-cargo build --locked --all-targets
+cargo build --workspace --locked --all-targets
 
 step "shipped policy tests (clawbutler policy test)"
 "${CARGO_TARGET_DIR:-target}/debug/clawbutler" policy test policies

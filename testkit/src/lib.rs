@@ -1,13 +1,22 @@
 //! ClawButler's dev-only test kit, shared by the integration tests, the e2e tier and the
-//! benchmarks; it is never compiled into the shipped binary. It holds the stand-ins the
-//! project allows for outside services, and the one sidecar rig:
+//! benchmarks; it is never compiled into the shipped binary (it is only a dev-dependency).
 //!
-//! - [`upstream::ScriptedUpstream`]: a local model server that speaks the OpenAI and Anthropic
-//!   wire formats closely enough that the sidecar cannot tell it from the real APIs, and whose
-//!   answers are a pure function of the prompt, so a direct call and a call through the
-//!   sidecar can be compared byte for byte (also the `scripted-upstream` dev binary).
+//! - [`rig`]: the one sidecar rig, started in process from a [`rig::SidecarConfig`] builder.
+//! - [`upstream::ScriptedUpstream`]: the only model stand-in the project allows, a local server
+//!   that speaks the OpenAI and Anthropic wire formats closely enough that the sidecar cannot
+//!   tell it from the real APIs, and whose answers are a pure function of the prompt, so a
+//!   direct call and a call through the sidecar can be compared byte for byte (also the
+//!   `scripted-upstream` dev binary).
+//! - [`fake_gateway`]: a protocol-level fake OpenClaw gateway for link tests that need
+//!   misbehaviour on demand (the e2e tier uses the real one).
+//! - [`openclaw`]: a throwaway real OpenClaw gateway (installed by `scripts/install-openclaw.sh`).
+//! - [`http`]: a tiny HTTP/1.1 client (one connection per request, so dropping a stream hangs up).
 
 // Test infrastructure: a setup failure panics the test that uses it, with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fake_gateway;
+pub mod http;
+pub mod openclaw;
+pub mod rig;
 pub mod upstream;

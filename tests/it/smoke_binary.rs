@@ -1,15 +1,11 @@
 //! The real `clawbutler` binary: zero-config start, refusal of a port in use and of unknown
 //! config keys, and a clean shutdown on SIGTERM.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::http::get;
+use testkit::http::get;
 
 const BIN: &str = env!("CARGO_BIN_EXE_clawbutler");
 

@@ -8,17 +8,12 @@
 //! Needs `scripts/install-openclaw.sh` to have run; skipped with a notice otherwise, failed when
 //! `CLAWBUTLER_E2E=1`. Takes about a minute (gateway start ~10-25 s, a turn ~5-12 s).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-mod support;
-
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::openclaw::{find_or_skip, AgentTurn, Gateway};
+use testkit::openclaw::{find_or_skip, AgentTurn, Gateway};
+use testkit::rig::{SidecarConfig, ADMIN};
 use testkit::upstream::{reply_for, RecordedRequest, ScriptedUpstream, Usage};
-
-const ADMIN: &str = "test-admin-token";
 
 /// USD per million tokens, as in `proxy/prices.toml` (the sidecar's shipped table).
 const GPT_4O_MINI: (f64, f64) = (0.15, 0.60);
@@ -131,7 +126,7 @@ async fn audit_items(control: SocketAddr, agent: &str, want: usize) -> Vec<Value
     let auth = format!("Bearer {ADMIN}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let resp = support::http::get(&url, &[("authorization", &auth)]).await;
+        let resp = testkit::http::get(&url, &[("authorization", &auth)]).await;
         assert_eq!(resp.status, 200, "GET {url}: {}", resp.text());
         let body = resp.json();
         assert!(body.get("next_cursor").is_some(), "audit list has next_cursor: {body}");
@@ -215,32 +210,10 @@ async fn openclaw_agents_reach_the_model_through_the_sidecar() {
     let up = ScriptedUpstream::start().await;
     let data_dir = tempfile::tempdir().expect("tempdir");
     let upstream_base = up.base_url();
-    let data_dir_s = data_dir.path().display();
-    let cfg = clawbutler::config::Config::from_toml_str(&format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-control_listen = "127.0.0.1:0"
-data_dir = "{data_dir_s}"
-[auth]
-admin_token = "{ADMIN}"
-[policies]
-# A debug build shares 2 cores with a gateway and node: give the policy room.
-eval_timeout_ms = 250
-[prices."capped-model"]
-input = 0.0
-output = 1.0
-[[upstreams]]
-name = "fake"
-kind = "openai"
-url = "{upstream_base}/v1"
-[[upstreams]]
-name = "anth"
-kind = "anthropic"
-url = "{upstream_base}"
-"#
-    ))
-    .expect("sidecar config");
+    let cfg = SidecarConfig::new(data_dir.path())
+        .upstreams(&upstream_base)
+        .table("[prices.\"capped-model\"]\ninput = 0.0\noutput = 1.0")
+        .build();
     let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
     let (data, control) = (sidecar.data_addr, sidecar.control_addr);
 
@@ -271,7 +244,7 @@ url = "{upstream_base}"
 
 async fn budget(control: SocketAddr, method: http::Method, path: &str, body: Value) -> Value {
     let auth = format!("Bearer {ADMIN}");
-    let r = support::http::send(
+    let r = testkit::http::send(
         method,
         &format!("http://{control}{path}"),
         &[("authorization", &auth), ("content-type", "application/json")],

@@ -10,19 +10,15 @@
 //!
 //! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when `CLAWBUTLER_E2E=1`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-mod support;
-
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::openclaw::{find_or_skip, free_port, Gateway};
+use testkit::openclaw::{find_or_skip, free_port, Gateway};
+use testkit::rig::{SidecarConfig, ADMIN};
 use testkit::upstream::{reply_for, ScriptedUpstream};
 
-const ADMIN: &str = "e2e-gateway-admin";
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_GATEWAY_TOKEN";
 
 /// `main` goes through the sidecar from the start; `ops` talks to the model server directly until
@@ -61,12 +57,12 @@ impl Api {
     }
     async fn get(&self, path: &str) -> (u16, Value) {
         let r =
-            support::http::get(&format!("http://{}{path}", self.control), &[("authorization", &Self::auth())]).await;
+            testkit::http::get(&format!("http://{}{path}", self.control), &[("authorization", &Self::auth())]).await;
         (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
     }
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let url = format!("http://{}{path}", self.control);
-        let r = support::http::post_json(&url, &[("authorization", &Self::auth())], &body).await;
+        let r = testkit::http::post_json(&url, &[("authorization", &Self::auth())], &body).await;
         (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
     }
 }
@@ -123,31 +119,14 @@ async fn gateway_link_registry_kill_switch_and_exec_approvals() {
     std::env::set_var(TOKEN_ENV, gw.token());
 
     let dir = tempfile::tempdir().unwrap();
-    let cfg = clawbutler::config::Config::from_toml_str(&format!(
-        r#"
-[server]
-listen = "{data}"
-control_listen = "127.0.0.1:0"
-data_dir = "{dd}"
-[auth]
-admin_token = "{ADMIN}"
-[policies]
-eval_timeout_ms = 250
-[[upstreams]]
-name = "fake"
-kind = "openai"
-url = "{up}/v1"
-[gateway]
-url = "{ws}"
-token_env = "{TOKEN_ENV}"
-reconnect_initial_ms = 500
-reconnect_max_ms = 2000
-"#,
-        dd = dir.path().display(),
-        up = up.base_url(),
-        ws = gw.ws_url(),
-    ))
-    .expect("sidecar config");
+    let cfg = SidecarConfig::new(dir.path())
+        .listen(&data.to_string(), "127.0.0.1:0")
+        .upstreams(&up.base_url())
+        .table(&format!(
+            "[gateway]\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
+            gw.ws_url()
+        ))
+        .build();
     let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
     let api = Api { control: sidecar.control_addr };
     let gateway = sidecar.gateway.clone().expect("gateway link configured");
@@ -165,10 +144,10 @@ reconnect_max_ms = 2000
     assert_eq!(code, 200);
     assert_eq!((main["health"].as_str(), main["killed"].as_bool()), (Some("healthy"), Some(false)), "{main}");
     let workspace = PathBuf::from(main["workspace"].as_str().unwrap_or_else(|| panic!("workspace known: {main}")));
-    let ready = support::http::get(&format!("http://{}/readyz", api.control), &[]).await;
+    let ready = testkit::http::get(&format!("http://{}/readyz", api.control), &[]).await;
     assert_eq!(ready.status, 200, "readyz: {}", ready.text());
     assert!(ready.text().contains("\"gateway\""), "{}", ready.text());
-    let metrics = support::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
+    let metrics = testkit::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
     assert!(metrics.contains("clawbutler_gateway_connected 1"), "gauge up");
 
     // 2. Kill during a slow streaming run.
@@ -185,7 +164,7 @@ reconnect_max_ms = 2000
         let url = format!("http://{data}/a/main/fake/v1/chat/completions");
         let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "probe"}]});
         loop {
-            let r = support::http::post_json(&url, &[], &body).await;
+            let r = testkit::http::post_json(&url, &[], &body).await;
             if r.header("x-clawbutler-action") == Some("deny") {
                 return t0.elapsed();
             }
@@ -334,7 +313,7 @@ reconnect_max_ms = 2000
         api.get("/api/v1/agents/main").await.1["health"] == "healthy"
     })
     .await;
-    let metrics = support::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
+    let metrics = testkit::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
     assert!(metrics.contains("clawbutler_gateway_connected 1"), "gauge back up");
 
     // 5. attach / detach round trip: `ops` is rewired through the sidecar, then put back exactly.
@@ -345,11 +324,10 @@ reconnect_max_ms = 2000
     let cli_cfg = cli_dir.path().join("clawbutler.toml");
     std::fs::write(
         &cli_cfg,
-        format!(
-            "[server]\nlisten = \"{data}\"\ndata_dir = \"{}\"\n[[upstreams]]\nname = \"fake\"\nkind = \"openai\"\nurl = \"{}/v1\"\n",
-            cli_dir.path().display(),
-            up.base_url()
-        ),
+        SidecarConfig::new(cli_dir.path())
+            .listen(&data.to_string(), "127.0.0.1:8788")
+            .upstreams(&up.base_url())
+            .to_toml(),
     )
     .unwrap();
     let cli = |verb: &'static str, dry: bool| {

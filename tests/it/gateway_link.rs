@@ -10,18 +10,12 @@
 //! guarantees (a backoff delay is at least half its ceiling) and generous upper bounds, since
 //! debug builds share 2 cores.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-#[path = "gateway_link/fake.rs"]
-mod fake;
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake::{event, Cmd, FakeGateway, Mode, TICK_MS, TOKEN};
 use gateway::{GatewayError, GatewaySettings, Link, LinkEvent};
 use serde_json::{json, Value};
+use testkit::fake_gateway::{event, Cmd, FakeGateway, Mode, TICK_MS, TOKEN};
 use tokio::sync::{broadcast, watch};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -312,8 +306,8 @@ async fn wrong_token_is_reported_clearly_and_retried_with_backoff() {
 /// auto-approved because of it; `/readyz` and the gauge follow the link.
 #[tokio::test]
 async fn sidecar_rereads_agents_and_reconciles_exec_approvals_after_reconnect() {
-    use support::http::get;
-    use support::sidecar::{Rig, ADMIN};
+    use testkit::http::get;
+    use testkit::rig::{Rig, ADMIN};
 
     const ENV: &str = "CLAWBUTLER_TEST_GATEWAY_LINK_TOKEN";
     std::env::set_var(ENV, TOKEN);

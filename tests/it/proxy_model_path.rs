@@ -2,19 +2,14 @@
 //! 127.0.0.1:0, the sidecar started from a config string on port 0, and a real HTTP client.
 //! Every assertion is about what a caller (or an auditor) sees.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-mod support;
-
 use std::time::Duration;
 
 use bytes::Bytes;
 use clawbutler::app::Sidecar;
-use clawbutler::config::Config;
 use http::Method;
 use serde_json::{json, Value};
-use support::http::{get, post_json, post_json_streaming, send};
-use support::sidecar::Rig;
+use testkit::http::{get, post_json, post_json_streaming, send};
+use testkit::rig::{Rig, SidecarConfig};
 use testkit::upstream::ScriptedUpstream;
 
 fn chat(prompt: &str, stream: bool) -> Value {
@@ -116,14 +111,8 @@ async fn injected_key_replaces_the_clients_and_pass_through_keeps_it() {
     std::env::set_var("CB_TEST_INJECTED_KEY", "sk-sidecar-held-key");
     let up = ScriptedUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = format!(
+    let cfg = SidecarConfig::new(dir.path()).table(&format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-control_listen = "127.0.0.1:0"
-data_dir = "{}"
-[policies]
-eval_timeout_ms = 250
 [[upstreams]]
 name = "held"
 kind = "openai"
@@ -139,10 +128,9 @@ kind = "anthropic"
 url = "{base}"
 api_key_env = "CB_TEST_INJECTED_KEY"
 "#,
-        dir.path().display(),
         base = up.base_url()
-    );
-    let sc = Sidecar::start(Config::from_toml_str(&cfg).unwrap()).await.unwrap();
+    ));
+    let sc = Sidecar::start(cfg.build()).await.unwrap();
     let url = |p: &str| format!("http://{}{p}", sc.data_addr);
     let client_key = [("authorization", "Bearer sk-client-key"), ("x-api-key", "sk-ant-client")];
     post_json(&url("/a/main/held/v1/chat/completions"), &client_key, &chat("a", false)).await;
@@ -224,15 +212,12 @@ url = "http://{dead}"
 async fn upstream_timeout_is_504() {
     let up = ScriptedUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ncontrol_listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n[policies]\neval_timeout_ms = 250\n\
-         [[upstreams]]\nname = \"slow\"\nkind = \"openai\"\nurl = \"{}/v1\"\ntimeout_ms = 300\n\
-         [[upstreams]]\nname = \"slowanth\"\nkind = \"anthropic\"\nurl = \"{}\"\ntimeout_ms = 300\n",
-        dir.path().display(),
-        up.base_url(),
-        up.base_url()
-    );
-    let sc = Sidecar::start(Config::from_toml_str(&cfg).unwrap()).await.unwrap();
+    let cfg = SidecarConfig::new(dir.path()).table(&format!(
+        "[[upstreams]]\nname = \"slow\"\nkind = \"openai\"\nurl = \"{base}/v1\"\ntimeout_ms = 300\n\
+         [[upstreams]]\nname = \"slowanth\"\nkind = \"anthropic\"\nurl = \"{base}\"\ntimeout_ms = 300\n",
+        base = up.base_url()
+    ));
+    let sc = Sidecar::start(cfg.build()).await.unwrap();
     let r =
         post_json(&format!("http://{}/a/main/slow/v1/chat/completions", sc.data_addr), &[], &chat("HANG", false)).await;
     assert_eq!(r.status, 504);

@@ -2,18 +2,13 @@
 //! reconnects with Last-Event-ID gets exactly the events it missed, in order, and heartbeats
 //! arrive at the configured interval.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-mod approvals_rig;
-mod support;
-
 use std::time::Duration;
 
-use approvals_rig::{bearer, Rig, ADMIN};
 use bytes::Bytes;
 use http::Method;
 use serde_json::{json, Value};
-use support::http::{send_streaming, StreamingResponse};
+use testkit::http::{send_streaming, StreamingResponse};
+use testkit::rig::{bearer, Rig, ADMIN};
 
 /// One parsed SSE event (or a comment, with `comment` set).
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +78,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn reconnect_with_last_event_id_gets_exactly_the_missed_events_in_order() {
-    let rig = Rig::start("", "[approvals]\nevents_heartbeat_ms = 60000").await;
+    let rig = Rig::holding("", "[approvals]\nevents_heartbeat_ms = 60000").await;
     let approver = rig.token("approver", "april").await;
     // `steady` stays connected throughout: the reference of what was emitted.
     let mut steady = Sse::open(&rig, None, "").await;
@@ -154,7 +149,7 @@ async fn reconnect_with_last_event_id_gets_exactly_the_missed_events_in_order() 
 
 #[tokio::test]
 async fn filters_and_heartbeats() {
-    let rig = Rig::start("", "[approvals]\nevents_heartbeat_ms = 150").await;
+    let rig = Rig::holding("", "[approvals]\nevents_heartbeat_ms = 150").await;
     let mut only_other = Sse::open(&rig, None, "?agent=other&kind=approval,decision").await;
     let mut comments = 0;
     let t0 = tokio::time::Instant::now();

@@ -2,19 +2,13 @@
 //! `cancelled` by `system` (recorded), never allowed, and deciding it is refused. A clean
 //! shutdown answers held callers at once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-mod approvals_rig;
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use approvals_rig::{bearer, bundle_dir, config, reply_text, Rig, ADMIN};
 use clawbutler::app::Sidecar;
-use clawbutler::config::Config;
 use serde_json::json;
-use support::http::{get, post_json};
+use testkit::http::{get, post_json};
+use testkit::rig::{bearer, bundle_dir, reply_text, Rig, SidecarConfig, ADMIN, HOLD_RULE};
 use testkit::upstream::ScriptedUpstream;
 
 fn free_port() -> u16 {
@@ -25,10 +19,11 @@ fn free_port() -> u16 {
 async fn restart_cancels_orphaned_approvals() {
     let up = ScriptedUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let bundle = bundle_dir(dir.path());
+    let bundle = bundle_dir(dir.path(), &[("zz_test_hold.rego", HOLD_RULE)]);
     let (dp, cp) = (free_port(), free_port());
     let data = dir.path().join("data");
-    let cfg = config(&data, &bundle, &up.base_url(), &format!("127.0.0.1:{dp}"), &format!("127.0.0.1:{cp}"), "", "");
+    let base = SidecarConfig::new(&data).upstreams(&up.base_url()).policy_dir(&bundle);
+    let cfg = base.clone().listen(&format!("127.0.0.1:{dp}"), &format!("127.0.0.1:{cp}")).to_toml();
     let cfg_path = dir.path().join("clawbutler.toml");
     std::fs::write(&cfg_path, &cfg).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_clawbutler"))
@@ -49,7 +44,7 @@ async fn restart_cancels_orphaned_approvals() {
     }
     assert!(up_ok, "sidecar did not start");
     let url = format!("http://127.0.0.1:{dp}/a/main/fake/v1/chat/completions");
-    let body = approvals_rig::chat("needs-approval-1", "held across a crash");
+    let body = testkit::rig::chat("needs-approval-1", "held across a crash");
     let held = tokio::spawn(async move { post_json(&url, &[], &body).await });
     let mut id = None;
     for _ in 0..300 {
@@ -67,8 +62,7 @@ async fn restart_cancels_orphaned_approvals() {
     child.wait().unwrap();
     held.abort();
 
-    let cfg = config(&data, &bundle, &up.base_url(), "127.0.0.1:0", "127.0.0.1:0", "", "");
-    let sidecar = Sidecar::start(Config::from_toml_str(&cfg).unwrap()).await.unwrap();
+    let sidecar = Sidecar::start(base.build()).await.unwrap();
     let c = |p: &str| format!("http://{}{}", sidecar.control_addr, p);
     let a = get(&c(&format!("/api/v1/approvals/{id}")), &bearer(ADMIN)).await.json();
     assert_eq!(a["status"], "cancelled", "{a}");
@@ -95,11 +89,11 @@ async fn restart_cancels_orphaned_approvals() {
 
 #[tokio::test]
 async fn clean_shutdown_answers_held_callers_at_once() {
-    let rig = Rig::start("", "").await;
+    let rig = Rig::holding("", "").await;
     let held = rig.call("main", "needs-approval-1", "held at shutdown");
     rig.wait_pending("main", 1).await;
     let t0 = std::time::Instant::now();
-    let Rig { sidecar, up, dir: _dir } = rig;
+    let Rig { sidecar, up, dir: _dir, .. } = rig;
     sidecar.shutdown().await;
     let res = tokio::time::timeout(Duration::from_secs(3), held).await.unwrap().unwrap();
     assert!(reply_text(&res.json()).contains("cancelled"), "{}", res.text());

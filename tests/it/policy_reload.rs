@@ -2,16 +2,12 @@
 //! bundle never replaces the good one, the file watcher picks up edits, and calls running
 //! while bundles swap are all answered.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use support::http::{get, post_json};
-use support::sidecar::Rig;
+use testkit::http::{get, post_json};
+use testkit::rig::Rig;
 
 const AUTH: (&str, &str) = ("authorization", "Bearer test-admin-token");
 

@@ -2,15 +2,11 @@
 //! concurrent calls, the 429 form OpenClaw shows verbatim, real-usage charging of streams,
 //! durability across restart, and the control API.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-mod support;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::http::{get, post_json, post_json_streaming, send};
-use support::sidecar::{Rig, ADMIN};
+use testkit::http::{get, post_json, post_json_streaming, send};
+use testkit::rig::{Rig, ADMIN};
 
 const AUTH: (&str, &str) = ("authorization", "Bearer test-admin-token");
 

@@ -9,10 +9,6 @@
 //! override with `CLAWBUTLER_CHROMIUM` / `CLAWBUTLER_CHROMEDRIVER`). Without them the test
 //! prints a notice and passes, unless `CLAWBUTLER_E2E=1`, which makes their absence a failure.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-mod support;
-
 use std::os::unix::process::CommandExt;
 
 use std::path::{Path, PathBuf};
@@ -22,8 +18,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use http::Method;
 use serde_json::{json, Value};
-use support::http::{get, post_json, send};
-use support::sidecar::{Rig, ADMIN};
+use testkit::http::{get, post_json, send};
+use testkit::rig::{Rig, ADMIN};
 
 /// The W3C element reference key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -247,16 +243,16 @@ fn hold_bundle() -> tempfile::TempDir {
 }
 
 /// A chat call to the held model, run in the background; resolves when the sidecar answers.
-fn held_call(rig: &Rig, prompt: &str) -> tokio::task::JoinHandle<support::http::HttpResponse> {
+fn held_call(rig: &Rig, prompt: &str) -> tokio::task::JoinHandle<testkit::http::HttpResponse> {
     let url = rig.url("/a/main/fake/v1/chat/completions");
     let body = json!({"model": HELD_MODEL, "stream": false, "messages": [{"role": "user", "content": prompt}]});
     tokio::spawn(async move { post_json(&url, &[], &body).await })
 }
 
 async fn finished(
-    call: tokio::task::JoinHandle<support::http::HttpResponse>,
+    call: tokio::task::JoinHandle<testkit::http::HttpResponse>,
     what: &str,
-) -> support::http::HttpResponse {
+) -> testkit::http::HttpResponse {
     tokio::time::timeout(Duration::from_secs(15), call)
         .await
         .unwrap_or_else(|_| panic!("{what}: the held call did not complete"))

@@ -3,18 +3,13 @@
 //! decisions and allow-always grants. Everything asserted is what a caller, an approver or an
 //! auditor sees.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
-
-mod approvals_rig;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use approvals_rig::{bearer, reply_text, Rig, ADMIN};
 use bytes::Bytes;
 use http::Method;
 use serde_json::{json, Value};
-use support::http::{get, post_json, send, send_streaming};
+use testkit::http::{get, post_json, send, send_streaming};
+use testkit::rig::{bearer, reply_text, Rig, ADMIN};
 
 async fn status(method: Method, url: &str, token: Option<&str>, body: Option<&Value>) -> u16 {
     let mut h = token.map(bearer).unwrap_or_default();
@@ -34,7 +29,7 @@ async fn status(method: Method, url: &str, token: Option<&str>, body: Option<&Va
 
 #[tokio::test]
 async fn every_role_against_every_route() {
-    let rig = Rig::start("", "").await;
+    let rig = Rig::holding("", "").await;
     let viewer = rig.token("viewer", "vera").await;
     let approver = rig.token("approver", "april").await;
     let held = rig.call("main", "needs-approval-1", "hello");
@@ -128,7 +123,7 @@ async fn every_role_against_every_route() {
 
 #[tokio::test]
 async fn held_call_completes_when_approved_and_is_refused_in_shape_when_denied() {
-    let rig = Rig::start("", "").await;
+    let rig = Rig::holding("", "").await;
     let approver = rig.token("approver", "april").await;
     let t0 = Instant::now();
     let held = rig.call("main", "needs-approval-1", "MARK:approved please wire $5 to bob");
@@ -172,7 +167,7 @@ async fn held_call_completes_when_approved_and_is_refused_in_shape_when_denied()
     assert_eq!(res.json()["object"], "chat.completion");
 
     // Anthropic caller, denied: refused in Anthropic's shape.
-    let url = rig.data("/a/claude/anth/v1/messages");
+    let url = rig.url("/a/claude/anth/v1/messages");
     let body = json!({"model": "needs-approval-2", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]});
     let held = tokio::spawn(async move { post_json(&url, &[], &body).await });
     let a = rig.wait_pending("claude", 1).await.remove(0);
@@ -195,7 +190,7 @@ async fn held_call_completes_when_approved_and_is_refused_in_shape_when_denied()
 
 #[tokio::test]
 async fn expiry_denies_exactly_once_and_later_decisions_get_409() {
-    let rig = Rig::start("hold_ttl_s = 1", "").await;
+    let rig = Rig::holding("hold_ttl_s = 1", "").await;
     let approver = rig.token("approver", "april").await;
     let held = rig.call("main", "needs-approval-1", "will expire");
     let a = rig.wait_pending("main", 1).await.remove(0);
@@ -220,7 +215,7 @@ async fn expiry_denies_exactly_once_and_later_decisions_get_409() {
 
 #[tokio::test]
 async fn racing_decisions_have_exactly_one_winner_1000_times() {
-    let rig = Rig::start("", "").await;
+    let rig = Rig::holding("", "").await;
     let alice = rig.token("approver", "alice").await;
     let bob = rig.token("approver", "bob").await;
     let mut allowed_calls = 0;
@@ -277,7 +272,7 @@ async fn racing_decisions_have_exactly_one_winner_1000_times() {
 
 #[tokio::test]
 async fn idempotent_retries_and_batch() {
-    let rig = Rig::start("", "").await;
+    let rig = Rig::holding("", "").await;
     let approver = rig.token("approver", "april").await;
     let held = rig.call("main", "needs-approval-1", "MARK:idem");
     let id = rig.wait_pending("main", 1).await.remove(0)["id"].as_str().unwrap().to_string();
@@ -334,7 +329,7 @@ async fn idempotent_retries_and_batch() {
 
 #[tokio::test]
 async fn allow_always_grant_lets_matching_calls_through_and_others_still_hold() {
-    let rig = Rig::start("", "").await;
+    let rig = Rig::holding("", "").await;
     let approver = rig.token("approver", "april").await;
     let held = rig.call("main", "needs-approval-a", "MARK:first");
     let id = rig.wait_pending("main", 1).await.remove(0)["id"].as_str().unwrap().to_string();
@@ -401,7 +396,7 @@ async fn allow_always_grant_lets_matching_calls_through_and_others_still_hold() 
 
 #[tokio::test]
 async fn grants_are_listed_newest_first_in_pages() {
-    let rig = Rig::start("", "").await;
+    let rig = Rig::holding("", "").await;
     let mut made = Vec::new();
     for i in 0..5 {
         let g = json!({"agent": "main", "kind": "exec", "pattern": format!("make target-{i}")});

@@ -1,0 +1,20 @@
+//! The integration and end-to-end tests: one test binary (so a full test build links the
+//! sidecar once), one module per area. In-process tests start a sidecar from
+//! `testkit::rig`; the e2e modules (`e2e_*`, `smoke_binary`, `ui_browser`) drive the real
+//! binary, a real OpenClaw gateway and a real Chromium, and fail rather than skip when
+//! `CLAWBUTLER_E2E=1` and a prerequisite is missing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
+
+mod approvals_api;
+mod approvals_events;
+mod approvals_restart;
+mod budgets;
+mod contracts;
+mod e2e_gateway;
+mod e2e_openclaw;
+mod gateway_link;
+mod policy_reload;
+mod proxy_model_path;
+mod smoke_binary;
+mod ui_browser;
