@@ -7,8 +7,10 @@
 //! [`ErrorPage`] supplies the body, given the first bytes of the request line (enough to tell
 //! the data path's dialect from its path).
 //!
-//! Invariant: responses made by a service always carry a body (every error of both
-//! listeners is JSON), so they never match and pass through byte for byte.
+//! Invariants: responses made by a service always carry a body (every error of both
+//! listeners is JSON), so their heads never match; and only the first write after a request
+//! began to arrive is looked at, so a response body (even an upstream's, crafted to look like
+//! such a head) passes through byte for byte.
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -35,6 +37,9 @@ pin_project_lite::pin_project! {
         line_done: bool,
         // The next byte read starts a new request (set whenever a response is written).
         fresh: bool,
+        // No write yet since the current request began to arrive: only such a write can be
+        // one of hyper's early answers.
+        first_write: bool,
         // A rewritten answer still being written, and how much of it is out.
         pending: Vec<u8>,
         sent: usize,
@@ -44,7 +49,16 @@ pin_project_lite::pin_project! {
 impl<T> ErrorPageIo<T> {
     /// Wrap a connection.
     pub fn new(inner: T, page: ErrorPage) -> ErrorPageIo<T> {
-        ErrorPageIo { inner, page, line: Vec::new(), line_done: false, fresh: true, pending: Vec::new(), sent: 0 }
+        ErrorPageIo {
+            inner,
+            page,
+            line: Vec::new(),
+            line_done: false,
+            fresh: true,
+            first_write: false,
+            pending: Vec::new(),
+            sent: 0,
+        }
     }
 }
 
@@ -97,8 +111,12 @@ impl<T: AsyncWrite> ErrorPageIo<T> {
 
     /// If `buf` is one of hyper's early answers, queue its rewrite and report it written.
     fn intercept(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Option<Poll<std::io::Result<usize>>> {
+        if !self.first_write {
+            return None;
+        }
         let status = early_answer(buf)?;
         let this = self.as_mut().project();
+        *this.first_write = false;
         *this.pending = rewrite(status, *this.page, this.line);
         *this.sent = 0;
         *this.fresh = true;
@@ -121,6 +139,7 @@ impl<T: AsyncRead> AsyncRead for ErrorPageIo<T> {
                 this.line.clear();
                 *this.line_done = false;
                 *this.fresh = false;
+                *this.first_write = true;
             }
             if !*this.line_done {
                 for &b in new {
@@ -146,6 +165,7 @@ impl<T: AsyncWrite> AsyncWrite for ErrorPageIo<T> {
         }
         let this = self.project();
         *this.fresh = true;
+        *this.first_write = false;
         this.inner.poll_write(cx, buf)
     }
 
@@ -166,6 +186,7 @@ impl<T: AsyncWrite> AsyncWrite for ErrorPageIo<T> {
         }
         let this = self.project();
         *this.fresh = true;
+        *this.first_write = false;
         this.inner.poll_write_vectored(cx, bufs)
     }
 
@@ -207,6 +228,44 @@ mod tests {
         assert_eq!(early_answer(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n{}"), None);
         assert_eq!(early_answer(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"), None);
         assert_eq!(early_answer(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"), None);
+    }
+
+    #[tokio::test]
+    async fn a_response_body_that_looks_like_an_early_answer_passes_untouched() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let crafted = "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        /// A body whose one chunk comes later, so it is written on its own, after the head.
+        struct Later(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+        impl http_body::Body for Later {
+            type Data = bytes::Bytes;
+            type Error = std::convert::Infallible;
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+                self.0.poll_recv(cx).map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+            }
+        }
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let io = hyper_util::rt::TokioIo::new(ErrorPageIo::new(server, page));
+        let svc = hyper::service::service_fn(move |_req| async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let _ = tx.send(bytes::Bytes::from_static(crafted.as_bytes())).await;
+            });
+            let mut res = http::Response::new(Later(rx));
+            res.headers_mut().insert(http::header::CONTENT_LENGTH, crafted.len().into());
+            Ok::<_, std::convert::Infallible>(res)
+        });
+        tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(io, svc));
+        let (mut r, mut w) = tokio::io::split(client);
+        w.write_all(b"GET / HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n").await.unwrap();
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.ends_with(crafted), "{text}");
     }
 
     #[tokio::test]
