@@ -108,3 +108,25 @@ pub fn cpu_time() -> Duration {
     // `rest` starts at field 3, so fields 14 and 15 are at 11 and 12.
     Duration::from_millis((f[11] + f[12]) * 10)
 }
+
+/// The state store of a sidecar that was just shut down. The budget ledger's flusher thread
+/// (`governance::budget::ledger`, detached) lets go of the store a moment after `shutdown`
+/// returns; under load that moment shows as "could not acquire lock", so retry briefly.
+pub async fn reopen_store(state: &std::path::Path) -> storage::Store {
+    for _ in 0..100 {
+        match storage::Store::open(state) {
+            Ok(s) => return s,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("the store at {} stayed locked after shutdown", state.display());
+}
+
+/// Start a sidecar on a data dir that was just shut down (see [`reopen_store`]).
+pub async fn start_again(cfg: clawbutler::config::Config) -> clawbutler::app::Sidecar {
+    drop(reopen_store(&cfg.server.data_dir.join("state")).await);
+    clawbutler::app::Sidecar::start(cfg).await.unwrap()
+}

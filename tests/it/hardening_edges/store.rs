@@ -13,6 +13,8 @@ use sha2::{Digest, Sha256};
 use testkit::http::get;
 use testkit::rig::{bearer, SidecarConfig};
 
+use super::{reopen_store, start_again};
+
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -35,8 +37,8 @@ fn legacy(secret: &str) -> String {
 }
 
 /// The keys of the tokens tree of a stopped sidecar's store.
-fn token_keys(data: &Path) -> Vec<String> {
-    let db = storage::Store::open(&data.join("state")).unwrap();
+async fn token_keys(data: &Path) -> Vec<String> {
+    let db = reopen_store(&data.join("state")).await;
     let t = db.tree(storage::Tree::Tokens).unwrap();
     t.iter().keys().map(|k| String::from_utf8_lossy(&k.unwrap()).into_owned()).collect()
 }
@@ -71,7 +73,7 @@ async fn nothing_in_the_data_dir_is_readable_by_others_even_after_an_upgrade() {
     assert!(open.is_empty(), "readable by group or others: {open:?}");
     assert_eq!(mode(&data.join("token-hmac.key")), 0o600);
     // Tokens are keyed hashes: neither the secret nor its plain SHA-256 is a key.
-    let keys = token_keys(&data);
+    let keys = token_keys(&data).await;
     assert!(!keys.iter().any(|k| *k == legacy(&secret) || k.contains(&secret)), "{keys:?}");
     assert!(!keys.iter().any(|k| *k == legacy(testkit::rig::ADMIN)), "{keys:?}");
 }
@@ -97,7 +99,7 @@ async fn tokens_hashed_by_an_older_build_keep_working_and_are_rekeyed() {
     }
     let mut cfg = SidecarConfig::new(&data);
     cfg = cfg.no_admin_token().table(&format!("[auth]\nadmin_token = \"{seeded}\""));
-    let sc = Sidecar::start(cfg.build()).await.unwrap();
+    let sc = start_again(cfg.build()).await;
     assert!(sc.first_admin_token.is_none(), "an upgrade is not a first start");
     for (secret, role) in [(seeded, "admin"), (approver, "approver")] {
         let who = get(&format!("http://{}/api/v1/whoami", sc.control_addr), &bearer(secret)).await;
@@ -109,11 +111,11 @@ async fn tokens_hashed_by_an_older_build_keep_working_and_are_rekeyed() {
     assert_eq!(names.iter().filter(|n| **n == "seeded-admin").count(), 1, "seeding did not duplicate it: {names:?}");
     sc.shutdown().await;
     // Both were moved to keyed hashes on first use; the plain hashes are gone.
-    let keys = token_keys(&data);
+    let keys = token_keys(&data).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(!keys.contains(&legacy(seeded)) && !keys.contains(&legacy(approver)), "{keys:?}");
     // And they still work after a restart.
-    let sc = Sidecar::start(cfg.build()).await.unwrap();
+    let sc = start_again(cfg.build()).await;
     let who = get(&format!("http://{}/api/v1/whoami", sc.control_addr), &bearer(approver)).await;
     assert_eq!(who.json()["role"], "approver");
     sc.shutdown().await;
@@ -135,7 +137,7 @@ async fn the_first_admin_token_goes_to_a_private_file_not_to_stdout() {
     sc.shutdown().await;
     // Not a first start any more: no new token, the file is left as the operator left it.
     std::fs::remove_file(&path).unwrap();
-    let sc = Sidecar::start(cfg.build()).await.unwrap();
+    let sc = start_again(cfg.build()).await;
     assert!(sc.first_admin_token_file.is_none() && !path.exists());
     sc.shutdown().await;
 }
