@@ -249,8 +249,9 @@ impl Sidecar {
     }
 }
 
-/// Seed tokens: `[auth] admin_token` / `CLAWBUTLER_ADMIN_TOKEN`, or a new admin token on a
-/// first start with none (returned so it can be printed once).
+/// Seed tokens: `[auth] admin_token` / `CLAWBUTLER_ADMIN_TOKEN` (an empty or weak one is
+/// refused), or a new admin token on a first start with none (returned, to be written to
+/// [`FIRST_TOKEN_FILE`]).
 fn seed_tokens(tokens: &control_api::TokenStore, cfg: &Config) -> Result<Option<String>, StartError> {
     let seeded = match &cfg.auth.admin_token {
         Some(t) => Some(t.clone()),
