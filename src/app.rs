@@ -3,7 +3,7 @@
 //! the control API on one shared state.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -43,6 +43,10 @@ pub enum StartError {
     Idempotency(#[from] control_api::idempotency::IdemError),
     #[error("tokens: {0}")]
     Tokens(#[from] control_api::auth::TokenError),
+    #[error("metrics: {0}")]
+    Metrics(prometheus::Error),
+    #[error("first admin token file {path}: {source}")]
+    TokenFile { path: PathBuf, source: std::io::Error },
 }
 
 /// A running sidecar.
@@ -53,6 +57,8 @@ pub struct Sidecar {
     pub control_addr: SocketAddr,
     /// A freshly created admin token, when this start created the first one.
     pub first_admin_token: Option<String>,
+    /// Where that token was written (0600, in the data dir): what `serve` prints.
+    pub first_admin_token_file: Option<PathBuf>,
     /// The gateway link, when `[gateway] url` is set.
     pub gateway: Option<Arc<gateway::Gateway>>,
     shutdown: watch::Sender<bool>,
@@ -73,13 +79,18 @@ impl Sidecar {
     /// Start everything described by `cfg`.
     pub async fn start(cfg: Config) -> Result<Sidecar, StartError> {
         cfg.validate()?;
+        // Private files from here on (also set by `main`; in-process starts need it too).
+        crate::os::restrict_umask();
+        let (data_cap, control_cap) = connection_caps(&cfg, crate::os::raise_fd_limit());
         let data_listener = bind(cfg.listen_addr()?, "server.listen").await?;
         let control_listener = bind(cfg.control_addr()?, "server.control_listen").await?;
         let data_dir = cfg.server.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+        private_data_dir(&data_dir)?;
         let db = storage::Store::open(&data_dir.join("state"))?;
 
         let registry = prometheus::Registry::new();
+        let connections = listener::connections_gauge(&registry).map_err(StartError::Metrics)?;
+        let event_streams = control_api::routes::events::streams_gauge(&registry).map_err(StartError::Metrics)?;
         let audit = Arc::new(audit::AuditLog::open(&data_dir.join("audit"), &cfg.audit, &db, &registry)?);
         let policy = Arc::new(policy::PolicyEngine::from_settings(&cfg.policies, &registry)?);
         policy.set_on_reload(reload_auditor(audit.clone()));
@@ -98,9 +109,13 @@ impl Sidecar {
         };
         let state = Arc::new(proxy::ProxyState::new(cfg.proxy.clone(), &cfg.upstreams, prices, components, &registry)?);
 
-        let tokens = control_api::TokenStore::open(&db)?;
+        let tokens = control_api::TokenStore::open(&db, &data_dir)?;
         let idempotency = control_api::idempotency::IdemStore::open(&db)?;
         let first_admin_token = seed_tokens(&tokens, &cfg)?;
+        let first_admin_token_file = match &first_admin_token {
+            Some(t) => Some(write_first_token(&data_dir, t)?),
+            None => None,
+        };
 
         let (shutdown, rx) = watch::channel(false);
         let data_addr = data_listener.local_addr().map_err(|source| StartError::Bind {
@@ -127,8 +142,19 @@ impl Sidecar {
                 }
             }
         });
+        if !data_addr.ip().is_loopback() {
+            tracing::warn!(
+                addr = %data_addr,
+                "the data listener is not on a loopback address: any host that reaches it can spend the upstream \
+                 keys this sidecar holds unless agents present per-agent keys; keep it on 127.0.0.1 or give \
+                 every agent its own key (see docs/security.md)"
+            );
+        }
         let svc = proxy::stack::build(state.clone());
-        let mut tasks = vec![tokio::spawn(proxy::server::serve(data_listener, svc, rx.clone())), budget_ticker];
+        let data_open = Some(connections.with_label_values(&["data"]));
+        let data_limits = listener::Limits { max_connections: data_cap, ..proxy::server::limits(&cfg.proxy) };
+        let data_server = proxy::server::serve(data_listener, svc, data_limits, data_open, rx.clone());
+        let mut tasks = vec![tokio::spawn(data_server), budget_ticker];
 
         // The gateway link (optional): registry, OpenClaw side of the kill switch, exec approvals.
         let gateway = match cfg.gateway.url {
@@ -164,19 +190,23 @@ impl Sidecar {
                 checks
             }),
             agents: gateway.clone().map(|g| g as Arc<dyn governance::agents::AgentControl>),
+            event_streams,
         });
         let app = control_api::router(control_state);
-        let crx = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = control_api::serve(control_listener, app, crx).await {
-                tracing::error!(error = %e, "control listener failed");
-            }
-        }));
+        let control_open = Some(connections.with_label_values(&["control"]));
+        tasks.push(tokio::spawn(control_api::serve(
+            control_listener,
+            app,
+            listener::Limits { max_connections: control_cap, ..cfg.server.control_limits() },
+            control_open,
+            rx.clone(),
+        )));
 
         Ok(Sidecar {
             data_addr,
             control_addr,
             first_admin_token,
+            first_admin_token_file,
             gateway,
             shutdown,
             tasks,
@@ -219,11 +249,21 @@ impl Sidecar {
     }
 }
 
-/// Seed tokens: `[auth] admin_token` / `CLAWBUTLER_ADMIN_TOKEN`, or a new admin token on a
-/// first start with none (returned so it can be printed once).
+/// Seed tokens: `[auth] admin_token` / `CLAWBUTLER_ADMIN_TOKEN` (an empty or weak one is
+/// refused), or a new admin token on a first start with none (returned, to be written to
+/// [`FIRST_TOKEN_FILE`]).
 fn seed_tokens(tokens: &control_api::TokenStore, cfg: &Config) -> Result<Option<String>, StartError> {
-    let seeded = cfg.auth.admin_token.clone().or_else(|| std::env::var("CLAWBUTLER_ADMIN_TOKEN").ok());
-    if let Some(secret) = seeded.filter(|s| !s.is_empty()) {
+    let seeded = match &cfg.auth.admin_token {
+        Some(t) => Some(t.clone()),
+        None => match std::env::var("CLAWBUTLER_ADMIN_TOKEN") {
+            Ok(t) => {
+                crate::config::check_admin_token("CLAWBUTLER_ADMIN_TOKEN", &t)?;
+                Some(t)
+            }
+            Err(_) => None,
+        },
+    };
+    if let Some(secret) = seeded {
         if tokens.verify(&secret).is_none() {
             tokens.insert(&secret, "seeded-admin", control_api::Role::Admin)?;
         }
@@ -234,6 +274,69 @@ fn seed_tokens(tokens: &control_api::TokenStore, cfg: &Config) -> Result<Option<
         return Ok(Some(secret));
     }
     Ok(None)
+}
+
+/// File name of the first admin token, in the data dir.
+pub const FIRST_TOKEN_FILE: &str = "first-admin-token";
+
+/// Write the first admin token to a 0600 file in the data dir (never to stdout or the
+/// journal); returns its path.
+fn write_first_token(data_dir: &Path, token: &str) -> Result<PathBuf, StartError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(FIRST_TOKEN_FILE);
+    let err = |source| StartError::TokenFile { path: path.clone(), source };
+    let tmp = data_dir.join(format!("{FIRST_TOKEN_FILE}.tmp"));
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
+    f.write_all(format!("{token}\n").as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)?;
+    Ok(path)
+}
+
+/// Create the data dir (0700) or tighten an existing one to 0700 (older builds left it 0755
+/// with world-readable files inside; a private directory makes them unreachable). A path
+/// that is not a directory is refused naming the key and the path.
+fn private_data_dir(dir: &Path) -> Result<(), StartError> {
+    use std::os::unix::fs::PermissionsExt;
+    if dir.exists() && !dir.is_dir() {
+        return Err(StartError::Config(ConfigError::Invalid {
+            key: "server.data_dir".into(),
+            msg: format!("{} exists and is not a directory", dir.display()),
+        }));
+    }
+    let err = |source| StartError::DataDir { path: dir.to_path_buf(), source };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    Ok(())
+}
+
+/// Descriptors kept out of both connection caps: the store, the audit log, upstream
+/// connections, the gateway link.
+const FD_RESERVE: u64 = 512;
+
+/// The connection caps in force: the configured ones, lowered (with a warning) when they do
+/// not fit the open-file limit, so a flood of connections makes new ones wait instead of
+/// running the process out of descriptors (then the audit log, the store and upstream calls
+/// would fail too). Returns (data, control).
+fn connection_caps(cfg: &Config, soft: Option<u64>) -> (usize, usize) {
+    let (data, control) = (cfg.proxy.max_connections, cfg.server.control_max_connections);
+    let Some(soft) = soft else { return (data, control) };
+    if (data + control) as u64 + FD_RESERVE <= soft {
+        return (data, control);
+    }
+    let room = soft.saturating_sub(FD_RESERVE).max(2) as usize;
+    let control_fit = control.min((room / 8).max(1));
+    let data_fit = data.min(room - control_fit).max(1);
+    tracing::warn!(
+        open_files = soft,
+        data = data_fit,
+        control = control_fit,
+        "proxy.max_connections + server.control_max_connections do not fit the open-file limit; \
+         serving fewer connections at once (raise LimitNOFILE to serve the configured caps)"
+    );
+    (data_fit, control_fit)
 }
 
 /// Records every policy reload attempt (the API records its own, with the caller as actor).
@@ -261,4 +364,20 @@ fn reload_auditor(audit: Arc<audit::AuditLog>) -> policy::ReloadHook {
             tracing::error!(error = %e, "audit append failed for a policy reload");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_caps_fit_the_open_file_limit() {
+        let cfg = Config::default();
+        assert_eq!(connection_caps(&cfg, None), (4096, 256));
+        assert_eq!(connection_caps(&cfg, Some(65_536)), (4096, 256));
+        let (d, c) = connection_caps(&cfg, Some(1024));
+        assert!(d + c + FD_RESERVE as usize <= 1024 && c >= 1 && d > c, "{d} {c}");
+        let (d, c) = connection_caps(&cfg, Some(10));
+        assert_eq!((d, c), (1, 1));
+    }
 }

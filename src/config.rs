@@ -29,6 +29,12 @@ pub struct ServerSettings {
     /// Control listener (API, UI, metrics).
     pub control_listen: String,
     pub data_dir: PathBuf,
+    /// Control listener: connections served at once (beyond it new ones wait to be accepted).
+    pub control_max_connections: usize,
+    /// Control listener: time allowed for a request head; also the keep-alive idle timeout.
+    pub control_header_read_timeout_ms: u64,
+    /// Control listener: time allowed for a whole request body (408 beyond).
+    pub control_body_read_timeout_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -37,6 +43,20 @@ impl Default for ServerSettings {
             listen: "127.0.0.1:8787".into(),
             control_listen: "127.0.0.1:8788".into(),
             data_dir: PathBuf::from("./clawbutler-data"),
+            control_max_connections: 256,
+            control_header_read_timeout_ms: 30_000,
+            control_body_read_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The control listener's limits.
+    pub fn control_limits(&self) -> listener::Limits {
+        listener::Limits {
+            max_connections: self.control_max_connections,
+            header_read_timeout: std::time::Duration::from_millis(self.control_header_read_timeout_ms),
+            body_read_timeout: std::time::Duration::from_millis(self.control_body_read_timeout_ms),
         }
     }
 }
@@ -115,7 +135,12 @@ impl Config {
 
     fn from_table(t: toml::Table, origin: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::Value::Table(t).try_into().map_err(|e| parse_err(origin, e))?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| match e {
+            ConfigError::Invalid { key, msg } if !origin.is_empty() => {
+                ConfigError::Invalid { key, msg: format!("{msg} (in{origin})") }
+            }
+            e => e,
+        })?;
         Ok(cfg)
     }
 
@@ -147,8 +172,9 @@ impl Config {
             })?;
         }
         self.gateway.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
-        if self.proxy.max_body_bytes == 0 {
-            return Err(ConfigError::Invalid { key: "proxy.max_body_bytes".into(), msg: "must be > 0".into() });
+        crate::config_ranges::check(self)?;
+        if let Some(t) = &self.auth.admin_token {
+            check_admin_token("auth.admin_token", t)?;
         }
         Ok(())
     }
@@ -162,6 +188,26 @@ impl Config {
     pub fn control_addr(&self) -> Result<SocketAddr, ConfigError> {
         parse_addr("server.control_listen", &self.server.control_listen)
     }
+}
+
+/// Shortest seeded admin token accepted.
+pub const ADMIN_TOKEN_MIN: usize = 16;
+
+/// A seeded admin token (`[auth] admin_token` or `CLAWBUTLER_ADMIN_TOKEN`, named by `key`):
+/// never empty (that used to be ignored silently), at least [`ADMIN_TOKEN_MIN`] characters,
+/// no white space or control characters (it travels in an `Authorization` header).
+pub fn check_admin_token(key: &str, t: &str) -> Result<(), ConfigError> {
+    let bad = |msg: String| Err(ConfigError::Invalid { key: key.into(), msg });
+    if t.is_empty() {
+        return bad("is empty; remove it to seed no admin token, or give a token".into());
+    }
+    if t.chars().count() < ADMIN_TOKEN_MIN {
+        return bad(format!("is shorter than {ADMIN_TOKEN_MIN} characters; use a long random token"));
+    }
+    if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain white space or control characters".into());
+    }
+    Ok(())
 }
 
 fn parse_addr(key: &str, v: &str) -> Result<SocketAddr, ConfigError> {

@@ -5,3 +5,5 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+mod config_ranges;
+pub mod os;

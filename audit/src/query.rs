@@ -24,7 +24,7 @@ pub const MAX_LIMIT: usize = 1000;
 
 /// Search filters; all given filters must match. Deserialises from a query string.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuditQuery {
     pub agent: Option<String>,
     pub kind: Option<RecordKind>,
@@ -232,7 +232,7 @@ impl Reader {
     /// First seq whose ts >= `ms` (records' ts never decreases with seq).
     fn seq_at_or_after(&self, ms: i64, mut lo: u64, mut hi: u64) -> Result<u64, AuditError> {
         // Invariant: answer in lo..=hi+1.
-        let end = hi + 1;
+        let end = hi.saturating_add(1);
         while lo <= hi {
             let mid = lo + (hi - lo) / 2;
             if self.ts_of(mid)? >= ms {
@@ -335,6 +335,9 @@ fn chunks_desc(lo: u64, hi: u64) -> Vec<(u64, u64)> {
     while z >= lo && z > 0 {
         let a = index::block_range(index::block_of(z)).0.max(lo);
         out.push((a, z));
+        if a == 0 {
+            break;
+        }
         z = a - 1;
     }
     out

@@ -43,6 +43,8 @@ pub struct ControlState {
     /// The gateway link's view of agents and its kill/recover actions; `None` without a
     /// configured gateway (the kill switch then acts at the proxy only).
     pub agents: Option<Arc<dyn governance::agents::AgentControl>>,
+    /// `clawbutler_event_streams`: live `/api/v1/events` streams (see `routes::events`).
+    pub event_streams: prometheus::IntGauge,
 }
 
 /// Shared handle.
@@ -77,16 +79,33 @@ pub fn api_paths() -> Vec<&'static str> {
     routes().paths().to_vec()
 }
 
-/// All control routes.
+/// All control routes. Every error answer leaves as problem+json, the ones axum makes itself
+/// included (`problem::normalize`).
 pub fn router(state: AppState) -> Router {
-    routes().into_router().fallback(routes::not_found).with_state(state)
+    routes()
+        .into_router()
+        .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(problem::normalize))
+        .with_state(state)
 }
 
-/// Serve the router until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, app: Router, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        })
-        .await
+/// Serve the router until `shutdown` turns true, through the shared listener edge (connection
+/// cap, header/idle and body timeouts from `[server]`, hyper's early answers as problem+json).
+/// `open` is the listener's `clawbutler_connections_open` series.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: listener::Limits,
+    open: Option<prometheus::IntGauge>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let cfg = listener::Listener {
+        name: "control",
+        limits,
+        error_page: problem::early_answer,
+        open,
+        // Event streams end on shutdown by themselves; this bounds everything else.
+        grace: std::time::Duration::from_secs(5),
+    };
+    listener::serve(listener, app, cfg, shutdown).await;
 }

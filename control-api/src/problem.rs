@@ -1,5 +1,10 @@
-//! RFC 9457 problem+json: the one error shape of the control API.
+//! RFC 9457 problem+json: the one error shape of the control API. Handlers return
+//! [`Problem`]; [`normalize`] turns the error answers axum makes itself (405 with its `Allow`,
+//! body-extractor rejections, a body that ran out of time) into the same shape, and
+//! [`early_answer`] gives hyper's own early answers (400, 414, 431) a problem+json body.
 
+use axum::extract::Request;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
@@ -36,6 +41,10 @@ impl Problem {
     pub fn not_found(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::NOT_FOUND, "Not found", detail)
     }
+    /// 409.
+    pub fn conflict(detail: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::CONFLICT, "Conflict", detail)
+    }
     /// 500.
     pub fn internal(detail: impl Into<String>) -> Problem {
         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error", detail)
@@ -60,4 +69,61 @@ impl IntoResponse for Problem {
         }
         res
     }
+}
+
+/// Middleware over every control route: an error answer that is not JSON (axum's own 405,
+/// 413, 415, 400 rejections, all plain text or empty) becomes problem+json with the same
+/// status, detail and headers (`Allow` stays); a request whose body ran out of time gets 408.
+pub async fn normalize(req: Request, next: Next) -> Response {
+    let timer = req.extensions().get::<listener::BodyTimer>().cloned();
+    let res = next.run(req).await;
+    if timer.is_some_and(|t| t.expired()) {
+        let mut res = Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request timeout",
+            "the request body did not arrive in time ([server] control_body_read_timeout_ms)",
+        )
+        .into_response();
+        res.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        return res;
+    }
+    let status = res.status();
+    let json = res
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/problem+json") || ct.starts_with("application/json"));
+    if status.as_u16() < 400 || json {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let detail = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_string(),
+        t => t.to_string(),
+    };
+    let mut out = Problem::new(status, status.canonical_reason().unwrap_or("Error"), detail).into_response();
+    for (k, v) in &parts.headers {
+        if k != http::header::CONTENT_TYPE && k != http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// The body of one of hyper's early answers on the control listener.
+pub fn early_answer(status: StatusCode, _line: &[u8]) -> (&'static str, String) {
+    let detail = match status {
+        StatusCode::URI_TOO_LONG => "the request URI is too long",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "the request headers are too large",
+        _ => "the request could not be parsed (malformed request line or header)",
+    };
+    let body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    ("application/problem+json", body.to_string())
 }

@@ -78,6 +78,19 @@ pub struct ProxySettings {
     /// message carrying the reason (OpenClaw shows it and keeps the key usable); `error`
     /// answers 403 with error JSON.
     pub deny_style: DenyStyle,
+    /// Data listener: connections served at once (beyond it new ones wait to be accepted).
+    pub max_connections: usize,
+    /// Data listener: time allowed for a request head; also the keep-alive idle timeout.
+    pub header_read_timeout_ms: u64,
+    /// Data listener: time allowed for a whole request body (408 beyond).
+    pub body_read_timeout_ms: u64,
+    /// Web origins (`scheme://host[:port]`) whose pages may call the data path. Empty (the
+    /// default): any request with an `Origin` header, or `Sec-Fetch-Site: cross-site`, is
+    /// refused, since no model client sends them and a browser always does.
+    pub allowed_origins: Vec<String>,
+    /// Extra `Host` names accepted on a loopback connection (beside `localhost` and loopback
+    /// addresses), e.g. a name in `/etc/hosts`. Other names are refused there: DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// See [`ProxySettings::deny_style`].
@@ -97,6 +110,11 @@ impl Default for ProxySettings {
             stream_idle_timeout_ms: 300_000,
             default_max_output_tokens: 4096,
             deny_style: DenyStyle::Message,
+            max_connections: 4096,
+            header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 60_000,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -22,6 +22,14 @@ pub enum ProxyError {
     BadJson(String),
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {ms} ms")]
+    BodyTimeout { ms: u64 },
+    #[error("{0}")]
+    CrossSite(String),
+    #[error("{0}")]
+    HostNotAllowed(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("upstream {upstream} is unreachable: {detail}")]
     UpstreamUnreachable { upstream: String, detail: String },
     #[error("upstream {upstream} did not answer within {timeout_ms} ms")]
@@ -42,6 +50,9 @@ impl ProxyError {
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadJson(_) | ProxyError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::CrossSite(_) | ProxyError::HostNotAllowed(_) => StatusCode::FORBIDDEN,
+            ProxyError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProxyError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ProxyError::MissingKey(_) | ProxyError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -57,6 +68,10 @@ impl ProxyError {
             ProxyError::MethodNotAllowed(_) => "method_not_allowed",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::BadJson(_) | ProxyError::BodyRead(_) => "invalid_request_error",
+            ProxyError::BodyTimeout { .. } => "request_timeout",
+            ProxyError::CrossSite(_) => "cross_site_request",
+            ProxyError::HostNotAllowed(_) => "host_not_allowed",
+            ProxyError::UnsupportedMediaType(_) => "unsupported_media_type",
             ProxyError::UpstreamUnreachable { .. } => "upstream_unreachable",
             ProxyError::UpstreamTimeout { .. } => "upstream_timeout",
             ProxyError::MissingKey(_) | ProxyError::Internal(_) => "internal_error",
@@ -79,6 +94,10 @@ impl ProxyError {
         res.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(secs) = retry_after {
             res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body is never read: the connection cannot carry another request.
+            res.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
         res
     }

@@ -1,6 +1,6 @@
 //! ClawButler's data path: the per-agent model proxy, and nothing else. A call to
 //! `/a/{agent}/{upstream}/v1/...` passes a fixed stack of tower layers written once in
-//! `stack.rs` (edge, metrics, route, body, kill, budget gate, policy, hold, budget reserve,
+//! `stack.rs` (edge, metrics, guard, route, body, kill, budget gate, policy, hold, budget reserve,
 //! forward), each with its contract. Refusals go through one helper (`refuse.rs`); a forwarded
 //! call streams back frame for frame while a side decoder (`meter/`) reads usage, and ends in
 //! one place (`finish.rs`) that prices it, settles its budget reservation and writes its audit

@@ -1,55 +1,86 @@
-//! Serving the data path on a listener: one task per connection, HTTP/1.1 keep-alive, and a
-//! shutdown signal that stops accepting and lets open calls finish.
+//! Serving the data path on a listener: the shared listener edge (`listener` crate: connection
+//! cap, header/idle and body timeouts, HTTP/1.1 keep-alive, graceful shutdown) with the data
+//! path's limits from `[proxy]`, and hyper's own early answers in the caller's dialect.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
+use http::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::Service;
 
 use crate::body::ResBody;
+use crate::config::ProxySettings;
+use crate::error::error_body;
 use crate::layers::BoxFut;
+use crate::route::Dialect;
 
-/// Accept connections until `shutdown` turns true.
-pub async fn serve<S>(listener: TcpListener, svc: S, mut shutdown: watch::Receiver<bool>)
-where
-    S: Service<Request<Incoming>, Response = Response<ResBody>, Error = Infallible, Future = BoxFut<Infallible>>
-        + Clone
+/// The data listener's limits from `[proxy]`.
+pub fn limits(s: &ProxySettings) -> listener::Limits {
+    listener::Limits {
+        max_connections: s.max_connections,
+        header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
+        body_read_timeout: Duration::from_millis(s.body_read_timeout_ms),
+    }
+}
+
+/// Accept connections until `shutdown` turns true, within `limits` (see [`limits`]). `open`
+/// is the listener's `clawbutler_connections_open` series.
+pub async fn serve<S>(
+    listener: TcpListener,
+    svc: S,
+    limits: listener::Limits,
+    open: Option<prometheus::IntGauge>,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: Service<
+            Request<listener::TimedBody>,
+            Response = Response<ResBody>,
+            Error = Infallible,
+            Future = BoxFut<Infallible>,
+        > + Clone
         + Send
         + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(std::time::Duration::from_secs(30))
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc.clone()));
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with error");
-                    }
-                });
-            }
-            _ = shutdown.changed() => break,
+    let cfg = listener::Listener { name: "data", limits, error_page, open, grace: Duration::from_secs(5) };
+    listener::serve(listener, svc, cfg, shutdown).await;
+}
+
+/// hyper's early answers (malformed head 400, URI 414, head 431) as OpenAI or Anthropic error
+/// JSON, the dialect guessed from the request line's path like the edge does.
+fn error_page(status: StatusCode, line: &[u8]) -> (&'static str, String) {
+    let line = String::from_utf8_lossy(line);
+    let path = line.split(' ').nth(1).unwrap_or("");
+    let path = path.split('?').next().unwrap_or(path);
+    let (code, message) = match status {
+        StatusCode::URI_TOO_LONG => ("uri_too_long", "ClawButler: the request URI is too long"),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            ("request_header_fields_too_large", "ClawButler: the request headers are too large")
         }
+        _ => {
+            ("invalid_request_error", "ClawButler: the request could not be parsed (malformed request line or header)")
+        }
+    };
+    ("application/json", error_body(Dialect::from_path(path), code, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_answers_speak_the_callers_dialect() {
+        let (ct, b) = error_page(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, b"POST /a/m/anth/v1/messages HTTP/1.1\r");
+        assert_eq!(ct, "application/json");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "request_header_fields_too_large");
+        let (_, b) = error_page(StatusCode::URI_TOO_LONG, b"GET /a/m/fake/v1/chat/completions?x=yyyyy");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["error"]["type"], "uri_too_long");
+        let (_, b) = error_page(StatusCode::BAD_REQUEST, b"\x01\x02 garbage");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+        assert_eq!(v["error"]["code"], "invalid_request_error");
     }
-    // Give in-flight calls a moment; streams that outlive it are cut.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
 }

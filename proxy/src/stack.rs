@@ -14,6 +14,7 @@ use crate::body::{BoxError, ResBody};
 use crate::forward::Forward;
 use crate::layers::body::BodyLayer;
 use crate::layers::edge::EdgeLayer;
+use crate::layers::guard::{GuardLayer, GuardRules};
 use crate::layers::metrics::MetricsLayer;
 use crate::layers::route::RouteLayer;
 use crate::layers::{budget, hold, kill, policy, StepLayer};
@@ -40,6 +41,13 @@ where
         // Reads: `CallCtx` (labels, action, upstream and held time). Writes: request count,
         // duration, overhead. Needs: edge.
         .layer(MetricsLayer::new(state.metrics.clone()))
+        // Guard: right after the edge and the metrics, before any route or body work, so a
+        // request a web page made (foreign Origin, cross-site fetch, rebound Host, a body that
+        // is not JSON) never reaches the injected key and still shows in the request count.
+        // Reads: method, headers (Origin, Sec-Fetch-Site, Host, Content-Type), the connection's
+        // local address (`listener::ConnInfo`), `[proxy] allowed_origins/allowed_hosts`.
+        // Writes: a refusal (403, 415), or nothing. Needs: edge.
+        .layer(GuardLayer::new(GuardRules::from_settings(&state.settings)))
         // Route: cheap path checks first; unknown routes never cost a body read.
         // Reads: method, path, upstreams. Writes: `Route` (agent, upstream, endpoint) into the
         // extensions, metric labels into `CallCtx`. Needs: edge.

@@ -33,8 +33,12 @@ pub async fn run(cli: &Cli, a: &ServeArgs) -> CliResult {
         sidecar.control_addr,
         cfg.server.data_dir.display()
     );
-    if let Some(t) = &sidecar.first_admin_token {
-        println!("first start: created admin token (shown once, store it now): {t}");
+    if let Some(path) = &sidecar.first_admin_token_file {
+        // Never the token itself: stdout ends up in the journal.
+        println!(
+            "first start: created an admin token in {} (readable only by this user); store it somewhere safe, then delete the file",
+            path.display()
+        );
     }
     wait_for_signal(&sidecar).await;
     println!("clawbutler: shutting down");

@@ -106,7 +106,7 @@ fn open(cli: &Cli) -> Result<(storage::Store, TokenStore), Box<dyn std::error::E
             path.display()
         )
     })?;
-    let store = TokenStore::open(&db)?;
+    let store = TokenStore::open(&db, &cfg.server.data_dir)?;
     Ok((db, store))
 }
 

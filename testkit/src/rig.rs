@@ -40,6 +40,7 @@ pub struct SidecarConfig {
     listen: String,
     control_listen: String,
     admin_token: Option<String>,
+    server: Vec<String>,
     policies: Vec<String>,
     upstream_base: Option<String>,
     tables: Vec<String>,
@@ -53,6 +54,7 @@ impl SidecarConfig {
             listen: "127.0.0.1:0".into(),
             control_listen: "127.0.0.1:0".into(),
             admin_token: Some(ADMIN.into()),
+            server: Vec::new(),
             // Tests run many sidecars at once on 2 cores in a debug build: give the policy room.
             policies: vec!["eval_timeout_ms = 250".into()],
             upstream_base: None,
@@ -70,6 +72,12 @@ impl SidecarConfig {
     /// No seeded admin token (the first start then creates one and prints it).
     pub fn no_admin_token(mut self) -> SidecarConfig {
         self.admin_token = None;
+        self
+    }
+
+    /// Extra lines of the `[server]` table (control listener limits, ...).
+    pub fn server(mut self, lines: &str) -> SidecarConfig {
+        self.server.push(lines.to_string());
         self
     }
 
@@ -108,6 +116,10 @@ impl SidecarConfig {
             self.control_listen,
             self.data_dir.display()
         );
+        for l in &self.server {
+            s.push_str(l);
+            s.push('\n');
+        }
         if let Some(t) = &self.admin_token {
             s.push_str(&format!("[auth]\nadmin_token = \"{t}\"\n"));
         }
@@ -156,6 +168,7 @@ pub fn bundle_dir(dir: &Path, extra: &[(&str, &str)]) -> PathBuf {
 /// Builds a [`Rig`].
 #[derive(Debug, Default)]
 pub struct RigBuilder {
+    server: Vec<String>,
     policies: Vec<String>,
     tables: Vec<String>,
     hold_rule: bool,
@@ -165,6 +178,12 @@ impl RigBuilder {
     /// Extra `[policies]` lines.
     pub fn policies(mut self, lines: &str) -> RigBuilder {
         self.policies.push(lines.to_string());
+        self
+    }
+
+    /// Extra `[server]` lines.
+    pub fn server(mut self, lines: &str) -> RigBuilder {
+        self.server.push(lines.to_string());
         self
     }
 
@@ -187,6 +206,9 @@ impl RigBuilder {
         let mut cfg = SidecarConfig::new(&dir.path().join("data")).upstreams(&up.base_url());
         if self.hold_rule {
             cfg = cfg.policy_dir(&bundle_dir(dir.path(), &[("zz_test_hold.rego", HOLD_RULE)]));
+        }
+        for l in &self.server {
+            cfg = cfg.server(l);
         }
         for p in &self.policies {
             cfg = cfg.policies(p);

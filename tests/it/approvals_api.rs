@@ -82,8 +82,12 @@ async fn every_role_against_every_route() {
         let gid = g.json()["id"].as_str().unwrap().to_string();
         let s = status(Method::DELETE, &rig.control(&format!("/api/v1/grants/{gid}")), Some(tok), None).await;
         assert_eq!(s, if i == 0 { 403 } else { 200 }, "DELETE grant as role #{i}");
-        let t =
-            post_json(&rig.control("/api/v1/tokens"), &bearer(ADMIN), &json!({"name": "tmp", "role": "viewer"})).await;
+        let t = post_json(
+            &rig.control("/api/v1/tokens"),
+            &bearer(ADMIN),
+            &json!({"name": format!("tmp-{i}"), "role": "viewer"}),
+        )
+        .await;
         let tid = t.json()["id"].as_str().unwrap().to_string();
         let s = status(Method::DELETE, &rig.control(&format!("/api/v1/tokens/{tid}")), Some(tok), None).await;
         assert_eq!(s, if i == 2 { 200 } else { 403 }, "DELETE token as role #{i}");

@@ -36,7 +36,8 @@ async fn cli(args: &[&str], token: Option<&str>) -> std::process::Output {
     tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap()
 }
 
-#[tokio::test]
+// Multi-threaded: `cli` blocks its thread while the CLI talks to the in-process sidecar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_cli_works_against_a_running_sidecar() {
     let rig = Rig::holding("", "").await;
     let url = rig.control("");

@@ -185,7 +185,13 @@ url = "http://{dead}"
     .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["type"], "invalid_request_error");
-    let r = send(Method::POST, &rig.url("/a/claude/anth/v1/messages"), &[], Bytes::from_static(b"not json")).await;
+    let r = send(
+        Method::POST,
+        &rig.url("/a/claude/anth/v1/messages"),
+        &[("content-type", "application/json")],
+        Bytes::from_static(b"not json"),
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["type"], "error");
 

@@ -1,5 +1,6 @@
-//! The real `clawbutler` binary: zero-config start, refusal of a port in use and of unknown
-//! config keys, and a clean shutdown on SIGTERM.
+//! The real `clawbutler` binary: zero-config start (the first admin token in a private file,
+//! never on stdout), refusal of a port in use and of unknown config keys, and a clean
+//! shutdown on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -77,10 +78,18 @@ async fn zero_config_start_port_in_use_and_bad_config() {
     let ready = lines.wait("ready").unwrap_or_else(|| panic!("no ready line; stdout: {:?}", lines.seen));
     assert!(ready.contains("127.0.0.1:8787") && ready.contains("127.0.0.1:8788"), "{ready}");
     assert!(dir.path().join("clawbutler-data").is_dir(), "default data dir not created");
-    // First start prints an admin token once.
-    let token_line = lines.wait("admin token").unwrap_or_else(|| panic!("no admin token line: {:?}", lines.seen));
-    let token = token_line.rsplit(' ').next().unwrap_or_default().to_string();
-    assert!(token.starts_with("cbt_"), "{token_line}");
+    // First start writes an admin token to a private file in the data dir and prints only
+    // the file's path (stdout ends up in the journal).
+    let token_line = lines.wait("admin token in").unwrap_or_else(|| panic!("no admin token line: {:?}", lines.seen));
+    let path = dir.path().join("clawbutler-data").join("first-admin-token");
+    assert!(token_line.contains(&*path.file_name().unwrap().to_string_lossy()), "{token_line}");
+    let token = std::fs::read_to_string(&path).unwrap().trim().to_string();
+    assert!(token.starts_with("cbt_"), "{token}");
+    assert!(lines.seen.iter().all(|l| !l.contains(&token)), "the token reached stdout: {:?}", lines.seen);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let data_mode = std::fs::metadata(dir.path().join("clawbutler-data")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(data_mode, 0o700);
     let ready = get("http://127.0.0.1:8788/readyz", &[]).await;
     assert_eq!(ready.status, 200, "{}", ready.text());
     let pol = get("http://127.0.0.1:8788/api/v1/policies", &[("authorization", &format!("Bearer {token}"))]).await;

@@ -71,13 +71,19 @@ async fn list(
     State(s): State<AppState>,
     q: Result<Query<ApprovalQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<governance::approvals::ApprovalPage>, Problem> {
-    let Query(q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let Query(mut q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    q.cursor = super::id_cursor(q.cursor.take())?;
+    super::page_limit(q.limit, governance::approvals::store::MAX_LIMIT)?;
     let broker = s.broker.clone();
     tokio::task::spawn_blocking(move || broker.list(&q))
         .await
         .map_err(|e| Problem::internal(e.to_string()))?
         .map(Json)
-        .map_err(problem)
+        .map_err(|e| match e {
+            // A filter it does not know (`status=bogus`) is a bad query parameter, like any other.
+            BrokerError::Invalid(m) => Problem::bad_request(m),
+            e => problem(e),
+        })
 }
 
 async fn one(_c: Caller, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {

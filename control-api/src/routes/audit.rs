@@ -20,7 +20,27 @@ pub fn routes() -> Routes {
 }
 
 fn internal(e: audit::AuditError) -> Problem {
-    Problem::internal(e.to_string())
+    match e {
+        audit::AuditError::BadQuery(m) => Problem::bad_request(m),
+        e => Problem::internal(e.to_string()),
+    }
+}
+
+/// Check the query parameters serde cannot: a cursor is a record number (a `next_cursor`),
+/// a limit is 1 to `MAX_LIMIT`. An empty cursor means none.
+fn checked(mut q: audit::AuditQuery) -> Result<audit::AuditQuery, Problem> {
+    if q.cursor.as_deref() == Some("") {
+        q.cursor = None;
+    }
+    if let Some(c) = &q.cursor {
+        if c.len() > 20 || !c.bytes().all(|b| b.is_ascii_digit()) || c.parse::<u64>().is_err() {
+            return Err(Problem::bad_request("cursor must be a next_cursor value (a record number)"));
+        }
+    }
+    if q.limit.is_some_and(|l| !(1..=audit::MAX_LIMIT).contains(&l)) {
+        return Err(Problem::bad_request(format!("limit must be 1 to {}", audit::MAX_LIMIT)));
+    }
+    Ok(q)
 }
 
 async fn search(
@@ -29,6 +49,7 @@ async fn search(
     q: Result<Query<audit::AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<audit::AuditPage>, Problem> {
     let Query(q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let q = checked(q)?;
     let audit = s.audit.clone();
     tokio::task::spawn_blocking(move || audit.search(&q))
         .await

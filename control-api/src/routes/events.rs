@@ -2,7 +2,13 @@
 //! (approvals, decisions, grants, budgets and every other record). Each event's `id` is the
 //! record's audit `seq`; a client reconnecting with `Last-Event-ID: N` first gets every
 //! record after N from the log, in order, then live ones, with no gap and no duplicate.
-//! Without `Last-Event-ID` the stream starts at the present. A `: heartbeat` comment is sent
+//! Without `Last-Event-ID` (or with an empty one) the stream starts at the present.
+//! `Last-Event-ID` is read strictly: 1 to 20 ASCII digits that fit a u64, else 400
+//! problem+json. An id beyond the log's head (a client of a data dir that was reset, or a
+//! made-up one) resumes from the present, said in a first `: resumed ...` comment. Every
+//! catch-up is bounded by the head it started from, and a stream's work stops as soon as its
+//! client is gone (checked before each chunk of the log is read, and on every send); the
+//! number of live streams is the gauge `clawbutler_event_streams`. A `: heartbeat` comment is sent
 //! every `[approvals] events_heartbeat_ms` (default 15 s). Filters: `agent`, `kind` (record
 //! kind or event name, comma-separated), `risk`. Auth is the usual bearer header (the UI
 //! reads the stream with fetch, not EventSource).
@@ -81,6 +87,42 @@ fn frame(r: &AuditRecord) -> Bytes {
     Bytes::from(format!("id: {}\nevent: {}\ndata: {}\n\n", r.seq, event_name(r), data))
 }
 
+/// The `clawbutler_event_streams` gauge (registered once, by the app).
+pub fn streams_gauge(registry: &prometheus::Registry) -> Result<prometheus::IntGauge, prometheus::Error> {
+    let g = prometheus::IntGauge::new("clawbutler_event_streams", "Live /api/v1/events streams being served")?;
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+/// Where a stream starts: after `from`, with an optional note for the client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resume {
+    pub from: u64,
+    pub note: Option<String>,
+}
+
+/// Read a `Last-Event-ID` against the log's durable head (see the module docs).
+pub fn resume_point(header: Option<&HeaderValue>, head: u64) -> Result<Resume, Problem> {
+    let bad =
+        || Problem::bad_request("Last-Event-ID must be an audit seq: 1 to 20 digits, at most 18446744073709551615");
+    let raw = match header {
+        None => return Ok(Resume { from: head, note: None }),
+        Some(v) => v.to_str().map_err(|_| bad())?.trim(),
+    };
+    if raw.is_empty() {
+        return Ok(Resume { from: head, note: None });
+    }
+    if raw.len() > 20 || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = raw.parse().map_err(|_| bad())?;
+    if n > head {
+        let note = format!("resumed from the present: Last-Event-ID {n} is beyond the log head {head}");
+        return Ok(Resume { from: head, note: Some(note) });
+    }
+    Ok(Resume { from: n, note: None })
+}
+
 async fn events(
     _c: Caller,
     State(s): State<AppState>,
@@ -88,27 +130,19 @@ async fn events(
     q: Result<Query<EventFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(filter) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
-    let last = match headers.get("last-event-id") {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|x| x.trim().parse::<u64>().ok())
-                .ok_or_else(|| Problem::bad_request("Last-Event-ID must be an audit seq (a number)"))?,
-        ),
-        None => None,
-    };
-    // Subscribe before reading the log, so nothing written in between is missed.
+    // Subscribe before reading the head, so nothing written in between is missed.
     let sub = s.audit.subscribe();
-    let start = last.unwrap_or_else(|| s.audit.head());
+    let resume = resume_point(headers.get("last-event-id"), s.audit.head())?;
     let heartbeat = Duration::from_millis(s.broker.settings().events_heartbeat_ms.max(10));
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    tokio::spawn(pump(s.audit.clone(), sub, start, filter, heartbeat, tx, s.broker.closing()));
-    let stream =
+    let stream = Stream { audit: s.audit.clone(), filter, tx, _live: LiveGuard::new(s.event_streams.clone()) };
+    tokio::spawn(pump(stream, sub, resume, heartbeat, s.broker.closing()));
+    let body =
         futures_util::stream::unfold(
             rx,
             |mut rx| async move { rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx)) },
         );
-    let mut res = Response::new(Body::from_stream(stream));
+    let mut res = Response::new(Body::from_stream(body));
     let h = res.headers_mut();
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -116,54 +150,103 @@ async fn events(
     Ok(res)
 }
 
-/// Send every record after `*last` up to `upto` (inclusive; None = the durable head) from
-/// the log. Err = the client is gone.
-async fn catch_up(
-    audit: &Arc<AuditLog>,
-    last: &mut u64,
-    upto: Option<u64>,
-    filter: &EventFilter,
-    tx: &mpsc::Sender<Bytes>,
-) -> Result<(), ()> {
-    loop {
-        let a = audit.clone();
-        let from = *last + 1;
-        let recs = tokio::task::spawn_blocking(move || a.read_from(from, CATCH_UP_CHUNK))
-            .await
-            .map_err(|_| ())?
-            .map_err(|e| tracing::warn!(error = %e, "events: reading the audit log failed"))?;
-        if recs.is_empty() {
-            return Ok(());
-        }
-        for r in recs {
-            if upto.is_some_and(|u| r.seq > u) {
-                return Ok(());
+/// Counts a stream in `clawbutler_event_streams` for as long as its pump runs.
+struct LiveGuard(prometheus::IntGauge);
+
+impl LiveGuard {
+    fn new(g: prometheus::IntGauge) -> LiveGuard {
+        g.inc();
+        LiveGuard(g)
+    }
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// One client's stream: what it reads, what it wants, where it goes.
+struct Stream {
+    audit: Arc<AuditLog>,
+    filter: EventFilter,
+    tx: mpsc::Sender<Bytes>,
+    _live: LiveGuard,
+}
+
+/// The client hung up.
+struct Gone;
+
+impl Stream {
+    async fn send(&self, b: Bytes) -> Result<(), Gone> {
+        self.tx.send(b).await.map_err(|_| Gone)
+    }
+
+    /// Send every record after `*last` up to `upto` (inclusive) from the log. Bounded: it
+    /// never reads past `upto`, stops when a chunk makes no progress (pruned or missing
+    /// records), and checks the client is still there before each chunk.
+    async fn catch_up(&self, last: &mut u64, upto: u64) -> Result<(), Gone> {
+        while *last < upto {
+            if self.tx.is_closed() {
+                return Err(Gone);
             }
-            if r.seq > *last {
-                *last = r.seq;
-                if filter.keeps(&r) {
-                    tx.send(frame(&r)).await.map_err(|_| ())?;
+            let a = self.audit.clone();
+            let from = *last + 1; // cannot overflow: *last < upto
+            let recs = match tokio::task::spawn_blocking(move || a.read_from(from, CATCH_UP_CHUNK)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "events: reading the audit log failed");
+                    return Err(Gone);
+                }
+                Err(_) => return Err(Gone),
+            };
+            let before = *last;
+            for r in recs {
+                if r.seq > upto {
+                    *last = upto;
+                    return Ok(());
+                }
+                if r.seq > *last {
+                    *last = r.seq;
+                    if self.filter.keeps(&r) {
+                        self.send(frame(&r)).await?;
+                    }
                 }
             }
+            if *last == before {
+                return Ok(());
+            }
         }
+        Ok(())
     }
 }
 
 async fn pump(
-    audit: Arc<AuditLog>,
+    st: Stream,
     mut sub: broadcast::Receiver<Arc<AuditRecord>>,
-    mut last: u64,
-    filter: EventFilter,
+    resume: Resume,
     heartbeat: Duration,
-    tx: mpsc::Sender<Bytes>,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
-    if *closing.borrow_and_update() || tx.send(Bytes::from_static(b": connected\n\n")).await.is_err() {
-        return;
+    let _ = run(&st, &mut sub, resume, heartbeat, &mut closing).await;
+}
+
+async fn run(
+    st: &Stream,
+    sub: &mut broadcast::Receiver<Arc<AuditRecord>>,
+    resume: Resume,
+    heartbeat: Duration,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Gone> {
+    if *closing.borrow_and_update() {
+        return Ok(());
     }
-    if catch_up(&audit, &mut last, None, &filter, &tx).await.is_err() {
-        return;
+    st.send(Bytes::from_static(b": connected\n\n")).await?;
+    if let Some(note) = &resume.note {
+        st.send(Bytes::from(format!(": {note}\n\n"))).await?;
     }
+    let mut last = resume.from;
+    st.catch_up(&mut last, st.audit.head()).await?;
     let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {
         tokio::select! {
@@ -172,32 +255,51 @@ async fn pump(
                     if rec.seq <= last {
                         continue;
                     }
-                    if rec.seq > last + 1 && catch_up(&audit, &mut last, Some(rec.seq - 1), &filter, &tx).await.is_err() {
-                        return;
-                    }
+                    // A gap (records the broadcast did not carry): read them from the log.
+                    st.catch_up(&mut last, rec.seq.saturating_sub(1)).await?;
                     if rec.seq > last {
                         last = rec.seq;
-                        if filter.keeps(&rec) && tx.send(frame(&rec)).await.is_err() {
-                            return;
+                        if st.filter.keeps(&rec) {
+                            st.send(frame(&rec)).await?;
                         }
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if catch_up(&audit, &mut last, None, &filter, &tx).await.is_err() {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+                Err(broadcast::error::RecvError::Lagged(_)) => st.catch_up(&mut last, st.audit.head()).await?,
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
-            _ = hb.tick() => {
-                if tx.send(Bytes::from_static(b": heartbeat\n\n")).await.is_err() {
-                    return;
-                }
-            }
-            _ = tx.closed() => return,
+            _ = hb.tick() => st.send(Bytes::from_static(b": heartbeat\n\n")).await?,
+            _ = st.tx.closed() => return Err(Gone),
             // Shutdown: end the stream so the control listener can drain.
             // (It only ever turns true; a dropped sender means the broker is gone.)
-            _ = closing.changed() => return,
+            _ = closing.changed() => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn last_event_id_is_read_strictly() {
+        let head = 41;
+        assert_eq!(resume_point(None, head).unwrap(), Resume { from: 41, note: None });
+        assert_eq!(resume_point(Some(&hv("")), head).unwrap(), Resume { from: 41, note: None });
+        assert_eq!(resume_point(Some(&hv("0")), head).unwrap(), Resume { from: 0, note: None });
+        assert_eq!(resume_point(Some(&hv(" 7 ")), head).unwrap(), Resume { from: 7, note: None });
+        assert_eq!(resume_point(Some(&hv("41")), head).unwrap(), Resume { from: 41, note: None });
+        for beyond in ["42", "18446744073709551615"] {
+            let r = resume_point(Some(&hv(beyond)), head).unwrap();
+            assert_eq!(r.from, 41, "{beyond}");
+            assert!(r.note.unwrap().contains(beyond));
+        }
+        for bad in ["abc", "-1", "+5", "1e3", "5 5", "18446744073709551616", "000000000000000000001", "0x10"] {
+            let p = resume_point(Some(&hv(bad)), head).unwrap_err();
+            assert_eq!(p.status, http::StatusCode::BAD_REQUEST, "{bad}");
         }
     }
 }

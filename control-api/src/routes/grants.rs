@@ -42,7 +42,8 @@ async fn list(
     State(s): State<AppState>,
     q: Result<Query<GrantFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, Problem> {
-    let Query(f) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let Query(mut f) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    f.cursor = super::id_cursor(f.cursor.take())?;
     let limit = f.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(Problem::bad_request(format!("limit must be 1 to {MAX_LIMIT}")));

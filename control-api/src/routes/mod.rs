@@ -64,6 +64,24 @@ impl Routes {
     }
 }
 
+/// A list's `cursor` that names an id (approvals, grants: UUIDs, as given in `next_cursor`);
+/// an empty one means none.
+pub fn id_cursor(c: Option<String>) -> Result<Option<String>, Problem> {
+    match c.as_deref() {
+        None | Some("") => Ok(None),
+        Some(v) if uuid::Uuid::parse_str(v).is_ok() => Ok(c),
+        Some(_) => Err(Problem::bad_request("cursor must be a next_cursor value (an id)")),
+    }
+}
+
+/// A list's `limit`, when given, must be 1 to `max`.
+pub fn page_limit(limit: Option<usize>, max: usize) -> Result<(), Problem> {
+    match limit {
+        Some(l) if !(1..=max).contains(&l) => Err(Problem::bad_request(format!("limit must be 1 to {max}"))),
+        _ => Ok(()),
+    }
+}
+
 /// Unknown paths answer problem+json, like every other control-API error.
 pub async fn not_found(uri: http::Uri) -> Problem {
     Problem::not_found(format!("no route {}", uri.path()))

@@ -1,18 +1,20 @@
 //! `/api/v1/tokens` (admin only): list tokens (never their secrets), create one (its secret is
-//! in the response, once), revoke one. Every change is an audit record with the admin's
+//! in the response, once, with `Cache-Control: no-store`; its name is checked and unique, see
+//! `auth::check_name`: 400 or 409), revoke one. Every change is an audit record with the admin's
 //! token name as actor. `/api/v1/whoami` (any role): the calling token's name and role, so a
 //! client (the web UI) offers only what the role may do.
 
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::Json;
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Routes;
-use crate::auth::{Caller, Role};
+use crate::auth::{Caller, Role, TokenError};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -52,24 +54,28 @@ async fn list(caller: Caller, State(s): State<AppState>) -> Result<Json<Value>, 
     Ok(Json(json!({ "items": items, "next_cursor": null })))
 }
 
-async fn create(caller: Caller, State(s): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Value>), Problem> {
+async fn create(caller: Caller, State(s): State<AppState>, body: Bytes) -> Result<Response, Problem> {
     caller.require(Role::Admin)?;
     let req: CreateToken =
         serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?;
-    let name = req.name.trim();
-    if name.is_empty() || name.len() > 100 {
-        return Err(Problem::bad_request("name must be 1 to 100 characters"));
-    }
-    let (secret, rec) = s.tokens.create(name, req.role).map_err(|e| Problem::internal(e.to_string()))?;
+    let (secret, rec) = s.tokens.create(&req.name, req.role).map_err(|e| match e {
+        TokenError::BadName(_) => Problem::bad_request(e.to_string()),
+        TokenError::DuplicateName(_) => Problem::conflict(e.to_string()),
+        e => Problem::internal(e.to_string()),
+    })?;
     record(&s, &caller.name, audit::Outcome::TokenCreated, json!({"token": rec})).await?;
-    Ok((
+    let mut res = (
         StatusCode::CREATED,
         Json(json!({
             "id": rec.id, "name": rec.name, "role": rec.role, "created_at": rec.created_at,
             "token": secret,
             "note": "the token is shown only this once; store it now",
         })),
-    ))
+    )
+        .into_response();
+    // The body carries a secret: no cache may keep it.
+    res.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
 }
 
 async fn revoke(caller: Caller, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {

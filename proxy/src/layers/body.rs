@@ -144,7 +144,11 @@ where
             let bytes = match Limited::new(body, limit).collect().await {
                 Ok(c) => c.to_bytes(),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(ProxyError::BodyTooLarge { limit }),
-                Err(e) => return Err(ProxyError::BodyRead(e.to_string())),
+                // A trickling client: the listener's body deadline passed (see `listener`).
+                Err(e) => match e.downcast_ref::<listener::BodyTimeout>() {
+                    Some(t) => return Err(ProxyError::BodyTimeout { ms: t.after.as_millis() as u64 }),
+                    None => return Err(ProxyError::BodyRead(e.to_string())),
+                },
             };
             let info = if route.endpoint.has_body() { parse_info(&bytes)? } else { BodyInfo::default() };
             let session = session_from(&parts.headers);

@@ -47,6 +47,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let ctx = Arc::new(CallCtx::new(req.headers(), req.uri().path()));
+        let allow = super::guard::allow_for(req.uri().path());
         req.extensions_mut().insert(ctx.clone());
         let mut inner = self.inner.clone();
         Box::pin(async move {
@@ -56,7 +57,11 @@ where
                     if e.status().is_server_error() {
                         tracing::warn!(trace_id = %ctx.trace_id, error = %e, "call failed");
                     }
-                    e.into_response(ctx.dialect)
+                    let mut res = e.into_response(ctx.dialect);
+                    if res.status() == http::StatusCode::METHOD_NOT_ALLOWED {
+                        res.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+                    }
+                    res
                 }
             };
             stamp(&mut res, &ctx);

@@ -3,6 +3,7 @@
 pub mod body;
 pub mod budget;
 pub mod edge;
+pub mod guard;
 pub mod hold;
 pub mod kill;
 pub mod metrics;

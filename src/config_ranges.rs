@@ -1,0 +1,203 @@
+//! The valid range of every numeric config key, checked at load. A value outside its range is
+//! refused with the key, the value and the range, never clamped or taken as given: a timeout of
+//! 0 (every call would time out), a body limit of a terabyte, a retention of 0 days (every
+//! closed audit segment deleted) are mistakes, not settings. Budgets and prices are checked
+//! by their owners (`governance::budget`, `proxy::pricing`); prices also here for finiteness.
+//! A new numeric key gets its line in [`check`] (a test walks the serialized defaults and
+//! fails for a number without one).
+
+use crate::config::{Config, ConfigError};
+
+const SEC: u64 = 1_000;
+const HOUR: u64 = 3_600 * SEC;
+const DAY: u64 = 24 * HOUR;
+const GIB: u64 = 1 << 30;
+
+/// One integer key.
+fn int(key: &str, v: u64, lo: u64, hi: u64, unit: &str) -> Result<(), ConfigError> {
+    if (lo..=hi).contains(&v) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid { key: key.into(), msg: format!("{v} is out of range: give {lo} to {hi}{unit}") })
+}
+
+/// One decimal key.
+fn num(key: &str, v: f64, lo: f64, hi: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= lo && v <= hi {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid { key: key.into(), msg: format!("{v} is out of range: give a number from {lo} to {hi}") })
+}
+
+/// The numeric keys that [`check`] covers, by dotted name (`[[upstreams]]` and `[prices]`
+/// entries by their field name).
+#[cfg(test)]
+pub(crate) const KEYS: &[&str] = &[
+    "server.control_max_connections",
+    "server.control_header_read_timeout_ms",
+    "server.control_body_read_timeout_ms",
+    "proxy.max_body_bytes",
+    "proxy.connect_timeout_ms",
+    "proxy.upstream_timeout_ms",
+    "proxy.stream_idle_timeout_ms",
+    "proxy.default_max_output_tokens",
+    "proxy.max_connections",
+    "proxy.header_read_timeout_ms",
+    "proxy.body_read_timeout_ms",
+    "upstreams.timeout_ms",
+    "policies.eval_timeout_ms",
+    "policies.max_call_usd",
+    "policies.hold_ttl_s",
+    "prices.input",
+    "prices.output",
+    "prices.cached_input",
+    "prices.cache_write",
+    "audit.group_commit_records",
+    "audit.group_commit_ms",
+    "audit.checkpoint_every_records",
+    "audit.checkpoint_every_secs",
+    "audit.segment_max_bytes",
+    "audit.retention_days",
+    "audit.broadcast_capacity",
+    "audit.search_scan_limit",
+    "approvals.ttl_s",
+    "approvals.events_heartbeat_ms",
+    "gateway.reconnect_initial_ms",
+    "gateway.reconnect_max_ms",
+    "gateway.request_timeout_ms",
+    "gateway.max_frame_bytes",
+];
+
+/// Check every numeric key of `c`.
+pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
+    let s = &c.server;
+    int("server.control_max_connections", s.control_max_connections as u64, 1, 1_000_000, "")?;
+    int("server.control_header_read_timeout_ms", s.control_header_read_timeout_ms, 100, HOUR, " ms")?;
+    int("server.control_body_read_timeout_ms", s.control_body_read_timeout_ms, 100, HOUR, " ms")?;
+
+    let p = &c.proxy;
+    int("proxy.max_body_bytes", p.max_body_bytes as u64, 1, GIB, " bytes")?;
+    int("proxy.connect_timeout_ms", p.connect_timeout_ms, 100, 10 * 60 * SEC, " ms")?;
+    int("proxy.upstream_timeout_ms", p.upstream_timeout_ms, 100, DAY, " ms")?;
+    int("proxy.stream_idle_timeout_ms", p.stream_idle_timeout_ms, 100, DAY, " ms")?;
+    int("proxy.default_max_output_tokens", p.default_max_output_tokens, 1, 10_000_000, " tokens")?;
+    int("proxy.max_connections", p.max_connections as u64, 1, 1_000_000, "")?;
+    int("proxy.header_read_timeout_ms", p.header_read_timeout_ms, 100, HOUR, " ms")?;
+    int("proxy.body_read_timeout_ms", p.body_read_timeout_ms, 100, HOUR, " ms")?;
+    for u in &c.upstreams {
+        if let Some(t) = u.timeout_ms {
+            int(&format!("upstreams[{}].timeout_ms", u.name), t, 100, DAY, " ms")?;
+        }
+    }
+
+    let pol = &c.policies;
+    int("policies.eval_timeout_ms", pol.eval_timeout_ms, 1, 60 * SEC, " ms")?;
+    if let Some(m) = pol.max_call_usd {
+        num("policies.max_call_usd", m, 0.0, 1e9)?;
+    }
+    int("policies.hold_ttl_s", pol.hold_ttl_s, 1, 30 * 86_400, " s")?;
+
+    for (model, pr) in &c.prices {
+        let fields = [
+            ("input", Some(pr.input)),
+            ("output", Some(pr.output)),
+            ("cached_input", pr.cached_input),
+            ("cache_write", pr.cache_write),
+        ];
+        for (field, x) in fields {
+            if let Some(x) = x {
+                num(&format!("prices.\"{model}\".{field}"), x, 0.0, 1e6)?;
+            }
+        }
+    }
+
+    let a = &c.audit;
+    int("audit.group_commit_records", a.group_commit_records as u64, 1, 1_000_000, " records")?;
+    int("audit.group_commit_ms", a.group_commit_ms, 0, 10 * SEC, " ms")?;
+    int("audit.checkpoint_every_records", a.checkpoint_every_records, 1, 100_000_000, " records")?;
+    int("audit.checkpoint_every_secs", a.checkpoint_every_secs, 1, 86_400, " s")?;
+    int("audit.segment_max_bytes", a.segment_max_bytes, 64 * 1024, 16 * GIB, " bytes")?;
+    if let Some(d) = a.retention_days {
+        int("audit.retention_days", u64::from(d), 1, 36_500, " days")?;
+    }
+    int("audit.broadcast_capacity", a.broadcast_capacity as u64, 1, 1_000_000, " records")?;
+    int("audit.search_scan_limit", a.search_scan_limit as u64, 1, 100_000_000, " records")?;
+
+    let ap = &c.approvals;
+    int("approvals.ttl_s", ap.ttl_s, 1, 30 * 86_400, " s")?;
+    int("approvals.events_heartbeat_ms", ap.events_heartbeat_ms, 10, HOUR, " ms")?;
+
+    let g = &c.gateway;
+    int("gateway.reconnect_initial_ms", g.reconnect_initial_ms, 1, 10 * 60 * SEC, " ms")?;
+    int("gateway.reconnect_max_ms", g.reconnect_max_ms, 1, HOUR, " ms")?;
+    int("gateway.request_timeout_ms", g.request_timeout_ms, 100, 10 * 60 * SEC, " ms")?;
+    int("gateway.max_frame_bytes", g.max_frame_bytes as u64, 1024, GIB, " bytes")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every number in the serialized default config (and in a price entry) has a range here:
+    /// a numeric key added without one fails this test.
+    #[test]
+    fn every_numeric_key_has_a_range() {
+        let mut c = Config::default();
+        c.prices.insert("m".into(), serde_json::from_str(r#"{"input":1,"output":2}"#).unwrap());
+        c.upstreams[0].timeout_ms = Some(1000);
+        c.policies.max_call_usd = Some(1.0);
+        c.audit.retention_days = Some(30);
+        let v = serde_json::to_value(&c).unwrap();
+        let mut found = Vec::new();
+        walk("", &v, &mut found);
+        for key in &found {
+            assert!(KEYS.contains(&key.as_str()), "numeric key {key} has no range in config_ranges::check");
+        }
+        assert!(found.len() >= 25, "{found:?}");
+    }
+
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Number(_) => out.push(prefix.to_string()),
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    // `[prices."<model>"]` entries are named by their fields.
+                    let key = match prefix {
+                        "" => k.clone(),
+                        "prices" => "prices.*".to_string(),
+                        "prices.*" => format!("prices.{k}"),
+                        _ => format!("{prefix}.{k}"),
+                    };
+                    walk(&key, x, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(prefix, x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key_and_the_range() {
+        for (toml, key) in [
+            ("[proxy]\nupstream_timeout_ms = 0", "proxy.upstream_timeout_ms"),
+            ("[proxy]\nmax_body_bytes = 0", "proxy.max_body_bytes"),
+            ("[proxy]\nmax_body_bytes = 10000000000000", "proxy.max_body_bytes"),
+            ("[proxy]\nbody_read_timeout_ms = 0", "proxy.body_read_timeout_ms"),
+            ("[server]\ncontrol_max_connections = 0", "server.control_max_connections"),
+            ("[audit]\nretention_days = 0", "audit.retention_days"),
+            ("[audit]\nbroadcast_capacity = 9223372036854775807", "audit.broadcast_capacity"),
+            ("[approvals]\nttl_s = 0", "approvals.ttl_s"),
+            ("[policies]\nmax_call_usd = nan", "policies.max_call_usd"),
+            ("[gateway]\nmax_frame_bytes = 1", "gateway.max_frame_bytes"),
+            (
+                "[[upstreams]]\nname = \"u\"\nkind = \"openai\"\nurl = \"http://x/v1\"\ntimeout_ms = 0",
+                "upstreams[u].timeout_ms",
+            ),
+            ("[prices.\"m\"]\ninput = -1.0\noutput = 1.0", "prices.\"m\".input"),
+        ] {
+            let e = Config::from_toml_str(toml).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{key}: ")) && e.contains("out of range: give"), "{toml}: {e}");
+        }
+    }
+}
