@@ -43,6 +43,8 @@ pub enum StartError {
     Idempotency(#[from] control_api::idempotency::IdemError),
     #[error("tokens: {0}")]
     Tokens(#[from] control_api::auth::TokenError),
+    #[error("agent keys: {0}")]
+    AgentKeys(#[from] governance::AgentKeyError),
 }
 
 /// A running sidecar.
@@ -89,12 +91,15 @@ impl Sidecar {
         let kill = Arc::new(governance::KillSwitch::open(&db, &registry)?);
         let prices = proxy::PriceTable::new(&cfg.prices)?;
         let budgets = Arc::new(governance::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)?);
+        let agent_keys = Arc::new(governance::AgentKeys::open(&db)?);
         let components = proxy::Components {
             policy: policy.clone(),
             audit: audit.clone(),
             broker: broker.clone(),
             kill: kill.clone(),
             budgets: budgets.clone(),
+            agent_keys: agent_keys.clone(),
+            agent_key_mode: cfg.auth.agent_keys,
         };
         let state = Arc::new(proxy::ProxyState::new(cfg.proxy.clone(), &cfg.upstreams, prices, components, &registry)?);
 
@@ -156,6 +161,7 @@ impl Sidecar {
             kill,
             budgets,
             tokens,
+            agent_keys,
             idempotency,
             ready: Arc::new(move || {
                 let st = ready_policy.status();

@@ -35,7 +35,7 @@ fn cli(args: &[&str], token: Option<&str>) -> std::process::Output {
     c.output().unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)] // the CLI child blocks this thread while the sidecar answers it
 async fn token_cli_works_against_a_running_sidecar() {
     let rig = Rig::holding("", "").await;
     let url = rig.control("");

@@ -113,7 +113,7 @@ fn has_unescaped_open(p: &str) -> bool {
     for c in p.chars() {
         match c {
             '\\' => backslashes += 1,
-            '[' | '{' if backslashes % 2 == 0 => return true,
+            '[' | '{' if backslashes.is_multiple_of(2) => return true,
             _ => backslashes = 0,
         }
     }
