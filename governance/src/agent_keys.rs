@@ -74,10 +74,23 @@ pub enum AgentKeyError {
     Invalid(String),
 }
 
+/// A stored key ready to check: salt and hash decoded once, when loaded.
+struct Loaded {
+    info: AgentKeyInfo,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl Loaded {
+    fn matches(&self, secret: &str) -> bool {
+        same(&digest(&self.salt, secret), &self.hash)
+    }
+}
+
 /// The `agent_keys` tree with an in-memory copy by agent.
 pub struct AgentKeys {
     tree: sled::Tree,
-    cache: ArcSwap<HashMap<String, Vec<Stored>>>,
+    cache: ArcSwap<HashMap<String, Vec<Loaded>>>,
     write: Mutex<()>,
 }
 
@@ -99,15 +112,6 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl Stored {
-    fn matches(&self, secret: &str) -> bool {
-        match (hex::decode(&self.salt), hex::decode(&self.hash)) {
-            (Ok(salt), Ok(hash)) => same(&digest(&salt, secret), &hash),
-            _ => false,
-        }
-    }
-}
-
 fn check_label(label: Option<&str>) -> Result<Option<String>, AgentKeyError> {
     let Some(l) = label.map(str::trim).filter(|l| !l.is_empty()) else { return Ok(None) };
     if l.chars().count() > 200 || l.chars().any(char::is_control) {
@@ -126,11 +130,15 @@ impl AgentKeys {
     }
 
     fn refresh(&self) -> Result<(), AgentKeyError> {
-        let mut by_agent: HashMap<String, Vec<Stored>> = HashMap::new();
+        let mut by_agent: HashMap<String, Vec<Loaded>> = HashMap::new();
         for kv in self.tree.iter() {
             let (_, v) = kv?;
             let s: Stored = serde_json::from_slice(&v)?;
-            by_agent.entry(s.info.agent.clone()).or_default().push(s);
+            // A record whose salt or hash is not hex can match nothing (an empty hash never
+            // equals a digest): it is listed, so it can be seen and revoked.
+            let salt = hex::decode(&s.salt).unwrap_or_default();
+            let hash = hex::decode(&s.hash).unwrap_or_default();
+            by_agent.entry(s.info.agent.clone()).or_default().push(Loaded { info: s.info, salt, hash });
         }
         self.cache.store(Arc::new(by_agent));
         Ok(())

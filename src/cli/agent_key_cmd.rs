@@ -89,12 +89,19 @@ impl Keys {
             return open_store(cli);
         }
         let client = ApiClient::from_cli(cli, &how.api)?;
-        match client.get("/api/v1/agent-keys?agent=main").await {
+        // Ask who we are first: a missing or non-admin token fails here, before anything changes.
+        match client.get("/api/v1/whoami").await {
             Err(e) if is_unreachable(&e) => {
                 eprintln!("note: {e}; the sidecar looks stopped, so working on its store directly");
                 open_store(cli)
             }
             Err(e) => Err(format!("agent keys: {e}").into()),
+            Ok(who) if who["role"] != "admin" => Err(format!(
+                "agent keys need an admin token; token '{}' has role {} (pass --token or set CLAWBUTLER_TOKEN)",
+                who["name"].as_str().unwrap_or("?"),
+                who["role"].as_str().unwrap_or("?")
+            )
+            .into()),
             Ok(_) => Ok(Keys::Api(client)),
         }
     }
