@@ -1,7 +1,17 @@
 # Standing grants ("allow always" answers). A grant matches when it is for this agent and call
-# kind, its `pattern` (exact or glob) matches the command / tool name / model name, its
-# optional `arg_pattern` matches the arguments, and it has not expired at `input.now`.
+# kind, its `pattern` matches the command / tool name / model name, its optional `arg_pattern`
+# matches the arguments, and it has not expired at `input.now`.
 # A matching grant turns a hold into an allow; it never overrides a deny.
+#
+# Matching (the same in Rust: governance/src/approvals/pattern.rs, checked by a parity test):
+# - a pattern without `*`, `?`, `[` or `\` is compared as text; otherwise it is a glob
+#   (`glob.match` with no delimiters; `\` escapes, so a scope derived from a held command
+#   escapes its metacharacters and matches exactly that command);
+# - shell commands (exec, and tools that carry `args.command`) must have exactly the shell
+#   operators the pattern writes, in the same order: a wildcard never covers `;`, `&`, `|`,
+#   `<`, `>`, `(`, `)`, `$`, a backtick or a new line, so `git *` never allows
+#   `git log; rm -rf /`. Operators inside `[...]`/`{...}` make a pattern ambiguous: it matches
+#   nothing.
 package clawbutler
 
 grant_subject := command if input.kind == "exec"
@@ -30,7 +40,8 @@ matching_grants contains g.id if {
 	some g in input.grants
 	g.agent == input.agent
 	g.kind == input.kind
-	glob_or_exact(g.pattern, grant_subject)
+	_grant_match(g.pattern, grant_subject)
+	_grant_pattern_ops_ok(g)
 	_grant_args_match(g)
 	_grant_live(g)
 }
@@ -39,7 +50,64 @@ _grant_args_match(g) if object.get(g, "arg_pattern", null) == null
 
 _grant_args_match(g) if {
 	is_string(g.arg_pattern)
-	glob_or_exact(g.arg_pattern, grant_args)
+	_grant_match(g.arg_pattern, grant_args)
+	_grant_args_ops_ok(g)
+}
+
+# Text or glob (see the header).
+_grant_match(p, s) if {
+	is_string(p)
+	not regex.match(`[*?\[\\]`, p)
+	p == s
+}
+
+_grant_match(p, s) if {
+	is_string(p)
+	is_string(s)
+	regex.match(`[*?\[\\]`, p)
+	glob.match(p, null, s)
+}
+
+# The shell operators of a text, in order (a JSON-escaped new line counts: tool arguments are
+# matched as JSON text).
+_shell_ops(s) := regex.find_n("[;&|<>()$`\r\n]|\\\\[nru]", s, -1)
+
+# Operators inside a class or alternation could stand for other characters: never matches.
+_ambiguous_ops(p) if {
+	count(_shell_ops(p)) > 0
+	regex.match(`(^|[^\\])(\\\\)*[\[{]`, p)
+}
+
+_ops_literal(p, s) if {
+	not _ambiguous_ops(p)
+	_shell_ops(p) == _shell_ops(s)
+}
+
+_grant_pattern_ops_ok(g) if g.kind != "exec"
+
+_grant_pattern_ops_ok(g) if {
+	g.kind == "exec"
+	_ops_literal(g.pattern, grant_subject)
+}
+
+_tool_carries_command if is_string(input.tool.args.command)
+
+_grant_args_ops_ok(g) if g.kind == "model_call"
+
+_grant_args_ops_ok(g) if {
+	g.kind in {"tool_call", "plugin"}
+	not _tool_carries_command
+}
+
+_grant_args_ops_ok(g) if {
+	g.kind in {"tool_call", "plugin"}
+	_tool_carries_command
+	_ops_literal(g.arg_pattern, grant_args)
+}
+
+_grant_args_ops_ok(g) if {
+	g.kind == "exec"
+	_ops_literal(g.arg_pattern, grant_args)
 }
 
 _grant_live(g) if object.get(g, "expires_at", null) == null

@@ -47,6 +47,8 @@ pub enum StartError {
     Metrics(prometheus::Error),
     #[error("first admin token file {path}: {source}")]
     TokenFile { path: PathBuf, source: std::io::Error },
+    #[error("agent keys: {0}")]
+    AgentKeys(#[from] governance::AgentKeyError),
 }
 
 /// A running sidecar.
@@ -100,12 +102,15 @@ impl Sidecar {
         let kill = Arc::new(governance::KillSwitch::open(&db, &registry)?);
         let prices = proxy::PriceTable::new(&cfg.prices)?;
         let budgets = Arc::new(governance::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)?);
+        let agent_keys = Arc::new(governance::AgentKeys::open(&db)?);
         let components = proxy::Components {
             policy: policy.clone(),
             audit: audit.clone(),
             broker: broker.clone(),
             kill: kill.clone(),
             budgets: budgets.clone(),
+            agent_keys: agent_keys.clone(),
+            agent_key_mode: cfg.auth.agent_keys,
         };
         let state = Arc::new(proxy::ProxyState::new(cfg.proxy.clone(), &cfg.upstreams, prices, components, &registry)?);
 
@@ -182,6 +187,7 @@ impl Sidecar {
             kill,
             budgets,
             tokens,
+            agent_keys,
             idempotency,
             ready: Arc::new(move || {
                 let st = ready_policy.status();

@@ -68,6 +68,10 @@ pub struct AuthSettings {
     /// Seeds an admin token at start (like `CLAWBUTLER_ADMIN_TOKEN`); for tests and
     /// automation. Stored hashed like every other token.
     pub admin_token: Option<String>,
+    /// When a data-path call must carry its agent's per-agent key: `when_holding_key`
+    /// (default: on upstreams with `api_key_env`), `required` (always) or `off`
+    /// (docs/security.md).
+    pub agent_keys: proxy::AgentKeyMode,
 }
 
 /// The whole configuration.
@@ -266,6 +270,15 @@ mod tests {
         let names: Vec<_> = c.upstreams.iter().map(|u| (u.name.as_str(), u.url.as_str())).collect();
         assert_eq!(names, vec![("openai", "https://api.openai.com/v1"), ("anthropic", "https://api.anthropic.com")]);
         assert_eq!(c.proxy.max_body_bytes, 32 * 1024 * 1024);
+        assert_eq!(c.auth.agent_keys, proxy::AgentKeyMode::WhenHoldingKey);
+    }
+
+    #[test]
+    fn agent_key_modes_parse_and_bad_ones_are_named() {
+        let c = Config::from_toml_str("[auth]\nagent_keys = \"required\"").unwrap();
+        assert_eq!(c.auth.agent_keys, proxy::AgentKeyMode::Required);
+        let e = Config::from_toml_str("[auth]\nagent_keys = \"sometimes\"").unwrap_err().to_string();
+        assert!(e.contains("agent_keys") || e.contains("sometimes"), "{e}");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct ControlState {
     pub kill: Arc<governance::KillSwitch>,
     pub budgets: Arc<governance::Budgets>,
     pub tokens: TokenStore,
+    /// Per-agent data-path keys (hashed), managed under `/api/v1/agents/{id}/keys`.
+    pub agent_keys: Arc<governance::AgentKeys>,
     /// Stored answers of decision POSTs (Idempotency-Key).
     pub idempotency: idempotency::IdemStore,
     pub ready: ReadyProbe,
@@ -70,6 +72,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::tokens::routes())
         .merge(routes::openapi::routes())
         .merge(routes::agents::routes())
+        .merge(routes::agent_keys::routes())
         .merge(routes::budgets::routes())
         .merge(routes::ui::routes())
 }

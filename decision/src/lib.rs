@@ -4,6 +4,7 @@
 //! type. It is a leaf: plain data and serde, no engine, no I/O, so the audit log and the
 //! control API can speak it without compiling the policy engine.
 
+pub mod agent_id;
 mod decision;
 mod input;
 

@@ -9,7 +9,13 @@
 //! diff; without `--dry-run` it applies it (`config.patch` + baseHash) and stores the exact
 //! changes (re-read after applying, so the gateway's own normalisation is included) in the
 //! data dir. Detach puts back exactly those values, skipping any path changed since.
+//!
+//! Per-agent keys (`attach_keys.rs`): unless `[auth] agent_keys = "off"`, the CLI creates one
+//! key per attached agent between [`prepare`] and [`apply`]; apply writes them to a private
+//! file and wires each `cb-<agent>` provider to its entry through an OpenClaw file secrets
+//! provider, and the record keeps the key ids so detach can revoke exactly those.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::attach_keys;
 use super::kill::{diff, restore_patch, Change};
 use super::{GatewayError, GatewaySettings, Link};
 
@@ -42,7 +49,27 @@ pub struct AttachRecord {
     pub at: String,
     pub config_changes: Vec<Change>,
     /// `file.agents.<id>` of the exec approvals before attach (None = absent).
-    pub exec_before: std::collections::BTreeMap<String, Option<Value>>,
+    pub exec_before: BTreeMap<String, Option<Value>>,
+    /// The per-agent keys attach created (revoked by detach).
+    #[serde(default)]
+    pub agent_keys: Vec<KeyRef>,
+    /// The file holding their secrets for OpenClaw (deleted by detach).
+    #[serde(default)]
+    pub keys_file: Option<PathBuf>,
+}
+
+/// A per-agent key by agent and key id (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRef {
+    pub agent: String,
+    pub id: String,
+}
+
+/// A key the CLI created for [`apply`]: its ref and the secret for the key file.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub key: KeyRef,
+    pub secret: String,
 }
 
 /// The computed rewiring.
@@ -61,11 +88,22 @@ fn norm(url: &str) -> String {
     u.strip_suffix("/v1").unwrap_or(u).to_string()
 }
 
-/// Compute the rewiring for `agents` (id, model ref "provider/model").
-pub fn plan(config: &Value, agents: &[(String, String)], upstreams: &[UpstreamRef], sidecar: &str) -> Plan {
+/// Compute the rewiring for `agents` (id, model ref "provider/model"). With `keys_file`, each
+/// rewired provider also references its agent's key in that file (see `attach_keys.rs`).
+pub fn plan(
+    config: &Value,
+    agents: &[(String, String)],
+    upstreams: &[UpstreamRef],
+    sidecar: &str,
+    keys_file: Option<&Path>,
+) -> Plan {
     let mut after = config.clone();
     let (mut skipped, mut done) = (Vec::new(), Vec::new());
     for (id, model_ref) in agents {
+        if let Err(e) = decision::agent_id::check(id) {
+            skipped.push((id.clone(), format!("{e}; the sidecar refuses such a path")));
+            continue;
+        }
         let Some((provider, model)) = model_ref.split_once('/') else {
             skipped.push((id.clone(), format!("model '{model_ref}' is not provider/model")));
             continue;
@@ -102,6 +140,9 @@ pub fn plan(config: &Value, agents: &[(String, String)], upstreams: &[UpstreamRe
                 ));
             }
         }
+        if keys_file.is_some() {
+            attach_keys::wire(&mut np, id, up.holds_key);
+        }
         after["models"]["providers"][&cb] = np;
         if !after["agents"]["entries"][id].is_object() {
             after["agents"]["entries"][id] = json!({});
@@ -109,6 +150,15 @@ pub fn plan(config: &Value, agents: &[(String, String)], upstreams: &[UpstreamRe
         after["agents"]["entries"][id]["model"] = json!(format!("{cb}/{model}"));
         after["agents"]["entries"][id]["modelPolicy"] = json!({"allow": [format!("{cb}/*")]});
         done.push(id.clone());
+    }
+    if let (Some(file), false) = (keys_file, done.is_empty()) {
+        if !after["secrets"].is_object() {
+            after["secrets"] = json!({});
+        }
+        if !after["secrets"]["providers"].is_object() {
+            after["secrets"]["providers"] = json!({});
+        }
+        after["secrets"]["providers"][attach_keys::SECRETS_PROVIDER] = attach_keys::provider_entry(file);
     }
     let changes = diff(config, &after);
     Plan { after, changes, skipped, agents: done }
@@ -167,18 +217,43 @@ async fn patch(link: &Link, raw: &Value, replace: &[String], hash: &str, note: &
     link.call("config.patch", p).await.map(|_| ())
 }
 
-/// Attach; returns the printed lines.
-pub async fn attach(
+/// A computed attach, not yet applied: what [`apply`] needs, and the diff to print.
+pub struct Prepared {
+    hash: String,
+    before: Value,
+    plan: Plan,
+    exec_file: Value,
+    exec_hash: Value,
+    exec_before: BTreeMap<String, Option<Value>>,
+    rec_path: PathBuf,
+    keys_file: Option<PathBuf>,
+    /// The diff and notes, one line each.
+    pub lines: Vec<String>,
+}
+
+impl Prepared {
+    /// The agents this attach rewires (each needs a key when keys are wired).
+    pub fn agents(&self) -> &[String] {
+        &self.plan.agents
+    }
+
+    /// Where the keys will be written, when keys are wired.
+    pub fn keys_file(&self) -> Option<&Path> {
+        self.keys_file.as_deref()
+    }
+}
+
+/// Read the gateway and compute the rewiring (changes nothing). `with_keys`: wire per-agent
+/// keys (the CLI then creates one per [`Prepared::agents`] and passes them to [`apply`]).
+pub async fn prepare(
     link: &Link,
     upstreams: &[UpstreamRef],
     sidecar: &str,
     data_dir: &Path,
-    dry_run: bool,
-) -> Result<Vec<String>, GatewayError> {
+    with_keys: bool,
+) -> Result<Prepared, GatewayError> {
     let rec_path = record_path(data_dir, link.url());
-    if rec_path.exists() && !dry_run {
-        return Err(GatewayError::AlreadyAttached(rec_path));
-    }
+    let keys_file = if with_keys { Some(attach_keys::file_path(data_dir, link.url())?) } else { None };
     let (hash, before) = config_get(link).await?;
     let list = link.call("agents.list", json!({})).await?;
     let agents: Vec<(String, String)> = list["agents"]
@@ -190,14 +265,19 @@ pub async fn attach(
             Some((a["id"].as_str()?.to_string(), model.to_string()))
         })
         .collect();
-    let plan = plan(&before, &agents, upstreams, sidecar);
+    let plan = plan(&before, &agents, upstreams, sidecar, keys_file.as_deref());
     let mut lines = render(&plan.changes);
     for (id, why) in &plan.skipped {
         lines.push(format!("= agent {id}: {why}"));
     }
+    if let Some(f) = &keys_file {
+        for id in &plan.agents {
+            lines.push(format!("+ per-agent key for {id} (secret in {}, mode 0600)", f.display()));
+        }
+    }
     let ea = link.call("exec.approvals.get", json!({})).await?;
     let mut file = ea["file"].clone();
-    let mut exec_before = std::collections::BTreeMap::new();
+    let mut exec_before = BTreeMap::new();
     for id in &plan.agents {
         let prev = file.pointer(&format!("/agents/{id}")).cloned();
         lines.push(format!(
@@ -218,21 +298,55 @@ pub async fn attach(
         }
         file["agents"][id] = v;
     }
-    if dry_run || plan.agents.is_empty() {
-        lines.push(if dry_run { "dry run: nothing changed".into() } else { "nothing to attach".into() });
-        return Ok(lines);
+    Ok(Prepared {
+        hash,
+        before,
+        plan,
+        exec_file: file,
+        exec_hash: ea["hash"].clone(),
+        exec_before,
+        rec_path,
+        keys_file,
+        lines,
+    })
+}
+
+/// Refuse to attach twice (checked before any key is created).
+pub fn check_not_attached(data_dir: &Path, url: &str) -> Result<(), GatewayError> {
+    let rec_path = record_path(data_dir, url);
+    if rec_path.exists() {
+        return Err(GatewayError::AlreadyAttached(rec_path));
+    }
+    Ok(())
+}
+
+/// Apply a prepared attach with the keys the CLI created (one per agent when keys are wired;
+/// their secrets go to the key file before the config points at it). On failure the key
+/// file is removed and nothing is recorded; the caller revokes the keys.
+pub async fn apply(link: &Link, p: Prepared, keys: &[IssuedKey]) -> Result<Vec<String>, GatewayError> {
+    let Prepared { hash, before, plan, exec_file, exec_hash, exec_before, rec_path, keys_file, mut lines } = p;
+    if let Some(f) = &keys_file {
+        let secrets: BTreeMap<String, String> = keys.iter().map(|k| (k.key.agent.clone(), k.secret.clone())).collect();
+        attach_keys::write(f, &secrets)?;
     }
     let (raw, replace) = forward_patch(&plan.changes, &before);
-    patch(link, &raw, &replace, &hash, "clawbutler attach").await?;
+    if let Err(e) = patch(link, &raw, &replace, &hash, "clawbutler attach").await {
+        if let Some(f) = &keys_file {
+            let _ = attach_keys::remove(f);
+        }
+        return Err(e);
+    }
     let (_, after) = config_get(link).await?;
     let rec = AttachRecord {
         url: link.url().to_string(),
         at: chrono::Utc::now().to_rfc3339(),
         config_changes: diff(&before, &after),
         exec_before,
+        agent_keys: keys.iter().map(|k| k.key.clone()).collect(),
+        keys_file,
     };
     save(&rec_path, &rec)?;
-    link.call("exec.approvals.set", json!({"file": file, "baseHash": ea["hash"]})).await?;
+    link.call("exec.approvals.set", json!({"file": exec_file, "baseHash": exec_hash})).await?;
     lines.push(format!("attached {} agent(s); record in {}", plan.agents.len(), rec_path.display()));
     Ok(lines)
 }
@@ -246,8 +360,16 @@ fn save(path: &Path, rec: &AttachRecord) -> Result<(), GatewayError> {
     std::fs::write(path, body).map_err(|source| GatewayError::RecordFile { path: path.to_path_buf(), source })
 }
 
-/// Detach: restore what attach stored; returns the printed lines.
-pub async fn detach(link: &Link, data_dir: &Path, dry_run: bool) -> Result<Vec<String>, GatewayError> {
+/// What detach did: the lines to print and the keys attach had created (the caller revokes
+/// them; the record is already gone).
+pub struct Detached {
+    pub lines: Vec<String>,
+    pub agent_keys: Vec<KeyRef>,
+}
+
+/// Detach: restore what attach stored, remove the key file; returns the printed lines and
+/// the keys to revoke.
+pub async fn detach(link: &Link, data_dir: &Path, dry_run: bool) -> Result<Detached, GatewayError> {
     let rec_path = record_path(data_dir, link.url());
     let text = std::fs::read_to_string(&rec_path)
         .map_err(|source| GatewayError::NotAttached { path: rec_path.clone(), source })?;
@@ -263,9 +385,10 @@ pub async fn detach(link: &Link, data_dir: &Path, dry_run: bool) -> Result<Vec<S
         .collect();
     let mut lines = render(&undo);
     lines.extend(skipped.iter().map(|p| format!("= {p} changed since attach; left as is")));
+    lines.extend(rec.agent_keys.iter().map(|k| format!("- per-agent key {} of {}", k.id, k.agent)));
     if dry_run {
         lines.push("dry run: nothing changed".into());
-        return Ok(lines);
+        return Ok(Detached { lines, agent_keys: Vec::new() });
     }
     if raw.as_object().is_some_and(|o| !o.is_empty()) {
         patch(link, &raw, &replace, &hash, "clawbutler detach").await?;
@@ -285,9 +408,13 @@ pub async fn detach(link: &Link, data_dir: &Path, dry_run: bool) -> Result<Vec<S
         }
     }
     link.call("exec.approvals.set", json!({"file": file, "baseHash": ea["hash"]})).await?;
+    // The config no longer references the key file, so it can go.
+    if let Some(f) = &rec.keys_file {
+        attach_keys::remove(f)?;
+    }
     std::fs::remove_file(&rec_path).map_err(|source| GatewayError::RecordFile { path: rec_path.clone(), source })?;
     lines.push("detached: the gateway config is back to what attach found".into());
-    Ok(lines)
+    Ok(Detached { lines, agent_keys: rec.agent_keys })
 }
 
 #[cfg(test)]
@@ -300,7 +427,7 @@ mod tests {
                          "agents": {"entries": {"ops": {"model": "direct/m"}}}});
         let ups = vec![UpstreamRef { name: "fake".into(), url: "http://127.0.0.1:9/v1".into(), holds_key: false }];
         let agents = vec![("ops".to_string(), "direct/m".to_string()), ("x".to_string(), "builtin/m".to_string())];
-        let p = plan(&cfg, &agents, &ups, "127.0.0.1:8787");
+        let p = plan(&cfg, &agents, &ups, "127.0.0.1:8787", None);
         assert_eq!(p.agents, vec!["ops".to_string()]);
         assert_eq!(p.skipped.len(), 1);
         assert_eq!(p.after["models"]["providers"]["cb-ops"]["baseUrl"], "http://127.0.0.1:8787/a/ops/fake/v1");
@@ -314,5 +441,41 @@ mod tests {
         assert_eq!(back["models"]["providers"]["cb-ops"], Value::Null);
         assert_eq!(back["agents"]["entries"]["ops"]["model"], "direct/m");
         assert!(render(&p.changes).iter().any(|l| l.starts_with("~ agents.entries.ops.modelPolicy: (absent) -> ")));
+    }
+
+    #[test]
+    fn plan_wires_per_agent_keys_and_skips_ids_the_sidecar_refuses() {
+        let cfg = json!({"models": {"providers": {
+                            "held": {"baseUrl": "http://127.0.0.1:9/v1", "api": "openai-completions", "apiKey": "__OPENCLAW_REDACTED__"},
+                            "pass": {"baseUrl": "http://127.0.0.1:8/v1", "api": "openai-completions", "apiKey": "sk-real"}}},
+                         "agents": {"entries": {}}});
+        let ups = vec![
+            UpstreamRef { name: "h".into(), url: "http://127.0.0.1:9/v1".into(), holds_key: true },
+            UpstreamRef { name: "p".into(), url: "http://127.0.0.1:8/v1".into(), holds_key: false },
+        ];
+        let agents = vec![
+            ("ops".to_string(), "held/m".to_string()),
+            ("dev".to_string(), "pass/m".to_string()),
+            ("Bad.Id".to_string(), "held/m".to_string()),
+        ];
+        let file = Path::new("/var/lib/clawbutler/gateway/agent-keys-x.json");
+        let p = plan(&cfg, &agents, &ups, "127.0.0.1:8787", Some(file));
+        assert_eq!(p.agents, vec!["ops".to_string(), "dev".to_string()]);
+        assert!(p.skipped.iter().any(|(id, why)| id == "Bad.Id" && why.contains("not valid")), "{:?}", p.skipped);
+        let provs = &p.after["models"]["providers"];
+        assert_eq!(
+            provs["cb-ops"]["apiKey"],
+            attach_keys::key_ref("ops"),
+            "held upstream: the apiKey is the agent key"
+        );
+        assert_eq!(provs["cb-dev"]["apiKey"], "sk-real", "pass-through keeps the real key");
+        assert_eq!(provs["cb-dev"]["headers"][attach_keys::AGENT_KEY_HEADER], attach_keys::key_ref("dev"));
+        assert_eq!(
+            p.after["secrets"]["providers"][attach_keys::SECRETS_PROVIDER],
+            json!({"source": "file", "path": file.display().to_string(), "mode": "json"})
+        );
+        let (back, _, skipped) = restore_patch(&p.changes, &p.after);
+        assert!(skipped.is_empty());
+        assert_eq!(back["secrets"], Value::Null, "detach removes what attach added");
     }
 }

@@ -115,6 +115,14 @@ impl Gateway {
             p.insert(r.id.clone(), r.agent.clone());
         }
         r.exec.workspace = self.registry.get(&r.agent, true, 0).and_then(|a| a.workspace);
+        // OpenClaw sends canonical agent ids; anything else could name an agent the kill
+        // switch and grants do not know under that spelling, so it is denied.
+        if let Err(e) = decision::agent_id::check(&r.agent) {
+            let d = Decision::synthetic(Action::Deny, "invalid_agent_id", &e.to_string(), decision::Risk::High);
+            self.audit_exec(&r, Some(&d), "policy", Outcome::Denied, json!({"reconcile": reconciling}));
+            self.resolve(&r, "deny").await;
+            return;
+        }
         if let Some(why) = self.parts.kill.blocked(&r.agent) {
             let d = Decision::synthetic(Action::Deny, "kill_switch", &why, decision::Risk::High);
             self.audit_exec(&r, Some(&d), "policy", Outcome::Denied, json!({"reconcile": reconciling}));
@@ -150,6 +158,7 @@ impl Gateway {
                             "openclaw_approval_id": r.id, "run_id": r.run_id}),
             cost_estimate_usd: None,
             external_id: Some(r.id.clone()),
+            // Plain text: the broker escapes it, so "allow always" covers exactly this command.
             grant_pattern: r.exec.command.clone(),
             grant_args: None,
         });

@@ -9,6 +9,7 @@
 //! [`governance::agents::AgentControl`], which [`Gateway`] implements.
 
 pub mod attach;
+pub mod attach_keys;
 pub mod backoff;
 pub mod device;
 mod exec;

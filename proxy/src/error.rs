@@ -16,6 +16,10 @@ pub enum ProxyError {
     UnknownUpstream(String),
     #[error("method {0} is not allowed on this route")]
     MethodNotAllowed(String),
+    #[error("{0}")]
+    BadAgentId(#[from] decision::agent_id::AgentIdError),
+    #[error("{}", key_message(agent, why))]
+    AgentKey { agent: String, why: KeyRefusal },
     #[error("request body is larger than the {limit} byte limit")]
     BodyTooLarge { limit: usize },
     #[error("malformed JSON body: {0}")]
@@ -42,12 +46,38 @@ pub enum ProxyError {
     Internal(String),
 }
 
+/// Why a caller's agent key was refused (the message never contains the key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// No key presented where one is required; `in_header_only` when the route passes the
+    /// caller's own key upstream, so the agent key must be in `x-clawbutler-agent-key`.
+    Missing { in_header_only: bool },
+    /// A key was presented that is not one of this agent's keys.
+    Wrong,
+}
+
+fn key_message(agent: &str, why: &KeyRefusal) -> String {
+    match why {
+        KeyRefusal::Missing { in_header_only: false } => format!(
+            "agent '{agent}' must present its per-agent key as its API key (Authorization: Bearer or x-api-key); \
+             run `clawbutler attach`, or `clawbutler agent-key create {agent}` and set it as the provider's apiKey"
+        ),
+        KeyRefusal::Missing { in_header_only: true } => format!(
+            "agent '{agent}' must present its per-agent key in the x-clawbutler-agent-key header; \
+             run `clawbutler attach`, or `clawbutler agent-key create {agent}` and add the header to the provider"
+        ),
+        KeyRefusal::Wrong => format!("the key presented is not a valid key of agent '{agent}'"),
+    }
+}
+
 impl ProxyError {
     /// HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::UnknownRoute(_) | ProxyError::UnknownUpstream(_) => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::BadAgentId(_) => StatusCode::BAD_REQUEST,
+            ProxyError::AgentKey { .. } => StatusCode::UNAUTHORIZED,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::BadJson(_) | ProxyError::BodyRead(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -66,6 +96,8 @@ impl ProxyError {
             ProxyError::UnknownRoute(_) => "not_found",
             ProxyError::UnknownUpstream(_) => "unknown_upstream",
             ProxyError::MethodNotAllowed(_) => "method_not_allowed",
+            ProxyError::BadAgentId(_) => "invalid_agent_id",
+            ProxyError::AgentKey { .. } => "authentication_error",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
             ProxyError::BadJson(_) | ProxyError::BodyRead(_) => "invalid_request_error",
             ProxyError::BodyTimeout { .. } => "request_timeout",

@@ -7,6 +7,7 @@
 //! record. The stateful services it acts through (approvals, budgets, kill switch) belong to
 //! `governance`; the decisions to `policy`.
 
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod ctx;
@@ -27,6 +28,7 @@ pub mod upstream;
 
 use std::sync::Arc;
 
+pub use auth::AgentKeyMode;
 pub use config::{DenyStyle, ProxySettings, UpstreamConfig, UpstreamKind};
 pub use error::ProxyError;
 pub use metrics::ProxyMetrics;
@@ -44,6 +46,8 @@ pub struct ProxyState {
     pub budgets: Arc<governance::Budgets>,
     pub prices: PriceTable,
     pub metrics: ProxyMetrics,
+    /// Who may call as which agent (`[auth] agent_keys` and the per-agent keys).
+    pub auth: Arc<auth::AgentAuth>,
 }
 
 /// The shared services the data path acts through, built by the app from one store.
@@ -53,6 +57,9 @@ pub struct Components {
     pub broker: Arc<governance::Broker>,
     pub kill: Arc<governance::KillSwitch>,
     pub budgets: Arc<governance::Budgets>,
+    pub agent_keys: Arc<governance::AgentKeys>,
+    /// `[auth] agent_keys`.
+    pub agent_key_mode: auth::AgentKeyMode,
 }
 
 /// Errors assembling the data path (reported at start).
@@ -85,6 +92,7 @@ impl ProxyState {
             budgets: c.budgets,
             prices,
             metrics: ProxyMetrics::new(registry)?,
+            auth: Arc::new(auth::AgentAuth::new(c.agent_key_mode, c.agent_keys, registry)?),
             settings,
         })
     }

@@ -48,10 +48,12 @@ where
         // local address (`listener::ConnInfo`), `[proxy] allowed_origins/allowed_hosts`.
         // Writes: a refusal (403, 415), or nothing. Needs: edge.
         .layer(GuardLayer::new(GuardRules::from_settings(&state.settings)))
-        // Route: cheap path checks first; unknown routes never cost a body read.
-        // Reads: method, path, upstreams. Writes: `Route` (agent, upstream, endpoint) into the
-        // extensions, metric labels into `CallCtx`. Needs: edge.
-        .layer(RouteLayer::new(state.upstreams.clone()))
+        // Route: cheap path checks first; unknown routes, bad agent ids and callers without
+        // the agent's key never cost a body read.
+        // Reads: method, path, upstreams, the caller's key headers, per-agent keys. Writes:
+        // `Route` (agent, upstream, endpoint) into the extensions, metric labels into `CallCtx`;
+        // removes `x-clawbutler-agent-key`. Needs: edge.
+        .layer(RouteLayer::new(state.upstreams.clone(), state.auth.clone()))
         // Body: bounded read and typed parse, so every later step sees real fields.
         // Reads: body, headers. Writes: `CallRequest` with `info` (model, stream, caps, tools),
         // `session`, `estimate_usd` (worst case; None = unpriced model). Needs: route.

@@ -2,6 +2,7 @@
 //! around it (policies, audit log, tokens). Each finds the config by `--config F`,
 //! `CLAWBUTLER_CONFIG`, or `./clawbutler.toml` when present.
 
+pub mod agent_key_cmd;
 pub mod approvals_cmd;
 pub mod attach_cmd;
 pub mod audit_cmd;
@@ -48,6 +49,9 @@ pub enum Command {
     /// Manage control-API tokens.
     #[command(subcommand)]
     Token(token_cmd::TokenCmd),
+    /// Manage per-agent data-path keys (what proves a model call comes from its agent).
+    #[command(subcommand)]
+    AgentKey(agent_key_cmd::AgentKeyCmd),
     /// List and decide pending approvals (through the control API).
     #[command(subcommand)]
     Approvals(approvals_cmd::ApprovalsCmd),
@@ -80,6 +84,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Audit(c) => audit_cmd::run(&cli, c),
         Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
         Command::Token(c) => token_cmd::run(&cli, c).await,
+        Command::AgentKey(c) => agent_key_cmd::run(&cli, c).await,
         Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
         Command::Attach(a) => attach_cmd::run(&cli, a, false).await,
         Command::Detach(a) => attach_cmd::run(&cli, a, true).await,

@@ -37,6 +37,8 @@ pub enum Tree {
     GatewayKill,
     /// Control API tokens (hashed).
     Tokens,
+    /// Per-agent data-path keys (salted hashes), by agent and key id.
+    AgentKeys,
     /// Answers to decision POSTs, replayed for a retry with the same Idempotency-Key.
     Idempotency,
     /// Audit search index: record locations by seq.
@@ -59,6 +61,7 @@ impl Tree {
             Tree::KillSwitch => "kill_switch",
             Tree::GatewayKill => "gateway_kill",
             Tree::Tokens => "tokens",
+            Tree::AgentKeys => "agent_keys",
             // The name predates the control API owning these answers; kept for old data dirs.
             Tree::Idempotency => "approval_idempotency",
             Tree::AuditLoc => "audit_loc",

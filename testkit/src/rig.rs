@@ -44,6 +44,7 @@ pub struct SidecarConfig {
     policies: Vec<String>,
     upstream_base: Option<String>,
     tables: Vec<String>,
+    agent_keys: Option<String>,
 }
 
 impl SidecarConfig {
@@ -59,7 +60,14 @@ impl SidecarConfig {
             policies: vec!["eval_timeout_ms = 250".into()],
             upstream_base: None,
             tables: Vec::new(),
+            agent_keys: None,
         }
+    }
+
+    /// `[auth] agent_keys` (`required`, `when_holding_key`, `off`); unset = the default.
+    pub fn agent_keys(mut self, mode: &str) -> SidecarConfig {
+        self.agent_keys = Some(mode.into());
+        self
     }
 
     /// Fixed listen addresses (restart tests).
@@ -120,8 +128,14 @@ impl SidecarConfig {
             s.push_str(l);
             s.push('\n');
         }
+        if self.admin_token.is_some() || self.agent_keys.is_some() {
+            s.push_str("[auth]\n");
+        }
         if let Some(t) = &self.admin_token {
-            s.push_str(&format!("[auth]\nadmin_token = \"{t}\"\n"));
+            s.push_str(&format!("admin_token = \"{t}\"\n"));
+        }
+        if let Some(m) = &self.agent_keys {
+            s.push_str(&format!("agent_keys = \"{m}\"\n"));
         }
         s.push_str("[policies]\n");
         for l in &self.policies {

@@ -6,7 +6,10 @@
 //! Steps: the link lists the agents; a kill during a SLOW streaming run aborts it within 2 s, the next
 //! turn gets the sidecar's refusal, and recover restores the gateway config exactly; exec approvals are
 //! decided by policy and by a human through the API; a gateway restart while an approval is pending
-//! reconnects the link and approves nothing by itself.
+//! reconnects the link and approves nothing by itself; attach rewires `ops` through an upstream
+//! whose key the sidecar holds, creating `ops`' per-agent key and wiring it as a file SecretRef
+//! (a turn works with it, a call without it is refused), and detach puts everything back and
+//! revokes exactly that key.
 //!
 //! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when `CLAWBUTLER_E2E=1`.
 
@@ -20,14 +23,17 @@ use testkit::rig::{SidecarConfig, ADMIN};
 use testkit::upstream::{reply_for, ScriptedUpstream};
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_GATEWAY_TOKEN";
+/// The upstream key the sidecar holds for upstream `held` (attach wires `ops` through it).
+const HELD_KEY_ENV: &str = "CLAWBUTLER_E2E_HELD_UPSTREAM_KEY";
+const HELD_KEY: &str = "sk-e2e-held-by-the-sidecar";
 
-/// `main` goes through the sidecar from the start; `ops` talks to the model server directly until
-/// `attach` rewires it.
-fn openclaw_config(data: SocketAddr, upstream: &str) -> Value {
+/// `main` goes through the sidecar from the start; `ops` talks to its own model server (`held`
+/// in the sidecar's config, whose key the sidecar holds) directly until `attach` rewires it.
+fn openclaw_config(data: SocketAddr, held: &str) -> Value {
     json!({
         "models": {"mode": "merge", "catalogRefresh": {"enabled": false}, "providers": {
             "direct": {
-                "baseUrl": format!("{upstream}/v1"), "apiKey": "k-ops", "api": "openai-completions",
+                "baseUrl": format!("{held}/v1"), "apiKey": "k-ops", "api": "openai-completions",
                 "models": [{"id": "gpt-4o-mini", "name": "gpt-4o-mini", "reasoning": false, "input": ["text"],
                             "cost": {"input": 0.15, "output": 0.6, "cacheRead": 0, "cacheWrite": 0},
                             "contextWindow": 128000, "maxTokens": 4096}]
@@ -112,9 +118,15 @@ async fn gateway_link_registry_kill_switch_and_exec_approvals() {
         return;
     };
     let up = ScriptedUpstream::start().await;
+    let held_up = ScriptedUpstream::start().await;
+    std::env::set_var(HELD_KEY_ENV, HELD_KEY);
+    let held_table = format!(
+        "[[upstreams]]\nname = \"held\"\nkind = \"openai\"\nurl = \"{}/v1\"\napi_key_env = \"{HELD_KEY_ENV}\"",
+        held_up.base_url()
+    );
     let data_port = free_port();
     let data: SocketAddr = format!("127.0.0.1:{data_port}").parse().unwrap();
-    let gw = Arc::new(Gateway::start(&install, openclaw_config(data, &up.base_url())).await);
+    let gw = Arc::new(Gateway::start(&install, openclaw_config(data, &held_up.base_url())).await);
     eprintln!("openclaw gateway ready in {:?} at {}", gw.started_in(), gw.ws_url());
     std::env::set_var(TOKEN_ENV, gw.token());
 
@@ -122,6 +134,7 @@ async fn gateway_link_registry_kill_switch_and_exec_approvals() {
     let cfg = SidecarConfig::new(dir.path())
         .listen(&data.to_string(), "127.0.0.1:0")
         .upstreams(&up.base_url())
+        .table(&held_table)
         .table(&format!(
             "[gateway]\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
             gw.ws_url()
@@ -316,7 +329,8 @@ async fn gateway_link_registry_kill_switch_and_exec_approvals() {
     let metrics = testkit::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
     assert!(metrics.contains("clawbutler_gateway_connected 1"), "gauge back up");
 
-    // 5. attach / detach round trip: `ops` is rewired through the sidecar, then put back exactly.
+    // 5. attach / detach round trip: `ops` is rewired through the sidecar with a per-agent key,
+    // then put back exactly and the key revoked.
     let config_before = config_doc(&link).await;
     let exec_before = link.call("exec.approvals.get", json!({})).await.unwrap()["file"].clone();
     // Through the real binary, as an operator runs it.
@@ -325,8 +339,9 @@ async fn gateway_link_registry_kill_switch_and_exec_approvals() {
     std::fs::write(
         &cli_cfg,
         SidecarConfig::new(cli_dir.path())
-            .listen(&data.to_string(), "127.0.0.1:8788")
+            .listen(&data.to_string(), &api.control.to_string())
             .upstreams(&up.base_url())
+            .table(&held_table)
             .to_toml(),
     )
     .unwrap();
@@ -345,8 +360,10 @@ async fn gateway_link_registry_kill_switch_and_exec_approvals() {
         }
         async move {
             let out = tokio::task::spawn_blocking(move || {
+                // The admin token lets attach create (and detach revoke) per-agent keys.
                 std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"))
                     .args(args)
+                    .env("CLAWBUTLER_TOKEN", ADMIN)
                     .output()
                     .expect("run clawbutler")
             })
@@ -360,23 +377,71 @@ async fn gateway_link_registry_kill_switch_and_exec_approvals() {
     let diff = cli("attach", true).await;
     eprintln!("attach --dry-run:\n{diff}");
     assert!(diff.contains("models.providers.cb-ops"), "{diff}");
+    assert!(diff.contains("per-agent key for ops"), "{diff}");
     assert_eq!(config_doc(&link).await, config_before, "--dry-run changes nothing");
-    cli("attach", false).await;
+    assert_eq!(api.get("/api/v1/agents/ops/keys").await.1["items"], json!([]), "--dry-run creates no key");
+    let out = cli("attach", false).await;
+    eprintln!("attach:\n{out}");
     let attached = config_doc(&link).await;
     assert_eq!(attached["agents"]["entries"]["ops"]["model"], "cb-ops/gpt-4o-mini");
-    assert_eq!(attached["models"]["providers"]["cb-ops"]["baseUrl"], format!("http://{data}/a/ops/fake/v1"));
+    assert_eq!(attached["models"]["providers"]["cb-ops"]["baseUrl"], format!("http://{data}/a/ops/held/v1"));
+    assert!(attached["models"]["providers"]["cb-ops"]["apiKey"].is_object(), "a SecretRef: {attached}");
+    assert!(attached["secrets"]["providers"]["clawbutler-agent-keys"].is_object(), "{attached}");
+    // Attach created exactly one key, for ops, and wrote it to a private file OpenClaw reads.
+    let (_, keys) = api.get("/api/v1/agents/ops/keys").await;
+    let keys = keys["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0]["label"].as_str().unwrap_or_default().starts_with("attach "), "{keys:?}");
+    let key_file = cli_dir
+        .path()
+        .join("gateway")
+        .read_dir()
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("agent-keys-")));
+    let key_file = key_file.expect("the key file");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let ops_key = serde_json::from_slice::<Value>(&std::fs::read(&key_file).unwrap()).unwrap()["ops"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A turn works with it: OpenClaw resolved the file SecretRef and the sidecar checked the key.
     let msg = "hello from ops MARK:ops";
     let turn = gw.agent_turn("ops", msg).await;
     assert_eq!(turn.reply_text().as_deref(), Some(reply_for(msg).as_str()), "{}", turn.describe());
     let (_, audit) = api.get("/api/v1/audit?agent=ops&kind=model_call").await;
     assert!(audit["items"].as_array().is_some_and(|i| !i.is_empty()), "ops' turn went through the sidecar: {audit}");
+    let sent = held_up.requests().pop().expect("ops' call reached its upstream");
+    assert_eq!(sent.headers.get("authorization").unwrap(), &format!("Bearer {HELD_KEY}"), "the sidecar's key went up");
+    assert!(!format!("{:?}", sent.headers).contains(&ops_key), "the agent key did not");
+    // Anyone else on the host: no key, or ops' key on main's path, is refused.
+    let url = format!("http://{data}/a/ops/held/v1/chat/completions");
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "spoof"}]});
+    assert_eq!(testkit::http::post_json(&url, &[], &body).await.status, 401);
+    let other = format!("http://{data}/a/main/held/v1/chat/completions");
+    let r = testkit::http::post_json(&other, &[("authorization", &format!("Bearer {ops_key}"))], &body).await;
+    assert_eq!(r.status, 401, "{}", r.text());
+
     let undo = cli("detach", false).await;
     eprintln!("detach:\n{undo}");
     assert_eq!(config_doc(&link).await, config_before, "detach restored the config exactly");
     let exec_after = link.call("exec.approvals.get", json!({})).await.unwrap()["file"].clone();
     assert_eq!(exec_after, exec_before, "detach restored the exec approvals");
+    assert_eq!(api.get("/api/v1/agents/ops/keys").await.1["items"], json!([]), "detach revoked the key");
+    assert!(!key_file.exists(), "detach deleted the key file");
+    let r = testkit::http::post_json(&url, &[("authorization", &format!("Bearer {ops_key}"))], &body).await;
+    assert_eq!(r.status, 401, "the revoked key no longer works: {}", r.text());
+    let (_, auth_audit) = api.get("/api/v1/audit?kind=auth&agent=ops").await;
+    let outcomes: Vec<&str> =
+        auth_audit["items"].as_array().into_iter().flatten().filter_map(|i| i["outcome"].as_str()).collect();
+    assert!(outcomes.contains(&"created") && outcomes.contains(&"revoked"), "{auth_audit}");
 
     drop(gw);
     sidecar.shutdown().await;
     up.shutdown().await;
+    held_up.shutdown().await;
 }

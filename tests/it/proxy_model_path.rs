@@ -132,12 +132,34 @@ api_key_env = "CB_TEST_INJECTED_KEY"
     ));
     let sc = Sidecar::start(cfg.build()).await.unwrap();
     let url = |p: &str| format!("http://{}{p}", sc.data_addr);
+    // Where the sidecar holds the key, the caller's key is its per-agent key (docs/security.md).
+    let created = post_json(
+        &format!("http://{}/api/v1/agents/main/keys", sc.control_addr),
+        &testkit::rig::bearer(testkit::rig::ADMIN),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let agent_key = created.json()["key"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {agent_key}");
+    let held_key = [("authorization", bearer.as_str())];
     let client_key = [("authorization", "Bearer sk-client-key"), ("x-api-key", "sk-ant-client")];
-    post_json(&url("/a/main/held/v1/chat/completions"), &client_key, &chat("a", false)).await;
+    let r = post_json(&url("/a/main/held/v1/chat/completions"), &held_key, &chat("a", false)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
     post_json(&url("/a/main/passthru/v1/chat/completions"), &client_key, &chat("b", false)).await;
-    post_json(&url("/a/main/anthheld/v1/messages"), &client_key, &anthropic_msg("c", false)).await;
+    let r = post_json(
+        &url("/a/main/anthheld/v1/messages"),
+        &[("x-api-key", agent_key.as_str())],
+        &anthropic_msg("c", false),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let reqs = up.requests();
     assert_eq!(reqs.len(), 3);
+    for r in &reqs {
+        let all = format!("{:?}", r.headers);
+        assert!(!all.contains(&agent_key), "the agent key never goes upstream: {all}");
+    }
     let h = |i: usize, k: &str| reqs[i].headers.get(k).map(|v| v.to_str().unwrap().to_string());
     assert_eq!(h(0, "authorization").as_deref(), Some("Bearer sk-sidecar-held-key"));
     assert_eq!(h(0, "x-api-key"), None, "client's key forwarded alongside the injected one");

@@ -89,11 +89,18 @@ async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, 
 
 async fn get_one(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     caller.require(Role::Viewer)?;
+    agent_id(&id)?;
     let a = s.agents.as_ref().and_then(|c| c.get(&id));
     if a.is_none() && s.kill.agent_entry(&id).is_none() {
         return Err(Problem::not_found(format!("no agent '{id}'")));
     }
     Ok(Json(view(&s, a, &id)))
+}
+
+/// Agent ids are OpenClaw's canonical spelling (`decision::agent_id`); a kill under another
+/// spelling would block a name no call can use.
+fn agent_id(id: &str) -> Result<(), Problem> {
+    decision::agent_id::check(id).map_err(|e| Problem::bad_request(e.to_string()))
 }
 
 fn reason_of(r: Option<String>) -> Result<String, Problem> {
@@ -140,6 +147,7 @@ async fn kill(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
+    agent_id(&id)?;
     let reason = reason_of(parse::<KillBody>(&body)?.reason)?;
     // Block at the proxy first: this is the <= 100 ms promise and must not wait for OpenClaw.
     let fresh = s.kill.kill(&id, governance::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
@@ -171,6 +179,7 @@ async fn recover(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
+    agent_id(&id)?;
     let reason = confirmed_reason(&body)?;
     // OpenClaw first, so the agent does not get model calls back before its tools are
     // restored; if that fails the agent stays blocked and the caller is told why.

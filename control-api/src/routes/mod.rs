@@ -1,5 +1,6 @@
 //! Route groups, one module each.
 
+pub mod agent_keys;
 pub mod agents;
 pub mod approvals;
 pub mod audit;

@@ -17,6 +17,7 @@ use super::grants::{self, Grant, GrantScope, GrantStore, ScopeInput};
 use super::model::{
     now_rfc3339, Approval, ApprovalPage, ApprovalQuery, DecideRequest, DecisionKind, HoldRequest, Resolution, Status,
 };
+use super::pattern;
 use super::record::{event, grant_event};
 use super::store::ApprovalStore;
 use super::{ApprovalSettings, BrokerError};
@@ -184,11 +185,16 @@ impl Broker {
         let mut subject = req.subject;
         let salt = self.inner.audit.mask_salt();
         audit::mask::mask_json_salted(&mut subject, &scoped_mask(&req.decision.obligations.mask), salt);
+        // The suggestion covers exactly what was asked: the literal text with every glob
+        // metacharacter escaped (a held `nginx*` must not become a wildcard), masked first so
+        // a mask's `[class:...]` is escaped too.
+        let literal =
+            |t: &str| pattern::literal(&audit::mask::mask_text_with_salted(t, &req.decision.obligations.mask, salt));
         let suggested_scope = GrantScope::new(
             &req.agent,
             req.kind,
-            &audit::mask::mask_text_with_salted(&req.grant_pattern, &req.decision.obligations.mask, salt),
-            req.grant_args,
+            &literal(&req.grant_pattern),
+            req.grant_args.as_deref().map(literal),
             None,
         );
         let a = Approval {

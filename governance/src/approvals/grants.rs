@@ -10,6 +10,7 @@ use decision::{CallKind, GrantInput};
 use serde::{Deserialize, Serialize};
 
 use super::model::now_rfc3339;
+use super::pattern::{self, Reach};
 use super::BrokerError;
 
 /// How much a grant lets through.
@@ -109,16 +110,18 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-fn is_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
-fn only_stars(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c == '*')
+/// Whether an argument pattern lets any arguments through.
+fn args_unrestricted(a: Option<&str>) -> bool {
+    a.is_none_or(|a| matches!(pattern::reach(CallKind::ToolCall, a), Reach::Unanchored))
 }
 
 impl GrantScope {
-    /// A scope with breadth and description computed.
+    /// A scope with breadth and description computed from what the pattern means
+    /// (`pattern::reach`): no wildcard is `exact`; a pattern whose head (model or tool name
+    /// prefix, or for exec the program) is written out is `pattern`; one that can match
+    /// anything of its kind (a leading wildcard like `*`, `?*`, `[!x]*`; for exec also a
+    /// wildcard in or before the program, a wrapper such as `sudo` or `bash` followed by a
+    /// wildcard, or wildcards in a compound command) is `any`.
     pub fn new(
         agent: &str,
         kind: CallKind,
@@ -126,31 +129,46 @@ impl GrantScope {
         arg_pattern: Option<String>,
         expires_at: Option<String>,
     ) -> GrantScope {
-        let args_any = arg_pattern.as_deref().is_none_or(only_stars);
+        let reach = pattern::reach(kind, pattern);
+        let args_any = args_unrestricted(arg_pattern.as_deref());
         // Model calls have no arguments and exec patterns see the whole command line, so
         // "any arguments" does not widen them.
         let args_matter = matches!(kind, CallKind::ToolCall | CallKind::Plugin);
-        let breadth = if only_stars(pattern) && args_any {
-            Breadth::Any
-        } else if is_glob(pattern) || arg_pattern.as_deref().is_some_and(is_glob) || (args_matter && args_any) {
-            Breadth::Pattern
-        } else {
-            Breadth::Exact
+        let arg_glob = arg_pattern.as_deref().is_some_and(|a| pattern::reach(kind, a) != Reach::Exact);
+        let breadth = match reach {
+            Reach::Unanchored | Reach::AnyProgram | Reach::Wrapper(_) | Reach::Compound => Breadth::Any,
+            Reach::Pattern => Breadth::Pattern,
+            Reach::Exact if arg_glob || (args_matter && args_any) => Breadth::Pattern,
+            Reach::Exact => Breadth::Exact,
         };
-        let what = match (kind, breadth) {
-            (_, Breadth::Any) => format!("make any {} call", kind_noun(kind)),
-            (CallKind::ModelCall, Breadth::Exact) => format!("call model '{pattern}'"),
+        let shown = pattern::unescape_exact(pattern).unwrap_or_else(|| pattern.to_string());
+        let what = match (kind, &reach) {
+            (CallKind::Exec, Reach::Unanchored) => format!("run any shell command (pattern '{pattern}')"),
+            (CallKind::Exec, Reach::AnyProgram) => {
+                format!("run any program: the pattern '{pattern}' does not fix which program runs")
+            }
+            (CallKind::Exec, Reach::Wrapper(w)) => format!("run any program through '{w}' (pattern '{pattern}')"),
+            (CallKind::Exec, Reach::Compound) => {
+                format!("run compound commands matching '{pattern}' (shell operators only where written)")
+            }
+            (CallKind::Exec, Reach::Exact) => format!("run exactly '{shown}'"),
+            (CallKind::Exec, _) => {
+                format!("run commands matching '{pattern}' (wildcards never cover shell operators)")
+            }
+            (_, Reach::Unanchored) => format!("make any {} call (pattern '{pattern}')", kind_noun(kind)),
+            (CallKind::ModelCall, Reach::Exact) => format!("call model '{shown}'"),
             (CallKind::ModelCall, _) => format!("call models matching '{pattern}'"),
-            (CallKind::Exec, Breadth::Exact) => format!("run exactly '{pattern}'"),
-            (CallKind::Exec, _) => format!("run commands matching '{pattern}'"),
-            (_, _) if is_glob(pattern) => format!("use tools matching '{pattern}'"),
-            (_, _) => format!("use tool '{pattern}'"),
+            (_, Reach::Exact) => format!("use tool '{shown}'"),
+            (_, _) => format!("use tools matching '{pattern}'"),
         };
         let args = match (&arg_pattern, kind) {
             (_, CallKind::ModelCall) => String::new(),
-            (None, _) => " with any arguments".to_string(),
-            (Some(a), _) if is_glob(a) => format!(" with arguments matching '{a}'"),
-            (Some(a), _) => format!(" with exactly the arguments '{a}'"),
+            (_, _) if args_any => " with any arguments".to_string(),
+            (Some(a), _) if arg_glob => format!(" with arguments matching '{a}'"),
+            (Some(a), _) => {
+                format!(" with exactly the arguments '{}'", pattern::unescape_exact(a).unwrap_or_else(|| a.clone()))
+            }
+            (None, _) => String::new(),
         };
         let until = match &expires_at {
             Some(e) => format!("until {e}"),
@@ -196,6 +214,18 @@ fn kind_noun(kind: CallKind) -> &'static str {
     }
 }
 
+/// Refuse a pattern `grants.rego` could not read (it would make every decision of the agent
+/// a policy error), or could read two ways.
+fn check_pattern(key: &str, kind: CallKind, p: &str) -> Result<(), BrokerError> {
+    pattern::Matcher::new(p).map_err(|e| BrokerError::Invalid(format!("{key}: {e}")))?;
+    if kind != CallKind::ModelCall && pattern::ambiguous_ops(p) {
+        return Err(BrokerError::Invalid(format!(
+            "{key} '{p}' mixes shell operators with [...] or {{...}}; write operators literally, outside classes and alternatives"
+        )));
+    }
+    Ok(())
+}
+
 /// Validate and build a scope from explicit parts.
 pub fn build(
     agent: &str,
@@ -206,6 +236,11 @@ pub fn build(
 ) -> Result<GrantScope, BrokerError> {
     if agent.is_empty() || pattern.trim().is_empty() {
         return Err(BrokerError::Invalid("a grant needs an agent and a non-empty pattern".into()));
+    }
+    decision::agent_id::check(agent).map_err(|e| BrokerError::Invalid(e.to_string()))?;
+    check_pattern("pattern", kind, pattern)?;
+    if let Some(a) = &arg_pattern {
+        check_pattern("arg_pattern", kind, a)?;
     }
     let expires_at = match (&input.expires_at, input.expires_in_s) {
         (Some(_), Some(_)) => return Err(BrokerError::Invalid("give expires_at or expires_in_s, not both".into())),
@@ -226,12 +261,8 @@ pub fn build(
     let scope = GrantScope::new(agent, kind, pattern, arg_pattern, expires_at);
     if scope.breadth == Breadth::Any && !input.confirm_any {
         return Err(BrokerError::Invalid(format!(
-            "this grant would let agent '{agent}' {} without asking; send \"confirm_any\": true if that is meant",
-            match kind {
-                CallKind::ModelCall => "call any model",
-                CallKind::Exec => "run any command",
-                _ => "use any tool",
-            }
+            "this grant is of breadth 'any': {} Send \"confirm_any\": true if that is meant",
+            scope.description
         )));
     }
     Ok(scope)
@@ -331,6 +362,49 @@ mod tests {
         assert_eq!(tool_exact.breadth, Breadth::Exact);
         let any = GrantScope::new("main", CallKind::Exec, "*", None, None);
         assert_eq!(any.breadth, Breadth::Any);
+    }
+
+    #[test]
+    fn patterns_that_match_everything_are_any_and_need_confirmation() {
+        let base = GrantScope::new("main", CallKind::Exec, "rm -rf build", None, None);
+        for p in ["*", "?*", "**", "[!x]*", "?**", "*?", "[a-z]*", "sudo *", "bash -c *", "git*", "A=* make"] {
+            let s = GrantScope::new("main", CallKind::Exec, p, None, None);
+            assert_eq!(s.breadth, Breadth::Any, "{p}: {}", s.description);
+            let wide = ScopeInput { pattern: Some(p.into()), ..ScopeInput::default() };
+            let e = base.with_input(&wide).unwrap_err().to_string();
+            assert!(e.contains("confirm_any"), "{p}: {e}");
+            assert!(base.with_input(&ScopeInput { confirm_any: true, ..wide }).is_ok(), "{p}");
+        }
+        for p in ["?*", "[!x]*", "**"] {
+            assert_eq!(GrantScope::new("main", CallKind::ModelCall, p, None, None).breadth, Breadth::Any, "{p}");
+            assert_eq!(GrantScope::new("main", CallKind::ToolCall, p, None, None).breadth, Breadth::Any, "{p}");
+        }
+        let s = GrantScope::new("main", CallKind::Exec, "sudo systemctl status nginx*", None, None);
+        assert!(s.description.contains("through 'sudo'"), "{}", s.description);
+    }
+
+    #[test]
+    fn a_suggested_literal_is_exact_and_described_as_typed() {
+        let held = "sudo systemctl status nginx*";
+        let s = GrantScope::new("main", CallKind::Exec, &pattern::literal(held), None, None);
+        assert_eq!(s.breadth, Breadth::Exact);
+        assert!(s.description.contains("run exactly 'sudo systemctl status nginx*'"), "{}", s.description);
+    }
+
+    #[test]
+    fn unreadable_or_ambiguous_patterns_are_refused() {
+        let base = GrantScope::new("main", CallKind::Exec, "ls", None, None);
+        for p in ["ls [", "ls [;&]*", "ls {a,;}*"] {
+            let e = base.with_input(&ScopeInput { pattern: Some(p.into()), ..ScopeInput::default() });
+            assert!(e.is_err(), "{p}");
+        }
+        let bad_agent = ScopeInput {
+            agent: Some("MAIN".into()),
+            kind: Some(CallKind::Exec),
+            pattern: Some("ls".into()),
+            ..ScopeInput::default()
+        };
+        assert!(build("MAIN", CallKind::Exec, "ls", None, &bad_agent).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@
 mod broker;
 pub mod grants;
 pub mod model;
+pub mod pattern;
 mod record;
 pub mod store;
 

@@ -165,11 +165,12 @@ pub struct HoldRequest {
     pub cost_estimate_usd: Option<f64>,
     /// Id of the request in another system, for [`super::Broker::close_external`].
     pub external_id: Option<String>,
-    /// The exact thing an `allow-always` would cover: the model name, the command line or the
-    /// tool name (matched like `grants.rego` does).
+    /// The exact thing an `allow-always` would cover, as plain text: the model name, the
+    /// command line or the tool name. The broker escapes it (`pattern::literal`), so the
+    /// suggested grant matches exactly this and never acts as a wildcard.
     pub grant_pattern: String,
-    /// For exec/tool holds: the arguments as `grants.rego` sees them, to suggest an exact
-    /// `arg_pattern` (None = the suggestion covers any arguments).
+    /// For exec/tool holds: the arguments as `grants.rego` sees them, as plain text, to
+    /// suggest an exact `arg_pattern` (None = the suggestion covers any arguments).
     pub grant_args: Option<String>,
 }
 

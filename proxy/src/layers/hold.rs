@@ -80,6 +80,7 @@ pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> Bo
             subject: subject(&req),
             cost_estimate_usd: req.estimate_usd,
             external_id: None,
+            // Plain text: the broker escapes it (a model named `*` is not a wildcard).
             grant_pattern: req.info.model.clone(),
             grant_args: None,
         };

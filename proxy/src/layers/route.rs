@@ -1,5 +1,6 @@
-//! Route layer: parses `/a/{agent}/{upstream}/...`, resolves the upstream and endpoint, and
-//! refuses anything else before a body byte is read.
+//! Route layer: parses `/a/{agent}/{upstream}/...`, resolves the upstream and endpoint,
+//! checks the agent id and the caller's agent key (`auth.rs`), and refuses anything else
+//! before a body byte is read.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -8,6 +9,7 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use super::BoxFut;
+use crate::auth::{AgentAuth, RefusalReason};
 use crate::body::ResBody;
 use crate::ctx::CallCtx;
 use crate::error::ProxyError;
@@ -18,19 +20,20 @@ use crate::upstream::Upstreams;
 #[derive(Clone)]
 pub struct RouteLayer {
     upstreams: Arc<Upstreams>,
+    auth: Arc<AgentAuth>,
 }
 
 impl RouteLayer {
-    /// Route against these upstreams.
-    pub fn new(upstreams: Arc<Upstreams>) -> Self {
-        RouteLayer { upstreams }
+    /// Route against these upstreams, checking callers with `auth`.
+    pub fn new(upstreams: Arc<Upstreams>, auth: Arc<AgentAuth>) -> Self {
+        RouteLayer { upstreams, auth }
     }
 }
 
 impl<S> Layer<S> for RouteLayer {
     type Service = Router<S>;
     fn layer(&self, inner: S) -> Router<S> {
-        Router { inner, upstreams: self.upstreams.clone() }
+        Router { inner, upstreams: self.upstreams.clone(), auth: self.auth.clone() }
     }
 }
 
@@ -39,11 +42,14 @@ impl<S> Layer<S> for RouteLayer {
 pub struct Router<S> {
     inner: S,
     upstreams: Arc<Upstreams>,
+    auth: Arc<AgentAuth>,
 }
 
-/// Resolve a request's route.
+/// Resolve a request's route. A path of the right shape whose agent id is not canonical is
+/// a 400 (before the upstream is even looked up).
 pub fn resolve(upstreams: &Upstreams, method: &http::Method, path: &str) -> Result<Route, ProxyError> {
     let (agent, up_name, rest) = route::split(path).ok_or_else(|| ProxyError::UnknownRoute(path.to_string()))?;
+    decision::agent_id::check(agent)?;
     let upstream = upstreams.get(up_name).ok_or_else(|| ProxyError::UnknownUpstream(up_name.to_string()))?;
     let endpoint = route::endpoint_for(upstream.kind, method, rest).map_err(|e| match e {
         RouteError::MethodNotAllowed => ProxyError::MethodNotAllowed(method.to_string()),
@@ -72,16 +78,25 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match resolve(&self.upstreams, req.method(), req.uri().path()) {
+        let routed = resolve(&self.upstreams, req.method(), req.uri().path()).and_then(|route| {
+            if let Some(ctx) = req.extensions().get::<Arc<CallCtx>>() {
+                let _ = ctx.labels.set((route.endpoint, Arc::from(route.upstream.name.as_str())));
+            }
+            self.auth.check(&route, req.headers_mut())?;
+            Ok(route)
+        });
+        match routed {
             Ok(route) => {
-                if let Some(ctx) = req.extensions().get::<Arc<CallCtx>>() {
-                    let _ = ctx.labels.set((route.endpoint, Arc::from(route.upstream.name.as_str())));
-                }
                 req.extensions_mut().insert(route);
                 let mut inner = self.inner.clone();
                 Box::pin(async move { inner.call(req).await })
             }
-            Err(e) => Box::pin(async move { Err(e) }),
+            Err(e) => {
+                if matches!(e, ProxyError::BadAgentId(_)) {
+                    self.auth.count(RefusalReason::BadAgentId);
+                }
+                Box::pin(async move { Err(e) })
+            }
         }
     }
 }

@@ -1,0 +1,126 @@
+//! Per-agent data-path keys (admin only): `GET /api/v1/agent-keys[?agent=A]` lists every key
+//! (never a secret), `GET|POST /api/v1/agents/{id}/keys` lists or creates one agent's keys
+//! (the secret is in the creation answer, once, with `Cache-Control: no-store`), `DELETE
+//! /api/v1/agents/{id}/keys/{key_id}` revokes one. Every change is an `auth` audit record
+//! (outcome `created` / `revoked`) naming the agent, the key id and the admin; secrets never
+//! reach the audit log. See docs/security.md.
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::{HeaderValue, CACHE_CONTROL};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::Json;
+use bytes::Bytes;
+use governance::agent_keys::{AgentKeyError, AgentKeyInfo};
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::Routes;
+use crate::auth::{Caller, Role};
+use crate::problem::Problem;
+use crate::AppState;
+
+/// The agent-key routes.
+pub fn routes() -> Routes {
+    Routes::default()
+        .route("/api/v1/agent-keys", get(list_all))
+        .route("/api/v1/agents/{id}/keys", get(list_agent).post(create))
+        .route("/api/v1/agents/{id}/keys/{key_id}", delete(revoke))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFilter {
+    agent: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    #[serde(default)]
+    label: Option<String>,
+}
+
+fn agent_id(id: &str) -> Result<(), Problem> {
+    decision::agent_id::check(id).map_err(|e| Problem::bad_request(e.to_string()))
+}
+
+fn store_problem(e: AgentKeyError) -> Problem {
+    match e {
+        AgentKeyError::Invalid(m) => Problem::bad_request(m),
+        other => Problem::internal(other.to_string()),
+    }
+}
+
+async fn record(s: &AppState, actor: &str, outcome: audit::Outcome, key: &AgentKeyInfo) -> Result<(), Problem> {
+    let ev = audit::AuditEvent {
+        agent: Some(key.agent.clone()),
+        actor: Some(actor.to_string()),
+        outcome: Some(outcome),
+        subject: json!({"agent_key": key.id}),
+        details: json!({"agent_key": key}),
+        ..audit::AuditEvent::new(audit::RecordKind::Auth)
+    };
+    s.audit.append_durable(ev).await.map(|_| ()).map_err(|e| Problem::internal(e.to_string()))
+}
+
+fn page(items: Vec<AgentKeyInfo>) -> Json<Value> {
+    Json(json!({ "items": items, "next_cursor": null }))
+}
+
+async fn list_all(
+    caller: Caller,
+    State(s): State<AppState>,
+    q: Result<Query<KeyFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Admin)?;
+    let Query(f) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    if let Some(a) = &f.agent {
+        agent_id(a)?;
+    }
+    Ok(page(s.agent_keys.list(f.agent.as_deref())))
+}
+
+async fn list_agent(caller: Caller, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Admin)?;
+    agent_id(&id)?;
+    Ok(page(s.agent_keys.list(Some(&id))))
+}
+
+async fn create(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    caller.require(Role::Admin)?;
+    agent_id(&id)?;
+    let req: CreateKey = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateKey::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let (secret, info) = s.agent_keys.create(&id, req.label.as_deref(), &caller.name).map_err(store_problem)?;
+    record(&s, &caller.name, audit::Outcome::Created, &info).await?;
+    let mut body = json!(info);
+    body["key"] = json!(secret);
+    body["note"] = json!("the key is shown only this once; give it to the agent's provider now");
+    let mut res = (StatusCode::CREATED, Json(body)).into_response();
+    res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+async fn revoke(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Admin)?;
+    agent_id(&id)?;
+    let Some(info) = s.agent_keys.revoke(&id, &key_id).map_err(store_problem)? else {
+        return Err(Problem::not_found(format!("agent '{id}' has no key with id {key_id}")));
+    };
+    record(&s, &caller.name, audit::Outcome::Revoked, &info).await?;
+    Ok(Json(json!({ "revoked": info })))
+}

@@ -1,0 +1,276 @@
+//! Per-agent keys: the credential that binds a data-path call to an agent. OpenClaw sends no
+//! agent identity, so the path `/a/<agent>/...` names the agent; a key created for that agent
+//! (and only for it) proves the caller is the agent's own provider, not any local process
+//! that can type a path. The data path checks it (`proxy/src/auth.rs`), `clawbutler attach`
+//! creates one per agent and wires it into the agent's `cb-<agent>` provider, `detach` revokes
+//! it, and admins manage them through the control API and `clawbutler agent-key`.
+//!
+//! Invariants:
+//! - A secret is shown once, when created, and never stored: the `agent_keys` tree keeps a
+//!   random 16-byte salt and SHA-256(salt || secret) per key. Secrets are 32 random bytes,
+//!   so an offline guess of a stored hash is hopeless; the salt keeps equal secrets (there
+//!   are none) and precomputed tables useless.
+//! - A key belongs to exactly one agent: verifying looks only at that agent's keys, so a
+//!   valid key presented on another agent's path is refused like an unknown one.
+//! - The in-memory copy is replaced under a lock after every write, so the data path reads
+//!   without I/O and never sees a stale set after a revoke returns.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Every secret starts with this, so a stray one is recognisable (secret scanners, logs).
+pub const KEY_PREFIX: &str = "cbk_";
+
+/// A key as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentKeyInfo {
+    /// 12 hex characters, unique per agent.
+    pub id: String,
+    pub agent: String,
+    /// Free text naming what uses it, e.g. `attach ws://127.0.0.1:18789`.
+    #[serde(default)]
+    pub label: Option<String>,
+    pub created_at: String,
+    /// Token name (or `cli`) of whoever created it.
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    info: AgentKeyInfo,
+    /// Hex salt and hex SHA-256(salt || secret).
+    salt: String,
+    hash: String,
+}
+
+/// What checking a presented secret found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The secret is this agent's key with this id.
+    Valid(String),
+    /// The agent has no key at all.
+    NoKeys,
+    /// The agent has keys; this is none of them (another agent's key, revoked, or junk).
+    Mismatch,
+}
+
+/// Errors of the key store.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentKeyError {
+    #[error("agent key store: {0}")]
+    Store(#[from] sled::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::StoreError),
+    #[error("agent key store: corrupt record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("no randomness available: {0}")]
+    Random(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A stored key ready to check: salt and hash decoded once, when loaded.
+struct Loaded {
+    info: AgentKeyInfo,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl Loaded {
+    fn matches(&self, secret: &str) -> bool {
+        same(&digest(&self.salt, secret), &self.hash)
+    }
+}
+
+/// The `agent_keys` tree with an in-memory copy by agent.
+pub struct AgentKeys {
+    tree: sled::Tree,
+    cache: ArcSwap<HashMap<String, Vec<Loaded>>>,
+    write: Mutex<()>,
+}
+
+fn random_hex(n: usize) -> Result<String, AgentKeyError> {
+    let mut b = vec![0u8; n];
+    getrandom::getrandom(&mut b).map_err(|e| AgentKeyError::Random(e.to_string()))?;
+    Ok(hex::encode(b))
+}
+
+fn digest(salt: &[u8], secret: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(secret.as_bytes());
+    h.finalize().into()
+}
+
+/// Equal without an early exit (the time does not tell how many bytes matched).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn check_label(label: Option<&str>) -> Result<Option<String>, AgentKeyError> {
+    let Some(l) = label.map(str::trim).filter(|l| !l.is_empty()) else { return Ok(None) };
+    if l.chars().count() > 200 || l.chars().any(char::is_control) {
+        return Err(AgentKeyError::Invalid("label must be at most 200 characters, without control characters".into()));
+    }
+    Ok(Some(l.to_string()))
+}
+
+impl AgentKeys {
+    /// Open the tree and load every key.
+    pub fn open(store: &storage::Store) -> Result<AgentKeys, AgentKeyError> {
+        let keys =
+            AgentKeys { tree: store.tree(storage::Tree::AgentKeys)?, cache: ArcSwap::default(), write: Mutex::new(()) };
+        keys.refresh()?;
+        Ok(keys)
+    }
+
+    fn refresh(&self) -> Result<(), AgentKeyError> {
+        let mut by_agent: HashMap<String, Vec<Loaded>> = HashMap::new();
+        for kv in self.tree.iter() {
+            let (_, v) = kv?;
+            let s: Stored = serde_json::from_slice(&v)?;
+            // A record whose salt or hash is not hex can match nothing (an empty hash never
+            // equals a digest): it is listed, so it can be seen and revoked.
+            let salt = hex::decode(&s.salt).unwrap_or_default();
+            let hash = hex::decode(&s.hash).unwrap_or_default();
+            by_agent.entry(s.info.agent.clone()).or_default().push(Loaded { info: s.info, salt, hash });
+        }
+        self.cache.store(Arc::new(by_agent));
+        Ok(())
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Create a key for `agent` (a canonical agent id); the secret is returned once.
+    pub fn create(
+        &self,
+        agent: &str,
+        label: Option<&str>,
+        actor: &str,
+    ) -> Result<(String, AgentKeyInfo), AgentKeyError> {
+        decision::agent_id::check(agent).map_err(|e| AgentKeyError::Invalid(e.to_string()))?;
+        let label = check_label(label)?;
+        let secret = format!("{KEY_PREFIX}{}", random_hex(32)?);
+        let salt = random_hex(16)?;
+        let salt_bytes = hex::decode(&salt).map_err(|e| AgentKeyError::Random(e.to_string()))?;
+        let info = AgentKeyInfo {
+            id: random_hex(6)?,
+            agent: agent.to_string(),
+            label,
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created_by: actor.to_string(),
+        };
+        let stored = Stored { info: info.clone(), salt, hash: hex::encode(digest(&salt_bytes, &secret)) };
+        let _w = self.locked();
+        self.tree.insert(format!("{agent}/{}", info.id).as_bytes(), serde_json::to_vec(&stored)?)?;
+        self.tree.flush()?;
+        self.refresh()?;
+        Ok((secret, info))
+    }
+
+    /// Keys of `agent` (or of every agent), oldest first.
+    pub fn list(&self, agent: Option<&str>) -> Vec<AgentKeyInfo> {
+        let all = self.cache.load();
+        let mut out: Vec<AgentKeyInfo> = all
+            .iter()
+            .filter(|(a, _)| agent.is_none_or(|x| x == a.as_str()))
+            .flat_map(|(_, v)| v.iter().map(|s| s.info.clone()))
+            .collect();
+        out.sort_by(|a, b| (&a.agent, &a.created_at, &a.id).cmp(&(&b.agent, &b.created_at, &b.id)));
+        out
+    }
+
+    /// Revoke one key of `agent`; returns it if it existed. Calls with it fail from now on.
+    pub fn revoke(&self, agent: &str, id: &str) -> Result<Option<AgentKeyInfo>, AgentKeyError> {
+        let _w = self.locked();
+        let old = self.tree.remove(format!("{agent}/{id}").as_bytes())?;
+        self.tree.flush()?;
+        self.refresh()?;
+        Ok(match old {
+            Some(v) => Some(serde_json::from_slice::<Stored>(&v)?.info),
+            None => None,
+        })
+    }
+
+    /// Whether `agent` has any key.
+    pub fn has_keys(&self, agent: &str) -> bool {
+        self.cache.load().get(agent).is_some_and(|v| !v.is_empty())
+    }
+
+    /// Check a presented secret against `agent`'s keys only (no I/O).
+    pub fn verify(&self, agent: &str, secret: &str) -> Verdict {
+        let all = self.cache.load();
+        let Some(keys) = all.get(agent).filter(|v| !v.is_empty()) else { return Verdict::NoKeys };
+        if !secret.starts_with(KEY_PREFIX) {
+            return Verdict::Mismatch;
+        }
+        keys.iter().find(|k| k.matches(secret)).map_or(Verdict::Mismatch, |k| Verdict::Valid(k.info.id.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &std::path::Path) -> AgentKeys {
+        AgentKeys::open(&storage::Store::open(dir).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_key_works_only_for_its_agent_and_only_until_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = open(dir.path());
+        assert_eq!(keys.verify("main", "cbk_x"), Verdict::NoKeys);
+        let (main, info) = keys.create("main", Some("attach ws://gw"), "admin").unwrap();
+        let (other, _) = keys.create("other", None, "admin").unwrap();
+        assert!(main.starts_with(KEY_PREFIX) && main.len() == KEY_PREFIX.len() + 64);
+        assert_eq!(keys.verify("main", &main), Verdict::Valid(info.id.clone()));
+        assert_eq!(keys.verify("main", &other), Verdict::Mismatch, "another agent's key");
+        assert_eq!(keys.verify("other", &main), Verdict::Mismatch);
+        assert_eq!(keys.verify("main", "sk-real-upstream-key"), Verdict::Mismatch);
+        assert_eq!(keys.verify("main", &main[..main.len() - 1]), Verdict::Mismatch);
+        assert_eq!(keys.list(Some("main")), vec![info.clone()]);
+        assert_eq!(keys.list(None).len(), 2);
+        assert_eq!(keys.revoke("main", &info.id).unwrap(), Some(info));
+        assert_eq!(keys.verify("main", &main), Verdict::NoKeys);
+        assert!(keys.has_keys("other"));
+    }
+
+    #[test]
+    fn secrets_are_stored_salted_and_hashed_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secret, info) = {
+            let keys = open(dir.path());
+            keys.create("main", None, "admin").unwrap()
+        };
+        let db = storage::Store::open(dir.path()).unwrap();
+        let tree = db.tree(storage::Tree::AgentKeys).unwrap();
+        let plain_hash = hex::encode(Sha256::digest(secret.as_bytes()));
+        for kv in tree.iter() {
+            let (k, v) = kv.unwrap();
+            let text = format!("{}{}", String::from_utf8_lossy(&k), String::from_utf8_lossy(&v));
+            assert!(!text.contains(&secret) && !text.contains(&secret[KEY_PREFIX.len()..]), "secret stored");
+            assert!(!text.contains(&plain_hash), "unsalted hash stored");
+        }
+        let keys = AgentKeys::open(&db).unwrap();
+        assert_eq!(keys.verify("main", &secret), Verdict::Valid(info.id));
+    }
+
+    #[test]
+    fn bad_agent_ids_and_labels_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = open(dir.path());
+        for agent in ["MAIN", "main.", "..", "", "a/b"] {
+            assert!(keys.create(agent, None, "admin").is_err(), "{agent}");
+        }
+        assert!(keys.create("main", Some("line\nbreak"), "admin").is_err());
+        assert!(keys.list(None).is_empty());
+    }
+}
