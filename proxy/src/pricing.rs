@@ -149,6 +149,7 @@ mod tests {
             output_tokens: 1_000_000,
             cached_input_tokens: 500_000,
             cache_write_tokens: 0,
+            server_tool_calls: 0,
         };
         // 0.5M * 0.15 + 0.5M * 0.075 + 1M * 0.60
         let c = t.cost("gpt-4o-mini", &u).unwrap();

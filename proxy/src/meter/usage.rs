@@ -47,6 +47,7 @@ impl OaUsage {
             output_tokens: self.completion_tokens + self.output_tokens,
             cached_input_tokens: cached.map_or(0, |d| d.cached_tokens),
             cache_write_tokens: 0,
+            server_tool_calls: 0,
         }
     }
 }
@@ -320,7 +321,7 @@ mod tests {
         assert_eq!(s.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(
             s.usage,
-            Some(Usage { input_tokens: 10, output_tokens: 3, cached_input_tokens: 4, cache_write_tokens: 0 })
+            Some(Usage { input_tokens: 10, output_tokens: 3, cached_input_tokens: 4, ..Default::default() })
         );
     }
 
