@@ -150,6 +150,21 @@ impl Config {
         if self.proxy.max_body_bytes == 0 {
             return Err(ConfigError::Invalid { key: "proxy.max_body_bytes".into(), msg: "must be > 0".into() });
         }
+        for (key, v) in [
+            ("proxy.max_sse_event_bytes", self.proxy.max_sse_event_bytes),
+            ("proxy.max_decode_bytes", self.proxy.max_decode_bytes),
+        ] {
+            if v < 4096 {
+                return Err(ConfigError::Invalid { key: key.into(), msg: "must be at least 4096".into() });
+            }
+        }
+        let fee = self.proxy.server_tool_call_usd;
+        if !(fee.is_finite() && fee >= 0.0) {
+            return Err(ConfigError::Invalid {
+                key: "proxy.server_tool_call_usd".into(),
+                msg: "must be a number >= 0".into(),
+            });
+        }
         Ok(())
     }
 

@@ -11,6 +11,7 @@ pub mod body;
 pub mod config;
 pub mod ctx;
 pub mod error;
+pub mod estimate;
 pub mod finish;
 pub mod forward;
 pub mod layers;
@@ -83,7 +84,7 @@ impl ProxyState {
             broker: c.broker,
             kill: c.kill,
             budgets: c.budgets,
-            prices,
+            prices: prices.with_server_tool_call_usd(settings.server_tool_call_usd),
             metrics: ProxyMetrics::new(registry)?,
             settings,
         })
