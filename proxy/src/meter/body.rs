@@ -174,6 +174,20 @@ fn strip_event(raw: &[u8], endpoint: Endpoint, summary: &mut Summary, out: &mut 
 /// Decode and pass on one chunk; returns the bytes to send now.
 fn feed(mode: &mut Mode, endpoint: Endpoint, summary: &mut Summary, data: Bytes) -> Bytes {
     match mode {
+        Mode::Sse { splitter, strip_usage: false }
+            if splitter.buffered() == 0
+                && !splitter.in_oversized_event()
+                && (data.ends_with(b"\n\n") || data.ends_with(b"\n\r\n")) =>
+        {
+            // The usual chunk: whole events and nothing held from before. It goes out as it
+            // came (no copy); the splitter only hands the decoder its events.
+            splitter.push(&data, |p| {
+                if let Piece::Event(e) = p {
+                    usage::on_event(endpoint, &parse_event(e), summary);
+                }
+            });
+            data
+        }
         Mode::Sse { splitter, strip_usage } => {
             let strip = *strip_usage;
             let mut out = Vec::with_capacity(data.len() + splitter.buffered());
