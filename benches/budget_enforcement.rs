@@ -39,7 +39,7 @@ fn one(b: &Arc<Budgets>) {
     let snap = b.snapshot(&CALL);
     assert_eq!(snap.len(), 4);
     let r = b.reserve(&CALL, 0.01).expect("fits");
-    r.settle(Some(0.004));
+    r.settle(governance::budget::Charge::Usd(0.004));
 }
 
 fn bench(c: &mut Criterion) {

@@ -51,7 +51,7 @@ fn model_call() -> PolicyInput {
         stream: true,
         tools: vec!["exec".into(), "read".into(), "write".into()],
     });
-    i.cost = CostInput { estimate_usd: Some(0.0412) };
+    i.cost = CostInput { estimate_usd: Some(0.0412), unbounded: Vec::new() };
     i.budgets.push(decision::BudgetInput {
         id: "agent:main@daily".into(),
         scope: "agent:main".into(),

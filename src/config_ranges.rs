@@ -44,6 +44,11 @@ pub(crate) const KEYS: &[&str] = &[
     "proxy.max_connections",
     "proxy.header_read_timeout_ms",
     "proxy.body_read_timeout_ms",
+    "proxy.unbounded_input_tokens",
+    "proxy.server_tool_call_usd",
+    "proxy.server_tool_calls_reserved",
+    "proxy.max_sse_event_bytes",
+    "proxy.max_decode_bytes",
     "upstreams.timeout_ms",
     "policies.eval_timeout_ms",
     "policies.max_call_usd",
@@ -84,6 +89,11 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     int("proxy.max_connections", p.max_connections as u64, 1, 1_000_000, "")?;
     int("proxy.header_read_timeout_ms", p.header_read_timeout_ms, 100, HOUR, " ms")?;
     int("proxy.body_read_timeout_ms", p.body_read_timeout_ms, 100, HOUR, " ms")?;
+    int("proxy.unbounded_input_tokens", p.unbounded_input_tokens, 0, 100_000_000, " tokens")?;
+    num("proxy.server_tool_call_usd", p.server_tool_call_usd, 0.0, 1e6)?;
+    int("proxy.server_tool_calls_reserved", p.server_tool_calls_reserved, 0, 10_000, " calls")?;
+    int("proxy.max_sse_event_bytes", p.max_sse_event_bytes as u64, 4096, GIB, " bytes")?;
+    int("proxy.max_decode_bytes", p.max_decode_bytes as u64, 4096, GIB, " bytes")?;
     for u in &c.upstreams {
         if let Some(t) = u.timeout_ms {
             int(&format!("upstreams[{}].timeout_ms", u.name), t, 100, DAY, " ms")?;

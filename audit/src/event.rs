@@ -74,6 +74,15 @@ pub struct Usage {
     pub input_tokens: u64,
     /// Completion tokens.
     pub output_tokens: u64,
+    /// Server-side tool calls the upstream ran and bills per call (web search, file search,
+    /// code execution, ...). Left out of the record when zero, so records written before this
+    /// field existed keep their canonical form.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub server_tool_calls: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// How the thing a record describes ended (or what step of it the record is). Stored as its
@@ -91,6 +100,12 @@ pub enum Outcome {
     /// The upstream stream went silent past the idle timeout.
     #[serde(rename = "stream_idle_timeout")]
     IdleTimeout,
+    /// A forwarded call started (written when it is sent upstream, so a crash leaves a trace).
+    /// It opens a span that the call's end record (same kind and decision id) closes.
+    Started,
+    /// A started call whose end was never recorded because the sidecar stopped (SIGKILL, power
+    /// loss); written at the next start, with the start's decision id.
+    OutcomeUnknown,
     /// Refused by policy, kill switch or a hold that was not approved.
     Denied,
     /// Refused by a budget.
@@ -169,6 +184,8 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
             Outcome::UpstreamError => "upstream_error",
             Outcome::IdleTimeout => "stream_idle_timeout",
+            Outcome::Started => "started",
+            Outcome::OutcomeUnknown => "outcome_unknown",
             Outcome::Denied => "denied",
             Outcome::BudgetExceeded => "budget_exceeded",
             Outcome::Created => "created",
@@ -231,6 +248,10 @@ pub struct AuditEvent {
     pub usage: Option<Usage>,
     /// Cost in USD; `None` = unknown (never silently zero).
     pub cost_usd: Option<f64>,
+    /// What this call added to every budget that applies to it, in USD (exactly, to the
+    /// nano-dollar); `None` = no budget was charged. Summing it reconciles budget spend.
+    #[serde(default)]
+    pub charged_usd: Option<f64>,
     pub latency_ms: Option<f64>,
     /// Who acted (token name, `policy`, `system`).
     pub actor: Option<String>,
@@ -261,6 +282,7 @@ impl AuditEvent {
             subject: serde_json::Value::Null,
             usage: None,
             cost_usd: None,
+            charged_usd: None,
             latency_ms: None,
             actor: None,
             outcome: None,
@@ -319,6 +341,7 @@ pub(crate) fn to_masked_record(ev: AuditEvent, salt: &crate::mask::Salt) -> crat
         subject,
         usage: ev.usage,
         cost_usd: finite(ev.cost_usd),
+        charged_usd: finite(ev.charged_usd),
         latency_ms: finite(ev.latency_ms),
         actor: text(ev.actor),
         outcome: ev.outcome.map(|o| o.as_str().to_string()),

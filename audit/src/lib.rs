@@ -26,6 +26,7 @@ mod recover;
 mod salt;
 mod segment;
 mod settings;
+pub mod spans;
 mod verify;
 mod writer;
 
@@ -105,6 +106,7 @@ impl AuditLog {
         registry.register(Box::new(append_seconds.clone()))?;
 
         let head = rec.writer_parts.head_seq;
+        let left_open = rec.writer_parts.spans.list();
         let shared = Arc::new(Shared {
             durable_seq: AtomicU64::new(head),
             broadcast: broadcast::channel(settings.broadcast_capacity.max(1)).0,
@@ -120,7 +122,7 @@ impl AuditLog {
         let queue: Queue = Arc::new(Mutex::new(Some((head + 1, tx))));
         let writer = Writer::from_parts(rec.writer_parts, dir, settings, key, indexer, shared.clone(), queue.clone());
         let thread = std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer.run(rx))?;
-        Ok(AuditLog {
+        let log = AuditLog {
             dir: dir.to_path_buf(),
             tx: queue,
             reader: Reader {
@@ -132,7 +134,28 @@ impl AuditLog {
             },
             pubkey,
             thread: Mutex::new(Some(thread)),
-        })
+        };
+        log.close_left_open(&left_open)?;
+        Ok(log)
+    }
+
+    /// Close the spans a crash left open with `outcome_unknown` records (durable before the
+    /// log is handed out, so a second crash cannot lose them and re-closing is idempotent).
+    fn close_left_open(&self, spans: &[spans::OpenSpan]) -> Result<(), AuditError> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(calls = spans.len(), "closing calls left in flight by a crash as outcome_unknown");
+        for span in spans {
+            let start = self
+                .reader
+                .get(span.seq)
+                .ok()
+                .flatten()
+                .filter(|r| r.decision_id.as_deref() == Some(span.decision_id.as_str()) && r.kind == span.kind);
+            self.enqueue_record(spans::unknown_outcome_record(span, start.as_ref()), None)?;
+        }
+        self.flush()
     }
 
     /// Append; durable at the next group commit. Returns the record's seq. Never blocks on I/O.
@@ -152,7 +175,15 @@ impl AuditLog {
     }
 
     fn enqueue(&self, ev: AuditEvent, waiter: Option<oneshot::Sender<Result<(), String>>>) -> Result<u64, AuditError> {
-        let mut rec = event::to_masked_record(ev, &self.reader.salt);
+        self.enqueue_record(event::to_masked_record(ev, &self.reader.salt), waiter)
+    }
+
+    /// Queue a record that is already masked.
+    fn enqueue_record(
+        &self,
+        mut rec: AuditRecord,
+        waiter: Option<oneshot::Sender<Result<(), String>>>,
+    ) -> Result<u64, AuditError> {
         let pending = Instant::now();
         let mut guard = self.tx.lock().map_err(|_| stopped(&self.reader.shared))?;
         let Some((next, tx)) = guard.as_mut() else { return Err(stopped(&self.reader.shared)) };

@@ -43,6 +43,10 @@ pub struct AuditRecord {
     pub subject: serde_json::Value,
     pub usage: Option<Usage>,
     pub cost_usd: Option<f64>,
+    /// What the call added to each budget that applies to it (absent: nothing charged).
+    /// Absent in records written before the field existed, whose canonical form is unchanged.
+    #[serde(default)]
+    pub charged_usd: Option<f64>,
     pub latency_ms: Option<f64>,
     pub actor: Option<String>,
     pub outcome: Option<String>,
@@ -67,6 +71,8 @@ struct Body<'a> {
     agent: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bundle_revision: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    charged_usd: &'a Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     cost_usd: &'a Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,6 +120,7 @@ impl AuditRecord {
             actor: &self.actor,
             agent: &self.agent,
             bundle_revision: &self.bundle_revision,
+            charged_usd: &self.charged_usd,
             cost_usd: &self.cost_usd,
             decision_id: &self.decision_id,
             details: &self.details,
@@ -242,8 +249,15 @@ mod tests {
             risk: Some(Risk::High),
             reason: Some("why \"quoted\" é".into()),
             subject: serde_json::json!({"a": 1, "b": [1.5, "x"]}),
-            usage: Some(Usage { input_tokens: 1, output_tokens: 2, cached_input_tokens: 3, cache_write_tokens: 4 }),
+            usage: Some(Usage {
+                input_tokens: 1,
+                output_tokens: 2,
+                cached_input_tokens: 3,
+                cache_write_tokens: 4,
+                server_tool_calls: 2,
+            }),
             cost_usd: Some(0.0012),
+            charged_usd: Some(0.0015),
             latency_ms: Some(12.5),
             actor: Some("policy".into()),
             outcome: Some("denied".into()),

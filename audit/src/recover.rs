@@ -9,6 +9,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::index::{self, Index, Loc};
 use crate::record::{AuditRecord, LineMeta, GENESIS_HASH};
 use crate::segment::{self, CHECKPOINT_FILE};
+use crate::spans::Spans;
 use crate::writer::{CpState, Writer};
 use crate::AuditError;
 
@@ -32,6 +33,8 @@ pub(crate) struct WriterParts {
     pub cp_file: fs::File,
     pub cp: CpState,
     pub pending_hashes: Vec<[u8; 32]>,
+    /// Calls started and not ended as of the chain head (a crash leaves some).
+    pub spans: Spans,
 }
 
 /// Run every recovery step on `dir` and index what the index is missing.
@@ -82,12 +85,25 @@ pub(crate) fn recover(dir: &Path, idx: &Index) -> Result<Recovered, AuditError> 
         None => (seg_first - 1, if cp.last_seq + 1 == seg_first { cp_head } else { GENESIS_HASH.to_string() }, 0),
     };
 
-    // Leaves of records not yet covered by a checkpoint.
+    // Open spans as saved at a checkpoint, replayed forward; and the leaves of records not
+    // yet covered by a checkpoint. One pass over the tail serves both.
+    let (mut spans, spans_from) = match Spans::load(dir) {
+        Some((s, through)) if through <= head_seq => (s, through + 1),
+        // No usable file: nothing can be open from before the last checkpoint unless the file
+        // was removed (see `spans`); an impossible one (past the head) means replay it all.
+        Some(_) => (Spans::default(), 1),
+        None => (Spans::default(), cp.last_seq + 1),
+    };
     let mut pending_hashes = Vec::new();
-    for_each_line(&segs, cp.last_seq + 1, |_, _, _, meta| {
-        let mut raw = [0u8; 32];
-        hex::decode_to_slice(meta.hash, &mut raw).map_err(|e| AuditError::Key(format!("bad hash in log: {e}")))?;
-        pending_hashes.push(raw);
+    for_each_line(&segs, spans_from.min(cp.last_seq + 1), |_, _, line, meta| {
+        if meta.seq >= spans_from {
+            spans.observe_line(line);
+        }
+        if meta.seq > cp.last_seq {
+            let mut raw = [0u8; 32];
+            hex::decode_to_slice(meta.hash, &mut raw).map_err(|e| AuditError::Key(format!("bad hash in log: {e}")))?;
+            pending_hashes.push(raw);
+        }
         Ok(())
     })?;
 
@@ -105,6 +121,7 @@ pub(crate) fn recover(dir: &Path, idx: &Index) -> Result<Recovered, AuditError> 
             cp_file,
             cp,
             pending_hashes,
+            spans,
         },
     })
 }
@@ -223,6 +240,7 @@ impl Writer {
             shared,
             queue,
             deferred: Vec::new(),
+            spans: p.spans,
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::index::{self, Loc};
 use crate::indexer::IndexMsg;
 use crate::record::AuditRecord;
+use crate::spans::Spans;
 use crate::{merkle, segment, AuditSettings};
 
 /// A record waiting for the writer (already masked, `seq` assigned).
@@ -98,6 +99,8 @@ pub(crate) struct Writer {
     /// Writer-made records that could not be queued because the handle was already dropped;
     /// written once the queue has drained, after the last caller record.
     pub deferred: Vec<AuditRecord>,
+    /// Calls started and not yet ended (see `spans`), saved at every checkpoint.
+    pub spans: Spans,
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -236,6 +239,7 @@ impl Writer {
             }
             p.rec.ts.clone_from(&ts.1);
             p.rec.prev_hash = std::mem::take(&mut head_hash);
+            self.spans.observe(&p.rec);
             let at = buf.len();
             hashes.push(p.rec.seal_into(&mut buf).map_err(std::io::Error::other)?);
             head_hash = p.rec.hash.clone();
@@ -315,6 +319,10 @@ impl Writer {
         };
         self.pending_hashes.clear();
         self.last_cp = Instant::now();
+        // Off every caller's path: a stale or missing file only makes the next open replay more.
+        if let Err(e) = self.spans.save(&self.dir, self.head_seq) {
+            tracing::warn!(error = %e, "saving the open spans failed");
+        }
         Ok(())
     }
 

@@ -361,3 +361,68 @@ fn records_total_lists_every_kind_from_the_start() {
         assert!(kinds.contains(&(k.to_string(), 0.0)), "{k} missing in {kinds:?}");
     }
 }
+
+#[test]
+fn calls_left_open_are_closed_as_outcome_unknown_at_the_next_open() {
+    use audit::{AuditEvent, Outcome};
+    let tmp = tempfile::tempdir().unwrap();
+    let call = |id: &decision::DecisionId, outcome: Outcome| AuditEvent {
+        decision_id: Some(id.clone()),
+        agent: Some("main".into()),
+        trace_id: Some("t-open".into()),
+        subject: serde_json::json!({"model": "gpt-4o-mini"}),
+        outcome: Some(outcome),
+        ..AuditEvent::new(RecordKind::ModelCall)
+    };
+    let (open_id, done_id) = (decision::DecisionId::new(), decision::DecisionId::new());
+    let start_seq;
+    {
+        let log = common::open(tmp.path(), &AuditSettings::default());
+        start_seq = log.append(call(&open_id, Outcome::Started)).unwrap();
+        log.append(call(&done_id, Outcome::Started)).unwrap();
+        log.append(call(&done_id, Outcome::Completed)).unwrap();
+        log.flush().unwrap();
+    }
+    // The first reopen closes the open call, once; the second finds nothing left to close.
+    for round in 0..2 {
+        let log = common::open(tmp.path(), &AuditSettings::default());
+        let all = log.read_from(1, 100).unwrap();
+        let unknown: Vec<_> = all.iter().filter(|r| r.outcome.as_deref() == Some("outcome_unknown")).collect();
+        assert_eq!(unknown.len(), 1, "round {round}: {all:?}");
+        let u = unknown[0];
+        assert_eq!(u.decision_id.as_deref(), Some(open_id.as_str()));
+        assert_eq!(u.details["start_seq"], start_seq);
+        assert_eq!(u.agent.as_deref(), Some("main"));
+        assert_eq!(u.trace_id.as_deref(), Some("t-open"));
+        assert_eq!(u.subject["model"], "gpt-4o-mini");
+        assert!(log.verify().ok);
+    }
+    // A crash (no final checkpoint): the saved spans plus the replayed tail find both open
+    // calls; without the file only the tail after the last checkpoint is replayed (documented).
+    for keep_file in [true, false] {
+        let tmp2 = tempfile::tempdir().unwrap();
+        let (a, b) = (decision::DecisionId::new(), decision::DecisionId::new());
+        let settings = AuditSettings { checkpoint_every_secs: 3600, ..AuditSettings::default() };
+        let log = common::open(tmp2.path(), &settings);
+        log.append(call(&a, Outcome::Started)).unwrap();
+        log.checkpoint_now().unwrap();
+        log.append(call(&b, Outcome::Started)).unwrap();
+        log.flush().unwrap();
+        std::mem::forget(log); // as if killed: durable records, no closing checkpoint
+        if !keep_file {
+            std::fs::remove_file(tmp2.path().join("audit").join(audit::spans::SPANS_FILE)).unwrap();
+        }
+        let db = storage::Store::open(&tmp2.path().join("db2")).unwrap();
+        let log =
+            audit::AuditLog::open(&tmp2.path().join("audit"), &settings, &db, &prometheus::Registry::new()).unwrap();
+        let closed: Vec<String> = log
+            .read_from(1, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.outcome.as_deref() == Some("outcome_unknown"))
+            .filter_map(|r| r.decision_id)
+            .collect();
+        let want: Vec<String> = if keep_file { vec![a.to_string(), b.to_string()] } else { vec![b.to_string()] };
+        assert_eq!(closed, want, "keep_file {keep_file}");
+    }
+}

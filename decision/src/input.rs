@@ -77,6 +77,11 @@ pub struct ToolInput {
 pub struct CostInput {
     /// Worst-case cost of this call in USD; `None` when the model's price is unknown.
     pub estimate_usd: Option<f64>,
+    /// Why the estimate is not a true bound, when it is not: request features whose cost the
+    /// body does not show (`previous_response_id`, `image`, `server_tool`, ...; the list is in
+    /// docs/policy-input.md). Empty: the estimate bounds the cost.
+    #[serde(default)]
+    pub unbounded: Vec<String>,
 }
 
 /// One budget that applies to this call.

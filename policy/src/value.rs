@@ -16,7 +16,8 @@ macro_rules! keys {
         #[allow(non_snake_case)]
         struct Keys {
             $($name: Value,)*
-            /// Shared values every input repeats: `[]`, `{"estimate_usd": null}`, the kinds.
+            /// Shared values every input repeats: `[]`, `{"estimate_usd": null, "unbounded": []}`,
+            /// the kinds.
             empty: Value,
             no_cost: Value,
             kinds: [Value; 4],
@@ -24,10 +25,12 @@ macro_rules! keys {
         impl Keys {
             fn new() -> Keys {
                 let estimate_usd = Value::from("estimate_usd");
+                let unbounded = Value::from("unbounded");
+                let empty = Value::from(Vec::<Value>::new());
                 Keys {
                     $($name: Value::from(stringify!($name)),)*
-                    empty: Value::from(Vec::<Value>::new()),
-                    no_cost: obj([(&estimate_usd, Value::Null)]),
+                    no_cost: obj([(&estimate_usd, Value::Null), (&unbounded, empty.clone())]),
+                    empty,
                     kinds: [CallKind::ModelCall, CallKind::Exec, CallKind::ToolCall, CallKind::Plugin]
                         .map(|c| Value::from(c.as_str())),
                 }
@@ -64,6 +67,7 @@ keys!(
     server,
     args,
     estimate_usd,
+    unbounded,
     id,
     scope,
     window,
@@ -130,9 +134,11 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
             (&k.server, opt_str(t.server.as_deref())),
         ])
     });
-    let cost = match i.cost.estimate_usd {
-        None => k.no_cost.clone(),
-        Some(x) => obj([(&k.estimate_usd, number(x))]),
+    let cost = match (i.cost.estimate_usd, i.cost.unbounded.is_empty()) {
+        (None, true) => k.no_cost.clone(),
+        (x, _) => {
+            obj([(&k.estimate_usd, x.map_or(Value::Null, number)), (&k.unbounded, strings(k, &i.cost.unbounded))])
+        }
     };
     let list = |v: Vec<Value>| if v.is_empty() { k.empty.clone() } else { Value::from(v) };
     let kind = match i.kind {
@@ -244,7 +250,7 @@ mod tests {
             stream: true,
             tools: vec!["exec".into(), "read".into()],
         });
-        m.cost = CostInput { estimate_usd: Some(0.0412) };
+        m.cost = CostInput { estimate_usd: Some(0.0412), unbounded: vec!["image".into(), "server_tool".into()] };
         m.budgets.push(BudgetInput {
             id: "b".into(),
             scope: "global".into(),

@@ -149,7 +149,10 @@ impl Rng {
                 })
             }
         }
-        inp.cost = CostInput { estimate_usd: if self.below(2) == 0 { Some(self.f64()) } else { None } };
+        inp.cost = CostInput {
+            estimate_usd: if self.below(2) == 0 { Some(self.f64()) } else { None },
+            ..CostInput::default()
+        };
         for _ in 0..self.below(3) {
             let limit = self.f64();
             let spent = self.f64();

@@ -74,6 +74,20 @@ pub struct ProxySettings {
     pub stream_idle_timeout_ms: u64,
     /// Output-token cap assumed for cost estimates when the request names none.
     pub default_max_output_tokens: u64,
+    /// Prompt tokens reserved, on top of the body's bytes, for a call whose prompt the body
+    /// does not bound (images, files, previous responses, server tools; see `estimate`).
+    pub unbounded_input_tokens: u64,
+    /// USD charged per server-side tool call (web search, file search, code execution, ...).
+    pub server_tool_call_usd: f64,
+    /// Server tool calls reserved for a call that offers server tools without capping them
+    /// (`max_tool_calls`, `max_uses`).
+    pub server_tool_calls_reserved: u64,
+    /// Longest streamed event the side decoder buffers; a longer one passes through undecoded
+    /// (the call's cost is then unknown).
+    pub max_sse_event_bytes: usize,
+    /// Largest non-streamed reply the side decoder copies to read its usage; past it the reply
+    /// passes through undecoded (cost unknown).
+    pub max_decode_bytes: usize,
     /// How a policy deny reaches a chat caller: `message` answers 200 with an assistant
     /// message carrying the reason (OpenClaw shows it and keeps the key usable); `error`
     /// answers 403 with error JSON.
@@ -115,6 +129,11 @@ impl Default for ProxySettings {
             body_read_timeout_ms: 60_000,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            unbounded_input_tokens: 128_000,
+            server_tool_call_usd: 0.05,
+            server_tool_calls_reserved: 5,
+            max_sse_event_bytes: 8 * 1024 * 1024,
+            max_decode_bytes: 16 * 1024 * 1024,
         }
     }
 }

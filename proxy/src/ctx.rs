@@ -82,10 +82,17 @@ pub fn trace_id_from(headers: &http::HeaderMap) -> Option<String> {
 pub struct BodyInfo {
     pub model: String,
     pub stream: bool,
+    /// The largest output cap the request names (`max_tokens`, `max_completion_tokens`,
+    /// `max_output_tokens`): upstreams differ in which one they honour.
     pub max_tokens: Option<u64>,
     /// The client asked for `stream_options.include_usage`.
     pub include_usage: bool,
+    /// Byte range of the top-level `stream_options` value, so a field can be spliced into it
+    /// without re-serialising the rest of the body.
+    pub stream_options_span: Option<std::ops::Range<usize>>,
     pub tools: Vec<String>,
+    /// What multiplies the cost, and what the body cannot bound (see `estimate`).
+    pub features: crate::estimate::Features,
 }
 
 /// A routed call with its body read: what every layer after the body layer handles.

@@ -1,18 +1,61 @@
-//! The one place a forwarded call ends. Exactly once per call, when its response or stream
-//! ends (or the call is abandoned before the upstream answered, via Drop), [`CallEnd`]:
-//! prices the usage the meter read, settles the budget reservation with what was really spent,
-//! and writes the call's audit record (durable in the next group commit). Refused calls never
-//! get here: `refuse.rs` records those.
+//! The one place a forwarded call ends. When the call is sent, [`CallEnd::start`] writes its
+//! `started` record (durable in the next group commit, so a crash leaves "started, outcome
+//! unknown"). Exactly once per call, when its response or stream ends (or the call is
+//! abandoned, via Drop), [`CallEnd::finish`]: prices the usage the meter read, settles the
+//! budget reservation with what the call is charged, and writes the call's end record with
+//! that charge (`charged_usd`) and its reason, so budget spend can be reconciled from the log.
+//! Refused calls never get here: `refuse.rs` records those.
+//!
+//! What a call is charged (docs/budgets.md has the table):
+//! - the real cost when the upstream's final usage report was read, even above the
+//!   reservation: the breaker opens on what was spent;
+//! - nothing when the upstream refused (4xx/5xx), could not be reached, or the client left a
+//!   streamed call before the upstream answered (the connection closes, so generation stops);
+//! - otherwise the cost is unknown (timeout, stream cut before the final usage, a reply the
+//!   decoder could not read, a non-streamed call whose client left and whose background wait
+//!   failed): the reservation, or the partial usage's cost when that is higher.
 
 use std::sync::Arc;
 
 use decision::Decision;
+use governance::budget::Charge;
 
 use crate::ctx::{CallCtx, CallRequest};
 use crate::meter::{Outcome, Summary};
 use crate::metrics::ErrorClass;
 use crate::record;
 use crate::ProxyState;
+
+/// Why a call was charged what it was: the audit record's `details.charge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChargeBasis {
+    /// The real cost from the upstream's final usage report.
+    Cost,
+    /// The upstream answered with an error status: not billed.
+    UpstreamRefused,
+    /// The upstream could not be reached: nothing was sent.
+    Unreachable,
+    /// The client left a streamed call before the upstream answered.
+    CancelledBeforeAnswer,
+    /// The cost is unknown: the whole reservation.
+    Reservation,
+    /// The cost is unknown but the usage read so far already costs more than the reservation.
+    PartialUsage,
+}
+
+impl ChargeBasis {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargeBasis::Cost => "cost",
+            ChargeBasis::UpstreamRefused => "none_upstream_refused",
+            ChargeBasis::Unreachable => "none_upstream_unreachable",
+            ChargeBasis::CancelledBeforeAnswer => "none_cancelled_before_answer",
+            ChargeBasis::Reservation => "reservation_cost_unknown",
+            ChargeBasis::PartialUsage => "partial_usage_cost_unknown",
+        }
+    }
+}
 
 /// The end of one forwarded call; see the module docs.
 pub struct CallEnd {
@@ -23,12 +66,27 @@ pub struct CallEnd {
     upstream: String,
     /// The upstream's HTTP status; 0 until response headers arrived.
     pub status: u16,
+    /// The client left before the upstream answered and the call is being finished in the
+    /// background (non-streamed calls: the upstream bills them whether anyone listens).
+    pub client_gone: bool,
     reservation: Option<governance::budget::Reservation>,
+    stream: bool,
+    /// Server tool calls billed whatever the reply says (`web_search_options`).
+    server_tool_floor: u64,
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl CallEnd {
     /// Take over the call's reservation; the record starts from its decision.
     pub fn new(state: Arc<ProxyState>, req: &mut CallRequest, d: &Decision) -> CallEnd {
+        let mut extra = serde_json::Map::new();
+        if let Some(e) = req.estimate_usd {
+            extra.insert("estimate_usd".into(), e.into());
+        }
+        let unbounded: Vec<&str> = req.info.features.unbounded.iter().map(|u| u.as_str()).collect();
+        if !unbounded.is_empty() {
+            extra.insert("unbounded".into(), unbounded.into());
+        }
         CallEnd {
             state,
             ctx: req.ctx.clone(),
@@ -36,48 +94,122 @@ impl CallEnd {
             model: req.info.model.clone(),
             upstream: req.route.upstream.name.clone(),
             status: 0,
+            client_gone: false,
             reservation: req.reservation.take(),
+            stream: req.info.stream,
+            server_tool_floor: req.info.features.server_tool_floor,
+            extra,
+        }
+    }
+
+    /// Write the call's `started` record (one append, no fsync: durable at the next group
+    /// commit). The end record, whatever the end, closes it.
+    pub fn start(&self) {
+        let Some(ev) = &self.ev else { return };
+        let mut start = ev.clone();
+        start.outcome = Some(audit::Outcome::Started);
+        let mut details = self.extra.clone();
+        if let Some(r) = &self.reservation {
+            details.insert("reserved_usd".into(), r.amount_usd().into());
+        }
+        start.details = serde_json::Value::Object(details);
+        if let Err(e) = self.state.audit.append(start) {
+            tracing::error!(error = %e, "audit append failed for a call start");
+        }
+    }
+
+    /// What the call costs as far as is known, and what to charge for it.
+    fn price(&self, outcome: &Outcome, summary: &Summary) -> (Option<f64>, Option<audit::Usage>, ChargeBasis) {
+        let mut usage = summary.usage.clone();
+        if (200..300).contains(&self.status) {
+            if let Some(u) = usage.as_mut() {
+                u.server_tool_calls = u.server_tool_calls.max(self.server_tool_floor);
+            }
+        }
+        let known = summary.usage_final && summary.undecoded.is_none();
+        let priced = usage.as_ref().and_then(|u| self.state.prices.cost(&self.model, u));
+        match (known, outcome) {
+            (true, _) if priced.is_some() => (priced, usage, ChargeBasis::Cost),
+            _ if self.status >= 300 => (Some(0.0), usage, ChargeBasis::UpstreamRefused),
+            (_, Outcome::UpstreamError(e)) if self.status == 0 && e != "timeout" => {
+                (Some(0.0), usage, ChargeBasis::Unreachable)
+            }
+            (_, Outcome::Cancelled) if self.status == 0 && self.stream => {
+                (None, usage, ChargeBasis::CancelledBeforeAnswer)
+            }
+            _ => {
+                let over = match (&self.reservation, priced) {
+                    (Some(r), Some(p)) => p > r.amount_usd(),
+                    _ => false,
+                };
+                (None, usage, if over { ChargeBasis::PartialUsage } else { ChargeBasis::Reservation })
+            }
         }
     }
 
     /// Finish the call (later calls do nothing).
     pub fn finish(&mut self, outcome: Outcome, summary: Summary, bytes: u64) {
         let Some(mut ev) = self.ev.take() else { return };
-        let failed = !(200..300).contains(&self.status);
-        let cost = match &summary.usage {
-            Some(u) => self.state.prices.cost(&self.model, u),
-            // Failed calls are not billed; a success without usage has an unknown cost.
-            None if failed || self.status == 0 => Some(0.0),
-            None => None,
-        };
+        let (cost, usage, basis) = self.price(&outcome, &summary);
         if let Outcome::UpstreamError(_) | Outcome::IdleTimeout = outcome {
-            self.state.metrics.upstream_error(&self.upstream, ErrorClass::Stream);
+            if self.status != 0 {
+                self.state.metrics.upstream_error(&self.upstream, ErrorClass::Stream);
+            }
         }
-        if let Some(r) = self.reservation.take() {
-            // What the budget is charged (None = the whole reservation): real usage when the
-            // upstream reported it; nothing for refused or unreachable calls; the reservation
-            // when the upstream may have worked without telling (timeouts, cut streams).
-            let charge = match (&summary.usage, &outcome) {
-                (Some(_), _) => Some(cost.unwrap_or(r.amount_usd())),
-                (None, Outcome::UpstreamError(e)) if self.status == 0 && e != "timeout" => Some(0.0),
-                (None, _) if self.status >= 300 => Some(0.0),
-                (None, _) => None,
+        if let Some(reason) = summary.undecoded {
+            self.state.metrics.undecoded.with_label_values(&[reason]).inc();
+        }
+        if summary.usage_invalid.is_some() {
+            self.state.metrics.undecoded.with_label_values(&["invalid_usage"]).inc();
+        }
+        let charged = self.reservation.take().map(|r| {
+            let reserved = r.amount_usd();
+            let charge = match basis {
+                ChargeBasis::Cost => Charge::Usd(cost.unwrap_or(reserved)),
+                ChargeBasis::UpstreamRefused | ChargeBasis::Unreachable | ChargeBasis::CancelledBeforeAnswer => {
+                    Charge::Usd(0.0)
+                }
+                ChargeBasis::Reservation => Charge::Reserved,
+                ChargeBasis::PartialUsage => {
+                    Charge::Usd(usage.as_ref().and_then(|u| self.state.prices.cost(&self.model, u)).unwrap_or(reserved))
+                }
             };
-            r.settle(charge);
-        }
-        let label = if failed && self.status != 0 && outcome == Outcome::Completed {
+            (r.settle(charge), reserved)
+        });
+        let failed = self.status != 0 && !(200..300).contains(&self.status);
+        let label = if self.client_gone {
+            audit::Outcome::Cancelled
+        } else if failed && outcome == Outcome::Completed {
             audit::Outcome::UpstreamError
         } else {
             outcome.audit()
         };
-        record::finish_event(&mut ev, label, summary.usage, cost, self.ctx.started.elapsed().as_secs_f64() * 1e3);
-        ev.details = serde_json::json!({
-            "status": self.status,
-            "finish_reason": summary.finish_reason,
-            "tool_calls": summary.tool_calls,
-            "response_bytes": bytes,
-            "upstream_ms": self.ctx.upstream_ms(),
-        });
+        let partial = usage.is_some() && !summary.usage_final;
+        record::finish_event(&mut ev, label, usage, cost, self.ctx.started.elapsed().as_secs_f64() * 1e3);
+        let mut details = std::mem::take(&mut self.extra);
+        details.insert("status".into(), self.status.into());
+        details.insert("finish_reason".into(), summary.finish_reason.into());
+        details.insert("tool_calls".into(), summary.tool_calls.into());
+        details.insert("response_bytes".into(), bytes.into());
+        details.insert("upstream_ms".into(), self.ctx.upstream_ms().into());
+        if let Some((charged, reserved)) = charged {
+            ev.charged_usd = Some(charged);
+            details.insert("charge".into(), basis.as_str().into());
+            details.insert("reserved_usd".into(), reserved.into());
+        }
+        if partial {
+            details.insert("usage_partial".into(), true.into());
+        }
+        if let Some(raw) = summary.usage_invalid {
+            details.insert("usage_invalid".into(), raw);
+        }
+        if let Some(reason) = summary.undecoded {
+            details.insert("undecoded".into(), reason.into());
+        }
+        if self.client_gone {
+            details.insert("client_gone_before_answer".into(), true.into());
+        }
+        ev.details = serde_json::Value::Object(details);
         if let Err(e) = self.state.audit.append(ev) {
             tracing::error!(error = %e, "audit append failed");
         }

@@ -1,7 +1,10 @@
 //! The innermost service: sends an allowed call upstream over the pooled rustls client and
 //! streams the reply back through the metered body. Keys are injected here (and the client's
-//! dropped) when the upstream holds its own. What happens when the call ends (cost, budget
-//! settlement, the audit record) is `finish.rs`'s job, handed a [`CallEnd`] here.
+//! dropped) when the upstream holds its own. The body goes upstream as the client sent it;
+//! the one change the sidecar makes (asking for stream usage) is spliced in, never
+//! re-serialised. What happens when the call ends (cost, budget settlement, the audit
+//! record) is `finish.rs`'s job, handed a [`CallEnd`] here, which also writes the call's
+//! `started` record as it is sent.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -20,8 +23,10 @@ use crate::finish::CallEnd;
 use crate::layers::BoxFut;
 use crate::meter::{Finished, MeteredBody, Mode, Outcome};
 use crate::metrics::ErrorClass;
-use crate::route::Endpoint;
+use crate::route::{Dialect, Endpoint};
 use crate::ProxyState;
+
+type ResponseFuture = hyper_util::client::legacy::ResponseFuture;
 
 /// See the module docs.
 #[derive(Clone)]
@@ -64,18 +69,127 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// Ask the upstream for stream usage on behalf of a client that did not.
-pub fn with_include_usage(body: &[u8]) -> Result<Bytes, ProxyError> {
-    let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| ProxyError::BadJson(e.to_string()))?;
-    let obj = v.as_object_mut().ok_or_else(|| ProxyError::BadJson("body must be a JSON object".into()))?;
-    let so = obj.entry("stream_options").or_insert_with(|| serde_json::json!({}));
-    match so.as_object_mut() {
-        Some(o) => {
-            o.insert("include_usage".into(), serde_json::Value::Bool(true));
+/// Ask the upstream for stream usage on behalf of a client that did not, without
+/// re-serialising the body: the client's bytes go upstream unchanged except for the one
+/// field. `span` is the byte range of the top-level `stream_options` value, if there is one:
+/// an object keeps its other members byte for byte, anything else is replaced. The body was
+/// checked to be one JSON object in UTF-8 by the body layer.
+pub fn with_include_usage(body: &[u8], span: Option<std::ops::Range<usize>>) -> Result<Bytes, ProxyError> {
+    let bad = || ProxyError::BadJson("the body must be a JSON object".into());
+    let (at, end, value) = match span {
+        Some(r) => {
+            let raw = std::str::from_utf8(body.get(r.clone()).ok_or_else(bad)?).map_err(|_| bad())?;
+            let mut v = String::from("{\"include_usage\":true");
+            if raw.starts_with('{') {
+                let members: std::collections::BTreeMap<String, &serde_json::value::RawValue> =
+                    serde_json::from_str(raw).map_err(|e| ProxyError::BadJson(format!("stream_options: {e}")))?;
+                for (k, val) in members.iter().filter(|(k, _)| k.as_str() != "include_usage") {
+                    let key = serde_json::to_string(k).map_err(|e| ProxyError::Internal(e.to_string()))?;
+                    v.push(',');
+                    v.push_str(&key);
+                    v.push(':');
+                    v.push_str(val.get());
+                }
+            }
+            v.push('}');
+            (r.start, r.end, v)
         }
-        None => *so = serde_json::json!({"include_usage": true}),
+        None => {
+            // Before the closing brace of the top-level object.
+            let close =
+                body.iter().rposition(|b| !b" \t\r\n".contains(b)).filter(|&i| body[i] == b'}').ok_or_else(bad)?;
+            let open = body.iter().position(|b| !b" \t\r\n".contains(b)).ok_or_else(bad)?;
+            let empty = body[open + 1..close].iter().all(|b| b" \t\r\n".contains(b));
+            let sep = if empty { "" } else { "," };
+            (close, close, format!("{sep}\"stream_options\":{{\"include_usage\":true}}"))
+        }
+    };
+    let mut out = Vec::with_capacity(body.len() + value.len());
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(&body[end..]);
+    Ok(Bytes::from(out))
+}
+
+/// The upstream request while its response headers are awaited. If the caller goes away
+/// first, a non-streamed call is finished in the background: the upstream completes (and
+/// bills) it whether anyone listens, so the sidecar waits for the reply (up to the upstream
+/// timeout) and charges what it reports. A streamed call is simply dropped: closing the
+/// connection stops the generation, and nothing is charged.
+struct Waiting {
+    fut: Option<ResponseFuture>,
+    fin: Option<CallEnd>,
+    deadline: tokio::time::Instant,
+    meter: MeterSpec,
+}
+
+/// What metering a reply needs, kept for a background finish.
+#[derive(Clone)]
+struct MeterSpec {
+    state: Arc<ProxyState>,
+    endpoint: Endpoint,
+    dialect: Dialect,
+    upstream: String,
+    strip_usage: bool,
+    /// Finish in the background if the caller leaves before the answer (non-streamed calls).
+    detach: bool,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let (Some(fut), Some(mut fin)) = (self.fut.take(), self.fin.take()) else { return };
+        if !self.meter.detach {
+            return; // `fin` drops: cancelled before the answer, not charged.
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        fin.client_gone = true;
+        let (deadline, meter) = (self.deadline, self.meter.clone());
+        rt.spawn(async move {
+            match tokio::time::timeout_at(deadline, fut).await {
+                Err(_) => fin.finish(Outcome::UpstreamError("timeout".into()), Default::default(), 0),
+                Ok(Err(e)) => fin.finish(Outcome::UpstreamError(e.to_string()), Default::default(), 0),
+                Ok(Ok(res)) => {
+                    let res = meter.response(res, fin);
+                    // Read the reply to its end, only to meter it.
+                    let _ = res.into_body().collect().await;
+                }
+            }
+        });
     }
-    serde_json::to_vec(&v).map(Bytes::from).map_err(|e| ProxyError::Internal(e.to_string()))
+}
+
+impl MeterSpec {
+    /// The response to send back: headers cleaned, body metered, the call's end handed over.
+    fn response(&self, res: Response<hyper::body::Incoming>, mut fin: CallEnd) -> Response<ResBody> {
+        let status = res.status();
+        fin.status = status.as_u16();
+        if status.is_client_error() {
+            self.state.metrics.upstream_error(&self.upstream, ErrorClass::Status4xx);
+        } else if status.is_server_error() {
+            self.state.metrics.upstream_error(&self.upstream, ErrorClass::Status5xx);
+        }
+        let (mut parts, incoming) = res.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let is_sse = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let settings = &self.state.settings;
+        let mode = if !status.is_success() {
+            Mode::Raw
+        } else if is_sse {
+            // Events pass on whole, and a cut stream gains an error event: the length changes.
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Mode::sse(self.strip_usage, settings.max_sse_event_bytes)
+        } else {
+            Mode::json(settings.max_decode_bytes)
+        };
+        let on_finish = Box::new(move |f: Finished| fin.finish(f.outcome, f.summary, f.bytes));
+        let idle = std::time::Duration::from_millis(settings.stream_idle_timeout_ms);
+        let body = MeteredBody::new(incoming, mode, self.endpoint, self.dialect, idle, on_finish).boxed_unsync();
+        Response::from_parts(parts, body)
+    }
 }
 
 async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<ResBody>, ProxyError> {
@@ -88,7 +202,11 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
     };
     let uri: Uri = path.parse().map_err(|_| ProxyError::Internal(format!("bad upstream uri {path}")))?;
     let strip_usage = req.route.endpoint == Endpoint::ChatCompletions && req.info.stream && !req.info.include_usage;
-    let body = if strip_usage { with_include_usage(&req.body)? } else { req.body.clone() };
+    let body = if strip_usage {
+        with_include_usage(&req.body, req.info.stream_options_span.clone())?
+    } else {
+        req.body.clone()
+    };
 
     let mut headers = req.parts.headers.clone();
     strip_hop_by_hop(&mut headers);
@@ -107,11 +225,32 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
     *out.headers_mut() = headers;
 
     let mut req = req;
-    let mut fin = CallEnd::new(state.clone(), &mut req, &decision);
+    let fin = CallEnd::new(state.clone(), &mut req, &decision);
+    fin.start();
+    let meter = MeterSpec {
+        state: state.clone(),
+        endpoint: req.route.endpoint,
+        dialect: req.ctx.dialect,
+        upstream: up.name.clone(),
+        strip_usage,
+        detach: !req.info.stream,
+    };
     let t0 = Instant::now();
-    let res = match tokio::time::timeout(up.timeout, state.client.request(out)).await {
+    let mut wait = Waiting {
+        fut: Some(state.client.request(out)),
+        fin: Some(fin),
+        deadline: tokio::time::Instant::now() + up.timeout,
+        meter,
+    };
+    let sent = match wait.fut.as_mut() {
+        Some(fut) => tokio::time::timeout_at(wait.deadline, fut).await,
+        None => return Err(ProxyError::Internal("upstream request missing".into())),
+    };
+    wait.fut = None;
+    let mut fin = wait.fin.take().ok_or_else(|| ProxyError::Internal("call end missing".into()))?;
+    req.ctx.add_upstream(t0.elapsed());
+    let res = match sent {
         Err(_) => {
-            req.ctx.add_upstream(t0.elapsed());
             state.metrics.upstream_error(&up.name, ErrorClass::Timeout);
             fin.finish(Outcome::UpstreamError("timeout".into()), Default::default(), 0);
             return Err(ProxyError::UpstreamTimeout {
@@ -120,7 +259,6 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
             });
         }
         Ok(Err(e)) => {
-            req.ctx.add_upstream(t0.elapsed());
             state.metrics.upstream_error(&up.name, ErrorClass::Connect);
             let detail = std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
             fin.finish(Outcome::UpstreamError(detail.clone()), Default::default(), 0);
@@ -128,35 +266,7 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
         }
         Ok(Ok(r)) => r,
     };
-    req.ctx.add_upstream(t0.elapsed());
-    let status = res.status();
-    fin.status = status.as_u16();
-    if status.is_client_error() {
-        state.metrics.upstream_error(&up.name, ErrorClass::Status4xx);
-    } else if status.is_server_error() {
-        state.metrics.upstream_error(&up.name, ErrorClass::Status5xx);
-    }
-    let (mut parts, incoming) = res.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    let is_sse = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let mode = if !status.is_success() {
-        Mode::Raw
-    } else if is_sse {
-        if strip_usage {
-            parts.headers.remove(http::header::CONTENT_LENGTH);
-        }
-        Mode::Sse { splitter: Default::default(), strip_usage }
-    } else {
-        Mode::Json { buf: Vec::new(), cap: crate::meter::body::JSON_DECODE_CAP }
-    };
-    let on_finish = Box::new(move |f: Finished| fin.finish(f.outcome, f.summary, f.bytes));
-    let idle = std::time::Duration::from_millis(state.settings.stream_idle_timeout_ms);
-    let body = MeteredBody::new(incoming, mode, req.route.endpoint, idle, on_finish).boxed_unsync();
-    Ok(Response::from_parts(parts, body))
+    Ok(wait.meter.response(res, fin))
 }
 
 impl Service<CallRequest> for Forward {
@@ -177,14 +287,30 @@ impl Service<CallRequest> for Forward {
 mod tests {
     use super::*;
 
+    fn splice(body: &str) -> String {
+        let info = crate::layers::body::parse_info(Endpoint::ChatCompletions, body.as_bytes()).unwrap();
+        String::from_utf8(with_include_usage(body.as_bytes(), info.stream_options_span).unwrap().to_vec()).unwrap()
+    }
+
     #[test]
-    fn include_usage_is_added_or_forced() {
-        let b = with_include_usage(br#"{"model":"m","stream":true}"#).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+    fn include_usage_is_spliced_in_and_nothing_else_changes() {
+        // Big integers, odd spacing and key order survive byte for byte.
+        let body = r#"{ "model":"m", "seed": 123456789012345678901234567890, "stream":true, "x":1.50 }"#;
+        assert_eq!(
+            splice(body),
+            r#"{ "model":"m", "seed": 123456789012345678901234567890, "stream":true, "x":1.50 ,"stream_options":{"include_usage":true}}"#
+        );
+        let body =
+            r#"{"stream":true,"stream_options":{"include_usage":false,"x":123456789012345678901234567890},"n":1}"#;
+        assert_eq!(
+            splice(body),
+            r#"{"stream":true,"stream_options":{"include_usage":true,"x":123456789012345678901234567890},"n":1}"#
+        );
+        let body = r#"{"stream_options":null,"stream":true}"#;
+        assert_eq!(splice(body), r#"{"stream_options":{"include_usage":true},"stream":true}"#);
+        assert_eq!(with_include_usage(b" {} ", None).unwrap(), &b" {\"stream_options\":{\"include_usage\":true}} "[..]);
+        let v: serde_json::Value = serde_json::from_str(&splice(r#"{"stream":true}"#)).unwrap();
         assert_eq!(v["stream_options"]["include_usage"], true);
-        let b = with_include_usage(br#"{"stream_options":{"include_usage":false,"x":1}}"#).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
-        assert_eq!(v["stream_options"], serde_json::json!({"include_usage": true, "x": 1}));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod body;
 pub mod config;
 pub mod ctx;
 pub mod error;
+pub mod estimate;
 pub mod finish;
 pub mod forward;
 pub mod layers;
@@ -90,7 +91,7 @@ impl ProxyState {
             broker: c.broker,
             kill: c.kill,
             budgets: c.budgets,
-            prices,
+            prices: prices.with_server_tool_call_usd(settings.server_tool_call_usd),
             metrics: ProxyMetrics::new(registry)?,
             auth: Arc::new(auth::AgentAuth::new(c.agent_key_mode, c.agent_keys, registry)?),
             settings,

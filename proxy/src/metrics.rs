@@ -13,7 +13,13 @@ pub struct ProxyMetrics {
     pub overhead: HistogramVec,
     /// `clawbutler_upstream_errors_total{upstream,class}`.
     pub upstream_errors: IntCounterVec,
+    /// `clawbutler_meter_undecoded_total{reason}`: replies whose usage could not be read.
+    pub undecoded: IntCounterVec,
 }
+
+/// Why a reply's usage was not (fully) read: the `reason` label values.
+pub const UNDECODED_REASONS: [&str; 3] =
+    [crate::meter::body::EVENT_TOO_LARGE, crate::meter::body::REPLY_TOO_LARGE, "invalid_usage"];
 
 /// Upstream error classes (label values).
 #[derive(Debug, Clone, Copy)]
@@ -62,11 +68,22 @@ impl ProxyMetrics {
             Opts::new("clawbutler_upstream_errors_total", "Upstream failures by class."),
             &["upstream", "class"],
         )?;
+        let undecoded = IntCounterVec::new(
+            Opts::new(
+                "clawbutler_meter_undecoded_total",
+                "Replies whose usage the sidecar could not read (cost unknown) or had to clamp, by reason.",
+            ),
+            &["reason"],
+        )?;
+        for r in UNDECODED_REASONS {
+            undecoded.with_label_values(&[r]);
+        }
+        registry.register(Box::new(undecoded.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(overhead.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
-        Ok(ProxyMetrics { requests, duration, overhead, upstream_errors })
+        Ok(ProxyMetrics { requests, duration, overhead, upstream_errors, undecoded })
     }
 
     /// Count an upstream failure.

@@ -22,10 +22,12 @@ pub struct Price {
 
 const SHIPPED: &str = include_str!("../prices.toml");
 
-/// The price table in force: shipped entries overlaid with `[prices]` from config.
+/// The price table in force: shipped entries overlaid with `[prices]` from config, plus the
+/// per-call price of server-side tools (`[proxy] server_tool_call_usd`).
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     map: HashMap<String, Price>,
+    server_tool_call_usd: f64,
 }
 
 /// Errors in a price table.
@@ -50,7 +52,18 @@ impl PriceTable {
             }
             map.insert(model.clone(), *p);
         }
-        Ok(PriceTable { map })
+        Ok(PriceTable { map, server_tool_call_usd: 0.0 })
+    }
+
+    /// Price server-side tool calls (web search, ...) at `usd` each.
+    pub fn with_server_tool_call_usd(mut self, usd: f64) -> PriceTable {
+        self.server_tool_call_usd = if usd.is_finite() && usd > 0.0 { usd } else { 0.0 };
+        self
+    }
+
+    /// The price of one server-side tool call.
+    pub fn server_tool_call_usd(&self) -> f64 {
+        self.server_tool_call_usd
     }
 
     /// Price of a model: exact name, else the undated entry of a dated snapshot.
@@ -73,7 +86,8 @@ impl PriceTable {
             .map(|(_, p)| p)
     }
 
-    /// Cost of a call with real usage; `None` when the model's price is unknown.
+    /// Cost of a call with real usage (server tool calls included); `None` when the model's
+    /// price is unknown.
     pub fn cost(&self, model: &str, u: &Usage) -> Option<f64> {
         let p = self.lookup(model)?;
         let cached = u.cached_input_tokens.min(u.input_tokens);
@@ -83,42 +97,15 @@ impl PriceTable {
             + cached as f64 * p.cached_input.unwrap_or(p.input)
             + written as f64 * p.cache_write.unwrap_or(p.input)
             + u.output_tokens as f64 * p.output;
-        Some(micro / 1_000_000.0)
+        Some(micro / 1_000_000.0 + u.server_tool_calls as f64 * self.server_tool_call_usd)
     }
 
-    /// Worst-case cost before the call: every prompt token uncached, every allowed output
-    /// token used.
+    /// Worst-case token cost before the call: every prompt token at the dearest input price
+    /// (a cache write costs more than a plain read), every allowed output token used.
     pub fn estimate(&self, model: &str, input_tokens: u64, max_output_tokens: u64) -> Option<f64> {
         let p = self.lookup(model)?;
-        Some((input_tokens as f64 * p.input + max_output_tokens as f64 * p.output) / 1_000_000.0)
-    }
-}
-
-/// Upper bound of a request's prompt tokens: its body size in bytes. A token covers at least
-/// one byte of text and the JSON around the text only adds bytes, so this never
-/// underestimates; budgets rely on that for zero overshoot. Used only for worst-case
-/// estimates, never for billing.
-pub fn worst_case_input_tokens(body_len: usize) -> u64 {
-    body_len as u64
-}
-
-/// Worst-case cost of a call before it is sent (prompt bound + output cap), `None` when the
-/// model's price is unknown. `default_max_out` stands in for a request without an output cap.
-pub fn estimate_call(
-    prices: &PriceTable,
-    endpoint: crate::route::Endpoint,
-    info: &crate::ctx::BodyInfo,
-    body_len: usize,
-    default_max_out: u64,
-) -> Option<f64> {
-    use crate::route::Endpoint;
-    match endpoint {
-        Endpoint::Models => Some(0.0),
-        Endpoint::Embeddings => prices.estimate(&info.model, worst_case_input_tokens(body_len), 0),
-        _ => {
-            let max_out = info.max_tokens.unwrap_or(default_max_out);
-            prices.estimate(&info.model, worst_case_input_tokens(body_len), max_out)
-        }
+        let input = [Some(p.input), p.cached_input, p.cache_write].into_iter().flatten().fold(0.0, f64::max);
+        Some((input_tokens as f64 * input + max_output_tokens as f64 * p.output) / 1_000_000.0)
     }
 }
 
@@ -149,6 +136,7 @@ mod tests {
             output_tokens: 1_000_000,
             cached_input_tokens: 500_000,
             cache_write_tokens: 0,
+            server_tool_calls: 0,
         };
         // 0.5M * 0.15 + 0.5M * 0.075 + 1M * 0.60
         let c = t.cost("gpt-4o-mini", &u).unwrap();
@@ -166,5 +154,14 @@ mod tests {
         assert_eq!(t.cost("local", &Usage::default()), Some(0.0));
         o.insert("bad".to_string(), Price { input: -1.0, output: 0.0, cached_input: None, cache_write: None });
         assert!(PriceTable::new(&o).is_err());
+    }
+
+    #[test]
+    fn estimates_take_the_dearest_input_price_and_costs_add_server_tool_calls() {
+        let t = table().with_server_tool_call_usd(0.01);
+        // claude-haiku-4-5: input 1.0, cache_write 1.25 per million.
+        assert!((t.estimate("claude-haiku-4-5", 1_000_000, 0).unwrap() - 1.25).abs() < 1e-12);
+        let u = Usage { input_tokens: 0, output_tokens: 0, server_tool_calls: 3, ..Usage::default() };
+        assert!((t.cost("claude-haiku-4-5", &u).unwrap() - 0.03).abs() < 1e-12);
     }
 }

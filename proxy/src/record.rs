@@ -53,6 +53,7 @@ pub fn policy_input(req: &CallRequest, grants: Vec<decision::GrantInput>) -> dec
         tools: req.info.tools.clone(),
     });
     input.cost.estimate_usd = req.estimate_usd;
+    input.cost.unbounded = req.info.features.unbounded.iter().map(|u| u.as_str().to_string()).collect();
     input.grants = grants;
     input
 }

@@ -162,11 +162,15 @@ fn anthropic_stream(model: &str, id: &str, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::meter::sse::{parse_event, SseSplitter};
+    use crate::meter::sse::{parse_event, Piece, SseSplitter};
 
     fn events(s: &str) -> Vec<String> {
         let mut out = Vec::new();
-        SseSplitter::default().push(s.as_bytes(), |e| out.push(parse_event(e).data));
+        SseSplitter::default().push(s.as_bytes(), |p| {
+            if let Piece::Event(e) = p {
+                out.push(parse_event(e).data)
+            }
+        });
         out
     }
 

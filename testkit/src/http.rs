@@ -54,6 +54,22 @@ impl StreamingResponse {
         }
     }
 
+    /// The next data chunk, `Ok(None)` at the end, or the error that cut the body (a
+    /// connection reset, an unfinished chunked body): for tests of broken streams.
+    pub async fn try_next_chunk(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e.to_string()),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+
     /// Read everything that is left.
     pub async fn collect_rest(self) -> Bytes {
         self.body.collect().await.unwrap_or_else(|e| panic!("reading response body: {e}")).to_bytes()

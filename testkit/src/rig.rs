@@ -297,14 +297,21 @@ impl Rig {
         format!("{}{}", self.up.base_url(), path)
     }
 
-    /// Audit records of model calls for an agent, oldest first; waits for `n` of them
-    /// (allowed calls are recorded when their stream ends).
+    /// Audit records of how model calls for an agent ended (or were refused), oldest first;
+    /// waits for `n` of them (allowed calls are recorded when their stream ends). The
+    /// `started` record every forwarded call also gets is left out (see [`Rig::audit`]).
     pub async fn model_calls(&self, agent: &str, n: usize) -> Vec<Value> {
         let url = self.control(&format!("/api/v1/audit?agent={agent}&kind=model_call&limit=1000"));
         for _ in 0..100 {
             let r = get(&url, &bearer(ADMIN)).await;
             assert_eq!(r.status, 200, "{}", r.text());
-            let mut items = r.json()["items"].as_array().cloned().unwrap_or_default();
+            let mut items: Vec<Value> = r.json()["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|i| i["outcome"] != "started")
+                .collect();
             if items.len() >= n {
                 items.reverse();
                 return items;

@@ -120,7 +120,8 @@ fn sum_usage(reqs: &[RecordedRequest]) -> (u64, u64) {
 }
 
 /// `GET /api/v1/audit?agent=..&kind=model_call`, polled until `want` items are there (the audit log may
-/// commit a little after the response ends).
+/// commit a little after the response ends). The `started` record every forwarded call also gets is
+/// checked to be there (one per allowed call) and left out.
 async fn audit_items(control: SocketAddr, agent: &str, want: usize) -> Vec<Value> {
     let url = format!("http://{control}/api/v1/audit?agent={agent}&kind=model_call");
     let auth = format!("Bearer {ADMIN}");
@@ -130,8 +131,11 @@ async fn audit_items(control: SocketAddr, agent: &str, want: usize) -> Vec<Value
         assert_eq!(resp.status, 200, "GET {url}: {}", resp.text());
         let body = resp.json();
         assert!(body.get("next_cursor").is_some(), "audit list has next_cursor: {body}");
-        let items = body["items"].as_array().unwrap_or_else(|| panic!("audit list has items[]: {body}")).clone();
-        if items.len() >= want || tokio::time::Instant::now() >= deadline {
+        let all = body["items"].as_array().unwrap_or_else(|| panic!("audit list has items[]: {body}")).clone();
+        let (starts, items): (Vec<Value>, Vec<Value>) = all.into_iter().partition(|i| i["outcome"] == "started");
+        let forwarded = items.iter().filter(|i| i["action"] == "allow").count();
+        if (items.len() >= want && starts.len() == forwarded) || tokio::time::Instant::now() >= deadline {
+            assert_eq!(starts.len(), forwarded, "one started record per forwarded call: {starts:#?} {items:#?}");
             return items;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -16,6 +16,7 @@ mod e2e_openclaw;
 mod gateway_link;
 mod hardening_edges;
 mod hardening_identity;
+mod hardening_money;
 mod policy_reload;
 mod proxy_model_path;
 mod smoke_binary;

@@ -1,14 +1,16 @@
 //! Test support for `tests/crash.rs` (not a product binary): append to the audit log in
 //! `<dir>` from many tasks forever, printing `ACK <seq> <marker>` after each durable append,
 //! so the test can SIGKILL it at a random point and check that every acknowledged record
-//! survived exactly once. Usage: `audit-crash-child <dir> <run>`.
+//! survived exactly once. Some iterations are calls: a `started` record (never acknowledged),
+//! then either an acknowledged end record (`END <decision id>`) or nothing, as if the call was
+//! still in flight when the kill came. Usage: `audit-crash-child <dir> <run>`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support: fail loudly
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use audit::{AuditEvent, AuditLog, AuditSettings, RecordKind};
+use audit::{AuditEvent, AuditLog, AuditSettings, Outcome, RecordKind};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -37,6 +39,30 @@ fn main() {
                     };
                     if i % 3 == 0 {
                         log.append(ev).unwrap(); // not acknowledged: may be lost
+                        continue;
+                    }
+                    if i % 4 == 1 {
+                        // A call: started (not acknowledged), then ended, or left in flight.
+                        let id = decision::DecisionId::new();
+                        let start = AuditEvent {
+                            decision_id: Some(id.clone()),
+                            outcome: Some(Outcome::Started),
+                            details: serde_json::json!({"marker": marker}),
+                            ..AuditEvent::new(RecordKind::ModelCall)
+                        };
+                        log.append(start).unwrap();
+                        if i % 8 == 1 {
+                            continue;
+                        }
+                        let end = AuditEvent {
+                            decision_id: Some(id.clone()),
+                            outcome: Some(Outcome::Completed),
+                            ..AuditEvent::new(RecordKind::ModelCall)
+                        };
+                        log.append_durable(end).await.unwrap();
+                        let mut o = out.lock().unwrap();
+                        writeln!(o, "END {id}").unwrap();
+                        o.flush().unwrap();
                         continue;
                     }
                     let seq = log.append_durable(ev).await.unwrap();

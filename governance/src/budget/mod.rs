@@ -1,10 +1,13 @@
 //! Budget circuit breakers: hard dollar caps per agent, model, upstream and globally.
 //!
-//! Invariant (zero overshoot): a call is forwarded only after its worst-case cost has been
-//! reserved against every budget that applies, under each budget's lock, so concurrent calls
-//! can never jointly exceed a limit; afterwards the reservation is replaced by the real cost
-//! (never more than the reservation). A budget whose spend reached its limit is an open
-//! breaker until its window resets or an operator resets it.
+//! Invariant: a call is forwarded only after its estimated worst-case cost has been reserved
+//! against every budget that applies, under each budget's lock; afterwards the reservation is
+//! replaced by what the call really cost, even when that is more than was reserved, so spend
+//! never falls below what the upstream billed. The overshoot past a limit is therefore at
+//! most the estimation error (real cost minus reservation) of the calls in flight when the
+//! last call was admitted: zero when every estimate is a true bound (docs/budgets.md). A
+//! budget whose spend reached its limit is an open breaker until its window resets or an
+//! operator resets it.
 
 mod ledger;
 mod model;
@@ -20,7 +23,7 @@ use prometheus::{GaugeVec, Opts};
 
 pub use ledger::Ledger;
 pub use model::{BudgetConfig, BudgetView, CallScope, Refusal, Scope, Source};
-pub use reservation::Reservation;
+pub use reservation::{Charge, Reservation};
 pub use window::{Clock, SystemClock, Window};
 
 /// Nano-USD per USD: spend is kept in integers so sums are exact.
@@ -353,9 +356,9 @@ impl Budgets {
         Ok(Reservation::new(self.clone(), bs, amount))
     }
 
-    /// Replace a reservation with the real cost (capped at the reservation).
-    pub(crate) fn settle(&self, budgets: &[Arc<Budget>], reserved: u64, actual: u64) {
-        let charge = actual.min(reserved);
+    /// Replace a reservation with the amount charged (not capped: the real cost is what the
+    /// upstream billed, whatever was reserved).
+    pub(crate) fn settle(&self, budgets: &[Arc<Budget>], reserved: u64, charge: u64) {
         for b in budgets {
             let mut events = Vec::new();
             self.with_state(b, |st| {

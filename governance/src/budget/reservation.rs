@@ -1,5 +1,6 @@
-//! A held reservation: settled with the call's real cost, or, if dropped unsettled (a call
-//! abandoned in a way nobody reported), charged in full: the conservative choice.
+//! A held reservation: settled with what the call is charged (its real cost, even above the
+//! reservation), or, if dropped unsettled (a call abandoned in a way nobody reported), charged
+//! in full: the conservative choice.
 
 use std::sync::Arc;
 
@@ -23,12 +24,28 @@ impl Reservation {
         self.amount as f64 / super::NANOS
     }
 
-    /// Replace the reservation with the real cost (`None` = unknown: charge the reservation).
-    pub fn settle(mut self, actual_usd: Option<f64>) {
-        let actual = actual_usd.map_or(self.amount, to_nanos);
-        self.budgets.settle(&self.held, self.amount, actual);
+    /// Replace the reservation with what the call is charged, which may be more than was
+    /// reserved (the real cost is always charged; the breaker opens on it). Returns the amount
+    /// charged to every budget held, in USD, exactly (nano-dollar units): what the call's audit
+    /// record states as `charged_usd`.
+    pub fn settle(mut self, charge: Charge) -> f64 {
+        let nanos = match charge {
+            Charge::Usd(v) => to_nanos(v),
+            Charge::Reserved => self.amount,
+        };
+        self.budgets.settle(&self.held, self.amount, nanos);
         self.settled = true;
+        nanos as f64 / super::NANOS
     }
+}
+
+/// What a settled call is charged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Charge {
+    /// Exactly this many USD (rounded up to the nano-dollar): the real cost, or nothing.
+    Usd(f64),
+    /// The whole reservation: the cost is unknown.
+    Reserved,
 }
 
 impl Drop for Reservation {

@@ -65,7 +65,7 @@ fn reservations_never_overshoot_under_concurrency() {
     let held: Vec<Reservation> = handles.into_iter().filter_map(|h| h.join().unwrap()).collect();
     assert_eq!(held.len(), 100);
     for r in held {
-        r.settle(Some(0.01));
+        r.settle(Charge::Usd(0.01));
     }
     let v = b.get("agent:main@daily").unwrap();
     assert!((v.spent_usd - 1.0).abs() < 1e-9, "{v:?}");
@@ -76,16 +76,31 @@ fn reservations_never_overshoot_under_concurrency() {
 }
 
 #[test]
-fn settle_charges_real_cost_capped_at_the_reservation_and_drop_charges_all() {
+fn settle_charges_the_real_cost_even_above_the_reservation_and_drop_charges_all() {
     let f = fixture();
     let b = budgets(&f, &[daily("global", 10.0)]);
-    b.reserve(&MAIN, 1.0).unwrap().settle(Some(0.25));
-    b.reserve(&MAIN, 1.0).unwrap().settle(Some(5.0)); // capped at 1.0
-    b.reserve(&MAIN, 1.0).unwrap().settle(None); // unknown: the reservation
+    assert_eq!(b.reserve(&MAIN, 1.0).unwrap().settle(Charge::Usd(0.25)), 0.25);
+    // The estimate was short: the real cost is charged all the same.
+    assert_eq!(b.reserve(&MAIN, 1.0).unwrap().settle(Charge::Usd(5.0)), 5.0);
+    assert_eq!(b.reserve(&MAIN, 1.0).unwrap().settle(Charge::Reserved), 1.0); // unknown cost
     drop(b.reserve(&MAIN, 0.5).unwrap());
     let v = b.get("global@daily").unwrap();
-    assert!((v.spent_usd - 2.75).abs() < 1e-9, "{v:?}");
+    assert!((v.spent_usd - 6.75).abs() < 1e-9, "{v:?}");
     assert_eq!(v.reserved_usd, 0.0);
+}
+
+#[test]
+fn an_under_estimated_call_opens_the_breaker_on_its_real_cost() {
+    // The reproduction of issue 12: calls reserved at $0.00002 each that really cost $1.50
+    // ("n": 100) against a $0.01 budget. The first one opens the breaker.
+    let f = fixture();
+    let b = budgets(&f, &[daily("agent:main", 0.01)]);
+    let r = b.reserve(&MAIN, 0.000_02).unwrap();
+    assert_eq!(r.settle(Charge::Usd(1.5)), 1.5);
+    let v = b.get("agent:main@daily").unwrap();
+    assert!(v.open && (v.spent_usd - 1.5).abs() < 1e-9, "{v:?}");
+    assert!(b.check_open(&MAIN).is_some());
+    assert!(b.reserve(&MAIN, 0.000_02).is_err());
 }
 
 #[test]
@@ -105,7 +120,7 @@ fn spend_survives_restart_and_window_rollover_resets() {
     let f = fixture();
     {
         let b = budgets(&f, &[daily("agent:main", 1.0)]);
-        b.reserve(&MAIN, 1.0).unwrap().settle(Some(1.0));
+        b.reserve(&MAIN, 1.0).unwrap().settle(Charge::Usd(1.0));
         assert!(b.check_open(&MAIN).is_some());
     }
     f.db.flush().unwrap();
@@ -124,7 +139,7 @@ fn spend_survives_restart_and_window_rollover_resets() {
 fn manual_reset_closes_the_breaker_and_is_audited() {
     let f = fixture();
     let b = budgets(&f, &[daily("agent:main", 0.5)]);
-    b.reserve(&MAIN, 0.5).unwrap().settle(Some(0.5));
+    b.reserve(&MAIN, 0.5).unwrap().settle(Charge::Usd(0.5));
     assert!(b.check_open(&MAIN).is_some());
     b.reset("agent:main@daily", "raised by ops", "alice").unwrap();
     assert!(b.check_open(&MAIN).is_none());

@@ -1,6 +1,14 @@
 //! The metered response body: passes upstream frames through as they arrive (never buffering
 //! a whole stream), feeds a side decoder, and reports exactly once how the call ended:
 //! completed, upstream error, idle timeout, or cancelled by the client (dropped).
+//!
+//! Streams (SSE) pass on event by event: the bytes of an event go out once it is complete, so
+//! a client never sees half an event. When the upstream cuts the stream or goes silent past
+//! the idle timeout, every complete event has gone out; the partial one is dropped and an
+//! `error` event in the caller's dialect (the form the OpenAI and Anthropic SDKs raise on)
+//! ends the stream cleanly, so nothing already received is lost to a connection reset. What
+//! the decoder holds is bounded: an event longer than `max_sse_event_bytes` and a reply longer
+//! than `max_decode_bytes` pass through undecoded, and the call's cost is then unknown.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,9 +21,9 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::BoxError;
-use crate::route::Endpoint;
+use crate::route::{Dialect, Endpoint};
 
-use super::sse::{parse_event, SseSplitter};
+use super::sse::{parse_event, Piece, SseSplitter};
 use super::usage::{self, Summary};
 
 /// How a call's response ended.
@@ -51,21 +59,35 @@ pub struct Finished {
 /// Called exactly once when the body ends or is dropped.
 pub type OnFinish = Box<dyn FnOnce(Finished) + Send>;
 
+/// Why part of a reply was not decoded (the `reason` label of
+/// `clawbutler_meter_undecoded_total`, and the audit record's `details.undecoded`).
+pub const EVENT_TOO_LARGE: &str = "sse_event_too_large";
+/// See [`EVENT_TOO_LARGE`].
+pub const REPLY_TOO_LARGE: &str = "reply_too_large";
+
 /// How the body is decoded on the side.
 pub enum Mode {
     /// Server-sent events; `strip_usage` drops the usage-only chunk (and `"usage":null`
     /// fields) the sidecar asked for on behalf of a client that did not.
     Sse { splitter: SseSplitter, strip_usage: bool },
-    /// A JSON reply, copied up to a cap for decoding at the end.
-    Json { buf: Vec<u8>, cap: usize },
+    /// A JSON reply, copied up to `cap` bytes for decoding at the end; past the cap the copy
+    /// is dropped for good (`overflow`), so a reply is never decoded from a partial copy.
+    Json { buf: Vec<u8>, cap: usize, overflow: bool },
     /// Not decoded (error replies and the like).
     Raw,
 }
 
-/// Largest non-streamed reply copied for usage decoding; bigger ones pass through but are
-/// decoded only if their usage fits in the copied prefix... which it then usually won't, so
-/// the cost is recorded as unknown rather than guessed.
-pub const JSON_DECODE_CAP: usize = 16 * 1024 * 1024;
+impl Mode {
+    /// SSE with an event cap.
+    pub fn sse(strip_usage: bool, max_event_bytes: usize) -> Mode {
+        Mode::Sse { splitter: SseSplitter::new(max_event_bytes), strip_usage }
+    }
+
+    /// JSON with a decode cap.
+    pub fn json(cap: usize) -> Mode {
+        Mode::Json { buf: Vec::new(), cap, overflow: false }
+    }
+}
 
 pin_project! {
     /// See the module docs.
@@ -74,6 +96,7 @@ pin_project! {
         inner: B,
         mode: Mode,
         endpoint: Endpoint,
+        dialect: Dialect,
         summary: Summary,
         bytes: u64,
         idle: Duration,
@@ -95,12 +118,20 @@ pin_project! {
 }
 
 impl<B> MeteredBody<B> {
-    /// Wrap `inner`.
-    pub fn new(inner: B, mode: Mode, endpoint: Endpoint, idle: Duration, on_finish: OnFinish) -> Self {
+    /// Wrap `inner`; `dialect` shapes the error event that ends a cut stream.
+    pub fn new(
+        inner: B,
+        mode: Mode,
+        endpoint: Endpoint,
+        dialect: Dialect,
+        idle: Duration,
+        on_finish: OnFinish,
+    ) -> Self {
         MeteredBody {
             inner,
             mode,
             endpoint,
+            dialect,
             summary: Summary::default(),
             bytes: 0,
             idle,
@@ -140,8 +171,56 @@ fn strip_event(raw: &[u8], endpoint: Endpoint, summary: &mut Summary, out: &mut 
     }
 }
 
+/// Decode and pass on one chunk; returns the bytes to send now.
+fn feed(mode: &mut Mode, endpoint: Endpoint, summary: &mut Summary, data: Bytes) -> Bytes {
+    match mode {
+        Mode::Sse { splitter, strip_usage: false }
+            if splitter.buffered() == 0
+                && !splitter.in_oversized_event()
+                && (data.ends_with(b"\n\n") || data.ends_with(b"\n\r\n")) =>
+        {
+            // The usual chunk: whole events and nothing held from before. It goes out as it
+            // came (no copy); the splitter only hands the decoder its events.
+            splitter.push(&data, |p| {
+                if let Piece::Event(e) = p {
+                    usage::on_event(endpoint, &parse_event(e), summary);
+                }
+            });
+            data
+        }
+        Mode::Sse { splitter, strip_usage } => {
+            let strip = *strip_usage;
+            let mut out = Vec::with_capacity(data.len() + splitter.buffered());
+            splitter.push(&data, |p| match p {
+                Piece::Event(e) if strip => strip_event(e, endpoint, summary, &mut out),
+                Piece::Event(e) => {
+                    usage::on_event(endpoint, &parse_event(e), summary);
+                    out.extend_from_slice(e);
+                }
+                Piece::Raw(r) => out.extend_from_slice(r),
+            });
+            if splitter.oversized > 0 {
+                summary.undecoded = Some(EVENT_TOO_LARGE);
+            }
+            Bytes::from(out)
+        }
+        Mode::Json { buf, cap, overflow } => {
+            if !*overflow {
+                if buf.len() + data.len() <= *cap {
+                    buf.extend_from_slice(&data);
+                } else {
+                    *overflow = true;
+                    *buf = Vec::new();
+                }
+            }
+            data
+        }
+        Mode::Raw => data,
+    }
+}
+
 /// End-of-body work, done once: flush an unterminated last event, decode a JSON reply, and
-/// report completion. Returns bytes still to send (strip mode's tail).
+/// report completion. Returns bytes still to send.
 fn finalize(
     mode: &mut Mode,
     endpoint: Endpoint,
@@ -165,16 +244,31 @@ fn finalize(
                     tail = (!out.is_empty()).then(|| Bytes::from(out));
                 } else {
                     usage::on_event(endpoint, &parse_event(&rest), summary);
+                    tail = Some(rest.freeze());
                 }
             }
         }
-        Mode::Json { buf, .. } => *summary = usage::from_json(endpoint, buf),
+        Mode::Json { buf, overflow, .. } => {
+            if *overflow {
+                summary.undecoded = Some(REPLY_TOO_LARGE);
+            } else {
+                let undecoded = summary.undecoded;
+                *summary = usage::from_json(endpoint, buf);
+                summary.undecoded = undecoded;
+            }
+        }
         Mode::Raw => {}
     }
     if let Some(f) = on_finish.take() {
         f(Finished { outcome: Outcome::Completed, summary: std::mem::take(summary), bytes });
     }
     tail
+}
+
+/// The SSE event that ends a stream the upstream cut or left silent, in the caller's dialect.
+pub fn error_event(dialect: Dialect, message: &str) -> Bytes {
+    let body = crate::error::error_body(dialect, "upstream_stream_error", message);
+    Bytes::from(format!("event: error\ndata: {body}\n\n"))
 }
 
 impl<B> Body for MeteredBody<B>
@@ -191,7 +285,7 @@ where
             return Poll::Ready(None);
         }
         loop {
-            match this.inner.as_mut().poll_frame(cx) {
+            let (outcome, err): (Outcome, BoxError) = match this.inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let deadline = Instant::now() + *this.idle;
                     this.sleep.as_mut().reset(deadline);
@@ -200,26 +294,7 @@ where
                         Err(frame) => return Poll::Ready(Some(Ok(frame))),
                     };
                     *this.bytes += data.len() as u64;
-                    let out = match this.mode {
-                        Mode::Sse { splitter, strip_usage: false } => {
-                            let (ep, sum) = (*this.endpoint, &mut *this.summary);
-                            splitter.push(&data, |raw| usage::on_event(ep, &parse_event(raw), sum));
-                            data
-                        }
-                        Mode::Sse { splitter, strip_usage: true } => {
-                            let mut out = Vec::with_capacity(data.len());
-                            let (ep, sum) = (*this.endpoint, &mut *this.summary);
-                            splitter.push(&data, |raw| strip_event(raw, ep, sum, &mut out));
-                            Bytes::from(out)
-                        }
-                        Mode::Json { buf, cap } => {
-                            if buf.len() + data.len() <= *cap {
-                                buf.extend_from_slice(&data);
-                            }
-                            data
-                        }
-                        Mode::Raw => data,
-                    };
+                    let out = feed(this.mode, *this.endpoint, this.summary, data);
                     // A body with a known length may never be polled to `None`: hyper stops
                     // once it has every byte. Finish as soon as the inner body says it is done.
                     let out = if this.inner.is_end_stream() {
@@ -241,44 +316,41 @@ where
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let e: BoxError = e.into();
-                    if let Some(f) = this.on_finish.take() {
-                        f(Finished {
-                            outcome: Outcome::UpstreamError(e.to_string()),
-                            summary: std::mem::take(this.summary),
-                            bytes: *this.bytes,
-                        });
-                    }
-                    *this.ended = true;
-                    return Poll::Ready(Some(Err(e)));
+                    (Outcome::UpstreamError(e.to_string()), e)
                 }
                 Poll::Ready(None) => {
-                    return match finalize(
-                        this.mode,
-                        *this.endpoint,
-                        this.summary,
-                        this.on_finish,
-                        *this.bytes,
-                        this.ended,
-                    ) {
-                        Some(t) => Poll::Ready(Some(Ok(Frame::data(t)))),
-                        None => Poll::Ready(None),
-                    };
+                    let tail =
+                        finalize(this.mode, *this.endpoint, this.summary, this.on_finish, *this.bytes, this.ended);
+                    return Poll::Ready(tail.map(|t| Ok(Frame::data(t))));
                 }
                 Poll::Pending => {
-                    if this.sleep.as_mut().poll(cx).is_ready() {
-                        if let Some(f) = this.on_finish.take() {
-                            f(Finished {
-                                outcome: Outcome::IdleTimeout,
-                                summary: std::mem::take(this.summary),
-                                bytes: *this.bytes,
-                            });
-                        }
-                        *this.ended = true;
-                        return Poll::Ready(Some(Err("upstream stream idle timeout".into())));
+                    if this.sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
                     }
-                    return Poll::Pending;
+                    (Outcome::IdleTimeout, "upstream stream idle timeout".into())
                 }
+            };
+            // The upstream failed mid-reply. Report it, then end the stream in band when
+            // every byte sent so far was whole events; else (a JSON reply, or the middle of an
+            // oversized event) abort the response so the client sees it incomplete.
+            let message = match &outcome {
+                Outcome::IdleTimeout => format!(
+                    "ClawButler: the upstream sent nothing for {} s, so the stream was closed; every complete event was delivered",
+                    this.idle.as_secs()
+                ),
+                _ => format!("ClawButler: the upstream cut the stream before its end ({err}); every complete event was delivered"),
+            };
+            if let Some(f) = this.on_finish.take() {
+                f(Finished { outcome, summary: std::mem::take(this.summary), bytes: *this.bytes });
             }
+            *this.ended = true;
+            return match this.mode {
+                Mode::Sse { splitter, .. } if !splitter.in_oversized_event() => {
+                    drop(splitter.take_rest());
+                    Poll::Ready(Some(Ok(Frame::data(error_event(*this.dialect, &message)))))
+                }
+                _ => Poll::Ready(Some(Err(err))),
+            };
         }
     }
 
@@ -288,7 +360,8 @@ where
 
     fn size_hint(&self) -> SizeHint {
         match self.mode {
-            Mode::Sse { strip_usage: true, .. } => SizeHint::default(),
+            // Events are held until complete and a cut stream gains an error event.
+            Mode::Sse { .. } => SizeHint::default(),
             _ => self.inner.size_hint(),
         }
     }
@@ -300,39 +373,114 @@ mod tests {
     use http_body_util::BodyExt;
     use std::sync::{Arc, Mutex};
 
-    /// A body yielding the given chunks, one frame each.
-    struct Parts(std::vec::IntoIter<&'static str>);
+    /// A body yielding the given chunks, one frame each, then (if `cut`) an error, or (if
+    /// `stall`) nothing ever again.
+    struct Parts {
+        chunks: std::vec::IntoIter<&'static str>,
+        cut: bool,
+        stall: bool,
+    }
 
     impl Body for Parts {
         type Data = Bytes;
-        type Error = std::convert::Infallible;
+        type Error = std::io::Error;
         fn poll_frame(
             mut self: Pin<&mut Self>,
             _: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            Poll::Ready(self.0.next().map(|s| Ok(Frame::data(Bytes::from_static(s.as_bytes())))))
+            match self.chunks.next() {
+                Some(s) => Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(s.as_bytes()))))),
+                None if self.stall => Poll::Pending,
+                None if self.cut => {
+                    self.cut = false;
+                    Poll::Ready(Some(Err(std::io::Error::other("connection reset"))))
+                }
+                None => Poll::Ready(None),
+            }
         }
     }
 
     mod futures_stream {
         pub fn iter(v: Vec<&'static str>) -> super::Parts {
-            super::Parts(v.into_iter())
+            super::Parts { chunks: v.into_iter(), cut: false, stall: false }
         }
     }
 
-    async fn run(parts: Vec<&'static str>, strip: bool) -> (Vec<u8>, Finished) {
+    async fn run_with(parts: Parts, mode: Mode, dialect: Dialect) -> (Result<Vec<u8>, String>, Finished) {
         let got = Arc::new(Mutex::new(None));
         let g = got.clone();
         let body = MeteredBody::new(
-            futures_stream::iter(parts),
-            Mode::Sse { splitter: SseSplitter::default(), strip_usage: strip },
+            parts,
+            mode,
             Endpoint::ChatCompletions,
-            Duration::from_secs(5),
+            dialect,
+            Duration::from_millis(200),
             Box::new(move |f| *g.lock().unwrap() = Some(f)),
         );
-        let bytes = body.collect().await.unwrap().to_bytes().to_vec();
+        let bytes = body.collect().await.map(|c| c.to_bytes().to_vec()).map_err(|e| e.to_string());
         let f = got.lock().unwrap().take().unwrap();
         (bytes, f)
+    }
+
+    async fn run(parts: Vec<&'static str>, strip: bool) -> (Vec<u8>, Finished) {
+        let (bytes, f) = run_with(futures_stream::iter(parts), Mode::sse(strip, 1 << 20), Dialect::OpenAi).await;
+        (bytes.unwrap(), f)
+    }
+
+    #[tokio::test]
+    async fn a_cut_stream_delivers_every_complete_event_then_an_error_event() {
+        // The last complete event and half of the next arrive in one chunk, then the reset.
+        let parts = vec![WITH_USAGE[0], "data: {\"id\":\"c\",\"choices\":[]}\n\ndata: {\"id\":\"c\",\"cho"];
+        for dialect in [Dialect::OpenAi, Dialect::Anthropic] {
+            for strip in [false, true] {
+                let p = Parts { chunks: parts.clone().into_iter(), cut: true, stall: false };
+                let (bytes, f) = run_with(p, Mode::sse(strip, 1 << 20), dialect).await;
+                let text = String::from_utf8(bytes.unwrap()).unwrap();
+                let events: Vec<&str> = text.split_inclusive("\n\n").collect();
+                assert_eq!(events.len(), 3, "{text}");
+                assert!(events[1].starts_with("data: {\"id\":\"c\",\"choices\":[]}"), "{text}");
+                assert!(events[2].starts_with("event: error\ndata: {"), "{text}");
+                assert!(events[2].contains("upstream_stream_error") && events[2].contains("connection reset"));
+                assert!(!text.contains("\"cho\n") && text.ends_with("\n\n"), "no half event: {text}");
+                assert!(matches!(f.outcome, Outcome::UpstreamError(_)));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_stream_ends_with_an_error_event_and_a_cut_json_reply_aborts() {
+        let p = Parts { chunks: vec![WITH_USAGE[0], "data: {\"par"].into_iter(), cut: false, stall: true };
+        let (bytes, f) = run_with(p, Mode::sse(false, 1 << 20), Dialect::OpenAi).await;
+        let text = String::from_utf8(bytes.unwrap()).unwrap();
+        assert!(text.starts_with(WITH_USAGE[0]) && text.contains("sent nothing for"), "{text}");
+        assert_eq!(f.outcome, Outcome::IdleTimeout);
+        // A JSON reply cannot carry an error event: the client sees it cut.
+        let p = Parts { chunks: vec!["{\"choices\":"].into_iter(), cut: true, stall: false };
+        let (bytes, f) = run_with(p, Mode::json(1 << 20), Dialect::OpenAi).await;
+        assert!(bytes.is_err());
+        assert!(matches!(f.outcome, Outcome::UpstreamError(_)));
+    }
+
+    #[tokio::test]
+    async fn replies_past_the_decode_caps_pass_through_undecoded() {
+        let big = "{\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1},\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxx\"}";
+        let (bytes, f) = run_with(futures_stream::iter(vec![big]), Mode::json(16), Dialect::OpenAi).await;
+        assert_eq!(bytes.unwrap(), big.as_bytes());
+        assert_eq!(f.summary.undecoded, Some(REPLY_TOO_LARGE));
+        assert!(!f.summary.usage_final);
+        // Once over the cap, later pieces are never stitched into a decodable copy.
+        let parts =
+            vec!["{\"usage\":{\"prompt_tokens\":5,", "\"completion_tokens\":1}, \"pad\": \"xxxxxxxxxxxx\"", "}"];
+        let (_, f) = run_with(futures_stream::iter(parts), Mode::json(40), Dialect::OpenAi).await;
+        assert_eq!(f.summary.undecoded, Some(REPLY_TOO_LARGE));
+        assert!(f.summary.usage.is_none());
+        // An SSE event past its cap passes through; later events are decoded again, but the
+        // cost stays unknown (the skipped event may have carried usage).
+        let parts = vec!["data: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "xxxx\n\n", WITH_USAGE[2], WITH_USAGE[3]];
+        let (bytes, f) = run_with(futures_stream::iter(parts.clone()), Mode::sse(false, 16), Dialect::OpenAi).await;
+        assert_eq!(bytes.unwrap(), parts.concat().into_bytes());
+        assert_eq!(f.summary.undecoded, Some(EVENT_TOO_LARGE));
+        assert!(f.summary.usage_final, "later events are still read");
     }
 
     const WITH_USAGE: [&str; 4] = [
@@ -369,6 +517,7 @@ mod tests {
             futures_stream::iter(WITH_USAGE.to_vec()),
             Mode::Raw,
             Endpoint::ChatCompletions,
+            Dialect::OpenAi,
             Duration::from_secs(5),
             Box::new(move |f| *g.lock().unwrap() = Some(f.outcome)),
         );

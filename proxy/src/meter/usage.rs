@@ -11,24 +11,92 @@ use super::sse::SseEvent;
 /// What the side decoder learned about a call.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Summary {
+    /// Usage as reported so far (possibly partial: see `usage_final`).
     pub usage: Option<Usage>,
+    /// The upstream's final usage report was read (chat's usage chunk, Responses'
+    /// `response.completed`, Anthropic's `message_delta`, or a whole JSON reply). Without it
+    /// `usage` is at best partial and the call's cost is unknown.
+    pub usage_final: bool,
+    /// The raw usage numbers when any was impossible (negative, fractional, beyond
+    /// [`MAX_TOKENS`], or more cached than input tokens): they were clamped, and are audited.
+    pub usage_invalid: Option<serde_json::Value>,
+    /// Why part of the reply was not decoded (its cost is then unknown).
+    pub undecoded: Option<&'static str>,
     pub finish_reason: Option<String>,
     pub tool_calls: Vec<String>,
+    /// Server-side tool calls seen in the output (Responses `web_search_call`, ...).
+    pub server_tool_calls: u64,
+}
+
+/// More tokens than any model takes or gives in one call; a count above it is a broken
+/// report and is clamped to it (so a bogus `u64::MAX` is charged as a large but finite call).
+pub const MAX_TOKENS: u64 = 100_000_000;
+
+/// A token count as reported: any JSON number, kept raw so an impossible one can be audited.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Count(Option<serde_json::Number>);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Count(Option::<serde_json::Number>::deserialize(d)?))
+    }
+}
+
+impl Count {
+    fn present(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The count clamped to `0..=MAX_TOKENS`, and whether it needed clamping.
+    fn clamped(&self) -> (u64, bool) {
+        match &self.0 {
+            None => (0, false),
+            Some(n) => match n.as_u64() {
+                Some(v) if v <= MAX_TOKENS => (v, false),
+                Some(_) => (MAX_TOKENS, true),
+                None => match n.as_f64() {
+                    Some(f) if f > 0.0 => ((f.min(MAX_TOKENS as f64)) as u64, true),
+                    _ => (0, true),
+                },
+            },
+        }
+    }
+}
+
+/// Clamp a set of named counts; the raw numbers when any was impossible.
+fn clamp_all(fields: &[(&str, &Count)]) -> (Vec<u64>, Option<serde_json::Value>) {
+    let mut bad = false;
+    let vals = fields
+        .iter()
+        .map(|(_, c)| {
+            let (v, b) = c.clamped();
+            bad |= b;
+            v
+        })
+        .collect();
+    let raw = bad.then(|| {
+        let m: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .filter_map(|(k, c)| c.0.clone().map(|n| ((*k).to_string(), serde_json::Value::Number(n))))
+            .collect();
+        serde_json::Value::Object(m)
+    });
+    (vals, raw)
 }
 
 #[derive(Deserialize, Default)]
 struct OaUsage {
     #[serde(default)]
-    prompt_tokens: u64,
+    prompt_tokens: Count,
     #[serde(default)]
-    completion_tokens: u64,
+    completion_tokens: Count,
     #[serde(default)]
     prompt_tokens_details: Option<OaDetails>,
     // Responses API names.
     #[serde(default)]
-    input_tokens: u64,
+    input_tokens: Count,
     #[serde(default)]
-    output_tokens: u64,
+    output_tokens: Count,
     #[serde(default)]
     input_tokens_details: Option<OaDetails>,
 }
@@ -36,19 +104,45 @@ struct OaUsage {
 #[derive(Deserialize, Default)]
 struct OaDetails {
     #[serde(default)]
-    cached_tokens: u64,
+    cached_tokens: Count,
 }
 
 impl OaUsage {
-    fn normalize(&self) -> Usage {
-        let cached = self.prompt_tokens_details.as_ref().or(self.input_tokens_details.as_ref());
-        Usage {
-            input_tokens: self.prompt_tokens + self.input_tokens,
-            output_tokens: self.completion_tokens + self.output_tokens,
-            cached_input_tokens: cached.map_or(0, |d| d.cached_tokens),
-            cache_write_tokens: 0,
-        }
+    fn normalize(&self) -> (Usage, Option<serde_json::Value>) {
+        let none = Count::default();
+        let cached = self
+            .prompt_tokens_details
+            .as_ref()
+            .or(self.input_tokens_details.as_ref())
+            .map_or(&none, |d| &d.cached_tokens);
+        let (v, raw) = clamp_all(&[
+            ("prompt_tokens", &self.prompt_tokens),
+            ("completion_tokens", &self.completion_tokens),
+            ("input_tokens", &self.input_tokens),
+            ("output_tokens", &self.output_tokens),
+            ("cached_tokens", cached),
+        ]);
+        let u = Usage {
+            input_tokens: v[0].saturating_add(v[2]).min(MAX_TOKENS),
+            output_tokens: v[1].saturating_add(v[3]).min(MAX_TOKENS),
+            cached_input_tokens: v[4],
+            ..Usage::default()
+        };
+        (u, raw)
     }
+}
+
+/// Record a usage report: clamped values, and the raw ones if any was impossible (an
+/// impossible report is remembered even if a later one looks fine).
+fn set_usage(sum: &mut Summary, (u, raw): (Usage, Option<serde_json::Value>)) {
+    let mut raw = raw;
+    if raw.is_none() && u.cached_input_tokens > u.input_tokens {
+        raw = Some(serde_json::json!({"input_tokens": u.input_tokens, "cached_input_tokens": u.cached_input_tokens}));
+    }
+    if raw.is_some() {
+        sum.usage_invalid = raw;
+    }
+    sum.usage = Some(u);
 }
 
 #[derive(Deserialize)]
@@ -106,18 +200,30 @@ struct ResponseEvent {
 #[derive(Deserialize, Default)]
 struct AnUsage {
     #[serde(default)]
-    input_tokens: Option<u64>,
+    input_tokens: Count,
     #[serde(default)]
-    output_tokens: Option<u64>,
+    output_tokens: Count,
     #[serde(default)]
-    cache_read_input_tokens: Option<u64>,
+    cache_read_input_tokens: Count,
     #[serde(default)]
-    cache_creation_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Count,
+    #[serde(default)]
+    server_tool_use: Option<AnServerTools>,
+}
+
+#[derive(Deserialize, Default)]
+struct AnServerTools {
+    #[serde(default)]
+    web_search_requests: Count,
+    #[serde(default)]
+    web_fetch_requests: Count,
 }
 
 /// An Anthropic message, or one streamed event.
 #[derive(Deserialize, Default)]
 struct AnMsg {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
     #[serde(default)]
     usage: Option<AnUsage>,
     #[serde(default)]
@@ -133,21 +239,40 @@ struct AnMsg {
     content_block: Option<Named>,
 }
 
-fn apply_anthropic(u: &AnUsage, acc: &mut Usage) {
+fn apply_anthropic(u: &AnUsage, sum: &mut Summary) {
     // message_start carries input + cache counts; message_delta carries cumulative output
     // (and, on newer APIs, may repeat input counts): take the latest value of each.
-    if let Some(v) = u.cache_read_input_tokens {
-        acc.cached_input_tokens = v;
+    let none = Count::default();
+    let tools = u.server_tool_use.as_ref();
+    let fields = [
+        ("input_tokens", &u.input_tokens),
+        ("output_tokens", &u.output_tokens),
+        ("cache_read_input_tokens", &u.cache_read_input_tokens),
+        ("cache_creation_input_tokens", &u.cache_creation_input_tokens),
+        ("web_search_requests", tools.map_or(&none, |t| &t.web_search_requests)),
+        ("web_fetch_requests", tools.map_or(&none, |t| &t.web_fetch_requests)),
+    ];
+    let (v, raw) = clamp_all(&fields);
+    let mut acc = sum.usage.clone().unwrap_or_default();
+    let mut plain = acc.input_tokens.saturating_sub(acc.cached_input_tokens + acc.cache_write_tokens);
+    if u.cache_read_input_tokens.present() {
+        acc.cached_input_tokens = v[2];
     }
-    if let Some(v) = u.cache_creation_input_tokens {
-        acc.cache_write_tokens = v;
+    if u.cache_creation_input_tokens.present() {
+        acc.cache_write_tokens = v[3];
     }
-    if let Some(v) = u.input_tokens {
-        acc.input_tokens = v + acc.cached_input_tokens + acc.cache_write_tokens;
+    if u.input_tokens.present() {
+        plain = v[0];
     }
-    if let Some(v) = u.output_tokens {
-        acc.output_tokens = v;
+    acc.input_tokens =
+        plain.saturating_add(acc.cached_input_tokens).saturating_add(acc.cache_write_tokens).min(MAX_TOKENS);
+    if u.output_tokens.present() {
+        acc.output_tokens = v[1];
     }
+    if tools.is_some() {
+        acc.server_tool_calls = v[4].saturating_add(v[5]);
+    }
+    set_usage(sum, (acc, raw));
 }
 
 fn tool_name(n: &Named) -> Option<String> {
@@ -183,7 +308,9 @@ pub fn on_event(endpoint: Endpoint, ev: &SseEvent<'_>, sum: &mut Summary) {
 
 fn chat_into(c: &Chat, sum: &mut Summary) {
     if let Some(u) = &c.usage {
-        sum.usage = Some(u.normalize());
+        // Chat reports usage once, at the end (the usage chunk, or the whole reply).
+        set_usage(sum, u.normalize());
+        sum.usage_final = true;
     }
     for ch in &c.choices {
         if let Some(r) = &ch.finish_reason {
@@ -199,31 +326,44 @@ fn chat_into(c: &Chat, sum: &mut Summary) {
     }
 }
 
+/// Output items of tools the upstream runs and bills per call.
+const BILLED_SERVER_CALLS: [&str; 4] =
+    ["web_search_call", "file_search_call", "code_interpreter_call", "image_generation_call"];
+
 fn response_into(r: &ResponseObj, sum: &mut Summary) {
-    if let Some(u) = &r.usage {
-        sum.usage = Some(u.normalize());
-    }
     if let Some(s) = &r.status {
         sum.finish_reason = Some(s.clone());
     }
+    let mut server = 0u64;
     for item in &r.output {
-        if item.kind.as_deref() == Some("function_call") {
-            if let Some(n) = tool_name(item) {
-                sum.tool_calls.push(n);
-            }
+        match item.kind.as_deref() {
+            Some("function_call") => sum.tool_calls.extend(tool_name(item)),
+            Some(k) if BILLED_SERVER_CALLS.contains(&k) => server += 1,
+            _ => {}
         }
+    }
+    if let Some(u) = &r.usage {
+        // The final response object (completed, incomplete or failed) carries the usage.
+        let (mut usage, raw) = u.normalize();
+        usage.server_tool_calls = server;
+        set_usage(sum, (usage, raw));
+        sum.usage_final = true;
+        sum.server_tool_calls = server;
     }
 }
 
 fn anthropic_event_into(m: &AnMsg, sum: &mut Summary) {
-    let acc = sum.usage.get_or_insert_with(Usage::default);
     if let Some(inner) = &m.message {
         if let Some(u) = &inner.usage {
-            apply_anthropic(u, acc);
+            apply_anthropic(u, sum);
         }
     }
     if let Some(u) = &m.usage {
-        apply_anthropic(u, acc);
+        apply_anthropic(u, sum);
+        // message_delta carries the final, cumulative counts.
+        if m.kind.as_deref() == Some("message_delta") {
+            sum.usage_final = true;
+        }
     }
     if let Some(d) = &m.delta {
         if let Some(r) = &d.stop_reason {
@@ -255,10 +395,9 @@ pub fn from_json(endpoint: Endpoint, body: &[u8]) -> Summary {
         }
         Endpoint::Messages => {
             if let Ok(m) = serde_json::from_slice::<AnMsg>(body) {
-                let mut u = Usage::default();
                 if let Some(x) = &m.usage {
-                    apply_anthropic(x, &mut u);
-                    sum.usage = Some(u);
+                    apply_anthropic(x, &mut sum);
+                    sum.usage_final = true;
                 }
                 sum.finish_reason = m.stop_reason.clone();
                 for b in &m.content {
@@ -320,7 +459,7 @@ mod tests {
         assert_eq!(s.finish_reason.as_deref(), Some("tool_calls"));
         assert_eq!(
             s.usage,
-            Some(Usage { input_tokens: 10, output_tokens: 3, cached_input_tokens: 4, cache_write_tokens: 0 })
+            Some(Usage { input_tokens: 10, output_tokens: 3, cached_input_tokens: 4, ..Default::default() })
         );
     }
 
@@ -374,6 +513,74 @@ mod tests {
         assert_eq!(s.usage.unwrap().input_tokens, 8);
         let s = from_json(Endpoint::Messages, br#"{"content":[{"type":"text","text":"x"}],"stop_reason":"end_turn","usage":{"input_tokens":4,"output_tokens":6}}"#);
         assert_eq!(s.usage.unwrap().output_tokens, 6);
+    }
+
+    #[test]
+    fn only_the_final_report_makes_usage_final() {
+        let mut s = Summary::default();
+        on_event(
+            Endpoint::Messages,
+            &ev(r#"{"type":"message_start","message":{"usage":{"input_tokens":5,"output_tokens":1}}}"#),
+            &mut s,
+        );
+        assert!(s.usage.is_some() && !s.usage_final, "message_start is not the final count");
+        on_event(
+            Endpoint::Messages,
+            &ev(
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9,"server_tool_use":{"web_search_requests":2}}}"#,
+            ),
+            &mut s,
+        );
+        assert!(s.usage_final);
+        let u = s.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens, u.server_tool_calls), (5, 9, 2));
+        let mut s = Summary::default();
+        on_event(Endpoint::ChatCompletions, &ev(r#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#), &mut s);
+        assert!(s.usage.is_none() && !s.usage_final);
+    }
+
+    #[test]
+    fn responses_count_billed_server_tool_calls() {
+        let mut s = Summary::default();
+        on_event(
+            Endpoint::Responses,
+            &ev(
+                r#"{"type":"response.completed","response":{"status":"completed","output":[{"type":"web_search_call"},{"type":"web_search_call"},{"type":"message"}],"usage":{"input_tokens":9,"output_tokens":2}}}"#,
+            ),
+            &mut s,
+        );
+        assert!(s.usage_final);
+        assert_eq!(s.usage.unwrap().server_tool_calls, 2);
+    }
+
+    #[test]
+    fn absurd_counts_are_clamped_and_kept_raw() {
+        // The issue's reproduction: u64::MAX prompt tokens (audited as $13.8 trillion), and a
+        // negative count, which used to make the whole report unreadable.
+        let s = from_json(
+            Endpoint::ChatCompletions,
+            br#"{"choices":[],"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":-5}}"#,
+        );
+        let u = s.usage.unwrap();
+        assert_eq!((u.input_tokens, u.output_tokens), (MAX_TOKENS, 0));
+        assert!(s.usage_final);
+        let raw = s.usage_invalid.unwrap();
+        assert_eq!(raw["prompt_tokens"].as_u64(), Some(u64::MAX));
+        assert_eq!(raw["completion_tokens"].as_i64(), Some(-5));
+        // Fractions and more cached than input are impossible too; sane counts are not flagged.
+        let s = from_json(Endpoint::Responses, br#"{"usage":{"input_tokens":2.5,"output_tokens":1}}"#);
+        assert_eq!(s.usage.unwrap().input_tokens, 2);
+        assert!(s.usage_invalid.is_some());
+        let s = from_json(
+            Endpoint::ChatCompletions,
+            br#"{"usage":{"prompt_tokens":3,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":9}}}"#,
+        );
+        assert!(s.usage_invalid.is_some());
+        let s = from_json(Endpoint::Messages, br#"{"usage":{"input_tokens":-1,"output_tokens":4}}"#);
+        assert_eq!(s.usage.unwrap().output_tokens, 4);
+        assert_eq!(s.usage_invalid.unwrap()["input_tokens"].as_i64(), Some(-1));
+        let s = from_json(Endpoint::Embeddings, br#"{"usage":{"prompt_tokens":8,"total_tokens":8}}"#);
+        assert!(s.usage_invalid.is_none());
     }
 
     #[test]

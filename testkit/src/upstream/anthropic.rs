@@ -4,8 +4,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::openai::{char_pieces, exec_arguments, word_pieces};
-use super::script::{plan, text_of, Action, Conversation, Plan};
+use super::openai::{char_pieces, exec_arguments};
+use super::script::{plan, text_of, Action, Conversation, Limits, Plan};
 use super::sse::{event, Pacing, ScriptBody, SseStream};
 use super::{Reply, UpstreamOptions, Wait};
 
@@ -17,6 +17,7 @@ pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Reply {
 fn conversation(v: &Value) -> Conversation {
     let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
     let mut conv = Conversation::new("messages", model);
+    conv.media(v.get("messages").unwrap_or(&Value::Null));
     if let Some(system) = v.get("system") {
         conv.other(&text_of(system));
     }
@@ -42,10 +43,21 @@ fn conversation(v: &Value) -> Conversation {
     conv
 }
 
+/// `max_tokens`, and a `web_search_*` server tool with its `max_uses`.
+fn limits(v: &Value) -> Limits {
+    let search = v.get("tools").and_then(Value::as_array).into_iter().flatten().find_map(|t| {
+        t.get("type")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.starts_with("web_search"))
+            .then(|| t.get("max_uses").and_then(Value::as_u64))
+    });
+    Limits { cap: v.get("max_tokens").and_then(Value::as_u64), n: 1, search }
+}
+
 /// `POST /v1/messages`.
 pub(crate) fn messages(v: &Value, opts: &UpstreamOptions) -> Reply {
     let model = v.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let p = plan(conversation(v), opts);
+    let p = plan(conversation(v), opts, limits(v));
     match p.action {
         Action::Fail500 => {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "Internal server error (scripted FAIL500)")
@@ -71,7 +83,10 @@ pub(crate) fn messages(v: &Value, opts: &UpstreamOptions) -> Reply {
             json!([{"type": "tool_use", "id": p.id("toolu_", "tool"), "name": "exec", "input": {"command": cmd}}]),
             "tool_use",
         ),
-        _ => (json!([{"type": "text", "text": p.text().unwrap_or_default()}]), "end_turn"),
+        _ => (
+            json!([{"type": "text", "text": p.text().unwrap_or_default()}]),
+            if p.truncated() { "max_tokens" } else { "end_turn" },
+        ),
     };
     let body = json!({
         "id": p.id("msg_", "msg"), "type": "message", "role": "assistant", "model": model,
@@ -82,14 +97,22 @@ pub(crate) fn messages(v: &Value, opts: &UpstreamOptions) -> Reply {
     Reply { status: StatusCode::OK, body: ScriptBody::json(&body), usage: Some(p.usage), wait }
 }
 
-/// Anthropic counts cache reads apart from `input_tokens`.
+/// Anthropic counts cache reads apart from `input_tokens`, and server tool calls apart.
 fn usage_json(p: &Plan, output_tokens: u64) -> Value {
-    json!({
+    if p.quirks.absurd_usage {
+        return json!({"input_tokens": u64::MAX, "cache_creation_input_tokens": -1,
+                      "cache_read_input_tokens": 0, "output_tokens": -5});
+    }
+    let mut u = json!({
         "input_tokens": p.usage.input_tokens - p.usage.cached_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": p.usage.cached_tokens,
         "output_tokens": output_tokens,
-    })
+    });
+    if p.searches > 0 {
+        u["server_tool_use"] = json!({"web_search_requests": p.searches});
+    }
+    u
 }
 
 fn stream(p: &Plan, model: &str, opts: &UpstreamOptions) -> SseStream {
@@ -125,26 +148,35 @@ fn stream(p: &Plan, model: &str, opts: &UpstreamOptions) -> SseStream {
                 json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
             ));
             frames.push(ev("ping", json!({"type": "ping"})));
-            let pieces = match &p.action {
-                Action::Slow { ticks } => vec![super::SLOW_TICK.to_owned(); *ticks],
-                _ => word_pieces(&p.text().unwrap_or_default()),
-            };
+            let pieces = p.pieces();
             for piece in pieces {
                 frames.push(ev(
                     "content_block_delta",
                     json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
                 ));
             }
-            "end_turn"
+            if p.truncated() {
+                "max_tokens"
+            } else {
+                "end_turn"
+            }
         }
     };
     frames.push(ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+    let mut final_usage = usage_json(p, p.usage.output_tokens);
+    if !p.quirks.absurd_usage {
+        // message_delta repeats only the cumulative counts that changed.
+        final_usage = json!({"output_tokens": p.usage.output_tokens});
+        if p.searches > 0 {
+            final_usage["server_tool_use"] = json!({"web_search_requests": p.searches});
+        }
+    }
     frames.push(ev(
         "message_delta",
-        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": p.usage.output_tokens}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": final_usage}),
     ));
     frames.push(ev("message_stop", json!({"type": "message_stop"})));
     let pacing =
         matches!(p.action, Action::Slow { .. }).then(|| Pacing { burst: 3, interval: opts.slow_interval, tail: 3 });
-    SseStream::new(frames, pacing)
+    SseStream::new(frames, pacing).quirks(&p.quirks)
 }

@@ -15,6 +15,24 @@
 //! - `MARK:<token>`: the default reply becomes `Hello from the scripted model. [<token>]`.
 //! - otherwise [`DEFAULT_REPLY`].
 //!
+//! Misbehaviours, for the hardening tests (streams only, except `ABSURD_USAGE`):
+//! - `CUT_AFTER:<k>`: the stream sends its first `k` frames and half of the next, then, once
+//!   those bytes are out, the connection breaks (no terminating chunk).
+//! - `HUGE_EVENT:<MiB>`: after the first frame, one event of that many MiB that never ends
+//!   (no blank line), then the stream ends.
+//! - `ABSURD_USAGE`: usage reports `u64::MAX` prompt tokens and `-5` completion tokens.
+//!
+//! Billing as the real APIs do it: the output cap (`max_tokens`, else `max_completion_tokens`;
+//! `max_output_tokens`; Anthropic `max_tokens`) cuts the answer (`finish_reason` `length` /
+//! `max_tokens`); chat `n` answers that many choices, all counted in `completion_tokens`; each
+//! image part costs [`IMAGE_TOKENS`] and each file / PDF / audio part [`FILE_TOKENS`] input
+//! tokens whatever their size; a Responses `previous_response_id` (unknown id: 400) or
+//! `conversation` adds the stored context's input and output tokens to the input; an offered
+//! web search tool (Responses `web_search*` tools, Anthropic `web_search_*` tools, chat
+//! `web_search_options`) runs one search (`SEARCHES:<k>` in the prompt: k, capped by
+//! `max_tool_calls` / `max_uses`), each adding [`SEARCH_TOKENS`] input tokens and reported as
+//! `web_search_call` output items / `usage.server_tool_use.web_search_requests`.
+//!
 //! Ids, timestamps and token counts depend only on the route, model and conversation text, so two identical
 //! prompts get byte-identical answers whatever other body fields (`stream_options`, `tools`, ...) say.
 //! Input tokens are `ceil(chars / 4)` of all conversation text; output tokens are the reply's word count
@@ -28,7 +46,9 @@ mod sse;
 #[cfg(test)]
 mod tests;
 
-pub use script::{reply_for, DEFAULT_REPLY, INTERNAL_CONTEXT_MARKER, SLOW_TICK};
+pub use script::{
+    reply_for, DEFAULT_REPLY, FILE_TOKENS, IMAGE_TOKENS, INTERNAL_CONTEXT_MARKER, SEARCH_TOKENS, SLOW_TICK,
+};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -83,6 +103,8 @@ pub struct Usage {
     pub output_tokens: u64,
     /// Input tokens served from the prompt cache.
     pub cached_tokens: u64,
+    /// Server-side tool calls (web searches) the upstream ran and bills per call.
+    pub server_tool_calls: u64,
 }
 
 /// One request as the server received it.
@@ -108,9 +130,27 @@ impl RecordedRequest {
     }
 }
 
+/// Context the upstream keeps between calls: the tokens of stored responses (by id) and of
+/// conversations (`conv:<id>`), billed again as input when a later call names them.
+#[derive(Default)]
+pub(crate) struct Memory(Mutex<std::collections::HashMap<String, u64>>);
+
+impl Memory {
+    pub(crate) fn get(&self, id: &str) -> Option<u64> {
+        self.0.lock().ok()?.get(id).copied()
+    }
+
+    pub(crate) fn put(&self, id: &str, tokens: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(id.to_string(), tokens);
+        }
+    }
+}
+
 /// State shared between the handle and the connection tasks.
 pub(crate) struct Shared {
     opts: UpstreamOptions,
+    memory: Memory,
     requests: Mutex<Vec<RecordedRequest>>,
     count: AtomicUsize,
     cancelled: AtomicUsize,
@@ -183,6 +223,7 @@ impl ScriptedUpstream {
         let (stop, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
             opts,
+            memory: Memory::default(),
             requests: Mutex::new(Vec::new()),
             count: AtomicUsize::new(0),
             cancelled: AtomicUsize::new(0),
@@ -296,7 +337,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     let path = parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
     let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
     let anthropic_route = parts.uri.path() == "/v1/messages";
-    let reply = route(&parts.method, parts.uri.path(), &body, &shared.opts);
+    let reply = route(&parts.method, parts.uri.path(), &body, &shared.opts, &shared.memory);
 
     shared.count.fetch_add(1, Ordering::SeqCst);
     if shared.opts.record {
@@ -328,7 +369,7 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     Ok(resp)
 }
 
-fn route(method: &Method, path: &str, body: &[u8], opts: &UpstreamOptions) -> Reply {
+fn route(method: &Method, path: &str, body: &[u8], opts: &UpstreamOptions, mem: &Memory) -> Reply {
     let is_post = method == Method::POST;
     match (path, is_post) {
         ("/v1/models", false) if method == Method::GET => return openai::models(),
@@ -365,7 +406,7 @@ fn route(method: &Method, path: &str, body: &[u8], opts: &UpstreamOptions) -> Re
     };
     match path {
         "/v1/chat/completions" => openai::chat(&v, opts),
-        "/v1/responses" => responses::responses(&v, opts),
+        "/v1/responses" => responses::responses(&v, opts, mem),
         _ => openai::embeddings(&v),
     }
 }

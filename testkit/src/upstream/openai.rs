@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::script::{plan, text_of, text_seed, unit_float, Action, Conversation, Plan};
+use super::script::{plan, text_of, text_seed, unit_float, Action, Conversation, Limits, Plan};
 use super::sse::{done, event, Pacing, ScriptBody, SseStream};
 use super::{Reply, UpstreamOptions, Usage, Wait};
 
@@ -65,6 +65,7 @@ pub(crate) fn char_pieces(s: &str, n: usize) -> Vec<String> {
 fn conversation(v: &Value) -> Conversation {
     let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
     let mut conv = Conversation::new("chat", model);
+    conv.media(v.get("messages").unwrap_or(&Value::Null));
     let messages = v.get("messages").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     for (i, m) in messages.iter().enumerate() {
         let content = m.get("content").map(text_of).unwrap_or_default();
@@ -83,6 +84,22 @@ fn conversation(v: &Value) -> Conversation {
     conv
 }
 
+/// Chat's output cap (`max_tokens` when given, as OpenAI-compatible servers that predate
+/// `max_completion_tokens` read it, else `max_completion_tokens`), `n`, and
+/// `web_search_options` (a search model searches once per request).
+fn limits(v: &Value) -> Limits {
+    let cap = v.get("max_tokens").or_else(|| v.get("max_completion_tokens")).and_then(Value::as_u64);
+    let n = v.get("n").and_then(Value::as_u64).unwrap_or(1);
+    let search = v.get("web_search_options").filter(|o| !o.is_null()).map(|_| Some(1));
+    Limits { cap, n, search }
+}
+
+/// `ABSURD_USAGE`: what a broken or hostile upstream might report.
+pub(crate) fn absurd_usage() -> Value {
+    json!({"prompt_tokens": u64::MAX, "completion_tokens": -5, "total_tokens": u64::MAX,
+           "input_tokens": u64::MAX, "output_tokens": -5})
+}
+
 fn usage_json(u: &Usage) -> Value {
     json!({
         "prompt_tokens": u.input_tokens,
@@ -99,14 +116,15 @@ fn usage_json(u: &Usage) -> Value {
 /// `POST /v1/chat/completions`.
 pub(crate) fn chat(v: &Value, opts: &UpstreamOptions) -> Reply {
     let model = v.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let p = plan(conversation(v), opts);
+    let p = plan(conversation(v), opts, limits(v));
     if let Some(r) = failure(&p.action) {
         return r;
     }
+    let usage = if p.quirks.absurd_usage { absurd_usage() } else { usage_json(&p.usage) };
     let stream = v.get("stream").and_then(Value::as_bool) == Some(true);
     if stream {
         let include_usage = v.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
-        let body = ScriptBody::Stream(chat_stream(&p, &model, include_usage, opts));
+        let body = ScriptBody::Stream(chat_stream(&p, &model, include_usage, &usage, opts));
         return Reply { status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
     }
     let (message, finish) = match &p.action {
@@ -119,16 +137,18 @@ pub(crate) fn chat(v: &Value, opts: &UpstreamOptions) -> Reply {
         ),
         _ => (
             json!({"role": "assistant", "content": p.text().unwrap_or_default(), "refusal": null, "annotations": []}),
-            "stop",
+            if p.truncated() { "length" } else { "stop" },
         ),
     };
+    let choices: Vec<Value> =
+        (0..p.n).map(|i| json!({"index": i, "message": message, "logprobs": null, "finish_reason": finish})).collect();
     let body = json!({
         "id": p.id("chatcmpl-", "msg"),
         "object": "chat.completion",
         "created": p.created(),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
-        "usage": usage_json(&p.usage),
+        "choices": choices,
+        "usage": usage,
         "service_tier": "default",
         "system_fingerprint": FINGERPRINT,
     });
@@ -136,21 +156,46 @@ pub(crate) fn chat(v: &Value, opts: &UpstreamOptions) -> Reply {
     Reply { status: StatusCode::OK, body: ScriptBody::json(&body), usage: Some(p.usage), wait }
 }
 
-fn chat_stream(p: &Plan, model: &str, include_usage: bool, opts: &UpstreamOptions) -> SseStream {
+fn chat_stream(p: &Plan, model: &str, include_usage: bool, usage: &Value, opts: &UpstreamOptions) -> SseStream {
+    let mut frames = Vec::new();
+    for index in 0..p.n {
+        choice_frames(p, model, include_usage, index, &mut frames);
+    }
+    let id = p.id("chatcmpl-", "msg");
+    let mut tail = 2;
+    if include_usage {
+        // OpenAI's extra last chunk: no choices, the usage object.
+        frames.push(event(
+            None,
+            &json!({
+                "id": id, "object": "chat.completion.chunk", "created": p.created(), "model": model,
+                "service_tier": "default", "system_fingerprint": FINGERPRINT,
+                "choices": [], "usage": usage,
+            }),
+        ));
+        tail += 1;
+    }
+    frames.push(done());
+    let pacing =
+        matches!(p.action, Action::Slow { .. }).then(|| Pacing { burst: 1, interval: opts.slow_interval, tail });
+    SseStream::new(frames, pacing).quirks(&p.quirks)
+}
+
+/// The chunks of one choice (`index`) of a streamed chat completion.
+fn choice_frames(p: &Plan, model: &str, include_usage: bool, index: u64, frames: &mut Vec<Bytes>) {
     let id = p.id("chatcmpl-", "msg");
     let created = p.created();
     let chunk = |delta: Value, finish: Option<&str>| -> Bytes {
         let mut c = json!({
             "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
             "service_tier": "default", "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+            "choices": [{"index": index, "delta": delta, "logprobs": null, "finish_reason": finish}],
         });
         if include_usage {
             c["usage"] = Value::Null;
         }
         event(None, &c)
     };
-    let mut frames = Vec::new();
     let finish = match &p.action {
         Action::ToolCall(cmd) => {
             frames.push(chunk(
@@ -167,34 +212,18 @@ fn chat_stream(p: &Plan, model: &str, include_usage: bool, opts: &UpstreamOption
         }
         _ => {
             frames.push(chunk(json!({"role": "assistant", "content": "", "refusal": null}), None));
-            let pieces = match &p.action {
-                Action::Slow { ticks } => vec![super::SLOW_TICK.to_owned(); *ticks],
-                _ => word_pieces(&p.text().unwrap_or_default()),
-            };
+            let pieces = p.pieces();
             for piece in pieces {
                 frames.push(chunk(json!({"content": piece}), None));
             }
-            "stop"
+            if p.truncated() {
+                "length"
+            } else {
+                "stop"
+            }
         }
     };
     frames.push(chunk(json!({}), Some(finish)));
-    let mut tail = 2;
-    if include_usage {
-        // OpenAI's extra last chunk: no choices, the usage object.
-        frames.push(event(
-            None,
-            &json!({
-                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "service_tier": "default", "system_fingerprint": FINGERPRINT,
-                "choices": [], "usage": usage_json(&p.usage),
-            }),
-        ));
-        tail += 1;
-    }
-    frames.push(done());
-    let pacing =
-        matches!(p.action, Action::Slow { .. }).then(|| Pacing { burst: 1, interval: opts.slow_interval, tail });
-    SseStream::new(frames, pacing)
 }
 
 /// `POST /v1/embeddings`: deterministic vectors (`dimensions` honoured, default 16).
@@ -221,7 +250,7 @@ pub(crate) fn embeddings(v: &Value) -> Reply {
             json!({"object": "embedding", "index": i, "embedding": emb})
         })
         .collect();
-    let usage = Usage { input_tokens: tokens, output_tokens: 0, cached_tokens: 0 };
+    let usage = Usage { input_tokens: tokens, ..Usage::default() };
     let body = json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
     Reply { status: StatusCode::OK, body: ScriptBody::json(&body), usage: Some(usage), wait: Wait::None }
 }

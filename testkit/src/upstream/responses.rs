@@ -3,14 +3,25 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::openai::{char_pieces, exec_arguments, failure, word_pieces};
-use super::script::{plan, text_of, Action, Conversation, Plan};
+use super::openai::absurd_usage;
+use super::openai::{char_pieces, exec_arguments, failure};
+use super::script::{plan, text_of, Action, Conversation, Limits, Plan};
 use super::sse::{event, Pacing, ScriptBody, SseStream};
-use super::{Reply, UpstreamOptions, Usage, Wait};
+use super::{Memory, Reply, UpstreamOptions, Usage, Wait};
 
-fn conversation(v: &Value) -> Conversation {
+/// The conversation, with the context a `previous_response_id` or `conversation` names (the
+/// upstream bills it as input although it is not in the body); `Err` names an unknown id.
+fn conversation(v: &Value, mem: &Memory) -> Result<Conversation, String> {
     let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
     let mut conv = Conversation::new("responses", model);
+    if let Some(id) = v.get("previous_response_id").and_then(Value::as_str) {
+        let tokens = mem.get(id).ok_or_else(|| id.to_string())?;
+        conv.stored(id, tokens);
+    }
+    if let Some(id) = conversation_id(v) {
+        conv.stored(&id, mem.get(&id).unwrap_or(0));
+    }
+    conv.media(v.get("input").unwrap_or(&Value::Null));
     if let Some(s) = v.get("instructions").and_then(Value::as_str) {
         conv.other(s);
     }
@@ -33,7 +44,25 @@ fn conversation(v: &Value) -> Conversation {
         }
         _ => {}
     }
-    conv
+    Ok(conv)
+}
+
+/// `conversation` as a string or `{"id": ...}`.
+fn conversation_id(v: &Value) -> Option<String> {
+    let c = v.get("conversation")?;
+    c.as_str().or_else(|| c.get("id").and_then(Value::as_str)).map(|s| format!("conv:{s}"))
+}
+
+/// `max_output_tokens`, and a web search tool with `max_tool_calls`.
+fn limits(v: &Value) -> Limits {
+    let searches = v
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|t| t.get("type").and_then(Value::as_str).is_some_and(|k| k.starts_with("web_search")));
+    let max_calls = v.get("max_tool_calls").and_then(Value::as_u64);
+    Limits { cap: v.get("max_output_tokens").and_then(Value::as_u64), n: 1, search: searches.then_some(max_calls) }
 }
 
 fn usage_json(u: &Usage) -> Value {
@@ -46,11 +75,22 @@ fn usage_json(u: &Usage) -> Value {
     })
 }
 
-fn response_obj(p: &Plan, model: &str, status: &str, output: Vec<Value>, usage: Option<&Usage>) -> Value {
+fn response_obj(p: &Plan, model: &str, status: &str, mut output: Vec<Value>, usage: Option<&Usage>) -> Value {
+    let searches = (0..p.searches).map(|i| {
+        json!({"id": p.id("ws_", &format!("search{i}")), "type": "web_search_call", "status": "completed",
+               "action": {"type": "search", "query": "scripted"}})
+    });
+    if !output.is_empty() {
+        output.splice(0..0, searches);
+    }
+    let usage = match usage {
+        Some(_) if p.quirks.absurd_usage => absurd_usage(),
+        Some(u) => usage_json(u),
+        None => Value::Null,
+    };
     json!({
         "id": p.id("resp_", "resp"), "object": "response", "created_at": p.created(), "status": status,
-        "error": null, "incomplete_details": null, "model": model, "output": output,
-        "usage": usage.map(usage_json),
+        "error": null, "incomplete_details": null, "model": model, "output": output, "usage": usage,
     })
 }
 
@@ -72,12 +112,32 @@ fn output_item(p: &Plan, status: &str, text: &str, args: &str) -> Value {
     }
 }
 
-/// `POST /v1/responses`.
-pub(crate) fn responses(v: &Value, opts: &UpstreamOptions) -> Reply {
+/// `POST /v1/responses`. Unless `store` is false, the response's whole context (input and
+/// output tokens) is remembered under its id for a later `previous_response_id`; a
+/// `conversation` accumulates the same way.
+pub(crate) fn responses(v: &Value, opts: &UpstreamOptions, mem: &Memory) -> Reply {
     let model = v.get("model").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let p = plan(conversation(v), opts);
+    let conv = match conversation(v, mem) {
+        Ok(c) => c,
+        Err(id) => {
+            return super::openai::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("previous_response_not_found"),
+                &format!("Previous response with id '{id}' not found."),
+            )
+        }
+    };
+    let p = plan(conv, opts, limits(v));
     if let Some(r) = failure(&p.action) {
         return r;
+    }
+    let context = p.usage.input_tokens + p.usage.output_tokens;
+    if v.get("store").and_then(Value::as_bool) != Some(false) {
+        mem.put(&p.id("resp_", "resp"), context);
+    }
+    if let Some(id) = conversation_id(v) {
+        mem.put(&id, context);
     }
     let text = p.text().unwrap_or_default();
     let args = match &p.action {
@@ -128,10 +188,7 @@ fn stream(p: &Plan, model: &str, text: &str, args: &str, opts: &UpstreamOptions)
                 json!({"item_id": item_id, "output_index": 0, "content_index": 0, "part": part("")}),
             ));
             burst = events.len();
-            let pieces = match &p.action {
-                Action::Slow { ticks } => vec![super::SLOW_TICK.to_owned(); *ticks],
-                _ => word_pieces(text),
-            };
+            let pieces = p.pieces();
             for piece in pieces {
                 events.push((
                     "response.output_text.delta",
@@ -168,5 +225,5 @@ fn stream(p: &Plan, model: &str, text: &str, args: &str, opts: &UpstreamOptions)
         })
         .collect();
     let pacing = matches!(p.action, Action::Slow { .. }).then(|| Pacing { burst, interval: opts.slow_interval, tail });
-    SseStream::new(frames, pacing)
+    SseStream::new(frames, pacing).quirks(&p.quirks)
 }

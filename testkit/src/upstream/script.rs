@@ -18,6 +18,29 @@ pub const INTERNAL_CONTEXT_MARKER: &str = "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT";
 /// Word each chunk of a `SLOW` stream carries.
 pub const SLOW_TICK: &str = "tick ";
 
+/// Input tokens one image part costs (a 1024x1024 high-detail image on gpt-4o), whatever the
+/// length of its URL or data: a body's size does not bound what its images cost.
+pub const IMAGE_TOKENS: u64 = 765;
+
+/// Input tokens one file / PDF / audio part costs, whatever its size in the body.
+pub const FILE_TOKENS: u64 = 1_500;
+
+/// Input tokens the results of one server-side web search add to the prompt.
+pub const SEARCH_TOKENS: u64 = 2_000;
+
+/// How the answer is shaped beyond its content: the output cap, the number of choices, and
+/// the misbehaviours the hardening tests need from an upstream.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Quirks {
+    /// `CUT_AFTER:<k>`: a stream sends its first `k` frames, half of the next, then the
+    /// connection breaks.
+    pub cut_after: Option<usize>,
+    /// `HUGE_EVENT:<MiB>`: a stream sends one event of that many MiB that never ends.
+    pub huge_event_mib: Option<u64>,
+    /// `ABSURD_USAGE`: usage reports `u64::MAX` prompt tokens and `-5` completion tokens.
+    pub absurd_usage: bool,
+}
+
 /// What to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Action {
@@ -41,6 +64,13 @@ pub(crate) struct Plan {
     pub action: Action,
     pub usage: Usage,
     pub seed: u64,
+    /// Output tokens per choice, when the request capped them and the answer was cut.
+    pub cut_to: Option<u64>,
+    /// Choices (`n`, chat only); usage counts the output of every one.
+    pub n: u64,
+    /// Server-side web searches run (each a `web_search_call` / `server_tool_use`).
+    pub searches: u64,
+    pub quirks: Quirks,
 }
 
 impl Plan {
@@ -60,13 +90,50 @@ impl Plan {
         1_735_689_600 + self.seed % 31_536_000
     }
 
-    /// The reply text for text actions (`None` for tool calls and failures).
+    /// The reply text for text actions (`None` for tool calls and failures), cut to the
+    /// request's output cap.
     pub fn text(&self) -> Option<String> {
-        match &self.action {
-            Action::Reply(t) => Some(t.clone()),
-            Action::Slow { ticks } => Some(SLOW_TICK.repeat(*ticks)),
-            _ => None,
+        let full = match &self.action {
+            Action::Reply(t) => t.clone(),
+            Action::Slow { ticks } => SLOW_TICK.repeat(*ticks),
+            _ => return None,
+        };
+        Some(match self.cut_to {
+            Some(k) => full.split_whitespace().take(k as usize).collect::<Vec<_>>().join(" "),
+            None => full,
+        })
+    }
+
+    /// The streamed pieces of a text answer: one tick per interval for `SLOW`, else its words.
+    pub fn pieces(&self) -> Vec<String> {
+        match (&self.action, self.cut_to) {
+            (Action::Slow { ticks }, cut) => {
+                vec![SLOW_TICK.to_owned(); cut.map_or(*ticks, |c| (c as usize).min(*ticks))]
+            }
+            _ => super::openai::word_pieces(&self.text().unwrap_or_default()),
         }
+    }
+
+    /// Whether the output cap cut the answer short.
+    pub fn truncated(&self) -> bool {
+        self.cut_to.is_some()
+    }
+}
+
+/// What the request asked about the shape of the answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Output tokens per choice (`max_completion_tokens`, else `max_tokens`, ...).
+    pub cap: Option<u64>,
+    /// Choices (`n`).
+    pub n: u64,
+    /// Whether a server-side web search tool was offered, and the most calls allowed.
+    pub search: Option<Option<u64>>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { cap: None, n: 1, search: None }
     }
 }
 
@@ -79,6 +146,9 @@ pub(crate) struct Conversation {
     pub tool_result: Option<String>,
     /// Characters of all conversation text (system, messages, tool calls and results).
     pub chars: usize,
+    /// Input tokens that are not text in the body: images, files, and the stored context of a
+    /// previous response or conversation.
+    pub extra_tokens: u64,
     hash: Fnv,
     prompt_index: Option<usize>,
     results: Vec<(usize, String)>,
@@ -130,6 +200,30 @@ impl Conversation {
         }
     }
 
+    /// Count the media parts (images, files, audio) anywhere in `v`.
+    pub fn media(&mut self, v: &Value) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| self.media(i)),
+            Value::Object(o) => {
+                self.extra_tokens += match o.get("type").and_then(Value::as_str) {
+                    Some("image_url" | "input_image" | "image") => IMAGE_TOKENS,
+                    Some("input_file" | "file" | "document" | "input_audio") => FILE_TOKENS,
+                    _ => 0,
+                };
+                o.values().for_each(|x| self.media(x));
+            }
+            _ => {}
+        }
+    }
+
+    /// Context the upstream holds for this call (a previous response, a conversation): its
+    /// tokens are billed as input, and its id makes the answer's ids differ.
+    pub fn stored(&mut self, id: &str, tokens: u64) {
+        self.extra_tokens += tokens;
+        self.hash.write(id.as_bytes());
+        self.hash.write(b"\x1e");
+    }
+
     /// A tool result at position `index`.
     pub fn tool_result(&mut self, index: usize, text: &str) {
         self.absorb(text);
@@ -152,19 +246,47 @@ impl Conversation {
 }
 
 /// Decide the answer for a conversation.
-pub(crate) fn plan(conv: Conversation, opts: &UpstreamOptions) -> Plan {
+pub(crate) fn plan(conv: Conversation, opts: &UpstreamOptions, limits: Limits) -> Plan {
     let conv = conv.finish();
     let seed = conv.hash.finish();
     let action = classify(&conv.prompt, conv.tool_result.as_deref(), opts);
-    let input = (conv.chars as u64).div_ceil(4).max(1);
+    let searches = match limits.search {
+        None => 0,
+        Some(max) => {
+            let asked = number_after(&conv.prompt, "SEARCHES:").unwrap_or(1);
+            max.map_or(asked, |m| asked.min(m))
+        }
+    };
+    let input = (conv.chars as u64).div_ceil(4).max(1) + conv.extra_tokens + searches * SEARCH_TOKENS;
     let cached = if has_word(&conv.prompt, "CACHED") { input / 2 } else { 0 };
-    let output = match &action {
+    let full = match &action {
         Action::Reply(t) => t.split_whitespace().count() as u64,
         Action::Slow { ticks } => *ticks as u64,
         Action::ToolCall(cmd) => 1 + cmd.split_whitespace().count() as u64,
         Action::Fail500 | Action::Fail429 | Action::Hang => 0,
     };
-    Plan { action, usage: Usage { input_tokens: input, output_tokens: output, cached_tokens: cached }, seed }
+    let per_choice = limits.cap.map_or(full, |c| full.min(c));
+    let cut_to = (per_choice < full && matches!(action, Action::Reply(_) | Action::Slow { .. })).then_some(per_choice);
+    let n = limits.n.max(1);
+    let quirks = Quirks {
+        cut_after: number_after(&conv.prompt, "CUT_AFTER:").map(|k| k as usize),
+        huge_event_mib: number_after(&conv.prompt, "HUGE_EVENT:"),
+        absurd_usage: has_word(&conv.prompt, "ABSURD_USAGE"),
+    };
+    let usage = Usage {
+        input_tokens: input,
+        output_tokens: per_choice.saturating_mul(n),
+        cached_tokens: cached,
+        server_tool_calls: searches,
+    };
+    Plan { action, usage, seed, cut_to, n, searches, quirks }
+}
+
+/// The number right after `prefix` in `text` (`SEARCHES:3` gives 3).
+fn number_after(text: &str, prefix: &str) -> Option<u64> {
+    let at = text.find(prefix)? + prefix.len();
+    let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 fn classify(prompt: &str, tool_result: Option<&str>, opts: &UpstreamOptions) -> Action {

@@ -5,7 +5,6 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use serde_json::Value;
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +12,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Sleep;
 
+use super::script::Quirks;
 use super::Shared;
+
+/// Size of the pieces a `HUGE_EVENT` is sent in (they share one buffer: the server never holds
+/// the whole event).
+const HUGE_PIECE: usize = 64 * 1024;
+
+/// How long a `CUT_AFTER` stream waits, after its last bytes, before it breaks.
+const CUT_DELAY: Duration = Duration::from_millis(30);
 
 /// One SSE frame with an optional `event:` line, as the real APIs write them (`event: x\ndata: {...}\n\n`).
 pub(crate) fn event(name: Option<&str>, data: &Value) -> Bytes {
@@ -65,7 +72,7 @@ impl ScriptBody {
         use http_body_util::BodyExt;
         match self.collect().await {
             Ok(c) => c.to_bytes(),
-            Err(never) => match never {},
+            Err(e) => panic!("scripted body failed: {e}"),
         }
     }
 }
@@ -79,13 +86,49 @@ pub(crate) struct SseStream {
     sleep: Option<Pin<Box<Sleep>>>,
     shared: Option<Arc<Shared>>,
     finished: bool,
+    /// End with an error instead of cleanly (the connection breaks).
+    fail_at_end: bool,
 }
 
 impl SseStream {
     /// A stream of `frames`, paced by `pacing` (or all at once).
     pub fn new(frames: Vec<Bytes>, pacing: Option<Pacing>) -> Self {
         let total = frames.len();
-        Self { frames: frames.into(), sent: 0, total, pacing, sleep: None, shared: None, finished: false }
+        Self {
+            frames: frames.into(),
+            sent: 0,
+            total,
+            pacing,
+            sleep: None,
+            shared: None,
+            finished: false,
+            fail_at_end: false,
+        }
+    }
+
+    /// Apply the misbehaviours the prompt asked for (see the module docs of `upstream`).
+    pub fn quirks(mut self, q: &Quirks) -> Self {
+        if let Some(mib) = q.huge_event_mib {
+            let first = self.frames.pop_front();
+            let piece = Bytes::from(vec![b'x'; HUGE_PIECE]);
+            let mut frames: VecDeque<Bytes> = first.into_iter().collect();
+            frames.push_back(Bytes::from_static(b"data: {\"pad\":\""));
+            let pieces = (mib as usize * 1024 * 1024).div_ceil(HUGE_PIECE);
+            frames.extend(std::iter::repeat_n(piece, pieces));
+            self.frames = frames;
+            self.pacing = None;
+        } else if let Some(k) = q.cut_after {
+            let mut kept: VecDeque<Bytes> = self.frames.drain(..).take(k + 1).collect();
+            if kept.len() == k + 1 {
+                if let Some(last) = kept.pop_back() {
+                    kept.push_back(last.slice(..last.len() / 2));
+                }
+            }
+            self.frames = kept;
+            self.fail_at_end = true;
+        }
+        self.total = self.frames.len();
+        self
     }
 
     /// Report completion and cancellation to the server's counters.
@@ -115,13 +158,24 @@ impl Drop for SseStream {
 
 impl Body for ScriptBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.get_mut() {
             ScriptBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ScriptBody::Stream(s) => {
                 if s.frames.is_empty() {
+                    if s.fail_at_end {
+                        // Let hyper flush what was sent (an error aborts the connection at once,
+                        // dropping its unwritten buffer), then break the connection: the client
+                        // sees the body end unfinished.
+                        let cut = s.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(CUT_DELAY)));
+                        if cut.as_mut().poll(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        s.fail_at_end = false;
+                        return Poll::Ready(Some(Err(std::io::Error::other("scripted CUT_AFTER"))));
+                    }
                     s.finished = true;
                     return Poll::Ready(None);
                 }
@@ -134,7 +188,7 @@ impl Body for ScriptBody {
                 }
                 s.sent += 1;
                 let frame = s.frames.pop_front().map(|b| Ok(Frame::data(b)));
-                if s.frames.is_empty() {
+                if s.frames.is_empty() && !s.fail_at_end {
                     // Mark before hyper sees end-of-stream: it may drop the body right after the last frame.
                     s.finished = true;
                 }
@@ -146,7 +200,7 @@ impl Body for ScriptBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ScriptBody::Full(b) => b.is_none(),
-            ScriptBody::Stream(s) => s.frames.is_empty(),
+            ScriptBody::Stream(s) => s.frames.is_empty() && !s.fail_at_end,
         }
     }
 

@@ -230,7 +230,7 @@ async fn anthropic_tool_use_then_tool_result() {
 async fn responses_stream_events_and_usage() {
     let body = json!({"model": "gpt-4o-mini", "stream": true, "instructions": "be brief",
         "input": [{"role": "user", "content": [{"type": "input_text", "text": "hello"}]}]});
-    let (_, bytes) = run(responses::responses(&body, &opts())).await;
+    let (_, bytes) = run(responses::responses(&body, &opts(), &Memory::default())).await;
     let f = frames(&bytes);
     let names: Vec<&str> = f.iter().map(|(n, _)| n.as_deref().unwrap()).collect();
     assert_eq!(names.first(), Some(&"response.created"));
@@ -251,6 +251,68 @@ async fn responses_stream_events_and_usage() {
     for (i, d) in data.iter().enumerate() {
         assert_eq!(d["sequence_number"].as_u64().unwrap(), i as u64);
     }
+}
+
+#[tokio::test]
+async fn chat_bills_every_choice_and_honours_the_output_cap() {
+    let mut body = chat_body("hi");
+    body["n"] = json!(3);
+    let v: Value = serde_json::from_slice(&run(openai::chat(&body, &opts())).await.1).unwrap();
+    assert_eq!(v["choices"].as_array().unwrap().len(), 3);
+    assert_eq!(v["usage"]["completion_tokens"], 15, "5 words x 3 choices");
+    body["max_tokens"] = json!(2);
+    body["max_completion_tokens"] = json!(4);
+    let v: Value = serde_json::from_slice(&run(openai::chat(&body, &opts())).await.1).unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 6, "max_tokens wins, as on compat servers");
+    assert_eq!(v["choices"][2]["finish_reason"], "length");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let chunks = json_frames(&run(openai::chat(&body, &opts())).await.1);
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 6);
+    let indexes: std::collections::BTreeSet<u64> =
+        chunks.iter().filter_map(|c| c["choices"][0]["index"].as_u64()).collect();
+    assert_eq!(indexes.into_iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+}
+
+#[tokio::test]
+async fn media_stored_context_and_searches_are_billed_as_input() {
+    let text_only =
+        json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "what is it"}]}]});
+    let mut with_image = text_only.clone();
+    with_image["messages"][0]["content"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "image_url", "image_url": {"url": "https://x/a.png"}}));
+    let usage = |b: &Bytes| serde_json::from_slice::<Value>(b).unwrap()["usage"]["prompt_tokens"].as_u64().unwrap();
+    let plain = usage(&run(openai::chat(&text_only, &opts())).await.1);
+    assert_eq!(usage(&run(openai::chat(&with_image, &opts())).await.1), plain + IMAGE_TOKENS);
+    // A previous response's whole context is billed again; an unknown one is a 400.
+    let mem = Memory::default();
+    let first = json!({"model": "m", "input": "word ".repeat(400)});
+    let v: Value = serde_json::from_slice(&run(responses::responses(&first, &opts(), &mem)).await.1).unwrap();
+    let context = v["usage"]["input_tokens"].as_u64().unwrap() + v["usage"]["output_tokens"].as_u64().unwrap();
+    let next = json!({"model": "m", "input": "go", "previous_response_id": v["id"]});
+    let w: Value = serde_json::from_slice(&run(responses::responses(&next, &opts(), &mem)).await.1).unwrap();
+    assert_eq!(w["usage"]["input_tokens"].as_u64().unwrap(), 1 + context);
+    let (status, b) = run(responses::responses(
+        &json!({"model": "m", "input": "x", "previous_response_id": "resp_nope"}),
+        &opts(),
+        &mem,
+    ))
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&b).contains("previous_response_not_found"));
+    // Web search: SEARCHES:3 capped at max_tool_calls 2, each adding its results as input.
+    let s = json!({"model": "m", "input": "SEARCHES:3 x", "tools": [{"type": "web_search"}], "max_tool_calls": 2});
+    let v: Value = serde_json::from_slice(&run(responses::responses(&s, &opts(), &mem)).await.1).unwrap();
+    let calls = v["output"].as_array().unwrap().iter().filter(|o| o["type"] == "web_search_call").count();
+    assert_eq!(calls, 2);
+    assert!(v["usage"]["input_tokens"].as_u64().unwrap() >= 2 * SEARCH_TOKENS);
+    let a = json!({"model": "m", "max_tokens": 9, "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 1}],
+                   "messages": [{"role": "user", "content": "SEARCHES:4 x"}]});
+    let v: Value = serde_json::from_slice(&run(anthropic::messages(&a, &opts())).await.1).unwrap();
+    assert_eq!(v["usage"]["server_tool_use"]["web_search_requests"], 1);
 }
 
 /// A raw HTTP/1.1 client over hyper's connection API.
@@ -343,14 +405,17 @@ async fn hang_sends_no_headers_and_shutdown_frees_it() {
 
 #[tokio::test]
 async fn bad_json_and_unknown_routes_get_openai_or_anthropic_errors() {
-    assert_eq!(route(&Method::POST, "/v1/chat/completions", b"{", &opts()).status, StatusCode::BAD_REQUEST);
-    let r = route(&Method::POST, "/v1/messages", b"nope", &opts());
+    assert_eq!(
+        route(&Method::POST, "/v1/chat/completions", b"{", &opts(), &Memory::default()).status,
+        StatusCode::BAD_REQUEST
+    );
+    let r = route(&Method::POST, "/v1/messages", b"nope", &opts(), &Memory::default());
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let v: Value = serde_json::from_slice(&r.body.into_bytes().await).unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error");
     assert_eq!(v["type"], "error");
-    assert_eq!(route(&Method::GET, "/v1/nothing", b"", &opts()).status, StatusCode::NOT_FOUND);
-    let e = route(&Method::POST, "/v1/embeddings", br#"{"model":"e","input":["a","b"]}"#, &opts());
+    assert_eq!(route(&Method::GET, "/v1/nothing", b"", &opts(), &Memory::default()).status, StatusCode::NOT_FOUND);
+    let e = route(&Method::POST, "/v1/embeddings", br#"{"model":"e","input":["a","b"]}"#, &opts(), &Memory::default());
     let v: Value = serde_json::from_slice(&e.body.into_bytes().await).unwrap();
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
     assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 16);
