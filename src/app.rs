@@ -37,6 +37,8 @@ pub enum StartError {
     Kill(#[from] governance::KillError),
     #[error("budgets: {0}")]
     Budgets(#[from] governance::BudgetError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("gateway: {0}")]
     Gateway(#[from] gateway::GatewayError),
     #[error("idempotency store: {0}")]
@@ -89,12 +91,14 @@ impl Sidecar {
         let kill = Arc::new(governance::KillSwitch::open(&db, &registry)?);
         let prices = proxy::PriceTable::new(&cfg.prices)?;
         let budgets = Arc::new(governance::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)?);
+        let health = Arc::new(governance::HealthTracker::new(audit.clone(), &registry)?);
         let components = proxy::Components {
             policy: policy.clone(),
             audit: audit.clone(),
             broker: broker.clone(),
             kill: kill.clone(),
             budgets: budgets.clone(),
+            health: health.clone(),
         };
         let state = Arc::new(proxy::ProxyState::new(cfg.proxy.clone(), &cfg.upstreams, prices, components, &registry)?);
 
@@ -127,8 +131,21 @@ impl Sidecar {
                 }
             }
         });
+        let sweep_health = health.clone();
+        let mut sweep_rx = rx.clone();
+        let health_sweeper = tokio::spawn(async move {
+            // Health changes that need no new call (old failures forgotten) are noticed here.
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => sweep_health.sweep(),
+                    _ = sweep_rx.changed() => break,
+                }
+            }
+        });
         let svc = proxy::stack::build(state.clone());
-        let mut tasks = vec![tokio::spawn(proxy::server::serve(data_listener, svc, rx.clone())), budget_ticker];
+        let mut tasks =
+            vec![tokio::spawn(proxy::server::serve(data_listener, svc, rx.clone())), budget_ticker, health_sweeper];
 
         // The gateway link (optional): registry, OpenClaw side of the kill switch, exec approvals.
         let gateway = match cfg.gateway.url {
@@ -138,6 +155,7 @@ impl Sidecar {
                     policy: policy.clone(),
                     broker: broker.clone(),
                     kill: kill.clone(),
+                    health: health.clone(),
                 };
                 let (gw, gw_tasks) =
                     gateway::Gateway::start(&cfg.gateway, &data_dir, &db, parts, &registry, rx.clone())?;
@@ -155,6 +173,7 @@ impl Sidecar {
             broker: broker.clone(),
             kill,
             budgets,
+            health,
             tokens,
             idempotency,
             ready: Arc::new(move || {

@@ -114,7 +114,7 @@ impl Gateway {
             }
             p.insert(r.id.clone(), r.agent.clone());
         }
-        r.exec.workspace = self.registry.get(&r.agent, true, 0).and_then(|a| a.workspace);
+        r.exec.workspace = self.registry.workspace(&r.agent);
         if let Some(why) = self.parts.kill.blocked(&r.agent) {
             let d = Decision::synthetic(Action::Deny, "kill_switch", &why, decision::Risk::High);
             self.audit_exec(&r, Some(&d), "policy", Outcome::Denied, json!({"reconcile": reconciling}));
@@ -152,6 +152,7 @@ impl Gateway {
             external_id: Some(r.id.clone()),
             grant_pattern: r.exec.command.clone(),
             grant_args: None,
+            cautions: Vec::new(),
         });
         let held = match held {
             Ok(h) => h,

@@ -1,7 +1,8 @@
 //! The one place a forwarded call ends. Exactly once per call, when its response or stream
 //! ends (or the call is abandoned before the upstream answered, via Drop), [`CallEnd`]:
 //! prices the usage the meter read, settles the budget reservation with what was really spent,
-//! and writes the call's audit record (durable in the next group commit). Refused calls never
+//! reports the outcome to the agent's health (`health.rs`), and writes the call's audit record
+//! (durable in the next group commit). Refused calls never
 //! get here: `refuse.rs` records those.
 
 use std::sync::Arc;
@@ -43,6 +44,7 @@ impl CallEnd {
     /// Finish the call (later calls do nothing).
     pub fn finish(&mut self, outcome: Outcome, summary: Summary, bytes: u64) {
         let Some(mut ev) = self.ev.take() else { return };
+        crate::health::report(&self.state.health, ev.agent.as_deref(), &self.upstream, self.status, &outcome);
         let failed = !(200..300).contains(&self.status);
         let cost = match &summary.usage {
             Some(u) => self.state.prices.cost(&self.model, u),

@@ -13,6 +13,7 @@ pub mod ctx;
 pub mod error;
 pub mod finish;
 pub mod forward;
+pub mod health;
 pub mod layers;
 pub mod meter;
 pub mod metrics;
@@ -42,6 +43,8 @@ pub struct ProxyState {
     pub broker: Arc<governance::Broker>,
     pub kill: Arc<governance::KillSwitch>,
     pub budgets: Arc<governance::Budgets>,
+    /// Every forwarded call's outcome feeds its agent's (and upstream's) health.
+    pub health: Arc<governance::HealthTracker>,
     pub prices: PriceTable,
     pub metrics: ProxyMetrics,
 }
@@ -53,6 +56,7 @@ pub struct Components {
     pub broker: Arc<governance::Broker>,
     pub kill: Arc<governance::KillSwitch>,
     pub budgets: Arc<governance::Budgets>,
+    pub health: Arc<governance::HealthTracker>,
 }
 
 /// Errors assembling the data path (reported at start).
@@ -83,6 +87,7 @@ impl ProxyState {
             broker: c.broker,
             kill: c.kill,
             budgets: c.budgets,
+            health: c.health,
             prices,
             metrics: ProxyMetrics::new(registry)?,
             settings,

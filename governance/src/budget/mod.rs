@@ -8,6 +8,7 @@
 
 mod ledger;
 mod model;
+mod precheck;
 mod reservation;
 pub mod window;
 
@@ -20,6 +21,7 @@ use prometheus::{GaugeVec, Opts};
 
 pub use ledger::Ledger;
 pub use model::{BudgetConfig, BudgetView, CallScope, Refusal, Scope, Source};
+pub use precheck::{BudgetCaution, Outlook};
 pub use reservation::Reservation;
 pub use window::{Clock, SystemClock, Window};
 
