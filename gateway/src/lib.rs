@@ -147,7 +147,6 @@ impl Gateway {
             };
             match ev {
                 Ok(LinkEvent::Connected) => {
-                    self.parts.health.link_changed(true, "");
                     let gw = self.clone();
                     tokio::spawn(async move { gw.on_connected().await });
                 }
@@ -196,6 +195,9 @@ impl Gateway {
     async fn on_connected(self: Arc<Self>) {
         self.audit_gateway(audit::Outcome::Connected, json!({"url": self.link.url()}));
         self.refresh_agents().await;
+        // Online again only once the roster is re-read: an agent removed meanwhile goes from
+        // "link down" to "no longer listed", never through a false "healthy".
+        self.parts.health.link_changed(true, "");
         if self.settings.exec_approvals {
             self.reconcile_exec().await;
         }

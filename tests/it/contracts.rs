@@ -35,7 +35,8 @@ fn cli(args: &[&str], token: Option<&str>) -> std::process::Output {
     c.output().unwrap()
 }
 
-#[tokio::test]
+// Multi-threaded: `cli` blocks its thread while the sidecar must answer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_cli_works_against_a_running_sidecar() {
     let rig = Rig::holding("", "").await;
     let url = rig.control("");

@@ -14,6 +14,7 @@ mod contracts;
 mod e2e_gateway;
 mod e2e_openclaw;
 mod gateway_link;
+mod health;
 mod policy_reload;
 mod proxy_model_path;
 mod smoke_binary;

@@ -13,7 +13,7 @@
 //! time of the change is kept to show "for how long". The data path reports each call's end
 //! through [`HealthTracker::record_call`]: a sharded-map read and one compare-and-swap, with
 //! a lock only when the derived state changes. A periodic [`HealthTracker::sweep`] catches
-//! changes that need no new outcome (old failures forgotten).
+//! changes that need no new outcome (failures forgotten after 10 quiet minutes).
 
 pub mod window;
 
@@ -340,6 +340,11 @@ impl HealthTracker {
         let counts = e.window.counts(now);
         let health = e.derive(self.link_down.load(Ordering::Acquire), counts);
         if health == r.health {
+            // Same state, maybe another cause (link down, then removed from the roster): the
+            // reason shown follows, without a new event.
+            if health != Health::Healthy && r.reason.is_some() {
+                r.reason = Some(self.reason(e, health, r.health, counts));
+            }
             return;
         }
         let reason = self.reason(e, health, r.health, counts);

@@ -146,3 +146,17 @@ fn sweep_reports_nothing_when_nothing_changed() {
     assert!(f.changes().is_empty());
     assert_eq!(CallFailure::decode(CallFailure::Status(503).encode()), Some(CallFailure::Status(503)));
 }
+
+#[test]
+fn an_agent_removed_while_the_link_was_down_stays_offline_with_the_new_reason() {
+    let mut f = fixture();
+    f.tracker.roster(&["main".into(), "ops".into()]);
+    f.tracker.link_changed(false, "link lost: socket ended");
+    // The link is back: the roster is re-read first, then the link counts as up.
+    f.tracker.roster(&["main".into()]);
+    f.tracker.link_changed(true, "");
+    assert_eq!((f.health("main"), f.health("ops")), (Health::Healthy, Health::Offline));
+    assert!(f.tracker.view("ops").unwrap().reason.unwrap().contains("no longer lists"));
+    let changes = f.changes();
+    assert_eq!(changes.iter().filter(|c| c.0 == "ops").count(), 1, "offline once, never a false healthy: {changes:?}");
+}

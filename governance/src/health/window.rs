@@ -4,8 +4,8 @@
 //!
 //! The rule (documented in `docs/gateway.md`): degraded when [`DEGRADED_FAILURES`] or more of
 //! the last [`WINDOW`] outcomes failed, until the last [`RECOVER_AFTER`] succeeded in a row.
-//! Outcomes older than [`FORGET_AFTER_MS`] no longer count: an agent is judged on what it did
-//! recently.
+//! After [`FORGET_AFTER_MS`] without a new outcome the earlier ones no longer count: an agent
+//! is judged on what it did recently.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -17,7 +17,7 @@ pub const WINDOW: u32 = 10;
 pub const DEGRADED_FAILURES: u32 = 3;
 /// Successes in a row after which it is healthy again.
 pub const RECOVER_AFTER: u32 = 3;
-/// Outcomes older than this (10 minutes) are forgotten.
+/// After this long (10 minutes) without a new outcome, the earlier ones are forgotten.
 pub const FORGET_AFTER_MS: i64 = 10 * 60 * 1000;
 
 const MASK: u64 = (1 << BITS) - 1;
