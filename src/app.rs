@@ -37,14 +37,14 @@ pub enum StartError {
     Kill(#[from] governance::KillError),
     #[error("budgets: {0}")]
     Budgets(#[from] governance::BudgetError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("gateway: {0}")]
     Gateway(#[from] gateway::GatewayError),
     #[error("idempotency store: {0}")]
     Idempotency(#[from] control_api::idempotency::IdemError),
     #[error("tokens: {0}")]
     Tokens(#[from] control_api::auth::TokenError),
-    #[error("metrics: {0}")]
-    Metrics(prometheus::Error),
     #[error("first admin token file {path}: {source}")]
     TokenFile { path: PathBuf, source: std::io::Error },
     #[error("agent keys: {0}")]
@@ -103,6 +103,7 @@ impl Sidecar {
         let prices = proxy::PriceTable::new(&cfg.prices)?;
         let budgets = Arc::new(governance::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)?);
         let agent_keys = Arc::new(governance::AgentKeys::open(&db)?);
+        let health = Arc::new(governance::HealthTracker::new(audit.clone(), &registry)?);
         let components = proxy::Components {
             policy: policy.clone(),
             audit: audit.clone(),
@@ -111,6 +112,7 @@ impl Sidecar {
             budgets: budgets.clone(),
             agent_keys: agent_keys.clone(),
             agent_key_mode: cfg.auth.agent_keys,
+            health: health.clone(),
         };
         let state = Arc::new(proxy::ProxyState::new(cfg.proxy.clone(), &cfg.upstreams, prices, components, &registry)?);
 
@@ -147,6 +149,18 @@ impl Sidecar {
                 }
             }
         });
+        let sweep_health = health.clone();
+        let mut sweep_rx = rx.clone();
+        let health_sweeper = tokio::spawn(async move {
+            // Health changes that need no new call (old failures forgotten) are noticed here.
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => sweep_health.sweep(),
+                    _ = sweep_rx.changed() => break,
+                }
+            }
+        });
         if !data_addr.ip().is_loopback() {
             tracing::warn!(
                 addr = %data_addr,
@@ -159,7 +173,7 @@ impl Sidecar {
         let data_open = Some(connections.with_label_values(&["data"]));
         let data_limits = listener::Limits { max_connections: data_cap, ..proxy::server::limits(&cfg.proxy) };
         let data_server = proxy::server::serve(data_listener, svc, data_limits, data_open, rx.clone());
-        let mut tasks = vec![tokio::spawn(data_server), budget_ticker];
+        let mut tasks = vec![tokio::spawn(data_server), budget_ticker, health_sweeper];
 
         // The gateway link (optional): registry, OpenClaw side of the kill switch, exec approvals.
         let gateway = match cfg.gateway.url {
@@ -169,6 +183,7 @@ impl Sidecar {
                     policy: policy.clone(),
                     broker: broker.clone(),
                     kill: kill.clone(),
+                    health: health.clone(),
                 };
                 let (gw, gw_tasks) =
                     gateway::Gateway::start(&cfg.gateway, &data_dir, &db, parts, &registry, rx.clone())?;
@@ -186,6 +201,7 @@ impl Sidecar {
             broker: broker.clone(),
             kill,
             budgets,
+            health,
             tokens,
             agent_keys,
             idempotency,

@@ -70,6 +70,8 @@ pub(crate) const KEYS: &[&str] = &[
     "gateway.reconnect_initial_ms",
     "gateway.reconnect_max_ms",
     "gateway.request_timeout_ms",
+    "gateway.ping_interval_ms",
+    "gateway.pong_timeout_ms",
     "gateway.max_frame_bytes",
 ];
 
@@ -141,6 +143,8 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     int("gateway.reconnect_initial_ms", g.reconnect_initial_ms, 1, 10 * 60 * SEC, " ms")?;
     int("gateway.reconnect_max_ms", g.reconnect_max_ms, 1, HOUR, " ms")?;
     int("gateway.request_timeout_ms", g.request_timeout_ms, 100, 10 * 60 * SEC, " ms")?;
+    int("gateway.ping_interval_ms", g.ping_interval_ms, 100, 10 * 60 * SEC, " ms")?;
+    int("gateway.pong_timeout_ms", g.pong_timeout_ms, 100, 10 * 60 * SEC, " ms")?;
     int("gateway.max_frame_bytes", g.max_frame_bytes as u64, 1024, GIB, " bytes")?;
     Ok(())
 }

@@ -20,11 +20,13 @@ pub enum RecordKind {
     Auth,
     Gateway,
     Retention,
+    /// An agent's health changed (healthy, degraded, offline).
+    Health,
 }
 
 impl RecordKind {
     /// Every kind, for pre-creating per-kind metric series.
-    pub(crate) const ALL: [RecordKind; 12] = [
+    pub(crate) const ALL: [RecordKind; 13] = [
         RecordKind::ModelCall,
         RecordKind::Exec,
         RecordKind::ToolCall,
@@ -37,6 +39,7 @@ impl RecordKind {
         RecordKind::Auth,
         RecordKind::Gateway,
         RecordKind::Retention,
+        RecordKind::Health,
     ];
 
     /// Stable label value.
@@ -54,6 +57,7 @@ impl RecordKind {
             RecordKind::Auth => "auth",
             RecordKind::Gateway => "gateway",
             RecordKind::Retention => "retention",
+            RecordKind::Health => "health",
         }
     }
 }
@@ -174,6 +178,10 @@ pub enum Outcome {
     // The gateway link.
     Connected,
     Disconnected,
+    // Agent health (the state the agent is now in).
+    Healthy,
+    Degraded,
+    Offline,
 }
 
 impl Outcome {
@@ -224,6 +232,9 @@ impl Outcome {
             Outcome::CronRestored => "cron_restored",
             Outcome::Connected => "connected",
             Outcome::Disconnected => "disconnected",
+            Outcome::Healthy => "healthy",
+            Outcome::Degraded => "degraded",
+            Outcome::Offline => "offline",
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct ControlState {
     pub broker: Arc<governance::Broker>,
     pub kill: Arc<governance::KillSwitch>,
     pub budgets: Arc<governance::Budgets>,
+    /// Every agent's health (gateway agents and agents seen only on the data path).
+    pub health: Arc<governance::HealthTracker>,
     pub tokens: TokenStore,
     /// Per-agent data-path keys (hashed), managed under `/api/v1/agents/{id}/keys`.
     pub agent_keys: Arc<governance::AgentKeys>,

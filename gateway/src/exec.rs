@@ -114,7 +114,7 @@ impl Gateway {
             }
             p.insert(r.id.clone(), r.agent.clone());
         }
-        r.exec.workspace = self.registry.get(&r.agent, true, 0).and_then(|a| a.workspace);
+        r.exec.workspace = self.registry.workspace(&r.agent);
         // OpenClaw sends canonical agent ids; anything else could name an agent the kill
         // switch and grants do not know under that spelling, so it is denied.
         if let Err(e) = decision::agent_id::check(&r.agent) {
@@ -161,6 +161,7 @@ impl Gateway {
             // Plain text: the broker escapes it, so "allow always" covers exactly this command.
             grant_pattern: r.exec.command.clone(),
             grant_args: None,
+            cautions: Vec::new(),
         });
         let held = match held {
             Ok(h) => h,

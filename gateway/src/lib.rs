@@ -3,9 +3,10 @@
 //! switch, exec approvals decided by policy and people, and `attach`/`detach`.
 //!
 //! [`Gateway::start`] builds a supervised [`link::Link`] and one event task. The task keeps
-//! the [`registry::Registry`] current, answers `exec.approval.requested` (see `exec.rs`), and
-//! after every (re)connect re-reads the roster, reconciles pending exec approvals and re-applies
-//! kills made while the link was down. The control API reaches all of it through
+//! the [`registry::Registry`] current, feeds the health tracker (link down = every agent of
+//! the gateway offline; runs and tool calls, `health.rs`), answers `exec.approval.requested`
+//! (see `exec.rs`), and after every (re)connect re-reads the roster, reconciles pending exec
+//! approvals and re-applies kills made while the link was down. The control API reaches all of it through
 //! [`governance::agents::AgentControl`], which [`Gateway`] implements.
 
 pub mod attach;
@@ -14,8 +15,10 @@ pub mod backoff;
 pub mod device;
 mod exec;
 pub mod frame;
+mod health;
 pub mod kill;
 pub mod link;
+mod liveness;
 pub mod registry;
 pub mod settings;
 
@@ -73,6 +76,7 @@ pub struct Parts {
     pub policy: Arc<policy::PolicyEngine>,
     pub broker: Arc<governance::Broker>,
     pub kill: Arc<governance::KillSwitch>,
+    pub health: Arc<governance::HealthTracker>,
 }
 
 /// A running gateway link with its registry; see the module docs.
@@ -148,8 +152,10 @@ impl Gateway {
                     tokio::spawn(async move { gw.on_connected().await });
                 }
                 Ok(LinkEvent::Disconnected) => {
+                    let why = self.link.last_error().unwrap_or_else(|| "link lost".into());
                     self.registry.clear_runs();
-                    self.audit_gateway(audit::Outcome::Disconnected, json!({"url": self.link.url()}));
+                    self.audit_gateway(audit::Outcome::Disconnected, json!({"url": self.link.url(), "reason": why}));
+                    self.parts.health.link_changed(false, &why);
                 }
                 Ok(LinkEvent::Event(e)) => self.on_event(&e),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -164,7 +170,10 @@ impl Gateway {
 
     fn on_event(self: &Arc<Self>, e: &Arc<frame::Event>) {
         match e.event.as_str() {
-            "agent" | "chat" => self.registry.on_event(e),
+            "agent" | "chat" => {
+                self.registry.on_event(e);
+                health::feed(&self.parts.health, e);
+            }
             "config.changed" => {
                 let gw = self.clone();
                 tokio::spawn(async move { gw.refresh_agents().await });
@@ -187,6 +196,9 @@ impl Gateway {
     async fn on_connected(self: Arc<Self>) {
         self.audit_gateway(audit::Outcome::Connected, json!({"url": self.link.url()}));
         self.refresh_agents().await;
+        // Online again only once the roster is re-read: an agent removed meanwhile goes from
+        // "link down" to "no longer listed", never through a false "healthy".
+        self.parts.health.link_changed(true, "");
         if self.settings.exec_approvals {
             self.reconcile_exec().await;
         }
@@ -195,7 +207,10 @@ impl Gateway {
 
     async fn refresh_agents(&self) {
         match self.link.call("agents.list", json!({})).await {
-            Ok(v) => self.registry.replace(&v),
+            Ok(v) => {
+                self.registry.replace(&v);
+                self.parts.health.roster(&self.registry.ids());
+            }
             Err(e) => tracing::warn!(error = %e, "agents.list failed"),
         }
     }
@@ -204,6 +219,7 @@ impl Gateway {
         let ev = audit::AuditEvent {
             actor: Some("system".into()),
             outcome: Some(outcome),
+            reason: details.get("reason").and_then(serde_json::Value::as_str).map(str::to_string),
             details,
             ..audit::AuditEvent::new(audit::RecordKind::Gateway)
         };
@@ -213,8 +229,7 @@ impl Gateway {
     }
 
     fn summaries(&self) -> Vec<AgentSummary> {
-        let up = self.link.is_connected();
-        self.registry.summaries(up, &|id| self.exec.pending_for(id))
+        self.registry.summaries(&|id| self.exec.pending_for(id), &|id| self.parts.health.view(id))
     }
 }
 
@@ -247,7 +262,7 @@ impl AgentControl for Gateway {
     }
 
     fn get(&self, id: &str) -> Option<AgentSummary> {
-        self.registry.get(id, self.link.is_connected(), self.exec.pending_for(id))
+        self.registry.get(id, self.exec.pending_for(id), self.parts.health.view(id))
     }
 
     fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a> {

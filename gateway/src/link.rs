@@ -2,14 +2,18 @@
 //!
 //! One supervisor task owns the connection: connect, wait for `connect.challenge`, send
 //! `connect` as `gateway-client`/`backend` (optionally signed with the device key), read
-//! `hello-ok`, then pump frames until the socket closes, a read fails, or no `tick` arrived
-//! for 2 x `tickIntervalMs`. Then every pending request fails with `Disconnected`, the
-//! `clawbutler_gateway_connected` gauge drops to 0, and it reconnects after a capped,
-//! jittered exponential backoff (or the gateway's `retryAfterMs`). Nothing is replayed:
-//! consumers get `LinkEvent::Connected` and re-read what they need.
+//! `hello-ok`, then pump frames until the socket closes, a read fails, a ping goes
+//! unanswered past `pong_timeout_ms` (`liveness.rs`: a hung gateway or a black-holed network
+//! sends no FIN and no close frame), or no `tick` arrived for 2 x `tickIntervalMs` (a
+//! backstop). Then every pending request fails with `Disconnected`, the
+//! `clawbutler_gateway_connected` gauge drops to 0, the socket is dropped, and it reconnects
+//! after a capped, jittered exponential backoff (or the gateway's `retryAfterMs`). Nothing is
+//! replayed: consumers get `LinkEvent::Connected` and re-read what they need.
 //!
 //! Requests are correlated by id only; answers may come out of order, and `call_final`
-//! waits past an `accepted` ack for the second answer with the same id.
+//! waits past an `accepted` ack for the second answer with the same id. Every request has a
+//! deadline; one that passes it also makes the link ping at once, so a gateway that stopped
+//! answering is told apart from one that is merely slow to answer that method.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +30,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::backoff::Backoff;
 use super::device::{Device, SignInput};
 use super::frame::{self, Event, Frame, RpcError};
+use super::liveness::{Due, Liveness};
 use super::settings::GatewaySettings;
 use super::GatewayError;
 
@@ -72,6 +77,8 @@ pub struct Link {
     down_since: Mutex<Option<Instant>>,
     /// Why the last connect attempt or session failed; cleared by a successful handshake.
     last_error: Mutex<Option<String>>,
+    /// Woken when a request missed its deadline: the session pings at once.
+    probe: tokio::sync::Notify,
 }
 
 /// How one session ended.
@@ -110,6 +117,7 @@ impl Link {
             hello: RwLock::new(None),
             down_since: Mutex::new(Some(Instant::now())),
             last_error: Mutex::new(None),
+            probe: tokio::sync::Notify::new(),
         }))
     }
 
@@ -191,9 +199,10 @@ impl Link {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .map_err(|_| GatewayError::Timeout { method: method.to_string(), after: timeout })?
+        tokio::time::timeout(timeout, wait).await.map_err(|_| {
+            self.probe.notify_one();
+            GatewayError::Timeout { method: method.to_string(), after: timeout }
+        })?
     }
 
     /// Run the supervisor until `shutdown` turns true.
@@ -211,11 +220,13 @@ impl Link {
                         backoff.reset();
                         *lock(&link.last_error) = None;
                         let end = link.session(ws, tick_ms, &mut shutdown).await;
-                        link.mark_down();
                         match end {
                             End::Shutdown => break,
                             End::Closed(why) => {
                                 tracing::warn!(url = %link.url, why = %why, "gateway link lost");
+                                // The reason first, so whoever sees the link go down can say why.
+                                *lock(&link.last_error) = Some(format!("link lost: {why}"));
+                                link.mark_down();
                                 format!("link lost: {why}")
                             }
                         }
@@ -379,6 +390,11 @@ impl Link {
 
         let dead_after = Duration::from_millis(tick_ms.saturating_mul(2));
         let mut last_tick = tokio::time::Instant::now();
+        let mut live = Liveness::new(
+            Duration::from_millis(self.settings.ping_interval_ms),
+            Duration::from_millis(self.settings.pong_timeout_ms),
+            last_tick,
+        );
         let max = self.settings.max_frame_bytes;
         let end = loop {
             tokio::select! {
@@ -386,30 +402,49 @@ impl Link {
                 _ = tokio::time::sleep_until(last_tick + dead_after) => {
                     break End::Closed(format!("no tick for {} ms (dead link)", dead_after.as_millis()));
                 }
-                msg = stream.next() => match msg {
-                    None => break End::Closed("socket ended".into()),
-                    Some(Err(e)) => break End::Closed(e.to_string()),
-                    Some(Ok(Message::Text(t))) => match frame::parse(t.as_str(), max) {
-                        Ok(Frame::Res(r)) => self.deliver(r),
-                        Ok(Frame::Event(e)) => {
-                            if e.event == "tick" {
-                                last_tick = tokio::time::Instant::now();
-                            }
-                            let _ = self.events.send(LinkEvent::Event(Arc::new(e)));
+                _ = tokio::time::sleep_until(live.wake_at()) => match live.due(tokio::time::Instant::now()) {
+                    Due::Ping(payload) => {
+                        if !self.send(Message::Ping(payload.into())) {
+                            break End::Closed("writer gone".into());
                         }
-                        Err(e) => tracing::warn!(error = %e, "gateway frame dropped"),
-                    },
-                    Some(Ok(Message::Close(f))) => {
-                        break End::Closed(f.map_or("closed".into(), |f| format!("closed {} {}", u16::from(f.code), f.reason)));
                     }
-                    Some(Ok(Message::Binary(b))) => tracing::warn!(bytes = b.len(), "binary gateway frame dropped"),
-                    Some(Ok(_)) => {}
+                    Due::Dead(why) => break End::Closed(why),
+                    Due::Nothing => {}
+                },
+                _ = self.probe.notified() => live.probe(tokio::time::Instant::now()),
+                msg = stream.next() => {
+                    live.on_frame();
+                    match msg {
+                        None => break End::Closed("socket ended".into()),
+                        Some(Err(e)) => break End::Closed(e.to_string()),
+                        Some(Ok(Message::Text(t))) => match frame::parse(t.as_str(), max) {
+                            Ok(Frame::Res(r)) => self.deliver(r),
+                            Ok(Frame::Event(e)) => {
+                                if e.event == "tick" {
+                                    last_tick = tokio::time::Instant::now();
+                                }
+                                let _ = self.events.send(LinkEvent::Event(Arc::new(e)));
+                            }
+                            Err(e) => tracing::warn!(error = %e, "gateway frame dropped"),
+                        },
+                        Some(Ok(Message::Close(f))) => {
+                            break End::Closed(f.map_or("closed".into(), |f| format!("closed {} {}", u16::from(f.code), f.reason)));
+                        }
+                        Some(Ok(Message::Binary(b))) => tracing::warn!(bytes = b.len(), "binary gateway frame dropped"),
+                        // Pongs (and pings, answered by tungstenite) only prove liveness.
+                        Some(Ok(_)) => {}
+                    }
                 },
             }
         };
         *lock(&self.out) = None;
         writer.abort();
         end
+    }
+
+    /// Queue a frame for the writer; false when the session has no writer any more.
+    fn send(&self, m: Message) -> bool {
+        lock(&self.out).as_ref().is_some_and(|out| out.send(m).is_ok())
     }
 
     fn deliver(&self, r: frame::Response) {

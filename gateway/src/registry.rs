@@ -1,18 +1,16 @@
 //! What the link knows of each agent: identity from `agents.list` (re-read on connect and on
-//! `config.changed`), activity and run outcomes from `agent` events. Health is derived when
-//! asked, so it cannot go stale: offline while the link is down or after 3 failed runs in a
-//! row, degraded after 1-2, healthy otherwise.
+//! `config.changed`), activity and runs in flight from `agent` events. Health is not kept
+//! here: the health tracker (`governance::health`, fed by `health.rs`, the link and the data
+//! path) owns it, and summaries take it from there.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use governance::agents::{AgentSummary, Health};
+use governance::health::HealthView;
 use serde_json::Value;
 
 use super::frame::Event;
-
-/// Consecutive failed runs after which an agent counts as offline.
-pub const OFFLINE_AFTER_FAILURES: u32 = 3;
 
 #[derive(Debug, Clone, Default)]
 struct AgentState {
@@ -22,7 +20,6 @@ struct AgentState {
     last_activity_ms: Option<i64>,
     /// runId -> sessionKey of runs in flight.
     active: HashMap<String, String>,
-    failures: u32,
 }
 
 /// The agent registry; see the module docs.
@@ -56,7 +53,7 @@ impl Registry {
         *map = next;
     }
 
-    /// Track activity and run outcomes from an `agent` or `chat` event.
+    /// Track activity and runs in flight from an `agent` or `chat` event.
     pub fn on_event(&self, e: &Event) {
         if e.event != "agent" && e.event != "chat" {
             return;
@@ -73,25 +70,13 @@ impl Registry {
             return;
         }
         let run = p.get("runId").and_then(Value::as_str).unwrap_or_default().to_string();
-        let data = p.get("data").cloned().unwrap_or(Value::Null);
-        let aborted = data.get("aborted").and_then(Value::as_bool).unwrap_or(false);
-        match data.get("phase").and_then(Value::as_str) {
+        match p.pointer("/data/phase").and_then(Value::as_str) {
             Some("start") => {
                 let session = p.get("sessionKey").and_then(Value::as_str).unwrap_or_default().to_string();
                 st.active.insert(run, session);
             }
-            Some("end") => {
+            Some("end") | Some("error") => {
                 st.active.remove(&run);
-                if !aborted {
-                    st.failures = 0;
-                }
-            }
-            Some("error") => {
-                st.active.remove(&run);
-                // An abort (kill, user stop) is not the agent failing.
-                if !aborted {
-                    st.failures = st.failures.saturating_add(1);
-                }
             }
             _ => {}
         }
@@ -116,32 +101,43 @@ impl Registry {
         map.get(id).map(|s| s.active.iter().map(|(r, k)| (r.clone(), k.clone())).collect()).unwrap_or_default()
     }
 
-    /// Summaries; `link_up` false makes every agent offline.
-    pub fn summaries(&self, link_up: bool, pending: &dyn Fn(&str) -> usize) -> Vec<AgentSummary> {
+    /// Summaries, with each agent's pending exec approvals and health.
+    pub fn summaries(
+        &self,
+        pending: &dyn Fn(&str) -> usize,
+        health: &dyn Fn(&str) -> Option<HealthView>,
+    ) -> Vec<AgentSummary> {
         let map = self.agents.read().unwrap_or_else(|p| p.into_inner());
-        map.iter().map(|(id, st)| summary(id, st, link_up, pending(id))).collect()
+        map.iter().map(|(id, st)| summary(id, st, pending(id), health(id))).collect()
     }
 
     /// One summary.
-    pub fn get(&self, id: &str, link_up: bool, pending: usize) -> Option<AgentSummary> {
+    pub fn get(&self, id: &str, pending: usize, health: Option<HealthView>) -> Option<AgentSummary> {
         let map = self.agents.read().unwrap_or_else(|p| p.into_inner());
-        map.get(id).map(|st| summary(id, st, link_up, pending))
+        map.get(id).map(|st| summary(id, st, pending, health))
+    }
+
+    /// The agent's workspace, if the roster names one.
+    pub fn workspace(&self, id: &str) -> Option<String> {
+        let map = self.agents.read().unwrap_or_else(|p| p.into_inner());
+        map.get(id).and_then(|st| st.workspace.clone())
     }
 }
 
-fn summary(id: &str, st: &AgentState, link_up: bool, pending: usize) -> AgentSummary {
-    let health = if !link_up || st.failures >= OFFLINE_AFTER_FAILURES {
-        Health::Offline
-    } else if st.failures > 0 {
-        Health::Degraded
-    } else {
-        Health::Healthy
+fn summary(id: &str, st: &AgentState, pending: usize, h: Option<HealthView>) -> AgentSummary {
+    // The later of the gateway's events and the data path's calls.
+    let gateway_activity = st.last_activity_ms.and_then(rfc3339);
+    let last_activity = match (gateway_activity, h.as_ref().and_then(|h| h.last_activity.clone())) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     };
     AgentSummary {
         id: id.to_string(),
         name: st.name.clone(),
-        health,
-        last_activity: st.last_activity_ms.and_then(rfc3339),
+        health: h.as_ref().map_or(Health::Healthy, |h| h.health),
+        health_reason: h.as_ref().and_then(|h| h.reason.clone()),
+        health_since: h.map(|h| h.since),
+        last_activity,
         model: st.model.clone(),
         workspace: st.workspace.clone(),
         active_runs: st.active.len(),
@@ -164,37 +160,37 @@ mod tests {
     }
 
     #[test]
-    fn roster_activity_and_health() {
+    fn roster_activity_and_runs() {
         let r = Registry::default();
         r.replace(&json!({"agents": [
             {"id": "main", "name": "Main", "workspace": "/w", "model": {"primary": "cb-main/gpt"}},
             {"id": "ops", "model": "cb-ops/x"}
         ]}));
-        let all = r.summaries(true, &|_| 0);
+        let all = r.summaries(&|_| 0, &|_| None);
         assert_eq!(all.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["main", "ops"]);
         assert_eq!(all[0].model.as_deref(), Some("cb-main/gpt"));
         assert_eq!(all[1].name, "ops");
         assert!(all.iter().all(|a| a.health == Health::Healthy && a.last_activity.is_none()));
+        assert_eq!(r.workspace("main").as_deref(), Some("/w"));
 
         r.on_event(&life("r1", json!({"phase": "start"})));
         assert_eq!(r.active_runs("main"), vec![("r1".to_string(), "agent:main:main".to_string())]);
         r.on_event(&life("r1", json!({"phase": "error", "aborted": false})));
-        assert_eq!(r.get("main", true, 0).unwrap().health, Health::Degraded);
-        for run in ["r2", "r3"] {
-            r.on_event(&life(run, json!({"phase": "error"})));
-        }
-        assert_eq!(r.get("main", true, 0).unwrap().health, Health::Offline);
-        r.on_event(&life("r4", json!({"phase": "end", "aborted": false})));
-        let m = r.get("main", true, 2).unwrap();
-        assert_eq!((m.health, m.pending_approvals, m.active_runs), (Health::Healthy, 2, 0));
-        assert_eq!(m.last_activity.as_deref(), Some("2026-11-23T22:40:28.766Z"));
-        // Aborts do not count as failures.
-        r.on_event(&life("r5", json!({"phase": "error", "aborted": true})));
-        assert_eq!(r.get("main", true, 0).unwrap().health, Health::Healthy);
-        assert_eq!(r.get("main", false, 0).unwrap().health, Health::Offline, "link down = offline");
+        assert!(r.active_runs("main").is_empty());
+        let view = HealthView {
+            health: Health::Degraded,
+            reason: Some("its last run failed".into()),
+            since: "2026-11-23T22:40:00.000Z".into(),
+            last_activity: Some("2026-11-23T22:41:00.000Z".into()),
+        };
+        let m = r.get("main", 2, Some(view)).unwrap();
+        assert_eq!((m.health, m.pending_approvals, m.active_runs), (Health::Degraded, 2, 0));
+        assert_eq!(m.health_reason.as_deref(), Some("its last run failed"));
+        assert_eq!(m.last_activity.as_deref(), Some("2026-11-23T22:41:00.000Z"), "the later activity wins");
+        assert_eq!(r.get("main", 0, None).unwrap().last_activity.as_deref(), Some("2026-11-23T22:40:28.766Z"));
         // A roster re-read keeps activity.
         r.replace(&json!({"agents": [{"id": "main"}]}));
-        assert!(r.get("main", true, 0).unwrap().last_activity.is_some());
-        assert!(r.get("ops", true, 0).is_none());
+        assert!(r.get("main", 0, None).unwrap().last_activity.is_some());
+        assert!(r.get("ops", 0, None).is_none());
     }
 }

@@ -22,8 +22,14 @@ pub struct GatewaySettings {
     pub reconnect_initial_ms: u64,
     /// Cap of the exponential reconnect delay.
     pub reconnect_max_ms: u64,
-    /// How long one request may wait for its answer.
+    /// How long one request may wait for its answer (every RPC the link sends has this
+    /// deadline unless its caller gives a longer one, e.g. a whole agent run).
     pub request_timeout_ms: u64,
+    /// How often the link sends a WebSocket ping.
+    pub ping_interval_ms: u64,
+    /// How long a ping may go unanswered (no pong, no frame at all) before the link is
+    /// declared dead. A hung gateway is noticed within `ping_interval_ms + pong_timeout_ms`.
+    pub pong_timeout_ms: u64,
     /// Frames above this many bytes are logged and dropped.
     pub max_frame_bytes: usize,
     /// Act as the gateway's exec approver (decide `exec.approval.requested` by policy).
@@ -49,6 +55,8 @@ impl Default for GatewaySettings {
             reconnect_initial_ms: 1000,
             reconnect_max_ms: 30_000,
             request_timeout_ms: 30_000,
+            ping_interval_ms: 2_000,
+            pong_timeout_ms: 5_000,
             max_frame_bytes: 25 * 1024 * 1024,
             exec_approvals: true,
         }
@@ -69,7 +77,19 @@ impl GatewaySettings {
                 "reconnect_initial_ms must be > 0 and <= reconnect_max_ms".into(),
             ));
         }
+        if self.ping_interval_ms == 0 || self.pong_timeout_ms == 0 {
+            return Err(("gateway.pong_timeout_ms".into(), "ping_interval_ms and pong_timeout_ms must be > 0".into()));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(("gateway.request_timeout_ms".into(), "must be > 0".into()));
+        }
         Ok(())
+    }
+
+    /// The longest a hung gateway can go unnoticed: the next ping is sent at most one interval
+    /// after the gateway stopped, and declared unanswered `pong_timeout_ms` later.
+    pub fn dead_link_bound(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.ping_interval_ms.saturating_add(self.pong_timeout_ms))
     }
 
     /// Whether the URL's host is a loopback address (device identity is optional there).
@@ -106,6 +126,15 @@ mod tests {
         assert!(!GatewaySettings::is_loopback("ws://10.0.0.5:18789"));
         let s = GatewaySettings::default();
         assert!(s.use_device("ws://10.0.0.5:1") && !s.use_device("ws://127.0.0.1:1"));
+    }
+
+    #[test]
+    fn a_hung_gateway_is_noticed_within_ten_seconds_by_default() {
+        let s = GatewaySettings::default();
+        assert!(s.dead_link_bound() <= std::time::Duration::from_secs(10), "{:?}", s.dead_link_bound());
+        assert!(s.validate().is_ok());
+        let zero = GatewaySettings { pong_timeout_ms: 0, ..Default::default() };
+        assert_eq!(zero.validate().unwrap_err().0, "gateway.pong_timeout_ms");
     }
 
     #[test]

@@ -24,7 +24,13 @@ pub struct AgentSummary {
     pub id: String,
     pub name: String,
     pub health: Health,
-    /// RFC 3339 time of the last agent/chat event, if any was seen.
+    /// Why the agent is in this state (`health.rs`), when it ever changed.
+    #[serde(default)]
+    pub health_reason: Option<String>,
+    /// RFC 3339 time it entered this state (or was first seen).
+    #[serde(default)]
+    pub health_since: Option<String>,
+    /// RFC 3339 time of the last agent/chat event or call, if any was seen.
     pub last_activity: Option<String>,
     pub model: Option<String>,
     pub workspace: Option<String>,

@@ -1,9 +1,10 @@
 //! ClawButler's governance services: the stateful parts every path acts through. The approval
 //! broker parks held calls until a human decides (and keeps the standing grants an
-//! "allow always" creates), budgets reserve and settle dollar spend as circuit breakers, and
-//! the kill switch answers "may this agent's calls pass?", and per-agent keys bind a data-path
-//! call to the agent it names. The data path, the MCP and plugin
-//! paths, the gateway link and the control API all use these same services, so a decision or
+//! "allow always" creates), budgets reserve and settle dollar spend as circuit breakers, the
+//! kill switch answers "may this agent's calls pass?", per-agent keys bind a data-path call to
+//! the agent it names, and the health tracker says whether each agent is healthy, degraded or
+//! offline from what it does. The data path, the MCP and
+//! plugin paths, the gateway link and the control API all use these same services, so a decision or
 //! a kill made anywhere holds everywhere. State lives in the one store (`storage`); every
 //! transition is recorded in the audit log.
 
@@ -11,9 +12,11 @@ pub mod agent_keys;
 pub mod agents;
 pub mod approvals;
 pub mod budget;
+pub mod health;
 pub mod kill;
 
 pub use agent_keys::{AgentKeyError, AgentKeys};
 pub use approvals::{ApprovalSettings, Broker, BrokerError};
 pub use budget::{BudgetError, Budgets};
+pub use health::HealthTracker;
 pub use kill::{KillError, KillSwitch};

@@ -2,7 +2,8 @@
 //! `started` record (durable in the next group commit, so a crash leaves "started, outcome
 //! unknown"). Exactly once per call, when its response or stream ends (or the call is
 //! abandoned, via Drop), [`CallEnd::finish`]: prices the usage the meter read, settles the
-//! budget reservation with what the call is charged, and writes the call's end record with
+//! budget reservation with what the call is charged, reports the outcome to the agent's health
+//! (`health.rs`), and writes the call's end record with
 //! that charge (`charged_usd`) and its reason, so budget spend can be reconciled from the log.
 //! Refused calls never get here: `refuse.rs` records those.
 //!
@@ -150,6 +151,7 @@ impl CallEnd {
     /// Finish the call (later calls do nothing).
     pub fn finish(&mut self, outcome: Outcome, summary: Summary, bytes: u64) {
         let Some(mut ev) = self.ev.take() else { return };
+        crate::health::report(&self.state.health, ev.agent.as_deref(), &self.upstream, self.status, &outcome);
         let (cost, usage, basis) = self.price(&outcome, &summary);
         if let Outcome::UpstreamError(_) | Outcome::IdleTimeout = outcome {
             if self.status != 0 {

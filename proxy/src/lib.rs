@@ -15,6 +15,7 @@ pub mod error;
 pub mod estimate;
 pub mod finish;
 pub mod forward;
+pub mod health;
 pub mod layers;
 pub mod meter;
 pub mod metrics;
@@ -45,6 +46,8 @@ pub struct ProxyState {
     pub broker: Arc<governance::Broker>,
     pub kill: Arc<governance::KillSwitch>,
     pub budgets: Arc<governance::Budgets>,
+    /// Every forwarded call's outcome feeds its agent's (and upstream's) health.
+    pub health: Arc<governance::HealthTracker>,
     pub prices: PriceTable,
     pub metrics: ProxyMetrics,
     /// Who may call as which agent (`[auth] agent_keys` and the per-agent keys).
@@ -61,6 +64,7 @@ pub struct Components {
     pub agent_keys: Arc<governance::AgentKeys>,
     /// `[auth] agent_keys`.
     pub agent_key_mode: auth::AgentKeyMode,
+    pub health: Arc<governance::HealthTracker>,
 }
 
 /// Errors assembling the data path (reported at start).
@@ -91,6 +95,7 @@ impl ProxyState {
             broker: c.broker,
             kill: c.kill,
             budgets: c.budgets,
+            health: c.health,
             prices: prices.with_server_tool_call_usd(settings.server_tool_call_usd),
             metrics: ProxyMetrics::new(registry)?,
             auth: Arc::new(auth::AgentAuth::new(c.agent_key_mode, c.agent_keys, registry)?),

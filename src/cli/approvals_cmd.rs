@@ -102,6 +102,10 @@ fn print_list(page: &Value) {
             s(a, "reason"),
             when
         );
+        // What may still refuse the call once approved (a nearly spent budget, a failing upstream).
+        for c in a["cautions"].as_array().into_iter().flatten() {
+            println!("{:<38}! {}", "", s(c, "message"));
+        }
     }
     if let Some(c) = page["next_cursor"].as_str() {
         println!("(more: --json and the API's cursor={c})");

@@ -33,6 +33,9 @@ pub enum Cmd {
     Send(Message),
     StopTicks,
     Close(u16, &'static str),
+    /// Hang as a frozen process would: read nothing (so answer no ping), send nothing, keep
+    /// the socket open.
+    Freeze,
 }
 
 /// What the fake serves and what it saw.
@@ -54,6 +57,8 @@ pub struct Shared {
     pub client_closed: Mutex<Vec<usize>>,
     /// Pong payloads received (the real gateway drops clients that do not answer pings).
     pub pongs: Mutex<Vec<Vec<u8>>>,
+    /// `policy.tickIntervalMs` sent in `hello-ok` (and the tick period); default [`TICK_MS`].
+    pub tick_ms: std::sync::atomic::AtomicU64,
     /// Sessions that passed `hello-ok`.
     pub sessions: AtomicUsize,
     pub current: Mutex<Option<mpsc::UnboundedSender<Cmd>>>,
@@ -80,6 +85,7 @@ impl FakeGateway {
             answered: Mutex::default(),
             client_closed: Mutex::default(),
             pongs: Mutex::default(),
+            tick_ms: std::sync::atomic::AtomicU64::new(TICK_MS),
             sessions: AtomicUsize::new(0),
             current: Mutex::default(),
         });
@@ -233,7 +239,7 @@ async fn session(tcp: TcpStream, shared: Arc<Shared>) {
     let hello = json!({"type": "hello-ok", "protocol": 4, "server": {"version": "fake"},
         "auth": {"method": "token", "role": "operator",
                  "scopes": ["operator.admin", "operator.read", "operator.write", "operator.approvals"]},
-        "policy": {"maxPayload": 26_214_400, "tickIntervalMs": TICK_MS}});
+        "policy": {"maxPayload": 26_214_400, "tickIntervalMs": shared.tick_ms.load(Ordering::SeqCst)}});
     let _ = sink.send(res_ok(connect["id"].as_str().unwrap_or("connect"), hello)).await;
     let n = shared.sessions.fetch_add(1, Ordering::SeqCst) + 1;
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -241,12 +247,18 @@ async fn session(tcp: TcpStream, shared: Arc<Shared>) {
     let mut seq = 1;
     let _ = sink.send(event("health", json!({"ok": true}), Some(seq))).await;
     let mut ticking = true;
-    let mut ticks = tokio::time::interval(Duration::from_millis(TICK_MS));
+    let mut ticks = tokio::time::interval(Duration::from_millis(shared.tick_ms.load(Ordering::SeqCst)));
     loop {
         tokio::select! {
             c = rx.recv() => match c {
                 Some(Cmd::Send(m)) => { let _ = sink.send(m).await; }
                 Some(Cmd::StopTicks) => ticking = false,
+                Some(Cmd::Freeze) => {
+                    // Hold both halves, touch neither, until the client goes away (never).
+                    let _held = (sink, stream);
+                    std::future::pending::<()>().await;
+                    return;
+                }
                 Some(Cmd::Close(code, why)) => {
                     let _ = sink.send(Message::Close(Some(CloseFrame { code: code.into(), reason: why.into() }))).await;
                     return;

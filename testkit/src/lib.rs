@@ -10,11 +10,14 @@
 //! - [`fake_gateway`]: a protocol-level fake OpenClaw gateway for link tests that need
 //!   misbehaviour on demand (the e2e tier uses the real one).
 //! - [`openclaw`]: a throwaway real OpenClaw gateway (installed by `scripts/install-openclaw.sh`).
+//! - [`blackhole::Blackhole`]: a TCP relay that stops forwarding on demand without closing
+//!   anything (a hung host or a black-holed network, as the gateway link sees it).
 //! - [`http`]: a tiny HTTP/1.1 client (one connection per request, so dropping a stream hangs up).
 
 // Test infrastructure: a setup failure panics the test that uses it, with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod blackhole;
 pub mod fake_gateway;
 pub mod http;
 pub mod openclaw;

@@ -228,6 +228,12 @@ impl Gateway {
         self.child.id()
     }
 
+    /// Send `sig` (`STOP`, `CONT`, ...) to the gateway's whole process group (every process it
+    /// started): `STOP` freezes the gateway as a hung host would, sockets open and silent.
+    pub fn signal(&self, sig: &str) {
+        signal_group(self.child.id(), sig);
+    }
+
     /// Time from spawn to ready.
     pub fn started_in(&self) -> Duration {
         self.started_in
@@ -325,6 +331,8 @@ impl AgentTurn {
 impl Drop for Gateway {
     fn drop(&mut self) {
         let pgid = self.child.id();
+        // A frozen gateway (a test that failed mid-freeze) must wake to hear TERM.
+        signal_group(pgid, "CONT");
         signal_group(pgid, "TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {

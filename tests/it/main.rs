@@ -17,6 +17,7 @@ mod gateway_link;
 mod hardening_edges;
 mod hardening_identity;
 mod hardening_money;
+mod health;
 mod policy_reload;
 mod proxy_model_path;
 mod smoke_binary;

@@ -263,7 +263,10 @@ async fn finished(
 async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     let Some((chromium, driver_bin)) = browser_paths() else { return };
     let bundle = hold_bundle();
-    let budget = "[[budgets]]\nscope = \"agent:main\"\nwindow = \"daily\"\nlimit_usd = 5.0\n";
+    // The held model has a price: under a budget an unpriced model is refused before anyone
+    // is asked (docs/approvals.md), and this test is about a call that goes ahead.
+    let budget = "[[budgets]]\nscope = \"agent:main\"\nwindow = \"daily\"\nlimit_usd = 5.0\n\
+                  [prices.\"gpt-needs-approval\"]\ninput = 0.15\noutput = 0.6\n";
     let rig = Rig::start_with(&format!("dir = \"{}\"\nwatch = false", bundle.path().display()), budget).await;
     let console = format!("http://{}", rig.sidecar.control_addr);
 
@@ -307,6 +310,7 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
     b.click("[data-testid=allow-once]").await;
     let r = finished(call, "allow-once").await;
     assert_eq!(r.status, 200, "{}", r.text());
+    assert_ne!(r.header("x-clawbutler-action"), Some("deny"), "forwarded, not refused after approval: {}", r.text());
     assert!(r.json()["choices"][0]["message"]["content"].is_string(), "{}", r.text());
     b.find("[data-testid=empty]").await;
 
@@ -346,6 +350,43 @@ async fn approver_signs_in_sees_a_held_call_live_and_approves_it() {
         assert_ne!(state, "error", "{page}: {}", b.text("main").await);
         eprintln!("{page}: {state}");
     }
+
+    // An agent whose upstream fails turns degraded on the open agents page, live, with why
+    // and since when; the approval of a call over that upstream says it may fail.
+    for i in 0..3 {
+        let r = post_json(
+            &rig.url("/a/flaky/fake/v1/chat/completions"),
+            &[],
+            &json!({"model": "gpt-4o-mini",
+            "stream": false, "messages": [{"role": "user", "content": format!("FAIL500 {i}")}]}),
+        )
+        .await;
+        assert_eq!(r.status, 500);
+    }
+    b.wait_js(
+        "flaky degraded on the agents page",
+        "[...document.querySelectorAll('[data-testid=agent]')].some((c) => c.innerText.includes('flaky') \
+         && c.querySelector('[data-testid=health]').textContent === 'Degraded' \
+         && c.querySelector('[data-testid=health-reason]').textContent.includes('HTTP 500') \
+         && c.innerText.includes('In this state since'))",
+    )
+    .await;
+    b.screenshot("agents-degraded-desktop.png").await;
+    b.goto(&format!("{console}/#/approvals")).await;
+    let call = held_call(&rig, "over a failing upstream");
+    b.wait_js(
+        "the upstream caution on the approval",
+        "document.querySelector('[data-testid=cautions]') && document.querySelector('[data-testid=cautions]')\
+         .innerText.includes('Upstream fake may fail it: 3 of its last 4 calls failed')",
+    )
+    .await;
+    let a = rig.wait_pending("main", 1).await.remove(0);
+    let d = rig
+        .decide(ADMIN, a["id"].as_str().unwrap(), &json!({"decision": "deny", "expected_version": a["version"]}), None)
+        .await;
+    assert_eq!(d.status, 200, "{}", d.text());
+    finished(call, "deny over a failing upstream").await;
+    b.find("[data-testid=empty]").await;
 
     // zh-CN: the language switch changes the visible text.
     b.goto(&format!("{console}/#/approvals")).await;

@@ -1,5 +1,9 @@
 //! `/api/v1/agents`: the agents OpenClaw runs, their health, and the kill switch.
 //!
+//! The list is the gateway's roster (with model, workspace, runs and pending exec approvals),
+//! plus agents seen only on the data path, plus killed agents nobody has seen. Health, its
+//! reason and since when come from the health tracker (`governance::health`) for all of them.
+//!
 //! The kill flag itself lives in governance's `KillSwitch`, so killing works (and blocks model
 //! calls at once) even without a gateway link. When a link is configured, an [`AgentControl`]
 //! (implemented by the `gateway` crate) lists the agents and carries
@@ -13,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use governance::agents::{AgentSummary, Health};
+use governance::health::HealthView;
 
 use super::Routes;
 use crate::{AppState, Caller, Problem, Role};
@@ -59,23 +64,49 @@ fn view(s: &AppState, a: Option<AgentSummary>, id: &str) -> Value {
     v
 }
 
+/// An agent the gateway does not list: what the health tracker knows of it (seen on the data
+/// path), or nothing at all (killed before anyone saw it).
+fn bare(id: &str, h: Option<HealthView>) -> AgentSummary {
+    let (health, reason, since, last_activity) = match h {
+        Some(h) => (h.health, h.reason, Some(h.since), h.last_activity),
+        None => (
+            Health::Offline,
+            Some("never seen: no call through the sidecar, not in a gateway roster".into()),
+            None,
+            None,
+        ),
+    };
+    AgentSummary {
+        id: id.to_string(),
+        name: id.to_string(),
+        health,
+        health_reason: reason,
+        health_since: since,
+        last_activity,
+        model: None,
+        workspace: None,
+        active_runs: 0,
+        pending_approvals: 0,
+        spend_usd: None,
+    }
+}
+
+fn one(s: &AppState, id: &str) -> Option<AgentSummary> {
+    s.agents.as_ref().and_then(|c| c.get(id)).or_else(|| s.health.view(id).map(|h| bare(id, Some(h))))
+}
+
 async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, Problem> {
     caller.require(Role::Viewer)?;
     let mut agents = s.agents.as_ref().map(|c| c.list()).unwrap_or_default();
-    // Agents killed before the link knew them (or without a link) are still listed.
+    // Agents seen only on the data path, and agents killed before anyone saw them.
+    for (id, h) in s.health.views() {
+        if !agents.iter().any(|a| a.id == id) {
+            agents.push(bare(&id, Some(h)));
+        }
+    }
     for (id, _) in s.kill.killed_agents() {
         if !agents.iter().any(|a| a.id == id) {
-            agents.push(AgentSummary {
-                id: id.clone(),
-                name: id,
-                health: Health::Offline,
-                last_activity: None,
-                model: None,
-                workspace: None,
-                active_runs: 0,
-                pending_approvals: 0,
-                spend_usd: None,
-            });
+            agents.push(bare(&id, None));
         }
     }
     agents.sort_by(|a, b| a.id.cmp(&b.id));
@@ -90,11 +121,11 @@ async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, 
 async fn get_one(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     caller.require(Role::Viewer)?;
     agent_id(&id)?;
-    let a = s.agents.as_ref().and_then(|c| c.get(&id));
+    let a = one(&s, &id);
     if a.is_none() && s.kill.agent_entry(&id).is_none() {
         return Err(Problem::not_found(format!("no agent '{id}'")));
     }
-    Ok(Json(view(&s, a, &id)))
+    Ok(Json(view(&s, a.or_else(|| Some(bare(&id, None))), &id)))
 }
 
 /// Agent ids are OpenClaw's canonical spelling (`decision::agent_id`); a kill under another
@@ -153,11 +184,26 @@ async fn kill(
     let fresh = s.kill.kill(&id, governance::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
     audit(&s, Some(&id), &caller.name, audit::Outcome::BlockedAtProxy, &reason, json!({"already_killed": !fresh}))
         .await;
+    // Its held calls can no longer go ahead: nobody should be asked about them (with or
+    // without a gateway, and even while the link is down).
+    let denied = s.broker.deny_all_for_agent(&id, &format!("kill switch: {reason}"), &caller.name).await;
+    if !denied.is_empty() {
+        let ids: Vec<&str> = denied.iter().map(|a| a.id.as_str()).collect();
+        audit(
+            &s,
+            Some(&id),
+            &caller.name,
+            audit::Outcome::ApprovalsDenied,
+            &reason,
+            json!({"clawbutler_approvals": ids}),
+        )
+        .await;
+    }
     let gateway = match &s.agents {
         Some(c) => c.kill(&id, &reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
         None => json!({"configured": false}),
     };
-    let mut v = view(&s, s.agents.as_ref().and_then(|c| c.get(&id)), &id);
+    let mut v = view(&s, one(&s, &id), &id);
     v["gateway"] = gateway;
     Ok(Json(v))
 }
@@ -189,7 +235,7 @@ async fn recover(
     };
     let was = s.kill.recover(&id).map_err(store_err)?;
     audit(&s, Some(&id), &caller.name, audit::Outcome::UnblockedAtProxy, &reason, json!({"was_killed": was})).await;
-    let mut v = view(&s, s.agents.as_ref().and_then(|c| c.get(&id)), &id);
+    let mut v = view(&s, one(&s, &id), &id);
     v["gateway"] = gateway;
     Ok(Json(v))
 }
@@ -199,6 +245,12 @@ async fn kill_all(State(s): State<AppState>, caller: Caller, body: axum::body::B
     let reason = reason_of(parse::<KillBody>(&body)?.reason)?;
     s.kill.kill_all(governance::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
     audit(&s, None, &caller.name, audit::Outcome::GlobalBlockedAtProxy, &reason, Value::Null).await;
+    let denied = s.broker.deny_all(&format!("kill switch: {reason}"), &caller.name).await;
+    if !denied.is_empty() {
+        let ids: Vec<&str> = denied.iter().map(|a| a.id.as_str()).collect();
+        audit(&s, None, &caller.name, audit::Outcome::ApprovalsDenied, &reason, json!({"clawbutler_approvals": ids}))
+            .await;
+    }
     let gateway = match &s.agents {
         Some(c) => c.kill_all(&reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
         None => json!({"configured": false}),

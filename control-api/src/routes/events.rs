@@ -14,8 +14,8 @@
 //! reads the stream with fetch, not EventSource).
 //!
 //! Event names: `approval` (a hold was created), `decision` (an approval was allowed,
-//! denied, expired or cancelled), `grant`, `budget`, `audit` (everything else); `data` is the
-//! audit record as JSON.
+//! denied, expired or cancelled), `grant`, `budget`, `health` (an agent's health changed),
+//! `audit` (everything else); `data` is the audit record as JSON.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -65,6 +65,7 @@ pub fn event_name(r: &AuditRecord) -> &'static str {
         }
         Some(RecordKind::Grant) => "grant",
         Some(RecordKind::Budget) => "budget",
+        Some(RecordKind::Health) => "health",
         _ => "audit",
     }
 }

@@ -34,7 +34,7 @@ const en = {
   'kind.model_call': 'Model call', 'kind.exec': 'Command', 'kind.tool_call': 'Tool call', 'kind.plugin': 'Plugin',
   'kind.approval': 'Approval', 'kind.grant': 'Grant', 'kind.budget': 'Budget', 'kind.policy_reload': 'Policy reload',
   'kind.kill_switch': 'Kill switch', 'kind.config': 'Config', 'kind.auth': 'Auth', 'kind.gateway': 'Gateway',
-  'kind.retention': 'Retention',
+  'kind.retention': 'Retention', 'kind.health': 'Health',
   'field.agent': 'Agent', 'field.kind': 'Kind', 'field.risk': 'Risk', 'field.action': 'Action', 'field.rule': 'Rule',
   'field.cost': 'Cost estimate', 'field.cwd': 'Directory', 'field.session': 'Session',
   'field.trace': 'Trace', 'field.created': 'Requested', 'field.expires': 'Expires', 'field.decided_by': 'Decided by',
@@ -48,6 +48,8 @@ const en = {
   'approvals.reason_placeholder': 'Why? (optional)', 'approvals.reason_optional': 'Reason (optional)',
   'approvals.full_request': 'Full request', 'approvals.select': 'Select for batch decision',
   'approvals.selected': '{n} selected', 'approvals.clear': 'Clear selection',
+  'approvals.caution_budget': 'Budget {budget} may refuse it: {pct} % used; this call may cost up to {cost}',
+  'approvals.caution_upstream': 'Upstream {upstream} may fail it: {failed} of its last {of} calls failed',
   'approvals.left': '{time} left', 'approvals.expiring': 'Expiring…',
   'approvals.done_allow_once': 'Allowed once', 'approvals.done_allow_always': 'Allowed, grant created',
   'approvals.done_deny': 'Denied', 'approvals.id_version': '{id} · version {version}',
@@ -99,6 +101,7 @@ const en = {
   'agents.reason': 'Reason (required)', 'agents.activity': '{ago} ({time})',
   'agents.kill_confirm': 'Stop {name} now? Its calls are refused and running work is aborted until it is recovered.',
   'agents.recover_confirm': 'Let {name} run again?', 'agents.kill_done': '{name} stopped', 'agents.recover_done': '{name} recovered',
+  'agents.health_since': 'In this state since',
   'health.healthy': 'Healthy', 'health.degraded': 'Degraded', 'health.offline': 'Offline',
 };
 
@@ -133,6 +136,7 @@ const zh = {
   'kind.model_call': '模型调用', 'kind.exec': '命令', 'kind.tool_call': '工具调用', 'kind.plugin': '插件',
   'kind.approval': '审批', 'kind.grant': '授权', 'kind.budget': '预算', 'kind.policy_reload': '策略重载',
   'kind.kill_switch': '紧急停止', 'kind.config': '配置', 'kind.auth': '认证', 'kind.gateway': '网关', 'kind.retention': '保留',
+  'kind.health': '健康状态',
   'field.agent': '智能体', 'field.kind': '类型', 'field.risk': '风险', 'field.action': '动作', 'field.rule': '规则',
   'field.cost': '预估费用', 'field.cwd': '目录', 'field.session': '会话', 'field.trace': '追踪',
   'field.created': '请求时间', 'field.expires': '过期时间', 'field.decided_by': '决定人', 'field.id': 'ID',
@@ -146,6 +150,8 @@ const zh = {
   'approvals.reason_placeholder': '原因（可选）', 'approvals.reason_optional': '原因（可选）',
   'approvals.full_request': '完整请求', 'approvals.select': '选中以批量处理',
   'approvals.selected': '已选 {n} 条', 'approvals.clear': '清除选择',
+  'approvals.caution_budget': '预算 {budget} 可能拒绝此调用：已用 {pct}%，此调用最多可能花费 {cost}',
+  'approvals.caution_upstream': '上游 {upstream} 可能失败：最近 {of} 次调用中有 {failed} 次失败',
   'approvals.left': '剩余 {time}', 'approvals.expiring': '即将过期…',
   'approvals.done_allow_once': '已允许一次', 'approvals.done_allow_always': '已允许并创建授权', 'approvals.done_deny': '已拒绝',
   'approvals.id_version': '{id} · 版本 {version}',
@@ -194,6 +200,7 @@ const zh = {
   'agents.reason': '原因（必填）', 'agents.activity': '{ago}（{time}）',
   'agents.kill_confirm': '立即停止 {name}？在恢复之前，其调用将被拒绝，正在运行的任务会被中止。',
   'agents.recover_confirm': '允许 {name} 重新运行？', 'agents.kill_done': '{name} 已停止', 'agents.recover_done': '{name} 已恢复',
+  'agents.health_since': '进入此状态',
   'health.healthy': '健康', 'health.degraded': '降级', 'health.offline': '离线',
 };
 

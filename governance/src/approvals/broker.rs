@@ -220,6 +220,7 @@ impl Broker {
             external_id: req.external_id,
             suggested_scope,
             grant_id: None,
+            cautions: req.cautions,
         };
         self.inner.store.put(&a)?;
         let (tx, rx) = oneshot::channel();
@@ -316,6 +317,12 @@ impl Broker {
     /// Deny every pending approval of `agent` (the kill switch); returns the denied ones.
     pub async fn deny_all_for_agent(&self, agent: &str, reason: &str, actor: &str) -> Vec<Approval> {
         let ids = self.find_live(|a| a.agent == agent);
+        self.close_all(ids, Status::Denied, Some(DecisionKind::Deny), reason, actor).await
+    }
+
+    /// Deny every pending approval (the global kill switch); returns the denied ones.
+    pub async fn deny_all(&self, reason: &str, actor: &str) -> Vec<Approval> {
+        let ids = self.find_live(|_| true);
         self.close_all(ids, Status::Denied, Some(DecisionKind::Deny), reason, actor).await
     }
 
@@ -478,6 +485,7 @@ fn placeholder(id: &str) -> Approval {
         external_id: None,
         suggested_scope: scope,
         grant_id: None,
+        cautions: Vec::new(),
     }
 }
 

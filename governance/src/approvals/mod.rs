@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 
 pub use broker::{Broker, Held};
 pub use grants::{Breadth, Grant, GrantScope, ScopeInput};
-pub use model::{Approval, ApprovalPage, ApprovalQuery, DecideRequest, DecisionKind, HoldRequest, Resolution, Status};
+pub use model::{
+    Approval, ApprovalPage, ApprovalQuery, Caution, DecideRequest, DecisionKind, HoldRequest, Resolution, Status,
+};
 
 fn default_ttl_s() -> u64 {
     1800

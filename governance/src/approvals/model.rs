@@ -117,6 +117,58 @@ pub struct Approval {
     pub suggested_scope: GrantScope,
     /// The grant an `allow-always` decision created.
     pub grant_id: Option<String>,
+    /// What may still refuse the call after it is approved (a nearly spent budget, a failing
+    /// upstream). Refusals that are certain are made before a call is ever held, so these are
+    /// only ever "may".
+    #[serde(default)]
+    pub cautions: Vec<Caution>,
+}
+
+/// Something that may refuse a held call once it is approved, shown on the approval so the
+/// approver knows. `message` is the same in words (English), for the CLI and API readers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Caution {
+    /// A budget that has little room left or is past its warning level.
+    Budget {
+        budget: String,
+        /// Spend in percent of the limit.
+        used_pct: f64,
+        spent_usd: f64,
+        limit_usd: f64,
+        /// The call's worst-case cost.
+        needed_usd: f64,
+        message: String,
+    },
+    /// An upstream whose recent calls fail (by the agent health rule).
+    Upstream { upstream: String, failed: u32, of_last: u32, message: String },
+}
+
+impl Caution {
+    /// From a budget's outlook.
+    pub fn budget(c: &crate::budget::BudgetCaution) -> Caution {
+        Caution::Budget {
+            budget: c.budget_id.clone(),
+            used_pct: (c.used_pct * 10.0).round() / 10.0,
+            spent_usd: c.spent_usd,
+            limit_usd: c.limit_usd,
+            needed_usd: c.needed_usd,
+            message: format!(
+                "budget {} may refuse: {:.0} % used (${:.2} of ${:.2}); this call may cost up to ${:.4}",
+                c.budget_id, c.used_pct, c.spent_usd, c.limit_usd, c.needed_usd
+            ),
+        }
+    }
+
+    /// From the health tracker's view of an upstream.
+    pub fn upstream(name: &str, failed: u32, of_last: u32) -> Caution {
+        Caution::Upstream {
+            upstream: name.to_string(),
+            failed,
+            of_last,
+            message: format!("upstream {name} may fail: {failed} of its last {of_last} calls failed"),
+        }
+    }
 }
 
 /// How an approval ended, handed to whoever waits on the held call.
@@ -172,6 +224,8 @@ pub struct HoldRequest {
     /// For exec/tool holds: the arguments as `grants.rego` sees them, as plain text, to
     /// suggest an exact `arg_pattern` (None = the suggestion covers any arguments).
     pub grant_args: Option<String>,
+    /// What may still refuse the call after approval (see [`Approval::cautions`]).
+    pub cautions: Vec<Caution>,
 }
 
 /// A human's decision on one approval.

@@ -11,6 +11,7 @@
 
 mod ledger;
 mod model;
+mod precheck;
 mod reservation;
 pub mod window;
 
@@ -23,6 +24,7 @@ use prometheus::{GaugeVec, Opts};
 
 pub use ledger::Ledger;
 pub use model::{BudgetConfig, BudgetView, CallScope, Refusal, Scope, Source};
+pub use precheck::{BudgetCaution, Outlook};
 pub use reservation::{Charge, Reservation};
 pub use window::{Clock, SystemClock, Window};
 

@@ -2,12 +2,14 @@
 //! refused at once with HTTP 429, `Retry-After` = seconds to the window reset, and a message
 //! containing "<window> limit reached" (the form OpenClaw shows verbatim, without retries or
 //! key cooldowns). The reserve step sits just before forwarding: it reserves the call's
-//! worst-case cost against every applicable budget, all or nothing.
+//! worst-case cost against every applicable budget, all or nothing. [`before_hold`] is asked
+//! by the hold step, so a call the reserve step will certainly refuse is refused before a
+//! human is asked about it.
 
 use std::sync::Arc;
 
-use decision::Risk;
-use governance::budget::CallScope;
+use decision::{Decision, Risk};
+use governance::budget::{BudgetCaution, CallScope, Outlook};
 use tower::Service;
 
 use super::{BoxFut, Next};
@@ -15,6 +17,32 @@ use crate::ctx::CallRequest;
 use crate::error::ProxyError;
 use crate::refuse::{refuse, synthetic_decision, Refusal};
 use crate::ProxyState;
+
+/// The decision for a model with no price under a budget: its cost cannot be bounded, so a
+/// capped call fails closed.
+fn unpriced(req: &CallRequest) -> Decision {
+    let reason = format!(
+        "model '{}' has no price, so its cost cannot be held to the budget; add [prices.\"{}\"] to clawbutler.toml",
+        req.info.model, req.info.model
+    );
+    synthetic_decision(req, "budget.unknown_price", &reason, Risk::Medium)
+}
+
+/// Before a hold: what the budgets will certainly refuse once the call is approved (an open
+/// breaker, an unpriced model under a budget, a worst case above a budget's whole limit) as
+/// the decision and form the reserve step would use; otherwise the budgets that may still
+/// refuse it, to show on the approval.
+pub fn before_hold(state: &ProxyState, req: &CallRequest) -> Result<Vec<BudgetCaution>, Box<(Decision, Refusal)>> {
+    match state.budgets.outlook(&scope(req), req.estimate_usd) {
+        Outlook::Clear => Ok(Vec::new()),
+        Outlook::MayRefuse(c) => Ok(c),
+        Outlook::Unpriced => Err(Box::new((unpriced(req), Refusal::Deny))),
+        Outlook::Refused(r) => {
+            let d = synthetic_decision(req, &format!("budget.{}", r.budget_id), &r.message(), Risk::Medium);
+            Err(Box::new((d, Refusal::Budget(r))))
+        }
+    }
+}
 
 /// Refuse a call because of a budget refusal.
 async fn refuse_budget(
@@ -46,13 +74,7 @@ pub fn reserve(state: Arc<ProxyState>, mut req: CallRequest, mut next: Next) -> 
     Box::pin(async move {
         if state.budgets.any_apply(&scope(&req)) {
             let Some(worst) = req.estimate_usd else {
-                // No price: the cost cannot be bounded, so a capped call fails closed.
-                let reason = format!(
-                    "model '{}' has no price, so its cost cannot be held to the budget; add [prices.\"{}\"] to clawbutler.toml",
-                    req.info.model, req.info.model
-                );
-                let d = synthetic_decision(&req, "budget.unknown_price", &reason, Risk::Medium);
-                return refuse(&state, &req, &d, Refusal::Deny).await;
+                return refuse(&state, &req, &unpriced(&req), Refusal::Deny).await;
             };
             match state.budgets.reserve(&scope(&req), worst) {
                 Ok(res) => req.reservation = Some(res),

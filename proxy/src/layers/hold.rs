@@ -3,21 +3,29 @@
 //! expired or cancelled: it is refused in the caller's shape, naming who denied it or that it
 //! expired. The time parked is the human's, not the sidecar's (`ctx.add_held`). A client that
 //! hangs up drops the wait, which cancels the approval.
+//!
+//! A human is only asked about a call that will go ahead if approved: what will certainly
+//! refuse it (a kill, an open breaker, an unpriced model under a budget, a worst case above a
+//! budget's whole limit) refuses it here, before any approval exists, with the reason and in
+//! the form that step would use. What may still refuse it later (a budget nearly spent, an
+//! upstream whose calls fail) is shown on the approval as a caution. A kill made while the
+//! call waited refuses it even when approved.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use decision::{Action, CallKind};
-use governance::approvals::HoldRequest;
+use decision::{Action, CallKind, Decision, Risk};
+use governance::approvals::{Caution, HoldRequest};
 use http::HeaderValue;
 use serde_json::{json, Value};
 use tower::Service;
 
-use super::{BoxFut, Next};
+use super::kill::KILL_RULE;
+use super::{budget, BoxFut, Next};
 use crate::ctx::CallRequest;
 use crate::error::ProxyError;
 use crate::record;
-use crate::refuse::{refuse, Refusal};
+use crate::refuse::{refuse, synthetic_decision, Refusal};
 use crate::ProxyState;
 
 /// Longest prompt excerpt shown to the approver.
@@ -65,11 +73,32 @@ pub fn subject(req: &CallRequest) -> Value {
     s
 }
 
+/// Before a call is held: the refusal that is already certain, or the cautions to show the
+/// approver. The kill flag is read again (a kill may have come after the kill step).
+pub fn before_hold(state: &ProxyState, req: &CallRequest) -> Result<Vec<Caution>, Box<(Decision, Refusal)>> {
+    if let Some(why) = state.kill.blocked(&req.route.agent) {
+        return Err(Box::new((synthetic_decision(req, KILL_RULE, &why, Risk::High), Refusal::Deny)));
+    }
+    let mut cautions: Vec<Caution> = budget::before_hold(state, req)?.iter().map(Caution::budget).collect();
+    let upstream = &req.route.upstream.name;
+    if let Some((failed, of_last)) = state.health.upstream_failing(upstream) {
+        cautions.push(Caution::upstream(upstream, failed, of_last));
+    }
+    Ok(cautions)
+}
+
 /// The hold step: park a held call until a human decides, then forward or refuse it.
 pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> BoxFut<ProxyError> {
     Box::pin(async move {
         let Some(mut d) = req.decision.clone().filter(|d| d.action == Action::Hold) else {
             return inner.call(req).await;
+        };
+        let cautions = match before_hold(&state, &req) {
+            Ok(c) => c,
+            Err(certain) => {
+                let (refusal, why) = *certain;
+                return refuse(&state, &req, &refusal, why).await;
+            }
         };
         let hreq = HoldRequest {
             kind: CallKind::ModelCall,
@@ -83,6 +112,7 @@ pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> Bo
             // Plain text: the broker escapes it (a model named `*` is not a wildcard).
             grant_pattern: req.info.model.clone(),
             grant_args: None,
+            cautions,
         };
         let held = match state.broker.hold(hreq) {
             Ok(h) => h,
@@ -98,7 +128,11 @@ pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> Bo
         let res = held.await;
         req.ctx.add_held(t0.elapsed());
         let header = HeaderValue::from_str(&approval_id).ok();
-        let out = if res.is_allowed() {
+        let killed = res.is_allowed().then(|| state.kill.blocked(&req.route.agent)).flatten();
+        let out = if let Some(why) = killed {
+            let reason = format!("{why} (it was stopped while the call waited; {})", res.message());
+            refuse(&state, &req, &synthetic_decision(&req, KILL_RULE, &reason, Risk::High), Refusal::Deny).await
+        } else if res.is_allowed() {
             d.action = Action::Allow;
             d.reason = format!("{}; held because: {}", res.message(), d.reason);
             let _ = req.ctx.action.set(Action::Allow);

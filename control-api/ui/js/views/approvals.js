@@ -167,6 +167,7 @@ export function mount(root, ctx) {
       h('div', { class: 'subject', 'data-testid': 'subject' }, subjectLine(subject)),
       subject.prompt_summary ? h('p', { class: 'prompt' }, subject.prompt_summary) : null,
       a.reason ? h('p', { class: 'reason' }, a.reason) : null,
+      (a.cautions || []).length ? h('ul', { class: 'cautions', 'data-testid': 'cautions' }, a.cautions.map(caution)) : null,
       dl([
         [t('field.rule'), a.rule ? h('code', {}, a.rule) : ''],
         [t('field.cost'), cost != null ? usd(cost) : t('common.unknown')],
@@ -185,6 +186,17 @@ export function mount(root, ctx) {
         ]),
         pre(subject)),
       cardMsg({ 'data-testid': 'card-msg' }));
+  }
+
+  /** What may still refuse the call once approved (see docs/approvals.md). */
+  function caution(c) {
+    if (c.kind === 'budget') {
+      return h('li', {}, t('approvals.caution_budget', { budget: c.budget, pct: Math.round(c.used_pct), cost: usd(c.needed_usd) }));
+    }
+    if (c.kind === 'upstream') {
+      return h('li', {}, t('approvals.caution_upstream', { upstream: c.upstream, failed: c.failed, of: c.of_last }));
+    }
+    return h('li', {}, c.message || '');
   }
 
   function tick() {
