@@ -257,8 +257,8 @@ impl Sidecar {
         for t in self.tasks {
             let _ = t.await;
         }
-        if let Err(e) = self.budgets.sync() {
-            tracing::error!(error = %e, "budget ledger sync at shutdown failed");
+        if let Err(e) = self.budgets.close() {
+            tracing::error!(error = %e, "budget ledger close at shutdown failed");
         }
         if let Err(e) = self.audit.flush() {
             tracing::error!(error = %e, "audit flush at shutdown failed");

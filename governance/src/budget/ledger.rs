@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 /// Spend per budget and window, plus API-defined budgets.
 #[derive(Clone)]
@@ -14,6 +16,11 @@ pub struct Ledger {
     /// Latest values not yet written to sled (reads consult it first).
     pending: Arc<Mutex<HashMap<Vec<u8>, u64>>>,
     dirty: SyncSender<()>,
+    /// Set by [`Ledger::close`]: the flusher ends after its next round.
+    stop: Arc<AtomicBool>,
+    /// The flusher; joined by [`Ledger::close`] so it lets go of the store (a restart on the
+    /// same data dir can then open it at once).
+    flusher: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 fn key(id: &str, window: &str, suffix: &str) -> Vec<u8> {
@@ -27,7 +34,9 @@ impl Ledger {
         let spend = store.tree(storage::Tree::BudgetSpend)?;
         let pending: Arc<Mutex<HashMap<Vec<u8>, u64>>> = Arc::default();
         let (flush_db, flush_tree, flush_pending) = (store.clone(), spend.clone(), pending.clone());
-        std::thread::Builder::new()
+        let stop = Arc::new(AtomicBool::new(false));
+        let flush_stop = stop.clone();
+        let flusher = std::thread::Builder::new()
             .name("budget-ledger-flush".into())
             .spawn(move || {
                 while rx.recv().is_ok() {
@@ -51,10 +60,21 @@ impl Ledger {
                             p.remove(&k);
                         }
                     }
+                    drop(p);
+                    if flush_stop.load(Ordering::Acquire) {
+                        break;
+                    }
                 }
             })
             .map_err(|e| storage::StoreError::Sled(sled::Error::Io(e)))?;
-        Ok(Ledger { spend, defs: store.tree(storage::Tree::BudgetDefs)?, pending, dirty: tx })
+        Ok(Ledger {
+            spend,
+            defs: store.tree(storage::Tree::BudgetDefs)?,
+            pending,
+            dirty: tx,
+            stop,
+            flusher: Arc::new(Mutex::new(Some(flusher))),
+        })
     }
 
     fn nudge(&self) {
@@ -98,6 +118,22 @@ impl Ledger {
     pub fn set_warned(&self, id: &str, window: &str) {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(key(id, window, "\u{1f}warned"), 1);
         self.nudge();
+    }
+
+    /// Write everything pending, flush, and stop the flusher thread (shutdown). Later writes
+    /// still reach the pending map and are written by [`Ledger::sync`].
+    pub fn close(&self) -> Result<(), sled::Error> {
+        self.sync()?;
+        self.stop.store(true, Ordering::Release);
+        let handle = self.flusher.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(h) = handle {
+            // A full channel already wakes the flusher; either way it sees `stop` after a round.
+            let _ = self.dirty.try_send(());
+            if h.join().is_err() {
+                tracing::error!("budget ledger flusher panicked");
+            }
+        }
+        Ok(())
     }
 
     /// Write everything pending and flush (shutdown, tests).

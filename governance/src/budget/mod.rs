@@ -452,6 +452,12 @@ impl Budgets {
         Ok(self.ledger.sync()?)
     }
 
+    /// Write pending spend, flush, and stop the ledger's flusher thread, so the store is
+    /// released when the sidecar's other handles go (shutdown).
+    pub fn close(&self) -> Result<(), BudgetError> {
+        Ok(self.ledger.close()?)
+    }
+
     /// Roll every budget into its current window (closing breakers at reset) and refresh
     /// the gauges; the app calls this periodically.
     pub fn tick(&self) {
