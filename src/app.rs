@@ -169,7 +169,8 @@ impl Sidecar {
                  every agent its own key (see docs/security.md)"
             );
         }
-        let svc = proxy::stack::build(state.clone());
+        // The data listener's faces (`data.rs`): the model proxy, and the others by prefix.
+        let svc = crate::data::Faces::new(crate::data::Face::new(proxy::stack::build(state.clone())));
         let data_open = Some(connections.with_label_values(&["data"]));
         let data_limits = listener::Limits { max_connections: data_cap, ..proxy::server::limits(&cfg.proxy) };
         let data_server = proxy::server::serve(data_listener, svc, data_limits, data_open, rx.clone());
