@@ -19,13 +19,14 @@ const ANTH: &str =
 type Case<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, &'a str)>, &'a str, u16, &'a str);
 
 /// A sidecar whose upstream `keyed` holds its own key (injected into every forwarded call),
-/// with `extra` appended to its config.
+/// with `extra` appended to its config. Per-agent keys are off: the guard must hold on its
+/// own, for operators who run without them (the identity tests cover the keys).
 async fn keyed_rig(extra: &str) -> Rig {
     std::env::set_var("CB_TEST_EDGES_HELD_KEY", "sk-held-by-the-sidecar");
     let up = ScriptedUpstream::start().await;
     let dir = tempfile::tempdir().unwrap();
     let base = up.base_url();
-    let cfg = SidecarConfig::new(&dir.path().join("data")).upstreams(&base).table(&format!(
+    let cfg = SidecarConfig::new(&dir.path().join("data")).upstreams(&base).agent_keys("off").table(&format!(
         "[[upstreams]]\nname = \"keyed\"\nkind = \"openai\"\nurl = \"{base}/v1\"\napi_key_env = \"CB_TEST_EDGES_HELD_KEY\"\n{extra}"
     ));
     let sidecar = Sidecar::start(cfg.build()).await.unwrap();
