@@ -40,13 +40,15 @@ pub enum Face {
     Mcp,
     /// The plugin gate (`/v1/decide`).
     Plugin,
+    /// OpenClaw exec approvals through the gateway link.
+    Exec,
     /// Changes made through the control API (approvals, grants, tokens, budgets, kill switch).
     Control,
 }
 
 impl Face {
     /// Every face, for pre-created metric series.
-    pub const ALL: [Face; 4] = [Face::Model, Face::Mcp, Face::Plugin, Face::Control];
+    pub const ALL: [Face; 5] = [Face::Model, Face::Mcp, Face::Plugin, Face::Exec, Face::Control];
 
     /// Label value.
     pub fn as_str(self) -> &'static str {
@@ -54,6 +56,7 @@ impl Face {
             Face::Model => "model",
             Face::Mcp => "mcp",
             Face::Plugin => "plugin",
+            Face::Exec => "exec",
             Face::Control => "control",
         }
     }
@@ -313,8 +316,8 @@ pub(crate) struct OutageSummary {
     pub since_ms: i64,
     pub until_ms: i64,
     pub attempts: u64,
-    pub refused: [u64; 4],
-    pub unaudited: [u64; 4],
+    pub refused: [u64; 5],
+    pub unaudited: [u64; 5],
     pub rejected_records: u64,
 }
 
@@ -391,8 +394,8 @@ pub(crate) struct HealthCell {
     cause: AtomicU8,
     since_ms: AtomicI64,
     error: Mutex<String>,
-    refused: [AtomicU64; 4],
-    unaudited: [AtomicU64; 4],
+    refused: [AtomicU64; 5],
+    unaudited: [AtomicU64; 5],
     rejected: AtomicU64,
     attempts: AtomicU64,
     /// Records handed to the writer and not yet written or failed (bounded while failing).
@@ -550,8 +553,8 @@ impl HealthCell {
     /// Writes work again: back to `ok`, and what the outage amounted to.
     pub fn recovered(&self) -> OutageSummary {
         self.set_state(WriterState::Ok);
-        let take = |a: &[AtomicU64; 4]| {
-            let mut out = [0u64; 4];
+        let take = |a: &[AtomicU64; 5]| {
+            let mut out = [0u64; 5];
             for (o, x) in out.iter_mut().zip(a.iter()) {
                 *o = x.swap(0, Ordering::Relaxed);
             }
@@ -635,7 +638,7 @@ mod tests {
         assert_eq!(h.snapshot().refused_calls, 2);
         let s = h.recovered();
         assert!(h.accepting());
-        assert_eq!((s.refused, s.attempts, s.cause), ([1, 1, 0, 0], 2, Some(FailureCause::NoSpace)));
+        assert_eq!((s.refused, s.attempts, s.cause), ([1, 1, 0, 0, 0], 2, Some(FailureCause::NoSpace)));
         assert_eq!(h.snapshot().refused_calls, 0);
         assert_eq!(rx.borrow_and_update().state, WriterState::Ok);
     }

@@ -286,6 +286,19 @@ impl AuditLog {
         }
     }
 
+    /// For changes that must be recorded whatever `on_failure` says (approval decisions,
+    /// grants, tokens, budget changes, holds): `Err` while the log cannot write, counted for
+    /// `face`. Check it before changing anything, then make the record with `append_durable`
+    /// and undo the change if that fails.
+    pub fn require(&self, face: Face) -> Result<(), Unavailable> {
+        let health = &self.reader.shared.health;
+        if health.accepting() {
+            return Ok(());
+        }
+        health.count_refused(face);
+        Err(health.unavailable())
+    }
+
     /// What `[audit] on_failure` says.
     pub fn on_failure(&self) -> OnFailure {
         self.reader.shared.health.on_failure

@@ -183,7 +183,8 @@ impl Writer {
 
 /// The record of an outage, written as soon as the log writes again.
 pub(crate) fn outage_record(s: &OutageSummary) -> AuditRecord {
-    let faces = |a: [u64; 4]| serde_json::json!({"control": a[3], "mcp": a[1], "model": a[0], "plugin": a[2]});
+    let faces =
+        |a: [u64; 5]| serde_json::json!({"control": a[4], "exec": a[3], "mcp": a[1], "model": a[0], "plugin": a[2]});
     let refused: u64 = s.refused.iter().sum();
     let unaudited: u64 = s.unaudited.iter().sum();
     let duration_ms = (s.until_ms - s.since_ms).max(0);

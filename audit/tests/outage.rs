@@ -256,3 +256,32 @@ async fn the_low_space_warning_fires_before_the_disk_is_full() {
     let (log, _) = open(tmp.path(), &s);
     assert!(log.health().disk.low);
 }
+
+#[tokio::test]
+async fn search_finds_every_record_written_after_an_outage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = FaultyDisk::new(BIG, BIG);
+    let s = AuditSettings { reserve_free_bytes: 10_000, ..settings(&disk) };
+    let (log, _) = open(tmp.path(), &s);
+    let model = |i: u64| audit::AuditEvent { kind: RecordKind::ModelCall, ..common::event(i) };
+    for i in 0..40 {
+        log.append(model(i)).unwrap();
+    }
+    log.flush().unwrap();
+    disk.set_free(10_100);
+    for i in 40..50 {
+        log.append(model(i)).unwrap();
+    }
+    until_state(&log, WriterState::Failing).await;
+    disk.set_free(BIG);
+    until_state(&log, WriterState::Ok).await;
+    for i in 50..60 {
+        log.append(model(i)).unwrap();
+    }
+    log.flush().unwrap();
+    let all: Vec<u64> = log.read_from(1, 1000).unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(all.len(), 61);
+    let q = audit::AuditQuery { kind: Some(RecordKind::ModelCall), limit: Some(1000), ..Default::default() };
+    let found: Vec<u64> = log.search(&q).unwrap().items.iter().map(|r| r.seq).collect();
+    assert_eq!(found.len(), 60, "{found:?}");
+}
