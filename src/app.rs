@@ -151,12 +151,19 @@ impl Sidecar {
         });
         let sweep_health = health.clone();
         let mut sweep_rx = rx.clone();
+        let (probe_db, store_writable) = (db.clone(), state_store_gauge(&registry)?);
         let health_sweeper = tokio::spawn(async move {
-            // Health changes that need no new call (old failures forgotten) are noticed here.
+            // Health changes that need no new call (old failures forgotten) are noticed here,
+            // and whether the state store can still write (for `/readyz` and the gauge).
             let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
             loop {
                 tokio::select! {
-                    _ = every.tick() => sweep_health.sweep(),
+                    _ = every.tick() => {
+                        sweep_health.sweep();
+                        let db = probe_db.clone();
+                        let ok = tokio::task::spawn_blocking(move || db.check_writes().is_ok()).await.unwrap_or(false);
+                        store_writable.set(i64::from(ok));
+                    }
                     _ = sweep_rx.changed() => break,
                 }
             }
@@ -195,6 +202,7 @@ impl Sidecar {
         };
         let ready_gateway = gateway.clone();
         let ready_policy = policy.clone();
+        let (ready_audit, ready_db) = (audit.clone(), db.clone());
         let control_state = Arc::new(control_api::ControlState {
             registry,
             policy: policy.clone(),
@@ -209,6 +217,19 @@ impl Sidecar {
             ready: Arc::new(move || {
                 let st = ready_policy.status();
                 let mut checks = vec![("policy", !st.revision.is_empty(), format!("revision {}", st.revision))];
+                let audit = ready_audit.health();
+                checks.push(("audit", audit.state == audit::WriterState::Ok, audit.summary()));
+                checks.push(match ready_db.write_error() {
+                    None => ("state_store", true, "writing".to_string()),
+                    Some(e) => (
+                        "state_store",
+                        false,
+                        format!(
+                            "cannot write: {e}; after an I/O error the store refuses writes until the sidecar \
+                             restarts: free disk space, then restart"
+                        ),
+                    ),
+                });
                 checks.extend(ready_gateway.as_ref().map(|g| g.ready_check()));
                 checks
             }),
@@ -360,6 +381,17 @@ fn connection_caps(cfg: &Config, soft: Option<u64>) -> (usize, usize) {
          serving fewer connections at once (raise LimitNOFILE to serve the configured caps)"
     );
     (data_fit, control_fit)
+}
+
+/// `clawbutler_state_store_writable`: 1 while the state store can write (checked every 5 s).
+fn state_store_gauge(registry: &prometheus::Registry) -> Result<prometheus::IntGauge, StartError> {
+    let g = prometheus::IntGauge::new(
+        "clawbutler_state_store_writable",
+        "1 while the state store (sled) can write; 0 after a write error, until a restart",
+    )?;
+    g.set(1);
+    registry.register(Box::new(g.clone()))?;
+    Ok(g)
 }
 
 /// Records every policy reload attempt (the API records its own, with the caller as actor).

@@ -282,6 +282,19 @@ mod tests {
     }
 
     #[test]
+    fn audit_on_failure_defaults_to_refuse_and_continuing_must_be_spelled_out() {
+        let c = Config::from_toml_str("").unwrap();
+        assert_eq!(c.audit.on_failure, audit::OnFailure::Refuse);
+        let c = Config::from_toml_str("[audit]\non_failure = \"continue_unaudited\"").unwrap();
+        assert_eq!(c.audit.on_failure, audit::OnFailure::ContinueUnaudited);
+        let e = Config::from_toml_str("[audit]\non_failure = \"continue\"").unwrap_err().to_string();
+        assert!(e.contains("on_failure") || e.contains("continue"), "{e}");
+        let env = vec![("CLAWBUTLER_AUDIT__ON_FAILURE".to_string(), "continue_unaudited".to_string())];
+        let c = Config::load(None, env.into_iter()).unwrap();
+        assert_eq!(c.audit.on_failure, audit::OnFailure::ContinueUnaudited);
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = Config::from_toml_str("[server]\nlisten_addr = \"x\"").unwrap_err().to_string();
         assert!(e.contains("listen_addr"), "{e}");

@@ -65,6 +65,12 @@ pub(crate) const KEYS: &[&str] = &[
     "audit.retention_days",
     "audit.broadcast_capacity",
     "audit.search_scan_limit",
+    "audit.reserve_free_bytes",
+    "audit.warn_free_bytes",
+    "audit.warn_free_ratio",
+    "audit.disk_check_ms",
+    "audit.retry_max_ms",
+    "audit.outage_queue_records",
     "approvals.ttl_s",
     "approvals.events_heartbeat_ms",
     "gateway.reconnect_initial_ms",
@@ -134,6 +140,12 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     }
     int("audit.broadcast_capacity", a.broadcast_capacity as u64, 1, 1_000_000, " records")?;
     int("audit.search_scan_limit", a.search_scan_limit as u64, 1, 100_000_000, " records")?;
+    int("audit.reserve_free_bytes", a.reserve_free_bytes, 0, 64 * GIB, " bytes")?;
+    int("audit.warn_free_bytes", a.warn_free_bytes, 0, 1 << 50, " bytes")?;
+    num("audit.warn_free_ratio", a.warn_free_ratio, 0.0, 1.0)?;
+    int("audit.disk_check_ms", a.disk_check_ms, 10, HOUR, " ms")?;
+    int("audit.retry_max_ms", a.retry_max_ms, 10, 60 * SEC, " ms")?;
+    int("audit.outage_queue_records", a.outage_queue_records as u64, 1, 10_000_000, " records")?;
 
     let ap = &c.approvals;
     int("approvals.ttl_s", ap.ttl_s, 1, 30 * 86_400, " s")?;
@@ -201,6 +213,8 @@ mod tests {
             ("[server]\ncontrol_max_connections = 0", "server.control_max_connections"),
             ("[audit]\nretention_days = 0", "audit.retention_days"),
             ("[audit]\nbroadcast_capacity = 9223372036854775807", "audit.broadcast_capacity"),
+            ("[audit]\nwarn_free_ratio = 1.5", "audit.warn_free_ratio"),
+            ("[audit]\nretry_max_ms = 0", "audit.retry_max_ms"),
             ("[approvals]\nttl_s = 0", "approvals.ttl_s"),
             ("[policies]\nmax_call_usd = nan", "policies.max_call_usd"),
             ("[gateway]\nmax_frame_bytes = 1", "gateway.max_frame_bytes"),

@@ -18,9 +18,13 @@ pub enum AuditError {
     /// The signing key could not be created or read.
     #[error("audit key: {0}")]
     Key(String),
-    /// The writer thread stopped after an I/O failure; nothing more can be appended.
+    /// The writer thread is gone (the log is closed); nothing more can be appended.
     #[error("audit writer stopped: {0}")]
     WriterStopped(String),
+    /// The log cannot write now (a full disk, an I/O error); the writer retries by itself.
+    /// The record was not written and got no seq.
+    #[error(transparent)]
+    Unavailable(#[from] crate::health::Unavailable),
     /// A query parameter (cursor, time) was malformed.
     #[error("audit query: {0}")]
     BadQuery(String),

@@ -22,11 +22,13 @@ pub enum RecordKind {
     Retention,
     /// An agent's health changed (healthy, degraded, offline).
     Health,
+    /// The audit log could not write for a while and writes again (written after it).
+    AuditOutage,
 }
 
 impl RecordKind {
     /// Every kind, for pre-creating per-kind metric series.
-    pub(crate) const ALL: [RecordKind; 13] = [
+    pub(crate) const ALL: [RecordKind; 14] = [
         RecordKind::ModelCall,
         RecordKind::Exec,
         RecordKind::ToolCall,
@@ -40,6 +42,7 @@ impl RecordKind {
         RecordKind::Gateway,
         RecordKind::Retention,
         RecordKind::Health,
+        RecordKind::AuditOutage,
     ];
 
     /// Stable label value.
@@ -58,6 +61,7 @@ impl RecordKind {
             RecordKind::Gateway => "gateway",
             RecordKind::Retention => "retention",
             RecordKind::Health => "health",
+            RecordKind::AuditOutage => "audit_outage",
         }
     }
 }
@@ -159,6 +163,8 @@ pub enum Outcome {
     // Audit log.
     /// Retention removed old segments.
     Pruned,
+    /// The log writes again after an outage (`audit_outage`).
+    Recovered,
     // Tokens.
     TokenCreated,
     TokenRevoked,
@@ -216,6 +222,7 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::Error => "error",
             Outcome::Pruned => "pruned",
+            Outcome::Recovered => "recovered",
             Outcome::TokenCreated => "token_created",
             Outcome::TokenRevoked => "token_revoked",
             Outcome::BlockedAtProxy => "blocked_at_proxy",

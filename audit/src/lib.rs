@@ -2,24 +2,31 @@
 //!
 //! Callers hand an [`AuditEvent`] to [`AuditLog::append`] (or [`AuditLog::append_durable`] for
 //! deny/hold/approval records, which must be on disk before the caller is answered). The event
-//! is masked ([`mask`]) on the caller's thread, given a gapless seq, and queued to a dedicated
-//! writer thread that chains it (`hash = sha256(prev_hash || canonical JSON)`), writes batches
+//! is masked ([`mask`]) on the caller's thread and queued to a dedicated writer thread that
+//! gives it the next gapless seq, chains it (`hash = sha256(prev_hash || canonical JSON)`), writes batches
 //! to JSON-lines segment files with one fsync per batch, hands them to an index thread that
 //! keeps a sparse sled search index, and signs an
 //! Ed25519 checkpoint with an RFC 6962 Merkle root every N records / T seconds. Nothing in the
 //! API updates or deletes a record; retention removes whole old segments only after a signed
 //! checkpoint records the removal, and then says so in a `retention` record. [`verify_dir`] re-checks everything offline; the format is
 //! specified in `docs/audit.md`.
+//!
+//! When the disk refuses writes the log fails closed and recovers by itself (`outage`):
+//! [`AuditLog::admit`] is the one question every face asks before it lets a call through, and
+//! [`AuditLog::health`] / [`AuditLog::health_events`] tell readiness checks and the UI why.
 
 pub mod checkpoint;
+pub mod disk;
 mod error;
 pub mod event;
 mod export;
+pub mod health;
 mod index;
 mod indexer;
 pub mod keys;
 pub mod mask;
 pub mod merkle;
+mod outage;
 mod query;
 pub mod record;
 mod recover;
@@ -31,9 +38,13 @@ mod verify;
 mod writer;
 
 pub use checkpoint::Checkpoint;
+pub use disk::FaultyDisk;
 pub use error::AuditError;
 pub use event::{AuditEvent, Outcome, RecordKind, Usage};
 pub use export::{export, follow, tail, ExportFormat};
+pub use health::{
+    Admission, AuditHealth, DiskStatus, Face, FailureCause, OnFailure, Unavailable, WriterState, RETRY_AFTER_S,
+};
 pub use query::{AuditPage, AuditQuery, DEFAULT_LIMIT, MAX_LIMIT};
 pub use record::{AuditRecord, GENESIS_HASH};
 pub use segment::{segment_name, CHECKPOINT_FILE};
@@ -42,7 +53,7 @@ pub use verify::{verify_dir, verify_export, VerifyReport};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -52,9 +63,11 @@ use ed25519_dalek::VerifyingKey;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::disk::{Disk, Monitor};
+use crate::health::{HealthCell, HealthMetrics};
 use crate::index::Index;
 use crate::query::Reader;
-use crate::writer::{Msg, Pending, Queue, Shared, Writer};
+use crate::writer::{Msg, Pending, Queue, Shared, Waiter, Writer};
 
 /// The audit log handle (cheap to share behind an `Arc`). Dropping it flushes the queue,
 /// signs a final checkpoint and stops the writer thread.
@@ -66,11 +79,15 @@ pub struct AuditLog {
     reader: Reader,
     pubkey: VerifyingKey,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The free-space sampler (stopped on drop).
+    _monitor: Monitor,
 }
 
 fn stopped(shared: &Shared) -> AuditError {
-    let why = shared.failed.lock().ok().and_then(|f| f.clone()).unwrap_or_else(|| "closed".into());
-    AuditError::WriterStopped(why)
+    match shared.health.state() {
+        WriterState::Ok => AuditError::WriterStopped("the writer thread is gone".into()),
+        _ => AuditError::Unavailable(shared.health.unavailable()),
+    }
 }
 
 impl AuditLog {
@@ -104,6 +121,8 @@ impl AuditLog {
         }
         registry.register(Box::new(records_total.clone()))?;
         registry.register(Box::new(append_seconds.clone()))?;
+        let health_metrics = HealthMetrics::register(registry)?;
+        let disk = Disk::from_settings(settings);
 
         let head = rec.writer_parts.head_seq;
         let left_open = rec.writer_parts.spans.list();
@@ -112,15 +131,20 @@ impl AuditLog {
             broadcast: broadcast::channel(settings.broadcast_capacity.max(1)).0,
             records_total,
             append_seconds,
-            failed: Mutex::new(None),
+            health: HealthCell::new(settings.on_failure, settings.outage_queue_records.max(1), health_metrics),
             files: Mutex::new(Default::default()),
             recent_locs: Mutex::new(Default::default()),
             indexed_seq: AtomicU64::new(rec.indexed_through),
         });
+        // A first reading before anything is written: the gauges and the low-space warning are
+        // right from the start.
+        disk::sample(dir, &disk, settings, &shared);
+        let monitor = Monitor::spawn(dir.to_path_buf(), disk.clone(), settings.clone(), shared.clone())?;
         let indexer = indexer::spawn(idx.clone(), shared.clone(), rec.builder)?;
         let (tx, rx) = mpsc::channel();
-        let queue: Queue = Arc::new(Mutex::new(Some((head + 1, tx))));
-        let writer = Writer::from_parts(rec.writer_parts, dir, settings, key, indexer, shared.clone(), queue.clone());
+        let queue: Queue = Arc::new(Mutex::new(Some(tx)));
+        let writer =
+            Writer::from_parts(rec.writer_parts, dir, settings, key, indexer, shared.clone(), queue.clone(), disk);
         let thread = std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer.run(rx))?;
         let log = AuditLog {
             dir: dir.to_path_buf(),
@@ -134,6 +158,7 @@ impl AuditLog {
             },
             pubkey,
             thread: Mutex::new(Some(thread)),
+            _monitor: monitor,
         };
         log.close_left_open(&left_open)?;
         Ok(log)
@@ -158,53 +183,148 @@ impl AuditLog {
         self.flush()
     }
 
-    /// Append; durable at the next group commit. Returns the record's seq. Never blocks on I/O.
-    pub fn append(&self, ev: AuditEvent) -> Result<u64, AuditError> {
+    /// Append; durable at the next group commit. Never blocks on I/O. The seq is given when
+    /// the record is written. While the log cannot write (see [`AuditLog::health`]) the
+    /// record is held in memory and written, in order, as soon as the disk takes writes
+    /// again, up to `outage_queue_records`; beyond that it is refused
+    /// ([`AuditError::Unavailable`], no seq given).
+    pub fn append(&self, ev: AuditEvent) -> Result<(), AuditError> {
+        let health = &self.reader.shared.health;
+        if !health.accepting() && health.queued.load(Ordering::Acquire) >= health.queue_cap {
+            health.count_rejected();
+            return Err(AuditError::Unavailable(health.unavailable()));
+        }
         self.enqueue(ev, None)
     }
 
-    /// Append and resolve only once the record is fsynced.
+    /// Append and resolve with the record's seq only once it is fsynced. While the log cannot
+    /// write it is refused at once ([`AuditError::Unavailable`]): the record is never written
+    /// and gets no seq, so the caller must not answer as if it had been recorded.
     pub async fn append_durable(&self, ev: AuditEvent) -> Result<u64, AuditError> {
+        let health = &self.reader.shared.health;
+        if !health.accepting() {
+            health.count_rejected();
+            return Err(AuditError::Unavailable(health.unavailable()));
+        }
         let (tx, rx) = oneshot::channel();
-        let seq = self.enqueue(ev, Some(tx))?;
+        self.enqueue(ev, Some(tx))?;
         match rx.await {
-            Ok(Ok(())) => Ok(seq),
-            Ok(Err(e)) => Err(AuditError::WriterStopped(e)),
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(u)) => Err(AuditError::Unavailable(u)),
             Err(_) => Err(stopped(&self.reader.shared)),
         }
     }
 
-    fn enqueue(&self, ev: AuditEvent, waiter: Option<oneshot::Sender<Result<(), String>>>) -> Result<u64, AuditError> {
+    fn enqueue(&self, ev: AuditEvent, waiter: Option<Waiter>) -> Result<(), AuditError> {
         self.enqueue_record(event::to_masked_record(ev, &self.reader.salt), waiter)
     }
 
     /// Queue a record that is already masked.
-    fn enqueue_record(
-        &self,
-        mut rec: AuditRecord,
-        waiter: Option<oneshot::Sender<Result<(), String>>>,
-    ) -> Result<u64, AuditError> {
+    fn enqueue_record(&self, rec: AuditRecord, waiter: Option<Waiter>) -> Result<(), AuditError> {
         let pending = Instant::now();
-        let mut guard = self.tx.lock().map_err(|_| stopped(&self.reader.shared))?;
-        let Some((next, tx)) = guard.as_mut() else { return Err(stopped(&self.reader.shared)) };
-        let seq = *next;
-        rec.seq = seq;
+        let guard = self.tx.lock().map_err(|_| stopped(&self.reader.shared))?;
+        let Some(tx) = guard.as_ref() else { return Err(stopped(&self.reader.shared)) };
         tx.send(Msg::Rec(Box::new(Pending { rec, waiter, enqueued: pending })))
             .map_err(|_| stopped(&self.reader.shared))?;
-        *next += 1;
-        Ok(seq)
+        self.reader.shared.health.queued.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Whether the log can write now: one atomic load, for hot paths. Prefer
+    /// [`AuditLog::admit`], which also applies `on_failure` and counts refusals.
+    pub fn accepting(&self) -> bool {
+        self.reader.shared.health.accepting()
+    }
+
+    /// The gate every face asks before it lets a call through (one atomic load while the log
+    /// is healthy). `Ok(Admission::Recorded)`: go on. While the log cannot write:
+    /// `Err(Unavailable)` with `[audit] on_failure = "refuse"` (the default), the refusal
+    /// counted for `face` (`clawbutler_audit_refused_calls_total` and the outage record):
+    /// answer the caller in its own format with [`Unavailable::retry_after_s`] and the
+    /// `Display` text, and send nothing upstream. With `"continue_unaudited"`:
+    /// `Ok(Admission::Unaudited)`, counted and logged.
+    pub fn admit(&self, face: Face) -> Result<Admission, Unavailable> {
+        let health = &self.reader.shared.health;
+        if health.accepting() {
+            return Ok(Admission::Recorded);
+        }
+        match health.on_failure {
+            OnFailure::Refuse => {
+                health.count_refused(face);
+                Err(health.unavailable())
+            }
+            OnFailure::ContinueUnaudited => {
+                health.count_unaudited(face);
+                tracing::warn!(
+                    face = face.as_str(),
+                    "audit log cannot write: call let through unaudited (on_failure = continue_unaudited)"
+                );
+                Ok(Admission::Unaudited)
+            }
+        }
+    }
+
+    /// A face's record could not be written after all (an `append_durable` that failed after
+    /// [`AuditLog::admit`] let the call in): what to do with the call. `Err`: refuse it
+    /// (counted as refused); `Ok`: `continue_unaudited`, answer as if recorded (counted).
+    pub fn record_failed(&self, face: Face, err: &AuditError) -> Result<Admission, Unavailable> {
+        let health = &self.reader.shared.health;
+        let u = match err {
+            AuditError::Unavailable(u) => u.clone(),
+            e => Unavailable { cause: None, error: e.to_string(), since: None },
+        };
+        match health.on_failure {
+            OnFailure::Refuse => {
+                health.count_refused(face);
+                Err(u)
+            }
+            OnFailure::ContinueUnaudited => {
+                health.count_unaudited(face);
+                tracing::warn!(face = face.as_str(), error = %u, "audit record not written: answered unaudited (on_failure = continue_unaudited)");
+                Ok(Admission::Unaudited)
+            }
+        }
+    }
+
+    /// For changes that must be recorded whatever `on_failure` says (approval decisions,
+    /// grants, tokens, budget changes, holds): `Err` while the log cannot write, counted for
+    /// `face`. Check it before changing anything, then make the record with `append_durable`
+    /// and undo the change if that fails.
+    pub fn require(&self, face: Face) -> Result<(), Unavailable> {
+        let health = &self.reader.shared.health;
+        if health.accepting() {
+            return Ok(());
+        }
+        health.count_refused(face);
+        Err(health.unavailable())
+    }
+
+    /// What `[audit] on_failure` says.
+    pub fn on_failure(&self) -> OnFailure {
+        self.reader.shared.health.on_failure
+    }
+
+    /// The log's health now: writer state, why it cannot write and since when, the calls
+    /// this outage refused, free space.
+    pub fn health(&self) -> AuditHealth {
+        self.reader.shared.health.snapshot()
+    }
+
+    /// Every change of the writer state or of the low-space flag (the `audit_health` event).
+    pub fn health_events(&self) -> tokio::sync::watch::Receiver<AuditHealth> {
+        self.reader.shared.health.subscribe()
     }
 
     fn request(&self, checkpoint: bool) -> Result<(), AuditError> {
         let (done, wait) = mpsc::sync_channel(1);
         {
             let guard = self.tx.lock().map_err(|_| stopped(&self.reader.shared))?;
-            let Some((_, tx)) = guard.as_ref() else { return Err(stopped(&self.reader.shared)) };
+            let Some(tx) = guard.as_ref() else { return Err(stopped(&self.reader.shared)) };
             tx.send(Msg::Flush { checkpoint, done }).map_err(|_| stopped(&self.reader.shared))?;
         }
         match wait.recv() {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(AuditError::WriterStopped(e)),
+            Ok(Err(u)) => Err(AuditError::Unavailable(u)),
             Err(_) => Err(stopped(&self.reader.shared)),
         }
     }

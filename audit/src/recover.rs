@@ -31,6 +31,7 @@ pub(crate) struct WriterParts {
     pub head_hash: String,
     pub last_ts_ms: i64,
     pub cp_file: fs::File,
+    pub cp_len: u64,
     pub cp: CpState,
     pub pending_hashes: Vec<[u8; 32]>,
     /// Calls started and not ended as of the chain head (a crash leaves some).
@@ -44,7 +45,7 @@ pub(crate) fn recover(dir: &Path, idx: &Index) -> Result<Recovered, AuditError> 
         OpenOptions::new().create(true).append(true).open(&cp_path)?;
         segment::sync_dir(dir)?;
     }
-    let (cp_file, _, cp_buf) = segment::recover(&cp_path, checkpoint::is_checkpoint_line)?;
+    let (cp_file, cp_len, cp_buf) = segment::recover(&cp_path, checkpoint::is_checkpoint_line)?;
     let mut cp = CpState { prev_line_hash: GENESIS_HASH.to_string(), ..CpState::default() };
     let mut cp_head = GENESIS_HASH.to_string();
     for (_, line) in segment::lines(&cp_buf).0 {
@@ -119,6 +120,7 @@ pub(crate) fn recover(dir: &Path, idx: &Index) -> Result<Recovered, AuditError> 
             head_hash,
             last_ts_ms,
             cp_file,
+            cp_len,
             cp,
             pending_hashes,
             spans,
@@ -210,6 +212,7 @@ pub(crate) fn read_indexed(dir: &Path, idx: &Index, seq: u64) -> Result<Option<A
 
 impl Writer {
     /// Assemble the writer from recovered parts.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_parts(
         p: WriterParts,
         dir: &Path,
@@ -218,6 +221,7 @@ impl Writer {
         indexer: (std::sync::mpsc::Sender<crate::indexer::IndexMsg>, std::thread::JoinHandle<()>),
         shared: std::sync::Arc<crate::writer::Shared>,
         queue: crate::writer::Queue,
+        disk: crate::disk::Disk,
     ) -> Writer {
         let key_id = crate::keys::key_id(&key.verifying_key());
         Writer {
@@ -232,6 +236,7 @@ impl Writer {
             head_hash: p.head_hash,
             last_ts_ms: p.last_ts_ms,
             cp_file: p.cp_file,
+            cp_len: p.cp_len,
             cp: p.cp,
             pending_hashes: p.pending_hashes,
             last_cp: Instant::now(),
@@ -241,6 +246,7 @@ impl Writer {
             queue,
             deferred: Vec::new(),
             spans: p.spans,
+            disk,
         }
     }
 }

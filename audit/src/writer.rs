@@ -1,11 +1,15 @@
-//! The dedicated writer thread: assigns timestamps and chain hashes, writes batches with one
-//! fsync each (group commit), indexes, wakes durable waiters, signs checkpoints, rotates
-//! segments and applies retention. Callers never touch the files, so no tokio worker ever
-//! blocks on fsync.
+//! The dedicated writer thread: assigns seqs, timestamps and chain hashes, writes batches
+//! with one fsync each (group commit), indexes, wakes durable waiters, signs checkpoints,
+//! rotates segments and applies retention. Callers never touch the files, so no tokio worker
+//! ever blocks on fsync.
+//!
+//! A seq is given when a record is written, never before: a record that is refused or whose
+//! write fails leaves no hole in the chain. When a write fails (a full disk, an I/O error) the
+//! writer enters an outage (`outage.rs`): it cuts what it half wrote, fails the durable waiters
+//! of the batch, keeps the other records, and retries with backoff until the disk takes them.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
@@ -19,16 +23,24 @@ use prometheus::{Histogram, IntCounterVec};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::checkpoint::{self, Checkpoint};
+use crate::disk::Disk;
+use crate::health::{FailureCause, HealthCell, Unavailable};
 use crate::index::{self, Loc};
 use crate::indexer::IndexMsg;
 use crate::record::AuditRecord;
 use crate::spans::Spans;
 use crate::{merkle, segment, AuditSettings};
 
-/// A record waiting for the writer (already masked, `seq` assigned).
+/// Answers an `append_durable` caller: the record's seq once it is fsynced.
+pub(crate) type Waiter = oneshot::Sender<Result<u64, Unavailable>>;
+
+/// Answers a flush request.
+pub(crate) type FlushDone = SyncSender<Result<(), Unavailable>>;
+
+/// A record waiting for the writer (already masked; its seq is given when it is written).
 pub(crate) struct Pending {
     pub rec: AuditRecord,
-    pub waiter: Option<oneshot::Sender<Result<(), String>>>,
+    pub waiter: Option<Waiter>,
     pub enqueued: Instant,
 }
 
@@ -38,13 +50,33 @@ pub(crate) enum Msg {
     /// Write everything queued so far (and sign a checkpoint if asked), then answer.
     Flush {
         checkpoint: bool,
-        done: SyncSender<Result<(), String>>,
+        done: FlushDone,
     },
 }
 
-/// The next seq to hand out and the writer's queue, locked together so that queue order is
-/// seq order. `None` once the log handle is dropped (the queue then drains and closes).
-pub(crate) type Queue = Arc<Mutex<Option<(u64, Sender<Msg>)>>>;
+/// The writer's queue; queue order is seq order. `None` once the log handle is dropped (the
+/// queue then drains and closes).
+pub(crate) type Queue = Arc<Mutex<Option<Sender<Msg>>>>;
+
+/// A failed write: why, in the OS's words.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteError {
+    pub cause: FailureCause,
+    pub error: String,
+}
+
+impl WriteError {
+    /// Map an I/O error of `stage` (write, fsync, checkpoint, ...).
+    pub fn io(stage: &'static str) -> impl Fn(std::io::Error) -> WriteError {
+        move |e| WriteError { cause: FailureCause::of(&e), error: format!("{stage}: {e}") }
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.error, self.cause.as_str())
+    }
+}
 
 /// State shared between the writer and readers.
 pub(crate) struct Shared {
@@ -53,8 +85,8 @@ pub(crate) struct Shared {
     pub broadcast: broadcast::Sender<Arc<AuditRecord>>,
     pub records_total: IntCounterVec,
     pub append_seconds: Histogram,
-    /// Why the writer stopped, if it did.
-    pub failed: Mutex<Option<String>>,
+    /// Whether the writer can write, and the outage counts (see `health`).
+    pub health: HealthCell,
     /// Open segment files for readers, by first seq.
     pub files: Mutex<std::collections::HashMap<u64, Arc<File>>>,
     /// Anchors (see `index`) of durable records the index thread has not yet put in sled.
@@ -86,6 +118,8 @@ pub(crate) struct Writer {
     pub head_hash: String,
     pub last_ts_ms: i64,
     pub cp_file: File,
+    /// Length of `checkpoints.jsonl` up to its last complete, fsynced line.
+    pub cp_len: u64,
     pub cp: CpState,
     /// Raw hashes of records after `cp.last_seq` (the next checkpoint's Merkle leaves).
     pub pending_hashes: Vec<[u8; 32]>,
@@ -101,6 +135,8 @@ pub(crate) struct Writer {
     pub deferred: Vec<AuditRecord>,
     /// Calls started and not yet ended (see `spans`), saved at every checkpoint.
     pub spans: Spans,
+    /// The filesystem (or a test's faulty one).
+    pub disk: Disk,
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -121,71 +157,76 @@ impl Writer {
 
     fn serve(&mut self, rx: &Receiver<Msg>) {
         let mut batch: Vec<Pending> = Vec::new();
-        let mut flushes: Vec<(bool, SyncSender<Result<(), String>>)> = Vec::new();
-        let group = Duration::from_millis(self.settings.group_commit_ms);
-        let max = self.settings.group_commit_records.max(1);
-        let cp_every = Duration::from_secs(self.settings.checkpoint_every_secs.max(1));
+        let mut flushes: Vec<(bool, FlushDone)> = Vec::new();
         let mut closed = false;
-        while !closed {
-            let idle =
-                if self.pending_hashes.is_empty() { cp_every } else { cp_every.saturating_sub(self.last_cp.elapsed()) };
-            match rx.recv_timeout(idle.max(Duration::from_millis(1))) {
-                Ok(m) => push(m, &mut batch, &mut flushes),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => closed = true,
+        loop {
+            if !closed {
+                closed = self.gather(rx, &mut batch, &mut flushes);
             }
-            // Gather the group: stop at `max` records, at the group deadline, or as soon as the
-            // queue is empty when someone is waiting for durability (no point making them wait).
-            let start = Instant::now();
-            while !closed && batch.len() < max {
-                let urgent = !flushes.is_empty() || batch.iter().any(|p| p.waiter.is_some());
-                let next = if urgent || group.is_zero() {
-                    match rx.try_recv() {
-                        Ok(m) => Ok(m),
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-                    }
-                } else if batch.is_empty() {
-                    break;
-                } else {
-                    let left = group.saturating_sub(start.elapsed());
-                    if left.is_zero() {
-                        break;
-                    }
-                    rx.recv_timeout(left)
-                };
-                match next {
-                    Ok(m) => push(m, &mut batch, &mut flushes),
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => closed = true,
-                }
-            }
-            if let Err(e) = self.step(&mut batch, &mut flushes, closed) {
-                tracing::error!(error = %e, "audit writer stopped");
-                if let Ok(mut f) = self.shared.failed.lock() {
-                    *f = Some(e.clone());
-                }
-                for p in batch.drain(..) {
-                    if let Some(w) = p.waiter {
-                        let _ = w.send(Err(e.clone()));
+            match self.step(&mut batch, &mut flushes, closed) {
+                Ok(()) if closed => return,
+                Ok(()) => {}
+                // Back from an outage with the same chain; a closed queue still needs its
+                // final checkpoint (the next turn), unless the writer gave up.
+                Err(e) => {
+                    if !self.outage(e, &mut batch, &mut flushes, rx, &mut closed) {
+                        return;
                     }
                 }
-                for (_, d) in flushes.drain(..) {
-                    let _ = d.send(Err(e.clone()));
-                }
-                return;
             }
         }
     }
 
-    fn step(
+    /// Wait for work and gather one group; returns whether the queue closed.
+    fn gather(&mut self, rx: &Receiver<Msg>, batch: &mut Vec<Pending>, flushes: &mut Vec<(bool, FlushDone)>) -> bool {
+        let group = Duration::from_millis(self.settings.group_commit_ms);
+        let max = self.settings.group_commit_records.max(1);
+        let cp_every = Duration::from_secs(self.settings.checkpoint_every_secs.max(1));
+        let idle =
+            if self.pending_hashes.is_empty() { cp_every } else { cp_every.saturating_sub(self.last_cp.elapsed()) };
+        match rx.recv_timeout(idle.max(Duration::from_millis(1))) {
+            Ok(m) => push(m, batch, flushes),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return true,
+        }
+        // Gather the group: stop at `max` records, at the group deadline, or as soon as the
+        // queue is empty when someone is waiting for durability (no point making them wait).
+        let start = Instant::now();
+        while batch.len() < max {
+            let urgent = !flushes.is_empty() || batch.iter().any(|p| p.waiter.is_some());
+            let next = if urgent || group.is_zero() {
+                match rx.try_recv() {
+                    Ok(m) => Ok(m),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                }
+            } else if batch.is_empty() {
+                break;
+            } else {
+                let left = group.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                rx.recv_timeout(left)
+            };
+            match next {
+                Ok(m) => push(m, batch, flushes),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return true,
+            }
+        }
+        false
+    }
+
+    /// Write the batch, sign a checkpoint when one is due, answer the flushes.
+    pub(crate) fn step(
         &mut self,
         batch: &mut Vec<Pending>,
-        flushes: &mut Vec<(bool, SyncSender<Result<(), String>>)>,
+        flushes: &mut Vec<(bool, FlushDone)>,
         closing: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), WriteError> {
         if !batch.is_empty() {
-            self.write_batch(batch).map_err(|e| format!("write: {e}"))?;
+            self.write_batch(batch)?;
         }
         let want_cp = closing
             || flushes.iter().any(|(c, _)| *c)
@@ -193,7 +234,7 @@ impl Writer {
             || (!self.pending_hashes.is_empty()
                 && self.last_cp.elapsed().as_secs() >= self.settings.checkpoint_every_secs);
         if want_cp {
-            self.checkpoint(None).map_err(|e| format!("checkpoint: {e}"))?;
+            self.checkpoint(None)?;
             if self.settings.retention_days.is_some() {
                 if let Err(e) = self.prune() {
                     tracing::warn!(error = %e, "audit retention failed");
@@ -201,14 +242,18 @@ impl Writer {
             }
         }
         if closing && !self.deferred.is_empty() {
-            // The queue is closed and drained, so nobody else can take these seqs.
+            // The queue is closed and drained: these are the last records.
             let mut late: Vec<Pending> = std::mem::take(&mut self.deferred)
                 .into_iter()
-                .zip(self.head_seq + 1..)
-                .map(|(rec, seq)| Pending { rec: AuditRecord { seq, ..rec }, waiter: None, enqueued: Instant::now() })
+                .map(|rec| Pending { rec, waiter: None, enqueued: Instant::now() })
                 .collect();
-            self.write_batch(&mut late).map_err(|e| format!("write: {e}"))?;
-            self.checkpoint(None).map_err(|e| format!("checkpoint: {e}"))?;
+            self.shared.health.queued.fetch_add(late.len(), Ordering::AcqRel);
+            if let Err(e) = self.write_batch(&mut late) {
+                self.deferred = late.into_iter().map(|p| p.rec).collect();
+                self.shared.health.queued.fetch_sub(self.deferred.len(), Ordering::AcqRel);
+                return Err(e);
+            }
+            self.checkpoint(None)?;
         }
         for (_, d) in flushes.drain(..) {
             let _ = d.send(Ok(()));
@@ -216,7 +261,7 @@ impl Writer {
         Ok(())
     }
 
-    fn write_batch(&mut self, batch: &mut Vec<Pending>) -> std::io::Result<()> {
+    fn write_batch(&mut self, batch: &mut Vec<Pending>) -> Result<(), WriteError> {
         // Rotate lazily, when there is something to put in the new segment: an idle log (or
         // one whose last write was the writer's own retention record) leaves no empty file.
         if self.seg_len >= self.settings.segment_max_bytes && !batch.is_empty() {
@@ -230,30 +275,41 @@ impl Writer {
         let mut hashes = Vec::with_capacity(batch.len());
         let mut ts = (i64::MIN, String::new());
         for p in batch.iter_mut() {
-            if p.rec.seq != head_seq + 1 {
-                return Err(std::io::Error::other(format!("seq gap: {} after {head_seq}", p.rec.seq)));
-            }
+            p.rec.seq = head_seq + 1;
             ts_ms = ts_ms.max(Utc::now().timestamp_millis());
             if ts.0 != ts_ms {
                 ts = (ts_ms, fmt_ts(ts_ms));
             }
             p.rec.ts.clone_from(&ts.1);
             p.rec.prev_hash = std::mem::take(&mut head_hash);
-            self.spans.observe(&p.rec);
             let at = buf.len();
-            hashes.push(p.rec.seal_into(&mut buf).map_err(std::io::Error::other)?);
+            let sealed = p
+                .rec
+                .seal_into(&mut buf)
+                .map_err(|e| WriteError { cause: FailureCause::Other, error: e.to_string() })?;
+            hashes.push(sealed);
             head_hash = p.rec.hash.clone();
             head_seq = p.rec.seq;
-            let len = u32::try_from(buf.len() - at - 1).map_err(std::io::Error::other)?;
+            let len = u32::try_from(buf.len() - at - 1)
+                .map_err(|e| WriteError { cause: FailureCause::Other, error: e.to_string() })?;
             locs.push(Loc { segment: self.seg_first, offset: self.seg_len + at as u64, len, ts_ms });
         }
-        self.file.write_all(&buf)?;
-        self.file.sync_data()?;
+        self.check_room(buf.len() as u64)?;
+        let wrote = self.disk.write_all(&mut self.file, &buf).map_err(WriteError::io("write"));
+        if let Err(e) = wrote.and_then(|()| self.disk.sync(&self.file).map_err(WriteError::io("fsync"))) {
+            // Whatever reached the file is cut now (and again before every retry).
+            let _ = self.repair();
+            return Err(e);
+        }
         self.seg_len += buf.len() as u64;
         self.head_hash = head_hash;
         self.head_seq = head_seq;
         self.last_ts_ms = ts_ms;
         self.pending_hashes.extend_from_slice(&hashes);
+        for p in batch.iter() {
+            self.spans.observe(&p.rec);
+        }
+        self.shared.health.queued.fetch_sub(batch.len(), Ordering::AcqRel);
 
         if let Ok(mut recent) = self.shared.recent_locs.lock() {
             for (p, l) in batch.iter().zip(&locs) {
@@ -267,7 +323,7 @@ impl Writer {
         let mut indexed = Vec::with_capacity(batch.len());
         for (p, l) in batch.drain(..).zip(locs) {
             if let Some(w) = p.waiter {
-                let _ = w.send(Ok(()));
+                let _ = w.send(Ok(p.rec.seq));
             }
             self.shared.append_seconds.observe(p.enqueued.elapsed().as_secs_f64());
             self.shared.records_total.with_label_values(&[p.rec.kind.map_or("none", |k| k.as_str())]).inc();
@@ -285,7 +341,7 @@ impl Writer {
     }
 
     /// Sign a checkpoint over the records since the last one (or a pruning-only one).
-    pub fn checkpoint(&mut self, prune: Option<(u64, String, Vec<String>)>) -> std::io::Result<()> {
+    pub fn checkpoint(&mut self, prune: Option<(u64, String, Vec<String>)>) -> Result<(), WriteError> {
         if self.pending_hashes.is_empty() && prune.is_none() {
             return Ok(());
         }
@@ -307,9 +363,13 @@ impl Writer {
             ts: fmt_ts(Utc::now().timestamp_millis().max(self.last_ts_ms)),
             sig: String::new(),
         };
-        let line = cp.sign(&self.key).map_err(std::io::Error::other)?;
-        self.cp_file.write_all(&line)?;
-        self.cp_file.sync_data()?;
+        let line = cp.sign(&self.key).map_err(|e| WriteError { cause: FailureCause::Other, error: e.to_string() })?;
+        let wrote = self.disk.write_all(&mut self.cp_file, &line).map_err(WriteError::io("checkpoint write"));
+        if let Err(e) = wrote.and_then(|()| self.disk.sync(&self.cp_file).map_err(WriteError::io("checkpoint fsync"))) {
+            let _ = self.repair();
+            return Err(e);
+        }
+        self.cp_len += line.len() as u64;
         self.cp = CpState {
             count: cp.checkpoint,
             prev_line_hash: checkpoint::line_hash(&line[..line.len() - 1]),
@@ -328,10 +388,11 @@ impl Writer {
 
     /// Close the current segment (after a checkpoint, so checkpoint ranges never straddle
     /// segments and retention can drop whole, fully signed segments).
-    fn rotate(&mut self) -> std::io::Result<()> {
+    fn rotate(&mut self) -> Result<(), WriteError> {
         self.checkpoint(None)?;
-        self.seg_first = self.head_seq + 1;
-        self.file = segment::create(&self.dir, self.seg_first)?;
+        let first = self.head_seq + 1;
+        self.file = segment::create(&self.dir, first).map_err(WriteError::io("new segment"))?;
+        self.seg_first = first;
         self.seg_len = 0;
         Ok(())
     }
@@ -358,7 +419,8 @@ impl Writer {
         let Some((through, hash)) = last else { return Ok(()) };
         let names: Vec<String> =
             doomed.iter().filter_map(|(_, p)| p.file_name().and_then(|n| n.to_str()).map(str::to_string)).collect();
-        self.checkpoint(Some((through, hash, names.clone())))?;
+        self.checkpoint(Some((through, hash, names.clone())))
+            .map_err(|e| crate::AuditError::Io(std::io::Error::other(e.to_string())))?;
         self.append_own(retention_record(through, names, days, self.cp.count));
         if let Ok(mut recent) = self.shared.recent_locs.lock() {
             *recent = recent.split_off(&(through + 1));
@@ -381,17 +443,16 @@ impl Writer {
     /// Append a record the writer made itself. It goes through the handle's queue so it gets
     /// the next seq after every caller record already queued; if the handle is gone it waits
     /// in `deferred` for the queue to drain.
-    fn append_own(&mut self, rec: AuditRecord) {
+    pub(crate) fn append_own(&mut self, rec: AuditRecord) {
         let mut guard = match self.queue.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         match guard.as_mut() {
-            Some((next, tx)) => {
-                let rec = AuditRecord { seq: *next, ..rec };
+            Some(tx) => {
                 // The receiver is this thread, alive while we run, so the send cannot fail.
                 if tx.send(Msg::Rec(Box::new(Pending { rec, waiter: None, enqueued: Instant::now() }))).is_ok() {
-                    *next += 1;
+                    self.shared.health.queued.fetch_add(1, Ordering::AcqRel);
                 }
             }
             None => self.deferred.push(rec),
@@ -420,7 +481,7 @@ fn retention_record(through: u64, segments: Vec<String>, days: u32, checkpoint: 
     }
 }
 
-fn push(m: Msg, batch: &mut Vec<Pending>, flushes: &mut Vec<(bool, SyncSender<Result<(), String>>)>) {
+fn push(m: Msg, batch: &mut Vec<Pending>, flushes: &mut Vec<(bool, FlushDone)>) {
     match m {
         Msg::Rec(p) => batch.push(*p),
         Msg::Flush { checkpoint, done } => flushes.push((checkpoint, done)),

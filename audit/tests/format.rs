@@ -41,7 +41,8 @@ fn charged_usd_and_server_tool_calls_are_hashed_and_verify() {
         outcome: Some(Outcome::Completed),
         ..AuditEvent::new(RecordKind::ModelCall)
     };
-    let seq = log.append(ev).unwrap();
+    log.append(ev).unwrap();
+    let seq = 1;
     let zero = AuditEvent { usage: Some(Usage::default()), ..AuditEvent::new(RecordKind::ModelCall) };
     log.append(zero).unwrap();
     log.flush().unwrap();

@@ -18,12 +18,47 @@ pub struct Problem {
     pub detail: String,
     /// Extra members merged into the body (e.g. who decided first on a 409).
     pub extra: Option<serde_json::Value>,
+    /// `Retry-After` in seconds (503 while the audit log cannot write).
+    pub retry_after_s: Option<u16>,
 }
 
 impl Problem {
     /// A problem with a status, short title and detail.
     pub fn new(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Problem {
-        Problem { status, title, detail: detail.into(), extra: None }
+        Problem { status, title, detail: detail.into(), extra: None, retry_after_s: None }
+    }
+    /// 503: the audit log cannot write, so a change that must be recorded was not made (or,
+    /// with `applied`, was made but its record could not be written: the detail says so).
+    pub fn audit_unavailable(u: &audit::Unavailable, applied: Option<&str>) -> Problem {
+        let detail = match applied {
+            Some(what) => format!("{what}, but its audit record could not be written: {u}"),
+            None => format!("nothing was changed: {u}"),
+        };
+        let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Audit log unavailable", detail);
+        p.extra = Some(json!({"audit": {"cause": u.cause, "error": u.error, "since": u.since}}));
+        p.retry_after_s = Some(u16::try_from(u.retry_after_s()).unwrap_or(u16::MAX));
+        p
+    }
+    /// An audit error: 503 while the log cannot write, else 500.
+    pub fn audit(e: &audit::AuditError, applied: Option<&str>) -> Problem {
+        match e {
+            audit::AuditError::Unavailable(u) => Problem::audit_unavailable(u, applied),
+            e => Problem::internal(match applied {
+                Some(what) => format!("{what}, but its audit record could not be written: {e}"),
+                None => e.to_string(),
+            }),
+        }
+    }
+    /// 503: the state store refused a write; nothing was changed.
+    pub fn store_failed(e: impl std::fmt::Display) -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "State store unavailable",
+            format!(
+                "the state store could not write ({e}); nothing was changed. After a write error the store refuses \
+                 writes until the sidecar restarts: free disk space, then restart it"
+            ),
+        )
     }
     /// 400.
     pub fn bad_request(detail: impl Into<String>) -> Problem {
@@ -64,6 +99,9 @@ impl IntoResponse for Problem {
         }
         let mut res = (self.status, body.to_string()).into_response();
         res.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(s) = self.retry_after_s {
+            res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(s));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

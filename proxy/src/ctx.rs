@@ -23,6 +23,9 @@ pub struct CallCtx {
     pub labels: OnceLock<(Endpoint, Arc<str>)>,
     /// The action finally taken.
     pub action: OnceLock<Action>,
+    /// What the audit gate said (`Unaudited`: the log could not write and `[audit]
+    /// on_failure = "continue_unaudited"` let the call through; it is already counted).
+    pub admission: OnceLock<audit::Admission>,
     /// Nanoseconds spent waiting for the upstream's response headers.
     upstream_ns: AtomicU64,
     /// Nanoseconds the call was parked waiting for a human (not sidecar overhead).
@@ -39,6 +42,7 @@ impl CallCtx {
             dialect: Dialect::from_path(path),
             labels: OnceLock::new(),
             action: OnceLock::new(),
+            admission: OnceLock::new(),
             upstream_ns: AtomicU64::new(0),
             held_ns: AtomicU64::new(0),
         }

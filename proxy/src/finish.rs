@@ -104,9 +104,11 @@ impl CallEnd {
     }
 
     /// Write the call's `started` record (one append, no fsync: durable at the next group
-    /// commit). The end record, whatever the end, closes it.
-    pub fn start(&self) {
-        let Some(ev) = &self.ev else { return };
+    /// commit). The end record, whatever the end, closes it. If the log refuses it (it cannot
+    /// write and holds as many records as it may), the call must not be sent: see
+    /// [`CallEnd::unsent`].
+    pub fn start(&self) -> Result<(), audit::AuditError> {
+        let Some(ev) = &self.ev else { return Ok(()) };
         let mut start = ev.clone();
         start.outcome = Some(audit::Outcome::Started);
         let mut details = self.extra.clone();
@@ -114,8 +116,15 @@ impl CallEnd {
             details.insert("reserved_usd".into(), r.amount_usd().into());
         }
         start.details = serde_json::Value::Object(details);
-        if let Err(e) = self.state.audit.append(start) {
-            tracing::error!(error = %e, "audit append failed for a call start");
+        self.state.audit.append(start)
+    }
+
+    /// The call was never sent (its start could not be recorded): release its reservation,
+    /// charging nothing, and write no end record (there is no start to close).
+    pub fn unsent(&mut self) {
+        self.ev = None;
+        if let Some(r) = self.reservation.take() {
+            r.settle(Charge::Usd(0.0));
         }
     }
 

@@ -225,8 +225,16 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
     *out.headers_mut() = headers;
 
     let mut req = req;
-    let fin = CallEnd::new(state.clone(), &mut req, &decision);
-    fin.start();
+    let mut fin = CallEnd::new(state.clone(), &mut req, &decision);
+    if let Err(e) = fin.start() {
+        // The audit log could not take the start: nothing is sent, unless the gate already let
+        // this call through unaudited or `on_failure = "continue_unaudited"`.
+        if let Err(refusal) = crate::refuse::audit_failed(&state, &req, &e) {
+            fin.unsent();
+            return Err(refusal);
+        }
+        tracing::warn!(error = %e, "call sent without its started record (continue_unaudited)");
+    }
     let meter = MeterSpec {
         state: state.clone(),
         endpoint: req.route.endpoint,

@@ -2,7 +2,9 @@
 //! a hold that ended in a deny, the budget reserve), the call gets the same treatment. The
 //! decision carries the call's id; the call's final action becomes deny; the refusal is
 //! recorded durably (on disk before the caller is answered); the answer is in the caller's
-//! own shape, in the form that suits why it was refused.
+//! own shape, in the form that suits why it was refused. A refusal whose record cannot be
+//! written is not answered as if it had been: it becomes the audit refusal ([`unrecorded`],
+//! 503 + `Retry-After`), unless `[audit] on_failure = "continue_unaudited"`.
 
 use decision::{Action, Decision, Risk};
 use http::{HeaderValue, Response, StatusCode};
@@ -26,6 +28,31 @@ pub enum Refusal {
     /// A budget that resets on its own: 429 + `Retry-After` + "<window> limit reached", the
     /// form OpenClaw shows verbatim without retries or key cooldowns.
     Budget(governance::budget::Refusal),
+}
+
+/// The refusal of a call the audit log cannot record: 503, `Retry-After`, a message naming
+/// the cause (`audit_unavailable`). Nothing reached the upstream. Counted by the log.
+pub fn unrecorded(req: &CallRequest, u: &audit::Unavailable) -> ProxyError {
+    let _ = req.ctx.action.set(Action::Deny);
+    ProxyError::Refused {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        kind: "audit_unavailable",
+        message: u.to_string(),
+        retry_after_s: Some(u.retry_after_s()),
+    }
+}
+
+/// A record of this call could not be written (`e`): `Err` (the refusal to answer with)
+/// unless `[audit] on_failure = "continue_unaudited"`. A call the audit gate already let
+/// through unaudited is counted once.
+pub fn audit_failed(state: &ProxyState, req: &CallRequest, e: &audit::AuditError) -> Result<(), ProxyError> {
+    if req.ctx.admission.get() == Some(&audit::Admission::Unaudited) {
+        return Ok(());
+    }
+    match state.audit.record_failed(audit::Face::Model, e) {
+        Ok(_) => Ok(()),
+        Err(u) => Err(unrecorded(req, &u)),
+    }
 }
 
 /// A decision made outside Rego (kill switch, budgets, ...) for this call, under the call's
@@ -52,8 +79,10 @@ pub async fn refuse(
     ev.actor = Some(actor.into());
     record::finish_event(&mut ev, outcome, None, Some(0.0), req.ctx.started.elapsed().as_secs_f64() * 1e3);
     if let Err(e) = state.audit.append_durable(ev).await {
-        // Fail closed: the call stays refused even if the record could not be written.
-        tracing::error!(error = %e, decision = %d.id, "audit append failed for a refusal");
+        // Fail closed: the call stays refused either way; without its record it is refused as
+        // unrecorded, never answered as if the deny were on disk.
+        audit_failed(state, req, &e)?;
+        tracing::warn!(error = %e, decision = %d.id, "refusal answered without its audit record (continue_unaudited)");
     }
     match why {
         Refusal::Budget(r) => Err(ProxyError::Refused {

@@ -17,7 +17,7 @@ use crate::layers::edge::EdgeLayer;
 use crate::layers::guard::{GuardLayer, GuardRules};
 use crate::layers::metrics::MetricsLayer;
 use crate::layers::route::RouteLayer;
-use crate::layers::{budget, hold, kill, policy, StepLayer};
+use crate::layers::{audit, budget, hold, kill, policy, StepLayer};
 use crate::ProxyState;
 
 /// Build the data-path service.
@@ -58,6 +58,12 @@ where
         // Reads: body, headers. Writes: `CallRequest` with `info` (model, stream, caps, tools),
         // `session`, `estimate_usd` (worst case; None = unpriced model). Needs: route.
         .layer(BodyLayer::new(state.clone()))
+        // Audit gate: while the audit log cannot write, nothing is decided (no evaluation, no
+        // hold, no reservation) and nothing is sent: 503 + `Retry-After` in the caller's shape.
+        // Reads: the log's health (one atomic load). Writes: `CallCtx.admission`; a refusal
+        // (counted by the log), or nothing. Needs: body (the caller's shape is known from the
+        // edge; after the body so a refusal looks like every other one).
+        .layer(StepLayer::new(state.clone(), audit::step))
         // Kill switch: after the body (the refusal needs the caller's model and stream flag to
         // answer in its shape), before the policy (a killed agent costs no evaluation).
         // Reads: `route.agent`, kill flags. Writes: a refusal, or nothing. Needs: body.

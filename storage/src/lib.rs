@@ -4,12 +4,18 @@
 //! link) opens its trees through [`Store::tree`], so no tree name is written anywhere else and
 //! a data dir written by a newer build is refused before anything reads it.
 //!
+//! Writes that fail: after an I/O error (a full disk) sled refuses every later write until the
+//! database is reopened, i.e. until the sidecar restarts; reads keep working. Each component
+//! returns such errors to its caller; [`Store::check_writes`] (run periodically and by
+//! `/readyz`) finds the state without writing anything itself.
+//!
 //! Invariant: [`FORMAT_VERSION`] is bumped on any change a previous build would misread (a
 //! record shape, a key layout, a tree's meaning). A store stamped with a newer version is
 //! refused at open with [`StoreError::NewerFormat`]; an older one is upgraded (stamped) after
 //! whatever migration its version needs, which today is none.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -92,6 +98,8 @@ pub enum StoreError {
 pub struct Store {
     db: sled::Db,
     path: PathBuf,
+    /// The last failed write check, if the store cannot write.
+    write_error: Arc<Mutex<Option<String>>>,
 }
 
 impl Store {
@@ -102,7 +110,7 @@ impl Store {
             .cache_capacity(16 * 1024 * 1024)
             .open()
             .map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
-        let store = Store { db, path: path.to_path_buf() };
+        let store = Store { db, path: path.to_path_buf(), write_error: Arc::default() };
         store.check_format()?;
         Ok(store)
     }
@@ -138,6 +146,22 @@ impl Store {
     /// Where the store lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the store can still write: makes whatever is pending durable (nothing when
+    /// nothing is; it writes nothing of its own) and reports sled's sticky write error, which
+    /// stays until a restart. Blocking (an fsync when something is pending).
+    pub fn check_writes(&self) -> Result<(), String> {
+        let r = self.db.flush().map(|_| ()).map_err(|e| e.to_string());
+        if let Ok(mut w) = self.write_error.lock() {
+            *w = r.as_ref().err().cloned();
+        }
+        r
+    }
+
+    /// The error of the last [`Store::check_writes`], if it failed.
+    pub fn write_error(&self) -> Option<String> {
+        self.write_error.lock().ok().and_then(|w| w.clone())
     }
 
     /// Write everything to disk (fsync); blocking.

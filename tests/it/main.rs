@@ -9,6 +9,7 @@
 mod approvals_api;
 mod approvals_events;
 mod approvals_restart;
+mod audit_failure;
 mod budgets;
 mod contracts;
 mod e2e_gateway;

@@ -49,11 +49,19 @@ fn agent_id(id: &str) -> Result<(), Problem> {
 fn store_problem(e: AgentKeyError) -> Problem {
     match e {
         AgentKeyError::Invalid(m) => Problem::bad_request(m),
+        AgentKeyError::Store(e) => Problem::store_failed(e),
         other => Problem::internal(other.to_string()),
     }
 }
 
-async fn record(s: &AppState, actor: &str, outcome: audit::Outcome, key: &AgentKeyInfo) -> Result<(), Problem> {
+/// Record a key change durably; `applied`: what already happened if the record fails.
+async fn record(
+    s: &AppState,
+    actor: &str,
+    outcome: audit::Outcome,
+    key: &AgentKeyInfo,
+    applied: Option<&str>,
+) -> Result<(), Problem> {
     let ev = audit::AuditEvent {
         agent: Some(key.agent.clone()),
         actor: Some(actor.to_string()),
@@ -62,7 +70,12 @@ async fn record(s: &AppState, actor: &str, outcome: audit::Outcome, key: &AgentK
         details: json!({"agent_key": key}),
         ..audit::AuditEvent::new(audit::RecordKind::Auth)
     };
-    s.audit.append_durable(ev).await.map(|_| ()).map_err(|e| Problem::internal(e.to_string()))
+    s.audit.append_durable(ev).await.map(|_| ()).map_err(|e| Problem::audit(&e, applied))
+}
+
+/// Key changes must be recorded: refused while the audit log cannot write.
+fn audit_ready(s: &AppState) -> Result<(), Problem> {
+    s.audit.require(audit::Face::Control).map_err(|u| Problem::audit_unavailable(&u, None))
 }
 
 fn page(items: Vec<AgentKeyInfo>) -> Json<Value> {
@@ -101,8 +114,15 @@ async fn create(
     } else {
         serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?
     };
+    audit_ready(&s)?;
     let (secret, info) = s.agent_keys.create(&id, req.label.as_deref(), &caller.name).map_err(store_problem)?;
-    record(&s, &caller.name, audit::Outcome::Created, &info).await?;
+    if let Err(p) = record(&s, &caller.name, audit::Outcome::Created, &info, None).await {
+        // A key whose creation is not on record must not work: take it back.
+        if let Err(e) = s.agent_keys.revoke(&id, &info.id) {
+            tracing::error!(error = %e, key = %info.id, "revoking a key whose creation could not be recorded failed");
+        }
+        return Err(p);
+    }
     let mut body = json!(info);
     body["key"] = json!(secret);
     body["note"] = json!("the key is shown only this once; give it to the agent's provider now");
@@ -118,9 +138,11 @@ async fn revoke(
 ) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
     agent_id(&id)?;
+    audit_ready(&s)?;
     let Some(info) = s.agent_keys.revoke(&id, &key_id).map_err(store_problem)? else {
         return Err(Problem::not_found(format!("agent '{id}' has no key with id {key_id}")));
     };
-    record(&s, &caller.name, audit::Outcome::Revoked, &info).await?;
+    // Revoked stays revoked (the safe side); the caller learns the record is missing.
+    record(&s, &caller.name, audit::Outcome::Revoked, &info, Some("the key was revoked")).await?;
     Ok(Json(json!({ "revoked": info })))
 }

@@ -144,7 +144,18 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
 }
 
-async fn audit(s: &AppState, agent: Option<&str>, actor: &str, outcome: audit::Outcome, reason: &str, details: Value) {
+/// Record a kill-switch action durably; returns whether it was recorded. A kill takes effect
+/// whether or not its record can be written (failing closed needs no record); the answer then
+/// carries `"audit_recorded": false`. Recovering is refused beforehand while the log cannot
+/// write ([`audit_ready`]).
+async fn audit(
+    s: &AppState,
+    agent: Option<&str>,
+    actor: &str,
+    outcome: audit::Outcome,
+    reason: &str,
+    details: Value,
+) -> bool {
     let ev = audit::AuditEvent {
         agent: agent.map(str::to_string),
         actor: Some(actor.to_string()),
@@ -154,9 +165,26 @@ async fn audit(s: &AppState, agent: Option<&str>, actor: &str, outcome: audit::O
         details,
         ..audit::AuditEvent::new(audit::RecordKind::KillSwitch)
     };
-    if let Err(e) = s.audit.append_durable(ev).await {
-        tracing::error!(error = %e, "kill switch audit append failed");
+    match s.audit.append_durable(ev).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "kill switch audit append failed; the action stands");
+            false
+        }
     }
+}
+
+/// Recovering lets an agent through again: refused while the audit log cannot record it.
+fn audit_ready(s: &AppState) -> Result<(), Problem> {
+    s.audit.require(audit::Face::Control).map_err(|u| Problem::audit_unavailable(&u, None))
+}
+
+/// Mark an answer whose records could not all be written.
+fn unrecorded(mut v: Value, recorded: bool) -> Value {
+    if !recorded {
+        v["audit_recorded"] = json!(false);
+    }
+    v
 }
 
 fn incomplete(id: &str, e: &str) -> Problem {
@@ -168,7 +196,15 @@ fn incomplete(id: &str, e: &str) -> Problem {
 }
 
 fn store_err(e: governance::kill::KillError) -> Problem {
-    Problem::internal(format!("kill switch store: {e}"))
+    Problem::store_failed(format!("kill switch store: {e}"))
+}
+
+/// A kill is in force in memory even when storing it failed; say so.
+fn kill_store_err(e: governance::kill::KillError) -> Problem {
+    let mut p = Problem::store_failed(format!("kill switch store: {e}"));
+    p.detail =
+        format!("the kill is in force now, but could not be stored and would not survive a restart: {}", p.detail);
+    p
 }
 
 async fn kill(
@@ -181,15 +217,16 @@ async fn kill(
     agent_id(&id)?;
     let reason = reason_of(parse::<KillBody>(&body)?.reason)?;
     // Block at the proxy first: this is the <= 100 ms promise and must not wait for OpenClaw.
-    let fresh = s.kill.kill(&id, governance::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
-    audit(&s, Some(&id), &caller.name, audit::Outcome::BlockedAtProxy, &reason, json!({"already_killed": !fresh}))
-        .await;
+    let fresh = s.kill.kill(&id, governance::kill::KillEntry::now(&reason, &caller.name)).map_err(kill_store_err)?;
+    let mut recorded =
+        audit(&s, Some(&id), &caller.name, audit::Outcome::BlockedAtProxy, &reason, json!({"already_killed": !fresh}))
+            .await;
     // Its held calls can no longer go ahead: nobody should be asked about them (with or
     // without a gateway, and even while the link is down).
     let denied = s.broker.deny_all_for_agent(&id, &format!("kill switch: {reason}"), &caller.name).await;
     if !denied.is_empty() {
         let ids: Vec<&str> = denied.iter().map(|a| a.id.as_str()).collect();
-        audit(
+        recorded &= audit(
             &s,
             Some(&id),
             &caller.name,
@@ -205,7 +242,7 @@ async fn kill(
     };
     let mut v = view(&s, one(&s, &id), &id);
     v["gateway"] = gateway;
-    Ok(Json(v))
+    Ok(Json(unrecorded(v, recorded)))
 }
 
 /// The reason of a recover body, refused without an explicit `"confirm": true`.
@@ -227,6 +264,7 @@ async fn recover(
     caller.require(Role::Admin)?;
     agent_id(&id)?;
     let reason = confirmed_reason(&body)?;
+    audit_ready(&s)?;
     // OpenClaw first, so the agent does not get model calls back before its tools are
     // restored; if that fails the agent stays blocked and the caller is told why.
     let gateway = match &s.agents {
@@ -234,28 +272,36 @@ async fn recover(
         None => json!({"configured": false}),
     };
     let was = s.kill.recover(&id).map_err(store_err)?;
-    audit(&s, Some(&id), &caller.name, audit::Outcome::UnblockedAtProxy, &reason, json!({"was_killed": was})).await;
+    let recorded =
+        audit(&s, Some(&id), &caller.name, audit::Outcome::UnblockedAtProxy, &reason, json!({"was_killed": was})).await;
     let mut v = view(&s, one(&s, &id), &id);
     v["gateway"] = gateway;
-    Ok(Json(v))
+    Ok(Json(unrecorded(v, recorded)))
 }
 
 async fn kill_all(State(s): State<AppState>, caller: Caller, body: axum::body::Bytes) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
     let reason = reason_of(parse::<KillBody>(&body)?.reason)?;
-    s.kill.kill_all(governance::kill::KillEntry::now(&reason, &caller.name)).map_err(store_err)?;
-    audit(&s, None, &caller.name, audit::Outcome::GlobalBlockedAtProxy, &reason, Value::Null).await;
+    s.kill.kill_all(governance::kill::KillEntry::now(&reason, &caller.name)).map_err(kill_store_err)?;
+    let mut recorded = audit(&s, None, &caller.name, audit::Outcome::GlobalBlockedAtProxy, &reason, Value::Null).await;
     let denied = s.broker.deny_all(&format!("kill switch: {reason}"), &caller.name).await;
     if !denied.is_empty() {
         let ids: Vec<&str> = denied.iter().map(|a| a.id.as_str()).collect();
-        audit(&s, None, &caller.name, audit::Outcome::ApprovalsDenied, &reason, json!({"clawbutler_approvals": ids}))
-            .await;
+        recorded &= audit(
+            &s,
+            None,
+            &caller.name,
+            audit::Outcome::ApprovalsDenied,
+            &reason,
+            json!({"clawbutler_approvals": ids}),
+        )
+        .await;
     }
     let gateway = match &s.agents {
         Some(c) => c.kill_all(&reason, &caller.name).await.unwrap_or_else(|e| json!({"error": e})),
         None => json!({"configured": false}),
     };
-    Ok(Json(json!({"killed": true, "kill": s.kill.global(), "gateway": gateway})))
+    Ok(Json(unrecorded(json!({"killed": true, "kill": s.kill.global(), "gateway": gateway}), recorded)))
 }
 
 async fn recover_all(
@@ -265,11 +311,13 @@ async fn recover_all(
 ) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
     let reason = confirmed_reason(&body)?;
+    audit_ready(&s)?;
     let gateway = match &s.agents {
         Some(c) => c.recover_all(&reason, &caller.name).await.map_err(|e| incomplete("*", &e))?,
         None => json!({"configured": false}),
     };
     let agents = s.kill.recover_all().map_err(store_err)?;
-    audit(&s, None, &caller.name, audit::Outcome::GlobalUnblockedAtProxy, &reason, json!({"agents": agents})).await;
-    Ok(Json(json!({"killed": false, "recovered_agents": agents, "gateway": gateway})))
+    let recorded =
+        audit(&s, None, &caller.name, audit::Outcome::GlobalUnblockedAtProxy, &reason, json!({"agents": agents})).await;
+    Ok(Json(unrecorded(json!({"killed": false, "recovered_agents": agents, "gateway": gateway}), recorded)))
 }

@@ -50,6 +50,8 @@ pub fn problem(e: BrokerError) -> Problem {
             }));
             p
         }
+        BrokerError::Audit(e) => Problem::audit(&e, None),
+        BrokerError::Store(e) => Problem::store_failed(e),
         other => Problem::internal(other.to_string()),
     }
 }
@@ -116,6 +118,10 @@ fn reply(status: StatusCode, body: Value, replayed: bool) -> Response {
     res.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
     if replayed {
         res.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // The audit log cannot write (see `Problem::audit_unavailable`); never stored for replay.
+        res.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(audit::RETRY_AFTER_S));
     }
     res
 }

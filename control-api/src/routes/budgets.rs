@@ -1,5 +1,6 @@
 //! `/api/v1/budgets`: list and inspect (any role); create, replace, delete and reset (admin,
-//! with every change audited under the token's name).
+//! with every change audited under the token's name). A change is refused while the audit
+//! log cannot write, and is on disk (store flushed, record fsynced) before it is answered.
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -25,8 +26,32 @@ fn problem(e: BudgetError) -> Problem {
         BudgetError::NotFound(_) => Problem::not_found(e.to_string()),
         BudgetError::ConfigManaged(_) => Problem::new(http::StatusCode::CONFLICT, "Managed by config", e.to_string()),
         BudgetError::Invalid { .. } => Problem::bad_request(e.to_string()),
+        BudgetError::Store(e) => Problem::store_failed(e),
         _ => Problem::internal(e.to_string()),
     }
+}
+
+/// Budget changes must be recorded: refused while the audit log cannot write.
+fn audit_ready(s: &AppState) -> Result<(), Problem> {
+    s.audit.require(audit::Face::Control).map_err(|u| Problem::audit_unavailable(&u, None))
+}
+
+/// After a change: spend on disk and its record fsynced, before the caller is answered. If
+/// that fails the answer names what was applied (its record waits in memory and is written
+/// once the disk takes writes again).
+async fn durable<T>(s: &AppState, applied: &'static str, v: T) -> Result<T, Problem> {
+    let (budgets, audit) = (s.budgets.clone(), s.audit.clone());
+    tokio::task::spawn_blocking(move || {
+        budgets.sync().map_err(|e| {
+            let mut p = problem(e);
+            p.detail = format!("{applied}, but it could not be stored: {}", p.detail);
+            p
+        })?;
+        audit.flush().map_err(|e| Problem::audit(&e, Some(applied)))
+    })
+    .await
+    .map_err(|e| Problem::internal(e.to_string()))??;
+    Ok(v)
 }
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
@@ -49,7 +74,9 @@ async fn put_body(
     b: JsonBody<BudgetConfig>,
 ) -> Result<Json<BudgetView>, Problem> {
     c.require(Role::Admin)?;
-    s.budgets.upsert(body(b)?, &c.name).map(Json).map_err(problem)
+    audit_ready(&s)?;
+    let v = s.budgets.upsert(body(b)?, &c.name).map_err(problem)?;
+    durable(&s, "the budget was saved", Json(v)).await
 }
 
 async fn put_id(
@@ -64,13 +91,16 @@ async fn put_id(
         return Err(Problem::bad_request("the body's id differs from the path's"));
     }
     cfg.id = Some(id);
-    s.budgets.upsert(cfg, &c.name).map(Json).map_err(problem)
+    audit_ready(&s)?;
+    let v = s.budgets.upsert(cfg, &c.name).map_err(problem)?;
+    durable(&s, "the budget was saved", Json(v)).await
 }
 
 async fn delete(c: Caller, State(s): State<AppState>, Path(id): Path<String>) -> Result<http::StatusCode, Problem> {
     c.require(Role::Admin)?;
+    audit_ready(&s)?;
     s.budgets.delete(&id, &c.name).map_err(problem)?;
-    Ok(http::StatusCode::NO_CONTENT)
+    durable(&s, "the budget was deleted", http::StatusCode::NO_CONTENT).await
 }
 
 /// Body of a reset.
@@ -91,5 +121,7 @@ async fn reset(
     if r.reason.trim().is_empty() {
         return Err(Problem::bad_request("a reason is required to reset a budget"));
     }
-    s.budgets.reset(&id, r.reason.trim(), &c.name).map(Json).map_err(problem)
+    audit_ready(&s)?;
+    let v = s.budgets.reset(&id, r.reason.trim(), &c.name).map_err(problem)?;
+    durable(&s, "the budget was reset", Json(v)).await
 }

@@ -16,6 +16,13 @@
 //! Event names: `approval` (a hold was created), `decision` (an approval was allowed,
 //! denied, expired or cancelled), `grant`, `budget`, `health` (an agent's health changed),
 //! `audit` (everything else); `data` is the audit record as JSON.
+//!
+//! One event is not a record: `audit_health` (no `id`, so it never moves `Last-Event-ID`),
+//! sent when the audit log stops or starts being able to write, or free space crosses the
+//! warning threshold; `data` is the log's health (`audit::AuditHealth`). It is also sent at
+//! connect while the log is not writing or space is low. It passes the `kind` filter as
+//! `audit_health`. While the log cannot write it is the only way the stream learns of it:
+//! records resume, with no gap, once it writes again.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -71,6 +78,10 @@ pub fn event_name(r: &AuditRecord) -> &'static str {
 }
 
 impl EventFilter {
+    fn keeps_health(&self) -> bool {
+        self.kind.as_deref().is_none_or(|k| k.split(',').map(str::trim).any(|x| x == "audit_health"))
+    }
+
     fn keeps(&self, r: &AuditRecord) -> bool {
         let kind_ok = self.kind.as_deref().is_none_or(|k| {
             let name = event_name(r);
@@ -81,6 +92,12 @@ impl EventFilter {
             && self.agent.as_deref().is_none_or(|a| r.agent.as_deref() == Some(a))
             && self.risk.as_deref().is_none_or(|x| r.risk.map(|k| k.as_str()) == Some(x))
     }
+}
+
+/// The `audit_health` event (not a record: no `id`).
+fn health_frame(h: &audit::AuditHealth) -> Bytes {
+    let data = serde_json::to_string(h).unwrap_or_else(|_| "{}".into());
+    Bytes::from(format!("event: audit_health\ndata: {data}\n\n"))
 }
 
 fn frame(r: &AuditRecord) -> Bytes {
@@ -246,11 +263,28 @@ async fn run(
     if let Some(note) = &resume.note {
         st.send(Bytes::from(format!(": {note}\n\n"))).await?;
     }
+    let mut health = st.audit.health_events();
+    let mut health_open = true;
+    {
+        let now = health.borrow_and_update().clone();
+        if (now.state != audit::WriterState::Ok || now.disk.low) && st.filter.keeps_health() {
+            st.send(health_frame(&now)).await?;
+        }
+    }
     let mut last = resume.from;
     st.catch_up(&mut last, st.audit.head()).await?;
     let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {
         tokio::select! {
+            changed = health.changed(), if health_open => match changed {
+                Ok(()) => {
+                    let now = health.borrow_and_update().clone();
+                    if st.filter.keeps_health() {
+                        st.send(health_frame(&now)).await?;
+                    }
+                }
+                Err(_) => health_open = false,
+            },
             r = sub.recv() => match r {
                 Ok(rec) => {
                     if rec.seq <= last {

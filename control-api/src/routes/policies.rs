@@ -23,6 +23,8 @@ async fn status(_c: Caller, State(s): State<AppState>) -> Json<policy::PolicySta
 
 async fn reload(c: Caller, State(s): State<AppState>) -> Result<Json<policy::PolicyStatus>, Problem> {
     c.require(Role::Admin)?;
+    // A reload changes what decides every call: refused while it cannot be recorded.
+    s.audit.require(audit::Face::Control).map_err(|u| Problem::audit_unavailable(&u, None))?;
     let before = s.policy.revision();
     let result = s.policy.reload_by(policy::ReloadTrigger::Api);
     let ev = audit::AuditEvent {
@@ -35,6 +37,8 @@ async fn reload(c: Caller, State(s): State<AppState>) -> Result<Json<policy::Pol
     };
     if let Err(e) = s.audit.append_durable(ev).await {
         tracing::error!(error = %e, "audit append failed for a policy reload");
+        let what = if result.is_ok() { "the policies were reloaded" } else { "the reload was refused" };
+        return Err(Problem::audit(&e, Some(what)));
     }
     // On error the last good bundle keeps serving; the caller sees why the new one was refused.
     result

@@ -37,14 +37,27 @@ struct CreateToken {
     role: Role,
 }
 
-async fn record(s: &AppState, actor: &str, outcome: audit::Outcome, details: Value) -> Result<(), Problem> {
+/// Record a token change durably. `applied`: what already happened if the record fails
+/// (the problem says so), `None` when the caller undoes the change itself.
+async fn record(
+    s: &AppState,
+    actor: &str,
+    outcome: audit::Outcome,
+    details: Value,
+    applied: Option<&str>,
+) -> Result<(), Problem> {
     let ev = audit::AuditEvent {
         actor: Some(actor.to_string()),
         outcome: Some(outcome),
         details,
         ..audit::AuditEvent::new(audit::RecordKind::Auth)
     };
-    s.audit.append_durable(ev).await.map(|_| ()).map_err(|e| Problem::internal(e.to_string()))
+    s.audit.append_durable(ev).await.map(|_| ()).map_err(|e| Problem::audit(&e, applied))
+}
+
+/// Token changes must be recorded: refused while the audit log cannot write.
+fn audit_ready(s: &AppState) -> Result<(), Problem> {
+    s.audit.require(audit::Face::Control).map_err(|u| Problem::audit_unavailable(&u, None))
 }
 
 async fn list(caller: Caller, State(s): State<AppState>) -> Result<Json<Value>, Problem> {
@@ -58,12 +71,20 @@ async fn create(caller: Caller, State(s): State<AppState>, body: Bytes) -> Resul
     caller.require(Role::Admin)?;
     let req: CreateToken =
         serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?;
+    audit_ready(&s)?;
     let (secret, rec) = s.tokens.create(&req.name, req.role).map_err(|e| match e {
         TokenError::BadName(_) => Problem::bad_request(e.to_string()),
         TokenError::DuplicateName(_) => Problem::conflict(e.to_string()),
+        TokenError::Store(e) => Problem::store_failed(e),
         e => Problem::internal(e.to_string()),
     })?;
-    record(&s, &caller.name, audit::Outcome::TokenCreated, json!({"token": rec})).await?;
+    if let Err(p) = record(&s, &caller.name, audit::Outcome::TokenCreated, json!({"token": rec}), None).await {
+        // A token nobody can see the record of must not work: take it back.
+        if let Err(e) = s.tokens.revoke(&rec.id) {
+            tracing::error!(error = %e, token = %rec.id, "revoking a token whose creation could not be recorded failed");
+        }
+        return Err(p);
+    }
     let mut res = (
         StatusCode::CREATED,
         Json(json!({
@@ -80,6 +101,7 @@ async fn create(caller: Caller, State(s): State<AppState>, body: Bytes) -> Resul
 
 async fn revoke(caller: Caller, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
+    audit_ready(&s)?;
     if id.len() < 8 {
         return Err(Problem::bad_request("give the token id (8 hex characters, as listed)"));
     }
@@ -94,9 +116,14 @@ async fn revoke(caller: Caller, State(s): State<AppState>, Path(id): Path<String
             "this is the last admin token; create another admin token before revoking it",
         ));
     }
-    if !s.tokens.revoke(&target.id).map_err(|e| Problem::internal(e.to_string()))? {
+    if !s.tokens.revoke(&target.id).map_err(|e| match e {
+        TokenError::Store(e) => Problem::store_failed(e),
+        e => Problem::internal(e.to_string()),
+    })? {
         return Err(Problem::not_found(format!("no token with id {id}")));
     }
-    record(&s, &caller.name, audit::Outcome::TokenRevoked, json!({"token": target})).await?;
+    // Revoked stays revoked (the safe side); the caller learns the record is missing.
+    let revoked = Some("the token was revoked");
+    record(&s, &caller.name, audit::Outcome::TokenRevoked, json!({"token": target}), revoked).await?;
     Ok(Json(json!({ "revoked": target })))
 }

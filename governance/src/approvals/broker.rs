@@ -1,5 +1,7 @@
 //! The broker proper: creating holds, the one transition out of `pending`, and making every
-//! transition durable and visible (sled, audit log, metrics) before anyone is answered.
+//! transition durable and visible (sled, audit log, metrics) before anyone is answered
+//! (`durable.rs`). A human's decision that cannot be made durable (the audit log cannot write,
+//! the store fails) is undone and refused to the decider: the call stays held.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,29 +28,37 @@ use super::{ApprovalSettings, BrokerError};
 pub(crate) const SYSTEM: &str = "system";
 
 /// The channel a held caller waits on, and when it started waiting.
-type Waiter = (oneshot::Sender<Resolution>, Instant);
+pub(super) type Waiter = (oneshot::Sender<Resolution>, Instant);
 
 /// A pending approval and the channel its waiter listens on.
-struct Live {
-    approval: Approval,
-    tx: Option<oneshot::Sender<Resolution>>,
-    created: Instant,
+pub(super) struct Live {
+    pub approval: Approval,
+    pub tx: Option<oneshot::Sender<Resolution>>,
+    pub created: Instant,
 }
 
-struct Metrics {
-    pending: IntGauge,
-    wait: HistogramVec,
+pub(super) struct Metrics {
+    pub pending: IntGauge,
+    pub wait: HistogramVec,
 }
 
-struct Inner {
-    settings: ApprovalSettings,
-    audit: Arc<AuditLog>,
-    store: ApprovalStore,
-    grants: GrantStore,
-    live: DashMap<String, Arc<Mutex<Live>>>,
-    metrics: Metrics,
+pub(super) struct Inner {
+    pub settings: ApprovalSettings,
+    pub audit: Arc<AuditLog>,
+    pub store: ApprovalStore,
+    pub grants: GrantStore,
+    pub live: DashMap<String, Arc<Mutex<Live>>>,
+    pub metrics: Metrics,
     /// Turns true at shutdown: no new holds; long-lived readers (SSE) end.
-    closing: tokio::sync::watch::Sender<bool>,
+    pub closing: tokio::sync::watch::Sender<bool>,
+}
+
+/// A transition out of `pending`, made in memory and not yet durable: the approval before and
+/// after, and its waiter (still to be answered).
+pub(super) struct Taken {
+    pub prev: Approval,
+    pub now: Approval,
+    pub waiter: Option<Waiter>,
 }
 
 /// The approval broker (see the module docs). Cheap to clone.
@@ -92,7 +102,7 @@ impl Drop for CancelOnDrop {
         if self.armed {
             // Drop cannot await: the record is appended (durable at the next group commit) and
             // the store written without waiting for a flush.
-            if let Ok((a, _tx)) = self.inner.transition(
+            if let Ok(Taken { now: a, .. }) = self.inner.transition(
                 &self.id,
                 None,
                 Status::Cancelled,
@@ -180,6 +190,8 @@ impl Broker {
         if *self.inner.closing.borrow() {
             return Err(BrokerError::Invalid("the sidecar is shutting down".into()));
         }
+        // A hold nobody could record is never created (the caller refuses the call).
+        self.inner.audit.require(super::durable::face(req.kind)).map_err(audit::AuditError::from)?;
         let ttl = Duration::from_secs(req.decision.obligations.hold_ttl_s.unwrap_or(self.inner.settings.ttl_s).max(1));
         let now = chrono::Utc::now();
         let mut subject = req.subject;
@@ -227,7 +239,17 @@ impl Broker {
         let live = Live { approval: a.clone(), tx: Some(tx), created: Instant::now() };
         self.inner.live.insert(a.id.clone(), Arc::new(Mutex::new(live)));
         self.inner.metrics.pending.inc();
-        self.inner.audit.append(event(&a, None, Outcome::Created))?;
+        if let Err(e) = self.inner.audit.append(event(&a, None, Outcome::Created)) {
+            // Not recorded: it must not exist either (nobody could decide it on the record).
+            self.inner.live.remove(&a.id);
+            self.inner.metrics.pending.dec();
+            let mut gone = a.clone();
+            close(&mut gone, Status::Cancelled, SYSTEM, None, Some("the audit log could not record this hold"));
+            if let Err(se) = self.inner.store.put(&gone) {
+                tracing::error!(error = %se, approval = %a.id, "storing a cancelled hold failed");
+            }
+            return Err(e.into());
+        }
         let inner = self.inner.clone();
         let id = a.id.clone();
         let fut = async move { wait(inner, id, rx, ttl).await };
@@ -243,6 +265,8 @@ impl Broker {
         if reason.is_some_and(|r| r.len() > 2000) {
             return Err(BrokerError::Invalid("reason is longer than 2000 characters".into()));
         }
+        // A decision that cannot be recorded is not taken: the approval stays pending.
+        self.inner.audit_ready()?;
         let scope = match req.decision {
             DecisionKind::AllowAlways => {
                 let current = self.current(id)?;
@@ -257,7 +281,7 @@ impl Broker {
             _ => None,
         };
         let grant_id = scope.as_ref().map(|_| grants::new_id());
-        let (a, tx) = self.inner.transition(
+        let taken = self.inner.transition(
             id,
             Some(req.expected_version),
             req.decision.status(),
@@ -267,10 +291,16 @@ impl Broker {
             grant_id.clone(),
         )?;
         let grant = match (scope, grant_id) {
-            (Some(scope), Some(gid)) => Some(self.inner.grants.insert(gid, scope, actor, Some(&a.id))?),
+            (Some(scope), Some(gid)) => match self.inner.grants.insert(gid, scope, actor, Some(&taken.now.id)) {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    self.inner.rollback(taken, None).await;
+                    return Err(e);
+                }
+            },
             _ => None,
         };
-        Ok(self.inner.finish(a, tx, grant).await)
+        self.inner.commit(taken, grant).await
     }
 
     /// Close the pending approval carrying `external_id` because it was resolved elsewhere
@@ -295,7 +325,7 @@ impl Broker {
             _ => None,
         };
         match self.inner.transition(&id, None, status, actor, decision, reason, None) {
-            Ok((a, tx)) => Ok(Some(self.inner.finish(a, tx, None).await)),
+            Ok(t) => Ok(Some(self.inner.finish(t, None).await)),
             Err(BrokerError::Conflict(_) | BrokerError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
@@ -354,8 +384,8 @@ impl Broker {
     ) -> Vec<Approval> {
         let mut out = Vec::new();
         for id in ids {
-            if let Ok((a, tx)) = self.inner.transition(&id, None, status, actor, decision, Some(reason), None) {
-                out.push(self.inner.finish(a, tx, None).await.approval);
+            if let Ok(t) = self.inner.transition(&id, None, status, actor, decision, Some(reason), None) {
+                out.push(self.inner.finish(t, None).await.approval);
             }
         }
         out
@@ -418,15 +448,39 @@ impl Broker {
             return Err(BrokerError::Invalid("a grant needs agent, kind and pattern".into()));
         };
         let scope = grants::build(agent, kind, pattern, input.arg_pattern.clone(), input)?;
+        self.inner.audit_ready()?;
         let g = self.inner.grants.insert(grants::new_id(), scope, actor, None)?;
-        self.inner.audit.append_durable(grant_event(&g, actor, Outcome::Created)).await?;
+        let durable = async {
+            self.inner.grants.flush().await?;
+            self.inner.audit.append_durable(grant_event(&g, actor, Outcome::Created)).await?;
+            Ok::<(), BrokerError>(())
+        };
+        if let Err(e) = durable.await {
+            // Not durable, not granted: the caller is told, and nothing is left behind.
+            if let Err(re) = self.inner.grants.remove(&g.id) {
+                tracing::error!(error = %re, grant = %g.id, "removing a grant that could not be recorded failed");
+            }
+            return Err(e);
+        }
         Ok(g)
     }
 
-    /// Revoke a grant; later calls are held again. Recorded durably.
+    /// Revoke a grant; later calls are held again. Recorded durably; a revocation that cannot
+    /// be recorded is undone and refused.
     pub async fn revoke_grant(&self, id: &str, actor: &str) -> Result<Grant, BrokerError> {
+        self.inner.audit_ready()?;
         let g = self.inner.grants.remove(id)?.ok_or_else(|| BrokerError::NotFound(id.to_string()))?;
-        self.inner.audit.append_durable(grant_event(&g, actor, Outcome::Revoked)).await?;
+        let durable = async {
+            self.inner.grants.flush().await?;
+            self.inner.audit.append_durable(grant_event(&g, actor, Outcome::Revoked)).await?;
+            Ok::<(), BrokerError>(())
+        };
+        if let Err(e) = durable.await {
+            if let Err(re) = self.inner.grants.restore(&g) {
+                tracing::error!(error = %re, grant = %g.id, "restoring a grant whose revocation failed failed");
+            }
+            return Err(e);
+        }
         Ok(g)
     }
 }
@@ -438,10 +492,17 @@ async fn wait(inner: Arc<Inner>, id: String, mut rx: oneshot::Receiver<Resolutio
         r = &mut rx => r.ok(),
         _ = tokio::time::sleep(ttl) => {
             let reason = format!("no decision within {} s", ttl.as_secs());
-            match inner.transition(&id, None, Status::Expired, SYSTEM, None, Some(&reason), None) {
-                Ok((a, tx)) => Some(inner.finish(a, tx, None).await),
-                // Someone decided at the same moment: their resolution is on its way.
-                Err(_) => (&mut rx).await.ok(),
+            loop {
+                match inner.transition(&id, None, Status::Expired, SYSTEM, None, Some(&reason), None) {
+                    Ok(t) => break Some(inner.finish(t, None).await),
+                    // Someone decided at the same moment: their resolution is on its way,
+                    // unless their decision could not be made durable and was undone (then
+                    // the approval is pending again and expires on the next turn).
+                    Err(_) => match tokio::time::timeout(Duration::from_millis(500), &mut rx).await {
+                        Ok(r) => break r.ok(),
+                        Err(_) => continue,
+                    },
+                }
             }
         }
     };
@@ -490,7 +551,7 @@ fn placeholder(id: &str) -> Approval {
 }
 
 /// Move an approval out of `pending` (no checks: callers hold its lock and checked).
-fn close(a: &mut Approval, to: Status, by: &str, decision: Option<DecisionKind>, reason: Option<&str>) {
+pub(super) fn close(a: &mut Approval, to: Status, by: &str, decision: Option<DecisionKind>, reason: Option<&str>) {
     a.status = to;
     a.version += 1;
     a.decided_by = Some(by.to_string());
@@ -512,57 +573,27 @@ impl Inner {
         decision: Option<DecisionKind>,
         reason: Option<&str>,
         grant_id: Option<String>,
-    ) -> Result<(Approval, Option<Waiter>), BrokerError> {
+    ) -> Result<Taken, BrokerError> {
         let Some(live) = self.live.get(id).map(|e| e.value().clone()) else {
             return match self.store.get(id)? {
                 Some(a) => Err(BrokerError::Conflict(Box::new(a))),
                 None => Err(BrokerError::NotFound(id.to_string())),
             };
         };
-        let (a, tx) = {
+        let taken = {
             let mut l = live.lock().map_err(|_| BrokerError::Invalid("approval lock poisoned".into()))?;
             if l.approval.status != Status::Pending || expected.is_some_and(|v| v != l.approval.version) {
                 return Err(BrokerError::Conflict(Box::new(l.approval.clone())));
             }
+            let prev = l.approval.clone();
             close(&mut l.approval, to, by, decision, reason);
             l.approval.grant_id = grant_id;
             let created = l.created;
-            (l.approval.clone(), l.tx.take().map(|t| (t, created)))
+            Taken { prev, now: l.approval.clone(), waiter: l.tx.take().map(|t| (t, created)) }
         };
         self.live.remove(id);
         self.metrics.pending.dec();
-        Ok((a, tx))
-    }
-
-    /// Make a transition durable (store flushed, audit fsynced, together), then release the
-    /// waiter. Failures are logged: the transition itself already happened in memory and in
-    /// the store, and a waiter must never hang.
-    async fn finish(&self, a: Approval, tx: Option<Waiter>, grant: Option<Grant>) -> Resolution {
-        let outcome = a.status.as_str();
-        let mut events = vec![event(&a, grant.as_ref(), a.status.outcome())];
-        if let Some(g) = &grant {
-            events.push(grant_event(g, a.decided_by.as_deref().unwrap_or(SYSTEM), Outcome::Created));
-        }
-        let stored = async {
-            self.store.put_durable(&a).await?;
-            Ok::<(), BrokerError>(())
-        };
-        let audited = async {
-            for ev in events {
-                self.audit.append_durable(ev).await?;
-            }
-            Ok::<(), BrokerError>(())
-        };
-        let (s, r) = tokio::join!(stored, audited);
-        if let Err(e) = s.and(r) {
-            tracing::error!(error = %e, approval = %a.id, "recording an approval transition failed");
-        }
-        let res = Resolution { approval: a, grant };
-        if let Some((tx, created)) = tx {
-            self.metrics.wait.with_label_values(&[outcome]).observe(created.elapsed().as_secs_f64());
-            let _ = tx.send(res.clone());
-        }
-        res
+        Ok(taken)
     }
 
     /// Store and record without waiting (Drop and startup paths).

@@ -313,6 +313,21 @@ impl GrantStore {
         Ok(g)
     }
 
+    /// Put back a grant exactly as it was (a revocation that could not be recorded).
+    pub fn restore(&self, g: &Grant) -> Result<(), BrokerError> {
+        self.tree.insert(g.id.as_bytes(), serde_json::to_vec(g)?)?;
+        self.refresh()
+    }
+
+    /// Wait until the grants are on disk (a grant change is durable before it is answered).
+    pub async fn flush(&self) -> Result<(), BrokerError> {
+        let tree = self.tree.clone();
+        match tokio::task::spawn_blocking(move || tree.flush()).await {
+            Ok(r) => r.map(|_| ()).map_err(BrokerError::from),
+            Err(e) => Err(BrokerError::Invalid(format!("flush task failed: {e}"))),
+        }
+    }
+
     /// Remove a grant; returns it if it existed.
     pub fn remove(&self, id: &str) -> Result<Option<Grant>, BrokerError> {
         let old = self.tree.remove(id.as_bytes())?;

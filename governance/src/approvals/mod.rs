@@ -7,7 +7,10 @@
 //!   racing decisions exactly one wins and the other gets [`BrokerError::Conflict`] naming the
 //!   winner.
 //! - A decision is on disk (sled flushed, audit record fsynced) before the held call is
-//!   released and before the decider is answered.
+//!   released and before the decider is answered. A human's decision that cannot be made
+//!   durable (the audit log cannot write, the store fails) is undone: the approval is pending
+//!   again, the call stays held, and the decider gets the error. System transitions that
+//!   refuse (expiry, cancel, a kill's deny) go ahead even then: failing closed needs no record.
 //! - Nothing is ever auto-allowed: expiry denies, and approvals found pending after a restart
 //!   (their caller is gone) become `cancelled`.
 //! - Waiting costs a oneshot channel and a timer, no thread: thousands may be pending.
@@ -17,6 +20,7 @@
 //! kill switch ([`Broker::deny_all_for_agent`]) and the control API.
 
 mod broker;
+mod durable;
 pub mod grants;
 pub mod model;
 pub mod pattern;

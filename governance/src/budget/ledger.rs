@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -23,6 +23,10 @@ pub struct Ledger {
     flusher: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
+/// Retry waits of a failing flush.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(500);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn key(id: &str, window: &str, suffix: &str) -> Vec<u8> {
     format!("{id}\u{1f}{window}{suffix}").into_bytes()
 }
@@ -39,19 +43,42 @@ impl Ledger {
         let flusher = std::thread::Builder::new()
             .name("budget-ledger-flush".into())
             .spawn(move || {
-                while rx.recv().is_ok() {
+                // While writes fail: retry on a timer (not only on the next spend), log once.
+                let mut failing: Option<std::time::Duration> = None;
+                loop {
+                    let woke = match failing {
+                        None => rx.recv().is_ok(),
+                        Some(wait) => !matches!(rx.recv_timeout(wait), Err(RecvTimeoutError::Disconnected)),
+                    };
+                    if !woke {
+                        break;
+                    }
                     let batch: Vec<(Vec<u8>, u64)> = {
                         let p = flush_pending.lock().unwrap_or_else(|e| e.into_inner());
                         p.iter().map(|(k, v)| (k.clone(), *v)).collect()
                     };
-                    for (k, v) in &batch {
-                        if let Err(e) = flush_tree.insert(k.as_slice(), &v.to_be_bytes()) {
-                            tracing::error!(error = %e, "budget ledger write failed");
+                    // The values stay in `pending` (reads see them) until they are on disk.
+                    let written = batch
+                        .iter()
+                        .try_for_each(|(k, v)| flush_tree.insert(k.as_slice(), &v.to_be_bytes()).map(|_| ()))
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| flush_db.flush().map_err(|e| e.to_string()));
+                    if let Err(e) = written {
+                        if failing.is_none() {
+                            tracing::error!(
+                                error = %e,
+                                "budget spend cannot be stored: it is kept in memory and retried; the state store \
+                                 refuses writes after an I/O error until the sidecar restarts (see /readyz)"
+                            );
                         }
-                    }
-                    if let Err(e) = flush_db.flush() {
-                        tracing::error!(error = %e, "budget ledger flush failed");
+                        failing = Some(failing.map_or(RETRY_FIRST, |w| (w * 2).min(RETRY_MAX)));
+                        if flush_stop.load(Ordering::Acquire) {
+                            break;
+                        }
                         continue;
+                    }
+                    if failing.take().is_some() {
+                        tracing::info!("budget spend is stored again");
                     }
                     // Forget only what is now on disk and was not updated meanwhile.
                     let mut p = flush_pending.lock().unwrap_or_else(|e| e.into_inner());

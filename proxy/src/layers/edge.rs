@@ -54,7 +54,12 @@ where
             let mut res = match inner.call(req).await {
                 Ok(res) => res,
                 Err(e) => {
-                    if e.status().is_server_error() {
+                    if e.code() == "audit_unavailable" {
+                        // The outage is logged once by the audit log and every refusal counted
+                        // (`clawbutler_audit_refused_calls_total`): no line per call, which on
+                        // a full disk would only add to what cannot be written.
+                        tracing::debug!(trace_id = %ctx.trace_id, error = %e, "call refused: audit log unavailable");
+                    } else if e.status().is_server_error() {
                         tracing::warn!(trace_id = %ctx.trace_id, error = %e, "call failed");
                     }
                     let mut res = e.into_response(ctx.dialect);

@@ -1,5 +1,6 @@
 //! The interception steps, one tower layer each. Their order is fixed in `stack.rs`.
 
+pub mod audit;
 pub mod body;
 pub mod budget;
 pub mod edge;
