@@ -22,11 +22,14 @@ pub enum RecordKind {
     Retention,
     /// An agent's health changed (healthy, degraded, offline).
     Health,
+    /// A path of an agent went outside ClawButler or came back (drift of the governance
+    /// report, `gateway.md`).
+    Governance,
 }
 
 impl RecordKind {
     /// Every kind, for pre-creating per-kind metric series.
-    pub(crate) const ALL: [RecordKind; 13] = [
+    pub(crate) const ALL: [RecordKind; 14] = [
         RecordKind::ModelCall,
         RecordKind::Exec,
         RecordKind::ToolCall,
@@ -40,6 +43,7 @@ impl RecordKind {
         RecordKind::Gateway,
         RecordKind::Retention,
         RecordKind::Health,
+        RecordKind::Governance,
     ];
 
     /// Stable label value.
@@ -58,6 +62,7 @@ impl RecordKind {
             RecordKind::Gateway => "gateway",
             RecordKind::Retention => "retention",
             RecordKind::Health => "health",
+            RecordKind::Governance => "governance",
         }
     }
 }
@@ -182,6 +187,9 @@ pub enum Outcome {
     Healthy,
     Degraded,
     Offline,
+    // Governance drift (the state the path is now in).
+    Governed,
+    Ungoverned,
 }
 
 impl Outcome {
@@ -235,6 +243,8 @@ impl Outcome {
             Outcome::Healthy => "healthy",
             Outcome::Degraded => "degraded",
             Outcome::Offline => "offline",
+            Outcome::Governed => "governed",
+            Outcome::Ungoverned => "ungoverned",
         }
     }
 }

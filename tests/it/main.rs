@@ -11,6 +11,7 @@ mod approvals_events;
 mod approvals_restart;
 mod budgets;
 mod contracts;
+mod e2e_attach;
 mod e2e_gateway;
 mod e2e_openclaw;
 mod gateway_link;

@@ -1,0 +1,184 @@
+//! Planning tests: what attach would change, and what the report then says.
+
+use serde_json::{json, Value};
+
+use super::report::{compute, Section, State, View};
+use super::wire::{self, CbChange, Price, Sidecar};
+use super::{forward_patch, keys, render, UpstreamKind, UpstreamRef};
+use crate::kill::{diff, restore_patch};
+
+const SIDE: &str = "127.0.0.1:8787";
+
+fn up(name: &str, kind: UpstreamKind, url: &str, env: Option<&str>) -> UpstreamRef {
+    UpstreamRef { name: name.into(), kind, url: url.into(), api_key_env: env.map(str::to_string) }
+}
+
+fn no_price(_: &str) -> Option<Price> {
+    None
+}
+
+fn plan(cfg: &Value, agents: &[&str], ups: &[UpstreamRef], keys: bool) -> wire::Wiring {
+    let side = Sidecar { addr: SIDE, upstreams: ups, price: &no_price };
+    let ids: Vec<String> = agents.iter().map(|s| s.to_string()).collect();
+    wire::plan(cfg, &ids, &side, &Value::Null, keys)
+}
+
+fn report_of(cfg: &Value, agents: &[&str]) -> super::Report {
+    let ids: Vec<String> = agents.iter().map(|s| s.to_string()).collect();
+    let exec = json!({});
+    compute(&View { config: cfg, agents: &ids, exec: &exec, sidecar: SIDE, approver: None })
+}
+
+#[test]
+fn custom_providers_are_rewired_through_their_upstream() {
+    let cfg = json!({"models": {"providers": {"direct": {"baseUrl": "http://127.0.0.1:9/v1", "api": "openai-completions", "apiKey": "k"}}},
+                     "agents": {"entries": {"ops": {"model": "direct/m"}}}});
+    let ups = vec![up("fake", UpstreamKind::Openai, "http://127.0.0.1:9/v1", None)];
+    let w = plan(&cfg, &["ops"], &ups, false);
+    assert_eq!(w.agents, vec!["ops".to_string()]);
+    assert!(w.cb.is_empty(), "the upstream exists: {:?}", w.cb);
+    let p = &w.after["models"]["providers"]["cb-ops"];
+    assert_eq!(p["baseUrl"], "http://127.0.0.1:8787/a/ops/fake/v1");
+    assert_eq!(p["apiKey"], "k", "a pass-through upstream keeps the provider's key");
+    assert_eq!(w.after["agents"]["entries"]["ops"]["model"], "cb-ops/m");
+    assert_eq!(w.after["agents"]["entries"]["ops"]["modelPolicy"], json!({"allow": ["cb-ops/*"]}));
+    let changes = diff(&cfg, &w.after);
+    let (fwd, _) = forward_patch(&changes, &cfg);
+    assert_eq!(fwd["agents"]["entries"]["ops"]["model"], "cb-ops/m");
+    let (back, _, skipped) = restore_patch(&changes, &w.after);
+    assert!(skipped.is_empty());
+    assert_eq!(back["models"]["providers"]["cb-ops"], Value::Null);
+    assert_eq!(back["agents"]["entries"]["ops"]["model"], "direct/m");
+    assert!(render(&changes).iter().any(|l| l == "~ agents.entries.ops.modelPolicy.allow: (absent) -> [\"cb-ops/*\"]"));
+    let r = report_of(&w.after, &["ops"]);
+    assert!(r.agents[0].model_path_governed, "{:?}", r.agents[0]);
+}
+
+#[test]
+fn per_agent_keys_are_wired_and_ids_the_sidecar_refuses_are_skipped() {
+    let cfg = json!({"models": {"providers": {
+                        "held": {"baseUrl": "http://127.0.0.1:9/v1", "api": "openai-completions", "apiKey": "__OPENCLAW_REDACTED__"},
+                        "pass": {"baseUrl": "http://127.0.0.1:8/v1", "api": "openai-completions", "apiKey": "sk-real"}}},
+                     "agents": {"entries": {"ops": {"model": "held/m"}, "dev": {"model": "pass/m"}, "Bad.Id": {"model": "held/m"}}}});
+    let ups = vec![
+        up("h", UpstreamKind::Openai, "http://127.0.0.1:9/v1", Some("H_KEY")),
+        up("p", UpstreamKind::Openai, "http://127.0.0.1:8/v1", None),
+    ];
+    let w = plan(&cfg, &["ops", "dev", "Bad.Id"], &ups, true);
+    assert_eq!(w.agents, vec!["ops".to_string(), "dev".to_string()]);
+    assert!(w.notes.iter().any(|n| n.contains("Bad.Id") && n.contains("not valid")), "{:?}", w.notes);
+    let provs = &w.after["models"]["providers"];
+    assert_eq!(provs["cb-ops"]["apiKey"], keys::key_ref("ops"), "held upstream: the apiKey is the agent key");
+    assert_eq!(provs["cb-dev"]["apiKey"], "sk-real", "pass-through keeps the real key");
+    assert_eq!(provs["cb-dev"]["headers"][keys::AGENT_KEY_HEADER], keys::key_ref("dev"));
+}
+
+#[test]
+fn a_stock_gateway_on_builtin_providers_is_wired_with_fallbacks_utility_and_memory() {
+    // The common setup: OpenAI and Anthropic bundled providers, a default model, an agent
+    // with fallbacks across vendors, a utility model, no [[upstreams]] beyond the defaults.
+    let cfg = json!({"agents": {"defaults": {"model": "openai/gpt-5.4-mini", "utilityModel": "openai/gpt-5.4-nano"},
+                                "entries": {"main": {"model": "openai/gpt-5.4-mini"},
+                                            "writer": {"model": {"primary": "anthropic/claude-sonnet-5", "fallbacks": ["openai/gpt-5.4"]},
+                                                       "utilityModel": ""},
+                                            "plain": {}}}});
+    let ups = vec![
+        up("openai", UpstreamKind::Openai, "https://api.openai.com/v1", None),
+        up("anthropic", UpstreamKind::Anthropic, "https://api.anthropic.com", None),
+    ];
+    let w = plan(&cfg, &["main", "writer", "plain"], &ups, true);
+    assert_eq!(w.agents.len(), 3);
+    let p = &w.after["models"]["providers"];
+    assert_eq!(p["cb-main"]["api"], "openai-responses");
+    assert_eq!(p["cb-main"]["baseUrl"], "http://127.0.0.1:8787/a/main/openai/v1");
+    assert_eq!(p["cb-main"]["apiKey"], keys::key_ref("main"));
+    let ids: Vec<&str> = p["cb-main"]["models"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids, ["gpt-5.4-mini", "gpt-5.4-nano"], "primary and utility model");
+    let mini = &p["cb-main"]["models"][0];
+    assert_eq!((mini["contextWindow"].as_u64(), mini["maxTokens"].as_u64()), (Some(400000), Some(128000)));
+    assert_eq!(mini["cost"]["input"].as_f64(), Some(0.75));
+    assert_eq!(p["cb-writer"]["api"], "anthropic-messages");
+    assert_eq!(p["cb-writer"]["baseUrl"], "http://127.0.0.1:8787/a/writer/anthropic", "no /v1 for Anthropic");
+    assert_eq!(p["cb-writer-openai"]["baseUrl"], "http://127.0.0.1:8787/a/writer/openai/v1");
+    let e = &w.after["agents"]["entries"];
+    assert_eq!(
+        e["writer"]["model"],
+        json!({"primary": "cb-writer/claude-sonnet-5", "fallbacks": ["cb-writer-openai/gpt-5.4"]})
+    );
+    assert_eq!(e["writer"]["modelPolicy"], json!({"allow": ["cb-writer/*", "cb-writer-openai/*"]}));
+    assert_eq!(e["writer"]["utilityModel"], "", "utility routing off stays off");
+    assert_eq!(e["plain"]["model"], "cb-plain/gpt-5.4-mini", "the inherited default becomes the agent's own");
+    assert_eq!(e["plain"]["utilityModel"], "cb-plain/gpt-5.4-nano");
+    assert_eq!(e["main"]["memory"]["search"]["remote"]["baseUrl"], "http://127.0.0.1:8787/a/main/openai/v1");
+    assert_eq!(e["main"]["memory"]["search"]["provider"], "openai-compatible");
+    // ClawButler's config: both vendor upstreams now hold the key, and OpenClaw's prices for
+    // models the shipped table lacks.
+    assert!(w.cb.contains(&CbChange::SetKeyEnv { name: "openai".into(), env: "OPENAI_API_KEY".into() }));
+    assert!(w.cb.contains(&CbChange::SetKeyEnv { name: "anthropic".into(), env: "ANTHROPIC_API_KEY".into() }));
+    assert!(w.cb.iter().any(|c| matches!(c, CbChange::AddPrice { model, .. } if model == "claude-sonnet-5")));
+    assert_eq!(w.key_envs.iter().cloned().collect::<Vec<_>>(), ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]);
+    assert_eq!(w.replaced.keys().cloned().collect::<Vec<_>>(), ["anthropic", "openai"]);
+
+    let before = report_of(&cfg, &["main", "writer", "plain"]);
+    assert_eq!(before.ungoverned_agents(), ["main", "writer", "plain"]);
+    let after = report_of(&w.after, &["main", "writer", "plain"]);
+    assert!(after.ungoverned_agents().is_empty(), "{:#?}", after.agents);
+    let writer = after.agent("writer").unwrap();
+    let models = writer.section(Section::Models);
+    assert!(models.iter().any(|p| p.path == "fallback 1" && p.state == State::Governed));
+    assert!(models.iter().any(|p| p.path == "utilityModel" && p.state == State::Off));
+    assert_eq!(writer.section(Section::Plugin)[0].state, State::Ungoverned, "no ClawButler plugin");
+}
+
+#[test]
+fn implicit_utility_models_and_unwireable_providers() {
+    let cfg = json!({"agents": {"entries": {"a": {"model": "anthropic/claude-sonnet-5"},
+                                            "gem": {"model": {"primary": "openai/gpt-5.4", "fallbacks": ["google/gemini-3-pro"]}},
+                                            "g2": {"model": "google/gemini-3-pro"}}}});
+    let w = plan(&cfg, &["a", "gem", "g2"], &[], false);
+    // No upstream existed: both are added, named after the provider, holding the key.
+    assert!(w.cb.iter().any(|c| matches!(c, CbChange::AddUpstream { upstream } if upstream.name == "anthropic"
+        && upstream.api_key_env.as_deref() == Some("ANTHROPIC_API_KEY") && upstream.url == "https://api.anthropic.com")));
+    let e = &w.after["agents"]["entries"];
+    assert_eq!(e["a"]["utilityModel"], "cb-a/claude-haiku-4-5", "OpenClaw's derived small model, now explicit");
+    assert_eq!(e["gem"]["model"]["fallbacks"], json!(["google/gemini-3-pro"]), "unwireable fallback kept");
+    assert!(w.notes.iter().any(|n| n.contains("gem") && n.contains("Gemini")), "{:?}", w.notes);
+    assert!(e["gem"].get("modelPolicy").is_none(), "a pin would only break gem's own fallback");
+    assert!(e["g2"].get("modelPolicy").is_none(), "nothing to pin g2 to");
+    assert!(w.agents.contains(&"g2".to_string()), "its memory embeddings still move to the sidecar");
+    assert_eq!(e["g2"]["memory"]["search"]["remote"]["baseUrl"], "http://127.0.0.1:8787/a/g2/openai/v1");
+    let r = report_of(&w.after, &["a", "gem", "g2"]);
+    assert_eq!(r.ungoverned_agents(), ["gem", "g2"]);
+    assert!(r.render().iter().any(|l| l.contains("UNGOVERNED") && l.contains("google/gemini-3-pro")));
+}
+
+#[test]
+fn added_objects_are_rendered_key_by_key() {
+    let before = json!({"a": 1});
+    let after = json!({"a": 1, "models": {"providers": {"cb-x": {"baseUrl": "u", "apiKey": {"source": "file", "provider": "p", "id": "/x"}}}}});
+    let lines = render(&diff(&before, &after));
+    assert_eq!(
+        lines,
+        [
+            "~ models.providers.cb-x.baseUrl: (absent) -> \"u\"",
+            "~ models.providers.cb-x.apiKey: (absent) -> {\"source\":\"file\",\"provider\":\"p\",\"id\":\"/x\"}",
+        ]
+    );
+    let back = render(&diff(&after, &before));
+    assert_eq!(back[0], "~ models.providers.cb-x.baseUrl: \"u\" -> (absent)");
+}
+
+#[test]
+fn inline_keys_of_new_custom_providers_are_refused_with_the_fix() {
+    let cfg = json!({"models": {"providers": {"mine": {"baseUrl": "http://10.0.0.5:8000/v1", "apiKey": "__OPENCLAW_REDACTED__", "models": [{"id": "m", "name": "m"}]},
+                                              "env": {"baseUrl": "http://10.0.0.6:8000/v1", "api": "anthropic-messages",
+                                                      "apiKey": {"source": "env", "provider": "default", "id": "ENV_KEY"}, "models": [{"id": "m", "name": "m"}]}}},
+                     "agents": {"entries": {"x": {"model": "mine/m"}, "y": {"model": "env/m"}}}});
+    let w = plan(&cfg, &["x", "y"], &[], true);
+    assert!(w.notes.iter().any(|n| n.contains("inline") && n.contains("api_key_env")), "{:?}", w.notes);
+    assert_eq!(w.agents, vec!["y".to_string()]);
+    assert!(w.cb.iter().any(|c| matches!(c, CbChange::AddUpstream { upstream } if upstream.name == "env"
+        && upstream.kind == UpstreamKind::Anthropic && upstream.api_key_env.as_deref() == Some("ENV_KEY"))));
+    assert_eq!(w.after["models"]["providers"]["cb-y"]["apiKey"], keys::key_ref("y"));
+    assert_eq!(w.after["models"]["providers"]["cb-y"]["baseUrl"], "http://127.0.0.1:8787/a/y/env");
+}
