@@ -134,6 +134,13 @@ pub struct Options {
     pub hardening: Hardening,
 }
 
+/// The changes from `before` to `after` that attach owns: everything but the gateway's own
+/// `meta` bookkeeping, which OpenClaw rewrites on every write (a change to it is never
+/// attach's, and a patch that only touches it is a no-op the gateway may never answer).
+pub fn config_diff(before: &Value, after: &Value) -> Vec<Change> {
+    diff(before, after).into_iter().filter(|c| c.path.first().map(String::as_str) != Some("meta")).collect()
+}
+
 /// The forward merge patch (and replace paths) of `changes` applied to `current`.
 pub fn forward_patch(changes: &[Change], current: &Value) -> (Value, Vec<String>) {
     let swapped: Vec<Change> = changes
@@ -344,7 +351,7 @@ pub async fn prepare(
     } else {
         hardening::plan(&mut after, &w.replaced, &w.key_envs, opts.hardening)
     };
-    let changes = diff(&state.config, &after);
+    let changes = config_diff(&state.config, &after);
     let (exec_file, exec_before, exec_lines) = exec::plan(&state.exec["file"], &w.agents);
     let planned = GatewayState {
         hash: String::new(),
@@ -422,7 +429,7 @@ pub async fn apply(
     let mut rec = AttachRecord {
         url: link.url().to_string(),
         at: chrono::Utc::now().to_rfc3339(),
-        config_changes: diff(&p.before, &after),
+        config_changes: config_diff(&p.before, &after),
         exec_before: p.exec_before,
         agent_keys: keys.iter().map(|k| k.key.clone()).collect(),
         keys_file: p.keys_file,

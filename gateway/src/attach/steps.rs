@@ -14,8 +14,8 @@
 
 use serde_json::{json, Value};
 
-use super::forward_patch;
-use crate::kill::{diff, Change};
+use super::{config_diff, forward_patch};
+use crate::kill::Change;
 
 /// The share of the current size each step keeps (OpenClaw refuses below 0.5).
 pub const KEEP: f64 = 0.6;
@@ -91,7 +91,7 @@ pub fn fine_changes(current: &Value, target: &Value, scope: &[Vec<String>]) -> V
         }
     }
     let mut out = Vec::new();
-    for c in diff(current, target) {
+    for c in config_diff(current, target) {
         if scope.iter().any(|p| c.path.starts_with(p) || p.starts_with(&c.path)) {
             split(c, &mut out);
         }
@@ -176,6 +176,22 @@ mod tests {
         }
         assert_eq!(doc, target);
         assert!(steps > 1, "more than one step was needed");
+    }
+
+    #[test]
+    fn the_gateways_meta_bookkeeping_is_never_a_step() {
+        // OpenClaw rewrites `meta` on every write: chasing it would never converge, and a
+        // patch touching only it is a no-op the gateway does not answer.
+        let target = json!({"meta": {"lastTouchedAt": "t0"}, "agents": {"entries": {"a": {}}}});
+        let mut current = target.clone();
+        current["meta"] = json!({"lastTouchedAt": "t9", "lastTouchedVersion": "2026.9.6"});
+        let scope = vec![vec!["meta".to_string()], vec!["agents".to_string()]];
+        assert!(fine_changes(&current, &target, &scope).is_empty());
+        assert!(next_step(&current, &fine_changes(&current, &target, &scope)).is_none(), "nothing to write");
+        current["agents"]["entries"]["a"]["model"] = json!("cb-a/m");
+        let changes = fine_changes(&current, &target, &scope);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].path, ["agents", "entries", "a", "model"]);
     }
 
     /// RFC 7396 merge (what the gateway does with a patch).
