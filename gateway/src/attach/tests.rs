@@ -182,3 +182,70 @@ fn inline_keys_of_new_custom_providers_are_refused_with_the_fix() {
     assert_eq!(w.after["models"]["providers"]["cb-y"]["apiKey"], keys::key_ref("y"));
     assert_eq!(w.after["models"]["providers"]["cb-y"]["baseUrl"], "http://127.0.0.1:8787/a/y/env");
 }
+
+#[test]
+fn the_report_is_loud_about_what_stays_outside_and_the_exit_rule_counts_model_paths_only() {
+    // main through the sidecar; solo straight to OpenAI; emb through the sidecar for its
+    // model but with its memory embeddings going to OpenAI directly.
+    let cfg = json!({"models": {"providers": {
+                        "cb-main": {"baseUrl": "http://127.0.0.1:8787/a/main/openai/v1", "api": "openai-responses"},
+                        "cb-emb": {"baseUrl": "http://127.0.0.1:8787/a/emb/openai/v1", "api": "openai-responses"}}},
+                     "agents": {"entries": {"main": {"model": "cb-main/gpt-5.4-mini", "utilityModel": "",
+                                                     "memory": {"search": {"enabled": false}}},
+                                            "solo": {"model": "openai/gpt-5.4-mini", "utilityModel": ""},
+                                            "emb": {"model": "cb-emb/gpt-5.4-mini", "utilityModel": ""}}}});
+    let r = report_of(&cfg, &["main", "solo", "emb"]);
+    assert_eq!(r.ungoverned_agents(), ["solo"], "memory embeddings do not decide the exit code: {:#?}", r.agents);
+    let emb = r.agent("emb").unwrap();
+    assert!(emb.model_path_governed);
+    assert!(
+        emb.section(Section::Models).iter().any(|p| p.path.starts_with("memory") && p.state == State::Ungoverned),
+        "but they are reported: {:?}",
+        emb.section(Section::Models)
+    );
+    let lines = r.render();
+    assert_eq!(lines[0], "governance report (what goes through ClawButler):");
+    let solo_model = lines.iter().find(|l| l.contains("model openai/gpt-5.4-mini")).unwrap();
+    assert!(solo_model.contains("UNGOVERNED") && solo_model.contains("api.openai.com"), "{solo_model}");
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("governed   model cb-main/gpt-5.4-mini: through the sidecar as agent main")));
+    assert_eq!(lines.last().map(String::as_str), Some("NOT GOVERNED on the model path: solo (see above)"));
+
+    let all = report_of(&cfg, &["main", "emb"]);
+    assert_eq!(
+        all.render().last().map(String::as_str),
+        Some("every agent's model path goes through ClawButler (2 agent(s))")
+    );
+}
+
+#[test]
+fn drift_names_lost_and_regained_paths_and_ignores_wording() {
+    let attached = json!({"models": {"providers": {"cb-a": {"baseUrl": "http://127.0.0.1:8787/a/a/openai/v1"}}},
+                          "agents": {"entries": {"a": {"model": {"primary": "cb-a/gpt-5.4", "fallbacks": ["cb-a/gpt-5.4-mini"]},
+                                                       "utilityModel": "", "memory": {"search": {"enabled": false}}}}}});
+    let baseline = report_of(&attached, &["a"]);
+    assert!(super::report::drift(&baseline, &baseline).is_empty());
+
+    // Someone points the fallback straight at OpenAI and drops the utility slot.
+    let mut changed = attached.clone();
+    changed["agents"]["entries"]["a"]["model"]["fallbacks"] = json!(["openai/gpt-5.4-mini"]);
+    let now = report_of(&changed, &["a"]);
+    let d = super::report::drift(&baseline, &now);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!((d[0].agent.as_str(), d[0].path.as_str()), ("a", "fallback 1"));
+    assert_eq!((d[0].from, d[0].to), (Some(State::Governed), Some(State::Ungoverned)));
+    assert!(d[0].is_loss());
+    assert!(d[0].render().starts_with("! agent a models fallback 1: governed -> ungoverned"), "{}", d[0].render());
+
+    // Put back: regained, not a loss.
+    let back = super::report::drift(&now, &baseline);
+    assert_eq!(back.len(), 1);
+    assert!(!back[0].is_loss() && back[0].to == Some(State::Governed));
+
+    // A new agent's paths are drift too (from absent).
+    let mut more = attached.clone();
+    more["agents"]["entries"]["b"] = json!({"model": "anthropic/claude-sonnet-5"});
+    let d = super::report::drift(&baseline, &report_of(&more, &["a", "b"]));
+    assert!(d.iter().any(|x| x.agent == "b" && x.path == "model" && x.from.is_none() && x.is_loss()), "{d:?}");
+}
