@@ -15,12 +15,13 @@
 //! `.bak` beside it), and its report shows the Google agent ungoverned. The sidecar then starts
 //! from that config: a turn of each agent and a forced fallback (a daily-limit 429 on the
 //! primary) reach the scripted server through the sidecar with the vendor key the sidecar
-//! holds and the right agent in the audit log; the API shows each agent's governance; a
+//! holds and the right agent in the audit log; the API and the console's agents page (real
+//! Chromium) show each agent's governance; a
 //! config change that takes an agent off the sidecar is a `governance` audit record and
 //! counts in the drift metric; `status` reports it; `detach` restores the gateway config
 //! exactly and ClawButler's config byte for byte.
 //!
-//! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when `CLAWBUTLER_E2E=1`.
+//! Needs `scripts/install-openclaw.sh` (and `scripts/install-browser.sh` for the console step); skipped with a notice otherwise, failed when `CLAWBUTLER_E2E=1`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -331,6 +332,44 @@ async fn attach_wires_a_stock_gateway_on_builtin_providers() {
     );
     let exec = &main["governance"]["sections"][1]["paths"][0];
     assert_eq!((exec["state"].as_str(), exec["path"].as_str()), (Some("governed"), Some("exec")), "{main}");
+
+    // The same report on the agents page of the console, in a real browser: gem's card says its
+    // model calls are not all through ClawButler and why; main's says they are.
+    if let Some((chromium, driver_bin)) = crate::ui_browser::browser_paths() {
+        let driver = crate::ui_browser::Driver::start(&driver_bin).await;
+        let b = crate::ui_browser::Browser::open(&driver, &chromium).await;
+        b.goto(&format!("http://{control}/")).await;
+        b.type_into("[data-testid=token]", ADMIN).await;
+        b.click("[data-testid=signin]").await;
+        b.goto(&format!("http://{control}/#/agents")).await;
+        // The card of an agent: the one whose id field is exactly the agent's id.
+        let card = |agent: &str, cond: &str| {
+            format!(
+                "[...document.querySelectorAll('[data-testid=agent]')].some((c) => \
+                 [...c.querySelectorAll('dd')].some((d) => d.textContent === '{agent}') \
+                 && c.querySelector('[data-testid=governance]') && {cond})"
+            )
+        };
+        b.wait_js(
+            "gem ungoverned with why",
+            &card(
+                "gem",
+                "c.querySelector('[data-testid=governance-state]').textContent === 'Model calls NOT all through ClawButler' \
+                 && c.querySelector('[data-testid=governance-gaps]').innerText.includes('Gemini')",
+            ),
+        )
+        .await;
+        b.wait_js(
+            "main governed",
+            &card(
+                "main",
+                "c.querySelector('[data-testid=governance-state]').textContent === 'Model calls go through ClawButler'",
+            ),
+        )
+        .await;
+        b.screenshot("agents-governance-desktop.png").await;
+        b.close().await;
+    }
 
     // 7. Drift: main pointed back at OpenAI directly is an audit record and a metric.
     let (hash, _) = config_doc(&link).await;
