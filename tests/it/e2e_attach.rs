@@ -215,6 +215,8 @@ async fn attach_wires_a_stock_gateway_on_builtin_providers() {
         "agent gem",
         "UNGOVERNED",
         "Gemini",
+        "STAYS OUTSIDE ClawButler",
+        "  agent gem models model google/gemini-3.6-flash",
         "dry run: nothing changed",
     ] {
         assert!(dry.stdout.contains(want), "dry run lacks {want:?}:\n{}", dry.stdout);

@@ -498,10 +498,13 @@ pub async fn detach(link: &Link, data_dir: &Path, dry_run: bool) -> Result<Detac
     let rec_path = record_path(data_dir, link.url());
     let text = std::fs::read_to_string(&rec_path)
         .map_err(|source| GatewayError::NotAttached { path: rec_path.clone(), source })?;
-    let rec: AttachRecord =
+    let mut rec: AttachRecord =
         serde_json::from_str(&text).map_err(|source| GatewayError::RecordJson { path: rec_path.clone(), source })?;
-    let (hash, current) = config_get(link).await?;
-    let (raw, replace, skipped) = restore_patch(&rec.config_changes, &current);
+    // Records written before `config_diff` may hold the gateway's `meta` bookkeeping.
+    rec.config_changes.retain(|c| c.path.first().map(String::as_str) != Some("meta"));
+    let (_, current) = config_get(link).await?;
+    // Only `skipped` is used from the one-shot restore patch: the restore itself goes in steps.
+    let (_, _, skipped) = restore_patch(&rec.config_changes, &current);
     let undo: Vec<Change> = rec
         .config_changes
         .iter()
@@ -518,13 +521,12 @@ pub async fn detach(link: &Link, data_dir: &Path, dry_run: bool) -> Result<Detac
         lines.push("dry run: nothing changed".into());
         return Ok(Detached { lines, agent_keys: Vec::new() });
     }
-    if raw.as_object().is_some_and(|o| !o.is_empty()) {
+    if !undo.is_empty() {
         let n = restore_in_steps(link, &current, &undo).await?;
         if n > 1 {
             lines.push(format!("= restored in {n} config writes (OpenClaw refuses one that halves its config file)"));
         }
     }
-    let _ = (hash, replace);
     let ea = link.call("exec.approvals.get", json!({})).await?;
     let file = exec::restore(&ea["file"], &rec.exec_before);
     link.call("exec.approvals.set", json!({"file": file, "baseHash": ea["hash"]})).await?;

@@ -172,6 +172,25 @@ impl Report {
                 line(&mut out, "", p);
             }
         }
+        // The loud part: every path that stays outside, one line each, before the verdict.
+        let target = |p: &PathStatus| p.target.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
+        let outside: Vec<String> = self
+            .agents
+            .iter()
+            .flat_map(|a| {
+                a.ungoverned().map(move |(s, p)| format!("  agent {} {} {}{}", a.agent, s.as_str(), p.path, target(p)))
+            })
+            .chain(
+                self.gateway
+                    .iter()
+                    .filter(|p| p.state == State::Ungoverned)
+                    .map(|p| format!("  gateway-wide {}{}", p.path, target(p))),
+            )
+            .collect();
+        if !outside.is_empty() {
+            out.push(format!("STAYS OUTSIDE ClawButler ({} path(s)):", outside.len()));
+            out.extend(outside);
+        }
         let bad = self.ungoverned_agents();
         out.push(if bad.is_empty() {
             format!("every agent's model path goes through ClawButler ({} agent(s))", self.agents.len())

@@ -211,6 +211,12 @@ fn the_report_is_loud_about_what_stays_outside_and_the_exit_rule_counts_model_pa
         .iter()
         .any(|l| l.contains("governed   model cb-main/gpt-5.4-mini: through the sidecar as agent main")));
     assert_eq!(lines.last().map(String::as_str), Some("NOT GOVERNED on the model path: solo (see above)"));
+    // Before the verdict, every path that stays outside, one line each (memory embeddings too).
+    let at = lines.iter().position(|l| l.starts_with("STAYS OUTSIDE ClawButler")).expect("the outside list");
+    let outside = &lines[at + 1..lines.len() - 1];
+    assert!(outside.contains(&"  agent solo models model openai/gpt-5.4-mini".to_string()), "{outside:?}");
+    assert!(outside.iter().any(|l| l.starts_with("  agent emb models memory embeddings")), "{outside:?}");
+    assert!(outside.iter().all(|l| !l.contains("agent main models")), "{outside:?}");
 
     let all = report_of(&cfg, &["main", "emb"]);
     assert_eq!(
