@@ -255,3 +255,32 @@ fn drift_names_lost_and_regained_paths_and_ignores_wording() {
     let d = super::report::drift(&baseline, &report_of(&more, &["a", "b"]));
     assert!(d.iter().any(|x| x.agent == "b" && x.path == "model" && x.from.is_none() && x.is_loss()), "{d:?}");
 }
+
+#[test]
+fn shared_auxiliary_slots_are_listed_gateway_wide_as_outside_with_the_fix() {
+    // imageModel, pdfModel, compaction, ... only exist under agents.defaults: no agent's sidecar
+    // provider can serve them, so attach leaves them and the report says so, loudly.
+    let cfg = json!({"agents": {"defaults": {"imageModel": "openai/gpt-5.4", "pdfModel": {"primary": "anthropic/claude-sonnet-5"},
+                                             "compaction": {"model": "openai/gpt-5.4-mini"}},
+                                "entries": {"a": {"model": "openai/gpt-5.4-mini", "utilityModel": ""}}},
+                     "tools": {"media": {"models": [{"provider": "openai", "model": "gpt-image-2"}]}}});
+    let w = plan(&cfg, &["a"], &[], false);
+    assert_eq!(w.after["agents"]["defaults"], cfg["agents"]["defaults"], "shared slots are left alone");
+    let r = report_of(&w.after, &["a"]);
+    assert!(r.ungoverned_agents().is_empty(), "a's own model path is governed: {:#?}", r.agents);
+    let shared: Vec<(&str, Option<&str>, State)> =
+        r.gateway.iter().map(|p| (p.path.as_str(), p.target.as_deref(), p.state)).collect();
+    for (path, target) in [
+        ("agents.defaults.imageModel", "openai/gpt-5.4"),
+        ("agents.defaults.pdfModel", "anthropic/claude-sonnet-5"),
+        ("agents.defaults.compaction.model", "openai/gpt-5.4-mini"),
+        ("tools.media.models", "openai/gpt-image-2"),
+    ] {
+        assert!(shared.contains(&(path, Some(target), State::Ungoverned)), "{path}: {shared:?}");
+    }
+    let image = r.gateway.iter().find(|p| p.path == "agents.defaults.imageModel").unwrap();
+    assert!(image.why.contains("shared by every agent") && image.why.contains("unset it"), "{}", image.why);
+    let lines = r.render();
+    assert!(lines.contains(&"  gateway-wide agents.defaults.imageModel openai/gpt-5.4".to_string()), "{lines:#?}");
+    assert_eq!(lines.last().map(String::as_str), Some("every agent's model path goes through ClawButler (1 agent(s))"));
+}
