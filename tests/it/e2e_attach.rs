@@ -423,3 +423,51 @@ async fn attach_wires_a_stock_gateway_on_builtin_providers() {
     drop(gw);
     up.shutdown().await;
 }
+
+/// The smallest real setup: one agent on Anthropic. Attach governs it (exit 0, nothing left
+/// outside on its model path); detach has to take a sidecar provider bigger than the rest of
+/// the file back out under OpenClaw's guard against writes that halve the config file, and
+/// restores `config.get` exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_and_detach_a_one_agent_gateway() {
+    let Some(install) = find_or_skip("attach_and_detach_a_one_agent_gateway") else {
+        return;
+    };
+    let up = ScriptedUpstream::start().await;
+    std::env::set_var("ANTHROPIC_API_KEY", ANTHROPIC_KEY);
+    let stock = json!({"agents": {"ownership": "explicit", "defaults": {"skipBootstrap": true},
+                                  "entries": {"main": {"model": "anthropic/claude-sonnet-5"}}}});
+    let gw = Gateway::start_with_env(&install, stock, &[("OPENAI_API_KEY", None), ("ANTHROPIC_API_KEY", None)]).await;
+    std::env::set_var(TOKEN_ENV, gw.token());
+    let dir = tempfile::tempdir().unwrap();
+    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg_path = dir.path().join("clawbutler.toml");
+    let original = clawbutler_toml(dir.path(), data, control, &up.base_url(), &gw.ws_url());
+    std::fs::write(&cfg_path, &original).unwrap();
+    let cli = Cli { config: cfg_path.clone(), gateway: gw.ws_url() };
+    let (link, stop_link) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("link");
+    let (_, before) = config_doc(&link).await;
+
+    let applied = cli.run(&["attach"]).await;
+    eprintln!("attach (exit {}):\n{}{}", applied.code, applied.stdout, applied.stderr);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    assert!(
+        applied.stdout.contains("every agent's model path goes through ClawButler (1 agent(s))"),
+        "{}",
+        applied.stdout
+    );
+    let (_, attached) = config_doc(&link).await;
+    assert_eq!(attached["agents"]["entries"]["main"]["model"], "cb-main/claude-sonnet-5");
+    assert_eq!(attached["models"]["providers"]["cb-main"]["baseUrl"], format!("http://{data}/a/main/anthropic"));
+
+    let undo = cli.run(&["detach"]).await;
+    eprintln!("detach (exit {}):\n{}{}", undo.code, undo.stdout, undo.stderr);
+    assert_eq!(undo.code, 0, "{}\n{}", undo.stderr, gw.log_tail(60));
+    assert_eq!(config_doc(&link).await.1, before, "detach restored the gateway config exactly");
+    assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), original);
+
+    let _ = stop_link.send(true);
+    drop(gw);
+    up.shutdown().await;
+}

@@ -463,7 +463,8 @@ fn save(path: &Path, rec: &AttachRecord) -> Result<(), GatewayError> {
 async fn restore_in_steps(link: &Link, current: &Value, undo: &[Change]) -> Result<usize, GatewayError> {
     let target = undo.iter().fold(current.clone(), |d, c| steps::apply(&d, c));
     let scope: Vec<Vec<String>> = undo.iter().map(|c| c.path.clone()).collect();
-    let mut left = usize::MAX;
+    // Stuck = a write that left the config as it was (twice in a row): stop, do not loop.
+    let mut last: Option<Value> = None;
     let mut stuck = 0;
     for n in 0..steps::MAX_STEPS {
         let (hash, now) = config_get(link).await?;
@@ -472,11 +473,12 @@ async fn restore_in_steps(link: &Link, current: &Value, undo: &[Change]) -> Resu
             .filter(|c| !c.after.as_ref().is_some_and(|a| a.to_string().contains("__OPENCLAW_REDACTED__")))
             .collect();
         let Some((raw, replace, _)) = steps::next_step(&now, &changes) else { return Ok(n) };
-        stuck = if changes.len() >= left { stuck + 1 } else { 0 };
+        let unchanged = last.as_ref().is_some_and(|l| config_diff(l, &now).is_empty());
+        stuck = if unchanged { stuck + 1 } else { 0 };
         if stuck >= 2 {
             break;
         }
-        left = changes.len();
+        last = Some(now);
         patch(link, &raw, &replace, &hash, "clawbutler detach").await?;
     }
     Err(GatewayError::Detach(format!(

@@ -65,6 +65,41 @@ fn atomic(path: &[String]) -> bool {
     )
 }
 
+/// The pieces that shrink a `models.providers.<id>` removal `c` while keeping the provider
+/// valid (OpenClaw refuses one without `baseUrl` and `models`), in order: its model entries
+/// but the first, one at a time, then the first reduced to `id` and `name`, then its other
+/// keys one at a time. Empty when `c` is not such a removal or nothing is left to shrink.
+fn shrink(c: &Change) -> Vec<Change> {
+    let (Some(Value::Object(p)), None) = (&c.before, &c.after) else { return Vec::new() };
+    if !matches!(c.path.as_slice(), [a, b, _] if a == "models" && b == "providers") {
+        return Vec::new();
+    }
+    let at = |k: &str| {
+        let mut path = c.path.clone();
+        path.push(k.to_string());
+        path
+    };
+    let mut out = Vec::new();
+    if let Some(models) = p.get("models").and_then(Value::as_array) {
+        for n in (1..models.len()).rev() {
+            out.push(Change { path: at("models"), before: Some(json!(models[..=n])), after: Some(json!(models[..n])) });
+        }
+        if let Some(first) = models.first().and_then(Value::as_object) {
+            let small: serde_json::Map<String, Value> =
+                first.iter().filter(|(k, _)| *k == "id" || *k == "name").map(|(k, v)| (k.clone(), v.clone())).collect();
+            if small.len() < first.len() {
+                out.push(Change { path: at("models"), before: Some(json!([first])), after: Some(json!([small])) });
+            }
+        }
+    }
+    for (k, v) in p {
+        if k != "baseUrl" && k != "models" {
+            out.push(Change { path: at(k), before: Some(v.clone()), after: None });
+        }
+    }
+    out
+}
+
 /// The order changes are applied in: what references comes before what is referenced.
 fn rank(c: &Change) -> u8 {
     match c.path.first().map(String::as_str) {
@@ -128,7 +163,22 @@ pub fn next_step(current: &Value, changes: &[Change]) -> Option<(Value, Vec<Stri
     }
     if chosen.is_empty() {
         let c = changes.first()?;
-        chosen.push(c.clone());
+        // A provider too big to remove in one write is shrunk first, piece by piece, as far
+        // as this write may go (at least one piece); a later step removes what is left.
+        let pieces = shrink(c);
+        if pieces.is_empty() {
+            chosen.push(c.clone());
+        }
+        for p in pieces {
+            let trial = apply(&doc, &p);
+            if size(&trial) < floor && !chosen.is_empty() {
+                break;
+            }
+            doc = trial;
+            // As above: `before` is the value in `current`, which the patch is checked against.
+            let before = p.path.iter().try_fold(current, |v, k| v.get(k)).cloned();
+            chosen.push(Change { before, ..p });
+        }
     }
     let (patch, replace) = forward_patch(&chosen, current);
     Some((patch, replace, chosen.len()))

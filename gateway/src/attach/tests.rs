@@ -284,3 +284,73 @@ fn shared_auxiliary_slots_are_listed_gateway_wide_as_outside_with_the_fix() {
     assert!(lines.contains(&"  gateway-wide agents.defaults.imageModel openai/gpt-5.4".to_string()), "{lines:#?}");
     assert_eq!(lines.last().map(String::as_str), Some("every agent's model path goes through ClawButler (1 agent(s))"));
 }
+
+/// Detach of the smallest real setup (one agent on OpenAI, a short config file) stays within
+/// OpenClaw's write guard: no write may leave less than half of a file of 512 bytes or more.
+#[test]
+fn detach_of_a_one_agent_gateway_never_halves_the_file() {
+    use super::steps::{fine_changes, next_step};
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).map_or(0, |s| s.len());
+    let before = json!({"gateway": {"mode": "local", "port": 18789, "bind": "loopback", "auth": {"mode": "token"}},
+                        "agents": {"entries": {"main": {"model": "anthropic/claude-sonnet-5"}}}});
+    let w = plan(&before, &["main"], &[], true);
+    let mut after = w.after.clone();
+    after["secrets"] = json!({"providers": {keys::SECRETS_PROVIDER: keys::provider_entry(std::path::Path::new("/var/lib/clawbutler/gateway/agent-keys.json"))}});
+    super::hardening::plan(&mut after, &w.replaced, &w.key_envs, super::Hardening::default());
+    let undo: Vec<_> = diff(&after, &before);
+    let scope: Vec<Vec<String>> = undo.iter().map(|c| c.path.clone()).collect();
+    let mut doc = after.clone();
+    let mut writes = 0;
+    while let Some((patch, _, _)) = next_step(&doc, &fine_changes(&doc, &before, &scope)) {
+        let next = merge_patch(&doc, &patch);
+        let (was, now) = (pretty(&doc), pretty(&next));
+        assert!(was < 512 || now >= was / 2, "write {writes} takes the file from {was} to {now} bytes: {patch}");
+        doc = next;
+        writes += 1;
+        assert!(writes < super::steps::MAX_STEPS);
+    }
+    assert_eq!(doc, before);
+}
+
+/// RFC 7396 merge (what the gateway does with a patch).
+fn merge_patch(doc: &Value, patch: &Value) -> Value {
+    match (doc, patch) {
+        (Value::Object(d), Value::Object(p)) => {
+            let mut out = d.clone();
+            for (k, v) in p {
+                if v.is_null() {
+                    out.remove(k);
+                } else {
+                    let next = merge_patch(out.get(k).unwrap_or(&Value::Null), v);
+                    out.insert(k.clone(), next);
+                }
+            }
+            Value::Object(out)
+        }
+        (_, Value::Object(p)) => merge_patch(&json!({}), &Value::Object(p.clone())),
+        (_, p) => p.clone(),
+    }
+}
+
+#[test]
+fn a_big_provider_is_shrunk_in_one_write_as_far_as_the_guard_allows() {
+    use super::steps::{fine_changes, next_step};
+    let models: Vec<Value> = (0..6)
+        .map(|i| json!({"id": format!("m{i}"), "name": format!("model {i}"), "contextWindow": 400000, "maxTokens": 128000,
+                        "cost": {"input": 1.0, "output": 2.0, "cacheRead": 0.1, "cacheWrite": 0}, "input": ["text", "image"]}))
+        .collect();
+    let target =
+        json!({"gateway": {"mode": "local", "port": 18789, "auth": {"mode": "token", "token": "x".repeat(400)}}});
+    let mut current = target.clone();
+    current["models"] = json!({"providers": {"cb-a": {"baseUrl": "http://127.0.0.1:8787/a/a/openai/v1", "api": "openai-responses",
+                                                      "timeoutSeconds": 900, "models": models}}});
+    let scope = vec![vec!["models".to_string()]];
+    let (patch, replace, n) = next_step(&current, &fine_changes(&current, &target, &scope)).unwrap();
+    assert!(n > 1, "several pieces in one write: {patch}");
+    assert!(replace.contains(&"models.providers.cb-a.models".to_string()), "{replace:?}");
+    let next = merge_patch(&current, &patch);
+    let p = &next["models"]["providers"]["cb-a"];
+    assert!(p["baseUrl"].is_string() && !p["models"].as_array().unwrap().is_empty(), "still a valid provider: {p}");
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).map_or(0, |s| s.len());
+    assert!(pretty(&next) >= pretty(&current) / 2 && pretty(&next) < pretty(&current));
+}
