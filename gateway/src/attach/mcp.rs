@@ -3,6 +3,12 @@
 //! tool policy does not deny (`tools.deny: ["<server>__*"]`, `openclaw-interception.md`
 //! §2.3). A server is governed for an agent when it is that agent's sidecar endpoint
 //! (`http://<sidecar>/mcp/agent/<agent>`).
+//!
+//! Merge seam (the MCP proxy's branch): its `mcp::attach` (`plan` of `mcp.servers` into
+//! `[[mcp_servers]]`, `agent_entry` for `mcp.servers.cb-<agent>`, `deny_globs` for the other
+//! agents' entries) is applied where `prepare` (`mod.rs`) builds `after`, next to the key and
+//! hardening steps; its `[[mcp_servers]]` become `CbChange`s. This report needs no change: it
+//! already reads those entries as governed.
 
 use serde_json::Value;
 

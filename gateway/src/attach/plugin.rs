@@ -2,6 +2,11 @@
 //! tools other than exec (write, edit, browser, message, ...) reach ClawButler only through
 //! its OpenClaw plugin's `before_tool_call` hook (`openclaw-interception.md` §6.3); the
 //! plugin id is `clawbutler` (`openclaw-plugin/openclaw.plugin.json`).
+//!
+//! Merge seam (the plugin gate's branch): `plugin_install::PluginInstall::config_patch` is
+//! applied where `prepare` (`mod.rs`) builds `after` (detach then undoes it like every other
+//! path), and [`PLUGIN_ID`] and `gateway/src/plugin.rs`'s become one constant. The report can
+//! then also read the plugin's health (`plugins.list`) for `approver`-style liveness.
 
 use serde_json::Value;
 
