@@ -192,6 +192,12 @@ impl Sidecar {
                     broker: broker.clone(),
                     kill: kill.clone(),
                     health: health.clone(),
+                    // A wildcard listen address is reached over loopback by a local gateway.
+                    sidecar: Some(if data_addr.ip().is_unspecified() {
+                        format!("127.0.0.1:{}", data_addr.port())
+                    } else {
+                        data_addr.to_string()
+                    }),
                 };
                 let (gw, gw_tasks) =
                     gateway::Gateway::start(&cfg.gateway, &data_dir, &db, parts, &registry, rx.clone())?;

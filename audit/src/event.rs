@@ -24,11 +24,14 @@ pub enum RecordKind {
     Health,
     /// The audit log could not write for a while and writes again (written after it).
     AuditOutage,
+    /// A path of an agent went outside ClawButler or came back (drift of the governance
+    /// report, `gateway.md`).
+    Governance,
 }
 
 impl RecordKind {
     /// Every kind, for pre-creating per-kind metric series.
-    pub(crate) const ALL: [RecordKind; 14] = [
+    pub(crate) const ALL: [RecordKind; 15] = [
         RecordKind::ModelCall,
         RecordKind::Exec,
         RecordKind::ToolCall,
@@ -43,6 +46,7 @@ impl RecordKind {
         RecordKind::Retention,
         RecordKind::Health,
         RecordKind::AuditOutage,
+        RecordKind::Governance,
     ];
 
     /// Stable label value.
@@ -62,6 +66,7 @@ impl RecordKind {
             RecordKind::Retention => "retention",
             RecordKind::Health => "health",
             RecordKind::AuditOutage => "audit_outage",
+            RecordKind::Governance => "governance",
         }
     }
 }
@@ -188,6 +193,9 @@ pub enum Outcome {
     Healthy,
     Degraded,
     Offline,
+    // Governance drift (the state the path is now in).
+    Governed,
+    Ungoverned,
 }
 
 impl Outcome {
@@ -242,6 +250,8 @@ impl Outcome {
             Outcome::Healthy => "healthy",
             Outcome::Degraded => "degraded",
             Outcome::Offline => "offline",
+            Outcome::Governed => "governed",
+            Outcome::Ungoverned => "ungoverned",
         }
     }
 }

@@ -10,11 +10,11 @@
 //! [`governance::agents::AgentControl`], which [`Gateway`] implements.
 
 pub mod attach;
-pub mod attach_keys;
 pub mod backoff;
 pub mod device;
 mod exec;
 pub mod frame;
+mod governance_watch;
 mod health;
 pub mod kill;
 pub mod link;
@@ -66,6 +66,8 @@ pub enum GatewayError {
     NotAttached { path: std::path::PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
     RecordFile { path: std::path::PathBuf, source: std::io::Error },
+    #[error("detach: {0}")]
+    Detach(String),
     #[error("{path}: unreadable attach record: {source}")]
     RecordJson { path: std::path::PathBuf, source: serde_json::Error },
 }
@@ -77,6 +79,9 @@ pub struct Parts {
     pub broker: Arc<governance::Broker>,
     pub kill: Arc<governance::KillSwitch>,
     pub health: Arc<governance::HealthTracker>,
+    /// The sidecar's data address as the gateway reaches it (`host:port`): the live
+    /// governance report needs it to tell sidecar providers apart (None = no report).
+    pub sidecar: Option<String>,
 }
 
 /// A running gateway link with its registry; see the module docs.
@@ -89,6 +94,7 @@ pub struct Gateway {
     /// Serialises kill/recover so two operators cannot interleave config patches.
     kill_lock: tokio::sync::Mutex<()>,
     exec: exec::ExecState,
+    governance: governance_watch::GovernanceWatch,
 }
 
 impl Gateway {
@@ -103,6 +109,8 @@ impl Gateway {
     ) -> Result<(Arc<Gateway>, Vec<tokio::task::JoinHandle<()>>), GatewayError> {
         let url = settings.url.clone().ok_or(GatewayError::NoUrl)?;
         let link = connect_link(settings, &url, data_dir, registry)?;
+        let governance =
+            governance_watch::GovernanceWatch::new(parts.sidecar.clone(), data_dir.to_path_buf(), registry)?;
         let gw = Arc::new(Gateway {
             link: link.clone(),
             registry: registry::Registry::default(),
@@ -111,11 +119,13 @@ impl Gateway {
             settings: settings.clone(),
             kill_lock: tokio::sync::Mutex::new(()),
             exec: exec::ExecState::default(),
+            governance,
         });
         let events = link.subscribe();
         let sup = link.spawn(shutdown.clone());
-        let ev = tokio::spawn(gw.clone().event_loop(events, shutdown));
-        Ok((gw, vec![sup, ev]))
+        let ev = tokio::spawn(gw.clone().event_loop(events, shutdown.clone()));
+        let timer = tokio::spawn(gw.clone().governance_timer(shutdown));
+        Ok((gw, vec![sup, ev, timer]))
     }
 
     /// The link (for tests and the CLI).
@@ -176,7 +186,12 @@ impl Gateway {
             }
             "config.changed" => {
                 let gw = self.clone();
-                tokio::spawn(async move { gw.refresh_agents().await });
+                tokio::spawn(async move {
+                    gw.refresh_agents().await;
+                    // A patch is often followed by related writes: read them together.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    gw.recheck_governance("config.changed").await;
+                });
             }
             "exec.approval.requested" if self.settings.exec_approvals => {
                 let gw = self.clone();
@@ -203,6 +218,23 @@ impl Gateway {
             self.reconcile_exec().await;
         }
         self.reapply_kills().await;
+        self.recheck_governance("connected").await;
+    }
+
+    /// Recompute the governance report every `RECHECK` while the link is up.
+    async fn governance_timer(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(governance_watch::RECHECK);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = every.tick() => {
+                    if self.link.is_connected() {
+                        self.recheck_governance("timer").await;
+                    }
+                }
+            }
+        }
     }
 
     async fn refresh_agents(&self) {
@@ -263,6 +295,10 @@ impl AgentControl for Gateway {
 
     fn get(&self, id: &str) -> Option<AgentSummary> {
         self.registry.get(id, self.exec.pending_for(id), self.parts.health.view(id))
+    }
+
+    fn governance(&self, id: &str) -> Option<serde_json::Value> {
+        self.governance.agent(id, self.link.is_connected())
     }
 
     fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a> {

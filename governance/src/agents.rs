@@ -54,6 +54,11 @@ pub trait AgentControl: Send + Sync {
     fn list(&self) -> Vec<AgentSummary>;
     /// One agent.
     fn get(&self, id: &str) -> Option<AgentSummary>;
+    /// The agent's governance report (which of its paths go through ClawButler), computed
+    /// from the gateway's live config; None when none was computed.
+    fn governance(&self, _id: &str) -> Option<Value> {
+        None
+    }
     /// Stop the agent in OpenClaw (the proxy flag is already set by the caller).
     fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
     /// Undo exactly what `kill` changed.

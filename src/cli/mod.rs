@@ -10,6 +10,7 @@ pub mod budgets_cmd;
 pub mod client;
 pub mod policy_cmd;
 pub mod serve;
+pub mod status_cmd;
 pub mod token_cmd;
 
 use std::path::PathBuf;
@@ -55,20 +56,27 @@ pub enum Command {
     /// List and decide pending approvals (through the control API).
     #[command(subcommand)]
     Approvals(approvals_cmd::ApprovalsCmd),
-    /// Rewire an OpenClaw gateway's agents through this sidecar (`--dry-run` prints the diff).
+    /// Rewire an OpenClaw gateway's agents through this sidecar (`--dry-run` prints the plan).
     Attach(attach_cmd::AttachArgs),
     /// Restore exactly what `attach` changed on that gateway.
-    Detach(attach_cmd::AttachArgs),
+    Detach(attach_cmd::DetachArgs),
+    /// Report what of a gateway goes through this sidecar, per agent (and drift since attach).
+    Status(status_cmd::StatusArgs),
 }
 
 impl Cli {
-    /// The config this invocation uses, with the environment and global flags applied.
-    pub fn load_config(&self) -> Result<Config, ConfigError> {
-        let path = self.config.clone().or_else(|| {
+    /// The config file in use: `--config`/`CLAWBUTLER_CONFIG`, else `./clawbutler.toml` when it
+    /// exists; None = defaults only.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| {
             let p = PathBuf::from("clawbutler.toml");
             p.exists().then_some(p)
-        });
-        let mut cfg = Config::load(path.as_deref(), std::env::vars())?;
+        })
+    }
+
+    /// The config this invocation uses, with the environment and global flags applied.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let mut cfg = Config::load(self.config_path().as_deref(), std::env::vars())?;
         if let Some(d) = &self.data_dir {
             cfg.server.data_dir = d.clone();
         }
@@ -86,8 +94,9 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Token(c) => token_cmd::run(&cli, c).await,
         Command::AgentKey(c) => agent_key_cmd::run(&cli, c).await,
         Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
-        Command::Attach(a) => attach_cmd::run(&cli, a, false).await,
-        Command::Detach(a) => attach_cmd::run(&cli, a, true).await,
+        Command::Attach(a) => attach_cmd::run_attach(&cli, a).await,
+        Command::Detach(a) => attach_cmd::run_detach(&cli, a).await,
+        Command::Status(a) => status_cmd::run(&cli, a).await,
     };
     match result {
         Ok(code) => code,

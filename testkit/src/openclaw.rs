@@ -119,16 +119,20 @@ pub struct Gateway {
     token: String,
     spawned_at: Instant,
     started_in: Duration,
+    /// Environment changes for the gateway and its CLI runs (None = removed).
+    env: Vec<(String, Option<String>)>,
 }
 
 impl Gateway {
-    /// Write `config` as `$HOME/.openclaw/openclaw.json` (the harness sets `gateway.*` and `logging.file`),
-    /// start the gateway and wait until it logs `[gateway] ready`. Panics with the log tail if it does not
-    /// come up within [`READY_TIMEOUT`]; retries on a new port if the free port was taken meanwhile.
-    pub async fn start(install: &Install, config: Value) -> Gateway {
+    /// Like [`Gateway::start`], with environment changes for the gateway process and every CLI
+    /// run against it: `Some(value)` sets a variable, `None` removes one the test process has
+    /// (e.g. a vendor key the sidecar reads but the gateway must not see).
+    pub async fn start_with_env(install: &Install, config: Value, env: &[(&str, Option<&str>)]) -> Gateway {
+        let env: Vec<(String, Option<String>)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.map(str::to_string))).collect();
         let mut attempt = 1;
         loop {
-            let mut gw = Self::spawn(install, config.clone());
+            let mut gw = Self::spawn(install, config.clone(), &env);
             match gw.wait_ready().await {
                 Ok(()) => return gw,
                 Err(why) => {
@@ -143,7 +147,14 @@ impl Gateway {
         }
     }
 
-    fn spawn(install: &Install, mut config: Value) -> Gateway {
+    /// Write `config` as `$HOME/.openclaw/openclaw.json` (the harness sets `gateway.*` and `logging.file`),
+    /// start the gateway and wait until it logs `[gateway] ready`. Panics with the log tail if it does not
+    /// come up within [`READY_TIMEOUT`]; retries on a new port if the free port was taken meanwhile.
+    pub async fn start(install: &Install, config: Value) -> Gateway {
+        Self::start_with_env(install, config, &[]).await
+    }
+
+    fn spawn(install: &Install, mut config: Value, env: &[(String, Option<String>)]) -> Gateway {
         let home =
             tempfile::Builder::new().prefix("clawbutler-oc-").tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let port = free_port();
@@ -174,6 +185,7 @@ impl Gateway {
             .stderr(console2)
             .process_group(0);
         isolate_env(&mut cmd, install, home.path());
+        apply_env(&mut cmd, env);
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", install.openclaw().display()));
         Gateway {
             child,
@@ -183,6 +195,7 @@ impl Gateway {
             token,
             spawned_at: Instant::now(),
             started_in: Duration::ZERO,
+            env: env.to_vec(),
         }
     }
 
@@ -265,6 +278,7 @@ impl Gateway {
         let mut cmd = Command::new(self.install.openclaw());
         cmd.args(args).stdin(Stdio::null()).process_group(0);
         isolate_env(&mut cmd, &self.install, self.home.path());
+        apply_env(&mut cmd, &self.env);
         cmd.env("OPENCLAW_GATEWAY_PORT", self.port.to_string()).env("OPENCLAW_GATEWAY_TOKEN", &self.token);
         let dir = self.home.path().to_owned();
         let label = args.join(" ");
@@ -372,6 +386,15 @@ fn isolate_env(cmd: &mut Command, install: &Install, home: &Path) {
         .env("XDG_STATE_HOME", home.join(".local/state"))
         .env("PATH", install.path_env())
         .env("NO_COLOR", "1");
+}
+
+fn apply_env(cmd: &mut Command, env: &[(String, Option<String>)]) {
+    for (k, v) in env {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
 }
 
 fn run_with_timeout(mut cmd: Command, dir: &Path, timeout: Duration, label: &str) -> CliOutput {

@@ -12,6 +12,7 @@ mod approvals_restart;
 mod audit_failure;
 mod budgets;
 mod contracts;
+mod e2e_attach;
 mod e2e_gateway;
 mod e2e_openclaw;
 mod gateway_link;

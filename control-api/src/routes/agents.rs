@@ -60,6 +60,8 @@ fn view(s: &AppState, a: Option<AgentSummary>, id: &str) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.insert("killed".into(), json!(killed));
         o.insert("kill".into(), serde_json::to_value(entry.or(global)).unwrap_or(Value::Null));
+        // Which of its paths go through ClawButler (null: no gateway, or not computed yet).
+        o.insert("governance".into(), s.agents.as_ref().and_then(|c| c.governance(id)).unwrap_or(Value::Null));
     }
     v
 }

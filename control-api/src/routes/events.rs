@@ -73,6 +73,7 @@ pub fn event_name(r: &AuditRecord) -> &'static str {
         Some(RecordKind::Grant) => "grant",
         Some(RecordKind::Budget) => "budget",
         Some(RecordKind::Health) => "health",
+        Some(RecordKind::Governance) => "governance",
         _ => "audit",
     }
 }

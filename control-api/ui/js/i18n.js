@@ -35,6 +35,7 @@ const en = {
   'kind.approval': 'Approval', 'kind.grant': 'Grant', 'kind.budget': 'Budget', 'kind.policy_reload': 'Policy reload',
   'kind.kill_switch': 'Kill switch', 'kind.config': 'Config', 'kind.auth': 'Auth', 'kind.gateway': 'Gateway',
   'kind.retention': 'Retention', 'kind.health': 'Health', 'kind.audit_outage': 'Audit log outage',
+  'kind.governance': 'Governance',
   'field.agent': 'Agent', 'field.kind': 'Kind', 'field.risk': 'Risk', 'field.action': 'Action', 'field.rule': 'Rule',
   'field.cost': 'Cost estimate', 'field.cwd': 'Directory', 'field.session': 'Session',
   'field.trace': 'Trace', 'field.created': 'Requested', 'field.expires': 'Expires', 'field.decided_by': 'Decided by',
@@ -103,6 +104,12 @@ const en = {
   'agents.recover_confirm': 'Let {name} run again?', 'agents.kill_done': '{name} stopped', 'agents.recover_done': '{name} recovered',
   'agents.health_since': 'In this state since',
   'health.healthy': 'Healthy', 'health.degraded': 'Degraded', 'health.offline': 'Offline',
+  'governance.governed': 'Model calls go through ClawButler', 'governance.ungoverned': 'Model calls NOT all through ClawButler',
+  'governance.last_known': 'Last known (gateway link down)', 'governance.gaps': '{n} path(s) not through ClawButler:',
+  'governance.all_through': 'Every path of this agent goes through ClawButler.', 'governance.all_paths': 'All paths (checked {time})',
+  'governance.section.models': 'Models', 'governance.section.exec_approvals': 'Exec approvals',
+  'governance.section.mcp': 'MCP', 'governance.section.plugin': 'Plugin',
+  'governance.state.governed': 'governed', 'governance.state.ungoverned': 'not governed', 'governance.state.off': 'off',
 };
 
 const zh = {
@@ -136,7 +143,7 @@ const zh = {
   'kind.model_call': '模型调用', 'kind.exec': '命令', 'kind.tool_call': '工具调用', 'kind.plugin': '插件',
   'kind.approval': '审批', 'kind.grant': '授权', 'kind.budget': '预算', 'kind.policy_reload': '策略重载',
   'kind.kill_switch': '紧急停止', 'kind.config': '配置', 'kind.auth': '认证', 'kind.gateway': '网关', 'kind.retention': '保留',
-  'kind.health': '健康状态', 'kind.audit_outage': '审计日志中断',
+  'kind.health': '健康状态', 'kind.audit_outage': '审计日志中断', 'kind.governance': '治理覆盖',
   'field.agent': '智能体', 'field.kind': '类型', 'field.risk': '风险', 'field.action': '动作', 'field.rule': '规则',
   'field.cost': '预估费用', 'field.cwd': '目录', 'field.session': '会话', 'field.trace': '追踪',
   'field.created': '请求时间', 'field.expires': '过期时间', 'field.decided_by': '决定人', 'field.id': 'ID',
@@ -202,6 +209,12 @@ const zh = {
   'agents.recover_confirm': '允许 {name} 重新运行？', 'agents.kill_done': '{name} 已停止', 'agents.recover_done': '{name} 已恢复',
   'agents.health_since': '进入此状态',
   'health.healthy': '健康', 'health.degraded': '降级', 'health.offline': '离线',
+  'governance.governed': '模型调用全部经由 ClawButler', 'governance.ungoverned': '模型调用未全部经由 ClawButler',
+  'governance.last_known': '最近一次结果（网关连接已断开）', 'governance.gaps': '{n} 条路径未经由 ClawButler：',
+  'governance.all_through': '该智能体的所有路径都经由 ClawButler。', 'governance.all_paths': '全部路径（检查于 {time}）',
+  'governance.section.models': '模型', 'governance.section.exec_approvals': '命令审批',
+  'governance.section.mcp': 'MCP', 'governance.section.plugin': '插件',
+  'governance.state.governed': '受管', 'governance.state.ungoverned': '未受管', 'governance.state.off': '未使用',
 };
 
 /** Languages offered in the switcher. */

@@ -69,14 +69,30 @@ pub(crate) fn messages(v: &Value, opts: &UpstreamOptions) -> Reply {
                 "Number of requests has exceeded your rate limit (scripted FAIL429).",
             )
         }
+        Action::DailyLimit => {
+            return Reply {
+                retry_after: Some(3600),
+                ..error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "This organization's daily limit reached (scripted DAILY_LIMIT).",
+                )
+            }
+        }
         Action::Hang => {
-            return Reply { status: StatusCode::OK, body: ScriptBody::Full(None), usage: None, wait: Wait::Hang }
+            return Reply {
+                retry_after: None,
+                status: StatusCode::OK,
+                body: ScriptBody::Full(None),
+                usage: None,
+                wait: Wait::Hang,
+            }
         }
         _ => {}
     }
     if v.get("stream").and_then(Value::as_bool) == Some(true) {
         let body = ScriptBody::Stream(stream(&p, &model, opts));
-        return Reply { status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
+        return Reply { retry_after: None, status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
     }
     let (content, stop) = match &p.action {
         Action::ToolCall(cmd) => (
@@ -94,7 +110,7 @@ pub(crate) fn messages(v: &Value, opts: &UpstreamOptions) -> Reply {
         "usage": usage_json(&p, p.usage.output_tokens),
     });
     let wait = if matches!(p.action, Action::Slow { .. }) { Wait::Delay(opts.slow_duration) } else { Wait::None };
-    Reply { status: StatusCode::OK, body: ScriptBody::json(&body), usage: Some(p.usage), wait }
+    Reply { retry_after: None, status: StatusCode::OK, body: ScriptBody::json(&body), usage: Some(p.usage), wait }
 }
 
 /// Anthropic counts cache reads apart from `input_tokens`, and server tool calls apart.

@@ -10,6 +10,10 @@
 //! - `SLOW`: a stream of [`SLOW_TICK`] chunks, one per [`UpstreamOptions::slow_interval`], for
 //!   [`UpstreamOptions::slow_duration`] (non-streaming: the whole reply after that duration).
 //! - `FAIL500` / `FAIL429`: that status with an error body in the route's shape (no `Retry-After`).
+//! - `DAILY_LIMIT:<model>`: when the request is for `<model>`, HTTP 429 with `Retry-After:
+//!   3600` and an error whose message says "daily limit reached", as a vendor's exhausted
+//!   usage window looks to OpenClaw (it then moves to the next fallback at once, without
+//!   retrying); a request for any other model is answered normally, so the fallback succeeds.
 //! - `HANG`: the request is read and recorded, and no response headers are ever sent.
 //! - `CACHED`: half the input tokens are reported as cached (prompt-cache reads).
 //! - `MARK:<token>`: the default reply becomes `Hello from the scripted model. [<token>]`.
@@ -169,6 +173,8 @@ impl Shared {
 
 /// What a protocol module answers, before the server adds pacing, recording and headers.
 pub(crate) struct Reply {
+    /// A `Retry-After` header (seconds), for periodic-limit answers.
+    pub retry_after: Option<u64>,
     pub status: StatusCode,
     pub body: ScriptBody,
     pub usage: Option<Usage>,
@@ -184,7 +190,7 @@ pub(crate) enum Wait {
 
 impl Reply {
     fn json(status: StatusCode, v: &Value) -> Self {
-        Self { status, body: ScriptBody::json(v), usage: None, wait: Wait::None }
+        Self { retry_after: None, status, body: ScriptBody::json(v), usage: None, wait: Wait::None }
     }
 }
 
@@ -361,6 +367,9 @@ async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Result<Response<
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = reply.status;
+    if let Some(secs) = reply.retry_after {
+        resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     let ct = if streaming { "text/event-stream; charset=utf-8" } else { "application/json" };
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
     if anthropic_route {

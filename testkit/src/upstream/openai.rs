@@ -30,9 +30,22 @@ pub(crate) fn failure(action: &Action) -> Option<Reply> {
             Some("rate_limit_exceeded"),
             "Rate limit reached for requests (scripted FAIL429). Please try again later.",
         )),
-        Action::Hang => {
-            Some(Reply { status: StatusCode::OK, body: ScriptBody::Full(None), usage: None, wait: Wait::Hang })
-        }
+        Action::DailyLimit => Some(Reply {
+            retry_after: Some(3600),
+            ..error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "requests",
+                Some("rate_limit_exceeded"),
+                "You exceeded your usage quota: daily limit reached (scripted DAILY_LIMIT).",
+            )
+        }),
+        Action::Hang => Some(Reply {
+            retry_after: None,
+            status: StatusCode::OK,
+            body: ScriptBody::Full(None),
+            usage: None,
+            wait: Wait::Hang,
+        }),
         _ => None,
     }
 }
@@ -125,7 +138,7 @@ pub(crate) fn chat(v: &Value, opts: &UpstreamOptions) -> Reply {
     if stream {
         let include_usage = v.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
         let body = ScriptBody::Stream(chat_stream(&p, &model, include_usage, &usage, opts));
-        return Reply { status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
+        return Reply { retry_after: None, status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
     }
     let (message, finish) = match &p.action {
         Action::ToolCall(cmd) => (
@@ -153,7 +166,7 @@ pub(crate) fn chat(v: &Value, opts: &UpstreamOptions) -> Reply {
         "system_fingerprint": FINGERPRINT,
     });
     let wait = if matches!(p.action, Action::Slow { .. }) { Wait::Delay(opts.slow_duration) } else { Wait::None };
-    Reply { status: StatusCode::OK, body: ScriptBody::json(&body), usage: Some(p.usage), wait }
+    Reply { retry_after: None, status: StatusCode::OK, body: ScriptBody::json(&body), usage: Some(p.usage), wait }
 }
 
 fn chat_stream(p: &Plan, model: &str, include_usage: bool, usage: &Value, opts: &UpstreamOptions) -> SseStream {
@@ -252,7 +265,13 @@ pub(crate) fn embeddings(v: &Value) -> Reply {
         .collect();
     let usage = Usage { input_tokens: tokens, ..Usage::default() };
     let body = json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
-    Reply { status: StatusCode::OK, body: ScriptBody::json(&body), usage: Some(usage), wait: Wait::None }
+    Reply {
+        retry_after: None,
+        status: StatusCode::OK,
+        body: ScriptBody::json(&body),
+        usage: Some(usage),
+        wait: Wait::None,
+    }
 }
 
 /// Model ids `GET /v1/models` lists (any model name is answered, listed or not).

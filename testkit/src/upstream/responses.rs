@@ -146,12 +146,12 @@ pub(crate) fn responses(v: &Value, opts: &UpstreamOptions, mem: &Memory) -> Repl
     };
     if v.get("stream").and_then(Value::as_bool) == Some(true) {
         let body = ScriptBody::Stream(stream(&p, &model, &text, &args, opts));
-        return Reply { status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
+        return Reply { retry_after: None, status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
     }
     let item = output_item(&p, "completed", &text, &args);
     let body = response_obj(&p, &model, "completed", vec![item], Some(&p.usage));
     let wait = if matches!(p.action, Action::Slow { .. }) { Wait::Delay(opts.slow_duration) } else { Wait::None };
-    Reply { status: StatusCode::OK, body: ScriptBody::json(&body), usage: Some(p.usage), wait }
+    Reply { retry_after: None, status: StatusCode::OK, body: ScriptBody::json(&body), usage: Some(p.usage), wait }
 }
 
 fn stream(p: &Plan, model: &str, text: &str, args: &str, opts: &UpstreamOptions) -> SseStream {

@@ -54,6 +54,8 @@ pub(crate) enum Action {
     Fail500,
     /// HTTP 429 with an error body.
     Fail429,
+    /// HTTP 429 + `Retry-After` with a "daily limit reached" error (a periodic usage limit).
+    DailyLimit,
     /// Never answer.
     Hang,
 }
@@ -149,6 +151,8 @@ pub(crate) struct Conversation {
     /// Input tokens that are not text in the body: images, files, and the stored context of a
     /// previous response or conversation.
     pub extra_tokens: u64,
+    /// The requested model.
+    pub model: String,
     hash: Fnv,
     prompt_index: Option<usize>,
     results: Vec<(usize, String)>,
@@ -157,7 +161,7 @@ pub(crate) struct Conversation {
 impl Conversation {
     /// Start a conversation whose ids also depend on `model` (and the route, so chat and messages differ).
     pub fn new(route: &str, model: &str) -> Self {
-        let mut c = Self::default();
+        let mut c = Self { model: model.to_owned(), ..Self::default() };
         c.hash.write(route.as_bytes());
         c.hash.write(b"\0");
         c.hash.write(model.as_bytes());
@@ -249,7 +253,9 @@ impl Conversation {
 pub(crate) fn plan(conv: Conversation, opts: &UpstreamOptions, limits: Limits) -> Plan {
     let conv = conv.finish();
     let seed = conv.hash.finish();
-    let action = classify(&conv.prompt, conv.tool_result.as_deref(), opts);
+    let limited =
+        conv.prompt.split_whitespace().filter_map(|w| w.strip_prefix("DAILY_LIMIT:")).any(|m| m == conv.model);
+    let action = if limited { Action::DailyLimit } else { classify(&conv.prompt, conv.tool_result.as_deref(), opts) };
     let searches = match limits.search {
         None => 0,
         Some(max) => {
@@ -263,7 +269,7 @@ pub(crate) fn plan(conv: Conversation, opts: &UpstreamOptions, limits: Limits) -
         Action::Reply(t) => t.split_whitespace().count() as u64,
         Action::Slow { ticks } => *ticks as u64,
         Action::ToolCall(cmd) => 1 + cmd.split_whitespace().count() as u64,
-        Action::Fail500 | Action::Fail429 | Action::Hang => 0,
+        Action::Fail500 | Action::Fail429 | Action::DailyLimit | Action::Hang => 0,
     };
     let per_choice = limits.cap.map_or(full, |c| full.min(c));
     let cut_to = (per_choice < full && matches!(action, Action::Reply(_) | Action::Slow { .. })).then_some(per_choice);

@@ -178,6 +178,22 @@ async fn failures_use_the_route_shape() {
 }
 
 #[tokio::test]
+async fn daily_limit_refuses_only_the_named_model_with_a_retry_after() {
+    let limited = openai::chat(&chat_body("hi DAILY_LIMIT:gpt-4o-mini"), &opts());
+    assert_eq!((limited.status, limited.retry_after), (StatusCode::TOO_MANY_REQUESTS, Some(3600)));
+    let v: Value = serde_json::from_slice(&run(limited).await.1).unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("daily limit reached"), "{v}");
+    let other = openai::chat(&chat_body("hi DAILY_LIMIT:claude-sonnet-5"), &opts());
+    assert_eq!((other.status, other.retry_after), (StatusCode::OK, None), "another model is answered");
+    let anth = json!({"model": "claude-sonnet-5", "max_tokens": 10,
+                      "messages": [{"role": "user", "content": "DAILY_LIMIT:claude-sonnet-5"}]});
+    let r = anthropic::messages(&anth, &opts());
+    assert_eq!((r.status, r.retry_after), (StatusCode::TOO_MANY_REQUESTS, Some(3600)));
+    let v: Value = serde_json::from_slice(&run(r).await.1).unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("daily limit reached"), "{v}");
+}
+
+#[tokio::test]
 async fn anthropic_stream_has_the_real_event_sequence_and_usage() {
     let body = json!({"model": "claude-haiku-4-5", "max_tokens": 100, "stream": true,
         "system": [{"type": "text", "text": "sys"}],

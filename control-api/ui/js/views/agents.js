@@ -1,7 +1,9 @@
-// Agents: health (with why and since when), last activity and the kill switch. Kill and
-// recover both ask for a reason and a second tap; recover sends confirm: true, which the API
-// requires. Every health change is a `health` event, which reloads the list; it also refreshes
-// every 15 s so "since" stays current.
+// Agents: health (with why and since when), last activity, governance (which of the agent's
+// paths go through ClawButler, computed from the gateway's live config) and the kill switch.
+// Kill and recover both ask for a reason and a second tap; recover sends confirm: true, which
+// the API requires. Every health change is a `health` event and every governance drift a
+// `governance` event, which reload the list; it also refreshes every 15 s so "since" stays
+// current.
 
 import { h, dl } from '../dom.js';
 import { t } from '../i18n.js';
@@ -13,7 +15,7 @@ import { when, ago } from '../format.js';
 export function mount(root, ctx) {
   return listPage(root, ctx, {
     title: t('agents.title'), testid: 'agents',
-    path: '/api/v1/agents', key: (a) => a.id, events: ['kill_switch', 'health'], refresh: 15000,
+    path: '/api/v1/agents', key: (a) => a.id, events: ['kill_switch', 'health', 'governance'], refresh: 15000,
     empty: [t('agents.empty'), t('agents.empty_hint')],
     item: card,
   }).unmount;
@@ -43,8 +45,31 @@ function card(a, page) {
       [t('agents.health_since'), a.health_since ? t('agents.activity', { ago: ago(a.health_since), time: when(a.health_since) }) : ''],
       [t('agents.last_activity'), a.last_activity ? t('agents.activity', { ago: ago(a.last_activity), time: when(a.last_activity) }) : t('common.never')],
     ]),
+    governance(a.governance),
     h('div', { class: 'actions' }, a.killed
       ? h('button', { class: 'allow', 'data-needs': 'admin', onclick: act('recover') }, t('agents.recover'))
       : h('button', { class: 'deny', 'data-needs': 'admin', onclick: act('kill') }, t('agents.kill'))),
     panel, msg);
+}
+
+// The governance report of one agent: a badge for its model path, the paths that do not go
+// through ClawButler with why, and every path on demand. The why texts come from the server.
+function governance(g) {
+  if (!g) return null;
+  const paths = g.sections.flatMap((s) => s.paths.map((p) => ({ section: s.section, ...p })));
+  const gaps = paths.filter((p) => p.state === 'ungoverned');
+  const row = (p) => h('li', { 'data-state': p.state },
+    h('strong', {}, t(`governance.section.${p.section}`)), ' · ', p.path, p.target ? ` (${p.target})` : '', ': ',
+    h('span', { class: `badge gov-${p.state}` }, t(`governance.state.${p.state}`)), ' ', p.why);
+  return h('section', { class: 'governance', 'data-testid': 'governance' },
+    h('div', { class: 'card-head' },
+      h('span', { class: `badge ${g.model_path_governed ? 'health-healthy' : 'health-offline'}`, 'data-testid': 'governance-state' },
+        g.model_path_governed ? t('governance.governed') : t('governance.ungoverned')),
+      g.source === 'last_known' ? h('span', { class: 'badge health-degraded' }, t('governance.last_known')) : null),
+    gaps.length
+      ? h('div', {}, h('p', { class: 'health-why' }, t('governance.gaps', { n: gaps.length })),
+        h('ul', { class: 'governance-gaps', 'data-testid': 'governance-gaps' }, gaps.map(row)))
+      : h('p', { class: 'health-why' }, t('governance.all_through')),
+    h('details', {}, h('summary', {}, t('governance.all_paths', { time: when(g.computed_at) })),
+      h('ul', { class: 'governance-all' }, paths.map(row))));
 }

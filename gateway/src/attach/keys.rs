@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::GatewayError;
+use crate::GatewayError;
 
 /// The OpenClaw secrets provider attach adds.
 pub const SECRETS_PROVIDER: &str = "clawbutler-agent-keys";
