@@ -50,22 +50,30 @@ pub fn find() -> Option<Tools> {
     ok.then_some(t)
 }
 
-/// The install, or `None` after a skip notice; panics when `CLAWBUTLER_E2E=1` and it is missing.
+/// The install, or `None` after a skip notice. When `CLAWBUTLER_E2E=1` a missing install is
+/// made now with `scripts/install-mcp-tools.sh` (npm, once), and the test fails if that fails.
 pub fn find_or_skip(test: &str) -> Option<Tools> {
-    match find() {
-        Some(t) => Some(t),
-        None if crate::openclaw::e2e_required() => panic!(
-            "{test}: CLAWBUTLER_E2E=1 but the MCP tools are not installed in {}; run scripts/install-mcp-tools.sh",
-            cache_dir().display()
-        ),
-        None => {
-            eprintln!(
-                "SKIPPED {test}: the MCP tools are not installed in {} (run scripts/install-mcp-tools.sh; set CLAWBUTLER_E2E=1 to make this a failure)",
-                cache_dir().display()
-            );
-            None
-        }
+    if let Some(t) = find() {
+        return Some(t);
     }
+    if crate::openclaw::e2e_required() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-mcp-tools.sh");
+        let out = Command::new("bash").arg(&script).stdin(Stdio::null()).output().unwrap();
+        return Some(find().unwrap_or_else(|| {
+            panic!(
+                "{test}: CLAWBUTLER_E2E=1 but the MCP tools are not installed in {} and {} failed ({}):\n{}",
+                cache_dir().display(),
+                script.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        }));
+    }
+    eprintln!(
+        "SKIPPED {test}: the MCP tools are not installed in {} (run scripts/install-mcp-tools.sh; set CLAWBUTLER_E2E=1 to install them and make a failure fatal)",
+        cache_dir().display()
+    );
+    None
 }
 
 /// The checkout's `tests/fixtures/mcp`.

@@ -221,6 +221,12 @@ impl Conn {
                 Forwarded::Cancelled
             }
         };
+        // rmcp hands each notification to a task of its own but the response straight to us,
+        // so the upstream's last progress or log message (sent before its result) may still be
+        // on its way: let those tasks run before the route goes and the final answer is sent.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
         self.routes.unregister(&id, &token);
         out
     }
