@@ -151,7 +151,7 @@ impl Sidecar {
         };
         let (mcp, mcp_tasks) =
             mcp::Mcp::start(&cfg.mcp, &cfg.mcp_servers, mcp_parts, &registry, data_addr, rx.clone())?;
-        let (reload_audit, reload_mcp) = (reload_auditor(audit.clone()), mcp.clone());
+        let (reload_audit, reload_mcp) = (reload_auditor(audit.clone()), mcp.downgrade());
         policy.set_on_reload(Arc::new(move |o: &policy::ReloadOutcome| {
             reload_audit(o);
             if o.changed {

@@ -153,8 +153,28 @@ impl Mcp {
         catalog::refresh_all(&self.state);
     }
 
+    /// A handle that does not keep the endpoint alive: for the policy engine's reload hook
+    /// (the endpoint holds the engine, so a strong handle there would be a cycle that keeps
+    /// the state store open after shutdown).
+    pub fn downgrade(&self) -> WeakMcp {
+        WeakMcp(Arc::downgrade(&self.state))
+    }
+
     /// Close every session (their upstream sessions and children) at shutdown.
     pub fn shutdown(&self) {
         session::close_all(&self.state, "the sidecar is shutting down");
+    }
+}
+
+/// See [`Mcp::downgrade`].
+#[derive(Clone)]
+pub struct WeakMcp(std::sync::Weak<State>);
+
+impl WeakMcp {
+    /// [`Mcp::policy_reloaded`], while the endpoint runs.
+    pub fn policy_reloaded(&self) {
+        if let Some(state) = self.0.upgrade() {
+            catalog::refresh_all(&state);
+        }
     }
 }
