@@ -9,6 +9,7 @@ mod conformance;
 mod edges;
 mod everything;
 mod holds;
+mod openclaw;
 mod proxy;
 
 use std::sync::Arc;
