@@ -32,7 +32,7 @@ fn budgets() -> (tempfile::TempDir, Arc<Budgets>) {
     (dir, b)
 }
 
-const CALL: CallScope<'static> = CallScope { agent: "main", model: "gpt-4o-mini", upstream: "openai" };
+const CALL: CallScope<'static> = CallScope { agent: "main", model: "gpt-4o-mini", upstream: "openai", mcp_server: "" };
 
 fn one(b: &Arc<Budgets>) {
     assert!(b.check_open(&CALL).is_none());

@@ -30,6 +30,14 @@ default cfg_hold_ttl_s := 900
 
 cfg_hold_ttl_s := data.clawbutler.config.hold_ttl_s
 
+default cfg_tool_result_secrets := "mask"
+
+cfg_tool_result_secrets := data.clawbutler.config.tool_result_secrets
+
+default cfg_outbound_tools := []
+
+cfg_outbound_tools := data.clawbutler.config.outbound_tools
+
 cfg := {
 	"model_allowlist": cfg_model_allowlist,
 	"max_call_usd": cfg_max_call_usd,
@@ -37,6 +45,8 @@ cfg := {
 	"high_risk_tools": cfg_high_risk_tools,
 	"high_risk_commands": cfg_high_risk_commands,
 	"hold_ttl_s": cfg_hold_ttl_s,
+	"tool_result_secrets": cfg_tool_result_secrets,
+	"outbound_tools": cfg_outbound_tools,
 }
 
 # Exact match, or a glob when the pattern has glob characters. `null` delimiters: `*`

@@ -98,7 +98,7 @@ _decide := _from("deny", _winner(deny_findings)) if {
 	hold_findings != set()
 } else := d if {
 	a := _default_allow
-	d := {"action": "allow", "rule": a.rule, "reason": a.reason, "risk": a.risk, "obligations": {"mask": []}}
+	d := {"action": "allow", "rule": a.rule, "reason": a.reason, "risk": a.risk, "obligations": object.union(_tool_obligations, {"mask": []})}
 }
 
 # A hold, or an allow when a live grant covers the call (grants never override a deny).
@@ -126,9 +126,15 @@ _from(action, f) := {
 	"obligations": _obligations(action),
 }
 
-_obligations("hold") := {"mask": _mask, "hold_ttl_s": cfg_hold_ttl_s}
+_obligations("hold") := object.union(_tool_obligations, {"mask": _mask, "hold_ttl_s": cfg_hold_ttl_s})
 
-_obligations(action) := {"mask": _mask} if action != "hold"
+_obligations(action) := object.union(_tool_obligations, {"mask": _mask}) if action != "hold"
+
+# MCP tool calls: secrets in a tool's result are masked before the client sees them
+# (`[policies] tool_result_secrets = "pass"` turns that off; they are still detected).
+_tool_obligations := {"result_secrets": cfg_tool_result_secrets} if {
+	input.kind == "tool_call"
+} else := {}
 
 _granted(held) := {
 	"rule": sprintf("grant:%s", [id]),

@@ -3,6 +3,10 @@
 # matches the arguments, and it has not expired at `input.now`.
 # A matching grant turns a hold into an allow; it never overrides a deny.
 #
+# MCP tool calls (kind tool_call with a `tool.server`) also match the qualified name
+# `<server>/<tool>`, so a grant can cover one server's tool (`github/create_issue`) or all of
+# a server's tools (`github/*`); a bare tool name still covers that tool on every server.
+#
 # Matching (the same in Rust: governance/src/approvals/pattern.rs, checked by a parity test):
 # - a pattern without `*`, `?`, `[` or `\` is compared as text; otherwise it is a glob
 #   (`glob.match` with no delimiters; `\` escapes, so a scope derived from a held command
@@ -40,10 +44,18 @@ matching_grants contains g.id if {
 	some g in input.grants
 	g.agent == input.agent
 	g.kind == input.kind
-	_grant_match(g.pattern, grant_subject)
+	_grant_subject_match(g.pattern)
 	_grant_pattern_ops_ok(g)
 	_grant_args_match(g)
 	_grant_live(g)
+}
+
+_grant_subject_match(p) if _grant_match(p, grant_subject)
+
+_grant_subject_match(p) if {
+	input.kind == "tool_call"
+	is_string(input.tool.server)
+	_grant_match(p, concat("/", [input.tool.server, input.tool.name]))
 }
 
 _grant_args_match(g) if object.get(g, "arg_pattern", null) == null

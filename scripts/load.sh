@@ -3,6 +3,11 @@
 # (policy + audit on), side by side in one run; prints added p50/p99 and the throughput ratio,
 # then the added time to first byte of streams. Release build (slow the first time).
 #   LOAD_RPS=2000 LOAD_SECS=5 LOAD_ROUNDS=3 LOAD_STREAMS=1000 scripts/load.sh
+# `scripts/load.sh mcp`: the same comparison for MCP tools/call (`benches/mcp_load.rs`):
+#   MCP_CALLS=2000 MCP_ROUNDS=3 scripts/load.sh mcp
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ "${1:-}" == "mcp" ]]; then
+    exec cargo bench --bench mcp_load
+fi
 exec cargo bench --bench proxy_load

@@ -49,6 +49,8 @@ pub enum StartError {
     TokenFile { path: PathBuf, source: std::io::Error },
     #[error("agent keys: {0}")]
     AgentKeys(#[from] governance::AgentKeyError),
+    #[error("MCP endpoint: {0}")]
+    Mcp(#[from] mcp::StartError),
 }
 
 /// A running sidecar.
@@ -70,6 +72,7 @@ pub struct Sidecar {
     db: storage::Store,
     broker: Arc<governance::Broker>,
     budgets: Arc<governance::Budgets>,
+    mcp: mcp::Mcp,
     _watch: Option<policy::WatchGuard>,
 }
 
@@ -95,7 +98,6 @@ impl Sidecar {
         let event_streams = control_api::routes::events::streams_gauge(&registry).map_err(StartError::Metrics)?;
         let audit = Arc::new(audit::AuditLog::open(&data_dir.join("audit"), &cfg.audit, &db, &registry)?);
         let policy = Arc::new(policy::PolicyEngine::from_settings(&cfg.policies, &registry)?);
-        policy.set_on_reload(reload_auditor(audit.clone()));
         let watch_guard = if cfg.policies.watch && cfg.policies.dir.is_some() { Some(policy.watch()?) } else { None };
 
         let broker = Arc::new(governance::Broker::open(&db, &cfg.approvals, audit.clone(), &registry)?);
@@ -103,6 +105,7 @@ impl Sidecar {
         let prices = proxy::PriceTable::new(&cfg.prices)?;
         let budgets = Arc::new(governance::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)?);
         let agent_keys = Arc::new(governance::AgentKeys::open(&db)?);
+        let mcp_tokens = Arc::new(governance::AgentKeys::open_mcp_tokens(&db)?);
         let health = Arc::new(governance::HealthTracker::new(audit.clone(), &registry)?);
         let components = proxy::Components {
             policy: policy.clone(),
@@ -135,6 +138,25 @@ impl Sidecar {
             key: "server.control_listen",
             source,
         })?;
+
+        // The MCP endpoint (`/mcp/agent/{agent}`), on the same governance services.
+        let mcp_parts = mcp::Parts {
+            policy: policy.clone(),
+            audit: audit.clone(),
+            broker: broker.clone(),
+            budgets: budgets.clone(),
+            kill: kill.clone(),
+            tokens: mcp_tokens.clone(),
+        };
+        let (mcp, mcp_tasks) =
+            mcp::Mcp::start(&cfg.mcp, &cfg.mcp_servers, mcp_parts, &registry, data_addr, rx.clone())?;
+        let (reload_audit, reload_mcp) = (reload_auditor(audit.clone()), mcp.downgrade());
+        policy.set_on_reload(Arc::new(move |o: &policy::ReloadOutcome| {
+            reload_audit(o);
+            if o.changed {
+                reload_mcp.policy_reloaded();
+            }
+        }));
 
         let tick_budgets = budgets.clone();
         let budget_handle = budgets.clone();
@@ -177,11 +199,13 @@ impl Sidecar {
             );
         }
         // The data listener's faces (`data.rs`): the model proxy, and the others by prefix.
-        let svc = crate::data::Faces::new(crate::data::Face::new(proxy::stack::build(state.clone())));
+        let svc = crate::data::Faces::new(crate::data::Face::new(proxy::stack::build(state.clone())))
+            .with("/mcp/", crate::data::Face::new(mcp.service()));
         let data_open = Some(connections.with_label_values(&["data"]));
         let data_limits = listener::Limits { max_connections: data_cap, ..proxy::server::limits(&cfg.proxy) };
         let data_server = proxy::server::serve(data_listener, svc, data_limits, data_open, rx.clone());
         let mut tasks = vec![tokio::spawn(data_server), budget_ticker, health_sweeper];
+        tasks.extend(mcp_tasks);
 
         // The gateway link (optional): registry, OpenClaw side of the kill switch, exec approvals.
         let gateway = match cfg.gateway.url {
@@ -219,6 +243,8 @@ impl Sidecar {
             health,
             tokens,
             agent_keys,
+            mcp_tokens,
+            mcp: Some(Arc::new(McpView(mcp.clone()))),
             idempotency,
             ready: Arc::new(move || {
                 let st = ready_policy.status();
@@ -265,6 +291,7 @@ impl Sidecar {
             db,
             broker,
             budgets: budget_handle,
+            mcp,
             _watch: watch_guard,
         })
     }
@@ -282,6 +309,8 @@ impl Sidecar {
         let _ = self.shutdown.send(true);
         // Held calls are answered now (cancelled, recorded) instead of being cut after the grace period.
         self.broker.shutdown("the sidecar is shutting down").await;
+        // MCP sessions end: their upstream sessions are closed and stdio servers stopped.
+        self.mcp.shutdown();
         for t in self.tasks {
             let _ = t.await;
         }
@@ -296,6 +325,15 @@ impl Sidecar {
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || db.flush()).await {
             tracing::error!(error = %e, "state store flush at shutdown failed");
         }
+    }
+}
+
+/// The control API's view of the MCP endpoint.
+struct McpView(mcp::Mcp);
+
+impl control_api::McpStatus for McpView {
+    fn servers(&self) -> serde_json::Value {
+        serde_json::to_value(self.0.servers()).unwrap_or_else(|_| serde_json::json!([]))
     }
 }
 

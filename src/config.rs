@@ -98,6 +98,12 @@ pub struct Config {
     pub budgets: Vec<governance::budget::BudgetConfig>,
     #[serde(default)]
     pub gateway: gateway::GatewaySettings,
+    /// The MCP endpoint `/mcp/agent/{agent}` (docs/mcp.md).
+    #[serde(default)]
+    pub mcp: mcp::McpSettings,
+    /// The upstream MCP servers agents reach through the sidecar.
+    #[serde(default)]
+    pub mcp_servers: Vec<mcp::McpServerConfig>,
 }
 
 impl Default for Config {
@@ -114,6 +120,8 @@ impl Default for Config {
             approvals: Default::default(),
             budgets: Vec::new(),
             gateway: Default::default(),
+            mcp: Default::default(),
+            mcp_servers: Vec::new(),
         }
     }
 }
@@ -176,6 +184,7 @@ impl Config {
             })?;
         }
         self.gateway.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
+        mcp::config::validate(&self.mcp, &self.mcp_servers).map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;

@@ -79,6 +79,17 @@ pub(crate) const KEYS: &[&str] = &[
     "gateway.ping_interval_ms",
     "gateway.pong_timeout_ms",
     "gateway.max_frame_bytes",
+    "mcp.client_timeout_s",
+    "mcp.hold_answer_margin_s",
+    "mcp.sse_keepalive_s",
+    "mcp.max_body_bytes",
+    "mcp.max_result_bytes",
+    "mcp.connect_timeout_s",
+    "mcp.reconnect_after_s",
+    "mcp.session_idle_ttl_s",
+    "mcp.max_sessions",
+    "mcp.server_request_timeout_s",
+    "mcp_servers.timeout_s",
 ];
 
 /// Check every numeric key of `c`.
@@ -158,6 +169,21 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     int("gateway.ping_interval_ms", g.ping_interval_ms, 100, 10 * 60 * SEC, " ms")?;
     int("gateway.pong_timeout_ms", g.pong_timeout_ms, 100, 10 * 60 * SEC, " ms")?;
     int("gateway.max_frame_bytes", g.max_frame_bytes as u64, 1024, GIB, " bytes")?;
+
+    let m = &c.mcp;
+    int("mcp.client_timeout_s", m.client_timeout_s, 2, DAY / SEC, " s")?;
+    int("mcp.hold_answer_margin_s", m.hold_answer_margin_s, 0, HOUR / SEC, " s")?;
+    int("mcp.sse_keepalive_s", m.sse_keepalive_s, 1, 3600, " s")?;
+    int("mcp.max_body_bytes", m.max_body_bytes as u64, 1024, GIB, " bytes")?;
+    int("mcp.max_result_bytes", m.max_result_bytes as u64, 1024, GIB, " bytes")?;
+    int("mcp.connect_timeout_s", m.connect_timeout_s, 1, 600, " s")?;
+    int("mcp.reconnect_after_s", m.reconnect_after_s, 0, 3600, " s")?;
+    int("mcp.session_idle_ttl_s", m.session_idle_ttl_s, 10, 30 * DAY / SEC, " s")?;
+    int("mcp.max_sessions", m.max_sessions as u64, 1, 1_000_000, "")?;
+    int("mcp.server_request_timeout_s", m.server_request_timeout_s, 1, DAY / SEC, " s")?;
+    for s in &c.mcp_servers {
+        int(&format!("mcp_servers[{}].timeout_s", s.name), s.timeout_s, 1, DAY / SEC, " s")?;
+    }
     Ok(())
 }
 
@@ -174,6 +200,7 @@ mod tests {
         c.upstreams[0].timeout_ms = Some(1000);
         c.policies.max_call_usd = Some(1.0);
         c.audit.retention_days = Some(30);
+        c.mcp_servers.push(toml::from_str("name = \"x\"\ntransport = \"stdio\"\ncommand = \"x\"").unwrap());
         let v = serde_json::to_value(&c).unwrap();
         let mut found = Vec::new();
         walk("", &v, &mut found);
@@ -218,6 +245,11 @@ mod tests {
             ("[approvals]\nttl_s = 0", "approvals.ttl_s"),
             ("[policies]\nmax_call_usd = nan", "policies.max_call_usd"),
             ("[gateway]\nmax_frame_bytes = 1", "gateway.max_frame_bytes"),
+            ("[mcp]\nsse_keepalive_s = 0", "mcp.sse_keepalive_s"),
+            (
+                "[[mcp_servers]]\nname = \"x\"\ntransport = \"stdio\"\ncommand = \"x\"\ntimeout_s = 0",
+                "mcp_servers[x].timeout_s",
+            ),
             (
                 "[[upstreams]]\nname = \"u\"\nkind = \"openai\"\nurl = \"http://x/v1\"\ntimeout_ms = 0",
                 "upstreams[u].timeout_ms",

@@ -280,6 +280,128 @@ fn walk(v: &mut Value, literals: &[&str], salt: Option<&Salt>) {
     }
 }
 
+/// The classes of the text rules that are secrets (credentials), as opposed to personal data.
+const SECRET_CLASSES: [&str; 5] = ["private_key", "jwt", "apikey", "token", "secret"];
+
+/// What [`find_secrets`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretScan {
+    /// The classes found (`private_key`, `jwt`, `apikey`, `token`, `secret`).
+    pub classes: std::collections::BTreeSet<&'static str>,
+    /// How many secrets were found.
+    pub count: usize,
+}
+
+impl SecretScan {
+    /// Whether any secret was found.
+    pub fn found(&self) -> bool {
+        self.count > 0
+    }
+}
+
+/// Find the secrets in every string of `v`: private keys, JWTs, API keys, bearer tokens,
+/// `password=...`-style values, and string values of secret-named fields (`token`,
+/// `api_key`, `*_secret`, ...). The personal-data rules (e-mails, phones, cards) are left out.
+/// With `replace`, each secret is replaced in place by its `[class:hash]` token. Unlike
+/// [`mask_json`] this keeps key order and changes nothing but the secrets (strings stay
+/// strings), so it suits data a client reads (an MCP tool's result), not records.
+pub fn find_secrets(v: &mut Value, replace: bool, salt: Option<&Salt>) -> SecretScan {
+    let mut scan = SecretScan::default();
+    secrets_walk(v, replace, salt, &mut scan);
+    scan
+}
+
+fn secrets_walk(v: &mut Value, replace: bool, salt: Option<&Salt>, scan: &mut SecretScan) {
+    match v {
+        Value::String(s) => {
+            if let Some(masked) = secret_text(s, salt, scan) {
+                if replace {
+                    *s = masked;
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| secrets_walk(x, replace, salt, scan)),
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                match val {
+                    Value::String(s) if is_secret_key(k) && !s.is_empty() && !is_token_text(s) => {
+                        scan.classes.insert("secret");
+                        scan.count += 1;
+                        if replace {
+                            *s = token("secret", s, salt);
+                        }
+                    }
+                    _ => secrets_walk(val, replace, salt, scan),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Already a `[class:hash]` token (masked once): not a secret.
+fn is_token_text(s: &str) -> bool {
+    s.starts_with('[') && s.ends_with(']') && s.len() <= 32 && s.contains(':')
+}
+
+/// Whether `start` is just after the `[class:` of a token (`[apikey:1a2b3c]` reads like
+/// `apikey: <value>` to the `secret` rule).
+fn inside_token(text: &str, start: usize) -> bool {
+    let before = &text[..start];
+    let Some(open) = before.rfind('[') else { return false };
+    let tag = &before[open + 1..];
+    tag.len() <= 16
+        && tag
+            .strip_suffix(':')
+            .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+}
+
+/// The text with its secrets masked, when it has any (counted into `scan`).
+fn secret_text(text: &str, salt: Option<&Salt>, scan: &mut SecretScan) -> Option<String> {
+    let r = rules();
+    let hits = r.set.matches(text);
+    if !hits.matched_any() {
+        return None;
+    }
+    let mut out: Option<String> = None;
+    for i in hits.iter() {
+        let rule = &r.rules[i];
+        if !SECRET_CLASSES.contains(&rule.class) {
+            continue;
+        }
+        let cur = out.as_deref().unwrap_or(text);
+        let (next, n) = apply_rule_counted(rule, cur, salt);
+        if n > 0 {
+            scan.classes.insert(rule.class);
+            scan.count += n;
+            out = Some(next);
+        }
+    }
+    out
+}
+
+fn apply_rule_counted(rule: &Rule, text: &str, salt: Option<&Salt>) -> (String, usize) {
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    let mut n = 0;
+    for caps in rule.re.captures_iter(text) {
+        let Some(m) = caps.get(rule.group) else { continue };
+        if m.start() < last
+            || !(rule.check)(text, m.as_str(), m.start(), m.end())
+            || is_token_text(m.as_str())
+            || inside_token(text, m.start())
+        {
+            continue;
+        }
+        out.push_str(&text[last..m.start()]);
+        out.push_str(&token(rule.class, m.as_str(), salt));
+        last = m.end();
+        n += 1;
+    }
+    out.push_str(&text[last..]);
+    (out, n)
+}
+
 fn whole_token(class: &str, v: &Value, salt: Option<&Salt>) -> String {
     match v {
         Value::String(s) => token(class, s, salt),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use audit::mask::{mask_json, mask_text, mask_text_salted, token_for, token_for_salted, Salt};
+use audit::mask::{find_secrets, mask_json, mask_text, mask_text_salted, token_for, token_for_salted, Salt};
 use audit::{AuditEvent, AuditSettings, RecordKind};
 use serde_json::json;
 
@@ -191,4 +191,39 @@ fn salted_masking_keeps_the_short_form() {
     assert_eq!(email.len(), "[email:abcdef]".len());
     assert_ne!(email, token_for_salted("email", "grace@example.com", &Salt::from_bytes(b"install-two")));
     assert_eq!(mask_text("mail grace@example.com").replace(&token_for("email", "grace@example.com"), "X"), "mail X");
+}
+
+#[test]
+fn find_secrets_masks_credentials_only_and_keeps_the_shape() {
+    let gh = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut v = json!({
+        "content": [
+            {"type": "text", "text": format!("{{\"GITHUB_TOKEN\":\"{gh}\",\"HOME\":\"/root\",\"MAIL\":\"a@example.com\"}}")},
+            {"type": "text", "text": format!("key:\n{PEM}")},
+            {"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"}
+        ],
+        "structuredContent": {"zeta": 1, "token": "abc123", "alpha": OPENAI, "count": 3},
+        "isError": false
+    });
+    let before_keys: Vec<String> = v["structuredContent"].as_object().unwrap().keys().cloned().collect();
+    let scan = find_secrets(&mut v, true, None);
+    assert_eq!(scan.count, 4, "{v}");
+    assert_eq!(scan.classes.iter().copied().collect::<Vec<_>>(), vec!["apikey", "private_key", "secret"]);
+    let text = v.to_string();
+    for secret in [gh, OPENAI, "abc123", "BEGIN PRIVATE KEY"] {
+        assert!(!text.contains(secret), "{secret} left in {text}");
+    }
+    // Personal data, other values, key order and types are untouched.
+    assert!(text.contains("a@example.com") && text.contains("/root") && text.contains("iVBORw0KGgo="));
+    let after_keys: Vec<String> = v["structuredContent"].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(before_keys, after_keys);
+    assert_eq!(v["structuredContent"]["count"], 3);
+    assert_eq!(v["structuredContent"]["alpha"], token_for("apikey", OPENAI));
+    // A second pass finds nothing: tokens are not secrets.
+    let again = find_secrets(&mut v, true, None);
+    assert!(!again.found(), "{again:?} {v}");
+    // Detection without replacing leaves the value as it was.
+    let mut w = json!({"text": format!("Bearer {OPENAI_OLD}")});
+    let scan = find_secrets(&mut w, false, None);
+    assert!(scan.found() && w["text"].as_str().unwrap().contains(OPENAI_OLD));
 }

@@ -41,6 +41,10 @@ pub struct ControlState {
     pub tokens: TokenStore,
     /// Per-agent data-path keys (hashed), managed under `/api/v1/agents/{id}/keys`.
     pub agent_keys: Arc<governance::AgentKeys>,
+    /// Per-agent MCP tokens (hashed), managed under `/api/v1/agents/{id}/mcp-tokens`.
+    pub mcp_tokens: Arc<governance::AgentKeys>,
+    /// The MCP endpoint's servers, health and tools (`/api/v1/mcp/servers`).
+    pub mcp: Option<Arc<dyn McpStatus>>,
     /// Stored answers of decision POSTs (Idempotency-Key).
     pub idempotency: idempotency::IdemStore,
     pub ready: ReadyProbe,
@@ -53,6 +57,13 @@ pub struct ControlState {
 
 /// Shared handle.
 pub type AppState = Arc<ControlState>;
+
+/// What the control API shows of the MCP endpoint; the binary implements it over the `mcp`
+/// crate, so neither crate depends on the other.
+pub trait McpStatus: Send + Sync {
+    /// Every configured MCP server with its health and tools (a JSON array).
+    fn servers(&self) -> serde_json::Value;
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
@@ -76,6 +87,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::agents::routes())
         .merge(routes::agent_keys::routes())
         .merge(routes::budgets::routes())
+        .merge(routes::mcp::routes())
         .merge(routes::ui::routes())
 }
 

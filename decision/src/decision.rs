@@ -56,6 +56,18 @@ impl Risk {
     }
 }
 
+/// What happens to secrets found in a tool's result (MCP calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultSecrets {
+    /// Replace each secret with a `[class:hash]` token before the client sees the result
+    /// (also what an absent obligation means: fail safe).
+    #[default]
+    Mask,
+    /// Pass the result unchanged (the secrets are still detected and recorded).
+    Pass,
+}
+
 /// Side instructions a rule attaches to its decision.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Obligations {
@@ -65,6 +77,9 @@ pub struct Obligations {
     /// How long a hold may wait for a human before it expires (deny).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_ttl_s: Option<u64>,
+    /// Tool calls: what to do with secrets in the result; absent = mask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_secrets: Option<ResultSecrets>,
 }
 
 /// Reason string used whenever the policy could not produce a trustworthy decision.

@@ -72,6 +72,56 @@ pub struct ToolInput {
     pub args: serde_json::Value,
 }
 
+/// Which moment of an MCP session a `tool_call` decision is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum McpPhase {
+    /// A `tools/call`: `tool.args` are the call's arguments.
+    Call,
+    /// Deciding whether to list the tool at all (`tools/list`): `tool.args` is null and the
+    /// session context is empty. A deny here hides the tool; a hold or allow lists it.
+    List,
+    /// A request an upstream server sends to the client (elicitation, sampling, roots):
+    /// `tool.name` is its method (e.g. `elicitation/create`), `tool.args` its params.
+    ServerRequest,
+}
+
+impl McpPhase {
+    /// Stable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            McpPhase::Call => "call",
+            McpPhase::List => "list",
+            McpPhase::ServerRequest => "server_request",
+        }
+    }
+}
+
+/// One earlier tool call of the same MCP session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpCallInput {
+    pub server: String,
+    /// The upstream's own tool name.
+    pub tool: String,
+    /// What was decided for it (after any hold).
+    pub action: crate::Action,
+    /// Whether its result carried a secret (keys, tokens, PEM blocks).
+    pub secret: bool,
+}
+
+/// The MCP session a tool call belongs to (calls through `/mcp/agent/{agent}` only), so a
+/// policy can decide on what happened earlier in the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpInput {
+    pub phase: McpPhase,
+    /// The tools called earlier in this MCP session, oldest first (the most recent 100).
+    #[serde(default)]
+    pub calls: Vec<McpCallInput>,
+    /// Whether any earlier result in this session carried a secret.
+    #[serde(default)]
+    pub secret_seen: bool,
+}
+
 /// Cost known before the call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CostInput {
@@ -131,6 +181,9 @@ pub struct PolicyInput {
     pub budgets: Vec<BudgetInput>,
     #[serde(default)]
     pub grants: Vec<GrantInput>,
+    /// The MCP session context (tool calls through the MCP endpoint only).
+    #[serde(default)]
+    pub mcp: Option<McpInput>,
     /// Evaluation time, RFC 3339 UTC.
     pub now: String,
 }
@@ -151,6 +204,7 @@ impl PolicyInput {
             cost: CostInput::default(),
             budgets: Vec::new(),
             grants: Vec::new(),
+            mcp: None,
             now: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         }
     }

@@ -8,8 +8,8 @@ pub mod agent_id;
 mod decision;
 mod input;
 
-pub use decision::{Action, Decision, DecisionId, Obligations, Risk, POLICY_ERROR};
+pub use decision::{Action, Decision, DecisionId, Obligations, ResultSecrets, Risk, POLICY_ERROR};
 pub use input::{
-    new_trace_id, BudgetInput, CallKind, CostInput, ExecInput, GrantInput, ModelInput, PolicyInput, ToolInput,
-    INPUT_VERSION,
+    new_trace_id, BudgetInput, CallKind, CostInput, ExecInput, GrantInput, McpCallInput, McpInput, McpPhase,
+    ModelInput, PolicyInput, ToolInput, INPUT_VERSION,
 };

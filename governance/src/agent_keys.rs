@@ -14,6 +14,10 @@
 //!   valid key presented on another agent's path is refused like an unknown one.
 //! - The in-memory copy is replaced under a lock after every write, so the data path reads
 //!   without I/O and never sees a stale set after a revoke returns.
+//!
+//! The same store, in its own tree with its own prefix ([`AgentKeys::open_mcp_tokens`]), keeps
+//! the per-agent MCP bearer tokens the MCP endpoint checks (`/mcp/agent/<agent>`): a model
+//! key is not an MCP token and the reverse, so each can be handed out and revoked alone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +28,9 @@ use sha2::{Digest, Sha256};
 
 /// Every secret starts with this, so a stray one is recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "cbk_";
+
+/// The prefix of per-agent MCP tokens ([`AgentKeys::open_mcp_tokens`]).
+pub const MCP_TOKEN_PREFIX: &str = "cbm_";
 
 /// A key as listed (never its secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +97,7 @@ impl Loaded {
 /// The `agent_keys` tree with an in-memory copy by agent.
 pub struct AgentKeys {
     tree: sled::Tree,
+    prefix: &'static str,
     cache: ArcSwap<HashMap<String, Vec<Loaded>>>,
     write: Mutex<()>,
 }
@@ -123,8 +131,20 @@ fn check_label(label: Option<&str>) -> Result<Option<String>, AgentKeyError> {
 impl AgentKeys {
     /// Open the tree and load every key.
     pub fn open(store: &storage::Store) -> Result<AgentKeys, AgentKeyError> {
-        let keys =
-            AgentKeys { tree: store.tree(storage::Tree::AgentKeys)?, cache: ArcSwap::default(), write: Mutex::new(()) };
+        AgentKeys::open_tree(store, storage::Tree::AgentKeys, KEY_PREFIX)
+    }
+
+    /// Open the per-agent MCP tokens (same rules, their own tree and prefix `cbm_`).
+    pub fn open_mcp_tokens(store: &storage::Store) -> Result<AgentKeys, AgentKeyError> {
+        AgentKeys::open_tree(store, storage::Tree::McpTokens, MCP_TOKEN_PREFIX)
+    }
+
+    fn open_tree(
+        store: &storage::Store,
+        tree: storage::Tree,
+        prefix: &'static str,
+    ) -> Result<AgentKeys, AgentKeyError> {
+        let keys = AgentKeys { tree: store.tree(tree)?, prefix, cache: ArcSwap::default(), write: Mutex::new(()) };
         keys.refresh()?;
         Ok(keys)
     }
@@ -157,7 +177,7 @@ impl AgentKeys {
     ) -> Result<(String, AgentKeyInfo), AgentKeyError> {
         decision::agent_id::check(agent).map_err(|e| AgentKeyError::Invalid(e.to_string()))?;
         let label = check_label(label)?;
-        let secret = format!("{KEY_PREFIX}{}", random_hex(32)?);
+        let secret = format!("{}{}", self.prefix, random_hex(32)?);
         let salt = random_hex(16)?;
         let salt_bytes = hex::decode(&salt).map_err(|e| AgentKeyError::Random(e.to_string()))?;
         let info = AgentKeyInfo {
@@ -208,10 +228,20 @@ impl AgentKeys {
     pub fn verify(&self, agent: &str, secret: &str) -> Verdict {
         let all = self.cache.load();
         let Some(keys) = all.get(agent).filter(|v| !v.is_empty()) else { return Verdict::NoKeys };
-        if !secret.starts_with(KEY_PREFIX) {
+        if !secret.starts_with(self.prefix) {
             return Verdict::Mismatch;
         }
         keys.iter().find(|k| k.matches(secret)).map_or(Verdict::Mismatch, |k| Verdict::Valid(k.info.id.clone()))
+    }
+
+    /// The agent whose key `secret` is, if any (a slow scan over every agent: for telling
+    /// "another agent's key" from "no key" on a refused call, never on the hot path).
+    pub fn owner(&self, secret: &str) -> Option<String> {
+        if !secret.starts_with(self.prefix) {
+            return None;
+        }
+        let all = self.cache.load();
+        all.iter().find(|(_, keys)| keys.iter().any(|k| k.matches(secret))).map(|(a, _)| a.clone())
     }
 }
 
@@ -261,6 +291,24 @@ mod tests {
         }
         let keys = AgentKeys::open(&db).unwrap();
         assert_eq!(keys.verify("main", &secret), Verdict::Valid(info.id));
+    }
+
+    #[test]
+    fn mcp_tokens_are_a_separate_set_with_their_own_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = storage::Store::open(dir.path()).unwrap();
+        let keys = AgentKeys::open(&db).unwrap();
+        let tokens = AgentKeys::open_mcp_tokens(&db).unwrap();
+        let (key, _) = keys.create("main", None, "admin").unwrap();
+        let (token, info) = tokens.create("main", Some("cb-main"), "admin").unwrap();
+        assert!(token.starts_with(MCP_TOKEN_PREFIX) && key.starts_with(KEY_PREFIX));
+        assert_eq!(tokens.verify("main", &token), Verdict::Valid(info.id.clone()));
+        assert_eq!(tokens.verify("main", &key), Verdict::Mismatch, "a model key is not an MCP token");
+        assert_eq!(keys.verify("main", &token), Verdict::Mismatch, "an MCP token is not a model key");
+        assert_eq!(tokens.owner(&token).as_deref(), Some("main"));
+        assert_eq!(tokens.owner(&key), None);
+        assert_eq!(keys.list(None).len(), 1);
+        assert_eq!(AgentKeys::open_mcp_tokens(&db).unwrap().list(None), vec![info]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use serde::de::IntoDeserializer;
 use serde::Deserialize;
 
-use decision::{Action, Decision, Obligations, Risk};
+use decision::{Action, Decision, Obligations, ResultSecrets, Risk};
 
 /// Why an output could not be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,6 +106,15 @@ fn parse_obligations(v: &regorus::Value) -> Result<Obligations, OutputError> {
                     _ => return Err(ill("`obligations.hold_ttl_s` must be a non-negative integer")),
                 };
             }
+            "result_secrets" => {
+                out.result_secrets = match v {
+                    regorus::Value::Null => None,
+                    _ => Some(
+                        ResultSecrets::deserialize(text(v, "obligations.result_secrets")?.into_deserializer())
+                            .map_err(de)?,
+                    ),
+                };
+            }
             other => return Err(ill(format!("unknown field `obligations.{other}`"))),
         }
     }
@@ -132,6 +141,12 @@ mod tests {
         assert_eq!(d.bundle_revision, "abc");
         assert_eq!(d.obligations.hold_ttl_s, Some(60));
         assert!(uuid::Uuid::parse_str(d.id.as_str()).is_ok());
+        let d = parse(
+            &v(r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"result_secrets":"pass"}}"#),
+            "abc",
+        )
+        .unwrap();
+        assert_eq!(d.obligations.result_secrets, Some(ResultSecrets::Pass));
     }
 
     #[test]
@@ -153,6 +168,8 @@ mod tests {
             r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":7}"#,
             r#"{"action":"allow","rule":"r","reason":"  ","risk":"low"}"#,
             r#"{"action":7,"rule":"r","reason":"x","risk":"low"}"#,
+            r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"result_secrets":"hide"}}"#,
+            r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"result_secrets":true}}"#,
         ] {
             assert!(matches!(parse(&v(bad), "r"), Err(OutputError::IllTyped(_))), "{bad}");
         }

@@ -52,6 +52,14 @@ pub struct PolicySettings {
     /// How long a held call waits for a human before it expires, in seconds.
     #[serde(default = "default_hold_ttl_s")]
     pub hold_ttl_s: u64,
+    /// MCP tool results: `mask` (default) replaces secrets before the client sees them,
+    /// `pass` leaves them (they are still detected, recorded and seen by session rules).
+    #[serde(default)]
+    pub tool_result_secrets: decision::ResultSecrets,
+    /// Extra tool names (exact or glob) that send data out of the box, for the MCP session
+    /// rule that holds outbound tools after a result carried a secret.
+    #[serde(default)]
+    pub outbound_tools: Vec<String>,
 }
 
 impl Default for PolicySettings {
@@ -66,6 +74,8 @@ impl Default for PolicySettings {
             high_risk_tools: Vec::new(),
             high_risk_commands: Vec::new(),
             hold_ttl_s: default_hold_ttl_s(),
+            tool_result_secrets: decision::ResultSecrets::Mask,
+            outbound_tools: Vec::new(),
         }
     }
 }
@@ -81,6 +91,8 @@ impl PolicySettings {
             "high_risk_tools": self.high_risk_tools,
             "high_risk_commands": self.high_risk_commands,
             "hold_ttl_s": self.hold_ttl_s,
+            "tool_result_secrets": self.tool_result_secrets,
+            "outbound_tools": self.outbound_tools,
         })
     }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use regorus::Value;
 
 use crate::needles::Needles;
-use decision::{BudgetInput, CallKind, GrantInput, PolicyInput};
+use decision::{BudgetInput, CallKind, GrantInput, McpInput, PolicyInput};
 
 macro_rules! keys {
     ($($name:ident),* $(,)?) => {
@@ -78,6 +78,12 @@ keys!(
     arg_pattern,
     expires_at,
     features,
+    mcp,
+    phase,
+    calls,
+    secret_seen,
+    secret,
+    action,
 );
 
 thread_local! {
@@ -154,12 +160,33 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
         (&k.exec, exec),
         (&k.grants, list(i.grants.iter().map(|g| grant(k, g)).collect())),
         (&k.kind, kind.clone()),
+        (&k.mcp, i.mcp.as_ref().map_or(Value::Null, |m| mcp(k, m))),
         (&k.model, model),
         (&k.now, Value::from(i.now.as_str())),
         (&k.session, opt_str(i.session.as_deref())),
         (&k.tool, tool),
         (&k.trace_id, Value::from(i.trace_id.as_str())),
         (&k.version, Value::from(u64::from(i.version))),
+    ])
+}
+
+fn mcp(k: &Keys, m: &McpInput) -> Value {
+    let calls = m
+        .calls
+        .iter()
+        .map(|c| {
+            obj([
+                (&k.action, Value::from(c.action.as_str())),
+                (&k.secret, Value::from(c.secret)),
+                (&k.server, Value::from(c.server.as_str())),
+                (&k.tool, Value::from(c.tool.as_str())),
+            ])
+        })
+        .collect::<Vec<_>>();
+    obj([
+        (&k.calls, if calls.is_empty() { k.empty.clone() } else { Value::from(calls) }),
+        (&k.phase, Value::from(m.phase.as_str())),
+        (&k.secret_seen, Value::from(m.secret_seen)),
     ])
 }
 
@@ -230,7 +257,7 @@ fn json(v: &serde_json::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use decision::{CallKind, CostInput, ExecInput, ModelInput, ToolInput};
+    use decision::{Action, CallKind, CostInput, ExecInput, McpCallInput, McpPhase, ModelInput, ToolInput};
 
     /// The JSON conversion plus the derived features, as `evaluate_value` builds it.
     fn via_json(i: &PolicyInput) -> Value {
@@ -281,7 +308,17 @@ mod tests {
             name: "exec".into(),
             args: serde_json::json!({"command": "ls", "n": -3, "f": 1.5, "big": u64::MAX, "l": [null, true, {"z": 1}]}),
         });
-        for i in [m, x, t, PolicyInput::new(CallKind::ToolCall, "a", "b")] {
+        let mut mc = PolicyInput::new(CallKind::ToolCall, "main", "t");
+        mc.tool =
+            Some(ToolInput { server: Some("fs".into()), name: "read_file".into(), args: serde_json::Value::Null });
+        mc.mcp = Some(McpInput {
+            phase: McpPhase::Call,
+            calls: vec![McpCallInput { server: "fs".into(), tool: "read".into(), action: Action::Allow, secret: true }],
+            secret_seen: true,
+        });
+        let mut ml = mc.clone();
+        ml.mcp = Some(McpInput { phase: McpPhase::List, calls: Vec::new(), secret_seen: false });
+        for i in [m, x, t, mc, ml, PolicyInput::new(CallKind::ToolCall, "a", "b")] {
             assert_eq!(input_value(&i, &Needles::default()), via_json(&i), "{i:?}");
         }
     }

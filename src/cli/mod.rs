@@ -8,6 +8,7 @@ pub mod attach_cmd;
 pub mod audit_cmd;
 pub mod budgets_cmd;
 pub mod client;
+pub mod mcp_token_cmd;
 pub mod policy_cmd;
 pub mod serve;
 pub mod status_cmd;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Manage per-agent data-path keys (what proves a model call comes from its agent).
     #[command(subcommand)]
     AgentKey(agent_key_cmd::AgentKeyCmd),
+    /// Manage per-agent MCP tokens (what `/mcp/agent/<agent>` checks).
+    #[command(subcommand)]
+    McpToken(mcp_token_cmd::McpTokenCmd),
     /// List and decide pending approvals (through the control API).
     #[command(subcommand)]
     Approvals(approvals_cmd::ApprovalsCmd),
@@ -93,6 +97,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
         Command::Token(c) => token_cmd::run(&cli, c).await,
         Command::AgentKey(c) => agent_key_cmd::run(&cli, c).await,
+        Command::McpToken(c) => mcp_token_cmd::run(&cli, c).await,
         Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
         Command::Attach(a) => attach_cmd::run_attach(&cli, a).await,
         Command::Detach(a) => attach_cmd::run_detach(&cli, a).await,

@@ -45,6 +45,8 @@ pub enum Tree {
     Tokens,
     /// Per-agent data-path keys (salted hashes), by agent and key id.
     AgentKeys,
+    /// Per-agent MCP bearer tokens (salted hashes), by agent and token id.
+    McpTokens,
     /// Answers to decision POSTs, replayed for a retry with the same Idempotency-Key.
     Idempotency,
     /// Audit search index: record locations by seq.
@@ -68,6 +70,7 @@ impl Tree {
             Tree::GatewayKill => "gateway_kill",
             Tree::Tokens => "tokens",
             Tree::AgentKeys => "agent_keys",
+            Tree::McpTokens => "mcp_tokens",
             // The name predates the control API owning these answers; kept for old data dirs.
             Tree::Idempotency => "approval_idempotency",
             Tree::AuditLoc => "audit_loc",

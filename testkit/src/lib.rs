@@ -12,6 +12,8 @@
 //! - [`openclaw`]: a throwaway real OpenClaw gateway (installed by `scripts/install-openclaw.sh`).
 //! - [`blackhole::Blackhole`]: a TCP relay that stops forwarding on demand without closing
 //!   anything (a hung host or a black-holed network, as the gateway link sees it).
+//! - [`mcp`]: the real MCP parts (conformance suite, reference server, the TypeScript SDK running the
+//!   project's fixture server and test client), installed by `scripts/install-mcp-tools.sh`.
 //! - [`http`]: a tiny HTTP/1.1 client (one connection per request, so dropping a stream hangs up).
 
 // Test infrastructure: a setup failure panics the test that uses it, with its reason.
@@ -20,6 +22,7 @@
 pub mod blackhole;
 pub mod fake_gateway;
 pub mod http;
+pub mod mcp;
 pub mod openclaw;
 pub mod rig;
 pub mod upstream;

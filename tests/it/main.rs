@@ -20,6 +20,7 @@ mod hardening_edges;
 mod hardening_identity;
 mod hardening_money;
 mod health;
+mod mcp;
 mod policy_reload;
 mod proxy_model_path;
 mod smoke_binary;

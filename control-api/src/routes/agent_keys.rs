@@ -4,6 +4,10 @@
 //! /api/v1/agents/{id}/keys/{key_id}` revokes one. Every change is an `auth` audit record
 //! (outcome `created` / `revoked`) naming the agent, the key id and the admin; secrets never
 //! reach the audit log. See docs/security.md.
+//!
+//! Per-agent MCP tokens (what `/mcp/agent/{id}` checks, docs/mcp.md) are served the same way
+//! under `/api/v1/mcp-tokens` and `/api/v1/agents/{id}/mcp-tokens[/{token_id}]`: the same
+//! handlers, picked by the `MCP` const parameter.
 
 use axum::extract::{Path, Query, State};
 use axum::http::header::{HeaderValue, CACHE_CONTROL};
@@ -21,12 +25,33 @@ use crate::auth::{Caller, Role};
 use crate::problem::Problem;
 use crate::AppState;
 
-/// The agent-key routes.
+/// The agent-key and MCP-token routes.
 pub fn routes() -> Routes {
     Routes::default()
-        .route("/api/v1/agent-keys", get(list_all))
-        .route("/api/v1/agents/{id}/keys", get(list_agent).post(create))
-        .route("/api/v1/agents/{id}/keys/{key_id}", delete(revoke))
+        .route("/api/v1/agent-keys", get(list_all::<false>))
+        .route("/api/v1/agents/{id}/keys", get(list_agent::<false>).post(create::<false>))
+        .route("/api/v1/agents/{id}/keys/{key_id}", delete(revoke::<false>))
+        .route("/api/v1/mcp-tokens", get(list_all::<true>))
+        .route("/api/v1/agents/{id}/mcp-tokens", get(list_agent::<true>).post(create::<true>))
+        .route("/api/v1/agents/{id}/mcp-tokens/{key_id}", delete(revoke::<true>))
+}
+
+/// The store a route works on: MCP tokens or data-path keys.
+fn store<const MCP: bool>(s: &AppState) -> &governance::AgentKeys {
+    if MCP {
+        &s.mcp_tokens
+    } else {
+        &s.agent_keys
+    }
+}
+
+/// What the audit record and messages call one.
+fn noun<const MCP: bool>() -> &'static str {
+    if MCP {
+        "mcp_token"
+    } else {
+        "agent_key"
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,7 +80,7 @@ fn store_problem(e: AgentKeyError) -> Problem {
 }
 
 /// Record a key change durably; `applied`: what already happened if the record fails.
-async fn record(
+async fn record<const MCP: bool>(
     s: &AppState,
     actor: &str,
     outcome: audit::Outcome,
@@ -66,8 +91,8 @@ async fn record(
         agent: Some(key.agent.clone()),
         actor: Some(actor.to_string()),
         outcome: Some(outcome),
-        subject: json!({"agent_key": key.id}),
-        details: json!({"agent_key": key}),
+        subject: json!({ noun::<MCP>(): key.id }),
+        details: json!({ noun::<MCP>(): key }),
         ..audit::AuditEvent::new(audit::RecordKind::Auth)
     };
     s.audit.append_durable(ev).await.map(|_| ()).map_err(|e| Problem::audit(&e, applied))
@@ -82,7 +107,7 @@ fn page(items: Vec<AgentKeyInfo>) -> Json<Value> {
     Json(json!({ "items": items, "next_cursor": null }))
 }
 
-async fn list_all(
+async fn list_all<const MCP: bool>(
     caller: Caller,
     State(s): State<AppState>,
     q: Result<Query<KeyFilter>, axum::extract::rejection::QueryRejection>,
@@ -92,16 +117,20 @@ async fn list_all(
     if let Some(a) = &f.agent {
         agent_id(a)?;
     }
-    Ok(page(s.agent_keys.list(f.agent.as_deref())))
+    Ok(page(store::<MCP>(&s).list(f.agent.as_deref())))
 }
 
-async fn list_agent(caller: Caller, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
+async fn list_agent<const MCP: bool>(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
     agent_id(&id)?;
-    Ok(page(s.agent_keys.list(Some(&id))))
+    Ok(page(store::<MCP>(&s).list(Some(&id))))
 }
 
-async fn create(
+async fn create<const MCP: bool>(
     caller: Caller,
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -115,23 +144,28 @@ async fn create(
         serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?
     };
     audit_ready(&s)?;
-    let (secret, info) = s.agent_keys.create(&id, req.label.as_deref(), &caller.name).map_err(store_problem)?;
-    if let Err(p) = record(&s, &caller.name, audit::Outcome::Created, &info, None).await {
+    let (secret, info) = store::<MCP>(&s).create(&id, req.label.as_deref(), &caller.name).map_err(store_problem)?;
+    if let Err(p) = record::<MCP>(&s, &caller.name, audit::Outcome::Created, &info, None).await {
         // A key whose creation is not on record must not work: take it back.
-        if let Err(e) = s.agent_keys.revoke(&id, &info.id) {
+        if let Err(e) = store::<MCP>(&s).revoke(&id, &info.id) {
             tracing::error!(error = %e, key = %info.id, "revoking a key whose creation could not be recorded failed");
         }
         return Err(p);
     }
     let mut body = json!(info);
-    body["key"] = json!(secret);
-    body["note"] = json!("the key is shown only this once; give it to the agent's provider now");
+    if MCP {
+        body["token"] = json!(secret);
+        body["note"] = json!("the token is shown only this once; give it to the agent's MCP server entry now");
+    } else {
+        body["key"] = json!(secret);
+        body["note"] = json!("the key is shown only this once; give it to the agent's provider now");
+    }
     let mut res = (StatusCode::CREATED, Json(body)).into_response();
     res.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
 
-async fn revoke(
+async fn revoke<const MCP: bool>(
     caller: Caller,
     State(s): State<AppState>,
     Path((id, key_id)): Path<(String, String)>,
@@ -139,10 +173,11 @@ async fn revoke(
     caller.require(Role::Admin)?;
     agent_id(&id)?;
     audit_ready(&s)?;
-    let Some(info) = s.agent_keys.revoke(&id, &key_id).map_err(store_problem)? else {
-        return Err(Problem::not_found(format!("agent '{id}' has no key with id {key_id}")));
+    let Some(info) = store::<MCP>(&s).revoke(&id, &key_id).map_err(store_problem)? else {
+        let what = if MCP { "MCP token" } else { "key" };
+        return Err(Problem::not_found(format!("agent '{id}' has no {what} with id {key_id}")));
     };
     // Revoked stays revoked (the safe side); the caller learns the record is missing.
-    record(&s, &caller.name, audit::Outcome::Revoked, &info, Some("the key was revoked")).await?;
+    record::<MCP>(&s, &caller.name, audit::Outcome::Revoked, &info, Some("the key was revoked")).await?;
     Ok(Json(json!({ "revoked": info })))
 }

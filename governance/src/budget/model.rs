@@ -11,7 +11,7 @@ pub struct BudgetConfig {
     /// Defaults to `<scope>@<window>`, e.g. `agent:main@daily`.
     #[serde(default)]
     pub id: Option<String>,
-    /// `global`, `agent:<id>`, `model:<name>` or `upstream:<name>`.
+    /// `global`, `agent:<id>`, `model:<name>`, `upstream:<name>` or `mcp:<server>`.
     pub scope: String,
     pub window: Window,
     pub limit_usd: f64,
@@ -30,6 +30,8 @@ pub enum Scope {
     Agent(String),
     Model(String),
     Upstream(String),
+    /// The tools of one MCP server (`[[mcp_servers]]` name).
+    Mcp(String),
 }
 
 impl Scope {
@@ -40,7 +42,8 @@ impl Scope {
             ("agent", n) if !n.is_empty() => Ok(Scope::Agent(n.into())),
             ("model", n) if !n.is_empty() => Ok(Scope::Model(n.into())),
             ("upstream", n) if !n.is_empty() => Ok(Scope::Upstream(n.into())),
-            _ => Err(format!("scope '{s}' must be global, agent:<id>, model:<name> or upstream:<name>")),
+            ("mcp", n) if !n.is_empty() => Ok(Scope::Mcp(n.into())),
+            _ => Err(format!("scope '{s}' must be global, agent:<id>, model:<name>, upstream:<name> or mcp:<server>")),
         }
     }
 
@@ -50,16 +53,32 @@ impl Scope {
             Scope::Agent(a) => a == call.agent,
             Scope::Model(m) => m == call.model,
             Scope::Upstream(u) => u == call.upstream,
+            Scope::Mcp(m) => !call.mcp_server.is_empty() && m == call.mcp_server,
         }
     }
 }
 
-/// The identity of a call, as budgets see it.
+/// The identity of a call, as budgets see it. A model call has a model and an upstream and
+/// no MCP server; an MCP tool call has an MCP server and neither of the others (empty), so
+/// `agent:` and `global` budgets cover both and the other scopes only their own kind.
 #[derive(Debug, Clone, Copy)]
 pub struct CallScope<'a> {
     pub agent: &'a str,
     pub model: &'a str,
     pub upstream: &'a str,
+    pub mcp_server: &'a str,
+}
+
+impl<'a> CallScope<'a> {
+    /// A model call.
+    pub fn model(agent: &'a str, model: &'a str, upstream: &'a str) -> CallScope<'a> {
+        CallScope { agent, model, upstream, mcp_server: "" }
+    }
+
+    /// A tool call to an MCP server.
+    pub fn tool(agent: &'a str, mcp_server: &'a str) -> CallScope<'a> {
+        CallScope { agent, model: "", upstream: "", mcp_server }
+    }
 }
 
 /// Where a budget was defined.

@@ -87,7 +87,8 @@ mod tests {
     use super::super::{BudgetConfig, Charge, Window};
     use super::*;
 
-    const MAIN: CallScope<'static> = CallScope { agent: "main", model: "gpt-4o-mini", upstream: "openai" };
+    const MAIN: CallScope<'static> =
+        CallScope { agent: "main", model: "gpt-4o-mini", upstream: "openai", mcp_server: "" };
 
     fn budgets(limit: f64) -> (tempfile::TempDir, Arc<Budgets>) {
         let dir = tempfile::tempdir().unwrap();

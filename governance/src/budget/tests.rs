@@ -49,7 +49,7 @@ fn daily(scope: &str, limit: f64) -> BudgetConfig {
     }
 }
 
-const MAIN: CallScope<'static> = CallScope { agent: "main", model: "gpt-4o-mini", upstream: "openai" };
+const MAIN: CallScope<'static> = CallScope { agent: "main", model: "gpt-4o-mini", upstream: "openai", mcp_server: "" };
 
 #[test]
 fn reservations_never_overshoot_under_concurrency() {
@@ -175,4 +175,21 @@ fn bad_definitions_name_the_budget() {
         .unwrap()
         .to_string();
     assert!(e.contains("team:x@daily") && e.contains("scope"), "{e}");
+}
+
+#[test]
+fn mcp_server_budgets_cover_only_that_servers_tool_calls() {
+    let f = fixture();
+    let b = budgets(&f, &[daily("mcp:search", 1.0), daily("agent:main", 10.0)]);
+    let search = CallScope::tool("main", "search");
+    let other = CallScope::tool("main", "files");
+    // A tool call of the server is charged to its own budget and to the agent's.
+    b.reserve(&search, 1.0).unwrap().settle(Charge::Usd(1.0));
+    assert!(b.check_open(&search).is_some_and(|r| r.budget_id == "mcp:search@daily"));
+    assert!(b.reserve(&search, 0.01).is_err());
+    // Another server's tools and the agent's model calls are not under it.
+    assert!(b.check_open(&other).is_none());
+    assert!(b.check_open(&MAIN).is_none());
+    assert!((b.get("agent:main@daily").unwrap().spent_usd - 1.0).abs() < 1e-9);
+    assert_eq!(b.snapshot(&other).len(), 1, "only the agent budget applies to another server");
 }

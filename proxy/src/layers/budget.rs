@@ -55,7 +55,7 @@ async fn refuse_budget(
 }
 
 fn scope(req: &CallRequest) -> CallScope<'_> {
-    CallScope { agent: &req.route.agent, model: &req.info.model, upstream: &req.route.upstream.name }
+    CallScope::model(&req.route.agent, &req.info.model, &req.route.upstream.name)
 }
 
 /// The gate step: refuse a call under an open breaker (before the policy).

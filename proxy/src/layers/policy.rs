@@ -21,11 +21,8 @@ use crate::ProxyState;
 pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> BoxFut<ProxyError> {
     Box::pin(async move {
         let mut input = record::policy_input(&req, state.broker.grants_for(&req.route.agent));
-        input.budgets = state.budgets.snapshot(&CallScope {
-            agent: &req.route.agent,
-            model: &req.info.model,
-            upstream: &req.route.upstream.name,
-        });
+        input.budgets =
+            state.budgets.snapshot(&CallScope::model(&req.route.agent, &req.info.model, &req.route.upstream.name));
         let mut d = state.policy.evaluate(&input);
         d.id = req.ctx.decision_id.clone();
         match d.action {

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::openai::{char_pieces, exec_arguments};
+use super::openai::char_pieces;
 use super::script::{plan, text_of, Action, Conversation, Limits, Plan};
 use super::sse::{event, Pacing, ScriptBody, SseStream};
 use super::{Reply, UpstreamOptions, Wait};
@@ -95,8 +95,9 @@ pub(crate) fn messages(v: &Value, opts: &UpstreamOptions) -> Reply {
         return Reply { retry_after: None, status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
     }
     let (content, stop) = match &p.action {
-        Action::ToolCall(cmd) => (
-            json!([{"type": "tool_use", "id": p.id("toolu_", "tool"), "name": "exec", "input": {"command": cmd}}]),
+        Action::ToolCall { name, args, .. } => (
+            json!([{"type": "tool_use", "id": p.id("toolu_", "tool"), "name": name,
+                    "input": serde_json::from_str::<Value>(args).unwrap_or_default()}]),
             "tool_use",
         ),
         _ => (
@@ -141,15 +142,15 @@ fn stream(p: &Plan, model: &str, opts: &UpstreamOptions) -> SseStream {
         }}),
     )];
     let stop = match &p.action {
-        Action::ToolCall(cmd) => {
+        Action::ToolCall { name, args, .. } => {
             frames.push(ev(
                 "content_block_start",
                 json!({"type": "content_block_start", "index": 0, "content_block": {
-                    "type": "tool_use", "id": p.id("toolu_", "tool"), "name": "exec", "input": {}
+                    "type": "tool_use", "id": p.id("toolu_", "tool"), "name": name, "input": {}
                 }}),
             ));
             let mut pieces = vec![String::new()];
-            pieces.extend(char_pieces(&exec_arguments(cmd), 8));
+            pieces.extend(char_pieces(args, 8));
             for piece in pieces {
                 frames.push(ev(
                     "content_block_delta",

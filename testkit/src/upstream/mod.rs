@@ -7,6 +7,8 @@
 //! The prompt is the text of the last user message, skipping OpenClaw's internal-context message. In it:
 //! - `RUN_EXEC: <cmd>`: an `exec` tool call with `{"command":"<cmd>"}`; once a tool result follows that
 //!   message, the text `exec finished: <first 200 chars of the result>`.
+//! - `CALL_TOOL: <name> <JSON args>`: a call of tool `<name>` with those arguments; once its result
+//!   follows, the text `tool finished: <first 2000 chars of the result>`.
 //! - `SLOW`: a stream of [`SLOW_TICK`] chunks, one per [`UpstreamOptions::slow_interval`], for
 //!   [`UpstreamOptions::slow_duration`] (non-streaming: the whole reply after that duration).
 //! - `FAIL500` / `FAIL429`: that status with an error body in the route's shape (no `Retry-After`).

@@ -141,10 +141,10 @@ pub(crate) fn chat(v: &Value, opts: &UpstreamOptions) -> Reply {
         return Reply { retry_after: None, status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
     }
     let (message, finish) = match &p.action {
-        Action::ToolCall(cmd) => (
+        Action::ToolCall { name, args, .. } => (
             json!({"role": "assistant", "content": null, "tool_calls": [{
                 "id": p.id("call_", "tool"), "type": "function",
-                "function": {"name": "exec", "arguments": exec_arguments(cmd)}
+                "function": {"name": name, "arguments": args}
             }], "refusal": null, "annotations": []}),
             "tool_calls",
         ),
@@ -210,15 +210,15 @@ fn choice_frames(p: &Plan, model: &str, include_usage: bool, index: u64, frames:
         event(None, &c)
     };
     let finish = match &p.action {
-        Action::ToolCall(cmd) => {
+        Action::ToolCall { name, args, .. } => {
             frames.push(chunk(
                 json!({"role": "assistant", "content": null, "tool_calls": [{
                     "index": 0, "id": p.id("call_", "tool"), "type": "function",
-                    "function": {"name": "exec", "arguments": ""}
+                    "function": {"name": name, "arguments": ""}
                 }], "refusal": null}),
                 None,
             ));
-            for piece in char_pieces(&exec_arguments(cmd), 8) {
+            for piece in char_pieces(args, 8) {
                 frames.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), None));
             }
             "tool_calls"

@@ -46,8 +46,9 @@ pub(crate) struct Quirks {
 pub(crate) enum Action {
     /// A text answer.
     Reply(String),
-    /// An `exec` tool call with this command.
-    ToolCall(String),
+    /// A tool call: the tool's name, its arguments (JSON text), and how many words the
+    /// answer counts as (its output tokens, less one).
+    ToolCall { name: String, args: String, words: u64 },
     /// A text answer streamed one tick at a time.
     Slow { ticks: usize },
     /// HTTP 500 with an error body.
@@ -268,7 +269,7 @@ pub(crate) fn plan(conv: Conversation, opts: &UpstreamOptions, limits: Limits) -
     let full = match &action {
         Action::Reply(t) => t.split_whitespace().count() as u64,
         Action::Slow { ticks } => *ticks as u64,
-        Action::ToolCall(cmd) => 1 + cmd.split_whitespace().count() as u64,
+        Action::ToolCall { words, .. } => 1 + words,
         Action::Fail500 | Action::Fail429 | Action::DailyLimit | Action::Hang => 0,
     };
     let per_choice = limits.cap.map_or(full, |c| full.min(c));
@@ -312,7 +313,19 @@ fn classify(prompt: &str, tool_result: Option<&str>, opts: &UpstreamOptions) -> 
         }
         let rest = &prompt[pos + "RUN_EXEC:".len()..];
         let cmd = rest.lines().next().unwrap_or_default().trim();
-        return Action::ToolCall(cmd.to_owned());
+        let words = cmd.split_whitespace().count() as u64;
+        return Action::ToolCall { name: "exec".into(), args: super::openai::exec_arguments(cmd), words };
+    }
+    if let Some(pos) = prompt.find("CALL_TOOL:") {
+        if let Some(result) = tool_result {
+            let head: String = result.chars().take(2000).collect();
+            return Action::Reply(format!("tool finished: {head}"));
+        }
+        let line = prompt[pos + "CALL_TOOL:".len()..].lines().next().unwrap_or_default().trim();
+        let (name, args) = line.split_once(' ').unwrap_or((line, "{}"));
+        let args = serde_json::from_str::<Value>(args.trim()).map(|v| v.to_string()).unwrap_or_else(|_| "{}".into());
+        let words = args.split_whitespace().count() as u64;
+        return Action::ToolCall { name: name.to_owned(), args, words };
     }
     if has_word(prompt, "SLOW") {
         let interval = opts.slow_interval.max(Duration::from_millis(1));

@@ -166,6 +166,10 @@ export function mount(root, ctx) {
           : statusBadge(a.status)),
       h('div', { class: 'subject', 'data-testid': 'subject' }, subjectLine(subject)),
       subject.prompt_summary ? h('p', { class: 'prompt' }, subject.prompt_summary) : null,
+      // An MCP tool call is decided on its arguments: show them, as they will be sent.
+      a.kind === 'tool_call' && subject.args != null
+        ? h('pre', { class: 'args', 'data-testid': 'tool-args' }, JSON.stringify(subject.args, null, 2))
+        : null,
       a.reason ? h('p', { class: 'reason' }, a.reason) : null,
       (a.cautions || []).length ? h('ul', { class: 'cautions', 'data-testid': 'cautions' }, a.cautions.map(caution)) : null,
       dl([
