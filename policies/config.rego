@@ -30,6 +30,24 @@ default cfg_hold_ttl_s := 900
 
 cfg_hold_ttl_s := data.clawbutler.config.hold_ttl_s
 
+# The plugin gate's lists (plugin.rego). Empty allow-lists allow nothing; `"*"` allows all.
+default cfg_message_allowlist := []
+
+cfg_message_allowlist := data.clawbutler.config.message_allowlist
+
+default cfg_web_allowlist := []
+
+cfg_web_allowlist := data.clawbutler.config.web_allowlist
+
+default cfg_protected_paths := []
+
+cfg_protected_paths := data.clawbutler.config.protected_paths
+
+# MCP servers in OpenClaw that are ClawButler's own MCP endpoint (attach names them cb-<agent>).
+default cfg_mcp_proxy_servers := ["cb-*"]
+
+cfg_mcp_proxy_servers := data.clawbutler.config.mcp_proxy_servers
+
 cfg := {
 	"model_allowlist": cfg_model_allowlist,
 	"max_call_usd": cfg_max_call_usd,
@@ -37,6 +55,10 @@ cfg := {
 	"high_risk_tools": cfg_high_risk_tools,
 	"high_risk_commands": cfg_high_risk_commands,
 	"hold_ttl_s": cfg_hold_ttl_s,
+	"message_allowlist": cfg_message_allowlist,
+	"web_allowlist": cfg_web_allowlist,
+	"protected_paths": cfg_protected_paths,
+	"mcp_proxy_servers": cfg_mcp_proxy_servers,
 }
 
 # Exact match, or a glob when the pattern has glob characters. `null` delimiters: `*`

@@ -32,7 +32,13 @@ grant_args := command if {
 	count(object.get(input.exec, "argv", [])) == 0
 }
 
-grant_args := json.marshal(object.get(input.tool, "args", null)) if input.kind in {"tool_call", "plugin"}
+# Plugin-gate calls: what the engine says the call touches (`input.plugin.grant_args`: the
+# command, the paths, the recipients, the hosts, the spawned agent), so "allow always" for a
+# message covers its recipients, not its wording; the args as JSON when there is none.
+grant_args := input.plugin.grant_args if {
+	input.kind == "plugin"
+	is_string(input.plugin.grant_args)
+} else := json.marshal(object.get(input.tool, "args", null)) if input.kind in {"tool_call", "plugin"}
 
 grant_args := "" if input.kind == "model_call"
 

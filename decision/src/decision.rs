@@ -65,6 +65,11 @@ pub struct Obligations {
     /// How long a hold may wait for a human before it expires (deny).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold_ttl_s: Option<u64>,
+    /// Plugin-gate calls only: parameters to change before the tool runs, shallow-merged into
+    /// the call's own (OpenClaw merges `{...params, ...rewrite}`, so a key cannot be removed).
+    /// Only meaningful with action `allow`; other kinds ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Reason string used whenever the policy could not produce a trustworthy decision.

@@ -20,6 +20,10 @@ fn default_hold_ttl_s() -> u64 {
     900
 }
 
+fn default_mcp_proxy_servers() -> Vec<String> {
+    vec!["cb-*".into()]
+}
+
 /// `[policies]` config section. Every key has a default; unknown keys are an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +56,22 @@ pub struct PolicySettings {
     /// How long a held call waits for a human before it expires, in seconds.
     #[serde(default = "default_hold_ttl_s")]
     pub hold_ttl_s: u64,
+    /// Plugin gate: message recipients agents may send to without a human (exact or glob,
+    /// e.g. `+1555*`, `@team`). Empty = every send to a named recipient is held.
+    #[serde(default)]
+    pub message_allowlist: Vec<String>,
+    /// Plugin gate: hosts `browser` and `web_fetch` may open without a human (exact or glob,
+    /// e.g. `docs.rs`, `*.github.com`; `*` = any). Empty = every URL is held.
+    #[serde(default)]
+    pub web_allowlist: Vec<String>,
+    /// Plugin gate: extra file globs agents may not change without a human (credentials and
+    /// OpenClaw's configuration are always protected).
+    #[serde(default)]
+    pub protected_paths: Vec<String>,
+    /// Plugin gate: OpenClaw MCP servers that are ClawButler's own MCP endpoint (globs); their
+    /// tools pass the gate because the MCP proxy decides them (default `["cb-*"]`).
+    #[serde(default = "default_mcp_proxy_servers")]
+    pub mcp_proxy_servers: Vec<String>,
 }
 
 impl Default for PolicySettings {
@@ -66,6 +86,10 @@ impl Default for PolicySettings {
             high_risk_tools: Vec::new(),
             high_risk_commands: Vec::new(),
             hold_ttl_s: default_hold_ttl_s(),
+            message_allowlist: Vec::new(),
+            web_allowlist: Vec::new(),
+            protected_paths: Vec::new(),
+            mcp_proxy_servers: default_mcp_proxy_servers(),
         }
     }
 }
@@ -81,6 +105,10 @@ impl PolicySettings {
             "high_risk_tools": self.high_risk_tools,
             "high_risk_commands": self.high_risk_commands,
             "hold_ttl_s": self.hold_ttl_s,
+            "message_allowlist": self.message_allowlist,
+            "web_allowlist": self.web_allowlist,
+            "protected_paths": self.protected_paths,
+            "mcp_proxy_servers": self.mcp_proxy_servers,
         })
     }
 
