@@ -427,6 +427,8 @@ export function createPlugin() {
             trace: plainTrace(ctx?.trace),
             workspace: run?.workspace ?? workspaceOf(ctx?.agentId),
             run: run ? compact({ trigger: run.trigger, channel: run.channel, messageProvider: run.messageProvider }) : undefined,
+            // How long this hook waits for the answer: the sidecar answers a hold before it.
+            timeoutMs: settings.timeoutMs,
           });
           try {
             const answer = await decide(body, settings.timeoutMs, ctx?.abortSignal);

@@ -49,6 +49,10 @@ pub enum StartError {
     TokenFile { path: PathBuf, source: std::io::Error },
     #[error("agent keys: {0}")]
     AgentKeys(#[from] governance::AgentKeyError),
+    #[error("plugin tokens: {0}")]
+    PluginTokens(#[from] governance::PluginTokenError),
+    #[error("plugin gate: {0}")]
+    PluginGate(#[from] plugin_gate::GateError),
 }
 
 /// A running sidecar.
@@ -63,6 +67,8 @@ pub struct Sidecar {
     pub first_admin_token_file: Option<PathBuf>,
     /// The gateway link, when `[gateway] url` is set.
     pub gateway: Option<Arc<gateway::Gateway>>,
+    /// The plugin gate (`/v1/decide`).
+    pub plugin_gate: Arc<plugin_gate::Gate>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     audit: Arc<audit::AuditLog>,
@@ -103,6 +109,10 @@ impl Sidecar {
         let prices = proxy::PriceTable::new(&cfg.prices)?;
         let budgets = Arc::new(governance::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)?);
         let agent_keys = Arc::new(governance::AgentKeys::open(&db)?);
+        let plugin_tokens = Arc::new(governance::PluginTokens::open(&db)?);
+        let plugin_health =
+            Arc::new(governance::PluginHealth::new(std::time::Duration::from_secs(cfg.plugin.heartbeat_s)));
+        let handoffs = Arc::new(governance::Handoffs::default());
         let health = Arc::new(governance::HealthTracker::new(audit.clone(), &registry)?);
         let components = proxy::Components {
             policy: policy.clone(),
@@ -169,13 +179,7 @@ impl Sidecar {
                  every agent its own key (see docs/security.md)"
             );
         }
-        // The data listener's faces (`data.rs`): the model proxy, and the others by prefix.
-        let svc = crate::data::Faces::new(crate::data::Face::new(proxy::stack::build(state.clone())));
-        let data_open = Some(connections.with_label_values(&["data"]));
-        let data_limits = listener::Limits { max_connections: data_cap, ..proxy::server::limits(&cfg.proxy) };
-        let data_server = proxy::server::serve(data_listener, svc, data_limits, data_open, rx.clone());
-        let mut tasks = vec![tokio::spawn(data_server), budget_ticker, health_sweeper];
-
+        let mut gateway_tasks = Vec::new();
         // The gateway link (optional): registry, OpenClaw side of the kill switch, exec approvals.
         let gateway = match cfg.gateway.url {
             Some(_) => {
@@ -185,16 +189,53 @@ impl Sidecar {
                     broker: broker.clone(),
                     kill: kill.clone(),
                     health: health.clone(),
+                    plugin_health: plugin_health.clone(),
+                    handoffs: handoffs.clone(),
                 };
                 let (gw, gw_tasks) =
                     gateway::Gateway::start(&cfg.gateway, &data_dir, &db, parts, &registry, rx.clone())?;
-                tasks.extend(gw_tasks);
+                gateway_tasks = gw_tasks;
                 Some(gw)
             }
             None => None,
         };
+        // The plugin gate (`/v1/decide`): what the OpenClaw plugin asks before tool calls and turns.
+        let plugin_link = gateway.as_ref().map(|g| {
+            let link = g.link().clone();
+            plugin_gate::Link {
+                gateway: governance::plugin::gateway_id(link.url()),
+                connected: Arc::new(move || link.is_connected()),
+            }
+        });
+        let plugin_parts = plugin_gate::Parts {
+            policy: policy.clone(),
+            audit: audit.clone(),
+            broker: broker.clone(),
+            kill: kill.clone(),
+            budgets: budgets.clone(),
+            tokens: plugin_tokens.clone(),
+            health: plugin_health.clone(),
+            handoffs: handoffs.clone(),
+            link: plugin_link,
+            // #22 (audit failure): pass the audit log's health check here once it exists; until
+            // then a failing append is what blocks (see plugin_gate::Parts::audit_health).
+            audit_health: None,
+        };
+        let plugin_gate = plugin_gate::Gate::new(cfg.plugin.clone(), plugin_parts, &registry)?;
+        // The data listener's faces (`data.rs`): the model proxy, and the others by prefix.
+        let svc = crate::data::Faces::new(crate::data::Face::new(proxy::stack::build(state.clone())))
+            .with(plugin_gate::settings::PATH_PREFIX, crate::data::Face::new(plugin_gate.service()));
+        let data_open = Some(connections.with_label_values(&["data"]));
+        let data_limits = listener::Limits { max_connections: data_cap, ..proxy::server::limits(&cfg.proxy) };
+        let data_server = proxy::server::serve(data_listener, svc, data_limits, data_open, rx.clone());
+        let mut tasks =
+            vec![tokio::spawn(data_server), budget_ticker, health_sweeper, plugin_gate.spawn_sweeper(rx.clone())];
+        tasks.extend(gateway_tasks);
+
         let ready_gateway = gateway.clone();
         let ready_policy = policy.clone();
+        let ready_plugin = plugin_gate.clone();
+        let views_plugin = plugin_gate.clone();
         let control_state = Arc::new(control_api::ControlState {
             registry,
             policy: policy.clone(),
@@ -205,11 +246,15 @@ impl Sidecar {
             health,
             tokens,
             agent_keys,
+            plugin_tokens,
+            plugins: Arc::new(move || views_plugin.views()),
+            linked_gateway: gateway.as_ref().map(|g| governance::plugin::gateway_id(g.link().url())),
             idempotency,
             ready: Arc::new(move || {
                 let st = ready_policy.status();
                 let mut checks = vec![("policy", !st.revision.is_empty(), format!("revision {}", st.revision))];
                 checks.extend(ready_gateway.as_ref().map(|g| g.ready_check()));
+                checks.extend(ready_plugin.ready_check());
                 checks
             }),
             agents: gateway.clone().map(|g| g as Arc<dyn governance::agents::AgentControl>),
@@ -233,6 +278,7 @@ impl Sidecar {
             gateway,
             shutdown,
             tasks,
+            plugin_gate,
             audit,
             policy,
             db,

@@ -73,6 +73,12 @@ pub(crate) const KEYS: &[&str] = &[
     "gateway.ping_interval_ms",
     "gateway.pong_timeout_ms",
     "gateway.max_frame_bytes",
+    "plugin.heartbeat_s",
+    "plugin.hold_timeout_ms",
+    "plugin.answer_margin_ms",
+    "plugin.max_body_bytes",
+    "plugin.usage_tolerance",
+    "plugin.usage_tolerance_usd",
 ];
 
 /// Check every numeric key of `c`.
@@ -146,6 +152,14 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     int("gateway.ping_interval_ms", g.ping_interval_ms, 100, 10 * 60 * SEC, " ms")?;
     int("gateway.pong_timeout_ms", g.pong_timeout_ms, 100, 10 * 60 * SEC, " ms")?;
     int("gateway.max_frame_bytes", g.max_frame_bytes as u64, 1024, GIB, " bytes")?;
+
+    let pl = &c.plugin;
+    int("plugin.heartbeat_s", pl.heartbeat_s, 0, 3_600, " s")?;
+    int("plugin.hold_timeout_ms", pl.hold_timeout_ms, SEC, 600 * SEC, " ms")?;
+    int("plugin.answer_margin_ms", pl.answer_margin_ms, 0, 60 * SEC, " ms")?;
+    int("plugin.max_body_bytes", pl.max_body_bytes as u64, 1024, GIB / 4, " bytes")?;
+    num("plugin.usage_tolerance", pl.usage_tolerance, 0.0, 1.0)?;
+    num("plugin.usage_tolerance_usd", pl.usage_tolerance_usd, 0.0, 1e6)?;
     Ok(())
 }
 
@@ -204,6 +218,7 @@ mod tests {
             ("[approvals]\nttl_s = 0", "approvals.ttl_s"),
             ("[policies]\nmax_call_usd = nan", "policies.max_call_usd"),
             ("[gateway]\nmax_frame_bytes = 1", "gateway.max_frame_bytes"),
+            ("[plugin]\nhold_timeout_ms = 600001", "plugin.hold_timeout_ms"),
             (
                 "[[upstreams]]\nname = \"u\"\nkind = \"openai\"\nurl = \"http://x/v1\"\ntimeout_ms = 0",
                 "upstreams[u].timeout_ms",

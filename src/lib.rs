@@ -5,6 +5,6 @@
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod data;
 mod config_ranges;
+pub mod data;
 pub mod os;

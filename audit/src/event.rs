@@ -22,11 +22,14 @@ pub enum RecordKind {
     Retention,
     /// An agent's health changed (healthy, degraded, offline).
     Health,
+    /// The OpenClaw plugin gate: a tool-call or turn decision, a tool's outcome, a model
+    /// call or a run's usage as OpenClaw reported it, the plugin's health.
+    Plugin,
 }
 
 impl RecordKind {
     /// Every kind, for pre-creating per-kind metric series.
-    pub(crate) const ALL: [RecordKind; 13] = [
+    pub(crate) const ALL: [RecordKind; 14] = [
         RecordKind::ModelCall,
         RecordKind::Exec,
         RecordKind::ToolCall,
@@ -40,6 +43,7 @@ impl RecordKind {
         RecordKind::Gateway,
         RecordKind::Retention,
         RecordKind::Health,
+        RecordKind::Plugin,
     ];
 
     /// Stable label value.
@@ -58,6 +62,7 @@ impl RecordKind {
             RecordKind::Gateway => "gateway",
             RecordKind::Retention => "retention",
             RecordKind::Health => "health",
+            RecordKind::Plugin => "plugin",
         }
     }
 }
@@ -182,6 +187,19 @@ pub enum Outcome {
     Healthy,
     Degraded,
     Offline,
+    // The plugin gate.
+    /// A tool call was allowed with changed parameters.
+    Rewritten,
+    /// A tool call or a model call OpenClaw reported (after the fact).
+    Reported,
+    /// OpenClaw's usage and cost for a run agree with the sidecar's metering.
+    UsageMatch,
+    /// They do not (the record says by how much).
+    UsageMismatch,
+    /// A gateway's plugin is loaded and answering: its built-in tools are governed.
+    Governed,
+    /// A gateway's plugin is missing, disabled or not answering: built-in tools are not governed.
+    Ungoverned,
 }
 
 impl Outcome {
@@ -235,6 +253,12 @@ impl Outcome {
             Outcome::Healthy => "healthy",
             Outcome::Degraded => "degraded",
             Outcome::Offline => "offline",
+            Outcome::Rewritten => "rewritten",
+            Outcome::Reported => "reported",
+            Outcome::UsageMatch => "usage_match",
+            Outcome::UsageMismatch => "usage_mismatch",
+            Outcome::Governed => "governed",
+            Outcome::Ungoverned => "ungoverned",
         }
     }
 }

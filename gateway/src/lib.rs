@@ -19,6 +19,8 @@ mod health;
 pub mod kill;
 pub mod link;
 mod liveness;
+pub mod plugin;
+pub mod plugin_install;
 pub mod registry;
 pub mod settings;
 
@@ -77,6 +79,10 @@ pub struct Parts {
     pub broker: Arc<governance::Broker>,
     pub kill: Arc<governance::KillSwitch>,
     pub health: Arc<governance::HealthTracker>,
+    /// Whether each gateway's ClawButler plugin is loaded (`plugin.rs` feeds `plugins.list`).
+    pub plugin_health: Arc<governance::PluginHealth>,
+    /// Calls the plugin gate decided that finish here (native approvals, approved execs).
+    pub handoffs: Arc<governance::Handoffs>,
 }
 
 /// A running gateway link with its registry; see the module docs.
@@ -89,6 +95,7 @@ pub struct Gateway {
     /// Serialises kill/recover so two operators cannot interleave config patches.
     kill_lock: tokio::sync::Mutex<()>,
     exec: exec::ExecState,
+    native: plugin::NativeState,
 }
 
 impl Gateway {
@@ -111,11 +118,13 @@ impl Gateway {
             settings: settings.clone(),
             kill_lock: tokio::sync::Mutex::new(()),
             exec: exec::ExecState::default(),
+            native: plugin::NativeState::default(),
         });
         let events = link.subscribe();
         let sup = link.spawn(shutdown.clone());
-        let ev = tokio::spawn(gw.clone().event_loop(events, shutdown));
-        Ok((gw, vec![sup, ev]))
+        let ev = tokio::spawn(gw.clone().event_loop(events, shutdown.clone()));
+        let poll = tokio::spawn(gw.clone().poll_plugins(shutdown));
+        Ok((gw, vec![sup, ev, poll]))
     }
 
     /// The link (for tests and the CLI).
@@ -176,7 +185,20 @@ impl Gateway {
             }
             "config.changed" => {
                 let gw = self.clone();
-                tokio::spawn(async move { gw.refresh_agents().await });
+                tokio::spawn(async move {
+                    gw.refresh_agents().await;
+                    gw.refresh_plugins().await;
+                });
+            }
+            "plugin.approval.requested" => {
+                let gw = self.clone();
+                let payload = e.payload.clone();
+                tokio::spawn(async move { gw.on_plugin_approval_requested(payload).await });
+            }
+            "plugin.approval.resolved" => {
+                let gw = self.clone();
+                let payload = e.payload.clone();
+                tokio::spawn(async move { gw.on_plugin_approval_resolved(payload).await });
             }
             "exec.approval.requested" if self.settings.exec_approvals => {
                 let gw = self.clone();
@@ -196,6 +218,7 @@ impl Gateway {
     async fn on_connected(self: Arc<Self>) {
         self.audit_gateway(audit::Outcome::Connected, json!({"url": self.link.url()}));
         self.refresh_agents().await;
+        self.refresh_plugins().await;
         // Online again only once the roster is re-read: an agent removed meanwhile goes from
         // "link down" to "no longer listed", never through a false "healthy".
         self.parts.health.link_changed(true, "");
@@ -203,6 +226,22 @@ impl Gateway {
             self.reconcile_exec().await;
         }
         self.reapply_kills().await;
+    }
+
+    /// Read `plugins.list` every [`plugin::LIST_EVERY`] while connected (a plugin disabled by
+    /// an edit of OpenClaw's config file may not announce itself).
+    async fn poll_plugins(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(plugin::LIST_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = every.tick() => {
+                    if self.link.is_connected() {
+                        self.refresh_plugins().await;
+                    }
+                }
+            }
+        }
     }
 
     async fn refresh_agents(&self) {

@@ -108,6 +108,7 @@ test("before_tool_call posts the request and maps allow/block/rewrite", async ()
   assert.deepEqual(req.body.params, toolEvent.params);
   assert.equal(req.body.toolCallId, "call1");
   assert.equal(req.body.requester.senderIsOwner, true);
+  assert.equal(req.body.timeoutMs, 14000, "the sidecar learns how long the plugin waits");
   behave = () => ({ status: 200, body: { action: "block", reason: "denied by rule files.outside_workspace" } });
   assert.deepEqual(await h.before_tool_call.fn(toolEvent, toolCtx), { block: true, blockReason: "denied by rule files.outside_workspace" });
   behave = () => ({ status: 200, body: { action: "rewrite", params: { path: "/safe" } } });

@@ -8,6 +8,7 @@ pub mod attach_cmd;
 pub mod audit_cmd;
 pub mod budgets_cmd;
 pub mod client;
+pub mod plugin_token_cmd;
 pub mod policy_cmd;
 pub mod serve;
 pub mod token_cmd;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Manage per-agent data-path keys (what proves a model call comes from its agent).
     #[command(subcommand)]
     AgentKey(agent_key_cmd::AgentKeyCmd),
+    /// Manage the per-gateway tokens of the ClawButler OpenClaw plugin (`/v1/decide`).
+    #[command(subcommand)]
+    PluginToken(plugin_token_cmd::PluginTokenCmd),
     /// List and decide pending approvals (through the control API).
     #[command(subcommand)]
     Approvals(approvals_cmd::ApprovalsCmd),
@@ -85,6 +89,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
         Command::Token(c) => token_cmd::run(&cli, c).await,
         Command::AgentKey(c) => agent_key_cmd::run(&cli, c).await,
+        Command::PluginToken(c) => plugin_token_cmd::run(&cli, c).await,
         Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
         Command::Attach(a) => attach_cmd::run(&cli, a, false).await,
         Command::Detach(a) => attach_cmd::run(&cli, a, true).await,

@@ -39,6 +39,8 @@ pub enum Tree {
     Tokens,
     /// Per-agent data-path keys (salted hashes), by agent and key id.
     AgentKeys,
+    /// Per-gateway plugin-gate tokens (salted hashes), by token id.
+    PluginTokens,
     /// Answers to decision POSTs, replayed for a retry with the same Idempotency-Key.
     Idempotency,
     /// Audit search index: record locations by seq.
@@ -62,6 +64,7 @@ impl Tree {
             Tree::GatewayKill => "gateway_kill",
             Tree::Tokens => "tokens",
             Tree::AgentKeys => "agent_keys",
+            Tree::PluginTokens => "plugin_tokens",
             // The name predates the control API owning these answers; kept for old data dirs.
             Tree::Idempotency => "approval_idempotency",
             Tree::AuditLoc => "audit_loc",
@@ -208,6 +211,8 @@ mod tests {
             Tree::KillSwitch,
             Tree::GatewayKill,
             Tree::Tokens,
+            Tree::AgentKeys,
+            Tree::PluginTokens,
             Tree::Idempotency,
             Tree::AuditLoc,
             Tree::AuditBy,

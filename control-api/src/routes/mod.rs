@@ -9,6 +9,7 @@ pub mod events;
 pub mod grants;
 pub mod health;
 pub mod openapi;
+pub mod plugins;
 pub mod policies;
 pub mod tokens;
 pub mod ui;

@@ -3,8 +3,8 @@
 //! flushes (a group commit), so recording spend never waits on the store or on fsync.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 

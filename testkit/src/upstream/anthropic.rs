@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::openai::{char_pieces, exec_arguments};
+use super::openai::char_pieces;
 use super::script::{plan, text_of, Action, Conversation, Limits, Plan};
 use super::sse::{event, Pacing, ScriptBody, SseStream};
 use super::{Reply, UpstreamOptions, Wait};
@@ -79,8 +79,9 @@ pub(crate) fn messages(v: &Value, opts: &UpstreamOptions) -> Reply {
         return Reply { status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
     }
     let (content, stop) = match &p.action {
-        Action::ToolCall(cmd) => (
-            json!([{"type": "tool_use", "id": p.id("toolu_", "tool"), "name": "exec", "input": {"command": cmd}}]),
+        Action::ToolCall(tc) => (
+            json!([{"type": "tool_use", "id": p.id("toolu_", "tool"), "name": tc.name,
+                    "input": serde_json::from_str::<Value>(&tc.arguments).unwrap_or(Value::Null)}]),
             "tool_use",
         ),
         _ => (
@@ -125,15 +126,15 @@ fn stream(p: &Plan, model: &str, opts: &UpstreamOptions) -> SseStream {
         }}),
     )];
     let stop = match &p.action {
-        Action::ToolCall(cmd) => {
+        Action::ToolCall(tc) => {
             frames.push(ev(
                 "content_block_start",
                 json!({"type": "content_block_start", "index": 0, "content_block": {
-                    "type": "tool_use", "id": p.id("toolu_", "tool"), "name": "exec", "input": {}
+                    "type": "tool_use", "id": p.id("toolu_", "tool"), "name": tc.name, "input": {}
                 }}),
             ));
             let mut pieces = vec![String::new()];
-            pieces.extend(char_pieces(&exec_arguments(cmd), 8));
+            pieces.extend(char_pieces(&tc.arguments, 8));
             for piece in pieces {
                 frames.push(ev(
                     "content_block_delta",
