@@ -60,6 +60,17 @@ _grant_args_match(g) if {
 	_grant_args_ops_ok(g)
 }
 
+# A plugin-gate grant made from an approval holds the arguments as the inbox showed them,
+# masked (phone numbers, e-mail addresses, secrets: `[phone:1a2b3c]`, keyed by the sidecar's
+# salt); the gate supplies the call's arguments masked the same way.
+_grant_args_match(g) if {
+	input.kind == "plugin"
+	is_string(g.arg_pattern)
+	is_string(input.plugin.grant_args_masked)
+	_grant_match(g.arg_pattern, input.plugin.grant_args_masked)
+	_grant_args_ops_ok(g)
+}
+
 # Text or glob (see the header).
 _grant_match(p, s) if {
 	is_string(p)

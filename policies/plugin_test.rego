@@ -130,6 +130,18 @@ test_message_grant_covers_the_recipient_not_the_text if {
 	other.action == "hold"
 }
 
+# A grant made from an approval holds the recipient masked, as the inbox showed it; the gate
+# gives the call's arguments masked the same way.
+test_message_grant_in_masked_form_matches_the_masked_arguments if {
+	g := {"id": "g3", "agent": "main", "kind": "plugin", "pattern": "message", "arg_pattern": "\\[phone:16d7f1\\]", "expires_at": null}
+	inp := message_input({"action": "send", "target": "+15550100", "message": "x"}, ["+15550100"])
+	masked := object.union(inp, {"plugin": object.union(inp.plugin, {"grant_args_masked": "[phone:16d7f1]"})})
+	decide(with_grants(masked, [g])).rule == "grant:g3"
+	other := object.union(inp, {"plugin": object.union(inp.plugin, {"grant_args_masked": "[phone:0a0a0a]"})})
+	decide(with_grants(other, [g])).action == "hold"
+	decide(with_grants(inp, [g])).action == "hold"
+}
+
 # --- web
 
 web_input(name, args, hosts) := plugin_input(name, args, {"family": name_family(name), "hosts": hosts, "grant_args": concat(" ", sort(hosts))})

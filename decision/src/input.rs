@@ -113,6 +113,12 @@ pub struct PluginInput {
     /// OpenClaw's own best-effort target paths (`apply_patch`), absolute.
     #[serde(default)]
     pub derived_paths: Vec<String>,
+    /// `grant_args` as the approvals inbox shows it, when masking changes it (a phone
+    /// number, an e-mail address or a secret, masked with the sidecar's salt): an approval
+    /// suggests its "allow always" in that form, since grants never hold such values, so
+    /// `grants.rego` matches a grant against this too. Set by the plugin gate.
+    #[serde(default)]
+    pub grant_args_masked: Option<String>,
 }
 
 /// Cost known before the call.

@@ -65,6 +65,11 @@ pub(crate) fn prepare(gate: &Gate, token: &PluginTokenInfo, req: &ToolCall) -> P
         Some((s, t)) if facts.family == ToolFamily::Mcp => (Some(s.to_string()), t.to_string()),
         _ => (None, req.tool_name.clone()),
     };
+    let grant_args = facts.grant_args.clone().unwrap_or_else(|| canonical_json(&params));
+    // An approval suggests its grant masked (grants never hold a phone number or a secret),
+    // so the grant is matched against the masked form too (grants.rego).
+    let masked = audit::mask::mask_text_with_salted(&grant_args, &[], gate.parts.audit.mask_salt());
+    let grant_args_masked = (masked != grant_args).then_some(masked);
     let mut input = PolicyInput::new(CallKind::Plugin, &req.agent_id, &trace_id);
     input.session = req.session_key.clone();
     input.grants = gate.parts.broker.grants_for(&req.agent_id);
@@ -88,6 +93,7 @@ pub(crate) fn prepare(gate: &Gate, token: &PluginTokenInfo, req: &ToolCall) -> P
             role_ids: r.role_ids.clone(),
         },
         derived_paths: req.derived_paths.clone(),
+        grant_args_masked,
     });
     let mut subject = json!({
         "tool": req.tool_name,
@@ -117,7 +123,6 @@ pub(crate) fn prepare(gate: &Gate, token: &PluginTokenInfo, req: &ToolCall) -> P
         "trigger": trigger,
         "channel": channel,
     });
-    let grant_args = facts.grant_args.clone().unwrap_or_else(|| canonical_json(&params));
     Prepared {
         agent: req.agent_id.clone(),
         gateway: token.gateway.clone(),

@@ -98,6 +98,7 @@ keys!(
     recipients,
     hosts,
     grant_args,
+    grant_args_masked,
 );
 
 thread_local! {
@@ -211,6 +212,7 @@ fn plugin_value(k: &Keys, p: &PluginInput, args: Option<&serde_json::Value>) -> 
     let mut v = obj([
         (&k.channel, opt_str(p.channel.as_deref())),
         (&k.derived_paths, strings(k, &p.derived_paths)),
+        (&k.grant_args_masked, opt_str(p.grant_args_masked.as_deref())),
         (&k.input_kind, opt_str(p.input_kind.as_deref())),
         (&k.requester, requester),
         (&k.run_id, opt_str(p.run_id.as_deref())),

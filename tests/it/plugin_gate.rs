@@ -69,12 +69,20 @@ impl Plugin {
         self.rig.decide(ADMIN, approval["id"].as_str().unwrap(), &body, None).await
     }
 
-    /// `plugin` audit records with `outcome` (every one for `""`), oldest first.
-    pub async fn plugin_records(&self, outcome: &str) -> Vec<Value> {
-        let mut v = self.rig.audit("kind=plugin").await;
-        v.reverse();
-        v.retain(|r| outcome.is_empty() || r["outcome"] == outcome);
-        v
+    /// `plugin` audit records with `outcome` (every one for `""`), oldest first, once there are
+    /// at least `at_least` of them (records are committed just after the answer; given up after
+    /// 10 s, returning what there is for the caller's assertion to show).
+    pub async fn plugin_records(&self, outcome: &str, at_least: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let mut v = self.rig.audit("kind=plugin").await;
+            v.reverse();
+            v.retain(|r| outcome.is_empty() || r["outcome"] == outcome);
+            if v.len() >= at_least || std::time::Instant::now() > deadline {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -66,12 +66,12 @@ async fn a_held_call_approved_through_the_api_runs_and_a_retry_gets_the_same_ans
     let pending = p.rig.wait_pending("main", 1).await;
     assert_eq!(p.decide_approval(&pending[0], "allow-once").await.status, 200);
     let a = held.await.unwrap().json();
-    assert_eq!((a["action"].as_str(), a["approval_id"].as_str()), (Some("allow"), pending[0]["id"].as_str()), "{a}");
+    assert_eq!((a["action"].as_str(), a["approvalId"].as_str()), (Some("allow"), pending[0]["id"].as_str()), "{a}");
     // The plugin's retry (same run and tool-call id) is answered the same, without a new hold.
     let again = p.decide(&body).await.json();
-    assert_eq!((again["action"].as_str(), again["decision_id"].as_str()), (Some("allow"), a["decision_id"].as_str()));
+    assert_eq!((again["action"].as_str(), again["decisionId"].as_str()), (Some("allow"), a["decisionId"].as_str()));
     let outcomes: Vec<String> =
-        p.plugin_records("").await.iter().map(|r| r["outcome"].as_str().unwrap_or("").to_string()).collect();
+        p.plugin_records("", 2).await.iter().map(|r| r["outcome"].as_str().unwrap_or("").to_string()).collect();
     assert_eq!(outcomes, ["held", "approved"]);
 }
 
@@ -86,6 +86,9 @@ async fn an_allow_always_grant_for_a_message_recipient_lets_the_next_one_through
     let pending = p.rig.wait_pending("main", 1).await;
     assert_eq!(pending[0]["rule"], "plugin.message_recipient");
     assert!(pending[0]["reason"].as_str().unwrap().contains("+15550100"));
+    // The inbox shows the number masked, and so the grant holds it (a grant never holds it).
+    let first = pending[0]["subject"]["recipients"][0].as_str().unwrap().to_string();
+    assert!(first.starts_with("[phone:"), "{}", pending[0]);
     assert_eq!(p.decide_approval(&pending[0], "allow-always").await.status, 200);
     assert_eq!(held.await.unwrap().json()["action"], "allow");
     let next = p.decide(&send("+15550100", "a different text", "c3")).await.json();
@@ -94,7 +97,9 @@ async fn an_allow_always_grant_for_a_message_recipient_lets_the_next_one_through
     // Another recipient is still held.
     let other = p.spawn_decide(send("+15550199", "x", "c4"));
     let pending = p.rig.wait_pending("main", 1).await;
-    assert_eq!(pending[0]["subject"]["recipients"], json!(["+15550199"]));
+    let second = pending[0]["subject"]["recipients"][0].as_str().unwrap();
+    assert!(second.starts_with("[phone:") && second != first, "{}", pending[0]);
+    assert!(pending[0]["reason"].as_str().unwrap().contains("+15550199"));
     assert_eq!(p.decide_approval(&pending[0], "deny").await.status, 200);
     assert_eq!(other.await.unwrap().json()["action"], "block");
 }
@@ -112,7 +117,7 @@ async fn a_hold_ends_before_the_plugin_gives_up_with_a_clear_reason() {
     assert_eq!(a["action"], "block", "{a}");
     assert!(a["reason"].as_str().unwrap().contains("nobody approved it in time"), "{a}");
     let ap =
-        get(&p.rig.control(&format!("/api/v1/approvals/{}", a["approval_id"].as_str().unwrap())), &bearer(ADMIN)).await;
+        get(&p.rig.control(&format!("/api/v1/approvals/{}", a["approvalId"].as_str().unwrap())), &bearer(ADMIN)).await;
     assert_eq!(ap.json()["status"], "expired");
     // Too little time to ask anyone: blocked at once, saying what to raise.
     body["timeoutMs"] = json!(1200);
@@ -147,15 +152,14 @@ async fn a_plugin_that_hangs_up_cancels_its_hold() {
         assert!(Instant::now() < deadline, "still {a}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let recs = p.plugin_records("cancelled").await;
+    let recs = p.plugin_records("cancelled", 1).await;
     assert!(recs.iter().any(|r| r["reason"].as_str().unwrap_or("").contains("closed the request")), "{recs:?}");
 }
 
 #[tokio::test]
 async fn killed_agents_and_open_breakers_block_turns_before_any_model_call() {
-    let budget = "[prices.\"gpt-4o-mini\"]\ninput = 1000.0\noutput = 1000.0\n\
-                  [[budgets]]\nscope = \"agent:ops\"\nwindow = \"daily\"\nlimit_usd = 0.0001\n";
-    let p = Plugin::start("", budget).await;
+    let prices = "[prices.\"gpt-4o-mini\"]\ninput = 1000.0\noutput = 1000.0\n";
+    let p = Plugin::start("", prices).await;
     let a = p.decide(&agent_run("main", "run-6")).await;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["action"], "allow");
@@ -173,8 +177,37 @@ async fn killed_agents_and_open_breakers_block_turns_before_any_model_call() {
     let t = p.decide(&tool_call("read", json!({"path": "a.md"}), "run-7", "c1")).await.json();
     assert_eq!((t["action"].as_str(), t["rule"].as_str()), (Some("block"), Some("kill_switch")));
 
-    // Spend ops' whole budget through the proxy, then its next turn is refused.
+    // ops spends through the proxy under a daily budget; then the limit is cut below what was
+    // spent (an operator's change): the breaker is open and ops' next turn is refused.
+    let put = |limit: f64| json!({"scope": "agent:ops", "window": "daily", "limit_usd": limit});
+    let budget_url = p.rig.control("/api/v1/budgets/ops-daily");
+    let r = testkit::http::send(
+        http::Method::PUT,
+        &budget_url,
+        &[("authorization", &format!("Bearer {ADMIN}")), ("content-type", "application/json")],
+        bytes::Bytes::from(put(100.0).to_string()),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
     let r = post_json(&p.rig.url("/a/ops/fake/v1/chat/completions"), &[], &chat("gpt-4o-mini", "spend it all")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(p.decide(&agent_run("ops", "run-8a")).await.json()["action"], "allow", "within the budget");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spent = loop {
+        let b = get(&budget_url, &bearer(ADMIN)).await.json();
+        if b["reserved_usd"].as_f64() == Some(0.0) && b["spent_usd"].as_f64().unwrap_or(0.0) > 0.0 {
+            break b["spent_usd"].as_f64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the call was never charged: {b}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let r = testkit::http::send(
+        http::Method::PUT,
+        &budget_url,
+        &[("authorization", &format!("Bearer {ADMIN}")), ("content-type", "application/json")],
+        bytes::Bytes::from(put(spent / 2.0).to_string()),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let deadline = Instant::now() + Duration::from_secs(10);
     let a = loop {
@@ -186,7 +219,7 @@ async fn killed_agents_and_open_breakers_block_turns_before_any_model_call() {
     };
     assert_eq!((a["action"].as_str(), a["reason"].as_str()), (Some("block"), Some("budget_exceeded")), "{a}");
     assert!(a["message"].as_str().unwrap().contains("daily limit reached"), "{a}");
-    let turns = p.plugin_records("denied").await;
+    let turns = p.plugin_records("denied", 2).await;
     assert!(turns.iter().filter(|r| r["details"]["kind"] == "agent_run").count() >= 2, "{turns:?}");
     let m = p.rig.metrics().await;
     assert!(m.contains("clawbutler_plugin_turns_total{action=\"block\"}"), "{m}");
@@ -210,7 +243,7 @@ decision := {"action": "allow", "rule": "test.rewrite", "reason": "kept inside",
     let a = p.decide(&tool_call("write", json!({"path": "/etc/x", "content": "x"}), "run-9", "c1")).await.json();
     assert_eq!(a["action"], "rewrite", "{a}");
     assert_eq!(a["params"], json!({"path": "/srv/agents/main/quarantine.txt"}));
-    let recs = p.plugin_records("rewritten").await;
+    let recs = p.plugin_records("rewritten", 1).await;
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0]["details"]["rewrite"]["path"], "/srv/agents/main/quarantine.txt");
 }

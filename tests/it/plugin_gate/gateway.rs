@@ -66,7 +66,13 @@ async fn a_gateway_whose_plugin_is_disabled_is_ungoverned_and_readyz_says_so() {
     let beat = json!({"version": 1, "kind": "heartbeat", "plugin": "0.1.0", "pid": 4242, "beat": 1,
         "registeredAt": "2026-12-01T00:00:00Z", "timeoutMs": 599000, "agentRunTimeoutMs": 9000});
     assert_eq!(p.report(&beat).await.status, 204);
-    let plugins = get(&format!("{control}/api/v1/plugins"), &bearer(ADMIN)).await.json();
+    let url = format!("{control}/api/v1/plugins");
+    wait_for("plugins.list read over the link", Duration::from_secs(10), || {
+        let url = url.clone();
+        async move { get(&url, &bearer(ADMIN)).await.json()["items"][0]["listed"]["state"] == "active" }
+    })
+    .await;
+    let plugins = get(&url, &bearer(ADMIN)).await.json();
     let me = &plugins["items"][0];
     assert_eq!(me["governance"], "governed", "{plugins}");
     assert_eq!(me["listed"]["state"], "active");
@@ -95,7 +101,7 @@ async fn a_gateway_whose_plugin_is_disabled_is_ungoverned_and_readyz_says_so() {
     assert_eq!(main["built_in_tools"]["governance"], "ungoverned", "{main}");
     // The change is recorded (the sweeper runs every 5 s).
     wait_for("the ungoverned record", Duration::from_secs(15), || async {
-        !p.plugin_records("ungoverned").await.is_empty()
+        !p.plugin_records("ungoverned", 0).await.is_empty()
     })
     .await;
     let m = p.rig.metrics().await;

@@ -151,7 +151,7 @@ async fn a_cost_that_disagrees_or_a_run_the_sidecar_never_saw_is_a_mismatch() {
     let check = usage_check(&p, unseen).await["usage_check"].clone();
     assert_eq!(check["match"], false);
     assert!(check["reason"].as_str().unwrap().contains("did not go through the sidecar"), "{check}");
-    let recs = p.plugin_records("usage_mismatch").await;
+    let recs = p.plugin_records("usage_mismatch", 2).await;
     assert_eq!(recs.len(), 2, "{recs:?}");
     assert!(p.rig.metrics().await.contains("clawbutler_plugin_usage_checks_total{result=\"mismatch\"} 2"));
 }
