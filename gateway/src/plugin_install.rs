@@ -198,6 +198,65 @@ impl PluginInstall {
         }
     }
 
+    /// Install on a live gateway: write the files and the token file, then apply
+    /// [`PluginInstall::config_patch`] with `config.patch` against the hash `config.get`
+    /// returned (a concurrent edit makes OpenClaw refuse it). Returns whether `clawbutler`
+    /// was added to `plugins.allow` (remember it for [`PluginInstall::uninstall`]). The
+    /// change hot-reloads; [`PluginInstall::wait_active`] then says whether it loaded.
+    pub async fn install(&self, link: &crate::Link, token: &str) -> Result<bool, GatewayError> {
+        self.write_files(token)?;
+        let (hash, current) = config_get(link).await?;
+        let (patch, replace) = self.config_patch(&current);
+        let allow_added = patch.pointer("/plugins/allow").is_some();
+        config_patch(link, &patch, &replace, &hash, "clawbutler: install the ClawButler plugin").await?;
+        // OpenClaw registers a plugin added live with its token SecretRef unresolved (only a
+        // gateway start resolves plugin config refs; secrets.reload and plugins.reload do
+        // not, on 2026.9.6): the plugin then reads the private token file itself.
+        Ok(allow_added)
+    }
+
+    /// Remove from a live gateway exactly what [`PluginInstall::install`] added, then the
+    /// files (the config stops naming them first).
+    ///
+    /// In two steps: while the plugin's directory is still a load path, OpenClaw validates
+    /// the config with an (empty) entry for it, which its schema refuses; so the directory
+    /// goes first (the entry is then a stale one OpenClaw ignores), the entry and the
+    /// secrets provider next (seen on 2026.9.6).
+    pub async fn uninstall(&self, link: &crate::Link, allow_added: bool) -> Result<(), GatewayError> {
+        let (hash, current) = config_get(link).await?;
+        let (mut patch, replace) = self.remove_patch(&current, allow_added);
+        let mut first = serde_json::Map::new();
+        for k in ["load", "allow"] {
+            if let Some(v) = patch["plugins"].as_object_mut().and_then(|p| p.remove(k)) {
+                first.insert(k.to_string(), v);
+            }
+        }
+        if !first.is_empty() {
+            let first = json!({"plugins": first});
+            config_patch(link, &first, &replace, &hash, "clawbutler: unload the ClawButler plugin").await?;
+        }
+        let (hash, _) = config_get(link).await?;
+        config_patch(link, &patch, &[], &hash, "clawbutler: remove the ClawButler plugin").await?;
+        self.remove_files()
+    }
+
+    /// Poll `plugins.list` until the plugin is active (`Ok(true)`) or `within` passes
+    /// (`Ok(false)`, with what OpenClaw last said in the log).
+    pub async fn wait_active(&self, link: &crate::Link, within: std::time::Duration) -> Result<bool, GatewayError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let listed = super::plugin::listed(&link.call("plugins.list", json!({})).await?);
+            if matches!(listed, governance::plugin::Listed::Active { .. }) {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(?listed, "the ClawButler plugin did not become active");
+                return Ok(false);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     /// One line per file and the patch, for `--dry-run`.
     pub fn describe(&self, current: &Value) -> Vec<String> {
         let mut lines: Vec<String> =
@@ -207,6 +266,25 @@ impl PluginInstall {
         lines.push(format!("~ config.patch {patch}"));
         lines
     }
+}
+
+async fn config_get(link: &crate::Link) -> Result<(String, Value), GatewayError> {
+    let v = link.call("config.get", json!({})).await?;
+    Ok((v["hash"].as_str().unwrap_or_default().to_string(), v["parsed"].clone()))
+}
+
+async fn config_patch(
+    link: &crate::Link,
+    patch: &Value,
+    replace: &[String],
+    hash: &str,
+    note: &str,
+) -> Result<(), GatewayError> {
+    let mut p = json!({"raw": patch.to_string(), "baseHash": hash, "note": note});
+    if !replace.is_empty() {
+        p["replacePaths"] = json!(replace);
+    }
+    link.call("config.patch", p).await.map(|_| ())
 }
 
 #[cfg(test)]

@@ -11,8 +11,11 @@
 //!   sidecar's metering (match and mismatch, on the trace API); metrics.
 //! - `gateway`: plugin health from `plugins.list` and heartbeats (`/readyz`, the agents list),
 //!   native approvals resolved over the link, an exec approved at the gate not asked twice.
+//! - `e2e`: a real OpenClaw gateway with the plugin installed live; its agent's built-in tool
+//!   calls allowed, denied, held and approved or denied, its turns blocked, fail closed.
 
 mod decisions;
+mod e2e;
 mod endpoint;
 mod gateway;
 mod reports;
