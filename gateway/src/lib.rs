@@ -218,10 +218,13 @@ impl Gateway {
     async fn on_connected(self: Arc<Self>) {
         self.audit_gateway(audit::Outcome::Connected, json!({"url": self.link.url()}));
         self.refresh_agents().await;
-        self.refresh_plugins().await;
         // Online again only once the roster is re-read: an agent removed meanwhile goes from
         // "link down" to "no longer listed", never through a false "healthy".
         self.parts.health.link_changed(true, "");
+        // Beside, not before: `plugins.list` takes about a second, and a link lost meanwhile
+        // must not be followed by this connect's late "online".
+        let gw = self.clone();
+        tokio::spawn(async move { gw.refresh_plugins().await });
         if self.settings.exec_approvals {
             self.reconcile_exec().await;
         }

@@ -77,7 +77,16 @@ async fn a_gateway_whose_plugin_is_disabled_is_ungoverned_and_readyz_says_so() {
     assert_eq!(me["governance"], "governed", "{plugins}");
     assert_eq!(me["listed"]["state"], "active");
     assert_eq!(me["last_beat"]["pid"], 4242);
-    let agents = get(&format!("{control}/api/v1/agents"), &bearer(ADMIN)).await.json();
+    let agents_url = format!("{control}/api/v1/agents");
+    wait_for("agents listed over the link", Duration::from_secs(10), || {
+        let url = agents_url.clone();
+        async move {
+            let a = get(&url, &bearer(ADMIN)).await.json();
+            a["items"].as_array().is_some_and(|i| i.iter().any(|a| a["id"] == "main"))
+        }
+    })
+    .await;
+    let agents = get(&agents_url, &bearer(ADMIN)).await.json();
     assert_eq!(agents["gateway"]["plugin"]["governance"], "governed", "{agents}");
     let main = agents["items"].as_array().unwrap().iter().find(|a| a["id"] == "main").unwrap().clone();
     assert_eq!(main["built_in_tools"]["governance"], "governed", "{main}");
