@@ -10,6 +10,7 @@
 // Plain ES module, no dependencies: node:http / node:https only. (Global fetch is undici, whose default
 // 300 s headers timeout would cut a long-poll hold short of OpenClaw's 600 s hook ceiling.)
 
+import fs from "node:fs";
 import http from "node:http";
 import https from "node:https";
 
@@ -206,13 +207,43 @@ function hookTimeoutFromConfig(cfg, hookName) {
   return posInt(hooks?.timeouts?.[hookName]) ?? posInt(hooks?.timeoutMs);
 }
 
+/**
+ * The token when OpenClaw handed over its file SecretRef unresolved. OpenClaw resolves SecretRefs in plugin
+ * config when the gateway starts; a plugin added by a live config.patch (what `clawbutler attach` does) is
+ * registered with the raw ref `{source:"file", provider, id:"value"}`, and neither secrets.reload nor
+ * plugins.reload resolves it (seen on 2026.9.6). So the plugin reads the file itself, with OpenClaw's own
+ * rules for it: a `singleValue` file provider, a regular file owned by this user and private (no group or
+ * other bits), one trailing newline dropped. Returns `{token}` or `{problem}`.
+ */
+export function readFileSecretRef(ref, hostConfig, fsImpl = fs) {
+  if (!isPlainObject(ref) || ref.source !== "file" || typeof ref.provider !== "string") return {};
+  const provider = hostConfig?.secrets?.providers?.[ref.provider];
+  if (!isPlainObject(provider) || provider.source !== "file" || typeof provider.path !== "string")
+    return { problem: `secrets provider "${ref.provider}" is not a file provider` };
+  if (provider.mode !== "singleValue" || (ref.id ?? "value") !== "value")
+    return { problem: `secrets provider "${ref.provider}" is not a singleValue file provider` };
+  try {
+    const st = fsImpl.statSync(provider.path);
+    if (!st.isFile()) return { problem: `${provider.path} is not a regular file` };
+    if ((st.mode & 0o077) !== 0) return { problem: `${provider.path} is readable or writable by others (chmod 600 it)` };
+    if (typeof process.getuid === "function" && st.uid !== process.getuid())
+      return { problem: `${provider.path} is not owned by the gateway's user` };
+    const token = fsImpl.readFileSync(provider.path, "utf8").replace(/^\uFEFF/, "").replace(/\r?\n$/, "").trim();
+    return token ? { token } : { problem: `${provider.path} is empty` };
+  } catch (e) {
+    return { problem: `${provider.path} could not be read (${e?.code ?? e?.message ?? e})` };
+  }
+}
+
 /** Validated settings with defaults; `problem` is set when the plugin cannot work at all. */
 export function resolveSettings(pluginConfig, hostConfig) {
   const c = isPlainObject(pluginConfig) ? pluginConfig : {};
   const decisionUrl = nonEmpty(c.decisionUrl);
-  const token = typeof c.token === "string" ? c.token.trim() : undefined;
+  const fileRef = typeof c.token === "string" ? {} : readFileSecretRef(c.token, hostConfig);
+  const token = typeof c.token === "string" ? c.token.trim() : fileRef.token;
   let problem;
   if (!decisionUrl) problem = "plugins.entries.clawbutler.config.decisionUrl is not set";
+  else if (!token && fileRef.problem) problem = `the plugin token is not available (${fileRef.problem})`;
   else if (!token)
     problem =
       "the plugin token is not available (plugins.entries.clawbutler.config.token is unset, or its env reference / SecretRef could not be resolved)";
@@ -427,6 +458,8 @@ export function createPlugin() {
             trace: plainTrace(ctx?.trace),
             workspace: run?.workspace ?? workspaceOf(ctx?.agentId),
             run: run ? compact({ trigger: run.trigger, channel: run.channel, messageProvider: run.messageProvider }) : undefined,
+            // How long this hook waits for the answer: the sidecar answers a hold before it.
+            timeoutMs: settings.timeoutMs,
           });
           try {
             const answer = await decide(body, settings.timeoutMs, ctx?.abortSignal);

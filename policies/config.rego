@@ -37,6 +37,23 @@ cfg_tool_result_secrets := data.clawbutler.config.tool_result_secrets
 default cfg_outbound_tools := []
 
 cfg_outbound_tools := data.clawbutler.config.outbound_tools
+# The plugin gate's lists (plugin.rego). Empty allow-lists allow nothing; `"*"` allows all.
+default cfg_message_allowlist := []
+
+cfg_message_allowlist := data.clawbutler.config.message_allowlist
+
+default cfg_web_allowlist := []
+
+cfg_web_allowlist := data.clawbutler.config.web_allowlist
+
+default cfg_protected_paths := []
+
+cfg_protected_paths := data.clawbutler.config.protected_paths
+
+# MCP servers in OpenClaw that are ClawButler's own MCP endpoint (attach names them cb-<agent>).
+default cfg_mcp_proxy_servers := ["cb-*"]
+
+cfg_mcp_proxy_servers := data.clawbutler.config.mcp_proxy_servers
 
 cfg := {
 	"model_allowlist": cfg_model_allowlist,
@@ -47,6 +64,10 @@ cfg := {
 	"hold_ttl_s": cfg_hold_ttl_s,
 	"tool_result_secrets": cfg_tool_result_secrets,
 	"outbound_tools": cfg_outbound_tools,
+	"message_allowlist": cfg_message_allowlist,
+	"web_allowlist": cfg_web_allowlist,
+	"protected_paths": cfg_protected_paths,
+	"mcp_proxy_servers": cfg_mcp_proxy_servers,
 }
 
 # Exact match, or a glob when the pattern has glob characters. `null` delimiters: `*`

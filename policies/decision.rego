@@ -68,6 +68,10 @@ hold_findings := set() if {
 	f.paths_in_workspace
 } else := exec_holds | secret_holds if {
 	input.kind == "exec"
+} else := set() if {
+	# Plugin-gate calls another gate decides (plugin.rego).
+	input.kind == "plugin"
+	plugin_passthrough
 } else := (exec_holds | secret_holds) | tool_holds if {
 	input.kind in {"tool_call", "plugin"}
 }
@@ -170,6 +174,13 @@ _default_allow := {
 	"risk": "low",
 } if {
 	input.kind == "model_call"
+} else := {
+	"rule": plugin_passthrough.rule,
+	"reason": plugin_passthrough.reason,
+	"risk": "low",
+} if {
+	input.kind == "plugin"
+	plugin_passthrough
 } else := {
 	"rule": sprintf("allow.%s", [input.kind]),
 	"reason": "No policy rule restricts this tool call",

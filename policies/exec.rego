@@ -30,17 +30,23 @@ command := input.exec.command if {
 _lc_spaced := input.exec.features.text if {
 	input.kind == "exec"
 	input.exec.features
+} else := input.tool.features.text if {
+	input.tool.features
 } else := _d_text
 
 # Words as written (paths keep their case) and lower-cased.
 raw_tokens := input.exec.features.raw_tokens if {
 	input.kind == "exec"
 	input.exec.features
+} else := input.tool.features.raw_tokens if {
+	input.tool.features
 } else := _d_raw_tokens
 
 _tokens := input.exec.features.tokens if {
 	input.kind == "exec"
 	input.exec.features
+} else := input.tool.features.tokens if {
+	input.tool.features
 } else := _d_tokens
 
 _token_set := {t | some t in _tokens}
@@ -49,6 +55,8 @@ _token_set := {t | some t in _tokens}
 _words := input.exec.features.words if {
 	input.kind == "exec"
 	input.exec.features
+} else := input.tool.features.words if {
+	input.tool.features
 } else := _d_words
 
 # Shell operators become separate words: "a;b" -> "a ; b". `||` is not a pipe.
@@ -209,6 +217,8 @@ _trigger_words := {
 _families := object.keys(input.exec.features.triggers) if {
 	input.kind == "exec"
 	input.exec.features.triggers
+} else := object.keys(input.tool.features.triggers) if {
+	input.tool.features.triggers
 } else := {f |
 	some w in split(_gate_text, " ")
 	some f in _trigger_words[w]
@@ -226,6 +236,10 @@ _has_markers := true if {
 } else := false if {
 	input.kind == "exec"
 	input.exec.features.hits
+} else := true if {
+	input.tool.features.hits.markers
+} else := false if {
+	input.tool.features.hits
 } else := strings.replace_n(_markers, _lc_spaced) != _lc_spaced
 
 _hold(rule, reason, risk) := {"rule": rule, "reason": reason, "risk": risk}
@@ -277,6 +291,8 @@ _recursive if {
 _flags := input.exec.features.flags if {
 	input.kind == "exec"
 	input.exec.features
+} else := input.tool.features.flags if {
+	input.tool.features
 } else := _d_flags
 
 _rm_everything := {"/", "/*", "~", "~/", "~/*", "*", ".", "..", "$home", "${home}"}
@@ -364,15 +380,18 @@ exec_holds contains f if {
 	f := _hold("exec.high_risk_configured", sprintf("Commands matching '%s' need a human's approval (configured)", [p]), "high")
 }
 
-# Workspace: input.exec.workspace plus configured roots. Without any root nothing is checked.
-workspace_roots := array.concat([w | w := input.exec.workspace; is_string(w); w != ""], cfg_workspace_roots)
+# Workspace: the agent's (input.exec.workspace, or input.plugin.workspace for plugin-gate calls)
+# plus configured roots. Without any root nothing is checked.
+workspace_roots := array.concat([w | w := _agent_workspace; is_string(w); w != ""], cfg_workspace_roots)
+
+_agent_workspace := input.exec.workspace if input.kind == "exec" else := input.plugin.workspace if input.kind == "plugin"
 
 # The agent's own workspace first (the usual answer, and cheap when it has no trailing "/"),
 # then the configured roots.
 under_workspace(p) := true if {
 	startswith(concat("", [p, "/"]), _ws_slash)
 } else := true if {
-	_path_under(p, input.exec.workspace)
+	_path_under(p, _agent_workspace)
 } else := true if {
 	some r in cfg_workspace_roots
 	_path_under(p, r)
@@ -380,7 +399,13 @@ under_workspace(p) := true if {
 
 # The agent's workspace + "/", once per decision.
 _ws_slash := concat("", [ws, "/"]) if {
+	input.kind == "exec"
 	ws := input.exec.workspace
+	is_string(ws)
+	ws != ""
+} else := concat("", [ws, "/"]) if {
+	input.kind == "plugin"
+	ws := input.plugin.workspace
 	is_string(ws)
 	ws != ""
 }
@@ -407,11 +432,15 @@ written_paths contains p if {
 _paths := input.exec.features.paths if {
 	input.kind == "exec"
 	input.exec.features
+} else := input.tool.features.paths if {
+	input.tool.features
 } else := _d_paths
 
 _redirects := ">" in input.exec.features.operators if {
 	input.kind == "exec"
 	input.exec.features
+} else := ">" in input.tool.features.operators if {
+	input.tool.features
 } else := contains(command, ">")
 
 # Redirection targets (`_d_redirects`), from the engine when it derived them.
@@ -423,6 +452,8 @@ written_paths contains p if {
 _redirect_targets := input.exec.features.redirects if {
 	input.kind == "exec"
 	input.exec.features
+} else := input.tool.features.redirects if {
+	input.tool.features
 } else := _d_redirects
 
 # One body (a function with two definitions evaluates both).
@@ -453,6 +484,17 @@ exec_holds contains f if {
 	cwd := input.exec.cwd
 	is_string(cwd)
 	cwd != ""
+	not under_workspace(cwd)
+	workspace_roots != []
+	f := _hold("exec.outside_workspace", sprintf("Running a command in %s, outside the agent's workspace, needs a human's approval", [cwd]), "medium")
+}
+
+# The plugin gate's exec tool runs in `workdir` (default: the workspace).
+exec_holds contains f if {
+	input.kind == "plugin"
+	cwd := input.tool.args.workdir
+	is_string(cwd)
+	_absolute(cwd)
 	not under_workspace(cwd)
 	workspace_roots != []
 	f := _hold("exec.outside_workspace", sprintf("Running a command in %s, outside the agent's workspace, needs a human's approval", [cwd]), "medium")

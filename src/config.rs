@@ -104,6 +104,8 @@ pub struct Config {
     /// The upstream MCP servers agents reach through the sidecar.
     #[serde(default)]
     pub mcp_servers: Vec<mcp::McpServerConfig>,
+    #[serde(default)]
+    pub plugin: plugin_gate::PluginSettings,
 }
 
 impl Default for Config {
@@ -122,6 +124,7 @@ impl Default for Config {
             gateway: Default::default(),
             mcp: Default::default(),
             mcp_servers: Vec::new(),
+            plugin: Default::default(),
         }
     }
 }
@@ -185,6 +188,7 @@ impl Config {
         }
         self.gateway.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         mcp::config::validate(&self.mcp, &self.mcp_servers).map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
+        self.plugin.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;

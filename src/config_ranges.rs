@@ -90,6 +90,12 @@ pub(crate) const KEYS: &[&str] = &[
     "mcp.max_sessions",
     "mcp.server_request_timeout_s",
     "mcp_servers.timeout_s",
+    "plugin.heartbeat_s",
+    "plugin.hold_timeout_ms",
+    "plugin.answer_margin_ms",
+    "plugin.max_body_bytes",
+    "plugin.usage_tolerance",
+    "plugin.usage_tolerance_usd",
 ];
 
 /// Check every numeric key of `c`.
@@ -184,6 +190,13 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     for s in &c.mcp_servers {
         int(&format!("mcp_servers[{}].timeout_s", s.name), s.timeout_s, 1, DAY / SEC, " s")?;
     }
+    let pl = &c.plugin;
+    int("plugin.heartbeat_s", pl.heartbeat_s, 0, 3_600, " s")?;
+    int("plugin.hold_timeout_ms", pl.hold_timeout_ms, SEC, 600 * SEC, " ms")?;
+    int("plugin.answer_margin_ms", pl.answer_margin_ms, 0, 60 * SEC, " ms")?;
+    int("plugin.max_body_bytes", pl.max_body_bytes as u64, 1024, GIB / 4, " bytes")?;
+    num("plugin.usage_tolerance", pl.usage_tolerance, 0.0, 1.0)?;
+    num("plugin.usage_tolerance_usd", pl.usage_tolerance_usd, 0.0, 1e6)?;
     Ok(())
 }
 
@@ -250,6 +263,7 @@ mod tests {
                 "[[mcp_servers]]\nname = \"x\"\ntransport = \"stdio\"\ncommand = \"x\"\ntimeout_s = 0",
                 "mcp_servers[x].timeout_s",
             ),
+            ("[plugin]\nhold_timeout_ms = 600001", "plugin.hold_timeout_ms"),
             (
                 "[[upstreams]]\nname = \"u\"\nkind = \"openai\"\nurl = \"http://x/v1\"\ntimeout_ms = 0",
                 "upstreams[u].timeout_ms",

@@ -27,11 +27,14 @@ pub enum RecordKind {
     /// A path of an agent went outside ClawButler or came back (drift of the governance
     /// report, `gateway.md`).
     Governance,
+    /// The OpenClaw plugin gate: a tool-call or turn decision, a tool's outcome, a model
+    /// call or a run's usage as OpenClaw reported it, the plugin's health.
+    Plugin,
 }
 
 impl RecordKind {
     /// Every kind, for pre-creating per-kind metric series.
-    pub(crate) const ALL: [RecordKind; 15] = [
+    pub(crate) const ALL: [RecordKind; 16] = [
         RecordKind::ModelCall,
         RecordKind::Exec,
         RecordKind::ToolCall,
@@ -47,6 +50,7 @@ impl RecordKind {
         RecordKind::Health,
         RecordKind::AuditOutage,
         RecordKind::Governance,
+        RecordKind::Plugin,
     ];
 
     /// Stable label value.
@@ -67,6 +71,7 @@ impl RecordKind {
             RecordKind::Health => "health",
             RecordKind::AuditOutage => "audit_outage",
             RecordKind::Governance => "governance",
+            RecordKind::Plugin => "plugin",
         }
     }
 }
@@ -193,8 +198,21 @@ pub enum Outcome {
     Healthy,
     Degraded,
     Offline,
-    // Governance drift (the state the path is now in).
+    // The plugin gate.
+    /// A tool call was allowed with changed parameters.
+    Rewritten,
+    /// A tool call or a model call OpenClaw reported (after the fact).
+    Reported,
+    /// OpenClaw's usage and cost for a run agree with the sidecar's metering.
+    UsageMatch,
+    /// They do not (the record says by how much).
+    UsageMismatch,
+    // Governance: the state a path (kind `governance`, drift of the governance report) or a
+    // gateway's plugin (kind `plugin`) is now in.
+    /// The path goes through ClawButler again; the plugin is loaded and answering (built-in
+    /// tools are governed).
     Governed,
+    /// The path left ClawButler; the plugin is missing, disabled or not answering.
     Ungoverned,
 }
 
@@ -250,6 +268,10 @@ impl Outcome {
             Outcome::Healthy => "healthy",
             Outcome::Degraded => "degraded",
             Outcome::Offline => "offline",
+            Outcome::Rewritten => "rewritten",
+            Outcome::Reported => "reported",
+            Outcome::UsageMatch => "usage_match",
+            Outcome::UsageMismatch => "usage_mismatch",
             Outcome::Governed => "governed",
             Outcome::Ungoverned => "ungoverned",
         }

@@ -28,6 +28,9 @@ pub type Check = (&'static str, bool, String);
 /// Something `/readyz` asks.
 pub type ReadyProbe = Arc<dyn Fn() -> Vec<Check> + Send + Sync>;
 
+/// The plugin of every gateway where it is expected or was heard from.
+pub type PluginViews = Arc<dyn Fn() -> Vec<governance::plugin::PluginView> + Send + Sync>;
+
 /// Everything the control routes share.
 pub struct ControlState {
     pub registry: prometheus::Registry,
@@ -45,6 +48,12 @@ pub struct ControlState {
     pub mcp_tokens: Arc<governance::AgentKeys>,
     /// The MCP endpoint's servers, health and tools (`/api/v1/mcp/servers`).
     pub mcp: Option<Arc<dyn McpStatus>>,
+    /// Per-gateway plugin tokens (hashed), managed under `/api/v1/plugin-tokens`.
+    pub plugin_tokens: Arc<governance::PluginTokens>,
+    /// Each gateway's OpenClaw plugin: governed or not, and why (`/api/v1/plugins`, agents).
+    pub plugins: PluginViews,
+    /// The linked gateway's id (`[gateway] url`), when one is configured.
+    pub linked_gateway: Option<String>,
     /// Stored answers of decision POSTs (Idempotency-Key).
     pub idempotency: idempotency::IdemStore,
     pub ready: ReadyProbe,
@@ -86,6 +95,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::openapi::routes())
         .merge(routes::agents::routes())
         .merge(routes::agent_keys::routes())
+        .merge(routes::plugins::routes())
         .merge(routes::budgets::routes())
         .merge(routes::mcp::routes())
         .merge(routes::ui::routes())

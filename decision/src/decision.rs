@@ -80,6 +80,11 @@ pub struct Obligations {
     /// Tool calls: what to do with secrets in the result; absent = mask.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_secrets: Option<ResultSecrets>,
+    /// Plugin-gate calls only: parameters to change before the tool runs, shallow-merged into
+    /// the call's own (OpenClaw merges `{...params, ...rewrite}`, so a key cannot be removed).
+    /// Only meaningful with action `allow`; other kinds ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Reason string used whenever the policy could not produce a trustworthy decision.

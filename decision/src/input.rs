@@ -122,6 +122,55 @@ pub struct McpInput {
     pub secret_seen: bool,
 }
 
+/// Who asked for the turn a plugin-gate call belongs to, as OpenClaw tells the plugin
+/// (`ctx.requester`): present for channel runs, mostly empty for CLI, cron and heartbeat runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequesterInput {
+    /// The channel the turn came from (`webchat`, `telegram`, ...), when interactive.
+    pub channel: Option<String>,
+    pub account_id: Option<String>,
+    pub sender_id: Option<String>,
+    /// Whether the sender is the agent's owner.
+    pub sender_is_owner: Option<bool>,
+    #[serde(default)]
+    pub role_ids: Vec<String>,
+}
+
+/// What the OpenClaw plugin knows about a tool call besides the tool and its arguments (kind
+/// `plugin` only). The engine adds the fields it derives from the tool name, the arguments
+/// and the workspace (`family`, `paths`, `recipients`, `hosts`, `grant_args`; see
+/// docs/policy-input.md); callers cannot supply them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PluginInput {
+    /// The tool name as OpenClaw calls it (for MCP tools `<server>__<tool>`; `tool.name` then
+    /// holds the MCP tool's own name and `tool.server` the server).
+    pub tool_name: String,
+    /// OpenClaw's `toolKind` / `toolInputKind`, when it gives them.
+    pub tool_kind: Option<String>,
+    pub input_kind: Option<String>,
+    /// OpenClaw's run id, tool-call id and session id.
+    pub run_id: Option<String>,
+    pub tool_call_id: Option<String>,
+    pub session_id: Option<String>,
+    /// The agent's workspace directory (what relative paths resolve against).
+    pub workspace: Option<String>,
+    /// What started the run: `user`, `cron`, `heartbeat`, ... (absent when unknown).
+    pub trigger: Option<String>,
+    /// The run's channel (`webchat`, ...), absent for CLI runs.
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub requester: RequesterInput,
+    /// OpenClaw's own best-effort target paths (`apply_patch`), absolute.
+    #[serde(default)]
+    pub derived_paths: Vec<String>,
+    /// `grant_args` as the approvals inbox shows it, when masking changes it (a phone
+    /// number, an e-mail address or a secret, masked with the sidecar's salt): an approval
+    /// suggests its "allow always" in that form, since grants never hold such values, so
+    /// `grants.rego` matches a grant against this too. Set by the plugin gate.
+    #[serde(default)]
+    pub grant_args_masked: Option<String>,
+}
+
 /// Cost known before the call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CostInput {
@@ -175,6 +224,9 @@ pub struct PolicyInput {
     pub exec: Option<ExecInput>,
     #[serde(default)]
     pub tool: Option<ToolInput>,
+    /// Plugin-gate calls only: the OpenClaw side of the call.
+    #[serde(default)]
+    pub plugin: Option<PluginInput>,
     #[serde(default)]
     pub cost: CostInput,
     #[serde(default)]
@@ -201,6 +253,7 @@ impl PolicyInput {
             model: None,
             exec: None,
             tool: None,
+            plugin: None,
             cost: CostInput::default(),
             budgets: Vec::new(),
             grants: Vec::new(),

@@ -6,10 +6,12 @@
 
 pub mod agent_id;
 mod decision;
+mod family;
 mod input;
 
 pub use decision::{Action, Decision, DecisionId, Obligations, ResultSecrets, Risk, POLICY_ERROR};
+pub use family::{mcp_parts, ToolFamily, MCP_SEPARATOR};
 pub use input::{
     new_trace_id, BudgetInput, CallKind, CostInput, ExecInput, GrantInput, McpCallInput, McpInput, McpPhase,
-    ModelInput, PolicyInput, ToolInput, INPUT_VERSION,
+    ModelInput, PluginInput, PolicyInput, RequesterInput, ToolInput, INPUT_VERSION,
 };

@@ -129,6 +129,20 @@ impl Gateway {
             self.resolve(&r, "deny").await;
             return;
         }
+        // The same call approved by a human at the plugin gate a moment ago: not asked twice.
+        if let (Some(run), Some(call)) = (&r.run_id, &r.tool_call_id) {
+            if self.parts.handoffs.take_exec(run, call, &r.exec.command) {
+                let d = Decision::synthetic(
+                    Action::Allow,
+                    "plugin_gate.approved",
+                    "A human approved this exact command at the plugin gate for this tool call",
+                    decision::Risk::Medium,
+                );
+                self.audit_exec(&r, Some(&d), "policy", Outcome::Allowed, json!({"reconcile": reconciling}));
+                self.resolve(&r, "allow-once").await;
+                return;
+            }
+        }
         let mut input = PolicyInput::new(CallKind::Exec, &r.agent, &decision::new_trace_id());
         input.session = r.session.clone();
         input.exec = Some(r.exec.clone());

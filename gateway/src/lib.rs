@@ -19,6 +19,8 @@ mod health;
 pub mod kill;
 pub mod link;
 mod liveness;
+pub mod plugin;
+pub mod plugin_install;
 pub mod registry;
 pub mod settings;
 
@@ -82,6 +84,10 @@ pub struct Parts {
     /// The sidecar's data address as the gateway reaches it (`host:port`): the live
     /// governance report needs it to tell sidecar providers apart (None = no report).
     pub sidecar: Option<String>,
+    /// Whether each gateway's ClawButler plugin is loaded (`plugin.rs` feeds `plugins.list`).
+    pub plugin_health: Arc<governance::PluginHealth>,
+    /// Calls the plugin gate decided that finish here (native approvals, approved execs).
+    pub handoffs: Arc<governance::Handoffs>,
 }
 
 /// A running gateway link with its registry; see the module docs.
@@ -95,6 +101,7 @@ pub struct Gateway {
     kill_lock: tokio::sync::Mutex<()>,
     exec: exec::ExecState,
     governance: governance_watch::GovernanceWatch,
+    native: plugin::NativeState,
 }
 
 impl Gateway {
@@ -120,12 +127,14 @@ impl Gateway {
             kill_lock: tokio::sync::Mutex::new(()),
             exec: exec::ExecState::default(),
             governance,
+            native: plugin::NativeState::default(),
         });
         let events = link.subscribe();
         let sup = link.spawn(shutdown.clone());
         let ev = tokio::spawn(gw.clone().event_loop(events, shutdown.clone()));
-        let timer = tokio::spawn(gw.clone().governance_timer(shutdown));
-        Ok((gw, vec![sup, ev, timer]))
+        let timer = tokio::spawn(gw.clone().governance_timer(shutdown.clone()));
+        let poll = tokio::spawn(gw.clone().poll_plugins(shutdown));
+        Ok((gw, vec![sup, ev, timer, poll]))
     }
 
     /// The link (for tests and the CLI).
@@ -188,10 +197,21 @@ impl Gateway {
                 let gw = self.clone();
                 tokio::spawn(async move {
                     gw.refresh_agents().await;
+                    gw.refresh_plugins().await;
                     // A patch is often followed by related writes: read them together.
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     gw.recheck_governance("config.changed").await;
                 });
+            }
+            "plugin.approval.requested" => {
+                let gw = self.clone();
+                let payload = e.payload.clone();
+                tokio::spawn(async move { gw.on_plugin_approval_requested(payload).await });
+            }
+            "plugin.approval.resolved" => {
+                let gw = self.clone();
+                let payload = e.payload.clone();
+                tokio::spawn(async move { gw.on_plugin_approval_resolved(payload).await });
             }
             "exec.approval.requested" if self.settings.exec_approvals => {
                 let gw = self.clone();
@@ -214,6 +234,10 @@ impl Gateway {
         // Online again only once the roster is re-read: an agent removed meanwhile goes from
         // "link down" to "no longer listed", never through a false "healthy".
         self.parts.health.link_changed(true, "");
+        // Beside, not before: `plugins.list` takes about a second, and a link lost meanwhile
+        // must not be followed by this connect's late "online".
+        let gw = self.clone();
+        tokio::spawn(async move { gw.refresh_plugins().await });
         if self.settings.exec_approvals {
             self.reconcile_exec().await;
         }
@@ -231,6 +255,22 @@ impl Gateway {
                 _ = every.tick() => {
                     if self.link.is_connected() {
                         self.recheck_governance("timer").await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read `plugins.list` every [`plugin::LIST_EVERY`] while connected (a plugin disabled by
+    /// an edit of OpenClaw's config file may not announce itself).
+    async fn poll_plugins(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval(plugin::LIST_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = every.tick() => {
+                    if self.link.is_connected() {
+                        self.refresh_plugins().await;
                     }
                 }
             }

@@ -14,9 +14,13 @@ pub mod approvals;
 pub mod budget;
 pub mod health;
 pub mod kill;
+pub mod plugin;
+pub mod plugin_tokens;
 
 pub use agent_keys::{AgentKeyError, AgentKeys};
 pub use approvals::{ApprovalSettings, Broker, BrokerError};
 pub use budget::{BudgetError, Budgets};
 pub use health::HealthTracker;
 pub use kill::{KillError, KillSwitch};
+pub use plugin::{Handoffs, PluginHealth};
+pub use plugin_tokens::{PluginTokenError, PluginTokens};

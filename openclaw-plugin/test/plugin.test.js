@@ -2,7 +2,10 @@
 // A fake `api` captures the hook handlers; a local HTTP server plays the sidecar.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import http from "node:http";
+import os from "node:os";
+import path from "node:path";
 import plugin, { resolveSettings, toolCallResult, agentRunResult, failClosedReason } from "../index.js";
 
 const TOKEN = "t0ken";
@@ -67,6 +70,23 @@ test("timeouts: an operator hook timeout caps ours, minus a margin", () => {
   assert.equal(s.runHookTimeoutMs, 20000);
 });
 
+test("a file SecretRef OpenClaw left unresolved (a live install) is read from its private file", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cb-plugin-"));
+  const file = path.join(dir, "openclaw-plugin.token");
+  fs.writeFileSync(file, "cbp_secret\n", { mode: 0o600 });
+  const host = { secrets: { providers: { clawbutler: { source: "file", path: file, mode: "singleValue" } } } };
+  const ref = { source: "file", provider: "clawbutler", id: "value" };
+  const s = resolveSettings({ decisionUrl: "http://x", token: ref }, host);
+  assert.equal(s.problem, undefined);
+  assert.equal(s.token, "cbp_secret");
+  fs.chmodSync(file, 0o644);
+  assert.match(resolveSettings({ decisionUrl: "http://x", token: ref }, host).problem, /readable or writable by others/);
+  fs.rmSync(file);
+  assert.match(resolveSettings({ decisionUrl: "http://x", token: ref }, host).problem, /could not be read \(ENOENT\)/);
+  assert.match(resolveSettings({ decisionUrl: "http://x", token: ref }, {}).problem, /not a file provider/);
+  fs.rmSync(dir, { recursive: true });
+});
+
 test("config problems are reported, not thrown", () => {
   assert.match(resolveSettings({ token: "t" }, {}).problem, /decisionUrl/);
   assert.match(resolveSettings({ decisionUrl: "http://x" }, {}).problem, /token is not available/);
@@ -108,6 +128,7 @@ test("before_tool_call posts the request and maps allow/block/rewrite", async ()
   assert.deepEqual(req.body.params, toolEvent.params);
   assert.equal(req.body.toolCallId, "call1");
   assert.equal(req.body.requester.senderIsOwner, true);
+  assert.equal(req.body.timeoutMs, 14000, "the sidecar learns how long the plugin waits");
   behave = () => ({ status: 200, body: { action: "block", reason: "denied by rule files.outside_workspace" } });
   assert.deepEqual(await h.before_tool_call.fn(toolEvent, toolCtx), { block: true, blockReason: "denied by rule files.outside_workspace" });
   behave = () => ({ status: 200, body: { action: "rewrite", params: { path: "/safe" } } });

@@ -10,7 +10,9 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+use decision::CallKind;
 use regorus::Value;
+use serde::Deserialize;
 
 use crate::needles::Needles;
 
@@ -184,32 +186,90 @@ fn redirect_targets(raw: &[&str], empty: &Value) -> Value {
     }
 }
 
-/// Make an untyped input's `exec.features` the derived one (for `exec` inputs whose command the
-/// Rego rules accept), or remove it, so a caller can never supply its own.
+/// Features of a tool call that carries a shell command (`args.command` a string; kinds
+/// `tool_call` and `plugin`), as `input.tool.features`: the same words as an exec command's,
+/// with `cwd` the tool's `workdir` (else the workspace) and `workspace` the agent's
+/// (`input.plugin.workspace`, unknown for MCP calls).
+pub(crate) fn tool_features(
+    kind: CallKind,
+    args: &serde_json::Value,
+    workspace: Option<&str>,
+    needles: &Needles,
+) -> Option<Value> {
+    if !matches!(kind, CallKind::ToolCall | CallKind::Plugin) {
+        return None;
+    }
+    let command = args.get("command")?.as_str()?;
+    let cwd = args.get("workdir").and_then(serde_json::Value::as_str).filter(|w| !w.is_empty()).or(workspace);
+    Some(features(command, cwd, workspace, needles))
+}
+
+/// The derived fields of `input.plugin` (`plugin.rs`), which a caller cannot supply.
+const PLUGIN_DERIVED: [&str; 5] = ["family", "paths", "recipients", "hosts", "grant_args"];
+
+/// Make an untyped input's derived fields the engine's own: `exec.features` (for `exec`
+/// inputs whose command the Rego rules accept), `tool.features` (tool kinds whose
+/// `args.command` is a string) and the facts of `plugin` (kind `plugin`); anything a caller
+/// supplied under those names is replaced or removed.
 pub(crate) fn attach_to_json(input: &serde_json::Value, needles: &Needles) -> Value {
     let mut json = input.clone();
+    let kind = input.get("kind").and_then(|k| CallKind::deserialize(k).ok());
     let mut derived = None;
     if let Some(exec) = json.get_mut("exec").and_then(serde_json::Value::as_object_mut) {
         exec.remove("features");
-        if input.get("kind").and_then(serde_json::Value::as_str) == Some("exec") {
+        if kind == Some(CallKind::Exec) {
             let field = |name: &str| exec.get(name).and_then(serde_json::Value::as_str);
             derived = json_command(exec).map(|c| features(&c, field("cwd"), field("workspace"), needles));
         }
     }
+    let workspace = input.pointer("/plugin/workspace").and_then(serde_json::Value::as_str).map(str::to_string);
+    let mut tool_derived = None;
+    if let Some(tool) = json.get_mut("tool").and_then(serde_json::Value::as_object_mut) {
+        tool.remove("features");
+        if let (Some(k), Some(args)) = (kind, tool.get("args")) {
+            tool_derived = tool_features(k, args, workspace.as_deref(), needles);
+        }
+    }
+    let mut facts = None;
+    if let Some(plugin) = json.get_mut("plugin").and_then(serde_json::Value::as_object_mut) {
+        for k in PLUGIN_DERIVED {
+            plugin.remove(k);
+        }
+        let name = plugin.get("tool_name").and_then(serde_json::Value::as_str);
+        let args = input.pointer("/tool/args");
+        if let (Some(CallKind::Plugin), Some(name), Some(args)) = (kind, name, args) {
+            let derived_paths: Vec<String> = plugin
+                .get("derived_paths")
+                .and_then(serde_json::Value::as_array)
+                .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            facts = Some(crate::plugin::facts(name, args, workspace.as_deref(), &derived_paths));
+        }
+    }
     let mut value = Value::from(json);
-    if let Some(f) = derived {
-        if let Ok(root) = value.as_object_mut() {
-            if let Some(exec) = root.get_mut(&Value::from("exec")) {
-                let mut fields: BTreeMap<Value, Value> = exec
-                    .as_object()
-                    .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                    .unwrap_or_default();
-                fields.insert(Value::from("features"), f);
-                *exec = Value::from(fields);
-            }
+    {
+        let root = &mut value;
+        insert_under(root, "exec", "features", derived);
+        insert_under(root, "tool", "features", tool_derived);
+        if let Some(f) = facts {
+            let strings = |v: &[String]| Value::from(v.iter().map(|s| Value::from(s.as_str())).collect::<Vec<_>>());
+            insert_under(root, "plugin", "family", Some(Value::from(f.family.as_str())));
+            insert_under(root, "plugin", "paths", Some(strings(&f.paths)));
+            insert_under(root, "plugin", "recipients", Some(strings(&f.recipients)));
+            insert_under(root, "plugin", "hosts", Some(strings(&f.hosts)));
+            insert_under(root, "plugin", "grant_args", Some(f.grant_args.as_deref().map_or(Value::Null, Value::from)));
         }
     }
     value
+}
+
+/// Set `root[outer][field] = v` when `root[outer]` is an object and `v` is some.
+fn insert_under(root: &mut Value, outer: &str, field: &str, v: Option<Value>) {
+    let Some(v) = v else { return };
+    let Ok(root) = root.as_object_mut() else { return };
+    if let Some(Ok(o)) = root.get_mut(&Value::from(outer)).map(Value::as_object_mut) {
+        o.insert(Value::from(field), v);
+    }
 }
 
 /// The command line as the Rego `command` rule reads it from JSON, or `None` where that rule
@@ -328,5 +388,31 @@ mod tests {
         assert_eq!(attach_to_json(&input, &Needles::default())["exec"]["features"], Value::Undefined);
         let input = serde_json::json!({"kind": "plugin", "exec": {"command": "ls", "features": spoofed}});
         assert_eq!(attach_to_json(&input, &Needles::default())["exec"]["features"], Value::Undefined);
+    }
+
+    #[test]
+    fn tool_calls_carrying_a_command_get_the_same_features() {
+        let n = Needles::default();
+        let spoofed = serde_json::json!({"words": ["git"], "text": "git"});
+        let input = serde_json::json!({"kind": "plugin",
+            "tool": {"name": "exec", "args": {"command": "sudo rm -rf /", "workdir": "/w/sub"}, "features": spoofed},
+            "plugin": {"tool_name": "exec", "workspace": "/w", "family": "other", "paths": ["/spoof"]}});
+        let v = attach_to_json(&input, &n);
+        assert_eq!(v["tool"]["features"], features("sudo rm -rf /", Some("/w/sub"), Some("/w"), &n));
+        assert_eq!(v["tool"]["features"]["cwd_in_workspace"], Value::from(true));
+        assert_eq!(v["plugin"]["family"], Value::from("exec"));
+        assert_eq!(v["plugin"]["paths"], Value::from(Vec::<Value>::new()));
+        assert_eq!(v["plugin"]["grant_args"], Value::from("sudo rm -rf /"));
+        // Without a command, or for an exec input, there are none; a model call keeps no spoof.
+        let none = serde_json::json!({"kind": "tool_call", "tool": {"name": "x", "args": {"command": 5}, "features": spoofed}});
+        assert_eq!(attach_to_json(&none, &n)["tool"]["features"], Value::Undefined);
+        let mcp = serde_json::json!({"kind": "tool_call", "tool": {"name": "run", "args": {"command": "ls"}}});
+        assert_eq!(attach_to_json(&mcp, &n)["tool"]["features"], features("ls", None, None, &n));
+        let model = serde_json::json!({"kind": "model_call", "plugin": {"tool_name": "write", "family": "x"}, "tool": {"args": {"command": "ls"}}});
+        let v = attach_to_json(&model, &n);
+        assert_eq!(
+            (v["plugin"]["family"].clone(), v["tool"]["features"].clone()),
+            (Value::Undefined, Value::Undefined)
+        );
     }
 }

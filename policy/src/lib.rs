@@ -12,6 +12,7 @@ mod features;
 pub mod metrics;
 mod needles;
 mod output;
+pub mod plugin;
 pub mod settings;
 #[cfg(test)]
 mod test_rng;

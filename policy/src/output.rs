@@ -115,6 +115,16 @@ fn parse_obligations(v: &regorus::Value) -> Result<Obligations, OutputError> {
                     ),
                 };
             }
+            "rewrite" => {
+                out.rewrite = match v {
+                    regorus::Value::Null => None,
+                    regorus::Value::Object(_) => match serde_json::to_value(v) {
+                        Ok(serde_json::Value::Object(m)) => Some(m),
+                        _ => return Err(ill("`obligations.rewrite` must be an object with string keys")),
+                    },
+                    _ => return Err(ill("`obligations.rewrite` must be an object")),
+                };
+            }
             other => return Err(ill(format!("unknown field `obligations.{other}`"))),
         }
     }
@@ -150,6 +160,19 @@ mod tests {
     }
 
     #[test]
+    fn rewrite_obligation_is_an_object_of_params() {
+        let d = parse(
+            &v(r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"rewrite":{"path":"/w/a","n":[1,{"b":true}]}}}"#),
+            "abc",
+        )
+        .unwrap();
+        let want = serde_json::json!({"path": "/w/a", "n": [1, {"b": true}]});
+        assert_eq!(d.obligations.rewrite.map(serde_json::Value::Object), Some(want));
+        let none = v(r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"rewrite":null}}"#);
+        assert_eq!(parse(&none, "abc").unwrap().obligations.rewrite, None);
+    }
+
+    #[test]
     fn bad_shapes_are_rejected() {
         for bad in [
             r#"true"#,
@@ -166,6 +189,8 @@ mod tests {
             r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"mask":[1]}}"#,
             r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"extra":[]}}"#,
             r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":7}"#,
+            r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"rewrite":"/tmp"}}"#,
+            r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"rewrite":["a"]}}"#,
             r#"{"action":"allow","rule":"r","reason":"  ","risk":"low"}"#,
             r#"{"action":7,"rule":"r","reason":"x","risk":"low"}"#,
             r#"{"action":"allow","rule":"r","reason":"x","risk":"low","obligations":{"result_secrets":"hide"}}"#,

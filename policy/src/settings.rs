@@ -20,6 +20,10 @@ fn default_hold_ttl_s() -> u64 {
     900
 }
 
+fn default_mcp_proxy_servers() -> Vec<String> {
+    vec!["cb-*".into()]
+}
+
 /// `[policies]` config section. Every key has a default; unknown keys are an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +64,22 @@ pub struct PolicySettings {
     /// rule that holds outbound tools after a result carried a secret.
     #[serde(default)]
     pub outbound_tools: Vec<String>,
+    /// Plugin gate: message recipients agents may send to without a human (exact or glob,
+    /// e.g. `+1555*`, `@team`). Empty = every send to a named recipient is held.
+    #[serde(default)]
+    pub message_allowlist: Vec<String>,
+    /// Plugin gate: hosts `browser` and `web_fetch` may open without a human (exact or glob,
+    /// e.g. `docs.rs`, `*.github.com`; `*` = any). Empty = every URL is held.
+    #[serde(default)]
+    pub web_allowlist: Vec<String>,
+    /// Plugin gate: extra file globs agents may not change without a human (credentials and
+    /// OpenClaw's configuration are always protected).
+    #[serde(default)]
+    pub protected_paths: Vec<String>,
+    /// Plugin gate: OpenClaw MCP servers that are ClawButler's own MCP endpoint (globs); their
+    /// tools pass the gate because the MCP proxy decides them (default `["cb-*"]`).
+    #[serde(default = "default_mcp_proxy_servers")]
+    pub mcp_proxy_servers: Vec<String>,
 }
 
 impl Default for PolicySettings {
@@ -76,6 +96,10 @@ impl Default for PolicySettings {
             hold_ttl_s: default_hold_ttl_s(),
             tool_result_secrets: decision::ResultSecrets::Mask,
             outbound_tools: Vec::new(),
+            message_allowlist: Vec::new(),
+            web_allowlist: Vec::new(),
+            protected_paths: Vec::new(),
+            mcp_proxy_servers: default_mcp_proxy_servers(),
         }
     }
 }
@@ -93,6 +117,10 @@ impl PolicySettings {
             "hold_ttl_s": self.hold_ttl_s,
             "tool_result_secrets": self.tool_result_secrets,
             "outbound_tools": self.outbound_tools,
+            "message_allowlist": self.message_allowlist,
+            "web_allowlist": self.web_allowlist,
+            "protected_paths": self.protected_paths,
+            "mcp_proxy_servers": self.mcp_proxy_servers,
         })
     }
 

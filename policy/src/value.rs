@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use regorus::Value;
 
 use crate::needles::Needles;
-use decision::{BudgetInput, CallKind, GrantInput, McpInput, PolicyInput};
+use decision::{BudgetInput, CallKind, GrantInput, McpInput, PluginInput, PolicyInput};
 
 macro_rules! keys {
     ($($name:ident),* $(,)?) => {
@@ -84,6 +84,27 @@ keys!(
     secret_seen,
     secret,
     action,
+    plugin,
+    tool_name,
+    tool_kind,
+    input_kind,
+    run_id,
+    tool_call_id,
+    session_id,
+    trigger,
+    channel,
+    requester,
+    account_id,
+    sender_id,
+    sender_is_owner,
+    role_ids,
+    derived_paths,
+    family,
+    paths,
+    recipients,
+    hosts,
+    grant_args,
+    grant_args_masked,
 );
 
 thread_local! {
@@ -133,13 +154,26 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
             (&k.workspace, opt_str(e.workspace.as_deref())),
         ])
     });
+    let workspace = i.plugin.as_ref().and_then(|p| p.workspace.as_deref());
     let tool = i.tool.as_ref().map_or(Value::Null, |t| {
-        obj([
+        let mut v = obj([
             (&k.args, json(&t.args)),
             (&k.name, Value::from(t.name.as_str())),
             (&k.server, opt_str(t.server.as_deref())),
-        ])
+        ]);
+        // Derived here, never taken from the caller (see `features.rs`).
+        if let Some(f) = crate::features::tool_features(i.kind, &t.args, workspace, needles) {
+            if let Ok(o) = v.as_object_mut() {
+                o.insert(k.features.clone(), f);
+            }
+        }
+        v
     });
+    let plugin = match (&i.plugin, i.kind) {
+        (Some(p), CallKind::Plugin) => plugin_value(k, p, i.tool.as_ref().map(|t| &t.args)),
+        (Some(p), _) => plugin_value(k, p, None),
+        (None, _) => Value::Null,
+    };
     let cost = match (i.cost.estimate_usd, i.cost.unbounded.is_empty()) {
         (None, true) => k.no_cost.clone(),
         (x, _) => {
@@ -163,6 +197,7 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
         (&k.mcp, i.mcp.as_ref().map_or(Value::Null, |m| mcp(k, m))),
         (&k.model, model),
         (&k.now, Value::from(i.now.as_str())),
+        (&k.plugin, plugin),
         (&k.session, opt_str(i.session.as_deref())),
         (&k.tool, tool),
         (&k.trace_id, Value::from(i.trace_id.as_str())),
@@ -188,6 +223,42 @@ fn mcp(k: &Keys, m: &McpInput) -> Value {
         (&k.phase, Value::from(m.phase.as_str())),
         (&k.secret_seen, Value::from(m.secret_seen)),
     ])
+}
+
+/// `input.plugin`: the caller's fields plus the derived facts (`plugin.rs`; only for kind
+/// `plugin`, where `args` are the tool's arguments).
+fn plugin_value(k: &Keys, p: &PluginInput, args: Option<&serde_json::Value>) -> Value {
+    let r = &p.requester;
+    let requester = obj([
+        (&k.account_id, opt_str(r.account_id.as_deref())),
+        (&k.channel, opt_str(r.channel.as_deref())),
+        (&k.role_ids, strings(k, &r.role_ids)),
+        (&k.sender_id, opt_str(r.sender_id.as_deref())),
+        (&k.sender_is_owner, r.sender_is_owner.map_or(Value::Null, Value::from)),
+    ]);
+    let mut v = obj([
+        (&k.channel, opt_str(p.channel.as_deref())),
+        (&k.derived_paths, strings(k, &p.derived_paths)),
+        (&k.grant_args_masked, opt_str(p.grant_args_masked.as_deref())),
+        (&k.input_kind, opt_str(p.input_kind.as_deref())),
+        (&k.requester, requester),
+        (&k.run_id, opt_str(p.run_id.as_deref())),
+        (&k.session_id, opt_str(p.session_id.as_deref())),
+        (&k.tool_call_id, opt_str(p.tool_call_id.as_deref())),
+        (&k.tool_kind, opt_str(p.tool_kind.as_deref())),
+        (&k.tool_name, Value::from(p.tool_name.as_str())),
+        (&k.trigger, opt_str(p.trigger.as_deref())),
+        (&k.workspace, opt_str(p.workspace.as_deref())),
+    ]);
+    if let (Some(args), Ok(o)) = (args, v.as_object_mut()) {
+        let f = crate::plugin::facts(&p.tool_name, args, p.workspace.as_deref(), &p.derived_paths);
+        o.insert(k.family.clone(), Value::from(f.family.as_str()));
+        o.insert(k.paths.clone(), strings(k, &f.paths));
+        o.insert(k.recipients.clone(), strings(k, &f.recipients));
+        o.insert(k.hosts.clone(), strings(k, &f.hosts));
+        o.insert(k.grant_args.clone(), opt_str(f.grant_args.as_deref()));
+    }
+    v
 }
 
 fn budget(k: &Keys, b: &BudgetInput) -> Value {
@@ -308,6 +379,37 @@ mod tests {
             name: "exec".into(),
             args: serde_json::json!({"command": "ls", "n": -3, "f": 1.5, "big": u64::MAX, "l": [null, true, {"z": 1}]}),
         });
+        t.plugin = Some(PluginInput {
+            tool_name: "exec".into(),
+            workspace: Some("/w".into()),
+            run_id: Some("r1".into()),
+            requester: decision::RequesterInput {
+                channel: Some("webchat".into()),
+                sender_is_owner: Some(true),
+                role_ids: vec!["admin".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let mut w = PolicyInput::new(CallKind::Plugin, "main", "t");
+        w.tool = Some(ToolInput {
+            server: None,
+            name: "write".into(),
+            args: serde_json::json!({"path": "../x", "content": "c"}),
+        });
+        w.plugin = Some(PluginInput {
+            tool_name: "write".into(),
+            workspace: Some("/w/a".into()),
+            derived_paths: vec!["/w/y".into()],
+            trigger: Some("cron".into()),
+            ..Default::default()
+        });
+        let mut mcp = PolicyInput::new(CallKind::ToolCall, "main", "t");
+        mcp.tool = Some(ToolInput {
+            server: Some("sh".into()),
+            name: "run".into(),
+            args: serde_json::json!({"command": "rm -rf /"}),
+        });
         let mut mc = PolicyInput::new(CallKind::ToolCall, "main", "t");
         mc.tool =
             Some(ToolInput { server: Some("fs".into()), name: "read_file".into(), args: serde_json::Value::Null });
@@ -318,7 +420,11 @@ mod tests {
         });
         let mut ml = mc.clone();
         ml.mcp = Some(McpInput { phase: McpPhase::List, calls: Vec::new(), secret_seen: false });
-        for i in [m, x, t, mc, ml, PolicyInput::new(CallKind::ToolCall, "a", "b")] {
+        let built = input_value(&w, &Needles::default());
+        assert_eq!(built["plugin"]["paths"], Value::from(vec![Value::from("/w/x"), Value::from("/w/y")]));
+        assert_eq!(built["plugin"]["family"], Value::from("file_write"));
+        assert_eq!(input_value(&t, &Needles::default())["tool"]["features"]["program"], Value::from("ls"));
+        for i in [m, x, t, w, mcp, mc, ml, PolicyInput::new(CallKind::ToolCall, "a", "b")] {
             assert_eq!(input_value(&i, &Needles::default()), via_json(&i), "{i:?}");
         }
     }

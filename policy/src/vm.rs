@@ -216,7 +216,15 @@ mod tests {
                 } else {
                     serde_json::json!([])
                 };
-                let input = match i % 4 {
+                let input = match i % 5 {
+                    4 => serde_json::json!({"kind": "plugin", "agent": "main", "now": "2026-06-01T12:00:00Z",
+                        "tool": {"server": null, "name": "x",
+                            "args": {"command": command, "path": (words[next(words.len())]),
+                                "target": (["+1555", "@team"][next(2)]), "url": (["https://a.b/x", "file:///etc"][next(2)])}},
+                        "plugin": {"tool_name": (["exec", "write", "message", "web_fetch", "mail__send_email", "cb-main__x",
+                            "sessions_spawn", "tool_call", "read", "apply_patch"][next(10)]),
+                            "workspace": (["/home/u/proj", ""][next(2)]), "derived_paths": []},
+                        "cost": {"estimate_usd": null}, "budgets": [], "grants": grants}),
                     0 | 1 => serde_json::json!({"kind": "exec", "agent": "main", "now": "2026-06-01T12:00:00Z",
                         "exec": {"command": command, "argv": [], "cwd": "/home/u/proj", "workspace": "/home/u/proj"},
                         "cost": {"estimate_usd": null}, "budgets": [], "grants": grants}),
@@ -231,7 +239,17 @@ mod tests {
                         "budgets": [{"id": "b", "scope": "global", "window": "daily", "spent_usd": 1,
                             "limit_usd": 1, "remaining_usd": ([0.0, 0.5][next(2)])}], "grants": []}),
                 };
-                let value = regorus::Value::from(input.clone());
+                // Plugin facts are derived in Rust only (no Rego fallback): the interpreter gets
+                // them too, but not the command features.
+                let value = if input["kind"] == "plugin" {
+                    let mut v = crate::features::attach_to_json(&input, &needles);
+                    let root = v.as_object_mut().unwrap();
+                    let tool = root.get_mut(&regorus::Value::from("tool")).unwrap().as_object_mut().unwrap();
+                    tool.remove(&regorus::Value::from("features"));
+                    v
+                } else {
+                    regorus::Value::from(input.clone())
+                };
                 interpreter.set_input(value.clone());
                 let expected = interpreter.eval_rule(DECISION_RULE.to_string()).unwrap();
                 assert_ne!(expected, regorus::Value::Undefined, "{input}");

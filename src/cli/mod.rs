@@ -9,6 +9,7 @@ pub mod audit_cmd;
 pub mod budgets_cmd;
 pub mod client;
 pub mod mcp_token_cmd;
+pub mod plugin_token_cmd;
 pub mod policy_cmd;
 pub mod serve;
 pub mod status_cmd;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Manage per-agent MCP tokens (what `/mcp/agent/<agent>` checks).
     #[command(subcommand)]
     McpToken(mcp_token_cmd::McpTokenCmd),
+    /// Manage the per-gateway tokens of the ClawButler OpenClaw plugin (`/v1/decide`).
+    #[command(subcommand)]
+    PluginToken(plugin_token_cmd::PluginTokenCmd),
     /// List and decide pending approvals (through the control API).
     #[command(subcommand)]
     Approvals(approvals_cmd::ApprovalsCmd),
@@ -98,6 +102,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Token(c) => token_cmd::run(&cli, c).await,
         Command::AgentKey(c) => agent_key_cmd::run(&cli, c).await,
         Command::McpToken(c) => mcp_token_cmd::run(&cli, c).await,
+        Command::PluginToken(c) => plugin_token_cmd::run(&cli, c).await,
         Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
         Command::Attach(a) => attach_cmd::run_attach(&cli, a).await,
         Command::Detach(a) => attach_cmd::run_detach(&cli, a).await,

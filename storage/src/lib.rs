@@ -47,6 +47,8 @@ pub enum Tree {
     AgentKeys,
     /// Per-agent MCP bearer tokens (salted hashes), by agent and token id.
     McpTokens,
+    /// Per-gateway plugin-gate tokens (salted hashes), by token id.
+    PluginTokens,
     /// Answers to decision POSTs, replayed for a retry with the same Idempotency-Key.
     Idempotency,
     /// Audit search index: record locations by seq.
@@ -71,6 +73,7 @@ impl Tree {
             Tree::Tokens => "tokens",
             Tree::AgentKeys => "agent_keys",
             Tree::McpTokens => "mcp_tokens",
+            Tree::PluginTokens => "plugin_tokens",
             // The name predates the control API owning these answers; kept for old data dirs.
             Tree::Idempotency => "approval_idempotency",
             Tree::AuditLoc => "audit_loc",
@@ -235,6 +238,8 @@ mod tests {
             Tree::KillSwitch,
             Tree::GatewayKill,
             Tree::Tokens,
+            Tree::AgentKeys,
+            Tree::PluginTokens,
             Tree::Idempotency,
             Tree::AuditLoc,
             Tree::AuditBy,

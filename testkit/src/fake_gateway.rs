@@ -43,6 +43,8 @@ pub struct Shared {
     pub token: Mutex<String>,
     pub agents: Mutex<Value>,
     pub approvals: Mutex<Value>,
+    /// What `plugins.list` answers (default: no plugins).
+    pub plugins: Mutex<Value>,
     /// Send garbage before `connect.challenge` (the handshake must skip it).
     pub noise_before_challenge: Mutex<bool>,
     /// Accept time of every TCP connection.
@@ -78,6 +80,7 @@ impl FakeGateway {
             token: Mutex::new(TOKEN.into()),
             agents: Mutex::new(json!([{"id": "main", "name": "Main", "model": "fake/gpt", "workspace": "/w/main"}])),
             approvals: Mutex::new(json!([])),
+            plugins: Mutex::new(json!({"plugins": []})),
             noise_before_challenge: Mutex::new(false),
             accepted: Mutex::default(),
             rejected: Mutex::default(),
@@ -293,6 +296,7 @@ fn answer(shared: &Arc<Shared>, n: usize, tx: &mpsc::UnboundedSender<Cmd>, req: 
     match method.as_str() {
         "agents.list" => send(res_ok(&id, json!({"agents": shared.agents.lock().unwrap().clone()}))),
         "exec.approval.list" => send(res_ok(&id, shared.approvals.lock().unwrap().clone())),
+        "plugins.list" => send(res_ok(&id, shared.plugins.lock().unwrap().clone())),
         "echo" => {
             let (tx, shared, tag) = (tx.clone(), shared.clone(), req["params"]["tag"].clone());
             let delay = Duration::from_millis(req["params"]["delay_ms"].as_u64().unwrap_or(0));

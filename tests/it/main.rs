@@ -21,6 +21,7 @@ mod hardening_identity;
 mod hardening_money;
 mod health;
 mod mcp;
+mod plugin_gate;
 mod policy_reload;
 mod proxy_model_path;
 mod smoke_binary;

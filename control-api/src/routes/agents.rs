@@ -53,6 +53,7 @@ fn view(s: &AppState, a: Option<AgentSummary>, id: &str) -> Value {
     let entry = s.kill.agent_entry(id);
     let global = s.kill.global();
     let killed = entry.is_some() || global.is_some();
+    let listed = a.is_some();
     let mut v = match a {
         Some(a) => serde_json::to_value(a).unwrap_or_else(|_| json!({})),
         None => json!({"id": id, "name": id, "health": "offline", "last_activity": null}),
@@ -62,8 +63,22 @@ fn view(s: &AppState, a: Option<AgentSummary>, id: &str) -> Value {
         o.insert("kill".into(), serde_json::to_value(entry.or(global)).unwrap_or(Value::Null));
         // Which of its paths go through ClawButler (null: no gateway, or not computed yet).
         o.insert("governance".into(), s.agents.as_ref().and_then(|c| c.governance(id)).unwrap_or(Value::Null));
+        // The linked gateway's plugin decides this agent's built-in tools (docs/plugin.md).
+        let tools = match (listed, linked_plugin(s)) {
+            (true, Some(p)) => json!({"governance": p.governance, "reason": p.reason}),
+            (true, None) => json!({"governance": "unknown", "reason":
+                "the ClawButler plugin is not expected on this gateway (no plugin token, [plugin] required is off)"}),
+            (false, _) => json!({"governance": "unknown", "reason": "not an agent of the linked gateway"}),
+        };
+        o.insert("built_in_tools".into(), tools);
     }
     v
+}
+
+/// The linked gateway's plugin, if a gateway is linked.
+fn linked_plugin(s: &AppState) -> Option<governance::plugin::PluginView> {
+    let id = s.linked_gateway.as_ref()?;
+    (s.plugins)().into_iter().find(|p| &p.gateway == id)
 }
 
 /// An agent the gateway does not list: what the health tracker knows of it (seen on the data
@@ -116,7 +131,8 @@ async fn list(State(s): State<AppState>, caller: Caller) -> Result<Json<Value>, 
     Ok(Json(json!({
         "items": items,
         "next_cursor": null,
-        "gateway": {"configured": s.agents.is_some(), "connected": s.agents.as_ref().is_some_and(|c| c.connected())},
+        "gateway": {"configured": s.agents.is_some(), "connected": s.agents.as_ref().is_some_and(|c| c.connected()),
+                    "plugin": linked_plugin(&s)},
     })))
 }
 

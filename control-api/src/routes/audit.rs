@@ -73,7 +73,24 @@ async fn trace(
     Path(trace_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let items = s.audit.trace(&trace_id).map_err(internal)?;
-    Ok(Json(serde_json::json!({ "trace_id": trace_id, "items": items })))
+    // The plugin gate's cross-check of OpenClaw's reported cost against the sidecar's metering
+    // of this trace (the latest, when the run was reported; docs/plugin.md).
+    let usage_check = items
+        .iter()
+        .rev()
+        .find(|r| {
+            r.kind == Some(audit::RecordKind::Plugin)
+                && r.details.get("kind").and_then(serde_json::Value::as_str) == Some("usage_check")
+        })
+        .map(|r| {
+            let mut v = r.details.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("reason".into(), serde_json::json!(r.reason));
+                o.insert("seq".into(), serde_json::json!(r.seq));
+            }
+            v
+        });
+    Ok(Json(serde_json::json!({ "trace_id": trace_id, "items": items, "usage_check": usage_check })))
 }
 
 async fn verify(_c: Caller, State(s): State<AppState>) -> Result<Json<audit::VerifyReport>, Problem> {

@@ -10,6 +10,7 @@ pub mod grants;
 pub mod health;
 pub mod mcp;
 pub mod openapi;
+pub mod plugins;
 pub mod policies;
 pub mod tokens;
 pub mod ui;

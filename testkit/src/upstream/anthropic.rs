@@ -95,9 +95,9 @@ pub(crate) fn messages(v: &Value, opts: &UpstreamOptions) -> Reply {
         return Reply { retry_after: None, status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
     }
     let (content, stop) = match &p.action {
-        Action::ToolCall { name, args, .. } => (
-            json!([{"type": "tool_use", "id": p.id("toolu_", "tool"), "name": name,
-                    "input": serde_json::from_str::<Value>(args).unwrap_or_default()}]),
+        Action::ToolCall(tc) => (
+            json!([{"type": "tool_use", "id": p.id("toolu_", "tool"), "name": tc.name,
+                    "input": serde_json::from_str::<Value>(&tc.arguments).unwrap_or(Value::Null)}]),
             "tool_use",
         ),
         _ => (
@@ -142,15 +142,15 @@ fn stream(p: &Plan, model: &str, opts: &UpstreamOptions) -> SseStream {
         }}),
     )];
     let stop = match &p.action {
-        Action::ToolCall { name, args, .. } => {
+        Action::ToolCall(tc) => {
             frames.push(ev(
                 "content_block_start",
                 json!({"type": "content_block_start", "index": 0, "content_block": {
-                    "type": "tool_use", "id": p.id("toolu_", "tool"), "name": name, "input": {}
+                    "type": "tool_use", "id": p.id("toolu_", "tool"), "name": tc.name, "input": {}
                 }}),
             ));
             let mut pieces = vec![String::new()];
-            pieces.extend(char_pieces(args, 8));
+            pieces.extend(char_pieces(&tc.arguments, 8));
             for piece in pieces {
                 frames.push(ev(
                     "content_block_delta",

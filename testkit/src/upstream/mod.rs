@@ -9,6 +9,10 @@
 //!   message, the text `exec finished: <first 200 chars of the result>`.
 //! - `CALL_TOOL: <name> <JSON args>`: a call of tool `<name>` with those arguments; once its result
 //!   follows, the text `tool finished: <first 2000 chars of the result>`.
+//! - `RUN_TOOL:<name> <json args>`: a call of tool `<name>` with those arguments (one line; text
+//!   that is not a JSON object becomes `{"input": <text>}`); once its result follows, a text
+//!   answer `tool <name> finished: <first 600 chars of the result>` (so tests see what the model
+//!   was told, e.g. a block reason).
 //! - `SLOW`: a stream of [`SLOW_TICK`] chunks, one per [`UpstreamOptions::slow_interval`], for
 //!   [`UpstreamOptions::slow_duration`] (non-streaming: the whole reply after that duration).
 //! - `FAIL500` / `FAIL429`: that status with an error body in the route's shape (no `Retry-After`).

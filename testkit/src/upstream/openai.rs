@@ -50,11 +50,6 @@ pub(crate) fn failure(action: &Action) -> Option<Reply> {
     }
 }
 
-/// `{"command": cmd}` as the tool-call arguments string.
-pub(crate) fn exec_arguments(cmd: &str) -> String {
-    json!({ "command": cmd }).to_string()
-}
-
 /// Split text into token-like pieces: each word with its leading space, like OpenAI's deltas.
 pub(crate) fn word_pieces(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -141,10 +136,10 @@ pub(crate) fn chat(v: &Value, opts: &UpstreamOptions) -> Reply {
         return Reply { retry_after: None, status: StatusCode::OK, body, usage: Some(p.usage), wait: Wait::None };
     }
     let (message, finish) = match &p.action {
-        Action::ToolCall { name, args, .. } => (
+        Action::ToolCall(tc) => (
             json!({"role": "assistant", "content": null, "tool_calls": [{
                 "id": p.id("call_", "tool"), "type": "function",
-                "function": {"name": name, "arguments": args}
+                "function": {"name": tc.name, "arguments": tc.arguments}
             }], "refusal": null, "annotations": []}),
             "tool_calls",
         ),
@@ -210,15 +205,15 @@ fn choice_frames(p: &Plan, model: &str, include_usage: bool, index: u64, frames:
         event(None, &c)
     };
     let finish = match &p.action {
-        Action::ToolCall { name, args, .. } => {
+        Action::ToolCall(tc) => {
             frames.push(chunk(
                 json!({"role": "assistant", "content": null, "tool_calls": [{
                     "index": 0, "id": p.id("call_", "tool"), "type": "function",
-                    "function": {"name": name, "arguments": ""}
+                    "function": {"name": tc.name, "arguments": ""}
                 }], "refusal": null}),
                 None,
             ));
-            for piece in char_pieces(args, 8) {
+            for piece in char_pieces(&tc.arguments, 8) {
                 frames.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), None));
             }
             "tool_calls"

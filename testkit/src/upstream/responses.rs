@@ -97,9 +97,9 @@ fn response_obj(p: &Plan, model: &str, status: &str, mut output: Vec<Value>, usa
 /// The finished output item (and its parts) for a plan.
 fn output_item(p: &Plan, status: &str, text: &str, args: &str) -> Value {
     match &p.action {
-        Action::ToolCall { name, .. } => json!({
+        Action::ToolCall(tc) => json!({
             "id": p.id("fc_", "item"), "type": "function_call", "status": status,
-            "arguments": args, "call_id": p.id("call_", "tool"), "name": name,
+            "arguments": args, "call_id": p.id("call_", "tool"), "name": tc.name,
         }),
         _ => {
             let content = if status == "completed" {
@@ -141,7 +141,7 @@ pub(crate) fn responses(v: &Value, opts: &UpstreamOptions, mem: &Memory) -> Repl
     }
     let text = p.text().unwrap_or_default();
     let args = match &p.action {
-        Action::ToolCall { args, .. } => args.clone(),
+        Action::ToolCall(tc) => tc.arguments.clone(),
         _ => String::new(),
     };
     if v.get("stream").and_then(Value::as_bool) == Some(true) {

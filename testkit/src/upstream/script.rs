@@ -46,9 +46,8 @@ pub(crate) struct Quirks {
 pub(crate) enum Action {
     /// A text answer.
     Reply(String),
-    /// A tool call: the tool's name, its arguments (JSON text), and how many words the
-    /// answer counts as (its output tokens, less one).
-    ToolCall { name: String, args: String, words: u64 },
+    /// A tool call (`exec` for `RUN_EXEC:`, any tool for `RUN_TOOL:`).
+    ToolCall(ToolCall),
     /// A text answer streamed one tick at a time.
     Slow { ticks: usize },
     /// HTTP 500 with an error body.
@@ -59,6 +58,21 @@ pub(crate) enum Action {
     DailyLimit,
     /// Never answer.
     Hang,
+}
+
+/// One tool call the scripted model asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ToolCall {
+    pub name: String,
+    /// The arguments, as the JSON text the model sends.
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// `exec` with `command`.
+    pub fn exec(command: &str) -> ToolCall {
+        ToolCall { name: "exec".into(), arguments: serde_json::json!({ "command": command }).to_string() }
+    }
 }
 
 /// A decided answer: the action, the usage it reports and the seed for its ids.
@@ -269,7 +283,7 @@ pub(crate) fn plan(conv: Conversation, opts: &UpstreamOptions, limits: Limits) -
     let full = match &action {
         Action::Reply(t) => t.split_whitespace().count() as u64,
         Action::Slow { ticks } => *ticks as u64,
-        Action::ToolCall { words, .. } => 1 + words,
+        Action::ToolCall(tc) => 1 + tc.arguments.split_whitespace().count() as u64,
         Action::Fail500 | Action::Fail429 | Action::DailyLimit | Action::Hang => 0,
     };
     let per_choice = limits.cap.map_or(full, |c| full.min(c));
@@ -313,8 +327,7 @@ fn classify(prompt: &str, tool_result: Option<&str>, opts: &UpstreamOptions) -> 
         }
         let rest = &prompt[pos + "RUN_EXEC:".len()..];
         let cmd = rest.lines().next().unwrap_or_default().trim();
-        let words = cmd.split_whitespace().count() as u64;
-        return Action::ToolCall { name: "exec".into(), args: super::openai::exec_arguments(cmd), words };
+        return Action::ToolCall(ToolCall::exec(cmd));
     }
     if let Some(pos) = prompt.find("CALL_TOOL:") {
         if let Some(result) = tool_result {
@@ -323,9 +336,23 @@ fn classify(prompt: &str, tool_result: Option<&str>, opts: &UpstreamOptions) -> 
         }
         let line = prompt[pos + "CALL_TOOL:".len()..].lines().next().unwrap_or_default().trim();
         let (name, args) = line.split_once(' ').unwrap_or((line, "{}"));
-        let args = serde_json::from_str::<Value>(args.trim()).map(|v| v.to_string()).unwrap_or_else(|_| "{}".into());
-        let words = args.split_whitespace().count() as u64;
-        return Action::ToolCall { name: name.to_owned(), args, words };
+        let arguments =
+            serde_json::from_str::<Value>(args.trim()).map(|v| v.to_string()).unwrap_or_else(|_| "{}".into());
+        return Action::ToolCall(ToolCall { name: name.to_owned(), arguments });
+    }
+    if let Some(pos) = prompt.find("RUN_TOOL:") {
+        let rest = prompt[pos + "RUN_TOOL:".len()..].lines().next().unwrap_or_default().trim();
+        let (name, args) = rest.split_once(' ').unwrap_or((rest, "{}"));
+        if let Some(result) = tool_result {
+            let head: String = result.chars().take(600).collect();
+            return Action::Reply(format!("tool {name} finished: {head}"));
+        }
+        // Arguments that are not a JSON object are sent as `{"input": <text>}`.
+        let arguments = match serde_json::from_str::<Value>(args.trim()) {
+            Ok(v @ Value::Object(_)) => v.to_string(),
+            _ => serde_json::json!({ "input": args.trim() }).to_string(),
+        };
+        return Action::ToolCall(ToolCall { name: name.to_owned(), arguments });
     }
     if has_word(prompt, "SLOW") {
         let interval = opts.slow_interval.max(Duration::from_millis(1));

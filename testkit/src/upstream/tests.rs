@@ -149,6 +149,36 @@ async fn run_exec_answers_text_once_the_tool_result_is_back() {
 }
 
 #[tokio::test]
+async fn run_tool_calls_any_tool_and_reports_its_result() {
+    let body = chat_body(r#"please RUN_TOOL:write {"path": "/tmp/x y", "content": "a b"}"#);
+    let v: Value = serde_json::from_slice(&run(openai::chat(&body, &opts())).await.1).unwrap();
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "write");
+    let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"path": "/tmp/x y", "content": "a b"}));
+    let patch = chat_body("RUN_TOOL:apply_patch *** Begin Patch");
+    let v: Value = serde_json::from_slice(&run(openai::chat(&patch, &opts())).await.1).unwrap();
+    let args = v["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"].as_str().unwrap().to_string();
+    assert_eq!(serde_json::from_str::<Value>(&args).unwrap(), json!({"input": "*** Begin Patch"}));
+    let done = json!({"model": "m", "messages": [
+        {"role": "user", "content": "RUN_TOOL:message {\"target\": \"+1555\"}"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "message", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ClawButler policy blocked this message call"},
+    ]});
+    let v: Value = serde_json::from_slice(&run(openai::chat(&done, &opts())).await.1).unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "tool message finished: ClawButler policy blocked this message call"
+    );
+    // Anthropic's shape carries the same call.
+    let anth = json!({"model": "claude-haiku-4-5", "max_tokens": 100, "messages": [
+        {"role": "user", "content": "RUN_TOOL:web_fetch {\"url\": \"https://x.y\"}"}]});
+    let v: Value = serde_json::from_slice(&run(anthropic::messages(&anth, &opts())).await.1).unwrap();
+    assert_eq!(v["content"][0]["name"], "web_fetch");
+    assert_eq!(v["content"][0]["input"]["url"], "https://x.y");
+}
+
+#[tokio::test]
 async fn chat_stream_tool_call_arguments_reassemble() {
     let mut body = chat_body("RUN_EXEC: echo 'a b' && ls -la");
     body["stream"] = json!(true);
