@@ -22,11 +22,13 @@ pub enum RecordKind {
     Retention,
     /// An agent's health changed (healthy, degraded, offline).
     Health,
+    /// A notification was delivered, failed for good, or was suppressed (`notifier`).
+    Notification,
 }
 
 impl RecordKind {
     /// Every kind, for pre-creating per-kind metric series.
-    pub(crate) const ALL: [RecordKind; 13] = [
+    pub(crate) const ALL: [RecordKind; 14] = [
         RecordKind::ModelCall,
         RecordKind::Exec,
         RecordKind::ToolCall,
@@ -40,6 +42,7 @@ impl RecordKind {
         RecordKind::Gateway,
         RecordKind::Retention,
         RecordKind::Health,
+        RecordKind::Notification,
     ];
 
     /// Stable label value.
@@ -58,6 +61,7 @@ impl RecordKind {
             RecordKind::Gateway => "gateway",
             RecordKind::Retention => "retention",
             RecordKind::Health => "health",
+            RecordKind::Notification => "notification",
         }
     }
 }
@@ -182,6 +186,13 @@ pub enum Outcome {
     Healthy,
     Degraded,
     Offline,
+    // Notifications.
+    /// A notification reached its channel.
+    Delivered,
+    /// A notification could not be delivered after every retry.
+    DeliveryFailed,
+    /// A notification was not sent: quiet hours or the recipient's preferences.
+    Suppressed,
 }
 
 impl Outcome {
@@ -235,6 +246,9 @@ impl Outcome {
             Outcome::Healthy => "healthy",
             Outcome::Degraded => "degraded",
             Outcome::Offline => "offline",
+            Outcome::Delivered => "delivered",
+            Outcome::DeliveryFailed => "delivery_failed",
+            Outcome::Suppressed => "suppressed",
         }
     }
 }
