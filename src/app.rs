@@ -49,6 +49,8 @@ pub enum StartError {
     TokenFile { path: PathBuf, source: std::io::Error },
     #[error("agent keys: {0}")]
     AgentKeys(#[from] governance::AgentKeyError),
+    #[error("notifications: {0}")]
+    Notify(#[from] notifier::NotifyError),
 }
 
 /// A running sidecar.
@@ -193,6 +195,21 @@ impl Sidecar {
             }
             None => None,
         };
+        // Notifications read the audit log's live stream; they never sit on the data path.
+        let (notify, notify_tasks) = notifier::Notifier::start(
+            &cfg.notify,
+            notifier::Parts {
+                audit: audit.clone(),
+                broker: broker.clone(),
+                budgets: budgets.clone(),
+                db: db.clone(),
+                data_dir: data_dir.clone(),
+                default_public_url: format!("http://{control_addr}"),
+            },
+            &registry,
+            rx.clone(),
+        )?;
+        tasks.extend(notify_tasks);
         let ready_gateway = gateway.clone();
         let ready_policy = policy.clone();
         let control_state = Arc::new(control_api::ControlState {
@@ -214,6 +231,7 @@ impl Sidecar {
             }),
             agents: gateway.clone().map(|g| g as Arc<dyn governance::agents::AgentControl>),
             event_streams,
+            notify,
         });
         let app = control_api::router(control_state);
         let control_open = Some(connections.with_label_values(&["control"]));

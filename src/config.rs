@@ -98,6 +98,8 @@ pub struct Config {
     pub budgets: Vec<governance::budget::BudgetConfig>,
     #[serde(default)]
     pub gateway: gateway::GatewaySettings,
+    #[serde(default)]
+    pub notify: notifier::NotifySettings,
 }
 
 impl Default for Config {
@@ -114,6 +116,7 @@ impl Default for Config {
             approvals: Default::default(),
             budgets: Vec::new(),
             gateway: Default::default(),
+            notify: Default::default(),
         }
     }
 }
@@ -176,6 +179,7 @@ impl Config {
             })?;
         }
         self.gateway.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
+        self.notify.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;

@@ -49,6 +49,8 @@ pub struct ControlState {
     pub agents: Option<Arc<dyn governance::agents::AgentControl>>,
     /// `clawbutler_event_streams`: live `/api/v1/events` streams (see `routes::events`).
     pub event_streams: prometheus::IntGauge,
+    /// Notifications: routes, deliveries, push subscriptions, preferences, action links.
+    pub notify: Arc<notifier::Notifier>,
 }
 
 /// Shared handle.
@@ -76,6 +78,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::agents::routes())
         .merge(routes::agent_keys::routes())
         .merge(routes::budgets::routes())
+        .merge(routes::notifications::routes())
         .merge(routes::ui::routes())
 }
 

@@ -8,6 +8,7 @@ pub mod budgets;
 pub mod events;
 pub mod grants;
 pub mod health;
+pub mod notifications;
 pub mod openapi;
 pub mod policies;
 pub mod tokens;
