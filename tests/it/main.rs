@@ -18,6 +18,7 @@ mod hardening_edges;
 mod hardening_identity;
 mod hardening_money;
 mod health;
+mod notify;
 mod policy_reload;
 mod proxy_model_path;
 mod smoke_binary;

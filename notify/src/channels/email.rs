@@ -17,6 +17,9 @@ use crate::settings::{ChannelConfig, SmtpTls};
 
 pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// One attempt's bound, end to end: lettre's own timeout covers single reads, and a
+    /// server that stops answering mid-session would otherwise hold the delivery for minutes.
+    timeout: Duration,
     from: Mailbox,
     to: Vec<Mailbox>,
 }
@@ -51,7 +54,7 @@ impl Email {
             c.to.iter()
                 .map(|t| t.parse::<Mailbox>().map_err(|e| format!("to {t}: {e}")))
                 .collect::<Result<Vec<_>, _>>()?;
-        Ok(Email { transport: b.build(), from, to })
+        Ok(Email { transport: b.build(), timeout, from, to })
     }
 
     pub async fn send(&self, msg: &Message) -> Result<(), SendError> {
@@ -60,7 +63,9 @@ impl Email {
             b = b.to(t.clone());
         }
         let mail = b.header(ContentType::TEXT_PLAIN).body(msg.text()).map_err(|e| SendError::Config(e.to_string()))?;
-        match self.transport.send(mail).await {
+        let sent =
+            tokio::time::timeout(self.timeout, self.transport.send(mail)).await.map_err(|_| SendError::Timeout)?;
+        match sent {
             Ok(_) => Ok(()),
             Err(e) if e.is_permanent() => Err(SendError::Refused(e.to_string())),
             Err(e) if e.is_transient() => Err(SendError::Transient(e.to_string())),
