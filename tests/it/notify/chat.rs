@@ -126,6 +126,7 @@ channels = ["wrong-chat"]
     let item = &r.json()["items"][0];
     assert_eq!((item["status"].as_str(), item["attempts"].as_u64()), (Some("failed"), Some(1)), "{item}");
     assert!(item["last_error"].as_str().unwrap().contains("chat not found"), "{item}");
+    assert_eq!(tg.next(Duration::from_secs(5)).await.expect("the refused request").status, 400);
     let failed = wait_deliveries(&rig, "channel=wrong-chat&status=failed", 1).await;
     assert_eq!(failed[0]["test"], true);
 
@@ -134,4 +135,39 @@ channels = ["wrong-chat"]
     seen += &get(&rig.control("/api/v1/notifications/deliveries"), &bearer(ADMIN)).await.text();
     seen += &serde_json::to_string(&rig.audit("kind=notification").await).unwrap();
     assert!(!seen.contains("XXXXSECRET") && !seen.contains(BOT_TOKEN), "{seen}");
+
+    // The CLI: `clawbutler notify test <route>` through the running sidecar.
+    let (code, out) = cli(&rig, &["notify", "test", "chat"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 of 2 channels delivered") && out.contains("team-telegram"), "{out}");
+    assert_eq!(slack.next(Duration::from_secs(5)).await.expect("the CLI's test message").status, 200);
+    let t = tg.next(Duration::from_secs(5)).await.expect("the CLI's test message");
+    assert!(t.json()["text"].as_str().unwrap().contains("Test message for route 'chat'"), "{}", t.text());
+    let (code, out) = cli(&rig, &["notify", "test", "misconfigured"]).await;
+    assert_eq!(code, 1, "a failed channel is a failed command: {out}");
+    assert!(out.contains("failed") && out.contains("chat not found"), "{out}");
+    let (code, out) = cli(&rig, &["notify", "test", "no-such-route"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no route 'no-such-route'"), "{out}");
+    let (code, out) = cli(&rig, &["notify", "deliveries", "--status", "failed"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains("wrong-chat")).count(), 2, "{out}");
+}
+
+/// Run the real binary against the rig's control API: exit code, stdout + stderr.
+async fn cli(rig: &testkit::rig::Rig, args: &[&str]) -> (i32, String) {
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.extend(["--url".into(), rig.control(""), "--token".into(), ADMIN.into()]);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"))
+            .args(args)
+            .env_remove("CLAWBUTLER_TOKEN")
+            .env_remove("CLAWBUTLER_CONFIG")
+            .output()
+            .expect("run clawbutler")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
 }
