@@ -10,6 +10,7 @@
 
 mod chat;
 mod delivery;
+mod digest;
 mod email;
 mod push;
 mod receiver;

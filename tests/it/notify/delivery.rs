@@ -216,3 +216,19 @@ burst_ms = 0
     assert_eq!(metric(&m, r#"clawbutler_notify_escalations_total{step="escalated"}"#), 1.0);
     assert_eq!(metric(&m, r#"clawbutler_notify_escalations_total{step="expiring"}"#), 1.0);
 }
+
+#[tokio::test]
+async fn an_expired_action_link_is_refused() {
+    let recv = Receiver::ok().await;
+    let rig = rig(&one_route(&recv.url("/slack"), "link_ttl_s = 1", "burst_ms = 0")).await;
+    let _held = rig.call("main", "needs-approval-1", "hello");
+    let g = recv.next(Duration::from_secs(5)).await.expect("the approval message");
+    let link = g.json()["blocks"][2]["elements"][0]["url"].as_str().unwrap().to_string();
+    let token = super::link_token(&link);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let page = testkit::http::get(&rig.control(&format!("/n/{token}")), &[]).await;
+    assert_eq!(page.status, 410, "{}", page.text());
+    assert!(page.text().contains("data-reason=\"expired\""), "{}", page.text());
+    let (status, location, _) = super::open_link(&rig, &token).await;
+    assert_eq!((status, location), (410, None), "an expired link opens nothing");
+}
