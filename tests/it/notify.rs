@@ -8,6 +8,7 @@
 //! hours, burst merging, retries with backoff (delivery log, metric and audit record) and
 //! secret masking are asserted on what the receivers got.
 
+mod browser;
 mod chat;
 mod delivery;
 mod digest;

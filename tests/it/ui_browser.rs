@@ -37,7 +37,7 @@ hold_findings contains f if {
 }
 "#;
 
-fn browser_paths() -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn browser_paths() -> Option<(PathBuf, PathBuf)> {
     let chromium = PathBuf::from(std::env::var("CLAWBUTLER_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
     let driver =
         PathBuf::from(std::env::var("CLAWBUTLER_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()));
@@ -54,7 +54,7 @@ fn browser_paths() -> Option<(PathBuf, PathBuf)> {
     None
 }
 
-fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -64,7 +64,7 @@ fn artifacts_dir() -> PathBuf {
 }
 
 /// chromedriver, killed (by its own pid) when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
 }
@@ -84,7 +84,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start(bin: &Path) -> Driver {
+    pub(crate) async fn start(bin: &Path) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(bin)
             .process_group(0)
@@ -104,13 +104,13 @@ impl Driver {
 }
 
 /// One WebDriver session (a fresh browser profile).
-struct Browser {
+pub(crate) struct Browser {
     base: String,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
-    async fn open(driver: &Driver, chromium: &Path) -> Browser {
+    pub(crate) async fn open(driver: &Driver, chromium: &Path) -> Browser {
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -128,7 +128,7 @@ impl Browser {
         Browser { base: format!("{}/session/{id}", driver.base), _profile: profile }
     }
 
-    async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}{path}", self.base);
         let r = match body {
             Some(b) => send(method, &url, &[("content-type", "application/json")], b.to_string().into()).await,
@@ -139,17 +139,17 @@ impl Browser {
         v["value"].clone()
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.cmd(Method::POST, "/url", Some(json!({ "url": url }))).await;
     }
 
     /// Run JS in the page (`return ...;`).
-    async fn js(&self, script: &str, args: Value) -> Value {
+    pub(crate) async fn js(&self, script: &str, args: Value) -> Value {
         self.cmd(Method::POST, "/execute/sync", Some(json!({ "script": script, "args": args }))).await
     }
 
     /// Wait until the JS expression is truthy; returns its value.
-    async fn wait_js(&self, what: &str, expr: &str) -> Value {
+    pub(crate) async fn wait_js(&self, what: &str, expr: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let v = self.js(&format!("return ({expr});"), json!([])).await;
@@ -166,7 +166,7 @@ impl Browser {
 
     /// The element a CSS selector matches (waits for it; retries when a live re-render swaps
     /// the node between the check and the lookup).
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         let sel = serde_json::to_string(css).unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
@@ -183,7 +183,7 @@ impl Browser {
         }
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         // A live update can replace the node between lookup and click: look it up again.
         for attempt in 0..5 {
             let e = self.find(css).await;
@@ -197,22 +197,22 @@ impl Browser {
         }
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         self.cmd(Method::POST, &format!("/element/{e}/clear"), Some(json!({}))).await;
         self.cmd(Method::POST, &format!("/element/{e}/value"), Some(json!({ "text": text }))).await;
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         let e = self.find(css).await;
         self.cmd(Method::GET, &format!("/element/{e}/text"), None).await.as_str().unwrap_or_default().to_string()
     }
 
-    async fn resize(&self, width: u32, height: u32) {
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
         self.cmd(Method::POST, "/window/rect", Some(json!({ "width": width, "height": height }))).await;
     }
 
-    async fn screenshot(&self, name: &str) -> PathBuf {
+    pub(crate) async fn screenshot(&self, name: &str) -> PathBuf {
         let b64 = self.cmd(Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap()).unwrap();
         assert!(png.starts_with(b"\x89PNG"), "screenshot is not a PNG");
@@ -222,7 +222,7 @@ impl Browser {
         path
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = send(Method::DELETE, &self.base, &[], bytes::Bytes::new()).await;
     }
 }
