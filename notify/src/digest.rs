@@ -277,7 +277,10 @@ pub fn event(d: &Digest) -> Event {
     }
     for b in &d.budgets {
         let state = if b.open { "OPEN" } else { "ok" };
-        facts.push((format!("Budget {}", b.id), format!("${:.4} of ${:.2} ({state})", b.spent_usd, b.limit_usd)));
+        facts.push((
+            format!("Budget {}", b.id),
+            format!("${:.4} of {} ({state})", b.spent_usd, crate::event::usd_limit(b.limit_usd)),
+        ));
     }
     facts.push((
         "Breakers".to_string(),

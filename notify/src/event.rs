@@ -352,7 +352,7 @@ pub fn classify(rec: &AuditRecord) -> Option<Event> {
         if let (Some(sp), Some(li)) =
             (d.get("spent_usd").and_then(Value::as_f64), d.get("limit_usd").and_then(Value::as_f64))
         {
-            facts.push(("Spent".into(), format!("${sp:.4} of ${li:.2}")));
+            facts.push(("Spent".into(), format!("${sp:.4} of {}", usd_limit(li))));
         }
         if let Some(r) = s(d, "resets_at") {
             facts.push(("Resets".into(), r));
@@ -387,10 +387,27 @@ fn kind_words(a: &Option<ApprovalInfo>) -> String {
     }
 }
 
+/// A budget limit as people wrote it: whole cents with two decimals, smaller amounts with four
+/// (a $0.005 limit must not read "$0.01").
+pub fn usd_limit(v: f64) -> String {
+    if ((v * 100.0).round() - v * 100.0).abs() < 1e-9 {
+        format!("${v:.2}")
+    } else {
+        format!("${v:.4}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn budget_limits_read_as_written() {
+        assert_eq!(usd_limit(5.0), "$5.00");
+        assert_eq!(usd_limit(0.25), "$0.25");
+        assert_eq!(usd_limit(0.005), "$0.0050");
+    }
 
     fn rec(kind: audit::RecordKind, outcome: &str, details: Value) -> AuditRecord {
         AuditRecord {

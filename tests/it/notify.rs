@@ -13,6 +13,7 @@ mod chat;
 mod delivery;
 mod digest;
 mod email;
+mod operators;
 mod push;
 mod receiver;
 mod webhook;
