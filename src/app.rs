@@ -55,6 +55,8 @@ pub enum StartError {
     PluginTokens(#[from] governance::PluginTokenError),
     #[error("plugin gate: {0}")]
     PluginGate(#[from] plugin_gate::GateError),
+    #[error("notifications: {0}")]
+    Notify(#[from] notifier::NotifyError),
 }
 
 /// A running sidecar.
@@ -266,6 +268,21 @@ impl Sidecar {
         tasks.extend(mcp_tasks);
         tasks.extend(gateway_tasks);
 
+        // Notifications read the audit log's live stream; they never sit on the data path.
+        let (notify, notify_tasks) = notifier::Notifier::start(
+            &cfg.notify,
+            notifier::Parts {
+                audit: audit.clone(),
+                broker: broker.clone(),
+                budgets: budgets.clone(),
+                db: db.clone(),
+                data_dir: data_dir.clone(),
+                default_public_url: format!("http://{control_addr}"),
+            },
+            &registry,
+            rx.clone(),
+        )?;
+        tasks.extend(notify_tasks);
         let ready_gateway = gateway.clone();
         let ready_policy = policy.clone();
         let (ready_audit, ready_db) = (audit.clone(), db.clone());
@@ -309,6 +326,7 @@ impl Sidecar {
             }),
             agents: gateway.clone().map(|g| g as Arc<dyn governance::agents::AgentControl>),
             event_streams,
+            notify,
         });
         let app = control_api::router(control_state);
         let control_open = Some(connections.with_label_values(&["control"]));

@@ -106,6 +106,8 @@ pub struct Config {
     pub mcp_servers: Vec<mcp::McpServerConfig>,
     #[serde(default)]
     pub plugin: plugin_gate::PluginSettings,
+    #[serde(default)]
+    pub notify: notifier::NotifySettings,
 }
 
 impl Default for Config {
@@ -125,6 +127,7 @@ impl Default for Config {
             mcp: Default::default(),
             mcp_servers: Vec::new(),
             plugin: Default::default(),
+            notify: Default::default(),
         }
     }
 }
@@ -189,6 +192,7 @@ impl Config {
         self.gateway.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         mcp::config::validate(&self.mcp, &self.mcp_servers).map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         self.plugin.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
+        self.notify.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;

@@ -96,6 +96,22 @@ pub(crate) const KEYS: &[&str] = &[
     "plugin.max_body_bytes",
     "plugin.usage_tolerance",
     "plugin.usage_tolerance_usd",
+    "notify.queue_capacity",
+    "notify.max_in_flight",
+    "notify.burst_ms",
+    "notify.cooldown_s",
+    "notify.retry_max",
+    "notify.retry_initial_ms",
+    "notify.retry_max_ms",
+    "notify.timeout_ms",
+    "notify.link_ttl_s",
+    "notify.log_max",
+    "notify.escalation.after_s.low",
+    "notify.escalation.after_s.medium",
+    "notify.escalation.after_s.high",
+    "notify.escalation.after_s.critical",
+    "notify.escalation.before_expiry_s",
+    "notify.push.max_per_token",
 ];
 
 /// Check every numeric key of `c`.
@@ -197,6 +213,31 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     int("plugin.max_body_bytes", pl.max_body_bytes as u64, 1024, GIB / 4, " bytes")?;
     num("plugin.usage_tolerance", pl.usage_tolerance, 0.0, 1.0)?;
     num("plugin.usage_tolerance_usd", pl.usage_tolerance_usd, 0.0, 1e6)?;
+    let n = &c.notify;
+    int("notify.queue_capacity", n.queue_capacity as u64, 1, 1_000_000, " events")?;
+    int("notify.max_in_flight", n.max_in_flight as u64, 1, 1_000_000, " deliveries")?;
+    int("notify.burst_ms", n.burst_ms, 0, 10 * 60 * SEC, " ms")?;
+    int("notify.cooldown_s", n.cooldown_s, 0, 86_400, " s")?;
+    int("notify.retry_max", u64::from(n.retry_max), 0, 20, " retries")?;
+    int("notify.retry_initial_ms", n.retry_initial_ms, 1, HOUR, " ms")?;
+    int("notify.retry_max_ms", n.retry_max_ms, 1, DAY, " ms")?;
+    int("notify.timeout_ms", n.timeout_ms, 100, 10 * 60 * SEC, " ms")?;
+    int("notify.link_ttl_s", n.link_ttl_s, 1, 30 * 86_400, " s")?;
+    int("notify.log_max", n.log_max as u64, 1, 10_000_000, " entries")?;
+    let after = &n.escalation.after_s;
+    for (k, v) in [("low", after.low), ("medium", after.medium), ("high", after.high), ("critical", after.critical)] {
+        int(&format!("notify.escalation.after_s.{k}"), v, 0, 30 * 86_400, " s")?;
+    }
+    int("notify.escalation.before_expiry_s", n.escalation.before_expiry_s, 0, 30 * 86_400, " s")?;
+    int("notify.push.max_per_token", n.push.max_per_token as u64, 1, 1_000, " subscriptions")?;
+    for r in &n.routes {
+        if let Some(b) = r.burst_ms {
+            int(&format!("notify.routes[{}].burst_ms", r.id), b, 0, 10 * 60 * SEC, " ms")?;
+        }
+        if let Some(cd) = r.cooldown_s {
+            int(&format!("notify.routes[{}].cooldown_s", r.id), cd, 0, 86_400, " s")?;
+        }
+    }
     Ok(())
 }
 

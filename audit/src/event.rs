@@ -30,11 +30,13 @@ pub enum RecordKind {
     /// The OpenClaw plugin gate: a tool-call or turn decision, a tool's outcome, a model
     /// call or a run's usage as OpenClaw reported it, the plugin's health.
     Plugin,
+    /// A notification was delivered, failed for good, or was suppressed (`notifier`).
+    Notification,
 }
 
 impl RecordKind {
     /// Every kind, for pre-creating per-kind metric series.
-    pub(crate) const ALL: [RecordKind; 16] = [
+    pub(crate) const ALL: [RecordKind; 17] = [
         RecordKind::ModelCall,
         RecordKind::Exec,
         RecordKind::ToolCall,
@@ -51,6 +53,7 @@ impl RecordKind {
         RecordKind::AuditOutage,
         RecordKind::Governance,
         RecordKind::Plugin,
+        RecordKind::Notification,
     ];
 
     /// Stable label value.
@@ -72,6 +75,7 @@ impl RecordKind {
             RecordKind::AuditOutage => "audit_outage",
             RecordKind::Governance => "governance",
             RecordKind::Plugin => "plugin",
+            RecordKind::Notification => "notification",
         }
     }
 }
@@ -214,6 +218,13 @@ pub enum Outcome {
     Governed,
     /// The path left ClawButler; the plugin is missing, disabled or not answering.
     Ungoverned,
+    // Notifications.
+    /// A notification reached its channel.
+    Delivered,
+    /// A notification could not be delivered after every retry.
+    DeliveryFailed,
+    /// A notification was not sent: quiet hours or the recipient's preferences.
+    Suppressed,
 }
 
 impl Outcome {
@@ -274,6 +285,9 @@ impl Outcome {
             Outcome::UsageMismatch => "usage_mismatch",
             Outcome::Governed => "governed",
             Outcome::Ungoverned => "ungoverned",
+            Outcome::Delivered => "delivered",
+            Outcome::DeliveryFailed => "delivery_failed",
+            Outcome::Suppressed => "suppressed",
         }
     }
 }

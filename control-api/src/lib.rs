@@ -62,6 +62,8 @@ pub struct ControlState {
     pub agents: Option<Arc<dyn governance::agents::AgentControl>>,
     /// `clawbutler_event_streams`: live `/api/v1/events` streams (see `routes::events`).
     pub event_streams: prometheus::IntGauge,
+    /// Notifications: routes, deliveries, push subscriptions, preferences, action links.
+    pub notify: Arc<notifier::Notifier>,
 }
 
 /// Shared handle.
@@ -98,6 +100,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::plugins::routes())
         .merge(routes::budgets::routes())
         .merge(routes::mcp::routes())
+        .merge(routes::notifications::routes())
         .merge(routes::ui::routes())
 }
 

@@ -112,6 +112,8 @@ impl IntoResponse for Problem {
 /// Middleware over every control route: an error answer that is not JSON (axum's own 405,
 /// 413, 415, 400 rejections, all plain text or empty) becomes problem+json with the same
 /// status, detail and headers (`Allow` stays); a request whose body ran out of time gets 408.
+/// HTML error pages are left alone: only the action-link pages (`/n/...`) make them, for a
+/// person's browser.
 pub async fn normalize(req: Request, next: Next) -> Response {
     let timer = req.extensions().get::<listener::BodyTimer>().cloned();
     let res = next.run(req).await;
@@ -126,11 +128,9 @@ pub async fn normalize(req: Request, next: Next) -> Response {
         return res;
     }
     let status = res.status();
-    let json = res
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/problem+json") || ct.starts_with("application/json"));
+    let json = res.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        ct.starts_with("application/problem+json") || ct.starts_with("application/json") || ct.starts_with("text/html")
+    });
     if status.as_u16() < 400 || json {
         return res;
     }

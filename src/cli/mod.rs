@@ -1,5 +1,5 @@
 //! The `clawbutler` command line: `serve` runs the sidecar; every other subcommand is a tool
-//! around it (policies, audit log, tokens). Each finds the config by `--config F`,
+//! around it (policies, audit log, tokens, notifications). Each finds the config by `--config F`,
 //! `CLAWBUTLER_CONFIG`, or `./clawbutler.toml` when present.
 
 pub mod agent_key_cmd;
@@ -10,6 +10,7 @@ pub mod budgets_cmd;
 pub mod client;
 pub mod mcp_token_cmd;
 pub mod plugin_token_cmd;
+pub mod notify_cmd;
 pub mod policy_cmd;
 pub mod serve;
 pub mod status_cmd;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Show and reset budgets (through the running sidecar).
     #[command(subcommand)]
     Budgets(budgets_cmd::BudgetsCmd),
+    /// Send test notifications and show the delivery log (through the running sidecar).
+    #[command(subcommand)]
+    Notify(notify_cmd::NotifyCmd),
     /// Manage control-API tokens.
     #[command(subcommand)]
     Token(token_cmd::TokenCmd),
@@ -99,6 +103,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Policy(c) => policy_cmd::run(&cli, c),
         Command::Audit(c) => audit_cmd::run(&cli, c),
         Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
+        Command::Notify(c) => notify_cmd::run(&cli, c).await,
         Command::Token(c) => token_cmd::run(&cli, c).await,
         Command::AgentKey(c) => agent_key_cmd::run(&cli, c).await,
         Command::McpToken(c) => mcp_token_cmd::run(&cli, c).await,

@@ -57,6 +57,16 @@ pub enum Tree {
     AuditBy,
     /// Audit search index: its own progress marks.
     AuditMeta,
+    /// Notification routes defined through the API.
+    NotifyRoutes,
+    /// The notification delivery log, by delivery id (UUID v7: key order is time order).
+    NotifyDeliveries,
+    /// Web Push subscriptions, by id.
+    NotifyPush,
+    /// Per-token notification preferences, by token name.
+    NotifyPrefs,
+    /// Action links already used (nonce -> expiry), so a link opens once.
+    NotifyLinks,
 }
 
 impl Tree {
@@ -79,6 +89,11 @@ impl Tree {
             Tree::AuditLoc => "audit_loc",
             Tree::AuditBy => "audit_by",
             Tree::AuditMeta => "audit_meta",
+            Tree::NotifyRoutes => "notify_routes",
+            Tree::NotifyDeliveries => "notify_deliveries",
+            Tree::NotifyPush => "notify_push",
+            Tree::NotifyPrefs => "notify_prefs",
+            Tree::NotifyLinks => "notify_links",
         }
     }
 }
@@ -244,6 +259,11 @@ mod tests {
             Tree::AuditLoc,
             Tree::AuditBy,
             Tree::AuditMeta,
+            Tree::NotifyRoutes,
+            Tree::NotifyDeliveries,
+            Tree::NotifyPush,
+            Tree::NotifyPrefs,
+            Tree::NotifyLinks,
         ];
         let names: HashSet<&str> = all.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), all.len());

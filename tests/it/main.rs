@@ -22,6 +22,7 @@ mod hardening_money;
 mod health;
 mod mcp;
 mod plugin_gate;
+mod notify;
 mod policy_reload;
 mod proxy_model_path;
 mod smoke_binary;

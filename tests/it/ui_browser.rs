@@ -54,7 +54,7 @@ pub(crate) fn browser_paths() -> Option<(PathBuf, PathBuf)> {
     None
 }
 
-fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -128,7 +128,7 @@ impl Browser {
         Browser { base: format!("{}/session/{id}", driver.base), _profile: profile }
     }
 
-    async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn cmd(&self, method: Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("{}{path}", self.base);
         let r = match body {
             Some(b) => send(method, &url, &[("content-type", "application/json")], b.to_string().into()).await,
@@ -144,7 +144,7 @@ impl Browser {
     }
 
     /// Run JS in the page (`return ...;`).
-    async fn js(&self, script: &str, args: Value) -> Value {
+    pub(crate) async fn js(&self, script: &str, args: Value) -> Value {
         self.cmd(Method::POST, "/execute/sync", Some(json!({ "script": script, "args": args }))).await
     }
 
@@ -208,7 +208,7 @@ impl Browser {
         self.cmd(Method::GET, &format!("/element/{e}/text"), None).await.as_str().unwrap_or_default().to_string()
     }
 
-    async fn resize(&self, width: u32, height: u32) {
+    pub(crate) async fn resize(&self, width: u32, height: u32) {
         self.cmd(Method::POST, "/window/rect", Some(json!({ "width": width, "height": height }))).await;
     }
 

@@ -93,7 +93,27 @@ async fn trace(
     Ok(Json(serde_json::json!({ "trace_id": trace_id, "items": items, "usage_check": usage_check })))
 }
 
-async fn verify(_c: Caller, State(s): State<AppState>) -> Result<Json<audit::VerifyReport>, Problem> {
+async fn verify(c: Caller, State(s): State<AppState>) -> Result<Json<audit::VerifyReport>, Problem> {
     let audit = s.audit.clone();
-    tokio::task::spawn_blocking(move || audit.verify()).await.map(Json).map_err(|e| Problem::internal(e.to_string()))
+    let report =
+        tokio::task::spawn_blocking(move || audit.verify()).await.map_err(|e| Problem::internal(e.to_string()))?;
+    if !report.ok {
+        // A failed verification is itself recorded (and so notified: `audit.verify_failed`).
+        let ev = audit::AuditEvent {
+            actor: Some(c.name.clone()),
+            outcome: Some(audit::Outcome::Error),
+            rule: Some("audit.verify".into()),
+            risk: Some(decision::Risk::Critical),
+            reason: Some(report.errors.first().cloned().unwrap_or_else(|| "audit verification failed".into())),
+            details: serde_json::json!({
+                "event": "audit.verify_failed", "first_bad_seq": report.first_bad_seq,
+                "bad_checkpoint": report.bad_checkpoint, "records": report.records, "errors": report.errors,
+            }),
+            ..audit::AuditEvent::new(audit::RecordKind::Config)
+        };
+        if let Err(e) = s.audit.append(ev) {
+            tracing::error!(error = %e, "audit append failed for a failed verification");
+        }
+    }
+    Ok(Json(report))
 }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod grants;
 pub mod health;
 pub mod mcp;
+pub mod notifications;
 pub mod openapi;
 pub mod plugins;
 pub mod policies;

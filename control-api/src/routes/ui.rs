@@ -41,19 +41,24 @@ pub(crate) static ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("style.css", "text/css; charset=utf-8"),
     asset!("icon.svg", "image/svg+xml"),
+    asset!("manifest.webmanifest", "application/manifest+json"),
+    asset!("sw.js", JS),
     asset!("js/app.js", JS),
     asset!("js/api.js", JS),
     asset!("js/components.js", JS),
     asset!("js/dom.js", JS),
     asset!("js/format.js", JS),
     asset!("js/i18n.js", JS),
+    asset!("js/link.js", JS),
     asset!("js/listpage.js", JS),
+    asset!("js/push.js", JS),
     asset!("js/sse.js", JS),
     asset!("js/views/agents.js", JS),
     asset!("js/views/approvals.js", JS),
     asset!("js/views/audit.js", JS),
     asset!("js/views/budgets.js", JS),
     asset!("js/views/grants.js", JS),
+    asset!("js/views/notifications.js", JS),
     asset!("js/views/policies.js", JS),
     asset!("js/views/scope.js", JS),
 ];
@@ -64,10 +69,19 @@ fn etags() -> &'static [String] {
     ETAGS.get_or_init(|| ASSETS.iter().map(|a| format!("\"{}\"", hex::encode(&Sha256::digest(a.body)[..12]))).collect())
 }
 
-/// The UI routes: `/`, `/index.html` and `/ui/{*path}`. None of them overlaps `/api`,
-/// `/metrics`, `/livez` or `/readyz`.
+/// The UI routes: `/`, `/index.html`, `/ui/{*path}` and the service worker at `/sw.js` (a
+/// worker controls the pages under its own path, so it is served at the root to control the
+/// whole console). None of them overlaps `/api`, `/metrics`, `/livez` or `/readyz`.
 pub fn routes() -> Routes {
-    Routes::default().page("/", get(index)).page("/index.html", get(index)).page("/ui/{*path}", get(asset))
+    Routes::default()
+        .page("/", get(index))
+        .page("/index.html", get(index))
+        .page("/sw.js", get(service_worker))
+        .page("/ui/{*path}", get(asset))
+}
+
+async fn service_worker(headers: HeaderMap) -> Response {
+    serve("sw.js", &headers)
 }
 
 async fn index(headers: HeaderMap) -> Response {
@@ -113,6 +127,9 @@ mod tests {
                 let base = std::path::Path::new(a.path).parent().unwrap();
                 let target = if let Some(abs) = part.strip_prefix("/ui/") {
                     std::path::PathBuf::from(abs)
+                } else if let Some(root) = part.strip_prefix('/') {
+                    // Served at the root (the service worker, `/sw.js`), from the asset of that name.
+                    std::path::PathBuf::from(root)
                 } else {
                     let mut p = base.to_path_buf();
                     for seg in part.split('/') {

@@ -12,8 +12,10 @@ import * as audit from './views/audit.js';
 import * as budgets from './views/budgets.js';
 import * as policies from './views/policies.js';
 import * as agents from './views/agents.js';
+import * as notifications from './views/notifications.js';
+import { registerWorker } from './push.js';
 
-const VIEWS = { approvals, grants, audit, budgets, policies, agents };
+const VIEWS = { approvals, grants, audit, budgets, policies, agents, notifications };
 const bus = new EventTarget();
 let live = 'connecting';
 let stopEvents = null;
@@ -161,4 +163,6 @@ function render() {
 }
 
 window.addEventListener('hashchange', render);
+// The service worker shows Web Push notifications and makes the console installable.
+registerWorker();
 render();

@@ -4,8 +4,8 @@
 
 import { h, replace, dl, select, pre } from '../dom.js';
 import { t } from '../i18n.js';
-import { post, newKey } from '../api.js';
-import { riskBadge, statusBadge, busy, toast, cardMsg, setMsg, errorText } from '../components.js';
+import { get, post, newKey } from '../api.js';
+import { riskBadge, statusBadge, busy, toast, cardMsg, setMsg, errorText, errorBox } from '../components.js';
 import { listPage } from '../listpage.js';
 import { when, countdown, usd, subjectLine } from '../format.js';
 import { scopeEditor } from './scope.js';
@@ -31,13 +31,16 @@ export function mount(root, ctx) {
 
   const countEl = h('span', { class: 'count' });
   const batchEl = h('div', { class: 'batch', hidden: true, 'data-testid': 'batch' });
+  // `#/approvals/<id>` (where a notification's action link leads): that approval first.
+  const focusId = decodeURIComponent(location.hash.replace(/^#\/?/, '').split(/[/?]/)[1] || '');
+  const focusEl = h('div', { class: 'focus', hidden: !focusId, 'data-testid': 'focus' });
   const filter = select({
     'aria-label': t('approvals.filter_status'), 'data-testid': 'status-filter',
     onchange: (e) => { status = e.target.value; selected.clear(); page.reload(); },
   }, STATUSES.map((s) => [s, t(`status.${s}`)]), status);
 
   const page = listPage(root, ctx, {
-    title: t('approvals.title'), toolbar: [countEl, filter], above: [batchEl], testid: 'approvals',
+    title: t('approvals.title'), toolbar: [countEl, filter], above: [focusEl, batchEl], testid: 'approvals',
     path: '/api/v1/approvals', params: () => ({ status: status === 'all' ? '' : status }), limit: 100,
     key: (a) => a.id, version: (a) => `${a.version}:${a.status}`,
     // Pending: what expires first, first.
@@ -52,9 +55,29 @@ export function mount(root, ctx) {
       for (const id of [...selected]) if (!ids.has(id)) selected.delete(id);
       countEl.textContent = items.length ? t('approvals.count', { n: items.length }) : '';
       drawBatch();
+      refreshFocus();
       tick();
     },
   });
+
+  let focusSeq = 0;
+  /** Show the approval a link opened (any status), with its actions when still pending. */
+  async function refreshFocus() {
+    if (!focusId) return;
+    const mine = ++focusSeq;
+    try {
+      const a = await get(`/api/v1/approvals/${encodeURIComponent(focusId)}`);
+      if (mine !== focusSeq) return;
+      const shown = focusEl.querySelector('[data-testid=approval]');
+      if (shown && shown.dataset.version === `${a.version}:${a.status}` && shown.querySelector('.editor')) return;
+      const el = card(a);
+      el.dataset.version = `${a.version}:${a.status}`;
+      replace(focusEl, h('h2', {}, t('approvals.focus_title')), el);
+      tick();
+    } catch (err) {
+      if (mine === focusSeq) replace(focusEl, h('h2', {}, t('approvals.focus_title')), errorBox(err));
+    }
+  }
 
   function drawBatch() {
     batchEl.hidden = selected.size === 0;
@@ -112,6 +135,7 @@ export function mount(root, ctx) {
         { idempotencyKey: newKey() });
       toast(() => t(`approvals.done_${decision.replace('-', '_')}`));
       await page.reload();
+      refreshFocus();
     }, (err) => {
       if (err.status === 409) {
         showMsg(el, conflictText(err.problem), 'conflict');
@@ -205,7 +229,7 @@ export function mount(root, ctx) {
 
   function tick() {
     const now = Date.now();
-    for (const el of page.list.querySelectorAll('[data-expires]')) {
+    for (const el of [...focusEl.querySelectorAll('[data-expires]'), ...page.list.querySelectorAll('[data-expires]')]) {
       const left = (new Date(el.dataset.expires).getTime() - now) / 1000;
       el.textContent = left > 0 ? t('approvals.left', { time: countdown(left) }) : t('approvals.expiring');
       el.classList.toggle('urgent', left < 120);
