@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as a newcomer or CI runs it:
 #   1. installs what the end-to-end tier needs, once, outside the checkout
-#      (node 24 + openclaw@2026.9.6 in a cache dir; Debian chromium + chromedriver),
+#      (node 24 + openclaw@2026.9.6 in a cache dir; Debian chromium + chromedriver;
+#      Debian prometheus/promtool and systemd-analyze for tests/it/sre),
 #   2. checks formatting and lints,
 #   3. runs the shipped policies' Rego tests through `clawbutler policy test`,
 #   4. runs every Rust test (unit, in-process integration, real-OpenClaw and real-browser e2e).
@@ -14,6 +15,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "installing e2e prerequisites (cached after the first run)"
 bash scripts/install-openclaw.sh
 bash scripts/install-browser.sh
+bash scripts/install-sre-tools.sh
 # From here on a missing prerequisite fails the e2e tests instead of skipping them.
 export CLAWBUTLER_E2E=1
 

@@ -22,4 +22,5 @@ mod health;
 mod policy_reload;
 mod proxy_model_path;
 mod smoke_binary;
+mod sre;
 mod ui_browser;
