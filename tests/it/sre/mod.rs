@@ -8,6 +8,7 @@
 //! `scripts/install-sre-tools.sh` installs it.
 
 mod dashboard;
+mod deploy;
 mod live;
 mod rules;
 
