@@ -95,3 +95,114 @@ async fn the_binary_reports_readiness_and_stopping_over_sd_notify() {
     }
     let _ = child.kill();
 }
+
+/// Every document of every file in `deploy/kubernetes/` (kustomization excluded), by kind.
+fn manifests() -> Vec<serde_yaml_ng::Value> {
+    use serde::Deserialize;
+    let dir = repo().join("deploy/kubernetes");
+    let kust: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for f in kust["resources"].as_sequence().unwrap() {
+        let f = f.as_str().unwrap();
+        let text = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("kustomization names {f}: {e}"));
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let v = serde_yaml_ng::Value::deserialize(doc).unwrap_or_else(|e| panic!("{f}: {e}"));
+            assert!(v["apiVersion"].as_str().is_some() && v["kind"].as_str().is_some(), "{f}: no apiVersion/kind");
+            assert!(v["metadata"]["name"].as_str().is_some(), "{f}: no metadata.name");
+            out.push(v);
+        }
+    }
+    // Every file in the directory is in the kustomization (none forgotten).
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().to_string();
+        assert!(
+            name == "kustomization.yaml"
+                || kust["resources"].as_sequence().unwrap().iter().any(|r| r.as_str() == Some(&name)),
+            "{name} is not in kustomization.yaml"
+        );
+    }
+    out
+}
+
+fn one<'a>(all: &'a [serde_yaml_ng::Value], kind: &str) -> &'a serde_yaml_ng::Value {
+    let found: Vec<_> = all.iter().filter(|v| v["kind"].as_str() == Some(kind)).collect();
+    assert_eq!(found.len(), 1, "expected one {kind}");
+    found[0]
+}
+
+#[test]
+fn kubernetes_manifests_run_clawbutler_as_a_restricted_native_sidecar() {
+    let all = manifests();
+    let deploy = one(&all, "Deployment");
+    let pod = &deploy["spec"]["template"]["spec"];
+    // The native sidecar: an init container that restarts always.
+    let sidecars = pod["initContainers"].as_sequence().unwrap();
+    let cb = sidecars.iter().find(|c| c["name"].as_str() == Some("clawbutler")).expect("clawbutler init container");
+    assert_eq!(cb["restartPolicy"].as_str(), Some("Always"));
+    assert!(pod["containers"].as_sequence().unwrap().iter().any(|c| c["name"].as_str() == Some("openclaw")));
+    // Probes on the control port's /livez and /readyz.
+    assert_eq!(cb["startupProbe"]["httpGet"]["path"].as_str(), Some("/livez"));
+    assert_eq!(cb["livenessProbe"]["httpGet"]["path"].as_str(), Some("/livez"));
+    assert_eq!(cb["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    for p in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert_eq!(cb[p]["httpGet"]["port"].as_str(), Some("control"), "{p}");
+    }
+    assert_eq!(cb["ports"][0]["containerPort"].as_u64(), Some(8788));
+    // Resources and the restricted security context (Pod Security Standard "restricted").
+    for k in ["cpu", "memory"] {
+        assert!(cb["resources"]["requests"][k].as_str().is_some(), "requests.{k}");
+    }
+    assert!(cb["resources"]["limits"]["memory"].as_str().is_some());
+    let sc = &cb["securityContext"];
+    assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(sc["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(sc["capabilities"]["drop"][0].as_str(), Some("ALL"));
+    assert_eq!(sc["seccompProfile"]["type"].as_str(), Some("RuntimeDefault"));
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    assert!(pod["securityContext"]["runAsUser"].as_u64().unwrap() > 0);
+    for c in pod["containers"].as_sequence().unwrap() {
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"].as_bool(), Some(false), "{:?}", c["name"]);
+        assert_eq!(c["securityContext"]["capabilities"]["drop"][0].as_str(), Some("ALL"));
+    }
+    // Volumes: the data dir on the PVC, the config from the ConfigMap; both exist.
+    let pvc = one(&all, "PersistentVolumeClaim");
+    let cm = one(&all, "ConfigMap");
+    let secret = one(&all, "Secret");
+    let volumes = pod["volumes"].as_sequence().unwrap();
+    let claim = volumes.iter().find_map(|v| v["persistentVolumeClaim"]["claimName"].as_str()).unwrap();
+    assert_eq!(Some(claim), pvc["metadata"]["name"].as_str());
+    let cm_name = volumes.iter().find_map(|v| v["configMap"]["name"].as_str()).unwrap();
+    assert_eq!(Some(cm_name), cm["metadata"]["name"].as_str());
+    let mounts = cb["volumeMounts"].as_sequence().unwrap();
+    assert!(mounts.iter().any(|m| m["mountPath"].as_str() == Some("/var/lib/clawbutler")));
+    // The config the sidecar reads is a valid clawbutler.toml, with the data dir on the volume,
+    // the data listener on localhost only, and every key variable it names in the Secret.
+    let toml = cm["data"]["clawbutler.toml"].as_str().unwrap();
+    let cfg = clawbutler::config::Config::from_toml_str(toml).unwrap_or_else(|e| panic!("configmap.yaml: {e}"));
+    assert_eq!(cfg.server.data_dir, std::path::Path::new("/var/lib/clawbutler"));
+    assert!(cfg.server.listen.starts_with("127.0.0.1:"), "{}", cfg.server.listen);
+    let keys = secret["stringData"].as_mapping().unwrap();
+    for line in toml.lines().filter(|l| l.contains("_env =")) {
+        let var = line.split('"').nth(1).unwrap();
+        assert!(keys.contains_key(var), "{var} (named in clawbutler.toml) is not in the Secret");
+    }
+    assert!(cb["envFrom"][0]["secretRef"]["name"].as_str() == secret["metadata"]["name"].as_str());
+    // Scraped as job "clawbutler" (what the shipped rules expect), through a Service port.
+    let sm = one(&all, "ServiceMonitor");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"].as_str(), Some("control"));
+    assert_eq!(sm["spec"]["endpoints"][0]["relabelings"][0]["replacement"].as_str(), Some("clawbutler"));
+    let svc = one(&all, "Service");
+    assert!(svc["spec"]["ports"].as_sequence().unwrap().iter().any(|p| p["name"].as_str() == Some("control")));
+    // Egress limited to DNS and HTTPS outside private ranges.
+    let np = one(&all, "NetworkPolicy");
+    assert!(np["spec"]["policyTypes"].as_sequence().unwrap().iter().any(|t| t.as_str() == Some("Egress")));
+    let egress = np["spec"]["egress"].as_sequence().unwrap();
+    let ports: Vec<u64> = egress
+        .iter()
+        .flat_map(|e| e["ports"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    assert!(ports.iter().all(|p| [53, 443].contains(p)), "{ports:?}");
+}
