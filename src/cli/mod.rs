@@ -8,6 +8,7 @@ pub mod attach_cmd;
 pub mod audit_cmd;
 pub mod budgets_cmd;
 pub mod client;
+pub mod health_cmd;
 pub mod policy_cmd;
 pub mod serve;
 pub mod token_cmd;
@@ -59,6 +60,8 @@ pub enum Command {
     Attach(attach_cmd::AttachArgs),
     /// Restore exactly what `attach` changed on that gateway.
     Detach(attach_cmd::AttachArgs),
+    /// Exit 0 if the running sidecar answers /livez (or /readyz with --ready): for healthchecks.
+    Health(health_cmd::HealthArgs),
 }
 
 impl Cli {
@@ -88,6 +91,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Approvals(c) => approvals_cmd::run(&cli, c).await,
         Command::Attach(a) => attach_cmd::run(&cli, a, false).await,
         Command::Detach(a) => attach_cmd::run(&cli, a, true).await,
+        Command::Health(a) => health_cmd::run(&cli, a).await,
     };
     match result {
         Ok(code) => code,

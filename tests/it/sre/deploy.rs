@@ -206,3 +206,115 @@ fn kubernetes_manifests_run_clawbutler_as_a_restricted_native_sidecar() {
         .collect();
     assert!(ports.iter().all(|p| [53, 443].contains(p)), "{ports:?}");
 }
+
+/// `buildah` with its storage in `dir` (vfs: works without overlay or fuse, as here).
+fn buildah(bin: &std::path::Path, dir: &std::path::Path) -> Command {
+    let mut c = Command::new(bin);
+    c.args(["--storage-driver", "vfs", "--root"]).arg(dir.join("root")).arg("--runroot").arg(dir.join("run"));
+    c
+}
+
+#[tokio::test]
+async fn container_image_builds_offline_runs_as_non_root_and_answers_livez() {
+    let Some(bh) = tool("container_image_builds_offline_runs_as_non_root_and_answers_livez", "buildah") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let opts = format!(
+        "--storage-driver vfs --root {} --runroot {}",
+        dir.path().join("root").display(),
+        dir.path().join("run").display()
+    );
+    let tag = "localhost/clawbutler:it";
+    let (ok, out) = run(Command::new("bash")
+        .arg(repo().join("deploy/container/build.sh"))
+        .args([BIN, tag])
+        .env("BUILDAH_OPTS", &opts));
+    assert!(ok, "build.sh:\n{out}");
+    let (ok, out) = run(buildah(&bh, dir.path()).args(["inspect", "--type", "image", tag]));
+    assert!(ok, "{out}");
+    let img: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &img["Docker"]["config"];
+    assert_eq!(c["User"], "10001:10001");
+    assert_eq!(c["Entrypoint"][0], "/usr/local/bin/clawbutler");
+    assert!(c["Volumes"].get("/var/lib/clawbutler").is_some(), "{c}");
+    let hc: Vec<&str> = c["Healthcheck"]["Test"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(&hc[..3], ["CMD", "/usr/local/bin/clawbutler", "health"]);
+
+    // Run it (chroot isolation, the host's loopback) and ask /livez from outside, then run
+    // the image's own healthcheck command inside.
+    let (ok, ctr) = run(buildah(&bh, dir.path()).args(["from", tag]));
+    assert!(ok, "{ctr}");
+    let ctr = ctr.trim().lines().last().unwrap().to_string();
+    let port = |_: ()| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (data, control) = (port(()), port(()));
+    let mut serve = buildah(&bh, dir.path())
+        .args(["run", "--isolation", "chroot", "--network", "host"])
+        .args(["--env", &format!("CLAWBUTLER_LISTEN=127.0.0.1:{data}")])
+        .args(["--env", &format!("CLAWBUTLER_CONTROL_LISTEN=127.0.0.1:{control}")])
+        .args(["--env", "CLAWBUTLER_ADMIN_TOKEN=container-test-admin-token"])
+        .arg(&ctr)
+        .args(["--", "/usr/local/bin/clawbutler", "serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", control)).is_err() {
+        if let Some(st) = serve.try_wait().unwrap() {
+            panic!("the container exited: {st}: {}", run(buildah(&bh, dir.path()).args(["rm", "--all"])).1);
+        }
+        assert!(Instant::now() < deadline, "the container's control listener never opened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let live = get(&format!("http://127.0.0.1:{control}/livez"), &[]).await;
+    assert_eq!(live.status, 200, "{}", live.text());
+    let ready = get(&format!("http://127.0.0.1:{control}/readyz"), &[]).await;
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    let (ok, out) = run(buildah(&bh, dir.path())
+        .args(["run", "--isolation", "chroot", "--network", "host", &ctr, "--"])
+        .args(hc[1..].iter().map(|s| s.replace("127.0.0.1:8788", &format!("127.0.0.1:{control}")))));
+    assert!(ok && out.contains("live"), "healthcheck command: {out}");
+    // The sidecar process runs as the image's user, not root.
+    let uids: Vec<u32> = descendants(serve.id())
+        .into_iter()
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "clawbutler"))
+        .filter_map(uid_of)
+        .collect();
+    assert_eq!(uids, vec![10001], "uid of the sidecar process in the container");
+
+    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while serve.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = run(buildah(&bh, dir.path()).args(["rm", "--all"]));
+    let _ = run(buildah(&bh, dir.path()).args(["rmi", "--all", "--force"]));
+}
+
+/// Every process below `pid` (from /proc).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+            // The field after the `(comm)` (which may hold spaces): state, then ppid.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(parent) {
+                out.push(p);
+                frontier.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// The real uid of a process.
+fn uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+}
