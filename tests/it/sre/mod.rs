@@ -10,6 +10,7 @@
 mod dashboard;
 mod deploy;
 mod live;
+mod logs;
 mod rules;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
