@@ -3,6 +3,7 @@
 #   1. installs what the end-to-end tier needs, once, outside the checkout
 #      (node 24 + openclaw@2026.9.6 in a cache dir; Debian chromium + chromedriver;
 #      Debian python3-aiosmtpd for the notification e-mail test's SMTP server),
+#      Debian prometheus/promtool and systemd-analyze for tests/it/sre),
 #   2. checks formatting and lints,
 #   3. runs the shipped policies' Rego tests through `clawbutler policy test`,
 #   4. runs the OpenClaw plugin's own tests (openclaw-plugin/test) with node 24,
@@ -17,6 +18,7 @@ step "installing e2e prerequisites (cached after the first run)"
 bash scripts/install-openclaw.sh
 bash scripts/install-browser.sh
 bash scripts/install-smtp.sh
+bash scripts/install-sre-tools.sh
 # From here on a missing prerequisite fails the e2e tests instead of skipping them.
 export CLAWBUTLER_E2E=1
 

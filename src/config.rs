@@ -74,6 +74,23 @@ pub struct AuthSettings {
     pub agent_keys: proxy::AgentKeyMode,
 }
 
+/// `[log]`: how the process logs to stderr (the level is `CLAWBUTLER_LOG`, an `EnvFilter`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+/// `[log] format`: `text` (for people, the default) or `json` (one object per line, for log
+/// pipelines; a data-path call's lines carry its `trace_id`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +125,8 @@ pub struct Config {
     pub plugin: plugin_gate::PluginSettings,
     #[serde(default)]
     pub notify: notifier::NotifySettings,
+    #[serde(default)]
+    pub log: LogSettings,
 }
 
 impl Default for Config {
@@ -128,6 +147,7 @@ impl Default for Config {
             mcp_servers: Vec::new(),
             plugin: Default::default(),
             notify: Default::default(),
+            log: LogSettings::default(),
         }
     }
 }

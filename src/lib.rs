@@ -7,4 +7,5 @@ pub mod cli;
 pub mod config;
 mod config_ranges;
 pub mod data;
+pub mod notify;
 pub mod os;

@@ -21,6 +21,10 @@ pub enum ErrorCause {
 }
 
 impl ErrorCause {
+    /// Every cause.
+    pub const ALL: [ErrorCause; 5] =
+        [ErrorCause::Timeout, ErrorCause::Engine, ErrorCause::Undefined, ErrorCause::IllTyped, ErrorCause::Input];
+
     /// Stable label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -68,6 +72,14 @@ impl Metrics {
         registry.register(Box::new(decisions.clone())).map_err(metric_err)?;
         registry.register(Box::new(reloads.clone())).map_err(metric_err)?;
         registry.register(Box::new(errors.clone())).map_err(metric_err)?;
+        // Every series at 0 from the start: an alert on `increase(...)` sees the first failure
+        // (a counter first scraped at 1 shows no increase).
+        for c in ErrorCause::ALL {
+            errors.with_label_values(&[c.as_str()]);
+        }
+        for r in ["ok", "error"] {
+            reloads.with_label_values(&[r]);
+        }
         Ok(Metrics { eval_seconds, decisions, reloads, errors })
     }
 }

@@ -87,6 +87,10 @@ impl ProxyState {
     ) -> Result<ProxyState, BuildError> {
         let ups = upstream::build_upstreams(upstreams, &settings)?;
         let client = upstream::build_client(&settings)?;
+        let metrics = ProxyMetrics::new(registry)?;
+        for name in upstreams.iter().map(|u| u.name.as_str()) {
+            metrics.register_upstream(name);
+        }
         Ok(ProxyState {
             upstreams: Arc::new(ups),
             client,
@@ -97,7 +101,7 @@ impl ProxyState {
             budgets: c.budgets,
             health: c.health,
             prices: prices.with_server_tool_call_usd(settings.server_tool_call_usd),
-            metrics: ProxyMetrics::new(registry)?,
+            metrics,
             auth: Arc::new(auth::AgentAuth::new(c.agent_key_mode, c.agent_keys, registry)?),
             settings,
         })

@@ -32,6 +32,10 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class (each configured upstream's series start at 0 with these).
+    pub const ALL: [ErrorClass; 5] =
+        [ErrorClass::Connect, ErrorClass::Timeout, ErrorClass::Status4xx, ErrorClass::Status5xx, ErrorClass::Stream];
+
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -84,6 +88,14 @@ impl ProxyMetrics {
         registry.register(Box::new(overhead.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
         Ok(ProxyMetrics { requests, duration, overhead, upstream_errors, undecoded })
+    }
+
+    /// Create an upstream's error series at 0, so a rate over them (the upstream error-rate
+    /// alert, the dashboard) works from the first failure on.
+    pub fn register_upstream(&self, upstream: &str) {
+        for class in ErrorClass::ALL {
+            self.upstream_errors.with_label_values(&[upstream, class.as_str()]);
+        }
     }
 
     /// Count an upstream failure.

@@ -11,6 +11,7 @@ pub mod client;
 pub mod mcp_token_cmd;
 pub mod plugin_token_cmd;
 pub mod notify_cmd;
+pub mod health_cmd;
 pub mod policy_cmd;
 pub mod serve;
 pub mod status_cmd;
@@ -74,6 +75,8 @@ pub enum Command {
     Detach(attach_cmd::DetachArgs),
     /// Report what of a gateway goes through this sidecar, per agent (and drift since attach).
     Status(status_cmd::StatusArgs),
+    /// Exit 0 if the running sidecar answers /livez (or /readyz with --ready): for healthchecks.
+    Health(health_cmd::HealthArgs),
 }
 
 impl Cli {
@@ -112,6 +115,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Attach(a) => attach_cmd::run_attach(&cli, a).await,
         Command::Detach(a) => attach_cmd::run_detach(&cli, a).await,
         Command::Status(a) => status_cmd::run(&cli, a).await,
+        Command::Health(a) => health_cmd::run(&cli, a).await,
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@ use clap::Args;
 
 use super::{Cli, CliResult};
 use crate::app::Sidecar;
+use crate::notify::notify;
 
 /// Flags of `serve`.
 #[derive(Debug, Args)]
@@ -40,7 +41,15 @@ pub async fn run(cli: &Cli, a: &ServeArgs) -> CliResult {
             path.display()
         );
     }
+    // Both listeners are bound and the state is open: `systemctl start` may return.
+    notify(&format!(
+        "READY=1\nSTATUS=serving data on {}, control on {}\nMAINPID={}",
+        sidecar.data_addr,
+        sidecar.control_addr,
+        std::process::id()
+    ));
     wait_for_signal(&sidecar).await;
+    notify("STOPPING=1\nSTATUS=shutting down");
     println!("clawbutler: shutting down");
     sidecar.shutdown().await;
     Ok(0)
@@ -57,7 +66,11 @@ async fn wait_for_signal(sidecar: &Sidecar) {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
-            _ = hup.recv() => sidecar.reload_policies("sighup"),
+            _ = hup.recv() => {
+                notify("RELOADING=1\nSTATUS=reloading policies");
+                sidecar.reload_policies("sighup");
+                notify("READY=1\nSTATUS=serving");
+            }
         }
     }
 }

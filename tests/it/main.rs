@@ -26,4 +26,5 @@ mod notify;
 mod policy_reload;
 mod proxy_model_path;
 mod smoke_binary;
+mod sre;
 mod ui_browser;

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -40,6 +41,9 @@ pub(super) struct Live {
 pub(super) struct Metrics {
     pub pending: IntGauge,
     pub wait: HistogramVec,
+    /// Pending approvals older than half their TTL: the alert that pages a human while a
+    /// decision can still arrive in time (see operations.md).
+    pub past_half_ttl: IntGauge,
 }
 
 pub(super) struct Inner {
@@ -148,15 +152,25 @@ impl Broker {
                 .buckets(vec![0.1, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0]),
             &["outcome"],
         )?;
+        let past_half_ttl = IntGauge::new(
+            "clawbutler_approvals_past_half_ttl",
+            "Approvals still pending after half their time to live",
+        )?;
         registry.register(Box::new(pending.clone()))?;
         registry.register(Box::new(wait.clone()))?;
+        registry.register(Box::new(past_half_ttl.clone()))?;
+        // Every outcome's series at 0 from the start, so rates and dashboards work before the
+        // first approval of each kind.
+        for s in [Status::Allowed, Status::Denied, Status::Expired, Status::Cancelled] {
+            wait.with_label_values(&[s.as_str()]);
+        }
         let inner = Inner {
             settings: settings.clone(),
             audit,
             store: ApprovalStore::open(db)?,
             grants: GrantStore::open(db)?,
             live: DashMap::new(),
-            metrics: Metrics { pending, wait },
+            metrics: Metrics { pending, wait, past_half_ttl },
             closing: tokio::sync::watch::Sender::new(false),
         };
         let orphans = inner.store.pending()?;
@@ -488,9 +502,15 @@ impl Broker {
 /// Wait for a decision or expiry; runs inside [`Held`].
 async fn wait(inner: Arc<Inner>, id: String, mut rx: oneshot::Receiver<Resolution>, ttl: Duration) -> Resolution {
     let mut guard = CancelOnDrop { inner: inner.clone(), id: id.clone(), armed: true };
+    let late = PastHalfTtl { gauge: inner.metrics.past_half_ttl.clone(), counted: AtomicBool::new(false) };
+    let expiry = async {
+        tokio::time::sleep(ttl / 2).await;
+        late.mark();
+        tokio::time::sleep(ttl - ttl / 2).await;
+    };
     let got = tokio::select! {
         r = &mut rx => r.ok(),
-        _ = tokio::time::sleep(ttl) => {
+        _ = expiry => {
             let reason = format!("no decision within {} s", ttl.as_secs());
             loop {
                 match inner.transition(&id, None, Status::Expired, SYSTEM, None, Some(&reason), None) {
@@ -517,6 +537,29 @@ async fn wait(inner: Arc<Inner>, id: String, mut rx: oneshot::Receiver<Resolutio
                 a.status = Status::Cancelled;
             }
             Resolution { approval: a, grant: None }
+        }
+    }
+}
+
+/// Counts one waiting approval in `clawbutler_approvals_past_half_ttl` from half its TTL
+/// until its wait ends, however it ends (decided, expired, or the caller gone).
+struct PastHalfTtl {
+    gauge: IntGauge,
+    counted: AtomicBool,
+}
+
+impl PastHalfTtl {
+    fn mark(&self) {
+        if !self.counted.swap(true, Ordering::Relaxed) {
+            self.gauge.inc();
+        }
+    }
+}
+
+impl Drop for PastHalfTtl {
+    fn drop(&mut self) {
+        if *self.counted.get_mut() {
+            self.gauge.dec();
         }
     }
 }

@@ -109,6 +109,10 @@ pub struct Budgets {
     audit: Arc<audit::AuditLog>,
     spent_gauge: GaugeVec,
     open_gauge: GaugeVec,
+    /// The limit and the warning fraction, so an alert or a dashboard compares spend with
+    /// them without copying the config (API budgets change at run time).
+    limit_gauge: GaugeVec,
+    warn_gauge: GaugeVec,
 }
 
 fn usd(n: u64) -> f64 {
@@ -212,9 +216,30 @@ impl Budgets {
             Opts::new("clawbutler_budget_breaker_open", "1 while the budget's breaker is open."),
             &["scope", "window"],
         )?;
-        registry.register(Box::new(spent_gauge.clone()))?;
-        registry.register(Box::new(open_gauge.clone()))?;
-        let budgets = Budgets { list: ArcSwap::from_pointee(list), ledger, clock, audit, spent_gauge, open_gauge };
+        let limit_gauge = GaugeVec::new(
+            Opts::new("clawbutler_budget_limit_usd", "The budget's limit per window."),
+            &["scope", "window"],
+        )?;
+        let warn_gauge = GaugeVec::new(
+            Opts::new(
+                "clawbutler_budget_warn_ratio",
+                "The fraction of the limit at which the budget warns (0: never).",
+            ),
+            &["scope", "window"],
+        )?;
+        for g in [&spent_gauge, &open_gauge, &limit_gauge, &warn_gauge] {
+            registry.register(Box::new(g.clone()))?;
+        }
+        let budgets = Budgets {
+            list: ArcSwap::from_pointee(list),
+            ledger,
+            clock,
+            audit,
+            spent_gauge,
+            open_gauge,
+            limit_gauge,
+            warn_gauge,
+        };
         for b in budgets.list.load().iter() {
             budgets.with_state(b, |_| ());
         }
@@ -250,6 +275,8 @@ impl Budgets {
         let labels = [b.scope_text.as_str(), b.window.as_str()];
         self.spent_gauge.with_label_values(&labels).set(usd(st.spent));
         self.open_gauge.with_label_values(&labels).set(if st.open { 1.0 } else { 0.0 });
+        self.limit_gauge.with_label_values(&labels).set(usd(b.limit));
+        self.warn_gauge.with_label_values(&labels).set(b.warn_at);
     }
 
     fn view(&self, b: &Budget) -> BudgetView {
@@ -443,6 +470,8 @@ impl Budgets {
         let labels = [b.scope_text.as_str(), b.window.as_str()];
         let _ = self.spent_gauge.remove_label_values(&labels);
         let _ = self.open_gauge.remove_label_values(&labels);
+        let _ = self.limit_gauge.remove_label_values(&labels);
+        let _ = self.warn_gauge.remove_label_values(&labels);
         self.audit_config(&b, audit::Outcome::Delete, actor);
         Ok(())
     }

@@ -50,28 +50,33 @@ where
         let allow = super::guard::allow_for(req.uri().path());
         req.extensions_mut().insert(ctx.clone());
         let mut inner = self.inner.clone();
-        Box::pin(async move {
-            let mut res = match inner.call(req).await {
-                Ok(res) => res,
-                Err(e) => {
-                    if e.code() == "audit_unavailable" {
-                        // The outage is logged once by the audit log and every refusal counted
-                        // (`clawbutler_audit_refused_calls_total`): no line per call, which on
-                        // a full disk would only add to what cannot be written.
-                        tracing::debug!(trace_id = %ctx.trace_id, error = %e, "call refused: audit log unavailable");
-                    } else if e.status().is_server_error() {
-                        tracing::warn!(trace_id = %ctx.trace_id, error = %e, "call failed");
+        // Every line logged while the call is decided carries its trace id (JSON logs).
+        let span = tracing::info_span!("call", trace_id = %ctx.trace_id);
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let mut res = match inner.call(req).await {
+                    Ok(res) => res,
+                    Err(e) => {
+                        if e.code() == "audit_unavailable" {
+                            // The outage is logged once by the audit log and every refusal counted
+                            // (`clawbutler_audit_refused_calls_total`): no line per call, which on
+                            // a full disk would only add to what cannot be written.
+                            tracing::debug!(trace_id = %ctx.trace_id, error = %e, "call refused: audit log unavailable");
+                        } else if e.status().is_server_error() {
+                            tracing::warn!(trace_id = %ctx.trace_id, error = %e, "call failed");
+                        }
+                        let mut res = e.into_response(ctx.dialect);
+                        if res.status() == http::StatusCode::METHOD_NOT_ALLOWED {
+                            res.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+                        }
+                        res
                     }
-                    let mut res = e.into_response(ctx.dialect);
-                    if res.status() == http::StatusCode::METHOD_NOT_ALLOWED {
-                        res.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
-                    }
-                    res
-                }
-            };
-            stamp(&mut res, &ctx);
-            Ok(res)
-        })
+                };
+                stamp(&mut res, &ctx);
+                Ok(res)
+            },
+            span,
+        ))
     }
 }
 

@@ -1,0 +1,78 @@
+//! `[log] format = "json"`: the real binary logs one JSON object per line to stderr, and a
+//! data-path call's lines carry its W3C trace id (from `traceparent`) in the `call` span.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::http::post_json;
+use testkit::rig::SidecarConfig;
+
+const BIN: &str = env!("CARGO_BIN_EXE_clawbutler");
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_calls_trace_id() {
+    let dir = tempfile::tempdir().unwrap();
+    // Upstreams on a port nobody listens on: the call fails with a logged warning.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let data = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let control = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let cfg = SidecarConfig::new(&dir.path().join("data"))
+        .listen(&data.to_string(), &control.to_string())
+        .upstreams(&format!("http://{dead}"))
+        .table("[log]\nformat = \"json\"");
+    let path = dir.path().join("clawbutler.toml");
+    std::fs::write(&path, cfg.to_toml()).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("CLAWBUTLER_LOG", "info")
+        .env_remove("CLAWBUTLER_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(control).is_err() {
+        assert!(Instant::now() < deadline, "sidecar did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let traceparent = format!("00-{TRACE}-00f067aa0ba902b7-01");
+    let r = post_json(
+        &format!("http://{data}/a/main/fake/v1/chat/completions"),
+        &[("traceparent", &traceparent)],
+        &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert!(r.status.is_server_error(), "{}", r.status);
+    assert_eq!(r.header("x-clawbutler-trace-id"), Some(TRACE));
+
+    let mut lines: Vec<Value> = Vec::new();
+    let mut found = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while found.is_none() && Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
+            assert!(v["timestamp"].is_string() && v["level"].is_string(), "{v}");
+            if v["span"]["trace_id"] == TRACE {
+                found = Some(v.clone());
+            }
+            lines.push(v);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = found.unwrap_or_else(|| panic!("no log line with the call's trace id: {lines:#?}"));
+    assert_eq!(line["span"]["name"], "call");
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert!(lines.len() >= 2, "{lines:?}");
+}
