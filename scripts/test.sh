@@ -2,7 +2,8 @@
 # The whole test suite, as a newcomer or CI runs it:
 #   1. installs what the end-to-end tier needs, once, outside the checkout
 #      (node 24 + openclaw@2026.9.6 in a cache dir; Debian chromium + chromedriver;
-#      Debian python3-aiosmtpd for the notification e-mail test's SMTP server),
+#      the MCP server-everything, SDK clients and conformance suite from npm;
+#      Debian python3-aiosmtpd for the notification e-mail test's SMTP server;
 #      Debian prometheus/promtool and systemd-analyze for tests/it/sre),
 #   2. checks formatting and lints,
 #   3. runs the shipped policies' Rego tests through `clawbutler policy test`,
@@ -17,6 +18,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "installing e2e prerequisites (cached after the first run)"
 bash scripts/install-openclaw.sh
 bash scripts/install-browser.sh
+bash scripts/install-mcp-tools.sh >/dev/null
 bash scripts/install-smtp.sh
 bash scripts/install-sre-tools.sh
 # From here on a missing prerequisite fails the e2e tests instead of skipping them.

@@ -33,7 +33,7 @@ pub(crate) enum End {
     /// Approved (the approval id); the decision now says allow.
     Approved(String),
     /// Refused, with the decision to record (and the approval id when one was created).
-    Refused(Decision, Option<String>),
+    Refused(Box<Decision>, Option<String>),
     /// The client cancelled or went away; nothing is sent back.
     Cancelled(String),
 }
@@ -52,13 +52,16 @@ pub(crate) async fn hold(
 ) -> End {
     let scope = CallScope::tool(&sess.agent, call.server.name());
     if let Some(why) = st.parts.kill.blocked(&sess.agent) {
-        return End::Refused(refused(d, "kill_switch", why, Risk::High), None);
+        return End::Refused(Box::new(refused(d, "kill_switch", why, Risk::High)), None);
     }
     let cautions = match st.parts.budgets.outlook(&scope, Some(call.cost.unwrap_or(0.0))) {
         Outlook::Clear | Outlook::Unpriced => Vec::new(),
         Outlook::MayRefuse(c) => c.iter().map(Caution::budget).collect(),
         Outlook::Refused(r) => {
-            return End::Refused(refused(d, &format!("budget.{}", r.budget_id), r.message(), Risk::Medium), None);
+            return End::Refused(
+                Box::new(refused(d, &format!("budget.{}", r.budget_id), r.message(), Risk::Medium)),
+                None,
+            );
         }
     };
     let external = format!("mcp:{}:{}", sess.id, call.key);
@@ -87,7 +90,7 @@ pub(crate) async fn hold(
         Ok(h) => h,
         Err(e) => {
             let reason = format!("no_approver: {} (the approval could not be created: {e})", d.reason);
-            return End::Refused(refused(d, &d.rule.clone(), reason, d.risk), None);
+            return End::Refused(Box::new(refused(d, &d.rule.clone(), reason, d.risk)), None);
         }
     };
     let approval = held.approval().id.clone();
@@ -114,7 +117,7 @@ pub(crate) async fn hold(
             let killed = res.is_allowed().then(|| st.parts.kill.blocked(&sess.agent)).flatten();
             if let Some(why) = killed {
                 let reason = format!("{why} (it was stopped while the call waited; {})", res.message());
-                return End::Refused(refused(d, "kill_switch", reason, Risk::High), Some(approval));
+                return End::Refused(Box::new(refused(d, "kill_switch", reason, Risk::High)), Some(approval));
             }
             if res.is_allowed() {
                 d.action = Action::Allow;
@@ -122,7 +125,7 @@ pub(crate) async fn hold(
                 End::Approved(approval)
             } else {
                 let reason = format!("{}; held because: {}", res.message(), d.reason);
-                End::Refused(Decision { action: Action::Deny, reason, ..d.clone() }, Some(approval))
+                End::Refused(Box::new(Decision { action: Action::Deny, reason, ..d.clone() }), Some(approval))
             }
         }
         _ = tokio::time::sleep(answer_after) => {
@@ -134,7 +137,7 @@ pub(crate) async fn hold(
                 answer_after.as_secs(),
                 d.reason
             );
-            End::Refused(Decision { action: Action::Deny, reason, ..d.clone() }, Some(approval))
+            End::Refused(Box::new(Decision { action: Action::Deny, reason, ..d.clone() }), Some(approval))
         }
         _ = cancel.cancelled() => {
             close(Status::Cancelled, "the client cancelled the call (notifications/cancelled)".into()).await;
