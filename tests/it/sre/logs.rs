@@ -47,32 +47,36 @@ async fn json_logs_are_one_object_per_line_with_the_calls_trace_id() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let traceparent = format!("00-{TRACE}-00f067aa0ba902b7-01");
-    let r = post_json(
-        &format!("http://{data}/a/main/fake/v1/chat/completions"),
-        &[("traceparent", &traceparent)],
-        &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
-    )
-    .await;
-    assert!(r.status.is_server_error(), "{}", r.status);
-    assert_eq!(r.header("x-clawbutler-trace-id"), Some(TRACE));
+    // Two calls: each logs its failure, so several lines must each be one JSON object.
+    for _ in 0..2 {
+        let r = post_json(
+            &format!("http://{data}/a/main/fake/v1/chat/completions"),
+            &[("traceparent", &traceparent)],
+            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert!(r.status.is_server_error(), "{}", r.status);
+        assert_eq!(r.header("x-clawbutler-trace-id"), Some(TRACE));
+    }
 
     let mut lines: Vec<Value> = Vec::new();
-    let mut found = None;
+    let mut found = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while found.is_none() && Instant::now() < deadline {
+    while found.len() < 2 && Instant::now() < deadline {
         if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
             let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"));
             assert!(v["timestamp"].is_string() && v["level"].is_string(), "{v}");
             if v["span"]["trace_id"] == TRACE {
-                found = Some(v.clone());
+                found.push(v.clone());
             }
             lines.push(v);
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    let line = found.unwrap_or_else(|| panic!("no log line with the call's trace id: {lines:#?}"));
-    assert_eq!(line["span"]["name"], "call");
-    assert_eq!(line["level"], "WARN", "{line}");
-    assert!(lines.len() >= 2, "{lines:?}");
+    assert_eq!(found.len(), 2, "one log line per failed call with the calls' trace id: {lines:#?}");
+    for line in &found {
+        assert_eq!(line["span"]["name"], "call");
+        assert_eq!(line["level"], "WARN", "{line}");
+    }
 }
