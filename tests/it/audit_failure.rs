@@ -8,6 +8,7 @@
 //! exactly one start and one end record per answered call, and the outage on record.
 
 mod disk;
+mod faces;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
