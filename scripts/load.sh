@@ -5,9 +5,14 @@
 #   LOAD_RPS=2000 LOAD_SECS=5 LOAD_ROUNDS=3 LOAD_STREAMS=1000 scripts/load.sh
 # `scripts/load.sh mcp`: the same comparison for MCP tools/call (`benches/mcp_load.rs`):
 #   MCP_CALLS=2000 MCP_ROUNDS=3 scripts/load.sh mcp
+# `scripts/load.sh plugin`: plugin-gate decisions, open loop (`benches/plugin_decide.rs`):
+#   PLUGIN_RPS=1000 PLUGIN_SECS=10 scripts/load.sh plugin
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "mcp" ]]; then
     exec cargo bench --bench mcp_load
+fi
+if [[ "${1:-}" == "plugin" ]]; then
+    exec cargo bench --bench plugin_decide
 fi
 exec cargo bench --bench proxy_load
