@@ -32,8 +32,8 @@ use testkit::openclaw::{find_or_skip, free_port, Gateway};
 use testkit::rig::ADMIN;
 use testkit::upstream::{reply_for, ScriptedUpstream};
 
-const TOKEN_ENV: &str = "CLAWBUTLER_E2E_ATTACH_GATEWAY_TOKEN";
-const OPENAI_KEY: &str = "sk-e2e-openai-held-by-the-sidecar";
+pub(crate) const TOKEN_ENV: &str = "CLAWBUTLER_E2E_ATTACH_GATEWAY_TOKEN";
+pub(crate) const OPENAI_KEY: &str = "sk-e2e-openai-held-by-the-sidecar";
 const ANTHROPIC_KEY: &str = "sk-ant-e2e-held-by-the-sidecar";
 
 fn stock_gateway() -> Value {
@@ -49,7 +49,7 @@ fn stock_gateway() -> Value {
     })
 }
 
-fn clawbutler_toml(dir: &Path, data: SocketAddr, control: SocketAddr, up: &str, gw: &str) -> String {
+pub(crate) fn clawbutler_toml(dir: &Path, data: SocketAddr, control: SocketAddr, up: &str, gw: &str) -> String {
     format!(
         r#"# ClawButler beside the team's gateway.
 [server]
@@ -84,19 +84,19 @@ reconnect_max_ms = 2000
     )
 }
 
-struct Cli {
-    config: std::path::PathBuf,
-    gateway: String,
+pub(crate) struct Cli {
+    pub config: std::path::PathBuf,
+    pub gateway: String,
 }
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Cli {
-    async fn run(&self, args: &[&str]) -> Out {
+    pub async fn run(&self, args: &[&str]) -> Out {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.extend(["--config".into(), self.config.display().to_string()]);
         if args[0] != "agent-key" {
@@ -120,7 +120,7 @@ impl Cli {
 }
 
 /// `config.get`: (hash, parsed without the bookkeeping the gateway rewrites on every write).
-async fn config_doc(link: &gateway::Link) -> (String, Value) {
+pub(crate) async fn config_doc(link: &gateway::Link) -> (String, Value) {
     let v = link.call("config.get", json!({})).await.expect("config.get");
     let mut doc = v["parsed"].clone();
     if let Some(o) = doc.as_object_mut() {
@@ -129,14 +129,14 @@ async fn config_doc(link: &gateway::Link) -> (String, Value) {
     (v["hash"].as_str().unwrap_or_default().to_string(), doc)
 }
 
-async fn get(control: SocketAddr, path: &str) -> Value {
+pub(crate) async fn get(control: SocketAddr, path: &str) -> Value {
     let r =
         testkit::http::get(&format!("http://{control}{path}"), &[("authorization", &format!("Bearer {ADMIN}"))]).await;
     assert_eq!(r.status, 200, "{path}: {}", r.text());
     serde_json::from_slice(&r.body).unwrap()
 }
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
