@@ -449,6 +449,16 @@ async fn attach_and_detach_a_one_agent_gateway() {
     let (link, stop_link) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("link");
     let (_, before) = config_doc(&link).await;
 
+    // The opt-outs: no plugin, no MCP in the plan (this gateway has no MCP server anyway).
+    let dry = cli.run(&["attach", "--dry-run", "--no-plugin", "--no-mcp"]).await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        !dry.stdout.contains("plugins.entries.clawbutler.enabled") && !dry.stdout.contains("+ plugin token"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.contains("UNGOVERNED built-in tools"), "the report says so: {}", dry.stdout);
+
     let applied = cli.run(&["attach"]).await;
     eprintln!("attach (exit {}):\n{}{}", applied.code, applied.stdout, applied.stderr);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
@@ -466,6 +476,7 @@ async fn attach_and_detach_a_one_agent_gateway() {
     assert_eq!(undo.code, 0, "{}\n{}", undo.stderr, gw.log_tail(60));
     assert_eq!(config_doc(&link).await.1, before, "detach restored the gateway config exactly");
     assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), original);
+    assert!(!dir.path().join("openclaw-plugin").exists(), "the plugin attach installed is gone");
 
     let _ = stop_link.send(true);
     drop(gw);

@@ -48,7 +48,10 @@ fn write_files(p: &Prepared, issued: &Issued) -> Result<(), GatewayError> {
         mcp::write_env_file(f, &lines)?;
     }
     if let Some(pi) = &p.plugin {
-        let token = issued.plugin.as_ref().ok_or_else(|| GatewayError::Detach("no plugin token was created".into()))?;
+        let token = issued
+            .plugin
+            .as_ref()
+            .ok_or_else(|| GatewayError::Attach("the plugin needs a plugin token and none was created".into()))?;
         pi.write_files(&token.secret)?;
     }
     Ok(())
