@@ -2,14 +2,17 @@
 //! OpenClaw gateway through this sidecar, or put it back (see `gateway::attach`).
 //!
 //! Attach prints the plan (the gateway config diff, ClawButler's own config changes, the
-//! keys, exec approvals and hardening) and the governance report. It exits [`UNGOVERNED`]
-//! and changes nothing when some agent's model path would stay outside the sidecar, unless
-//! `--allow-partial`. Otherwise it creates one per-agent key per agent it rewires (unless
-//! `[auth] agent_keys = "off"`; through the running sidecar's control API with an admin
-//! token, or the store of a stopped one), writes ClawButler's config file when it needs new
-//! `[[upstreams]]` or prices (`gateway::attach::cb_config`: validated first, `.bak` kept,
-//! replaced atomically), applies the gateway change and prints the live report. If applying
-//! fails, the keys are revoked and the config file restored. Detach undoes all of it.
+//! keys, MCP tokens, the plugin's files, exec approvals and hardening) and the governance
+//! report. It exits [`UNGOVERNED`] and changes nothing when some agent's model path would
+//! stay outside the sidecar, unless `--allow-partial`. Otherwise it creates one per-agent key
+//! per agent it rewires (unless `[auth] agent_keys = "off"`), one MCP token per agent it gives
+//! a `cb-<agent>` MCP entry and one plugin token (`attach_creds.rs`), all through the running
+//! sidecar's control API with an admin token or the store of a stopped one; writes
+//! ClawButler's config file when it needs new `[[upstreams]]`, `[[mcp_servers]]` or prices
+//! (`gateway::attach::cb_config`: validated first, `.bak` kept, replaced atomically); applies
+//! the gateway change and prints the live report. If applying fails, the keys and tokens are
+//! revoked and the config file restored. Detach undoes all of it. `--no-mcp` / `--no-plugin`
+//! leave those tool paths alone.
 
 use std::path::PathBuf;
 
@@ -289,7 +292,7 @@ fn restart_line(keys: &Option<Keys>, r: &CbFileRecord) -> String {
 fn plan_cb_file(cli: &Cli, cfg: &Config, changes: &[CbChange]) -> Result<(PathBuf, String), BoxError> {
     let Some(path) = cli.config_path() else {
         return Err(
-            "attach must add the [[upstreams]]/[prices] above to ClawButler's config, but no config file is in \
+            "attach must add the [[upstreams]]/[[mcp_servers]]/[prices] above to ClawButler's config, but no config file is in \
                     use: run it with --config F (an empty file is a valid start)"
                 .into(),
         );
