@@ -18,7 +18,8 @@ pub async fn create_mcp_token(k: &Keys, agent: &str, label: &str) -> Result<Issu
         Keys::Api(c) => {
             let v = c.post(&format!("/api/v1/agents/{agent}/mcp-tokens"), &json!({"label": label})).await?;
             let secret = v["token"].as_str().ok_or("the control API answered no MCP token")?.to_string();
-            (secret, v["id"].as_str().unwrap_or_default().to_string())
+            let id = v["id"].as_str().ok_or("the control API answered no MCP token id")?.to_string();
+            (secret, id)
         }
         Keys::Store(db, _) => {
             let (secret, info) = AgentKeys::open_mcp_tokens(db)?.create(agent, Some(label), "cli")?;
@@ -46,7 +47,8 @@ pub async fn create_plugin_token(k: &Keys, gateway: &str, label: &str) -> Result
         Keys::Api(c) => {
             let v = c.post("/api/v1/plugin-tokens", &json!({"gateway": gateway, "label": label})).await?;
             let secret = v["token"].as_str().ok_or("the control API answered no plugin token")?.to_string();
-            Ok(IssuedPluginToken { id: v["id"].as_str().unwrap_or_default().to_string(), secret })
+            let id = v["id"].as_str().ok_or("the control API answered no plugin token id")?.to_string();
+            Ok(IssuedPluginToken { id, secret })
         }
         Keys::Store(db, _) => {
             let (secret, info) = PluginTokens::open(db)?.create(gateway, Some(label), "cli")?;

@@ -16,7 +16,8 @@
 //!   `main` (audit `tool_call`); `ops` cannot use `main`'s entry; a built-in `write` is decided
 //!   by the sidecar through the plugin (audit `plugin`) and runs;
 //! - `detach` restores `config.get` exactly and ClawButler's config byte for byte, removes
-//!   the plugin's files and the env file, and revokes the MCP and plugin tokens.
+//!   the plugin's files and the env file, and revokes the MCP and plugin tokens;
+//! - attach and detach again with the sidecar running (tokens through its control API).
 //!
 //! Needs `scripts/install-openclaw.sh` and `scripts/install-mcp-tools.sh`; skipped with a
 //! notice otherwise, failed when `CLAWBUTLER_E2E=1`. About a minute and a half (two gateway
@@ -235,6 +236,23 @@ async fn attach_puts_mcp_and_built_in_tools_through_the_sidecar() {
         gateway::plugin::listed(&l) == governance::plugin::Listed::Missing
     })
     .await;
+
+    // 7. Attach again with the sidecar running: the tokens come from its control API, and a
+    // second detach is as exact as the first.
+    let again = cli.run(&["attach"]).await;
+    assert_eq!(again.code, 0, "{}\n{}", again.stderr, again.stdout);
+    for agent in ["main", "ops"] {
+        let t = get(control, &format!("/api/v1/agents/{agent}/mcp-tokens")).await;
+        assert_eq!(t["items"].as_array().map(Vec::len), Some(1), "{agent}: {t}");
+    }
+    let t = get(control, "/api/v1/plugin-tokens").await;
+    assert_eq!(t["items"].as_array().map(Vec::len), Some(1), "{t}");
+    let undo = cli.run(&["detach"]).await;
+    assert_eq!(undo.code, 0, "{}\n{}", undo.stderr, undo.stdout);
+    assert_eq!(config_doc(&link).await.1, config_before, "the second detach restored the config exactly");
+    assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), original);
+    assert_eq!(get(control, "/api/v1/plugin-tokens").await["items"], json!([]));
+    assert_eq!(get(control, "/api/v1/agents/main/mcp-tokens").await["items"], json!([]));
 
     let _ = stop_link.send(true);
     sidecar.shutdown().await;
