@@ -70,6 +70,8 @@ pub enum GatewayError {
     RecordFile { path: std::path::PathBuf, source: std::io::Error },
     #[error("detach: {0}")]
     Detach(String),
+    #[error("attach: {0}")]
+    Attach(String),
     #[error("{path}: unreadable attach record: {source}")]
     RecordJson { path: std::path::PathBuf, source: serde_json::Error },
 }

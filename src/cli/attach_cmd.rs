@@ -2,20 +2,24 @@
 //! OpenClaw gateway through this sidecar, or put it back (see `gateway::attach`).
 //!
 //! Attach prints the plan (the gateway config diff, ClawButler's own config changes, the
-//! keys, exec approvals and hardening) and the governance report. It exits [`UNGOVERNED`]
-//! and changes nothing when some agent's model path would stay outside the sidecar, unless
-//! `--allow-partial`. Otherwise it creates one per-agent key per agent it rewires (unless
-//! `[auth] agent_keys = "off"`; through the running sidecar's control API with an admin
-//! token, or the store of a stopped one), writes ClawButler's config file when it needs new
-//! `[[upstreams]]` or prices (`gateway::attach::cb_config`: validated first, `.bak` kept,
-//! replaced atomically), applies the gateway change and prints the live report. If applying
-//! fails, the keys are revoked and the config file restored. Detach undoes all of it.
+//! keys, MCP tokens, the plugin's files, exec approvals and hardening) and the governance
+//! report. It exits [`UNGOVERNED`] and changes nothing when some agent's model path would
+//! stay outside the sidecar, unless `--allow-partial`. Otherwise it creates one per-agent key
+//! per agent it rewires (unless `[auth] agent_keys = "off"`), one MCP token per agent it gives
+//! a `cb-<agent>` MCP entry and one plugin token (`attach_creds.rs`), all through the running
+//! sidecar's control API with an admin token or the store of a stopped one; writes
+//! ClawButler's config file when it needs new `[[upstreams]]`, `[[mcp_servers]]` or prices
+//! (`gateway::attach::cb_config`: validated first, `.bak` kept, replaced atomically); applies
+//! the gateway change and prints the live report. If applying fails, the keys and tokens are
+//! revoked and the config file restored. Detach undoes all of it. `--no-mcp` / `--no-plugin`
+//! leave those tool paths alone.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use super::agent_key_cmd::{KeyReach, Keys};
+use super::attach_creds as creds;
 use super::{Cli, CliResult};
 use crate::config::Config;
 use gateway::attach::{self, cb_config, CbChange, CbFileRecord, Hardening, IssuedKey, KeyRef, Options};
@@ -51,6 +55,12 @@ pub struct AttachArgs {
     /// Keep OpenClaw's remote model catalog refresh on.
     #[arg(long)]
     pub keep_catalog_refresh: bool,
+    /// Leave OpenClaw's MCP servers alone (no `[[mcp_servers]]` move, no `cb-<agent>` entries).
+    #[arg(long)]
+    pub no_mcp: bool,
+    /// Do not install the ClawButler plugin (built-in tools stay outside the sidecar).
+    #[arg(long)]
+    pub no_plugin: bool,
     /// Where per-agent keys are created (the sidecar's control API, or its store).
     #[command(flatten)]
     pub keys: KeyReach,
@@ -112,8 +122,13 @@ pub async fn run_attach(cli: &Cli, a: &AttachArgs) -> CliResult {
         with_keys,
         hardening: Hardening { deny_plugins: !a.no_deny_plugins, catalog_refresh_off: !a.keep_catalog_refresh },
     };
+    let mcp_names: Vec<String> = cfg.mcp_servers.iter().map(|s| s.name.clone()).collect();
+    let tools = attach::Tools {
+        mcp: (!a.no_mcp).then_some(attach::McpSide { settings: &cfg.mcp, servers: &mcp_names }),
+        plugin_heartbeat_s: (!a.no_plugin).then_some(cfg.plugin.heartbeat_s),
+    };
     let (link, stop) = attach::connect(&a.gw.gateway, &token_env, &data_dir).await?;
-    let result = attach_on(cli, a, &cfg, &link, &side, opts).await;
+    let result = attach_on(cli, a, &cfg, &link, &side, &tools, opts).await;
     let _ = stop.send(true);
     result
 }
@@ -124,9 +139,10 @@ async fn attach_on(
     cfg: &Config,
     link: &gateway::Link,
     side: &attach::Sidecar<'_>,
+    tools: &attach::Tools<'_>,
     opts: Options,
 ) -> CliResult {
-    let prepared = attach::prepare(link, side, &cfg.server.data_dir, opts).await?;
+    let prepared = attach::prepare(link, side, tools, &cfg.server.data_dir, opts).await?;
     if !opts.with_keys {
         eprintln!("note: [auth] agent_keys = \"off\": no per-agent keys are created");
     }
@@ -155,18 +171,13 @@ async fn attach_on(
         );
         return Ok(if governed || a.allow_partial { 0 } else { UNGOVERNED });
     }
-    let keys = if opts.with_keys { Some(Keys::reach(cli, &a.keys).await?) } else { None };
-    let mut issued = Vec::new();
+    let needs_creds = opts.with_keys || !prepared.mcp_agents().is_empty() || prepared.plugin().is_some();
+    let keys = if needs_creds { Some(Keys::reach(cli, &a.keys).await?) } else { None };
+    let mut issued = attach::Issued::default();
     if let Some(k) = &keys {
-        let label = format!("attach {}", link.url());
-        for agent in prepared.agents() {
-            match k.create(agent, Some(&label)).await {
-                Ok((secret, info)) => issued.push(IssuedKey { key: KeyRef { agent: info.agent, id: info.id }, secret }),
-                Err(e) => {
-                    revoke_all(k, issued.iter().map(|i| &i.key)).await;
-                    return Err(format!("creating the key of agent {agent}: {e}").into());
-                }
-            }
+        if let Err(e) = issue(k, link.url(), &prepared, opts.with_keys, &mut issued).await {
+            revoke_issued(k, &issued).await;
+            return Err(e);
         }
     }
     let cb_rec = match &cb_edit {
@@ -174,7 +185,7 @@ async fn attach_on(
             Ok(r) => Some(r),
             Err(e) => {
                 if let Some(k) = &keys {
-                    revoke_all(k, issued.iter().map(|i| &i.key)).await;
+                    revoke_issued(k, &issued).await;
                 }
                 return Err(e.into());
             }
@@ -185,7 +196,7 @@ async fn attach_on(
         Ok(a) => a,
         Err(e) => {
             if let Some(k) = &keys {
-                revoke_all(k, issued.iter().map(|i| &i.key)).await;
+                revoke_issued(k, &issued).await;
             }
             if let Some(r) = &cb_rec {
                 let _ = cb_config::restore(r);
@@ -207,6 +218,64 @@ async fn attach_on(
     Ok(if live.ungoverned_agents().is_empty() || a.allow_partial { 0 } else { UNGOVERNED })
 }
 
+/// Create the credentials `prepared` needs into `issued` (on error, what was created so far
+/// is in `issued` for the caller to revoke).
+async fn issue(
+    k: &Keys,
+    url: &str,
+    prepared: &attach::Prepared,
+    with_keys: bool,
+    issued: &mut attach::Issued,
+) -> Result<(), BoxError> {
+    let label = format!("attach {url}");
+    if with_keys {
+        for agent in prepared.agents() {
+            let (secret, info) =
+                k.create(agent, Some(&label)).await.map_err(|e| format!("creating the key of agent {agent}: {e}"))?;
+            issued.keys.push(IssuedKey { key: KeyRef { agent: info.agent, id: info.id }, secret });
+        }
+    }
+    for agent in prepared.mcp_agents() {
+        let t = creds::create_mcp_token(k, agent, &label)
+            .await
+            .map_err(|e| format!("creating the MCP token of agent {agent}: {e}"))?;
+        issued.mcp.push(t);
+    }
+    if prepared.plugin().is_some() {
+        let t =
+            creds::create_plugin_token(k, url, &label).await.map_err(|e| format!("creating the plugin token: {e}"))?;
+        issued.plugin = Some(t);
+    }
+    Ok(())
+}
+
+/// Revoke what [`issue`] created (after a failed attach).
+async fn revoke_issued(k: &Keys, issued: &attach::Issued) {
+    revoke_all(k, issued.keys.iter().map(|i| &i.key)).await;
+    revoke_tools(k, issued.mcp.iter().map(|i| &i.key), issued.plugin.as_ref().map(|p| p.id.as_str())).await;
+}
+
+/// Revoke MCP tokens and the plugin token, one line each.
+async fn revoke_tools<'a>(k: &Keys, mcp: impl Iterator<Item = &'a KeyRef>, plugin: Option<&str>) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in mcp {
+        out.push(match creds::revoke_mcp_token(k, r).await {
+            Ok(_) => format!("revoked MCP token {} of {}", r.id, r.agent),
+            Err(e) => format!(
+                "! could not revoke MCP token {} of {} ({e}); run `clawbutler mcp-token revoke {} {}`",
+                r.id, r.agent, r.agent, r.id
+            ),
+        });
+    }
+    if let Some(id) = plugin {
+        out.push(match creds::revoke_plugin_token(k, id).await {
+            Ok(_) => format!("revoked plugin token {id}"),
+            Err(e) => format!("! could not revoke plugin token {id} ({e}); run `clawbutler plugin-token revoke {id}`"),
+        });
+    }
+    out
+}
+
 fn restart_line(keys: &Option<Keys>, r: &CbFileRecord) -> String {
     match keys {
         Some(Keys::Api(_)) => format!(
@@ -223,7 +292,7 @@ fn restart_line(keys: &Option<Keys>, r: &CbFileRecord) -> String {
 fn plan_cb_file(cli: &Cli, cfg: &Config, changes: &[CbChange]) -> Result<(PathBuf, String), BoxError> {
     let Some(path) = cli.config_path() else {
         return Err(
-            "attach must add the [[upstreams]]/[prices] above to ClawButler's config, but no config file is in \
+            "attach must add the [[upstreams]]/[[mcp_servers]]/[prices] above to ClawButler's config, but no config file is in \
                     use: run it with --config F (an empty file is a valid start)"
                 .into(),
         );
@@ -243,7 +312,7 @@ fn plan_cb_file(cli: &Cli, cfg: &Config, changes: &[CbChange]) -> Result<(PathBu
         let env = match c {
             CbChange::AddUpstream { upstream } => upstream.api_key_env.as_deref(),
             CbChange::SetKeyEnv { env, .. } => Some(env.as_str()),
-            CbChange::AddPrice { .. } => None,
+            CbChange::AddPrice { .. } | CbChange::AddMcpServer { .. } => None,
         };
         if let Some(env) = env.filter(|e| std::env::var(e).map_or(true, |v| v.is_empty())) {
             println!(
@@ -259,16 +328,20 @@ pub async fn run_detach(cli: &Cli, a: &DetachArgs) -> CliResult {
     let cfg = cli.load_config()?;
     let token_env = a.gw.token_env.clone().unwrap_or_else(|| cfg.gateway.token_env.clone());
     let data_dir = cfg.server.data_dir.clone();
-    let with_keys = cfg.auth.agent_keys != proxy::AgentKeyMode::Off;
-    // Reach the key store before touching the gateway, so a missing admin token fails early.
-    let keys = if with_keys && !a.dry_run { Some(Keys::reach(cli, &a.keys).await?) } else { None };
+    // Reach the key store before touching the gateway, so a missing admin token fails early
+    // (attach creates MCP and plugin tokens there even with agent keys off).
+    let rec = attach::load_record(&data_dir, &a.gw.gateway)?;
+    let has_creds =
+        rec.as_ref().is_some_and(|r| !r.agent_keys.is_empty() || !r.mcp_tokens.is_empty() || r.plugin.is_some());
+    let keys = if has_creds && !a.dry_run { Some(Keys::reach(cli, &a.keys).await?) } else { None };
     let (link, stop) = attach::connect(&a.gw.gateway, &token_env, &data_dir).await?;
     let done = attach::detach(&link, &data_dir, a.dry_run).await;
     let _ = stop.send(true);
     let done = done?;
     let mut lines = done.lines;
-    if let (Some(k), false) = (&keys, done.agent_keys.is_empty()) {
+    if let Some(k) = &keys {
         lines.extend(revoke_all(k, done.agent_keys.iter()).await);
+        lines.extend(revoke_tools(k, done.mcp_tokens.iter(), done.plugin_token.as_deref()).await);
     } else {
         for r in &done.agent_keys {
             lines.push(format!(

@@ -5,6 +5,7 @@
 pub mod agent_key_cmd;
 pub mod approvals_cmd;
 pub mod attach_cmd;
+pub mod attach_creds;
 pub mod audit_cmd;
 pub mod budgets_cmd;
 pub mod client;

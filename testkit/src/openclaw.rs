@@ -175,18 +175,7 @@ impl Gateway {
         fs::write(&cfg_path, serde_json::to_vec_pretty(&config).unwrap_or_default())
             .unwrap_or_else(|e| panic!("write {}: {e}", cfg_path.display()));
 
-        let console = File::create(home.path().join("console.log")).unwrap_or_else(|e| panic!("console log: {e}"));
-        let console2 = console.try_clone().unwrap_or_else(|e| panic!("console log: {e}"));
-        let mut cmd = Command::new(install.openclaw());
-        cmd.args(["gateway", "run", "--allow-unconfigured", "--port", &port.to_string()])
-            .args(["--auth", "token", "--token", &token, "--bind", "loopback"])
-            .stdin(Stdio::null())
-            .stdout(console)
-            .stderr(console2)
-            .process_group(0);
-        isolate_env(&mut cmd, install, home.path());
-        apply_env(&mut cmd, env);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", install.openclaw().display()));
+        let child = Self::run(install, home.path(), port, &token, env);
         Gateway {
             child,
             install: install.clone(),
@@ -196,6 +185,48 @@ impl Gateway {
             spawned_at: Instant::now(),
             started_in: Duration::ZERO,
             env: env.to_vec(),
+        }
+    }
+
+    /// Spawn `openclaw gateway run` on `home` (console output to a fresh `console.log`).
+    fn run(install: &Install, home: &Path, port: u16, token: &str, env: &[(String, Option<String>)]) -> Child {
+        let console = File::create(home.join("console.log")).unwrap_or_else(|e| panic!("console log: {e}"));
+        let console2 = console.try_clone().unwrap_or_else(|e| panic!("console log: {e}"));
+        let mut cmd = Command::new(install.openclaw());
+        cmd.args(["gateway", "run", "--allow-unconfigured", "--port", &port.to_string()])
+            .args(["--auth", "token", "--token", token, "--bind", "loopback"])
+            .stdin(Stdio::null())
+            .stdout(console)
+            .stderr(console2)
+            .process_group(0);
+        isolate_env(&mut cmd, install, home);
+        apply_env(&mut cmd, env);
+        cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", install.openclaw().display()))
+    }
+
+    /// Restart the gateway in place (same HOME and config file as it is now, same port and
+    /// token) with more environment changes, e.g. variables its config now references, as an
+    /// operator restarts a service after editing its environment. Waits until it is ready;
+    /// the earlier console output is kept as `console.1.log`.
+    pub async fn restart_with_env(&mut self, env: &[(&str, Option<&str>)]) {
+        let pgid = self.child.id();
+        signal_group(pgid, "CONT");
+        signal_group(pgid, "TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !matches!(self.child.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        signal_group(pgid, "KILL");
+        let _ = self.child.wait();
+        for (k, v) in env {
+            self.env.retain(|(e, _)| e != k);
+            self.env.push((k.to_string(), v.map(str::to_string)));
+        }
+        let _ = fs::rename(self.home.path().join("console.log"), self.home.path().join("console.1.log"));
+        self.child = Self::run(&self.install, self.home.path(), self.port, &self.token, &self.env);
+        self.spawned_at = Instant::now();
+        if let Err(why) = self.wait_ready().await {
+            panic!("openclaw gateway restart {why}:\n{}", self.log_tail(60));
         }
     }
 

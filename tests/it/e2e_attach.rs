@@ -32,8 +32,8 @@ use testkit::openclaw::{find_or_skip, free_port, Gateway};
 use testkit::rig::ADMIN;
 use testkit::upstream::{reply_for, ScriptedUpstream};
 
-const TOKEN_ENV: &str = "CLAWBUTLER_E2E_ATTACH_GATEWAY_TOKEN";
-const OPENAI_KEY: &str = "sk-e2e-openai-held-by-the-sidecar";
+pub(crate) const TOKEN_ENV: &str = "CLAWBUTLER_E2E_ATTACH_GATEWAY_TOKEN";
+pub(crate) const OPENAI_KEY: &str = "sk-e2e-openai-held-by-the-sidecar";
 const ANTHROPIC_KEY: &str = "sk-ant-e2e-held-by-the-sidecar";
 
 fn stock_gateway() -> Value {
@@ -49,7 +49,7 @@ fn stock_gateway() -> Value {
     })
 }
 
-fn clawbutler_toml(dir: &Path, data: SocketAddr, control: SocketAddr, up: &str, gw: &str) -> String {
+pub(crate) fn clawbutler_toml(dir: &Path, data: SocketAddr, control: SocketAddr, up: &str, gw: &str) -> String {
     format!(
         r#"# ClawButler beside the team's gateway.
 [server]
@@ -84,19 +84,19 @@ reconnect_max_ms = 2000
     )
 }
 
-struct Cli {
-    config: std::path::PathBuf,
-    gateway: String,
+pub(crate) struct Cli {
+    pub config: std::path::PathBuf,
+    pub gateway: String,
 }
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
 }
 
 impl Cli {
-    async fn run(&self, args: &[&str]) -> Out {
+    pub async fn run(&self, args: &[&str]) -> Out {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         all.extend(["--config".into(), self.config.display().to_string()]);
         if args[0] != "agent-key" {
@@ -120,7 +120,7 @@ impl Cli {
 }
 
 /// `config.get`: (hash, parsed without the bookkeeping the gateway rewrites on every write).
-async fn config_doc(link: &gateway::Link) -> (String, Value) {
+pub(crate) async fn config_doc(link: &gateway::Link) -> (String, Value) {
     let v = link.call("config.get", json!({})).await.expect("config.get");
     let mut doc = v["parsed"].clone();
     if let Some(o) = doc.as_object_mut() {
@@ -129,14 +129,14 @@ async fn config_doc(link: &gateway::Link) -> (String, Value) {
     (v["hash"].as_str().unwrap_or_default().to_string(), doc)
 }
 
-async fn get(control: SocketAddr, path: &str) -> Value {
+pub(crate) async fn get(control: SocketAddr, path: &str) -> Value {
     let r =
         testkit::http::get(&format!("http://{control}{path}"), &[("authorization", &format!("Bearer {ADMIN}"))]).await;
     assert_eq!(r.status, 200, "{path}: {}", r.text());
     serde_json::from_slice(&r.body).unwrap()
 }
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -449,6 +449,16 @@ async fn attach_and_detach_a_one_agent_gateway() {
     let (link, stop_link) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("link");
     let (_, before) = config_doc(&link).await;
 
+    // The opt-outs: no plugin, no MCP in the plan (this gateway has no MCP server anyway).
+    let dry = cli.run(&["attach", "--dry-run", "--no-plugin", "--no-mcp"]).await;
+    assert_eq!(dry.code, 0, "{}", dry.stderr);
+    assert!(
+        !dry.stdout.contains("plugins.entries.clawbutler.enabled") && !dry.stdout.contains("+ plugin token"),
+        "{}",
+        dry.stdout
+    );
+    assert!(dry.stdout.contains("UNGOVERNED built-in tools"), "the report says so: {}", dry.stdout);
+
     let applied = cli.run(&["attach"]).await;
     eprintln!("attach (exit {}):\n{}{}", applied.code, applied.stdout, applied.stderr);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
@@ -466,6 +476,7 @@ async fn attach_and_detach_a_one_agent_gateway() {
     assert_eq!(undo.code, 0, "{}\n{}", undo.stderr, gw.log_tail(60));
     assert_eq!(config_doc(&link).await.1, before, "detach restored the gateway config exactly");
     assert_eq!(std::fs::read_to_string(&cfg_path).unwrap(), original);
+    assert!(!dir.path().join("openclaw-plugin").exists(), "the plugin attach installed is gone");
 
     let _ = stop_link.send(true);
     drop(gw);

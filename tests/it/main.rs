@@ -13,6 +13,7 @@ mod audit_failure;
 mod budgets;
 mod contracts;
 mod e2e_attach;
+mod e2e_attach_tools;
 mod e2e_gateway;
 mod e2e_openclaw;
 mod gateway_link;

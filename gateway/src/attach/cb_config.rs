@@ -59,6 +59,17 @@ fn upstream_table(u: &UpstreamRef) -> Table {
     t
 }
 
+/// An `[[mcp_servers]]` table for `server` (its TOML as the MCP crate writes it).
+fn mcp_table(path: &Path, server: &::mcp::McpServerConfig) -> Result<Table, CbConfigError> {
+    let parse = |msg: String| CbConfigError::Parse { path: path.into(), msg };
+    let text = ::mcp::attach::to_toml(std::slice::from_ref(server)).map_err(parse)?;
+    let doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| parse(e.to_string()))?;
+    match doc.get("mcp_servers") {
+        Some(Item::ArrayOfTables(aot)) => aot.get(0).cloned().ok_or_else(|| parse("no [[mcp_servers]] table".into())),
+        _ => Err(parse("no [[mcp_servers]] table".into())),
+    }
+}
+
 /// `text` with `changes` applied; `materialize` are the upstreams in force when the file
 /// declares none (written out first).
 pub fn edit(
@@ -71,7 +82,8 @@ pub fn edit(
         .parse()
         .map_err(|e: toml_edit::TomlError| CbConfigError::Parse { path: path.into(), msg: e.to_string() })?;
     let shape = || CbConfigError::Shape { path: path.into() };
-    let needs_upstreams = changes.iter().any(|c| !matches!(c, CbChange::AddPrice { .. }));
+    let needs_upstreams =
+        changes.iter().any(|c| matches!(c, CbChange::AddUpstream { .. } | CbChange::SetKeyEnv { .. }));
     if needs_upstreams && doc.get("upstreams").is_none() {
         let mut aot = ArrayOfTables::new();
         for u in materialize {
@@ -103,6 +115,14 @@ pub fn edit(
                 }
                 _ => return Err(shape()),
             },
+            CbChange::AddMcpServer { server, .. } => {
+                let t = mcp_table(path, server)?;
+                match doc.entry("mcp_servers").or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new())) {
+                    Item::ArrayOfTables(aot) => aot.push(t),
+                    Item::Value(toml_edit::Value::Array(arr)) => arr.push(t.into_inline_table()),
+                    _ => return Err(shape()),
+                }
+            }
             CbChange::AddPrice { model, input, output, cached_input, cache_write } => {
                 let prices = doc.entry("prices").or_insert_with(|| {
                     let mut t = Table::new();
@@ -147,6 +167,16 @@ pub fn unedit(path: &Path, text: &str, changes: &[CbChange]) -> Result<String, C
                     }
                 }
             }
+            CbChange::AddMcpServer { server, .. } => match doc.get_mut("mcp_servers") {
+                Some(Item::ArrayOfTables(aot)) => {
+                    aot.retain(|t| t.get("name").and_then(|n| n.as_str()) != Some(server.name.as_str()));
+                }
+                Some(Item::Value(toml_edit::Value::Array(arr))) => arr.retain(|v| {
+                    v.as_inline_table().and_then(|t| t.get("name")).and_then(|n| n.as_str())
+                        != Some(server.name.as_str())
+                }),
+                _ => {}
+            },
             CbChange::AddPrice { model, .. } => {
                 if let Some(p) = doc.get_mut("prices").and_then(Item::as_table_like_mut) {
                     p.remove(model);
@@ -266,6 +296,23 @@ mod tests {
         let back = unedit(p, &out, &changes()).unwrap();
         let b: toml::Table = toml::from_str(&back).unwrap();
         assert_eq!(b, toml::from_str::<toml::Table>(FILE).unwrap(), "unedit removes exactly the additions");
+    }
+
+    #[test]
+    fn mcp_servers_are_appended_and_removed() {
+        let p = Path::new("c.toml");
+        let moved = ::mcp::attach::plan(&serde_json::json!({"ev": {"url": "http://127.0.0.1:9/mcp"}})).unwrap();
+        let add =
+            vec![CbChange::AddMcpServer { openclaw_name: "ev".into(), server: Box::new(moved.servers[0].clone()) }];
+        let out = edit(p, FILE, &add, &[]).unwrap();
+        assert!(out.contains("# my sidecar"), "{out}");
+        let v: toml::Table = toml::from_str(&out).unwrap();
+        let servers = v["mcp_servers"].as_array().unwrap();
+        assert_eq!(servers[0]["name"].as_str(), Some("ev"));
+        assert_eq!(servers[0]["url"].as_str(), Some("http://127.0.0.1:9/mcp"));
+        assert_eq!(v["upstreams"].as_array().unwrap().len(), 1, "upstreams untouched");
+        let back: toml::Table = toml::from_str(&unedit(p, &out, &add).unwrap()).unwrap();
+        assert!(back.get("mcp_servers").is_none_or(|s| s.as_array().is_some_and(Vec::is_empty)), "{back:?}");
     }
 
     #[test]

@@ -12,7 +12,10 @@
 //! - exec approvals (`exec.rs`): ask, so ClawButler decides;
 //! - hardening (`hardening.rs`): deny the replaced bundled provider plugins, turn off the
 //!   catalog refresh, print the gateway environment change;
-//! - MCP (`mcp.rs`) and the plugin (`plugin.rs`): reported (their faces add attach steps there).
+//! - MCP (`mcp.rs`): OpenClaw's `mcp.servers` move into ClawButler's `[[mcp_servers]]`, each
+//!   agent gets its own `cb-<agent>` entry on the sidecar's MCP endpoint (its MCP token as an
+//!   env reference, written to an env file for the gateway) and denies the others';
+//! - the plugin (`plugin.rs`): installed and enabled, so built-in tools ask the sidecar.
 //!
 //! It prints the diff and the governance report (`report.rs`) of the planned config; without
 //! `--dry-run` it applies it (`config.patch` + baseHash) and stores the exact changes
@@ -20,6 +23,7 @@
 //! report in the data dir. Detach puts back exactly those values, skipping any path changed
 //! since, restores ClawButler's config file and revokes the keys.
 
+mod apply;
 pub mod catalog;
 pub mod cb_config;
 pub mod exec;
@@ -45,8 +49,11 @@ use serde_json::{json, Value};
 
 use super::kill::{diff, restore_patch, Change};
 use super::{GatewayError, GatewaySettings, Link};
+pub use apply::{apply, detach, Applied, Detached};
 pub use cb_config::CbFileRecord;
 pub use hardening::Hardening;
+pub use mcp::McpSide;
+pub use plugin::PluginRecord;
 pub use report::Report;
 pub use wire::{CbChange, Sidecar};
 
@@ -110,6 +117,15 @@ pub struct AttachRecord {
     /// The governance report right after attach (the baseline drift is measured from).
     #[serde(default)]
     pub report: Option<Report>,
+    /// The per-agent MCP tokens attach created (revoked by detach).
+    #[serde(default)]
+    pub mcp_tokens: Vec<KeyRef>,
+    /// The env file holding them for the gateway (deleted by detach).
+    #[serde(default)]
+    pub mcp_env_file: Option<PathBuf>,
+    /// The plugin attach installed (its files go, its token is revoked).
+    #[serde(default)]
+    pub plugin: Option<plugin::PluginRecord>,
 }
 
 /// A per-agent key by agent and key id (never its secret).
@@ -132,6 +148,32 @@ pub struct Options {
     /// Wire per-agent keys (the CLI creates one per [`Prepared::agents`]).
     pub with_keys: bool,
     pub hardening: Hardening,
+}
+
+/// The tool paths attach puts through the sidecar (each `None` when opted out).
+pub struct Tools<'a> {
+    /// MCP (`--no-mcp` = None).
+    pub mcp: Option<mcp::McpSide<'a>>,
+    /// The plugin's heartbeat period (`[plugin] heartbeat_s`; `--no-plugin` = None).
+    pub plugin_heartbeat_s: Option<u64>,
+}
+
+/// A plugin token the CLI created for [`apply`].
+#[derive(Debug, Clone)]
+pub struct IssuedPluginToken {
+    pub id: String,
+    pub secret: String,
+}
+
+/// The credentials the CLI created for [`apply`].
+#[derive(Debug, Clone, Default)]
+pub struct Issued {
+    /// Per-agent keys (one per [`Prepared::agents`] when keys are wired).
+    pub keys: Vec<IssuedKey>,
+    /// MCP tokens (one per [`Prepared::mcp_agents`]).
+    pub mcp: Vec<IssuedKey>,
+    /// The plugin token (when [`Prepared::plugin`] is set).
+    pub plugin: Option<IssuedPluginToken>,
 }
 
 /// The changes from `before` to `after` that attach owns: everything but the gateway's own
@@ -277,6 +319,9 @@ pub struct Prepared {
     cb: Vec<CbChange>,
     key_envs: Vec<String>,
     report: Report,
+    mcp_agents: Vec<String>,
+    mcp_env_file: Option<PathBuf>,
+    plugin: Option<crate::plugin_install::PluginInstall>,
     /// The plan, one line each.
     pub lines: Vec<String>,
 }
@@ -306,6 +351,21 @@ impl Prepared {
     pub fn changes_gateway(&self) -> bool {
         !self.changes.is_empty()
     }
+
+    /// The agents that get a `cb-<agent>` MCP entry (each needs an MCP token).
+    pub fn mcp_agents(&self) -> &[String] {
+        &self.mcp_agents
+    }
+
+    /// Where the MCP tokens go for the gateway's environment, when MCP is wired.
+    pub fn mcp_env_file(&self) -> Option<&Path> {
+        self.mcp_env_file.as_deref()
+    }
+
+    /// The plugin install, when attach installs it (it needs a plugin token).
+    pub fn plugin(&self) -> Option<&crate::plugin_install::PluginInstall> {
+        self.plugin.as_ref()
+    }
 }
 
 /// Whether some agent uses a bundled provider's model the shipped catalog lacks (then the
@@ -323,6 +383,7 @@ fn needs_facts(config: &Value, agents: &[String]) -> bool {
 pub async fn prepare(
     link: &Link,
     side: &Sidecar<'_>,
+    tools: &Tools<'_>,
     data_dir: &Path,
     opts: Options,
 ) -> Result<Prepared, GatewayError> {
@@ -351,6 +412,17 @@ pub async fn prepare(
     } else {
         hardening::plan(&mut after, &w.replaced, &w.key_envs, opts.hardening)
     };
+    // The tool paths: MCP for every agent with a valid id, the plugin for the gateway.
+    let valid: Vec<String> = state.agents.iter().filter(|id| decision::agent_id::check(id).is_ok()).cloned().collect();
+    let mcp_w = match &tools.mcp {
+        Some(m) => mcp::plan(&mut after, &valid, side.addr, m),
+        None => mcp::McpWiring::default(),
+    };
+    let mut cb = w.cb;
+    cb.extend(mcp_w.cb);
+    let mcp_env_file = if mcp_w.agents.is_empty() { None } else { Some(mcp::env_file_path(data_dir, link.url())?) };
+    let plugin = tools.plugin_heartbeat_s.map(|hb| crate::plugin_install::PluginInstall::new(data_dir, side.addr, hb));
+    let plugin_lines = plugin.as_ref().map(|p| plugin::plan(&mut after, p)).unwrap_or_default();
     let changes = config_diff(&state.config, &after);
     let (exec_file, exec_before, exec_lines) = exec::plan(&state.exec["file"], &w.agents);
     let planned = GatewayState {
@@ -361,8 +433,19 @@ pub async fn prepare(
     };
     let report = planned.report(side.addr, None);
     let mut lines = render(&changes);
-    lines.extend(w.cb.iter().map(CbChange::render));
+    lines.extend(cb.iter().map(CbChange::render));
     lines.extend(w.notes);
+    lines.extend(mcp_w.lines);
+    if let Some(f) = &mcp_env_file {
+        for id in &mcp_w.agents {
+            lines.push(format!(
+                "+ MCP token for {id}: {}=... in {} (mode 0600) for the gateway's environment",
+                ::mcp::attach::token_env(id),
+                f.display()
+            ));
+        }
+    }
+    lines.extend(plugin_lines);
     if let Some(f) = &keys_file {
         for id in &w.agents {
             lines.push(format!("+ per-agent key for {id} (secret in {}, mode 0600)", f.display()));
@@ -380,9 +463,12 @@ pub async fn prepare(
         exec_before,
         rec_path,
         keys_file,
-        cb: w.cb,
+        cb,
         key_envs: w.key_envs.into_iter().collect(),
         report,
+        mcp_agents: mcp_w.agents,
+        mcp_env_file,
+        plugin,
         lines,
     })
 }
@@ -394,164 +480,4 @@ pub fn check_not_attached(data_dir: &Path, url: &str) -> Result<(), GatewayError
         return Err(GatewayError::AlreadyAttached(rec_path));
     }
     Ok(())
-}
-
-/// What [`apply`] did.
-pub struct Applied {
-    pub lines: Vec<String>,
-    /// The governance report of the gateway as it is after attach (also in the record).
-    pub report: Report,
-}
-
-/// Apply a prepared attach with the keys the CLI created (one per agent when keys are wired;
-/// their secrets go to the key file before the config points at it) and the record of what
-/// the CLI did to ClawButler's config file. On failure the key file is removed and nothing
-/// is recorded; the caller revokes the keys and restores its config file.
-pub async fn apply(
-    link: &Link,
-    p: Prepared,
-    keys: &[IssuedKey],
-    cb_file: Option<CbFileRecord>,
-    sidecar: &str,
-) -> Result<Applied, GatewayError> {
-    if let Some(f) = &p.keys_file {
-        let secrets: BTreeMap<String, String> = keys.iter().map(|k| (k.key.agent.clone(), k.secret.clone())).collect();
-        keys::write(f, &secrets)?;
-    }
-    let (raw, replace) = forward_patch(&p.changes, &p.before);
-    if let Err(e) = patch(link, &raw, &replace, &p.hash, "clawbutler attach").await {
-        if let Some(f) = &p.keys_file {
-            let _ = keys::remove(f);
-        }
-        return Err(e);
-    }
-    let (_, after) = config_get(link).await?;
-    let mut rec = AttachRecord {
-        url: link.url().to_string(),
-        at: chrono::Utc::now().to_rfc3339(),
-        config_changes: config_diff(&p.before, &after),
-        exec_before: p.exec_before,
-        agent_keys: keys.iter().map(|k| k.key.clone()).collect(),
-        keys_file: p.keys_file,
-        clawbutler_config: cb_file,
-        key_envs: p.key_envs,
-        report: Some(p.report),
-    };
-    // Saved before anything else can fail, so detach can always undo the patch.
-    save(&p.rec_path, &rec)?;
-    link.call("exec.approvals.set", json!({"file": p.exec_file, "baseHash": p.exec_hash})).await?;
-    let report = read_state(link).await?.report(sidecar, None);
-    rec.report = Some(report.clone());
-    save(&p.rec_path, &rec)?;
-    Ok(Applied {
-        lines: vec![format!("attached {} agent(s); record in {}", p.agents.len(), p.rec_path.display())],
-        report,
-    })
-}
-
-fn save(path: &Path, rec: &AttachRecord) -> Result<(), GatewayError> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|source| GatewayError::RecordFile { path: d.to_path_buf(), source })?;
-    }
-    let body = serde_json::to_vec_pretty(rec)
-        .map_err(|source| GatewayError::RecordJson { path: path.to_path_buf(), source })?;
-    std::fs::write(path, body).map_err(|source| GatewayError::RecordFile { path: path.to_path_buf(), source })
-}
-
-/// Apply `undo` (changes from the current values back to attach's "before") to the gateway
-/// in as many patches as OpenClaw's size guard needs (`steps.rs`); returns how many.
-async fn restore_in_steps(link: &Link, current: &Value, undo: &[Change]) -> Result<usize, GatewayError> {
-    let target = undo.iter().fold(current.clone(), |d, c| steps::apply(&d, c));
-    let scope: Vec<Vec<String>> = undo.iter().map(|c| c.path.clone()).collect();
-    // Stuck = a write that left the config as it was (twice in a row): stop, do not loop.
-    let mut last: Option<Value> = None;
-    let mut stuck = 0;
-    for n in 0..steps::MAX_STEPS {
-        let (hash, now) = config_get(link).await?;
-        let changes: Vec<Change> = steps::fine_changes(&now, &target, &scope)
-            .into_iter()
-            .filter(|c| !c.after.as_ref().is_some_and(|a| a.to_string().contains("__OPENCLAW_REDACTED__")))
-            .collect();
-        let Some((raw, replace, _)) = steps::next_step(&now, &changes) else { return Ok(n) };
-        let unchanged = last.as_ref().is_some_and(|l| config_diff(l, &now).is_empty());
-        stuck = if unchanged { stuck + 1 } else { 0 };
-        if stuck >= 2 {
-            break;
-        }
-        last = Some(now);
-        patch(link, &raw, &replace, &hash, "clawbutler detach").await?;
-    }
-    Err(GatewayError::Detach(format!(
-        "could not converge on the config attach found after {} writes; run detach again or restore by hand",
-        steps::MAX_STEPS
-    )))
-}
-
-/// What detach did: the lines to print and the keys attach had created (the caller revokes
-/// them; the record is already gone).
-pub struct Detached {
-    pub lines: Vec<String>,
-    pub agent_keys: Vec<KeyRef>,
-}
-
-/// Detach: restore what attach stored (gateway config, exec approvals, ClawButler's config
-/// file), remove the key file; returns the printed lines and the keys to revoke.
-pub async fn detach(link: &Link, data_dir: &Path, dry_run: bool) -> Result<Detached, GatewayError> {
-    let rec_path = record_path(data_dir, link.url());
-    let text = std::fs::read_to_string(&rec_path)
-        .map_err(|source| GatewayError::NotAttached { path: rec_path.clone(), source })?;
-    let mut rec: AttachRecord =
-        serde_json::from_str(&text).map_err(|source| GatewayError::RecordJson { path: rec_path.clone(), source })?;
-    // Records written before `config_diff` may hold the gateway's `meta` bookkeeping.
-    rec.config_changes.retain(|c| c.path.first().map(String::as_str) != Some("meta"));
-    let (_, current) = config_get(link).await?;
-    // Only `skipped` is used from the one-shot restore patch: the restore itself goes in steps.
-    let (_, _, skipped) = restore_patch(&rec.config_changes, &current);
-    let undo: Vec<Change> = rec
-        .config_changes
-        .iter()
-        .filter(|c| !skipped.contains(&c.path.join(".")))
-        .map(|c| Change { path: c.path.clone(), before: c.after.clone(), after: c.before.clone() })
-        .collect();
-    let mut lines = render(&undo);
-    lines.extend(skipped.iter().map(|p| format!("= {p} changed since attach; left as is")));
-    lines.extend(rec.agent_keys.iter().map(|k| format!("- per-agent key {} of {}", k.id, k.agent)));
-    if let Some(cb) = &rec.clawbutler_config {
-        lines.push(format!("~ restore {} (attach's copy: {})", cb.path.display(), cb.backup.display()));
-    }
-    if dry_run {
-        lines.push("dry run: nothing changed".into());
-        return Ok(Detached { lines, agent_keys: Vec::new() });
-    }
-    if !undo.is_empty() {
-        let n = restore_in_steps(link, &current, &undo).await?;
-        if n > 1 {
-            lines.push(format!("= restored in {n} config writes (OpenClaw refuses one that halves its config file)"));
-        }
-    }
-    let ea = link.call("exec.approvals.get", json!({})).await?;
-    let file = exec::restore(&ea["file"], &rec.exec_before);
-    link.call("exec.approvals.set", json!({"file": file, "baseHash": ea["hash"]})).await?;
-    // The config no longer references the key file, so it can go.
-    if let Some(f) = &rec.keys_file {
-        keys::remove(f)?;
-    }
-    if let Some(cb) = &rec.clawbutler_config {
-        match cb_config::restore(cb) {
-            Ok(line) => lines.push(line),
-            Err(e) => lines.push(format!(
-                "! could not restore ClawButler's config ({e}); the original is in {}",
-                cb.backup.display()
-            )),
-        }
-    }
-    std::fs::remove_file(&rec_path).map_err(|source| GatewayError::RecordFile { path: rec_path.clone(), source })?;
-    lines.push("detached: the gateway config is back to what attach found".into());
-    if !rec.key_envs.is_empty() {
-        lines.push(format!(
-            "= the gateway calls its vendors directly again: give it {} back in its environment if it should",
-            rec.key_envs.join(" ")
-        ));
-    }
-    Ok(Detached { lines, agent_keys: rec.agent_keys })
 }

@@ -58,6 +58,8 @@ pub enum CbChange {
     SetKeyEnv { name: String, env: String },
     /// A `[prices."<model>"]` entry (from OpenClaw's catalog) for a model ClawButler could not price.
     AddPrice { model: String, input: f64, output: f64, cached_input: Option<f64>, cache_write: Option<f64> },
+    /// A new `[[mcp_servers]]` entry, moved from OpenClaw's `mcp.servers.<openclaw_name>`.
+    AddMcpServer { openclaw_name: String, server: Box<::mcp::McpServerConfig> },
 }
 
 impl CbChange {
@@ -78,6 +80,18 @@ impl CbChange {
                 "+ clawbutler config [prices.\"{model}\"] input = {input}, output = {output}{} (OpenClaw's catalog price)",
                 cached_input.map(|c| format!(", cached_input = {c}")).unwrap_or_default()
             ),
+            CbChange::AddMcpServer { openclaw_name, server } => {
+                let target = server
+                    .url
+                    .clone()
+                    .or_else(|| server.command.as_ref().map(|c| format!("stdio: {c} {}", server.args.join(" "))))
+                    .unwrap_or_default();
+                format!(
+                    "+ clawbutler config [[mcp_servers]] {} ({}; moved from OpenClaw's mcp.servers.{openclaw_name})",
+                    server.name,
+                    target.trim_end()
+                )
+            }
         }
     }
 }
