@@ -5,8 +5,13 @@
 #   LOAD_RPS=2000 LOAD_SECS=5 LOAD_ROUNDS=3 LOAD_STREAMS=1000 scripts/load.sh
 # `scripts/load.sh mcp`: the same comparison for MCP tools/call (`benches/mcp_load.rs`):
 #   MCP_CALLS=2000 MCP_ROUNDS=3 scripts/load.sh mcp
+# `scripts/load.sh saturate`: closed loop to saturation with wrk against a local nginx, direct and
+# through the release sidecar in one run (`scripts/saturate.sh`; needs `apt-get install -y nginx wrk`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ "${1:-}" == "saturate" ]]; then
+    exec scripts/saturate.sh
+fi
 if [[ "${1:-}" == "mcp" ]]; then
     exec cargo bench --bench mcp_load
 fi
