@@ -112,6 +112,13 @@ run() { # url secs
 
 [[ "$warmup" -gt 0 ]] && { run "$direct" "$warmup" >/dev/null; run "$proxied" "$warmup" >/dev/null; }
 read -r d_rps d_p50 d_p99 d_err < <(run "$direct" "$secs")
+# Voluntary context switches (sleeps that ended in a wake-up) of the sidecar's threads, by name.
+switches() {
+    for t in /proc/"${pids[1]}"/task/*; do
+        printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status")"
+    done | awk '{ n[$1] += $2 } END { for (k in n) print k, n[k] }' | sort
+}
+switches >"$tmp/sw0"
 perfpid=
 if [[ -n "${SAT_PERF:-}" ]]; then
     # Profile the sidecar during its run (flat, on-CPU): `perf report -i $SAT_PERF --no-children`.
@@ -122,6 +129,7 @@ read -r s_rps s_p50 s_p99 s_err < <(run "$proxied" "$secs")
 if [[ -n "$perfpid" ]]; then
     wait "$perfpid" || true
 fi
+switches >"$tmp/sw1"
 rss=$(awk '/VmRSS/ {print $2/1024 " MB"}' "/proc/${pids[1]}/status" 2>/dev/null || echo "?")
 
 echo "closed loop: wrk -t$threads -c$conns -d${secs}s, POST chat completion, nginx fixed reply (1 worker)"
@@ -132,6 +140,8 @@ printf '%-22s %10s %10s %10s %8s\n' sidecar "$s_rps" "$s_p50" "$s_p99" "$s_err"
 awk -v s="$s_rps" -v d="$d_rps" -v sp="$s_p99" -v dp="$d_p99" 'BEGIN {
     printf "ratio sidecar/direct: %.3fx req/s; added p99 %+.3f ms\n", (d > 0 ? s / d : 0), sp - dp }'
 echo "sidecar RSS after the run: $rss"
+echo "sidecar threads: voluntary context switches per proxied call during the run"
+join "$tmp/sw0" "$tmp/sw1" | awk -v n="$s_rps" -v s="$secs" '{ if (n > 0) printf "  %-18s %.3f\n", $1, ($3 - $2) / (n * s) }'
 if [[ "$d_err" != 0 || "$s_err" != 0 ]]; then
     echo "saturate: errors during the run (see above)" >&2
     exit 1
