@@ -7,8 +7,13 @@
 #   MCP_CALLS=2000 MCP_ROUNDS=3 scripts/load.sh mcp
 # `scripts/load.sh plugin`: plugin-gate decisions, open loop (`benches/plugin_decide.rs`):
 #   PLUGIN_RPS=1000 PLUGIN_SECS=10 scripts/load.sh plugin
+# `scripts/load.sh saturate`: closed loop to saturation with wrk against a local nginx, direct and
+# through the release sidecar in one run (`scripts/saturate.sh`; needs `apt-get install -y nginx wrk`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ "${1:-}" == "saturate" ]]; then
+    exec bash scripts/saturate.sh
+fi
 if [[ "${1:-}" == "mcp" ]]; then
     exec cargo bench --bench mcp_load
 fi

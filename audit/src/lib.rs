@@ -79,6 +79,11 @@ pub struct AuditLog {
     reader: Reader,
     pubkey: VerifyingKey,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The writer thread, unparked when a record must not wait for the group window (see
+    /// `Writer::gather`).
+    writer: std::thread::Thread,
+    /// `group_commit_records`: a queue this long wakes the writer.
+    group_max: usize,
     /// The free-space sampler (stopped on drop).
     _monitor: Monitor,
 }
@@ -146,6 +151,7 @@ impl AuditLog {
         let writer =
             Writer::from_parts(rec.writer_parts, dir, settings, key, indexer, shared.clone(), queue.clone(), disk);
         let thread = std::thread::Builder::new().name("audit-writer".into()).spawn(move || writer.run(rx))?;
+        let writer_thread = thread.thread().clone();
         let log = AuditLog {
             dir: dir.to_path_buf(),
             tx: queue,
@@ -158,6 +164,8 @@ impl AuditLog {
             },
             pubkey,
             thread: Mutex::new(Some(thread)),
+            writer: writer_thread,
+            group_max: settings.group_commit_records.max(1),
             _monitor: monitor,
         };
         log.close_left_open(&left_open)?;
@@ -222,11 +230,23 @@ impl AuditLog {
     /// Queue a record that is already masked.
     fn enqueue_record(&self, rec: AuditRecord, waiter: Option<Waiter>) -> Result<(), AuditError> {
         let pending = Instant::now();
-        let guard = self.tx.lock().map_err(|_| stopped(&self.reader.shared))?;
-        let Some(tx) = guard.as_ref() else { return Err(stopped(&self.reader.shared)) };
-        tx.send(Msg::Rec(Box::new(Pending { rec, waiter, enqueued: pending })))
-            .map_err(|_| stopped(&self.reader.shared))?;
-        self.reader.shared.health.queued.fetch_add(1, Ordering::AcqRel);
+        let durable = waiter.is_some();
+        {
+            let guard = self.tx.lock().map_err(|_| stopped(&self.reader.shared))?;
+            let Some(tx) = guard.as_ref() else { return Err(stopped(&self.reader.shared)) };
+            tx.send(Msg::Rec(Box::new(Pending { rec, waiter, enqueued: pending })))
+                .map_err(|_| stopped(&self.reader.shared))?;
+        }
+        // Wrapping: the writer may have written (and counted off) this record already, so the
+        // count can be one below zero for a moment; a spurious unpark is harmless.
+        let queued = self.reader.shared.health.queued.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        // A writer gathering a group sleeps through the group window without being woken per
+        // record (`Writer::gather`); wake it only when this record must not wait: someone
+        // waits for it to be durable, or the group is full. (An idle writer is woken by the
+        // send itself.)
+        if durable || queued >= self.group_max {
+            self.writer.unpark();
+        }
         Ok(())
     }
 
@@ -322,6 +342,7 @@ impl AuditLog {
             let Some(tx) = guard.as_ref() else { return Err(stopped(&self.reader.shared)) };
             tx.send(Msg::Flush { checkpoint, done }).map_err(|_| stopped(&self.reader.shared))?;
         }
+        self.writer.unpark();
         match wait.recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(u)) => Err(AuditError::Unavailable(u)),
@@ -399,6 +420,8 @@ impl Drop for AuditLog {
         if let Ok(mut g) = self.tx.lock() {
             g.take();
         }
+        // A writer asleep in a group window notices the closed queue now, not at its end.
+        self.writer.unpark();
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
         }

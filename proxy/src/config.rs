@@ -94,6 +94,9 @@ pub struct ProxySettings {
     pub deny_style: DenyStyle,
     /// Data listener: connections served at once (beyond it new ones wait to be accepted).
     pub max_connections: usize,
+    /// Data listener: model calls in flight at once; beyond it a new call is shed with 503 +
+    /// `Retry-After` in the caller's shape (`layers::shed`).
+    pub max_in_flight: usize,
     /// Data listener: time allowed for a request head; also the keep-alive idle timeout.
     pub header_read_timeout_ms: u64,
     /// Data listener: time allowed for a whole request body (408 beyond).
@@ -125,6 +128,7 @@ impl Default for ProxySettings {
             default_max_output_tokens: 4096,
             deny_style: DenyStyle::Message,
             max_connections: 4096,
+            max_in_flight: 2048,
             header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 60_000,
             allowed_origins: Vec::new(),

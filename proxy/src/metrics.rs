@@ -1,6 +1,6 @@
 //! The data path's Prometheus families, registered on the one registry built in main.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// Data-path metrics.
 #[derive(Clone)]
@@ -15,6 +15,8 @@ pub struct ProxyMetrics {
     pub upstream_errors: IntCounterVec,
     /// `clawbutler_meter_undecoded_total{reason}`: replies whose usage could not be read.
     pub undecoded: IntCounterVec,
+    /// `clawbutler_shed_calls_total`: calls refused because `max_in_flight` were in flight.
+    pub shed: IntCounter,
 }
 
 /// Why a reply's usage was not (fully) read: the `reason` label values.
@@ -83,11 +85,16 @@ impl ProxyMetrics {
             undecoded.with_label_values(&[r]);
         }
         registry.register(Box::new(undecoded.clone()))?;
+        let shed = IntCounter::new(
+            "clawbutler_shed_calls_total",
+            "Model calls refused with 503 because proxy.max_in_flight calls were in flight.",
+        )?;
+        registry.register(Box::new(shed.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(overhead.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
-        Ok(ProxyMetrics { requests, duration, overhead, upstream_errors, undecoded })
+        Ok(ProxyMetrics { requests, duration, overhead, upstream_errors, undecoded, shed })
     }
 
     /// Create an upstream's error series at 0, so a rate over them (the upstream error-rate

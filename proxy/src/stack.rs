@@ -17,6 +17,7 @@ use crate::layers::edge::EdgeLayer;
 use crate::layers::guard::{GuardLayer, GuardRules};
 use crate::layers::metrics::MetricsLayer;
 use crate::layers::route::RouteLayer;
+use crate::layers::shed::ShedLayer;
 use crate::layers::{audit, budget, hold, kill, policy, StepLayer};
 use crate::ProxyState;
 
@@ -41,6 +42,13 @@ where
         // Reads: `CallCtx` (labels, action, upstream and held time). Writes: request count,
         // duration, overhead. Needs: edge.
         .layer(MetricsLayer::new(state.metrics.clone()))
+        // Shed: right after the edge and the metrics, before any other work, so an overloaded
+        // sidecar refuses at once (and cheaply) instead of queueing; the refusal still shows
+        // in the request count and in the caller's shape.
+        // Reads: the in-flight count (one atomic). Writes: 503 `overloaded` + `Retry-After`
+        // beyond `[proxy] max_in_flight`, counted in `clawbutler_shed_calls_total`; else a
+        // slot held until the response body ends. Needs: edge.
+        .layer(ShedLayer::new(state.settings.max_in_flight, state.metrics.shed.clone()))
         // Guard: right after the edge and the metrics, before any route or body work, so a
         // request a web page made (foreign Origin, cross-site fetch, rebound Host, a body that
         // is not JSON) never reaches the injected key and still shows in the request count.

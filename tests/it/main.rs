@@ -21,6 +21,7 @@ mod hardening_edges;
 mod hardening_identity;
 mod hardening_money;
 mod health;
+mod load_shedding;
 mod mcp;
 mod notify;
 mod plugin_gate;

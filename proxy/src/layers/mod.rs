@@ -10,6 +10,7 @@ pub mod kill;
 pub mod metrics;
 pub mod policy;
 pub mod route;
+pub mod shed;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Closed-loop saturation: `wrk` drives a fixed number of connections as fast as answers come,
+# straight to a local nginx that returns a fixed OpenAI chat-completion reply, then through the
+# release sidecar (shipped policies, audit on) in front of that same nginx, in one run.
+# Prints req/s, p50 and p99 for each path and the ratio sidecar/direct.
+#
+# Needs nginx and wrk on PATH; this script installs nothing. On Debian/Ubuntu:
+#   sudo apt-get update && sudo apt-get install -y nginx wrk
+# Run: scripts/load.sh saturate   (SAT_THREADS=2 SAT_CONNS=16 SAT_SECS=10 SAT_WARMUP=1)
+# SAT_PERF=/tmp/sat.perf also records a flat on-CPU profile of the sidecar during its run
+# (Debian: apt-get install -y linux-perf; `perf report -i /tmp/sat.perf --no-children`).
+# Ports (127.0.0.1 only): SAT_NGINX_PORT=18090, SAT_PORT=18091 (data), SAT_CONTROL_PORT=18092.
+# The binary is $CLAWBUTLER_BIN, else the release build in ${CARGO_TARGET_DIR:-target} (built
+# once with `cargo build --release --bin clawbutler` when missing).
+# Only the processes this script started are stopped, by their pid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+for tool in nginx wrk; do
+    if ! command -v "$tool" >/dev/null 2>&1 && [[ ! -x /usr/sbin/$tool ]]; then
+        echo "saturate: '$tool' not found. Install it first: sudo apt-get install -y nginx wrk" >&2
+        exit 1
+    fi
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+threads=${SAT_THREADS:-2}
+conns=${SAT_CONNS:-16}
+secs=${SAT_SECS:-10}
+warmup=${SAT_WARMUP:-1}
+nport=${SAT_NGINX_PORT:-18090}
+port=${SAT_PORT:-18091}
+cport=${SAT_CONTROL_PORT:-18092}
+
+bin=${CLAWBUTLER_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/clawbutler}
+if [[ ! -x "$bin" ]]; then
+    cargo build --release --bin clawbutler
+fi
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# nginx, fixed reply.
+mkdir -p "$tmp/nginx"
+sed -e "s|@PORT@|$nport|g" -e "s|@DIR@|$tmp/nginx|g" benches/nginx/nginx.conf.in >"$tmp/nginx/nginx.conf"
+"$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
+pids+=($!)
+
+# The sidecar: defaults (embedded policy bundle, durable audit log) with nginx as the upstream.
+mkdir -p "$tmp/data"
+cat >"$tmp/clawbutler.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+control_listen = "127.0.0.1:$cport"
+data_dir = "$tmp/data"
+
+[[upstreams]]
+name = "bench"
+kind = "openai"
+url = "http://127.0.0.1:$nport/v1"
+TOML
+"$bin" serve --config "$tmp/clawbutler.toml" >"$tmp/sidecar.log" 2>&1 &
+pids+=($!)
+
+wait_up() { # url
+    for _ in $(seq 1 100); do
+        if curl -s -o /dev/null -X POST -H 'content-type: application/json' --data '{}' "$1"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "saturate: $1 did not come up" >&2
+    cat "$tmp/sidecar.log" >&2 || true
+    exit 1
+}
+direct="http://127.0.0.1:$nport/v1/chat/completions"
+proxied="http://127.0.0.1:$port/a/bench/bench/v1/chat/completions"
+wait_up "$direct"
+wait_up "$proxied"
+code=$(curl -s -o "$tmp/one.json" -w '%{http_code}' -X POST -H 'content-type: application/json' \
+    --data-binary "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" "$proxied")
+if [[ "$code" != 200 ]]; then
+    echo "saturate: the sidecar answered $code: $(cat "$tmp/one.json")" >&2
+    exit 1
+fi
+
+# One wrk run; prints "req/s p50_ms p99_ms errors".
+run() { # url secs
+    local out
+    out=$(wrk -t"$threads" -c"$conns" -d"$2"s --latency -s benches/nginx/post.lua "$1")
+    echo "$out" >>"$tmp/wrk.log"
+    echo "$out" | awk '
+        function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+        /Requests\/sec/ { rps = $2 }
+        /^ +50%/ { p50 = ms($2) }
+        /^ +99%/ { p99 = ms($2) }
+        /Non-2xx/ { err += $5 }
+        /Socket errors/ { err += $4 + $6 + $8 + $10 }
+        END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, err }'
+}
+
+[[ "$warmup" -gt 0 ]] && { run "$direct" "$warmup" >/dev/null; run "$proxied" "$warmup" >/dev/null; }
+read -r d_rps d_p50 d_p99 d_err < <(run "$direct" "$secs")
+# Voluntary context switches (sleeps that ended in a wake-up) of the sidecar's threads, by name.
+switches() {
+    for t in /proc/"${pids[1]}"/task/*; do
+        printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status")"
+    done | awk '{ n[$1] += $2 } END { for (k in n) print k, n[k] }' | sort
+}
+switches >"$tmp/sw0"
+perfpid=
+if [[ -n "${SAT_PERF:-}" ]]; then
+    # Profile the sidecar during its run (flat, on-CPU): `perf report -i $SAT_PERF --no-children`.
+    perf record -q -e cpu-clock -F 999 -p "${pids[1]}" -o "$SAT_PERF" -- sleep "$secs" >/dev/null 2>&1 &
+    perfpid=$!
+fi
+read -r s_rps s_p50 s_p99 s_err < <(run "$proxied" "$secs")
+if [[ -n "$perfpid" ]]; then
+    wait "$perfpid" || true
+fi
+switches >"$tmp/sw1"
+rss=$(awk '/VmRSS/ {print $2/1024 " MB"}' "/proc/${pids[1]}/status" 2>/dev/null || echo "?")
+
+echo "closed loop: wrk -t$threads -c$conns -d${secs}s, POST chat completion, nginx fixed reply (1 worker)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-22s %10s %10s %10s %8s\n' path req/s p50_ms p99_ms errors
+printf '%-22s %10s %10s %10s %8s\n' direct "$d_rps" "$d_p50" "$d_p99" "$d_err"
+printf '%-22s %10s %10s %10s %8s\n' sidecar "$s_rps" "$s_p50" "$s_p99" "$s_err"
+awk -v s="$s_rps" -v d="$d_rps" -v sp="$s_p99" -v dp="$d_p99" 'BEGIN {
+    printf "ratio sidecar/direct: %.3fx req/s; added p99 %+.3f ms\n", (d > 0 ? s / d : 0), sp - dp }'
+echo "sidecar RSS after the run: $rss"
+echo "sidecar threads: voluntary context switches per proxied call during the run"
+join "$tmp/sw0" "$tmp/sw1" | awk -v n="$s_rps" -v s="$secs" '{ if (n > 0) printf "  %-18s %.3f\n", $1, ($3 - $2) / (n * s) }'
+if [[ "$d_err" != 0 || "$s_err" != 0 ]]; then
+    echo "saturate: errors during the run (see above)" >&2
+    exit 1
+fi
