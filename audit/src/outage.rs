@@ -80,16 +80,21 @@ impl Writer {
     /// leave the batch without a seq.
     fn fail_waiters(&self, batch: &mut Vec<Pending>, flushes: &mut Vec<(bool, FlushDone)>) {
         let u = self.shared.health.unavailable();
-        let before = batch.len();
+        let mut waiters = Vec::new();
         batch.retain_mut(|p| match p.waiter.take() {
             Some(w) => {
-                let _ = w.send(Err(u.clone()));
-                self.shared.health.count_rejected();
+                waiters.push(w);
                 false
             }
             None => true,
         });
-        self.shared.health.queued.fetch_sub(before - batch.len(), Ordering::AcqRel);
+        // Counted off before anyone hears: a caller woken by its answer may append at once,
+        // and must not find its refused record still counted against `outage_queue_records`.
+        self.shared.health.queued.fetch_sub(waiters.len(), Ordering::AcqRel);
+        for w in waiters {
+            self.shared.health.count_rejected();
+            let _ = w.send(Err(u.clone()));
+        }
         for (_, d) in flushes.drain(..) {
             let _ = d.send(Err(u.clone()));
         }
@@ -109,9 +114,10 @@ impl Writer {
                     let mut p = *p;
                     match p.waiter.take() {
                         Some(w) => {
-                            let _ = w.send(Err(self.shared.health.unavailable()));
+                            // Counted off before the caller hears (see `fail_waiters`).
                             self.shared.health.queued.fetch_sub(1, Ordering::AcqRel);
                             self.shared.health.count_rejected();
+                            let _ = w.send(Err(self.shared.health.unavailable()));
                         }
                         None => batch.push(p),
                     }
