@@ -5,40 +5,43 @@
 //! then either an acknowledged end record (`END <decision id>`) or nothing, as if the call was
 //! still in flight when the kill came. Usage: `audit-crash-child <dir> <run>`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support: fail loudly
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use audit::{AuditEvent, AuditLog, AuditSettings, Outcome, RecordKind};
 
-fn main() {
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const USAGE: &str = "usage: audit-crash-child <dir> <run>";
+
+/// A failure ends the process with the error (the test then sees no more acknowledgements).
+fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
-    let dir = std::path::PathBuf::from(args.next().expect("usage: audit-crash-child <dir> <run>"));
-    let run: u64 = args.next().expect("usage: audit-crash-child <dir> <run>").parse().unwrap();
+    let dir = std::path::PathBuf::from(args.next().ok_or(USAGE)?);
+    let run: u64 = args.next().ok_or(USAGE)?.parse()?;
     let settings = AuditSettings {
         group_commit_records: 64,
         segment_max_bytes: 64 * 1024,
         checkpoint_every_records: 300,
         ..AuditSettings::default()
     };
-    let db = storage::Store::open(&dir.join("db")).unwrap();
-    let log = Arc::new(AuditLog::open(&dir.join("audit"), &settings, &db, &prometheus::Registry::new()).unwrap());
+    let db = storage::Store::open(&dir.join("db"))?;
+    let log = Arc::new(AuditLog::open(&dir.join("audit"), &settings, &db, &prometheus::Registry::new())?);
     let out = Arc::new(Mutex::new(std::io::stdout()));
-    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let mut tasks = Vec::new();
         for t in 0..8u64 {
             let (log, out) = (log.clone(), out.clone());
             tasks.push(tokio::spawn(async move {
-                for i in 0.. {
+                for i in 0u64.. {
                     let marker = format!("{run}-{t}-{i}");
                     let ev = AuditEvent {
                         details: serde_json::json!({"marker": marker, "pad": "x".repeat(200)}),
                         ..AuditEvent::new(RecordKind::ModelCall)
                     };
                     if i % 3 == 0 {
-                        log.append(ev).unwrap(); // not acknowledged: may be lost
+                        log.append(ev)?; // not acknowledged: may be lost
                         continue;
                     }
                     if i % 4 == 1 {
@@ -50,7 +53,7 @@ fn main() {
                             details: serde_json::json!({"marker": marker}),
                             ..AuditEvent::new(RecordKind::ModelCall)
                         };
-                        log.append(start).unwrap();
+                        log.append(start)?;
                         if i % 8 == 1 {
                             continue;
                         }
@@ -59,21 +62,23 @@ fn main() {
                             outcome: Some(Outcome::Completed),
                             ..AuditEvent::new(RecordKind::ModelCall)
                         };
-                        log.append_durable(end).await.unwrap();
-                        let mut o = out.lock().unwrap();
-                        writeln!(o, "END {id}").unwrap();
-                        o.flush().unwrap();
+                        log.append_durable(end).await?;
+                        let mut o = out.lock().map_err(|_| "stdout lock poisoned")?;
+                        writeln!(o, "END {id}")?;
+                        o.flush()?;
                         continue;
                     }
-                    let seq = log.append_durable(ev).await.unwrap();
-                    let mut o = out.lock().unwrap();
-                    writeln!(o, "ACK {seq} {marker}").unwrap();
-                    o.flush().unwrap();
+                    let seq = log.append_durable(ev).await?;
+                    let mut o = out.lock().map_err(|_| "stdout lock poisoned")?;
+                    writeln!(o, "ACK {seq} {marker}")?;
+                    o.flush()?;
                 }
+                Ok::<(), Error>(())
             }));
         }
         for t in tasks {
-            t.await.unwrap();
+            t.await??;
         }
-    });
+        Ok(())
+    })
 }
