@@ -65,11 +65,35 @@ pub enum Keys {
     Store(storage::Store, AgentKeys),
 }
 
-fn is_unreachable(e: &ClientError) -> bool {
-    matches!(e, ClientError::Connect { .. })
+impl KeyReach {
+    /// The control API as an admin when the sidecar answers; `None` with `--offline` or when
+    /// it looks stopped (the caller then works on [`open_state_store`]). Who we are is asked
+    /// first, so a missing or non-admin token fails before anything changes. `what` names the
+    /// objects in messages ("agent keys", "MCP tokens", ...).
+    pub async fn admin_api(&self, cli: &Cli, what: &str) -> Result<Option<ApiClient>, BoxError> {
+        if self.offline {
+            return Ok(None);
+        }
+        let client = ApiClient::from_cli(cli, &self.api)?;
+        match client.get("/api/v1/whoami").await {
+            Err(e @ ClientError::Connect { .. }) => {
+                eprintln!("note: {e}; the sidecar looks stopped, so working on its store directly");
+                Ok(None)
+            }
+            Err(e) => Err(format!("{what}: {e}").into()),
+            Ok(who) if who["role"] != "admin" => Err(format!(
+                "{what} need an admin token; token '{}' has role {} (pass --token or set CLAWBUTLER_TOKEN)",
+                who["name"].as_str().unwrap_or("?"),
+                who["role"].as_str().unwrap_or("?")
+            )
+            .into()),
+            Ok(_) => Ok(Some(client)),
+        }
+    }
 }
 
-fn open_store(cli: &Cli) -> Result<Keys, BoxError> {
+/// The state store of a stopped sidecar (its data dir from the config), and that config.
+pub fn open_state_store(cli: &Cli) -> Result<(storage::Store, crate::config::Config), BoxError> {
     let cfg = cli.load_config()?;
     let path = cfg.server.data_dir.join("state");
     let db = storage::Store::open(&path).map_err(|e| {
@@ -78,6 +102,11 @@ fn open_store(cli: &Cli) -> Result<Keys, BoxError> {
             path.display()
         )
     })?;
+    Ok((db, cfg))
+}
+
+fn open_store(cli: &Cli) -> Result<Keys, BoxError> {
+    let (db, _) = open_state_store(cli)?;
     let keys = AgentKeys::open(&db)?;
     Ok(Keys::Store(db, keys))
 }
@@ -85,24 +114,9 @@ fn open_store(cli: &Cli) -> Result<Keys, BoxError> {
 impl Keys {
     /// The control API when it answers, else (or with `offline`) the store.
     pub async fn reach(cli: &Cli, how: &KeyReach) -> Result<Keys, BoxError> {
-        if how.offline {
-            return open_store(cli);
-        }
-        let client = ApiClient::from_cli(cli, &how.api)?;
-        // Ask who we are first: a missing or non-admin token fails here, before anything changes.
-        match client.get("/api/v1/whoami").await {
-            Err(e) if is_unreachable(&e) => {
-                eprintln!("note: {e}; the sidecar looks stopped, so working on its store directly");
-                open_store(cli)
-            }
-            Err(e) => Err(format!("agent keys: {e}").into()),
-            Ok(who) if who["role"] != "admin" => Err(format!(
-                "agent keys need an admin token; token '{}' has role {} (pass --token or set CLAWBUTLER_TOKEN)",
-                who["name"].as_str().unwrap_or("?"),
-                who["role"].as_str().unwrap_or("?")
-            )
-            .into()),
-            Ok(_) => Ok(Keys::Api(client)),
+        match how.admin_api(cli, "agent keys").await? {
+            Some(client) => Ok(Keys::Api(client)),
+            None => open_store(cli),
         }
     }
 

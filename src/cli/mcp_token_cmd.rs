@@ -9,7 +9,7 @@ use governance::agent_keys::AgentKeyInfo;
 use governance::AgentKeys;
 use serde_json::json;
 
-use super::agent_key_cmd::KeyReach;
+use super::agent_key_cmd::{open_state_store, KeyReach};
 use super::client::{ApiClient, ClientError};
 use super::{Cli, CliResult};
 
@@ -60,37 +60,16 @@ enum Tokens {
 }
 
 fn open_store(cli: &Cli) -> Result<Tokens, BoxError> {
-    let cfg = cli.load_config()?;
-    let path = cfg.server.data_dir.join("state");
-    let db = storage::Store::open(&path).map_err(|e| {
-        format!(
-            "cannot open {} ({e}); if the sidecar is running, use its control API (--token or CLAWBUTLER_TOKEN)",
-            path.display()
-        )
-    })?;
+    let (db, _) = open_state_store(cli)?;
     let tokens = AgentKeys::open_mcp_tokens(&db)?;
     Ok(Tokens::Store { _db: db, tokens })
 }
 
 impl Tokens {
     async fn reach(cli: &Cli, how: &KeyReach) -> Result<Tokens, BoxError> {
-        if how.offline {
-            return open_store(cli);
-        }
-        let client = ApiClient::from_cli(cli, &how.api)?;
-        match client.get("/api/v1/whoami").await {
-            Err(ClientError::Connect { .. }) => {
-                eprintln!("note: the sidecar looks stopped, so working on its store directly");
-                open_store(cli)
-            }
-            Err(e) => Err(format!("MCP tokens: {e}").into()),
-            Ok(who) if who["role"] != "admin" => Err(format!(
-                "MCP tokens need an admin token; token '{}' has role {} (pass --token or set CLAWBUTLER_TOKEN)",
-                who["name"].as_str().unwrap_or("?"),
-                who["role"].as_str().unwrap_or("?")
-            )
-            .into()),
-            Ok(_) => Ok(Tokens::Api(client)),
+        match how.admin_api(cli, "MCP tokens").await? {
+            Some(client) => Ok(Tokens::Api(client)),
+            None => open_store(cli),
         }
     }
 

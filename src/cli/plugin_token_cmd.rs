@@ -9,7 +9,7 @@ use governance::plugin_tokens::PluginTokenInfo;
 use governance::PluginTokens;
 use serde_json::json;
 
-use super::agent_key_cmd::KeyReach;
+use super::agent_key_cmd::{open_state_store, KeyReach};
 use super::client::{ApiClient, ClientError};
 use super::{Cli, CliResult};
 
@@ -55,14 +55,7 @@ pub enum PluginTokensReach {
 }
 
 fn open_store(cli: &Cli) -> Result<PluginTokensReach, BoxError> {
-    let cfg = cli.load_config()?;
-    let path = cfg.server.data_dir.join("state");
-    let db = storage::Store::open(&path).map_err(|e| {
-        format!(
-            "cannot open {} ({e}); if the sidecar is running, use its control API (--token or CLAWBUTLER_TOKEN)",
-            path.display()
-        )
-    })?;
+    let (db, cfg) = open_state_store(cli)?;
     let tokens = PluginTokens::open(&db)?;
     Ok(PluginTokensReach::Store(db, tokens, cfg.gateway.url.clone()))
 }
@@ -70,23 +63,9 @@ fn open_store(cli: &Cli) -> Result<PluginTokensReach, BoxError> {
 impl PluginTokensReach {
     /// The control API when it answers, else (or with `offline`) the store.
     pub async fn reach(cli: &Cli, how: &KeyReach) -> Result<PluginTokensReach, BoxError> {
-        if how.offline {
-            return open_store(cli);
-        }
-        let client = ApiClient::from_cli(cli, &how.api)?;
-        match client.get("/api/v1/whoami").await {
-            Err(ClientError::Connect { .. }) => {
-                eprintln!("note: the sidecar looks stopped, so working on its store directly");
-                open_store(cli)
-            }
-            Err(e) => Err(format!("plugin tokens: {e}").into()),
-            Ok(who) if who["role"] != "admin" => Err(format!(
-                "plugin tokens need an admin token; token '{}' has role {} (pass --token or set CLAWBUTLER_TOKEN)",
-                who["name"].as_str().unwrap_or("?"),
-                who["role"].as_str().unwrap_or("?")
-            )
-            .into()),
-            Ok(_) => Ok(PluginTokensReach::Api(client)),
+        match how.admin_api(cli, "plugin tokens").await? {
+            Some(client) => Ok(PluginTokensReach::Api(client)),
+            None => open_store(cli),
         }
     }
 
