@@ -208,7 +208,7 @@ mod tests {
             let changes = fine_changes(&doc, &target, &scope);
             let Some((patch, replace, n)) = next_step(&doc, &changes) else { break };
             assert!(n > 0);
-            let next = merge(&doc, &patch);
+            let next = crate::attach::tests::merge_patch(&doc, &patch);
             assert!(size(&next) as f64 >= size(&doc) as f64 * 0.5 || size(&doc) < 512, "step {steps} drops too much");
             if replace.iter().any(|r| r == "plugins.deny") {
                 assert_eq!(next.pointer("/plugins/deny"), None);
@@ -242,25 +242,5 @@ mod tests {
         let changes = fine_changes(&current, &target, &scope);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].path, ["agents", "entries", "a", "model"]);
-    }
-
-    /// RFC 7396 merge (what the gateway does with a patch).
-    fn merge(doc: &Value, patch: &Value) -> Value {
-        match (doc, patch) {
-            (Value::Object(d), Value::Object(p)) => {
-                let mut out = d.clone();
-                for (k, v) in p {
-                    if v.is_null() {
-                        out.remove(k);
-                    } else {
-                        let next = merge(out.get(k).unwrap_or(&Value::Null), v);
-                        out.insert(k.clone(), next);
-                    }
-                }
-                Value::Object(out)
-            }
-            (_, Value::Object(p)) => merge(&json!({}), &Value::Object(p.clone())),
-            (_, p) => p.clone(),
-        }
     }
 }

@@ -312,8 +312,8 @@ fn detach_of_a_one_agent_gateway_never_halves_the_file() {
     assert_eq!(doc, before);
 }
 
-/// RFC 7396 merge (what the gateway does with a patch).
-fn merge_patch(doc: &Value, patch: &Value) -> Value {
+/// RFC 7396 merge (what the gateway does with a patch); also used by `steps.rs`'s tests.
+pub(crate) fn merge_patch(doc: &Value, patch: &Value) -> Value {
     match (doc, patch) {
         (Value::Object(d), Value::Object(p)) => {
             let mut out = d.clone();
