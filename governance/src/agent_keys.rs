@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::secret::{check_text, random_hex, Hashed, SecretError};
 
 /// Every secret starts with this, so a stray one is recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "cbk_";
@@ -81,16 +82,15 @@ pub enum AgentKeyError {
     Invalid(String),
 }
 
-/// A stored key ready to check: salt and hash decoded once, when loaded.
+/// A stored key ready to check.
 struct Loaded {
     info: AgentKeyInfo,
-    salt: Vec<u8>,
-    hash: Vec<u8>,
+    secret: Hashed,
 }
 
 impl Loaded {
     fn matches(&self, secret: &str) -> bool {
-        same(&digest(&self.salt, secret), &self.hash)
+        self.secret.matches(secret)
     }
 }
 
@@ -102,30 +102,13 @@ pub struct AgentKeys {
     write: Mutex<()>,
 }
 
-fn random_hex(n: usize) -> Result<String, AgentKeyError> {
-    let mut b = vec![0u8; n];
-    getrandom::getrandom(&mut b).map_err(|e| AgentKeyError::Random(e.to_string()))?;
-    Ok(hex::encode(b))
-}
-
-fn digest(salt: &[u8], secret: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(salt);
-    h.update(secret.as_bytes());
-    h.finalize().into()
-}
-
-/// Equal without an early exit (the time does not tell how many bytes matched).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn check_label(label: Option<&str>) -> Result<Option<String>, AgentKeyError> {
-    let Some(l) = label.map(str::trim).filter(|l| !l.is_empty()) else { return Ok(None) };
-    if l.chars().count() > 200 || l.chars().any(char::is_control) {
-        return Err(AgentKeyError::Invalid("label must be at most 200 characters, without control characters".into()));
+impl From<SecretError> for AgentKeyError {
+    fn from(e: SecretError) -> Self {
+        match e {
+            SecretError::Random(m) => AgentKeyError::Random(m),
+            SecretError::Invalid(m) => AgentKeyError::Invalid(m),
+        }
     }
-    Ok(Some(l.to_string()))
 }
 
 impl AgentKeys {
@@ -154,11 +137,8 @@ impl AgentKeys {
         for kv in self.tree.iter() {
             let (_, v) = kv?;
             let s: Stored = serde_json::from_slice(&v)?;
-            // A record whose salt or hash is not hex can match nothing (an empty hash never
-            // equals a digest): it is listed, so it can be seen and revoked.
-            let salt = hex::decode(&s.salt).unwrap_or_default();
-            let hash = hex::decode(&s.hash).unwrap_or_default();
-            by_agent.entry(s.info.agent.clone()).or_default().push(Loaded { info: s.info, salt, hash });
+            let secret = Hashed::from_hex(&s.salt, &s.hash);
+            by_agent.entry(s.info.agent.clone()).or_default().push(Loaded { info: s.info, secret });
         }
         self.cache.store(Arc::new(by_agent));
         Ok(())
@@ -176,10 +156,12 @@ impl AgentKeys {
         actor: &str,
     ) -> Result<(String, AgentKeyInfo), AgentKeyError> {
         decision::agent_id::check(agent).map_err(|e| AgentKeyError::Invalid(e.to_string()))?;
-        let label = check_label(label)?;
+        let label = match label {
+            Some(l) => check_text("label", l, false)?,
+            None => None,
+        };
         let secret = format!("{}{}", self.prefix, random_hex(32)?);
-        let salt = random_hex(16)?;
-        let salt_bytes = hex::decode(&salt).map_err(|e| AgentKeyError::Random(e.to_string()))?;
+        let (salt, hash) = Hashed::mint(&secret)?;
         let info = AgentKeyInfo {
             id: random_hex(6)?,
             agent: agent.to_string(),
@@ -187,7 +169,7 @@ impl AgentKeys {
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             created_by: actor.to_string(),
         };
-        let stored = Stored { info: info.clone(), salt, hash: hex::encode(digest(&salt_bytes, &secret)) };
+        let stored = Stored { info: info.clone(), salt, hash };
         let _w = self.locked();
         self.tree.insert(format!("{agent}/{}", info.id).as_bytes(), serde_json::to_vec(&stored)?)?;
         self.tree.flush()?;
@@ -248,6 +230,7 @@ impl AgentKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn open(dir: &std::path::Path) -> AgentKeys {
         AgentKeys::open(&storage::Store::open(dir).unwrap()).unwrap()
@@ -280,7 +263,7 @@ mod tests {
             let keys = open(dir.path());
             keys.create("main", None, "admin").unwrap()
         };
-        let db = storage::Store::open(dir.path()).unwrap();
+        let db = crate::secret::reopen_store(dir.path());
         let tree = db.tree(storage::Tree::AgentKeys).unwrap();
         let plain_hash = hex::encode(Sha256::digest(secret.as_bytes()));
         for kv in tree.iter() {

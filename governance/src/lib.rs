@@ -16,6 +16,7 @@ pub mod health;
 pub mod kill;
 pub mod plugin;
 pub mod plugin_tokens;
+mod secret;
 
 pub use agent_keys::{AgentKeyError, AgentKeys};
 pub use approvals::{ApprovalSettings, Broker, BrokerError};

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::secret::{check_text, random_hex, Hashed, SecretError};
 
 /// Every secret starts with this, so a stray one is recognisable (secret scanners, logs).
 pub const TOKEN_PREFIX: &str = "cbp_";
@@ -65,8 +66,7 @@ pub enum PluginTokenError {
 
 struct Loaded {
     info: PluginTokenInfo,
-    salt: Vec<u8>,
-    hash: Vec<u8>,
+    secret: Hashed,
 }
 
 /// The `plugin_tokens` tree with an in-memory copy by id.
@@ -76,35 +76,13 @@ pub struct PluginTokens {
     write: Mutex<()>,
 }
 
-fn random_hex(n: usize) -> Result<String, PluginTokenError> {
-    let mut b = vec![0u8; n];
-    getrandom::getrandom(&mut b).map_err(|e| PluginTokenError::Random(e.to_string()))?;
-    Ok(hex::encode(b))
-}
-
-fn digest(salt: &[u8], secret: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(salt);
-    h.update(secret.as_bytes());
-    h.finalize().into()
-}
-
-/// Equal without an early exit (the time does not tell how many bytes matched).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn check_text(what: &str, s: &str, required: bool) -> Result<Option<String>, PluginTokenError> {
-    let t = s.trim();
-    if t.is_empty() {
-        return if required { Err(PluginTokenError::Invalid(format!("{what} must not be empty"))) } else { Ok(None) };
+impl From<SecretError> for PluginTokenError {
+    fn from(e: SecretError) -> Self {
+        match e {
+            SecretError::Random(m) => PluginTokenError::Random(m),
+            SecretError::Invalid(m) => PluginTokenError::Invalid(m),
+        }
     }
-    if t.chars().count() > 200 || t.chars().any(char::is_control) {
-        return Err(PluginTokenError::Invalid(format!(
-            "{what} must be at most 200 characters, without control characters"
-        )));
-    }
-    Ok(Some(t.to_string()))
 }
 
 impl PluginTokens {
@@ -124,10 +102,8 @@ impl PluginTokens {
         for kv in self.tree.iter() {
             let (_, v) = kv?;
             let s: Stored = serde_json::from_slice(&v)?;
-            // A record whose salt or hash is not hex matches nothing, but is listed (and revocable).
-            let salt = hex::decode(&s.salt).unwrap_or_default();
-            let hash = hex::decode(&s.hash).unwrap_or_default();
-            by_id.insert(s.info.id.clone(), Loaded { info: s.info, salt, hash });
+            let secret = Hashed::from_hex(&s.salt, &s.hash);
+            by_id.insert(s.info.id.clone(), Loaded { info: s.info, secret });
         }
         self.cache.store(Arc::new(by_id));
         Ok(())
@@ -151,8 +127,7 @@ impl PluginTokens {
         };
         let id = random_hex(6)?;
         let secret = format!("{TOKEN_PREFIX}{id}_{}", random_hex(32)?);
-        let salt = random_hex(16)?;
-        let salt_bytes = hex::decode(&salt).map_err(|e| PluginTokenError::Random(e.to_string()))?;
+        let (salt, hash) = Hashed::mint(&secret)?;
         let info = PluginTokenInfo {
             id: id.clone(),
             gateway,
@@ -160,7 +135,7 @@ impl PluginTokens {
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             created_by: actor.to_string(),
         };
-        let stored = Stored { info: info.clone(), salt, hash: hex::encode(digest(&salt_bytes, &secret)) };
+        let stored = Stored { info: info.clone(), salt, hash };
         let _w = self.locked();
         self.tree.insert(id.as_bytes(), serde_json::to_vec(&stored)?)?;
         self.tree.flush()?;
@@ -207,13 +182,14 @@ impl PluginTokens {
         let (id, _) = rest.split_once('_')?;
         let all = self.cache.load();
         let t = all.get(id)?;
-        same(&digest(&t.salt, secret), &t.hash).then(|| t.info.clone())
+        t.secret.matches(secret).then(|| t.info.clone())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn open(dir: &std::path::Path) -> PluginTokens {
         PluginTokens::open(&storage::Store::open(dir).unwrap()).unwrap()
@@ -245,7 +221,7 @@ mod tests {
     fn secrets_are_stored_salted_and_hashed_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (secret, info) = open(dir.path()).create("gw", None, "admin").unwrap();
-        let db = storage::Store::open(dir.path()).unwrap();
+        let db = crate::secret::reopen_store(dir.path());
         let tree = db.tree(storage::Tree::PluginTokens).unwrap();
         let plain_hash = hex::encode(Sha256::digest(secret.as_bytes()));
         for kv in tree.iter() {

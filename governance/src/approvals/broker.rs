@@ -235,7 +235,9 @@ impl Broker {
             subject,
             risk: req.decision.risk,
             rule: req.decision.rule.clone(),
-            reason: req.decision.reason.clone(),
+            // Masked like the subject: a policy reason may quote the arguments (a recipient's
+            // number, a token), and the inbox, notifications and grants must not carry them.
+            reason: audit::mask::mask_text_with_salted(&req.decision.reason, &req.decision.obligations.mask, salt),
             cost_estimate_usd: req.cost_estimate_usd,
             created_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             expires_at: (now + millis(ttl)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

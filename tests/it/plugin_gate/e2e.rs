@@ -9,6 +9,8 @@
 //! - an `exec` an operator's rule denies does not run, and the model reads the rule;
 //! - a `write` outside the workspace is held, approved through the control API, and only then
 //!   runs; a `write` to `~/.ssh/authorized_keys` is held and denied, and the file never appears;
+//! - a `message` to a recipient off the allow-list is held with the number masked in the inbox;
+//!   allow-always grants the recipient, and the next message to it needs no human;
 //! - a killed agent's turn is blocked before any model request, with the sidecar's message;
 //! - with the sidecar stopped the turn is blocked (fail closed), and works again once it is back;
 //! - each decision is one audit record with OpenClaw's run and tool-call ids;
@@ -269,6 +271,47 @@ async fn openclaw_built_in_tool_calls_are_decided_by_the_sidecar() {
     let outcomes: Vec<String> =
         api.tool_records("write", 5).await.iter().map(|r| r["outcome"].as_str().unwrap_or("").to_string()).collect();
     assert_eq!(outcomes, ["allowed", "held", "approved", "held", "denied"]);
+
+    // 4b. A message to a recipient off the allow-list is held (the inbox shows the number
+    // masked, in the subject and the reason); allow-always grants that recipient, so the next
+    // message to it goes through without a human. (No channel is configured on this gateway,
+    // so OpenClaw's send itself fails after the gate: what matters here is the gate's answer.)
+    // OpenClaw 2026.9.6 offers the model a core set of tools and the rest (`message` among
+    // them) through its Tool Search wrapper, `tool_call {id, args}`; the gate sees the inner
+    // tool's name and parameters.
+    let send = |text: &str| {
+        let args = json!({"action": "send", "target": "+15550100", "message": text});
+        run_tool("tool_call", json!({"id": "message", "args": args}))
+    };
+    let g = gw.clone();
+    let prompt = send("the invoice is ready");
+    let mut held = tokio::spawn(async move { g.agent_turn("main", &prompt).await });
+    let ap = tokio::select! {
+        ap = api.pending() => ap,
+        t = &mut held => {
+            let offered: Vec<Value> = up.requests().iter().rev().find_map(|r| r.json()).map(|b| {
+                b["tools"].as_array().into_iter().flatten().map(|t| t["function"]["name"].clone()).collect()
+            }).unwrap_or_default();
+            panic!("the message turn ended without a hold:\n{}\ntools offered: {offered:?}\n{}", t.unwrap().describe(), gw.log_tail(60))
+        }
+    };
+    assert_eq!((ap["kind"].as_str(), ap["rule"].as_str()), (Some("plugin"), Some("plugin.message_recipient")), "{ap}");
+    let masked = ap["subject"]["recipients"][0].as_str().unwrap_or_default().to_string();
+    assert!(masked.starts_with("[phone:"), "{ap}");
+    assert!(!ap.to_string().contains("15550100"), "the inbox shows the number in clear: {ap}");
+    assert!(ap["reason"].as_str().unwrap_or_default().contains(&masked), "{ap}");
+    api.decide(&ap, "allow-always", "e2e: the invoice contact").await;
+    let turn = held.await.unwrap();
+    assert!(turn.ok(), "approved message turn:\n{}", turn.describe());
+    let before = api.get("/api/v1/approvals?agent=main&limit=100").await["items"].as_array().map(Vec::len);
+    let turn = gw.agent_turn("main", &send("a second note")).await;
+    assert!(turn.ok(), "granted message turn:\n{}", turn.describe());
+    let recs = api.tool_records("message", 3).await;
+    let outcomes: Vec<&str> = recs.iter().map(|r| r["outcome"].as_str().unwrap_or("")).collect();
+    assert_eq!(outcomes, ["held", "approved", "allowed"], "{recs:#?}");
+    assert!(recs[2]["rule"].as_str().unwrap_or_default().starts_with("grant:"), "{}", recs[2]);
+    let after = api.get("/api/v1/approvals?agent=main&limit=100").await["items"].as_array().map(Vec::len);
+    assert_eq!(before, after, "the granted message needed no new approval");
 
     // 5. A killed agent's turn is blocked before any model request.
     let (code, b) = api.post("/api/v1/agents/main/kill", json!({"reason": "e2e runaway"})).await;
