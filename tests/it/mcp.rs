@@ -5,6 +5,7 @@
 //! (`testkit::mcp`). The sidecar runs in process on the shipped policy bundle (plus a test
 //! rule file where a test needs a deny). One submodule per area; the rig is here.
 
+mod browser;
 mod conformance;
 mod edges;
 mod everything;
