@@ -9,7 +9,13 @@
 # Run: scripts/load.sh saturate   (SAT_THREADS=2 SAT_CONNS=16 SAT_SECS=10 SAT_WARMUP=1)
 # SAT_PERF=/tmp/sat.perf also records a flat on-CPU profile of the sidecar during its run
 # (Debian: apt-get install -y linux-perf; `perf report -i /tmp/sat.perf --no-children`).
-# Ports (127.0.0.1 only): SAT_NGINX_PORT=18090, SAT_PORT=18091 (data), SAT_CONTROL_PORT=18092.
+# LiteLLM 1.100.0 (the issue's comparison) runs too when installed into the ignored cache dir
+# (newer releases do not install here):
+#   python3 -m venv ~/.cache/clawbutler/litellm-1.100.0
+#   ~/.cache/clawbutler/litellm-1.100.0/bin/pip install 'litellm[proxy]==1.100.0'
+# (SAT_LITELLM=<venv> elsewhere, SAT_LITELLM=off to skip); one worker, nginx as its upstream.
+# Ports (127.0.0.1 only): SAT_NGINX_PORT=18090, SAT_PORT=18091 (data), SAT_CONTROL_PORT=18092,
+# SAT_LITELLM_PORT=18093.
 # The binary is $CLAWBUTLER_BIN, else the release build in ${CARGO_TARGET_DIR:-target} (built
 # once with `cargo build --release --bin clawbutler` when missing).
 # Only the processes this script started are stopped, by their pid.
@@ -32,6 +38,10 @@ warmup=${SAT_WARMUP:-1}
 nport=${SAT_NGINX_PORT:-18090}
 port=${SAT_PORT:-18091}
 cport=${SAT_CONTROL_PORT:-18092}
+lport=${SAT_LITELLM_PORT:-18093}
+litellm_venv=${SAT_LITELLM:-$HOME/.cache/clawbutler/litellm-1.100.0}
+litellm=
+[[ "$litellm_venv" != off && -x "$litellm_venv/bin/litellm" ]] && litellm="$litellm_venv/bin/litellm"
 
 bin=${CLAWBUTLER_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/clawbutler}
 if [[ ! -x "$bin" ]]; then
@@ -73,15 +83,29 @@ TOML
 "$bin" serve --config "$tmp/clawbutler.toml" >"$tmp/sidecar.log" 2>&1 &
 pids+=($!)
 
-wait_up() { # url
-    for _ in $(seq 1 100); do
+if [[ -n "$litellm" ]]; then
+    cat >"$tmp/litellm.yaml" <<YAML
+model_list:
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: http://127.0.0.1:$nport/v1
+      api_key: sk-bench
+YAML
+    (cd "$tmp" && exec "$litellm" --config "$tmp/litellm.yaml" --host 127.0.0.1 --port "$lport" --num_workers 1) \
+        >"$tmp/litellm.log" 2>&1 &
+    pids+=($!)
+fi
+
+wait_up() { # url [tries of 0.1 s]
+    for _ in $(seq 1 "${2:-100}"); do
         if curl -s -o /dev/null -X POST -H 'content-type: application/json' --data '{}' "$1"; then
             return 0
         fi
         sleep 0.1
     done
     echo "saturate: $1 did not come up" >&2
-    cat "$tmp/sidecar.log" >&2 || true
+    cat "$tmp/sidecar.log" "$tmp/litellm.log" >&2 2>/dev/null || true
     exit 1
 }
 direct="http://127.0.0.1:$nport/v1/chat/completions"
@@ -131,18 +155,31 @@ if [[ -n "$perfpid" ]]; then
 fi
 switches >"$tmp/sw1"
 rss=$(awk '/VmRSS/ {print $2/1024 " MB"}' "/proc/${pids[1]}/status" 2>/dev/null || echo "?")
+if [[ -n "$litellm" ]]; then
+    via_litellm="http://127.0.0.1:$lport/v1/chat/completions"
+    wait_up "$via_litellm" 900 # it takes a while to import
+    [[ "$warmup" -gt 0 ]] && run "$via_litellm" "$warmup" >/dev/null
+    read -r l_rps l_p50 l_p99 l_err < <(run "$via_litellm" "$secs")
+fi
 
 echo "closed loop: wrk -t$threads -c$conns -d${secs}s, POST chat completion, nginx fixed reply (1 worker)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %10s %10s %10s %8s\n' path req/s p50_ms p99_ms errors
 printf '%-22s %10s %10s %10s %8s\n' direct "$d_rps" "$d_p50" "$d_p99" "$d_err"
 printf '%-22s %10s %10s %10s %8s\n' sidecar "$s_rps" "$s_p50" "$s_p99" "$s_err"
+[[ -n "$litellm" ]] && printf '%-22s %10s %10s %10s %8s\n' "litellm 1.100.0" "$l_rps" "$l_p50" "$l_p99" "$l_err"
 awk -v s="$s_rps" -v d="$d_rps" -v sp="$s_p99" -v dp="$d_p99" 'BEGIN {
     printf "ratio sidecar/direct: %.3fx req/s; added p99 %+.3f ms\n", (d > 0 ? s / d : 0), sp - dp }'
+if [[ -n "$litellm" ]]; then
+    awk -v l="$l_rps" -v d="$d_rps" -v s="$s_rps" 'BEGIN {
+        printf "ratio litellm/direct: %.4fx req/s; sidecar/litellm: %.0fx\n", (d > 0 ? l / d : 0), (l > 0 ? s / l : 0) }'
+else
+    echo "(LiteLLM not installed: see the top of scripts/saturate.sh to add it to the comparison)"
+fi
 echo "sidecar RSS after the run: $rss"
 echo "sidecar threads: voluntary context switches per proxied call during the run"
 join "$tmp/sw0" "$tmp/sw1" | awk -v n="$s_rps" -v s="$secs" '{ if (n > 0) printf "  %-18s %.3f\n", $1, ($3 - $2) / (n * s) }'
-if [[ "$d_err" != 0 || "$s_err" != 0 ]]; then
+if [[ "$d_err" != 0 || "$s_err" != 0 || "${l_err:-0}" != 0 ]]; then
     echo "saturate: errors during the run (see above)" >&2
     exit 1
 fi
