@@ -143,6 +143,10 @@ switches() {
     done | awk '{ n[$1] += $2 } END { for (k in n) print k, n[k] }' | sort
 }
 switches >"$tmp/sw0"
+# CPU time the sidecar used (user + system, clock ticks): per call, it is the figure that moves
+# least when other programs share the machine.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${pids[1]}/stat"; }
+cpu0=$(cpu_ticks)
 perfpid=
 if [[ -n "${SAT_PERF:-}" ]]; then
     # Profile the sidecar during its run (flat, on-CPU): `perf report -i $SAT_PERF --no-children`.
@@ -154,6 +158,7 @@ if [[ -n "$perfpid" ]]; then
     wait "$perfpid" || true
 fi
 switches >"$tmp/sw1"
+cpu1=$(cpu_ticks)
 rss=$(awk '/VmRSS/ {print $2/1024 " MB"}' "/proc/${pids[1]}/status" 2>/dev/null || echo "?")
 if [[ -n "$litellm" ]]; then
     via_litellm="http://127.0.0.1:$lport/v1/chat/completions"
@@ -174,9 +179,12 @@ if [[ -n "$litellm" ]]; then
     awk -v l="$l_rps" -v d="$d_rps" -v s="$s_rps" 'BEGIN {
         printf "ratio litellm/direct: %.4fx req/s; sidecar/litellm: %.0fx\n", (d > 0 ? l / d : 0), (l > 0 ? s / l : 0) }'
 else
-    echo "(LiteLLM not installed: see the top of scripts/saturate.sh to add it to the comparison)"
+    [[ "$litellm_venv" == off ]] && echo "(LiteLLM skipped: SAT_LITELLM=off)" ||
+        echo "(LiteLLM not installed: see the top of scripts/saturate.sh to add it to the comparison)"
 fi
 echo "sidecar RSS after the run: $rss"
+awk -v t="$((cpu1 - cpu0))" -v hz="$(getconf CLK_TCK)" -v n="$s_rps" -v s="$secs" 'BEGIN {
+    if (n > 0) printf "sidecar CPU per proxied call: %.0f us (user + system)\n", t / hz * 1e6 / (n * s) }'
 echo "sidecar threads: voluntary context switches per proxied call during the run"
 join "$tmp/sw0" "$tmp/sw1" | awk -v n="$s_rps" -v s="$secs" '{ if (n > 0) printf "  %-18s %.3f\n", $1, ($3 - $2) / (n * s) }'
 if [[ "$d_err" != 0 || "$s_err" != 0 || "${l_err:-0}" != 0 ]]; then
