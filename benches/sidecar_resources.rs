@@ -105,9 +105,9 @@ fn main() {
             let cores = (cpu_secs(pid, tick) - c0) / t0.elapsed().as_secs_f64();
             let (rss, peak) = rss_mib(pid);
             let (p50, p99) = (pct(&mut p.lat, 0.5), pct(&mut p.lat, 0.99));
+            let load = format!("{rps} req/s");
             println!(
-                "{:<10} {rss:>9.1} {peak:>9.1} {cores:>10.3} {:>9.3} {:>9.3} {:>8}",
-                format!("{rps} req/s"),
+                "{load:<10} {rss:>9.1} {peak:>9.1} {cores:>10.3} {:>9.3} {:>9.3} {:>8}",
                 ms(p50),
                 ms(p99),
                 p.errors

@@ -81,7 +81,7 @@ async fn a_calls_spans_continue_the_callers_trace_with_policy_budget_and_upstrea
     assert_eq!(call.attr("clawbutler.action").as_deref(), Some("allow"));
     assert_eq!(call.attr("clawbutler.outcome").as_deref(), Some("completed"));
     assert_eq!(call.attr("http.response.status_code").as_deref(), Some("200"));
-    let usage = rig.up.requests()[0].usage.clone().unwrap();
+    let usage = rig.up.requests()[0].usage.unwrap();
     assert_eq!(call.attr("gen_ai.usage.input_tokens"), Some(usage.input_tokens.to_string()));
     assert_eq!(call.attr("gen_ai.usage.output_tokens"), Some(usage.output_tokens.to_string()));
     assert_eq!(s["policy"].attr("clawbutler.decision.action").as_deref(), Some("allow"));
