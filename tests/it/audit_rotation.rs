@@ -84,6 +84,14 @@ fn a_log_verifies_across_a_rotation_with_the_history_or_the_original_key() {
     assert_eq!(fs::read_to_string(&hist).unwrap().matches("BEGIN PUBLIC KEY").count(), 2);
     let rep = verify_dir(&dir, Some(&hist));
     assert!(rep.ok, "{rep}");
+    // An export carries the rotation checkpoint too and verifies with the history.
+    let exported = tmp.path().join("export.jsonl");
+    let mut f = fs::File::create(&exported).unwrap();
+    audit::export(&dir, audit::ExportFormat::Jsonl, None, None, &mut f).unwrap();
+    drop(f);
+    let rep = audit::verify_export(&exported, Some(&hist));
+    assert!(rep.ok, "{rep}");
+    assert_eq!(rep.keys_used, vec![old.clone(), new.clone()]);
     // Only the original key: the rotation checkpoint it signed vouches for the new key.
     let rep = verify_dir(&dir, Some(&old_pub));
     assert!(rep.ok, "{rep}");
