@@ -4,112 +4,19 @@
 //! never hidden), the throughput ratio, and the added time to first byte of a stream.
 //!
 //! Run: `cargo bench --bench proxy_load` (or `scripts/load.sh`). Env: `LOAD_RPS` (2000),
-//! `LOAD_SECS` per phase (5), `LOAD_ROUNDS` (3).
+//! `LOAD_SECS` per phase (5), `LOAD_ROUNDS` (3), `LOAD_TRACES=1` (also through sidecars with
+//! OpenTelemetry traces on: one exporting to a collector that answers, one to a hung collector).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[path = "common/openloop.rs"]
+mod openloop;
 
-use bytes::Bytes;
+use std::time::Duration;
+
 use clawbutler::app::Sidecar;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use openloop::{env, ms, one, pct, phase, ttfb, HttpClient, BODY};
 use testkit::upstream::{ScriptedUpstream, UpstreamOptions};
-use tokio::sync::Mutex;
-
-type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-const BODY: &str = r#"{"model":"gpt-4o-mini","max_tokens":64,"messages":[{"role":"system","content":"You are a helpful agent."},{"role":"user","content":"Say hello to the benchmark."}]}"#;
-const STREAM_BODY: &str = r#"{"model":"gpt-4o-mini","max_tokens":64,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Stream a hello."}]}"#;
-
-async fn one(client: &HttpClient, url: &str, body: &'static str) -> Result<(), String> {
-    let req = http::Request::post(url)
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer sk-bench")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .map_err(|e| e.to_string())?;
-    let res = client.request(req).await.map_err(|e| e.to_string())?;
-    if !res.status().is_success() {
-        return Err(format!("status {}", res.status()));
-    }
-    res.into_body().collect().await.map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-/// Time to the first body byte of a streamed reply.
-async fn ttfb(client: &HttpClient, url: &str) -> Result<Duration, String> {
-    let t0 = Instant::now();
-    let req = http::Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from_static(STREAM_BODY.as_bytes())))
-        .map_err(|e| e.to_string())?;
-    let res = client.request(req).await.map_err(|e| e.to_string())?;
-    let mut body = res.into_body();
-    let first = loop {
-        match body.frame().await {
-            Some(Ok(f)) if f.is_data() => break t0.elapsed(),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("empty stream".into()),
-        }
-    };
-    while let Some(f) = body.frame().await {
-        f.map_err(|e| e.to_string())?;
-    }
-    Ok(first)
-}
-
-struct Phase {
-    lat: Vec<Duration>,
-    errors: u64,
-    wall: Duration,
-}
-
-/// Open-loop load at `rps` for `secs`.
-async fn phase(client: &HttpClient, url: &str, rps: u64, secs: u64) -> Phase {
-    let lat = Arc::new(Mutex::new(Vec::with_capacity((rps * secs) as usize)));
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let period = Duration::from_nanos(1_000_000_000 / rps);
-    let start = Instant::now();
-    let mut handles = Vec::with_capacity((rps * secs) as usize);
-    for i in 0..rps * secs {
-        let due = start + period * i as u32;
-        tokio::time::sleep_until(due.into()).await;
-        let (client, url, lat, errors) = (client.clone(), url.to_string(), lat.clone(), errors.clone());
-        handles.push(tokio::spawn(async move {
-            match one(&client, &url, BODY).await {
-                Ok(()) => lat.lock().await.push(due.elapsed()),
-                Err(_) => {
-                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    for h in handles {
-        let _ = h.await;
-    }
-    let wall = start.elapsed();
-    let lat = std::mem::take(&mut *lat.lock().await);
-    Phase { lat, errors: errors.load(std::sync::atomic::Ordering::Relaxed), wall }
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort_unstable();
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -121,44 +28,64 @@ fn main() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = testkit::rig::SidecarConfig::new(dir.path()).upstreams(&up.base_url());
         let sidecar = Sidecar::start(cfg.build()).await.expect("sidecar");
-        let client: HttpClient = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
+        let client: HttpClient = openloop::client();
         let direct = format!("{}/v1/chat/completions", up.base_url());
-        let proxied = format!("http://{}/a/bench/fake/v1/chat/completions", sidecar.data_addr);
-        // Warm both paths (connections, policy engine per thread, audit writer).
+        let url = |s: &Sidecar| format!("http://{}/a/bench/fake/v1/chat/completions", s.data_addr);
+        let mut paths = vec![("direct", direct), ("sidecar", url(&sidecar))];
+        // `LOAD_TRACES=1`: two more sidecars with `[telemetry]` on, one exporting to a collector
+        // that answers at once, one to a collector that never answers (export timeout 2 s).
+        let mut traced = Vec::new();
+        if env("LOAD_TRACES", 0) == 1 {
+            for (name, hung) in [("traces on", false), ("traces hung", true)] {
+                let collector = otlp_collector(hung).await;
+                let d = tempfile::tempdir().expect("tempdir");
+                let cfg = testkit::rig::SidecarConfig::new(d.path())
+                    .upstreams(&up.base_url())
+                    .table(&format!("[telemetry]\nendpoint = \"http://{collector}\"\nexport_timeout_ms = 2000\n"));
+                let s = Sidecar::start(cfg.build()).await.expect("traced sidecar");
+                paths.push((name, url(&s)));
+                traced.push((s, d));
+            }
+        }
+        // Warm every path (connections, policy engine per thread, audit writer).
         for _ in 0..500 {
-            let _ = one(&client, &direct, BODY).await;
-            let _ = one(&client, &proxied, BODY).await;
+            for (_, u) in &paths {
+                let _ = one(&client, u, BODY).await;
+            }
         }
-        let (mut d_all, mut p_all) = (Vec::new(), Vec::new());
-        let (mut d_err, mut p_err, mut d_wall, mut p_wall) = (0, 0, Duration::ZERO, Duration::ZERO);
+        let mut all: Vec<(Vec<Duration>, u64, Duration)> = vec![(Vec::new(), 0, Duration::ZERO); paths.len()];
         for _ in 0..rounds {
-            let d = phase(&client, &direct, rps, secs).await;
-            let p = phase(&client, &proxied, rps, secs).await;
-            d_all.extend(d.lat);
-            p_all.extend(p.lat);
-            d_err += d.errors;
-            p_err += p.errors;
-            d_wall += d.wall;
-            p_wall += p.wall;
+            for (i, (_, u)) in paths.iter().enumerate() {
+                let p = phase(&client, u, rps, secs).await;
+                all[i].0.extend(p.lat);
+                all[i].1 += p.errors;
+                all[i].2 += p.wall;
+            }
         }
-        let (dn, pn) = (d_all.len() as f64, p_all.len() as f64);
         println!("non-streaming, open loop at {rps} req/s, {rounds} x {secs} s per path, policy + audit on");
-        println!("{:<10} {:>9} {:>9} {:>9} {:>9} {:>10}", "path", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "req/s");
-        let rows = [("direct", &mut d_all, dn / d_wall.as_secs_f64()), ("sidecar", &mut p_all, pn / p_wall.as_secs_f64())];
+        println!("{:<12} {:>9} {:>9} {:>9} {:>9} {:>10} {:>7}", "path", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "req/s", "errors");
         let mut stats = Vec::new();
-        for (name, v, thr) in rows {
+        for ((name, _), (v, errs, wall)) in paths.iter().zip(all.iter_mut()) {
+            let thr = v.len() as f64 / wall.as_secs_f64();
             let s = (pct(v, 0.5), pct(v, 0.9), pct(v, 0.99), pct(v, 0.999));
-            println!("{name:<10} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>10.0}", ms(s.0), ms(s.1), ms(s.2), ms(s.3), thr);
+            println!("{name:<12} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>10.0} {:>7}", ms(s.0), ms(s.1), ms(s.2), ms(s.3), thr, errs);
             stats.push((s, thr));
         }
-        let (d, p) = (stats[0], stats[1]);
-        println!(
-            "added by the sidecar: p50 {:+.3} ms, p90 {:+.3} ms, p99 {:+.3} ms; throughput ratio {:.3}; errors direct {d_err}, sidecar {p_err}",
-            ms(p.0 .0) - ms(d.0 .0),
-            ms(p.0 .1) - ms(d.0 .1),
-            ms(p.0 .2) - ms(d.0 .2),
-            p.1 / d.1
-        );
+        let d = stats[0];
+        for ((name, _), p) in paths.iter().zip(&stats).skip(1) {
+            println!(
+                "added by {name}: p50 {:+.3} ms, p90 {:+.3} ms, p99 {:+.3} ms; throughput ratio {:.3}",
+                ms(p.0 .0) - ms(d.0 .0),
+                ms(p.0 .1) - ms(d.0 .1),
+                ms(p.0 .2) - ms(d.0 .2),
+                p.1 / d.1
+            );
+        }
+        for (s, _) in &traced {
+            let m = testkit::http::get(&format!("http://{}/metrics", s.control_addr), &[]).await.text();
+            let spans: Vec<&str> = m.lines().filter(|l| l.starts_with("clawbutler_trace_spans_")).collect();
+            println!("{}: {}", s.data_addr, spans.join("; "));
+        }
 
         let n = env("LOAD_STREAMS", 1000);
         let direct_s = format!("{}/v1/chat/completions", up.base_url());
@@ -177,4 +104,32 @@ fn main() {
             ms(d50), ms(d99), ms(p50), ms(p99), ms(p50) - ms(d50), ms(p99) - ms(d99));
         sidecar.shutdown().await;
     });
+}
+
+/// A loopback OTLP/HTTP collector: answers every export with an empty success at once, or
+/// (`hung`) accepts connections and never answers.
+async fn otlp_collector(hung: bool) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((io, _)) = l.accept().await {
+            if hung {
+                held.push(io);
+                continue;
+            }
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let _ = http_body_util::BodyExt::collect(req.into_body()).await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::new(),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+                    .await;
+            });
+        }
+    });
+    addr
 }

@@ -39,6 +39,8 @@ pub enum StartError {
     Budgets(#[from] governance::BudgetError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error(transparent)]
+    Telemetry(#[from] telemetry::TelemetryError),
     #[error("gateway: {0}")]
     Gateway(#[from] gateway::GatewayError),
     #[error("idempotency store: {0}")]
@@ -73,6 +75,8 @@ pub struct Sidecar {
     pub gateway: Option<Arc<gateway::Gateway>>,
     /// The plugin gate (`/v1/decide`).
     pub plugin_gate: Arc<plugin_gate::Gate>,
+    /// OpenTelemetry traces (`[telemetry]`; off unless an endpoint is set).
+    pub telemetry: telemetry::Telemetry,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     audit: Arc<audit::AuditLog>,
@@ -119,6 +123,7 @@ impl Sidecar {
             Arc::new(governance::PluginHealth::new(std::time::Duration::from_secs(cfg.plugin.heartbeat_s)));
         let handoffs = Arc::new(governance::Handoffs::default());
         let health = Arc::new(governance::HealthTracker::new(audit.clone(), &registry)?);
+        let telemetry = telemetry::Telemetry::start(&cfg.telemetry, &registry)?;
         let components = proxy::Components {
             policy: policy.clone(),
             audit: audit.clone(),
@@ -128,6 +133,7 @@ impl Sidecar {
             agent_keys: agent_keys.clone(),
             agent_key_mode: cfg.auth.agent_keys,
             health: health.clone(),
+            telemetry: telemetry.clone(),
         };
         let state = Arc::new(proxy::ProxyState::new(cfg.proxy.clone(), &cfg.upstreams, prices, components, &registry)?);
 
@@ -347,6 +353,7 @@ impl Sidecar {
             shutdown,
             tasks,
             plugin_gate,
+            telemetry,
             audit,
             policy,
             db,
@@ -375,6 +382,8 @@ impl Sidecar {
         for t in self.tasks {
             let _ = t.await;
         }
+        // Spans of the calls that just ended go out (bounded by the export timeout).
+        self.telemetry.shutdown().await;
         if let Err(e) = self.budgets.close() {
             tracing::error!(error = %e, "budget ledger close at shutdown failed");
         }

@@ -127,6 +127,9 @@ pub struct Config {
     pub notify: notifier::NotifySettings,
     #[serde(default)]
     pub log: LogSettings,
+    /// OpenTelemetry traces over OTLP/HTTP (docs/telemetry.md); off by default.
+    #[serde(default)]
+    pub telemetry: telemetry::TelemetrySettings,
 }
 
 impl Default for Config {
@@ -148,6 +151,7 @@ impl Default for Config {
             plugin: Default::default(),
             notify: Default::default(),
             log: LogSettings::default(),
+            telemetry: Default::default(),
         }
     }
 }
@@ -213,6 +217,7 @@ impl Config {
         mcp::config::validate(&self.mcp, &self.mcp_servers).map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         self.plugin.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         self.notify.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
+        self.telemetry.validate().map_err(|(key, msg)| ConfigError::Invalid { key: key.into(), msg })?;
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;

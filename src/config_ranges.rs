@@ -113,6 +113,11 @@ pub(crate) const KEYS: &[&str] = &[
     "notify.escalation.after_s.critical",
     "notify.escalation.before_expiry_s",
     "notify.push.max_per_token",
+    "telemetry.sample_ratio",
+    "telemetry.export_timeout_ms",
+    "telemetry.max_queue_spans",
+    "telemetry.max_batch_spans",
+    "telemetry.batch_delay_ms",
 ];
 
 /// Check every numeric key of `c`.
@@ -240,6 +245,18 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
             int(&format!("notify.routes[{}].cooldown_s", r.id), cd, 0, 86_400, " s")?;
         }
     }
+    let t = &c.telemetry;
+    num("telemetry.sample_ratio", t.sample_ratio, 0.0, 1.0)?;
+    int("telemetry.export_timeout_ms", t.export_timeout_ms, 1, 10 * 60 * SEC, " ms")?;
+    int("telemetry.max_queue_spans", t.max_queue_spans as u64, 1, 1_000_000, " spans")?;
+    int(
+        "telemetry.max_batch_spans",
+        t.max_batch_spans as u64,
+        1,
+        t.max_queue_spans as u64,
+        " spans (at most max_queue_spans)",
+    )?;
+    int("telemetry.batch_delay_ms", t.batch_delay_ms, 1, 60 * SEC, " ms")?;
     Ok(())
 }
 

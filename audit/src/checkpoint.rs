@@ -4,7 +4,8 @@
 //! The line is the canonical JSON (sorted keys, compact) of the fields below with
 //! `,"sig":"<128 hex>"` inserted before the final `}`; `sig` is Ed25519 over the canonical bytes
 //! without `sig`. `prev_checkpoint` is sha256 of the previous checkpoint's full line (without
-//! newline), chaining checkpoints so none can be dropped or reordered unnoticed.
+//! newline), chaining checkpoints so none can be dropped or reordered unnoticed. A rotation
+//! checkpoint (`next_key`) hands signing over to a new key (see `keys`, `docs/audit.md`).
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,11 @@ pub struct Checkpoint {
     pub last_seq: u64,
     /// RFC 6962 root over the hashes of records `first_seq..=last_seq` (see `merkle`).
     pub merkle_root: String,
+    /// A key rotation: the successor's raw Ed25519 public key (64 hex). This checkpoint is
+    /// signed with the retiring key, vouching for the new one; every later checkpoint must be
+    /// signed with the new key, and one signed with the retired key is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key: Option<String>,
     /// sha256 of the previous checkpoint line, `GENESIS_HASH` for the first.
     pub prev_checkpoint: String,
     /// `hash` of record `pruned_through` (what the first kept record's `prev_hash` must be).

@@ -23,6 +23,7 @@ mod export;
 pub mod health;
 mod index;
 mod indexer;
+mod keychain;
 pub mod keys;
 pub mod mask;
 pub mod merkle;
@@ -77,7 +78,8 @@ pub struct AuditLog {
     /// records through it).
     tx: Queue,
     reader: Reader,
-    pubkey: VerifyingKey,
+    /// The key in force (changes at a rotation).
+    pubkey: Mutex<VerifyingKey>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The writer thread, unparked when a record must not wait for the group window (see
     /// `Writer::gather`).
@@ -162,7 +164,7 @@ impl AuditLog {
                 scan_limit: settings.search_scan_limit.max(1),
                 salt,
             },
-            pubkey,
+            pubkey: Mutex::new(pubkey),
             thread: Mutex::new(Some(thread)),
             writer: writer_thread,
             group_max: settings.group_commit_records.max(1),
@@ -335,12 +337,34 @@ impl AuditLog {
         self.reader.shared.health.subscribe()
     }
 
+    /// Rotate the checkpoint-signing key: everything appended so far is signed with the
+    /// current key, a checkpoint signed with it names the new public key, the new key signs
+    /// from then on (the old one is kept in `audit-pubkeys.pem` for verifying), and an `auth`
+    /// record `audit_key_rotated` is appended. Returns (retired key id, new key id).
+    /// Blocking: use `spawn_blocking`.
+    pub fn rotate_key(&self) -> Result<(String, String), AuditError> {
+        let key = keys::generate()?;
+        let new = key.verifying_key();
+        let old = keys::key_id(&self.public_key());
+        self.send(|done| Msg::RotateKey { key: Box::new(key), done })?;
+        match self.pubkey.lock() {
+            Ok(mut k) => *k = new,
+            Err(p) => *p.into_inner() = new,
+        }
+        Ok((old, keys::key_id(&new)))
+    }
+
     fn request(&self, checkpoint: bool) -> Result<(), AuditError> {
+        self.send(|done| Msg::Flush { checkpoint, done })
+    }
+
+    /// Send the writer a request and wait for its answer.
+    fn send(&self, msg: impl FnOnce(writer::FlushDone) -> Msg) -> Result<(), AuditError> {
         let (done, wait) = mpsc::sync_channel(1);
         {
             let guard = self.tx.lock().map_err(|_| stopped(&self.reader.shared))?;
             let Some(tx) = guard.as_ref() else { return Err(stopped(&self.reader.shared)) };
-            tx.send(Msg::Flush { checkpoint, done }).map_err(|_| stopped(&self.reader.shared))?;
+            tx.send(msg(done)).map_err(|_| stopped(&self.reader.shared))?;
         }
         self.writer.unpark();
         match wait.recv() {
@@ -378,7 +402,10 @@ impl AuditLog {
 
     /// The checkpoint-signing public key (also exported as `audit-pubkey.pem`).
     pub fn public_key(&self) -> VerifyingKey {
-        self.pubkey
+        match self.pubkey.lock() {
+            Ok(k) => *k,
+            Err(p) => *p.into_inner(),
+        }
     }
 
     /// Filtered search, newest first, with cursor pagination.
@@ -410,7 +437,10 @@ impl AuditLog {
     /// Verify the whole log on disk against this log's own key. Reads every segment:
     /// run it off the async runtime (`spawn_blocking`).
     pub fn verify(&self) -> VerifyReport {
-        verify::verify_dir_with(&self.dir, Some(&self.pubkey), VerifyReport::default())
+        match keys::local_keys(&self.dir) {
+            Ok(k) => verify::verify_dir_with(&self.dir, Some(&k), VerifyReport::default()),
+            Err(e) => VerifyReport { errors: vec![format!("public keys: {e}")], ..VerifyReport::default() },
+        }
     }
 }
 

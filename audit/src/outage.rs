@@ -122,7 +122,7 @@ impl Writer {
                         None => batch.push(p),
                     }
                 }
-                Ok(Msg::Flush { done, .. }) => {
+                Ok(Msg::Flush { done, .. } | Msg::RotateKey { done, .. }) => {
                     let _ = done.send(Err(self.shared.health.unavailable()));
                 }
                 Err(RecvTimeoutError::Timeout) => return true,

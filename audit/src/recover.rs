@@ -247,6 +247,7 @@ impl Writer {
             deferred: Vec::new(),
             spans: p.spans,
             disk,
+            rotate_to: None,
         }
     }
 }

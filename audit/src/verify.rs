@@ -10,6 +10,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint};
+use crate::keychain::KeyChain;
 use crate::record::{line_hash_fast, recompute_line_hash, LineMeta, GENESIS_HASH};
 use crate::segment::{self, CHECKPOINT_FILE};
 use crate::{keys, merkle};
@@ -32,8 +33,11 @@ pub struct VerifyReport {
     pub first_bad_seq: Option<u64>,
     /// The first checkpoint that is altered, missing or badly signed.
     pub bad_checkpoint: Option<u64>,
-    /// Key id of the public key used.
+    /// Key id of the first key that signed (the one given, or the oldest stored).
     pub key_id: Option<String>,
+    /// Every key that signed, oldest first (more than one after a key rotation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys_used: Vec<String>,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
 }
@@ -58,7 +62,9 @@ impl fmt::Display for VerifyReport {
         if let Some(p) = self.pruned_through {
             writeln!(f, "  records up to seq {p} removed under retention (recorded in a signed checkpoint)")?;
         }
-        if let Some(k) = &self.key_id {
+        if self.keys_used.len() > 1 {
+            writeln!(f, "  key ids {} (rotated)", self.keys_used.join(" -> "))?;
+        } else if let Some(k) = &self.key_id {
             writeln!(f, "  key id {k}")?;
         }
         for e in &self.errors {
@@ -329,11 +335,12 @@ impl Verifier<'_> {
 /// one must be checkpoint 1; exports may start later.
 fn check_checkpoints(
     lines: &[&[u8]],
-    key: Option<&VerifyingKey>,
+    keys: Option<&[VerifyingKey]>,
     strict: bool,
     rep: &mut VerifyReport,
 ) -> Vec<Checkpoint> {
     let mut out: Vec<Checkpoint> = Vec::new();
+    let mut chain = keys.map(KeyChain::new);
     let mut prev_hash = GENESIS_HASH.to_string();
     for line in lines {
         let c: Checkpoint = match serde_json::from_slice(line) {
@@ -354,8 +361,8 @@ fn check_checkpoints(
             Some(format!("out of sequence (expected checkpoint {expected_n})"))
         } else if (!out.is_empty() || c.checkpoint == 1) && c.prev_checkpoint != prev_hash {
             Some("prev_checkpoint does not match the previous checkpoint line".to_string())
-        } else if let Some(k) = key {
-            (!c.signature_ok(k)).then(|| "signature invalid".to_string())
+        } else if let Some(ch) = chain.as_mut() {
+            ch.check(&c).err()
         } else {
             None
         };
@@ -369,47 +376,55 @@ fn check_checkpoints(
         rep.checkpoints += 1;
         out.push(c);
     }
-    if key.is_none() && !out.is_empty() {
+    if let Some(ch) = chain {
+        rep.key_id = ch.used.first().cloned().or(rep.key_id.take());
+        rep.keys_used = ch.used;
+    }
+    if keys.is_none() && !out.is_empty() {
         rep.warnings.push("no public key given: checkpoint signatures not checked".into());
     }
     out
 }
 
-fn key_or_report(pubkey: Option<&Path>, fallback: &Path, rep: &mut VerifyReport) -> Option<VerifyingKey> {
-    let path = pubkey.map(Path::to_path_buf).unwrap_or_else(|| fallback.to_path_buf());
-    match keys::load_public(&path) {
+/// The trusted keys: `pubkey` (one key, or a key history file of several), else the keys
+/// stored in the log dir (`fallback`: its `audit-pubkeys.pem`, or `audit-pubkey.pem`).
+fn keys_or_report(pubkey: Option<&Path>, fallback: Option<&Path>, rep: &mut VerifyReport) -> Option<Vec<VerifyingKey>> {
+    let loaded = match (pubkey, fallback) {
+        (Some(p), _) => keys::load_public_set(p).map_err(|e| format!("cannot read public key {}: {e}", p.display())),
+        (None, Some(dir)) => keys::local_keys(dir).map_err(|e| e.to_string()),
+        (None, None) => return None,
+    };
+    match loaded {
         Ok(k) => {
-            rep.key_id = Some(keys::key_id(&k));
+            rep.key_id = k.first().map(keys::key_id);
             if pubkey.is_none() {
                 rep.warnings.push(format!(
-                    "using the public key stored next to the log ({}); pass --pubkey to check against a key you trust",
-                    path.display()
+                    "using the public key stored next to the log, with its rotation history ({}); pass --pubkey to check against keys you trust",
+                    fallback.map(|d| d.join(keys::HISTORY_FILE).display().to_string()).unwrap_or_default()
                 ));
             }
             Some(k)
         }
         Err(e) if pubkey.is_some() => {
-            rep.errors.push(format!("cannot read public key {}: {e}", path.display()));
+            rep.errors.push(e);
             None
         }
         Err(_) => None,
     }
 }
 
-/// Verify a log directory. `pubkey`: a trusted public key (PEM or hex); default is the
-/// `audit-pubkey.pem` in `dir`, which only proves self-consistency.
+/// Verify a log directory. `pubkey`: trusted public keys (one PEM or hex key, or a key
+/// history with one PEM block per key, oldest first); default: the keys stored in `dir`,
+/// which only proves self-consistency.
 pub fn verify_dir(dir: &Path, pubkey: Option<&Path>) -> VerifyReport {
     let mut rep = VerifyReport::default();
-    let key = key_or_report(pubkey, &dir.join(keys::PUBLIC_KEY_FILE), &mut rep);
-    verify_dir_with(dir, key.as_ref(), rep)
+    let keys = keys_or_report(pubkey, Some(dir), &mut rep);
+    verify_dir_with(dir, keys.as_deref(), rep)
 }
 
-pub(crate) fn verify_dir_with(dir: &Path, key: Option<&VerifyingKey>, mut rep: VerifyReport) -> VerifyReport {
+pub(crate) fn verify_dir_with(dir: &Path, keys: Option<&[VerifyingKey]>, mut rep: VerifyReport) -> VerifyReport {
     if !rep.errors.is_empty() {
         return rep;
-    }
-    if let Some(k) = key {
-        rep.key_id = Some(keys::key_id(k));
     }
     let cp_buf = fs::read(dir.join(CHECKPOINT_FILE)).unwrap_or_default();
     let (cp_lines, cp_torn) = segment::lines(&cp_buf);
@@ -417,7 +432,7 @@ pub(crate) fn verify_dir_with(dir: &Path, key: Option<&VerifyingKey>, mut rep: V
         rep.warnings.push("checkpoint file has an incomplete last line (being written, or torn)".into());
     }
     let cp_lines: Vec<&[u8]> = cp_lines.into_iter().map(|(_, l)| l).collect();
-    let cps = check_checkpoints(&cp_lines, key, true, &mut rep);
+    let cps = check_checkpoints(&cp_lines, keys, true, &mut rep);
     if !rep.errors.is_empty() {
         return rep;
     }
@@ -469,10 +484,7 @@ pub(crate) fn verify_dir_with(dir: &Path, key: Option<&VerifyingKey>, mut rep: V
 /// written by `export`).
 pub fn verify_export(file: &Path, pubkey: Option<&Path>) -> VerifyReport {
     let mut rep = VerifyReport::default();
-    let key = match pubkey {
-        Some(p) => key_or_report(Some(p), p, &mut rep),
-        None => None,
-    };
+    let keys = keys_or_report(pubkey, None, &mut rep);
     if !rep.errors.is_empty() {
         return rep;
     }
@@ -485,7 +497,7 @@ pub fn verify_export(file: &Path, pubkey: Option<&Path>) -> VerifyReport {
     };
     let (lines, torn) = segment::lines(&buf);
     let cp_lines: Vec<&[u8]> = lines.iter().map(|(_, l)| *l).filter(|l| checkpoint::is_checkpoint_line(l)).collect();
-    let cps = check_checkpoints(&cp_lines, key.as_ref(), false, &mut rep);
+    let cps = check_checkpoints(&cp_lines, keys.as_deref(), false, &mut rep);
     if !rep.errors.is_empty() {
         return rep;
     }

@@ -52,6 +52,12 @@ pub(crate) enum Msg {
         checkpoint: bool,
         done: FlushDone,
     },
+    /// Sign what is queued with the current key, then hand signing over to `key` with a
+    /// rotation checkpoint (see `keys`), then answer.
+    RotateKey {
+        key: Box<SigningKey>,
+        done: FlushDone,
+    },
 }
 
 /// The writer's queue; queue order is seq order. `None` once the log handle is dropped (the
@@ -137,6 +143,8 @@ pub(crate) struct Writer {
     pub spans: Spans,
     /// The filesystem (or a test's faulty one).
     pub disk: Disk,
+    /// A key rotation asked for and not yet done.
+    pub rotate_to: Option<Box<SigningKey>>,
 }
 
 /// RFC 3339 UTC with milliseconds.
@@ -194,7 +202,7 @@ impl Writer {
             if self.pending_hashes.is_empty() { cp_every } else { cp_every.saturating_sub(self.last_cp.elapsed()) };
         match rx.recv_timeout(idle.max(Duration::from_millis(1))) {
             Ok(m) => {
-                push(m, batch, flushes);
+                push(m, batch, flushes, &mut self.rotate_to);
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return true,
@@ -206,7 +214,7 @@ impl Writer {
         loop {
             while batch.len() < max {
                 match rx.try_recv() {
-                    Ok(m) => urgent |= push(m, batch, flushes),
+                    Ok(m) => urgent |= push(m, batch, flushes, &mut self.rotate_to),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return true,
                 }
@@ -233,7 +241,9 @@ impl Writer {
         if !batch.is_empty() {
             self.write_batch(batch)?;
         }
+        let rotate = self.rotate_to.take();
         let want_cp = closing
+            || rotate.is_some()
             || flushes.iter().any(|(c, _)| *c)
             || self.pending_hashes.len() as u64 >= self.settings.checkpoint_every_records.max(1)
             || (!self.pending_hashes.is_empty()
@@ -245,6 +255,9 @@ impl Writer {
                     tracing::warn!(error = %e, "audit retention failed");
                 }
             }
+        }
+        if let Some(key) = rotate {
+            self.rotate_key(*key)?;
         }
         if closing && !self.deferred.is_empty() {
             // The queue is closed and drained: these are the last records.
@@ -350,6 +363,32 @@ impl Writer {
         if self.pending_hashes.is_empty() && prune.is_none() {
             return Ok(());
         }
+        self.sign_checkpoint(prune, None)
+    }
+
+    /// Hand signing over to `new`: stage it, sign a checkpoint naming it with the current key
+    /// (made even when no record is new), put it in force, and record the rotation (the
+    /// record is the first one the new key signs).
+    fn rotate_key(&mut self, new: SigningKey) -> Result<(), WriteError> {
+        let fail =
+            |e: crate::AuditError| WriteError { cause: FailureCause::Other, error: format!("key rotation: {e}") };
+        crate::keys::stage(&self.dir, &new).map_err(fail)?;
+        let next = crate::keys::public_hex(&new.verifying_key());
+        self.sign_checkpoint(None, Some(next))?;
+        crate::keys::promote(&self.dir, &new).map_err(fail)?;
+        let new_id = crate::keys::key_id(&new.verifying_key());
+        let old_id = std::mem::replace(&mut self.key_id, new_id.clone());
+        self.key = new;
+        tracing::info!(old_key = %old_id, new_key = %new_id, checkpoint = self.cp.count, "audit signing key rotated");
+        self.append_own(rotation_record(&old_id, &new_id, self.cp.count));
+        Ok(())
+    }
+
+    fn sign_checkpoint(
+        &mut self,
+        prune: Option<(u64, String, Vec<String>)>,
+        next_key: Option<String>,
+    ) -> Result<(), WriteError> {
         let (pruned_through, pruned_head_hash, pruned_segments) = match prune {
             Some((t, h, s)) => (Some(t), Some(h), s),
             None => (self.cp.pruned_through, self.cp.pruned_head_hash.clone(), Vec::new()),
@@ -361,6 +400,7 @@ impl Writer {
             key_id: self.key_id.clone(),
             last_seq: self.head_seq,
             merkle_root: hex::encode(merkle::root(&self.pending_hashes)),
+            next_key,
             prev_checkpoint: self.cp.prev_line_hash.clone(),
             pruned_head_hash,
             pruned_segments,
@@ -486,8 +526,32 @@ fn retention_record(through: u64, segments: Vec<String>, days: u32, checkpoint: 
     }
 }
 
+/// The record of a key rotation: the signed checkpoint just before it names the new key; this
+/// makes the rotation visible in search, the live stream and notifications.
+fn rotation_record(old: &str, new: &str, checkpoint: u64) -> AuditRecord {
+    let mut details = serde_json::json!({
+        "checkpoint": checkpoint,
+        "new_key_id": new,
+        "old_key_id": old,
+    });
+    crate::mask::canonicalize(&mut details);
+    AuditRecord {
+        kind: Some(crate::event::RecordKind::Auth),
+        actor: Some("system".into()),
+        outcome: Some("audit_key_rotated".into()),
+        reason: Some(format!("audit signing key {old} retired at checkpoint {checkpoint}; {new} signs from here")),
+        details,
+        ..AuditRecord::default()
+    }
+}
+
 /// Add `m` to the group; returns whether someone waits for it to be durable.
-fn push(m: Msg, batch: &mut Vec<Pending>, flushes: &mut Vec<(bool, FlushDone)>) -> bool {
+fn push(
+    m: Msg,
+    batch: &mut Vec<Pending>,
+    flushes: &mut Vec<(bool, FlushDone)>,
+    rotate: &mut Option<Box<SigningKey>>,
+) -> bool {
     match m {
         Msg::Rec(p) => {
             let urgent = p.waiter.is_some();
@@ -496,6 +560,11 @@ fn push(m: Msg, batch: &mut Vec<Pending>, flushes: &mut Vec<(bool, FlushDone)>) 
         }
         Msg::Flush { checkpoint, done } => {
             flushes.push((checkpoint, done));
+            true
+        }
+        Msg::RotateKey { key, done } => {
+            *rotate = Some(key);
+            flushes.push((true, done));
             true
         }
     }

@@ -30,13 +30,40 @@ pub struct CallCtx {
     upstream_ns: AtomicU64,
     /// Nanoseconds the call was parked waiting for a human (not sidecar overhead).
     held_ns: AtomicU64,
+    /// The call's root span (`[telemetry]`); a no-op when traces are off.
+    pub trace: telemetry::SpanCx,
 }
 
 impl CallCtx {
     /// A context for a request with these headers and path.
     pub fn new(headers: &http::HeaderMap, path: &str) -> CallCtx {
+        CallCtx::traced(headers, &http::Method::POST, path, &telemetry::Telemetry::disabled())
+    }
+
+    /// A context whose call gets a root span when `telemetry` is on. The trace id is the
+    /// span's (the caller's, from a valid `traceparent`, or a new one), so logs, audit
+    /// records and exported spans name the same trace.
+    pub fn traced(
+        headers: &http::HeaderMap,
+        method: &http::Method,
+        path: &str,
+        telemetry: &telemetry::Telemetry,
+    ) -> CallCtx {
+        let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+        let trace = telemetry.root("call", traceparent, || {
+            // A method outside the known set is named `_OTHER` (semantic conventions): no
+            // free text from the request.
+            let m = match *method {
+                http::Method::GET => "GET",
+                http::Method::POST => "POST",
+                http::Method::PUT => "PUT",
+                http::Method::DELETE => "DELETE",
+                _ => "_OTHER",
+            };
+            vec![telemetry::Attr::new("http.request.method", m)]
+        });
         CallCtx {
-            trace_id: trace_id_from(headers).unwrap_or_else(decision::new_trace_id),
+            trace_id: trace.trace_id().or_else(|| trace_id_from(headers)).unwrap_or_else(decision::new_trace_id),
             decision_id: DecisionId::new(),
             started: Instant::now(),
             dialect: Dialect::from_path(path),
@@ -45,6 +72,7 @@ impl CallCtx {
             admission: OnceLock::new(),
             upstream_ns: AtomicU64::new(0),
             held_ns: AtomicU64::new(0),
+            trace,
         }
     }
 

@@ -185,7 +185,14 @@ impl CallEnd {
                     Charge::Usd(usage.as_ref().and_then(|u| self.state.prices.cost(&self.model, u)).unwrap_or(reserved))
                 }
             };
-            (r.settle(charge), reserved)
+            let span = self
+                .ctx
+                .trace
+                .child("budget.settle", || vec![telemetry::Attr::new("clawbutler.budget.reserved_usd", reserved)]);
+            let charged = r.settle(charge);
+            span.set(|| telemetry::Attr::new("clawbutler.budget.charged_usd", charged));
+            span.end();
+            (charged, reserved)
         });
         let failed = self.status != 0 && !(200..300).contains(&self.status);
         let label = if self.client_gone {
@@ -221,9 +228,29 @@ impl CallEnd {
             details.insert("client_gone_before_answer".into(), true.into());
         }
         ev.details = serde_json::Value::Object(details);
+        self.trace_end(&ev);
         if let Err(e) = self.state.audit.append(ev) {
             tracing::error!(error = %e, "audit append failed");
         }
+    }
+}
+
+impl CallEnd {
+    /// The call's root span ends with the call: token usage (GenAI semantic conventions),
+    /// charge and outcome.
+    fn trace_end(&self, ev: &audit::AuditEvent) {
+        let t = &self.ctx.trace;
+        if let Some(u) = &ev.usage {
+            t.set(|| telemetry::Attr::new("gen_ai.usage.input_tokens", u.input_tokens as i64));
+            t.set(|| telemetry::Attr::new("gen_ai.usage.output_tokens", u.output_tokens as i64));
+        }
+        if let Some(c) = ev.charged_usd {
+            t.set(|| telemetry::Attr::new("clawbutler.charged_usd", c));
+        }
+        if let Some(o) = &ev.outcome {
+            t.set(|| telemetry::Attr::new("clawbutler.outcome", o.as_str()));
+        }
+        t.end();
     }
 }
 

@@ -219,6 +219,18 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
         headers.remove("x-api-key");
         headers.insert(up.key_header(), key.clone());
     }
+    // The upstream request's span; when traces are on, the upstream is told it is the
+    // parent (W3C `traceparent`, replacing the caller's, whose span is this one's ancestor).
+    let span = req.ctx.trace.child_of_kind("upstream", telemetry::Kind::Client, || {
+        vec![
+            telemetry::Attr::new("clawbutler.upstream", up.name.clone()),
+            telemetry::Attr::new("http.request.method", req.parts.method.as_str().to_string()),
+            telemetry::Attr::new("clawbutler.stream", req.info.stream),
+        ]
+    });
+    if let Some(tp) = span.traceparent().and_then(|v| HeaderValue::from_str(&v).ok()) {
+        headers.insert("traceparent", tp);
+    }
     let mut out = Request::new(Full::new(body));
     *out.method_mut() = req.parts.method.clone();
     *out.uri_mut() = uri;
@@ -257,6 +269,12 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
     wait.fut = None;
     let mut fin = wait.fin.take().ok_or_else(|| ProxyError::Internal("call end missing".into()))?;
     req.ctx.add_upstream(t0.elapsed());
+    match &sent {
+        Ok(Ok(r)) => span.set(|| telemetry::Attr::new("http.response.status_code", i64::from(r.status().as_u16()))),
+        Ok(Err(_)) => span.error("upstream unreachable"),
+        Err(_) => span.error("upstream timeout"),
+    }
+    span.end();
     let res = match sent {
         Err(_) => {
             state.metrics.upstream_error(&up.name, ErrorClass::Timeout);

@@ -52,6 +52,8 @@ pub struct ProxyState {
     pub metrics: ProxyMetrics,
     /// Who may call as which agent (`[auth] agent_keys` and the per-agent keys).
     pub auth: Arc<auth::AgentAuth>,
+    /// OpenTelemetry spans per call (`[telemetry]`; off: nothing is made).
+    pub telemetry: telemetry::Telemetry,
 }
 
 /// The shared services the data path acts through, built by the app from one store.
@@ -65,6 +67,7 @@ pub struct Components {
     /// `[auth] agent_keys`.
     pub agent_key_mode: auth::AgentKeyMode,
     pub health: Arc<governance::HealthTracker>,
+    pub telemetry: telemetry::Telemetry,
 }
 
 /// Errors assembling the data path (reported at start).
@@ -103,6 +106,7 @@ impl ProxyState {
             prices: prices.with_server_tool_call_usd(settings.server_tool_call_usd),
             metrics,
             auth: Arc::new(auth::AgentAuth::new(c.agent_key_mode, c.agent_keys, registry)?),
+            telemetry: c.telemetry,
             settings,
         })
     }

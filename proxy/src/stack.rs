@@ -36,8 +36,9 @@ where
         // Edge: outermost, so every response (errors included) is in the caller's shape and
         // carries the decision and trace ids.
         // Reads: headers (traceparent), path (dialect). Writes: `CallCtx` (trace id, decision
-        // id, dialect) into the request extensions; every error into a response. Needs: nothing.
-        .layer(EdgeLayer)
+        // id, dialect, the call's root span when traces are on) into the request extensions;
+        // every error into a response. Needs: nothing.
+        .layer(EdgeLayer::new(state.telemetry.clone()))
         // Metrics: inside the edge so it sees every outcome, refusals of inner layers included.
         // Reads: `CallCtx` (labels, action, upstream and held time). Writes: request count,
         // duration, overhead. Needs: edge.

@@ -1,5 +1,5 @@
-//! `clawbutler audit verify|export|tail`: offline tools over the log files; they never need
-//! the sidecar to be running (or trusted).
+//! `clawbutler audit verify|export|tail|rotate-key`: offline tools over the log files; they
+//! never need the sidecar to be running (or trusted). `rotate-key` needs it stopped.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,7 +25,8 @@ pub enum AuditCmd {
         /// Verify an exported jsonl file instead of the data dir's log.
         #[arg(long)]
         export: Option<PathBuf>,
-        /// Public key to trust (default: the one in the log dir; pass the auditor's copy).
+        /// Public keys to trust: one key, or a key history (`audit-pubkeys.pem`, one PEM block
+        /// per key, oldest first). Default: the keys in the log dir; pass the auditor's copy.
         #[arg(long)]
         pubkey: Option<PathBuf>,
         /// Print the report as JSON.
@@ -45,6 +46,10 @@ pub enum AuditCmd {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Retire the checkpoint-signing key for a new one (the sidecar must be stopped): a
+    /// checkpoint signed with the old key names the new one, the rotation is recorded, and
+    /// `audit-pubkeys.pem` keeps every key for verifying.
+    RotateKey,
     /// Print the last records; with -f keep following.
     Tail {
         #[arg(short = 'n', default_value_t = 20)]
@@ -83,6 +88,28 @@ pub fn run(cli: &Cli, c: &AuditCmd) -> CliResult {
             let n = audit::export(&dir, fmt, *from, *to, &mut out)?;
             out.flush()?;
             eprintln!("exported {n} records");
+            Ok(0)
+        }
+        AuditCmd::RotateKey => {
+            // Opening the state store proves the sidecar is stopped (it holds the store's lock):
+            // two writers must never share the log.
+            let state = cfg.server.data_dir.join("state");
+            let db = storage::Store::open(&state).map_err(|e| {
+                format!(
+                    "cannot open {} ({e}): stop the sidecar first, rotate-key needs the log to itself",
+                    state.display()
+                )
+            })?;
+            let log = audit::AuditLog::open(&dir, &cfg.audit, &db, &prometheus::Registry::new())?;
+            let (old, new) = log.rotate_key()?;
+            drop(log);
+            let report = audit::verify_dir(&dir, None);
+            println!("audit signing key rotated: {old} retired, {new} signs from now on");
+            println!("give auditors {} (every key, oldest first)", dir.join(audit::keys::HISTORY_FILE).display());
+            if !report.ok {
+                println!("{report}");
+                return Ok(1);
+            }
             Ok(0)
         }
         AuditCmd::Tail { n, follow } => {

@@ -10,6 +10,7 @@ mod approvals_api;
 mod approvals_events;
 mod approvals_restart;
 mod audit_failure;
+mod audit_rotation;
 mod budgets;
 mod contracts;
 mod e2e_attach;

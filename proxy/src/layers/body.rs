@@ -260,6 +260,8 @@ where
             let info =
                 if route.endpoint.has_body() { parse_info(route.endpoint, &bytes)? } else { BodyInfo::default() };
             let session = session_from(&parts.headers);
+            // The model name, cut to a bounded length (it is the caller's text).
+            ctx.trace.set(|| telemetry::Attr::new("gen_ai.request.model", bounded(&info.model, 128)));
             let estimate_usd =
                 estimate::estimate(&state.prices, route.endpoint, &info, bytes.len(), &state.settings).usd;
             inner
@@ -277,6 +279,15 @@ where
                 .await
         })
     }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn bounded(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 #[cfg(test)]

@@ -76,7 +76,14 @@ pub fn reserve(state: Arc<ProxyState>, mut req: CallRequest, mut next: Next) -> 
             let Some(worst) = req.estimate_usd else {
                 return refuse(&state, &req, &unpriced(&req), Refusal::Deny).await;
             };
-            match state.budgets.reserve(&scope(&req), worst) {
+            let span = req
+                .ctx
+                .trace
+                .child("budget.reserve", || vec![telemetry::Attr::new("clawbutler.budget.reserve_usd", worst)]);
+            let reserved = state.budgets.reserve(&scope(&req), worst);
+            span.set(|| telemetry::Attr::new("clawbutler.budget.reserved", reserved.is_ok()));
+            span.end();
+            match reserved {
                 Ok(res) => req.reservation = Some(res),
                 Err(r) => return refuse_budget(&state, &req, r).await,
             }

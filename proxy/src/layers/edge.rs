@@ -16,12 +16,21 @@ use crate::error::ProxyError;
 
 /// See the module docs.
 #[derive(Clone, Default)]
-pub struct EdgeLayer;
+pub struct EdgeLayer {
+    telemetry: telemetry::Telemetry,
+}
+
+impl EdgeLayer {
+    /// An edge whose calls get a root span from `telemetry` (when it is on).
+    pub fn new(telemetry: telemetry::Telemetry) -> Self {
+        EdgeLayer { telemetry }
+    }
+}
 
 impl<S> Layer<S> for EdgeLayer {
     type Service = Edge<S>;
     fn layer(&self, inner: S) -> Edge<S> {
-        Edge { inner }
+        Edge { inner, telemetry: self.telemetry.clone() }
     }
 }
 
@@ -29,6 +38,7 @@ impl<S> Layer<S> for EdgeLayer {
 #[derive(Clone)]
 pub struct Edge<S> {
     inner: S,
+    telemetry: telemetry::Telemetry,
 }
 
 impl<S, B> Service<Request<B>> for Edge<S>
@@ -46,7 +56,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let ctx = Arc::new(CallCtx::new(req.headers(), req.uri().path()));
+        let ctx = Arc::new(CallCtx::traced(req.headers(), req.method(), req.uri().path(), &self.telemetry));
         let allow = super::guard::allow_for(req.uri().path());
         req.extensions_mut().insert(ctx.clone());
         let mut inner = self.inner.clone();
@@ -73,10 +83,28 @@ where
                     }
                 };
                 stamp(&mut res, &ctx);
+                trace_outcome(&ctx, res.status());
                 Ok(res)
             },
             span,
         ))
+    }
+}
+
+/// What the call's root span says once the response is ready (the span itself ends with
+/// the call: at `finish.rs` for a forwarded call, else when the context is dropped).
+fn trace_outcome(ctx: &CallCtx, status: http::StatusCode) {
+    let t = &ctx.trace;
+    t.set(|| telemetry::Attr::new("http.response.status_code", i64::from(status.as_u16())));
+    if let Some(a) = ctx.action.get() {
+        t.set(|| telemetry::Attr::new("clawbutler.action", a.as_str()));
+    }
+    if let Some((endpoint, upstream)) = ctx.labels.get() {
+        t.set(|| telemetry::Attr::new("clawbutler.route", endpoint.as_str()));
+        t.set(|| telemetry::Attr::new("clawbutler.upstream", upstream.to_string()));
+    }
+    if status.is_server_error() {
+        t.error("server error");
     }
 }
 

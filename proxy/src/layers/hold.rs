@@ -124,9 +124,15 @@ pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> Bo
             }
         };
         let approval_id = held.approval().id.clone();
+        // The span covers the wait for a human (a client that leaves ends it by dropping it).
+        let span =
+            req.ctx.trace.child("hold", || vec![telemetry::Attr::new("clawbutler.approval.id", approval_id.clone())]);
         let t0 = Instant::now();
         let res = held.await;
         req.ctx.add_held(t0.elapsed());
+        span.set(|| telemetry::Attr::new("clawbutler.hold.wait_seconds", t0.elapsed().as_secs_f64()));
+        span.set(|| telemetry::Attr::new("clawbutler.approval.allowed", res.is_allowed()));
+        span.end();
         let header = HeaderValue::from_str(&approval_id).ok();
         let killed = res.is_allowed().then(|| state.kill.blocked(&req.route.agent)).flatten();
         let out = if let Some(why) = killed {

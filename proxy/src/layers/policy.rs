@@ -23,8 +23,14 @@ pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> Bo
         let mut input = record::policy_input(&req, state.broker.grants_for(&req.route.agent));
         input.budgets =
             state.budgets.snapshot(&CallScope::model(&req.route.agent, &req.info.model, &req.route.upstream.name));
+        let span = req.ctx.trace.child("policy", Vec::new);
         let mut d = state.policy.evaluate(&input);
         d.id = req.ctx.decision_id.clone();
+        // Rule names and revisions come from the policy bundle (the operator's), not the call.
+        span.set(|| telemetry::Attr::new("clawbutler.decision.action", d.action.as_str()));
+        span.set(|| telemetry::Attr::new("clawbutler.decision.rule", d.rule.clone()));
+        span.set(|| telemetry::Attr::new("clawbutler.policy.revision", d.bundle_revision.clone()));
+        span.end();
         match d.action {
             // The hold step parks it and sets the final action once a human decided.
             Action::Hold => {

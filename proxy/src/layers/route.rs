@@ -81,6 +81,8 @@ where
         let routed = resolve(&self.upstreams, req.method(), req.uri().path()).and_then(|route| {
             if let Some(ctx) = req.extensions().get::<Arc<CallCtx>>() {
                 let _ = ctx.labels.set((route.endpoint, Arc::from(route.upstream.name.as_str())));
+                // The agent id was checked canonical just above (bounded spelling).
+                ctx.trace.set(|| telemetry::Attr::new("gen_ai.agent.name", route.agent.clone()));
             }
             self.auth.check(&route, req.headers_mut())?;
             Ok(route)

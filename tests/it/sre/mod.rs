@@ -11,7 +11,9 @@ mod dashboard;
 mod deploy;
 mod live;
 mod logs;
+mod otlp;
 mod rules;
+mod traces;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
