@@ -127,6 +127,9 @@ pub struct Config {
     pub notify: notifier::NotifySettings,
     #[serde(default)]
     pub log: LogSettings,
+    /// Fleet mode (docs/fleet.md): absent = this sidecar is on its own, as before.
+    #[serde(default)]
+    pub fleet: Option<fleet::FleetSettings>,
 }
 
 impl Default for Config {
@@ -148,6 +151,7 @@ impl Default for Config {
             plugin: Default::default(),
             notify: Default::default(),
             log: LogSettings::default(),
+            fleet: None,
         }
     }
 }
@@ -213,6 +217,9 @@ impl Config {
         mcp::config::validate(&self.mcp, &self.mcp_servers).map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         self.plugin.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         self.notify.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
+        if let Some(f) = &self.fleet {
+            f.validate().map_err(|(key, msg)| ConfigError::Invalid { key: key.into(), msg })?;
+        }
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;
