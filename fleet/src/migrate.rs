@@ -8,7 +8,7 @@ use deadpool_postgres::Pool;
 use crate::FleetError;
 
 /// Advisory lock key of the migrations (any constant; "cbfleet" in ASCII).
-const LOCK: i64 = 0x6362_666c_6565_74;
+const LOCK: i64 = 0x0063_6266_6c65_6574;
 
 /// Every migration, oldest first; the index + 1 is the version.
 const MIGRATIONS: &[&str] = &[
