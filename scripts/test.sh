@@ -4,7 +4,8 @@
 #      (node 24 + openclaw@2026.9.6 in a cache dir; Debian chromium + chromedriver;
 #      the MCP server-everything, SDK clients and conformance suite from npm;
 #      Debian python3-aiosmtpd for the notification e-mail test's SMTP server;
-#      Debian prometheus/promtool and systemd-analyze for tests/it/sre),
+#      Debian prometheus/promtool and systemd-analyze for tests/it/sre;
+#      Debian postgresql for the fleet tests' throwaway clusters, tests/it/fleet),
 #   2. checks formatting and lints,
 #   3. runs the shipped policies' Rego tests through `clawbutler policy test`,
 #   4. runs the OpenClaw plugin's own tests (openclaw-plugin/test) with node 24,
@@ -21,6 +22,7 @@ bash scripts/install-browser.sh
 bash scripts/install-mcp-tools.sh >/dev/null
 bash scripts/install-smtp.sh
 bash scripts/install-sre-tools.sh
+bash scripts/install-postgres.sh
 # From here on a missing prerequisite fails the e2e tests instead of skipping them.
 export CLAWBUTLER_E2E=1
 

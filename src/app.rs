@@ -59,6 +59,8 @@ pub enum StartError {
     PluginGate(#[from] plugin_gate::GateError),
     #[error("notifications: {0}")]
     Notify(#[from] notifier::NotifyError),
+    #[error("fleet mode: {0}")]
+    Fleet(#[from] fleet::FleetError),
 }
 
 /// A running sidecar.
@@ -77,6 +79,8 @@ pub struct Sidecar {
     pub plugin_gate: Arc<plugin_gate::Gate>,
     /// OpenTelemetry traces (`[telemetry]`; off unless an endpoint is set).
     pub telemetry: telemetry::Telemetry,
+    /// The kill switch every path asks (local and, in fleet mode, fleet flags).
+    pub kill: Arc<governance::KillSwitch>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     audit: Arc<audit::AuditLog>,
@@ -156,6 +160,17 @@ impl Sidecar {
             key: "server.control_listen",
             source,
         })?;
+
+        // Fleet mode (optional): before anything serves, so a sidecar never takes a call
+        // without having read the fleet's kill flags (docs/fleet.md).
+        let (fleet, fleet_tasks) = match &cfg.fleet {
+            Some(f) => {
+                let (fleet, tasks) =
+                    fleet::Fleet::start(f, env!("CARGO_PKG_VERSION"), kill.clone(), &registry, rx.clone()).await?;
+                (Some(fleet), tasks)
+            }
+            None => (None, Vec::new()),
+        };
 
         // The MCP endpoint (`/mcp/agent/{agent}`), on the same governance services.
         let mcp_parts = mcp::Parts {
@@ -273,6 +288,7 @@ impl Sidecar {
             vec![tokio::spawn(data_server), budget_ticker, health_sweeper, plugin_gate.spawn_sweeper(rx.clone())];
         tasks.extend(mcp_tasks);
         tasks.extend(gateway_tasks);
+        tasks.extend(fleet_tasks);
 
         // Notifications read the audit log's live stream; they never sit on the data path.
         let (notify, notify_tasks) = notifier::Notifier::start(
@@ -299,7 +315,7 @@ impl Sidecar {
             policy: policy.clone(),
             audit: audit.clone(),
             broker: broker.clone(),
-            kill,
+            kill: kill.clone(),
             budgets,
             health,
             tokens,
@@ -333,6 +349,7 @@ impl Sidecar {
             agents: gateway.clone().map(|g| g as Arc<dyn governance::agents::AgentControl>),
             event_streams,
             notify,
+            fleet: fleet.clone(),
         });
         let app = control_api::router(control_state);
         let control_open = Some(connections.with_label_values(&["control"]));
@@ -354,6 +371,7 @@ impl Sidecar {
             tasks,
             plugin_gate,
             telemetry,
+            kill,
             audit,
             policy,
             db,

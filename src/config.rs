@@ -130,6 +130,9 @@ pub struct Config {
     /// OpenTelemetry traces over OTLP/HTTP (docs/telemetry.md); off by default.
     #[serde(default)]
     pub telemetry: telemetry::TelemetrySettings,
+    /// Fleet mode (docs/fleet.md): absent = this sidecar is on its own, as before.
+    #[serde(default)]
+    pub fleet: Option<fleet::FleetSettings>,
 }
 
 impl Default for Config {
@@ -152,6 +155,7 @@ impl Default for Config {
             notify: Default::default(),
             log: LogSettings::default(),
             telemetry: Default::default(),
+            fleet: None,
         }
     }
 }
@@ -218,6 +222,9 @@ impl Config {
         self.plugin.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         self.notify.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         self.telemetry.validate().map_err(|(key, msg)| ConfigError::Invalid { key: key.into(), msg })?;
+        if let Some(f) = &self.fleet {
+            f.validate().map_err(|(key, msg)| ConfigError::Invalid { key: key.into(), msg })?;
+        }
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;

@@ -64,6 +64,8 @@ pub struct ControlState {
     pub event_streams: prometheus::IntGauge,
     /// Notifications: routes, deliveries, push subscriptions, preferences, action links.
     pub notify: Arc<notifier::Notifier>,
+    /// Fleet mode (`/api/v1/fleet/...`); `None` when `[fleet]` is not configured.
+    pub fleet: Option<Arc<fleet::Fleet>>,
 }
 
 /// Shared handle.
@@ -101,6 +103,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::budgets::routes())
         .merge(routes::mcp::routes())
         .merge(routes::notifications::routes())
+        .merge(routes::fleet::routes())
         .merge(routes::ui::routes())
 }
 

@@ -3,10 +3,18 @@
 //! are also written to the `kill_switch` sled tree so a killed agent stays killed across a
 //! restart. What a kill changed in OpenClaw (config, cron jobs) is remembered by the gateway
 //! link, not here: this module only answers "may this agent's calls pass?".
+//!
+//! In fleet mode (the `fleet` crate) a second set of flags sits beside the local ones: the
+//! fleet's kills as last read from PostgreSQL, replaced as a whole on every read, plus an
+//! "unreachable" verdict while this sidecar cannot read them. Every path asks [`KillSwitch::blocked`],
+//! so a fleet kill refuses calls exactly the way a local one does. The two sets never mix: a
+//! local recover does not lift a fleet kill, and the fleet's state is not stored in sled (the
+//! database is its store; after a restart it is read again before the sidecar serves).
 
 use dashmap::DashMap;
 use prometheus::{IntGauge, Opts};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 /// Key of the global flag in the tree; agent ids are stored under `agent/<id>`.
@@ -41,6 +49,19 @@ pub struct KillSwitch {
     agents: DashMap<String, KillEntry>,
     global: RwLock<Option<KillEntry>>,
     killed: IntGauge,
+    fleet: RwLock<FleetKills>,
+}
+
+/// The fleet's kill flags as last read from the fleet database (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetKills {
+    /// The whole fleet is stopped.
+    pub global: Option<KillEntry>,
+    /// Agents stopped fleet-wide.
+    pub agents: BTreeMap<String, KillEntry>,
+    /// Set while the fleet's flags cannot be read (beyond the heartbeat TTL) and the sidecar
+    /// refuses every call: the text says why.
+    pub unreachable: Option<String>,
 }
 
 /// Errors of the kill switch store.
@@ -76,7 +97,7 @@ impl KillSwitch {
             "Agents currently stopped by the kill switch (a global kill counts as one more)",
         ))?;
         registry.register(Box::new(killed.clone()))?;
-        let ks = KillSwitch { tree, agents, global: RwLock::new(global), killed };
+        let ks = KillSwitch { tree, agents, global: RwLock::new(global), killed, fleet: RwLock::default() };
         ks.update_gauge();
         Ok(ks)
     }
@@ -86,7 +107,37 @@ impl KillSwitch {
         if let Some(g) = self.global().as_ref() {
             return Some(format!("all agents are stopped by the global kill switch: {}", g.reason));
         }
-        self.agents.get(agent).map(|e| format!("agent {agent} is stopped by the kill switch: {}", e.reason))
+        if let Some(e) = self.agents.get(agent) {
+            return Some(format!("agent {agent} is stopped by the kill switch: {}", e.reason));
+        }
+        let fleet = self.fleet.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(why) = &fleet.unreachable {
+            return Some(format!("the fleet kill switch cannot be read, so every call is refused: {why}"));
+        }
+        if let Some(g) = &fleet.global {
+            return Some(format!("all agents are stopped by the fleet kill switch: {}", g.reason));
+        }
+        fleet.agents.get(agent).map(|e| format!("agent {agent} is stopped by the fleet kill switch: {}", e.reason))
+    }
+
+    /// Replace the fleet's flags (everything but `unreachable`, which is cleared: a fresh read
+    /// is proof of contact). Called by the fleet sync after each read of the fleet database.
+    pub fn set_fleet(&self, global: Option<KillEntry>, agents: BTreeMap<String, KillEntry>) {
+        let mut f = self.fleet.write().unwrap_or_else(|p| p.into_inner());
+        *f = FleetKills { global, agents, unreachable: None };
+        drop(f);
+        self.update_gauge();
+    }
+
+    /// Mark the fleet's flags unreadable (`Some(why)`: refuse every call) or readable again.
+    pub fn set_fleet_unreachable(&self, why: Option<String>) {
+        let mut f = self.fleet.write().unwrap_or_else(|p| p.into_inner());
+        f.unreachable = why;
+    }
+
+    /// The fleet's flags as last applied.
+    pub fn fleet(&self) -> FleetKills {
+        self.fleet.read().map(|f| f.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// The agent's own flag (not the global one), if set.
@@ -152,8 +203,10 @@ impl KillSwitch {
     }
 
     fn update_gauge(&self) {
-        let g = i64::from(self.global().is_some());
-        self.killed.set(self.agents.len() as i64 + g);
+        let fleet = self.fleet();
+        let g = i64::from(self.global().is_some() || fleet.global.is_some());
+        let fleet_only = fleet.agents.keys().filter(|a| !self.agents.contains_key(*a)).count();
+        self.killed.set((self.agents.len() + fleet_only) as i64 + g);
     }
 }
 
@@ -191,5 +244,23 @@ mod tests {
         assert!(ks.blocked("b").is_some());
         assert_eq!(ks.recover_all().unwrap(), vec!["a".to_string()]);
         assert!(ks.blocked("a").is_none() && ks.blocked("b").is_none());
+    }
+
+    #[test]
+    fn fleet_flags_block_beside_local_ones_and_a_local_recover_does_not_lift_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = storage::Store::open(dir.path()).unwrap();
+        let ks = KillSwitch::open(&db, &prometheus::Registry::new()).unwrap();
+        let mut agents = BTreeMap::new();
+        agents.insert("main".to_string(), KillEntry::now("fleet stop", "carol"));
+        ks.set_fleet(None, agents);
+        assert!(ks.blocked("main").unwrap().contains("fleet kill switch: fleet stop"));
+        assert!(!ks.recover("main").unwrap(), "no local flag to lift");
+        assert!(ks.blocked("main").is_some(), "the fleet flag stands");
+        assert!(ks.blocked("ops").is_none());
+        ks.set_fleet_unreachable(Some("no contact for 10 s".into()));
+        assert!(ks.blocked("ops").unwrap().contains("no contact for 10 s"));
+        ks.set_fleet(None, BTreeMap::new());
+        assert!(ks.blocked("main").is_none() && ks.blocked("ops").is_none());
     }
 }

@@ -14,6 +14,7 @@
 //!   anything (a hung host or a black-holed network, as the gateway link sees it).
 //! - [`mcp`]: the real MCP parts (conformance suite, reference server, the TypeScript SDK running the
 //!   project's fixture server and test client), installed by `scripts/install-mcp-tools.sh`.
+//! - [`postgres::PgCluster`]: a throwaway PostgreSQL cluster on a loopback port (fleet mode).
 //! - [`http`]: a tiny HTTP/1.1 client (one connection per request, so dropping a stream hangs up).
 
 // Test infrastructure: a setup failure panics the test that uses it, with its reason.
@@ -24,5 +25,6 @@ pub mod fake_gateway;
 pub mod http;
 pub mod mcp;
 pub mod openclaw;
+pub mod postgres;
 pub mod rig;
 pub mod upstream;

@@ -17,6 +17,7 @@ mod e2e_attach;
 mod e2e_attach_tools;
 mod e2e_gateway;
 mod e2e_openclaw;
+mod fleet;
 mod gateway_link;
 mod hardening_edges;
 mod hardening_identity;

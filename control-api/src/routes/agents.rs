@@ -148,17 +148,17 @@ async fn get_one(State(s): State<AppState>, caller: Caller, Path(id): Path<Strin
 
 /// Agent ids are OpenClaw's canonical spelling (`decision::agent_id`); a kill under another
 /// spelling would block a name no call can use.
-fn agent_id(id: &str) -> Result<(), Problem> {
+pub(crate) fn agent_id(id: &str) -> Result<(), Problem> {
     decision::agent_id::check(id).map_err(|e| Problem::bad_request(e.to_string()))
 }
 
-fn reason_of(r: Option<String>) -> Result<String, Problem> {
+pub(crate) fn reason_of(r: Option<String>) -> Result<String, Problem> {
     r.map(|r| r.trim().to_string())
         .filter(|r| !r.is_empty())
         .ok_or_else(|| Problem::bad_request("'reason' is required and must not be empty"))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
     serde_json::from_slice(body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
 }
 
@@ -166,7 +166,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
 /// whether or not its record can be written (failing closed needs no record); the answer then
 /// carries `"audit_recorded": false`. Recovering is refused beforehand while the log cannot
 /// write ([`audit_ready`]).
-async fn audit(
+pub(crate) async fn audit(
     s: &AppState,
     agent: Option<&str>,
     actor: &str,
@@ -193,7 +193,7 @@ async fn audit(
 }
 
 /// Recovering lets an agent through again: refused while the audit log cannot record it.
-fn audit_ready(s: &AppState) -> Result<(), Problem> {
+pub(crate) fn audit_ready(s: &AppState) -> Result<(), Problem> {
     s.audit.require(audit::Face::Control).map_err(|u| Problem::audit_unavailable(&u, None))
 }
 

@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod budgets;
 pub mod events;
+pub mod fleet;
 pub mod grants;
 pub mod health;
 pub mod mcp;

@@ -1,0 +1,78 @@
+//! The fleet schema, versioned. Every start applies what is missing in one transaction under
+//! one advisory lock (so sidecars starting together do not race; all or nothing), and
+//! refuses a database whose schema is newer than this binary knows. Applied versions are
+//! never edited: a change is a new version.
+
+use deadpool_postgres::Pool;
+
+use crate::FleetError;
+
+/// Advisory lock key of the migrations (any constant; "cbfleet" in ASCII).
+const LOCK: i64 = 0x0063_6266_6c65_6574;
+
+/// Every migration, oldest first; the index + 1 is the version.
+const MIGRATIONS: &[&str] = &[
+    // 1: the sidecar registry and the kill switch.
+    r#"
+    CREATE TABLE fleet_sidecar (
+        sidecar_id     text PRIMARY KEY,
+        version        text NOT NULL,
+        started_at     timestamptz NOT NULL,
+        last_heartbeat timestamptz NOT NULL
+    );
+    CREATE TABLE fleet_control (
+        scope      text PRIMARY KEY,          -- 'global' or 'agent:<id>'
+        killed     boolean NOT NULL,
+        epoch      bigint NOT NULL DEFAULT 1, -- + 1 on every change
+        reason     text NOT NULL,
+        updated_by text NOT NULL,
+        sidecar_id text NOT NULL,             -- where the change was made
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    "#,
+    // 2: fleet budgets and their leases (amounts in micro-USD).
+    r#"
+    CREATE TABLE fleet_budget (
+        budget_id   text PRIMARY KEY,                 -- e.g. 'team:payments@daily:2026-12-03'
+        limit_micro bigint NOT NULL CHECK (limit_micro >= 0),
+        spent_micro bigint NOT NULL DEFAULT 0,        -- settled real cost
+        held_micro  bigint NOT NULL DEFAULT 0 CHECK (held_micro >= 0)  -- sum of open leases
+    );
+    CREATE TABLE fleet_lease (
+        lease_id     text PRIMARY KEY,                -- minted by the sidecar, reused on every retry
+        sidecar_id   text NOT NULL,
+        budget_ids   text[] NOT NULL,                 -- sorted; the same amount is held on each
+        amount_micro bigint NOT NULL CHECK (amount_micro > 0),
+        used_micro   bigint,
+        state        text NOT NULL DEFAULT 'open',    -- open | settled
+        expires_at   timestamptz NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Apply missing migrations; returns the schema version now in force.
+pub async fn migrate(pool: &Pool) -> Result<i32, FleetError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    // The lock first: two sidecars creating `fleet_schema` at once would otherwise collide.
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK]).await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS fleet_schema (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let found: i32 = tx.query_one("SELECT coalesce(max(version), 0) FROM fleet_schema", &[]).await?.get(0);
+    if found > SCHEMA_VERSION {
+        return Err(FleetError::SchemaTooNew { found, known: SCHEMA_VERSION });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let v = i as i32 + 1;
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO fleet_schema (version) VALUES ($1)", &[&v]).await?;
+        tracing::info!(version = v, "fleet schema migrated");
+    }
+    tx.commit().await?;
+    Ok(SCHEMA_VERSION)
+}

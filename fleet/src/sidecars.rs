@@ -1,0 +1,63 @@
+//! The sidecar registry: each sidecar upserts its row every `heartbeat_ms`; any sidecar lists
+//! them all (`GET /api/v1/fleet/sidecars`), with the age of each heartbeat as the database's
+//! clock sees it, so no two sidecars' clocks are compared.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde::Serialize;
+
+use crate::FleetError;
+
+/// One sidecar as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SidecarRow {
+    pub id: String,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub last_heartbeat: DateTime<Utc>,
+    /// Milliseconds since its last heartbeat (database clock).
+    pub heartbeat_age_ms: i64,
+    /// No heartbeat within the heartbeat TTL: down, cut off, or stopped.
+    pub stale: bool,
+}
+
+/// Write this sidecar's heartbeat (creating its row, or restarting it with `started_at`).
+pub async fn heartbeat(pool: &Pool, id: &str, version: &str, started_at: DateTime<Utc>) -> Result<(), FleetError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "INSERT INTO fleet_sidecar (sidecar_id, version, started_at, last_heartbeat) VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (sidecar_id) DO UPDATE SET version = EXCLUDED.version, \
+             started_at = EXCLUDED.started_at, last_heartbeat = now()",
+            &[&id, &version, &started_at],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Every registered sidecar, by id.
+pub async fn list(pool: &Pool, ttl_ms: u64) -> Result<Vec<SidecarRow>, FleetError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT sidecar_id, version, started_at, last_heartbeat, \
+             (extract(epoch FROM (now() - last_heartbeat)) * 1000)::bigint \
+             FROM fleet_sidecar ORDER BY sidecar_id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let age: i64 = r.get(4);
+            SidecarRow {
+                id: r.get(0),
+                version: r.get(1),
+                started_at: r.get(2),
+                last_heartbeat: r.get(3),
+                heartbeat_age_ms: age,
+                stale: age > ttl_ms as i64,
+            }
+        })
+        .collect())
+}

@@ -1,0 +1,58 @@
+//! `clawbutler fleet ...`: the fleet of sidecars sharing one PostgreSQL database, through any
+//! member's control API (docs/fleet.md): the registry and the fleet kill switch.
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use super::client::{ApiArgs, ApiClient};
+use super::{Cli, CliResult};
+
+/// Fleet subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FleetCmd {
+    /// List the fleet's sidecars: id, version, last heartbeat, stale or not.
+    Sidecars {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Stop an agent on every sidecar of the fleet (no AGENT: the whole fleet) (admin).
+    Kill {
+        /// Agent id; omit to stop every agent on every sidecar.
+        agent: Option<String>,
+        /// Why (recorded in the audit log and shown in refusals).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Lift a fleet kill of an agent (no AGENT: every fleet kill) (admin).
+    Recover {
+        /// Agent id; omit to lift every fleet kill.
+        agent: Option<String>,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+fn print(v: &Value) -> CliResult {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(0)
+}
+
+/// Run a fleet subcommand.
+pub async fn run(cli: &Cli, c: &FleetCmd) -> CliResult {
+    match c {
+        FleetCmd::Sidecars { api } => print(&ApiClient::from_cli(cli, api)?.get("/api/v1/fleet/sidecars").await?),
+        FleetCmd::Kill { agent, reason, api } => {
+            let body = json!({ "agent": agent, "reason": reason });
+            print(&ApiClient::from_cli(cli, api)?.post("/api/v1/fleet/kill", &body).await?)
+        }
+        FleetCmd::Recover { agent, reason, api } => {
+            let body = json!({ "agent": agent, "reason": reason, "confirm": true });
+            print(&ApiClient::from_cli(cli, api)?.post("/api/v1/fleet/recover", &body).await?)
+        }
+    }
+}
