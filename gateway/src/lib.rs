@@ -238,7 +238,9 @@ impl Gateway {
     async fn on_connected(self: Arc<Self>) {
         self.audit_gateway(audit::Outcome::Connected, json!({"url": self.link.url()}));
         self.refresh_agents().await;
-        self.snapshot_config("connected").await;
+        // Beside the rest: a config read must not delay "online" or the exec reconciliation.
+        let gw = self.clone();
+        tokio::spawn(async move { gw.snapshot_config("connected").await });
         // Online again only once the roster is re-read: an agent removed meanwhile goes from
         // "link down" to "no longer listed", never through a false "healthy".
         self.parts.health.link_changed(true, "");

@@ -259,7 +259,7 @@ impl Gateway {
             .map(|(_, _, c)| {
                 c.iter().map(|c| json!({"path": c.path, "group": c.group, "risk": c.risk})).collect::<Vec<Value>>()
             })
-            .unwrap_or_else(Vec::new);
+            .unwrap_or_default();
         self.audit_config(
             id,
             OUTSIDE,
