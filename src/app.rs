@@ -343,6 +343,7 @@ impl Sidecar {
                     ),
                 });
                 checks.extend(ready_gateway.as_ref().map(|g| g.ready_check()));
+                checks.extend(ready_gateway.as_ref().and_then(|g| g.config_ready_check()));
                 checks.extend(ready_plugin.ready_check());
                 checks
             }),

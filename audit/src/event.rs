@@ -218,6 +218,19 @@ pub enum Outcome {
     Governed,
     /// The path left ClawButler; the plugin is missing, disabled or not answering.
     Ungoverned,
+    // Config safety (`config` records, docs/config-safety.md).
+    /// A new version of an agent's (or the global) config slice was stored.
+    Snapshot,
+    /// The live config differs from the version ClawButler made or accepted.
+    Drifted,
+    /// A rollback was planned (dry run): nothing changed.
+    RollbackPlanned,
+    /// A rollback was applied.
+    RolledBack,
+    /// A rollback was refused because the config changed under it (stale baseHash).
+    RollbackConflict,
+    /// A rollback failed (the gateway refused it).
+    RollbackFailed,
     // Notifications.
     /// A notification reached its channel.
     Delivered,
@@ -285,6 +298,12 @@ impl Outcome {
             Outcome::UsageMismatch => "usage_mismatch",
             Outcome::Governed => "governed",
             Outcome::Ungoverned => "ungoverned",
+            Outcome::Snapshot => "snapshot",
+            Outcome::Drifted => "drifted",
+            Outcome::RollbackPlanned => "rollback_planned",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::RollbackConflict => "rollback_conflict",
+            Outcome::RollbackFailed => "rollback_failed",
             Outcome::Delivered => "delivered",
             Outcome::DeliveryFailed => "delivery_failed",
             Outcome::Suppressed => "suppressed",

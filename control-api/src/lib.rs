@@ -98,6 +98,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::tokens::routes())
         .merge(routes::openapi::routes())
         .merge(routes::agents::routes())
+        .merge(routes::config_history::routes())
         .merge(routes::agent_keys::routes())
         .merge(routes::plugins::routes())
         .merge(routes::budgets::routes())

@@ -193,6 +193,8 @@ impl Gateway {
         replace: &[String],
         note: &str,
     ) -> Result<Value, GatewayError> {
+        // Under the config-safety lock, so the snapshot of this write knows it was ours.
+        let _own = self.config.lock.lock().await;
         let mut last = None;
         for _ in 0..2 {
             let (hash, _) = self.config_get().await?;
@@ -201,7 +203,10 @@ impl Gateway {
                 params["replacePaths"] = json!(replace);
             }
             match self.link.call("config.patch", params).await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    self.config.remember(v.get("hash").and_then(Value::as_str), "kill switch");
+                    return Ok(v);
+                }
                 Err(GatewayError::Rpc { error, method }) if error.message.contains("changed since last load") => {
                     last = Some(GatewayError::Rpc { error, method });
                 }

@@ -11,6 +11,7 @@
 
 pub mod attach;
 pub mod backoff;
+pub mod config_safety;
 pub mod device;
 mod exec;
 pub mod frame;
@@ -104,6 +105,8 @@ pub struct Gateway {
     exec: exec::ExecState,
     governance: governance_watch::GovernanceWatch,
     native: plugin::NativeState,
+    /// Versioned config snapshots, drift and rollback (`config_safety`).
+    config: config_safety::ConfigSafety,
 }
 
 impl Gateway {
@@ -130,6 +133,7 @@ impl Gateway {
             exec: exec::ExecState::default(),
             governance,
             native: plugin::NativeState::default(),
+            config: config_safety::ConfigSafety::new(db.tree(storage::Tree::ConfigVersions)?, registry)?,
         });
         let events = link.subscribe();
         let sup = link.spawn(shutdown.clone());
@@ -199,6 +203,7 @@ impl Gateway {
                 let gw = self.clone();
                 tokio::spawn(async move {
                     gw.refresh_agents().await;
+                    gw.snapshot_config("config.changed").await;
                     gw.refresh_plugins().await;
                     // A patch is often followed by related writes: read them together.
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -233,6 +238,9 @@ impl Gateway {
     async fn on_connected(self: Arc<Self>) {
         self.audit_gateway(audit::Outcome::Connected, json!({"url": self.link.url()}));
         self.refresh_agents().await;
+        // Beside the rest: a config read must not delay "online" or the exec reconciliation.
+        let gw = self.clone();
+        tokio::spawn(async move { gw.snapshot_config("connected").await });
         // Online again only once the roster is re-read: an agent removed meanwhile goes from
         // "link down" to "no longer listed", never through a false "healthy".
         self.parts.health.link_changed(true, "");
@@ -256,6 +264,7 @@ impl Gateway {
                 _ = shutdown.changed() => return,
                 _ = every.tick() => {
                     if self.link.is_connected() {
+                        self.snapshot_config("timer").await;
                         self.recheck_governance("timer").await;
                     }
                 }
@@ -341,6 +350,10 @@ impl AgentControl for Gateway {
 
     fn governance(&self, id: &str) -> Option<serde_json::Value> {
         self.governance.agent(id, self.link.is_connected())
+    }
+
+    fn config_history(&self) -> Option<&dyn governance::config_history::ConfigHistory> {
+        Some(self)
     }
 
     fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a> {

@@ -59,6 +59,10 @@ pub trait AgentControl: Send + Sync {
     fn governance(&self, _id: &str) -> Option<Value> {
         None
     }
+    /// The config history of the gateway's agents (`config_history.rs`), when kept.
+    fn config_history(&self) -> Option<&dyn crate::config_history::ConfigHistory> {
+        None
+    }
     /// Stop the agent in OpenClaw (the proxy flag is already set by the caller).
     fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
     /// Undo exactly what `kill` changed.

@@ -9,6 +9,7 @@ pub mod attach_creds;
 pub mod audit_cmd;
 pub mod budgets_cmd;
 pub mod client;
+pub mod config_cmd;
 pub mod fleet_cmd;
 pub mod health_cmd;
 pub mod mcp_token_cmd;
@@ -80,6 +81,9 @@ pub enum Command {
     Detach(attach_cmd::DetachArgs),
     /// Report what of a gateway goes through this sidecar, per agent (and drift since attach).
     Status(status_cmd::StatusArgs),
+    /// An agent's OpenClaw config versions: history, diff, drift, rollback (through the control API).
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
     /// Exit 0 if the running sidecar answers /livez (or /readyz with --ready): for healthchecks.
     Health(health_cmd::HealthArgs),
 }
@@ -122,6 +126,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Detach(a) => attach_cmd::run_detach(&cli, a).await,
         Command::Status(a) => status_cmd::run(&cli, a).await,
         Command::Health(a) => health_cmd::run(&cli, a).await,
+        Command::Config(c) => config_cmd::run(&cli, c).await,
     };
     match result {
         Ok(code) => code,

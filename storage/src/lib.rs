@@ -67,6 +67,8 @@ pub enum Tree {
     NotifyPrefs,
     /// Action links already used (nonce -> expiry), so a link opens once.
     NotifyLinks,
+    /// Versioned config snapshots per agent and the drift baselines (`gateway::config_safety`).
+    ConfigVersions,
 }
 
 impl Tree {
@@ -94,6 +96,7 @@ impl Tree {
             Tree::NotifyPush => "notify_push",
             Tree::NotifyPrefs => "notify_prefs",
             Tree::NotifyLinks => "notify_links",
+            Tree::ConfigVersions => "config_versions",
         }
     }
 }
@@ -264,6 +267,7 @@ mod tests {
             Tree::NotifyPush,
             Tree::NotifyPrefs,
             Tree::NotifyLinks,
+            Tree::ConfigVersions,
         ];
         let names: HashSet<&str> = all.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), all.len());

@@ -15,6 +15,7 @@ mod budgets;
 mod contracts;
 mod e2e_attach;
 mod e2e_attach_tools;
+mod e2e_config_safety;
 mod e2e_gateway;
 mod e2e_openclaw;
 mod fleet;

@@ -71,6 +71,10 @@ fn view(s: &AppState, a: Option<AgentSummary>, id: &str) -> Value {
             (false, _) => json!({"governance": "unknown", "reason": "not an agent of the linked gateway"}),
         };
         o.insert("built_in_tools".into(), tools);
+        // Drift of its OpenClaw config from the version ClawButler made or accepted
+        // (`config-safety.md`); `ungoverned` when ClawButler's wiring drifted away.
+        let drift = s.agents.as_ref().and_then(|c| c.config_history()).and_then(|h| h.status(id));
+        o.insert("config_drift".into(), drift.unwrap_or(Value::Null));
     }
     v
 }

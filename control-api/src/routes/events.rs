@@ -74,6 +74,7 @@ pub fn event_name(r: &AuditRecord) -> &'static str {
         Some(RecordKind::Budget) => "budget",
         Some(RecordKind::Health) => "health",
         Some(RecordKind::Governance) => "governance",
+        Some(RecordKind::Config) if r.outcome.as_deref() == Some("drifted") => "config_drift",
         _ => "audit",
     }
 }

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod budgets;
+pub mod config_history;
 pub mod events;
 pub mod fleet;
 pub mod grants;

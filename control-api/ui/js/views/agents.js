@@ -15,7 +15,7 @@ import { when, ago } from '../format.js';
 export function mount(root, ctx) {
   return listPage(root, ctx, {
     title: t('agents.title'), testid: 'agents',
-    path: '/api/v1/agents', key: (a) => a.id, events: ['kill_switch', 'health', 'governance'], refresh: 15000,
+    path: '/api/v1/agents', key: (a) => a.id, events: ['kill_switch', 'health', 'governance', 'config_drift'], refresh: 15000,
     empty: [t('agents.empty'), t('agents.empty_hint')],
     item: card,
   }).unmount;
@@ -45,11 +45,22 @@ function card(a, page) {
       [t('agents.health_since'), a.health_since ? t('agents.activity', { ago: ago(a.health_since), time: when(a.health_since) }) : ''],
       [t('agents.last_activity'), a.last_activity ? t('agents.activity', { ago: ago(a.last_activity), time: when(a.last_activity) }) : t('common.never')],
     ]),
+    configDrift(a.config_drift),
     governance(a.governance),
     h('div', { class: 'actions' }, a.killed
       ? h('button', { class: 'allow', 'data-needs': 'admin', onclick: act('recover') }, t('agents.recover'))
       : h('button', { class: 'deny', 'data-needs': 'admin', onclick: act('kill') }, t('agents.kill'))),
     panel, msg);
+}
+
+// Drift of the agent's OpenClaw config from the version ClawButler made or accepted
+// (docs/config-safety.md): nothing while there is none; UNGOVERNED when its wiring went away.
+function configDrift(d) {
+  if (!d || !d.drifted) return null;
+  const text = d.ungoverned
+    ? t('config.ungoverned', { lost: (d.wiring_lost || []).join(', '), v: d.suggested_version })
+    : t('config.drifted', { risk: t(`risk.${d.risk}`, {}, d.risk || ''), v: d.suggested_version });
+  return h('p', { class: `badge ${d.ungoverned ? 'risk-critical' : 'health-degraded'}`, 'data-testid': 'config-drift' }, text);
 }
 
 // The governance report of one agent: a badge for its model path, the paths that do not go

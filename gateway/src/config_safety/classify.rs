@@ -1,0 +1,258 @@
+//! The semantic diff: every changed JSON path of an agent's config slice, grouped by meaning
+//! and given a risk class (the decision vocabulary's [`Risk`]). Pure; the table is in [`group_of`] and [`risk_of`] and its unit
+//! tests are the specification (`docs/config-safety.md` renders it for people).
+//!
+//! Paths are OpenClaw's own config paths (`agents.entries.main.tools.deny`), except the
+//! agent's exec-approvals entry, which lives in `exec.approvals.get`'s document and is shown
+//! under [`super::scope::EXEC_KEY`].
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use decision::Risk;
+
+use super::scope::EXEC_KEY;
+use crate::kill::diff;
+
+/// What a change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Group {
+    Identity,
+    Model,
+    ToolsAndPermissions,
+    Skills,
+    ChannelsAndBindings,
+    Mcp,
+    Plugins,
+    Cron,
+    WorkspaceFiles,
+    Other,
+}
+
+/// One changed path, classified.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SemanticChange {
+    /// Dotted config path.
+    pub path: String,
+    pub group: Group,
+    pub risk: Risk,
+    /// Why this risk, in words.
+    pub why: &'static str,
+    /// None = absent.
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// The placeholder the gateway shows instead of secrets.
+pub const REDACTED: &str = "__OPENCLAW_REDACTED__";
+
+/// Every changed path from `a` to `b`, classified (OpenClaw's `meta` bookkeeping left out).
+pub fn semantic_diff(a: &Value, b: &Value) -> Vec<SemanticChange> {
+    diff(a, b)
+        .into_iter()
+        .filter(|c| c.path.first().map(String::as_str) != Some("meta"))
+        .map(|c| {
+            let p: Vec<&str> = c.path.iter().map(String::as_str).collect();
+            let (risk, why) = risk_of(&p, c.before.as_ref(), c.after.as_ref());
+            SemanticChange { path: c.path.join("."), group: group_of(&p), risk, why, before: c.before, after: c.after }
+        })
+        .collect()
+}
+
+/// The worst risk among `changes` (None when there are none).
+pub fn max_risk(changes: &[SemanticChange]) -> Option<Risk> {
+    changes.iter().map(|c| c.risk).max()
+}
+
+/// The part of a path below an agent entry (`agents.entries.<id>.`) or `agents.defaults.`.
+fn agent_rest<'a>(p: &'a [&'a str]) -> Option<&'a [&'a str]> {
+    match p {
+        ["agents", "entries", _, rest @ ..] => Some(rest),
+        ["agents", "defaults", rest @ ..] => Some(rest),
+        _ => None,
+    }
+}
+
+/// What a path is about.
+pub fn group_of(p: &[&str]) -> Group {
+    if let Some(rest) = agent_rest(p) {
+        return match rest {
+            [] => Group::Identity,
+            ["name" | "description" | "identity" | "emoji" | "avatar" | "default", ..] => Group::Identity,
+            ["workspace" | "cwd" | "agentDir" | "skipBootstrap", ..] => Group::WorkspaceFiles,
+            ["heartbeat" | "subagents", "model", ..] => Group::Model,
+            ["model" | "utilityModel" | "decisionModel" | "models" | "modelPolicy" | "thinkingDefault"
+            | "thinkingLevels" | "agentRuntime" | "imageModel" | "pdfModel", ..] => Group::Model,
+            ["tools" | "sandbox" | "defaultPermissionMode" | "permissions" | "elevated", ..] => {
+                Group::ToolsAndPermissions
+            }
+            ["skills", ..] => Group::Skills,
+            ["heartbeat", ..] => Group::Cron,
+            ["groupChat" | "channels", ..] => Group::ChannelsAndBindings,
+            ["mcp", ..] => Group::Mcp,
+            _ => Group::Other,
+        };
+    }
+    match p.first().copied() {
+        Some(k) if k == EXEC_KEY => Group::ToolsAndPermissions,
+        Some("tools" | "approvals" | "sandbox") => Group::ToolsAndPermissions,
+        Some("models") => Group::Model,
+        Some("bindings" | "channels") => Group::ChannelsAndBindings,
+        Some("mcp") => Group::Mcp,
+        Some("plugins") => Group::Plugins,
+        Some("cron") => Group::Cron,
+        Some("skills") => Group::Skills,
+        _ => Group::Other,
+    }
+}
+
+fn mentions_sidecar_provider(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::String(s)) => s.starts_with("cb-"),
+        Some(Value::Array(a)) => a.iter().any(|x| mentions_sidecar_provider(Some(x))),
+        Some(Value::Object(o)) => o.values().any(|x| mentions_sidecar_provider(Some(x))),
+        _ => false,
+    }
+}
+
+fn has_secret(v: Option<&Value>) -> bool {
+    v.is_some_and(|v| v.to_string().contains(REDACTED))
+}
+
+fn secret_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    // Suffixes, so `maxTokens` is not a secret but `accessToken` is.
+    ["apikey", "token", "secret", "password", "authorization", "privatekey", "credential", "credentials"]
+        .iter()
+        .any(|s| k.ends_with(s))
+}
+
+/// Whether the path is part of what wires the agent through ClawButler (`wiring.md`).
+fn is_wiring(p: &[&str], before: Option<&Value>, after: Option<&Value>) -> bool {
+    match p {
+        ["models", "providers", name, ..] | ["mcp", "servers", name, ..] => name.starts_with("cb-"),
+        ["plugins", "entries", "clawbutler", ..] | ["plugins", "load", "paths", ..] => true,
+        ["secrets", "providers", name, ..] => name.starts_with("clawbutler"),
+        _ => match agent_rest(p) {
+            Some(["modelPolicy", ..]) => true,
+            Some(["model" | "utilityModel" | "decisionModel", ..] | ["heartbeat" | "subagents", "model", ..]) => {
+                mentions_sidecar_provider(before) || mentions_sidecar_provider(after)
+            }
+            _ => false,
+        },
+    }
+}
+
+/// The risk of a change at `p` and why; the first rule that matches wins.
+pub fn risk_of(p: &[&str], before: Option<&Value>, after: Option<&Value>) -> (Risk, &'static str) {
+    use Risk::*;
+    if is_wiring(p, before, after) {
+        return (Critical, "ClawButler wiring (the agent's path through the sidecar)");
+    }
+    if p.first() == Some(&EXEC_KEY) {
+        return (Critical, "exec approvals policy");
+    }
+    if has_secret(before) || has_secret(after) || p.iter().any(|k| secret_key(k)) {
+        return (Critical, "secret or credential");
+    }
+    if matches!(p.first(), Some(&"secrets")) || matches!(p, ["gateway", "auth", ..]) || p.contains(&"auth") {
+        return (Critical, "secrets or authentication");
+    }
+    match p {
+        ["models", "providers", _, "baseUrl" | "api" | "headers" | "request" | "proxy", ..] => {
+            return (Critical, "provider endpoint")
+        }
+        ["mcp", "servers", _, "url" | "command" | "args" | "env" | "headers" | "transport" | "cwd", ..] => {
+            return (Critical, "MCP server endpoint")
+        }
+        _ => {}
+    }
+    match group_of(p) {
+        Group::ToolsAndPermissions => (Critical, "tool policy, permissions, exec or sandbox"),
+        Group::Model | Group::Mcp | Group::Plugins | Group::ChannelsAndBindings | Group::WorkspaceFiles => {
+            (High, "changes what the agent can reach or which model answers")
+        }
+        Group::Skills | Group::Cron => (Medium, "changes what the agent does on its own"),
+        Group::Identity | Group::Other => (Low, "presentation or bookkeeping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn class(path: &str, before: Value, after: Value) -> (Group, Risk) {
+        let p: Vec<&str> = path.split('.').collect();
+        let b = (!before.is_null()).then_some(&before);
+        let a = (!after.is_null()).then_some(&after);
+        (group_of(&p), risk_of(&p, b, a).0)
+    }
+
+    #[test]
+    fn the_classification_table() {
+        use Group::*;
+        use Risk::*;
+        let n = Value::Null;
+        let rows: Vec<(&str, Value, Value, Group, Risk)> = vec![
+            ("agents.entries.main.name", json!("a"), json!("b"), Identity, Low),
+            ("agents.entries.main.identity.emoji", json!("a"), json!("b"), Identity, Low),
+            ("agents.entries.main.workspace", json!("/a"), json!("/b"), WorkspaceFiles, High),
+            ("agents.entries.main.model", json!("openai/a"), json!("openai/b"), Model, High),
+            ("agents.entries.main.model", json!("cb-main/a"), json!("openai/a"), Model, Critical),
+            ("agents.entries.main.model.primary", json!("cb-main/a"), n.clone(), Model, Critical),
+            ("agents.entries.main.modelPolicy.allow", json!(["cb-main/*"]), n.clone(), Model, Critical),
+            ("agents.entries.main.thinkingDefault", json!("low"), json!("high"), Model, High),
+            ("agents.entries.main.tools.deny", json!(["exec"]), json!([]), ToolsAndPermissions, Critical),
+            ("agents.entries.main.tools.exec.mode", json!("ask"), json!("full"), ToolsAndPermissions, Critical),
+            ("agents.entries.main.sandbox.mode", json!("all"), json!("off"), ToolsAndPermissions, Critical),
+            ("agents.entries.main.skills", json!(["a"]), json!(["a", "b"]), Skills, Medium),
+            ("agents.entries.main.heartbeat.every", json!("30m"), json!("5m"), Cron, Medium),
+            ("agents.entries.main.heartbeat.model", json!("openai/a"), json!("openai/b"), Model, High),
+            ("agents.entries.main.groupChat.mentionPatterns", json!(["a"]), json!(["b"]), ChannelsAndBindings, High),
+            ("agents.entries.main.somethingNew", json!(1), json!(2), Other, Low),
+            ("agents.entries.main.params.maxTokens", json!(1), json!(2), Other, Low),
+            ("channels.slack.botToken", json!(REDACTED), json!("x"), ChannelsAndBindings, Critical),
+            ("bindings", json!([]), json!([{"agentId": "main"}]), ChannelsAndBindings, High),
+            ("models.providers.direct.baseUrl", json!("http://a"), json!("http://b"), Model, Critical),
+            ("models.providers.direct.apiKey", json!(REDACTED), json!("sk-x"), Model, Critical),
+            ("models.providers.direct.models", json!([]), json!([{"id": "m"}]), Model, High),
+            ("models.providers.cb-main", json!({"baseUrl": "x"}), n.clone(), Model, Critical),
+            ("mcp.servers.cb-main", json!({"url": "x"}), n.clone(), Mcp, Critical),
+            ("mcp.servers.docs.url", json!("http://a"), json!("http://b"), Mcp, Critical),
+            ("mcp.servers.docs.enabled", json!(true), json!(false), Mcp, High),
+            ("plugins.entries.clawbutler.enabled", json!(true), json!(false), Plugins, Critical),
+            ("plugins.load.paths", json!(["/x"]), json!([]), Plugins, Critical),
+            ("plugins.deny", json!([]), json!(["openai"]), Plugins, High),
+            ("$exec_approvals.ask", json!("on-miss"), json!("off"), ToolsAndPermissions, Critical),
+            ("secrets.providers.vault.url", json!("a"), json!("b"), Other, Critical),
+            ("gateway.auth.token", json!(REDACTED), json!(REDACTED), Other, Critical),
+            ("channels.telegram.enabled", json!(true), json!(false), ChannelsAndBindings, High),
+            ("cron.enabled", json!(true), json!(false), Cron, Medium),
+            ("agents.defaults.model", json!("openai/a"), json!("openai/b"), Model, High),
+        ];
+        for (path, b, a, g, r) in rows {
+            assert_eq!(class(path, b.clone(), a.clone()), (g, r), "{path}: {b} -> {a}");
+        }
+    }
+
+    #[test]
+    fn a_diff_names_each_path_with_its_class_and_leaves_meta_out() {
+        let a = json!({"meta": {"lastTouchedAt": 1}, "agents": {"entries": {"main": {"name": "M", "tools": {"deny": ["exec"]}}}}});
+        let b = json!({"meta": {"lastTouchedAt": 2}, "agents": {"entries": {"main": {"name": "N", "tools": {}}}}});
+        let d = semantic_diff(&a, &b);
+        let got: Vec<(&str, Group, Risk)> = d.iter().map(|c| (c.path.as_str(), c.group, c.risk)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("agents.entries.main.name", Group::Identity, Risk::Low),
+                ("agents.entries.main.tools.deny", Group::ToolsAndPermissions, Risk::Critical),
+            ]
+        );
+        assert_eq!(max_risk(&d), Some(Risk::Critical));
+        assert_eq!(max_risk(&[]), None);
+        assert_eq!(d[1].before, Some(json!(["exec"])));
+        assert_eq!(d[1].after, None);
+    }
+}
