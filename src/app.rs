@@ -57,6 +57,8 @@ pub enum StartError {
     PluginGate(#[from] plugin_gate::GateError),
     #[error("notifications: {0}")]
     Notify(#[from] notifier::NotifyError),
+    #[error("cost insight: {0}")]
+    Cost(#[from] cost::CostError),
 }
 
 /// A running sidecar.
@@ -283,6 +285,9 @@ impl Sidecar {
             rx.clone(),
         )?;
         tasks.extend(notify_tasks);
+        // Cost insight follows the audit log too (`docs/cost.md`).
+        let cost = Arc::new(cost::Cost::open(&db, audit.clone(), cfg.cost.clone(), cost::system_clock(), &registry)?);
+        tasks.push(tokio::spawn(cost::follow(cost.clone(), rx.clone())));
         let ready_gateway = gateway.clone();
         let ready_policy = policy.clone();
         let (ready_audit, ready_db) = (audit.clone(), db.clone());
@@ -327,6 +332,7 @@ impl Sidecar {
             agents: gateway.clone().map(|g| g as Arc<dyn governance::agents::AgentControl>),
             event_streams,
             notify,
+            cost,
         });
         let app = control_api::router(control_state);
         let control_open = Some(connections.with_label_values(&["control"]));

@@ -125,6 +125,9 @@ pub struct Config {
     pub plugin: plugin_gate::PluginSettings,
     #[serde(default)]
     pub notify: notifier::NotifySettings,
+    /// Cost insight (`docs/cost.md`).
+    #[serde(default)]
+    pub cost: cost::CostSettings,
     #[serde(default)]
     pub log: LogSettings,
 }
@@ -147,6 +150,7 @@ impl Default for Config {
             mcp_servers: Vec::new(),
             plugin: Default::default(),
             notify: Default::default(),
+            cost: Default::default(),
             log: LogSettings::default(),
         }
     }
@@ -213,6 +217,7 @@ impl Config {
         mcp::config::validate(&self.mcp, &self.mcp_servers).map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         self.plugin.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         self.notify.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
+        self.cost.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;

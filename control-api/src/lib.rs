@@ -64,6 +64,8 @@ pub struct ControlState {
     pub event_streams: prometheus::IntGauge,
     /// Notifications: routes, deliveries, push subscriptions, preferences, action links.
     pub notify: Arc<notifier::Notifier>,
+    /// Cost insight: aggregates, queries, anomalies (`/api/v1/cost`).
+    pub cost: Arc<cost::Cost>,
 }
 
 /// Shared handle.
@@ -99,6 +101,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::agent_keys::routes())
         .merge(routes::plugins::routes())
         .merge(routes::budgets::routes())
+        .merge(routes::cost::routes())
         .merge(routes::mcp::routes())
         .merge(routes::notifications::routes())
         .merge(routes::ui::routes())

@@ -9,6 +9,7 @@ pub mod attach_creds;
 pub mod audit_cmd;
 pub mod budgets_cmd;
 pub mod client;
+pub mod cost_cmd;
 pub mod health_cmd;
 pub mod mcp_token_cmd;
 pub mod notify_cmd;
@@ -52,6 +53,8 @@ pub enum Command {
     /// Show and reset budgets (through the running sidecar).
     #[command(subcommand)]
     Budgets(budgets_cmd::BudgetsCmd),
+    /// Spend by agent, model, task or period (through the running sidecar).
+    Cost(cost_cmd::CostArgs),
     /// Send test notifications and show the delivery log (through the running sidecar).
     #[command(subcommand)]
     Notify(notify_cmd::NotifyCmd),
@@ -107,6 +110,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Policy(c) => policy_cmd::run(&cli, c),
         Command::Audit(c) => audit_cmd::run(&cli, c),
         Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
+        Command::Cost(a) => cost_cmd::run(&cli, a).await,
         Command::Notify(c) => notify_cmd::run(&cli, c).await,
         Command::Token(c) => token_cmd::run(&cli, c).await,
         Command::AgentKey(c) => agent_key_cmd::run(&cli, c).await,

@@ -67,6 +67,11 @@ pub enum Tree {
     NotifyPrefs,
     /// Action links already used (nonce -> expiry), so a link opens once.
     NotifyLinks,
+    /// Cost aggregates: hourly buckets, the top traces per hour, agent and model, and the audit
+    /// seq they include (one tree, so a batch moves all three atomically; `docs/cost.md`).
+    CostBuckets,
+    /// Cost anomalies raised, by hour and subject (so one is raised once, across restarts).
+    CostAnomalies,
 }
 
 impl Tree {
@@ -94,6 +99,8 @@ impl Tree {
             Tree::NotifyPush => "notify_push",
             Tree::NotifyPrefs => "notify_prefs",
             Tree::NotifyLinks => "notify_links",
+            Tree::CostBuckets => "cost_buckets",
+            Tree::CostAnomalies => "cost_anomalies",
         }
     }
 }
@@ -264,6 +271,8 @@ mod tests {
             Tree::NotifyPush,
             Tree::NotifyPrefs,
             Tree::NotifyLinks,
+            Tree::CostBuckets,
+            Tree::CostAnomalies,
         ];
         let names: HashSet<&str> = all.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), all.len());

@@ -12,6 +12,7 @@ mod approvals_restart;
 mod audit_failure;
 mod budgets;
 mod contracts;
+mod cost;
 mod e2e_attach;
 mod e2e_attach_tools;
 mod e2e_gateway;

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod approvals;
 pub mod audit;
 pub mod budgets;
+pub mod cost;
 pub mod events;
 pub mod grants;
 pub mod health;
