@@ -148,23 +148,36 @@ function bars(rows, testid) {
   return svg;
 }
 
-function anomalyList(items) {
-  if (!items.length) return emptyState(t('cost.no_anomalies'), t('cost.no_anomalies_hint'));
-  return h('ul', { class: 'anomalies', 'data-testid': 'anomalies' }, items.map((a) => h('li', { class: 'anomaly', 'data-testid': 'anomaly' },
+function traceItem(tr) {
+  return h('li', {},
+    h('a', { href: `#/audit?trace=${encodeURIComponent(tr.trace_id)}`, 'data-testid': 'anomaly-trace' }, tr.trace_id),
+    h('span', { class: 'muted' }, ` ${usd(tr.cost_usd)}`));
+}
+
+function modelItem(m) {
+  return h('li', {},
+    h('span', {}, t('cost.model_line', { model: m.model, cost: usd(m.cost_usd), calls: m.calls })),
+    h('ul', {}, m.traces.map(traceItem)));
+}
+
+function agentItem(ag) {
+  return h('li', {},
+    h('span', {}, t('cost.agent_line', { agent: ag.agent, cost: usd(ag.cost_usd), calls: ag.calls })),
+    h('ul', {}, ag.models.map(modelItem)));
+}
+
+function anomalyItem(a) {
+  const fmt = (v) => (a.metric === 'spend' ? usd(v) : String(v));
+  return h('li', { class: 'anomaly', 'data-testid': 'anomaly' },
     h('div', { class: 'card-head' },
       h('span', { class: 'badge risk-medium' }, t(`cost.scope_${a.scope}`)),
       h('strong', {}, a.subject),
-      h('span', {}, t('cost.anomaly_value', {
-        metric: t(`cost.metric_${a.metric}`),
-        value: a.metric === 'spend' ? usd(a.value) : String(a.value),
-        median: a.metric === 'spend' ? usd(a.baseline_median) : String(a.baseline_median),
-      })),
+      h('span', {}, t('cost.anomaly_value', { metric: t(`cost.metric_${a.metric}`), value: fmt(a.value), median: fmt(a.baseline_median) })),
       h('span', { class: 'muted small' }, when(a.hour))),
-    h('ul', { class: 'contributors' }, a.top.map((ag) => h('li', {},
-      h('span', {}, t('cost.agent_line', { agent: ag.agent, cost: usd(ag.cost_usd), calls: ag.calls })),
-      h('ul', {}, ag.models.map((m) => h('li', {},
-        h('span', {}, t('cost.model_line', { model: m.model, cost: usd(m.cost_usd), calls: m.calls })),
-        h('ul', {}, m.traces.map((tr) => h('li', {},
-          h('a', { href: `#/audit?trace=${encodeURIComponent(tr.trace_id)}`, 'data-testid': 'anomaly-trace' }, tr.trace_id),
-          h('span', { class: 'muted' }, ` ${usd(tr.cost_usd)}`))))))))))));
+    h('ul', { class: 'contributors' }, a.top.map(agentItem)));
+}
+
+function anomalyList(items) {
+  if (!items.length) return emptyState(t('cost.no_anomalies'), t('cost.no_anomalies_hint'));
+  return h('ul', { class: 'anomalies', 'data-testid': 'anomalies' }, items.map(anomalyItem));
 }
