@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
                 ..Default::default()
             }),
             cost_usd: Some(((x >> 40) % 20_000) as f64 * 1e-6),
-            outcome: Some(if (x >> 50) % 50 == 0 { "upstream_error" } else { "completed" }.into()),
+            outcome: Some(if (x >> 50).is_multiple_of(50) { "upstream_error" } else { "completed" }.into()),
             ..Default::default()
         });
         if batch.len() == 10_000 {

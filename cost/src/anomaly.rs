@@ -269,9 +269,9 @@ mod tests {
     fn thresholds_are_robust() {
         let s = CostSettings::default();
         // Too little history: nothing is judged.
-        assert!(threshold(&s, Metric::Spend, &mut vec![1.0; 10]).is_none());
+        assert!(threshold(&s, Metric::Spend, &mut [1.0; 10]).is_none());
         // Even traffic (MAD 0): the 10% floor and the doubling rule hold.
-        let (m, mad, t) = threshold(&s, Metric::Spend, &mut vec![1.0; 48]).unwrap();
+        let (m, mad, t) = threshold(&s, Metric::Spend, &mut [1.0; 48]).unwrap();
         assert_eq!((m, mad), (1.0, 0.0));
         assert!((t - 2.0).abs() < 1e-9, "{t}");
         // One earlier spike does not move the baseline.
@@ -279,6 +279,6 @@ mod tests {
         v.push(500.0);
         assert!((threshold(&s, Metric::Spend, &mut v).unwrap().2 - 2.0).abs() < 1e-9);
         // Small absolute amounts never page.
-        assert!((threshold(&s, Metric::Spend, &mut vec![0.001; 48]).unwrap().2 - 0.101).abs() < 1e-9);
+        assert!((threshold(&s, Metric::Spend, &mut [0.001; 48]).unwrap().2 - 0.101).abs() < 1e-9);
     }
 }

@@ -153,7 +153,7 @@ impl Aggregates {
                     None => all.push(t),
                 }
             }
-            all.sort_by(|a, b| b.cost_nano.cmp(&a.cost_nano));
+            all.sort_by_key(|t| std::cmp::Reverse(t.cost_nano));
             all.truncate(TOP_TRACES);
             batch.insert(key, serde_json::to_vec(&all)?);
         }

@@ -31,6 +31,7 @@ fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+#[allow(clippy::too_many_arguments)] // one record, every field a test varies
 fn model_call(
     seq: u64,
     t: DateTime<Utc>,
