@@ -87,6 +87,9 @@ fn rows(v: &Value) -> HashMap<String, (u64, u64, u64, u64)> {
         .collect()
 }
 
+/// A record's group key.
+type KeyFn = Box<dyn Fn(&Value) -> String>;
+
 async fn check_all(rig: &Rig, calls: u64) {
     // Every call's end record, durable (a call's answer can reach the client first).
     let mut records = rig.audit("kind=model_call").await;
@@ -98,7 +101,7 @@ async fn check_all(rig: &Rig, calls: u64) {
         records = rig.audit("kind=model_call").await;
     }
     let day = |r: &Value| r["ts"].as_str().unwrap()[..10].to_string();
-    let groupings: [(&str, Box<dyn Fn(&Value) -> String>); 5] = [
+    let groupings: [(&str, KeyFn); 5] = [
         ("agent", Box::new(|r: &Value| r["agent"].as_str().unwrap().to_string())),
         ("model", Box::new(|r: &Value| r["subject"]["model"].as_str().unwrap().to_string())),
         ("upstream", Box::new(|r: &Value| r["subject"]["upstream"].as_str().unwrap().to_string())),
