@@ -7,6 +7,8 @@
 #   MCP_CALLS=2000 MCP_ROUNDS=3 scripts/load.sh mcp
 # `scripts/load.sh plugin`: plugin-gate decisions, open loop (`benches/plugin_decide.rs`):
 #   PLUGIN_RPS=1000 PLUGIN_SECS=10 scripts/load.sh plugin
+# `scripts/load.sh cost`: a 90-day cost query over 1M metered calls (`cost/benches/cost_query.rs`):
+#   COST_CALLS=1000000 scripts/load.sh cost
 # `scripts/load.sh saturate`: closed loop to saturation with wrk against a local nginx, direct and
 # through the release sidecar in one run (`scripts/saturate.sh`; needs `apt-get install -y nginx wrk`).
 set -euo pipefail
@@ -16,6 +18,9 @@ if [[ "${1:-}" == "saturate" ]]; then
 fi
 if [[ "${1:-}" == "mcp" ]]; then
     exec cargo bench --bench mcp_load
+fi
+if [[ "${1:-}" == "cost" ]]; then
+    exec cargo bench -p cost --bench cost_query
 fi
 if [[ "${1:-}" == "plugin" ]]; then
     exec cargo bench --bench plugin_decide

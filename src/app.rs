@@ -61,6 +61,8 @@ pub enum StartError {
     Notify(#[from] notifier::NotifyError),
     #[error("fleet mode: {0}")]
     Fleet(#[from] fleet::FleetError),
+    #[error("cost insight: {0}")]
+    Cost(#[from] cost::CostError),
 }
 
 /// A running sidecar.
@@ -305,6 +307,9 @@ impl Sidecar {
             rx.clone(),
         )?;
         tasks.extend(notify_tasks);
+        // Cost insight follows the audit log too (`docs/cost.md`).
+        let cost = Arc::new(cost::Cost::open(&db, audit.clone(), cfg.cost.clone(), cost::system_clock(), &registry)?);
+        tasks.push(tokio::spawn(cost::follow(cost.clone(), rx.clone())));
         let ready_gateway = gateway.clone();
         let ready_policy = policy.clone();
         let (ready_audit, ready_db) = (audit.clone(), db.clone());
@@ -351,6 +356,7 @@ impl Sidecar {
             event_streams,
             notify,
             fleet: fleet.clone(),
+            cost,
         });
         let app = control_api::router(control_state);
         let control_open = Some(connections.with_label_values(&["control"]));

@@ -125,6 +125,9 @@ pub struct Config {
     pub plugin: plugin_gate::PluginSettings,
     #[serde(default)]
     pub notify: notifier::NotifySettings,
+    /// Cost insight (`docs/cost.md`).
+    #[serde(default)]
+    pub cost: cost::CostSettings,
     #[serde(default)]
     pub log: LogSettings,
     /// OpenTelemetry traces over OTLP/HTTP (docs/telemetry.md); off by default.
@@ -153,6 +156,7 @@ impl Default for Config {
             mcp_servers: Vec::new(),
             plugin: Default::default(),
             notify: Default::default(),
+            cost: Default::default(),
             log: LogSettings::default(),
             telemetry: Default::default(),
             fleet: None,
@@ -225,6 +229,7 @@ impl Config {
         if let Some(f) = &self.fleet {
             f.validate().map_err(|(key, msg)| ConfigError::Invalid { key: key.into(), msg })?;
         }
+        self.cost.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;

@@ -32,11 +32,13 @@ pub enum RecordKind {
     Plugin,
     /// A notification was delivered, failed for good, or was suppressed (`notifier`).
     Notification,
+    /// Cost insight: a spend or call rate far above its baseline (`docs/cost.md`).
+    Cost,
 }
 
 impl RecordKind {
     /// Every kind, for pre-creating per-kind metric series.
-    pub(crate) const ALL: [RecordKind; 17] = [
+    pub(crate) const ALL: [RecordKind; 18] = [
         RecordKind::ModelCall,
         RecordKind::Exec,
         RecordKind::ToolCall,
@@ -54,6 +56,7 @@ impl RecordKind {
         RecordKind::Governance,
         RecordKind::Plugin,
         RecordKind::Notification,
+        RecordKind::Cost,
     ];
 
     /// Stable label value.
@@ -76,6 +79,7 @@ impl RecordKind {
             RecordKind::Governance => "governance",
             RecordKind::Plugin => "plugin",
             RecordKind::Notification => "notification",
+            RecordKind::Cost => "cost",
         }
     }
 }
@@ -238,6 +242,9 @@ pub enum Outcome {
     DeliveryFailed,
     /// A notification was not sent: quiet hours or the recipient's preferences.
     Suppressed,
+    // Cost insight.
+    /// A spend or call rate far above its baseline (kind `cost`).
+    Anomaly,
 }
 
 impl Outcome {
@@ -307,6 +314,7 @@ impl Outcome {
             Outcome::Delivered => "delivered",
             Outcome::DeliveryFailed => "delivery_failed",
             Outcome::Suppressed => "suppressed",
+            Outcome::Anomaly => "anomaly",
         }
     }
 }

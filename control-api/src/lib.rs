@@ -66,6 +66,8 @@ pub struct ControlState {
     pub notify: Arc<notifier::Notifier>,
     /// Fleet mode (`/api/v1/fleet/...`); `None` when `[fleet]` is not configured.
     pub fleet: Option<Arc<fleet::Fleet>>,
+    /// Cost insight: aggregates, queries, anomalies (`/api/v1/cost`).
+    pub cost: Arc<cost::Cost>,
 }
 
 /// Shared handle.
@@ -102,6 +104,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::agent_keys::routes())
         .merge(routes::plugins::routes())
         .merge(routes::budgets::routes())
+        .merge(routes::cost::routes())
         .merge(routes::mcp::routes())
         .merge(routes::notifications::routes())
         .merge(routes::fleet::routes())

@@ -54,6 +54,9 @@ pub enum EventKind {
     /// The audit log could not write (recorded once it can again).
     #[serde(rename = "audit.outage")]
     AuditOutage,
+    /// An agent's or a model's spend or call rate far above its baseline (`docs/cost.md`).
+    #[serde(rename = "cost.anomaly")]
+    CostAnomaly,
     /// The daily digest.
     #[serde(rename = "digest")]
     Digest,
@@ -64,7 +67,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind (metric series, the UI's pickers, docs).
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::ApprovalCreated,
         EventKind::ApprovalDecided,
         EventKind::ApprovalExpired,
@@ -84,6 +87,7 @@ impl EventKind {
         EventKind::PolicyReloadFailed,
         EventKind::AuditVerifyFailed,
         EventKind::AuditOutage,
+        EventKind::CostAnomaly,
         EventKind::Digest,
         EventKind::Test,
     ];
@@ -110,6 +114,7 @@ impl EventKind {
             EventKind::PolicyReloadFailed => "policy.reload_failed",
             EventKind::AuditVerifyFailed => "audit.verify_failed",
             EventKind::AuditOutage => "audit.outage",
+            EventKind::CostAnomaly => "cost.anomaly",
             EventKind::Digest => "digest",
             EventKind::Test => "test",
         }
@@ -129,7 +134,7 @@ impl EventKind {
             | EventKind::AgentOffline
             | EventKind::AgentKilled
             | EventKind::PolicyReloadFailed => Risk::High,
-            EventKind::BudgetWarn | EventKind::AgentDegraded => Risk::Medium,
+            EventKind::BudgetWarn | EventKind::AgentDegraded | EventKind::CostAnomaly => Risk::Medium,
             _ => Risk::Low,
         }
     }
@@ -190,6 +195,8 @@ pub const TABLE: &[Rule] = &[
     },
     // Written by the audit crate once it can write again after an outage (#22).
     Rule { kind: "audit_outage", outcome: None, detail_event: None, to: EventKind::AuditOutage },
+    // Written by cost insight (`cost` crate) when an hour is far above its baseline.
+    rule("cost", "anomaly", EventKind::CostAnomaly),
 ];
 
 /// The approval an event is about, from the masked record's `details.approval`.
@@ -344,6 +351,12 @@ pub fn classify(rec: &AuditRecord) -> Option<Event> {
         EventKind::PolicyReloadFailed => "Policy reload failed: the last good bundle stays in force".to_string(),
         EventKind::AuditVerifyFailed => "Audit log verification FAILED".to_string(),
         EventKind::AuditOutage => "The audit log could not write".to_string(),
+        EventKind::CostAnomaly => format!(
+            "Cost anomaly: {} {} {} far above its baseline",
+            subject_name("scope").unwrap_or_default(),
+            subject_name("subject").unwrap_or_default(),
+            subject_name("metric").unwrap_or_default()
+        ),
         other => other.as_str().to_string(),
     };
     let mut facts = Vec::new();
@@ -357,6 +370,9 @@ pub fn classify(rec: &AuditRecord) -> Option<Event> {
         if let Some(r) = s(d, "resets_at") {
             facts.push(("Resets".into(), r));
         }
+    }
+    if to == EventKind::CostAnomaly {
+        facts.extend(cost_facts(&rec.details));
     }
     if to == EventKind::AuditVerifyFailed {
         if let Some(n) = rec.details.get("first_bad_seq").and_then(Value::as_u64) {
@@ -375,6 +391,29 @@ pub fn classify(rec: &AuditRecord) -> Option<Event> {
         approval,
         data: Value::Null,
     })
+}
+
+/// The anomaly's numbers and its top contributor (agent -> model -> trace).
+fn cost_facts(d: &Value) -> Vec<(String, String)> {
+    let f = |k: &str| d.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    let mut out = vec![
+        ("Hour".to_string(), s(d, "hour").unwrap_or_default()),
+        (
+            "Value".to_string(),
+            format!("{:.4} (baseline median {:.4}, threshold {:.4})", f("value"), f("baseline_median"), f("threshold")),
+        ),
+    ];
+    let agent = d.pointer("/top/0");
+    let model = d.pointer("/top/0/models/0");
+    let trace = d.pointer("/top/0/models/0/traces/0/trace_id").and_then(Value::as_str);
+    if let (Some(a), Some(m)) = (agent, model) {
+        let mut line = format!("{} -> {}", s(a, "agent").unwrap_or_default(), s(m, "model").unwrap_or_default());
+        if let Some(t) = trace {
+            line.push_str(&format!(" -> trace {t}"));
+        }
+        out.push(("Top contributor".to_string(), line));
+    }
+    out
 }
 
 fn kind_words(a: &Option<ApprovalInfo>) -> String {

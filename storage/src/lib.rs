@@ -69,6 +69,11 @@ pub enum Tree {
     NotifyLinks,
     /// Versioned config snapshots per agent and the drift baselines (`gateway::config_safety`).
     ConfigVersions,
+    /// Cost aggregates: hourly buckets, the top traces per hour, agent and model, and the audit
+    /// seq they include (one tree, so a batch moves all three atomically; `docs/cost.md`).
+    CostBuckets,
+    /// Cost anomalies raised, by hour and subject (so one is raised once, across restarts).
+    CostAnomalies,
 }
 
 impl Tree {
@@ -97,6 +102,8 @@ impl Tree {
             Tree::NotifyPrefs => "notify_prefs",
             Tree::NotifyLinks => "notify_links",
             Tree::ConfigVersions => "config_versions",
+            Tree::CostBuckets => "cost_buckets",
+            Tree::CostAnomalies => "cost_anomalies",
         }
     }
 }
@@ -268,6 +275,8 @@ mod tests {
             Tree::NotifyPrefs,
             Tree::NotifyLinks,
             Tree::ConfigVersions,
+            Tree::CostBuckets,
+            Tree::CostAnomalies,
         ];
         let names: HashSet<&str> = all.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), all.len());

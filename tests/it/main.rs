@@ -13,6 +13,7 @@ mod audit_failure;
 mod audit_rotation;
 mod budgets;
 mod contracts;
+mod cost;
 mod e2e_attach;
 mod e2e_attach_tools;
 mod e2e_config_safety;

@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod audit;
 pub mod budgets;
 pub mod config_history;
+pub mod cost;
 pub mod events;
 pub mod fleet;
 pub mod grants;

@@ -9,7 +9,7 @@ import { errorBox, emptyState, loading, riskBadge, statusBadge } from '../compon
 import { listPage } from '../listpage.js';
 import { when, usd, subjectLine, localToIso } from '../format.js';
 
-const KINDS = ['', 'model_call', 'exec', 'tool_call', 'approval', 'grant', 'budget', 'policy_reload', 'kill_switch', 'config', 'auth', 'gateway', 'retention', 'health', 'audit_outage', 'governance', 'plugin', 'notification'];
+const KINDS = ['', 'model_call', 'exec', 'tool_call', 'approval', 'grant', 'budget', 'policy_reload', 'kill_switch', 'config', 'auth', 'gateway', 'retention', 'health', 'audit_outage', 'governance', 'plugin', 'notification', 'cost'];
 const RISKS = ['', 'low', 'medium', 'high', 'critical'];
 const ACTIONS = ['', 'allow', 'deny', 'hold'];
 

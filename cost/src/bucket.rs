@@ -1,0 +1,284 @@
+//! What one audit record adds to the aggregates: its hourly bucket key ([`Dims`] at an hour)
+//! and its [`Counts`]. Money is integer nano-dollars (the budget ledger's unit), so sums never
+//! drift.
+
+use audit::{AuditRecord, RecordKind};
+use std::sync::Arc;
+
+/// A bucket's dimensions (besides its hour). `-` stands for "does not apply".
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Dims {
+    pub agent: Arc<str>,
+    pub model: Arc<str>,
+    pub upstream: Arc<str>,
+    /// The MCP tool server, for tool calls.
+    pub tool: Arc<str>,
+    /// `interactive`, `cron`, `heartbeat`, `subagent` or `unknown`.
+    pub task: Arc<str>,
+}
+
+/// Longest dimension value kept (longer ones are cut on a char boundary).
+const MAX_DIM_BYTES: usize = 128;
+
+/// The model name used for models beyond the per-hour key cap (`store::MAX_KEYS_PER_HOUR`).
+pub const OTHER_MODEL: &str = "(other)";
+
+fn dim(s: Option<&str>) -> Arc<str> {
+    let s = s.filter(|s| !s.is_empty()).unwrap_or("-");
+    let mut end = s.len().min(MAX_DIM_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    // NUL separates the dimensions in a key.
+    Arc::from(s[..end].replace('\0', "\u{fffd}"))
+}
+
+/// Counters of one bucket. Fixed-size little-endian encoding, [`Counts::BYTES`] long.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Model calls that were forwarded and ended (however they ended).
+    pub calls: u64,
+    /// Of those, the ones that did not complete (upstream error, timeout, cancelled, unknown).
+    pub errors: u64,
+    /// Of those, the ones whose cost is unknown (`cost_usd` absent).
+    pub unknown_cost: u64,
+    /// Model calls refused before they were sent (policy, budget, kill switch).
+    pub refused: u64,
+    /// MCP tool calls that ended.
+    pub tool_calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Real cost, nano-dollars.
+    pub cost_nano: u64,
+}
+
+impl Counts {
+    pub const BYTES: usize = 64;
+
+    pub fn add(&mut self, o: &Counts) {
+        self.calls += o.calls;
+        self.errors += o.errors;
+        self.unknown_cost += o.unknown_cost;
+        self.refused += o.refused;
+        self.tool_calls += o.tool_calls;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+        self.cost_nano += o.cost_nano;
+    }
+
+    fn fields(&self) -> [u64; 8] {
+        [
+            self.calls,
+            self.errors,
+            self.unknown_cost,
+            self.refused,
+            self.tool_calls,
+            self.input_tokens,
+            self.output_tokens,
+            self.cost_nano,
+        ]
+    }
+
+    pub fn encode(&self) -> [u8; Counts::BYTES] {
+        let mut out = [0u8; Counts::BYTES];
+        for (i, v) in self.fields().iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Counts> {
+        if b.len() != Counts::BYTES {
+            return None;
+        }
+        let f = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(a)
+        };
+        Some(Counts {
+            calls: f(0),
+            errors: f(1),
+            unknown_cost: f(2),
+            refused: f(3),
+            tool_calls: f(4),
+            input_tokens: f(5),
+            output_tokens: f(6),
+            cost_nano: f(7),
+        })
+    }
+}
+
+/// USD (as recorded, f64) to nano-dollars. Negative or non-finite values count as 0.
+pub fn usd_to_nano(usd: f64) -> u64 {
+    if usd.is_finite() && usd > 0.0 {
+        (usd * 1e9).round() as u64
+    } else {
+        0
+    }
+}
+
+/// Nano-dollars to USD for display.
+pub fn nano_to_usd(n: u64) -> f64 {
+    n as f64 / 1e9
+}
+
+/// The task type from an OpenClaw session key (`agent:<id>:cron:<job>`, `...:subagent:...`,
+/// `...:heartbeat...`, `agent:<id>:main`); a bare session id says nothing (`unknown`).
+/// A record's `details.task_type`, when a face knows it, wins.
+pub fn task_type(rec: &AuditRecord) -> &'static str {
+    if let Some(t) = rec.details.get("task_type").and_then(|v| v.as_str()) {
+        for known in ["interactive", "cron", "heartbeat", "subagent"] {
+            if t == known {
+                return known;
+            }
+        }
+    }
+    let Some(s) = rec.session.as_deref() else { return "unknown" };
+    if !s.starts_with("agent:") {
+        return "unknown";
+    }
+    if s.contains(":cron:") {
+        "cron"
+    } else if s.contains(":subagent:") {
+        "subagent"
+    } else if s.contains("heartbeat") {
+        "heartbeat"
+    } else {
+        "interactive"
+    }
+}
+
+/// One record's contribution: hour (since the epoch), dims, counts, and its trace and cost for
+/// the top-traces list. `None` for records that are not a model or tool call's end.
+pub struct Contribution {
+    pub hour: u32,
+    pub dims: Dims,
+    pub counts: Counts,
+    pub trace: Option<String>,
+}
+
+/// Hours since the Unix epoch of an RFC 3339 timestamp.
+pub fn hour_of(ts: &str) -> Option<u32> {
+    let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
+    u32::try_from(t.timestamp().div_euclid(3600)).ok()
+}
+
+pub fn contribution(rec: &AuditRecord) -> Option<Contribution> {
+    let kind = rec.kind?;
+    let outcome = rec.outcome.as_deref()?;
+    let mut c = Counts::default();
+    let s = |k: &str| rec.subject.get(k).and_then(|v| v.as_str());
+    let dims = match kind {
+        RecordKind::ModelCall => {
+            match outcome {
+                "started" => return None,
+                "denied" | "budget_exceeded" => c.refused = 1,
+                _ => {
+                    c.calls = 1;
+                    if outcome != "completed" {
+                        c.errors = 1;
+                    }
+                    if let Some(u) = &rec.usage {
+                        c.input_tokens = u.input_tokens;
+                        c.output_tokens = u.output_tokens;
+                    }
+                    match rec.cost_usd {
+                        Some(usd) => c.cost_nano = usd_to_nano(usd),
+                        None => c.unknown_cost = 1,
+                    }
+                }
+            }
+            Dims {
+                agent: dim(rec.agent.as_deref()),
+                model: dim(s("model")),
+                upstream: dim(s("upstream")),
+                tool: dim(None),
+                task: Arc::from(task_type(rec)),
+            }
+        }
+        RecordKind::ToolCall if s("server").is_some() => {
+            if outcome == "started" {
+                return None;
+            }
+            c.tool_calls = 1;
+            Dims {
+                agent: dim(rec.agent.as_deref()),
+                model: dim(None),
+                upstream: dim(None),
+                tool: dim(s("server")),
+                task: Arc::from(task_type(rec)),
+            }
+        }
+        _ => return None,
+    };
+    Some(Contribution { hour: hour_of(&rec.ts)?, dims, counts: c, trace: rec.trace_id.clone() })
+}
+
+/// Bucket key: `b` + hour (u32 BE, so keys sort by time) + the dims joined by NUL.
+pub fn bucket_key(hour: u32, d: &Dims) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5 + d.agent.len() + d.model.len() + d.upstream.len() + d.tool.len() + 16);
+    k.push(b'b');
+    k.extend_from_slice(&hour.to_be_bytes());
+    for (i, part) in [&d.agent, &d.model, &d.upstream, &d.tool, &d.task].iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(part.as_bytes());
+    }
+    k
+}
+
+pub fn decode_bucket_key(k: &[u8]) -> Option<(u32, Dims)> {
+    if k.len() < 5 || k[0] != b'b' {
+        return None;
+    }
+    let hour = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
+    let text = std::str::from_utf8(&k[5..]).ok()?;
+    let mut it = text.split('\0').map(Arc::<str>::from);
+    let dims = Dims { agent: it.next()?, model: it.next()?, upstream: it.next()?, tool: it.next()?, task: it.next()? };
+    Some((hour, dims))
+}
+
+/// Top-traces key: `t` + hour + agent NUL model.
+pub fn traces_key(hour: u32, agent: &str, model: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(6 + agent.len() + model.len());
+    k.push(b't');
+    k.extend_from_slice(&hour.to_be_bytes());
+    k.extend_from_slice(agent.as_bytes());
+    k.push(0);
+    k.extend_from_slice(model.as_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_counts_encode() {
+        let d = Dims {
+            agent: "main".into(),
+            model: "gpt-x".into(),
+            upstream: "openai".into(),
+            tool: "-".into(),
+            task: "cron".into(),
+        };
+        let k = bucket_key(491_000, &d);
+        assert_eq!(decode_bucket_key(&k), Some((491_000, d)));
+        let c = Counts { calls: 3, cost_nano: u64::MAX, ..Default::default() };
+        assert_eq!(Counts::decode(&c.encode()), Some(c));
+        assert_eq!(usd_to_nano(0.001043), 1_043_000);
+        assert_eq!(usd_to_nano(f64::NAN), 0);
+        assert_eq!(hour_of("1970-01-01T02:59:59.999Z"), Some(2));
+    }
+
+    #[test]
+    fn task_types_from_session_keys() {
+        let r = |s: &str| AuditRecord { session: Some(s.into()), ..Default::default() };
+        assert_eq!(task_type(&r("agent:main:cron:nightly")), "cron");
+        assert_eq!(task_type(&r("agent:main:subagent:1")), "subagent");
+        assert_eq!(task_type(&r("agent:main:main")), "interactive");
+        assert_eq!(task_type(&r("0b8e-uuid")), "unknown");
+    }
+}

@@ -1,0 +1,189 @@
+//! The aggregate store: hourly buckets in `storage::Tree::CostBuckets`, mirrored in memory for
+//! queries. The tree also holds the top traces per (hour, agent, model) and the cursor: the
+//! highest audit seq whose record the buckets include. One sled batch moves buckets, traces
+//! and cursor together, so after any crash the cursor says exactly which records are counted:
+//! a record is applied once, never twice, never skipped (`docs/cost.md`, "Exactly once").
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::RwLock;
+
+use audit::AuditRecord;
+
+use crate::bucket::{self, Contribution, Counts, Dims};
+use crate::CostError;
+
+const CURSOR_KEY: &[u8] = b"c";
+/// Distinct buckets kept per hour; beyond it, new models fold into `(other)` (model names come
+/// from request bodies, so their number is the caller's to choose).
+pub const MAX_KEYS_PER_HOUR: usize = 5_000;
+/// Traces kept per (hour, agent, model): the most expensive ones.
+pub const TOP_TRACES: usize = 5;
+
+/// Buckets by hour, in memory.
+pub type Hours = BTreeMap<u32, HashMap<Dims, Counts>>;
+
+pub struct Aggregates {
+    tree: sled::Tree,
+    mem: RwLock<Mem>,
+}
+
+struct Mem {
+    hours: Hours,
+    cursor: u64,
+    /// Every name once: buckets share their agent, model, ... strings.
+    names: HashSet<Arc<str>>,
+}
+
+impl Mem {
+    fn intern(&mut self, d: Dims) -> Dims {
+        let mut one = |s: Arc<str>| match self.names.get(&s) {
+            Some(x) => x.clone(),
+            None => {
+                self.names.insert(s.clone());
+                s
+            }
+        };
+        Dims {
+            agent: one(d.agent),
+            model: one(d.model),
+            upstream: one(d.upstream),
+            tool: one(d.tool),
+            task: one(d.task),
+        }
+    }
+}
+
+/// One trace's cost in an hour, for the top-traces list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TraceCost {
+    pub trace_id: String,
+    pub cost_nano: u64,
+}
+
+impl Aggregates {
+    /// Load the buckets and cursor from the tree.
+    pub fn open(tree: sled::Tree) -> Result<Aggregates, CostError> {
+        let mut mem = Mem { hours: Hours::new(), cursor: 0, names: HashSet::new() };
+        for kv in tree.scan_prefix(b"b") {
+            let (k, v) = kv?;
+            let (Some((hour, dims)), Some(c)) = (bucket::decode_bucket_key(&k), Counts::decode(&v)) else {
+                tracing::warn!("cost: skipping an unreadable bucket");
+                continue;
+            };
+            let dims = mem.intern(dims);
+            mem.hours.entry(hour).or_default().insert(dims, c);
+        }
+        mem.cursor = match tree.get(CURSOR_KEY)? {
+            Some(v) if v.len() == 8 => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(&v);
+                u64::from_be_bytes(a)
+            }
+            _ => 0,
+        };
+        Ok(Aggregates { tree, mem: RwLock::new(mem) })
+    }
+
+    /// The highest audit seq included.
+    pub fn cursor(&self) -> u64 {
+        self.mem.read().map(|m| m.cursor).unwrap_or(0)
+    }
+
+    /// Add the records after the cursor (others are already counted), in one atomic batch.
+    /// Returns the new cursor.
+    pub fn apply(&self, recs: &[AuditRecord]) -> Result<u64, CostError> {
+        self.add(recs, true)
+    }
+
+    /// Add records that are not in this log (see `Cost::backfill`): counted whatever their
+    /// seq, cursor unchanged.
+    pub fn backfill(&self, recs: &[AuditRecord]) -> Result<(), CostError> {
+        self.add(recs, false).map(|_| ())
+    }
+
+    fn add(&self, recs: &[AuditRecord], sequenced: bool) -> Result<u64, CostError> {
+        let mut mem = self.mem.write().map_err(|_| CostError::Poisoned)?;
+        let mut cursor = mem.cursor;
+        let mut any = false;
+        let mut deltas: HashMap<(u32, Dims), Counts> = HashMap::new();
+        let mut traces: HashMap<(u32, Arc<str>, Arc<str>), Vec<TraceCost>> = HashMap::new();
+        for r in recs {
+            if sequenced {
+                if r.seq <= cursor {
+                    continue;
+                }
+                cursor = r.seq;
+            }
+            any = true;
+            let Some(Contribution { hour, mut dims, counts, trace }) = bucket::contribution(r) else { continue };
+            let known = mem.hours.get(&hour).map(|h| (h.contains_key(&dims), h.len())).unwrap_or((false, 0));
+            if !known.0 && !deltas.contains_key(&(hour, dims.clone())) && known.1 + deltas.len() >= MAX_KEYS_PER_HOUR {
+                dims.model = bucket::OTHER_MODEL.into();
+            }
+            if let (Some(t), true) = (trace, counts.cost_nano > 0) {
+                traces
+                    .entry((hour, dims.agent.clone(), dims.model.clone()))
+                    .or_default()
+                    .push(TraceCost { trace_id: t, cost_nano: counts.cost_nano });
+            }
+            deltas.entry((hour, dims)).or_default().add(&counts);
+        }
+        if !any {
+            return Ok(cursor);
+        }
+        let mut batch = sled::Batch::default();
+        let mut merged = Vec::with_capacity(deltas.len());
+        for ((hour, dims), d) in deltas {
+            let mut c = mem.hours.get(&hour).and_then(|h| h.get(&dims)).copied().unwrap_or_default();
+            c.add(&d);
+            batch.insert(bucket::bucket_key(hour, &dims), &c.encode()[..]);
+            merged.push((hour, dims, c));
+        }
+        for ((hour, agent, model), new) in traces {
+            let key = bucket::traces_key(hour, &agent, &model);
+            let mut all: Vec<TraceCost> = match self.tree.get(&key)? {
+                Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            // A trace with several calls adds up.
+            for t in new {
+                match all.iter_mut().find(|x| x.trace_id == t.trace_id) {
+                    Some(x) => x.cost_nano += t.cost_nano,
+                    None => all.push(t),
+                }
+            }
+            all.sort_by_key(|t| std::cmp::Reverse(t.cost_nano));
+            all.truncate(TOP_TRACES);
+            batch.insert(key, serde_json::to_vec(&all)?);
+        }
+        batch.insert(CURSOR_KEY, &cursor.to_be_bytes()[..]);
+        self.tree.apply_batch(batch)?;
+        for (hour, dims, c) in merged {
+            let dims = mem.intern(dims);
+            mem.hours.entry(hour).or_default().insert(dims, c);
+        }
+        mem.cursor = cursor;
+        Ok(cursor)
+    }
+
+    /// Run `f` over the in-memory buckets.
+    pub fn read<T>(&self, f: impl FnOnce(&Hours) -> T) -> Result<T, CostError> {
+        let mem = self.mem.read().map_err(|_| CostError::Poisoned)?;
+        Ok(f(&mem.hours))
+    }
+
+    /// The most expensive traces of (hour, agent, model).
+    pub fn top_traces(&self, hour: u32, agent: &str, model: &str) -> Result<Vec<TraceCost>, CostError> {
+        Ok(match self.tree.get(bucket::traces_key(hour, agent, model))? {
+            Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
+            None => Vec::new(),
+        })
+    }
+
+    /// Make everything applied durable (sled flushes by itself within half a second).
+    pub fn flush(&self) -> Result<(), CostError> {
+        self.tree.flush()?;
+        Ok(())
+    }
+}

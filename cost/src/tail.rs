@@ -1,0 +1,80 @@
+//! The follower: keeps the aggregates level with the audit log and judges the hours.
+//!
+//! At start it reads the log from the cursor on (so a fresh store counts the whole history
+//! the log still holds); then it takes records from the log's live stream in batches. A gap
+//! (a lagging receiver, records appended while a batch was applied) is read back from the log
+//! itself. The cursor makes every path idempotent: a record is counted once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, watch};
+
+use crate::Cost;
+
+/// Records taken from the live stream per batch.
+const BATCH: usize = 1_000;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+async fn catch_up(cost: &Arc<Cost>) {
+    let c = cost.clone();
+    if let Some(Err(e)) = blocking(move || c.catch_up()).await {
+        tracing::error!(error = %e, "cost: catching up with the audit log failed; retrying on the next record");
+    }
+}
+
+/// Follow the audit log until shutdown.
+pub async fn follow(cost: Arc<Cost>, mut shutdown: watch::Receiver<bool>) {
+    let mut sub = cost.audit.subscribe();
+    catch_up(&cost).await;
+    let mut tick = tokio::time::interval(Duration::from_secs(cost.settings.evaluate_every_s.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = sub.recv() => match r {
+                Ok(first) => {
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match sub.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    let contiguous = batch.first().is_some_and(|r| r.seq <= cost.cursor() + 1);
+                    if !contiguous {
+                        catch_up(&cost).await;
+                    }
+                    let c = cost.clone();
+                    let applied = blocking(move || {
+                        let recs: Vec<audit::AuditRecord> = batch.iter().map(|r| (**r).clone()).collect();
+                        c.apply(&recs)
+                    })
+                    .await;
+                    if let Some(Err(e)) = applied {
+                        tracing::error!(error = %e, "cost: applying audit records failed; they are read back later");
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => catch_up(&cost).await,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {
+                let c = cost.clone();
+                match blocking(move || c.evaluate()).await {
+                    Some(Err(e)) => tracing::error!(error = %e, "cost: judging anomalies failed"),
+                    Some(Ok(raised)) => for a in raised {
+                        tracing::warn!(scope = a.scope.as_str(), subject = %a.subject, metric = a.metric.as_str(), value = a.value, "cost anomaly");
+                    },
+                    None => {}
+                }
+            }
+            _ = shutdown.changed() => {
+                let c = cost.clone();
+                let _ = blocking(move || c.flush()).await;
+                return;
+            }
+        }
+    }
+}
