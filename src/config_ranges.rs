@@ -118,6 +118,12 @@ pub(crate) const KEYS: &[&str] = &[
     "telemetry.max_queue_spans",
     "telemetry.max_batch_spans",
     "telemetry.batch_delay_ms",
+    "cost.anomaly_k",
+    "cost.baseline_days",
+    "cost.min_history_hours",
+    "cost.min_spend_usd",
+    "cost.min_calls",
+    "cost.evaluate_every_s",
 ];
 
 /// Check every numeric key of `c`.
@@ -257,6 +263,19 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
         " spans (at most max_queue_spans)",
     )?;
     int("telemetry.batch_delay_ms", t.batch_delay_ms, 1, 60 * SEC, " ms")?;
+    let k = &c.cost;
+    num("cost.anomaly_k", k.anomaly_k, 0.1, 100.0)?;
+    int("cost.baseline_days", u64::from(k.baseline_days), 1, 90, " days")?;
+    int(
+        "cost.min_history_hours",
+        u64::from(k.min_history_hours),
+        1,
+        u64::from(k.baseline_days.clamp(1, 90)) * 24,
+        " hours (at most baseline_days * 24)",
+    )?;
+    num("cost.min_spend_usd", k.min_spend_usd, 0.0, 1_000_000.0)?;
+    int("cost.min_calls", k.min_calls, 0, 10_000_000, " calls")?;
+    int("cost.evaluate_every_s", k.evaluate_every_s, 1, 86_400, " s")?;
     Ok(())
 }
 
