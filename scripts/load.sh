@@ -9,12 +9,17 @@
 #   PLUGIN_RPS=1000 PLUGIN_SECS=10 scripts/load.sh plugin
 # `scripts/load.sh cost`: a 90-day cost query over 1M metered calls (`cost/benches/cost_query.rs`):
 #   COST_CALLS=1000000 scripts/load.sh cost
+# `scripts/load.sh streams`: memory per open stream, 1,000 streams held open through the release
+# sidecar (`scripts/streams.sh`, STREAMS=1000).
 # `scripts/load.sh saturate`: closed loop to saturation with wrk against a local nginx, direct and
 # through the release sidecar in one run (`scripts/saturate.sh`; needs `apt-get install -y nginx wrk`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "saturate" ]]; then
     exec bash scripts/saturate.sh
+fi
+if [[ "${1:-}" == "streams" ]]; then
+    exec bash scripts/streams.sh
 fi
 if [[ "${1:-}" == "mcp" ]]; then
     exec cargo bench --bench mcp_load
