@@ -75,14 +75,7 @@ async fn report(_c: Caller, State(s): State<AppState>, p: Params) -> Result<Json
             Problem::bad_request(format!("split must be agent, model, upstream, tool or task, not {v:?}"))
         })?),
     };
-    let limit = match p.get("limit") {
-        None => DEFAULT_LIMIT,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| Problem::bad_request(format!("limit must be 1 to {MAX_LIMIT}, not {v:?}")))?,
-    };
+    let limit = limit(&p)?;
     let (since, until) = range(&p, s.cost.now())?;
     if by == GroupBy::Hour && until - since > chrono::Duration::days(31) {
         return Err(Problem::bad_request("by=hour covers at most 31 days; use day, week or month"));
@@ -103,14 +96,19 @@ async fn anomalies(_c: Caller, State(s): State<AppState>, p: Params) -> Result<J
         m
     };
     let (since, until) = range(&p2, now)?;
-    let limit = match p.get("limit") {
-        None => DEFAULT_LIMIT,
+    let limit = limit(&p)?;
+    let items = s.cost.anomalies(since, until, limit).map_err(internal)?;
+    Ok(Json(serde_json::json!({ "items": items, "next_cursor": null })))
+}
+
+/// `limit`: 1 to `MAX_LIMIT`, `DEFAULT_LIMIT` when absent.
+fn limit(p: &HashMap<String, String>) -> Result<usize, Problem> {
+    match p.get("limit") {
+        None => Ok(DEFAULT_LIMIT),
         Some(v) => v
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| Problem::bad_request(format!("limit must be 1 to {MAX_LIMIT}, not {v:?}")))?,
-    };
-    let items = s.cost.anomalies(since, until, limit).map_err(internal)?;
-    Ok(Json(serde_json::json!({ "items": items, "next_cursor": null })))
+            .ok_or_else(|| Problem::bad_request(format!("limit must be 1 to {MAX_LIMIT}, not {v:?}"))),
+    }
 }
