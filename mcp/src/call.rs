@@ -24,7 +24,6 @@ use decision::{
 };
 use governance::budget::{CallScope, Charge};
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{CallToolRequestParams, MetaObject, RequestMetaObject};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -340,21 +339,17 @@ async fn forward(
     };
     record::append(st, record::started(&call.info(sess), &d));
 
-    let mut params = CallToolRequestParams::new(call.tool.clone());
-    if let Value::Object(m) = &call.args {
-        params = params.with_arguments(m.clone());
-    }
-    if let Some(mut m) = call.client_meta.clone() {
-        // rmcp sets its own progress token; the client's is mapped back in `handler.rs`.
+    let meta = call.client_meta.clone().map(|mut m| {
+        // Each path sets its own progress token; the client's is mapped back on the route.
         m.remove("progressToken");
-        if !m.is_empty() {
-            params.meta = Some(RequestMetaObject(MetaObject(m)));
-        }
-    }
+        m
+    });
+    let no_args = Map::new();
+    let args = call.args.as_object().unwrap_or(&no_args);
     let route = Arc::new(CallRoute { out: out.clone(), client_token: call.client_token.clone() });
     let timeout = Duration::from_secs(call.server.cfg.timeout_s.max(1));
     let t_up = Instant::now();
-    let forwarded = conn.call_tool(params, route, timeout, cancel).await;
+    let forwarded = conn.call_tool(&call.tool, args, meta, route, timeout, cancel).await;
     let upstream_time = t_up.elapsed();
 
     let mut r = ResultInfo { approval_id, ..ResultInfo::default() };

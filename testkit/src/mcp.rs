@@ -198,6 +198,12 @@ impl Scripts {
         self.spawn(&["fixture.mjs", "http", &port.to_string()], envs, port, "fixture")
     }
 
+    /// The fixture over Streamable HTTP on a given port (a restart of one that was dropped:
+    /// its sessions are gone).
+    pub fn fixture_http_on(&self, port: u16, envs: &[(&str, &str)]) -> Server {
+        self.spawn(&["fixture.mjs", "http", &port.to_string()], envs, port, "fixture")
+    }
+
     /// server-everything over Streamable HTTP on a free port (kept on loopback by a preload), with
     /// extra env (its `get-env` tool returns its whole environment).
     pub fn everything_http(&self, envs: &[(&str, &str)]) -> Server {

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CancelledNotification, CancelledNotificationParam, ClientNotification, ClientRequest,
-    ProgressNotificationParam, ProgressToken, Request, RequestId, ServerPeerInfo, ServerResult, Tool,
+    MetaObject, ProgressNotificationParam, ProgressToken, Request, RequestId, RequestMetaObject, ServerPeerInfo,
+    ServerResult, Tool,
 };
 use rmcp::service::{Peer, PeerRequestOptions, RunningService};
 use rmcp::RoleClient;
@@ -43,7 +44,12 @@ pub(crate) struct Routes {
 }
 
 impl Routes {
-    fn register(&self, id: &RequestId, token: &ProgressToken, route: Arc<CallRoute>) -> Vec<ProgressNotificationParam> {
+    pub(super) fn register(
+        &self,
+        id: &RequestId,
+        token: &ProgressToken,
+        route: Arc<CallRoute>,
+    ) -> Vec<ProgressNotificationParam> {
         if let Ok(mut m) = self.by_request.lock() {
             m.insert(id.clone(), route.clone());
         }
@@ -60,7 +66,7 @@ impl Routes {
         parked
     }
 
-    fn unregister(&self, id: &RequestId, token: &ProgressToken) {
+    pub(super) fn unregister(&self, id: &RequestId, token: &ProgressToken) {
         if let Ok(mut m) = self.by_request.lock() {
             m.remove(id);
         }
@@ -126,6 +132,8 @@ pub(crate) struct Conn {
     pub peer: Peer<RoleClient>,
     pub info: Arc<ServerPeerInfo>,
     pub routes: Arc<Routes>,
+    /// Streamable HTTP upstreams: `tools/call` posted from the call's own task.
+    direct: Option<super::direct::Direct>,
     service: Mutex<Option<RunningService<RoleClient, Handler>>>,
     /// The server's tool list (all pages) and the list generation it belongs to; a change
     /// announced by the server bumps the generation, so a fetch that raced it is not kept.
@@ -133,11 +141,17 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(service: RunningService<RoleClient, Handler>, info: Arc<ServerPeerInfo>, routes: Arc<Routes>) -> Conn {
+    pub fn new(
+        service: RunningService<RoleClient, Handler>,
+        info: Arc<ServerPeerInfo>,
+        routes: Arc<Routes>,
+        direct: Option<super::direct::Direct>,
+    ) -> Conn {
         Conn {
             peer: service.peer().clone(),
             info,
             routes,
+            direct,
             service: Mutex::new(Some(service)),
             tools: Mutex::new((0, None)),
         }
@@ -187,8 +201,33 @@ impl Conn {
         Ok(list)
     }
 
-    /// Forward a tools/call and wait for its end, the client's cancel or `timeout`.
+    /// Forward a tools/call (the tool's own name, its arguments, the client's `_meta` without
+    /// its progress token) and wait for its end, the client's cancel or `timeout`. HTTP
+    /// upstreams take the direct path (`direct.rs`) when they can, else rmcp's.
+    #[allow(clippy::too_many_arguments)]
     pub async fn call_tool(
+        &self,
+        tool: &str,
+        args: &serde_json::Map<String, Value>,
+        meta: Option<serde_json::Map<String, Value>>,
+        route: Arc<CallRoute>,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Forwarded {
+        if let Some(d) = &self.direct {
+            let r = d.call_tool(&self.peer, &self.routes, tool, args, meta.clone(), route.clone(), timeout, cancel);
+            if let Some(f) = r.await {
+                return f;
+            }
+        }
+        let mut params = CallToolRequestParams::new(tool.to_string()).with_arguments(args.clone());
+        if let Some(m) = meta.filter(|m| !m.is_empty()) {
+            params.meta = Some(RequestMetaObject(MetaObject(m)));
+        }
+        self.call_tool_rmcp(params, route, timeout, cancel).await
+    }
+
+    async fn call_tool_rmcp(
         &self,
         params: CallToolRequestParams,
         route: Arc<CallRoute>,

@@ -20,7 +20,9 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::ServiceExt;
 
 use super::conn::{Conn, Routes};
+use super::direct::Direct;
 use super::handler::Handler;
+use super::wire::Wire;
 use super::Server;
 use crate::config::Transport;
 use crate::session::Session;
@@ -58,6 +60,7 @@ pub(crate) async fn connect(st: &Arc<State>, sess: &Arc<Session>, server: &Arc<S
     let handler = Handler::new(st, sess, server.index, routes.clone());
     let limit = Duration::from_secs(st.settings.connect_timeout_s);
     let cfg = &server.cfg;
+    let mut direct = None;
     let running = match cfg.transport {
         Transport::StreamableHttp => {
             let url = cfg.url.clone().unwrap_or_default();
@@ -67,13 +70,15 @@ pub(crate) async fn connect(st: &Arc<State>, sess: &Arc<Session>, server: &Arc<S
                 let value = http::HeaderValue::from_str(v).map_err(|e| format!("header {k}: {e}"))?;
                 headers.insert(name, value);
             }
-            let tcfg = StreamableHttpClientTransportConfig::with_uri(url)
+            let tcfg = StreamableHttpClientTransportConfig::with_uri(url.clone())
                 .custom_headers(headers)
                 .reinit_on_expired_session(true)
                 .max_json_response_size(st.settings.max_result_bytes)
                 .max_sse_event_size(st.settings.max_result_bytes);
-            let transport = StreamableHttpClientTransport::with_client(st.http.clone(), tcfg);
-            tokio::time::timeout(limit, handler.serve(transport)).await
+            let wire = Wire::new(st.http.clone());
+            direct = Some(Direct::new(wire.clone(), &url, st.settings.max_result_bytes, handler.clone()));
+            let transport = StreamableHttpClientTransport::with_client(wire, tcfg);
+            tokio::time::timeout(limit, handler.clone().serve(transport)).await
         }
         Transport::Stdio => {
             let (child, pid) = spawn(server, &sess.agent)?;
@@ -88,7 +93,7 @@ pub(crate) async fn connect(st: &Arc<State>, sess: &Arc<Session>, server: &Arc<S
         .map_err(|_| format!("no answer to initialize within {} s", limit.as_secs()))?
         .map_err(|e| format!("initialize failed: {e}"))?;
     let info = running.peer_info().ok_or_else(|| "the server sent no initialize result".to_string())?;
-    Ok(Arc::new(Conn::new(running, info, routes)))
+    Ok(Arc::new(Conn::new(running, info, routes, direct)))
 }
 
 /// Start a stdio server's child process (see the module docs for what it gets).

@@ -66,9 +66,54 @@ impl Handler {
         params: Value,
         ctx: RequestContext<RoleClient>,
     ) -> Result<Value, ErrorData> {
-        let (st, sess) = self.parts()?;
         let route = self.origin(&ctx).await;
-        crate::reverse::forward(&st, &sess, self.server, method, params, route, ctx.ct).await
+        self.request_for_call(method, params, route, ctx.ct).await
+    }
+
+    /// A request from the upstream, already known to belong to `route`'s call (or to none),
+    /// forwarded to the client; also what `direct.rs` uses for requests on a call's stream.
+    pub(crate) async fn request_for_call(
+        &self,
+        method: &str,
+        params: Value,
+        route: Option<Arc<CallRoute>>,
+        ct: tokio_util::sync::CancellationToken,
+    ) -> Result<Value, ErrorData> {
+        let (st, sess) = self.parts()?;
+        crate::reverse::forward(&st, &sess, self.server, method, params, route, ct).await
+    }
+
+    /// A log line from the upstream: on the stream of `route`'s call when there is one, else
+    /// on the session's GET stream.
+    pub(crate) fn log_line(&self, params: &Value, route: Option<Arc<CallRoute>>) {
+        let msg = jsonrpc::notification("notifications/message", Some(params));
+        match route {
+            Some(route) => {
+                let _ = route.out.try_send(Out::Event(msg));
+            }
+            None => {
+                if let Some(s) = self.session.upgrade() {
+                    s.notify(msg);
+                }
+            }
+        }
+    }
+
+    /// The upstream's tool list changed.
+    pub(crate) fn tools_changed(&self) {
+        let (Some(st), Some(sess)) = (self.state.upgrade(), self.session.upgrade()) else { return };
+        if let Some(conn) = sess.slot_of(self.server).and_then(|s| s.current()) {
+            conn.tools_changed();
+        }
+        crate::catalog::refresh_session(&st, &sess);
+    }
+
+    /// A notification for the whole session (resource/prompt lists, resource updates),
+    /// passed on as the upstream sent it.
+    pub(crate) fn to_session(&self, method: &str, params: Option<&Value>) {
+        if let Some(s) = self.session.upgrade() {
+            s.notify(jsonrpc::notification(method, params));
+        }
     }
 }
 
@@ -133,37 +178,19 @@ impl ClientHandler for Handler {
 
     async fn on_logging_message(&self, params: LoggingMessageNotificationParam, _ctx: NotificationContext<RoleClient>) {
         let Ok(v) = serde_json::to_value(&params) else { return };
-        let msg = jsonrpc::notification("notifications/message", Some(&v));
-        match self.routes.only_call() {
-            Some(route) => {
-                let _ = route.out.try_send(Out::Event(msg));
-            }
-            None => {
-                if let Some(s) = self.session.upgrade() {
-                    s.notify(msg);
-                }
-            }
-        }
+        self.log_line(&v, self.routes.only_call());
     }
 
     async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
-        let (Some(st), Some(sess)) = (self.state.upgrade(), self.session.upgrade()) else { return };
-        if let Some(conn) = sess.slot_of(self.server).and_then(|s| s.current()) {
-            conn.tools_changed();
-        }
-        crate::catalog::refresh_session(&st, &sess);
+        self.tools_changed();
     }
 
     async fn on_resource_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
-        if let Some(s) = self.session.upgrade() {
-            s.notify(jsonrpc::notification("notifications/resources/list_changed", None));
-        }
+        self.to_session("notifications/resources/list_changed", None);
     }
 
     async fn on_prompt_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
-        if let Some(s) = self.session.upgrade() {
-            s.notify(jsonrpc::notification("notifications/prompts/list_changed", None));
-        }
+        self.to_session("notifications/prompts/list_changed", None);
     }
 
     async fn on_resource_updated(
@@ -171,7 +198,7 @@ impl ClientHandler for Handler {
         params: ResourceUpdatedNotificationParam,
         _ctx: NotificationContext<RoleClient>,
     ) {
-        let (Some(s), Ok(v)) = (self.session.upgrade(), serde_json::to_value(&params)) else { return };
-        s.notify(jsonrpc::notification("notifications/resources/updated", Some(&v)));
+        let Ok(v) = serde_json::to_value(&params) else { return };
+        self.to_session("notifications/resources/updated", Some(&v));
     }
 }

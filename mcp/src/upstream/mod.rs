@@ -10,7 +10,9 @@
 
 mod conn;
 mod connect;
+mod direct;
 mod handler;
+mod wire;
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;

@@ -2,7 +2,8 @@
 //! wrong one, another agent's token, a bad Origin, a batch, malformed JSON, a huge body, an
 //! unknown or missing session, an unknown protocol version, DELETE; an upstream that hangs
 //! and one that dies mid-call: clear statuses and JSON-RPC errors or `isError` results, no
-//! panic, a record for every call, and the other server of the session keeps working.
+//! panic, a record for every call, and the other server of the session keeps working; an
+//! HTTP upstream that hangs, and one restarted under a live session (its session is gone).
 
 use std::sync::Arc;
 
@@ -154,4 +155,74 @@ async fn failing_upstreams_do_not_take_the_session_down() {
     let gone = servers.iter().find(|s| s["name"] == "gone").unwrap();
     assert_eq!(gone["health"]["state"], "offline", "{gone}");
     assert!(gone["health"]["reason"].is_string(), "{gone}");
+}
+
+/// A tool call on an HTTP upstream goes straight from the call's task to the server on the
+/// session rmcp opened (`upstream/direct.rs`): a hang is cut at `timeout_s` and cancelled
+/// upstream, progress comes back under the client's token, and a server restarted under a
+/// live client session (its upstream session gone: 404) is re-initialised by rmcp and the
+/// call still answers, in the same client session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_upstreams_time_out_stream_progress_and_survive_a_restart() {
+    let Some(tools) = tools("mcp::edges::http_upstreams_time_out_stream_progress_and_survive_a_restart") else {
+        return;
+    };
+    let scripts = Arc::new(tools.scripts());
+    let calls = scripts.path("calls.jsonl").display().to_string();
+    let fx = scripts.fixture_http(&[("FIXTURE_CALL_LOG", &calls)]);
+    let port = fx.port;
+    let m = McpRig::start(&http_server("fx", &fx.url(), "timeout_s = 2"), &[]).await;
+    let token = m.token("main").await;
+    let url = m.endpoint("main");
+    let r = post(&url, &headers(&token, None), &init_body()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sid = r.header("mcp-session-id").unwrap().to_string();
+    let h = headers(&token, Some(&sid));
+    let call = |id: i64, name: &str, args: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": args}})
+            .to_string()
+    };
+
+    let r = post(&url, &h, &call(2, "fx__echo", json!({"text": "one"}))).await;
+    assert_eq!(result_text(&r.json()["result"]), "echo: one", "{}", r.text());
+    let t0 = std::time::Instant::now();
+    let r = post(&url, &h, &call(3, "fx__test_hang", json!({}))).await;
+    let res = &r.json()["result"];
+    assert_eq!(res["isError"], true, "{}", r.text());
+    assert!(result_text(res).contains("did not answer within 2 s"), "{}", r.text());
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
+
+    // Progress under the client's own token, then the result, on one event stream.
+    let body = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
+        "name": "fx__test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": "mine-7"}}});
+    let r = post(&url, &h, &body.to_string()).await;
+    let text = r.text();
+    assert_eq!(r.header("content-type"), Some("text/event-stream"), "{text}");
+    assert_eq!(text.matches("notifications/progress").count(), 3, "{text}");
+    assert_eq!(text.matches("\"progressToken\":\"mine-7\"").count(), 3, "{text}");
+    assert!(!text.contains("cb-"), "the sidecar's own token leaked: {text}");
+    assert!(text.contains("Tool with progress executed successfully"), "{text}");
+
+    // The server restarts: the upstream session is gone, the client's is not.
+    drop(fx);
+    let _fx = scripts.fixture_http_on(port, &[("FIXTURE_CALL_LOG", &calls)]);
+    let r = post(&url, &h, &call(5, "fx__echo", json!({"text": "after restart"}))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(result_text(&r.json()["result"]), "echo: after restart", "{}", r.text());
+    let r = post(&url, &h, &call(6, "fx__echo", json!({"text": "and again"}))).await;
+    assert_eq!(result_text(&r.json()["result"]), "echo: and again", "{}", r.text());
+
+    let logged = std::fs::read_to_string(&calls).unwrap();
+    let names: Vec<String> = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| v["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    // Each call reached the server once: nothing was sent twice by the fallback.
+    assert_eq!(names, ["echo", "test_hang", "test_tool_with_progress", "echo", "echo"], "{logged}");
+    let recs = m.tool_records("main", 5).await;
+    let statuses: Vec<Value> = recs.iter().map(|r| r["details"]["result"]["status"].clone()).collect();
+    assert!(statuses.contains(&json!("timeout")), "{statuses:?}");
+    let servers = m.servers().await;
+    assert_eq!(servers[0]["health"]["state"], "healthy", "{servers:?}");
 }
