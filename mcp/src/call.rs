@@ -226,7 +226,7 @@ async fn pipeline(
         return Some(refuse(st, sess, &call, &d, Refusal::Budget, ResultInfo::default()).await);
     }
 
-    let (calls, secret_seen) = sess.policy_context();
+    let (calls, secret_seen) = sess.policy_context(st.parts.policy.reads_mcp_calls());
     let mut input = PolicyInput::new(CallKind::ToolCall, &sess.agent, &call.trace_id);
     input.session = Some(sess.id.clone());
     input.tool = Some(ToolInput {

@@ -82,7 +82,7 @@ pub(crate) async fn forward(
     if !sess.client_has(cap) {
         return Err(err(ErrorCode::METHOD_NOT_FOUND.0, format!("Method not found: the client did not declare {cap}")));
     }
-    let (calls, secret_seen) = sess.policy_context();
+    let (calls, secret_seen) = sess.policy_context(st.parts.policy.reads_mcp_calls());
     let mut input = PolicyInput::new(CallKind::ToolCall, &sess.agent, &decision::new_trace_id());
     input.session = Some(sess.id.clone());
     input.tool = Some(ToolInput { server: Some(name.clone()), name: method.to_string(), args: params.clone() });

@@ -220,10 +220,12 @@ impl Session {
         format!("cb-{}", self.reverse_seq.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
-    /// The session context for the policy input.
-    pub fn policy_context(&self) -> (Vec<McpCallInput>, bool) {
+    /// The session context for the policy input; the earlier calls only `with_calls` (the
+    /// bundle may read them: `PolicyEngine::reads_mcp_calls`).
+    pub fn policy_context(&self, with_calls: bool) -> (Vec<McpCallInput>, bool) {
         match self.context.lock() {
-            Ok(c) => (c.calls.iter().cloned().collect(), c.secret_seen),
+            Ok(c) if with_calls => (c.calls.iter().cloned().collect(), c.secret_seen),
+            Ok(c) => (Vec::new(), c.secret_seen),
             Err(_) => (Vec::new(), true),
         }
     }

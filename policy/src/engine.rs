@@ -126,6 +126,8 @@ struct Prepared {
     compiled: Compiled,
     /// What this bundle asks the engine to find in exec commands (`features.triggers`, `.hits`).
     needles: Needles,
+    /// Which optional parts of the input this bundle may read.
+    reads: crate::reads::Reads,
 }
 
 impl Prepared {
@@ -136,6 +138,7 @@ impl Prepared {
         engine.set_execution_timer_config(timer_config(opts.eval_timeout));
         let policy = bundle::prepare(&mut engine)?;
         let needles = Needles::from_engine(&engine);
+        let reads = crate::reads::Reads::of(&files);
         let compiled = Compiled::new(engine, &policy, opts.eval_timeout);
         Ok(Prepared {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
@@ -144,6 +147,7 @@ impl Prepared {
             loaded_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             compiled,
             needles,
+            reads,
         })
     }
 }
@@ -209,6 +213,12 @@ impl PolicyEngine {
         let prepared = self.current.load();
         let value = crate::value::input_value(input, &prepared.needles);
         self.finish(start, &prepared, input.kind.as_str(), Ok(value))
+    }
+
+    /// Whether the serving bundle may read `input.mcp.calls` (see `reads.rs`): the MCP path
+    /// fills that array only when it may.
+    pub fn reads_mcp_calls(&self) -> bool {
+        self.current.load().reads.mcp_calls
     }
 
     /// Dry-run on an arbitrary JSON input (control API, `policy eval`), with the same

@@ -13,6 +13,7 @@ pub mod metrics;
 mod needles;
 mod output;
 pub mod plugin;
+mod reads;
 pub mod settings;
 #[cfg(test)]
 mod test_rng;

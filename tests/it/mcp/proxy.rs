@@ -108,3 +108,38 @@ async fn calls_are_decided_masked_and_audited() {
     assert_eq!(servers[0]["name"], "fx", "{servers:?}");
     assert_eq!(servers[0]["health"]["state"], "healthy", "{servers:?}");
 }
+
+/// The session's earlier calls (`input.mcp.calls`) are built only for a bundle that may read
+/// them (`policy/src/reads.rs`); one that does gets them: here the third echo of a session is
+/// refused, and a new session starts from none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_that_reads_the_session_calls_gets_them() {
+    let Some(tools) = tools("mcp::proxy::a_bundle_that_reads_the_session_calls_gets_them") else { return };
+    let scripts = Arc::new(tools.scripts());
+    let fx = scripts.fixture_http(&[]);
+    let rules = r#"package clawbutler
+
+call_denies contains f if {
+	input.kind == "tool_call"
+	input.mcp.phase == "call"
+	input.tool.name == "echo"
+	count([c | c := input.mcp.calls[_]; c.tool == "echo"; c.action == "allow"]) >= 2
+	f := {"rule": "test.two_echoes", "reason": "two echoes per session", "risk": "low"}
+}
+"#;
+    let m = McpRig::start(&http_server("fx", &fx.url(), ""), &[("zz_calls.rego", rules)]).await;
+    let token = m.token("main").await;
+    let three = json!([
+        {"op": "call", "name": "fx__echo", "args": {"text": "a"}},
+        {"op": "call", "name": "fx__echo", "args": {"text": "b"}},
+        {"op": "call", "name": "fx__echo", "args": {"text": "c"}},
+    ]);
+    for _session in 0..2 {
+        let report = client(&scripts, &m.endpoint("main"), &token, three.clone()).await;
+        assert_eq!(result_text(ok(&report, 0)), "echo: a", "{report}");
+        assert_eq!(result_text(ok(&report, 1)), "echo: b", "{report}");
+        let r = ok(&report, 2);
+        assert_eq!(r["isError"], true, "{r}");
+        assert!(result_text(r).contains("test.two_echoes"), "{r}");
+    }
+}
