@@ -128,6 +128,9 @@ pub struct Config {
     /// Cost insight (`docs/cost.md`).
     #[serde(default)]
     pub cost: cost::CostSettings,
+    /// Cron governance through the gateway link (`docs/cron.md`).
+    #[serde(default)]
+    pub cron: gateway::cron::CronSettings,
     #[serde(default)]
     pub log: LogSettings,
     /// OpenTelemetry traces over OTLP/HTTP (docs/telemetry.md); off by default.
@@ -157,6 +160,7 @@ impl Default for Config {
             plugin: Default::default(),
             notify: Default::default(),
             cost: Default::default(),
+            cron: Default::default(),
             log: LogSettings::default(),
             telemetry: Default::default(),
             fleet: None,
@@ -230,6 +234,7 @@ impl Config {
             f.validate().map_err(|(key, msg)| ConfigError::Invalid { key: key.into(), msg })?;
         }
         self.cost.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
+        self.cron.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;
