@@ -4,10 +4,10 @@
 //! before), so OpenClaw refuses a job changed concurrently (`CRON_JOB_CHANGED`: 409 here).
 //!
 //! Cost of a run: the sidecar's own `model_call` records of the job's agent whose `session`
-//! is the run's `sessionId` (the `session_id` header OpenClaw sends with
-//! `compat.sendSessionAffinityHeaders`) or its `sessionKey` (what the plugin gate records).
-//! Nothing is guessed from time windows: a run whose calls carry no session shows
-//! `cost_usd: null` and OpenClaw's own token usage only (`docs/cron.md`).
+//! is the job's isolated-cron key (the `session_id` header OpenClaw sends with
+//! `compat.sendSessionAffinityHeaders`; see [`isolated_cache_key`]), split between the job's
+//! sequential runs by time, or the run's own `sessionId` / `sessionKey`. A run none of whose
+//! calls carry one shows `cost_usd: null` and OpenClaw's own token usage (`docs/cron.md`).
 
 use std::collections::HashMap;
 
@@ -19,6 +19,47 @@ use crate::{Gateway, GatewayError};
 
 /// Audit pages read per cost join (1,000 records each).
 const COST_PAGES: usize = 10;
+/// Slack around a run's `[runAtMs, runAtMs + durationMs]` when splitting a job's calls
+/// between its runs (runs of one job never overlap; the clocks are the same host's).
+const RUN_SLACK_MS: i64 = 2_000;
+
+/// What OpenClaw hashes into the `session_id` header of an isolated cron run's model calls
+/// (`resolveIsolatedCronPromptCacheKey`, 2026.9.6): the fields in this order, as
+/// `JSON.stringify` writes them.
+#[derive(serde::Serialize)]
+struct CacheKeyMaterial<'a> {
+    version: u32,
+    kind: &'a str,
+    #[serde(rename = "jobId")]
+    job_id: &'a str,
+    #[serde(rename = "agentId")]
+    agent_id: &'a str,
+    #[serde(rename = "agentSessionKey")]
+    agent_session_key: &'a str,
+    provider: &'a str,
+    model: &'a str,
+}
+
+/// `openclaw-cron-<first 32 hex of sha256(material)>`: the job's key on the wire, per job,
+/// agent, provider and model (not per run). `agentSessionKey` is the run's `sessionKey`
+/// without its `:run:<sessionId>` suffix. None when the run lacks a field.
+pub(crate) fn isolated_cache_key(job: &str, agent: &str, run: &Value) -> Option<String> {
+    use sha2::Digest;
+    let run_key = str_of(run, "sessionKey")?;
+    let agent_session_key = run_key.split_once(":run:").map_or(run_key, |(k, _)| k);
+    let material = CacheKeyMaterial {
+        version: 1,
+        kind: "isolated-cron",
+        job_id: job,
+        agent_id: agent,
+        agent_session_key,
+        provider: str_of(run, "provider")?,
+        model: str_of(run, "model")?,
+    };
+    let json = serde_json::to_string(&material).ok()?;
+    let digest = hex::encode(sha2::Sha256::digest(json.as_bytes()));
+    Some(format!("openclaw-cron-{}", &digest[..32]))
+}
 
 fn cron_error(e: GatewayError) -> CronError {
     match e {
@@ -92,18 +133,26 @@ impl Gateway {
     }
 
     /// Each run's cost from the sidecar's own records (see the module docs): run id ->
-    /// (USD, calls). Runs whose calls carry no session are absent.
-    fn run_costs(&self, agent: &str, runs: &[Value]) -> HashMap<String, (f64, u64)> {
-        let mut by_session: HashMap<&str, &str> = HashMap::new();
+    /// (USD, calls). Runs none of whose calls could be joined are absent.
+    fn run_costs(&self, job: &str, agent: &str, runs: &[Value]) -> HashMap<String, (f64, u64)> {
+        let mut by_session: HashMap<String, usize> = HashMap::new();
+        let mut job_keys: Vec<String> = Vec::new();
+        let mut windows: Vec<(usize, i64, i64)> = Vec::new();
         let mut oldest: Option<i64> = None;
-        for r in runs {
-            let Some(run) = str_of(r, "runId").or_else(|| str_of(r, "sessionId")) else { continue };
+        for (i, r) in runs.iter().enumerate() {
             for k in ["sessionId", "sessionKey"] {
                 if let Some(s) = str_of(r, k) {
-                    by_session.insert(s, run);
+                    by_session.insert(s.to_string(), i);
+                }
+            }
+            if let Some(key) = isolated_cache_key(job, agent, r) {
+                if !job_keys.contains(&key) {
+                    job_keys.push(key);
                 }
             }
             if let Some(t) = r.get("runAtMs").or_else(|| r.get("ts")).and_then(Value::as_i64) {
+                let dur = r.get("durationMs").and_then(Value::as_i64).unwrap_or(0);
+                windows.push((i, t, t + dur));
                 oldest = Some(oldest.map_or(t, |o| o.min(t)));
             }
         }
@@ -112,11 +161,16 @@ impl Gateway {
         let mut q = audit::AuditQuery {
             agent: Some(agent.to_string()),
             kind: Some(audit::RecordKind::ModelCall),
-            // A minute of slack: the run's clock and the sidecar's are the same host's, but
-            // `runAtMs` may be the schedule time rather than the start.
+            // A minute of slack before the oldest run: `runAtMs` may be its schedule time.
             from: DateTime::<Utc>::from_timestamp_millis(oldest - 60_000),
             limit: Some(audit::MAX_LIMIT),
             ..Default::default()
+        };
+        let mut add = |i: usize, rec: &audit::AuditRecord| {
+            let key = str_of(&runs[i], "runId").or_else(|| str_of(&runs[i], "sessionId")).unwrap_or_default();
+            let e = out.entry(key.to_string()).or_default();
+            e.0 += rec.cost_usd.unwrap_or(0.0);
+            e.1 += 1;
         };
         for _ in 0..COST_PAGES {
             let page = match self.parts.audit.search(&q) {
@@ -127,10 +181,23 @@ impl Gateway {
                 }
             };
             for rec in &page.items {
-                let Some(run) = rec.session.as_deref().and_then(|s| by_session.get(s)) else { continue };
-                let e = out.entry((*run).to_string()).or_default();
-                e.0 += rec.cost_usd.unwrap_or(0.0);
-                e.1 += 1;
+                // One record per call end: `started` is followed by its end, and a refused
+                // call was never sent.
+                if matches!(rec.outcome.as_deref(), Some("started" | "denied" | "budget_exceeded")) {
+                    continue;
+                }
+                let Some(session) = rec.session.as_deref() else { continue };
+                if let Some(i) = by_session.get(session) {
+                    add(*i, rec);
+                } else if job_keys.iter().any(|k| k == session) {
+                    // The job's own key: which of its (sequential) runs was going on then.
+                    let at = DateTime::parse_from_rfc3339(&rec.ts).map(|t| t.timestamp_millis()).ok();
+                    if let Some((i, _, _)) = at.and_then(|at| {
+                        windows.iter().find(|(_, from, to)| at >= from - RUN_SLACK_MS && at <= to + RUN_SLACK_MS)
+                    }) {
+                        add(*i, rec);
+                    }
+                }
             }
             match page.next_cursor {
                 Some(c) => q.cursor = Some(c),
@@ -140,8 +207,8 @@ impl Gateway {
         out
     }
 
-    fn with_costs(&self, agent: &str, runs: &[Value]) -> (Vec<Value>, Option<f64>, u64) {
-        let costs = self.run_costs(agent, runs);
+    fn with_costs(&self, job: &str, agent: &str, runs: &[Value]) -> (Vec<Value>, Option<f64>, u64) {
+        let costs = self.run_costs(job, agent, runs);
         let (mut total, mut calls, mut any) = (0.0, 0, false);
         let out = runs
             .iter()
@@ -184,7 +251,7 @@ impl Gateway {
                 return view;
             }
         };
-        let (_, usd, calls) = self.with_costs(agent, &runs);
+        let (_, usd, calls) = self.with_costs(id, agent, &runs);
         view["cost"] = json!({"usd": usd, "model_calls": calls, "runs": runs.len(),
                               "over": format!("the last {} runs", self.cron.settings.cost_runs)});
         if let Some(p) = self.cron.pauses().into_iter().find(|(_, p)| p.jobs.iter().any(|j| j.id == id)) {
@@ -311,7 +378,8 @@ impl CronControl for Gateway {
             let job = self.cron_get(id).await?;
             let page = self.cron_runs_page(id, limit, offset).await?;
             let entries = page.get("entries").and_then(Value::as_array).cloned().unwrap_or_default();
-            let (items, usd, calls) = self.with_costs(str_of(&job, "agentId").unwrap_or("main"), &entries);
+            let agent = str_of(&job, "agentId").unwrap_or("main");
+            let (items, usd, calls) = self.with_costs(id, agent, &entries);
             let next = page.get("nextOffset").and_then(Value::as_u64).filter(|_| page["hasMore"] == true);
             Ok(json!({"items": items, "total": page.get("total"), "offset": offset, "limit": limit,
                       "next_offset": next, "page_cost_usd": usd, "page_model_calls": calls}))
@@ -361,5 +429,24 @@ impl CronControl for Gateway {
             self.audit_cron(&job, audit::Outcome::RunRequested, actor, None, json!({"result": r}));
             Ok(json!({"enqueued": r.get("enqueued"), "run_id": r.get("runId"), "id": id}))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_isolated_cron_key_is_the_one_openclaw_sends() {
+        // Seen on the wire from OpenClaw 2026.9.6: `session_id: openclaw-cron-0a71...` for a
+        // run of this job through provider cb-main.
+        let job = "ac394fd6-4852-4282-9afc-f49b90fcf091";
+        let run = json!({"sessionKey": format!("agent:main:cron:{job}:run:2815e563-70a8-4bef-ab48-c03c7bbfa3ed"),
+                         "provider": "cb-main", "model": "gpt-4o-mini"});
+        assert_eq!(
+            isolated_cache_key(job, "main", &run).as_deref(),
+            Some("openclaw-cron-0a713e0edf210ba0f7ab6253a3d86624")
+        );
+        assert_eq!(isolated_cache_key(job, "main", &json!({"sessionKey": "x"})), None, "no provider: no key");
     }
 }
