@@ -126,7 +126,7 @@ async fn cron_jobs_are_governed_through_the_gateway() {
     let gw = Gateway::start(&install, openclaw_config(data)).await;
     std::env::set_var(TOKEN_ENV, gw.token());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SidecarConfig::new(dir.path())
+    let sidecar_cfg = SidecarConfig::new(dir.path())
         .listen(&data.to_string(), "127.0.0.1:0")
         .upstreams(&up.base_url())
         .table(&format!(
@@ -134,9 +134,8 @@ async fn cron_jobs_are_governed_through_the_gateway() {
              [gateway]\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000\n\
              [cron]\nfailure_streak = 3\nbudget_check_ms = 300",
             gw.ws_url()
-        ))
-        .build();
-    let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
+        ));
+    let sidecar = clawbutler::app::Sidecar::start(sidecar_cfg.build()).await.expect("sidecar starts");
     let api = Api { control: sidecar.control_addr };
     let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("2nd client");
     wait_until("the link", Duration::from_secs(30), || async { api.get("/api/v1/cron/jobs").await.0 == 200 }).await;
@@ -313,6 +312,19 @@ async fn cron_jobs_are_governed_through_the_gateway() {
     );
     let metrics = testkit::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
     assert!(metrics.contains(&format!("clawbutler_cron_jobs_budget_paused {}", jobs.len())), "{metrics}");
+    // A restart does not forget which jobs it paused (nor pauses them twice).
+    sidecar.shutdown().await;
+    let sidecar = clawbutler::app::Sidecar::start(sidecar_cfg.build()).await.expect("sidecar restarts");
+    let api = Api { control: sidecar.control_addr };
+    wait_until("the link again", Duration::from_secs(30), || async { api.get("/api/v1/cron/jobs").await.0 == 200 })
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, shown) = api.get(&job_path).await;
+    assert_eq!(
+        (shown["enabled"].as_bool(), shown["budget_paused"]["budget"].as_str()),
+        (Some(false), Some("cron-stop")),
+        "{shown}"
+    );
     let (code, r) = api.post("/api/v1/budgets/cron-stop/reset", json!({"reason": "cron e2e"})).await;
     assert_eq!(code, 200, "{r}");
     let t0 = Instant::now();

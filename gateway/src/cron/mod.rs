@@ -141,3 +141,49 @@ impl CronState {
         let _ = self.tree.flush();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_and_streaks_survive_a_reopen_of_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = storage::Store::open(&dir.path().join("state")).unwrap();
+            let st = CronState::new(
+                CronSettings::default(),
+                db.tree(storage::Tree::CronState).unwrap(),
+                &Default::default(),
+            )
+            .unwrap();
+            let p = Pause {
+                budget: "b".into(),
+                at: "t".into(),
+                jobs: vec![PausedJob { id: "j1".into(), revision: Some("r".into()) }],
+            };
+            st.set_pause("main", Some(&p));
+            st.set_streak("j2", &Streak { failures: 3, alerted: true });
+            assert_eq!(st.paused.get(), 1);
+        }
+        let db = storage::Store::open(&dir.path().join("state")).unwrap();
+        let st =
+            CronState::new(CronSettings::default(), db.tree(storage::Tree::CronState).unwrap(), &Default::default())
+                .unwrap();
+        let pauses = st.pauses();
+        assert_eq!(pauses.len(), 1);
+        assert_eq!((pauses[0].0.as_str(), pauses[0].1.jobs[0].id.as_str()), ("main", "j1"));
+        assert_eq!(st.paused.get(), 1, "the gauge is set from the store at start");
+        assert_eq!(st.streak("j2"), Streak { failures: 3, alerted: true });
+        st.set_pause("main", None);
+        assert!(st.pauses().is_empty());
+        assert_eq!(st.paused.get(), 0);
+    }
+
+    #[test]
+    fn settings_ranges_name_the_key() {
+        assert!(CronSettings::default().validate().is_ok());
+        let bad = CronSettings { failure_streak: 0, ..Default::default() };
+        assert_eq!(bad.validate().unwrap_err().0, "cron.failure_streak");
+    }
+}
