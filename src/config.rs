@@ -234,7 +234,6 @@ impl Config {
             f.validate().map_err(|(key, msg)| ConfigError::Invalid { key: key.into(), msg })?;
         }
         self.cost.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
-        self.cron.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;
