@@ -262,6 +262,29 @@ async fn cron_jobs_are_governed_through_the_gateway() {
     assert_eq!(streaks[0]["details"]["consecutive_failures"], 3);
     let metrics = testkit::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
     assert!(metrics.contains("clawbutler_cron_failure_streaks_total 1"), "{metrics}");
+    // ...on the SSE stream too (replayed from the start with Last-Event-ID: 0, kind=cron).
+    let auth = format!("Bearer {ADMIN}");
+    let mut sse = testkit::http::send_streaming(
+        Method::GET,
+        &format!("http://{}/api/v1/events?kind=cron", api.control),
+        &[("authorization", &auth), ("last-event-id", "0")],
+        Default::default(),
+    )
+    .await;
+    assert_eq!(sse.status, 200);
+    let mut seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(c) = sse.next_chunk().await {
+            seen.push_str(&String::from_utf8_lossy(&c));
+            if seen.contains("\"failure_streak\"") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "the streak on the SSE stream: {seen}");
+    drop(sse);
     let cli = tokio::task::spawn_blocking({
         let url = format!("http://{}", api.control);
         move || {
