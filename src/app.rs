@@ -251,6 +251,8 @@ impl Sidecar {
                     }),
                     plugin_health: plugin_health.clone(),
                     handoffs: handoffs.clone(),
+                    budgets: Some(budgets.clone()),
+                    cron: cfg.cron.clone(),
                 };
                 let (gw, gw_tasks) =
                     gateway::Gateway::start(&cfg.gateway, &data_dir, &db, parts, &registry, rx.clone())?;

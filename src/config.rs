@@ -128,6 +128,9 @@ pub struct Config {
     /// Cost insight (`docs/cost.md`).
     #[serde(default)]
     pub cost: cost::CostSettings,
+    /// Cron governance through the gateway link (`docs/cron.md`).
+    #[serde(default)]
+    pub cron: gateway::cron::CronSettings,
     #[serde(default)]
     pub log: LogSettings,
     /// OpenTelemetry traces over OTLP/HTTP (docs/telemetry.md); off by default.
@@ -157,6 +160,7 @@ impl Default for Config {
             plugin: Default::default(),
             notify: Default::default(),
             cost: Default::default(),
+            cron: Default::default(),
             log: LogSettings::default(),
             telemetry: Default::default(),
             fleet: None,

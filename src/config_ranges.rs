@@ -124,6 +124,9 @@ pub(crate) const KEYS: &[&str] = &[
     "cost.min_spend_usd",
     "cost.min_calls",
     "cost.evaluate_every_s",
+    "cron.failure_streak",
+    "cron.budget_check_ms",
+    "cron.cost_runs",
 ];
 
 /// Check every numeric key of `c`.
@@ -276,6 +279,10 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     num("cost.min_spend_usd", k.min_spend_usd, 0.0, 1_000_000.0)?;
     int("cost.min_calls", k.min_calls, 0, 10_000_000, " calls")?;
     int("cost.evaluate_every_s", k.evaluate_every_s, 1, 86_400, " s")?;
+    let cr = &c.cron;
+    int("cron.failure_streak", u64::from(cr.failure_streak), 1, 1_000, " runs")?;
+    int("cron.budget_check_ms", cr.budget_check_ms, 100, HOUR, " ms")?;
+    int("cron.cost_runs", u64::from(cr.cost_runs), 1, 200, " runs")?;
     Ok(())
 }
 
@@ -338,6 +345,7 @@ mod tests {
             ("[policies]\nmax_call_usd = nan", "policies.max_call_usd"),
             ("[gateway]\nmax_frame_bytes = 1", "gateway.max_frame_bytes"),
             ("[mcp]\nsse_keepalive_s = 0", "mcp.sse_keepalive_s"),
+            ("[cron]\nfailure_streak = 0", "cron.failure_streak"),
             (
                 "[[mcp_servers]]\nname = \"x\"\ntransport = \"stdio\"\ncommand = \"x\"\ntimeout_s = 0",
                 "mcp_servers[x].timeout_s",

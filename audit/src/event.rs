@@ -34,11 +34,14 @@ pub enum RecordKind {
     Notification,
     /// Cost insight: a spend or call rate far above its baseline (`docs/cost.md`).
     Cost,
+    /// Cron governance: a job created, changed, enabled, disabled, removed or run through
+    /// ClawButler, a failure streak, a budget pause or resume (`docs/cron.md`).
+    Cron,
 }
 
 impl RecordKind {
     /// Every kind, for pre-creating per-kind metric series.
-    pub(crate) const ALL: [RecordKind; 18] = [
+    pub(crate) const ALL: [RecordKind; 19] = [
         RecordKind::ModelCall,
         RecordKind::Exec,
         RecordKind::ToolCall,
@@ -57,6 +60,7 @@ impl RecordKind {
         RecordKind::Plugin,
         RecordKind::Notification,
         RecordKind::Cost,
+        RecordKind::Cron,
     ];
 
     /// Stable label value.
@@ -80,6 +84,7 @@ impl RecordKind {
             RecordKind::Plugin => "plugin",
             RecordKind::Notification => "notification",
             RecordKind::Cost => "cost",
+            RecordKind::Cron => "cron",
         }
     }
 }
@@ -245,6 +250,23 @@ pub enum Outcome {
     // Cost insight.
     /// A spend or call rate far above its baseline (kind `cost`).
     Anomaly,
+    // Cron governance (kind `cron`; `Created`, `Delete` and `Error` are reused).
+    /// A job was changed.
+    Updated,
+    /// A job was enabled (resumed).
+    Enabled,
+    /// A job was disabled (paused).
+    Disabled,
+    /// A run was requested (run now).
+    RunRequested,
+    /// A job failed `[cron] failure_streak` times in a row.
+    FailureStreak,
+    /// An agent's budget breaker opened: its enabled jobs were disabled.
+    BudgetPaused,
+    /// The breaker closed: the jobs the pause disabled were enabled again.
+    BudgetResumed,
+    /// A change refused because the job changed concurrently (stale configRevision).
+    Conflict,
 }
 
 impl Outcome {
@@ -315,6 +337,14 @@ impl Outcome {
             Outcome::DeliveryFailed => "delivery_failed",
             Outcome::Suppressed => "suppressed",
             Outcome::Anomaly => "anomaly",
+            Outcome::Updated => "updated",
+            Outcome::Enabled => "enabled",
+            Outcome::Disabled => "disabled",
+            Outcome::RunRequested => "run_requested",
+            Outcome::FailureStreak => "failure_streak",
+            Outcome::BudgetPaused => "budget_paused",
+            Outcome::BudgetResumed => "budget_resumed",
+            Outcome::Conflict => "conflict",
         }
     }
 }

@@ -105,6 +105,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::plugins::routes())
         .merge(routes::budgets::routes())
         .merge(routes::cost::routes())
+        .merge(routes::cron::routes())
         .merge(routes::mcp::routes())
         .merge(routes::notifications::routes())
         .merge(routes::fleet::routes())

@@ -126,7 +126,7 @@ impl Gateway {
         self.kills.iter().keys().filter_map(|k| k.ok()).filter_map(|k| String::from_utf8(k.to_vec()).ok()).collect()
     }
 
-    fn record(&self, id: &str) -> Option<KillRecord> {
+    pub(crate) fn record(&self, id: &str) -> Option<KillRecord> {
         let v = self.kills.get(id.as_bytes()).ok()??;
         serde_json::from_slice(&v).ok()
     }

@@ -12,6 +12,7 @@
 pub mod attach;
 pub mod backoff;
 pub mod config_safety;
+pub mod cron;
 pub mod device;
 mod exec;
 pub mod frame;
@@ -91,6 +92,10 @@ pub struct Parts {
     pub plugin_health: Arc<governance::PluginHealth>,
     /// Calls the plugin gate decided that finish here (native approvals, approved execs).
     pub handoffs: Arc<governance::Handoffs>,
+    /// Budgets, for cron governance's budget-aware pausing (None: no pausing).
+    pub budgets: Option<Arc<governance::Budgets>>,
+    /// `[cron]`: failure streaks and budget pausing (`cron`).
+    pub cron: cron::CronSettings,
 }
 
 /// A running gateway link with its registry; see the module docs.
@@ -107,6 +112,8 @@ pub struct Gateway {
     native: plugin::NativeState,
     /// Versioned config snapshots, drift and rollback (`config_safety`).
     config: config_safety::ConfigSafety,
+    /// Cron governance: streaks, budget pauses, metrics (`cron`).
+    cron: cron::CronState,
 }
 
 impl Gateway {
@@ -123,6 +130,7 @@ impl Gateway {
         let link = connect_link(settings, &url, data_dir, registry)?;
         let governance =
             governance_watch::GovernanceWatch::new(parts.sidecar.clone(), data_dir.to_path_buf(), registry)?;
+        let cron = cron::CronState::new(parts.cron.clone(), db.tree(storage::Tree::CronState)?, registry)?;
         let gw = Arc::new(Gateway {
             link: link.clone(),
             registry: registry::Registry::default(),
@@ -134,13 +142,15 @@ impl Gateway {
             governance,
             native: plugin::NativeState::default(),
             config: config_safety::ConfigSafety::new(db.tree(storage::Tree::ConfigVersions)?, registry)?,
+            cron,
         });
         let events = link.subscribe();
         let sup = link.spawn(shutdown.clone());
         let ev = tokio::spawn(gw.clone().event_loop(events, shutdown.clone()));
         let timer = tokio::spawn(gw.clone().governance_timer(shutdown.clone()));
-        let poll = tokio::spawn(gw.clone().poll_plugins(shutdown));
-        Ok((gw, vec![sup, ev, timer, poll]))
+        let poll = tokio::spawn(gw.clone().poll_plugins(shutdown.clone()));
+        let cron = tokio::spawn(gw.clone().cron_budget_loop(shutdown));
+        Ok((gw, vec![sup, ev, timer, poll, cron]))
     }
 
     /// The link (for tests and the CLI).
@@ -229,6 +239,11 @@ impl Gateway {
                 let gw = self.clone();
                 let payload = e.payload.clone();
                 tokio::spawn(async move { gw.on_exec_resolved(payload).await });
+            }
+            "cron" => {
+                let gw = self.clone();
+                let payload = e.payload.clone();
+                tokio::spawn(async move { gw.on_cron_event(payload).await });
             }
             "shutdown" => tracing::info!(payload = %e.payload, "gateway announced shutdown"),
             _ => {}
@@ -353,6 +368,10 @@ impl AgentControl for Gateway {
     }
 
     fn config_history(&self) -> Option<&dyn governance::config_history::ConfigHistory> {
+        Some(self)
+    }
+
+    fn cron(&self) -> Option<&dyn governance::cron::CronControl> {
         Some(self)
     }
 

@@ -63,6 +63,10 @@ pub trait AgentControl: Send + Sync {
     fn config_history(&self) -> Option<&dyn crate::config_history::ConfigHistory> {
         None
     }
+    /// Cron governance of the gateway's jobs (`cron.rs`), when linked.
+    fn cron(&self) -> Option<&dyn crate::cron::CronControl> {
+        None
+    }
     /// Stop the agent in OpenClaw (the proxy flag is already set by the caller).
     fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
     /// Undo exactly what `kill` changed.

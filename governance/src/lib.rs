@@ -13,6 +13,7 @@ pub mod agents;
 pub mod approvals;
 pub mod budget;
 pub mod config_history;
+pub mod cron;
 pub mod health;
 pub mod kill;
 pub mod plugin;

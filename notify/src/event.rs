@@ -57,6 +57,9 @@ pub enum EventKind {
     /// An agent's or a model's spend or call rate far above its baseline (`docs/cost.md`).
     #[serde(rename = "cost.anomaly")]
     CostAnomaly,
+    /// A cron job failed `[cron] failure_streak` times in a row (`docs/cron.md`).
+    #[serde(rename = "cron.failure_streak")]
+    CronFailureStreak,
     /// The daily digest.
     #[serde(rename = "digest")]
     Digest,
@@ -67,7 +70,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind (metric series, the UI's pickers, docs).
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::ApprovalCreated,
         EventKind::ApprovalDecided,
         EventKind::ApprovalExpired,
@@ -88,6 +91,7 @@ impl EventKind {
         EventKind::AuditVerifyFailed,
         EventKind::AuditOutage,
         EventKind::CostAnomaly,
+        EventKind::CronFailureStreak,
         EventKind::Digest,
         EventKind::Test,
     ];
@@ -115,6 +119,7 @@ impl EventKind {
             EventKind::AuditVerifyFailed => "audit.verify_failed",
             EventKind::AuditOutage => "audit.outage",
             EventKind::CostAnomaly => "cost.anomaly",
+            EventKind::CronFailureStreak => "cron.failure_streak",
             EventKind::Digest => "digest",
             EventKind::Test => "test",
         }
@@ -134,7 +139,10 @@ impl EventKind {
             | EventKind::AgentOffline
             | EventKind::AgentKilled
             | EventKind::PolicyReloadFailed => Risk::High,
-            EventKind::BudgetWarn | EventKind::AgentDegraded | EventKind::CostAnomaly => Risk::Medium,
+            EventKind::BudgetWarn
+            | EventKind::AgentDegraded
+            | EventKind::CostAnomaly
+            | EventKind::CronFailureStreak => Risk::Medium,
             _ => Risk::Low,
         }
     }
@@ -197,6 +205,8 @@ pub const TABLE: &[Rule] = &[
     Rule { kind: "audit_outage", outcome: None, detail_event: None, to: EventKind::AuditOutage },
     // Written by cost insight (`cost` crate) when an hour is far above its baseline.
     rule("cost", "anomaly", EventKind::CostAnomaly),
+    // Written by the gateway link's cron governance (`docs/cron.md`).
+    rule("cron", "failure_streak", EventKind::CronFailureStreak),
 ];
 
 /// The approval an event is about, from the masked record's `details.approval`.
@@ -357,6 +367,11 @@ pub fn classify(rec: &AuditRecord) -> Option<Event> {
             subject_name("subject").unwrap_or_default(),
             subject_name("metric").unwrap_or_default()
         ),
+        EventKind::CronFailureStreak => format!(
+            "Cron job {} of agent {who} failed {} times in a row",
+            subject_name("job_name").or_else(|| subject_name("job")).unwrap_or_default(),
+            rec.details.get("consecutive_failures").and_then(Value::as_u64).unwrap_or_default()
+        ),
         other => other.as_str().to_string(),
     };
     let mut facts = Vec::new();
@@ -373,6 +388,14 @@ pub fn classify(rec: &AuditRecord) -> Option<Event> {
     }
     if to == EventKind::CostAnomaly {
         facts.extend(cost_facts(&rec.details));
+    }
+    if to == EventKind::CronFailureStreak {
+        if let Some(e) = s(&rec.details, "last_error") {
+            facts.push(("Last error".into(), e));
+        }
+        if let Some(j) = s(&rec.subject, "job") {
+            facts.push(("Job id".into(), j));
+        }
     }
     if to == EventKind::AuditVerifyFailed {
         if let Some(n) = rec.details.get("first_bad_seq").and_then(Value::as_u64) {
@@ -484,6 +507,22 @@ mod tests {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
             assert_eq!(serde_json::to_value(k).unwrap(), json!(k.as_str()));
         }
+    }
+
+    #[test]
+    fn a_cron_failure_streak_becomes_its_event_with_the_job_and_last_error() {
+        let mut r = rec(
+            audit::RecordKind::Cron,
+            "failure_streak",
+            json!({"consecutive_failures": 3, "threshold": 3, "last_error": "HTTP 500"}),
+        );
+        r.subject = json!({"job": "j-1", "job_name": "nightly"});
+        let e = classify(&r).unwrap();
+        assert_eq!((e.kind, e.risk), (EventKind::CronFailureStreak, Risk::Medium));
+        assert_eq!(e.summary, "Cron job nightly of agent main failed 3 times in a row");
+        assert!(e.facts.contains(&("Last error".to_string(), "HTTP 500".to_string())), "{:?}", e.facts);
+        // Other cron records (a pause, an edit) are not notified.
+        assert!(classify(&rec(audit::RecordKind::Cron, "budget_paused", Value::Null)).is_none());
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod budgets_cmd;
 pub mod client;
 pub mod config_cmd;
 pub mod cost_cmd;
+pub mod cron_cmd;
 pub mod fleet_cmd;
 pub mod health_cmd;
 pub mod mcp_token_cmd;
@@ -60,6 +61,9 @@ pub enum Command {
     Fleet(fleet_cmd::FleetCmd),
     /// Spend by agent, model, task or period (through the running sidecar).
     Cost(cost_cmd::CostArgs),
+    /// OpenClaw's cron jobs: list, history, pause/resume, run, create, remove (through the running sidecar).
+    #[command(subcommand)]
+    Cron(cron_cmd::CronCmd),
     /// Send test notifications and show the delivery log (through the running sidecar).
     #[command(subcommand)]
     Notify(notify_cmd::NotifyCmd),
@@ -120,6 +124,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
         Command::Fleet(c) => fleet_cmd::run(&cli, c).await,
         Command::Cost(a) => cost_cmd::run(&cli, a).await,
+        Command::Cron(c) => cron_cmd::run(&cli, c).await,
         Command::Notify(c) => notify_cmd::run(&cli, c).await,
         Command::Token(c) => token_cmd::run(&cli, c).await,
         Command::AgentKey(c) => agent_key_cmd::run(&cli, c).await,

@@ -74,6 +74,9 @@ pub enum Tree {
     CostBuckets,
     /// Cost anomalies raised, by hour and subject (so one is raised once, across restarts).
     CostAnomalies,
+    /// Cron governance: jobs paused by a budget breaker (to resume exactly those) and the
+    /// failure streaks already alerted (`gateway::cron`, `docs/cron.md`).
+    CronState,
 }
 
 impl Tree {
@@ -104,6 +107,7 @@ impl Tree {
             Tree::ConfigVersions => "config_versions",
             Tree::CostBuckets => "cost_buckets",
             Tree::CostAnomalies => "cost_anomalies",
+            Tree::CronState => "cron_state",
         }
     }
 }
@@ -277,6 +281,7 @@ mod tests {
             Tree::ConfigVersions,
             Tree::CostBuckets,
             Tree::CostAnomalies,
+            Tree::CronState,
         ];
         let names: HashSet<&str> = all.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), all.len());

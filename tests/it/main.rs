@@ -17,6 +17,7 @@ mod cost;
 mod e2e_attach;
 mod e2e_attach_tools;
 mod e2e_config_safety;
+mod e2e_cron;
 mod e2e_gateway;
 mod e2e_openclaw;
 mod fleet;

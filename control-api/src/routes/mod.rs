@@ -7,6 +7,7 @@ pub mod audit;
 pub mod budgets;
 pub mod config_history;
 pub mod cost;
+pub mod cron;
 pub mod events;
 pub mod fleet;
 pub mod grants;
