@@ -201,32 +201,32 @@ pub async fn take_sized(pool: &Pool, ask: &Ask<'_>) -> Result<Sized, FleetError>
     let limits: Vec<i64> = ask.budgets.iter().map(|(_, l)| *l).collect();
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    // The live sidecars are counted with the lease insert, before any budget row is locked.
     let fresh = tx
         .query_opt(
-            "INSERT INTO fleet_lease (lease_id, sidecar_id, budget_ids, amount_micro, expires_at) \
+            "WITH live AS (SELECT count(*) AS n FROM fleet_sidecar \
+                           WHERE last_heartbeat > now() - $6 * interval '1 millisecond') \
+             INSERT INTO fleet_lease (lease_id, sidecar_id, budget_ids, amount_micro, expires_at) \
              VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond') \
-             ON CONFLICT (lease_id) DO NOTHING RETURNING lease_id",
-            &[&ask.lease_id, &ask.sidecar_id, &ids, &ask.min_micro, &(ask.ttl_ms as f64)],
+             ON CONFLICT (lease_id) DO NOTHING RETURNING (SELECT n FROM live)",
+            &[&ask.lease_id, &ask.sidecar_id, &ids, &ask.min_micro, &(ask.ttl_ms as f64), &(ask.live_ms as f64)],
         )
         .await?;
-    if fresh.is_none() {
+    let Some(live) = fresh.map(|r| r.get::<_, i64>(0)) else {
+        // An earlier attempt with this id committed (its reply may have been lost).
         let row =
             tx.query_one("SELECT state, amount_micro FROM fleet_lease WHERE lease_id = $1", &[&ask.lease_id]).await?;
         tx.commit().await?;
         let (state, amount): (String, i64) = (row.get(0), row.get(1));
         return Ok(if state == "open" { Sized::Granted(amount) } else { Sized::Ended });
-    }
-    tx.execute(
-        "INSERT INTO fleet_budget (budget_id, limit_micro) SELECT id, lim FROM unnest($1::text[], $2::int8[]) AS t(id, lim) \
-         ORDER BY id ON CONFLICT (budget_id) DO UPDATE SET limit_micro = EXCLUDED.limit_micro",
-        &[&ids, &limits],
-    )
-    .await?;
+    };
+    // Upserting in id order locks the rows in id order; RETURNING reads them under that lock.
     let rows = tx
         .query(
-            "SELECT budget_id, limit_micro, spent_micro + held_micro FROM fleet_budget WHERE budget_id = ANY($1) \
-             ORDER BY budget_id FOR UPDATE",
-            &[&ids],
+            "INSERT INTO fleet_budget (budget_id, limit_micro) SELECT id, lim FROM unnest($1::text[], $2::int8[]) \
+             AS t(id, lim) ORDER BY id ON CONFLICT (budget_id) DO UPDATE SET limit_micro = EXCLUDED.limit_micro \
+             RETURNING budget_id, limit_micro, spent_micro + held_micro",
+            &[&ids, &limits],
         )
         .await?;
     let tightest = rows
@@ -242,13 +242,6 @@ pub async fn take_sized(pool: &Pool, ask: &Ask<'_>) -> Result<Sized, FleetError>
         tx.rollback().await?;
         return Ok(Sized::Refused { budget_id, limit, used });
     }
-    let live: i64 = tx
-        .query_one(
-            "SELECT count(*) FROM fleet_sidecar WHERE last_heartbeat > now() - $1 * interval '1 millisecond'",
-            &[&(ask.live_ms as f64)],
-        )
-        .await?
-        .get(0);
     let share = headroom / (live.max(1) * ask.parts.max(1));
     let amount = if share >= 2 * ask.min_micro { share.min(ask.max_micro.max(ask.min_micro)) } else { ask.min_micro };
     let n = tx

@@ -2,7 +2,8 @@
 //! of fleet budgets a call falls under. A call carves its worst case out of a lease with room
 //! under a plain mutex, with no database round trip; only when no lease has room does it take
 //! a new one centrally ([`budget::take_sized`]), one take at a time per set on this sidecar
-//! (the calls that waited re-check the fresh lease first). When the call ends, what it really
+//! (the calls that waited re-check the fresh lease first). Far from the limit the next lease
+//! is taken ahead, in the background, when the current one is down to its last quarter. When the call ends, what it really
 //! cost is added to the lease's use. A lease goes back ([`budget::settle`]: its unused part
 //! returns to the fleet) once it has no call in flight and is retired (too short for the call
 //! that asked), past its deadline, or idle in the last quarter of its life.
@@ -62,6 +63,8 @@ impl Lease {
 struct Key {
     /// Held while taking a lease centrally: one take at a time per budget set.
     refill: tokio::sync::Mutex<()>,
+    /// A take ahead is under way.
+    ahead: std::sync::atomic::AtomicBool,
     leases: Mutex<Vec<Lease>>,
 }
 
@@ -149,15 +152,38 @@ impl Inner {
 
     /// Carve `amount` out of a lease with room; retire the lease if it cannot serve another
     /// such call (so its rest goes back as soon as its calls end, not stranded).
-    fn carve(key: &Key, amount: u64) -> Option<Arc<str>> {
+    ///
+    /// Also says whether to take the next lease ahead, in the background: when the lease is
+    /// large (4 calls or more: far from the limit) and down to its last quarter of room or of
+    /// life, and no other lease is waiting, so busy sidecars rarely make a call wait for the
+    /// database. Near the limit leases are one call each and nothing is taken ahead.
+    fn carve(&self, key: &Key, amount: u64) -> Option<(Arc<str>, bool)> {
         let now = Instant::now();
         let mut leases = lock(&key.leases);
+        let spare = leases.iter().filter(|l| l.admits(now, amount)).count() > 1;
         let l = leases.iter_mut().find(|l| l.admits(now, amount))?;
         l.inflight += amount;
         if l.room() < amount {
             l.retired = true;
         }
-        Some(l.id.clone())
+        let low = l.room() < l.amount / 4 || now + self.ttl / 4 >= l.deadline;
+        let ahead = !spare && l.amount >= 4 * amount && low;
+        Some((l.id.clone(), ahead))
+    }
+
+    /// Take the next lease in the background (see [`Inner::carve`]); one at a time per set.
+    async fn take_ahead(self: Arc<Self>, key: Arc<Key>, shares: Vec<FleetShare>, amount: u64) {
+        let _refill = key.refill.lock().await;
+        let now = Instant::now();
+        let fresh = lock(&key.leases)
+            .iter()
+            .any(|l| l.admits(now, amount) && l.room() >= l.amount / 2 && now + self.ttl / 2 < l.deadline);
+        if !fresh {
+            if let Err(e) = self.grant(&key, &shares, amount).await {
+                tracing::debug!(?e, "fleet lease take ahead refused");
+            }
+        }
+        key.ahead.store(false, Ordering::Release);
     }
 
     fn queue(&self, id: Arc<str>, used_micro: i64) {
@@ -204,12 +230,7 @@ impl Inner {
     }
 
     /// Take a lease centrally for a call of `amount` on `shares`, then carve the call.
-    async fn take(
-        self: &Arc<Self>,
-        key: &Arc<Key>,
-        shares: &[FleetShare],
-        amount: u64,
-    ) -> Result<Arc<str>, FleetDenied> {
+    async fn take(&self, key: &Key, shares: &[FleetShare], amount: u64) -> Result<(Arc<str>, bool), FleetDenied> {
         {
             // Leases too short for this call admit nothing more; they go back when idle.
             let mut leases = lock(&key.leases);
@@ -218,6 +239,12 @@ impl Inner {
             }
         }
         self.wake.notify_one();
+        self.grant(key, shares, amount).await?;
+        self.carve(key, amount).ok_or(FleetDenied::Unreachable)
+    }
+
+    /// Take a lease centrally (sized for calls of `amount`) and add it to the set's leases.
+    async fn grant(&self, key: &Key, shares: &[FleetShare], amount: u64) -> Result<(), FleetDenied> {
         let lease_id: Arc<str> =
             format!("{}.{:x}.{}", self.sidecar_id, self.boot, self.seq.fetch_add(1, Ordering::Relaxed)).into();
         let budgets: Vec<(String, i64)> =
@@ -259,7 +286,7 @@ impl Inner {
                     retired: false,
                 };
                 lock(&key.leases).push(lease);
-                Inner::carve(key, amount).ok_or(FleetDenied::Unreachable)
+                Ok(())
             }
             Some(Sized::Refused { budget_id, limit, used }) => Err(FleetDenied::Full {
                 central_id: budget_id,
@@ -310,15 +337,26 @@ impl FleetLink for Leases {
                 let end = Held { inner: inner.clone(), key: key.clone(), lease, amount: amount_nanos };
                 FleetHold::new(Box::new(end), amount_nanos)
             };
+            let ahead = |go: bool| {
+                if go && !key.ahead.swap(true, Ordering::AcqRel) {
+                    tokio::spawn(inner.clone().take_ahead(key.clone(), shares.clone(), amount_nanos));
+                }
+            };
             // The call path: no database round trip while a lease has room.
-            if let Some(l) = Inner::carve(&key, amount_nanos) {
+            if let Some((l, go)) = inner.carve(&key, amount_nanos) {
+                ahead(go);
                 return Ok(hold(l));
             }
-            let _refill = key.refill.lock().await;
-            if let Some(l) = Inner::carve(&key, amount_nanos) {
-                return Ok(hold(l));
-            }
-            inner.take(&key, &shares, amount_nanos).await.map(hold)
+            let carved = {
+                let _refill = key.refill.lock().await;
+                match inner.carve(&key, amount_nanos) {
+                    Some(c) => Ok(c),
+                    None => inner.take(&key, &shares, amount_nanos).await,
+                }
+            };
+            let (l, go) = carved?;
+            ahead(go);
+            Ok(hold(l))
         })
     }
 }

@@ -140,7 +140,7 @@ impl Budgets {
         let Some(link) = self.fleet.get() else {
             // A fleet budget on a sidecar without `[fleet]` (e.g. defined through the API):
             // it cannot be enforced across the fleet, so it is not enforced at all: refuse.
-            return Err(denied(&first, FleetCause::Unreachable, None));
+            return Err(denied(&first, FleetCause::NoFleet, None));
         };
         let hold = match link.acquire(shares, amount).await {
             Ok(h) => h,
@@ -167,4 +167,6 @@ pub enum FleetCause {
     Full,
     /// The fleet database cannot be reached and this sidecar's lease is used up or expired.
     Unreachable,
+    /// This sidecar has no `[fleet]`, so the budget cannot be enforced fleet-wide.
+    NoFleet,
 }

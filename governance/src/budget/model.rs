@@ -134,6 +134,15 @@ impl Refusal {
     /// request, no retries, message shown verbatim).
     pub fn message(&self) -> String {
         let wait = human_duration(self.retry_after_s);
+        if self.fleet == Some(super::fleet::FleetCause::NoFleet) {
+            return format!(
+                "{} limit reached for {}: budget {} is a fleet budget (fleet = true) and this sidecar has no [fleet] \
+                 section, so calls under it are refused.",
+                self.window.as_str(),
+                self.scope,
+                self.budget_id
+            );
+        }
         if self.fleet == Some(super::fleet::FleetCause::Unreachable) {
             // Still "<window> limit reached", so OpenClaw shows it once without retrying.
             return format!(

@@ -123,8 +123,10 @@ async fn a_sidecar_cut_off_from_the_database_serves_within_its_lease_then_refuse
     let a = fleet_sidecar(&pg, "sc-a", "lease_max_calls = 5\nlease_ttl_ms = 6000\ntimeout_ms = 500", &tables).await;
     let b = fleet_sidecar(&pg, "sc-b", "lease_max_calls = 1000\nlease_ttl_ms = 6000\ntimeout_ms = 500", &tables).await;
     assert_eq!(send(&a, "main", k).await.status, 200);
-    let taken = Instant::now();
     assert_eq!(send(&b, "main", k).await.status, 200);
+    // B's lease was taken (its take sent) before this instant: it admits nothing after
+    // `taken + TTL`.
+    let taken = Instant::now();
     let (_, _, held) = central(&pg, "agent:main@daily");
     let b_room = held / (k as i64 * 1000) - 5 - 1; // B's lease, in calls, after its first
     assert!(b_room >= 40, "B's lease holds {b_room} more calls");
@@ -148,10 +150,11 @@ async fn a_sidecar_cut_off_from_the_database_serves_within_its_lease_then_refuse
     // B serves from its lease while it lives, then refuses within the TTL (+ one timeout).
     let mut last_ok = None;
     loop {
+        let start = taken.elapsed();
         let r = send(&b, "main", k).await;
         if r.status == 200 {
-            last_ok = Some(taken.elapsed());
-            assert!(taken.elapsed() < TTL, "served after the lease TTL: {:?}", taken.elapsed());
+            last_ok = Some(start);
+            assert!(start < TTL, "admitted after the lease TTL: sent at {start:?}");
         } else {
             assert_budget_refusal(&r, "fleet database does not answer");
             break;
@@ -160,7 +163,7 @@ async fn a_sidecar_cut_off_from_the_database_serves_within_its_lease_then_refuse
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let refused_at = taken.elapsed();
-    println!("FLEET BUDGET CUT OFF: TTL {TTL:?}; B's last call served at {last_ok:?}, first refusal at {refused_at:?}");
+    println!("FLEET BUDGET CUT OFF: TTL {TTL:?}; B's last call served was sent at {last_ok:?}, first refusal at {refused_at:?}");
     // An idle lease goes back in the last quarter of its life: B serves until then at least.
     assert!(last_ok.is_some_and(|t| t > TTL / 2), "B served from its lease after the cut");
     assert!(refused_at < TTL + Duration::from_millis(1_500), "refused only at {refused_at:?}");
@@ -217,7 +220,8 @@ async fn an_expired_lease_is_charged_in_full_and_refunded_once_on_a_late_settle(
 fn a_fleet_budget_without_fleet_mode_is_refused_at_start() {
     let toml = format!("{}{PRICES}", fleet_budget("main", 1.0));
     let err = clawbutler::config::Config::from_toml_str(&toml).and_then(|c| c.validate().map(|_| c));
-    let e = err.err().expect("fleet = true without [fleet] must be refused").to_string();
+    let Err(e) = err else { panic!("fleet = true without [fleet] must be refused") };
+    let e = e.to_string();
     assert!(e.contains("budgets.fleet") && e.contains("[fleet]"), "{e}");
 }
 
