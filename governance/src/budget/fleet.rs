@@ -170,3 +170,7 @@ pub enum FleetCause {
     /// This sidecar has no `[fleet]`, so the budget cannot be enforced fleet-wide.
     NoFleet,
 }
+
+#[cfg(test)]
+#[path = "fleet_tests.rs"]
+mod tests;
