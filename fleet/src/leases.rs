@@ -27,7 +27,7 @@ use governance::budget::fleet::{AcquireFut, FleetDenied, FleetHold, FleetLink, F
 use tokio::sync::{watch, Notify};
 
 use crate::budget::{self, Ask, Sized};
-use crate::FleetSettings;
+use crate::{FleetError, FleetSettings};
 
 /// Nano-USD (local accounting, as governance keeps it) per micro-USD (the database's unit).
 const NANOS_PER_MICRO: u64 = 1_000;
@@ -84,6 +84,39 @@ struct Inner {
     pending: Mutex<Vec<(Arc<str>, i64)>>,
     wake: Notify,
     takes: AtomicU64,
+    metrics: Metrics,
+}
+
+/// The pool's metrics (docs/metrics.md).
+struct Metrics {
+    /// By outcome: `granted`, `refused` (no headroom), `failed` (no answer: fail closed).
+    takes: prometheus::IntCounterVec,
+    pending: prometheus::IntGauge,
+    expired: prometheus::IntCounter,
+}
+
+impl Metrics {
+    fn new(registry: &prometheus::Registry) -> Result<Metrics, prometheus::Error> {
+        let takes = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "clawbutler_fleet_lease_takes_total",
+                "Fleet-budget leases this sidecar asked the database for, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        let pending = prometheus::IntGauge::new(
+            "clawbutler_fleet_lease_settles_pending",
+            "Lease settles queued because the fleet database has not taken them yet.",
+        )?;
+        let expired = prometheus::IntCounter::new(
+            "clawbutler_fleet_leases_expired_total",
+            "Expired fleet-budget leases (of any sidecar) this sidecar's sweeper charged in full.",
+        )?;
+        registry.register(Box::new(takes.clone()))?;
+        registry.register(Box::new(pending.clone()))?;
+        registry.register(Box::new(expired.clone()))?;
+        Ok(Metrics { takes, pending, expired })
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,10 +127,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Leases(Arc<Inner>);
 
 impl Leases {
-    pub(crate) fn new(pool: Pool, s: &FleetSettings) -> Leases {
+    pub(crate) fn new(pool: Pool, s: &FleetSettings, registry: &prometheus::Registry) -> Result<Leases, FleetError> {
         let boot =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        Leases(Arc::new(Inner {
+        let metrics = Metrics::new(registry).map_err(|e| FleetError::Pool(e.to_string()))?;
+        Ok(Leases(Arc::new(Inner {
             pool,
             sidecar_id: s.sidecar_id.clone(),
             boot,
@@ -111,7 +145,8 @@ impl Leases {
             pending: Mutex::new(Vec::new()),
             wake: Notify::new(),
             takes: AtomicU64::new(0),
-        }))
+            metrics,
+        })))
     }
 
     /// Central takes this sidecar has attempted (for measurements).
@@ -136,7 +171,10 @@ impl Leases {
             self.0.return_idle(false);
             self.0.flush().await;
             match tokio::time::timeout(self.0.timeout, budget::sweep(&self.0.pool)).await {
-                Ok(Ok(n)) if n > 0 => tracing::warn!(leases = n, "expired fleet-budget leases charged in full"),
+                Ok(Ok(n)) if n > 0 => {
+                    self.0.metrics.expired.inc_by(n);
+                    tracing::warn!(leases = n, "expired fleet-budget leases charged in full");
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::debug!(error = %e, "fleet lease sweep failed"),
                 Err(_) => tracing::debug!("fleet lease sweep timed out"),
@@ -187,7 +225,10 @@ impl Inner {
     }
 
     fn queue(&self, id: Arc<str>, used_micro: i64) {
-        lock(&self.pending).push((id, used_micro));
+        let mut p = lock(&self.pending);
+        p.push((id, used_micro));
+        self.metrics.pending.set(p.len() as i64);
+        drop(p);
         self.wake.notify_one();
     }
 
@@ -205,8 +246,13 @@ impl Inner {
                 }
                 !done
             });
-            lock(&self.pending).extend(back);
+            let mut p = lock(&self.pending);
+            p.extend(back);
+            self.metrics.pending.set(p.len() as i64);
         }
+        // Forget sets with no lease that nothing else refers to (e.g. last window's): a set
+        // is only handed out under this lock, and holds and takes keep their own reference.
+        lock(&self.keys).retain(|_, k| Arc::strong_count(k) > 1 || !lock(&k.leases).is_empty());
     }
 
     /// Send queued settles, oldest first; what fails stays queued for the next round.
@@ -223,10 +269,12 @@ impl Inner {
                     let mut p = lock(&self.pending);
                     p.push((id, used));
                     p.extend(rest);
+                    self.metrics.pending.set(p.len() as i64);
                     return;
                 }
             }
         }
+        self.metrics.pending.set(lock(&self.pending).len() as i64);
     }
 
     /// Take a lease centrally for a call of `amount` on `shares`, then carve the call.
@@ -274,6 +322,12 @@ impl Inner {
                 Err(_) => tracing::warn!(ms = self.timeout.as_millis() as u64, "fleet lease take timed out"),
             }
         }
+        let label = match outcome {
+            Some(Sized::Granted(_)) => "granted",
+            Some(Sized::Refused { .. }) => "refused",
+            Some(Sized::Ended) | None => "failed",
+        };
+        self.metrics.takes.with_label_values(&[label]).inc();
         match outcome {
             Some(Sized::Granted(m)) => {
                 let granted = m as u64 * NANOS_PER_MICRO;

@@ -66,7 +66,7 @@ impl Fleet {
         let sync = Arc::new(KillSync::new(pool.clone(), kill, s, connected));
         tokio::time::timeout(t, sync.refresh()).await.map_err(|_| bounded("kill flags"))??;
 
-        let leases = Arc::new(Leases::new(pool.clone(), s));
+        let leases = Arc::new(Leases::new(pool.clone(), s, registry)?);
         let fleet = Arc::new(Fleet { settings: s.clone(), pool, sync, leases: leases.clone() });
         let tasks = vec![
             tokio::spawn(leases.run(shutdown.clone())),

@@ -103,6 +103,14 @@ async fn three_sidecars_admit_exactly_n_of_a_thousand_calls_on_a_fleet_budget() 
     }
     let states = pg.psql("SELECT state, count(*) FROM fleet_lease GROUP BY state ORDER BY state");
     assert!(!states.contains("open") && !states.contains("expired"), "{states}");
+    let mut refused_takes = 0;
+    for r in &rigs {
+        let m = r.metrics().await;
+        assert!(m.contains("clawbutler_fleet_lease_settles_pending 0"), "{m}");
+        refused_takes +=
+            m.lines().filter(|l| l.starts_with("clawbutler_fleet_lease_takes_total{outcome=\"refused\"}")).count();
+    }
+    assert!(refused_takes > 0, "the fleet ran out: takes were refused");
     // A next call anywhere is refused.
     assert_budget_refusal(&send(&rigs[1], "main", k).await, "");
 }
@@ -146,6 +154,9 @@ async fn a_sidecar_cut_off_from_the_database_serves_within_its_lease_then_refuse
     }
     assert_eq!(served, 4, "A serves what its lease holds, never more");
     assert_eq!(a.up.request_count(), 5, "a refused call reached the upstream");
+    let m = a.metrics().await;
+    assert!(m.contains("clawbutler_fleet_lease_takes_total{outcome=\"failed\"}"), "{m}");
+    assert!(m.contains("clawbutler_fleet_lease_takes_total{outcome=\"granted\"} 1"), "{m}");
 
     // B serves from its lease while it lives, then refuses within the TTL (+ one timeout).
     let mut last_ok = None;
