@@ -83,7 +83,6 @@ struct Inner {
     /// Settles to send: (lease id, used micro-USD).
     pending: Mutex<Vec<(Arc<str>, i64)>>,
     wake: Notify,
-    takes: AtomicU64,
     metrics: Metrics,
 }
 
@@ -144,14 +143,8 @@ impl Leases {
             keys: Mutex::new(HashMap::new()),
             pending: Mutex::new(Vec::new()),
             wake: Notify::new(),
-            takes: AtomicU64::new(0),
             metrics,
         })))
-    }
-
-    /// Central takes this sidecar has attempted (for measurements).
-    pub fn central_takes(&self) -> u64 {
-        self.0.takes.load(Ordering::Relaxed)
     }
 
     /// Return leases that are done, send queued settles and sweep expired leases, every
@@ -225,10 +218,8 @@ impl Inner {
     }
 
     fn queue(&self, id: Arc<str>, used_micro: i64) {
-        let mut p = lock(&self.pending);
-        p.push((id, used_micro));
-        self.metrics.pending.set(p.len() as i64);
-        drop(p);
+        lock(&self.pending).push((id, used_micro));
+        self.metrics.pending.inc();
         self.wake.notify_one();
     }
 
@@ -246,22 +237,22 @@ impl Inner {
                 }
                 !done
             });
-            let mut p = lock(&self.pending);
-            p.extend(back);
-            self.metrics.pending.set(p.len() as i64);
+            self.metrics.pending.add(back.len() as i64);
+            lock(&self.pending).extend(back);
         }
         // Forget sets with no lease that nothing else refers to (e.g. last window's): a set
         // is only handed out under this lock, and holds and takes keep their own reference.
         lock(&self.keys).retain(|_, k| Arc::strong_count(k) > 1 || !lock(&k.leases).is_empty());
     }
 
-    /// Send queued settles, oldest first; what fails stays queued for the next round.
+    /// Send queued settles, oldest first; what fails stays queued for the next round. The
+    /// pending gauge counts up when a settle is queued and down when the database took it.
     async fn flush(&self) {
         let todo = std::mem::take(&mut *lock(&self.pending));
         let mut rest = todo.into_iter();
         while let Some((id, used)) = rest.next() {
             match tokio::time::timeout(self.timeout, budget::settle(&self.pool, &id, used)).await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(_)) => self.metrics.pending.dec(),
                 failed => {
                     if let Ok(Err(e)) = failed {
                         tracing::debug!(error = %e, lease = %id, "fleet lease settle failed; retrying");
@@ -269,12 +260,10 @@ impl Inner {
                     let mut p = lock(&self.pending);
                     p.push((id, used));
                     p.extend(rest);
-                    self.metrics.pending.set(p.len() as i64);
                     return;
                 }
             }
         }
-        self.metrics.pending.set(lock(&self.pending).len() as i64);
     }
 
     /// Take a lease centrally for a call of `amount` on `shares`, then carve the call.
@@ -312,7 +301,6 @@ impl Inner {
         let mut outcome = None;
         // One retry with the same lease id: safe after an unknown commit outcome.
         for _ in 0..2 {
-            self.takes.fetch_add(1, Ordering::Relaxed);
             match tokio::time::timeout(self.timeout, budget::take_sized(&self.pool, &ask)).await {
                 Ok(Ok(s)) => {
                     outcome = Some(s);

@@ -105,7 +105,14 @@ async fn three_sidecars_admit_exactly_n_of_a_thousand_calls_on_a_fleet_budget() 
     assert!(!states.contains("open") && !states.contains("expired"), "{states}");
     let mut refused_takes = 0;
     for r in &rigs {
-        let m = r.metrics().await;
+        let mut m = r.metrics().await;
+        for _ in 0..40 {
+            if m.contains("clawbutler_fleet_lease_settles_pending 0") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            m = r.metrics().await;
+        }
         assert!(m.contains("clawbutler_fleet_lease_settles_pending 0"), "{m}");
         refused_takes +=
             m.lines().filter(|l| l.starts_with("clawbutler_fleet_lease_takes_total{outcome=\"refused\"}")).count();
