@@ -26,6 +26,7 @@ fn budgets() -> (tempfile::TempDir, Arc<Budgets>) {
             limit_usd: 1e9,
             warn_at: Some(1.0),
             timezone: None,
+            fleet: false,
         })
         .collect();
     let b = Arc::new(Budgets::open(&db, &cfg, audit, &reg).expect("budgets"));

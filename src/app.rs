@@ -169,6 +169,7 @@ impl Sidecar {
             Some(f) => {
                 let (fleet, tasks) =
                     fleet::Fleet::start(f, env!("CARGO_PKG_VERSION"), kill.clone(), &registry, rx.clone()).await?;
+                budgets.set_fleet(fleet.leases());
                 (Some(fleet), tasks)
             }
             None => (None, Vec::new()),

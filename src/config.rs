@@ -232,6 +232,11 @@ impl Config {
         self.telemetry.validate().map_err(|(key, msg)| ConfigError::Invalid { key: key.into(), msg })?;
         if let Some(f) = &self.fleet {
             f.validate().map_err(|(key, msg)| ConfigError::Invalid { key: key.into(), msg })?;
+        } else if self.budgets.iter().any(|b| b.fleet) {
+            return Err(ConfigError::Invalid {
+                key: "budgets.fleet".into(),
+                msg: "a budget with fleet = true needs a [fleet] section (docs/fleet.md)".into(),
+            });
         }
         self.cost.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         crate::config_ranges::check(self)?;

@@ -8,6 +8,7 @@ pub mod budget;
 mod control;
 mod db;
 mod error;
+mod leases;
 mod migrate;
 mod settings;
 mod sidecars;
@@ -23,6 +24,7 @@ use tokio::task::JoinHandle;
 pub use control::{FleetKill, KillSync, CHANNEL};
 pub use db::Connector;
 pub use error::FleetError;
+pub use leases::Leases;
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use settings::{FleetSettings, Partitioned};
 pub use sidecars::SidecarRow;
@@ -32,6 +34,7 @@ pub struct Fleet {
     settings: FleetSettings,
     pool: Pool,
     sync: Arc<KillSync>,
+    leases: Arc<Leases>,
 }
 
 impl Fleet {
@@ -63,8 +66,10 @@ impl Fleet {
         let sync = Arc::new(KillSync::new(pool.clone(), kill, s, connected));
         tokio::time::timeout(t, sync.refresh()).await.map_err(|_| bounded("kill flags"))??;
 
-        let fleet = Arc::new(Fleet { settings: s.clone(), pool, sync });
+        let leases = Arc::new(Leases::new(pool.clone(), s, registry)?);
+        let fleet = Arc::new(Fleet { settings: s.clone(), pool, sync, leases: leases.clone() });
         let tasks = vec![
+            tokio::spawn(leases.run(shutdown.clone())),
             tokio::spawn(fleet.clone().heartbeats(version.to_string(), started_at, shutdown.clone())),
             tokio::spawn(fleet.clone().poll(shutdown.clone())),
             tokio::spawn(fleet.clone().ttl_watch(shutdown.clone())),
@@ -76,6 +81,11 @@ impl Fleet {
     /// This sidecar's id.
     pub fn sidecar_id(&self) -> &str {
         &self.settings.sidecar_id
+    }
+
+    /// The fleet-budget lease pool (what `governance::Budgets::set_fleet` takes).
+    pub fn leases(&self) -> Arc<Leases> {
+        self.leases.clone()
     }
 
     /// The settings in force.

@@ -48,6 +48,11 @@ const MIGRATIONS: &[&str] = &[
         expires_at   timestamptz NOT NULL
     );
     "#,
+    // 3: the expiry sweeper's scan (docs/fleet.md "Fleet budgets"); `state` gains 'expired'
+    // (charged in full by the sweeper, refunded once by a late settle).
+    r#"
+    CREATE INDEX fleet_lease_open_expiry ON fleet_lease (expires_at) WHERE state = 'open';
+    "#,
 ];
 
 /// The schema version this binary writes.

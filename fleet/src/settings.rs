@@ -44,6 +44,13 @@ pub struct FleetSettings {
     pub pool_size: usize,
     /// Connect and query timeout.
     pub timeout_ms: u64,
+    /// How long a fleet-budget lease lives: the longest a sidecar cut off from the database
+    /// keeps serving fleet-budget calls from it (docs/fleet.md "Fleet budgets").
+    pub lease_ttl_ms: u64,
+    /// A lease is the headroom split into `live sidecars x lease_parts` shares.
+    pub lease_parts: u32,
+    /// The most one lease holds, in worst cases of the call that takes it.
+    pub lease_max_calls: u32,
 }
 
 impl Default for FleetSettings {
@@ -59,6 +66,9 @@ impl Default for FleetSettings {
             partitioned: Partitioned::RefuseAll,
             pool_size: 8,
             timeout_ms: 5_000,
+            lease_ttl_ms: 30_000,
+            lease_parts: 4,
+            lease_max_calls: 100,
         }
     }
 }
@@ -80,6 +90,12 @@ impl FleetSettings {
         }
         if self.heartbeat_ttl_ms <= self.poll_ms.max(self.heartbeat_ms) {
             return Err(("fleet.heartbeat_ttl_ms", "must be above both poll_ms and heartbeat_ms".into()));
+        }
+        if self.lease_ttl_ms < 100 {
+            return Err(("fleet.lease_ttl_ms", "must be at least 100".into()));
+        }
+        if self.lease_parts == 0 || self.lease_max_calls == 0 {
+            return Err(("fleet", "lease_parts and lease_max_calls must be at least 1".into()));
         }
         if self.pool_size == 0 {
             return Err(("fleet.pool_size", "must be at least 1".into()));

@@ -275,7 +275,11 @@ async fn pipeline(
 
     let cost = call.cost.filter(|c| *c > 0.0);
     let reservation = match cost {
-        Some(c) if st.parts.budgets.any_apply(&scope) => match st.parts.budgets.reserve(&scope, c) {
+        Some(c) if st.parts.budgets.any_apply(&scope) => match if st.parts.budgets.fleet_applies(&scope) {
+            st.parts.budgets.reserve_fleet(&scope, c).await
+        } else {
+            st.parts.budgets.reserve(&scope, c)
+        } {
             Ok(res) => Some(res),
             Err(r) => {
                 let dd = Decision {

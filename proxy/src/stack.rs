@@ -94,6 +94,9 @@ where
         // pins budget and only calls that will really be sent reserve their worst case.
         // Reads: `estimate_usd`, budgets. Writes: `reservation`; a refusal when it does not
         // fit (or the model is unpriced under a budget). Needs: body (estimate), hold.
+        // Fleet budgets (`fleet = true`) first carve the worst case out of the sidecar's lease:
+        // no I/O while it has room, else one central take (the only wait on the database on
+        // the data path; docs/fleet.md). Other calls: the synchronous local reserve, unchanged.
         .layer(StepLayer::new(state.clone(), budget::reserve))
         // Forward: only allowed calls get here.
         // Reads: `decision`, `reservation`, body, upstream. Writes: the response; hands the

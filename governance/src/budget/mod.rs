@@ -9,13 +9,15 @@
 //! budget whose spend reached its limit is an open breaker until its window resets or an
 //! operator resets it.
 
+pub mod fleet;
 mod ledger;
 mod model;
 mod precheck;
 mod reservation;
 pub mod window;
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
@@ -113,6 +115,10 @@ pub struct Budgets {
     /// them without copying the config (API budgets change at run time).
     limit_gauge: GaugeVec,
     warn_gauge: GaugeVec,
+    /// Whether any budget has fleet scope: the one check the local path pays.
+    has_fleet: AtomicBool,
+    /// The fleet's lease pool (fleet mode only).
+    fleet: OnceLock<Arc<dyn fleet::FleetLink>>,
 }
 
 fn usd(n: u64) -> f64 {
@@ -230,7 +236,10 @@ impl Budgets {
         for g in [&spent_gauge, &open_gauge, &limit_gauge, &warn_gauge] {
             registry.register(Box::new(g.clone()))?;
         }
+        let has_fleet = AtomicBool::new(list.iter().any(|b| b.config.fleet));
         let budgets = Budgets {
+            has_fleet,
+            fleet: OnceLock::new(),
             list: ArcSwap::from_pointee(list),
             ledger,
             clock,
@@ -339,6 +348,7 @@ impl Budgets {
             spent_usd: usd(st.spent),
             needed_usd: needed.map(usd),
             retry_after_s: (st.resets_at - now).num_seconds().max(1) as u64,
+            fleet: None,
         }
     }
 
@@ -431,6 +441,11 @@ impl Budgets {
         Ok(self.view(&b))
     }
 
+    fn store_list(&self, next: Vec<Arc<Budget>>) {
+        self.has_fleet.store(next.iter().any(|b| b.config.fleet), Ordering::Relaxed);
+        self.list.store(Arc::new(next));
+    }
+
     fn find(&self, id: &str) -> Result<Arc<Budget>, BudgetError> {
         self.list.load().iter().find(|b| b.id == id).cloned().ok_or_else(|| BudgetError::NotFound(id.to_string()))
     }
@@ -452,7 +467,7 @@ impl Budgets {
         let fresh = Arc::new(fresh);
         let mut next: Vec<Arc<Budget>> = cur.iter().filter(|b| b.id != fresh.id).cloned().collect();
         next.push(fresh.clone());
-        self.list.store(Arc::new(next));
+        self.store_list(next);
         self.audit_config(&fresh, audit::Outcome::Upsert, actor);
         Ok(self.view(&fresh))
     }
@@ -466,7 +481,7 @@ impl Budgets {
         self.ledger.defs.remove(id.as_bytes())?;
         self.ledger.defs.flush()?;
         let next: Vec<Arc<Budget>> = self.list.load().iter().filter(|x| x.id != id).cloned().collect();
-        self.list.store(Arc::new(next));
+        self.store_list(next);
         let labels = [b.scope_text.as_str(), b.window.as_str()];
         let _ = self.spent_gauge.remove_label_values(&labels);
         let _ = self.open_gauge.remove_label_values(&labels);

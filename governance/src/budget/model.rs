@@ -21,6 +21,10 @@ pub struct BudgetConfig {
     /// IANA time zone of the window boundaries (default UTC).
     #[serde(default)]
     pub timezone: Option<String>,
+    /// Enforced across every sidecar of the fleet with leases (needs `[fleet]`;
+    /// docs/fleet.md "Fleet budgets"). Default: this sidecar only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fleet: bool,
 }
 
 /// What a budget applies to.
@@ -120,6 +124,8 @@ pub struct Refusal {
     /// The call's worst-case cost, when the refusal is "would not fit".
     pub needed_usd: Option<f64>,
     pub retry_after_s: u64,
+    /// Set when a fleet budget refused (the figures are then fleet-wide).
+    pub fleet: Option<super::fleet::FleetCause>,
 }
 
 impl Refusal {
@@ -128,9 +134,30 @@ impl Refusal {
     /// request, no retries, message shown verbatim).
     pub fn message(&self) -> String {
         let wait = human_duration(self.retry_after_s);
+        if self.fleet == Some(super::fleet::FleetCause::NoFleet) {
+            return format!(
+                "{} limit reached for {}: budget {} is a fleet budget (fleet = true) and this sidecar has no [fleet] \
+                 section, so calls under it are refused.",
+                self.window.as_str(),
+                self.scope,
+                self.budget_id
+            );
+        }
+        if self.fleet == Some(super::fleet::FleetCause::Unreachable) {
+            // Still "<window> limit reached", so OpenClaw shows it once without retrying.
+            return format!(
+                "{} limit reached for {}: fleet budget {} cannot be reserved because the fleet database does not \
+                 answer and this sidecar's lease is used up or expired, so calls under it are refused until the \
+                 database answers again.",
+                self.window.as_str(),
+                self.scope,
+                self.budget_id
+            );
+        }
+        let fleet = if self.fleet.is_some() { " fleet-wide" } else { "" };
         match self.needed_usd {
             None => format!(
-                "{} limit reached for {} (${:.2} of ${:.2} spent; resets in {wait}). Ask an operator to raise or reset budget {}.",
+                "{} limit reached for {} (${:.2} of ${:.2} spent{fleet}; resets in {wait}). Ask an operator to raise or reset budget {}.",
                 self.window.as_str(),
                 self.scope,
                 self.spent_usd,
@@ -138,7 +165,7 @@ impl Refusal {
                 self.budget_id
             ),
             Some(need) => format!(
-                "{} limit reached for {}: this call may cost up to ${need:.4} and ${:.4} of ${:.2} remains (resets in {wait}). Ask an operator to raise or reset budget {}.",
+                "{} limit reached for {}: this call may cost up to ${need:.4} and ${:.4} of ${:.2} remains{fleet} (resets in {wait}). Ask an operator to raise or reset budget {}.",
                 self.window.as_str(),
                 self.scope,
                 (self.limit_usd - self.spent_usd).max(0.0),

@@ -102,6 +102,7 @@ mod tests {
             limit_usd: limit,
             warn_at: Some(0.8),
             timezone: None,
+            fleet: false,
         };
         (dir, Arc::new(Budgets::open(&db, &[cfg], audit, &reg).unwrap()))
     }

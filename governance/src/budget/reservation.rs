@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::fleet::FleetHold;
 use super::{to_nanos, Budget, Budgets};
 
 /// Worst-case cost reserved against some budgets.
@@ -12,11 +13,19 @@ pub struct Reservation {
     held: Vec<Arc<Budget>>,
     amount: u64,
     settled: bool,
+    /// The part carved out of a fleet lease, ended with the same charge.
+    fleet: Option<FleetHold>,
 }
 
 impl Reservation {
     pub(crate) fn new(budgets: Arc<Budgets>, held: Vec<Arc<Budget>>, amount: u64) -> Reservation {
-        Reservation { budgets, held, amount, settled: false }
+        Reservation { budgets, held, amount, settled: false, fleet: None }
+    }
+
+    /// Attach the fleet part of the reservation (it ends with this one).
+    pub(crate) fn with_fleet(mut self, hold: FleetHold) -> Reservation {
+        self.fleet = Some(hold);
+        self
     }
 
     /// The reserved amount in USD.
@@ -34,6 +43,9 @@ impl Reservation {
             Charge::Reserved => self.amount,
         };
         self.budgets.settle(&self.held, self.amount, nanos);
+        if let Some(h) = self.fleet.take() {
+            h.settle(nanos);
+        }
         self.settled = true;
         nanos as f64 / super::NANOS
     }

@@ -46,6 +46,7 @@ fn daily(scope: &str, limit: f64) -> BudgetConfig {
         limit_usd: limit,
         warn_at: None,
         timezone: None,
+        fleet: false,
     }
 }
 

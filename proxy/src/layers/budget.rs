@@ -80,7 +80,14 @@ pub fn reserve(state: Arc<ProxyState>, mut req: CallRequest, mut next: Next) -> 
                 .ctx
                 .trace
                 .child("budget.reserve", || vec![telemetry::Attr::new("clawbutler.budget.reserve_usd", worst)]);
-            let reserved = state.budgets.reserve(&scope(&req), worst);
+            // A fleet budget first carves the worst case out of this sidecar's lease, which
+            // waits for the database only when the lease lacks room (docs/fleet.md); every
+            // other call takes the synchronous local reserve exactly as before.
+            let reserved = if state.budgets.fleet_applies(&scope(&req)) {
+                state.budgets.reserve_fleet(&scope(&req), worst).await
+            } else {
+                state.budgets.reserve(&scope(&req), worst)
+            };
             span.set(|| telemetry::Attr::new("clawbutler.budget.reserved", reserved.is_ok()));
             span.end();
             match reserved {
