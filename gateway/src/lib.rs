@@ -10,6 +10,7 @@
 //! [`governance::agents::AgentControl`], which [`Gateway`] implements.
 
 pub mod attach;
+pub mod backup;
 pub mod backoff;
 pub mod config_safety;
 pub mod device;
@@ -107,6 +108,8 @@ pub struct Gateway {
     native: plugin::NativeState,
     /// Versioned config snapshots, drift and rollback (`config_safety`).
     config: config_safety::ConfigSafety,
+    /// Stored `.cbpkg` packages (`backup`).
+    backups: backup::Store,
 }
 
 impl Gateway {
@@ -134,6 +137,7 @@ impl Gateway {
             governance,
             native: plugin::NativeState::default(),
             config: config_safety::ConfigSafety::new(db.tree(storage::Tree::ConfigVersions)?, registry)?,
+            backups: backup::Store::new(data_dir),
         });
         let events = link.subscribe();
         let sup = link.spawn(shutdown.clone());
@@ -353,6 +357,10 @@ impl AgentControl for Gateway {
     }
 
     fn config_history(&self) -> Option<&dyn governance::config_history::ConfigHistory> {
+        Some(self)
+    }
+
+    fn backups(&self) -> Option<&dyn governance::backups::Backups> {
         Some(self)
     }
 

@@ -12,6 +12,7 @@ pub mod agent_keys;
 pub mod agents;
 pub mod approvals;
 pub mod budget;
+pub mod backups;
 pub mod config_history;
 pub mod health;
 pub mod kill;
