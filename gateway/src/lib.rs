@@ -10,8 +10,8 @@
 //! [`governance::agents::AgentControl`], which [`Gateway`] implements.
 
 pub mod attach;
-pub mod backup;
 pub mod backoff;
+pub mod backup;
 pub mod config_safety;
 pub mod device;
 mod exec;

@@ -11,8 +11,8 @@
 pub mod agent_keys;
 pub mod agents;
 pub mod approvals;
-pub mod budget;
 pub mod backups;
+pub mod budget;
 pub mod config_history;
 pub mod health;
 pub mod kill;

@@ -101,7 +101,8 @@ fn key_json(k: &KeyArgs) -> Result<Map<String, Value>, Box<dyn std::error::Error
     match &k.key_file {
         Some(p) => {
             let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let key = gateway::backup::container::parse_key_file(&bytes).map_err(|e| format!("{}: {e}", p.display()))?;
+            let key =
+                gateway::backup::container::parse_key_file(&bytes).map_err(|e| format!("{}: {e}", p.display()))?;
             m.insert("key".into(), json!(hex::encode(key)));
         }
         None => {
@@ -197,7 +198,13 @@ pub async fn run(cli: &Cli, c: &BackupCmd) -> CliResult {
             let v = ApiClient::from_cli(cli, api)?.get("/api/v1/backups").await?;
             if !out(&v, *json) {
                 for i in v["items"].as_array().into_iter().flatten() {
-                    println!("{:<40} {:<7} {:<26} {} bytes", s(&i["id"]), s(&i["intent"]), s(&i["created_at"]), s(&i["bytes"]));
+                    println!(
+                        "{:<40} {:<7} {:<26} {} bytes",
+                        s(&i["id"]),
+                        s(&i["intent"]),
+                        s(&i["created_at"]),
+                        s(&i["bytes"])
+                    );
                 }
             }
             Ok(0)
@@ -208,8 +215,19 @@ pub async fn run(cli: &Cli, c: &BackupCmd) -> CliResult {
             let v = ApiClient::from_cli(cli, api)?.post("/api/v1/backups/inspect", &Value::Object(body)).await?;
             if !out(&v, *json) {
                 let m = &v["manifest"];
-                println!("{} package {} (format {}), made {} by {}", s(&m["intent"]), s(&m["id"]), s(&v["format"]), s(&m["created_at"]), s(&m["created_by"]));
-                println!("  integrity and key verified; agents {}; cron jobs {}", s(&v["contents"]["agents"]), s(&v["contents"]["cron_jobs"]));
+                println!(
+                    "{} package {} (format {}), made {} by {}",
+                    s(&m["intent"]),
+                    s(&m["id"]),
+                    s(&v["format"]),
+                    s(&m["created_at"]),
+                    s(&m["created_by"])
+                );
+                println!(
+                    "  integrity and key verified; agents {}; cron jobs {}",
+                    s(&v["contents"]["agents"]),
+                    s(&v["contents"]["cron_jobs"])
+                );
                 println!("  files {}; secrets {}", s(&v["contents"]["files"]), s(&m["secrets"]));
             }
             Ok(0)
@@ -219,7 +237,8 @@ pub async fn run(cli: &Cli, c: &BackupCmd) -> CliResult {
             package_json(package, &mut body)?;
             let mut given = Map::new();
             for pair in secrets {
-                let (path, var) = pair.split_once('=').ok_or_else(|| format!("--secret {pair}: expected path=ENV_VAR"))?;
+                let (path, var) =
+                    pair.split_once('=').ok_or_else(|| format!("--secret {pair}: expected path=ENV_VAR"))?;
                 let value = std::env::var(var).map_err(|_| format!("--secret {path}: ${var} is not set"))?;
                 given.insert(path.to_string(), json!(value));
             }

@@ -106,7 +106,10 @@ impl ApiClient {
             self.http.request(req).await.map_err(|e| ClientError::Connect { url: url.clone(), msg: e.to_string() })?;
         if res.status().is_success() {
             let body = res.into_body().collect().await;
-            return Ok(body.map_err(|e| ClientError::Connect { url: url.clone(), msg: e.to_string() })?.to_bytes().to_vec());
+            return Ok(body
+                .map_err(|e| ClientError::Connect { url: url.clone(), msg: e.to_string() })?
+                .to_bytes()
+                .to_vec());
         }
         // Let the JSON path turn the problem into its one line.
         self.request(Method::GET, path, None, &[]).await.map(|_| Vec::new())

@@ -92,7 +92,8 @@ impl Side {
     /// clear), both without the machine-local sections.
     async fn configs(&self) -> (String, Value, Value) {
         let v = self.link.call("config.get", json!({})).await.expect("config.get");
-        let file: Value = serde_json::from_slice(&std::fs::read(self.config_file()).expect("config file")).expect("json");
+        let file: Value =
+            serde_json::from_slice(&std::fs::read(self.config_file()).expect("config file")).expect("json");
         (v["hash"].as_str().unwrap_or_default().to_string(), portable(&v["parsed"]), portable(&file))
     }
     async fn cron(&self) -> BTreeMap<(String, String), Value> {
@@ -103,7 +104,8 @@ impl Side {
             .flatten()
             .filter(|j| j["payload"]["kind"] != "heartbeat" && j.get("declarationKey").is_none_or(Value::is_null))
             .map(|j| {
-                let key = (j["agentId"].as_str().unwrap_or("").to_string(), j["name"].as_str().unwrap_or("").to_string());
+                let key =
+                    (j["agentId"].as_str().unwrap_or("").to_string(), j["name"].as_str().unwrap_or("").to_string());
                 (key, gateway::backup::portable_job(j))
             })
             .collect()
@@ -171,7 +173,8 @@ fn write_pkg(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_packages() {
-    let Some(install) = find_or_skip("gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_packages") else {
+    let Some(install) = find_or_skip("gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_packages")
+    else {
         return;
     };
     let up = ScriptedUpstream::start().await;
@@ -182,7 +185,8 @@ async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_pack
 
     // Gateway 1: a write through the gateway (so the file is in the gateway's own shape), a
     // cron job and identity files.
-    outside_patch(&one.link, json!({"agents": {"entries": {"ops": {"identity": {"name": "Ops", "emoji": "🛠"}}}}})).await;
+    outside_patch(&one.link, json!({"agents": {"entries": {"ops": {"identity": {"name": "Ops", "emoji": "🛠"}}}}}))
+        .await;
     one.link
         .call(
             "cron.add",
@@ -232,8 +236,9 @@ async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_pack
     ];
     for (what, pkg, says) in cases {
         let pass = if what == "wrong passphrase" { "not the passphrase" } else { PASS };
-        let (code, p) =
-            two.post("/api/v1/backups/import", json!({"package": pkg, "passphrase": pass, "strategy": "exact_restore"})).await;
+        let (code, p) = two
+            .post("/api/v1/backups/import", json!({"package": pkg, "passphrase": pass, "strategy": "exact_restore"}))
+            .await;
         assert_eq!(code, 422, "{what}: {p}");
         assert!(p["detail"].as_str().unwrap_or("").contains(says), "{what}: {p}");
     }
@@ -242,7 +247,10 @@ async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_pack
 
     // 3. exact_restore: the preview changes nothing, then the real CLI restores.
     let (code, preview) = two
-        .post("/api/v1/backups/import", json!({"package": b64(&bytes), "passphrase": PASS, "strategy": "exact_restore", "dry_run": true}))
+        .post(
+            "/api/v1/backups/import",
+            json!({"package": b64(&bytes), "passphrase": PASS, "strategy": "exact_restore", "dry_run": true}),
+        )
         .await;
     assert_eq!(code, 200, "{preview}");
     assert!(preview["by"]["agents"]["ops"].is_array(), "ops is added: {preview}");
@@ -273,6 +281,7 @@ async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_pack
     assert_eq!(cli.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&cli.stderr));
     let done: Value = serde_json::from_str(&text).expect("--json");
     assert_eq!((done["applied"].as_bool(), done["complete"].as_bool()), (Some(true), Some(true)), "{done}");
+    assert_eq!(done["not_restored"], json!([]), "{done}");
     let checkpoint = done["checkpoint"].as_str().unwrap_or_default();
     assert_eq!(two.get(&format!("/api/v1/backups/{checkpoint}")).await.0, 200, "the checkpoint is stored: {done}");
     let (_, shown1, file1) = one.configs().await;
@@ -318,8 +327,9 @@ async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_pack
     assert_eq!(code, 201, "{made}");
     let (_, _, bytes) = one.get(&format!("/api/v1/backups/{}/download", made["id"].as_str().unwrap())).await;
     let (_, before, _) = two.configs().await;
-    let (code, merged) =
-        two.post("/api/v1/backups/import", json!({"package": b64(&bytes), "passphrase": PASS, "strategy": "merge"})).await;
+    let (code, merged) = two
+        .post("/api/v1/backups/import", json!({"package": b64(&bytes), "passphrase": PASS, "strategy": "merge"}))
+        .await;
     assert_eq!((code, merged["complete"].as_bool()), (200, Some(true)), "{merged}");
     let (_, now, _) = two.configs().await;
     assert_eq!(now["agents"]["entries"]["research"]["model"], "direct/gpt-4o-mini", "the agent is added");

@@ -69,7 +69,10 @@ async fn download(State(s): State<AppState>, caller: Caller, Path(id): Path<Stri
     caller.require(Role::Admin)?;
     let bytes = backups(&s)?.bytes(&id).map_err(problem)?;
     let disposition = format!("attachment; filename=\"{id}.cbpkg\"");
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_DISPOSITION, disposition)], bytes)
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+        bytes,
+    )
         .into_response())
 }
 

@@ -6,7 +6,7 @@
 //! 0        6     magic "CBPKG\0"
 //! 6        2     format version, u16 big-endian (this build writes and reads 1)
 //! 8        4     manifest length M, u32 big-endian (at most 1 MiB)
-//! 12       M     manifest: UTF-8 JSON (intent, time, kdf, key_check, summary)
+//! 12       M     manifest: UTF-8 JSON (kdf, key_check, sealed_bytes, intent, time, summary)
 //! 12+M     12    AES-GCM nonce
 //! 24+M     rest  payload ciphertext followed by the 16-byte GCM tag
 //! ```
@@ -112,6 +112,8 @@ pub struct Manifest {
     pub kdf: Kdf,
     /// Hex of the first 8 bytes of SHA-256(label || key).
     pub key_check: String,
+    /// Length of the ciphertext with its tag: tells a truncated file from a tampered one.
+    pub sealed_bytes: u64,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, Value>,
 }
@@ -129,7 +131,9 @@ fn derive(secret: &Secret, kdf: &Kdf) -> Result<[u8; 32], PackageError> {
         (Secret::Passphrase(p), Kdf::Scrypt { salt, log_n, r, p: par }) => {
             // The manifest is read before it is authenticated: bound the work it can ask for.
             if !(10..=20).contains(log_n) || *r == 0 || *r > 16 || *par == 0 || *par > 4 {
-                return Err(PackageError::Manifest(format!("scrypt parameters out of range (log_n {log_n}, r {r}, p {par})")));
+                return Err(PackageError::Manifest(format!(
+                    "scrypt parameters out of range (log_n {log_n}, r {r}, p {par})"
+                )));
             }
             let salt = base64::engine::general_purpose::STANDARD
                 .decode(salt)
@@ -165,21 +169,19 @@ pub fn seal(
 ) -> Result<Vec<u8>, PackageError> {
     let kdf = match secret {
         Secret::Passphrase(p) if p.is_empty() => return Err(PackageError::Key("the passphrase is empty".into())),
-        Secret::Passphrase(_) => Kdf::Scrypt {
-            salt: base64::engine::general_purpose::STANDARD.encode(random::<16>()?),
-            log_n,
-            r: 8,
-            p: 1,
-        },
+        Secret::Passphrase(_) => {
+            Kdf::Scrypt { salt: base64::engine::general_purpose::STANDARD.encode(random::<16>()?), log_n, r: 8, p: 1 }
+        }
         Secret::Key(_) => Kdf::KeyFile,
     };
     let key = derive(secret, &kdf)?;
-    let manifest = Manifest { format: FORMAT, kdf, key_check: key_check(&key), extra };
+    let plain = serde_json::to_vec(payload).map_err(|e| PackageError::Payload(e.to_string()))?;
+    let sealed_bytes = (plain.len() + TAG) as u64;
+    let manifest = Manifest { format: FORMAT, kdf, key_check: key_check(&key), sealed_bytes, extra };
     let m = serde_json::to_vec(&manifest).map_err(|e| PackageError::Manifest(e.to_string()))?;
     if m.len() > MAX_MANIFEST {
         return Err(PackageError::Manifest("the manifest is larger than 1 MiB".into()));
     }
-    let plain = serde_json::to_vec(payload).map_err(|e| PackageError::Payload(e.to_string()))?;
     let nonce = random::<NONCE>()?;
     let mut out = Vec::with_capacity(HEADER + m.len() + NONCE + plain.len() + TAG);
     out.extend_from_slice(MAGIC);
@@ -232,7 +234,13 @@ pub fn read_manifest(bytes: &[u8]) -> Result<(Manifest, usize), PackageError> {
             manifest.format
         )));
     }
-    Ok((manifest, HEADER + m))
+    let at = HEADER + m;
+    let sealed = have - at - NONCE;
+    if (sealed as u64) < manifest.sealed_bytes {
+        let need = at + NONCE + usize::try_from(manifest.sealed_bytes).unwrap_or(usize::MAX);
+        return Err(PackageError::Truncated { what: "the encrypted payload", need, have });
+    }
+    Ok((manifest, at))
 }
 
 /// Open a package: its manifest and decrypted payload, or why not.
@@ -321,7 +329,10 @@ mod tests {
         }
         assert!(matches!(open(&bytes[..8], &pass()), Err(PackageError::Truncated { .. })));
         assert!(matches!(open(&bytes[..40], &pass()), Err(PackageError::Truncated { .. })));
-        assert_eq!(open(&bytes[..bytes.len() - 1], &pass()).unwrap_err(), PackageError::Tampered);
+        assert!(matches!(open(&bytes[..bytes.len() - 1], &pass()), Err(PackageError::Truncated { .. })));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(open(&longer, &pass()).unwrap_err(), PackageError::Tampered, "a trailing byte");
         assert_eq!(open(b"PK\x03\x04 a zip", &pass()).unwrap_err(), PackageError::NotAPackage);
     }
 

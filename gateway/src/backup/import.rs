@@ -30,7 +30,12 @@ fn job_key(j: &Value) -> (String, String) {
 }
 
 /// The cron operations: (add, update [(id, job)], remove [id]).
-fn cron_plan(live: &[Value], pkg: &[Value], strategy: Strategy, scope: &Scope) -> (Vec<Value>, Vec<(String, Value)>, Vec<String>) {
+fn cron_plan(
+    live: &[Value],
+    pkg: &[Value],
+    strategy: Strategy,
+    scope: &Scope,
+) -> (Vec<Value>, Vec<(String, Value)>, Vec<String>) {
     let in_scope = |k: &(String, String)| match strategy {
         Strategy::ReplaceScope => scope.sections.iter().any(|s| s == "cron") || scope.agents.contains(&k.0),
         _ => true,
@@ -44,18 +49,27 @@ fn cron_plan(live: &[Value], pkg: &[Value], strategy: Strategy, scope: &Scope) -
     for (k, j) in &pkg {
         match live.get(k) {
             None if in_scope(k) => add.push(j.clone()),
-            Some((id, l)) if in_scope(k) && strategy != Strategy::Merge && l != j => update.push((id.clone(), j.clone())),
+            Some((id, l)) if in_scope(k) && strategy != Strategy::Merge && l != j => {
+                update.push((id.clone(), j.clone()))
+            }
             _ => {}
         }
     }
     if strategy != Strategy::Merge {
-        remove = live.iter().filter(|(k, _)| in_scope(k) && !pkg.contains_key(*k)).map(|(_, (id, _))| id.clone()).collect();
+        remove =
+            live.iter().filter(|(k, _)| in_scope(k) && !pkg.contains_key(*k)).map(|(_, (id, _))| id.clone()).collect();
     }
     (add, update, remove)
 }
 
 /// The files to write: (agent, name, content).
-fn files_plan(live: &Files, pkg: &Files, target: &Value, strategy: Strategy, scope: &Scope) -> Vec<(String, String, String)> {
+fn files_plan(
+    live: &Files,
+    pkg: &Files,
+    target: &Value,
+    strategy: Strategy,
+    scope: &Scope,
+) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for (agent, files) in pkg {
         if target.pointer(&format!("/agents/entries/{agent}")).is_none() {
@@ -120,7 +134,14 @@ impl Gateway {
             Ok(x) => x,
             Err(e) => {
                 let why = format!("package refused, nothing applied: {e}");
-                self.audit_config(GLOBAL, actor, audit::Outcome::ImportFailed, None, why.clone(), json!({"bytes": bytes.len()}));
+                self.audit_config(
+                    GLOBAL,
+                    actor,
+                    audit::Outcome::ImportFailed,
+                    None,
+                    why.clone(),
+                    json!({"bytes": bytes.len()}),
+                );
                 return Err(refused(e));
             }
         };
@@ -159,7 +180,14 @@ impl Gateway {
             add.len() + update.len() + remove.len()
         );
         if req.dry_run {
-            self.audit_config(GLOBAL, actor, audit::Outcome::ImportPlanned, max_risk(&changes), summary, preview.clone());
+            self.audit_config(
+                GLOBAL,
+                actor,
+                audit::Outcome::ImportPlanned,
+                max_risk(&changes),
+                summary,
+                preview.clone(),
+            );
             return Ok(preview);
         }
         // A checkpoint of the live gateway first, so the import can be undone.
@@ -168,7 +196,28 @@ impl Gateway {
         self.backups.write(&checkpoint, &cp_bytes)?;
         self.apply_config(&live, &patch, &replace, actor, &preview).await?;
         let mut errors = Vec::new();
-        for (agent, name, content) in &files {
+        // OpenClaw adds keys of its own after some writes (an agent's default workspace, the
+        // default heartbeat and system agent when an agent appears): one more pass, planned
+        // from what is live now with the same strategy, brings the config to the package's.
+        let left = match self.reconcile(&pkg_config, strategy, &scope, actor, &preview).await {
+            Ok(left) => left,
+            Err(e) => {
+                errors.push(format!("second pass: {e}"));
+                Vec::new()
+            }
+        };
+        // The files go where the agents' workspaces are now (the config may have moved them),
+        // so they are planned again against what those workspaces hold.
+        let mut now: Files = BTreeMap::new();
+        for agent in pkg_files.keys().filter(|a| target.pointer(&format!("/agents/entries/{a}")).is_some()) {
+            match self.agent_files(agent).await {
+                Ok(f) => {
+                    now.insert(agent.clone(), f);
+                }
+                Err(e) => errors.push(format!("workspace files of {agent}: {e}")),
+            }
+        }
+        for (agent, name, content) in &files_plan(&now, &pkg_files, &target, strategy, &scope) {
             if let Err(e) = self.write_file(agent, name, content).await {
                 errors.push(format!("workspace file {name} of {agent}: {e}"));
             }
@@ -192,14 +241,61 @@ impl Gateway {
             tracing::warn!(error = %e, "config snapshot after an import failed");
         }
         let result = json!({"applied": true, "complete": errors.is_empty(), "errors": errors,
-                            "checkpoint": checkpoint, "took_ms": t0.elapsed().as_millis() as u64, "preview": preview});
+                            "not_restored": left, "checkpoint": checkpoint,
+                            "took_ms": t0.elapsed().as_millis() as u64, "preview": preview});
         let outcome = if errors.is_empty() { audit::Outcome::Imported } else { audit::Outcome::ImportFailed };
         self.audit_config(GLOBAL, actor, outcome, max_risk(&changes), summary, result.clone());
         Ok(result)
     }
 
-    async fn apply_config(&self, live: &Live, patch: &Value, replace: &[String], actor: &str, preview: &Value) -> Result<(), E> {
-        if !patch.as_object().is_some_and(|o| !o.is_empty()) {
+    /// Re-read, and patch once more when the live config is not yet where the strategy aims;
+    /// returns the paths that still differ (secrets the package does not hold excepted).
+    async fn reconcile(
+        &self,
+        pkg: &Value,
+        strategy: Strategy,
+        scope: &Scope,
+        actor: &str,
+        preview: &Value,
+    ) -> Result<Vec<String>, E> {
+        let mut left = Vec::new();
+        for pass in 0..2 {
+            let v = self.link.call("config.get", json!({})).await.map_err(|e| E::Unavailable(e.to_string()))?;
+            let hash = v.get("hash").and_then(Value::as_str).unwrap_or_default().to_string();
+            let mut config = v.get("parsed").cloned().unwrap_or(json!({}));
+            // Secrets show redacted: compare them with the gateway's file where it is readable.
+            if let Ok(file) = self.config_file() {
+                secrets::fill(&mut config, Some(&file));
+            }
+            let target = plan::target(&config, pkg, strategy, scope);
+            let (patch, replace, skipped) = plan::patch(&config, &target);
+            let skipped: Vec<&str> = skipped.iter().filter_map(|s| s["path"].as_str()).collect();
+            left = plan::preview(&config, &target, &[])
+                .0
+                .into_iter()
+                .filter(|c| {
+                    !skipped.contains(&c.path.as_str()) && c.before.as_ref().and_then(Value::as_str) != Some(REDACTED)
+                })
+                .map(|c| c.path)
+                .collect();
+            if left.is_empty() || pass == 1 {
+                break;
+            }
+            let live = Live { hash, config, cron: Vec::new(), files: Default::default() };
+            self.apply_config(&live, &patch, &replace, actor, preview).await?;
+        }
+        Ok(left)
+    }
+
+    async fn apply_config(
+        &self,
+        live: &Live,
+        patch: &Value,
+        replace: &[String],
+        actor: &str,
+        preview: &Value,
+    ) -> Result<(), E> {
+        if patch.as_object().is_none_or(|o| o.is_empty()) {
             return Ok(());
         }
         let mut params = json!({"raw": patch.to_string(), "baseHash": live.hash,
@@ -233,7 +329,8 @@ impl Gateway {
     async fn write_file(&self, agent: &str, name: &str, content: &str) -> Result<(), GatewayError> {
         let t0 = Instant::now();
         loop {
-            match self.link.call("agents.files.set", json!({"agentId": agent, "name": name, "content": content})).await {
+            match self.link.call("agents.files.set", json!({"agentId": agent, "name": name, "content": content})).await
+            {
                 Err(GatewayError::Rpc { error, .. })
                     if error.message.contains("not found") && t0.elapsed() < Duration::from_secs(15) =>
                 {
@@ -251,10 +348,14 @@ mod tests {
 
     #[test]
     fn cron_plans_follow_the_strategy() {
-        let live = vec![json!({"id": "1", "agentId": "main", "name": "a", "enabled": true}),
-                        json!({"id": "2", "agentId": "ops", "name": "b", "enabled": true})];
-        let pkg = vec![json!({"agentId": "main", "name": "a", "enabled": false}),
-                       json!({"agentId": "main", "name": "c", "enabled": true})];
+        let live = vec![
+            json!({"id": "1", "agentId": "main", "name": "a", "enabled": true}),
+            json!({"id": "2", "agentId": "ops", "name": "b", "enabled": true}),
+        ];
+        let pkg = vec![
+            json!({"agentId": "main", "name": "a", "enabled": false}),
+            json!({"agentId": "main", "name": "c", "enabled": true}),
+        ];
         let (add, update, remove) = cron_plan(&live, &pkg, Strategy::Merge, &Scope::default());
         assert_eq!((add.len(), update.len(), remove.len()), (1, 0, 0));
         let (add, update, remove) = cron_plan(&live, &pkg, Strategy::ExactRestore, &Scope::default());

@@ -53,7 +53,9 @@ impl Intent {
 pub fn secret_of(k: &KeyInput) -> Result<Secret, E> {
     match (&k.passphrase, &k.key) {
         (Some(p), None) if !p.is_empty() => Ok(Secret::Passphrase(p.clone())),
-        (None, Some(key)) => container::parse_key_file(key.as_bytes()).map(Secret::Key).map_err(|e| E::BadRequest(e.to_string())),
+        (None, Some(key)) => {
+            container::parse_key_file(key.as_bytes()).map(Secret::Key).map_err(|e| E::BadRequest(e.to_string()))
+        }
         (Some(_), Some(_)) => Err(E::BadRequest("give a passphrase or a key, not both".into())),
         _ => Err(E::BadRequest("a package needs a key: give `passphrase` or `key` (32 bytes, hex or base64)".into())),
     }
@@ -166,8 +168,10 @@ fn managed(job: &Value) -> bool {
 
 /// A job's portable fields.
 pub fn portable_job(job: &Value) -> Value {
-    let o: Map<String, Value> =
-        CRON_FIELDS.iter().filter_map(|k| job.get(*k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone()))).collect();
+    let o: Map<String, Value> = CRON_FIELDS
+        .iter()
+        .filter_map(|k| job.get(*k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone())))
+        .collect();
     Value::Object(o)
 }
 
@@ -196,8 +200,11 @@ impl Gateway {
         let cron: Vec<Value> =
             jobs.get("jobs").and_then(Value::as_array).into_iter().flatten().filter(|j| !managed(j)).cloned().collect();
         let mut files = BTreeMap::new();
-        let ids: Vec<String> =
-            config.pointer("/agents/entries").and_then(Value::as_object).map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let ids: Vec<String> = config
+            .pointer("/agents/entries")
+            .and_then(Value::as_object)
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
         for id in ids {
             files.insert(id.clone(), self.agent_files(&id).await?);
         }
@@ -318,8 +325,8 @@ impl Gateway {
         }
         extra.insert("summary".into(), summary(&config, &cron, &files));
         extra.insert("secrets".into(), sec);
-        let bytes =
-            container::seal(&payload, extra.clone(), secret, container::DEFAULT_LOG_N).map_err(|e| E::BadRequest(e.to_string()))?;
+        let bytes = container::seal(&payload, extra.clone(), secret, container::DEFAULT_LOG_N)
+            .map_err(|e| E::BadRequest(e.to_string()))?;
         Ok((id, bytes, Value::Object(extra)))
     }
 
@@ -351,7 +358,9 @@ impl Gateway {
             (None, Some(b64)) => base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|e| E::BadRequest(format!("`package` is not base64: {e}"))),
-            _ => Err(E::BadRequest("give the package as `id` (a stored one) or `package` (base64), one of them".into())),
+            _ => {
+                Err(E::BadRequest("give the package as `id` (a stored one) or `package` (base64), one of them".into()))
+            }
         }
     }
 
@@ -386,7 +395,11 @@ impl governance::backups::Backups for Gateway {
     fn inspect(&self, req: InspectRequest) -> Result<Value, E> {
         self.inspect_package(req)
     }
-    fn import<'a>(&'a self, req: governance::backups::ImportRequest, actor: &'a str) -> governance::backups::BackupFuture<'a> {
+    fn import<'a>(
+        &'a self,
+        req: governance::backups::ImportRequest,
+        actor: &'a str,
+    ) -> governance::backups::BackupFuture<'a> {
         Box::pin(self.import_package(req, actor))
     }
 }

@@ -49,26 +49,18 @@ pub fn portable(config: &Value) -> Value {
     c
 }
 
+/// Add the keys of `pkg` that `live` lacks, recursively. Anything else (a scalar, an array:
+/// a tool list, a fallback chain) is one value, and the live one stays.
 fn add_missing(live: &mut Value, pkg: &Value) {
-    match (live, pkg) {
-        (Value::Object(l), Value::Object(p)) => {
-            for (k, v) in p {
-                match l.get_mut(k) {
-                    Some(x) => add_missing(x, v),
-                    None => {
-                        l.insert(k.clone(), v.clone());
-                    }
+    if let (Value::Object(l), Value::Object(p)) = (live, pkg) {
+        for (k, v) in p {
+            match l.get_mut(k) {
+                Some(x) => add_missing(x, v),
+                None => {
+                    l.insert(k.clone(), v.clone());
                 }
             }
         }
-        (Value::Array(l), Value::Array(p)) => {
-            for v in p {
-                if !l.contains(v) {
-                    l.push(v.clone());
-                }
-            }
-        }
-        _ => {}
     }
 }
 
@@ -87,8 +79,40 @@ pub fn target(live: &Value, pkg: &Value, strategy: Strategy, scope: &Scope) -> V
     let mut t = match strategy {
         Strategy::ExactRestore => pkg.clone(),
         Strategy::Merge => {
+            // Sections: missing keys are added. Agents: a new agent comes whole (with its
+            // bindings); an agent the gateway has is not touched at all.
             let mut t = portable(live);
-            add_missing(&mut t, &pkg);
+            let mut rest = pkg.clone();
+            if let Some(o) = rest.pointer_mut("/agents/entries").and_then(Value::as_object_mut) {
+                o.clear();
+            }
+            if let Some(o) = rest.as_object_mut() {
+                o.remove("bindings");
+            }
+            add_missing(&mut t, &rest);
+            let have: Vec<String> = live
+                .pointer("/agents/entries")
+                .and_then(Value::as_object)
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            let new: Vec<(String, Value)> = pkg
+                .pointer("/agents/entries")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter(|(id, _)| !have.contains(id))
+                .map(|(id, e)| (id.clone(), e.clone()))
+                .collect();
+            for (id, e) in &new {
+                t["agents"]["entries"][id.as_str()] = e.clone();
+            }
+            let added = |id: &str| new.iter().any(|(n, _)| n == id);
+            let extra: Vec<Value> = bindings_of(&pkg, added).collect();
+            if !extra.is_empty() {
+                let mut all: Vec<Value> = bindings_of(live, |_| true).collect();
+                all.extend(extra);
+                t["bindings"] = Value::Array(all);
+            }
             t
         }
         Strategy::ReplaceScope => {
@@ -249,6 +273,19 @@ mod tests {
         let t = target(&live(), &pkg(), Strategy::Merge, &Scope::default());
         assert_eq!(t["agents"]["entries"]["main"]["model"], "direct/a", "existing values stay");
         assert_eq!(t["agents"]["entries"]["research"]["model"], "new/m", "a missing agent is added");
+        let mut l = live();
+        l["agents"]["entries"]["main"]["tools"] = json!({"deny": ["exec"]});
+        let mut p = pkg();
+        p["agents"]["entries"]["main"]["tools"] = json!({"deny": ["exec", "browser"], "allow": ["read"]});
+        p["bindings"] = json!([{"agentId": "research", "match": {"channel": "y"}}, {"agentId": "main"}]);
+        let t2 = target(&l, &p, Strategy::Merge, &Scope::default());
+        assert_eq!(t2["agents"]["entries"]["main"], l["agents"]["entries"]["main"], "an existing agent is not touched");
+        assert_eq!(
+            t2["bindings"],
+            json!([{"agentId": "ops", "match": {"channel": "x"}},
+                                          {"agentId": "research", "match": {"channel": "y"}}]),
+            "the new agent's bindings"
+        );
         assert_eq!(t["gateway"]["port"], 1, "machine-local stays");
         let (p, _, skipped) = patch(&live(), &t);
         assert_eq!(p["agents"]["entries"], json!({"research": {"model": "new/m"}}));
@@ -267,7 +304,11 @@ mod tests {
         assert!(replace.contains(&"bindings".to_string()), "{replace:?}");
         assert!(p.get("meta").is_none() && p.get("gateway").is_none());
         let (changes, by) = preview(&live(), &t, &["sk-real".into()]);
-        assert!(by["agents"]["ops"].is_array() && by["agents"]["research"].is_array() && by["sections"]["models"].is_array());
+        assert!(
+            by["agents"]["ops"].is_array()
+                && by["agents"]["research"].is_array()
+                && by["sections"]["models"].is_array()
+        );
         assert!(!serde_json::to_string(&changes).unwrap_or_default().contains("sk-real"), "masked");
     }
 

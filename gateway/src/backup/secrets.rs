@@ -107,8 +107,12 @@ const PERSONAL_SECTIONS: [&str; 4] = ["channels", "auth", "secrets", "talk"];
 pub const PERSONAL_FILES: [&str; 3] = ["USER.md", "IDENTITY.md", "MEMORY.md"];
 
 fn looks_personal_path(s: &str) -> bool {
-    s.starts_with("/home/") || s.starts_with("/Users/") || s.starts_with("/root") || s.starts_with("~/")
-        || s.starts_with("/tmp/") || (s.len() > 2 && s.as_bytes()[1] == b':' && s.contains('\\'))
+    s.starts_with("/home/")
+        || s.starts_with("/Users/")
+        || s.starts_with("/root")
+        || s.starts_with("~/")
+        || s.starts_with("/tmp/")
+        || (s.len() > 2 && s.as_bytes()[1] == b':' && s.contains('\\'))
 }
 
 /// `share`: remove secrets, personal paths and identities. Returns what was removed (paths).
