@@ -11,7 +11,9 @@
 //!    backup restore` CLI) makes gateway 2's config (secrets included, read from its file),
 //!    cron jobs and identity files equal gateway 1's, after a checkpoint package;
 //! 4. `clone` and `share` packages hold none of the planted secrets (scanned decrypted);
-//! 5. `merge` adds an agent gateway 1 gained without touching gateway 2's others.
+//! 5. `merge` adds an agent gateway 1 gained without touching gateway 2's others;
+//! 6. `replace_scope` of one agent, from a package the real `clawbutler backup create --out`
+//!    wrote with a key file, replaces that agent only (a passphrase on it is refused).
 //!
 //! Prints the create and restore times. Needs `scripts/install-openclaw.sh`; skipped with a
 //! notice otherwise, failed when `CLAWBUTLER_E2E=1`.
@@ -282,6 +284,7 @@ async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_pack
     let done: Value = serde_json::from_str(&text).expect("--json");
     assert_eq!((done["applied"].as_bool(), done["complete"].as_bool()), (Some(true), Some(true)), "{done}");
     assert_eq!(done["not_restored"], json!([]), "{done}");
+    let restore_ms = done["took_ms"].clone();
     let checkpoint = done["checkpoint"].as_str().unwrap_or_default();
     assert_eq!(two.get(&format!("/api/v1/backups/{checkpoint}")).await.0, 200, "the checkpoint is stored: {done}");
     let (_, shown1, file1) = one.configs().await;
@@ -335,10 +338,49 @@ async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_pack
     assert_eq!(now["agents"]["entries"]["research"]["model"], "direct/gpt-4o-mini", "the agent is added");
     assert_eq!(now["agents"]["entries"]["ops"], before["agents"]["entries"]["ops"], "ops untouched by a merge");
     assert_eq!(now["agents"]["entries"]["main"], before["agents"]["entries"]["main"], "main untouched");
+
+    // 6. replace_scope with a key file, the package written by the real `clawbutler backup
+    //    create --out`: ops becomes gateway 1's, research and main stay.
+    let key_file = write_pkg(work.path(), "backup.key", hex::encode([42u8; 32]).as_bytes());
+    let out = work.path().join("scoped.cbpkg");
+    let cli = tokio::task::spawn_blocking({
+        let (url, key_file, out) = (one.url(""), key_file.clone(), out.clone());
+        move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"))
+                .args(["backup", "create", "--intent", "backup", "--url", &url, "--key-file"])
+                .arg(&key_file)
+                .arg("--out")
+                .arg(&out)
+                .env("CLAWBUTLER_TOKEN", ADMIN)
+                .output()
+                .expect("run clawbutler")
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(cli.status.code(), Some(0), "{}", String::from_utf8_lossy(&cli.stderr));
+    let scoped = std::fs::read(&out).expect("--out written");
+    let (code, p) = two.post("/api/v1/backups/inspect", json!({"package": b64(&scoped), "passphrase": PASS})).await;
+    assert_eq!(code, 422, "a passphrase on a key-file package: {p}");
+    assert!(p["detail"].as_str().unwrap_or("").contains("locked with a key file"), "{p}");
+    let key = hex::encode([42u8; 32]);
+    let (_, before, _) = two.configs().await;
+    let (code, done) = two
+        .post(
+            "/api/v1/backups/import",
+            json!({"package": b64(&scoped), "key": key, "strategy": "replace_scope", "agents": ["ops"]}),
+        )
+        .await;
+    assert_eq!((code, done["complete"].as_bool()), (200, Some(true)), "{done}");
+    let (_, now, _) = two.configs().await;
+    let (_, theirs, _) = one.configs().await;
+    assert_eq!(now["agents"]["entries"]["ops"], theirs["agents"]["entries"]["ops"], "ops replaced");
+    assert_eq!(now["agents"]["entries"]["research"], before["agents"]["entries"]["research"]);
+    assert_eq!(now["agents"]["entries"]["main"], before["agents"]["entries"]["main"]);
+
     eprintln!(
         "backup create (HTTP, real gateway, scrypt N=2^15): {create_took:?}; exact_restore through the CLI: {restore_took:?} \
-         (import took {} ms inside the sidecar); package {} bytes; control API {url}",
-        done["took_ms"],
+         (import took {restore_ms} ms inside the sidecar); package {} bytes; control API {url}",
         bytes.len()
     );
 
