@@ -240,6 +240,16 @@ pub enum Outcome {
     RollbackConflict,
     /// A rollback failed (the gateway refused it).
     RollbackFailed,
+    /// An encrypted gateway backup (`.cbpkg`) was written.
+    BackupCreated,
+    /// A package import was previewed (dry run): nothing changed.
+    ImportPlanned,
+    /// A package was imported into the gateway.
+    Imported,
+    /// An import was refused because the config changed under it (stale baseHash).
+    ImportConflict,
+    /// An import failed (bad package, or the gateway refused it).
+    ImportFailed,
     // Notifications.
     /// A notification reached its channel.
     Delivered,
@@ -333,6 +343,11 @@ impl Outcome {
             Outcome::RolledBack => "rolled_back",
             Outcome::RollbackConflict => "rollback_conflict",
             Outcome::RollbackFailed => "rollback_failed",
+            Outcome::BackupCreated => "backup_created",
+            Outcome::ImportPlanned => "import_planned",
+            Outcome::Imported => "imported",
+            Outcome::ImportConflict => "import_conflict",
+            Outcome::ImportFailed => "import_failed",
             Outcome::Delivered => "delivered",
             Outcome::DeliveryFailed => "delivery_failed",
             Outcome::Suppressed => "suppressed",

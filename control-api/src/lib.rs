@@ -101,6 +101,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::openapi::routes())
         .merge(routes::agents::routes())
         .merge(routes::config_history::routes())
+        .merge(routes::backups::routes())
         .merge(routes::agent_keys::routes())
         .merge(routes::plugins::routes())
         .merge(routes::budgets::routes())

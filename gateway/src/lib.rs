@@ -11,6 +11,7 @@
 
 pub mod attach;
 pub mod backoff;
+pub mod backup;
 pub mod config_safety;
 pub mod cron;
 pub mod device;
@@ -114,6 +115,8 @@ pub struct Gateway {
     config: config_safety::ConfigSafety,
     /// Cron governance: streaks, budget pauses, metrics (`cron`).
     cron: cron::CronState,
+    /// Stored `.cbpkg` packages (`backup`).
+    backups: backup::Store,
 }
 
 impl Gateway {
@@ -143,6 +146,7 @@ impl Gateway {
             native: plugin::NativeState::default(),
             config: config_safety::ConfigSafety::new(db.tree(storage::Tree::ConfigVersions)?, registry)?,
             cron,
+            backups: backup::Store::new(data_dir),
         });
         let events = link.subscribe();
         let sup = link.spawn(shutdown.clone());
@@ -372,6 +376,10 @@ impl AgentControl for Gateway {
     }
 
     fn cron(&self) -> Option<&dyn governance::cron::CronControl> {
+        Some(self)
+    }
+
+    fn backups(&self) -> Option<&dyn governance::backups::Backups> {
         Some(self)
     }
 

@@ -34,6 +34,10 @@ pub struct GatewaySettings {
     pub max_frame_bytes: usize,
     /// Act as the gateway's exec approver (decide `exec.approval.requested` by policy).
     pub exec_approvals: bool,
+    /// The gateway's own config file (`~/.openclaw/openclaw.json`), when this machine can
+    /// read it: a `backup` package takes the secrets `config.get` redacts from it. Unset =
+    /// such a package lists those secrets as missing.
+    pub config_file: Option<PathBuf>,
 }
 
 /// See [`GatewaySettings::device_identity`].
@@ -59,6 +63,7 @@ impl Default for GatewaySettings {
             pong_timeout_ms: 5_000,
             max_frame_bytes: 25 * 1024 * 1024,
             exec_approvals: true,
+            config_file: None,
         }
     }
 }

@@ -67,6 +67,10 @@ pub trait AgentControl: Send + Sync {
     fn cron(&self) -> Option<&dyn crate::cron::CronControl> {
         None
     }
+    /// Encrypted gateway backups (`backups.rs`), when a gateway is linked.
+    fn backups(&self) -> Option<&dyn crate::backups::Backups> {
+        None
+    }
     /// Stop the agent in OpenClaw (the proxy flag is already set by the caller).
     fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
     /// Undo exactly what `kill` changed.

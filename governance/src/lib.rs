@@ -11,6 +11,7 @@
 pub mod agent_keys;
 pub mod agents;
 pub mod approvals;
+pub mod backups;
 pub mod budget;
 pub mod config_history;
 pub mod cron;

@@ -93,6 +93,28 @@ impl ApiClient {
         self.request(Method::DELETE, path, None, &[]).await
     }
 
+    /// `GET path` of a binary answer (a backup package); an error answer is still
+    /// problem+json and becomes [`ClientError::Api`].
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = Request::builder().method(Method::GET).uri(&url);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = req.body(Full::new(Bytes::new())).map_err(|_| ClientError::Url(url.clone()))?;
+        let res =
+            self.http.request(req).await.map_err(|e| ClientError::Connect { url: url.clone(), msg: e.to_string() })?;
+        if res.status().is_success() {
+            let body = res.into_body().collect().await;
+            return Ok(body
+                .map_err(|e| ClientError::Connect { url: url.clone(), msg: e.to_string() })?
+                .to_bytes()
+                .to_vec());
+        }
+        // Let the JSON path turn the problem into its one line.
+        self.request(Method::GET, path, None, &[]).await.map(|_| Vec::new())
+    }
+
     /// Any request with extra headers; a non-2xx answer becomes [`ClientError::Api`].
     pub async fn request(
         &self,

@@ -7,6 +7,7 @@ pub mod approvals_cmd;
 pub mod attach_cmd;
 pub mod attach_creds;
 pub mod audit_cmd;
+pub mod backup_cmd;
 pub mod budgets_cmd;
 pub mod client;
 pub mod config_cmd;
@@ -91,6 +92,9 @@ pub enum Command {
     /// An agent's OpenClaw config versions: history, diff, drift, rollback (through the control API).
     #[command(subcommand)]
     Config(config_cmd::ConfigCmd),
+    /// Encrypted gateway backups (.cbpkg): create, list, inspect, restore (through the control API).
+    #[command(subcommand)]
+    Backup(backup_cmd::BackupCmd),
     /// Exit 0 if the running sidecar answers /livez (or /readyz with --ready): for healthchecks.
     Health(health_cmd::HealthArgs),
 }
@@ -136,6 +140,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Status(a) => status_cmd::run(&cli, a).await,
         Command::Health(a) => health_cmd::run(&cli, a).await,
         Command::Config(c) => config_cmd::run(&cli, c).await,
+        Command::Backup(c) => backup_cmd::run(&cli, c).await,
     };
     match result {
         Ok(code) => code,

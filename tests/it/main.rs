@@ -16,6 +16,7 @@ mod contracts;
 mod cost;
 mod e2e_attach;
 mod e2e_attach_tools;
+mod e2e_backups;
 mod e2e_config_safety;
 mod e2e_cron;
 mod e2e_gateway;

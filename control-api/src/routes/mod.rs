@@ -4,6 +4,7 @@ pub mod agent_keys;
 pub mod agents;
 pub mod approvals;
 pub mod audit;
+pub mod backups;
 pub mod budgets;
 pub mod config_history;
 pub mod cost;

@@ -120,7 +120,7 @@ fn has_secret(v: Option<&Value>) -> bool {
     v.is_some_and(|v| v.to_string().contains(REDACTED))
 }
 
-fn secret_key(k: &str) -> bool {
+pub(crate) fn secret_key(k: &str) -> bool {
     let k = k.to_ascii_lowercase();
     // Suffixes, so `maxTokens` is not a secret but `accessToken` is.
     ["apikey", "token", "secret", "password", "authorization", "privatekey", "credential", "credentials"]
