@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use decision::{CallKind, CostInput, ExecInput, ModelInput, PolicyInput};
+use decision::{CallKind, CostInput, ExecInput, McpInput, McpPhase, ModelInput, PolicyInput, ToolInput};
 use policy::{BundleSource, EngineOptions, PolicyEngine, PolicySettings};
 
 fn engine() -> PolicyEngine {
@@ -92,6 +92,20 @@ fn exec_words_call() -> PolicyInput {
     exec_with("rm -f target/build.log && chmod 644 README.md")
 }
 
+/// An MCP `tools/call` as the MCP path sends it (no earlier calls: the shipped bundle does not
+/// read them, see `policy/src/reads.rs`).
+fn tool_call() -> PolicyInput {
+    let mut i = PolicyInput::new(CallKind::ToolCall, "main", "4bf92f3577b34da6a3ce929d0e0e4738");
+    i.session = Some("9c1f2e".into());
+    i.tool = Some(ToolInput {
+        server: Some("fx".into()),
+        name: "echo".into(),
+        args: serde_json::json!({"text": "hello from the agent", "count": 3}),
+    });
+    i.mcp = Some(McpInput { phase: McpPhase::Call, calls: Vec::new(), secret_seen: false });
+    i
+}
+
 fn exec_with(command: &str) -> PolicyInput {
     let mut i = exec_call();
     if let Some(e) = i.exec.as_mut() {
@@ -103,8 +117,8 @@ fn exec_with(command: &str) -> PolicyInput {
 fn bench(c: &mut Criterion) {
     let e = engine();
     let (m, x, r) = (model_call(), exec_call(), exec_redirect_call());
-    let (w, s) = (exec_write_call(), exec_words_call());
-    for input in [&m, &x, &r, &w, &s] {
+    let (w, s, tc) = (exec_write_call(), exec_words_call(), tool_call());
+    for input in [&m, &x, &r, &w, &s, &tc] {
         let d = e.evaluate(input);
         assert_eq!(d.action, decision::Action::Allow, "{d:?}");
     }
@@ -113,6 +127,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decision/exec_redirect", |b| b.iter(|| e.evaluate(black_box(&r))));
     c.bench_function("decision/exec_write", |b| b.iter(|| e.evaluate(black_box(&w))));
     c.bench_function("decision/exec_words", |b| b.iter(|| e.evaluate(black_box(&s))));
+    c.bench_function("decision/mcp_tool_call", |b| b.iter(|| e.evaluate(black_box(&tc))));
     let dir = tempfile::tempdir().expect("tempdir");
     let t = trivial_engine(dir.path());
     c.bench_function("decision/trivial", |b| b.iter(|| t.evaluate(black_box(&m))));
@@ -137,6 +152,7 @@ fn percentiles(_c: &mut Criterion) {
         ("exec_redirect", &shipped, exec_redirect_call()),
         ("exec_write", &shipped, exec_write_call()),
         ("exec_words", &shipped, exec_words_call()),
+        ("mcp_tool_call", &shipped, tool_call()),
     ]);
     interleaved(&[("trivial_exec", &trivial, exec_call()), ("trivial", &trivial, model_call())]);
 }
