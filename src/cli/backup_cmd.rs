@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 
 use super::client::{ApiArgs, ApiClient};
+use super::config_cmd::{out, s};
 use super::{Cli, CliResult};
 
 /// The key of a package.
@@ -126,21 +127,6 @@ fn package_json(p: &PackageArgs, m: &mut Map<String, Value>) -> Result<(), Box<d
         _ => return Err("give a .cbpkg file or --id".into()),
     }
     Ok(())
-}
-
-fn out(v: &Value, json: bool) -> bool {
-    if json {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-    }
-    json
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::Null => "(absent)".into(),
-        Value::String(s) => s.clone(),
-        v => v.to_string(),
-    }
 }
 
 fn print_preview(p: &Value) {

@@ -53,7 +53,9 @@ pub enum ConfigCmd {
     },
 }
 
-fn s(v: &Value) -> String {
+/// A JSON value as a table cell (`(absent)` for null; strings without quotes); also used by
+/// `backup_cmd.rs`, whose previews list the same kind of changes.
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => "(absent)".into(),
         Value::String(s) => s.clone(),
@@ -74,7 +76,8 @@ fn print_changes(changes: &Value) {
     }
 }
 
-fn out(v: &Value, json: bool) -> bool {
+/// Print `v` as JSON when `json`; whether it did.
+pub(crate) fn out(v: &Value, json: bool) -> bool {
     if json {
         println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
     }
