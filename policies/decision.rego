@@ -72,6 +72,14 @@ hold_findings := set() if {
 	# Plugin-gate calls another gate decides (plugin.rego).
 	input.kind == "plugin"
 	plugin_passthrough
+} else := tool_holds if {
+	# Tool calls with neither a `command` argument nor a path-like one (most MCP calls): no
+	# command rule (`exec_holds` reads the command's words, paths and redirects, all undefined
+	# without one) and no credential rule (`secret_holds` reads the command's words and the
+	# path-like arguments) can hold, so only the tool rules run.
+	input.kind == "tool_call"
+	not is_string(input.tool.args.command)
+	count(_tool_path_strings) == 0
 } else := (exec_holds | secret_holds) | tool_holds if {
 	input.kind in {"tool_call", "plugin"}
 }

@@ -46,3 +46,15 @@ test_file_write_inside_workspace_allowed if {
 }
 
 test_reading_credentials_through_a_tool_held if held_by(tool_input("read", {"path": "/home/u/proj/.env.local"}), "secrets.credential_access")
+
+# The tool-call fast path of `hold_findings` (no `command`, no path-like argument) must not hide
+# a command or credential rule: a tool call with a command is still judged as a command, one
+# with a path-like argument still by the credential rule, and one with neither by the tool rules.
+test_a_tool_call_carrying_a_command_is_judged_as_a_command if held_by(tool_input("run_shell", {"command": "sudo ls /root"}), "exec.privilege_escalation")
+
+test_a_tool_call_with_a_credential_path_is_held if held_by(tool_input("fetch_file", {"file": "/home/u/.ssh/id_rsa"}), "secrets.credential_access")
+
+test_a_tool_call_with_neither_is_decided_by_the_tool_rules if {
+	allowed(tool_input("echo", {"text": "sudo rm -rf / ~/.ssh/id_rsa", "count": 3}))
+	held_by(tool_input("send_message", {"to": "+15550100", "text": "hi"}), "tool.outbound_message")
+}
