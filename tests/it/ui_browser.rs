@@ -152,7 +152,9 @@ impl Browser {
     pub(crate) async fn wait_js(&self, what: &str, expr: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let v = self.js(&format!("return ({expr});"), json!([])).await;
+            // An expression on an element the page has not rendered yet throws (null.textContent):
+            // that is "not yet", not a failure.
+            let v = self.js(&format!("try {{ return ({expr}); }} catch (e) {{ return null; }}"), json!([])).await;
             if !(v.is_null() || v == json!(false) || v == json!(0) || v == json!("")) {
                 return v;
             }
