@@ -263,7 +263,7 @@ mod tests {
             let keys = open(dir.path());
             keys.create("main", None, "admin").unwrap()
         };
-        let db = crate::secret::reopen_store(dir.path());
+        let db = storage::Store::reopen(dir.path()).unwrap();
         let tree = db.tree(storage::Tree::AgentKeys).unwrap();
         let plain_hash = hex::encode(Sha256::digest(secret.as_bytes()));
         for kv in tree.iter() {

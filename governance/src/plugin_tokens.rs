@@ -221,7 +221,7 @@ mod tests {
     fn secrets_are_stored_salted_and_hashed_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (secret, info) = open(dir.path()).create("gw", None, "admin").unwrap();
-        let db = crate::secret::reopen_store(dir.path());
+        let db = storage::Store::reopen(dir.path()).unwrap();
         let tree = db.tree(storage::Tree::PluginTokens).unwrap();
         let plain_hash = hex::encode(Sha256::digest(secret.as_bytes()));
         for kv in tree.iter() {

@@ -75,19 +75,6 @@ pub(crate) fn check_text(what: &str, s: &str, required: bool) -> Result<Option<S
     Ok(Some(t.to_string()))
 }
 
-/// For the stores' tests: open the store in `dir` again after a handle on it was dropped
-/// (sled's background flusher releases the directory lock a moment after the last handle goes).
-#[cfg(test)]
-pub(crate) fn reopen_store(dir: &std::path::Path) -> storage::Store {
-    for _ in 0..100 {
-        if let Ok(s) = storage::Store::open(dir) {
-            return s;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    storage::Store::open(dir).unwrap()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

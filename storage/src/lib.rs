@@ -138,6 +138,20 @@ pub struct Store {
 }
 
 impl Store {
+    /// Open `path` again right after another handle on it was dropped, retrying for up to 5 s:
+    /// sled's background flusher releases the directory lock a moment after the last handle
+    /// goes. For tests that reopen a store (a restart in one process); a sidecar opens once.
+    #[doc(hidden)]
+    pub fn reopen(path: &Path) -> Result<Store, StoreError> {
+        for _ in 0..100 {
+            if let Ok(s) = Store::open(path) {
+                return Ok(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Store::open(path)
+    }
+
     /// Open (or create) the store at `path`, refusing a newer format.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new()

@@ -166,7 +166,7 @@ mod tests {
             st.set_streak("j2", &Streak { failures: 3, alerted: true });
             assert_eq!(st.paused.get(), 1);
         }
-        let db = storage::Store::open(&dir.path().join("state")).unwrap();
+        let db = storage::Store::reopen(&dir.path().join("state")).unwrap();
         let st =
             CronState::new(CronSettings::default(), db.tree(storage::Tree::CronState).unwrap(), &Default::default())
                 .unwrap();
