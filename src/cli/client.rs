@@ -168,3 +168,14 @@ impl ApiClient {
         Err(ClientError::Api { status, title, detail, body: v })
     }
 }
+
+/// Percent-encode a path segment or query value (everything but RFC 3986 unreserved
+/// characters), for the subcommands that put ids and filters in URLs.
+pub(crate) fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

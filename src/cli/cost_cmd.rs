@@ -4,7 +4,7 @@
 use clap::Args;
 use serde_json::Value;
 
-use super::client::{ApiArgs, ApiClient};
+use super::client::{enc, ApiArgs, ApiClient};
 use super::{Cli, CliResult};
 
 /// Arguments of `clawbutler cost`.
@@ -30,16 +30,6 @@ pub struct CostArgs {
     json: bool,
     #[command(flatten)]
     api: ApiArgs,
-}
-
-/// Percent-encode a query value (everything but RFC 3986 unreserved characters).
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn line(key: &str, r: &Value) -> String {
@@ -95,6 +85,6 @@ pub async fn run(cli: &Cli, a: &CostArgs) -> CliResult {
 mod tests {
     #[test]
     fn values_are_encoded() {
-        assert_eq!(super::enc("gpt-4o mini/x:1"), "gpt-4o%20mini%2Fx%3A1");
+        assert_eq!(super::super::client::enc("gpt-4o mini/x:1"), "gpt-4o%20mini%2Fx%3A1");
     }
 }

@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use serde_json::{json, Value};
 
-use super::client::{ApiArgs, ApiClient};
+use super::client::{enc, ApiArgs, ApiClient};
 use super::{Cli, CliResult};
 
 /// Cron subcommands.
@@ -91,16 +91,6 @@ pub enum CronCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
-}
-
-/// Percent-encode a path segment or query value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// `30s`, `10m`, `1h`, `1d` in milliseconds.
