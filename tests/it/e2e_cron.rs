@@ -10,6 +10,8 @@
 //!    may do none of it; a stale `expected_revision` is a 409 and changes nothing.
 //! 3. A job whose runs fail three times in a row (time out) raises the alert: one `cron` audit record
 //!    `failure_streak`, the metric, the `clawbutler cron` CLI shows the failures.
+//!    The Cron tab in Chromium, signed in as that approver, shows both jobs with their state
+//!    and the streak, offers no "Run now", and its Pause / Resume reach OpenClaw.
 //! 4. An open budget breaker of `main` disables its enabled jobs in OpenClaw (a job a person
 //!    disabled stays untouched); resetting the budget enables exactly those again.
 //!
@@ -24,6 +26,8 @@ use serde_json::{json, Value};
 use testkit::openclaw::{find_or_skip, free_port, Gateway};
 use testkit::rig::{SidecarConfig, ADMIN};
 use testkit::upstream::ScriptedUpstream;
+
+use crate::ui_browser::{browser_paths, Browser, Driver};
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_CRON_TOKEN";
 
@@ -300,6 +304,7 @@ async fn cron_jobs_are_governed_through_the_gateway() {
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let line = text.lines().find(|l| l.starts_with(&bad_id)).unwrap_or_else(|| panic!("{text}"));
     assert!(line.split_whitespace().any(|w| w == "3"), "3 failures in a row: {line}");
+    cron_tab_in_chromium(&api, &approver, &other, &id).await;
 
     // 4. Budget breaker: pause the enabled jobs, leave a human's disabled job alone, resume.
     let (code, human) = api.post("/api/v1/cron/jobs", job_body("cb-human-off", "never", false)).await;
@@ -376,4 +381,61 @@ async fn cron_jobs_are_governed_through_the_gateway() {
     sidecar.shutdown().await;
     drop(gw);
     up.shutdown().await;
+}
+
+/// The Cron tab in Chromium as an approver: the jobs with their state, `cb-failing`'s streak
+/// of 3, no "Run now" (admins only); Pause in the page disables `cb-nightly` in OpenClaw and
+/// Resume enables it again. Then the phone width.
+async fn cron_tab_in_chromium(api: &Api, approver: &str, other: &gateway::Link, id: &str) {
+    let Some((chromium, driver_bin)) = browser_paths() else { return };
+    let driver = Driver::start(&driver_bin).await;
+    let b = Browser::open(&driver, &chromium).await;
+    b.goto(&format!("http://{}/", api.control)).await;
+    b.type_into("[data-testid=token]", approver).await;
+    b.click("[data-testid=signin]").await;
+    b.click("[data-testid=nav-cron]").await;
+    // A job's card (its position among the cards, 1-based, for CSS) by the job's name.
+    let index = |name: &str| {
+        format!(
+            "[...document.querySelectorAll('[data-testid=cron-job]')].findIndex(c => c.querySelector('strong').textContent === {}) + 1",
+            serde_json::to_string(name).unwrap()
+        )
+    };
+    let card_text = |name: &str| {
+        // Lower case: the badges are upper case by style.
+        format!("document.querySelectorAll('[data-testid=cron-job]')[({}) - 1].innerText.toLowerCase()", index(name))
+    };
+    b.wait_js("both jobs", &format!("({}) > 0 && ({}) > 0", index("cb-nightly"), index("cb-failing"))).await;
+    let failing = b.js(&format!("return {};", card_text("cb-failing")), json!([])).await;
+    assert!(failing.as_str().unwrap().contains("3 failures in a row"), "{failing}");
+    let nightly = b.js(&format!("return {};", card_text("cb-nightly")), json!([])).await;
+    let nightly = nightly.as_str().unwrap();
+    assert!(nightly.contains("enabled") && nightly.contains("agent main"), "{nightly}");
+    assert!(!nightly.contains("run now"), "an approver is offered no run: {nightly}");
+    let n = b.js(&format!("return {};", index("cb-nightly")), json!([])).await;
+    let button = format!("[data-testid=cron] > article:nth-child({n}) button[data-needs=approver]");
+    assert_eq!(b.text(&button).await, "Pause");
+    b.click(&button).await;
+    wait_until("paused in OpenClaw from the page", Duration::from_secs(15), || async {
+        openclaw_job(other, id).await.unwrap()["enabled"] == false
+    })
+    .await;
+    b.wait_js("the card shows it paused", &format!("{}.includes('paused')", card_text("cb-nightly"))).await;
+    let n = b.js(&format!("return {};", index("cb-nightly")), json!([])).await;
+    let button = format!("[data-testid=cron] > article:nth-child({n}) button[data-needs=approver]");
+    b.wait_js(
+        "Resume offered",
+        &format!("document.querySelector({}).textContent === 'Resume'", serde_json::to_string(&button).unwrap()),
+    )
+    .await;
+    b.click(&button).await;
+    wait_until("enabled in OpenClaw again from the page", Duration::from_secs(15), || async {
+        openclaw_job(other, id).await.unwrap()["enabled"] == true
+    })
+    .await;
+    b.resize(390, 844).await;
+    b.wait_js("no sideways scrolling at phone width", "document.documentElement.scrollWidth <= window.innerWidth + 1")
+        .await;
+    b.screenshot("cron-phone.png").await;
+    b.close().await;
 }
