@@ -26,6 +26,7 @@ pub mod plugin;
 pub mod plugin_install;
 pub mod registry;
 pub mod settings;
+mod usage;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub enum GatewayError {
     Storage(#[from] storage::StoreError),
     #[error("gateway.url is not set")]
     NoUrl,
+    #[error("gateway's {method} data was still refreshing after {after:?}; try again")]
+    Stale { method: String, after: Duration },
     #[error("gateway kept refusing {method}: the config changed under every attempt")]
     Conflict { method: String },
     #[error("already attached ({0} exists); run detach first")]
@@ -380,6 +383,10 @@ impl AgentControl for Gateway {
     }
 
     fn backups(&self) -> Option<&dyn governance::backups::Backups> {
+        Some(self)
+    }
+
+    fn usage(&self) -> Option<&dyn governance::usage::GatewayUsage> {
         Some(self)
     }
 

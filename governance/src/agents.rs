@@ -71,6 +71,10 @@ pub trait AgentControl: Send + Sync {
     fn backups(&self) -> Option<&dyn crate::backups::Backups> {
         None
     }
+    /// OpenClaw's own usage records (`usage.rs`), when a gateway is linked.
+    fn usage(&self) -> Option<&dyn crate::usage::GatewayUsage> {
+        None
+    }
     /// Stop the agent in OpenClaw (the proxy flag is already set by the caller).
     fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
     /// Undo exactly what `kill` changed.

@@ -20,6 +20,7 @@ pub mod kill;
 pub mod plugin;
 pub mod plugin_tokens;
 mod secret;
+pub mod usage;
 
 pub use agent_keys::{AgentKeyError, AgentKeys};
 pub use approvals::{ApprovalSettings, Broker, BrokerError};

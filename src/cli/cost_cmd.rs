@@ -15,21 +15,25 @@ pub struct CostArgs {
     by: String,
     /// Start: a duration back from now (36h, 7d, 2w), a date or an RFC 3339 time.
     #[arg(long, default_value = "7d")]
-    since: String,
+    pub(super) since: String,
     /// End (default now), same forms as --since.
     #[arg(long)]
-    until: Option<String>,
+    pub(super) until: Option<String>,
     /// Only this agent's calls.
     #[arg(long)]
-    agent: Option<String>,
+    pub(super) agent: Option<String>,
     /// Only this model's calls.
     #[arg(long)]
     model: Option<String>,
+    /// Compare the sidecar's metering with OpenClaw's own usage records per agent and day
+    /// (exit status 1 when a day does not match).
+    #[arg(long, conflicts_with_all = ["by", "model"])]
+    crosscheck: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     #[command(flatten)]
-    api: ApiArgs,
+    pub(super) api: ApiArgs,
 }
 
 fn line(key: &str, r: &Value) -> String {
@@ -50,6 +54,9 @@ fn line(key: &str, r: &Value) -> String {
 
 /// Run `clawbutler cost`.
 pub async fn run(cli: &Cli, a: &CostArgs) -> CliResult {
+    if a.crosscheck {
+        return super::cost_check_cmd::run(cli, a).await;
+    }
     let mut path = format!("/api/v1/cost?by={}&since={}", enc(&a.by), enc(&a.since));
     for (k, v) in [("until", &a.until), ("agent", &a.agent), ("model", &a.model)] {
         if let Some(v) = v {

@@ -166,6 +166,10 @@ async fn bad_parameters_are_problems_and_a_viewer_reads() {
     }
     let r = get(&rig.control("/api/v1/cost/anomalies?since=soon"), &bearer(ADMIN)).await;
     assert_eq!(r.status, 400, "{}", r.text());
+    // The cross-check needs a linked gateway: without one it says so (e2e_cost_check has one).
+    let r = get(&rig.control("/api/v1/cost/crosscheck"), &bearer(ADMIN)).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.json()["detail"].as_str().unwrap().contains("no OpenClaw gateway is linked"), "{}", r.text());
     assert_eq!(get(&rig.control("/api/v1/cost"), &[]).await.status, 401);
     let viewer = rig.token("viewer", "cost-viewer").await;
     let r = get(&rig.control("/api/v1/cost?by=week&since=30d"), &bearer(&viewer)).await;

@@ -22,12 +22,15 @@ const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1_000;
 
 pub fn routes() -> Routes {
-    Routes::default().route("/api/v1/cost", get(report)).route("/api/v1/cost/anomalies", get(anomalies))
+    Routes::default()
+        .route("/api/v1/cost", get(report))
+        .route("/api/v1/cost/anomalies", get(anomalies))
+        .route("/api/v1/cost/crosscheck", get(super::cost_check::crosscheck))
 }
 
-type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+pub(super) type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
 
-fn params(p: Params, allowed: &[&str]) -> Result<HashMap<String, String>, Problem> {
+pub(super) fn params(p: Params, allowed: &[&str]) -> Result<HashMap<String, String>, Problem> {
     let Query(p) = p.map_err(|e| Problem::bad_request(e.body_text()))?;
     if let Some(k) = p.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(Problem::bad_request(format!("unknown parameter {k:?}; known: {}", allowed.join(", "))));
@@ -35,7 +38,10 @@ fn params(p: Params, allowed: &[&str]) -> Result<HashMap<String, String>, Proble
     Ok(p)
 }
 
-fn range(p: &HashMap<String, String>, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
+pub(super) fn range(
+    p: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
     let time = |k: &str, default: DateTime<Utc>| match p.get(k) {
         None => Ok(default),
         Some(v) => cost::query::parse_time(v, now).ok_or_else(|| {

@@ -8,6 +8,7 @@ pub mod backups;
 pub mod budgets;
 pub mod config_history;
 pub mod cost;
+mod cost_check;
 pub mod cron;
 pub mod events;
 pub mod fleet;
