@@ -26,7 +26,7 @@ use testkit::upstream::ScriptedUpstream;
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_CONFIG_SAFETY_TOKEN";
 
-fn model(id: &str) -> Value {
+pub(crate) fn model(id: &str) -> Value {
     json!({"id": id, "name": id, "reasoning": false, "input": ["text"],
            "cost": {"input": 0.15, "output": 0.6, "cacheRead": 0, "cacheWrite": 0},
            "contextWindow": 128000, "maxTokens": 4096})
@@ -76,7 +76,7 @@ impl Api {
     }
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Duration
+pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -102,7 +102,7 @@ async fn config_doc(link: &gateway::Link) -> (String, Value) {
 }
 
 /// A change made outside ClawButler: another operator client's `config.patch`.
-async fn outside_patch(link: &gateway::Link, patch: Value, replace: &[&str]) {
+pub(crate) async fn outside_patch(link: &gateway::Link, patch: Value, replace: &[&str]) {
     let (hash, _) = config_doc(link).await;
     let mut p = json!({"raw": patch.to_string(), "baseHash": hash, "note": "an operator edits by hand"});
     if !replace.is_empty() {
