@@ -111,6 +111,27 @@ pub(crate) async fn outside_patch(link: &gateway::Link, patch: Value, replace: &
     link.call("config.patch", p).await.expect("outside config.patch");
 }
 
+/// A sidecar linked to `gw` (its token put in `$token_env`), reconnecting fast, with its data
+/// listener on `data` and `up` as its upstream.
+pub(crate) async fn linked_sidecar(
+    gw: &Gateway,
+    token_env: &str,
+    dir: &std::path::Path,
+    data: &str,
+    up: &str,
+) -> clawbutler::app::Sidecar {
+    std::env::set_var(token_env, gw.token());
+    let cfg = SidecarConfig::new(dir)
+        .listen(data, "127.0.0.1:0")
+        .upstreams(up)
+        .table(&format!(
+            "[gateway]\nurl = \"{}\"\ntoken_env = \"{token_env}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
+            gw.ws_url()
+        ))
+        .build();
+    clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts")
+}
+
 fn check<'a>(ready: &'a Value, name: &str) -> &'a Value {
     ready["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).unwrap_or(&Value::Null)
 }
@@ -123,17 +144,8 @@ async fn config_changes_are_versioned_diffed_drift_checked_and_rolled_back() {
     let up = ScriptedUpstream::start().await;
     let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gw = Gateway::start(&install, openclaw_config(data, &up.base_url())).await;
-    std::env::set_var(TOKEN_ENV, gw.token());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SidecarConfig::new(dir.path())
-        .listen(&data.to_string(), "127.0.0.1:0")
-        .upstreams(&up.base_url())
-        .table(&format!(
-            "[gateway]\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
-            gw.ws_url()
-        ))
-        .build();
-    let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
+    let sidecar = linked_sidecar(&gw, TOKEN_ENV, dir.path(), &data.to_string(), &up.base_url()).await;
     let api = Api { control: sidecar.control_addr };
     let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("2nd client");
 

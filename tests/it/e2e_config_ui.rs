@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use testkit::http::{get, post_json};
 use testkit::openclaw::{find_or_skip, Gateway};
-use testkit::rig::{SidecarConfig, ADMIN};
+use testkit::rig::ADMIN;
 use testkit::upstream::ScriptedUpstream;
 
 use crate::e2e_attach::config_doc;
-use crate::e2e_config_safety::{model, outside_patch, wait_until};
+use crate::e2e_config_safety::{linked_sidecar, model, outside_patch, wait_until};
 use crate::ui_browser::{browser_paths, Browser, Driver};
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_CONFIG_UI_TOKEN";
@@ -93,7 +93,11 @@ async fn sign_in(b: &Browser, console: &str, token: &str) {
 /// element text follows).
 async fn content(b: &Browser, css: &str) -> String {
     b.find(css).await;
-    b.js("return document.querySelector(arguments[0]).textContent", json!([css])).await.as_str().unwrap_or_default().to_string()
+    b.js("return document.querySelector(arguments[0]).textContent", json!([css]))
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 async fn no_sideways_scroll(b: &Browser, page: &str) {
@@ -108,25 +112,20 @@ async fn config_history_tab_and_backups_page_in_the_browser() {
     let Some((chromium, driver_bin)) = browser_paths() else { return };
     let up = ScriptedUpstream::start().await;
     let gw = Gateway::start(&install, openclaw_config(&up.base_url())).await;
-    std::env::set_var(TOKEN_ENV, gw.token());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SidecarConfig::new(dir.path())
-        .listen("127.0.0.1:0", "127.0.0.1:0")
-        .upstreams(&up.base_url())
-        .table(&format!(
-            "[gateway]\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
-            gw.ws_url()
-        ))
-        .build();
-    let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
+    let sidecar = linked_sidecar(&gw, TOKEN_ENV, dir.path(), "127.0.0.1:0", &up.base_url()).await;
     let console = format!("http://{}", sidecar.control_addr);
     let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("2nd client");
 
     // Version 1 at link start, then a change from another client: version 2, outside.
     wait_until("version 1 of main", Duration::from_secs(30), || async { !versions(&console, "main").await.is_empty() })
         .await;
-    outside_patch(&other, json!({"agents": {"entries": {"main": {"model": "direct/gpt-4o", "name": "Main desk"}}}}), &[])
-        .await;
+    outside_patch(
+        &other,
+        json!({"agents": {"entries": {"main": {"model": "direct/gpt-4o", "name": "Main desk"}}}}),
+        &[],
+    )
+    .await;
     wait_until("version 2 of main", Duration::from_secs(15), || async {
         versions(&console, "main").await.first().is_some_and(|v| v["version"] == 2)
     })
@@ -172,14 +171,22 @@ async fn config_history_tab_and_backups_page_in_the_browser() {
     assert_eq!(versions(&console, "main").await.len(), 2);
     b.screenshot("config-rollback-plan-desktop.png").await;
     b.click("[data-testid=rollback-apply]").await;
-    wait_long(&b, "rollback result", "document.querySelector('[data-testid=rollback-result]').dataset.applied === 'true'", 30)
-        .await;
+    wait_long(
+        &b,
+        "rollback result",
+        "document.querySelector('[data-testid=rollback-result]').dataset.applied === 'true'",
+        30,
+    )
+    .await;
     assert!(content(&b, "[data-testid=rollback-result]").await.contains("Version 1 restored exactly"));
     let (_, live) = config_doc(&other).await;
     assert_eq!(live["agents"]["entries"]["main"]["model"], "direct/gpt-4o-mini", "{live}");
     assert!(live["agents"]["entries"]["main"].get("name").is_none(), "{live}");
-    b.wait_js("version 3 by ClawButler", "document.querySelector('[data-testid=version]').dataset.source === 'clawbutler'")
-        .await;
+    b.wait_js(
+        "version 3 by ClawButler",
+        "document.querySelector('[data-testid=version]').dataset.source === 'clawbutler'",
+    )
+    .await;
     b.wait_js("no drift", "document.querySelector('[data-testid=drift-state]').dataset.drifted === 'false'").await;
 
     // 3. Backups: create, refuse a wrong passphrase and a tampered file, preview, restore.
@@ -201,16 +208,22 @@ async fn config_history_tab_and_backups_page_in_the_browser() {
     let card = content(&b, "[data-testid=backup]").await;
     assert!(card.contains("main, ops") && card.contains("Backup"), "{card}");
     b.click("[data-testid=backup-download]").await;
-    b.wait_js("downloaded", "document.querySelector('[data-testid=backup] .card-msg').textContent.includes('Downloaded')")
-        .await;
+    b.wait_js(
+        "downloaded",
+        "document.querySelector('[data-testid=backup] .card-msg').textContent.includes('Downloaded')",
+    )
+    .await;
 
     outside_patch(&other, json!({"agents": {"entries": {"ops": {"model": "direct/gpt-4o"}}}}), &[]).await;
 
     b.click("[data-testid=restore-open]").await;
     b.type_into("[data-testid=restore-pass]", "wrong passphrase").await;
     b.click("[data-testid=restore-inspect]").await;
-    b.wait_js("wrong passphrase", "document.querySelector('[data-testid=restore-msg]').textContent.startsWith('Wrong passphrase')")
-        .await;
+    b.wait_js(
+        "wrong passphrase",
+        "document.querySelector('[data-testid=restore-msg]').textContent.startsWith('Wrong passphrase')",
+    )
+    .await;
     // The package, one byte flipped, uploaded from this device.
     let pkg = get(&format!("{console}/api/v1/backups/{id}/download"), &[("authorization", &bearer())]).await;
     assert_eq!(pkg.status, 200);
@@ -282,14 +295,20 @@ async fn config_history_tab_and_backups_page_in_the_browser() {
     assert!(b.text("[data-testid=version]").await.contains("版本 3"));
     no_sideways_scroll(&b, "config history").await;
     b.screenshot("config-history-phone-zh.png").await;
-    b.js("const s = document.querySelector('[data-testid=lang]'); s.value = 'en'; s.dispatchEvent(new Event('change'));", json!([]))
-        .await;
+    b.js(
+        "const s = document.querySelector('[data-testid=lang]'); s.value = 'en'; s.dispatchEvent(new Event('change'));",
+        json!([]),
+    )
+    .await;
     b.resize(1280, 900).await;
 
     // 5. A viewer: reads, but is offered no rollback, create, download or restore.
-    let created =
-        post_json(&format!("{console}/api/v1/tokens"), &[("authorization", &bearer())], &json!({"name": "vic", "role": "viewer"}))
-            .await;
+    let created = post_json(
+        &format!("{console}/api/v1/tokens"),
+        &[("authorization", &bearer())],
+        &json!({"name": "vic", "role": "viewer"}),
+    )
+    .await;
     assert_eq!(created.status, 201, "{}", created.text());
     let viewer = created.json()["token"].as_str().unwrap().to_string();
     b.click("[data-testid=signout]").await;
@@ -303,7 +322,12 @@ async fn config_history_tab_and_backups_page_in_the_browser() {
     }
     b.goto(&format!("{console}/#/backups")).await;
     b.find("[data-testid=backup]").await;
-    for sel in ["[data-testid=backup-new]", "[data-testid=backup-download]", "[data-testid=restore-open]", "[data-testid=restore]"] {
+    for sel in [
+        "[data-testid=backup-new]",
+        "[data-testid=backup-download]",
+        "[data-testid=restore-open]",
+        "[data-testid=restore]",
+    ] {
         assert_eq!(b.js(SHOWN, json!([sel])).await, 0, "{sel} is offered to a viewer");
     }
     b.screenshot("backups-viewer-desktop.png").await;

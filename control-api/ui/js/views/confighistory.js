@@ -151,7 +151,7 @@ function versionRow(v, o) {
         h('strong', {}, t('history.version', { v: v.version })),
         o.baseline ? h('span', { class: 'badge health-healthy', 'data-testid': 'baseline' }, t('history.baseline')) : null,
         h('span', { class: `badge src-${v.source}`, 'data-testid': 'source' }, t(`history.source.${v.source}`, {}, v.source)),
-        outside ? null : h('span', { class: 'muted small' }, v.actor),
+        v.source === 'clawbutler' ? h('span', { class: 'muted small' }, v.actor) : null,
         h('span', { class: 'muted small', title: when(v.at) }, ago(v.at))),
       h('div', { class: 'scopes' },
         (v.changed_scopes || []).map((s) => h('span', { class: 'badge', 'data-scope': s }, t(`cscope.${s}`, {}, s))),

@@ -111,7 +111,7 @@ export function restorePanel({ onDone }) {
 function contentsView(r) {
   const m = r.manifest || {};
   const c = r.contents || {};
-  const files = Object.entries(c.files || {}).map(([a, names]) => `${a}: ${names.join(', ')}`);
+  const files = Object.entries(c.files || {}).filter(([, names]) => names.length).map(([a, names]) => `${a}: ${names.join(', ')}`);
   return h('div', { class: 'state', 'data-testid': 'restore-verified' },
     h('strong', {}, t('restore.verified', { id: m.id || '', size: size(r.bytes) })),
     h('p', { class: 'small' }, t('restore.holds', {
