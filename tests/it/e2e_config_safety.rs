@@ -26,7 +26,7 @@ use testkit::upstream::ScriptedUpstream;
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_CONFIG_SAFETY_TOKEN";
 
-fn model(id: &str) -> Value {
+pub(crate) fn model(id: &str) -> Value {
     json!({"id": id, "name": id, "reasoning": false, "input": ["text"],
            "cost": {"input": 0.15, "output": 0.6, "cacheRead": 0, "cacheWrite": 0},
            "contextWindow": 128000, "maxTokens": 4096})
@@ -76,7 +76,7 @@ impl Api {
     }
 }
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Duration
+pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -102,13 +102,34 @@ async fn config_doc(link: &gateway::Link) -> (String, Value) {
 }
 
 /// A change made outside ClawButler: another operator client's `config.patch`.
-async fn outside_patch(link: &gateway::Link, patch: Value, replace: &[&str]) {
+pub(crate) async fn outside_patch(link: &gateway::Link, patch: Value, replace: &[&str]) {
     let (hash, _) = config_doc(link).await;
     let mut p = json!({"raw": patch.to_string(), "baseHash": hash, "note": "an operator edits by hand"});
     if !replace.is_empty() {
         p["replacePaths"] = json!(replace);
     }
     link.call("config.patch", p).await.expect("outside config.patch");
+}
+
+/// A sidecar linked to `gw` (its token put in `$token_env`), reconnecting fast, with its data
+/// listener on `data` and `up` as its upstream.
+pub(crate) async fn linked_sidecar(
+    gw: &Gateway,
+    token_env: &str,
+    dir: &std::path::Path,
+    data: &str,
+    up: &str,
+) -> clawbutler::app::Sidecar {
+    std::env::set_var(token_env, gw.token());
+    let cfg = SidecarConfig::new(dir)
+        .listen(data, "127.0.0.1:0")
+        .upstreams(up)
+        .table(&format!(
+            "[gateway]\nurl = \"{}\"\ntoken_env = \"{token_env}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
+            gw.ws_url()
+        ))
+        .build();
+    clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts")
 }
 
 fn check<'a>(ready: &'a Value, name: &str) -> &'a Value {
@@ -123,17 +144,8 @@ async fn config_changes_are_versioned_diffed_drift_checked_and_rolled_back() {
     let up = ScriptedUpstream::start().await;
     let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gw = Gateway::start(&install, openclaw_config(data, &up.base_url())).await;
-    std::env::set_var(TOKEN_ENV, gw.token());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SidecarConfig::new(dir.path())
-        .listen(&data.to_string(), "127.0.0.1:0")
-        .upstreams(&up.base_url())
-        .table(&format!(
-            "[gateway]\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
-            gw.ws_url()
-        ))
-        .build();
-    let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
+    let sidecar = linked_sidecar(&gw, TOKEN_ENV, dir.path(), &data.to_string(), &up.base_url()).await;
     let api = Api { control: sidecar.control_addr };
     let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("2nd client");
 

@@ -31,30 +31,53 @@ export class ApiError extends Error {
   }
 }
 
-/** Send a request; resolves to the parsed JSON body (or null), rejects with ApiError. */
-export async function api(method, path, body, opts = {}) {
+/** Send a request; resolves to `{status, data}` (the parsed JSON body, or null), rejects with
+ * ApiError. For routes whose success codes differ in meaning (a rollback answers 202 when it
+ * waits for an approval); the rest use `api`. */
+export async function request(method, path, body, opts = {}) {
   const headers = { Accept: 'application/json' };
-  const token = session.token;
-  if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (opts.idempotencyKey) headers['Idempotency-Key'] = opts.idempotencyKey;
-  let res;
-  try {
-    res = await fetch(path, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store',
-    });
-  } catch (e) {
-    throw new ApiError(0, { title: t('err.network'), detail: t('err.network_detail', { msg: e.message }) }, path);
-  }
+  const res = await send(method, path, headers, body === undefined ? undefined : JSON.stringify(body));
   const text = await res.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!res.ok) fail(res, data || { detail: text.slice(0, 300) }, path, opts);
+  return { status: res.status, data };
+}
+
+/** Send a request; resolves to the parsed JSON body (or null), rejects with ApiError. */
+export async function api(method, path, body, opts = {}) {
+  return (await request(method, path, body, opts)).data;
+}
+
+/** GET bytes (a download): resolves to a Blob, rejects with ApiError like `api`. */
+export async function download(path, opts = {}) {
+  const res = await send('GET', path, { Accept: 'application/octet-stream, application/problem+json' });
   if (!res.ok) {
-    const err = new ApiError(res.status, data || { detail: text.slice(0, 300) }, path);
-    if (res.status === 401 && !opts.noRedirect) unauthorizedHandler(err);
-    throw err;
+    const text = await res.text();
+    let data = null;
+    try { data = JSON.parse(text); } catch { data = { detail: text.slice(0, 300) }; }
+    fail(res, data, path, opts);
   }
-  return data;
+  return res.blob();
+}
+
+/** fetch with the bearer token; a network failure becomes an ApiError with status 0. */
+async function send(method, path, headers, body) {
+  const token = session.token;
+  const all = token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
+  try {
+    return await fetch(path, { method, headers: all, body, cache: 'no-store' });
+  } catch (e) {
+    throw new ApiError(0, { title: t('err.network'), detail: t('err.network_detail', { msg: e.message }) }, path);
+  }
+}
+
+function fail(res, problem, path, opts) {
+  const err = new ApiError(res.status, problem, path);
+  if (res.status === 401 && !opts.noRedirect) unauthorizedHandler(err);
+  throw err;
 }
 
 export const get = (path, opts) => api('GET', path, undefined, opts);

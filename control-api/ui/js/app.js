@@ -16,9 +16,10 @@ import * as policies from './views/policies.js';
 import * as agents from './views/agents.js';
 import * as notifications from './views/notifications.js';
 import * as mcp from './views/mcp.js';
+import * as backups from './views/backups.js';
 import { registerWorker } from './push.js';
 
-const VIEWS = { approvals, grants, audit, budgets, cost, cron, policies, agents, mcp, notifications };
+const VIEWS = { approvals, grants, audit, budgets, cost, cron, policies, agents, mcp, backups, notifications };
 const bus = new EventTarget();
 let live = 'connecting';
 let stopEvents = null;

@@ -63,3 +63,10 @@ export function subjectLine(subject) {
   if (model.endpoint) parts.push(`(${model.endpoint})`);
   return parts.join(' ') || JSON.stringify(subject).slice(0, 120);
 }
+
+/** A size in bytes, in the unit a person reads. */
+export function bytes(n) {
+  if (n == null) return '';
+  if (n < 1024) return t('unit.bytes', { n });
+  return t('unit.kib', { n: (n / 1024).toFixed(1) });
+}

@@ -4,21 +4,56 @@
 // the API requires. Every health change is a `health` event and every governance drift a
 // `governance` event, which reload the list; it also refreshes every 15 s so "since" stays
 // current.
+//
+// `#/agents/<id>` is one agent's page, with tabs: its card (overview) and `#/agents/<id>/config`,
+// its Config History (views/confighistory.js).
 
-import { h, dl } from '../dom.js';
+import { h, dl, replace } from '../dom.js';
 import { t } from '../i18n.js';
-import { post } from '../api.js';
-import { toast, cardMsg, confirmIn } from '../components.js';
+import { get, post } from '../api.js';
+import { toast, cardMsg, confirmIn, errorBox, loading, pageHead } from '../components.js';
 import { listPage } from '../listpage.js';
 import { when, ago } from '../format.js';
+import * as configHistory from './confighistory.js';
 
 export function mount(root, ctx) {
+  const [, id, tab] = location.hash.replace(/^#\/?/, '').split('?')[0].split('/');
+  if (id) return agentPage(root, ctx, decodeURIComponent(id), tab === 'config' ? 'config' : 'overview');
   return listPage(root, ctx, {
     title: t('agents.title'), testid: 'agents',
     path: '/api/v1/agents', key: (a) => a.id, events: ['kill_switch', 'health', 'governance', 'config_drift'], refresh: 15000,
     empty: [t('agents.empty'), t('agents.empty_hint')],
     item: card,
   }).unmount;
+}
+
+/** One agent: its name, the tabs, and the chosen tab. */
+function agentPage(root, ctx, id, tab) {
+  const enc = encodeURIComponent(id);
+  const head = pageHead(id);
+  const body = h('div', { class: 'agent-tab', 'data-testid': `agent-tab-${tab}` });
+  const links = [['overview', `#/agents/${enc}`], ['config', `#/agents/${enc}/config`]];
+  const tabs = h('nav', { class: 'subtabs', 'aria-label': t('agent.tabs') },
+    links.map(([k, href]) => h('a', {
+      href, class: k === tab ? 'active' : '', 'aria-current': k === tab ? 'page' : null, 'data-testid': `agent-tab-link-${k}`,
+    }, t(`agent.tab.${k}`))));
+  replace(root, h('a', { href: '#/agents', class: 'back' }, t('agent.back')), head, tabs, body);
+  let alive = true;
+  const load = async () => {
+    if (tab === 'overview' && !body.firstChild) replace(body, loading());
+    try {
+      const a = await get(`/api/v1/agents/${enc}`);
+      if (!alive) return;
+      head.querySelector('h1').textContent = a.name || a.id;
+      if (tab === 'overview') replace(body, card(a, { reload: load }));
+    } catch (err) {
+      // The Config History reads OpenClaw's config: it works for an agent the sidecar has not seen.
+      if (alive && tab === 'overview') replace(body, errorBox(err));
+    }
+  };
+  load();
+  const stop = tab === 'config' ? configHistory.mount(body, ctx, id) : null;
+  return () => { alive = false; if (stop) stop(); };
 }
 
 function card(a, page) {
@@ -47,7 +82,9 @@ function card(a, page) {
     ]),
     configDrift(a.config_drift),
     governance(a.governance),
-    h('div', { class: 'actions' }, a.killed
+    h('div', { class: 'actions' },
+      h('a', { class: 'button-link', href: `#/agents/${encodeURIComponent(a.id)}/config`, 'data-testid': 'config-history-link' }, t('agents.config_history')),
+      a.killed
       ? h('button', { class: 'allow', 'data-needs': 'admin', onclick: act('recover') }, t('agents.recover'))
       : h('button', { class: 'deny', 'data-needs': 'admin', onclick: act('kill') }, t('agents.kill'))),
     panel, msg);
