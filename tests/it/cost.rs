@@ -25,7 +25,7 @@ pub(crate) async fn rig() -> Rig {
 }
 
 /// Calls from three agents to two models, prompts of different lengths; returns how many.
-async fn load(rig: &Rig) -> usize {
+pub(crate) async fn load(rig: &Rig) -> usize {
     let mut n = 0;
     for (i, agent) in ["main", "ops", "research"].iter().enumerate() {
         for j in 0..(4 + i * 2) {

@@ -35,7 +35,10 @@ fn params(p: Params, allowed: &[&str]) -> Result<HashMap<String, String>, Proble
     Ok(p)
 }
 
-fn range(p: &HashMap<String, String>, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
+pub(crate) fn range(
+    p: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
     let time = |k: &str, default: DateTime<Utc>| match p.get(k) {
         None => Ok(default),
         Some(v) => cost::query::parse_time(v, now).ok_or_else(|| {
