@@ -201,15 +201,31 @@ async fn a_report_sums_to_the_cost_api_renders_and_its_links_work_once() {
     assert_eq!(get(&rig.control("/api/v1/reports/nonsense"), &bearer(ADMIN)).await.status, 404);
     assert_eq!(get(&rig.control("/api/v1/reports"), &[]).await.status, 401);
 
-    // The CLI: create (waiting), list, download.
-    let bin = env!("CARGO_BIN_EXE_clawbutler");
-    let run = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(bin);
-        cmd.args(args).args(["--url", &rig.control(""), "--token", ADMIN]).env_remove("CLAWBUTLER_CONFIG");
-        let out = tokio::task::block_in_place(|| cmd.output()).unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+    // Schedules through the API: admin only, names unique, listed with their source.
+    let sched = |token: &str, body: Value| {
+        let url = rig.control("/api/v1/reports/schedules");
+        let token = token.to_string();
+        async move { post_json(&url, &bearer(&token), &body).await }
     };
+    assert_eq!(sched(&viewer, json!({"name": "weekly", "every": "weekly"})).await.status, 403);
+    let r = sched(ADMIN, json!({"name": "weekly", "every": "weekly"})).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(sched(ADMIN, json!({"name": "weekly", "every": "daily"})).await.status, 409);
+    assert_eq!(sched(ADMIN, json!({"name": "a/b", "every": "daily"})).await.status, 400);
+    assert_eq!(sched(ADMIN, json!({"name": "x", "every": "hourly"})).await.status, 400);
+    let listed = get(&rig.control("/api/v1/reports/schedules"), &bearer(&viewer)).await.json();
+    assert_eq!(listed["items"], json!([{"name": "weekly", "every": "weekly", "source": "api"}]));
+    let del = testkit::http::send(
+        http::Method::DELETE,
+        &rig.control("/api/v1/reports/schedules/weekly"),
+        &bearer(ADMIN),
+        Default::default(),
+    )
+    .await;
+    assert_eq!(del.status, 204, "{}", del.text());
+
+    // The CLI: create (waiting), list, download.
+    let run = |args: &[&str]| crate::cost::cli(&rig, args);
     let created = run(&["report", "create", "--since", "2d", "--wait"]);
     assert!(created.contains("done"), "{created}");
     let list = run(&["report", "list"]);

@@ -38,6 +38,32 @@ const SPEND_COLS: [Col; 7] = [
     Col("per call", 63.0, Align::Right),
 ];
 
+// The other tables' columns (widths add up to the text width, 499 points).
+const ANOMALY_COLS: [Col; 6] = [
+    Col("hour", 100.0, Align::Left),
+    Col("subject", 100.0, Align::Left),
+    Col("metric", 44.0, Align::Left),
+    Col("value", 60.0, Align::Right),
+    Col("baseline", 66.0, Align::Right),
+    Col("top contributor", 129.0, Align::Left),
+];
+const DENIAL_COLS: [Col; 3] =
+    [Col("rule", 200.0, Align::Left), Col("refused", 50.0, Align::Right), Col("agents", 249.0, Align::Left)];
+const BUDGET_COLS: [Col; 4] = [
+    Col("time", 110.0, Align::Left),
+    Col("budget", 110.0, Align::Left),
+    Col("event", 50.0, Align::Left),
+    Col("reason", 229.0, Align::Left),
+];
+const CRON_COLS: [Col; 6] = [
+    Col("job", 140.0, Align::Left),
+    Col("agent", 80.0, Align::Left),
+    Col("enabled", 50.0, Align::Left),
+    Col("last run", 70.0, Align::Left),
+    Col("failures in a row", 85.0, Align::Right),
+    Col("recent cost", 74.0, Align::Right),
+];
+
 fn spend_rows(rows: &[Row]) -> Vec<Vec<String>> {
     rows.iter()
         .map(|r| {
@@ -119,17 +145,7 @@ pub fn render(d: &ReportData) -> Vec<u8> {
             ]
         })
         .collect();
-    doc.table(
-        &[
-            Col("hour", 100.0, Align::Left),
-            Col("subject", 100.0, Align::Left),
-            Col("metric", 44.0, Align::Left),
-            Col("value", 60.0, Align::Right),
-            Col("baseline", 66.0, Align::Right),
-            Col("top contributor", 129.0, Align::Left),
-        ],
-        &rows,
-    );
+    doc.table(&ANOMALY_COLS, &rows);
 
     doc.heading("Approvals");
     let ap = &d.approvals;
@@ -152,10 +168,7 @@ pub fn render(d: &ReportData) -> Vec<u8> {
             vec![r.rule.clone(), r.count.to_string(), agents.join(", ")]
         })
         .collect();
-    doc.table(
-        &[Col("rule", 200.0, Align::Left), Col("refused", 50.0, Align::Right), Col("agents", 249.0, Align::Left)],
-        &rows,
-    );
+    doc.table(&DENIAL_COLS, &rows);
 
     doc.heading("Budget events");
     let rows: Vec<Vec<String>> = d
@@ -163,15 +176,7 @@ pub fn render(d: &ReportData) -> Vec<u8> {
         .iter()
         .map(|e| vec![e.ts.clone(), e.budget.clone(), e.event.clone(), e.reason.clone()])
         .collect();
-    doc.table(
-        &[
-            Col("time", 110.0, Align::Left),
-            Col("budget", 110.0, Align::Left),
-            Col("event", 50.0, Align::Left),
-            Col("reason", 229.0, Align::Left),
-        ],
-        &rows,
-    );
+    doc.table(&BUDGET_COLS, &rows);
 
     doc.heading("Cron health");
     if !d.cron.linked {
@@ -192,17 +197,7 @@ pub fn render(d: &ReportData) -> Vec<u8> {
                 ]
             })
             .collect();
-        doc.table(
-            &[
-                Col("job", 140.0, Align::Left),
-                Col("agent", 80.0, Align::Left),
-                Col("enabled", 50.0, Align::Left),
-                Col("last run", 70.0, Align::Left),
-                Col("failures in a row", 85.0, Align::Right),
-                Col("recent cost", 74.0, Align::Right),
-            ],
-            &rows,
-        );
+        doc.table(&CRON_COLS, &rows);
     }
     let events: Vec<String> = d.cron.events.iter().map(|(k, n)| format!("{k} {n}")).collect();
     doc.para(&format!(
