@@ -115,6 +115,12 @@ async fn a_report_sums_to_the_cost_api_renders_and_its_links_work_once() {
         Rig::builder().table(&format!("{}[report_settings]\nlink_ttl_s = 120\n", crate::cost::TABLES)).start().await;
     let n = crate::cost::load(&rig).await as u64;
     crate::cost::cost(&rig, "by=agent&since=2d", n).await;
+    // One refusal through the proxy: agent `ops` stopped by the kill switch.
+    let r = post_json(&rig.control("/api/v1/agents/ops/kill"), &bearer(ADMIN), &json!({"reason": "report test"})).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_json(&rig.url("/a/ops/fake/v1/chat/completions"), &[], &testkit::rig::chat("m-a", "stopped")).await;
+    // Refused in the chat's own shape (OpenClaw shows the reason to the user).
+    assert!(r.text().contains("kill switch"), "{}", r.text());
     let report = made(&rig, json!({"since": "2d"}), "done").await;
     let id = report["id"].as_str().unwrap();
     let (since, until) = (report["since"].as_str().unwrap(), report["until"].as_str().unwrap());
@@ -135,6 +141,12 @@ async fn a_report_sums_to_the_cost_api_renders_and_its_links_work_once() {
         assert_eq!(total.0, n);
     }
     assert_eq!(section(&csv, "agent").len(), 3);
+    let denial = csv::Reader::from_reader(&csv[..])
+        .records()
+        .map(|x| x.unwrap())
+        .find(|x| &x[0] == "denials")
+        .expect("the refusal is in the denials section");
+    assert_eq!((&denial[1], &denial[9], &denial[11]), ("kill_switch", "1", "ops=1"), "{denial:?}");
     // The link worked once; a second use is refused.
     let again = get(&rig.control(&url), &[]).await;
     assert_eq!(again.status, 410, "{}", again.text());
@@ -175,7 +187,9 @@ async fn a_report_sums_to_the_cost_api_renders_and_its_links_work_once() {
         }
         let keep = crate::ui_browser::artifacts_dir();
         std::fs::create_dir_all(&keep).unwrap();
-        std::fs::copy(&pages[0], keep.join("report-page-1.png")).unwrap();
+        for (i, p) in pages.iter().enumerate() {
+            std::fs::copy(p, keep.join(format!("report-page-{}.png", i + 1))).unwrap();
+        }
         eprintln!("report: {} pages rendered; first page at {}", pages.len(), keep.join("report-page-1.png").display());
     }
 
