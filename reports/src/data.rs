@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use audit::{AuditQuery, AuditRecord, RecordKind};
+use audit::{AuditRecord, RecordKind};
 use chrono::{DateTime, Utc};
 use cost::query::{Figures, Row};
 use cost::GroupBy;
@@ -160,7 +160,6 @@ pub fn gather(
 /// The governance sections, accumulated over the period's audit records.
 #[derive(Default)]
 struct Governance {
-    read: usize,
     created: u64,
     outcomes: BTreeMap<String, u64>,
     waits: Vec<f64>,
@@ -192,31 +191,16 @@ impl Governance {
         ];
         // The audit bound is inclusive; the period is not.
         let to = until - chrono::Duration::milliseconds(1);
+        let mut read = 0;
+        let mut complete = true;
         for kind in kinds {
-            let mut cursor = None;
-            loop {
-                let q = AuditQuery {
-                    kind: Some(kind),
-                    from: Some(since),
-                    to: Some(to),
-                    cursor: cursor.take(),
-                    limit: Some(1_000),
-                    ..Default::default()
-                };
-                let page = log.search(&q)?;
-                for r in &page.items {
-                    self.read += 1;
-                    self.add(r);
-                }
-                match page.next_cursor {
-                    Some(_) if self.read >= MAX_RECORDS => return Ok(false),
-                    Some(c) => cursor = Some(c),
-                    None => break,
-                }
+            if !log.scan(kind, since, to, &mut read, MAX_RECORDS, &mut |r| self.add(r))? {
+                complete = false;
+                break;
             }
         }
         self.budget_events.sort_by(|a, b| a.ts.cmp(&b.ts));
-        Ok(true)
+        Ok(complete)
     }
 
     fn add(&mut self, r: &AuditRecord) {
