@@ -7,6 +7,7 @@ mod layout;
 
 use cost::query::{Figures, Row};
 use layout::{Align, Col, Doc};
+use Align::{Left as L, Right as R};
 
 use crate::csv_out::usd;
 use crate::data::{Grouping, ReportData};
@@ -28,41 +29,36 @@ fn secs(v: Option<f64>) -> String {
     }
 }
 
+// Each table's columns: header, width (points; a table spans the text width, 499), alignment.
 const SPEND_COLS: [Col; 7] = [
-    Col("", 150.0, Align::Left),
-    Col("calls", 48.0, Align::Right),
-    Col("errors", 44.0, Align::Right),
-    Col("tokens in", 64.0, Align::Right),
-    Col("tokens out", 64.0, Align::Right),
-    Col("cost (USD)", 66.0, Align::Right),
-    Col("per call", 63.0, Align::Right),
+    Col("", 150.0, L),
+    Col("calls", 48.0, R),
+    Col("errors", 44.0, R),
+    Col("tokens in", 64.0, R),
+    Col("tokens out", 64.0, R),
+    Col("cost (USD)", 66.0, R),
+    Col("per call", 63.0, R),
 ];
-
-// The other tables' columns (widths add up to the text width, 499 points).
 const ANOMALY_COLS: [Col; 6] = [
-    Col("hour", 100.0, Align::Left),
-    Col("subject", 100.0, Align::Left),
-    Col("metric", 44.0, Align::Left),
-    Col("value", 60.0, Align::Right),
-    Col("baseline", 66.0, Align::Right),
-    Col("top contributor", 129.0, Align::Left),
+    Col("hour", 100.0, L),
+    Col("subject", 100.0, L),
+    Col("metric", 44.0, L),
+    Col("value", 60.0, R),
+    Col("baseline", 66.0, R),
+    Col("top contributor", 129.0, L),
 ];
-const DENIAL_COLS: [Col; 3] =
-    [Col("rule", 200.0, Align::Left), Col("refused", 50.0, Align::Right), Col("agents", 249.0, Align::Left)];
-const BUDGET_COLS: [Col; 4] = [
-    Col("time", 110.0, Align::Left),
-    Col("budget", 110.0, Align::Left),
-    Col("event", 50.0, Align::Left),
-    Col("reason", 229.0, Align::Left),
-];
+const DENIAL_COLS: [Col; 3] = [Col("rule", 200.0, L), Col("refused", 50.0, R), Col("agents", 249.0, L)];
+const BUDGET_COLS: [Col; 4] =
+    [Col("time", 110.0, L), Col("budget", 110.0, L), Col("event", 50.0, L), Col("reason", 229.0, L)];
 const CRON_COLS: [Col; 6] = [
-    Col("job", 140.0, Align::Left),
-    Col("agent", 80.0, Align::Left),
-    Col("enabled", 50.0, Align::Left),
-    Col("last run", 70.0, Align::Left),
-    Col("failures in a row", 85.0, Align::Right),
-    Col("recent cost", 74.0, Align::Right),
+    Col("job", 140.0, L),
+    Col("agent", 80.0, L),
+    Col("enabled", 50.0, L),
+    Col("last run", 70.0, L),
+    Col("failures in a row", 85.0, R),
+    Col("recent cost", 74.0, R),
 ];
+const COUNT_COLS: [Col; 2] = [Col("", 200.0, L), Col("count", 80.0, R)];
 
 fn spend_rows(rows: &[Row]) -> Vec<Vec<String>> {
     rows.iter()
@@ -151,7 +147,7 @@ pub fn render(d: &ReportData) -> Vec<u8> {
     let ap = &d.approvals;
     let mut rows = vec![vec!["created".to_string(), ap.created.to_string()]];
     rows.extend(ap.outcomes.iter().map(|(k, n)| vec![k.clone(), n.to_string()]));
-    doc.table(&[Col("", 200.0, Align::Left), Col("count", 80.0, Align::Right)], &rows);
+    doc.table(&COUNT_COLS, &rows);
     doc.para(&format!(
         "Waiting time from request to decision: median {}, 95th percentile {}, longest {}.",
         secs(ap.wait_median_s),
