@@ -382,6 +382,21 @@ mod tests {
     }
 
     #[test]
+    fn report_schedules_parse_and_bad_ones_are_named() {
+        let c = Config::from_toml_str("[[reports]]\nname = \"weekly-cost\"\nevery = \"weekly\"\n").unwrap();
+        assert_eq!(c.reports, vec![reports::Schedule { name: "weekly-cost".into(), every: reports::Every::Weekly }]);
+        let twice = "[[reports]]\nname = \"a\"\nevery = \"daily\"\n[[reports]]\nname = \"a\"\nevery = \"monthly\"\n";
+        let e = Config::from_toml_str(twice).unwrap_err().to_string();
+        assert!(e.contains("reports.name") && e.contains("two [[reports]]"), "{e}");
+        let e = Config::from_toml_str("[[reports]]\nname = \"a b\"\nevery = \"daily\"\n").unwrap_err().to_string();
+        assert!(e.contains("reports.name"), "{e}");
+        let e = Config::from_toml_str("[[reports]]\nname = \"a\"\nevery = \"hourly\"\n").unwrap_err().to_string();
+        assert!(e.contains("hourly"), "{e}");
+        let e = Config::from_toml_str("[report_settings]\nlink_ttl_s = 0\n").unwrap_err().to_string();
+        assert!(e.contains("report_settings.link_ttl_s"), "{e}");
+    }
+
+    #[test]
     fn bad_address_is_named() {
         let e = Config::from_toml_str("[server]\nlisten = \"localhost\"").unwrap_err().to_string();
         assert!(e.contains("server.listen") && e.contains("localhost"), "{e}");
