@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs Debian's headless-capable Chromium and its WebDriver for the UI browser test
-# (tests/it/ui_browser.rs). Idempotent: a second run with both binaries present does nothing.
+# (tests/it/ui_browser.rs), and poppler-utils, whose `pdftoppm` renders the reports' PDF pages
+# in the reports test (tests/it/reports.rs). Idempotent: a second run with everything present
+# does nothing.
 #
 #   scripts/install-browser.sh        # as root (CI) or with sudo available
 #
@@ -12,8 +14,8 @@ set -euo pipefail
 CHROMIUM="${CLAWBUTLER_CHROMIUM:-/usr/bin/chromium}"
 DRIVER="${CLAWBUTLER_CHROMEDRIVER:-/usr/bin/chromedriver}"
 
-if [[ -x "$CHROMIUM" && -x "$DRIVER" ]]; then
-    echo "install-browser: $CHROMIUM and $DRIVER already present"
+if [[ -x "$CHROMIUM" && -x "$DRIVER" ]] && command -v pdftoppm >/dev/null 2>&1; then
+    echo "install-browser: $CHROMIUM, $DRIVER and pdftoppm already present"
     exit 0
 fi
 
@@ -28,8 +30,9 @@ export DEBIAN_FRONTEND=noninteractive
 if ! apt-cache policy chromium 2>/dev/null | grep -q 'Candidate: [0-9]'; then
     $SUDO apt-get update
 fi
-$SUDO apt-get install -y --no-install-recommends chromium chromium-driver fonts-noto-cjk
+$SUDO apt-get install -y --no-install-recommends chromium chromium-driver fonts-noto-cjk poppler-utils
 
 [[ -x "$CHROMIUM" && -x "$DRIVER" ]] || { echo "install-browser: install finished but $CHROMIUM or $DRIVER is missing" >&2; exit 1; }
+command -v pdftoppm >/dev/null 2>&1 || { echo "install-browser: install finished but pdftoppm is missing" >&2; exit 1; }
 "$CHROMIUM" --version
 "$DRIVER" --version

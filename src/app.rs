@@ -63,6 +63,8 @@ pub enum StartError {
     Fleet(#[from] fleet::FleetError),
     #[error("cost insight: {0}")]
     Cost(#[from] cost::CostError),
+    #[error("reports: {0}")]
+    Reports(#[from] reports::ReportsError),
 }
 
 /// A running sidecar.
@@ -313,6 +315,16 @@ impl Sidecar {
         // Cost insight follows the audit log too (`docs/cost.md`).
         let cost = Arc::new(cost::Cost::open(&db, audit.clone(), cfg.cost.clone(), cost::system_clock(), &registry)?);
         tasks.push(tokio::spawn(cost::follow(cost.clone(), rx.clone())));
+        let report_parts = reports::Parts {
+            db: db.clone(),
+            audit: audit.clone(),
+            cost: cost.clone(),
+            agents: gateway.clone().map(|g| g as Arc<dyn governance::agents::AgentControl>),
+            data_dir: data_dir.clone(),
+        };
+        let (reports, report_tasks) =
+            reports::Reports::start(report_parts, cfg.report_settings.clone(), cfg.reports.clone(), rx.clone())?;
+        tasks.extend(report_tasks);
         let ready_gateway = gateway.clone();
         let ready_policy = policy.clone();
         let (ready_audit, ready_db) = (audit.clone(), db.clone());
@@ -360,6 +372,7 @@ impl Sidecar {
             notify,
             fleet: fleet.clone(),
             cost,
+            reports,
         });
         let app = control_api::router(control_state);
         let control_open = Some(connections.with_label_values(&["control"]));

@@ -131,6 +131,12 @@ pub struct Config {
     /// Cron governance through the gateway link (`docs/cron.md`).
     #[serde(default)]
     pub cron: gateway::cron::CronSettings,
+    /// Scheduled reports (`docs/cost.md`, "Reports").
+    #[serde(default)]
+    pub reports: Vec<reports::Schedule>,
+    /// Report downloads and retention.
+    #[serde(default)]
+    pub report_settings: reports::ReportSettings,
     #[serde(default)]
     pub log: LogSettings,
     /// OpenTelemetry traces over OTLP/HTTP (docs/telemetry.md); off by default.
@@ -161,6 +167,8 @@ impl Default for Config {
             notify: Default::default(),
             cost: Default::default(),
             cron: Default::default(),
+            reports: Vec::new(),
+            report_settings: Default::default(),
             log: LogSettings::default(),
             telemetry: Default::default(),
             fleet: None,
@@ -239,6 +247,14 @@ impl Config {
             });
         }
         self.cost.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
+        let mut names = std::collections::HashSet::new();
+        for r in &self.reports {
+            r.validate().map_err(|msg| ConfigError::Invalid { key: "reports.name".into(), msg })?;
+            if !names.insert(r.name.as_str()) {
+                let msg = format!("two [[reports]] are named {:?}", r.name);
+                return Err(ConfigError::Invalid { key: "reports.name".into(), msg });
+            }
+        }
         crate::config_ranges::check(self)?;
         if let Some(t) = &self.auth.admin_token {
             check_admin_token("auth.admin_token", t)?;
@@ -363,6 +379,21 @@ mod tests {
         assert!(e.contains("listen_addr"), "{e}");
         let e = Config::from_toml_str("[sever]\n").unwrap_err().to_string();
         assert!(e.contains("sever"), "{e}");
+    }
+
+    #[test]
+    fn report_schedules_parse_and_bad_ones_are_named() {
+        let c = Config::from_toml_str("[[reports]]\nname = \"weekly-cost\"\nevery = \"weekly\"\n").unwrap();
+        assert_eq!(c.reports, vec![reports::Schedule { name: "weekly-cost".into(), every: reports::Every::Weekly }]);
+        let twice = "[[reports]]\nname = \"a\"\nevery = \"daily\"\n[[reports]]\nname = \"a\"\nevery = \"monthly\"\n";
+        let e = Config::from_toml_str(twice).unwrap_err().to_string();
+        assert!(e.contains("reports.name") && e.contains("two [[reports]]"), "{e}");
+        let e = Config::from_toml_str("[[reports]]\nname = \"a b\"\nevery = \"daily\"\n").unwrap_err().to_string();
+        assert!(e.contains("reports.name"), "{e}");
+        let e = Config::from_toml_str("[[reports]]\nname = \"a\"\nevery = \"hourly\"\n").unwrap_err().to_string();
+        assert!(e.contains("hourly"), "{e}");
+        let e = Config::from_toml_str("[report_settings]\nlink_ttl_s = 0\n").unwrap_err().to_string();
+        assert!(e.contains("report_settings.link_ttl_s"), "{e}");
     }
 
     #[test]

@@ -127,6 +127,9 @@ pub(crate) const KEYS: &[&str] = &[
     "cron.failure_streak",
     "cron.budget_check_ms",
     "cron.cost_runs",
+    "report_settings.link_ttl_s",
+    "report_settings.keep",
+    "report_settings.max_pending",
 ];
 
 /// Check every numeric key of `c`.
@@ -283,6 +286,10 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     int("cron.failure_streak", u64::from(cr.failure_streak), 1, 1_000, " runs")?;
     int("cron.budget_check_ms", cr.budget_check_ms, 100, HOUR, " ms")?;
     int("cron.cost_runs", u64::from(cr.cost_runs), 1, 200, " runs")?;
+    let r = &c.report_settings;
+    int("report_settings.link_ttl_s", r.link_ttl_s, 1, 7 * 86_400, " s")?;
+    int("report_settings.keep", r.keep as u64, 1, 100_000, " reports")?;
+    int("report_settings.max_pending", r.max_pending as u64, 1, 1_000, " reports")?;
     Ok(())
 }
 

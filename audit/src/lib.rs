@@ -413,6 +413,42 @@ impl AuditLog {
         self.reader.search(q)
     }
 
+    /// Every record of `kind` in `[from, to]` (inclusive, newest first), page by page, handed
+    /// to `f`; `read` counts the records handed over (it may carry over several scans) and the
+    /// scan stops once it reaches `max`. Returns whether the scan was complete. For summaries
+    /// over a period (the notification digest, reports).
+    pub fn scan(
+        &self,
+        kind: RecordKind,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+        read: &mut usize,
+        max: usize,
+        f: &mut dyn FnMut(&AuditRecord),
+    ) -> Result<bool, AuditError> {
+        let mut cursor = None;
+        loop {
+            let q = AuditQuery {
+                kind: Some(kind),
+                from: Some(from),
+                to: Some(to),
+                cursor: cursor.take(),
+                limit: Some(query::MAX_LIMIT),
+                ..Default::default()
+            };
+            let page = self.search(&q)?;
+            for r in &page.items {
+                *read += 1;
+                f(r);
+            }
+            match page.next_cursor {
+                Some(c) if *read < max => cursor = Some(c),
+                Some(_) => return Ok(false),
+                None => return Ok(true),
+            }
+        }
+    }
+
     /// One record by seq (`None` if absent, pruned or not yet durable).
     pub fn get(&self, seq: u64) -> Result<Option<AuditRecord>, AuditError> {
         self.reader.get(seq)

@@ -68,6 +68,8 @@ pub struct ControlState {
     pub fleet: Option<Arc<fleet::Fleet>>,
     /// Cost insight: aggregates, queries, anomalies (`/api/v1/cost`).
     pub cost: Arc<cost::Cost>,
+    /// Reports: CSV and PDF, on demand and scheduled (`/api/v1/reports`).
+    pub reports: Arc<reports::Reports>,
 }
 
 /// Shared handle.
@@ -106,6 +108,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::plugins::routes())
         .merge(routes::budgets::routes())
         .merge(routes::cost::routes())
+        .merge(routes::reports::routes())
         .merge(routes::cron::routes())
         .merge(routes::mcp::routes())
         .merge(routes::notifications::routes())

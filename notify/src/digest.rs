@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use audit::{AuditQuery, RecordKind};
+use audit::RecordKind;
 use chrono::{DateTime, TimeZone, Utc};
 use decision::{Action, Risk};
 use serde::Serialize;
@@ -102,27 +102,7 @@ fn scan(
     read: &mut usize,
     f: &mut dyn FnMut(&audit::AuditRecord),
 ) -> Result<bool, NotifyError> {
-    let mut cursor = None;
-    loop {
-        let q = AuditQuery {
-            kind: Some(kind),
-            from: Some(from),
-            to: Some(to),
-            cursor: cursor.take(),
-            limit: Some(1000),
-            ..Default::default()
-        };
-        let page = core.audit.search(&q).map_err(|e| NotifyError::Store(e.to_string()))?;
-        for r in &page.items {
-            *read += 1;
-            f(r);
-        }
-        match page.next_cursor {
-            Some(c) if *read < MAX_RECORDS => cursor = Some(c),
-            Some(_) => return Ok(false),
-            None => return Ok(true),
-        }
-    }
+    core.audit.scan(kind, from, to, read, MAX_RECORDS, f).map_err(|e| NotifyError::Store(e.to_string()))
 }
 
 fn round(x: f64) -> f64 {

@@ -20,6 +20,7 @@ pub mod mcp_token_cmd;
 pub mod notify_cmd;
 pub mod plugin_token_cmd;
 pub mod policy_cmd;
+pub mod report_cmd;
 pub mod serve;
 pub mod status_cmd;
 pub mod token_cmd;
@@ -66,6 +67,9 @@ pub enum Command {
     /// OpenClaw's cron jobs: list, history, pause/resume, run, create, remove (through the running sidecar).
     #[command(subcommand)]
     Cron(cron_cmd::CronCmd),
+    /// Cost and governance reports, CSV and PDF: create, list, download (through the running sidecar).
+    #[command(subcommand)]
+    Report(report_cmd::ReportCmd),
     /// Send test notifications and show the delivery log (through the running sidecar).
     #[command(subcommand)]
     Notify(notify_cmd::NotifyCmd),
@@ -130,6 +134,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Fleet(c) => fleet_cmd::run(&cli, c).await,
         Command::Cost(a) => cost_cmd::run(&cli, a).await,
         Command::Cron(c) => cron_cmd::run(&cli, c).await,
+        Command::Report(c) => report_cmd::run(&cli, c).await,
         Command::Notify(c) => notify_cmd::run(&cli, c).await,
         Command::Token(c) => token_cmd::run(&cli, c).await,
         Command::AgentKey(c) => agent_key_cmd::run(&cli, c).await,

@@ -77,6 +77,15 @@ pub enum Tree {
     /// Cron governance: jobs paused by a budget breaker (to resume exactly those) and the
     /// failure streaks already alerted (`gateway::cron`, `docs/cron.md`).
     CronState,
+    /// Reports: each report's definition, status and file list, by id (UUID v7: key order is
+    /// creation order; `docs/cost.md`, "Reports").
+    Reports,
+    /// Report files (CSV, PDF) by file id, and each file's report and format.
+    ReportFiles,
+    /// Report download links already used (nonce -> expiry), so a link downloads once.
+    ReportLinks,
+    /// Report schedules defined through the API, and the last period each schedule made.
+    ReportSchedules,
 }
 
 impl Tree {
@@ -108,6 +117,10 @@ impl Tree {
             Tree::CostBuckets => "cost_buckets",
             Tree::CostAnomalies => "cost_anomalies",
             Tree::CronState => "cron_state",
+            Tree::Reports => "reports",
+            Tree::ReportFiles => "report_files",
+            Tree::ReportLinks => "report_links",
+            Tree::ReportSchedules => "report_schedules",
         }
     }
 }
@@ -296,6 +309,10 @@ mod tests {
             Tree::CostBuckets,
             Tree::CostAnomalies,
             Tree::CronState,
+            Tree::Reports,
+            Tree::ReportFiles,
+            Tree::ReportLinks,
+            Tree::ReportSchedules,
         ];
         let names: HashSet<&str> = all.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), all.len());

@@ -25,7 +25,7 @@ pub(crate) async fn rig() -> Rig {
 }
 
 /// Calls from three agents to two models, prompts of different lengths; returns how many.
-async fn load(rig: &Rig) -> usize {
+pub(crate) async fn load(rig: &Rig) -> usize {
     let mut n = 0;
     for (i, agent) in ["main", "ops", "research"].iter().enumerate() {
         for j in 0..(4 + i * 2) {
@@ -179,20 +179,22 @@ async fn bad_parameters_are_problems_and_a_viewer_reads() {
     assert_eq!((r.status.as_u16(), r.json()), (200, json!({"items": [], "next_cursor": null})));
 }
 
+/// Run `clawbutler <args>` against the rig as admin; its stdout (a failure fails the test).
+pub(crate) fn cli(rig: &Rig, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"));
+    cmd.args(args).args(["--url", &rig.control(""), "--token", ADMIN]).env_remove("CLAWBUTLER_CONFIG");
+    // The sidecar runs on this runtime: wait for the child without holding a worker.
+    let out = tokio::task::block_in_place(|| cmd.output()).unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_prints_the_table_and_json() {
     let rig = rig().await;
     let n = load(&rig).await as u64;
     let api = cost(&rig, "by=model&since=7d", n).await;
-    let bin = env!("CARGO_BIN_EXE_clawbutler");
-    let run = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(bin);
-        cmd.args(args).args(["--url", &rig.control(""), "--token", ADMIN]).env_remove("CLAWBUTLER_CONFIG");
-        // The sidecar runs on this runtime: wait for the child without holding a worker.
-        let out = tokio::task::block_in_place(|| cmd.output()).unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| cli(&rig, args);
     let table = run(&["cost", "--by", "model", "--since", "7d"]);
     for r in api["rows"].as_array().unwrap() {
         let line =

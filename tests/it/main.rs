@@ -35,6 +35,7 @@ mod notify;
 mod plugin_gate;
 mod policy_reload;
 mod proxy_model_path;
+mod reports;
 mod smoke_binary;
 mod sre;
 mod ui_browser;

@@ -38,7 +38,7 @@ pub(super) fn params(p: Params, allowed: &[&str]) -> Result<HashMap<String, Stri
     Ok(p)
 }
 
-pub(super) fn range(
+pub(crate) fn range(
     p: &HashMap<String, String>,
     now: DateTime<Utc>,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {

@@ -19,6 +19,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod plugins;
 pub mod policies;
+pub mod reports;
 pub mod tokens;
 pub mod ui;
 

@@ -12,6 +12,7 @@ import * as audit from './views/audit.js';
 import * as budgets from './views/budgets.js';
 import * as cost from './views/cost.js';
 import * as cron from './views/cron.js';
+import * as reports from './views/reports.js';
 import * as policies from './views/policies.js';
 import * as agents from './views/agents.js';
 import * as notifications from './views/notifications.js';
@@ -19,7 +20,7 @@ import * as mcp from './views/mcp.js';
 import * as backups from './views/backups.js';
 import { registerWorker } from './push.js';
 
-const VIEWS = { approvals, grants, audit, budgets, cost, cron, policies, agents, mcp, backups, notifications };
+const VIEWS = { approvals, grants, audit, budgets, cost, cron, reports, policies, agents, mcp, backups, notifications };
 const bus = new EventTarget();
 let live = 'connecting';
 let stopEvents = null;
