@@ -59,6 +59,7 @@ pub(crate) static ASSETS: &[Asset] = &[
     asset!("js/views/budgets.js", JS),
     asset!("js/views/cost.js", JS),
     asset!("js/views/cron.js", JS),
+    asset!("js/views/fleet.js", JS),
     asset!("js/views/grants.js", JS),
     asset!("js/views/mcp.js", JS),
     asset!("js/views/notifications.js", JS),
