@@ -25,6 +25,8 @@
 mod broker;
 mod durable;
 pub mod fleet;
+#[cfg(test)]
+mod fleet_tests;
 pub mod grants;
 pub mod model;
 pub mod pattern;

@@ -4,6 +4,7 @@
 //! call path (`budget_path`), the shared approval inbox (`inbox`). Skipped without PostgreSQL unless
 //! `CLAWBUTLER_E2E=1`, when a missing server is a failure.
 
+mod browser;
 mod budget;
 mod budget_path;
 mod inbox;
