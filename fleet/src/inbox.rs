@@ -15,7 +15,7 @@
 //! decision already in the inbox.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool, Transaction};
@@ -64,7 +64,9 @@ pub struct Inbox {
     sidecar_id: String,
     timeout_ms: u64,
     poll: Duration,
-    broker: Arc<Broker>,
+    /// Weak: the broker holds this inbox (`Broker::set_inbox`), and a cycle would keep both,
+    /// and the sidecar's store with them, alive after shutdown.
+    broker: Weak<Broker>,
     /// Approvals to write, latest snapshot per id.
     outbox: Mutex<BTreeMap<String, Approval>>,
     /// Rung by the LISTEN connection: check the held approvals now.
@@ -125,13 +127,13 @@ fn remote(row: &tokio_postgres::Row) -> Result<RemoteDecision, FleetError> {
 }
 
 impl Inbox {
-    pub(crate) fn new(pool: Pool, s: &FleetSettings, broker: Arc<Broker>) -> Inbox {
+    pub(crate) fn new(pool: Pool, s: &FleetSettings, broker: &Arc<Broker>) -> Inbox {
         Inbox {
             pool,
             sidecar_id: s.sidecar_id.clone(),
             timeout_ms: s.timeout_ms,
             poll: Duration::from_millis(s.poll_ms),
-            broker,
+            broker: Arc::downgrade(broker),
             outbox: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             kick: Notify::new(),
@@ -345,7 +347,8 @@ impl Inbox {
 
     /// Release the calls held here whose approval was decided in the inbox.
     async fn check_live(&self) -> Result<(), FleetError> {
-        let ids = self.broker.live_ids();
+        let Some(broker) = self.broker.upgrade() else { return Ok(()) };
+        let ids = broker.live_ids();
         if ids.is_empty() {
             return Ok(());
         }
@@ -358,7 +361,7 @@ impl Inbox {
             })
             .await?;
         for row in &rows {
-            self.broker.apply_remote(remote(row)?).await;
+            broker.apply_remote(remote(row)?).await;
         }
         Ok(())
     }

@@ -84,9 +84,10 @@ async fn the_console_shows_the_fleet_and_decides_an_approval_held_on_another_sid
         links,
         json!([["sc-a", "false", "connected"], ["sc-b", "false", "disconnected"], ["sc-c", "false", "none"]])
     );
-    let text = br.text("[data-testid=fleet-sidecars]").await;
-    assert!(text.contains("Gateway connected") && text.contains("No gateway link"), "{text}");
-    assert!(text.contains("Heartbeat on time") && text.contains("s ago"), "{text}");
+    // Badges are upper-cased by the stylesheet.
+    let text = br.text("[data-testid=fleet-sidecars]").await.to_lowercase();
+    assert!(text.contains("gateway connected") && text.contains("no gateway link"), "{text}");
+    assert!(text.contains("heartbeat on time") && text.contains("s ago"), "{text}");
     br.screenshot("fleet-desktop.png").await;
 
     // Phone width, Simplified Chinese: the same, readable without sideways scrolling.
