@@ -123,7 +123,7 @@ async fn a_call_held_on_a_is_approved_through_b_and_denied_through_c() {
     // Approve-to-release latency across sidecars: decision POST on B until A's caller has
     // the answer (held on A, decided through B; alternately through C).
     let mut lat = Vec::new();
-    for i in 0..40 {
+    for i in 0..100 {
         let held = a.call("bench", "needs-approval-1", &format!("n{i}"));
         let id = a.wait_pending("bench", 1).await.remove(0)["id"].as_str().unwrap().to_string();
         let via = if i % 2 == 0 { b } else { c };
@@ -134,7 +134,7 @@ async fn a_call_held_on_a_is_approved_through_b_and_denied_through_c() {
         lat.push(t0.elapsed());
     }
     println!(
-        "FLEET APPROVAL RELEASE across sidecars over 40 approvals (decision POST on B/C to the held call's answer \
+        "FLEET APPROVAL RELEASE across sidecars over 100 approvals (decision POST on B/C to the held call's answer \
          on A), ms: p50 {:.1} p99 {:.1} max {:.1}",
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.99),
