@@ -67,12 +67,19 @@ fn decide_req(decision: DecisionKind, version: u64) -> DecideRequest {
     DecideRequest { decision, expected_version: version, reason: Some("from sidecar b".into()), scope: None }
 }
 
-#[tokio::test]
-async fn a_decision_taken_in_the_inbox_releases_the_held_call_once_with_its_grant() {
+/// A broker with a recording inbox holding one call (expiring in `ttl_s`); the temp dir
+/// lives as long as the broker.
+fn holding(ttl_s: u64) -> (tempfile::TempDir, Broker, Arc<Recording>, Held, Approval) {
     let dir = tempfile::tempdir().unwrap();
     let (b, link) = broker(dir.path());
-    let held = b.hold(hold_req(600)).unwrap();
+    let held = b.hold(hold_req(ttl_s)).unwrap();
     let pending = held.approval().clone();
+    (dir, b, link, held, pending)
+}
+
+#[tokio::test]
+async fn a_decision_taken_in_the_inbox_releases_the_held_call_once_with_its_grant() {
+    let (_dir, b, link, held, pending) = holding(600);
     assert_eq!(link.written.lock().unwrap().clone(), vec![pending.clone()], "the hold is written to the inbox");
     assert_eq!(b.live_ids(), vec![pending.id.clone()]);
 
@@ -97,10 +104,7 @@ async fn a_decision_taken_in_the_inbox_releases_the_held_call_once_with_its_gran
 
 #[tokio::test]
 async fn at_expiry_a_decision_that_won_in_the_inbox_first_is_applied_instead() {
-    let dir = tempfile::tempdir().unwrap();
-    let (b, link) = broker(dir.path());
-    let held = b.hold(hold_req(1)).unwrap();
-    let pending = held.approval().clone();
+    let (_dir, b, link, held, pending) = holding(1);
     let p = prepare(&pending, &decide_req(DecisionKind::AllowOnce, 1), "bea").unwrap();
     *link.won.lock().unwrap() = Some(RemoteDecision { approval: p.approval, grant_scope: None });
     let got = tokio::time::timeout(Duration::from_secs(5), held).await.unwrap();
@@ -111,10 +115,8 @@ async fn at_expiry_a_decision_that_won_in_the_inbox_first_is_applied_instead() {
 
 #[tokio::test]
 async fn at_expiry_with_no_decision_in_the_inbox_the_call_is_denied_and_the_expiry_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let (b, link) = broker(dir.path());
-    let held = b.hold(hold_req(1)).unwrap();
-    let id = held.approval().id.clone();
+    let (_dir, b, link, held, pending) = holding(1);
+    let id = pending.id;
     let got = tokio::time::timeout(Duration::from_secs(5), held).await.unwrap();
     assert_eq!(got.approval.status, Status::Expired, "fail closed");
     let written = link.written.lock().unwrap().clone();
@@ -133,11 +135,7 @@ async fn at_expiry_with_no_decision_in_the_inbox_the_call_is_denied_and_the_expi
 fn prepare_checks_a_decision_as_a_local_one_is_checked() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let pending = rt.block_on(async {
-        let (b, _) = broker(dir.path());
-        let held = b.hold(hold_req(600)).unwrap();
-        held.approval().clone()
-    });
+    let pending = rt.block_on(async { broker(dir.path()).0.hold(hold_req(600)).unwrap().approval().clone() });
     let stale = prepare(&pending, &decide_req(DecisionKind::Deny, 2), "bea").unwrap_err();
     assert!(matches!(stale, BrokerError::Conflict(_)), "{stale}");
     let mut long = decide_req(DecisionKind::Deny, 1);
