@@ -26,7 +26,7 @@ function card(s) {
   return h('article', { class: 'card fleet-sidecar', 'data-testid': 'fleet-sidecar', 'data-id': s.id, 'data-stale': String(Boolean(s.stale)) },
     h('div', { class: 'card-head' },
       h('strong', {}, s.id),
-      h('span', { class: `badge health-${health}`, 'data-testid': 'heartbeat-state' }, t(s.stale ? 'fleet.stale' : 'fleet.live')),
+      h('span', { class: `badge health-${health}`, 'data-testid': 'heartbeat-state' }, s.stale ? t('fleet.stale') : t('fleet.live')),
       h('span', { class: `badge ${linkClass}`, 'data-testid': 'gateway-link', 'data-link': link }, t(`fleet.link_${link}`))),
     dl([
       [t('fleet.heartbeat'), h('span', { 'data-testid': 'heartbeat-age' }, t('fleet.heartbeat_age', { n: age }))],
