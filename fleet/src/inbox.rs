@@ -69,6 +69,8 @@ pub struct Inbox {
     broker: Weak<Broker>,
     /// Approvals to write, latest snapshot per id.
     outbox: Mutex<BTreeMap<String, Approval>>,
+    /// `clawbutler_fleet_inbox_writes_pending`: the outbox's length.
+    pending: prometheus::IntGauge,
     /// Rung by the LISTEN connection: check the held approvals now.
     pub(crate) wake: Notify,
     /// Rung by [`InboxLink::write`]: flush the outbox now.
@@ -127,17 +129,29 @@ fn remote(row: &tokio_postgres::Row) -> Result<RemoteDecision, FleetError> {
 }
 
 impl Inbox {
-    pub(crate) fn new(pool: Pool, s: &FleetSettings, broker: &Arc<Broker>) -> Inbox {
-        Inbox {
+    pub(crate) fn new(
+        pool: Pool,
+        s: &FleetSettings,
+        broker: &Arc<Broker>,
+        registry: &prometheus::Registry,
+    ) -> Result<Inbox, FleetError> {
+        let pending = prometheus::IntGauge::new(
+            "clawbutler_fleet_inbox_writes_pending",
+            "Approvals this sidecar created or closed that the fleet database has not taken yet.",
+        )
+        .and_then(|g| registry.register(Box::new(g.clone())).map(|_| g))
+        .map_err(|e| FleetError::Pool(e.to_string()))?;
+        Ok(Inbox {
             pool,
             sidecar_id: s.sidecar_id.clone(),
             timeout_ms: s.timeout_ms,
             poll: Duration::from_millis(s.poll_ms),
             broker: Arc::downgrade(broker),
             outbox: Mutex::new(BTreeMap::new()),
+            pending,
             wake: Notify::new(),
             kick: Notify::new(),
-        }
+        })
     }
 
     async fn bounded<T>(&self, f: impl std::future::Future<Output = Result<T, FleetError>>) -> Result<T, FleetError> {
@@ -343,6 +357,7 @@ impl Inbox {
         for a in failed {
             outbox.entry(a.id.clone()).or_insert(a);
         }
+        self.pending.set(outbox.len() as i64);
     }
 
     /// Release the calls held here whose approval was decided in the inbox.
@@ -368,7 +383,9 @@ impl Inbox {
 
     /// Queue `a` to be written.
     fn queue(&self, a: &Approval) {
-        self.outbox.lock().unwrap_or_else(|p| p.into_inner()).insert(a.id.clone(), a.clone());
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        outbox.insert(a.id.clone(), a.clone());
+        self.pending.set(outbox.len() as i64);
     }
 }
 

@@ -78,7 +78,7 @@ impl Fleet {
         tokio::time::timeout(t, sync.refresh()).await.map_err(|_| bounded("kill flags"))??;
 
         let leases = Arc::new(Leases::new(pool.clone(), s, registry)?);
-        let inbox = Arc::new(Inbox::new(pool.clone(), s, &broker));
+        let inbox = Arc::new(Inbox::new(pool.clone(), s, &broker, registry)?);
         let orphans = tokio::time::timeout(t, inbox.cancel_orphans()).await.map_err(|_| bounded("inbox"))??;
         if orphans > 0 {
             tracing::info!(orphans, "fleet inbox: approvals of this sidecar's previous run cancelled");

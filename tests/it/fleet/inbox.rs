@@ -229,4 +229,7 @@ async fn a_sidecar_cut_off_from_the_database_refuses_decisions_and_its_held_call
     assert_eq!(a.up.request_count(), 0);
     let recs = a.audit("kind=approval").await;
     assert!(recs.iter().any(|r| r["outcome"] == "expired" && r["details"]["approval"]["id"] == id.as_str()));
+    // The expiry waits to be written to the inbox, visibly.
+    let m = a.metrics().await;
+    assert!(m.contains("clawbutler_fleet_inbox_writes_pending 1"), "{m}");
 }
