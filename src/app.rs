@@ -169,8 +169,15 @@ impl Sidecar {
         // without having read the fleet's kill flags (docs/fleet.md).
         let (fleet, fleet_tasks) = match &cfg.fleet {
             Some(f) => {
-                let (fleet, tasks) =
-                    fleet::Fleet::start(f, env!("CARGO_PKG_VERSION"), kill.clone(), &registry, rx.clone()).await?;
+                let (fleet, tasks) = fleet::Fleet::start(
+                    f,
+                    env!("CARGO_PKG_VERSION"),
+                    kill.clone(),
+                    broker.clone(),
+                    &registry,
+                    rx.clone(),
+                )
+                .await?;
                 budgets.set_fleet(fleet.leases());
                 (Some(fleet), tasks)
             }
@@ -264,6 +271,10 @@ impl Sidecar {
             }
             None => None,
         };
+        if let (Some(f), Some(g)) = (&fleet, &gateway) {
+            let link = g.link().clone();
+            f.set_gateway_link(Arc::new(move || link.is_connected()));
+        }
         // The plugin gate (`/v1/decide`): what the OpenClaw plugin asks before tool calls and turns.
         let plugin_link = gateway.as_ref().map(|g| {
             let link = g.link().clone();

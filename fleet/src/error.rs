@@ -23,6 +23,11 @@ pub enum FleetError {
     SchemaTooNew { found: i32, known: i32 },
     #[error(transparent)]
     AgentId(#[from] decision::agent_id::AgentIdError),
+    /// The caller's request is not valid (a bad filter).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("fleet database: unreadable record: {0}")]
+    Corrupt(#[from] serde_json::Error),
 }
 
 impl From<deadpool_postgres::PoolError> for FleetError {

@@ -1,19 +1,21 @@
 //! Fleet mode: many ClawButler sidecars sharing state in one PostgreSQL database. This crate
 //! owns the connection to that database (rustls TLS, a pool, one LISTEN connection), its
-//! versioned schema, the sidecar registry with heartbeats, and the fleet kill switch kept in
-//! step with each sidecar's `governance::KillSwitch`. Without `[fleet]` nothing here runs and
+//! versioned schema, the sidecar registry with heartbeats, the fleet kill switch kept in
+//! step with each sidecar's `governance::KillSwitch`, fleet budget leases, and the shared
+//! approval inbox the sidecar's `governance::Broker` decides through. Without `[fleet]` nothing here runs and
 //! every sidecar is an island, exactly as before (docs/fleet.md).
 
 pub mod budget;
 mod control;
 mod db;
 mod error;
+pub mod inbox;
 mod leases;
 mod migrate;
 mod settings;
 mod sidecars;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -24,6 +26,7 @@ use tokio::task::JoinHandle;
 pub use control::{FleetKill, KillSync, CHANNEL};
 pub use db::Connector;
 pub use error::FleetError;
+pub use inbox::Inbox;
 pub use leases::Leases;
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use settings::{FleetSettings, Partitioned};
@@ -35,16 +38,24 @@ pub struct Fleet {
     pool: Pool,
     sync: Arc<KillSync>,
     leases: Arc<Leases>,
+    inbox: Arc<Inbox>,
+    /// Whether the gateway link is up (set once the link starts; unset: no `[gateway]`).
+    gateway_link: OnceLock<GatewayLink>,
 }
+
+/// Reads whether this sidecar's OpenClaw gateway link is connected.
+pub type GatewayLink = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl Fleet {
     /// Connect, migrate, register this sidecar and read the fleet's kill flags before
     /// returning (a sidecar never serves without having read them), then start the heartbeat,
-    /// the LISTEN connection, the poll and the TTL watch, all stopped by `shutdown`.
+    /// the LISTEN connection, the poll and the TTL watch, all stopped by `shutdown`. From
+    /// here on `broker` decides through the fleet inbox.
     pub async fn start(
         s: &FleetSettings,
         version: &str,
         kill: Arc<governance::KillSwitch>,
+        broker: Arc<governance::Broker>,
         registry: &prometheus::Registry,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Arc<Fleet>, Vec<JoinHandle<()>>), FleetError> {
@@ -54,7 +65,7 @@ impl Fleet {
         let bounded = |what| FleetError::Timeout { what, ms: s.timeout_ms };
         tokio::time::timeout(t, migrate(&pool)).await.map_err(|_| bounded("migrations"))??;
         let started_at = Utc::now();
-        tokio::time::timeout(t, sidecars::heartbeat(&pool, &s.sidecar_id, version, started_at))
+        tokio::time::timeout(t, sidecars::heartbeat(&pool, &s.sidecar_id, version, started_at, None))
             .await
             .map_err(|_| bounded("heartbeat"))??;
         let connected = prometheus::IntGauge::new(
@@ -67,13 +78,27 @@ impl Fleet {
         tokio::time::timeout(t, sync.refresh()).await.map_err(|_| bounded("kill flags"))??;
 
         let leases = Arc::new(Leases::new(pool.clone(), s, registry)?);
-        let fleet = Arc::new(Fleet { settings: s.clone(), pool, sync, leases: leases.clone() });
+        let inbox = Arc::new(Inbox::new(pool.clone(), s, &broker, registry)?);
+        let orphans = tokio::time::timeout(t, inbox.cancel_orphans()).await.map_err(|_| bounded("inbox"))??;
+        if orphans > 0 {
+            tracing::info!(orphans, "fleet inbox: approvals of this sidecar's previous run cancelled");
+        }
+        broker.set_inbox(inbox.clone());
+        let fleet = Arc::new(Fleet {
+            settings: s.clone(),
+            pool,
+            sync,
+            leases: leases.clone(),
+            inbox: inbox.clone(),
+            gateway_link: OnceLock::new(),
+        });
         let tasks = vec![
             tokio::spawn(leases.run(shutdown.clone())),
+            tokio::spawn(inbox.clone().run(shutdown.clone())),
             tokio::spawn(fleet.clone().heartbeats(version.to_string(), started_at, shutdown.clone())),
             tokio::spawn(fleet.clone().poll(shutdown.clone())),
             tokio::spawn(fleet.clone().ttl_watch(shutdown.clone())),
-            tokio::spawn(listen::run(conn, fleet.sync.clone(), shutdown)),
+            tokio::spawn(listen::run(conn, fleet.sync.clone(), inbox, shutdown)),
         ];
         Ok((fleet, tasks))
     }
@@ -86,6 +111,18 @@ impl Fleet {
     /// The fleet-budget lease pool (what `governance::Budgets::set_fleet` takes).
     pub fn leases(&self) -> Arc<Leases> {
         self.leases.clone()
+    }
+
+    /// Report the gateway link's state in every heartbeat (the fleet view shows it).
+    pub fn set_gateway_link(&self, link: GatewayLink) {
+        if self.gateway_link.set(link).is_err() {
+            tracing::warn!("the gateway link of the fleet heartbeat was already set; keeping the first");
+        }
+    }
+
+    /// The shared approval inbox.
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
     }
 
     /// The settings in force.
@@ -133,7 +170,8 @@ impl Fleet {
                 _ = every.tick() => {}
                 _ = stop.changed() => return,
             }
-            let beat = sidecars::heartbeat(&self.pool, &self.settings.sidecar_id, &version, started_at);
+            let link = self.gateway_link.get().map(|up| if up() { "connected" } else { "disconnected" });
+            let beat = sidecars::heartbeat(&self.pool, &self.settings.sidecar_id, &version, started_at, link);
             if let Err(e) = self.bounded(beat).await {
                 tracing::warn!(error = %e, "fleet heartbeat failed");
             }
@@ -168,7 +206,8 @@ impl Fleet {
 
 mod listen {
     //! The dedicated LISTEN connection: every notification (and every reconnect, since
-    //! notifications sent while it was down are lost) makes the poll read at once.
+    //! notifications sent while it was down are lost) makes the kill-flag poll or the inbox
+    //! (by channel) read at once.
 
     use std::sync::Arc;
     use std::time::Duration;
@@ -176,9 +215,9 @@ mod listen {
     use tokio::sync::watch;
     use tokio_postgres::AsyncMessage;
 
-    use crate::{Connector, KillSync, CHANNEL};
+    use crate::{inbox, Connector, Inbox, KillSync, CHANNEL};
 
-    pub(crate) async fn run(conn: Connector, sync: Arc<KillSync>, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(conn: Connector, sync: Arc<KillSync>, inbox: Arc<Inbox>, mut stop: watch::Receiver<bool>) {
         loop {
             match conn.pg.connect(conn.tls.clone()).await {
                 Ok((client, mut connection)) => {
@@ -186,8 +225,8 @@ mod listen {
                     let driver = tokio::spawn(async move {
                         while let Some(m) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                             match m {
-                                Ok(AsyncMessage::Notification(_)) => {
-                                    if tx.send(()).is_err() {
+                                Ok(AsyncMessage::Notification(n)) => {
+                                    if tx.send(n.channel() == inbox::CHANNEL).is_err() {
                                         return;
                                     }
                                 }
@@ -199,13 +238,15 @@ mod listen {
                             }
                         }
                     });
-                    match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    match client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {}", inbox::CHANNEL)).await {
                         Ok(()) => {
                             sync.wake.notify_one();
+                            inbox.wake.notify_one();
                             loop {
                                 tokio::select! {
                                     m = rx.recv() => match m {
-                                        Some(()) => sync.wake.notify_one(),
+                                        Some(true) => inbox.wake.notify_one(),
+                                        Some(false) => sync.wake.notify_one(),
                                         None => break,
                                     },
                                     _ = stop.changed() => { driver.abort(); return; }

@@ -53,6 +53,36 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX fleet_lease_open_expiry ON fleet_lease (expires_at) WHERE state = 'open';
     "#,
+    // 4: the shared approval inbox (docs/fleet.md "Shared approval inbox") and the answers
+    // stored for Idempotency-Keys, so a retry on any sidecar replays the first answer.
+    r#"
+    CREATE TABLE fleet_approval (
+        approval_id text PRIMARY KEY,       -- UUID v7: text order is creation order
+        sidecar_id  text NOT NULL,          -- the sidecar holding the call
+        agent       text NOT NULL,
+        kind        text NOT NULL,
+        risk        text NOT NULL,
+        state       text NOT NULL,          -- pending | allowed | denied | expired | cancelled
+        version     bigint NOT NULL,
+        expires_at  timestamptz NOT NULL,   -- no decision is taken past it (database clock)
+        decided_by  text,
+        decided_via text,                   -- the sidecar whose API took a human decision
+        decided_at  timestamptz,
+        grant_scope jsonb,                  -- allow-always: the grant the holding sidecar creates
+        body        jsonb NOT NULL          -- the approval as the API shows it
+    );
+    CREATE INDEX fleet_approval_pending ON fleet_approval (sidecar_id) WHERE state = 'pending';
+    CREATE TABLE fleet_approval_idem (
+        key       text PRIMARY KEY,         -- '<approval id> <Idempotency-Key>'
+        body_hash text NOT NULL,            -- sha256 of the request body
+        status    int NOT NULL,
+        body      text NOT NULL,            -- the answer, byte for byte
+        stored_at timestamptz NOT NULL DEFAULT now()
+    );
+    -- The fleet view: each sidecar's gateway link as of its last heartbeat (NULL: no link
+    -- configured).
+    ALTER TABLE fleet_sidecar ADD COLUMN gateway_link text;
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -19,17 +19,27 @@ pub struct SidecarRow {
     pub heartbeat_age_ms: i64,
     /// No heartbeat within the heartbeat TTL: down, cut off, or stopped.
     pub stale: bool,
+    /// Its OpenClaw gateway link at its last heartbeat: `connected`, `disconnected`, or
+    /// `null` when it has no `[gateway]` link.
+    pub gateway_link: Option<String>,
 }
 
 /// Write this sidecar's heartbeat (creating its row, or restarting it with `started_at`).
-pub async fn heartbeat(pool: &Pool, id: &str, version: &str, started_at: DateTime<Utc>) -> Result<(), FleetError> {
+pub async fn heartbeat(
+    pool: &Pool,
+    id: &str,
+    version: &str,
+    started_at: DateTime<Utc>,
+    gateway_link: Option<&str>,
+) -> Result<(), FleetError> {
     let client = pool.get().await?;
     client
         .execute(
-            "INSERT INTO fleet_sidecar (sidecar_id, version, started_at, last_heartbeat) VALUES ($1, $2, $3, now()) \
+            "INSERT INTO fleet_sidecar (sidecar_id, version, started_at, last_heartbeat, gateway_link) \
+             VALUES ($1, $2, $3, now(), $4) \
              ON CONFLICT (sidecar_id) DO UPDATE SET version = EXCLUDED.version, \
-             started_at = EXCLUDED.started_at, last_heartbeat = now()",
-            &[&id, &version, &started_at],
+             started_at = EXCLUDED.started_at, last_heartbeat = now(), gateway_link = EXCLUDED.gateway_link",
+            &[&id, &version, &started_at, &gateway_link],
         )
         .await?;
     Ok(())
@@ -41,7 +51,7 @@ pub async fn list(pool: &Pool, ttl_ms: u64) -> Result<Vec<SidecarRow>, FleetErro
     let rows = client
         .query(
             "SELECT sidecar_id, version, started_at, last_heartbeat, \
-             (extract(epoch FROM (now() - last_heartbeat)) * 1000)::bigint \
+             (extract(epoch FROM (now() - last_heartbeat)) * 1000)::bigint, gateway_link \
              FROM fleet_sidecar ORDER BY sidecar_id",
             &[],
         )
@@ -57,6 +67,7 @@ pub async fn list(pool: &Pool, ttl_ms: u64) -> Result<Vec<SidecarRow>, FleetErro
                 last_heartbeat: r.get(3),
                 heartbeat_age_ms: age,
                 stale: age > ttl_ms as i64,
+                gateway_link: r.get(5),
             }
         })
         .collect())

@@ -153,11 +153,16 @@ impl PgCluster {
     /// Start `n` sidecars (`sc-a`, `sc-b`, ...) on this database, each with its own scripted
     /// upstream, `[fleet]` keys `fleet_extra` and the extra tables `tables`.
     pub async fn sidecars(&self, n: usize, fleet_extra: &str, tables: &str) -> Vec<Rig> {
+        self.sidecars_from(n, fleet_extra, || Rig::builder().table(tables)).await
+    }
+
+    /// Start `n` sidecars (`sc-a`, `sc-b`, ...) on this database, each from `make()` plus its
+    /// `[fleet]` table with the keys `fleet_extra`.
+    pub async fn sidecars_from(&self, n: usize, fleet_extra: &str, make: impl Fn() -> RigBuilder) -> Vec<Rig> {
         let mut rigs = Vec::new();
         for i in 0..n {
             let id = format!("sc-{}", (b'a' + i as u8) as char);
-            let b: RigBuilder = Rig::builder().table(&self.fleet_table(&id, fleet_extra)).table(tables);
-            rigs.push(b.start().await);
+            rigs.push(make().table(&self.fleet_table(&id, fleet_extra)).start().await);
         }
         rigs
     }

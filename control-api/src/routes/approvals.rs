@@ -2,13 +2,19 @@
 //! A decision names the version it was made on (`expected_version`): a second or stale
 //! decision gets 409 naming who decided first. Decision POSTs honour `Idempotency-Key`: a
 //! retry with the same key and body gets the first answer again, never a second decision.
+//!
+//! In fleet mode (`[fleet]`) the inbox is the fleet's (`fleet::inbox`): every sidecar lists
+//! and decides the same approvals in PostgreSQL, the Idempotency-Key's answer is stored there
+//! (so it holds across sidecars), and a sidecar that cannot reach the database refuses
+//! decisions with 503 instead of deciding alone.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
 use bytes::Bytes;
-use governance::approvals::{ApprovalQuery, BrokerError, DecideRequest, Resolution};
+use fleet::inbox::{Answer, Idem};
+use governance::approvals::{Approval, ApprovalQuery, BrokerError, DecideRequest, Resolution};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::idempotency::IdemEntry;
@@ -76,6 +82,9 @@ async fn list(
     let Query(mut q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
     q.cursor = super::id_cursor(q.cursor.take())?;
     super::page_limit(q.limit, governance::approvals::store::MAX_LIMIT)?;
+    if let Some(f) = s.fleet.as_deref() {
+        return f.inbox().list(&q).await.map(Json).map_err(fleet_problem);
+    }
     let broker = s.broker.clone();
     tokio::task::spawn_blocking(move || broker.list(&q))
         .await
@@ -89,8 +98,70 @@ async fn list(
 }
 
 async fn one(_c: Caller, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
-    let a = s.broker.get(&id).map_err(problem)?.ok_or_else(|| Problem::not_found(format!("no approval '{id}'")))?;
-    Ok(Json(json!(a)))
+    let a = match s.fleet.as_deref() {
+        Some(f) => f.inbox().get(&id).await.map_err(fleet_problem)?,
+        None => s.broker.get(&id).map_err(problem)?,
+    };
+    Ok(Json(json!(a.ok_or_else(|| Problem::not_found(format!("no approval '{id}'")))?)))
+}
+
+/// A fleet inbox error: a bad filter is the caller's (400); anything else means the fleet
+/// database did not answer, and nothing was decided (503).
+fn fleet_problem(e: fleet::FleetError) -> Problem {
+    match e {
+        fleet::FleetError::Invalid(m) => Problem::bad_request(m),
+        e => {
+            let mut p = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Fleet database unavailable",
+                format!(
+                    "this sidecar cannot reach the fleet database, where the fleet's approvals are listed and \
+                     decided ({e}); nothing was decided: retry, or use a sidecar that reaches the database. A held \
+                     call is denied when its approval expires."
+                ),
+            );
+            p.retry_after_s = Some(5);
+            p
+        }
+    }
+}
+
+/// Decide through the fleet inbox: (status, body, replayed). With `key` the answer is stored
+/// in the database in the decision's transaction, so a retry on any sidecar replays it.
+async fn decide_fleet(
+    f: &fleet::Fleet,
+    caller: &Caller,
+    id: &str,
+    body: &[u8],
+    key: Option<&str>,
+) -> Result<(StatusCode, Value, bool), Problem> {
+    let req: DecideRequest = parse(body)?;
+    let scoped = key.map(|k| format!("{id} {k}"));
+    let body_hash = hex::encode(Sha256::digest(body));
+    let idem = scoped.as_deref().map(|key| Idem { key, body_hash: &body_hash });
+    let render = |r: Result<Approval, BrokerError>| match r {
+        // The grant of an allow-always is created by the sidecar holding the call
+        // (`approval.grant_id` names it).
+        Ok(a) => (200, json!({ "approval": a, "grant": null })),
+        Err(e) => {
+            let p = problem(e);
+            (p.status.as_u16(), problem_json(&p))
+        }
+    };
+    let code = |st: u16| StatusCode::from_u16(st).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match f.inbox().decide(id, &req, &caller.name, idem, &render).await.map_err(fleet_problem)? {
+        Answer::Fresh(st, v) => Ok((code(st), v, false)),
+        Answer::Replayed(st, v) => Ok((code(st), v, true)),
+        Answer::KeyReused => Err(key_reused()),
+    }
+}
+
+fn key_reused() -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Idempotency-Key reused",
+        "this Idempotency-Key was already used with a different request body",
+    )
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
@@ -99,6 +170,12 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Problem> {
 
 /// Decide once; the answer as (status, JSON body) so it can be stored for idempotent replay.
 async fn decide_once(s: &AppState, caller: &Caller, id: &str, body: &[u8]) -> (StatusCode, Value) {
+    if let Some(f) = s.fleet.as_deref() {
+        return match decide_fleet(f, caller, id, body, None).await {
+            Ok((status, v, _)) => (status, v),
+            Err(p) => (p.status, problem_json(&p)),
+        };
+    }
     let req: DecideRequest = match parse(body) {
         Ok(r) => r,
         Err(p) => return (p.status, problem_json(&p)),
@@ -141,9 +218,14 @@ async fn decide(
             if k.is_empty() || k.len() > 200 {
                 return Err(Problem::bad_request("Idempotency-Key must be 1 to 200 characters"));
             }
-            Some(format!("decision\u{0}{id}\u{0}{k}"))
+            Some(k)
         }
     };
+    if let Some(f) = s.fleet.as_deref() {
+        let (status, v, replayed) = decide_fleet(f, &caller, &id, &body, key).await?;
+        return Ok(reply(status, v, replayed));
+    }
+    let key = key.map(|k| format!("decision\u{0}{id}\u{0}{k}"));
     let Some(key) = key else {
         let (status, v) = decide_once(&s, &caller, &id, &body).await;
         return Ok(reply(status, v, false));
@@ -152,11 +234,7 @@ async fn decide(
     let _guard = s.idempotency.lock(&key).await;
     if let Some(prev) = s.idempotency.get(&key).map_err(|e| Problem::internal(e.to_string()))? {
         if prev.body_hash != body_hash {
-            return Err(Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Idempotency-Key reused",
-                "this Idempotency-Key was already used with a different request body",
-            ));
+            return Err(key_reused());
         }
         let status = StatusCode::from_u16(prev.status).unwrap_or(StatusCode::OK);
         return Ok(reply(status, prev.body, true));

@@ -62,6 +62,7 @@ pub(crate) static ASSETS: &[Asset] = &[
     asset!("js/views/confighistory.js", JS),
     asset!("js/views/cost.js", JS),
     asset!("js/views/cron.js", JS),
+    asset!("js/views/fleet.js", JS),
     asset!("js/views/reports.js", JS),
     asset!("js/views/grants.js", JS),
     asset!("js/views/mcp.js", JS),

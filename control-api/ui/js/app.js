@@ -18,9 +18,12 @@ import * as agents from './views/agents.js';
 import * as notifications from './views/notifications.js';
 import * as mcp from './views/mcp.js';
 import * as backups from './views/backups.js';
+import * as fleet from './views/fleet.js';
 import { registerWorker } from './push.js';
 
-const VIEWS = { approvals, grants, audit, budgets, cost, cron, reports, policies, agents, mcp, backups, notifications };
+const VIEWS = { approvals, grants, audit, budgets, cost, cron, reports, policies, agents, mcp, backups, notifications, fleet };
+/** Tabs shown only when the sidecar runs them (fleet mode: `[fleet]` in its config). */
+const OPTIONAL = new Set(['fleet']);
 const bus = new EventTarget();
 let live = 'connecting';
 let stopEvents = null;
@@ -33,7 +36,21 @@ const ctx = {
   bus,
   live: () => live,
   navigate: (hash) => { location.hash = hash; },
+  /** Fleet mode: true once GET /api/v1/fleet/sidecars answered, false when it did not. */
+  fleet: null,
 };
+
+/** Learn whether this sidecar is in a fleet (its fleet routes answer), then show the tab. */
+async function loadFleet() {
+  try {
+    await get('/api/v1/fleet/sidecars', { noRedirect: true });
+    ctx.fleet = true;
+  } catch {
+    ctx.fleet = false;
+  }
+  const tab = document.querySelector('[data-testid="nav-fleet"]');
+  if (tab) tab.hidden = !ctx.fleet;
+}
 
 function startEvents() {
   if (stopEvents) return;
@@ -75,6 +92,7 @@ async function loadIdentity() {
 function signOut(notice) {
   session.clear();
   me = null;
+  ctx.fleet = null;
   applyIdentity();
   if (stopEvents) { stopEvents(); stopEvents = null; }
   signInNotice = notice || '';
@@ -150,7 +168,7 @@ function render() {
   const nav = h('nav', { class: 'tabs', 'aria-label': t('nav.label') },
     Object.keys(VIEWS).map((name) => h('a', {
       href: `#/${name}`, class: name === view ? 'active' : '', 'aria-current': name === view ? 'page' : null,
-      'data-testid': `nav-${name}`,
+      'data-testid': `nav-${name}`, hidden: OPTIONAL.has(name) && !ctx.fleet,
     }, t(`nav.${name}`))));
   const header = h('header', { class: 'top' },
     h('div', { class: 'topbar' },
@@ -164,6 +182,7 @@ function render() {
   const main = h('main', { id: 'main', 'data-view': view });
   replace(root, header, main);
   if (me) applyIdentity(); else loadIdentity();
+  if (ctx.fleet === null) loadFleet();
   unmount = VIEWS[view].mount(main, ctx) || null;
 }
 

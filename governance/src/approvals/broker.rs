@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use decision::{DecisionId, GrantInput};
 use prometheus::{HistogramOpts, HistogramVec, IntGauge};
 use tokio::sync::oneshot;
 
+use super::fleet::{checked_reason, grant_scope, InboxLink};
 use super::grants::{self, Grant, GrantScope, GrantStore, ScopeInput};
 use super::model::{
     now_rfc3339, Approval, ApprovalPage, ApprovalQuery, DecideRequest, DecisionKind, HoldRequest, Resolution, Status,
@@ -55,6 +56,8 @@ pub(super) struct Inner {
     pub metrics: Metrics,
     /// Turns true at shutdown: no new holds; long-lived readers (SSE) end.
     pub closing: tokio::sync::watch::Sender<bool>,
+    /// The fleet's shared inbox (fleet mode only, `fleet.rs`).
+    pub inbox: OnceLock<Arc<dyn InboxLink>>,
 }
 
 /// A transition out of `pending`, made in memory and not yet durable: the approval before and
@@ -68,7 +71,7 @@ pub(super) struct Taken {
 /// The approval broker (see the module docs). Cheap to clone.
 #[derive(Clone)]
 pub struct Broker {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 /// A held call: a future that resolves when the approval is decided, expires or is closed
@@ -116,6 +119,7 @@ impl Drop for CancelOnDrop {
                 None,
             ) {
                 self.inner.store_and_record_now(&a);
+                self.inner.mirror(&a);
             }
         }
     }
@@ -172,6 +176,7 @@ impl Broker {
             live: DashMap::new(),
             metrics: Metrics { pending, wait, past_half_ttl },
             closing: tokio::sync::watch::Sender::new(false),
+            inbox: OnceLock::new(),
         };
         let orphans = inner.store.pending()?;
         for mut a in orphans.iter().cloned() {
@@ -266,6 +271,7 @@ impl Broker {
             }
             return Err(e.into());
         }
+        self.inner.mirror(&a);
         let inner = self.inner.clone();
         let id = a.id.clone();
         let fut = async move { wait(inner, id, rx, ttl).await };
@@ -277,10 +283,11 @@ impl Broker {
     /// first. `allow-always` also creates the grant (scope from `req.scope`, else the
     /// approval's `suggested_scope`). Durable before it returns.
     pub async fn decide(&self, id: &str, req: &DecideRequest, actor: &str) -> Result<Resolution, BrokerError> {
-        let reason = req.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
-        if reason.is_some_and(|r| r.len() > 2000) {
-            return Err(BrokerError::Invalid("reason is longer than 2000 characters".into()));
+        if self.in_fleet() {
+            // One winner fleet-wide needs the inbox's conditional update (control API).
+            return Err(BrokerError::Invalid("in fleet mode decisions go through the fleet inbox".into()));
         }
+        let reason = checked_reason(req)?;
         // A decision that cannot be recorded is not taken: the approval stays pending.
         self.inner.audit_ready()?;
         let scope = match req.decision {
@@ -289,7 +296,7 @@ impl Broker {
                 if current.status != Status::Pending || current.version != req.expected_version {
                     return Err(BrokerError::Conflict(Box::new(current)));
                 }
-                Some(current.suggested_scope.with_input(req.scope.as_ref().unwrap_or(&ScopeInput::default()))?)
+                grant_scope(&current, req)?
             }
             _ if req.scope.is_some() => {
                 return Err(BrokerError::Invalid("scope only applies to allow-always".into()));
@@ -514,6 +521,7 @@ async fn wait(inner: Arc<Inner>, id: String, mut rx: oneshot::Receiver<Resolutio
         r = &mut rx => r.ok(),
         _ = expiry => {
             let reason = format!("no decision within {} s", ttl.as_secs());
+            inner.expire_in_fleet(&id, &reason).await;
             loop {
                 match inner.transition(&id, None, Status::Expired, SYSTEM, None, Some(&reason), None) {
                     Ok(t) => break Some(inner.finish(t, None).await),
@@ -606,10 +614,32 @@ pub(super) fn close(a: &mut Approval, to: Status, by: &str, decision: Option<Dec
 }
 
 impl Inner {
+    /// In fleet mode, before expiring: a decision another sidecar made may have won in the
+    /// inbox a moment ago; then it is applied (the expiry loop then finds the approval decided
+    /// and receives that resolution).
+    async fn expire_in_fleet(self: &Arc<Self>, id: &str, reason: &str) {
+        let Some(link) = self.inbox.get() else { return };
+        let Some(mut expired) = self.live.get(id).and_then(|l| l.value().lock().ok().map(|l| l.approval.clone()))
+        else {
+            return;
+        };
+        close(&mut expired, Status::Expired, SYSTEM, None, Some(reason));
+        if let Some(remote) = link.expire(&expired).await {
+            Broker { inner: self.clone() }.apply_remote(remote).await;
+        }
+    }
+
+    /// Hand a transition made here to the fleet inbox (fleet mode only).
+    pub(super) fn mirror(&self, a: &Approval) {
+        if let Some(link) = self.inbox.get() {
+            link.write(a);
+        }
+    }
+
     /// The one way out of `pending`. Under the approval's lock: refuse if it is no longer
     /// pending or (when given) its version is not `expected`; else apply and take the waiter.
     #[allow(clippy::too_many_arguments)]
-    fn transition(
+    pub(super) fn transition(
         &self,
         id: &str,
         expected: Option<u64>,

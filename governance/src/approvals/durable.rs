@@ -55,6 +55,7 @@ impl Inner {
             self.rollback(t, grant.as_ref()).await;
             return Err(e);
         }
+        self.mirror(&t.now);
         Ok(self.release(t.now, t.waiter, grant))
     }
 
@@ -87,6 +88,12 @@ impl Inner {
     /// A system transition: made durable as far as possible (failures logged: it refuses or
     /// mirrors what already happened), then the waiter is released.
     pub(super) async fn finish(&self, t: Taken, grant: Option<Grant>) -> Resolution {
+        self.mirror(&t.now);
+        self.finish_mirrored(t, grant).await
+    }
+
+    /// [`Inner::finish`] of a transition the fleet inbox already holds (a decision taken there).
+    pub(super) async fn finish_mirrored(&self, t: Taken, grant: Option<Grant>) -> Resolution {
         if let Err(e) = self.persist(&t.now, grant.as_ref()).await {
             tracing::error!(error = %e, approval = %t.now.id, "recording an approval transition failed");
         }

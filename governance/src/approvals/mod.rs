@@ -15,12 +15,18 @@
 //!   (their caller is gone) become `cancelled`.
 //! - Waiting costs a oneshot channel and a timer, no thread: thousands may be pending.
 //!
+//! In fleet mode (`fleet.rs`) decisions are taken in the fleet's shared inbox instead, and
+//! the broker applies them to the calls it holds.
+//!
 //! Callers: the data path's hold layer (model calls), the gateway link (OpenClaw exec
 //! approvals, via [`Broker::hold`] with an `external_id` and [`Broker::close_external`]), the
 //! kill switch ([`Broker::deny_all_for_agent`]) and the control API.
 
 mod broker;
 mod durable;
+pub mod fleet;
+#[cfg(test)]
+mod fleet_tests;
 pub mod grants;
 pub mod model;
 pub mod pattern;
@@ -30,6 +36,7 @@ pub mod store;
 use serde::{Deserialize, Serialize};
 
 pub use broker::{Broker, Held};
+pub use fleet::{InboxLink, Prepared, RemoteDecision};
 pub use grants::{Breadth, Grant, GrantScope, ScopeInput};
 pub use model::{
     Approval, ApprovalPage, ApprovalQuery, Caution, DecideRequest, DecisionKind, HoldRequest, Resolution, Status,

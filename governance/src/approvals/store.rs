@@ -8,6 +8,16 @@ use super::BrokerError;
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 500;
 
+/// The `status` filter of a list query (shared with the fleet inbox).
+pub fn status_filter(s: Option<&str>) -> Result<Option<Status>, BrokerError> {
+    match s {
+        Some(s) => Ok(Some(Status::parse(s).ok_or_else(|| {
+            BrokerError::Invalid(format!("unknown status '{s}' (pending, allowed, denied, expired, cancelled)"))
+        })?)),
+        None => Ok(None),
+    }
+}
+
 /// The approvals' tree.
 pub struct ApprovalStore {
     tree: sled::Tree,
@@ -61,12 +71,7 @@ impl ApprovalStore {
     /// A filtered page, newest first.
     pub fn list(&self, q: &ApprovalQuery) -> Result<ApprovalPage, BrokerError> {
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
-        let status = match q.status.as_deref() {
-            Some(s) => Some(Status::parse(s).ok_or_else(|| {
-                BrokerError::Invalid(format!("unknown status '{s}' (pending, allowed, denied, expired, cancelled)"))
-            })?),
-            None => None,
-        };
+        let status = status_filter(q.status.as_deref())?;
         let iter = match q.cursor.as_deref() {
             Some(c) => self.tree.range(..c.as_bytes().to_vec()),
             None => self.tree.range::<Vec<u8>, _>(..),

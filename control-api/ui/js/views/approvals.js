@@ -237,5 +237,8 @@ export function mount(root, ctx) {
   }
 
   const timer = setInterval(tick, 1000);
-  return () => { page.unmount(); clearInterval(timer); };
+  // In a fleet the inbox holds other sidecars' approvals too, which make no event on this
+  // sidecar's stream: reload every 5 s.
+  const fleetTimer = setInterval(() => { if (ctx.fleet) page.reload(); }, 5000);
+  return () => { page.unmount(); clearInterval(timer); clearInterval(fleetTimer); };
 }

@@ -1,0 +1,36 @@
+// Fleet (fleet mode only; the tab shows when GET /api/v1/fleet/sidecars answers): every
+// sidecar sharing this one's fleet database, with its version, when it started, how long ago
+// its last heartbeat was (on the database's clock, so no two sidecars' clocks are compared),
+// whether it is stale, and its OpenClaw gateway link at that heartbeat. Heartbeats make no
+// audit events, so the page refreshes every 5 s.
+
+import { h, dl } from '../dom.js';
+import { t } from '../i18n.js';
+import { listPage } from '../listpage.js';
+import { when } from '../format.js';
+
+export function mount(root, ctx) {
+  return listPage(root, ctx, {
+    title: t('fleet.title'), hint: t('fleet.hint'), testid: 'fleet-sidecars',
+    path: '/api/v1/fleet/sidecars', key: (s) => s.id, version: (s) => `${s.stale}:${s.gateway_link}:${s.version}`,
+    refresh: 5000, empty: [t('fleet.empty')],
+    item: card,
+  }).unmount;
+}
+
+function card(s) {
+  const health = s.stale ? 'offline' : 'healthy';
+  const link = s.gateway_link || 'none';
+  const linkClass = { connected: 'health-healthy', disconnected: 'health-offline', none: '' }[link] || '';
+  const age = Math.max(0, Math.round((s.heartbeat_age_ms || 0) / 1000));
+  return h('article', { class: 'card fleet-sidecar', 'data-testid': 'fleet-sidecar', 'data-id': s.id, 'data-stale': String(Boolean(s.stale)) },
+    h('div', { class: 'card-head' },
+      h('strong', {}, s.id),
+      h('span', { class: `badge health-${health}`, 'data-testid': 'heartbeat-state' }, s.stale ? t('fleet.stale') : t('fleet.live')),
+      h('span', { class: `badge ${linkClass}`, 'data-testid': 'gateway-link', 'data-link': link }, t(`fleet.link_${link}`))),
+    dl([
+      [t('fleet.heartbeat'), h('span', { 'data-testid': 'heartbeat-age' }, t('fleet.heartbeat_age', { n: age }))],
+      [t('fleet.version'), h('code', {}, s.version || '')],
+      [t('fleet.started'), when(s.started_at)],
+    ]));
+}

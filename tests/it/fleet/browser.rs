@@ -1,0 +1,119 @@
+//! The fleet in the web console, in a real Chromium: on sidecar B's console the Fleet tab
+//! lists all three sidecars with their heartbeat and gateway link (A linked to a fake OpenClaw
+//! gateway, B pointed at a gateway that is down, C without a link), in English and, at phone
+//! width, in Simplified Chinese; B's approvals inbox shows a call held on A, and approving it
+//! there releases the call on A. A sidecar without `[fleet]` shows no Fleet tab.
+
+use std::time::Duration;
+
+use serde_json::json;
+use testkit::fake_gateway::{FakeGateway, TOKEN};
+use testkit::postgres::PgCluster;
+use testkit::rig::{bearer, Rig, ADMIN};
+
+use crate::ui_browser::{browser_paths, Browser, Driver};
+
+const ENV: &str = "FLEET_UI_FAKE_GATEWAY_TOKEN";
+
+async fn sign_in(b: &Browser, console: &str) {
+    b.goto(&format!("{console}/")).await;
+    b.type_into("[data-testid=token]", ADMIN).await;
+    b.click("[data-testid=signin]").await;
+    b.find("[data-testid=approvals]").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_the_fleet_and_decides_an_approval_held_on_another_sidecar() {
+    let Some((chromium, driver_bin)) = browser_paths() else { return };
+    let Some(pg) = PgCluster::start_or_skip("fleet console") else { return };
+    std::env::set_var(ENV, TOKEN);
+    let gw = FakeGateway::start().await;
+    let gateways = [
+        format!("[gateway]\nurl = \"{}\"\ntoken_env = \"{ENV}\"\n", gw.url()),
+        format!("[gateway]\nurl = \"ws://127.0.0.1:9\"\ntoken_env = \"{ENV}\"\n"),
+        String::new(),
+    ];
+    let mut rigs = Vec::new();
+    for (i, g) in gateways.iter().enumerate() {
+        let id = ["sc-a", "sc-b", "sc-c"][i];
+        let b = Rig::builder().hold_rule().table(g).table(&pg.fleet_table(id, "heartbeat_ms = 200"));
+        rigs.push(b.start().await);
+    }
+    let (a, b_rig) = (&rigs[0], &rigs[1]);
+    let link = a.sidecar.gateway.clone().unwrap().link().clone();
+    assert!(link.wait_connected(Duration::from_secs(10)).await, "A links to the fake gateway");
+    // The API first: every sidecar's link state as of its last heartbeat.
+    let mut states = json!(null);
+    for _ in 0..100 {
+        let v = testkit::http::get(&b_rig.control("/api/v1/fleet/sidecars"), &bearer(ADMIN)).await.json();
+        states = json!(v["items"].as_array().unwrap().iter().map(|s| s["gateway_link"].clone()).collect::<Vec<_>>());
+        if states == json!(["connected", "disconnected", null]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(states, json!(["connected", "disconnected", null]));
+
+    let driver = Driver::start(&driver_bin).await;
+    let br = Browser::open(&driver, &chromium).await;
+    let console = format!("http://{}", b_rig.sidecar.control_addr);
+    sign_in(&br, &console).await;
+    br.wait_js("fleet tab", "!document.querySelector('[data-testid=nav-fleet]').hidden").await;
+
+    // B's inbox shows the call held on A; approving it there releases the call on A.
+    let held = a.call("main", "needs-approval-1", "from the console");
+    br.find("[data-testid=approval]").await;
+    let card = br.text("[data-testid=approval]").await;
+    assert!(card.contains("needs-approval-1") && card.contains("@main"), "{card}");
+    br.click("[data-testid=allow-once]").await;
+    let res = tokio::time::timeout(Duration::from_secs(20), held).await.expect("released").unwrap();
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(a.up.request_count(), 1, "approved on B's console, the call went out from A");
+
+    // The Fleet tab: three sidecars, their heartbeats and gateway links.
+    br.click("[data-testid=nav-fleet]").await;
+    br.wait_js("three sidecars", "document.querySelectorAll('[data-testid=fleet-sidecar]').length === 3").await;
+    let links = br
+        .js(
+            "return [...document.querySelectorAll('[data-testid=fleet-sidecar]')].map((c) => \
+             [c.dataset.id, c.dataset.stale, c.querySelector('[data-testid=gateway-link]').dataset.link])",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        links,
+        json!([["sc-a", "false", "connected"], ["sc-b", "false", "disconnected"], ["sc-c", "false", "none"]])
+    );
+    // Badges are upper-cased by the stylesheet.
+    let text = br.text("[data-testid=fleet-sidecars]").await.to_lowercase();
+    assert!(text.contains("gateway connected") && text.contains("no gateway link"), "{text}");
+    assert!(text.contains("heartbeat on time") && text.contains("s ago"), "{text}");
+    br.screenshot("fleet-desktop.png").await;
+
+    // Phone width, Simplified Chinese: the same, readable without sideways scrolling.
+    br.resize(390, 844).await;
+    br.js(
+        "const s = document.querySelector('[data-testid=lang]'); s.value = 'zh-CN'; \
+         s.dispatchEvent(new Event('change')); return true;",
+        json!([]),
+    )
+    .await;
+    br.wait_js("chinese", "document.querySelector('[data-testid=fleet-sidecars]').innerText.includes('网关已连接')")
+        .await;
+    let zh = br.text("[data-testid=fleet-sidecars]").await;
+    assert!(zh.contains("心跳正常") && zh.contains("无网关连接") && zh.contains("网关已断开"), "{zh}");
+    let fits = br.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;", json!([])).await;
+    assert_eq!(fits, json!(true), "the fleet page fits a phone's width");
+    br.screenshot("fleet-phone-zh.png").await;
+    br.close().await;
+
+    // Without [fleet] the tab is not offered.
+    let plain = Rig::start("").await;
+    let br = Browser::open(&driver, &chromium).await;
+    sign_in(&br, &format!("http://{}", plain.sidecar.control_addr)).await;
+    br.wait_js("fleet probe done", "document.querySelector('[data-testid=nav-fleet]')").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hidden = br.js("return document.querySelector('[data-testid=nav-fleet]').hidden;", json!([])).await;
+    assert_eq!(hidden, json!(true));
+    br.close().await;
+}
