@@ -3,8 +3,8 @@
 //! straight to the same scripted upstream, as a provider left unwired would. After one turn
 //! each, `GET /api/v1/cost/crosscheck` shows `main`'s day matching OpenClaw's own
 //! `usage.cost` to the token and `side`'s day as `bypassed` (OpenClaw counted tokens the
-//! sidecar never saw); `clawbutler cost --crosscheck` prints the same and exits 1; a viewer
-//! may read it.
+//! sidecar never saw); the Cost page's Compare (Chromium, as a viewer) and
+//! `clawbutler cost --crosscheck` show the same, the CLI exiting 1.
 //!
 //! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when
 //! `CLAWBUTLER_E2E=1`.
@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use testkit::openclaw::{find_or_skip, free_port, Gateway};
 use testkit::rig::{SidecarConfig, ADMIN};
 use testkit::upstream::ScriptedUpstream;
+
+use crate::ui_browser::{browser_paths, Browser, Driver};
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_COST_CHECK_TOKEN";
 
@@ -135,6 +137,27 @@ async fn the_cross_check_matches_governed_calls_and_flags_a_bypass() {
     assert_eq!(only["items"].as_array().unwrap().len(), 1, "{only}");
     let (code, bad) = get(control, viewer, "/api/v1/cost/crosscheck?since=1d&by=agent").await;
     assert_eq!((code, bad["detail"].as_str().is_some_and(|d| d.contains("\"by\""))), (400, true), "{bad}");
+
+    // The Cost page, as the viewer: Compare shows the same verdicts.
+    if let Some((chromium, driver_bin)) = browser_paths() {
+        let driver = Driver::start(&driver_bin).await;
+        let b = Browser::open(&driver, &chromium).await;
+        b.goto(&format!("http://{control}/")).await;
+        b.type_into("[data-testid=token]", viewer).await;
+        b.click("[data-testid=signin]").await;
+        b.click("[data-testid=nav-cost]").await;
+        b.click("[data-testid=cost-crosscheck-run]").await;
+        let rows = b
+            .wait_js(
+                "the cross-check table",
+                "[...document.querySelectorAll('[data-testid=cost-crosscheck] tbody tr')].map(r => r.dataset.verdict + ' ' + r.cells[0].textContent).join(',')",
+            )
+            .await;
+        assert_eq!(rows, "bypassed side,match main", "mismatches first");
+        let summary = b.text("[data-testid=cost-crosscheck-summary]").await;
+        assert!(summary.starts_with("1 day(s) do not match"), "{summary}");
+        b.close().await;
+    }
 
     // The CLI: the same rows, exit status 1 for the mismatch.
     let out = tokio::task::spawn_blocking(move || {
