@@ -1,7 +1,8 @@
 //! `clawbutler cost [--by agent|model|upstream|tool|task|day|week|month] [--since 7d]`: spend
-//! from the running sidecar's metering (`GET /api/v1/cost`), as a table or JSON.
+//! from the running sidecar's metering (`GET /api/v1/cost`), as a table or JSON;
+//! `clawbutler cost suggest`: savings suggestions (`cost_suggest_cmd`).
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::client::{enc, ApiArgs, ApiClient};
@@ -30,6 +31,15 @@ pub struct CostArgs {
     json: bool,
     #[command(flatten)]
     api: ApiArgs,
+    #[command(subcommand)]
+    command: Option<CostCmd>,
+}
+
+/// Subcommands of `clawbutler cost`.
+#[derive(Debug, Subcommand)]
+pub enum CostCmd {
+    /// Savings suggestions: cheaper models per agent and task type, with the evidence (never applied).
+    Suggest(super::cost_suggest_cmd::SuggestArgs),
 }
 
 fn line(key: &str, r: &Value) -> String {
@@ -50,6 +60,9 @@ fn line(key: &str, r: &Value) -> String {
 
 /// Run `clawbutler cost`.
 pub async fn run(cli: &Cli, a: &CostArgs) -> CliResult {
+    if let Some(CostCmd::Suggest(s)) = &a.command {
+        return super::cost_suggest_cmd::run(cli, s).await;
+    }
     let mut path = format!("/api/v1/cost?by={}&since={}", enc(&a.by), enc(&a.since));
     for (k, v) in [("until", &a.until), ("agent", &a.agent), ("model", &a.model)] {
         if let Some(v) = v {

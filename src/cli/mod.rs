@@ -12,6 +12,7 @@ pub mod budgets_cmd;
 pub mod client;
 pub mod config_cmd;
 pub mod cost_cmd;
+pub mod cost_suggest_cmd;
 pub mod cron_cmd;
 pub mod fleet_cmd;
 pub mod health_cmd;

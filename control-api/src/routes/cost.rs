@@ -25,9 +25,9 @@ pub fn routes() -> Routes {
     Routes::default().route("/api/v1/cost", get(report)).route("/api/v1/cost/anomalies", get(anomalies))
 }
 
-type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+pub(super) type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
 
-fn params(p: Params, allowed: &[&str]) -> Result<HashMap<String, String>, Problem> {
+pub(super) fn params(p: Params, allowed: &[&str]) -> Result<HashMap<String, String>, Problem> {
     let Query(p) = p.map_err(|e| Problem::bad_request(e.body_text()))?;
     if let Some(k) = p.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(Problem::bad_request(format!("unknown parameter {k:?}; known: {}", allowed.join(", "))));
@@ -35,7 +35,7 @@ fn params(p: Params, allowed: &[&str]) -> Result<HashMap<String, String>, Proble
     Ok(p)
 }
 
-fn range(p: &HashMap<String, String>, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
+pub(super) fn range(p: &HashMap<String, String>, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
     let time = |k: &str, default: DateTime<Utc>| match p.get(k) {
         None => Ok(default),
         Some(v) => cost::query::parse_time(v, now).ok_or_else(|| {
@@ -55,7 +55,7 @@ fn range(p: &HashMap<String, String>, now: DateTime<Utc>) -> Result<(DateTime<Ut
     Ok((since, until))
 }
 
-fn internal(e: cost::CostError) -> Problem {
+pub(super) fn internal(e: cost::CostError) -> Problem {
     Problem::internal(e.to_string())
 }
 
@@ -102,7 +102,7 @@ async fn anomalies(_c: Caller, State(s): State<AppState>, p: Params) -> Result<J
 }
 
 /// `limit`: 1 to `MAX_LIMIT`, `DEFAULT_LIMIT` when absent.
-fn limit(p: &HashMap<String, String>) -> Result<usize, Problem> {
+pub(super) fn limit(p: &HashMap<String, String>) -> Result<usize, Problem> {
     match p.get("limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(v) => v

@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod plugins;
 pub mod policies;
+pub mod savings;
 pub mod tokens;
 pub mod ui;
 
