@@ -6,6 +6,7 @@
 //! Multi-day and month-long figures with an injectable clock are in the `cost` crate's tests.
 
 mod browser;
+mod suggest;
 
 use std::collections::HashMap;
 use std::time::Duration;

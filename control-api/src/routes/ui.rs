@@ -58,6 +58,7 @@ pub(crate) static ASSETS: &[Asset] = &[
     asset!("js/views/audit.js", JS),
     asset!("js/views/budgets.js", JS),
     asset!("js/views/cost.js", JS),
+    asset!("js/views/cost_savings.js", JS),
     asset!("js/views/cron.js", JS),
     asset!("js/views/grants.js", JS),
     asset!("js/views/mcp.js", JS),
