@@ -21,6 +21,7 @@ mod e2e_config_safety;
 mod e2e_cron;
 mod e2e_gateway;
 mod e2e_openclaw;
+mod e2e_savings;
 mod fleet;
 mod gateway_link;
 mod hardening_edges;

@@ -1,0 +1,131 @@
+//! End to end: a savings suggestion's dry-run config change against a real OpenClaw 2026.9.6
+//! gateway. `main` is wired through the sidecar (`cb-main/gpt-4o`, pinned with `modelPolicy`);
+//! the sidecar is linked, so config safety holds main's config versions. Short, tool-free
+//! calls of main through the sidecar's data path make it a good candidate for a cheaper
+//! OpenAI model (shipped price table). The preview plans the `config.patch` from the stored
+//! version: it names the live model ref and the live `baseHash`, changes nothing, and the
+//! patch it shows, applied by another operator with that hash, is accepted by OpenClaw and
+//! moves main to the cheaper model on the same `cb-main` provider. An agent without
+//! suggestions gets none to preview.
+//!
+//! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when
+//! `CLAWBUTLER_E2E=1`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::openclaw::{find_or_skip, free_port, Gateway};
+use testkit::rig::{bearer, chat, SidecarConfig, ADMIN};
+use testkit::upstream::ScriptedUpstream;
+
+const TOKEN_ENV: &str = "CLAWBUTLER_E2E_SAVINGS_TOKEN";
+
+fn openclaw_config(data: SocketAddr, direct: &str) -> Value {
+    let model = |id: &str| {
+        json!({"id": id, "name": id, "reasoning": false, "input": ["text"],
+               "cost": {"input": 2.5, "output": 10, "cacheRead": 0, "cacheWrite": 0},
+               "contextWindow": 128000, "maxTokens": 4096})
+    };
+    json!({
+        "models": {"mode": "merge", "catalogRefresh": {"enabled": false}, "providers": {
+            "direct": {"baseUrl": format!("{direct}/v1"), "apiKey": "k-direct", "api": "openai-completions",
+                       "models": [model("gpt-4o")]},
+            "cb-main": {"baseUrl": format!("http://{data}/a/main/fake/v1"), "apiKey": "k-main",
+                        "api": "openai-completions", "timeoutSeconds": 120, "models": [model("gpt-4o")]}
+        }},
+        "agents": {"ownership": "explicit", "defaults": {"skipBootstrap": true}, "entries": {
+            "main": {"model": "cb-main/gpt-4o", "modelPolicy": {"allow": ["cb-main/*"]}},
+            "ops": {"model": "direct/gpt-4o"}
+        }},
+    })
+}
+
+async fn get(control: SocketAddr, path: &str) -> (u16, Value) {
+    let r = testkit::http::get(&format!("http://{control}{path}"), &bearer(ADMIN)).await;
+    (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+}
+
+async fn config_get(link: &gateway::Link) -> Value {
+    link.call("config.get", json!({})).await.expect("config.get")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
+    let Some(install) = find_or_skip("a_suggestion_previews_the_config_patch_openclaw_accepts") else {
+        return;
+    };
+    let up = ScriptedUpstream::start().await;
+    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = Gateway::start(&install, openclaw_config(data, &up.base_url())).await;
+    std::env::set_var(TOKEN_ENV, gw.token());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SidecarConfig::new(dir.path())
+        .listen(&data.to_string(), "127.0.0.1:0")
+        .upstreams(&up.base_url())
+        .table(&format!(
+            "[gateway]\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
+            gw.ws_url()
+        ))
+        .build();
+    let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
+    let control = sidecar.control_addr;
+    let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("2nd client");
+
+    // main's calls through the sidecar: short answers, no tools.
+    for i in 0..24 {
+        let url = format!("http://{data}/a/main/fake/v1/chat/completions");
+        let r = testkit::http::post_json(&url, &[], &chat("gpt-4o", &"summarise ".repeat(3 + i))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let t0 = Instant::now();
+    let (item, version) = loop {
+        let (_, v) = get(control, "/api/v1/cost/suggestions?agent=main").await;
+        let (_, versions) = get(control, "/api/v1/agents/main/config/versions").await;
+        let item = v["items"].as_array().and_then(|i| i.first()).cloned();
+        match (item, versions["items"][0]["version"].as_u64()) {
+            (Some(i), Some(n)) if i["evidence"]["calls"] == 24 => break (i, n),
+            _ => {}
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no suggestion and version for main: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((item["model"].as_str(), item["family"].as_str()), (Some("gpt-4o"), Some("openai")), "{item}");
+    assert_eq!(item["verdict"], "good_candidate", "{item}");
+    let cheaper = item["candidates"][0]["model"].as_str().unwrap().to_string();
+
+    // The preview: planned from the stored version, on the live hash; nothing changes.
+    let live = config_get(&other).await;
+    let (code, p) = get(control, &format!("/api/v1/cost/suggestions/preview?agent=main&model={cheaper}")).await;
+    assert_eq!(code, 200, "{p}");
+    assert_eq!((p["dry_run"].as_bool(), p["applied"].as_bool()), (Some(true), Some(false)));
+    assert_eq!((p["model_ref_before"].as_str(), p["from_version"].as_u64()), (Some("cb-main/gpt-4o"), Some(version)));
+    assert_eq!(p["model_ref_after"], format!("cb-main/{cheaper}"));
+    assert_eq!(p["base_hash"], live["hash"], "{p}");
+    assert_eq!(p["patch"]["agents"]["entries"]["main"]["model"], format!("cb-main/{cheaper}"), "{p}");
+    let models = p["patch"]["models"]["providers"]["cb-main"]["models"].as_array().unwrap();
+    assert_eq!(models.iter().map(|m| m["id"].as_str().unwrap()).collect::<Vec<_>>(), ["gpt-4o", cheaper.as_str()]);
+    assert_eq!(config_get(&other).await["hash"], live["hash"], "the preview changed nothing");
+
+    // A human applies exactly that patch with that hash: OpenClaw takes it.
+    let params = json!({"raw": p["patch"].to_string(), "baseHash": p["base_hash"], "note": "savings suggestion"});
+    other.call("config.patch", params).await.expect("OpenClaw accepts the previewed patch");
+    let after = config_get(&other).await;
+    assert_eq!(after["parsed"]["agents"]["entries"]["main"]["model"], format!("cb-main/{cheaper}"), "{after}");
+    assert_eq!(after["parsed"]["agents"]["entries"]["main"]["modelPolicy"]["allow"], json!(["cb-main/*"]));
+    let ids: Vec<&str> = after["parsed"]["models"]["providers"]["cb-main"]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["gpt-4o", cheaper.as_str()]);
+    assert!(after["parsed"]["models"]["providers"]["cb-main"]["baseUrl"].as_str().unwrap().contains("/a/main/"));
+
+    // ops has no calls, so nothing to preview.
+    let (code, r) = get(control, &format!("/api/v1/cost/suggestions/preview?agent=ops&model={cheaper}")).await;
+    assert_eq!(code, 400, "{r}");
+
+    let _ = stop_other.send(true);
+    sidecar.shutdown().await;
+}
