@@ -292,7 +292,8 @@ mod tests {
         other[0] = 2;
         assert_eq!(Evidence::decode(&other), None);
         assert_eq!(Evidence::decode(&b[..64]), None);
-        let d = Dims { agent: "a".into(), model: "m".into(), upstream: "u".into(), tool: "-".into(), task: "cron".into() };
+        let d =
+            Dims { agent: "a".into(), model: "m".into(), upstream: "u".into(), tool: "-".into(), task: "cron".into() };
         assert_eq!(decode_key(&bucket::bucket_key(7, &d)), None, "a bucket key is not evidence");
         assert_eq!(decode_key(&key(7, &d)), Some((7, d)));
     }
@@ -300,7 +301,12 @@ mod tests {
     #[test]
     fn a_call_shows_short_tool_free_and_tool_use() {
         let mut r = call("2026-12-01T00:00:00Z", "completed", 10.0);
-        r.usage = Some(audit::Usage { input_tokens: 900, cached_input_tokens: 400, output_tokens: 256, ..Default::default() });
+        r.usage = Some(audit::Usage {
+            input_tokens: 900,
+            cached_input_tokens: 400,
+            output_tokens: 256,
+            ..Default::default()
+        });
         r.subject = json!({"model": "m", "tools": []});
         r.details = json!({"finish_reason": "tool_calls", "tool_calls": 1});
         let e = of(&r).unwrap();

@@ -185,34 +185,25 @@ pub fn judge(e: &EvidenceView) -> (Verdict, Vec<String>) {
     if e.calls < MIN_EVIDENCE_CALLS {
         return (
             Verdict::NotEnoughData,
-            vec![format!("not enough data: {} calls with evidence in the window, {MIN_EVIDENCE_CALLS} needed", e.calls)],
+            vec![format!(
+                "not enough data: {} calls with evidence in the window, {MIN_EVIDENCE_CALLS} needed",
+                e.calls
+            )],
         );
     }
-    let mut risks = Vec::new();
-    let tool_use = e.tool_use_share.unwrap_or(0.0);
-    if tool_use > MAX_TOOL_USE_SHARE {
-        risks.push(format!(
-            "risky: {} of answers called a tool ({} of {}; over {}): a smaller model may choose tools worse",
-            pct(tool_use),
-            e.tool_use_calls,
-            e.completed,
-            pct(MAX_TOOL_USE_SHARE)
-        ));
-    }
-    let errors = e.error_rate.unwrap_or(0.0);
-    if errors > MAX_ERROR_RATE {
-        risks.push(format!("risky: {} of calls failed ({} of {}; over {})", pct(errors), e.errors, e.calls, pct(MAX_ERROR_RATE)));
-    }
-    let retries = e.retry_rate.unwrap_or(0.0);
-    if retries > MAX_ERROR_RATE {
-        risks.push(format!(
-            "risky: {} of calls were retries ({} of {}, within {RETRY_WINDOW_S} s of a failed call; over {})",
-            pct(retries),
-            e.retries,
-            e.calls,
-            pct(MAX_ERROR_RATE)
-        ));
-    }
+    let (tool_use, errors, retries) =
+        (e.tool_use_share.unwrap_or(0.0), e.error_rate.unwrap_or(0.0), e.retry_rate.unwrap_or(0.0));
+    // (share, limit, what, count, of): each share over its limit is one reason.
+    let checks = [
+        (tool_use, MAX_TOOL_USE_SHARE, "of answers called a tool", e.tool_use_calls, e.completed),
+        (errors, MAX_ERROR_RATE, "of calls failed", e.errors, e.calls),
+        (retries, MAX_ERROR_RATE, "of calls were retries", e.retries, e.calls),
+    ];
+    let risks: Vec<String> = checks
+        .iter()
+        .filter(|c| c.0 > c.1)
+        .map(|&(share, max, what, n, of)| format!("risky: {} {what} ({n} of {of}; over {})", pct(share), pct(max)))
+        .collect();
     if !risks.is_empty() {
         return (Verdict::Risky, risks);
     }
@@ -227,7 +218,10 @@ pub fn judge(e: &EvidenceView) -> (Verdict, Vec<String>) {
     if short >= MIN_SHORT_SHARE {
         (
             Verdict::GoodCandidate,
-            vec![format!("good candidate: {} of answers were short (<= {SHORT_OUTPUT_TOKENS} tokens)", pct(short)), facts],
+            vec![
+                format!("good candidate: {} of answers were short (<= {SHORT_OUTPUT_TOKENS} tokens)", pct(short)),
+                facts,
+            ],
         )
     } else {
         (
@@ -246,6 +240,8 @@ pub fn judge(e: &EvidenceView) -> (Verdict, Vec<String>) {
 }
 
 type Key = (Arc<str>, Arc<str>, Arc<str>);
+/// Per (agent, task): its main model, that model's counts, and the task's whole spend (nano).
+type MainModels = HashMap<(Arc<str>, Arc<str>), (Arc<str>, Counts, u64)>;
 
 /// Compute the suggestions over `hours` and `evidence`.
 pub fn run(hours: &Hours, evidence: &EvidenceHours, book: &dyn PriceBook, q: &SuggestQuery) -> Suggestions {
@@ -266,7 +262,7 @@ pub fn run(hours: &Hours, evidence: &EvidenceHours, book: &dyn PriceBook, q: &Su
         }
     }
     // Per (agent, task): the model with the most spend (then calls, then name), and the total.
-    let mut main: HashMap<(Arc<str>, Arc<str>), (Arc<str>, Counts, u64)> = HashMap::new();
+    let mut main: MainModels = HashMap::new();
     for ((agent, task, model), c) in &counts {
         let e = main.entry((agent.clone(), task.clone())).or_insert_with(|| (model.clone(), *c, 0));
         e.2 += c.cost_nano;
@@ -280,7 +276,12 @@ pub fn run(hours: &Hours, evidence: &EvidenceHours, book: &dyn PriceBook, q: &Su
     let mut items = Vec::new();
     let mut none = Vec::new();
     for ((agent, task), (model, c, total_nano)) in main {
-        let no = |why: String| NoSuggestion { agent: agent.to_string(), task: task.to_string(), model: model.to_string(), why };
+        let no = |why: String| NoSuggestion {
+            agent: agent.to_string(),
+            task: task.to_string(),
+            model: model.to_string(),
+            why,
+        };
         let Some((entry, family)) = book.resolve(&model) else {
             none.push(no("the price table has no price for this model".into()));
             continue;

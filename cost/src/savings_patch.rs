@@ -48,9 +48,8 @@ pub fn plan(content: &Value, agent: &str, model: &str) -> Result<PatchPreview, S
              other agents share; set its model by hand"
         )
     })?;
-    let (provider, old) = before
-        .split_once('/')
-        .ok_or_else(|| format!("the model ref '{before}' names no provider (provider/model)"))?;
+    let (provider, old) =
+        before.split_once('/').ok_or_else(|| format!("the model ref '{before}' names no provider (provider/model)"))?;
     let after = format!("{provider}/{model}");
     if after == before {
         return Err(format!("agent '{agent}' already uses {after}"));
@@ -115,7 +114,14 @@ pub fn plan(content: &Value, agent: &str, model: &str) -> Result<PatchPreview, S
             "provider '{provider}' is not a ClawButler provider: this agent's calls do not go through the sidecar"
         ));
     }
-    Ok(PatchPreview { agent: agent.to_string(), model_ref_before: before.to_string(), model_ref_after: after, patch, changes, notes })
+    Ok(PatchPreview {
+        agent: agent.to_string(),
+        model_ref_before: before.to_string(),
+        model_ref_after: after,
+        patch,
+        changes,
+        notes,
+    })
 }
 
 #[cfg(test)]

@@ -53,7 +53,16 @@ struct Gen {
 impl Gen {
     /// One model call's end, priced by the book (as the proxy prices it).
     #[allow(clippy::too_many_arguments)] // one record, every field a test varies
-    fn call(&mut self, t: DateTime<Utc>, agent: &str, session: &str, model: &str, outcome: &str, u: Usage, tools: bool) {
+    fn call(
+        &mut self,
+        t: DateTime<Utc>,
+        agent: &str,
+        session: &str,
+        model: &str,
+        outcome: &str,
+        u: Usage,
+        tools: bool,
+    ) {
         let cost = Book::new().cost(model, &u);
         self.recs.push(AuditRecord {
             seq: self.recs.len() as u64 + 1,
@@ -207,7 +216,8 @@ fn evidence_and_a_pending_retry_survive_a_restart() {
     let clock: Clock = Arc::new(move || now);
     let recs = traffic();
     // Stop right after flaky's first failure (its retry is the next flaky record).
-    let cut = recs.iter().position(|r| r.agent.as_deref() == Some("flaky") && r.outcome.as_deref() != Some("completed"));
+    let cut =
+        recs.iter().position(|r| r.agent.as_deref() == Some("flaky") && r.outcome.as_deref() != Some("completed"));
     let cut = cut.unwrap() + 1;
     let before = {
         let cost = open(dir.path(), clock.clone());

@@ -14,12 +14,8 @@ pub struct CostArgs {
     /// Group rows by agent, model, upstream, tool, task, hour, day, week or month.
     #[arg(long, default_value = "agent")]
     by: String,
-    /// Start: a duration back from now (36h, 7d, 2w), a date or an RFC 3339 time.
-    #[arg(long, default_value = "7d")]
-    since: String,
-    /// End (default now), same forms as --since.
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    window: Window,
     /// Only this agent's calls.
     #[arg(long)]
     agent: Option<String>,
@@ -33,6 +29,17 @@ pub struct CostArgs {
     api: ApiArgs,
     #[command(subcommand)]
     command: Option<CostCmd>,
+}
+
+/// The time window of a cost command.
+#[derive(Debug, Args)]
+pub struct Window {
+    /// Start: a duration back from now (36h, 7d, 2w), a date or an RFC 3339 time.
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// End (default now), same forms as --since.
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 /// Subcommands of `clawbutler cost`.
@@ -63,8 +70,8 @@ pub async fn run(cli: &Cli, a: &CostArgs) -> CliResult {
     if let Some(CostCmd::Suggest(s)) = &a.command {
         return super::cost_suggest_cmd::run(cli, s).await;
     }
-    let mut path = format!("/api/v1/cost?by={}&since={}", enc(&a.by), enc(&a.since));
-    for (k, v) in [("until", &a.until), ("agent", &a.agent), ("model", &a.model)] {
+    let mut path = format!("/api/v1/cost?by={}&since={}", enc(&a.by), enc(&a.window.since));
+    for (k, v) in [("until", &a.window.until), ("agent", &a.agent), ("model", &a.model)] {
         if let Some(v) = v {
             path.push_str(&format!("&{k}={}", enc(v)));
         }

@@ -12,12 +12,8 @@ use super::{Cli, CliResult};
 /// Arguments of `clawbutler cost suggest`.
 #[derive(Debug, Args)]
 pub struct SuggestArgs {
-    /// Start: a duration back from now (36h, 7d, 2w), a date or an RFC 3339 time.
-    #[arg(long, default_value = "7d")]
-    since: String,
-    /// End (default now), same forms as --since.
-    #[arg(long)]
-    until: Option<String>,
+    #[command(flatten)]
+    window: super::cost_cmd::Window,
     /// Only this agent.
     #[arg(long)]
     agent: Option<String>,
@@ -107,8 +103,8 @@ fn print_preview(v: &Value) {
 
 /// Run `clawbutler cost suggest`.
 pub async fn run(cli: &Cli, a: &SuggestArgs) -> CliResult {
-    let mut q = format!("since={}", enc(&a.since));
-    for (k, v) in [("until", &a.until), ("agent", &a.agent), ("model", &a.preview)] {
+    let mut q = format!("since={}", enc(&a.window.since));
+    for (k, v) in [("until", &a.window.until), ("agent", &a.agent), ("model", &a.preview)] {
         if let Some(v) = v {
             q.push_str(&format!("&{k}={}", enc(v)));
         }

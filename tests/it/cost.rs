@@ -55,6 +55,16 @@ pub(crate) async fn cost(rig: &Rig, query: &str, calls: u64) -> Value {
     panic!("cost never counted {calls} calls for {query}");
 }
 
+/// Run the real binary against the rig as admin; its stdout (it must succeed).
+pub(crate) fn cli(rig: &Rig, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"));
+    cmd.args(args).args(["--url", &rig.control(""), "--token", ADMIN]).env_remove("CLAWBUTLER_CONFIG");
+    // The sidecar runs on this runtime: wait for the child without holding a worker.
+    let out = tokio::task::block_in_place(|| cmd.output()).unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn nano(usd: f64) -> u64 {
     (usd * 1e9).round() as u64
 }
@@ -181,15 +191,7 @@ async fn the_cli_prints_the_table_and_json() {
     let rig = rig().await;
     let n = load(&rig).await as u64;
     let api = cost(&rig, "by=model&since=7d", n).await;
-    let bin = env!("CARGO_BIN_EXE_clawbutler");
-    let run = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(bin);
-        cmd.args(args).args(["--url", &rig.control(""), "--token", ADMIN]).env_remove("CLAWBUTLER_CONFIG");
-        // The sidecar runs on this runtime: wait for the child without holding a worker.
-        let out = tokio::task::block_in_place(|| cmd.output()).unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| cli(&rig, args);
     let table = run(&["cost", "--by", "model", "--since", "7d"]);
     for r in api["rows"].as_array().unwrap() {
         let line =

@@ -15,9 +15,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use testkit::openclaw::{find_or_skip, free_port, Gateway};
-use testkit::rig::{bearer, chat, SidecarConfig, ADMIN};
-use testkit::upstream::ScriptedUpstream;
+use testkit::openclaw::find_or_skip;
+use testkit::rig::{bearer, chat, ADMIN};
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_SAVINGS_TOKEN";
 
@@ -55,22 +54,8 @@ async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
     let Some(install) = find_or_skip("a_suggestion_previews_the_config_patch_openclaw_accepts") else {
         return;
     };
-    let up = ScriptedUpstream::start().await;
-    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let gw = Gateway::start(&install, openclaw_config(data, &up.base_url())).await;
-    std::env::set_var(TOKEN_ENV, gw.token());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = SidecarConfig::new(dir.path())
-        .listen(&data.to_string(), "127.0.0.1:0")
-        .upstreams(&up.base_url())
-        .table(&format!(
-            "[gateway]\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
-            gw.ws_url()
-        ))
-        .build();
-    let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
-    let control = sidecar.control_addr;
-    let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("2nd client");
+    let linked = crate::e2e_config_safety::linked(&install, TOKEN_ENV, openclaw_config).await;
+    let (data, control, other) = (linked.data, linked.sidecar.control_addr, linked.other.clone());
 
     // main's calls through the sidecar: short answers, no tools.
     for i in 0..24 {
@@ -126,6 +111,7 @@ async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
     let (code, r) = get(control, &format!("/api/v1/cost/suggestions/preview?agent=ops&model={cheaper}")).await;
     assert_eq!(code, 400, "{r}");
 
-    let _ = stop_other.send(true);
-    sidecar.shutdown().await;
+    let _ = linked.stop_other.send(true);
+    linked.sidecar.shutdown().await;
+    linked.up.shutdown().await;
 }

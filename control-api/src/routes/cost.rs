@@ -35,7 +35,10 @@ pub(super) fn params(p: Params, allowed: &[&str]) -> Result<HashMap<String, Stri
     Ok(p)
 }
 
-pub(super) fn range(p: &HashMap<String, String>, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
+pub(super) fn range(
+    p: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), Problem> {
     let time = |k: &str, default: DateTime<Utc>| match p.get(k) {
         None => Ok(default),
         Some(v) => cost::query::parse_time(v, now).ok_or_else(|| {

@@ -23,7 +23,8 @@ pub fn routes() -> Routes {
 
 async fn suggestions(s: &AppState, q: cost::SuggestQuery) -> Result<cost::Suggestions, Problem> {
     let c = s.cost.clone();
-    let r = tokio::task::spawn_blocking(move || c.suggestions(&q)).await.map_err(|e| Problem::internal(e.to_string()))?;
+    let r =
+        tokio::task::spawn_blocking(move || c.suggestions(&q)).await.map_err(|e| Problem::internal(e.to_string()))?;
     r.map_err(internal)
 }
 
@@ -36,7 +37,8 @@ async fn list(_c: Caller, State(s): State<AppState>, p: Params) -> Result<Json<c
 
 async fn preview(_c: Caller, State(s): State<AppState>, p: Params) -> Result<Json<Value>, Problem> {
     let p = params(p, &["agent", "model", "since", "until"])?;
-    let need = |k: &str| p.get(k).filter(|v| !v.is_empty()).ok_or_else(|| Problem::bad_request(format!("{k} is required")));
+    let need =
+        |k: &str| p.get(k).filter(|v| !v.is_empty()).ok_or_else(|| Problem::bad_request(format!("{k} is required")));
     let (agent, model) = (need("agent")?.clone(), need("model")?.clone());
     decision::agent_id::check(&agent).map_err(|e| Problem::bad_request(format!("agent: {e}")))?;
     // Only a model the suggestions offer this agent: priced, cheaper, of the same family.

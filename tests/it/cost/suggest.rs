@@ -10,12 +10,16 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use testkit::http::{get, post_json};
-use testkit::rig::{bearer, chat, Rig, ADMIN};
+use testkit::rig::{bearer, chat, Rig};
 
 /// The rig's `[prices]` (`super::TABLES`) as the proxy's table.
 fn table() -> proxy::PriceTable {
     let p = |input, output| proxy::Price { input, output, cached_input: None, cache_write: None };
-    let o = BTreeMap::from([("m-a".to_string(), p(1000.0, 3000.0)), ("m-b".to_string(), p(150.0, 600.0)), ("m-big".to_string(), p(5000.0, 5000.0))]);
+    let o = BTreeMap::from([
+        ("m-a".to_string(), p(1000.0, 3000.0)),
+        ("m-b".to_string(), p(150.0, 600.0)),
+        ("m-big".to_string(), p(5000.0, 5000.0)),
+    ]);
     proxy::PriceTable::new(&o).unwrap()
 }
 
@@ -47,7 +51,8 @@ async fn suggestions(rig: &Rig, token: &str, query: &str, calls: u64) -> Value {
         let r = get(&rig.control(&format!("/api/v1/cost/suggestions?{query}")), &bearer(token)).await;
         assert_eq!(r.status, 200, "{}", r.text());
         let v = r.json();
-        let counted: u64 = v["items"].as_array().unwrap().iter().map(|i| i["evidence"]["calls"].as_u64().unwrap()).sum();
+        let counted: u64 =
+            v["items"].as_array().unwrap().iter().map(|i| i["evidence"]["calls"].as_u64().unwrap()).sum();
         if counted == 44 {
             return v;
         }
@@ -82,7 +87,8 @@ async fn suggestions_price_the_audited_tokens_and_judge_the_evidence() {
 
     let summ = item(&v, "summ");
     assert_eq!((summ["model"].as_str(), summ["calls"].as_u64()), (Some("m-a"), Some(22)), "{summ}");
-    let names: Vec<&str> = summ["candidates"].as_array().unwrap().iter().map(|c| c["model"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        summ["candidates"].as_array().unwrap().iter().map(|c| c["model"].as_str().unwrap()).collect();
     assert_eq!(names, ["m-b"], "only the cheaper model, never the dearer m-big");
     let u = audited_usage(&rig, "summ").await;
     assert_eq!(summ["evidence"]["input_tokens"].as_u64(), Some(u.input_tokens));
@@ -112,7 +118,11 @@ async fn suggestions_price_the_audited_tokens_and_judge_the_evidence() {
     assert_eq!(one["items"].as_array().unwrap().len(), 1);
     for q in ["since=yesterday", "colour=red", "limit=0", "since=1d&until=2d"] {
         let r = get(&rig.control(&format!("/api/v1/cost/suggestions?{q}")), &bearer(&viewer)).await;
-        assert_eq!((r.status.as_u16(), r.headers["content-type"].to_str().unwrap()), (400, "application/problem+json"), "{q}");
+        assert_eq!(
+            (r.status.as_u16(), r.headers["content-type"].to_str().unwrap()),
+            (400, "application/problem+json"),
+            "{q}"
+        );
     }
     assert_eq!(get(&rig.control("/api/v1/cost/suggestions"), &[]).await.status, 401);
     let preview = |q: &'static str| {
@@ -129,14 +139,7 @@ async fn suggestions_price_the_audited_tokens_and_judge_the_evidence() {
     assert_eq!(preview("agent=..%2Fx&model=m-b").await.status, 400);
 
     // The CLI shows the same suggestions.
-    let bin = env!("CARGO_BIN_EXE_clawbutler");
-    let run = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(bin);
-        cmd.args(args).args(["--url", &rig.control(""), "--token", ADMIN]).env_remove("CLAWBUTLER_CONFIG");
-        let out = tokio::task::block_in_place(|| cmd.output()).unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| super::cli(&rig, args);
     let text = run(&["cost", "suggest", "--since", "7d"]);
     let summ_line = text.lines().find(|l| l.starts_with("summ")).unwrap_or_else(|| panic!("{text}"));
     assert!(summ_line.contains("m-a") && summ_line.contains("GOOD_CANDIDATE"), "{text}");
