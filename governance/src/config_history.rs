@@ -50,4 +50,14 @@ pub trait ConfigHistory: Send + Sync {
     fn rollback<'a>(&'a self, agent: &'a str, to: u64, dry_run: bool, actor: &'a str) -> HistoryFuture<'a>;
     /// The agent's drift state as the agents API shows it (None: nothing known).
     fn status(&self, agent: &str) -> Option<Value>;
+    /// Apply one previewed merge `patch` of the agent's model (a savings suggestion an admin
+    /// confirmed) with `config.patch` on `base_hash`: a concurrent change is a `Conflict` and
+    /// overwrites nothing. Audited as `model_changed` / `model_change_conflict`.
+    fn change_model<'a>(
+        &'a self,
+        agent: &'a str,
+        patch: &'a Value,
+        base_hash: &'a str,
+        actor: &'a str,
+    ) -> HistoryFuture<'a>;
 }

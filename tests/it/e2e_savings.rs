@@ -3,9 +3,10 @@
 //! the sidecar is linked, so config safety holds main's config versions. Short, tool-free
 //! calls of main through the sidecar's data path make it a good candidate for a cheaper
 //! OpenAI model (shipped price table). The preview plans the `config.patch` from the stored
-//! version: it names the live model ref and the live `baseHash`, changes nothing, and the
-//! patch it shows, applied by another operator with that hash, is accepted by OpenClaw and
-//! moves main to the cheaper model on the same `cb-main` provider. An agent without
+//! version: it names the live model ref and the live `baseHash` and changes nothing. Applying
+//! it is refused to an approver (403), on a stale hash (409) and without `confirm`; the admin's
+//! confirmation goes to OpenClaw, which moves main to the cheaper model on the same `cb-main`
+//! provider, audited `model_changed` and stored as ClawButler's version. An agent without
 //! suggestions gets none to preview.
 //!
 //! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when
@@ -92,9 +93,36 @@ async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
     assert_eq!(models.iter().map(|m| m["id"].as_str().unwrap()).collect::<Vec<_>>(), ["gpt-4o", cheaper.as_str()]);
     assert_eq!(config_get(&other).await["hash"], live["hash"], "the preview changed nothing");
 
-    // A human applies exactly that patch with that hash: OpenClaw takes it.
-    let params = json!({"raw": p["patch"].to_string(), "baseHash": p["base_hash"], "note": "savings suggestion"});
-    other.call("config.patch", params).await.expect("OpenClaw accepts the previewed patch");
+    // Applying: an approver may not; a stale hash is a 409 that changes nothing; the admin's
+    // confirmation of what the preview showed goes to OpenClaw, which takes it.
+    let apply = |token: String, body: Value| {
+        let url = format!("http://{control}/api/v1/cost/suggestions/apply");
+        async move {
+            let r = testkit::http::post_json(&url, &bearer(&token), &body).await;
+            (r.status.as_u16(), serde_json::from_slice::<Value>(&r.body).unwrap_or(Value::Null))
+        }
+    };
+    let body = json!({"agent": "main", "model": cheaper, "base_hash": p["base_hash"], "confirm": true});
+    let approver = {
+        let r = testkit::http::post_json(
+            &format!("http://{control}/api/v1/tokens"),
+            &bearer(ADMIN),
+            &json!({"name": "savings-approver", "role": "approver"}),
+        )
+        .await;
+        r.json()["token"].as_str().unwrap().to_string()
+    };
+    assert_eq!(apply(approver, body.clone()).await.0, 403);
+    let (code, r) =
+        apply(ADMIN.to_string(), json!({"agent": "main", "model": cheaper, "base_hash": "stale", "confirm": true}))
+            .await;
+    assert_eq!(code, 409, "{r}");
+    let (code, r) =
+        apply(ADMIN.to_string(), json!({"agent": "main", "model": cheaper, "base_hash": p["base_hash"]})).await;
+    assert_eq!(code, 400, "confirm is required: {r}");
+    assert_eq!(config_get(&other).await["hash"], live["hash"], "refusals changed nothing");
+    let (code, r) = apply(ADMIN.to_string(), body).await;
+    assert_eq!((code, r["applied"].as_bool()), (200, Some(true)), "{r}");
     let after = config_get(&other).await;
     assert_eq!(after["parsed"]["agents"]["entries"]["main"]["model"], format!("cb-main/{cheaper}"), "{after}");
     assert_eq!(after["parsed"]["agents"]["entries"]["main"]["modelPolicy"]["allow"], json!(["cb-main/*"]));
@@ -106,6 +134,27 @@ async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
         .collect();
     assert_eq!(ids, ["gpt-4o", cheaper.as_str()]);
     assert!(after["parsed"]["models"]["providers"]["cb-main"]["baseUrl"].as_str().unwrap().contains("/a/main/"));
+
+    // The audit record (searchable once its group commit is durable).
+    let t0 = Instant::now();
+    let changed = loop {
+        let (_, audit) = get(control, "/api/v1/audit?agent=main&kind=config&limit=50").await;
+        let found: Vec<Value> = audit["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["outcome"] == "model_changed")
+            .cloned()
+            .collect();
+        if !found.is_empty() || t0.elapsed() > Duration::from_secs(10) {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(changed.len(), 1, "one model_changed record");
+    assert!(changed[0]["reason"].as_str().unwrap().contains(&cheaper), "{}", changed[0]);
+    let (_, versions) = get(control, "/api/v1/agents/main/config/versions").await;
+    assert_eq!(versions["items"][0]["source"], "clawbutler", "the new version is ClawButler's: {versions}");
 
     // ops has no calls, so nothing to preview.
     let (code, r) = get(control, &format!("/api/v1/cost/suggestions/preview?agent=ops&model={cheaper}")).await;

@@ -396,4 +396,14 @@ impl governance::config_history::ConfigHistory for Gateway {
     fn status(&self, agent: &str) -> Option<Value> {
         self.history_status(agent)
     }
+
+    fn change_model<'a>(
+        &'a self,
+        agent: &'a str,
+        patch: &'a Value,
+        base_hash: &'a str,
+        actor: &'a str,
+    ) -> governance::config_history::HistoryFuture<'a> {
+        Box::pin(self.change_model_agent(agent, patch, base_hash, actor))
+    }
 }
