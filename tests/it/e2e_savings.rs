@@ -121,7 +121,9 @@ async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
         apply(ADMIN.to_string(), json!({"agent": "main", "model": cheaper, "base_hash": p["base_hash"]})).await;
     assert_eq!(code, 400, "confirm is required: {r}");
     assert_eq!(config_get(&other).await["hash"], live["hash"], "refusals changed nothing");
+    let t = Instant::now();
     let (code, r) = apply(ADMIN.to_string(), body).await;
+    eprintln!("apply (config.patch, reload, snapshot) took {:?}", t.elapsed());
     assert_eq!((code, r["applied"].as_bool()), (200, Some(true)), "{r}");
     let after = config_get(&other).await;
     assert_eq!(after["parsed"]["agents"]["entries"]["main"]["model"], format!("cb-main/{cheaper}"), "{after}");
