@@ -53,11 +53,17 @@ pub trait ConfigHistory: Send + Sync {
     /// Apply one previewed merge `patch` of the agent's model (a savings suggestion an admin
     /// confirmed) with `config.patch` on `base_hash`: a concurrent change is a `Conflict` and
     /// overwrites nothing. Audited as `model_changed` / `model_change_conflict`.
-    fn change_model<'a>(
-        &'a self,
-        agent: &'a str,
-        patch: &'a Value,
-        base_hash: &'a str,
-        actor: &'a str,
-    ) -> HistoryFuture<'a>;
+    fn change_model<'a>(&'a self, change: ModelChange<'a>) -> HistoryFuture<'a>;
+}
+
+/// A confirmed model change (see [`ConfigHistory::change_model`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelChange<'a> {
+    pub agent: &'a str,
+    /// The previewed JSON merge patch.
+    pub patch: &'a Value,
+    /// The preview's `baseHash`.
+    pub base_hash: &'a str,
+    /// Who confirmed it (the token's name).
+    pub actor: &'a str,
 }

@@ -124,7 +124,12 @@ async fn apply(caller: Caller, State(s): State<AppState>, body: axum::body::Byte
     }
     let history = s.agents.as_ref().and_then(|a| a.config_history()).ok_or_else(|| Problem::not_found("no gateway"))?;
     let result = history
-        .change_model(&b.agent, &preview["patch"], &b.base_hash, &caller.name)
+        .change_model(governance::config_history::ModelChange {
+            agent: &b.agent,
+            patch: &preview["patch"],
+            base_hash: &b.base_hash,
+            actor: &caller.name,
+        })
         .await
         .map_err(super::config_history::problem)?;
     Ok(Json(json!({"applied": true, "result": result, "preview": preview})))

@@ -399,11 +399,8 @@ impl governance::config_history::ConfigHistory for Gateway {
 
     fn change_model<'a>(
         &'a self,
-        agent: &'a str,
-        patch: &'a Value,
-        base_hash: &'a str,
-        actor: &'a str,
+        c: governance::config_history::ModelChange<'a>,
     ) -> governance::config_history::HistoryFuture<'a> {
-        Box::pin(self.change_model_agent(agent, patch, base_hash, actor))
+        Box::pin(self.change_model_agent(c.agent, c.patch, c.base_hash, c.actor))
     }
 }
