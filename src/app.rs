@@ -123,6 +123,8 @@ impl Sidecar {
         let broker = Arc::new(governance::Broker::open(&db, &cfg.approvals, audit.clone(), &registry)?);
         let kill = Arc::new(governance::KillSwitch::open(&db, &registry)?);
         let prices = proxy::PriceTable::new(&cfg.prices)?;
+        // Savings suggestions price tokens by the same table the proxy charges by.
+        let price_view = prices.clone().with_server_tool_call_usd(cfg.proxy.server_tool_call_usd);
         let budgets = Arc::new(governance::Budgets::open(&db, &cfg.budgets, audit.clone(), &registry)?);
         let agent_keys = Arc::new(governance::AgentKeys::open(&db)?);
         let mcp_tokens = Arc::new(governance::AgentKeys::open_mcp_tokens(&db)?);
@@ -325,6 +327,7 @@ impl Sidecar {
         tasks.extend(notify_tasks);
         // Cost insight follows the audit log too (`docs/cost.md`).
         let cost = Arc::new(cost::Cost::open(&db, audit.clone(), cfg.cost.clone(), cost::system_clock(), &registry)?);
+        cost.set_prices(Arc::new(PriceView(price_view)));
         tasks.push(tokio::spawn(cost::follow(cost.clone(), rx.clone())));
         let report_parts = reports::Parts {
             db: db.clone(),
@@ -456,6 +459,25 @@ struct McpView(mcp::Mcp);
 impl control_api::McpStatus for McpView {
     fn servers(&self) -> serde_json::Value {
         serde_json::to_value(self.0.servers()).unwrap_or_else(|_| serde_json::json!([]))
+    }
+}
+
+/// The proxy's price table as savings suggestions read it (`cost::PriceBook`).
+struct PriceView(proxy::PriceTable);
+
+impl cost::PriceBook for PriceView {
+    fn resolve(&self, model: &str) -> Option<(String, String)> {
+        let (name, _) = self.0.resolve(model)?;
+        let family = self.0.entries().into_iter().find(|(n, _)| *n == name).map(|(_, f)| f.to_string())?;
+        Some((name.to_string(), family))
+    }
+
+    fn entries(&self) -> Vec<(String, String)> {
+        self.0.entries().into_iter().map(|(n, f)| (n.to_string(), f.to_string())).collect()
+    }
+
+    fn cost(&self, model: &str, usage: &audit::Usage) -> Option<f64> {
+        self.0.cost(model, usage)
     }
 }
 

@@ -240,6 +240,12 @@ pub enum Outcome {
     RollbackConflict,
     /// A rollback failed (the gateway refused it).
     RollbackFailed,
+    /// An agent's model was changed on an admin's confirmation of a savings suggestion.
+    ModelChanged,
+    /// A confirmed model change was refused: the config changed since its preview.
+    ModelChangeConflict,
+    /// A confirmed model change failed (the gateway refused it).
+    ModelChangeFailed,
     /// An encrypted gateway backup (`.cbpkg`) was written.
     BackupCreated,
     /// A package import was previewed (dry run): nothing changed.
@@ -343,6 +349,9 @@ impl Outcome {
             Outcome::RolledBack => "rolled_back",
             Outcome::RollbackConflict => "rollback_conflict",
             Outcome::RollbackFailed => "rollback_failed",
+            Outcome::ModelChanged => "model_changed",
+            Outcome::ModelChangeConflict => "model_change_conflict",
+            Outcome::ModelChangeFailed => "model_change_failed",
             Outcome::BackupCreated => "backup_created",
             Outcome::ImportPlanned => "import_planned",
             Outcome::Imported => "imported",

@@ -109,6 +109,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::budgets::routes())
         .merge(routes::cost::routes())
         .merge(routes::reports::routes())
+        .merge(routes::savings::routes())
         .merge(routes::cron::routes())
         .merge(routes::mcp::routes())
         .merge(routes::notifications::routes())

@@ -4,11 +4,16 @@
 //! or a period (`query`); anomalies compare each hour with a robust baseline and are raised as
 //! audit records (so they reach the SSE stream and notification routes) and a counter
 //! (`anomaly`). The follower task (`tail`) keeps the aggregates up to date and judges the
-//! hours. `docs/cost.md` is the user's page.
+//! hours. Savings suggestions (`savings`) price each agent's tokens on cheaper models and
+//! judge the evidence counted beside the buckets (`evidence`). `docs/cost.md` is the user's
+//! page.
 
 pub mod anomaly;
 pub mod bucket;
+pub mod evidence;
 pub mod query;
+pub mod savings;
+pub mod savings_patch;
 pub mod settings;
 pub mod store;
 mod tail;
@@ -20,6 +25,7 @@ use prometheus::{IntCounterVec, Opts};
 
 pub use anomaly::{Anomaly, Metric, Scope};
 pub use query::{GroupBy, Query, Report};
+pub use savings::{PriceBook, SuggestQuery, Suggestions};
 pub use settings::CostSettings;
 pub use tail::follow;
 
@@ -38,6 +44,8 @@ pub enum CostError {
     Audit(#[from] audit::AuditError),
     #[error("cost store: a lock was poisoned")]
     Poisoned,
+    #[error("savings suggestions: no price table was given to the cost service")]
+    NoPrices,
 }
 
 /// What time it is (injectable for tests).
@@ -56,6 +64,8 @@ pub struct Cost {
     clock: Clock,
     audit: Arc<audit::AuditLog>,
     anomalies_total: IntCounterVec,
+    /// The price table savings suggestions use (set by the binary, see [`Cost::set_prices`]).
+    prices: std::sync::RwLock<Option<Arc<dyn PriceBook>>>,
 }
 
 impl Cost {
@@ -84,6 +94,7 @@ impl Cost {
             clock,
             audit,
             anomalies_total,
+            prices: std::sync::RwLock::new(None),
         })
     }
 
@@ -128,6 +139,19 @@ impl Cost {
     /// Answer a query.
     pub fn query(&self, q: &Query) -> Result<Report, CostError> {
         self.agg.read(|h| query::run(h, q))
+    }
+
+    /// Give savings suggestions the price table in force.
+    pub fn set_prices(&self, book: Arc<dyn PriceBook>) {
+        if let Ok(mut p) = self.prices.write() {
+            *p = Some(book);
+        }
+    }
+
+    /// Savings suggestions over a window (`docs/cost.md`, "Savings suggestions").
+    pub fn suggestions(&self, q: &SuggestQuery) -> Result<Suggestions, CostError> {
+        let book = self.prices.read().map_err(|_| CostError::Poisoned)?.clone().ok_or(CostError::NoPrices)?;
+        self.agg.read_with_evidence(|h, e| savings::run(h, e, book.as_ref(), q))
     }
 
     /// Judge the current and the last hour; raise what is new. Blocking. Returns what was raised.
@@ -225,5 +249,7 @@ impl Cost {
     }
 }
 
+#[cfg(test)]
+mod savings_tests;
 #[cfg(test)]
 mod tests;

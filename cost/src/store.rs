@@ -3,6 +3,7 @@
 //! highest audit seq whose record the buckets include. One sled batch moves buckets, traces
 //! and cursor together, so after any crash the cursor says exactly which records are counted:
 //! a record is applied once, never twice, never skipped (`docs/cost.md`, "Exactly once").
+//! The savings evidence (`evidence`: `e` and `r` keys) moves in the same batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::RwLock;
 use audit::AuditRecord;
 
 use crate::bucket::{self, Contribution, Counts, Dims};
+use crate::evidence::{self, Evidence, Pending};
 use crate::CostError;
 
 const CURSOR_KEY: &[u8] = b"c";
@@ -22,6 +24,8 @@ pub const TOP_TRACES: usize = 5;
 
 /// Buckets by hour, in memory.
 pub type Hours = BTreeMap<u32, HashMap<Dims, Counts>>;
+/// Savings evidence by hour, in memory (model calls only).
+pub type EvidenceHours = BTreeMap<u32, HashMap<Dims, Evidence>>;
 
 pub struct Aggregates {
     tree: sled::Tree,
@@ -31,6 +35,8 @@ pub struct Aggregates {
 struct Mem {
     hours: Hours,
     cursor: u64,
+    evidence: EvidenceHours,
+    pending: Pending,
     /// Every name once: buckets share their agent, model, ... strings.
     names: HashSet<Arc<str>>,
 }
@@ -64,7 +70,13 @@ pub struct TraceCost {
 impl Aggregates {
     /// Load the buckets and cursor from the tree.
     pub fn open(tree: sled::Tree) -> Result<Aggregates, CostError> {
-        let mut mem = Mem { hours: Hours::new(), cursor: 0, names: HashSet::new() };
+        let mut mem = Mem {
+            hours: Hours::new(),
+            cursor: 0,
+            evidence: EvidenceHours::new(),
+            pending: Pending::default(),
+            names: HashSet::new(),
+        };
         for kv in tree.scan_prefix(b"b") {
             let (k, v) = kv?;
             let (Some((hour, dims)), Some(c)) = (bucket::decode_bucket_key(&k), Counts::decode(&v)) else {
@@ -73,6 +85,21 @@ impl Aggregates {
             };
             let dims = mem.intern(dims);
             mem.hours.entry(hour).or_default().insert(dims, c);
+        }
+        for kv in tree.scan_prefix(b"e") {
+            let (k, v) = kv?;
+            let (Some((hour, dims)), Some(e)) = (evidence::decode_key(&k), Evidence::decode(&v)) else {
+                tracing::warn!("cost: skipping unreadable savings evidence");
+                continue;
+            };
+            let dims = mem.intern(dims);
+            mem.evidence.entry(hour).or_default().insert(dims, e);
+        }
+        for kv in tree.scan_prefix(b"r") {
+            let (k, v) = kv?;
+            if !mem.pending.load(&k, &v) {
+                tracing::warn!("cost: skipping an unreadable retry mark");
+            }
         }
         mem.cursor = match tree.get(CURSOR_KEY)? {
             Some(v) if v.len() == 8 => {
@@ -108,6 +135,12 @@ impl Aggregates {
         let mut any = false;
         let mut deltas: HashMap<(u32, Dims), Counts> = HashMap::new();
         let mut traces: HashMap<(u32, Arc<str>, Arc<str>), Vec<TraceCost>> = HashMap::new();
+        let mut ev_deltas: HashMap<(u32, Dims), Evidence> = HashMap::new();
+        let mut dirty = Vec::new();
+        // Retry marks change as records are judged; a batch that fails leaves them as they were
+        // (the records are read back and judged again).
+        let pending_before = mem.pending.clone();
+        let mut latest_ms: Option<i64> = None;
         for r in recs {
             if sequenced {
                 if r.seq <= cursor {
@@ -127,7 +160,15 @@ impl Aggregates {
                     .or_default()
                     .push(TraceCost { trace_id: t, cost_nano: counts.cost_nano });
             }
+            if let Some(mut e) = evidence::of(r) {
+                e.retries = u64::from(mem.pending.observe(r, e.errors > 0, &mut dirty));
+                latest_ms = latest_ms.max(Pending::record_ms(r));
+                ev_deltas.entry((hour, dims.clone())).or_default().add(&e);
+            }
             deltas.entry((hour, dims)).or_default().add(&counts);
+        }
+        if let Some(now) = latest_ms {
+            mem.pending.prune(now, &mut dirty);
         }
         if !any {
             return Ok(cursor);
@@ -142,7 +183,8 @@ impl Aggregates {
         }
         for ((hour, agent, model), new) in traces {
             let key = bucket::traces_key(hour, &agent, &model);
-            let mut all: Vec<TraceCost> = match self.tree.get(&key)? {
+            let stored = self.tree.get(&key).inspect_err(|_| mem.pending = pending_before.clone())?;
+            let mut all: Vec<TraceCost> = match stored {
                 Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
                 None => Vec::new(),
             };
@@ -155,13 +197,29 @@ impl Aggregates {
             }
             all.sort_by_key(|t| std::cmp::Reverse(t.cost_nano));
             all.truncate(TOP_TRACES);
-            batch.insert(key, serde_json::to_vec(&all)?);
+            let value = serde_json::to_vec(&all).inspect_err(|_| mem.pending = pending_before.clone())?;
+            batch.insert(key, value);
         }
+        let mut ev_merged = Vec::with_capacity(ev_deltas.len());
+        for ((hour, dims), d) in ev_deltas {
+            let mut e = mem.evidence.get(&hour).and_then(|h| h.get(&dims)).copied().unwrap_or_default();
+            e.add(&d);
+            batch.insert(evidence::key(hour, &dims), e.encode());
+            ev_merged.push((hour, dims, e));
+        }
+        mem.pending.write(&dirty, &mut batch);
         batch.insert(CURSOR_KEY, &cursor.to_be_bytes()[..]);
-        self.tree.apply_batch(batch)?;
+        if let Err(e) = self.tree.apply_batch(batch) {
+            mem.pending = pending_before;
+            return Err(e.into());
+        }
         for (hour, dims, c) in merged {
             let dims = mem.intern(dims);
             mem.hours.entry(hour).or_default().insert(dims, c);
+        }
+        for (hour, dims, e) in ev_merged {
+            let dims = mem.intern(dims);
+            mem.evidence.entry(hour).or_default().insert(dims, e);
         }
         mem.cursor = cursor;
         Ok(cursor)
@@ -171,6 +229,12 @@ impl Aggregates {
     pub fn read<T>(&self, f: impl FnOnce(&Hours) -> T) -> Result<T, CostError> {
         let mem = self.mem.read().map_err(|_| CostError::Poisoned)?;
         Ok(f(&mem.hours))
+    }
+
+    /// Run `f` over the in-memory buckets and savings evidence.
+    pub fn read_with_evidence<T>(&self, f: impl FnOnce(&Hours, &EvidenceHours) -> T) -> Result<T, CostError> {
+        let mem = self.mem.read().map_err(|_| CostError::Poisoned)?;
+        Ok(f(&mem.hours, &mem.evidence))
     }
 
     /// The most expensive traces of (hour, agent, model).

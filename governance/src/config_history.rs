@@ -50,4 +50,20 @@ pub trait ConfigHistory: Send + Sync {
     fn rollback<'a>(&'a self, agent: &'a str, to: u64, dry_run: bool, actor: &'a str) -> HistoryFuture<'a>;
     /// The agent's drift state as the agents API shows it (None: nothing known).
     fn status(&self, agent: &str) -> Option<Value>;
+    /// Apply one previewed merge `patch` of the agent's model (a savings suggestion an admin
+    /// confirmed) with `config.patch` on `base_hash`: a concurrent change is a `Conflict` and
+    /// overwrites nothing. Audited as `model_changed` / `model_change_conflict`.
+    fn change_model<'a>(&'a self, change: ModelChange<'a>) -> HistoryFuture<'a>;
+}
+
+/// A confirmed model change (see [`ConfigHistory::change_model`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelChange<'a> {
+    pub agent: &'a str,
+    /// The previewed JSON merge patch.
+    pub patch: &'a Value,
+    /// The preview's `baseHash`.
+    pub base_hash: &'a str,
+    /// Who confirmed it (the token's name).
+    pub actor: &'a str,
 }

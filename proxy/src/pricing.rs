@@ -27,8 +27,15 @@ const SHIPPED: &str = include_str!("../prices.toml");
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
     map: HashMap<String, Price>,
+    /// Each entry's family: the shipped table's section (`openai`, `anthropic`), kept by an
+    /// override of a shipped entry; `custom` for a model only `[prices]` names. Savings
+    /// suggestions offer a model of the same family only (same API, same provider).
+    family: HashMap<String, String>,
     server_tool_call_usd: f64,
 }
+
+/// The family of a model that only `[prices]` names.
+pub const CUSTOM_FAMILY: &str = "custom";
 
 /// Errors in a price table.
 #[derive(Debug, thiserror::Error)]
@@ -44,15 +51,23 @@ impl PriceTable {
     pub fn new(overrides: &BTreeMap<String, Price>) -> Result<PriceTable, PriceError> {
         let shipped: BTreeMap<String, BTreeMap<String, Price>> =
             toml::from_str(SHIPPED).map_err(|e| PriceError::Shipped(e.to_string()))?;
-        let mut map: HashMap<String, Price> = shipped.into_values().flatten().collect();
+        let mut family: HashMap<String, String> = HashMap::new();
+        let mut map: HashMap<String, Price> = HashMap::new();
+        for (section, entries) in shipped {
+            for (model, p) in entries {
+                family.insert(model.clone(), section.clone());
+                map.insert(model, p);
+            }
+        }
         for (model, p) in overrides {
             let vals = [Some(p.input), Some(p.output), p.cached_input, p.cache_write];
             if vals.iter().flatten().any(|v| !v.is_finite() || *v < 0.0) {
                 return Err(PriceError::Bad { model: model.clone(), msg: "prices must be >= 0".into() });
             }
             map.insert(model.clone(), *p);
+            family.entry(model.clone()).or_insert_with(|| CUSTOM_FAMILY.to_string());
         }
-        Ok(PriceTable { map, server_tool_call_usd: 0.0 })
+        Ok(PriceTable { map, family, server_tool_call_usd: 0.0 })
     }
 
     /// Price server-side tool calls (web search, ...) at `usd` each.
@@ -68,8 +83,13 @@ impl PriceTable {
 
     /// Price of a model: exact name, else the undated entry of a dated snapshot.
     pub fn lookup(&self, model: &str) -> Option<&Price> {
-        if let Some(p) = self.map.get(model) {
-            return Some(p);
+        self.resolve(model).map(|(_, p)| p)
+    }
+
+    /// The entry a model name is priced by (its name and price): see [`PriceTable::lookup`].
+    pub fn resolve(&self, model: &str) -> Option<(&str, &Price)> {
+        if let Some((k, p)) = self.map.get_key_value(model) {
+            return Some((k.as_str(), p));
         }
         // Longest entry that is a prefix followed only by a date/version suffix.
         self.map
@@ -83,7 +103,18 @@ impl PriceTable {
                 })
             })
             .max_by_key(|(k, _)| k.len())
-            .map(|(_, p)| p)
+            .map(|(k, p)| (k.as_str(), p))
+    }
+
+    /// Every entry's name and family (see the `family` field), sorted by name.
+    pub fn entries(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = self
+            .map
+            .keys()
+            .map(|k| (k.as_str(), self.family.get(k).map(String::as_str).unwrap_or(CUSTOM_FAMILY)))
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     /// Cost of a call with real usage (server tool calls included); `None` when the model's
@@ -126,6 +157,9 @@ mod tests {
         assert_eq!(t.lookup("claude-sonnet-4-5-20250929").unwrap().output, 15.0);
         assert!(t.lookup("gpt-4o-mini-audio").is_none());
         assert!(t.lookup("my-local-model").is_none());
+        assert_eq!(t.resolve("claude-sonnet-4-5-20250929").map(|(k, _)| k), Some("claude-sonnet-4-5"));
+        assert!(t.entries().contains(&("claude-haiku-4-5", "anthropic")));
+        assert!(t.entries().contains(&("gpt-5-nano", "openai")));
     }
 
     #[test]
@@ -152,6 +186,8 @@ mod tests {
         let t = PriceTable::new(&o).unwrap();
         assert_eq!(t.lookup("gpt-4o-mini").unwrap().input, 1.0);
         assert_eq!(t.cost("local", &Usage::default()), Some(0.0));
+        let fam = t.entries();
+        assert!(fam.contains(&("local", CUSTOM_FAMILY)) && fam.contains(&("gpt-4o-mini", "openai")), "{fam:?}");
         o.insert("bad".to_string(), Price { input: -1.0, output: 0.0, cached_input: None, cache_write: None });
         assert!(PriceTable::new(&o).is_err());
     }

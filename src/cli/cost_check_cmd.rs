@@ -26,8 +26,8 @@ fn line(r: &Value) -> String {
 
 /// Run `clawbutler cost --crosscheck`.
 pub async fn run(cli: &Cli, a: &CostArgs) -> CliResult {
-    let mut path = format!("/api/v1/cost/crosscheck?since={}", enc(&a.since));
-    for (k, v) in [("until", &a.until), ("agent", &a.agent)] {
+    let mut path = format!("/api/v1/cost/crosscheck?since={}", enc(&a.window.since));
+    for (k, v) in [("until", &a.window.until), ("agent", &a.agent)] {
         if let Some(v) = v {
             path.push_str(&format!("&{k}={}", enc(v)));
         }

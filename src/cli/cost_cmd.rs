@@ -1,7 +1,8 @@
 //! `clawbutler cost [--by agent|model|upstream|tool|task|day|week|month] [--since 7d]`: spend
-//! from the running sidecar's metering (`GET /api/v1/cost`), as a table or JSON.
+//! from the running sidecar's metering (`GET /api/v1/cost`), as a table or JSON;
+//! `clawbutler cost suggest`: savings suggestions (`cost_suggest_cmd`).
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::client::{enc, ApiArgs, ApiClient};
@@ -13,12 +14,8 @@ pub struct CostArgs {
     /// Group rows by agent, model, upstream, tool, task, hour, day, week or month.
     #[arg(long, default_value = "agent")]
     by: String,
-    /// Start: a duration back from now (36h, 7d, 2w), a date or an RFC 3339 time.
-    #[arg(long, default_value = "7d")]
-    pub(super) since: String,
-    /// End (default now), same forms as --since.
-    #[arg(long)]
-    pub(super) until: Option<String>,
+    #[command(flatten)]
+    pub(super) window: Window,
     /// Only this agent's calls.
     #[arg(long)]
     pub(super) agent: Option<String>,
@@ -34,6 +31,26 @@ pub struct CostArgs {
     pub(super) json: bool,
     #[command(flatten)]
     pub(super) api: ApiArgs,
+    #[command(subcommand)]
+    command: Option<CostCmd>,
+}
+
+/// The time window of a cost command.
+#[derive(Debug, Args)]
+pub struct Window {
+    /// Start: a duration back from now (36h, 7d, 2w), a date or an RFC 3339 time.
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// End (default now), same forms as --since.
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+/// Subcommands of `clawbutler cost`.
+#[derive(Debug, Subcommand)]
+pub enum CostCmd {
+    /// Savings suggestions: cheaper models per agent and task type, with the evidence (never applied).
+    Suggest(super::cost_suggest_cmd::SuggestArgs),
 }
 
 fn line(key: &str, r: &Value) -> String {
@@ -57,8 +74,11 @@ pub async fn run(cli: &Cli, a: &CostArgs) -> CliResult {
     if a.crosscheck {
         return super::cost_check_cmd::run(cli, a).await;
     }
-    let mut path = format!("/api/v1/cost?by={}&since={}", enc(&a.by), enc(&a.since));
-    for (k, v) in [("until", &a.until), ("agent", &a.agent), ("model", &a.model)] {
+    if let Some(CostCmd::Suggest(s)) = &a.command {
+        return super::cost_suggest_cmd::run(cli, s).await;
+    }
+    let mut path = format!("/api/v1/cost?by={}&since={}", enc(&a.by), enc(&a.window.since));
+    for (k, v) in [("until", &a.window.until), ("agent", &a.agent), ("model", &a.model)] {
         if let Some(v) = v {
             path.push_str(&format!("&{k}={}", enc(v)));
         }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config_cmd;
 mod cost_check_cmd;
 pub mod cost_cmd;
+pub mod cost_suggest_cmd;
 pub mod cron_cmd;
 pub mod fleet_cmd;
 pub mod health_cmd;

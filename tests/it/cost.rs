@@ -6,6 +6,7 @@
 //! Multi-day and month-long figures with an injectable clock are in the `cost` crate's tests.
 
 mod browser;
+mod suggest;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -52,6 +53,16 @@ pub(crate) async fn cost(rig: &Rig, query: &str, calls: u64) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("cost never counted {calls} calls for {query}");
+}
+
+/// Run the real binary against the rig as admin; its stdout (it must succeed).
+pub(crate) fn cli(rig: &Rig, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"));
+    cmd.args(args).args(["--url", &rig.control(""), "--token", ADMIN]).env_remove("CLAWBUTLER_CONFIG");
+    // The sidecar runs on this runtime: wait for the child without holding a worker.
+    let out = tokio::task::block_in_place(|| cmd.output()).unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn nano(usd: f64) -> u64 {
@@ -177,16 +188,6 @@ async fn bad_parameters_are_problems_and_a_viewer_reads() {
     assert_eq!(r.json()["totals"]["calls"], 0);
     let r = get(&rig.control("/api/v1/cost/anomalies"), &bearer(&viewer)).await;
     assert_eq!((r.status.as_u16(), r.json()), (200, json!({"items": [], "next_cursor": null})));
-}
-
-/// Run `clawbutler <args>` against the rig as admin; its stdout (a failure fails the test).
-pub(crate) fn cli(rig: &Rig, args: &[&str]) -> String {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"));
-    cmd.args(args).args(["--url", &rig.control(""), "--token", ADMIN]).env_remove("CLAWBUTLER_CONFIG");
-    // The sidecar runs on this runtime: wait for the child without holding a worker.
-    let out = tokio::task::block_in_place(|| cmd.output()).unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,25 +111,40 @@ pub(crate) async fn outside_patch(link: &gateway::Link, patch: Value, replace: &
     link.call("config.patch", p).await.expect("outside config.patch");
 }
 
-/// A sidecar linked to `gw` (its token put in `$token_env`), reconnecting fast, with its data
-/// listener on `data` and `up` as its upstream.
-pub(crate) async fn linked_sidecar(
-    gw: &Gateway,
+/// A real gateway whose config (`config(data address, upstream url)`) wires agents to the
+/// sidecar, the sidecar linked to it with the gateway token in `token_env`, and a second
+/// operator client (as the OpenClaw UI or CLI would be). Also used by `e2e_savings`.
+pub(crate) struct Linked {
+    pub up: ScriptedUpstream,
+    pub gw: Gateway,
+    pub dir: tempfile::TempDir,
+    pub data: SocketAddr,
+    pub sidecar: clawbutler::app::Sidecar,
+    pub other: std::sync::Arc<gateway::Link>,
+    pub stop_other: tokio::sync::watch::Sender<bool>,
+}
+
+pub(crate) async fn linked(
+    install: &testkit::openclaw::Install,
     token_env: &str,
-    dir: &std::path::Path,
-    data: &str,
-    up: &str,
-) -> clawbutler::app::Sidecar {
+    config: impl FnOnce(SocketAddr, &str) -> Value,
+) -> Linked {
+    let up = ScriptedUpstream::start().await;
+    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = Gateway::start(install, config(data, &up.base_url())).await;
     std::env::set_var(token_env, gw.token());
-    let cfg = SidecarConfig::new(dir)
-        .listen(data, "127.0.0.1:0")
-        .upstreams(up)
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SidecarConfig::new(dir.path())
+        .listen(&data.to_string(), "127.0.0.1:0")
+        .upstreams(&up.base_url())
         .table(&format!(
             "[gateway]\nurl = \"{}\"\ntoken_env = \"{token_env}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
             gw.ws_url()
         ))
         .build();
-    clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts")
+    let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
+    let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), token_env, dir.path()).await.expect("2nd client");
+    Linked { up, gw, dir, data, sidecar, other, stop_other }
 }
 
 fn check<'a>(ready: &'a Value, name: &str) -> &'a Value {
@@ -141,13 +156,9 @@ async fn config_changes_are_versioned_diffed_drift_checked_and_rolled_back() {
     let Some(install) = find_or_skip("config_changes_are_versioned_diffed_drift_checked_and_rolled_back") else {
         return;
     };
-    let up = ScriptedUpstream::start().await;
-    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let gw = Gateway::start(&install, openclaw_config(data, &up.base_url())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sidecar = linked_sidecar(&gw, TOKEN_ENV, dir.path(), &data.to_string(), &up.base_url()).await;
+    let Linked { up, gw, dir: _dir, data: _, sidecar, other, stop_other } =
+        linked(&install, TOKEN_ENV, openclaw_config).await;
     let api = Api { control: sidecar.control_addr };
-    let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("2nd client");
 
     // Version 1 at link start: the baseline, nothing drifted, the wiring check passes.
     wait_until("version 1 of main", Duration::from_secs(30), || async { !api.versions("main").await.is_empty() }).await;

@@ -26,12 +26,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use testkit::http::{get, post_json};
-use testkit::openclaw::{find_or_skip, Gateway};
+use testkit::openclaw::find_or_skip;
 use testkit::rig::ADMIN;
-use testkit::upstream::ScriptedUpstream;
 
 use crate::e2e_attach::config_doc;
-use crate::e2e_config_safety::{linked_sidecar, model, outside_patch, wait_until};
+use crate::e2e_config_safety::{linked, model, outside_patch, wait_until, Linked};
 use crate::ui_browser::{browser_paths, Browser, Driver};
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_CONFIG_UI_TOKEN";
@@ -110,12 +109,9 @@ async fn no_sideways_scroll(b: &Browser, page: &str) {
 async fn config_history_tab_and_backups_page_in_the_browser() {
     let Some(install) = find_or_skip("config_history_tab_and_backups_page_in_the_browser") else { return };
     let Some((chromium, driver_bin)) = browser_paths() else { return };
-    let up = ScriptedUpstream::start().await;
-    let gw = Gateway::start(&install, openclaw_config(&up.base_url())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let sidecar = linked_sidecar(&gw, TOKEN_ENV, dir.path(), "127.0.0.1:0", &up.base_url()).await;
+    let Linked { up, gw, dir, data: _, sidecar, other, stop_other } =
+        linked(&install, TOKEN_ENV, |_, up| openclaw_config(up)).await;
     let console = format!("http://{}", sidecar.control_addr);
-    let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("2nd client");
 
     // Version 1 at link start, then a change from another client: version 2, outside.
     wait_until("version 1 of main", Duration::from_secs(30), || async { !versions(&console, "main").await.is_empty() })

@@ -23,6 +23,7 @@ mod e2e_cost_check;
 mod e2e_cron;
 mod e2e_gateway;
 mod e2e_openclaw;
+mod e2e_savings;
 mod fleet;
 mod gateway_link;
 mod hardening_edges;

@@ -42,7 +42,7 @@ pub struct RollbackBody {
     pub dry_run: bool,
 }
 
-fn problem(e: ConfigHistoryError) -> Problem {
+pub(super) fn problem(e: ConfigHistoryError) -> Problem {
     match e {
         ConfigHistoryError::NotFound(d) => Problem::not_found(d),
         ConfigHistoryError::BadRequest(d) => Problem::bad_request(d),

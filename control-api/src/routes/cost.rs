@@ -61,7 +61,7 @@ pub(crate) fn range(
     Ok((since, until))
 }
 
-fn internal(e: cost::CostError) -> Problem {
+pub(super) fn internal(e: cost::CostError) -> Problem {
     Problem::internal(e.to_string())
 }
 
@@ -108,7 +108,7 @@ async fn anomalies(_c: Caller, State(s): State<AppState>, p: Params) -> Result<J
 }
 
 /// `limit`: 1 to `MAX_LIMIT`, `DEFAULT_LIMIT` when absent.
-fn limit(p: &HashMap<String, String>) -> Result<usize, Problem> {
+pub(super) fn limit(p: &HashMap<String, String>) -> Result<usize, Problem> {
     match p.get("limit") {
         None => Ok(DEFAULT_LIMIT),
         Some(v) => v

@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod plugins;
 pub mod policies;
 pub mod reports;
+pub mod savings;
 pub mod tokens;
 pub mod ui;
 

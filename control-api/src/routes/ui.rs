@@ -62,6 +62,7 @@ pub(crate) static ASSETS: &[Asset] = &[
     asset!("js/views/confighistory.js", JS),
     asset!("js/views/cost.js", JS),
     asset!("js/views/costcheck.js", JS),
+    asset!("js/views/cost_savings.js", JS),
     asset!("js/views/cron.js", JS),
     asset!("js/views/fleet.js", JS),
     asset!("js/views/grants.js", JS),

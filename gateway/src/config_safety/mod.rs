@@ -396,4 +396,11 @@ impl governance::config_history::ConfigHistory for Gateway {
     fn status(&self, agent: &str) -> Option<Value> {
         self.history_status(agent)
     }
+
+    fn change_model<'a>(
+        &'a self,
+        c: governance::config_history::ModelChange<'a>,
+    ) -> governance::config_history::HistoryFuture<'a> {
+        Box::pin(self.change_model_agent(c.agent, c.patch, c.base_hash, c.actor))
+    }
 }

@@ -4,7 +4,9 @@
 //! then calls through the proxy to a dear model make this hour a spend spike. The page's
 //! stacked chart adds up to the API's total, the top agents and models are the API's rows,
 //! the anomaly is marked on the timeline and listed with its contributors, and its most
-//! expensive trace opens in the audit view in two clicks. Then the phone layout, in Chinese.
+//! expensive trace opens in the audit view in two clicks. The Suggestions section shows the
+//! API's savings suggestions with their candidates, and its preview (no gateway linked) shows
+//! why it cannot plan. Then the phone layout, in Chinese.
 //! Screenshots land in `target/ui-artifacts/`.
 
 use std::sync::Arc;
@@ -110,6 +112,25 @@ async fn the_cost_page_draws_the_api_numbers_and_an_anomaly_leads_to_its_trace()
     b.find("[data-testid=anomaly-mark]").await;
     let listed = b.text("[data-testid=anomaly]").await;
     assert!(listed.contains("main") && listed.contains("m-big") && listed.contains(&top_trace), "{listed}");
+    // Savings suggestions: the API's, with their verdicts and cheaper models.
+    let sugg = get(&rig.control("/api/v1/cost/suggestions?since=7d"), &bearer(ADMIN)).await.json();
+    let first = sugg["items"][0].clone();
+    let agent = first["agent"].as_str().unwrap_or_else(|| panic!("no suggestion: {sugg}")).to_string();
+    let sel = format!("[data-testid=cost-suggestions] [data-testid=suggestion][data-agent='{agent}']");
+    b.find(&sel).await;
+    let shown = b
+        .js(
+            "const s = document.querySelector(arguments[0]); \
+             return [document.querySelectorAll('[data-testid=suggestion]').length, s.dataset.verdict, \
+             [...s.querySelectorAll('[data-testid=suggestion-candidate]')].map(c => c.dataset.model), \
+             s.querySelector('[data-testid=suggestion-reasons]').innerText.length > 0];",
+            json!([sel]),
+        )
+        .await;
+    let models: Vec<Value> = first["candidates"].as_array().unwrap().iter().map(|c| c["model"].clone()).collect();
+    assert_eq!(shown, json!([sugg["items"].as_array().unwrap().len(), first["verdict"], models, true]), "{sugg}");
+    b.click(&format!("{sel} [data-testid=suggestion-preview]")).await;
+    b.find(&format!("{sel} [data-testid=suggestion-preview-out] [data-testid=error]")).await;
     b.screenshot("cost-page.png").await;
     // Second click: the trace in the audit view.
     b.click(&format!("[data-testid=anomaly-trace][href$='{top_trace}']")).await;
@@ -131,6 +152,21 @@ async fn the_cost_page_draws_the_api_numbers_and_an_anomaly_leads_to_its_trace()
         )
         .await;
     assert_eq!(fits, json!([true, true, true]));
+    b.wait_js(
+        "the suggestions in Chinese",
+        "document.querySelector('[data-testid=cost-suggestions] h2').textContent === '节省建议' \
+         && document.querySelector('[data-testid=suggestion]')",
+    )
+    .await;
+    let fits = b
+        .js(
+            "const w = document.documentElement.clientWidth; \
+             const r = document.querySelector('[data-testid=cost-suggestions]').getBoundingClientRect(); \
+             return [document.documentElement.scrollWidth <= w, r.right <= w];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(fits, json!([true, true]));
     b.screenshot("cost-page-phone-zh.png").await;
     b.close().await;
 }

@@ -10,6 +10,7 @@ import { get, query } from '../api.js';
 import { errorBox, emptyState, loading, pageHead } from '../components.js';
 import { usd, when } from '../format.js';
 import { crossCheck } from './costcheck.js';
+import { savingsSection } from './cost_savings.js';
 
 const NS = 'http://www.w3.org/2000/svg';
 /** Colours for stacked series (style.css: .series-0 ... .series-7); the 8th is "other". */
@@ -54,6 +55,7 @@ export function mount(root, ctx) {
           h('section', { class: 'card' }, h('h2', {}, t('cost.top_agents')), bars(agents.rows, 'cost-top-agents')),
           h('section', { class: 'card' }, h('h2', {}, t('cost.top_models')), bars(models.rows, 'cost-top-models'))),
         h('section', { class: 'card' }, h('h2', {}, t('cost.anomalies')), anomalyList(anomalies.items)),
+        savingsSection(state.range),
         crossCheck(state.range));
     } catch (err) {
       if (alive) replace(body, errorBox(err));

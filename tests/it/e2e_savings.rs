@@ -1,0 +1,168 @@
+//! End to end: a savings suggestion's dry-run config change against a real OpenClaw 2026.9.6
+//! gateway. `main` is wired through the sidecar (`cb-main/gpt-4o`, pinned with `modelPolicy`);
+//! the sidecar is linked, so config safety holds main's config versions. Short, tool-free
+//! calls of main through the sidecar's data path make it a good candidate for a cheaper
+//! OpenAI model (shipped price table). The preview plans the `config.patch` from the stored
+//! version: it names the live model ref and the live `baseHash` and changes nothing. Applying
+//! it is refused to an approver (403), on a stale hash (409) and without `confirm`; the admin's
+//! confirmation goes to OpenClaw, which moves main to the cheaper model on the same `cb-main`
+//! provider, audited `model_changed` and stored as ClawButler's version. An agent without
+//! suggestions gets none to preview.
+//!
+//! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when
+//! `CLAWBUTLER_E2E=1`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::openclaw::find_or_skip;
+use testkit::rig::{bearer, chat, ADMIN};
+
+const TOKEN_ENV: &str = "CLAWBUTLER_E2E_SAVINGS_TOKEN";
+
+fn openclaw_config(data: SocketAddr, direct: &str) -> Value {
+    let model = |id: &str| {
+        json!({"id": id, "name": id, "reasoning": false, "input": ["text"],
+               "cost": {"input": 2.5, "output": 10, "cacheRead": 0, "cacheWrite": 0},
+               "contextWindow": 128000, "maxTokens": 4096})
+    };
+    json!({
+        "models": {"mode": "merge", "catalogRefresh": {"enabled": false}, "providers": {
+            "direct": {"baseUrl": format!("{direct}/v1"), "apiKey": "k-direct", "api": "openai-completions",
+                       "models": [model("gpt-4o")]},
+            "cb-main": {"baseUrl": format!("http://{data}/a/main/fake/v1"), "apiKey": "k-main",
+                        "api": "openai-completions", "timeoutSeconds": 120, "models": [model("gpt-4o")]}
+        }},
+        "agents": {"ownership": "explicit", "defaults": {"skipBootstrap": true}, "entries": {
+            "main": {"model": "cb-main/gpt-4o", "modelPolicy": {"allow": ["cb-main/*"]}},
+            "ops": {"model": "direct/gpt-4o"}
+        }},
+    })
+}
+
+async fn get(control: SocketAddr, path: &str) -> (u16, Value) {
+    let r = testkit::http::get(&format!("http://{control}{path}"), &bearer(ADMIN)).await;
+    (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+}
+
+async fn config_get(link: &gateway::Link) -> Value {
+    link.call("config.get", json!({})).await.expect("config.get")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
+    let Some(install) = find_or_skip("a_suggestion_previews_the_config_patch_openclaw_accepts") else {
+        return;
+    };
+    let linked = crate::e2e_config_safety::linked(&install, TOKEN_ENV, openclaw_config).await;
+    let (data, control, other) = (linked.data, linked.sidecar.control_addr, linked.other.clone());
+
+    // main's calls through the sidecar: short answers, no tools.
+    for i in 0..24 {
+        let url = format!("http://{data}/a/main/fake/v1/chat/completions");
+        let r = testkit::http::post_json(&url, &[], &chat("gpt-4o", &"summarise ".repeat(3 + i))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let t0 = Instant::now();
+    let (item, version) = loop {
+        let (_, v) = get(control, "/api/v1/cost/suggestions?agent=main").await;
+        let (_, versions) = get(control, "/api/v1/agents/main/config/versions").await;
+        let item = v["items"].as_array().and_then(|i| i.first()).cloned();
+        match (item, versions["items"][0]["version"].as_u64()) {
+            (Some(i), Some(n)) if i["evidence"]["calls"] == 24 => break (i, n),
+            _ => {}
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no suggestion and version for main: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((item["model"].as_str(), item["family"].as_str()), (Some("gpt-4o"), Some("openai")), "{item}");
+    assert_eq!(item["verdict"], "good_candidate", "{item}");
+    let cheaper = item["candidates"][0]["model"].as_str().unwrap().to_string();
+
+    // The preview: planned from the stored version, on the live hash; nothing changes.
+    let live = config_get(&other).await;
+    let (code, p) = get(control, &format!("/api/v1/cost/suggestions/preview?agent=main&model={cheaper}")).await;
+    assert_eq!(code, 200, "{p}");
+    assert_eq!((p["dry_run"].as_bool(), p["applied"].as_bool()), (Some(true), Some(false)));
+    assert_eq!((p["model_ref_before"].as_str(), p["from_version"].as_u64()), (Some("cb-main/gpt-4o"), Some(version)));
+    assert_eq!(p["model_ref_after"], format!("cb-main/{cheaper}"));
+    assert_eq!(p["base_hash"], live["hash"], "{p}");
+    assert_eq!(p["patch"]["agents"]["entries"]["main"]["model"], format!("cb-main/{cheaper}"), "{p}");
+    let models = p["patch"]["models"]["providers"]["cb-main"]["models"].as_array().unwrap();
+    assert_eq!(models.iter().map(|m| m["id"].as_str().unwrap()).collect::<Vec<_>>(), ["gpt-4o", cheaper.as_str()]);
+    assert_eq!(config_get(&other).await["hash"], live["hash"], "the preview changed nothing");
+
+    // Applying: an approver may not; a stale hash is a 409 that changes nothing; the admin's
+    // confirmation of what the preview showed goes to OpenClaw, which takes it.
+    let apply = |token: String, body: Value| {
+        let url = format!("http://{control}/api/v1/cost/suggestions/apply");
+        async move {
+            let r = testkit::http::post_json(&url, &bearer(&token), &body).await;
+            (r.status.as_u16(), serde_json::from_slice::<Value>(&r.body).unwrap_or(Value::Null))
+        }
+    };
+    let body = json!({"agent": "main", "model": cheaper, "base_hash": p["base_hash"], "confirm": true});
+    let approver = {
+        let r = testkit::http::post_json(
+            &format!("http://{control}/api/v1/tokens"),
+            &bearer(ADMIN),
+            &json!({"name": "savings-approver", "role": "approver"}),
+        )
+        .await;
+        r.json()["token"].as_str().unwrap().to_string()
+    };
+    assert_eq!(apply(approver, body.clone()).await.0, 403);
+    let (code, r) =
+        apply(ADMIN.to_string(), json!({"agent": "main", "model": cheaper, "base_hash": "stale", "confirm": true}))
+            .await;
+    assert_eq!(code, 409, "{r}");
+    let (code, r) =
+        apply(ADMIN.to_string(), json!({"agent": "main", "model": cheaper, "base_hash": p["base_hash"]})).await;
+    assert_eq!(code, 400, "confirm is required: {r}");
+    assert_eq!(config_get(&other).await["hash"], live["hash"], "refusals changed nothing");
+    let t = Instant::now();
+    let (code, r) = apply(ADMIN.to_string(), body).await;
+    eprintln!("apply (config.patch, reload, snapshot) took {:?}", t.elapsed());
+    assert_eq!((code, r["applied"].as_bool()), (200, Some(true)), "{r}");
+    let after = config_get(&other).await;
+    assert_eq!(after["parsed"]["agents"]["entries"]["main"]["model"], format!("cb-main/{cheaper}"), "{after}");
+    assert_eq!(after["parsed"]["agents"]["entries"]["main"]["modelPolicy"]["allow"], json!(["cb-main/*"]));
+    let ids: Vec<&str> = after["parsed"]["models"]["providers"]["cb-main"]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["gpt-4o", cheaper.as_str()]);
+    assert!(after["parsed"]["models"]["providers"]["cb-main"]["baseUrl"].as_str().unwrap().contains("/a/main/"));
+
+    // The audit record (searchable once its group commit is durable).
+    let t0 = Instant::now();
+    let changed = loop {
+        let (_, audit) = get(control, "/api/v1/audit?agent=main&kind=config&limit=50").await;
+        let found: Vec<Value> = audit["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["outcome"] == "model_changed")
+            .cloned()
+            .collect();
+        if !found.is_empty() || t0.elapsed() > Duration::from_secs(10) {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(changed.len(), 1, "one model_changed record");
+    assert!(changed[0]["reason"].as_str().unwrap().contains(&cheaper), "{}", changed[0]);
+    let (_, versions) = get(control, "/api/v1/agents/main/config/versions").await;
+    assert_eq!(versions["items"][0]["source"], "clawbutler", "the new version is ClawButler's: {versions}");
+
+    // ops has no calls, so nothing to preview.
+    let (code, r) = get(control, &format!("/api/v1/cost/suggestions/preview?agent=ops&model={cheaper}")).await;
+    assert_eq!(code, 400, "{r}");
+
+    let _ = linked.stop_other.send(true);
+    linked.sidecar.shutdown().await;
+    linked.up.shutdown().await;
+}
