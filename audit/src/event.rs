@@ -240,6 +240,12 @@ pub enum Outcome {
     RollbackConflict,
     /// A rollback failed (the gateway refused it).
     RollbackFailed,
+    /// A critical rollback waits for a human in the approval inbox: nothing changed yet.
+    RollbackHeld,
+    /// A held rollback was denied, expired or cancelled in the inbox: nothing was applied.
+    RollbackRefused,
+    /// The live config was accepted as the new drift baseline (no rollback).
+    DriftAccepted,
     /// An encrypted gateway backup (`.cbpkg`) was written.
     BackupCreated,
     /// A package import was previewed (dry run): nothing changed.
@@ -343,6 +349,9 @@ impl Outcome {
             Outcome::RolledBack => "rolled_back",
             Outcome::RollbackConflict => "rollback_conflict",
             Outcome::RollbackFailed => "rollback_failed",
+            Outcome::RollbackHeld => "rollback_held",
+            Outcome::RollbackRefused => "rollback_refused",
+            Outcome::DriftAccepted => "drift_accepted",
             Outcome::BackupCreated => "backup_created",
             Outcome::ImportPlanned => "import_planned",
             Outcome::Imported => "imported",
