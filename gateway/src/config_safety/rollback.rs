@@ -155,6 +155,17 @@ impl Gateway {
         if changes.is_empty() {
             return Ok(json!({"applied": false, "why": "the live config already equals that version", "plan": plan}));
         }
+        // Every refusal past this point is audited with the plan, then answered.
+        let risk = max_risk(&changes);
+        let refuse = |conflict: bool, why: String, plan: Value| {
+            let outcome = if conflict { audit::Outcome::RollbackConflict } else { audit::Outcome::RollbackFailed };
+            self.audit_config(agent, actor, outcome, risk, why.clone(), plan);
+            if conflict {
+                E::Conflict(why)
+            } else {
+                E::Unavailable(why)
+            }
+        };
         match approved {
             Some(seen) if seen.hash != read.hash || seen.slice != current => {
                 let why = format!(
@@ -162,15 +173,7 @@ impl Gateway {
                      the config as it was then, so nothing was applied: check the drift and ask again",
                     seen.approval_id
                 );
-                self.audit_config(
-                    agent,
-                    actor,
-                    audit::Outcome::RollbackConflict,
-                    max_risk(&changes),
-                    why.clone(),
-                    plan,
-                );
-                return Err(E::Conflict(why));
+                return Err(refuse(true, why, plan));
             }
             Some(_) => {}
             None if max_risk(&changes) == Some(Risk::Critical) => {
@@ -193,46 +196,24 @@ impl Gateway {
                         "OpenClaw's config changed since it was read for this rollback ({e}); nothing was \
                          overwritten: check the drift and retry"
                     );
-                    self.audit_config(
-                        agent,
-                        actor,
-                        audit::Outcome::RollbackConflict,
-                        max_risk(&changes),
-                        why.clone(),
-                        plan,
-                    );
-                    return Err(E::Conflict(why));
+                    return Err(refuse(true, why, plan));
                 }
                 Err(e) => {
                     let why = format!("OpenClaw refused the rollback: {e}");
-                    self.audit_config(
-                        agent,
-                        actor,
-                        audit::Outcome::RollbackFailed,
-                        max_risk(&changes),
-                        why.clone(),
-                        plan,
-                    );
-                    return Err(E::Unavailable(why));
+                    return Err(refuse(false, why, plan));
                 }
             }
         }
         if exec_change {
             if let Err(e) = self.restore_exec(agent, target.content.get(EXEC_KEY), read.exec.as_ref()).await {
                 let why = format!("config restored, but the exec approvals entry was not: {e}");
-                self.audit_config(agent, actor, audit::Outcome::RollbackFailed, max_risk(&changes), why.clone(), plan);
-                return Err(if is_stale(&e) { E::Conflict(why) } else { E::Unavailable(why) });
+                return Err(refuse(is_stale(&e), why, plan));
             }
         }
         if files_change {
             if let Err(e) = self.restore_files(agent, &current, &target.content).await {
                 let why = format!("config restored, but the workspace files were not: {e}");
-                self.audit_config(agent, actor, audit::Outcome::RollbackFailed, max_risk(&changes), why.clone(), plan);
-                return Err(if e.to_string().contains("changed since") {
-                    E::Conflict(why)
-                } else {
-                    E::Unavailable(why)
-                });
+                return Err(refuse(e.to_string().contains("changed since"), why, plan));
             }
         }
         let after = self.snapshot_locked("rollback", Some(actor)).await.map_err(|e| E::Unavailable(e.to_string()))?;
