@@ -416,6 +416,21 @@ mod tests {
     }
 
     #[test]
+    fn a_config_rollback_is_never_granted() {
+        let s = GrantScope::new("main", CallKind::ConfigRollback, "to version 2", None, None);
+        let e = s.with_input(&ScopeInput::default()).map(|_| ()).unwrap_err();
+        assert_eq!(e.to_string(), NO_ROLLBACK_GRANT);
+        let direct = ScopeInput {
+            agent: Some("main".into()),
+            kind: Some(CallKind::ConfigRollback),
+            pattern: Some("*".into()),
+            confirm_any: true,
+            ..ScopeInput::default()
+        };
+        assert!(build("main", CallKind::ConfigRollback, "*", None, &direct).is_err());
+    }
+
+    #[test]
     fn unreadable_or_ambiguous_patterns_are_refused() {
         let base = GrantScope::new("main", CallKind::Exec, "ls", None, None);
         for p in ["ls [", "ls [;&]*", "ls {a,;}*"] {
