@@ -13,6 +13,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::agents::parse;
 use super::Routes;
 use crate::{AppState, Caller, Problem, Role};
 
@@ -46,7 +47,7 @@ pub struct RollbackBody {
 }
 
 /// Body of an accept (the live config becomes the baseline).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptBody {
     /// The live version the caller looked at; another one is a 409.
@@ -119,8 +120,7 @@ async fn rollback(
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     caller.require(Role::Admin)?;
     let h = history(&s, &id)?;
-    let b: RollbackBody =
-        serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?;
+    let b: RollbackBody = parse(&body)?;
     if !b.dry_run {
         // A change to OpenClaw that cannot be recorded is not made.
         s.audit.require(audit::Face::Control).map_err(|u| Problem::audit_unavailable(&u, None))?;
@@ -152,11 +152,7 @@ async fn accept(
 ) -> Result<Json<Value>, Problem> {
     caller.require(Role::Admin)?;
     let h = history(&s, &id)?;
-    let b: AcceptBody = if body.is_empty() {
-        AcceptBody { version: None, accept_ungoverned: false }
-    } else {
-        serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?
-    };
+    let b: AcceptBody = if body.is_empty() { AcceptBody::default() } else { parse(&body)? };
     s.audit.require(audit::Face::Control).map_err(|u| Problem::audit_unavailable(&u, None))?;
     h.accept(&id, b.version, b.accept_ungoverned, &caller.name).await.map(Json).map_err(problem)
 }
