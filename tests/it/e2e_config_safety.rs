@@ -281,10 +281,13 @@ async fn config_changes_are_versioned_diffed_drift_checked_and_rolled_back() {
     assert!(out["why"].as_str().unwrap_or("").contains("not applied"), "{out}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(config_doc(&other).await.1, live_before, "a denied rollback changes nothing");
-    let (_, audit) = api.get("/api/v1/audit?agent=main&kind=config&limit=100").await;
-    let outcomes: Vec<&str> =
-        audit["items"].as_array().into_iter().flatten().filter_map(|r| r["outcome"].as_str()).collect();
-    assert!(outcomes.contains(&"rollback_held") && outcomes.contains(&"rollback_refused"), "{outcomes:?}");
+    wait_until("rollback_held and rollback_refused records", Duration::from_secs(5), || async {
+        let (_, audit) = api.get("/api/v1/audit?agent=main&kind=config&limit=100").await;
+        let outcomes: Vec<&str> =
+            audit["items"].as_array().into_iter().flatten().filter_map(|r| r["outcome"].as_str()).collect();
+        outcomes.contains(&"rollback_held") && outcomes.contains(&"rollback_refused")
+    })
+    .await;
 
     // Asked again, and the config changes before the approval: the approval covered the
     // config as it was, so nothing is applied.
@@ -421,8 +424,12 @@ async fn config_changes_are_versioned_diffed_drift_checked_and_rolled_back() {
         "{drift}"
     );
     assert_eq!(config_doc(&other).await.1["agents"]["entries"]["main"]["name"], "Main desk", "the change stays");
-    let (_, audit) = api.get("/api/v1/audit?agent=main&kind=config&limit=200").await;
-    assert!(audit["items"].as_array().into_iter().flatten().any(|r| r["outcome"] == "drift_accepted"), "{audit}");
+    // Audit records reach the search index with the next group commit.
+    wait_until("the drift_accepted record", Duration::from_secs(5), || async {
+        let (_, audit) = api.get("/api/v1/audit?agent=main&kind=config&limit=200").await;
+        audit["items"].as_array().into_iter().flatten().any(|r| r["outcome"] == "drift_accepted")
+    })
+    .await;
 
     // 5. Workspace identity files are versioned too: SOUL.md written outside ClawButler (as
     // the OpenClaw UI or an assistant would) is a new outside version naming the file; a
