@@ -246,6 +246,12 @@ pub enum Outcome {
     ModelChangeConflict,
     /// A confirmed model change failed (the gateway refused it).
     ModelChangeFailed,
+    /// A critical rollback waits for a human in the approval inbox: nothing changed yet.
+    RollbackHeld,
+    /// A held rollback was denied, expired or cancelled in the inbox: nothing was applied.
+    RollbackRefused,
+    /// The live config was accepted as the new drift baseline (no rollback).
+    DriftAccepted,
     /// An encrypted gateway backup (`.cbpkg`) was written.
     BackupCreated,
     /// A package import was previewed (dry run): nothing changed.
@@ -352,6 +358,9 @@ impl Outcome {
             Outcome::ModelChanged => "model_changed",
             Outcome::ModelChangeConflict => "model_change_conflict",
             Outcome::ModelChangeFailed => "model_change_failed",
+            Outcome::RollbackHeld => "rollback_held",
+            Outcome::RollbackRefused => "rollback_refused",
+            Outcome::DriftAccepted => "drift_accepted",
             Outcome::BackupCreated => "backup_created",
             Outcome::ImportPlanned => "import_planned",
             Outcome::Imported => "imported",

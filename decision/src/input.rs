@@ -14,6 +14,9 @@ pub enum CallKind {
     Exec,
     ToolCall,
     Plugin,
+    /// Not a call: a critical-risk rollback of an agent's OpenClaw config, held in the
+    /// approval inbox until a human decides (`docs/config-safety.md`). Never sent to policy.
+    ConfigRollback,
 }
 
 impl CallKind {
@@ -24,6 +27,7 @@ impl CallKind {
             CallKind::Exec => "exec",
             CallKind::ToolCall => "tool_call",
             CallKind::Plugin => "plugin",
+            CallKind::ConfigRollback => "config_rollback",
         }
     }
 }

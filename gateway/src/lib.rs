@@ -104,6 +104,8 @@ pub struct Parts {
 
 /// A running gateway link with its registry; see the module docs.
 pub struct Gateway {
+    /// Itself, for work that outlives a request (a critical rollback waiting for approval).
+    me: std::sync::Weak<Gateway>,
     link: Arc<Link>,
     registry: registry::Registry,
     parts: Parts,
@@ -137,17 +139,20 @@ impl Gateway {
         let governance =
             governance_watch::GovernanceWatch::new(parts.sidecar.clone(), data_dir.to_path_buf(), registry)?;
         let cron = cron::CronState::new(parts.cron.clone(), db.tree(storage::Tree::CronState)?, registry)?;
-        let gw = Arc::new(Gateway {
+        let kills = db.tree(storage::Tree::GatewayKill)?;
+        let config = config_safety::ConfigSafety::new(db.tree(storage::Tree::ConfigVersions)?, registry)?;
+        let gw = Arc::new_cyclic(|me| Gateway {
+            me: me.clone(),
             link: link.clone(),
             registry: registry::Registry::default(),
             parts,
-            kills: db.tree(storage::Tree::GatewayKill)?,
+            kills,
             settings: settings.clone(),
             kill_lock: tokio::sync::Mutex::new(()),
             exec: exec::ExecState::default(),
             governance,
             native: plugin::NativeState::default(),
-            config: config_safety::ConfigSafety::new(db.tree(storage::Tree::ConfigVersions)?, registry)?,
+            config,
             cron,
             backups: backup::Store::new(data_dir),
         });

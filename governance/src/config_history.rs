@@ -46,8 +46,24 @@ pub trait ConfigHistory: Send + Sync {
     fn diff(&self, agent: &str, from: u64, to: u64) -> Result<Value, ConfigHistoryError>;
     /// Live config (read now) against the version ClawButler made or accepted.
     fn drift<'a>(&'a self, agent: &'a str) -> HistoryFuture<'a>;
-    /// Roll the agent back to `to` (or only plan it with `dry_run`), as `actor`.
+    /// Roll the agent back to `to` (or only plan it with `dry_run`), as `actor`. A plan with
+    /// a critical change is not applied: it waits in the approval inbox, and the answer has
+    /// `status: "awaiting_approval"`, the `approval_id` and where to `poll`.
     fn rollback<'a>(&'a self, agent: &'a str, to: u64, dry_run: bool, actor: &'a str) -> HistoryFuture<'a>;
+    /// A rollback that waited for approval: its status (`awaiting_approval`, `applying`,
+    /// `applied`, `not_needed`, `conflict`, `failed`, `denied`, `expired`, `cancelled`,
+    /// `interrupted`) and its approval as it is now.
+    fn held_rollback(&self, agent: &str, approval_id: &str) -> Result<Value, ConfigHistoryError>;
+    /// Accept the live config (read now) as the agent's new drift baseline, without a
+    /// rollback. `version`: the live version the caller saw (another one is a conflict).
+    /// Accepting a config that lost ClawButler's wiring needs `accept_ungoverned`.
+    fn accept<'a>(
+        &'a self,
+        agent: &'a str,
+        version: Option<u64>,
+        accept_ungoverned: bool,
+        actor: &'a str,
+    ) -> HistoryFuture<'a>;
     /// The agent's drift state as the agents API shows it (None: nothing known).
     fn status(&self, agent: &str) -> Option<Value>;
     /// Apply one previewed merge `patch` of the agent's model (a savings suggestion an admin

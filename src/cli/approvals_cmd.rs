@@ -18,7 +18,7 @@ pub enum ApprovalsCmd {
         status: String,
         #[arg(long)]
         agent: Option<String>,
-        /// model_call, exec, tool_call or plugin.
+        /// model_call, exec, tool_call, plugin or config_rollback.
         #[arg(long)]
         kind: Option<String>,
         /// low, medium, high or critical.
@@ -71,7 +71,10 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
 /// One line saying what is asked.
 fn what(a: &Value) -> String {
     let sub = &a["subject"];
-    let main = ["command", "tool", "model"].iter().find_map(|k| sub.get(*k).and_then(Value::as_str)).unwrap_or("?");
+    let main = ["command", "tool", "model", "rollback"]
+        .iter()
+        .find_map(|k| sub.get(*k).and_then(Value::as_str))
+        .unwrap_or("?");
     let extra = ["prompt_summary", "cwd"].iter().find_map(|k| sub.get(*k).and_then(Value::as_str));
     match extra {
         Some(e) => format!("{main}: {e}"),

@@ -5,6 +5,7 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 
 use super::client::{ApiArgs, ApiClient};
+use super::config_held as held;
 use super::{Cli, CliResult};
 
 /// Config-safety subcommands.
@@ -40,18 +41,41 @@ pub enum ConfigCmd {
         json: bool,
     },
     /// Roll the agent's config back to a version (admin); `--dry-run` prints the plan only.
+    /// A rollback with a critical change waits for a human in the approval inbox (exit 4,
+    /// or with `--wait` until it is decided: exit 0 applied, 1 not applied).
     Rollback {
         agent: String,
         #[arg(long)]
         to: u64,
         #[arg(long)]
         dry_run: bool,
+        /// Wait for the approval's outcome (at most this long, e.g. 300 s; default 1800).
+        #[arg(long, num_args = 0..=1, default_missing_value = "1800", value_name = "SECONDS")]
+        wait: Option<u64>,
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept the live config as the new baseline, without a rollback (admin): the drift
+    /// is gone and the outside change stays.
+    Accept {
+        agent: String,
+        /// The live version you looked at (refused if the config changed since).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Accept even a config that removed ClawButler's wiring (the agent stays ungoverned).
+        #[arg(long)]
+        accept_ungoverned: bool,
         #[command(flatten)]
         api: ApiArgs,
         #[arg(long)]
         json: bool,
     },
 }
+
+/// Exit code of a rollback left waiting for approval.
+pub(crate) const EXIT_WAITING: i32 = 4;
 
 /// A JSON value as a table cell (`(absent)` for null; strings without quotes); also used by
 /// `backup_cmd.rs`, whose previews list the same kind of changes.
@@ -140,9 +164,13 @@ pub async fn run(cli: &Cli, c: &ConfigCmd) -> CliResult {
             }
             Ok(if drifted { 3 } else { 0 })
         }
-        ConfigCmd::Rollback { agent, to, dry_run, api, json } => {
+        ConfigCmd::Rollback { agent, to, dry_run, wait, api, json } => {
             let path = format!("/api/v1/agents/{agent}/config/versions/rollback");
-            let v = ApiClient::from_cli(cli, api)?.post(&path, &json!({"to": to, "dry_run": dry_run})).await?;
+            let client = ApiClient::from_cli(cli, api)?;
+            let v = client.post(&path, &json!({"to": to, "dry_run": dry_run})).await?;
+            if v["status"] == "awaiting_approval" {
+                return held::follow(&client, agent, &v, *wait, *json).await;
+            }
             if !out(&v, *json) {
                 let plan = if *dry_run { &v } else { &v["plan"] };
                 println!(
@@ -162,6 +190,25 @@ pub async fn run(cli: &Cli, c: &ConfigCmd) -> CliResult {
                         s(&v["pre_rollback_version"]),
                         s(&v["restored_exactly"])
                     );
+                }
+            }
+            Ok(0)
+        }
+        ConfigCmd::Accept { agent, version, accept_ungoverned, api, json } => {
+            let path = format!("/api/v1/agents/{agent}/config/versions/accept");
+            let body = json!({"version": version, "accept_ungoverned": accept_ungoverned});
+            let v = ApiClient::from_cli(cli, api)?.post(&path, &body).await?;
+            if !out(&v, *json) {
+                if v["accepted"] == true {
+                    println!(
+                        "{agent}: version {} is the new baseline (was {}); {} change(s) kept, worst risk {}",
+                        s(&v["baseline_version"]),
+                        s(&v["previous_baseline"]),
+                        v["changes"].as_array().map_or(0, Vec::len),
+                        s(&v["risk"])
+                    );
+                } else {
+                    println!("{agent}: nothing to accept ({})", s(&v["why"]));
                 }
             }
             Ok(0)

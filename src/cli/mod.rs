@@ -11,6 +11,7 @@ pub mod backup_cmd;
 pub mod budgets_cmd;
 pub mod client;
 pub mod config_cmd;
+pub mod config_held;
 mod cost_check_cmd;
 pub mod cost_cmd;
 pub mod cost_suggest_cmd;

@@ -9,9 +9,15 @@
 //!    record and the `clawbutler_config_drift` gauge; the diff names the path, group and risk;
 //! 2. a dry-run rollback shows the plan and changes nothing; the rollback restores the slice
 //!    exactly, the pre-rollback state is a version of its own, and the drift is gone;
+//!    The rollback is critical, so it waits in the approval inbox: denied, nothing changes;
+//!    approved after the config changed, nothing is overwritten; approved, it is applied.
 //! 3. taking `main` off the sidecar provider by hand marks it ungoverned in the agents API and
 //!    `/readyz` within seconds, and `clawbutler config drift` (the real binary) says so;
-//!    rolling back governs it again.
+//!    accepting that as the baseline is refused; `clawbutler config rollback --wait` waits
+//!    for the approval and governs it again.
+//! 4. a low-risk change meant by the operator is accepted as the new baseline;
+//! 5. SOUL.md edited outside ClawButler is a new outside version with the file in the diff,
+//!    and a rollback writes it back; the global slice is served under `@global`.
 //!
 //! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when
 //! `CLAWBUTLER_E2E=1`.
@@ -70,6 +76,42 @@ impl Api {
         }
         v["items"].as_array().cloned().unwrap_or_default()
     }
+    /// Ask for a rollback that holds a critical change: 202, nothing applied; the approval id.
+    async fn hold_rollback(&self, agent: &str, to: u64) -> String {
+        let (code, v) = self.post(&format!("/api/v1/agents/{agent}/config/versions/rollback"), json!({"to": to})).await;
+        assert_eq!(
+            (code, v["status"].as_str(), v["applied"].as_bool()),
+            (202, Some("awaiting_approval"), Some(false)),
+            "{v}"
+        );
+        assert_eq!(
+            v["poll"],
+            format!("/api/v1/agents/{agent}/config/versions/rollback/{}", v["approval_id"].as_str().unwrap_or(""))
+        );
+        v["approval_id"].as_str().unwrap_or_default().to_string()
+    }
+    /// Decide an approval on the version it has now.
+    async fn decide(&self, id: &str, decision: &str) -> (u16, Value) {
+        let (_, a) = self.get(&format!("/api/v1/approvals/{id}")).await;
+        let body = json!({"decision": decision, "expected_version": a["version"]});
+        self.post(&format!("/api/v1/approvals/{id}/decision"), body).await
+    }
+    /// The held rollback once it left `awaiting_approval`/`applying`.
+    async fn held_outcome(&self, agent: &str, id: &str) -> Value {
+        let path = format!("/api/v1/agents/{agent}/config/versions/rollback/{id}");
+        let mut last = Value::Null;
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            let (code, v) = self.get(&path).await;
+            assert_eq!(code, 200, "{v}");
+            if !matches!(v["status"].as_str(), Some("awaiting_approval" | "applying")) {
+                return v;
+            }
+            last = v;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the held rollback did not settle: {last}");
+    }
     async fn ready(&self) -> (u16, Value) {
         let r = testkit::http::get(&format!("http://{}/readyz", self.control), &[]).await;
         (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
@@ -111,9 +153,30 @@ pub(crate) async fn outside_patch(link: &gateway::Link, patch: Value, replace: &
     link.call("config.patch", p).await.expect("outside config.patch");
 }
 
+/// A sidecar on `data` linked to `gw` (its token in the env var `token_env`).
+async fn link_sidecar(
+    gw: &Gateway,
+    token_env: &str,
+    data: SocketAddr,
+    up: &ScriptedUpstream,
+) -> (clawbutler::app::Sidecar, tempfile::TempDir) {
+    std::env::set_var(token_env, gw.token());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SidecarConfig::new(dir.path())
+        .listen(&data.to_string(), "127.0.0.1:0")
+        .upstreams(&up.base_url())
+        .table(&format!(
+            "[gateway]\nurl = \"{}\"\ntoken_env = \"{token_env}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
+            gw.ws_url()
+        ))
+        .build();
+    (clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts"), dir)
+}
+
 /// A real gateway whose config (`config(data address, upstream url)`) wires agents to the
 /// sidecar, the sidecar linked to it with the gateway token in `token_env`, and a second
-/// operator client (as the OpenClaw UI or CLI would be). Also used by `e2e_savings`.
+/// operator client (as the OpenClaw UI or CLI would be). Also used by `e2e_savings` and
+/// `e2e_config_ui`.
 pub(crate) struct Linked {
     pub up: ScriptedUpstream,
     pub gw: Gateway,
@@ -132,17 +195,7 @@ pub(crate) async fn linked(
     let up = ScriptedUpstream::start().await;
     let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gw = Gateway::start(install, config(data, &up.base_url())).await;
-    std::env::set_var(token_env, gw.token());
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = SidecarConfig::new(dir.path())
-        .listen(&data.to_string(), "127.0.0.1:0")
-        .upstreams(&up.base_url())
-        .table(&format!(
-            "[gateway]\nurl = \"{}\"\ntoken_env = \"{token_env}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
-            gw.ws_url()
-        ))
-        .build();
-    let sidecar = clawbutler::app::Sidecar::start(cfg).await.expect("sidecar starts");
+    let (sidecar, dir) = link_sidecar(&gw, token_env, data, &up).await;
     let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), token_env, dir.path()).await.expect("2nd client");
     Linked { up, gw, dir, data, sidecar, other, stop_other }
 }
@@ -228,9 +281,57 @@ async fn config_changes_are_versioned_diffed_drift_checked_and_rolled_back() {
     let (code, _) = api.post("/api/v1/agents/main/config/versions/rollback", json!({"to": 99, "dry_run": true})).await;
     assert_eq!(code, 404);
 
-    // The rollback.
-    let (code, done) = api.post("/api/v1/agents/main/config/versions/rollback", json!({"to": 1})).await;
-    assert_eq!(code, 200, "{done}");
+    // The rollback puts a critical change back (the tool policy): it waits in the inbox.
+    // First one is denied: nothing changes.
+    let held = api.hold_rollback("main", 1).await;
+    let (_, inbox) = api.get("/api/v1/approvals?status=pending&kind=config_rollback").await;
+    let item = inbox["items"].as_array().and_then(|i| i.iter().find(|a| a["id"] == held)).cloned();
+    let item = item.unwrap_or_else(|| panic!("the rollback is in the inbox: {inbox}"));
+    assert_eq!((item["agent"].as_str(), item["risk"].as_str()), (Some("main"), Some("critical")), "{item}");
+    assert_eq!(item["subject"]["critical_paths"], json!(["agents.entries.main.tools"]), "{item}");
+    assert_eq!((item["subject"]["from_version"].as_u64(), item["subject"]["to_version"].as_u64()), (Some(2), Some(1)));
+    assert!(
+        !item.to_string().contains("k-main") && !item.to_string().contains("exec\""),
+        "paths, never values: {item}"
+    );
+    let (code, always) = api.decide(&held, "allow-always").await;
+    assert_eq!(code, 422, "a config rollback is never granted: {always}");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(config_doc(&other).await.1, live_before, "nothing changes while it waits");
+    let (code, denied) = api.decide(&held, "deny").await;
+    assert_eq!(code, 200, "{denied}");
+    let out = api.held_outcome("main", &held).await;
+    assert_eq!(out["status"], "denied", "{out}");
+    assert!(out["why"].as_str().unwrap_or("").contains("not applied"), "{out}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(config_doc(&other).await.1, live_before, "a denied rollback changes nothing");
+    wait_until("rollback_held and rollback_refused records", Duration::from_secs(5), || async {
+        let (_, audit) = api.get("/api/v1/audit?agent=main&kind=config&limit=100").await;
+        let outcomes: Vec<&str> =
+            audit["items"].as_array().into_iter().flatten().filter_map(|r| r["outcome"].as_str()).collect();
+        outcomes.contains(&"rollback_held") && outcomes.contains(&"rollback_refused")
+    })
+    .await;
+
+    // Asked again, and the config changes before the approval: the approval covered the
+    // config as it was, so nothing is applied.
+    let held = api.hold_rollback("main", 1).await;
+    outside_patch(&other, json!({"agents": {"entries": {"ops": {"name": "Ops desk"}}}}), &[]).await;
+    let (_, before_approval) = config_doc(&other).await;
+    let (code, _) = api.decide(&held, "allow-once").await;
+    assert_eq!(code, 200);
+    let out = api.held_outcome("main", &held).await;
+    assert_eq!(out["status"], "conflict", "{out}");
+    assert_eq!(config_doc(&other).await.1["agents"], before_approval["agents"], "nothing overwritten");
+
+    // Asked again and approved: applied, with the approver named.
+    let held = api.hold_rollback("main", 1).await;
+    let t0 = Instant::now();
+    let (code, _) = api.decide(&held, "allow-once").await;
+    assert_eq!(code, 200);
+    let done = api.held_outcome("main", &held).await;
+    eprintln!("critical rollback: applied {:?} after the approval", t0.elapsed());
+    assert_eq!(done["status"], "applied", "{done}");
     assert_eq!(
         (done["restored_exactly"].as_bool(), done["pre_rollback_version"].as_u64()),
         (Some(true), Some(2)),
@@ -240,12 +341,13 @@ async fn config_changes_are_versioned_diffed_drift_checked_and_rolled_back() {
     // The agent's slice exactly (OpenClaw itself adds `agents.defaults.model`, a global key, on
     // the first write after start: that is the global slice's change, not the agent's).
     assert_eq!(
-        restored["agents"]["entries"], original["agents"]["entries"],
-        "config.get shows version 1's agents again"
+        restored["agents"]["entries"]["main"], original["agents"]["entries"]["main"],
+        "config.get shows version 1's agent again"
     );
     assert_eq!(restored["models"], original["models"]);
     let v3 = api.versions("main").await[0].clone();
     assert_eq!((v3["version"].as_u64(), v3["source"].as_str()), (Some(3), Some("clawbutler")), "{v3}");
+    assert!(v3["actor"].as_str().unwrap_or("").contains(", approved by seeded-admin)"), "{v3}");
     let (_, drift) = api.get("/api/v1/agents/main/config/versions/drift").await;
     assert_eq!(drift["drifted"], false, "{drift}");
     // ...and the rollback itself can be undone: version 2 is still there to return to.
@@ -284,11 +386,211 @@ async fn config_changes_are_versioned_diffed_drift_checked_and_rolled_back() {
     assert_eq!(out.status.code(), Some(3), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("UNGOVERNED") && text.contains("rollback main --to 3"), "{text}");
     let api = Api { control: sidecar.control_addr };
-    let (code, back) = api.post("/api/v1/agents/main/config/versions/rollback", json!({"to": 3})).await;
-    assert_eq!((code, back["restored_exactly"].as_bool()), (200, Some(true)), "{back}");
+    // Accepting the unwired config as the baseline is refused unless said in so many words.
+    let (code, refused) = api.post("/api/v1/agents/main/config/versions/accept", json!({})).await;
+    assert_eq!(code, 400, "{refused}");
+    assert!(refused["detail"].as_str().unwrap_or("").contains("UNGOVERNED"), "{refused}");
+    // Putting the wiring back is critical too: the CLI says it waits, and `--wait` follows
+    // it until a human approved it and it was applied.
+    let control = api.control;
+    let cli = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"))
+            .args(["config", "rollback", "main", "--to", "3", "--wait", "60", "--url", &format!("http://{control}")])
+            .env("CLAWBUTLER_TOKEN", ADMIN)
+            .output()
+            .expect("run clawbutler")
+    });
+    let t0 = Instant::now();
+    let held = loop {
+        let (_, inbox) = api.get("/api/v1/approvals?status=pending&kind=config_rollback&agent=main").await;
+        if let Some(id) = inbox["items"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "the CLI's rollback never reached the inbox: {inbox}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        api.get("/api/v1/agents/main").await.1["config_drift"]["ungoverned"],
+        true,
+        "not applied before approval"
+    );
+    let (code, _) = api.decide(&held, "allow-once").await;
+    assert_eq!(code, 200);
+    let out = cli.await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("WAITING FOR APPROVAL") && text.contains("APPLIED: approved by"), "{text}");
     let (code, ready) = api.ready().await;
     assert_eq!((code, check(&ready, "config_wiring")["ok"].as_bool()), (200, Some(true)), "{ready}");
-    assert_eq!(config_doc(&other).await.1["agents"]["entries"], original["agents"]["entries"]);
+    assert_eq!(config_doc(&other).await.1["agents"]["entries"]["main"], original["agents"]["entries"]["main"]);
+
+    // 4. A low-risk change outside ClawButler that the operator meant: accepted as the new
+    // baseline, without a rollback.
+    outside_patch(&other, json!({"agents": {"entries": {"main": {"name": "Main desk"}}}}), &[]).await;
+    wait_until("main drifted by its name", Duration::from_secs(15), || async {
+        api.get("/api/v1/agents/main").await.1["config_drift"]["drifted"] == true
+    })
+    .await;
+    let live = api.versions("main").await[0]["version"].as_u64().unwrap_or(0);
+    let (code, stale) = api.post("/api/v1/agents/main/config/versions/accept", json!({"version": live - 1})).await;
+    assert_eq!(code, 409, "accepting a version that is not live: {stale}");
+    let (code, acc) = api.post("/api/v1/agents/main/config/versions/accept", json!({"version": live})).await;
+    assert_eq!(
+        (code, acc["accepted"].as_bool(), acc["baseline_version"].as_u64()),
+        (200, Some(true), Some(live)),
+        "{acc}"
+    );
+    assert_eq!(acc["changes"][0]["path"], "agents.entries.main.name", "{acc}");
+    let (_, drift) = api.get("/api/v1/agents/main/config/versions/drift").await;
+    assert_eq!(
+        (drift["drifted"].as_bool(), drift["baseline"]["version"].as_u64()),
+        (Some(false), Some(live)),
+        "{drift}"
+    );
+    assert_eq!(config_doc(&other).await.1["agents"]["entries"]["main"]["name"], "Main desk", "the change stays");
+    // Audit records reach the search index with the next group commit.
+    wait_until("the drift_accepted record", Duration::from_secs(5), || async {
+        let (_, audit) = api.get("/api/v1/audit?agent=main&kind=config&limit=200").await;
+        audit["items"].as_array().into_iter().flatten().any(|r| r["outcome"] == "drift_accepted")
+    })
+    .await;
+
+    // 5. Workspace identity files are versioned too: SOUL.md written outside ClawButler (as
+    // the OpenClaw UI or an assistant would) is a new outside version naming the file; a
+    // rollback writes the earlier text back.
+    let set_soul = |text: &'static str| {
+        let other = &other;
+        async move {
+            other
+                .call("agents.files.set", json!({"agentId": "main", "name": "SOUL.md", "content": text}))
+                .await
+                .expect("agents.files.set")
+        }
+    };
+    set_soul("Be calm and careful.\n").await;
+    api.get("/api/v1/agents/main/config/versions/drift").await; // a drift check reads now
+    let calm = api.versions("main").await[0].clone();
+    let calm_v = calm["version"].as_u64().unwrap_or(0);
+    assert!(calm_v > live, "SOUL.md made a version: {calm}");
+    set_soul("Move fast.\n").await;
+    let (_, drift) = api.get("/api/v1/agents/main/config/versions/drift").await;
+    let fast = api.versions("main").await[0].clone();
+    assert_eq!(
+        (fast["version"].as_u64(), fast["source"].as_str(), fast["changed_scopes"].clone()),
+        (Some(calm_v + 1), Some("outside"), json!(["workspace_bundle"])),
+        "{fast}"
+    );
+    assert_eq!(drift["drifted"], true, "{drift}");
+    let (_, diff) = api.get(&format!("/api/v1/agents/main/config/versions/diff?from={calm_v}&to={}", calm_v + 1)).await;
+    let soul = &diff["groups"]["workspace_files"][0];
+    assert_eq!(
+        (soul["path"].as_str(), soul["risk"].as_str(), soul["after"].as_str()),
+        (Some("$workspace_files.SOUL.md"), Some("high"), Some("Move fast.\n")),
+        "{diff}"
+    );
+    let (code, back) = api.post("/api/v1/agents/main/config/versions/rollback", json!({"to": calm_v})).await;
+    assert_eq!((code, back["restored_exactly"].as_bool()), (200, Some(true)), "high risk applies directly: {back}");
+    let now = other.call("agents.files.get", json!({"agentId": "main", "name": "SOUL.md"})).await.expect("files.get");
+    assert_eq!(now["file"]["content"], "Be calm and careful.\n");
+
+    // The global slice is served too (read only).
+    let (code, global) = api.get("/api/v1/agents/@global/config/versions").await;
+    assert_eq!(code, 200, "{global}");
+    assert!(!global["items"].as_array().map(Vec::is_empty).unwrap_or(true), "{global}");
+    let (code, _) =
+        api.post("/api/v1/agents/@global/config/versions/rollback", json!({"to": 1, "dry_run": true})).await;
+    assert_eq!(code, 400, "the global slice is not rolled back");
+
+    let _ = stop_other.send(true);
+    sidecar.shutdown().await;
+    drop(gw);
+    up.shutdown().await;
+}
+
+/// Figures for `docs/config-safety.md` "Measured": a real gateway with 50 agents, each on its
+/// own sidecar provider with a tool policy and a SOUL.md. The first snapshot (51 slices), a
+/// re-read that finds nothing changed, a change touching every agent, and the bytes stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_of_a_50_agent_gateway_are_timed_and_sized() {
+    let Some(install) = find_or_skip("snapshots_of_a_50_agent_gateway_are_timed_and_sized") else { return };
+    const N: usize = 50;
+    let up = ScriptedUpstream::start().await;
+    let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut config = openclaw_config(data, &up.base_url());
+    for i in 0..N {
+        let id = format!("a{i:02}");
+        config["models"]["providers"][format!("cb-{id}")] = json!({
+            "baseUrl": format!("http://{data}/a/{id}/fake/v1"), "apiKey": format!("k-{id}"),
+            "api": "openai-completions", "models": [model("gpt-4o-mini")]});
+        config["agents"]["entries"][&id] = json!({"name": format!("Agent {i}"), "model": format!("cb-{id}/gpt-4o-mini"),
+            "modelPolicy": {"allow": [format!("cb-{id}/*")]}, "tools": {"deny": ["exec"]}});
+    }
+    let gw = Gateway::start(&install, config).await;
+    const ENV: &str = "CLAWBUTLER_E2E_CONFIG_FIGURES_TOKEN";
+    std::env::set_var(ENV, gw.token());
+    let setup = tempfile::tempdir().unwrap();
+    let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), ENV, setup.path()).await.expect("2nd client");
+    let soul = "You answer tickets for the support desk. Be brief, cite the runbook, never promise refunds.\n";
+    for i in 0..N {
+        let p = json!({"agentId": format!("a{i:02}"), "name": "SOUL.md", "content": soul});
+        other.call("agents.files.set", p).await.expect("agents.files.set");
+    }
+
+    let t0 = Instant::now();
+    let (sidecar, _dir) = link_sidecar(&gw, ENV, data, &up).await;
+    let api = Api { control: sidecar.control_addr };
+    let last = format!("a{:02}", N - 1);
+    let first = wait_until("version 1 of every agent", Duration::from_secs(60), || async {
+        !api.versions(&last).await.is_empty() && !api.versions("@global").await.is_empty()
+    })
+    .await;
+    let with_start = t0.elapsed();
+    let mut bytes = 0;
+    for id in (0..N).map(|i| format!("a{i:02}")).chain(["main".to_string(), "ops".to_string(), "@global".to_string()]) {
+        let r = testkit::http::get(
+            &format!("http://{}/api/v1/agents/{id}/config/versions/1", api.control),
+            &[("authorization", &format!("Bearer {ADMIN}"))],
+        )
+        .await;
+        assert_eq!(r.status.as_u16(), 200, "{id}");
+        bytes += r.body.len();
+    }
+    let (_, v1) = api.get("/api/v1/agents/a07/config/versions/1").await;
+    assert_eq!(v1["content"]["$workspace_files"]["SOUL.md"], soul, "{v1}");
+
+    // Nothing changed: each drift check re-reads everything (config, exec approvals, 50 file
+    // lists) and stores nothing.
+    let mut unchanged = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (code, d) = api.get("/api/v1/agents/a00/config/versions/drift").await;
+        assert_eq!((code, d["drifted"].as_bool()), (200, Some(false)), "{d}");
+        unchanged.push(t.elapsed());
+    }
+    unchanged.sort();
+    assert_eq!(api.versions("a00").await.len(), 1, "an unchanged re-read stores nothing");
+
+    // One outside patch renaming every agent: 50 new versions.
+    let mut rename = json!({"agents": {"entries": {}}});
+    for i in 0..N {
+        rename["agents"]["entries"][format!("a{i:02}")] = json!({"name": format!("Desk {i}")});
+    }
+    outside_patch(&other, rename, &[]).await;
+    let changed = wait_until("version 2 of every agent", Duration::from_secs(60), || async {
+        api.versions(&last).await.first().is_some_and(|v| v["version"] == 2)
+    })
+    .await;
+    eprintln!(
+        "50-agent gateway: first snapshot stored {} slices {first:?} after the sidecar started ({:?} incl. start), \
+         {bytes} bytes of version JSON; unchanged re-read median {:?} (min {:?}, max {:?}); \
+         a change to every agent stored within {changed:?} of the patch answering",
+        N + 3,
+        with_start,
+        unchanged[2],
+        unchanged[0],
+        unchanged[4]
+    );
+    assert!(unchanged[2] < Duration::from_secs(10), "an unchanged snapshot of 50 agents takes {:?}", unchanged[2]);
 
     let _ = stop_other.send(true);
     sidecar.shutdown().await;

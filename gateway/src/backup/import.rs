@@ -210,7 +210,7 @@ impl Gateway {
         // so they are planned again against what those workspaces hold.
         let mut now: Files = BTreeMap::new();
         for agent in pkg_files.keys().filter(|a| target.pointer(&format!("/agents/entries/{a}")).is_some()) {
-            match self.agent_files(agent).await {
+            match self.agent_files(agent, |_| true, None).await {
                 Ok(f) => {
                     now.insert(agent.clone(), f);
                 }

@@ -206,22 +206,9 @@ impl Gateway {
             .map(|o| o.keys().cloned().collect())
             .unwrap_or_default();
         for id in ids {
-            files.insert(id.clone(), self.agent_files(&id).await?);
+            files.insert(id.clone(), self.agent_files(&id, |_| true, None).await?);
         }
         Ok(Live { hash, config, cron, files })
-    }
-
-    async fn agent_files(&self, id: &str) -> Result<BTreeMap<String, String>, GatewayError> {
-        let mut out = BTreeMap::new();
-        let list = self.link.call("agents.files.list", json!({"agentId": id})).await?;
-        for f in list.get("files").and_then(Value::as_array).into_iter().flatten() {
-            let (Some(name), false) = (f.get("name").and_then(Value::as_str), f["missing"] == true) else { continue };
-            let got = self.link.call("agents.files.get", json!({"agentId": id, "name": name})).await?;
-            if let Some(c) = got.pointer("/file/content").and_then(Value::as_str) {
-                out.insert(name.to_string(), c.to_string());
-            }
-        }
-        Ok(out)
     }
 
     /// The gateway's config file, when configured and readable (else why not).

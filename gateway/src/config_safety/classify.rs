@@ -11,6 +11,7 @@ use serde_json::Value;
 
 pub use decision::Risk;
 
+use super::files::{FILES_KEY, SELF_WRITTEN};
 use super::scope::EXEC_KEY;
 use crate::kill::diff;
 
@@ -96,6 +97,7 @@ pub fn group_of(p: &[&str]) -> Group {
     }
     match p.first().copied() {
         Some(k) if k == EXEC_KEY => Group::ToolsAndPermissions,
+        Some(k) if k == FILES_KEY => Group::WorkspaceFiles,
         Some("tools" | "approvals" | "sandbox") => Group::ToolsAndPermissions,
         Some("models") => Group::Model,
         Some("bindings" | "channels") => Group::ChannelsAndBindings,
@@ -152,6 +154,14 @@ pub fn risk_of(p: &[&str], before: Option<&Value>, after: Option<&Value>) -> (Ri
     }
     if p.first() == Some(&EXEC_KEY) {
         return (Critical, "exec approvals policy");
+    }
+    if p.first() == Some(&FILES_KEY) {
+        // File names hold dots: the name is the rest of the path.
+        return match p[1..].join(".").as_str() {
+            SELF_WRITTEN => (Low, "the agent's own memory"),
+            "IDENTITY.md" | "USER.md" => (Medium, "who the agent is and whom it serves"),
+            _ => (High, "the agent's standing instructions"),
+        };
     }
     if has_secret(before) || has_secret(after) || p.iter().any(|k| secret_key(k)) {
         return (Critical, "secret or credential");
@@ -231,6 +241,10 @@ mod tests {
             ("channels.telegram.enabled", json!(true), json!(false), ChannelsAndBindings, High),
             ("cron.enabled", json!(true), json!(false), Cron, Medium),
             ("agents.defaults.model", json!("openai/a"), json!("openai/b"), Model, High),
+            ("$workspace_files.SOUL.md", json!("calm"), json!("reckless"), WorkspaceFiles, High),
+            ("$workspace_files.AGENTS.md", n.clone(), json!("x"), WorkspaceFiles, High),
+            ("$workspace_files.USER.md", json!("a"), json!("b"), WorkspaceFiles, Medium),
+            ("$workspace_files.MEMORY.md", json!("a"), json!("b"), WorkspaceFiles, Low),
         ];
         for (path, b, a, g, r) in rows {
             assert_eq!(class(path, b.clone(), a.clone()), (g, r), "{path}: {b} -> {a}");

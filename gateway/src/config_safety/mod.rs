@@ -11,7 +11,10 @@
 //! other is "outside ClawButler" (the OpenClaw CLI or UI, another client, a hand edit, and
 //! also `clawbutler attach`/`detach`, which run in another process).
 
+mod accept;
+mod approval;
 pub mod classify;
+pub mod files;
 mod rollback;
 pub mod scope;
 pub mod store;
@@ -49,6 +52,8 @@ pub(crate) struct ConfigSafety {
     own: Mutex<VecDeque<(String, String)>>,
     drift: RwLock<BTreeMap<String, AgentDrift>>,
     gauge: IntGaugeVec,
+    /// The workspace files read last (`files.rs`).
+    pub(crate) files: files::FileCache,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -69,12 +74,18 @@ impl ConfigSafety {
         for r in [Risk::Low, Risk::Medium, Risk::High, Risk::Critical] {
             gauge.with_label_values(&[r.as_str()]).set(0);
         }
+        let versions = Versions::new(tree);
+        let stale = versions.cancel_waiting()?;
+        if stale > 0 {
+            tracing::warn!(stale, "critical config rollbacks left waiting by the previous run were cancelled");
+        }
         Ok(ConfigSafety {
-            versions: Versions::new(tree),
+            versions,
             lock: tokio::sync::Mutex::new(()),
             own: Mutex::new(VecDeque::new()),
             drift: RwLock::new(BTreeMap::new()),
             gauge,
+            files: files::FileCache::default(),
         })
     }
 
@@ -121,12 +132,25 @@ pub(crate) struct Read {
     pub config: Value,
     /// `exec.approvals.get`'s answer (None when it could not be read).
     pub exec: Option<Value>,
+    /// Each configured agent's workspace identity files (`files.rs`).
+    pub files: BTreeMap<String, files::Files>,
 }
 
 impl Read {
     pub(crate) fn agent_doc(&self, id: &str) -> Value {
-        scope::agent_doc(&self.config, self.exec.as_ref().map(|e| &e["file"]), id)
+        let mut doc = scope::agent_doc(&self.config, self.exec.as_ref().map(|e| &e["file"]), id);
+        if let (Some(f), Some(o)) = (self.files.get(id).filter(|f| !f.is_empty()), doc.as_object_mut()) {
+            o.insert(files::FILES_KEY.into(), json!(f));
+        }
+        doc
     }
+}
+
+/// The changes that count as drift: all but the agent's own memory file (`files.rs`).
+pub(crate) fn drift_changes(mut changes: Vec<SemanticChange>) -> Vec<SemanticChange> {
+    let memory = format!("{}.{}", files::FILES_KEY, files::SELF_WRITTEN);
+    changes.retain(|c| c.path != memory);
+    changes
 }
 
 /// The changes grouped by meaning: `{group: [change, ...]}`.
@@ -164,7 +188,27 @@ impl Gateway {
                 None
             }
         };
-        Ok(Read { hash, config, exec })
+        let ids: Vec<String> = config
+            .pointer("/agents/entries")
+            .and_then(Value::as_object)
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut files = BTreeMap::new();
+        for (id, got) in self.history_files(&ids).await {
+            // Unreadable now: keep what the newest version holds, so nothing looks removed.
+            let f = match got {
+                Some(f) => f,
+                None => self
+                    .config
+                    .versions
+                    .latest(&id)?
+                    .and_then(|v| v.content.get(files::FILES_KEY).cloned())
+                    .and_then(|f| serde_json::from_value(f).ok())
+                    .unwrap_or_default(),
+            };
+            files.insert(id, f);
+        }
+        Ok(Read { hash, config, exec, files })
     }
 
     /// Snapshot under the caller's [`ConfigSafety::lock`]. `made_by`: the actor when the
@@ -236,7 +280,7 @@ impl Gateway {
         if b.version == l.version {
             return Ok(None);
         }
-        let changes = semantic_diff(&b.content, &l.content);
+        let changes = drift_changes(semantic_diff(&b.content, &l.content));
         Ok((!changes.is_empty()).then_some((b, l, changes)))
     }
 
@@ -332,8 +376,11 @@ impl Gateway {
         let base = v.baseline(agent).map_err(|e| E::Store(e.to_string()))?;
         let Some(base) = base else { return Err(E::NotFound(format!("no config version of agent '{agent}'"))) };
         let live = v.latest(agent).map_err(|e| E::Store(e.to_string()))?.unwrap_or_else(|| base.clone());
-        let changes =
-            if base.version == live.version { Vec::new() } else { semantic_diff(&base.content, &live.content) };
+        let changes = if base.version == live.version {
+            Vec::new()
+        } else {
+            drift_changes(semantic_diff(&base.content, &live.content))
+        };
         let lost = scope::wiring_lost(&base.content, &live.content, agent);
         Ok(json!({
             "agent": agent, "drifted": !changes.is_empty(), "source": if self.link.is_connected() { "live" } else { "last_known" },
@@ -391,6 +438,24 @@ impl governance::config_history::ConfigHistory for Gateway {
         actor: &'a str,
     ) -> governance::config_history::HistoryFuture<'a> {
         Box::pin(self.rollback_agent(agent, to, dry_run, actor))
+    }
+
+    fn held_rollback(
+        &self,
+        agent: &str,
+        approval_id: &str,
+    ) -> Result<Value, governance::config_history::ConfigHistoryError> {
+        Gateway::held_rollback(self, agent, approval_id)
+    }
+
+    fn accept<'a>(
+        &'a self,
+        agent: &'a str,
+        version: Option<u64>,
+        accept_ungoverned: bool,
+        actor: &'a str,
+    ) -> governance::config_history::HistoryFuture<'a> {
+        Box::pin(self.accept_live(agent, version, accept_ungoverned, actor))
     }
 
     fn status(&self, agent: &str) -> Option<Value> {

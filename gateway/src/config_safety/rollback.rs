@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use governance::config_history::ConfigHistoryError as E;
 use serde_json::{json, Value};
 
-use super::classify::{max_risk, semantic_diff, REDACTED};
-use super::scope::EXEC_KEY;
+use super::approval::Seen;
+use super::classify::{max_risk, semantic_diff, Risk, REDACTED};
+use super::files::FILES_KEY;
+use super::scope::{EXEC_KEY, GLOBAL};
 use super::{grouped, Gateway};
 use crate::kill::{diff, restore_patch, Change};
 use crate::GatewayError;
@@ -32,7 +34,8 @@ pub(crate) fn plan_patch(
     let mut bindings = false;
     for c in diff(current, target) {
         match c.path.first().map(String::as_str) {
-            Some(EXEC_KEY) | Some("meta") => continue,
+            // Not config keys: the exec entry and the files are written by their own RPCs.
+            Some(EXEC_KEY) | Some(FILES_KEY) | Some("meta") => continue,
             Some("bindings") => bindings = true,
             _ => {
                 if c.after.as_ref().is_some_and(|a| a.to_string().contains(REDACTED)) {
@@ -87,8 +90,34 @@ impl Gateway {
         out
     }
 
-    /// See the module docs. `actor` is the control-API token name.
+    /// See the module docs. `actor` is the control-API token name. A rollback whose plan holds
+    /// a critical change is not applied here: it waits for a human (`approval.rs`), who lets
+    /// [`Gateway::rollback_approved`] apply it.
     pub(crate) async fn rollback_agent(&self, agent: &str, to: u64, dry_run: bool, actor: &str) -> Result<Value, E> {
+        self.rollback_inner(agent, to, dry_run, actor, None).await
+    }
+
+    /// Apply a rollback a human approved, as planned when it was asked for: only if the config
+    /// is still what the approver saw (same gateway hash, same agent slice), else a conflict.
+    pub(crate) async fn rollback_approved(&self, agent: &str, to: u64, actor: &str, seen: &Seen) -> Result<Value, E> {
+        self.rollback_inner(agent, to, false, actor, Some(seen)).await
+    }
+
+    async fn rollback_inner(
+        &self,
+        agent: &str,
+        to: u64,
+        dry_run: bool,
+        actor: &str,
+        approved: Option<&Seen>,
+    ) -> Result<Value, E> {
+        if agent == GLOBAL {
+            return Err(E::BadRequest(
+                "the global slice cannot be rolled back (it holds every agent's shared settings): roll back an agent, \
+                 or restore a backup with replace_scope"
+                    .into(),
+            ));
+        }
         if !self.link.is_connected() {
             return Err(E::Unavailable("the gateway link is down: cannot read or change OpenClaw's config now".into()));
         }
@@ -103,14 +132,19 @@ impl Gateway {
         let changes = semantic_diff(&current, &target.content);
         let (patch, replace, skipped) = plan_patch(&current, &target.content, &read.config, agent);
         let exec_change = current.get(EXEC_KEY) != target.content.get(EXEC_KEY);
-        let paths: Vec<String> =
-            changes.iter().filter(|c| !c.path.starts_with(EXEC_KEY)).map(|c| c.path.clone()).collect();
+        let paths: Vec<String> = changes
+            .iter()
+            .filter(|c| !c.path.starts_with(EXEC_KEY) && !c.path.starts_with(FILES_KEY))
+            .map(|c| c.path.clone())
+            .collect();
+        let files_change = current.get(FILES_KEY) != target.content.get(FILES_KEY);
         let kinds = self.reload_kinds(&paths).await;
         let restart = kinds.values().any(|k| k == "restart");
         let plan = json!({
             "agent": agent, "to_version": to, "from_version": live_version, "dry_run": dry_run,
             "risk": max_risk(&changes), "changes": changes, "groups": grouped(&changes),
             "skipped": skipped, "patch": patch, "replace_paths": replace, "exec_approvals_change": exec_change,
+            "workspace_files_change": files_change,
             "restart": {"required": restart, "reload_kinds": kinds}, "base_hash": read.hash,
         });
         let reason = format!("rollback of agent {agent} to version {to}: {} change(s)", changes.len());
@@ -120,6 +154,33 @@ impl Gateway {
         }
         if changes.is_empty() {
             return Ok(json!({"applied": false, "why": "the live config already equals that version", "plan": plan}));
+        }
+        // Every refusal past this point is audited with the plan, then answered.
+        let risk = max_risk(&changes);
+        let refuse = |conflict: bool, why: String, plan: Value| {
+            let outcome = if conflict { audit::Outcome::RollbackConflict } else { audit::Outcome::RollbackFailed };
+            self.audit_config(agent, actor, outcome, risk, why.clone(), plan);
+            if conflict {
+                E::Conflict(why)
+            } else {
+                E::Unavailable(why)
+            }
+        };
+        match approved {
+            Some(seen) if seen.hash != read.hash || seen.slice != current => {
+                let why = format!(
+                    "OpenClaw's config changed after this rollback was asked for (approval {}); the approval covered \
+                     the config as it was then, so nothing was applied: check the drift and ask again",
+                    seen.approval_id
+                );
+                return Err(refuse(true, why, plan));
+            }
+            Some(_) => {}
+            None if max_risk(&changes) == Some(Risk::Critical) => {
+                let seen = Seen { approval_id: String::new(), hash: read.hash.clone(), slice: current };
+                return self.hold_rollback(agent, to, actor, plan, &changes, seen);
+            }
+            None => {}
         }
         let has_patch = patch.as_object().is_some_and(|o| !o.is_empty());
         if has_patch {
@@ -135,35 +196,24 @@ impl Gateway {
                         "OpenClaw's config changed since it was read for this rollback ({e}); nothing was \
                          overwritten: check the drift and retry"
                     );
-                    self.audit_config(
-                        agent,
-                        actor,
-                        audit::Outcome::RollbackConflict,
-                        max_risk(&changes),
-                        why.clone(),
-                        plan,
-                    );
-                    return Err(E::Conflict(why));
+                    return Err(refuse(true, why, plan));
                 }
                 Err(e) => {
                     let why = format!("OpenClaw refused the rollback: {e}");
-                    self.audit_config(
-                        agent,
-                        actor,
-                        audit::Outcome::RollbackFailed,
-                        max_risk(&changes),
-                        why.clone(),
-                        plan,
-                    );
-                    return Err(E::Unavailable(why));
+                    return Err(refuse(false, why, plan));
                 }
             }
         }
         if exec_change {
             if let Err(e) = self.restore_exec(agent, target.content.get(EXEC_KEY), read.exec.as_ref()).await {
                 let why = format!("config restored, but the exec approvals entry was not: {e}");
-                self.audit_config(agent, actor, audit::Outcome::RollbackFailed, max_risk(&changes), why.clone(), plan);
-                return Err(if is_stale(&e) { E::Conflict(why) } else { E::Unavailable(why) });
+                return Err(refuse(is_stale(&e), why, plan));
+            }
+        }
+        if files_change {
+            if let Err(e) = self.restore_files(agent, &current, &target.content).await {
+                let why = format!("config restored, but the workspace files were not: {e}");
+                return Err(refuse(e.to_string().contains("changed since"), why, plan));
             }
         }
         let after = self.snapshot_locked("rollback", Some(actor)).await.map_err(|e| E::Unavailable(e.to_string()))?;

@@ -6,7 +6,8 @@
 //! - `bindings`: the entries of `bindings` routed to the agent;
 //! - `dependency_meta`: the providers its model refs name (and its own `cb-<id>*` sidecar
 //!   providers), the MCP servers it can reach (all but other agents' `cb-<other>`), the
-//!   `plugins` section, and its exec-approvals entry (under [`EXEC_KEY`]).
+//!   `plugins` section, and its exec-approvals entry (under [`EXEC_KEY`]);
+//! - `workspace_bundle`: its workspace identity files (`files.rs`), added by the caller.
 //!
 //! The global slice is everything but `agents.entries` and `meta`. Secrets stay as the
 //! gateway shows them (`__OPENCLAW_REDACTED__`): nothing here reads a secret in clear.
@@ -22,7 +23,11 @@ pub const EXEC_KEY: &str = "$exec_approvals";
 pub const GLOBAL: &str = "@global";
 
 /// The scopes of an agent slice.
-pub const SCOPES: [&str; 3] = ["agent_config", "bindings", "dependency_meta"];
+pub const SCOPES: [&str; 4] = ["agent_config", "bindings", "dependency_meta", WORKSPACE_BUNDLE];
+
+/// The scope of the agent's workspace identity files (`files.rs`), added after the others:
+/// a version from before it lacks its hash.
+pub const WORKSPACE_BUNDLE: &str = "workspace_bundle";
 
 fn provider_refs(v: &Value, providers: &Map<String, Value>, out: &mut BTreeSet<String>) {
     match v {
@@ -116,6 +121,7 @@ pub fn scope_hashes(agent: &str, doc: &Value) -> BTreeMap<String, String> {
         ("agent_config".to_string(), pick(&["agents"])),
         ("bindings".to_string(), pick(&["bindings"])),
         ("dependency_meta".to_string(), pick(&["models", "mcp", "plugins", EXEC_KEY])),
+        (WORKSPACE_BUNDLE.to_string(), pick(&[super::files::FILES_KEY])),
     ])
 }
 
@@ -195,7 +201,7 @@ mod tests {
         assert_eq!(wiring(&d, "main").len(), 4);
         let g = global_doc(&config());
         assert!(g.get("meta").is_none() && g["agents"].get("entries").is_none() && g["agents"]["defaults"].is_object());
-        assert_eq!(scope_hashes("main", &d).len(), 3);
+        assert_eq!(scope_hashes("main", &d).len(), 4);
     }
 
     #[test]

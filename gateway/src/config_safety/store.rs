@@ -1,6 +1,7 @@
 //! The versions, in the sled tree `config_versions` (`storage::Tree::ConfigVersions`):
 //! `v\0<agent>\0<version, big-endian u64>` -> a [`Version`] (JSON, never rewritten), and
-//! `b\0<agent>` -> the version ClawButler made or accepted last (the drift baseline).
+//! `b\0<agent>` -> the version ClawButler made or accepted last (the drift baseline), and
+//! `r\0<approval id>` -> a critical rollback held for approval and how it ended (JSON).
 //! Versions start at 1 and only grow; a slice equal to the newest version is not stored.
 
 use std::collections::BTreeMap;
@@ -85,6 +86,17 @@ fn base_key(agent: &str) -> Vec<u8> {
     k
 }
 
+fn held_key(approval_id: &str) -> Vec<u8> {
+    let mut k = b"r\0".to_vec();
+    k.extend_from_slice(approval_id.as_bytes());
+    k
+}
+
+/// The status of a rollback waiting in the approval inbox.
+pub const HELD: &str = "awaiting_approval";
+/// The status of an approved rollback being applied.
+pub const APPLYING: &str = "applying";
+
 impl Versions {
     pub fn new(tree: sled::Tree) -> Versions {
         Versions { tree }
@@ -136,7 +148,11 @@ impl Versions {
             Some(l) => scopes.iter().filter(|(k, h)| l.scopes.get(*k) != Some(*h)).map(|(k, _)| k.clone()).collect(),
             None => scopes.keys().cloned().collect(),
         };
-        let source = if last.is_none() { Source::Initial } else { d.source };
+        // A version from before the workspace scope existed: the files seen for the first time
+        // are where the history starts for them, not a change made outside.
+        let files_first_seen = last.as_ref().is_some_and(|l| !l.scopes.contains_key(scope::WORKSPACE_BUNDLE))
+            && changed_scopes == [scope::WORKSPACE_BUNDLE.to_string()];
+        let source = if last.is_none() || files_first_seen { Source::Initial } else { d.source };
         let v = Version {
             agent: agent.to_string(),
             version: last.map_or(1, |l| l.version + 1),
@@ -170,6 +186,41 @@ impl Versions {
         Ok(())
     }
 
+    /// Store (or replace) the record of a rollback held for approval.
+    pub fn put_held(&self, approval_id: &str, record: &Value) -> Result<(), sled::Error> {
+        let bytes = serde_json::to_vec(record).map_err(|e| sled::Error::Unsupported(e.to_string()))?;
+        self.tree.insert(held_key(approval_id), bytes)?;
+        Ok(())
+    }
+
+    /// The record of a rollback held for approval.
+    pub fn held(&self, approval_id: &str) -> Result<Option<Value>, sled::Error> {
+        Ok(self.tree.get(held_key(approval_id))?.and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// At start: a rollback still waiting belongs to a previous run, whose approval the broker
+    /// has cancelled; it is never applied, and its record says so.
+    pub fn cancel_waiting(&self) -> Result<usize, sled::Error> {
+        let mut n = 0;
+        for kv in self.tree.scan_prefix(b"r\0") {
+            let (k, v) = kv?;
+            let Ok(mut rec) = serde_json::from_slice::<Value>(&v) else { continue };
+            let (status, why) = match rec["status"].as_str() {
+                Some(HELD) => ("cancelled", "the sidecar restarted while this rollback waited; nothing was applied"),
+                Some(APPLYING) => {
+                    ("interrupted", "the sidecar stopped while applying this rollback: check the agent's versions")
+                }
+                _ => continue,
+            };
+            rec["status"] = Value::from(status);
+            rec["why"] = Value::from(why);
+            let bytes = serde_json::to_vec(&rec).map_err(|e| sled::Error::Unsupported(e.to_string()))?;
+            self.tree.insert(k, bytes)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     pub async fn flush(&self) -> Result<(), sled::Error> {
         self.tree.flush_async().await.map(|_| ())
     }
@@ -199,5 +250,21 @@ mod tests {
         assert_eq!(s.list("main").unwrap().iter().map(|v| v.version).collect::<Vec<_>>(), vec![3, 2, 1]);
         assert!(s.list("mai").unwrap().is_empty(), "prefixes do not leak across agents");
         assert_eq!(s.agents().unwrap(), vec!["main".to_string()]);
+    }
+
+    #[test]
+    fn a_rollback_left_waiting_by_a_previous_run_is_cancelled_never_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let s = Versions::new(db.open_tree("t").unwrap());
+        s.put_held("a1", &json!({"agent": "main", "status": HELD})).unwrap();
+        s.put_held("a2", &json!({"agent": "main", "status": APPLYING})).unwrap();
+        s.put_held("a3", &json!({"agent": "main", "status": "applied"})).unwrap();
+        assert_eq!(s.cancel_waiting().unwrap(), 2);
+        assert_eq!(s.held("a1").unwrap().unwrap()["status"], "cancelled");
+        assert_eq!(s.held("a2").unwrap().unwrap()["status"], "interrupted");
+        assert_eq!(s.held("a3").unwrap().unwrap()["status"], "applied");
+        assert!(s.held("nope").unwrap().is_none());
+        assert!(s.agents().unwrap().is_empty(), "held records are not agents");
     }
 }

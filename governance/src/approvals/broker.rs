@@ -293,6 +293,9 @@ impl Broker {
         let scope = match req.decision {
             DecisionKind::AllowAlways => {
                 let current = self.current(id)?;
+                if current.kind == decision::CallKind::ConfigRollback {
+                    return Err(BrokerError::Invalid(grants::NO_ROLLBACK_GRANT.into()));
+                }
                 if current.status != Status::Pending || current.version != req.expected_version {
                     return Err(BrokerError::Conflict(Box::new(current)));
                 }

@@ -143,6 +143,7 @@ impl GrantScope {
         };
         let shown = pattern::unescape_exact(pattern).unwrap_or_else(|| pattern.to_string());
         let what = match (kind, &reach) {
+            (CallKind::ConfigRollback, _) => format!("roll back its config ({shown})"),
             (CallKind::Exec, Reach::Unanchored) => format!("run any shell command (pattern '{pattern}')"),
             (CallKind::Exec, Reach::AnyProgram) => {
                 format!("run any program: the pattern '{pattern}' does not fix which program runs")
@@ -211,6 +212,7 @@ fn kind_noun(kind: CallKind) -> &'static str {
         CallKind::Exec => "shell command",
         CallKind::ToolCall => "tool",
         CallKind::Plugin => "plugin tool",
+        CallKind::ConfigRollback => "config rollback",
     }
 }
 
@@ -226,6 +228,10 @@ fn check_pattern(key: &str, kind: CallKind, p: &str) -> Result<(), BrokerError> 
     Ok(())
 }
 
+/// Why a config rollback is never granted (each critical rollback is its own decision).
+pub const NO_ROLLBACK_GRANT: &str =
+    "a config rollback cannot be allowed always: each critical rollback is approved on its own (use allow-once)";
+
 /// Validate and build a scope from explicit parts.
 pub fn build(
     agent: &str,
@@ -236,6 +242,9 @@ pub fn build(
 ) -> Result<GrantScope, BrokerError> {
     if agent.is_empty() || pattern.trim().is_empty() {
         return Err(BrokerError::Invalid("a grant needs an agent and a non-empty pattern".into()));
+    }
+    if kind == CallKind::ConfigRollback {
+        return Err(BrokerError::Invalid(NO_ROLLBACK_GRANT.into()));
     }
     decision::agent_id::check(agent).map_err(|e| BrokerError::Invalid(e.to_string()))?;
     check_pattern("pattern", kind, pattern)?;
@@ -404,6 +413,21 @@ mod tests {
         let s = GrantScope::new("main", CallKind::Exec, &pattern::literal(held), None, None);
         assert_eq!(s.breadth, Breadth::Exact);
         assert!(s.description.contains("run exactly 'sudo systemctl status nginx*'"), "{}", s.description);
+    }
+
+    #[test]
+    fn a_config_rollback_is_never_granted() {
+        let s = GrantScope::new("main", CallKind::ConfigRollback, "to version 2", None, None);
+        let e = s.with_input(&ScopeInput::default()).map(|_| ()).unwrap_err();
+        assert_eq!(e.to_string(), NO_ROLLBACK_GRANT);
+        let direct = ScopeInput {
+            agent: Some("main".into()),
+            kind: Some(CallKind::ConfigRollback),
+            pattern: Some("*".into()),
+            confirm_any: true,
+            ..ScopeInput::default()
+        };
+        assert!(build("main", CallKind::ConfigRollback, "*", None, &direct).is_err());
     }
 
     #[test]

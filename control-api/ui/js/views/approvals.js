@@ -159,7 +159,9 @@ export function mount(root, ctx) {
     const subject = a.subject || {};
     const actions = pending ? h('div', { class: 'actions', 'data-needs': 'approver' },
       h('button', { class: 'allow', 'data-testid': 'allow-once', onclick: (e) => decide(a, el, 'allow-once', '', null, e.currentTarget) }, t('approvals.allow_once')),
-      h('button', { class: 'allow-alt', 'data-testid': 'allow-always', onclick: () => openAlways() }, t('approvals.allow_always')),
+      // A config rollback is never granted: each critical one is approved on its own.
+      a.kind === 'config_rollback' ? null
+        : h('button', { class: 'allow-alt', 'data-testid': 'allow-always', onclick: () => openAlways() }, t('approvals.allow_always')),
       h('button', { class: 'deny', 'data-testid': 'deny', onclick: () => openDeny() }, t('approvals.deny'))) : null;
 
     function openAlways() {
@@ -191,6 +193,10 @@ export function mount(root, ctx) {
       h('div', { class: 'subject', 'data-testid': 'subject' }, subjectLine(subject)),
       subject.prompt_summary ? h('p', { class: 'prompt' }, subject.prompt_summary) : null,
       // An MCP tool call is decided on its arguments: show them, as they will be sent.
+      // A critical config rollback: the paths it changes (never their values).
+      a.kind === 'config_rollback' && Array.isArray(subject.critical_paths)
+        ? h('ul', { class: 'critical-paths', 'data-testid': 'rollback-paths' }, subject.critical_paths.map((p) => h('li', {}, h('code', {}, p))))
+        : null,
       a.kind === 'tool_call' && subject.args != null
         ? h('pre', { class: 'args', 'data-testid': 'tool-args' }, JSON.stringify(subject.args, null, 2))
         : null,
