@@ -135,6 +135,11 @@ pub fn task_type(rec: &AuditRecord) -> &'static str {
         }
     }
     let Some(s) = rec.session.as_deref() else { return "unknown" };
+    // An isolated cron run's model calls carry `session_id: openclaw-cron-<hash>` (seen on
+    // the wire from OpenClaw 2026.9.6; `gateway::cron` joins them to their job).
+    if s.starts_with("openclaw-cron-") {
+        return "cron";
+    }
     if !s.starts_with("agent:") {
         return "unknown";
     }
@@ -280,5 +285,6 @@ mod tests {
         assert_eq!(task_type(&r("agent:main:subagent:1")), "subagent");
         assert_eq!(task_type(&r("agent:main:main")), "interactive");
         assert_eq!(task_type(&r("0b8e-uuid")), "unknown");
+        assert_eq!(task_type(&r("openclaw-cron-0a713e0edf210ba0f7ab6253a3d86624")), "cron");
     }
 }

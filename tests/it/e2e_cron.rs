@@ -169,6 +169,13 @@ async fn cron_jobs_are_governed_through_the_gateway() {
         let headers: Vec<String> = up.requests().iter().map(|r| format!("{:?}", r.headers)).collect();
         panic!("the run's calls are attributed to it: {run}\nrecords: {sessions:?}\nheaders: {headers:?}");
     }
+    // ...and counted as cron work in the cost by task type.
+    let calls = run["model_calls"].as_u64();
+    wait_until("the run's calls under task type cron", Duration::from_secs(15), || async {
+        let (_, c) = api.get("/api/v1/cost?by=task&agent=main&since=1d").await;
+        c["rows"].as_array().into_iter().flatten().any(|r| r["key"] == "cron" && r["calls"].as_u64() >= calls)
+    })
+    .await;
     let run_cost = run["cost_usd"].as_f64().expect("a cost");
     assert!(run_cost > 0.0, "{run}");
     // The attributed calls are exactly the sidecar's records of the job's key (isolated cron

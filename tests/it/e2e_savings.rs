@@ -5,7 +5,8 @@
 //! OpenAI model (shipped price table). The preview plans the `config.patch` from the stored
 //! version: it names the live model ref and the live `baseHash` and changes nothing. Applying
 //! it is refused to an approver (403), on a stale hash (409) and without `confirm`; the admin's
-//! confirmation goes to OpenClaw, which moves main to the cheaper model on the same `cb-main`
+//! confirmation, given on the Cost page in Chromium (Preview, Apply, confirm), goes to
+//! OpenClaw, which moves main to the cheaper model on the same `cb-main`
 //! provider, audited `model_changed` and stored as ClawButler's version. An agent without
 //! suggestions gets none to preview.
 //!
@@ -18,6 +19,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use testkit::openclaw::find_or_skip;
 use testkit::rig::{bearer, chat, ADMIN};
+
+use crate::ui_browser::{browser_paths, Browser, Driver};
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_SAVINGS_TOKEN";
 
@@ -121,10 +124,15 @@ async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
         apply(ADMIN.to_string(), json!({"agent": "main", "model": cheaper, "base_hash": p["base_hash"]})).await;
     assert_eq!(code, 400, "confirm is required: {r}");
     assert_eq!(config_get(&other).await["hash"], live["hash"], "refusals changed nothing");
-    let t = Instant::now();
-    let (code, r) = apply(ADMIN.to_string(), body).await;
-    eprintln!("apply (config.patch, reload, snapshot) took {:?}", t.elapsed());
-    assert_eq!((code, r["applied"].as_bool()), (200, Some(true)), "{r}");
+    // The admin applies it from the Cost page (Preview, Apply, confirm) in Chromium; without
+    // a browser (outside CI) through the API.
+    match browser_paths() {
+        Some((chromium, driver_bin)) => apply_in_the_console(control, &cheaper, &chromium, &driver_bin).await,
+        None => {
+            let (code, r) = apply(ADMIN.to_string(), body).await;
+            assert_eq!((code, r["applied"].as_bool()), (200, Some(true)), "{r}");
+        }
+    }
     let after = config_get(&other).await;
     assert_eq!(after["parsed"]["agents"]["entries"]["main"]["model"], format!("cb-main/{cheaper}"), "{after}");
     assert_eq!(after["parsed"]["agents"]["entries"]["main"]["modelPolicy"]["allow"], json!(["cb-main/*"]));
@@ -165,4 +173,33 @@ async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
     let _ = linked.stop_other.send(true);
     linked.sidecar.shutdown().await;
     linked.up.shutdown().await;
+}
+
+/// Sign in as admin, open the Cost page, preview main's `cheaper` candidate and apply it.
+async fn apply_in_the_console(
+    control: SocketAddr,
+    cheaper: &str,
+    chromium: &std::path::Path,
+    driver_bin: &std::path::Path,
+) {
+    let driver = Driver::start(driver_bin).await;
+    let b = Browser::open(&driver, chromium).await;
+    b.goto(&format!("http://{control}/")).await;
+    b.type_into("[data-testid=token]", ADMIN).await;
+    b.click("[data-testid=signin]").await;
+    b.click("[data-testid=nav-cost]").await;
+    let cand = format!(
+        "[data-testid=suggestion][data-agent=main] [data-testid=suggestion-candidate][data-model=\"{cheaper}\"]"
+    );
+    b.click(&format!("{cand} [data-testid=suggestion-preview]")).await;
+    b.click(&format!("{cand} [data-testid=suggestion-apply]")).await;
+    let t = Instant::now();
+    b.click(&format!("{cand} [data-testid=suggestion-apply-confirm]")).await;
+    let sel = serde_json::to_string(&format!("{cand} [data-testid=suggestion-apply-msg]")).unwrap();
+    let msg = b
+        .wait_js("the applied message", &format!("document.querySelector({sel}).textContent.startsWith('Applied') && document.querySelector({sel}).textContent"))
+        .await;
+    eprintln!("apply from the console (config.patch, reload, snapshot) took {:?}", t.elapsed());
+    assert!(msg.as_str().unwrap().contains(&format!("main now uses cb-main/{cheaper}")), "{msg}");
+    b.close().await;
 }

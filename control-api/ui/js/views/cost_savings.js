@@ -7,8 +7,8 @@
 
 import { h, pre, replace } from '../dom.js';
 import { t } from '../i18n.js';
-import { get, query } from '../api.js';
-import { emptyState, errorBox, loading } from '../components.js';
+import { get, post, query } from '../api.js';
+import { confirmIn, emptyState, errorBox, loading, setMsg } from '../components.js';
 import { usd } from '../format.js';
 
 const NS = 'http://www.w3.org/2000/svg';
@@ -58,6 +58,24 @@ function compare(it) {
   return svg;
 }
 
+// Apply (admins): confirm, then POST .../apply with the preview's base hash, so a config
+// changed since the preview is a 409 (shown) and never overwritten.
+function applyControls(it, c, p) {
+  const panel = h('div', {});
+  const msg = h('p', { class: 'small', 'data-testid': 'suggestion-apply-msg', role: 'status' });
+  const open = h('button', { type: 'button', class: 'ghost', 'data-needs': 'admin', 'data-testid': 'suggestion-apply' }, t('cost.sg_apply'));
+  open.addEventListener('click', () => confirmIn(panel, msg, {
+    text: t('cost.sg_apply_confirm', { before: p.model_ref_before, after: p.model_ref_after }),
+    confirm: t('cost.sg_apply_now'), kind: 'allow', testid: 'suggestion-apply-confirm',
+    onConfirm: async () => {
+      const r = await post('/api/v1/cost/suggestions/apply', { agent: it.agent, model: c.model, base_hash: p.base_hash, confirm: true });
+      open.disabled = true;
+      setMsg(msg, t('cost.sg_applied', { agent: it.agent, after: p.model_ref_after, version: r.new_version ?? '' }), 'ok');
+    },
+  }));
+  return h('div', { class: 'actions' }, open, panel, msg);
+}
+
 function candidate(it, c) {
   const out = h('div', { class: 'sg-preview', 'data-testid': 'suggestion-preview-out' });
   const button = h('button', {
@@ -67,7 +85,7 @@ function candidate(it, c) {
       try {
         const p = await get(`/api/v1/cost/suggestions/preview${query({ agent: it.agent, model: c.model })}`);
         replace(out, h('p', { class: 'small' }, t('cost.sg_dry_run', { before: p.model_ref_before, after: p.model_ref_after, version: p.from_version })),
-          pre(p.patch), p.notes.map((n) => h('p', { class: 'muted small' }, n)));
+          pre(p.patch), p.notes.map((n) => h('p', { class: 'muted small' }, n)), applyControls(it, c, p));
       } catch (err) {
         replace(out, errorBox(err));
       }
