@@ -28,3 +28,4 @@ pub mod openclaw;
 pub mod postgres;
 pub mod rig;
 pub mod upstream;
+pub mod wait;

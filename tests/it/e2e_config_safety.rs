@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 use testkit::openclaw::{find_or_skip, free_port, Gateway};
 use testkit::rig::{SidecarConfig, ADMIN};
 use testkit::upstream::ScriptedUpstream;
+pub(crate) use testkit::wait::until as wait_until;
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_CONFIG_SAFETY_TOKEN";
 
@@ -116,21 +117,6 @@ impl Api {
         let r = testkit::http::get(&format!("http://{}/readyz", self.control), &[]).await;
         (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
     }
-}
-
-pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if f().await {
-            return t0.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// `config.get` without the bookkeeping the gateway rewrites on every write.

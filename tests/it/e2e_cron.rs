@@ -28,6 +28,7 @@ use testkit::rig::{SidecarConfig, ADMIN};
 use testkit::upstream::ScriptedUpstream;
 
 use crate::ui_browser::{browser_paths, Browser, Driver};
+use testkit::wait::until as wait_until;
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_CRON_TOKEN";
 
@@ -81,21 +82,6 @@ impl Api {
         let (_, v) = self.get(&format!("/api/v1/audit?kind=cron&limit=200{q}")).await;
         v["items"].as_array().cloned().unwrap_or_default()
     }
-}
-
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if f().await {
-            return t0.elapsed();
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// OpenClaw's own view of a job (a second operator connection, as the OpenClaw UI would).

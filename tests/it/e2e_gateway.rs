@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use testkit::openclaw::{find_or_skip, free_port, Gateway};
 use testkit::rig::{SidecarConfig, ADMIN};
 use testkit::upstream::{reply_for, ScriptedUpstream};
+use testkit::wait::until as wait_until;
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_GATEWAY_TOKEN";
 /// The upstream key the sidecar holds for upstream `held` (attach wires `ops` through it).
@@ -81,21 +82,6 @@ async fn config_doc(link: &gateway::Link) -> Value {
         o.remove("meta");
     }
     doc
-}
-
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// The single pending ClawButler approval of `agent`, once it appears.

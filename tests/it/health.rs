@@ -21,23 +21,8 @@ use serde_json::{json, Value};
 use testkit::fake_gateway::{Cmd, FakeGateway, TOKEN};
 use testkit::http::{get, post_json, send_streaming, StreamingResponse};
 use testkit::rig::{bearer, chat, reply_text, Rig, SidecarConfig, ADMIN};
+pub(crate) use testkit::wait::until as wait_until;
 use tokio::sync::watch;
-
-/// Poll `f` until it holds, or panic naming `what`.
-pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
 
 async fn agent(control: &str, id: &str) -> Value {
     let r = get(&format!("{control}/api/v1/agents/{id}"), &bearer(ADMIN)).await;

@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 use testkit::openclaw::{find_or_skip, free_port, AgentTurn, Gateway};
 use testkit::rig::{bundle_dir, SidecarConfig, ADMIN};
 use testkit::upstream::ScriptedUpstream;
+use testkit::wait::until as wait_until;
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_PLUGIN_GATEWAY_TOKEN";
 const HEARTBEAT_S: u64 = 5;
@@ -117,21 +118,6 @@ impl Api {
             self.post(&format!("/api/v1/approvals/{}/decision", approval["id"].as_str().unwrap()), body).await;
         assert_eq!(code, 200, "{b}");
     }
-}
-
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
 }
 
 /// The prompt that makes the scripted model call `tool` with `args`.
