@@ -106,8 +106,12 @@ async fn the_file_watcher_reloads_after_an_edit() {
     for _ in 0..100 {
         let r = post_json(&url, &[], &chat("forbidden-model")).await;
         if r.header("x-clawbutler-action") == Some("deny") {
-            let audit = get(&rig.control("/api/v1/audit?kind=policy_reload"), &[AUTH]).await.json();
-            assert_eq!(audit["items"][0]["actor"], "watch", "{audit}");
+            // The reload's audit record reaches the index with the next group commit.
+            let audit_url = rig.control("/api/v1/audit?kind=policy_reload");
+            testkit::wait::until("the watcher's policy_reload record", Duration::from_secs(10), || async {
+                get(&audit_url, &[AUTH]).await.json()["items"][0]["actor"] == "watch"
+            })
+            .await;
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -145,7 +145,9 @@ async fn a_call_held_on_a_is_approved_through_b_and_denied_through_c() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_racing_decisions_across_three_sidecars_have_one_winner_each() {
     let Some(pg) = PgCluster::start_or_skip("fleet inbox race") else { return };
-    let rigs = holding(&pg, 3, "pool_size = 16", "").await;
+    // The race is about one winner each, not latency: 1,000 requests at once on a 16-connection
+    // pool wait their turn, which on a loaded machine can pass the default 5 s.
+    let rigs = holding(&pg, 3, "pool_size = 16\ntimeout_ms = 30000", "").await;
     const N: usize = 100;
     let held: Vec<_> = (0..N).map(|i| rigs[i % 3].call("main", "needs-approval-1", &format!("race {i}"))).collect();
     let ids = rigs[1].wait_pending("main", N).await;
