@@ -16,21 +16,21 @@ use testkit::rig::{Rig, RigBuilder};
 
 /// Prices so a call's cost equals its worst case exactly: input free, $0.001 per output
 /// token, and requests capped at exactly the tokens the scripted model answers with.
-const PRICES: &str = "[prices.\"metered-model\"]\ninput = 0.0\noutput = 1000.0\n";
+pub(super) const PRICES: &str = "[prices.\"metered-model\"]\ninput = 0.0\noutput = 1000.0\n";
 
-fn body(max_tokens: u64) -> Value {
+pub(super) fn body(max_tokens: u64) -> Value {
     json!({"model": "metered-model", "max_tokens": max_tokens, "stream": false,
            "messages": [{"role": "user", "content": "fleet race"}]})
 }
 
 /// Output tokens the scripted model answers with (the tokens one call costs).
-async fn tokens_per_call() -> u64 {
+pub(super) async fn tokens_per_call() -> u64 {
     let probe = Rig::start(PRICES).await;
     let v = post_json(&probe.direct("/v1/chat/completions"), &[], &body(100)).await.json();
     v["usage"]["completion_tokens"].as_u64().unwrap()
 }
 
-fn fleet_budget(agent: &str, limit_usd: f64) -> String {
+pub(super) fn fleet_budget(agent: &str, limit_usd: f64) -> String {
     format!("[[budgets]]\nscope = \"agent:{agent}\"\nwindow = \"daily\"\nlimit_usd = {limit_usd}\nfleet = true\n")
 }
 
@@ -38,7 +38,7 @@ async fn send(rig: &Rig, agent: &str, k: u64) -> HttpResponse {
     post_json(&rig.url(&format!("/a/{agent}/fake/v1/chat/completions")), &[], &body(k)).await
 }
 
-fn assert_budget_refusal(r: &HttpResponse, also: &str) {
+pub(super) fn assert_budget_refusal(r: &HttpResponse, also: &str) {
     assert_eq!(r.status, 429, "{}", r.text());
     let e = r.json();
     assert_eq!(e["error"]["type"], "budget_exceeded", "{e}");
@@ -48,7 +48,7 @@ fn assert_budget_refusal(r: &HttpResponse, also: &str) {
 }
 
 /// `(limit, spent, held)` in micro-USD of every central row of a budget id prefix, summed.
-fn central(pg: &PgCluster, id: &str) -> (i64, i64, i64) {
+pub(super) fn central(pg: &PgCluster, id: &str) -> (i64, i64, i64) {
     let out = pg.psql(&format!(
         "SELECT coalesce(sum(limit_micro),0), coalesce(sum(spent_micro),0), coalesce(sum(held_micro),0) \
          FROM fleet_budget WHERE budget_id LIKE '{id}/%'"
