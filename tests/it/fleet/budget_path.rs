@@ -1,9 +1,10 @@
 //! Fleet budgets on the call path: three sidecars on one PostgreSQL enforce one `fleet = true`
 //! budget with leases (exactly N of 1,000 concurrent calls reach the upstreams, spend ==
 //! limit, 0 overshoot); a sidecar cut off from the database serves from its lease (never
-//! beyond it) for at most the lease TTL, then refuses in the 429 form; an expired lease is
-//! charged in full by the sweeper and refunded once by a late settle. The `#[ignore]`d load
-//! loop measures central takes/s and the call path with a fleet budget vs a local one.
+//! beyond it) for at most the lease TTL, then refuses in the 429 form until the cut ends (2x
+//! the TTL); an expired lease is charged in full by the sweeper and refunded once by a late
+//! settle. The `#[ignore]`d load loop measures central takes/s and the call path with a fleet
+//! budget vs a local one.
 
 use std::time::{Duration, Instant};
 
@@ -185,9 +186,21 @@ async fn a_sidecar_cut_off_from_the_database_serves_within_its_lease_then_refuse
     // An idle lease goes back in the last quarter of its life: B serves until then at least.
     assert!(last_ok.is_some_and(|t| t > TTL / 2), "B served from its lease after the cut");
     assert!(refused_at < TTL + Duration::from_millis(1_500), "refused only at {refused_at:?}");
-    let before = b.up.request_count();
-    assert_budget_refusal(&send(&b, "main", k).await, "fleet database does not answer");
-    assert_eq!(b.up.request_count(), before);
+    // Fail closed for as long as the cut lasts: 2x the lease TTL, nothing more reaches an
+    // upstream. Past `heartbeat_ttl_ms` (10 s) the kill switch's `refuse_all` refuses first.
+    let before = (a.up.request_count(), b.up.request_count());
+    while cut.elapsed() < 2 * TTL {
+        for rig in [&a, &b] {
+            let r = send(rig, "main", k).await;
+            if r.status == 429 {
+                assert_budget_refusal(&r, "fleet database does not answer");
+            } else {
+                assert!(r.text().contains("cannot be read"), "{}", r.text());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!((a.up.request_count(), b.up.request_count()), before, "a call went out while cut off");
 }
 
 #[tokio::test]
