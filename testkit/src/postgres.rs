@@ -85,14 +85,8 @@ impl PgCluster {
     /// initdb + start with `conf` appended to `postgresql.conf` (after the test defaults, so
     /// its settings win).
     pub fn start_with(bin: &Path, conf: &str) -> PgCluster {
-        let dir = tempfile::Builder::new().prefix("cb-pg-").tempdir().unwrap();
-        let as_postgres = is_root();
-        if as_postgres {
-            std::os::unix::fs::chown(dir.path(), Some(id_of("-u")), Some(id_of("-g"))).unwrap();
-        }
-        let port = free_port();
-        let mut pg = PgCluster { dir, bin: bin.to_path_buf(), port, pid: 0, as_postgres };
-        let data = pg.data();
+        let mut pg = PgCluster::unstarted(bin);
+        let (data, port) = (pg.data(), pg.port);
         pg.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
         let conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
@@ -106,6 +100,16 @@ impl PgCluster {
         std::fs::write(&conf_path, text).unwrap();
         pg.launch();
         pg
+    }
+
+    /// A temp dir the server's user owns and a free port; nothing initialized or running.
+    pub(crate) fn unstarted(bin: &Path) -> PgCluster {
+        let dir = tempfile::Builder::new().prefix("cb-pg-").tempdir().unwrap();
+        let as_postgres = is_root();
+        if as_postgres {
+            std::os::unix::fs::chown(dir.path(), Some(id_of("-u")), Some(id_of("-g"))).unwrap();
+        }
+        PgCluster { dir, bin: bin.to_path_buf(), port: free_port(), pid: 0, as_postgres }
     }
 
     /// `pg_ctl start` and note the postmaster's pid.

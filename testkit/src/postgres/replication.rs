@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{find_bin, id_of, is_root, PgCluster};
-use crate::openclaw::{e2e_required, free_port};
+use super::{find_bin, PgCluster};
+use crate::openclaw::e2e_required;
 
 /// Settings that make every commit wait for one standby of `names` to have flushed it.
 fn quorum_conf(names: &[&str]) -> String {
@@ -106,14 +106,8 @@ impl Replicated {
 
 /// A hot standby of `primary` named `name`, streaming from it.
 fn standby_of(primary: &PgCluster, bin: &Path, name: &str) -> PgCluster {
-    let dir = tempfile::Builder::new().prefix("cb-pg-").tempdir().unwrap();
-    let as_postgres = is_root();
-    if as_postgres {
-        std::os::unix::fs::chown(dir.path(), Some(id_of("-u")), Some(id_of("-g"))).unwrap();
-    }
-    let port = free_port();
-    let mut pg = PgCluster { dir, bin: bin.to_path_buf(), port, pid: 0, as_postgres };
-    let data = pg.data();
+    let mut pg = PgCluster::unstarted(bin);
+    let (data, port) = (pg.data(), pg.port);
     let conninfo = format!("host=127.0.0.1 port={} user=postgres application_name={name}", primary.port);
     pg.run("pg_basebackup", &["-d", &conninfo, "-D", &data, "-X", "stream", "-R", "--no-sync"]);
     let conf = format!(
