@@ -9,6 +9,9 @@
 #   PLUGIN_RPS=1000 PLUGIN_SECS=10 scripts/load.sh plugin
 # `scripts/load.sh cost`: a 90-day cost query over 1M metered calls (`cost/benches/cost_query.rs`):
 #   COST_CALLS=1000000 scripts/load.sh cost
+# `scripts/load.sh fleet`: fleet mode on vs off on the call path in one run, and central lease
+# takes/s, on a throwaway PostgreSQL (`benches/fleet_load.rs`; LOAD_RPS=1000 LOAD_SECS=5):
+#   LOAD_ROUNDS=3 TAKE_SECS=5 scripts/load.sh fleet
 # `scripts/load.sh streams`: memory per open stream, 1,000 streams held open through the release
 # sidecar (`scripts/streams.sh`, STREAMS=1000).
 # `scripts/load.sh saturate`: closed loop to saturation with wrk against a local nginx, direct and
@@ -23,6 +26,9 @@ if [[ "${1:-}" == "streams" ]]; then
 fi
 if [[ "${1:-}" == "mcp" ]]; then
     exec cargo bench --bench mcp_load
+fi
+if [[ "${1:-}" == "fleet" ]]; then
+    exec cargo bench --bench fleet_load
 fi
 if [[ "${1:-}" == "cost" ]]; then
     exec cargo bench -p cost --bench cost_query

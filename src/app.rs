@@ -173,6 +173,7 @@ impl Sidecar {
             Some(f) => {
                 let (fleet, tasks) = fleet::Fleet::start(
                     f,
+                    &data_dir,
                     env!("CARGO_PKG_VERSION"),
                     kill.clone(),
                     broker.clone(),

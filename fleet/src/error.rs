@@ -26,6 +26,8 @@ pub enum FleetError {
     /// The caller's request is not valid (a bad filter).
     #[error("{0}")]
     Invalid(String),
+    #[error("fleet lease journal: {0}")]
+    Journal(String),
     #[error("fleet database: unreadable record: {0}")]
     Corrupt(#[from] serde_json::Error),
 }

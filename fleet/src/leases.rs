@@ -16,8 +16,12 @@
 //!   takes them; a lease the sweeper charged in full meanwhile is refunded once by that settle.
 //! - The worst case of every call in flight stays carved until it ends, so the lease's
 //!   `used + in flight <= amount` as long as real costs stay within their worst cases.
+//! - A call is carved only once the lease's `used + in flight` is in the [`Journal`], so a
+//!   restart after this process died settles the leases it held with no less than they may
+//!   have spent (their unused part goes back once; see `journal.rs`).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -27,12 +31,13 @@ use governance::budget::fleet::{AcquireFut, FleetDenied, FleetHold, FleetLink, F
 use tokio::sync::{watch, Notify};
 
 use crate::budget::{self, Ask, Sized};
+use crate::journal::Journal;
 use crate::{FleetError, FleetSettings};
 
 /// Nano-USD (local accounting, as governance keeps it) per micro-USD (the database's unit).
 const NANOS_PER_MICRO: u64 = 1_000;
 
-fn micro_up(nanos: u64) -> i64 {
+pub(crate) fn micro_up(nanos: u64) -> i64 {
     nanos.div_ceil(NANOS_PER_MICRO) as i64
 }
 
@@ -84,6 +89,7 @@ struct Inner {
     pending: Mutex<Vec<(Arc<str>, i64)>>,
     wake: Notify,
     metrics: Metrics,
+    journal: Journal,
 }
 
 /// The pool's metrics (docs/metrics.md).
@@ -126,10 +132,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Leases(Arc<Inner>);
 
 impl Leases {
-    pub(crate) fn new(pool: Pool, s: &FleetSettings, registry: &prometheus::Registry) -> Result<Leases, FleetError> {
+    /// The pool, its journal in `journal_dir`; the leases an earlier run of this sidecar left
+    /// unsettled (it died holding them) are queued to settle with what they may have used.
+    pub(crate) fn new(
+        pool: Pool,
+        s: &FleetSettings,
+        registry: &prometheus::Registry,
+        journal_dir: &Path,
+    ) -> Result<Leases, FleetError> {
         let boot =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let metrics = Metrics::new(registry).map_err(|e| FleetError::Pool(e.to_string()))?;
+        let (journal, carried) = Journal::open(journal_dir, boot)?;
+        if !carried.is_empty() {
+            tracing::info!(leases = carried.len(), "fleet leases of this sidecar's previous run: settling them");
+        }
+        metrics.pending.add(carried.len() as i64);
+        let pending = carried.into_iter().map(|(id, used)| (Arc::<str>::from(id), used)).collect();
         Ok(Leases(Arc::new(Inner {
             pool,
             sidecar_id: s.sidecar_id.clone(),
@@ -141,9 +160,10 @@ impl Leases {
             max_calls: u64::from(s.lease_max_calls),
             live_ms: s.heartbeat_ttl_ms as i64,
             keys: Mutex::new(HashMap::new()),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(pending),
             wake: Notify::new(),
             metrics,
+            journal,
         })))
     }
 
@@ -163,6 +183,7 @@ impl Leases {
             }
             self.0.return_idle(false);
             self.0.flush().await;
+            self.0.journal.rotate_if_big(|| self.0.snapshot());
             match tokio::time::timeout(self.0.timeout, budget::sweep(&self.0.pool)).await {
                 Ok(Ok(n)) if n > 0 => {
                     self.0.metrics.expired.inc_by(n);
@@ -193,6 +214,11 @@ impl Inner {
         let mut leases = lock(&key.leases);
         let spare = leases.iter().filter(|l| l.admits(now, amount)).count() > 1;
         let l = leases.iter_mut().find(|l| l.admits(now, amount))?;
+        // Fail closed: a call the journal does not cover is not admitted.
+        if let Err(e) = self.journal.record(&l.id, l.used + l.inflight + amount) {
+            tracing::error!(error = %e, "fleet lease journal not written: call refused");
+            return None;
+        }
         l.inflight += amount;
         if l.room() < amount {
             l.retired = true;
@@ -218,6 +244,8 @@ impl Inner {
     }
 
     fn queue(&self, id: Arc<str>, used_micro: i64) {
+        // Best effort: without a record a restart leaves the lease charged in full.
+        let _ = self.journal.record(&id, (used_micro as u64).saturating_mul(NANOS_PER_MICRO));
         lock(&self.pending).push((id, used_micro));
         self.metrics.pending.inc();
         self.wake.notify_one();
@@ -252,7 +280,10 @@ impl Inner {
         let mut rest = todo.into_iter();
         while let Some((id, used)) = rest.next() {
             match tokio::time::timeout(self.timeout, budget::settle(&self.pool, &id, used)).await {
-                Ok(Ok(_)) => self.metrics.pending.dec(),
+                Ok(Ok(_)) => {
+                    self.metrics.pending.dec();
+                    self.journal.done(&id);
+                }
                 failed => {
                     if let Ok(Err(e)) = failed {
                         tracing::debug!(error = %e, lease = %id, "fleet lease settle failed; retrying");
@@ -263,6 +294,21 @@ impl Inner {
                     return;
                 }
             }
+        }
+    }
+
+    /// Record every lease still open or waiting for its settle (the journal's rotation).
+    fn snapshot(&self) {
+        let keys: Vec<Arc<Key>> = lock(&self.keys).values().cloned().collect();
+        for key in keys {
+            let leases = lock(&key.leases);
+            for l in leases.iter() {
+                let _ = self.journal.record(&l.id, l.used + l.inflight);
+            }
+        }
+        let pending = lock(&self.pending).clone();
+        for (id, used) in pending {
+            let _ = self.journal.record(&id, (used as u64).saturating_mul(NANOS_PER_MICRO));
         }
     }
 
@@ -327,6 +373,8 @@ impl Inner {
                     deadline: sent + self.ttl,
                     retired: false,
                 };
+                // Best effort: without a record a restart leaves the lease charged in full.
+                let _ = self.journal.record(&lease.id, 0);
                 lock(&key.leases).push(lease);
                 Ok(())
             }
@@ -361,6 +409,9 @@ impl HoldEnd for Held {
         let l = &mut leases[i];
         l.inflight = l.inflight.saturating_sub(self.amount);
         l.used = l.used.saturating_add(charge_nanos);
+        // A lower figure than the carve's when the call cost less than its worst case; a
+        // lost record leaves the higher one (fail closed).
+        let _ = self.inner.journal.record(&l.id, l.used + l.inflight);
         if l.inflight == 0 && (l.retired || now >= l.deadline) {
             let l = leases.swap_remove(i);
             drop(leases);

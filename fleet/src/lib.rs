@@ -10,6 +10,7 @@ mod control;
 mod db;
 mod error;
 pub mod inbox;
+mod journal;
 mod leases;
 mod migrate;
 mod settings;
@@ -50,9 +51,12 @@ impl Fleet {
     /// Connect, migrate, register this sidecar and read the fleet's kill flags before
     /// returning (a sidecar never serves without having read them), then start the heartbeat,
     /// the LISTEN connection, the poll and the TTL watch, all stopped by `shutdown`. From
-    /// here on `broker` decides through the fleet inbox.
+    /// here on `broker` decides through the fleet inbox. The lease journal lives in
+    /// `data_dir/fleet-leases`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         s: &FleetSettings,
+        data_dir: &std::path::Path,
         version: &str,
         kill: Arc<governance::KillSwitch>,
         broker: Arc<governance::Broker>,
@@ -77,7 +81,7 @@ impl Fleet {
         let sync = Arc::new(KillSync::new(pool.clone(), kill, s, connected));
         tokio::time::timeout(t, sync.refresh()).await.map_err(|_| bounded("kill flags"))??;
 
-        let leases = Arc::new(Leases::new(pool.clone(), s, registry)?);
+        let leases = Arc::new(Leases::new(pool.clone(), s, registry, &data_dir.join("fleet-leases"))?);
         let inbox = Arc::new(Inbox::new(pool.clone(), s, &broker, registry)?);
         let orphans = tokio::time::timeout(t, inbox.cancel_orphans()).await.map_err(|_| bounded("inbox"))??;
         if orphans > 0 {

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+pub mod replication;
+
 use crate::openclaw::{e2e_required, free_port};
 use crate::rig::{Rig, RigBuilder};
 
@@ -77,33 +79,48 @@ impl PgCluster {
 
     /// initdb + start; panics with the server's log on failure.
     pub fn start(bin: &Path) -> PgCluster {
-        let dir = tempfile::Builder::new().prefix("cb-pg-").tempdir().unwrap();
-        let as_postgres = is_root();
-        if as_postgres {
-            std::os::unix::fs::chown(dir.path(), Some(id_of("-u")), Some(id_of("-g"))).unwrap();
-        }
-        let port = free_port();
-        let mut pg = PgCluster { dir, bin: bin.to_path_buf(), port, pid: 0, as_postgres };
-        let data = pg.data();
+        PgCluster::start_with(bin, "")
+    }
+
+    /// initdb + start with `conf` appended to `postgresql.conf` (after the test defaults, so
+    /// its settings win).
+    pub fn start_with(bin: &Path, conf: &str) -> PgCluster {
+        let mut pg = PgCluster::unstarted(bin);
+        let (data, port) = (pg.data(), pg.port);
         pg.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]);
         let conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
              fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = 32MB\n\
-             max_connections = 100\n",
+             max_connections = 100\n{conf}\n",
             pg.dir.path().display()
         );
         let conf_path = Path::new(&data).join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf_path).unwrap();
         text.push_str(&conf);
         std::fs::write(&conf_path, text).unwrap();
-        let log = pg.dir.path().join("server.log").display().to_string();
-        pg.run("pg_ctl", &["-D", &data, "-l", &log, "-w", "-t", "60", "start"]);
-        let pidfile = std::fs::read_to_string(Path::new(&data).join("postmaster.pid")).unwrap();
-        pg.pid = pidfile.lines().next().and_then(|l| l.trim().parse().ok()).unwrap();
+        pg.launch();
         pg
     }
 
-    fn data(&self) -> String {
+    /// A temp dir the server's user owns and a free port; nothing initialized or running.
+    pub(crate) fn unstarted(bin: &Path) -> PgCluster {
+        let dir = tempfile::Builder::new().prefix("cb-pg-").tempdir().unwrap();
+        let as_postgres = is_root();
+        if as_postgres {
+            std::os::unix::fs::chown(dir.path(), Some(id_of("-u")), Some(id_of("-g"))).unwrap();
+        }
+        PgCluster { dir, bin: bin.to_path_buf(), port: free_port(), pid: 0, as_postgres }
+    }
+
+    /// `pg_ctl start` and note the postmaster's pid.
+    fn launch(&mut self) {
+        let (data, log) = (self.data(), self.dir.path().join("server.log").display().to_string());
+        self.run("pg_ctl", &["-D", &data, "-l", &log, "-w", "-t", "60", "start"]);
+        let pidfile = std::fs::read_to_string(Path::new(&data).join("postmaster.pid")).unwrap();
+        self.pid = pidfile.lines().next().and_then(|l| l.trim().parse().ok()).unwrap();
+    }
+
+    pub(crate) fn data(&self) -> String {
         self.dir.path().join("data").display().to_string()
     }
 
@@ -118,7 +135,7 @@ impl PgCluster {
         }
     }
 
-    fn run(&self, tool: &str, args: &[&str]) -> String {
+    pub(crate) fn run(&self, tool: &str, args: &[&str]) -> String {
         let o = self.command(tool).args(args).current_dir(self.dir.path()).output().unwrap();
         if !o.status.success() {
             let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();

@@ -14,7 +14,7 @@
 
 mod body;
 mod charge;
-mod crash;
+pub(crate) mod crash;
 mod meter;
 mod reconcile;
 

@@ -14,7 +14,7 @@ use testkit::upstream::ScriptedUpstream;
 const BIN: &str = env!("CARGO_BIN_EXE_clawbutler");
 
 /// The sidecar binary, killed (SIGKILL) when dropped.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -27,17 +27,28 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-struct Binary {
+/// The real `clawbutler serve` on fixed free ports, its stderr in `log` (the fleet fault tests
+/// use it too).
+pub(crate) struct Binary {
     config: std::path::PathBuf,
-    log: std::path::PathBuf,
-    control: String,
-    data: String,
+    pub(crate) log: std::path::PathBuf,
+    pub(crate) control: String,
+    pub(crate) data: String,
 }
 
 impl Binary {
     fn new(dir: &std::path::Path, upstream: &str) -> Binary {
+        Binary::with(dir, upstream, |c| c)
+    }
+
+    /// A config in `dir` (data dir `dir/data`) in front of `upstream`, changed by `edit`.
+    pub(crate) fn with(
+        dir: &std::path::Path,
+        upstream: &str,
+        edit: impl FnOnce(SidecarConfig) -> SidecarConfig,
+    ) -> Binary {
         let (data, control) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
-        let cfg = SidecarConfig::new(&dir.join("data")).listen(&data, &control).upstreams(upstream);
+        let cfg = edit(SidecarConfig::new(&dir.join("data")).listen(&data, &control).upstreams(upstream));
         let config = dir.join("clawbutler.toml");
         std::fs::write(&config, cfg.to_toml()).unwrap();
         Binary {
@@ -49,7 +60,7 @@ impl Binary {
     }
 
     /// Start the binary and wait until it is ready.
-    async fn start(&self) -> Proc {
+    pub(crate) async fn start(&self) -> Proc {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let mut c = Command::new(BIN);
         c.args(["serve", "--config"]).arg(&self.config).stdout(Stdio::null()).stderr(log);
