@@ -1,9 +1,11 @@
 //! Fleet mode on a real PostgreSQL (a throwaway cluster per test, `testkit::postgres`):
 //! migrations and the sidecar registry (`registry`), the fleet kill switch across three
 //! sidecars with its propagation measured (`kill`), fleet budgets central (`budget`) and on the
-//! call path (`budget_path`), the shared approval inbox (`inbox`). Skipped without PostgreSQL unless
+//! call path (`budget_path`), the shared approval inbox (`inbox`), the central audit trail
+//! (`audit`). Skipped without PostgreSQL unless
 //! `CLAWBUTLER_E2E=1`, when a missing server is a failure.
 
+mod audit;
 mod browser;
 mod budget;
 mod budget_path;
