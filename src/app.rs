@@ -182,6 +182,8 @@ impl Sidecar {
                 )
                 .await?;
                 budgets.set_fleet(fleet.leases());
+                let mut tasks = tasks;
+                tasks.push(fleet.ship_audit(audit.clone(), &registry, rx.clone())?);
                 (Some(fleet), tasks)
             }
             None => (None, Vec::new()),

@@ -130,7 +130,12 @@ fn finish_staged(dir: &Path) -> Result<(), AuditError> {
 /// Every public key in a file: PEM blocks (`audit-pubkeys.pem`, or one `audit-pubkey.pem`)
 /// or lines of 64 hex digits.
 pub fn load_public_set(path: &Path) -> Result<Vec<VerifyingKey>, AuditError> {
-    let text = fs::read_to_string(path)?;
+    parse_public_set(&fs::read_to_string(path)?, &path.display().to_string())
+}
+
+/// Every public key in a text (PEM blocks or lines of 64 hex digits, as `load_public_set`
+/// reads them); `what` names the source in the error.
+pub fn parse_public_set(text: &str, what: &str) -> Result<Vec<VerifyingKey>, AuditError> {
     const END: &str = "-----END PUBLIC KEY-----";
     let mut out = Vec::new();
     if text.contains(END) {
@@ -145,7 +150,7 @@ pub fn load_public_set(path: &Path) -> Result<Vec<VerifyingKey>, AuditError> {
         }
     }
     if out.is_empty() {
-        return Err(AuditError::Key(format!("no public key in {}", path.display())));
+        return Err(AuditError::Key(format!("no public key in {what}")));
     }
     Ok(out)
 }

@@ -40,6 +40,7 @@ mod writer;
 
 pub use checkpoint::Checkpoint;
 pub use disk::FaultyDisk;
+pub use ed25519_dalek::VerifyingKey;
 pub use error::AuditError;
 pub use event::{AuditEvent, Outcome, RecordKind, Usage};
 pub use export::{export, follow, tail, ExportFormat};
@@ -50,7 +51,7 @@ pub use query::{AuditPage, AuditQuery, DEFAULT_LIMIT, MAX_LIMIT};
 pub use record::{AuditRecord, GENESIS_HASH};
 pub use segment::{segment_name, CHECKPOINT_FILE};
 pub use settings::AuditSettings;
-pub use verify::{verify_dir, verify_export, VerifyReport};
+pub use verify::{verify_dir, verify_export, CopyVerifier, VerifyReport};
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -60,7 +61,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use ed25519_dalek::VerifyingKey;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
 use tokio::sync::{broadcast, oneshot};
 
@@ -462,6 +462,36 @@ impl AuditLog {
     /// Up to `limit` durable records from `seq` on (SSE resume after `Last-Event-ID`).
     pub fn read_from(&self, seq: u64, limit: usize) -> Result<Vec<AuditRecord>, AuditError> {
         self.reader.read_from(seq, limit)
+    }
+
+    /// Up to `limit` durable records from `seq` on as their stored lines, byte for byte
+    /// (without the newline), with their seqs: what the fleet shipper copies, so a copy
+    /// verifies with the same code as the log. Records pruned under retention are skipped.
+    pub fn read_lines_from(&self, seq: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        self.reader.read_lines_from(seq, limit)
+    }
+
+    /// The complete checkpoint lines (without newline) from byte `offset` of
+    /// `checkpoints.jsonl` on, and the offset after the last one (pass it back next time).
+    /// A line being written (no newline yet) is left for the next call.
+    pub fn checkpoint_lines_from(&self, offset: u64) -> Result<(Vec<Vec<u8>>, u64), AuditError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = match std::fs::File::open(self.dir.join(CHECKPOINT_FILE)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
+            Err(e) => return Err(e.into()),
+        };
+        f.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        let (lines, _torn) = segment::lines(&buf);
+        let end = lines.last().map_or(0, |(at, l)| at + l.len() + 1);
+        Ok((lines.into_iter().map(|(_, l)| l.to_vec()).collect(), offset + end as u64))
+    }
+
+    /// Every public key this log has been signed with, oldest first (`audit-pubkeys.pem`).
+    pub fn public_keys(&self) -> Result<Vec<VerifyingKey>, AuditError> {
+        keys::local_keys(&self.dir)
     }
 
     /// Every record written after this call, as soon as it is durable. Slow receivers get

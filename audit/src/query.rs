@@ -188,6 +188,12 @@ impl Reader {
         self.scan(start, head, limit)?.into_iter().map(|(_, l)| Ok(serde_json::from_slice(&l)?)).collect()
     }
 
+    /// Up to `limit` stored lines from `seq` on, in order, as (seq, line without newline).
+    pub fn read_lines_from(&self, seq: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+        let start = seq.max(self.index.first_seq()?.unwrap_or(1));
+        self.scan(start, self.head(), limit)
+    }
+
     /// Candidate ranges for a search over `lo..=hi`, newest first: every `BLOCK`-aligned range
     /// that may hold a match. Above `indexed_seq` the index may lag, so that tail is read in full.
     fn ranges(&self, driver: Option<(Field, &str)>, lo: u64, hi: u64) -> Result<Vec<(u64, u64)>, AuditError> {

@@ -135,9 +135,9 @@ fn parse_lines(lines: &[(usize, &[u8])]) -> Vec<Item> {
 }
 
 /// Streaming verifier state.
-struct Verifier<'a> {
+struct Verifier {
     rep: VerifyReport,
-    cps: &'a [Checkpoint],
+    cps: Vec<Checkpoint>,
     next_cp: usize,
     prev: Option<(u64, [u8; 32])>,
     leaves: Vec<[u8; 32]>,
@@ -146,7 +146,7 @@ struct Verifier<'a> {
     trust_start: bool,
 }
 
-impl Verifier<'_> {
+impl Verifier {
     fn fail(&mut self, seq: Option<u64>, msg: String) {
         self.rep.ok = false;
         if self.rep.first_bad_seq.is_none() {
@@ -292,7 +292,7 @@ fn read_into(path: &Path, mut buf: Vec<u8>) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-impl Verifier<'_> {
+impl Verifier {
     /// Check one segment's lines; false to stop.
     fn segment(&mut self, buf: &[u8], path: &Path, last: bool) -> bool {
         let (lines, torn) = segment::lines(buf);
@@ -443,8 +443,7 @@ pub(crate) fn verify_dir_with(dir: &Path, keys: Option<&[VerifyingKey]>, mut rep
             return rep;
         }
     };
-    let mut v =
-        Verifier { rep, cps: &cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: false };
+    let mut v = Verifier { rep, cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: false };
     let nsegs = segs.len();
     // One thread reads the next segment while this one hashes the current one; the two
     // buffers are recycled so a 64 MiB segment is not re-faulted in every time.
@@ -501,8 +500,7 @@ pub fn verify_export(file: &Path, pubkey: Option<&Path>) -> VerifyReport {
     if !rep.errors.is_empty() {
         return rep;
     }
-    let mut v =
-        Verifier { rep, cps: &cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: true };
+    let mut v = Verifier { rep, cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: true };
     for item in parse_lines(&lines) {
         let go = match item {
             Item::Rec(m) => v.record(m),
@@ -525,4 +523,64 @@ pub fn verify_export(file: &Path, pubkey: Option<&Path>) -> VerifyReport {
         v.finish();
     }
     v.rep
+}
+
+/// Verification of a copy of a log held elsewhere (the fleet's central copy in PostgreSQL),
+/// with the same checks as [`verify_dir`]: the whole checkpoint chain first (it must start at
+/// checkpoint 1, as `checkpoints.jsonl` is never pruned), then the record lines in seq order,
+/// fed in batches so the copy never has to sit in memory.
+pub struct CopyVerifier {
+    v: Verifier,
+    stopped: bool,
+}
+
+impl CopyVerifier {
+    /// Check the checkpoint lines (oldest first) against `keys` (`None`: signatures not
+    /// checked, said as a warning).
+    pub fn new(checkpoint_lines: &[&[u8]], keys: Option<&[VerifyingKey]>) -> CopyVerifier {
+        let mut rep = VerifyReport::default();
+        if let Some(k) = keys {
+            rep.key_id = k.first().map(keys::key_id);
+        }
+        let cps = check_checkpoints(checkpoint_lines, keys, true, &mut rep);
+        let stopped = !rep.errors.is_empty();
+        let v = Verifier { rep, cps, next_cp: 0, prev: None, leaves: Vec::new(), leaves_from: 0, trust_start: false };
+        CopyVerifier { v, stopped }
+    }
+
+    /// Check the next record lines (without newline); false once a problem stopped the check.
+    pub fn lines(&mut self, lines: &[&[u8]]) -> bool {
+        if self.stopped {
+            return false;
+        }
+        let indexed: Vec<(usize, &[u8])> = lines.iter().map(|l| (0, *l)).collect();
+        for item in parse_lines(&indexed) {
+            let go = match item {
+                Item::Rec(m) => self.v.record(m),
+                Item::Bad(e) => {
+                    let at = self.v.prev.as_ref().map_or(1, |(s, _)| s + 1);
+                    self.v.fail(Some(at), format!("seq {at}: {e}"));
+                    false
+                }
+                Item::Checkpoint => {
+                    let at = self.v.prev.as_ref().map_or(1, |(s, _)| s + 1);
+                    self.v.fail(Some(at), format!("seq {at}: a checkpoint line where a record belongs"));
+                    false
+                }
+            };
+            if !go {
+                self.stopped = true;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The report: every check of [`verify_dir`], truncation below a checkpoint included.
+    pub fn finish(mut self) -> VerifyReport {
+        if self.v.rep.errors.is_empty() {
+            self.v.finish();
+        }
+        self.v.rep
+    }
 }

@@ -1,11 +1,13 @@
 //! Fleet mode: many ClawButler sidecars sharing state in one PostgreSQL database. This crate
 //! owns the connection to that database (rustls TLS, a pool, one LISTEN connection), its
 //! versioned schema, the sidecar registry with heartbeats, the fleet kill switch kept in
-//! step with each sidecar's `governance::KillSwitch`, fleet budget leases, and the shared
-//! approval inbox the sidecar's `governance::Broker` decides through. Without `[fleet]` nothing here runs and
+//! step with each sidecar's `governance::KillSwitch`, fleet budget leases, the shared
+//! approval inbox the sidecar's `governance::Broker` decides through, and the central audit
+//! trail (each sidecar's log shipped, searched and verified centrally). Without `[fleet]` nothing here runs and
 //! every sidecar is an island, exactly as before (docs/fleet.md).
 
 pub mod budget;
+pub mod central;
 mod control;
 mod db;
 mod error;
@@ -14,6 +16,7 @@ mod journal;
 mod leases;
 mod migrate;
 mod settings;
+mod ship;
 mod sidecars;
 
 use std::sync::{Arc, OnceLock};
@@ -24,6 +27,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use central::{FleetAuditPage, SidecarVerify};
 pub use control::{FleetKill, KillSync, CHANNEL};
 pub use db::Connector;
 pub use error::FleetError;
@@ -31,6 +35,7 @@ pub use inbox::Inbox;
 pub use leases::Leases;
 pub use migrate::{migrate, SCHEMA_VERSION};
 pub use settings::{FleetSettings, Partitioned};
+pub use ship::Shipper;
 pub use sidecars::SidecarRow;
 
 /// A started fleet member.
@@ -42,6 +47,17 @@ pub struct Fleet {
     inbox: Arc<Inbox>,
     /// Whether the gateway link is up (set once the link starts; unset: no `[gateway]`).
     gateway_link: OnceLock<GatewayLink>,
+}
+
+/// Verify the central audit copy of every sidecar (or `sidecar`'s) without starting a sidecar:
+/// `clawbutler audit verify --fleet` connects with `[fleet]` and runs this.
+pub async fn verify_central_audit(
+    s: &FleetSettings,
+    sidecar: Option<&str>,
+    pubkeys: Option<&[audit::VerifyingKey]>,
+) -> Result<Vec<SidecarVerify>, FleetError> {
+    let pool = Connector::new(s)?.pool(s)?;
+    central::verify(&pool, sidecar, pubkeys).await
 }
 
 /// Reads whether this sidecar's OpenClaw gateway link is connected.
@@ -137,6 +153,28 @@ impl Fleet {
     /// Every registered sidecar.
     pub async fn sidecars(&self) -> Result<Vec<SidecarRow>, FleetError> {
         self.bounded(sidecars::list(&self.pool, self.settings.heartbeat_ttl_ms)).await
+    }
+
+    /// Start shipping `log` to the central audit trail (a task off the data path, stopped by
+    /// `shutdown`; docs/fleet.md "Central audit").
+    pub fn ship_audit(
+        &self,
+        log: Arc<audit::AuditLog>,
+        registry: &prometheus::Registry,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<JoinHandle<()>, FleetError> {
+        let s = &self.settings;
+        let shipper = Shipper::new(self.pool.clone(), &s.sidecar_id, log, s.audit_ship_ms, s.timeout_ms, registry)?;
+        Ok(tokio::spawn(shipper.run(shutdown)))
+    }
+
+    /// Search the central audit trail (every sidecar's shipped records, or `sidecar`'s).
+    pub async fn audit_search(
+        &self,
+        q: &audit::AuditQuery,
+        sidecar: Option<&str>,
+    ) -> Result<FleetAuditPage, FleetError> {
+        self.bounded(central::search(&self.pool, q, sidecar)).await
     }
 
     /// Every fleet kill scope ever set.

@@ -83,6 +83,42 @@ const MIGRATIONS: &[&str] = &[
     -- configured).
     ALTER TABLE fleet_sidecar ADD COLUMN gateway_link text;
     "#,
+    // 5: taken by policy rollout (branch `rollout`); a no-op here until that branch merges
+    // and puts its migration in this place.
+    "SELECT 1;",
+    // 6: the central audit trail (docs/fleet.md "Central audit"): each sidecar's records and
+    // checkpoints as their stored lines, byte for byte (the chain hashes and signatures cover
+    // them), a few columns pulled out for search, and where each sidecar's shipper stands.
+    r#"
+    CREATE TABLE fleet_audit_record (
+        sidecar_id text NOT NULL,
+        seq        bigint NOT NULL,
+        ts         timestamptz NOT NULL,
+        kind       text,
+        agent      text,
+        action     text,
+        risk       text,
+        trace_id   text,
+        line       text NOT NULL,
+        PRIMARY KEY (sidecar_id, seq)
+    );
+    CREATE INDEX fleet_audit_record_ts ON fleet_audit_record (ts DESC, sidecar_id DESC, seq DESC);
+    CREATE INDEX fleet_audit_record_trace ON fleet_audit_record (trace_id) WHERE trace_id IS NOT NULL;
+    CREATE TABLE fleet_audit_checkpoint (
+        sidecar_id text NOT NULL,
+        checkpoint bigint NOT NULL,
+        line       text NOT NULL,
+        PRIMARY KEY (sidecar_id, checkpoint)
+    );
+    CREATE TABLE fleet_audit_shipper (
+        sidecar_id  text PRIMARY KEY,
+        public_keys text NOT NULL,               -- hex, oldest first: the keys its log signs with
+        local_head  bigint NOT NULL,             -- its log's last durable seq, as last reported
+        shipped_seq bigint NOT NULL,
+        lag_seconds double precision NOT NULL,   -- age of its oldest record not yet shipped
+        updated_at  timestamptz NOT NULL DEFAULT now()
+    );
+    "#,
 ];
 
 /// The schema version this binary writes.

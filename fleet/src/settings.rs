@@ -51,6 +51,8 @@ pub struct FleetSettings {
     pub lease_parts: u32,
     /// The most one lease holds, in worst cases of the call that takes it.
     pub lease_max_calls: u32,
+    /// How often the audit shipper copies new records to the central audit trail.
+    pub audit_ship_ms: u64,
 }
 
 impl Default for FleetSettings {
@@ -69,6 +71,7 @@ impl Default for FleetSettings {
             lease_ttl_ms: 30_000,
             lease_parts: 4,
             lease_max_calls: 100,
+            audit_ship_ms: 1_000,
         }
     }
 }
@@ -85,8 +88,8 @@ impl FleetSettings {
         if !id_ok {
             return Err(("fleet.sidecar_id", "required: 1-64 characters of a-z, A-Z, 0-9, '-', '_', '.'".into()));
         }
-        if self.heartbeat_ms == 0 || self.poll_ms == 0 || self.timeout_ms == 0 {
-            return Err(("fleet", "heartbeat_ms, poll_ms and timeout_ms must be above 0".into()));
+        if self.heartbeat_ms == 0 || self.poll_ms == 0 || self.timeout_ms == 0 || self.audit_ship_ms == 0 {
+            return Err(("fleet", "heartbeat_ms, poll_ms, timeout_ms and audit_ship_ms must be above 0".into()));
         }
         if self.heartbeat_ttl_ms <= self.poll_ms.max(self.heartbeat_ms) {
             return Err(("fleet.heartbeat_ttl_ms", "must be above both poll_ms and heartbeat_ms".into()));

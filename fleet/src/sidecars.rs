@@ -22,6 +22,10 @@ pub struct SidecarRow {
     /// Its OpenClaw gateway link at its last heartbeat: `connected`, `disconnected`, or
     /// `null` when it has no `[gateway]` link.
     pub gateway_link: Option<String>,
+    /// Central audit: its records not yet shipped and the age of the oldest of them, as its
+    /// shipper last reported (`null`: it has not shipped yet).
+    pub audit_lag_records: Option<i64>,
+    pub audit_lag_seconds: Option<f64>,
 }
 
 /// Write this sidecar's heartbeat (creating its row, or restarting it with `started_at`).
@@ -51,8 +55,9 @@ pub async fn list(pool: &Pool, ttl_ms: u64) -> Result<Vec<SidecarRow>, FleetErro
     let rows = client
         .query(
             "SELECT sidecar_id, version, started_at, last_heartbeat, \
-             (extract(epoch FROM (now() - last_heartbeat)) * 1000)::bigint, gateway_link \
-             FROM fleet_sidecar ORDER BY sidecar_id",
+             (extract(epoch FROM (now() - last_heartbeat)) * 1000)::bigint, gateway_link, \
+             a.local_head - a.shipped_seq, a.lag_seconds \
+             FROM fleet_sidecar LEFT JOIN fleet_audit_shipper a USING (sidecar_id) ORDER BY sidecar_id",
             &[],
         )
         .await?;
@@ -68,6 +73,8 @@ pub async fn list(pool: &Pool, ttl_ms: u64) -> Result<Vec<SidecarRow>, FleetErro
                 heartbeat_age_ms: age,
                 stale: age > ttl_ms as i64,
                 gateway_link: r.get(5),
+                audit_lag_records: r.get(6),
+                audit_lag_seconds: r.get(7),
             }
         })
         .collect())

@@ -1,5 +1,6 @@
 //! `clawbutler audit verify|export|tail|rotate-key`: offline tools over the log files; they
 //! never need the sidecar to be running (or trusted). `rotate-key` needs it stopped.
+//! `verify --fleet` checks the central copy in the fleet database instead (with `[fleet]`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,6 +33,13 @@ pub enum AuditCmd {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Verify the central audit trail in the fleet database (`[fleet]` of the config):
+        /// every sidecar's shipped copy, or `--sidecar`'s, with the same checks.
+        #[arg(long, conflicts_with = "export")]
+        fleet: bool,
+        /// With --fleet: only this sidecar's copy (needed to check it against --pubkey).
+        #[arg(long, requires = "fleet")]
+        sidecar: Option<String>,
     },
     /// Write records to stdout (or --output).
     Export {
@@ -60,11 +68,30 @@ pub enum AuditCmd {
 }
 
 /// Run an audit subcommand.
-pub fn run(cli: &Cli, c: &AuditCmd) -> CliResult {
+pub async fn run(cli: &Cli, c: &AuditCmd) -> CliResult {
     let cfg = cli.load_config()?;
     let dir = cfg.server.data_dir.join("audit");
     match c {
-        AuditCmd::Verify { export, pubkey, json } => {
+        AuditCmd::Verify { fleet: true, sidecar, pubkey, json, .. } => {
+            let f =
+                cfg.fleet.as_ref().ok_or("--fleet needs the [fleet] section of the config (the database to read)")?;
+            let keys = match pubkey {
+                Some(p) => Some(audit::keys::load_public_set(p)?),
+                None => None,
+            };
+            let reports = fleet::verify_central_audit(f, sidecar.as_deref(), keys.as_deref()).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else if reports.is_empty() {
+                println!("no sidecar has shipped audit records to the fleet database yet");
+            } else {
+                for r in &reports {
+                    print!("sidecar {}: {}", r.sidecar_id, r.report);
+                }
+            }
+            Ok(if reports.iter().all(|r| r.report.ok) { 0 } else { 1 })
+        }
+        AuditCmd::Verify { export, pubkey, json, .. } => {
             let report = match export {
                 Some(f) => audit::verify_export(f, pubkey.as_deref()),
                 None => audit::verify_dir(&dir, pubkey.as_deref()),

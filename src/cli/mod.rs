@@ -131,7 +131,7 @@ pub async fn run(cli: Cli) -> i32 {
     let result = match &cli.command {
         Command::Serve(a) => serve::run(&cli, a).await,
         Command::Policy(c) => policy_cmd::run(&cli, c),
-        Command::Audit(c) => audit_cmd::run(&cli, c),
+        Command::Audit(c) => audit_cmd::run(&cli, c).await,
         Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
         Command::Fleet(c) => fleet_cmd::run(&cli, c).await,
         Command::Cost(a) => cost_cmd::run(&cli, a).await,

@@ -148,6 +148,23 @@ impl PgCluster {
         String::from_utf8_lossy(&o.stdout).to_string()
     }
 
+    /// Stop the postmaster (fast shutdown) keeping its data: the database goes away until
+    /// [`PgCluster::start_again`].
+    pub fn stop(&mut self) {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "-t", "60", "stop"]);
+        self.pid = 0;
+    }
+
+    /// Start the stopped postmaster again, on the same port and data.
+    pub fn start_again(&mut self) {
+        let data = self.data();
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-l", &log, "-w", "-t", "60", "start"]);
+        let pidfile = std::fs::read_to_string(Path::new(&data).join("postmaster.pid")).unwrap();
+        self.pid = pidfile.lines().next().and_then(|l| l.trim().parse().ok()).unwrap();
+    }
+
     /// `database_url` for `[fleet]` (trust auth, no TLS on loopback).
     pub fn url(&self) -> String {
         format!("host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable", self.port)

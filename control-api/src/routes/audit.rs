@@ -1,7 +1,7 @@
 //! `/api/v1/audit`: search with cursor pagination, one record, a trace's chain, and a live
 //! verification of the log (any role).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::routing::get;
 use axum::Json;
 
@@ -43,19 +43,85 @@ fn checked(mut q: audit::AuditQuery) -> Result<audit::AuditQuery, Problem> {
     Ok(q)
 }
 
+/// Where a search looks: this sidecar's log (default) or, with `scope=fleet`, the central
+/// audit trail of every sidecar (fleet mode; `sidecar=<id>` narrows it to one).
+struct Scope {
+    fleet: bool,
+    sidecar: Option<String>,
+}
+
+/// Split `scope` and `sidecar` off the query string; the rest is the local search's filters.
+fn scope_of(raw: Option<&str>) -> Result<(Scope, audit::AuditQuery), Problem> {
+    let mut scope = Scope { fleet: false, sidecar: None };
+    let mut rest = Vec::new();
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("scope", "fleet") => scope.fleet = true,
+            ("scope", "local") => scope.fleet = false,
+            ("scope", v) => return Err(Problem::bad_request(format!("scope must be local or fleet, not {v:?}"))),
+            ("sidecar", v) => scope.sidecar = Some(v.to_string()),
+            _ => rest.push(pair),
+        }
+    }
+    if scope.sidecar.is_some() && !scope.fleet {
+        return Err(Problem::bad_request("sidecar filters a fleet search: add scope=fleet"));
+    }
+    let uri: http::Uri =
+        format!("/?{}", rest.join("&")).parse().map_err(|_| Problem::bad_request("bad query string"))?;
+    let Query(q) = Query::<audit::AuditQuery>::try_from_uri(&uri).map_err(|e| Problem::bad_request(e.body_text()))?;
+    Ok((scope, q))
+}
+
 async fn search(
     _c: Caller,
     State(s): State<AppState>,
-    q: Result<Query<audit::AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<audit::AuditPage>, Problem> {
-    let Query(q) = q.map_err(|e| Problem::bad_request(e.body_text()))?;
+    RawQuery(raw): RawQuery,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let (scope, q) = scope_of(raw.as_deref())?;
+    if scope.fleet {
+        return fleet_search(&s, q, scope.sidecar.as_deref()).await;
+    }
     let q = checked(q)?;
     let audit = s.audit.clone();
-    tokio::task::spawn_blocking(move || audit.search(&q))
+    let page = tokio::task::spawn_blocking(move || audit.search(&q))
         .await
         .map_err(|e| Problem::internal(e.to_string()))?
-        .map(Json)
-        .map_err(internal)
+        .map_err(internal)?;
+    Ok(Json(serde_json::to_value(page).map_err(|e| Problem::internal(e.to_string()))?))
+}
+
+/// A fleet search: the same filters, answered from the central audit trail in PostgreSQL.
+/// Each item carries `sidecar_id`; the cursor is the fleet search's own.
+async fn fleet_search(
+    s: &AppState,
+    mut q: audit::AuditQuery,
+    sidecar: Option<&str>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let f = s
+        .fleet
+        .as_deref()
+        .ok_or_else(|| Problem::bad_request("scope=fleet needs fleet mode: this sidecar has no [fleet] section"))?;
+    if q.cursor.as_deref() == Some("") {
+        q.cursor = None;
+    }
+    if q.limit.is_some_and(|l| !(1..=audit::MAX_LIMIT).contains(&l)) {
+        return Err(Problem::bad_request(format!("limit must be 1 to {}", audit::MAX_LIMIT)));
+    }
+    let page = f.audit_search(&q, sidecar).await.map_err(|e| match e {
+        fleet::FleetError::Invalid(m) => Problem::bad_request(m),
+        e => {
+            let mut p = Problem::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "Fleet database unavailable",
+                format!(
+                    "the central audit trail cannot be searched now ({e}); this sidecar's own log can (scope=local)"
+                ),
+            );
+            p.retry_after_s = Some(5);
+            p
+        }
+    })?;
+    Ok(Json(serde_json::to_value(page).map_err(|e| Problem::internal(e.to_string()))?))
 }
 
 async fn one(

@@ -88,6 +88,11 @@ async fn the_console_shows_the_fleet_and_decides_an_approval_held_on_another_sid
     let text = br.text("[data-testid=fleet-sidecars]").await.to_lowercase();
     assert!(text.contains("gateway connected") && text.contains("no gateway link"), "{text}");
     assert!(text.contains("heartbeat on time") && text.contains("s ago"), "{text}");
+    // Each sidecar's audit shipping lag to the central audit trail (the page reloads every 5 s).
+    let lag = "[...document.querySelectorAll('[data-testid=audit-lag]')].filter((e) => e.dataset.records !== '').length === 3";
+    br.wait_js("the audit shipping lag of three sidecars", lag).await;
+    let text = br.text("[data-testid=fleet-sidecars]").await.to_lowercase();
+    assert!(text.contains("audit shipping lag") && text.contains(" records, "), "{text}");
     br.screenshot("fleet-desktop.png").await;
 
     // Phone width, Simplified Chinese: the same, readable without sideways scrolling.
@@ -102,6 +107,7 @@ async fn the_console_shows_the_fleet_and_decides_an_approval_held_on_another_sid
         .await;
     let zh = br.text("[data-testid=fleet-sidecars]").await;
     assert!(zh.contains("心跳正常") && zh.contains("无网关连接") && zh.contains("网关已断开"), "{zh}");
+    assert!(zh.contains("审计上传延迟"), "{zh}");
     let fits = br.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;", json!([])).await;
     assert_eq!(fits, json!(true), "the fleet page fits a phone's width");
     br.screenshot("fleet-phone-zh.png").await;

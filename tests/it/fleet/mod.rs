@@ -1,11 +1,12 @@
 //! Fleet mode on a real PostgreSQL (a throwaway cluster per test, `testkit::postgres`):
 //! migrations and the sidecar registry (`registry`), the fleet kill switch across three
 //! sidecars with its propagation measured (`kill`), fleet budgets central (`budget`) and on the
-//! call path (`budget_path`), the shared approval inbox (`inbox`), and faults: the real binary
-//! SIGKILLed holding a lease (`faults`), the primary of a synchronous-quorum cluster SIGKILLed
-//! and a standby promoted (`failover`). Skipped without PostgreSQL unless `CLAWBUTLER_E2E=1`,
-//! when a missing server is a failure.
+//! call path (`budget_path`), the shared approval inbox (`inbox`), the central audit trail
+//! (`audit`), and faults: the real binary SIGKILLed holding a lease (`faults`), the primary of a
+//! synchronous-quorum cluster SIGKILLed and a standby promoted (`failover`). Skipped without
+//! PostgreSQL unless `CLAWBUTLER_E2E=1`, when a missing server is a failure.
 
+mod audit;
 mod browser;
 mod budget;
 mod budget_path;

@@ -1,7 +1,8 @@
 // Fleet (fleet mode only; the tab shows when GET /api/v1/fleet/sidecars answers): every
 // sidecar sharing this one's fleet database, with its version, when it started, how long ago
 // its last heartbeat was (on the database's clock, so no two sidecars' clocks are compared),
-// whether it is stale, and its OpenClaw gateway link at that heartbeat. Heartbeats make no
+// whether it is stale, its OpenClaw gateway link at that heartbeat, and how far its audit log's
+// shipping to the central audit trail lags (records, seconds). Heartbeats make no
 // audit events, so the page refreshes every 5 s.
 
 import { h, dl } from '../dom.js';
@@ -12,7 +13,8 @@ import { when } from '../format.js';
 export function mount(root, ctx) {
   return listPage(root, ctx, {
     title: t('fleet.title'), hint: t('fleet.hint'), testid: 'fleet-sidecars',
-    path: '/api/v1/fleet/sidecars', key: (s) => s.id, version: (s) => `${s.stale}:${s.gateway_link}:${s.version}`,
+    path: '/api/v1/fleet/sidecars', key: (s) => s.id, version: (s) => `${s.stale}:${s.gateway_link}:${s.version}`
+      + `:${s.audit_lag_records}:${Math.round(s.audit_lag_seconds || 0)}`,
     refresh: 5000, empty: [t('fleet.empty')],
     item: card,
   }).unmount;
@@ -32,5 +34,14 @@ function card(s) {
       [t('fleet.heartbeat'), h('span', { 'data-testid': 'heartbeat-age' }, t('fleet.heartbeat_age', { n: age }))],
       [t('fleet.version'), h('code', {}, s.version || '')],
       [t('fleet.started'), when(s.started_at)],
+      [t('fleet.audit_lag'), auditLag(s)],
     ]));
+}
+
+// The central audit trail: records of this sidecar not yet shipped, and the age of the oldest.
+function auditLag(s) {
+  const n = s.audit_lag_records;
+  const text = n == null ? t('fleet.audit_lag_none')
+    : t('fleet.audit_lag_value', { n, s: Math.round(s.audit_lag_seconds || 0) });
+  return h('span', { 'data-testid': 'audit-lag', 'data-records': n == null ? '' : String(n) }, text);
 }
