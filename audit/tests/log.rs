@@ -440,3 +440,34 @@ fn calls_left_open_are_closed_as_outcome_unknown_at_the_next_open() {
         assert_eq!(closed, want, "keep_file {keep_file}");
     }
 }
+
+/// An idle log signs its tail within `checkpoint_every_secs`: records written and then no more
+/// must not stay unsigned until the next record arrives (an auditor reading an idle sidecar's
+/// log would otherwise find an unsigned, rewritable tail).
+#[test]
+fn an_idle_log_signs_its_last_records_within_checkpoint_every_secs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let settings =
+        AuditSettings { checkpoint_every_secs: 1, checkpoint_every_records: 1_000, ..AuditSettings::default() };
+    let log = common::open(tmp.path(), &settings);
+    for i in 1..=3 {
+        log.append(common::event(i)).unwrap();
+    }
+    log.flush().unwrap();
+    let head = log.head();
+    let signed_through = |log: &audit::AuditLog| -> u64 {
+        let (lines, _) = log.checkpoint_lines_from(0).unwrap();
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["last_seq"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    let t0 = std::time::Instant::now();
+    while signed_through(&log) < head {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(5), "records up to {head} still unsigned after 5 s idle");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    eprintln!("idle tail signed after {:?}", t0.elapsed());
+}
