@@ -26,6 +26,9 @@ pub enum FleetError {
     /// The caller's request is not valid (a bad filter).
     #[error("{0}")]
     Invalid(String),
+    /// A published policy bundle was refused (signature, tests, compile): nothing was stored.
+    #[error("{0}")]
+    Refused(String),
     #[error("fleet database: unreadable record: {0}")]
     Corrupt(#[from] serde_json::Error),
 }

@@ -51,6 +51,9 @@ pub struct FleetSettings {
     pub lease_parts: u32,
     /// The most one lease holds, in worst cases of the call that takes it.
     pub lease_max_calls: u32,
+    /// Public keys (64 hex digits each, `clawbutler fleet keygen`) a published policy bundle
+    /// must be signed with, any one of them; empty: this sidecar applies no published bundle.
+    pub policy_keys: Vec<String>,
 }
 
 impl Default for FleetSettings {
@@ -69,6 +72,7 @@ impl Default for FleetSettings {
             lease_ttl_ms: 30_000,
             lease_parts: 4,
             lease_max_calls: 100,
+            policy_keys: Vec::new(),
         }
     }
 }
@@ -100,7 +104,18 @@ impl FleetSettings {
         if self.pool_size == 0 {
             return Err(("fleet.pool_size", "must be at least 1".into()));
         }
+        self.policy_keys()?;
         Ok(())
+    }
+}
+
+impl FleetSettings {
+    /// The parsed `policy_keys`.
+    pub fn policy_keys(&self) -> Result<Vec<ed25519_dalek::VerifyingKey>, (&'static str, String)> {
+        self.policy_keys
+            .iter()
+            .map(|k| policy::signed::parse_public_key(k).map_err(|e| ("fleet.policy_keys", e.to_string())))
+            .collect()
     }
 }
 

@@ -22,6 +22,8 @@ pub struct SidecarRow {
     /// Its OpenClaw gateway link at its last heartbeat: `connected`, `disconnected`, or
     /// `null` when it has no `[gateway]` link.
     pub gateway_link: Option<String>,
+    /// Its policy as it last reported it (policy rollout); `null` before its first report.
+    pub policy: Option<crate::rollout::PolicyState>,
 }
 
 /// Write this sidecar's heartbeat (creating its row, or restarting it with `started_at`).
@@ -68,6 +70,7 @@ pub async fn list(pool: &Pool, ttl_ms: u64) -> Result<Vec<SidecarRow>, FleetErro
                 heartbeat_age_ms: age,
                 stale: age > ttl_ms as i64,
                 gateway_link: r.get(5),
+                policy: None,
             }
         })
         .collect())

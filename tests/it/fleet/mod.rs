@@ -1,7 +1,8 @@
 //! Fleet mode on a real PostgreSQL (a throwaway cluster per test, `testkit::postgres`):
 //! migrations and the sidecar registry (`registry`), the fleet kill switch across three
 //! sidecars with its propagation measured (`kill`), fleet budgets central (`budget`) and on the
-//! call path (`budget_path`), the shared approval inbox (`inbox`). Skipped without PostgreSQL unless
+//! call path (`budget_path`), the shared approval inbox (`inbox`), the policy rollout
+//! (`rollout`). Skipped without PostgreSQL unless
 //! `CLAWBUTLER_E2E=1`, when a missing server is a failure.
 
 mod browser;
@@ -10,6 +11,7 @@ mod budget_path;
 mod inbox;
 mod kill;
 mod registry;
+mod rollout;
 
 use serde_json::Value;
 use testkit::http::post_json;

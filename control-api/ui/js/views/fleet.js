@@ -2,7 +2,9 @@
 // sidecar sharing this one's fleet database, with its version, when it started, how long ago
 // its last heartbeat was (on the database's clock, so no two sidecars' clocks are compared),
 // whether it is stale, and its OpenClaw gateway link at that heartbeat. Heartbeats make no
-// audit events, so the page refreshes every 5 s.
+// audit events, so the page refreshes every 5 s. Each card also shows the sidecar's policy
+// (policy rollout): the revision serving, which fleet bundle (or its own bundle), and the
+// last bundle it refused with the reason.
 
 import { h, dl } from '../dom.js';
 import { t } from '../i18n.js';
@@ -12,7 +14,7 @@ import { when } from '../format.js';
 export function mount(root, ctx) {
   return listPage(root, ctx, {
     title: t('fleet.title'), hint: t('fleet.hint'), testid: 'fleet-sidecars',
-    path: '/api/v1/fleet/sidecars', key: (s) => s.id, version: (s) => `${s.stale}:${s.gateway_link}:${s.version}`,
+    path: '/api/v1/fleet/sidecars', key: (s) => s.id, version: (s) => `${s.stale}:${s.gateway_link}:${s.version}:${policyKey(s.policy)}`,
     refresh: 5000, empty: [t('fleet.empty')],
     item: card,
   }).unmount;
@@ -32,5 +34,20 @@ function card(s) {
       [t('fleet.heartbeat'), h('span', { 'data-testid': 'heartbeat-age' }, t('fleet.heartbeat_age', { n: age }))],
       [t('fleet.version'), h('code', {}, s.version || '')],
       [t('fleet.started'), when(s.started_at)],
+      [t('fleet.policy'), policy(s.policy)],
     ]));
+}
+
+function policyKey(p) {
+  return p ? `${p.revision}:${p.applied_seq}:${p.refused_seq}` : '';
+}
+
+function policy(p) {
+  if (!p) return h('span', { 'data-testid': 'policy', 'data-revision': '' }, t('fleet.policy_unknown'));
+  const from = p.applied_seq == null ? t('fleet.policy_own') : t('fleet.policy_bundle', { n: p.applied_seq });
+  return h('span', { 'data-testid': 'policy', 'data-revision': p.revision, 'data-applied': String(p.applied_seq ?? '') },
+    h('code', {}, p.revision), ' ', from,
+    p.refused_seq == null ? null : h('span', { class: 'badge health-offline', 'data-testid': 'policy-refused', title: p.error || '' },
+      t('fleet.policy_refused', { n: p.refused_seq })),
+    p.refused_seq == null ? null : h('div', { class: 'muted', 'data-testid': 'policy-error' }, p.error || ''));
 }
