@@ -134,6 +134,10 @@ mod tests {
         assert_eq!(FleetSettings { sidecar_id: "a b".into(), ..ok() }.validate().unwrap_err().0, "fleet.sidecar_id");
         let ttl = FleetSettings { heartbeat_ttl_ms: 2_000, poll_ms: 2_000, ..ok() };
         assert_eq!(ttl.validate().unwrap_err().0, "fleet.heartbeat_ttl_ms");
+        let keys = FleetSettings { policy_keys: vec!["not-a-key".into()], ..ok() };
+        assert_eq!(keys.validate().unwrap_err().0, "fleet.policy_keys");
+        let keys = FleetSettings { policy_keys: vec!["11".repeat(32)], ..ok() };
+        assert!(keys.validate().is_ok(), "64 hex digits of a valid Ed25519 point");
     }
 
     #[test]
