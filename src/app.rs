@@ -169,6 +169,9 @@ impl Sidecar {
 
         // Fleet mode (optional): before anything serves, so a sidecar never takes a call
         // without having read the fleet's kill flags (docs/fleet.md).
+        // A fleet bundle may apply during the start: audited like every reload from here on (the
+        // hook is replaced below once the MCP endpoint, which also hears of reloads, exists).
+        policy.set_on_reload(reload_auditor(audit.clone()));
         let (fleet, fleet_tasks) = match &cfg.fleet {
             Some(f) => {
                 let (fleet, tasks) = fleet::Fleet::start(
@@ -177,6 +180,7 @@ impl Sidecar {
                     env!("CARGO_PKG_VERSION"),
                     kill.clone(),
                     broker.clone(),
+                    policy.clone(),
                     &registry,
                     rx.clone(),
                 )

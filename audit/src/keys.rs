@@ -92,6 +92,23 @@ fn publish(dir: &Path, key: &SigningKey) -> Result<(), AuditError> {
     Ok(())
 }
 
+/// A new signing key in a new file `path` (PKCS#8 PEM, 0600; an existing file is never
+/// overwritten): the fleet's policy key (`clawbutler fleet keygen`) is made this way.
+pub fn create_private_file(path: &Path) -> Result<SigningKey, AuditError> {
+    let key = generate()?;
+    let pem = key.to_pkcs8_pem(Default::default()).map_err(key_err)?;
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(pem.as_bytes())?;
+    f.sync_all()?;
+    Ok(key)
+}
+
+/// Read a private key file (PKCS#8 PEM) made by [`create_private_file`] or [`load_or_create`].
+pub fn load_private(path: &Path) -> Result<SigningKey, AuditError> {
+    let pem = fs::read_to_string(path)?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| AuditError::Key(format!("{}: {e}", path.display())))
+}
+
 /// Rotation, step 1: keep the new key where a crash cannot lose it.
 pub(crate) fn stage(dir: &Path, key: &SigningKey) -> Result<(), AuditError> {
     write_private(dir, &dir.join(STAGED_FILE), key)

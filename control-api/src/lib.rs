@@ -114,6 +114,7 @@ pub fn routes() -> routes::Routes {
         .merge(routes::mcp::routes())
         .merge(routes::notifications::routes())
         .merge(routes::fleet::routes())
+        .merge(routes::fleet_policy::routes())
         .merge(routes::ui::routes())
 }
 

@@ -28,6 +28,9 @@ pub enum FleetError {
     Invalid(String),
     #[error("fleet lease journal: {0}")]
     Journal(String),
+    /// A published policy bundle was refused (signature, tests, compile): nothing was stored.
+    #[error("{0}")]
+    Refused(String),
     #[error("fleet database: unreadable record: {0}")]
     Corrupt(#[from] serde_json::Error),
 }

@@ -2,8 +2,10 @@
 //! owns the connection to that database (rustls TLS, a pool, one LISTEN connection), its
 //! versioned schema, the sidecar registry with heartbeats, the fleet kill switch kept in
 //! step with each sidecar's `governance::KillSwitch`, fleet budget leases, the shared
-//! approval inbox the sidecar's `governance::Broker` decides through, and the central audit
-//! trail (each sidecar's log shipped, searched and verified centrally). Without `[fleet]` nothing here runs and
+//! approval inbox the sidecar's `governance::Broker` decides through, the policy rollout
+//! (signed bundles published to every sidecar's `policy::PolicyEngine`) and the central
+//! audit trail (each sidecar's log shipped, searched and verified centrally). Without
+//! `[fleet]` nothing here runs and
 //! every sidecar is an island, exactly as before (docs/fleet.md).
 
 pub mod budget;
@@ -15,6 +17,7 @@ pub mod inbox;
 mod journal;
 mod leases;
 mod migrate;
+pub mod rollout;
 mod settings;
 mod ship;
 mod sidecars;
@@ -34,6 +37,7 @@ pub use error::FleetError;
 pub use inbox::Inbox;
 pub use leases::Leases;
 pub use migrate::{migrate, SCHEMA_VERSION};
+pub use rollout::Rollout;
 pub use settings::{FleetSettings, Partitioned};
 pub use ship::Shipper;
 pub use sidecars::SidecarRow;
@@ -45,6 +49,7 @@ pub struct Fleet {
     sync: Arc<KillSync>,
     leases: Arc<Leases>,
     inbox: Arc<Inbox>,
+    rollout: Arc<Rollout>,
     /// Whether the gateway link is up (set once the link starts; unset: no `[gateway]`).
     gateway_link: OnceLock<GatewayLink>,
 }
@@ -67,8 +72,9 @@ impl Fleet {
     /// Connect, migrate, register this sidecar and read the fleet's kill flags before
     /// returning (a sidecar never serves without having read them), then start the heartbeat,
     /// the LISTEN connection, the poll and the TTL watch, all stopped by `shutdown`. From
-    /// here on `broker` decides through the fleet inbox. The lease journal lives in
-    /// `data_dir/fleet-leases`.
+    /// here on `broker` decides through the fleet inbox, and `policy` serves the fleet's
+    /// newest bundle (applied here before returning when it passes its checks). The lease
+    /// journal lives in `data_dir/fleet-leases`.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         s: &FleetSettings,
@@ -76,6 +82,7 @@ impl Fleet {
         version: &str,
         kill: Arc<governance::KillSwitch>,
         broker: Arc<governance::Broker>,
+        policy: Arc<policy::PolicyEngine>,
         registry: &prometheus::Registry,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Arc<Fleet>, Vec<JoinHandle<()>>), FleetError> {
@@ -104,12 +111,17 @@ impl Fleet {
             tracing::info!(orphans, "fleet inbox: approvals of this sidecar's previous run cancelled");
         }
         broker.set_inbox(inbox.clone());
+        let keys = s.policy_keys().map_err(|(key, msg)| FleetError::Invalid(format!("{key}: {msg}")))?;
+        let rollout = Arc::new(Rollout::new(pool.clone(), policy, keys, &s.sidecar_id));
+        // The bundle check runs the bundle's tests: bounded by the query timeout plus room for them.
+        tokio::time::timeout(t * 4, rollout.refresh()).await.map_err(|_| bounded("policy bundle"))??;
         let fleet = Arc::new(Fleet {
             settings: s.clone(),
             pool,
             sync,
             leases: leases.clone(),
             inbox: inbox.clone(),
+            rollout: rollout.clone(),
             gateway_link: OnceLock::new(),
         });
         let tasks = vec![
@@ -118,7 +130,8 @@ impl Fleet {
             tokio::spawn(fleet.clone().heartbeats(version.to_string(), started_at, shutdown.clone())),
             tokio::spawn(fleet.clone().poll(shutdown.clone())),
             tokio::spawn(fleet.clone().ttl_watch(shutdown.clone())),
-            tokio::spawn(listen::run(conn, fleet.sync.clone(), inbox, shutdown)),
+            tokio::spawn(fleet.clone().policy_poll(shutdown.clone())),
+            tokio::spawn(listen::run(conn, fleet.sync.clone(), inbox, rollout, shutdown)),
         ];
         Ok((fleet, tasks))
     }
@@ -145,6 +158,11 @@ impl Fleet {
         &self.inbox
     }
 
+    /// The policy rollout (publish, the newest bundle, every sidecar's policy).
+    pub fn rollout(&self) -> &Rollout {
+        &self.rollout
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &FleetSettings {
         &self.settings
@@ -152,7 +170,13 @@ impl Fleet {
 
     /// Every registered sidecar.
     pub async fn sidecars(&self) -> Result<Vec<SidecarRow>, FleetError> {
-        self.bounded(sidecars::list(&self.pool, self.settings.heartbeat_ttl_ms)).await
+        let mut rows = self.bounded(sidecars::list(&self.pool, self.settings.heartbeat_ttl_ms)).await?;
+        let policies: std::collections::HashMap<_, _> =
+            self.bounded(self.rollout.states()).await?.into_iter().collect();
+        for r in &mut rows {
+            r.policy = policies.get(&r.id).cloned();
+        }
+        Ok(rows)
     }
 
     /// Start shipping `log` to the central audit trail (a task off the data path, stopped by
@@ -235,6 +259,26 @@ impl Fleet {
         }
     }
 
+    /// The policy rollout's safety net: read the newest bundle every `poll_ms`, and at once
+    /// when LISTEN rings.
+    async fn policy_poll(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let every = Duration::from_millis(self.settings.poll_ms);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = self.rollout.wake.notified() => {}
+                _ = stop.changed() => return,
+            }
+            // The bound leaves room for the bundle's tests (they run before a swap).
+            let ms = self.settings.timeout_ms * 4;
+            match tokio::time::timeout(Duration::from_millis(ms), self.rollout.refresh()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.rollout.failed(&e),
+                Err(_) => self.rollout.failed(&FleetError::Timeout { what: "policy bundle", ms }),
+            }
+        }
+    }
+
     async fn ttl_watch(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut every = tokio::time::interval(Duration::from_millis(100));
         loop {
@@ -248,8 +292,8 @@ impl Fleet {
 
 mod listen {
     //! The dedicated LISTEN connection: every notification (and every reconnect, since
-    //! notifications sent while it was down are lost) makes the kill-flag poll or the inbox
-    //! (by channel) read at once.
+    //! notifications sent while it was down are lost) makes the kill-flag poll, the inbox or
+    //! the policy rollout (by channel) read at once.
 
     use std::sync::Arc;
     use std::time::Duration;
@@ -257,9 +301,20 @@ mod listen {
     use tokio::sync::watch;
     use tokio_postgres::AsyncMessage;
 
-    use crate::{inbox, Connector, Inbox, KillSync, CHANNEL};
+    use crate::{inbox, rollout, Connector, Inbox, KillSync, Rollout, CHANNEL};
 
-    pub(crate) async fn run(conn: Connector, sync: Arc<KillSync>, inbox: Arc<Inbox>, mut stop: watch::Receiver<bool>) {
+    pub(crate) async fn run(
+        conn: Connector,
+        sync: Arc<KillSync>,
+        inbox: Arc<Inbox>,
+        rollout: Arc<Rollout>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let wake = |channel: &str| match channel {
+            c if c == inbox::CHANNEL => inbox.wake.notify_one(),
+            c if c == rollout::CHANNEL => rollout.wake.notify_one(),
+            _ => sync.wake.notify_one(),
+        };
         loop {
             match conn.pg.connect(conn.tls.clone()).await {
                 Ok((client, mut connection)) => {
@@ -268,7 +323,7 @@ mod listen {
                         while let Some(m) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                             match m {
                                 Ok(AsyncMessage::Notification(n)) => {
-                                    if tx.send(n.channel() == inbox::CHANNEL).is_err() {
+                                    if tx.send(n.channel().to_string()).is_err() {
                                         return;
                                     }
                                 }
@@ -280,15 +335,16 @@ mod listen {
                             }
                         }
                     });
-                    match client.batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {}", inbox::CHANNEL)).await {
+                    let listen = format!("LISTEN {CHANNEL}; LISTEN {}; LISTEN {}", inbox::CHANNEL, rollout::CHANNEL);
+                    match client.batch_execute(&listen).await {
                         Ok(()) => {
-                            sync.wake.notify_one();
-                            inbox.wake.notify_one();
+                            for c in [CHANNEL, inbox::CHANNEL, rollout::CHANNEL] {
+                                wake(c);
+                            }
                             loop {
                                 tokio::select! {
                                     m = rx.recv() => match m {
-                                        Some(true) => inbox.wake.notify_one(),
-                                        Some(false) => sync.wake.notify_one(),
+                                        Some(c) => wake(&c),
                                         None => break,
                                     },
                                     _ = stop.changed() => { driver.abort(); return; }

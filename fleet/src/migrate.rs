@@ -83,9 +83,28 @@ const MIGRATIONS: &[&str] = &[
     -- configured).
     ALTER TABLE fleet_sidecar ADD COLUMN gateway_link text;
     "#,
-    // 5: taken by policy rollout (branch `rollout`); a no-op here until that branch merges
-    // and puts its migration in this place.
-    "SELECT 1;",
+    // 5: policy rollout (docs/fleet.md "Policy rollout"): the signed bundles published, and
+    // what each sidecar serves.
+    r#"
+    CREATE TABLE fleet_policy (
+        seq          bigserial PRIMARY KEY,
+        digest       text NOT NULL,          -- sha256 of the files and published_at (signed)
+        files        jsonb NOT NULL,         -- [{path, contents}], tests included
+        published_at text NOT NULL,          -- RFC 3339 as signed, publisher's clock
+        signature    text NOT NULL,          -- Ed25519 (hex) by a fleet policy key
+        published_by text NOT NULL,          -- the token name on the publishing API
+        via_sidecar  text NOT NULL,
+        stored_at    timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE fleet_policy_state (
+        sidecar_id  text PRIMARY KEY,
+        revision    text NOT NULL,           -- the revision serving (decisions' bundle_revision)
+        applied_seq bigint,                  -- the fleet bundle serving; NULL: its own bundle
+        refused_seq bigint,                  -- the newest bundle it refused, and why
+        error       text,
+        updated_at  timestamptz NOT NULL
+    );
+    "#,
     // 6: the central audit trail (docs/fleet.md "Central audit"): each sidecar's records and
     // checkpoints as their stored lines, byte for byte (the chain hashes and signatures cover
     // them), a few columns pulled out for search, and where each sidecar's shipper stands.

@@ -53,6 +53,9 @@ pub struct FleetSettings {
     pub lease_max_calls: u32,
     /// How often the audit shipper copies new records to the central audit trail.
     pub audit_ship_ms: u64,
+    /// Public keys (64 hex digits each, `clawbutler fleet keygen`) a published policy bundle
+    /// must be signed with, any one of them; empty: this sidecar applies no published bundle.
+    pub policy_keys: Vec<String>,
 }
 
 impl Default for FleetSettings {
@@ -72,6 +75,7 @@ impl Default for FleetSettings {
             lease_parts: 4,
             lease_max_calls: 100,
             audit_ship_ms: 1_000,
+            policy_keys: Vec::new(),
         }
     }
 }
@@ -103,7 +107,18 @@ impl FleetSettings {
         if self.pool_size == 0 {
             return Err(("fleet.pool_size", "must be at least 1".into()));
         }
+        self.policy_keys()?;
         Ok(())
+    }
+}
+
+impl FleetSettings {
+    /// The parsed `policy_keys`.
+    pub fn policy_keys(&self) -> Result<Vec<ed25519_dalek::VerifyingKey>, (&'static str, String)> {
+        self.policy_keys
+            .iter()
+            .map(|k| policy::signed::parse_public_key(k).map_err(|e| ("fleet.policy_keys", e.to_string())))
+            .collect()
     }
 }
 
@@ -122,6 +137,10 @@ mod tests {
         assert_eq!(FleetSettings { sidecar_id: "a b".into(), ..ok() }.validate().unwrap_err().0, "fleet.sidecar_id");
         let ttl = FleetSettings { heartbeat_ttl_ms: 2_000, poll_ms: 2_000, ..ok() };
         assert_eq!(ttl.validate().unwrap_err().0, "fleet.heartbeat_ttl_ms");
+        let keys = FleetSettings { policy_keys: vec!["not-a-key".into()], ..ok() };
+        assert_eq!(keys.validate().unwrap_err().0, "fleet.policy_keys");
+        let keys = FleetSettings { policy_keys: vec!["11".repeat(32)], ..ok() };
+        assert!(keys.validate().is_ok(), "64 hex digits of a valid Ed25519 point");
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub struct SidecarRow {
     /// shipper last reported (`null`: it has not shipped yet).
     pub audit_lag_records: Option<i64>,
     pub audit_lag_seconds: Option<f64>,
+    /// Its policy as it last reported it (policy rollout); `null` before its first report.
+    pub policy: Option<crate::rollout::PolicyState>,
 }
 
 /// Write this sidecar's heartbeat (creating its row, or restarting it with `started_at`).
@@ -75,6 +77,7 @@ pub async fn list(pool: &Pool, ttl_ms: u64) -> Result<Vec<SidecarRow>, FleetErro
                 gateway_link: r.get(5),
                 audit_lag_records: r.get(6),
                 audit_lag_seconds: r.get(7),
+                policy: None,
             }
         })
         .collect())

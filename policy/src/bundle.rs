@@ -15,7 +15,7 @@ include!(concat!(env!("OUT_DIR"), "/embedded_policies.rs"));
 pub(crate) const DECISION_RULE: &str = "data.clawbutler.decision";
 
 /// One file of a bundle: path relative to the bundle root, and its text.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct BundleFile {
     pub path: String,
     pub contents: String,
@@ -35,6 +35,7 @@ pub(crate) fn source_label(source: &BundleSource) -> String {
     match source {
         BundleSource::Embedded => "embedded".to_string(),
         BundleSource::Dir(dir) => dir.display().to_string(),
+        BundleSource::Published(p) => p.label().to_string(),
     }
 }
 
@@ -49,6 +50,7 @@ pub(crate) fn read_files(source: &BundleSource) -> Result<Vec<BundleFile>, Polic
             walk(dir, dir, &mut out)?;
             out
         }
+        BundleSource::Published(p) => p.files().to_vec(),
     };
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)

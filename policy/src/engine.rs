@@ -30,6 +30,9 @@ pub enum BundleSource {
     Embedded,
     /// Every `.rego` and `data.json` file under a directory.
     Dir(PathBuf),
+    /// A bundle held in memory: one published to the fleet (`crate::signed`) and applied
+    /// here. It never changes, so a reload only re-reads the policy data.
+    Published(Arc<crate::signed::Published>),
 }
 
 /// Engine tuning.
@@ -63,6 +66,12 @@ pub enum PolicyError {
     /// The file watcher could not be started.
     #[error("watch: {0}")]
     Watch(String),
+    /// A published bundle's signature is missing, malformed or does not verify.
+    #[error("{0}")]
+    Signature(String),
+    /// A bundle's own tests did not all pass (or it has none), so it was not applied.
+    #[error("{0}")]
+    Tests(String),
 }
 
 /// What is loaded now (served by `GET /api/v1/policies`).
@@ -93,6 +102,8 @@ pub enum ReloadTrigger {
     Api,
     /// A direct call (tests, CLI).
     Manual,
+    /// A bundle published to the fleet (`docs/fleet.md`, "Policy rollout").
+    Fleet,
 }
 
 /// The result of one reload attempt, handed to the `on_reload` callback.
@@ -107,6 +118,9 @@ pub struct ReloadOutcome {
     pub changed: bool,
     /// The compile or load error when the attempt failed.
     pub error: Option<String>,
+    /// The fleet bundle tried (`fleet bundle #3 sha256:...`), for trigger `fleet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
 }
 
 /// Callback told about every reload attempt.
@@ -165,7 +179,8 @@ thread_local! {
 
 /// The policy engine shared by every call path.
 pub struct PolicyEngine {
-    source: BundleSource,
+    /// Swapped (under `reload_lock`) only when a published bundle is applied.
+    source: ArcSwap<BundleSource>,
     opts: EngineOptions,
     config: ArcSwap<serde_json::Value>,
     current: ArcSwap<Prepared>,
@@ -188,7 +203,7 @@ impl PolicyEngine {
         let prepared = Prepared::load(&source, &data, &opts)?;
         let metrics = Metrics::register(registry)?;
         Ok(PolicyEngine {
-            source,
+            source: ArcSwap::from_pointee(source),
             opts,
             config: ArcSwap::from_pointee(data),
             current: ArcSwap::from_pointee(prepared),
@@ -323,24 +338,74 @@ impl PolicyEngine {
 
     fn reload_inner(&self, trigger: ReloadTrigger, config: &serde_json::Value) -> Result<(), PolicyError> {
         let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let source = self.source.load_full();
+        let result = Prepared::load(&source, config, &self.opts);
+        self.settle(trigger, None, result.map(|p| (p, None))).1
+    }
+
+    /// Apply a bundle published to the fleet: its own tests must all pass (there must be some)
+    /// and it must compile with this sidecar's policy data; only then do the source and the
+    /// engine swap, atomically for every call path. Otherwise the last good bundle keeps
+    /// serving and the error says why. Reported to the `on_reload` callback with trigger
+    /// `fleet`.
+    pub fn apply_published(&self, bundle: crate::signed::Published) -> Result<ReloadOutcome, PolicyError> {
+        let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let label = bundle.label().to_string();
+        let source = BundleSource::Published(Arc::new(bundle));
+        let config = self.config.load_full();
+        let result = crate::signed::check_tests(&source).and_then(|_| Prepared::load(&source, &config, &self.opts));
+        let (outcome, result) = self.settle(ReloadTrigger::Fleet, Some(label), result.map(|p| (p, Some(source))));
+        result.map(|()| outcome)
+    }
+
+    /// What [`PolicyEngine::apply_published`] would do, without swapping: the bundle's tests
+    /// pass and it compiles with this sidecar's policy data. Returns the revision it would
+    /// serve as.
+    pub fn check_published(&self, bundle: crate::signed::Published) -> Result<String, PolicyError> {
+        let source = BundleSource::Published(Arc::new(bundle));
+        crate::signed::check_tests(&source)?;
+        Ok(Prepared::load(&source, &self.config.load_full(), &self.opts)?.revision)
+    }
+
+    /// Record that a published bundle was refused before reaching the engine (a bad
+    /// signature, a replay): the last good bundle keeps serving; the callback and `status()`
+    /// are told.
+    pub fn refuse_published(&self, label: &str, error: String) -> ReloadOutcome {
+        let _serial = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.settle(ReloadTrigger::Fleet, Some(label.to_string()), Err(PolicyError::Load(error))).0
+    }
+
+    /// Swap in `result` (with its new source, for a published bundle) or keep the last good;
+    /// record the error, count, and tell the callback. Called under `reload_lock`.
+    fn settle(
+        &self,
+        trigger: ReloadTrigger,
+        bundle: Option<String>,
+        result: Result<(Prepared, Option<BundleSource>), PolicyError>,
+    ) -> (ReloadOutcome, Result<(), PolicyError>) {
         let previous = self.current.load().revision.clone();
-        let result = Prepared::load(&self.source, config, &self.opts);
         let mut last_error = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
         let (outcome, ret) = match result {
-            Ok(prepared) => {
+            Ok((prepared, source)) => {
                 let changed = prepared.revision != previous;
                 let revision = prepared.revision.clone();
+                if let Some(source) = source {
+                    self.source.store(Arc::new(source));
+                }
                 // An unchanged revision keeps the old engine so thread-local clones stay warm.
                 if changed {
                     self.current.store(Arc::new(prepared));
                 }
                 *last_error = None;
                 self.metrics.reloads.with_label_values(&["ok"]).inc();
-                let o = ReloadOutcome { trigger, previous_revision: previous, revision, changed, error: None };
-                (o, Ok(()))
+                let o = ReloadOutcome { trigger, previous_revision: previous, revision, changed, error: None, bundle };
+                (o, None)
             }
             Err(e) => {
-                let text = e.to_string();
+                let text = match &bundle {
+                    Some(b) => format!("{b} refused: {e}"),
+                    None => e.to_string(),
+                };
                 *last_error = Some(text.clone());
                 self.metrics.reloads.with_label_values(&["error"]).inc();
                 tracing::warn!(error = %text, "policy reload failed; keeping the last good bundle");
@@ -350,8 +415,9 @@ impl PolicyEngine {
                     previous_revision: previous,
                     changed: false,
                     error: Some(text),
+                    bundle,
                 };
-                (o, Err(e))
+                (o, Some(e))
             }
         };
         drop(last_error);
@@ -359,7 +425,7 @@ impl PolicyEngine {
         if let Some(hook) = hook {
             hook(&outcome);
         }
-        ret
+        (outcome, ret.map_or(Ok(()), Err))
     }
 
     /// Be told about every reload attempt (e.g. to audit it). Replaces any earlier callback.
@@ -375,7 +441,7 @@ impl PolicyEngine {
             files: p.files.clone(),
             loaded_at: p.loaded_at.clone(),
             last_error: self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            source: bundle::source_label(&self.source),
+            source: bundle::source_label(&self.source.load()),
         }
     }
 
@@ -384,9 +450,9 @@ impl PolicyEngine {
         self.current.load().revision.clone()
     }
 
-    /// Where the bundle comes from.
-    pub fn source(&self) -> &BundleSource {
-        &self.source
+    /// Where the bundle comes from now.
+    pub fn source(&self) -> BundleSource {
+        (*self.source.load_full()).clone()
     }
 }
 

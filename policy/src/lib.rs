@@ -4,7 +4,8 @@
 //! compiled once per revision (its content hash) and swapped atomically on reload. Anything
 //! the engine cannot answer cleanly (undefined, ill-typed or conflicting output, a timeout, an
 //! engine error) becomes a deny with reason `policy_error`: the policy fails closed.
-//! [`testing`] holds the policy author's toolkit (`policy test`, `policy eval`).
+//! [`testing`] holds the policy author's toolkit (`policy test`, `policy eval`); [`signed`]
+//! the bundles published to a fleet, signed and verified.
 
 mod bundle;
 pub mod engine;
@@ -15,6 +16,7 @@ mod output;
 pub mod plugin;
 mod reads;
 pub mod settings;
+pub mod signed;
 #[cfg(test)]
 mod test_rng;
 pub mod testing;
@@ -26,5 +28,6 @@ pub use engine::{
     BundleSource, EngineOptions, PolicyEngine, PolicyError, PolicyStatus, ReloadHook, ReloadOutcome, ReloadTrigger,
 };
 pub use settings::PolicySettings;
+pub use signed::{Published, SignedBundle};
 pub use testing::{eval_input, run_tests, TestReport, TestResult};
 pub use watch::WatchGuard;

@@ -29,7 +29,7 @@ impl PolicyEngine {
     /// `.json` files. The embedded bundle cannot change: the guard is then inactive. The watcher
     /// holds only a weak reference, so it never keeps the engine alive.
     pub fn watch(self: &Arc<Self>) -> Result<WatchGuard, PolicyError> {
-        let BundleSource::Dir(dir) = self.source().clone() else {
+        let BundleSource::Dir(dir) = self.source() else {
             return Ok(WatchGuard { _debouncer: None });
         };
         let weak: Weak<PolicyEngine> = Arc::downgrade(self);

@@ -1,5 +1,8 @@
 //! `clawbutler fleet ...`: the fleet of sidecars sharing one PostgreSQL database, through any
-//! member's control API (docs/fleet.md): the registry and the fleet kill switch.
+//! member's control API (docs/fleet.md): the registry and the fleet kill switch; and
+//! `fleet keygen`, which makes the fleet's policy signing key (offline, no sidecar needed).
+
+use std::path::PathBuf;
 
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -25,6 +28,13 @@ pub enum FleetCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Make the fleet's policy signing key: a private key file (keep it with whoever publishes)
+    /// and the public key to put in every sidecar's `[fleet] policy_keys`.
+    Keygen {
+        /// The private key file to create (PKCS#8 PEM, mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Lift a fleet kill of an agent (no AGENT: every fleet kill) (admin).
     Recover {
         /// Agent id; omit to lift every fleet kill.
@@ -49,6 +59,14 @@ pub async fn run(cli: &Cli, c: &FleetCmd) -> CliResult {
         FleetCmd::Kill { agent, reason, api } => {
             let body = json!({ "agent": agent, "reason": reason });
             print(&ApiClient::from_cli(cli, api)?.post("/api/v1/fleet/kill", &body).await?)
+        }
+        FleetCmd::Keygen { out } => {
+            let key = audit::keys::create_private_file(out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let public = audit::keys::public_hex(&key.verifying_key());
+            println!("private key written to {} (keep it secret: it can change every sidecar's policy)", out.display());
+            println!("public key: {public}");
+            println!("add to [fleet] of every sidecar:\npolicy_keys = [\"{public}\"]");
+            Ok(0)
         }
         FleetCmd::Recover { agent, reason, api } => {
             let body = json!({ "agent": agent, "reason": reason, "confirm": true });

@@ -52,7 +52,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the sidecar (data listener, control API, UI).
     Serve(serve::ServeArgs),
-    /// Test and evaluate Rego policies.
+    /// Test and evaluate Rego policies; publish a signed bundle to the fleet.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCmd),
     /// Verify, export and follow the audit log.
@@ -130,7 +130,7 @@ impl Cli {
 pub async fn run(cli: Cli) -> i32 {
     let result = match &cli.command {
         Command::Serve(a) => serve::run(&cli, a).await,
-        Command::Policy(c) => policy_cmd::run(&cli, c),
+        Command::Policy(c) => policy_cmd::run(&cli, c).await,
         Command::Audit(c) => audit_cmd::run(&cli, c).await,
         Command::Budgets(c) => budgets_cmd::run(&cli, c).await,
         Command::Fleet(c) => fleet_cmd::run(&cli, c).await,

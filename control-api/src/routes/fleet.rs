@@ -41,11 +41,11 @@ struct RecoverBody {
     confirm: bool,
 }
 
-fn fleet_of(s: &AppState) -> Result<&fleet::Fleet, Problem> {
+pub(super) fn fleet_of(s: &AppState) -> Result<&fleet::Fleet, Problem> {
     s.fleet.as_deref().ok_or_else(|| Problem::not_found("fleet mode is off: this sidecar has no [fleet] section"))
 }
 
-fn db_err(e: fleet::FleetError) -> Problem {
+pub(super) fn db_err(e: fleet::FleetError) -> Problem {
     match e {
         fleet::FleetError::AgentId(e) => Problem::bad_request(e.to_string()),
         e => Problem::new(http::StatusCode::SERVICE_UNAVAILABLE, "Fleet database unavailable", e.to_string()),

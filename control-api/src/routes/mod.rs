@@ -12,6 +12,7 @@ mod cost_check;
 pub mod cron;
 pub mod events;
 pub mod fleet;
+pub mod fleet_policy;
 pub mod grants;
 pub mod health;
 pub mod mcp;

@@ -2,7 +2,8 @@
 //! lists all three sidecars with their heartbeat and gateway link (A linked to a fake OpenClaw
 //! gateway, B pointed at a gateway that is down, C without a link), in English and, at phone
 //! width, in Simplified Chinese; B's approvals inbox shows a call held on A, and approving it
-//! there releases the call on A. A sidecar without `[fleet]` shows no Fleet tab.
+//! there releases the call on A; each card shows the policy revision its sidecar serves. A
+//! sidecar without `[fleet]` shows no Fleet tab.
 
 use std::time::Duration;
 
@@ -93,6 +94,11 @@ async fn the_console_shows_the_fleet_and_decides_an_approval_held_on_another_sid
     br.wait_js("the audit shipping lag of three sidecars", lag).await;
     let text = br.text("[data-testid=fleet-sidecars]").await.to_lowercase();
     assert!(text.contains("audit shipping lag") && text.contains(" records, "), "{text}");
+    // Each card shows the policy revision its sidecar serves (its own: nothing published here).
+    let rev = testkit::http::get(&b_rig.control("/api/v1/policies"), &bearer(ADMIN)).await.json()["revision"].clone();
+    let js = "return [...document.querySelectorAll('[data-testid=policy]')].map((p) => p.dataset.revision);";
+    assert_eq!(br.js(js, json!([])).await, json!([rev, rev, rev]));
+    assert!(text.contains("(its own bundle)"), "{text}");
     br.screenshot("fleet-desktop.png").await;
 
     // Phone width, Simplified Chinese: the same, readable without sideways scrolling.
@@ -108,6 +114,7 @@ async fn the_console_shows_the_fleet_and_decides_an_approval_held_on_another_sid
     let zh = br.text("[data-testid=fleet-sidecars]").await;
     assert!(zh.contains("心跳正常") && zh.contains("无网关连接") && zh.contains("网关已断开"), "{zh}");
     assert!(zh.contains("审计上传延迟"), "{zh}");
+    assert!(zh.contains("本地策略包"), "{zh}");
     let fits = br.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;", json!([])).await;
     assert_eq!(fits, json!(true), "the fleet page fits a phone's width");
     br.screenshot("fleet-phone-zh.png").await;

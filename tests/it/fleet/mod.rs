@@ -2,9 +2,10 @@
 //! migrations and the sidecar registry (`registry`), the fleet kill switch across three
 //! sidecars with its propagation measured (`kill`), fleet budgets central (`budget`) and on the
 //! call path (`budget_path`), the shared approval inbox (`inbox`), the central audit trail
-//! (`audit`), and faults: the real binary SIGKILLed holding a lease (`faults`), the primary of a
-//! synchronous-quorum cluster SIGKILLed and a standby promoted (`failover`). Skipped without
-//! PostgreSQL unless `CLAWBUTLER_E2E=1`, when a missing server is a failure.
+//! (`audit`), the policy rollout (`rollout`), and faults: the real binary SIGKILLed holding a
+//! lease (`faults`), the primary of a synchronous-quorum cluster SIGKILLed and a standby
+//! promoted (`failover`). Skipped without PostgreSQL unless `CLAWBUTLER_E2E=1`, when a missing
+//! server is a failure.
 
 mod audit;
 mod browser;
@@ -15,6 +16,7 @@ mod faults;
 mod inbox;
 mod kill;
 mod registry;
+mod rollout;
 
 use serde_json::Value;
 use testkit::http::post_json;

@@ -1,9 +1,11 @@
 // Fleet (fleet mode only; the tab shows when GET /api/v1/fleet/sidecars answers): every
 // sidecar sharing this one's fleet database, with its version, when it started, how long ago
 // its last heartbeat was (on the database's clock, so no two sidecars' clocks are compared),
-// whether it is stale, its OpenClaw gateway link at that heartbeat, and how far its audit log's
-// shipping to the central audit trail lags (records, seconds). Heartbeats make no
-// audit events, so the page refreshes every 5 s.
+// whether it is stale, its OpenClaw gateway link at that heartbeat, how far its audit log's
+// shipping to the central audit trail lags (records, seconds), and its policy (policy
+// rollout): the revision serving, which fleet bundle (or its own bundle), and the last
+// bundle it refused with the reason. Heartbeats make no audit events, so the page
+// refreshes every 5 s.
 
 import { h, dl } from '../dom.js';
 import { t } from '../i18n.js';
@@ -14,7 +16,7 @@ export function mount(root, ctx) {
   return listPage(root, ctx, {
     title: t('fleet.title'), hint: t('fleet.hint'), testid: 'fleet-sidecars',
     path: '/api/v1/fleet/sidecars', key: (s) => s.id, version: (s) => `${s.stale}:${s.gateway_link}:${s.version}`
-      + `:${s.audit_lag_records}:${Math.round(s.audit_lag_seconds || 0)}`,
+      + `:${s.audit_lag_records}:${Math.round(s.audit_lag_seconds || 0)}:${policyKey(s.policy)}`,
     refresh: 5000, empty: [t('fleet.empty')],
     item: card,
   }).unmount;
@@ -35,6 +37,7 @@ function card(s) {
       [t('fleet.version'), h('code', {}, s.version || '')],
       [t('fleet.started'), when(s.started_at)],
       [t('fleet.audit_lag'), auditLag(s)],
+      [t('fleet.policy'), policy(s.policy)],
     ]));
 }
 
@@ -44,4 +47,18 @@ function auditLag(s) {
   const text = n == null ? t('fleet.audit_lag_none')
     : t('fleet.audit_lag_value', { n, s: Math.round(s.audit_lag_seconds || 0) });
   return h('span', { 'data-testid': 'audit-lag', 'data-records': n == null ? '' : String(n) }, text);
+}
+
+function policyKey(p) {
+  return p ? `${p.revision}:${p.applied_seq}:${p.refused_seq}` : '';
+}
+
+function policy(p) {
+  if (!p) return h('span', { 'data-testid': 'policy', 'data-revision': '' }, t('fleet.policy_unknown'));
+  const from = p.applied_seq == null ? t('fleet.policy_own') : t('fleet.policy_bundle', { n: p.applied_seq });
+  return h('span', { 'data-testid': 'policy', 'data-revision': p.revision, 'data-applied': String(p.applied_seq ?? '') },
+    h('code', {}, p.revision), ' ', from,
+    p.refused_seq == null ? null : h('span', { class: 'badge health-offline', 'data-testid': 'policy-refused', title: p.error || '' },
+      t('fleet.policy_refused', { n: p.refused_seq })),
+    p.refused_seq == null ? null : h('div', { class: 'muted', 'data-testid': 'policy-error' }, p.error || ''));
 }
