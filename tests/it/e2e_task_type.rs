@@ -21,26 +21,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use testkit::openclaw::{find_or_skip, free_port, Gateway};
-use testkit::rig::{SidecarConfig, ADMIN};
+use testkit::rig::ADMIN;
 use testkit::upstream::ScriptedUpstream;
 use testkit::wait::until as wait_until;
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_TASK_TYPE_TOKEN";
-
-fn openclaw_config(data: SocketAddr) -> Value {
-    let model = json!({"id": "gpt-4o-mini", "name": "gpt-4o-mini", "reasoning": false, "input": ["text"],
-           "cost": {"input": 0.15, "output": 0.6, "cacheRead": 0, "cacheWrite": 0},
-           "contextWindow": 128000, "maxTokens": 4096,
-           "compat": {"sendSessionAffinityHeaders": true}});
-    json!({
-        "models": {"mode": "merge", "catalogRefresh": {"enabled": false}, "providers": {
-            "cb-main": {"baseUrl": format!("http://{data}/a/main/fake/v1"), "apiKey": "k-main",
-                        "api": "openai-completions", "timeoutSeconds": 120, "models": [model]}
-        }},
-        "agents": {"defaults": {"skipBootstrap": true, "model": {"primary": "cb-main/gpt-4o-mini"}},
-                   "entries": {"main": {"model": "cb-main/gpt-4o-mini"}}},
-    })
-}
 
 async fn get(control: SocketAddr, path: &str) -> Value {
     let auth = format!("Bearer {ADMIN}");
@@ -80,17 +65,10 @@ async fn a_chat_turns_calls_count_as_interactive() {
     };
     let up = ScriptedUpstream::start().await;
     let data: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let gw = Gateway::start(&install, openclaw_config(data)).await;
+    let gw = Gateway::start(&install, crate::e2e_cron::openclaw_config(data)).await;
     std::env::set_var(TOKEN_ENV, gw.token());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SidecarConfig::new(dir.path()).listen(&data.to_string(), "127.0.0.1:0").upstreams(&up.base_url()).table(
-        &format!(
-            "[prices.\"gpt-4o-mini\"]\ninput = 0.15\noutput = 0.6\n\
-             [gateway]\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
-            gw.ws_url()
-        ),
-    );
-    let sidecar = clawbutler::app::Sidecar::start(cfg.build()).await.expect("sidecar starts");
+    let sidecar = crate::e2e_cost_check::linked_sidecar(dir.path(), data, &up.base_url(), &gw, TOKEN_ENV).await;
     let control = sidecar.control_addr;
     let (other, stop_other) = gateway::attach::connect(&gw.ws_url(), TOKEN_ENV, dir.path()).await.expect("2nd client");
     wait_until("the link", Duration::from_secs(30), || async {
