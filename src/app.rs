@@ -132,6 +132,9 @@ impl Sidecar {
         let plugin_health =
             Arc::new(governance::PluginHealth::new(std::time::Duration::from_secs(cfg.plugin.heartbeat_s)));
         let handoffs = Arc::new(governance::Handoffs::default());
+        // Which OpenClaw run a model call belongs to: filled by the plugin gate and the
+        // gateway link, read by the data path when it records a call (cost by task type).
+        let runs = Arc::new(governance::RunIndex::default());
         let health = Arc::new(governance::HealthTracker::new(audit.clone(), &registry)?);
         let telemetry = telemetry::Telemetry::start(&cfg.telemetry, &registry)?;
         let components = proxy::Components {
@@ -144,6 +147,7 @@ impl Sidecar {
             agent_key_mode: cfg.auth.agent_keys,
             health: health.clone(),
             telemetry: telemetry.clone(),
+            runs: runs.clone(),
         };
         let state = Arc::new(proxy::ProxyState::new(cfg.proxy.clone(), &cfg.upstreams, prices, components, &registry)?);
 
@@ -272,6 +276,7 @@ impl Sidecar {
                     handoffs: handoffs.clone(),
                     budgets: Some(budgets.clone()),
                     cron: cfg.cron.clone(),
+                    runs: runs.clone(),
                 };
                 let (gw, gw_tasks) =
                     gateway::Gateway::start(&cfg.gateway, &data_dir, &db, parts, &registry, rx.clone())?;
@@ -302,6 +307,7 @@ impl Sidecar {
             health: plugin_health.clone(),
             handoffs: handoffs.clone(),
             link: plugin_link,
+            runs: runs.clone(),
         };
         let plugin_gate = plugin_gate::Gate::new(cfg.plugin.clone(), plugin_parts, &registry)?;
         // The data listener's faces (`data.rs`): the model proxy, and the others by prefix.

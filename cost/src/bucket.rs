@@ -3,6 +3,7 @@
 //! drift.
 
 use audit::{AuditRecord, RecordKind};
+use decision::TaskType;
 use std::sync::Arc;
 
 /// A bucket's dimensions (besides its hour). `-` stands for "does not apply".
@@ -123,35 +124,22 @@ pub fn nano_to_usd(n: u64) -> f64 {
     n as f64 / 1e9
 }
 
-/// The task type from an OpenClaw session key (`agent:<id>:cron:<job>`, `...:subagent:...`,
-/// `...:heartbeat...`, `agent:<id>:main`); a bare session id says nothing (`unknown`).
-/// A record's `details.task_type`, when a face knows it, wins.
+/// The task type of a call's record: `details.task_type` when the data path knew the call's
+/// run (`governance::runs`: by trace id from the plugin, or by session id from the gateway's
+/// `agent` events) or a face set it; else from the record's session when it is an OpenClaw
+/// session key (`decision::TaskType`) or an isolated cron run's key; else `unknown` (a bare
+/// session id says nothing).
 pub fn task_type(rec: &AuditRecord) -> &'static str {
-    if let Some(t) = rec.details.get("task_type").and_then(|v| v.as_str()) {
-        for known in ["interactive", "cron", "heartbeat", "subagent"] {
-            if t == known {
-                return known;
-            }
-        }
+    if let Some(t) = rec.details.get("task_type").and_then(|v| v.as_str()).and_then(TaskType::parse) {
+        return t.as_str();
     }
     let Some(s) = rec.session.as_deref() else { return "unknown" };
     // An isolated cron run's model calls carry `session_id: openclaw-cron-<hash>` (seen on
     // the wire from OpenClaw 2026.9.6; `gateway::cron` joins them to their job).
     if s.starts_with("openclaw-cron-") {
-        return "cron";
+        return TaskType::Cron.as_str();
     }
-    if !s.starts_with("agent:") {
-        return "unknown";
-    }
-    if s.contains(":cron:") {
-        "cron"
-    } else if s.contains(":subagent:") {
-        "subagent"
-    } else if s.contains("heartbeat") {
-        "heartbeat"
-    } else {
-        "interactive"
-    }
+    TaskType::from_session_key(s).map_or("unknown", TaskType::as_str)
 }
 
 /// One record's contribution: hour (since the epoch), dims, counts, and its trace and cost for
@@ -286,5 +274,14 @@ mod tests {
         assert_eq!(task_type(&r("agent:main:main")), "interactive");
         assert_eq!(task_type(&r("0b8e-uuid")), "unknown");
         assert_eq!(task_type(&r("openclaw-cron-0a713e0edf210ba0f7ab6253a3d86624")), "cron");
+        // What the data path stamped wins over the bare session id; a foreign value does not.
+        let stamped = |t: &str| AuditRecord {
+            session: Some("0b8e-uuid".into()),
+            details: serde_json::json!({"task_type": t}),
+            ..Default::default()
+        };
+        assert_eq!(task_type(&stamped("heartbeat")), "heartbeat");
+        assert_eq!(task_type(&stamped("interactive")), "interactive");
+        assert_eq!(task_type(&stamped("bogus")), "unknown");
     }
 }

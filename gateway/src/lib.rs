@@ -25,6 +25,7 @@ mod liveness;
 pub mod plugin;
 pub mod plugin_install;
 pub mod registry;
+mod runs;
 pub mod settings;
 mod usage;
 
@@ -100,6 +101,9 @@ pub struct Parts {
     pub budgets: Option<Arc<governance::Budgets>>,
     /// `[cron]`: failure streaks and budget pausing (`cron`).
     pub cron: cron::CronSettings,
+    /// Session id -> session key and task type of its latest run, from `agent` events
+    /// (`runs.rs`), for the data path's records.
+    pub runs: Arc<governance::RunIndex>,
 }
 
 /// A running gateway link with its registry; see the module docs.
@@ -220,6 +224,7 @@ impl Gateway {
             "agent" | "chat" => {
                 self.registry.on_event(e);
                 health::feed(&self.parts.health, e);
+                runs::feed(&self.parts.runs, e);
             }
             "config.changed" => {
                 let gw = self.clone();

@@ -70,6 +70,9 @@ pub struct Parts {
     pub handoffs: Arc<Handoffs>,
     /// The linked gateway, when one is configured (native approvals and `required` need it).
     pub link: Option<Link>,
+    /// Each run's trace id -> session key and task type, noted at `agent_run`, for the data
+    /// path's records (`governance::runs`).
+    pub runs: Arc<governance::RunIndex>,
 }
 
 /// The running gate; see the module docs. Shared by every connection.

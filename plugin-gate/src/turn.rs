@@ -4,7 +4,9 @@
 //! answer must be quick (the plugin waits about 9 s): nothing here waits on anything.
 //!
 //! It also remembers the run (its trace, workspace, trigger, channel) for the tool calls and
-//! reports that follow, and records the turn on its trace.
+//! reports that follow, notes its trace id with its session key and trigger in the run index
+//! (so the data path can tell the task type of the run's model calls), and records the turn
+//! on its trace.
 
 use std::time::Instant;
 
@@ -38,6 +40,11 @@ impl Gate {
                 r.trigger = req.trigger.clone();
                 r.channel = req.channel.clone();
             });
+        }
+        // The run's model calls carry this trace id in `traceparent`: the data path records them
+        // with the run's session key and task type.
+        if let (Some(t), Some(key)) = (req.trace.valid_id(), req.session_key.as_deref()) {
+            self.parts.runs.note_trace(t, key, req.trigger.as_deref());
         }
         let model = req.model.id.clone().unwrap_or_default();
         let block = if let Some(why) = self.audit_down() {

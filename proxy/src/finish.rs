@@ -228,6 +228,9 @@ impl CallEnd {
             details.insert("client_gone_before_answer".into(), true.into());
         }
         ev.details = serde_json::Value::Object(details);
+        // Looked up at the end, not the start: the gateway's event for the run has had the
+        // whole call to arrive.
+        record::stamp_run(&self.state.runs, &mut ev);
         self.trace_end(&ev);
         if let Err(e) = self.state.audit.append(ev) {
             tracing::error!(error = %e, "audit append failed");

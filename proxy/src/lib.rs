@@ -54,6 +54,8 @@ pub struct ProxyState {
     pub auth: Arc<auth::AgentAuth>,
     /// OpenTelemetry spans per call (`[telemetry]`; off: nothing is made).
     pub telemetry: telemetry::Telemetry,
+    /// Which OpenClaw run (and task type) a call belongs to, stamped on its end record.
+    pub runs: Arc<governance::RunIndex>,
 }
 
 /// The shared services the data path acts through, built by the app from one store.
@@ -68,6 +70,7 @@ pub struct Components {
     pub agent_key_mode: auth::AgentKeyMode,
     pub health: Arc<governance::HealthTracker>,
     pub telemetry: telemetry::Telemetry,
+    pub runs: Arc<governance::RunIndex>,
 }
 
 /// Errors assembling the data path (reported at start).
@@ -107,6 +110,7 @@ impl ProxyState {
             metrics,
             auth: Arc::new(auth::AgentAuth::new(c.agent_key_mode, c.agent_keys, registry)?),
             telemetry: c.telemetry,
+            runs: c.runs,
             settings,
         })
     }

@@ -39,6 +39,23 @@ pub fn finish_event(ev: &mut AuditEvent, outcome: Outcome, usage: Option<Usage>,
     ev.latency_ms = Some(latency_ms);
 }
 
+/// The call's OpenClaw run, when the run index knows it (by the call's trace id, else its
+/// session id; `governance::runs`): `details.task_type`, `details.session_key` and
+/// `details.task_source`, so cost by task type reads it from the record. Unknown: nothing
+/// is added and the call counts as `unknown`.
+pub fn stamp_run(runs: &governance::RunIndex, ev: &mut AuditEvent) {
+    let Some(trace) = ev.trace_id.as_deref() else { return };
+    let Some(run) = runs.resolve(trace, ev.session.as_deref()) else { return };
+    if !ev.details.is_object() {
+        ev.details = json!({});
+    }
+    if let Some(d) = ev.details.as_object_mut() {
+        d.insert("task_type".into(), run.task.as_str().into());
+        d.insert("session_key".into(), run.session_key.into());
+        d.insert("task_source".into(), run.source.as_str().into());
+    }
+}
+
 /// The policy input of a model call, with the agent's live standing grants (from the broker).
 pub fn policy_input(req: &CallRequest, grants: Vec<decision::GrantInput>) -> decision::PolicyInput {
     let mut input = decision::PolicyInput::new(decision::CallKind::ModelCall, &req.route.agent, &req.ctx.trace_id);

@@ -78,6 +78,7 @@ pub async fn refuse(
     let mut ev = record::model_call_event(req, d);
     ev.actor = Some(actor.into());
     record::finish_event(&mut ev, outcome, None, Some(0.0), req.ctx.started.elapsed().as_secs_f64() * 1e3);
+    record::stamp_run(&state.runs, &mut ev);
     if let Err(e) = state.audit.append_durable(ev).await {
         // Fail closed: the call stays refused either way; without its record it is refused as
         // unrecorded, never answered as if the deny were on disk.

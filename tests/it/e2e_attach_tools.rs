@@ -217,6 +217,27 @@ async fn attach_puts_mcp_and_built_in_tools_through_the_sidecar() {
         recs.iter().any(|r| r["subject"]["tool"] == "write" && r["outcome"] == "allowed"),
         "the write was decided by the sidecar: {recs:#?}"
     );
+    // Cost by task type: the turn's model calls carry the run the plugin posted (joined by
+    // the run's trace id) and the session header attach turned on.
+    let write = recs.iter().find(|r| r["subject"]["tool"] == "write").unwrap();
+    let calls: Vec<Value> =
+        records(control, "model_call", "main").await.into_iter().filter(|r| r["outcome"] != "started").collect();
+    let of_turn: Vec<&Value> = calls.iter().filter(|r| r["trace_id"] == write["trace_id"]).collect();
+    assert!(!of_turn.is_empty(), "the turn's model calls share its trace: {calls:#?}");
+    for r in of_turn {
+        assert_eq!(
+            (r["details"]["task_type"].as_str(), r["details"]["task_source"].as_str()),
+            (Some("interactive"), Some("plugin_trace")),
+            "{r}"
+        );
+        assert!(r["details"]["session_key"].as_str().is_some_and(|k| k.starts_with("agent:main:")), "{r}");
+        assert!(r["session"].is_string(), "attach turned the session header on: {r}");
+    }
+    // A call outside any run (OpenClaw's utility model, no session, its own trace) stays
+    // unknown; nothing is guessed, and no call of main is anything but interactive.
+    for r in calls.iter().filter(|r| r["details"]["task_type"].is_string()) {
+        assert_eq!(r["details"]["task_type"], "interactive", "{r}");
+    }
 
     // 6. Detach puts everything back and revokes the tokens.
     let undo = cli.run(&["detach"]).await;

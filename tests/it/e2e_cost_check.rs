@@ -45,6 +45,22 @@ async fn get(control: SocketAddr, token: &str, path: &str) -> (u16, Value) {
     (r.status.as_u16(), serde_json::from_slice(&r.body).unwrap_or(Value::Null))
 }
 
+/// A sidecar on `data` priced for gpt-4o-mini and linked to `gw` (its token in `token_env`).
+pub(crate) async fn linked_sidecar(
+    dir: &std::path::Path,
+    data: SocketAddr,
+    upstream: &str,
+    gw: &Gateway,
+    token_env: &str,
+) -> clawbutler::app::Sidecar {
+    let cfg = SidecarConfig::new(dir).listen(&data.to_string(), "127.0.0.1:0").upstreams(upstream).table(&format!(
+        "[prices.\"gpt-4o-mini\"]\ninput = 0.15\noutput = 0.6\n\
+         [gateway]\nurl = \"{}\"\ntoken_env = \"{token_env}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
+        gw.ws_url()
+    ));
+    clawbutler::app::Sidecar::start(cfg.build()).await.expect("sidecar starts")
+}
+
 fn day_of<'a>(check: &'a Value, agent: &str) -> Vec<&'a Value> {
     check["items"].as_array().unwrap().iter().filter(|r| r["agent"] == agent).collect()
 }
@@ -59,14 +75,7 @@ async fn the_cross_check_matches_governed_calls_and_flags_a_bypass() {
     let gw = Gateway::start(&install, openclaw_config(data, &up.base_url())).await;
     std::env::set_var(TOKEN_ENV, gw.token());
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SidecarConfig::new(dir.path()).listen(&data.to_string(), "127.0.0.1:0").upstreams(&up.base_url()).table(
-        &format!(
-            "[prices.\"gpt-4o-mini\"]\ninput = 0.15\noutput = 0.6\n\
-             [gateway]\nurl = \"{}\"\ntoken_env = \"{TOKEN_ENV}\"\nreconnect_initial_ms = 500\nreconnect_max_ms = 2000",
-            gw.ws_url()
-        ),
-    );
-    let sidecar = clawbutler::app::Sidecar::start(cfg.build()).await.expect("sidecar starts");
+    let sidecar = linked_sidecar(dir.path(), data, &up.base_url(), &gw, TOKEN_ENV).await;
     let control = sidecar.control_addr;
 
     let turn = gw.agent_turn("main", "hello through the sidecar MARK:governed").await;

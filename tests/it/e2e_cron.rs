@@ -32,7 +32,8 @@ use testkit::wait::until as wait_until;
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_CRON_TOKEN";
 
-fn openclaw_config(data: SocketAddr) -> Value {
+/// main on `cb-main` through the sidecar at `data`, sending the session header.
+pub(crate) fn openclaw_config(data: SocketAddr) -> Value {
     let model = json!({"id": "gpt-4o-mini", "name": "gpt-4o-mini", "reasoning": false, "input": ["text"],
            "cost": {"input": 0.15, "output": 0.6, "cacheRead": 0, "cacheWrite": 0},
            "contextWindow": 128000, "maxTokens": 4096,

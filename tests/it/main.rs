@@ -24,6 +24,7 @@ mod e2e_cron;
 mod e2e_gateway;
 mod e2e_openclaw;
 mod e2e_savings;
+mod e2e_task_type;
 mod fleet;
 mod gateway_link;
 mod hardening_edges;

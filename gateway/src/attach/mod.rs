@@ -7,7 +7,8 @@
 //!   provider the sidecar can stand in for gets the agent's own sidecar provider, the agent
 //!   is pinned to its sidecar providers (`modelPolicy.allow`), memory embeddings move to the
 //!   sidecar, and ClawButler's own config gets the `[[upstreams]]` (with `api_key_env`) and
-//!   `[prices]` that needs (`cb_config.rs`, written by the CLI);
+//!   `[prices]` that needs (`cb_config.rs`, written by the CLI); every model of a provider
+//!   attach writes sends OpenClaw's session id (`session.rs`), for cost by task type;
 //! - per-agent keys (`keys.rs`), wired as file SecretRefs;
 //! - exec approvals (`exec.rs`): ask, so ClawButler decides;
 //! - hardening (`hardening.rs`): deny the replaced bundled provider plugins, turn off the
@@ -34,6 +35,7 @@ pub mod memory;
 pub mod models;
 pub mod plugin;
 pub mod report;
+mod session;
 pub mod steps;
 #[cfg(test)]
 mod tests;

@@ -97,6 +97,10 @@ fn a_stock_gateway_on_builtin_providers_is_wired_with_fallbacks_utility_and_memo
     let mini = &p["cb-main"]["models"][0];
     assert_eq!((mini["contextWindow"].as_u64(), mini["maxTokens"].as_u64()), (Some(400000), Some(128000)));
     assert_eq!(mini["cost"]["input"].as_f64(), Some(0.75));
+    // Every model of a provider attach writes sends OpenClaw's session (cost by task type).
+    assert_eq!(mini["compat"]["sendSessionIdHeader"], true, "openai-responses: {mini}");
+    let claude = &p["cb-writer"]["models"][0];
+    assert_eq!(claude["compat"]["sendSessionAffinityHeaders"], true, "anthropic-messages: {claude}");
     assert_eq!(p["cb-writer"]["api"], "anthropic-messages");
     assert_eq!(p["cb-writer"]["baseUrl"], "http://127.0.0.1:8787/a/writer/anthropic", "no /v1 for Anthropic");
     assert_eq!(p["cb-writer-openai"]["baseUrl"], "http://127.0.0.1:8787/a/writer/openai/v1");

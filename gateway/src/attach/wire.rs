@@ -156,6 +156,13 @@ pub fn plan(config: &Value, agents: &[String], side: &Sidecar<'_>, facts: &Value
     for id in &ok_ids {
         p.memory(id);
     }
+    // The providers attach wrote (their names are new): send the session with each call.
+    let before = config.pointer("/models/providers");
+    if let Some(ps) = p.w.after.pointer_mut("/models/providers").and_then(Value::as_object_mut) {
+        for (_, prov) in ps.iter_mut().filter(|(n, _)| before.and_then(|b| b.get(n.as_str())).is_none()) {
+            super::session::send_session(prov);
+        }
+    }
     p.w
 }
 
