@@ -42,11 +42,12 @@ async fn settled(rig: &Rig, poll: &str) -> Value {
     get(&url, &bearer(ADMIN)).await.json()
 }
 
-async fn decide(rig: &Rig, held: &Value, decision: &str) {
+/// Decide a held import's approval as the admin; the HTTP status.
+async fn decide(rig: &Rig, held: &Value, decision: &str) -> u16 {
     let a = &held["approval"];
     let body = json!({"decision": decision, "expected_version": a["version"], "reason": "checked by the test"});
     let r = rig.decide(ADMIN, a["id"].as_str().unwrap(), &body, None).await;
-    assert_eq!(r.status, 200, "{}", r.text());
+    r.status.as_u16()
 }
 
 fn patches(gw: &FakeGateway) -> usize {
@@ -111,18 +112,10 @@ async fn a_critical_import_waits_for_a_human_and_applies_only_on_what_they_saw()
     assert_eq!(patches(&gw), before, "nothing applied while it waits");
     assert_eq!(gw.config().unwrap().doc, open);
     // Allow-always is refused: each one is approved on its own.
-    let r = rig
-        .decide(
-            ADMIN,
-            a["id"].as_str().unwrap(),
-            &json!({"decision": "allow-always", "expected_version": a["version"]}),
-            None,
-        )
-        .await;
-    assert_eq!(r.status, 422, "{}", r.text());
+    assert_eq!(decide(&rig, &held, "allow-always").await, 422);
 
     let t0 = Instant::now();
-    decide(&rig, &held, "allow-once").await;
+    assert_eq!(decide(&rig, &held, "allow-once").await, 200);
     let done = settled(&rig, &poll).await;
     let applied_in = t0.elapsed();
     assert_eq!(done["status"], "applied", "{done}");
@@ -136,7 +129,7 @@ async fn a_critical_import_waits_for_a_human_and_applies_only_on_what_they_saw()
     let (code, held) = import(&rig, &pkg).await;
     assert_eq!(code, 202, "{held}");
     let before = patches(&gw);
-    decide(&rig, &held, "deny").await;
+    assert_eq!(decide(&rig, &held, "deny").await, 200);
     let done = settled(&rig, held["poll"].as_str().unwrap()).await;
     assert_eq!(done["status"], "denied", "{done}");
     assert!(done["why"].as_str().unwrap().contains("was not applied"), "{done}");
@@ -151,7 +144,7 @@ async fn a_critical_import_waits_for_a_human_and_applies_only_on_what_they_saw()
     edited["agents"]["entries"]["main"]["name"] = json!("Edited meanwhile");
     gw.set_config(edited.clone());
     let before = patches(&gw);
-    decide(&rig, &held, "allow-once").await;
+    assert_eq!(decide(&rig, &held, "allow-once").await, 200);
     let done = settled(&rig, held["poll"].as_str().unwrap()).await;
     assert_eq!(done["status"], "conflict", "{done}");
     assert!(done["why"].as_str().unwrap().contains("nothing was applied"), "{done}");
