@@ -262,6 +262,10 @@ pub enum Outcome {
     ImportConflict,
     /// An import failed (bad package, or the gateway refused it).
     ImportFailed,
+    /// An import with a critical change waits for a human in the approval inbox.
+    ImportHeld,
+    /// A held import was denied, expired or cancelled in the inbox: nothing was applied.
+    ImportRefused,
     // Notifications.
     /// A notification reached its channel.
     Delivered,
@@ -366,6 +370,8 @@ impl Outcome {
             Outcome::Imported => "imported",
             Outcome::ImportConflict => "import_conflict",
             Outcome::ImportFailed => "import_failed",
+            Outcome::ImportHeld => "import_held",
+            Outcome::ImportRefused => "import_refused",
             Outcome::Delivered => "delivered",
             Outcome::DeliveryFailed => "delivery_failed",
             Outcome::Suppressed => "suppressed",

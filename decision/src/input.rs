@@ -17,6 +17,9 @@ pub enum CallKind {
     /// Not a call: a critical-risk rollback of an agent's OpenClaw config, held in the
     /// approval inbox until a human decides (`docs/config-safety.md`). Never sent to policy.
     ConfigRollback,
+    /// Not a call either: a backup import (`.cbpkg` restore) whose plan holds a critical
+    /// change, held like a critical rollback. Never sent to policy.
+    ConfigImport,
 }
 
 impl CallKind {
@@ -28,7 +31,14 @@ impl CallKind {
             CallKind::ToolCall => "tool_call",
             CallKind::Plugin => "plugin",
             CallKind::ConfigRollback => "config_rollback",
+            CallKind::ConfigImport => "config_import",
         }
+    }
+
+    /// A config change held for a human (a rollback or an import), not a call: each one is
+    /// approved on its own, never by a grant.
+    pub fn is_config_change(self) -> bool {
+        matches!(self, CallKind::ConfigRollback | CallKind::ConfigImport)
     }
 }
 

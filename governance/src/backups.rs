@@ -112,6 +112,9 @@ pub trait Backups: Send + Sync {
     fn bytes(&self, id: &str) -> Result<Vec<u8>, BackupError>;
     /// Open a package and describe what it holds (never a secret value).
     fn inspect(&self, req: InspectRequest) -> Result<Value, BackupError>;
-    /// Preview (`dry_run`) or apply a package with a strategy.
+    /// Preview (`dry_run`) or apply a package with a strategy. A preview with a critical
+    /// change is held for a human: `status: "awaiting_approval"` with `approval_id` and `poll`.
     fn import<'a>(&'a self, req: ImportRequest, actor: &'a str) -> BackupFuture<'a>;
+    /// How a held import stands or ended.
+    fn held_import(&self, approval_id: &str) -> Result<Value, BackupError>;
 }

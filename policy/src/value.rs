@@ -20,7 +20,7 @@ macro_rules! keys {
             /// the kinds.
             empty: Value,
             no_cost: Value,
-            kinds: [Value; 5],
+            kinds: [Value; 6],
         }
         impl Keys {
             fn new() -> Keys {
@@ -31,7 +31,7 @@ macro_rules! keys {
                     $($name: Value::from(stringify!($name)),)*
                     no_cost: obj([(&estimate_usd, Value::Null), (&unbounded, empty.clone())]),
                     empty,
-                    kinds: [CallKind::ModelCall, CallKind::Exec, CallKind::ToolCall, CallKind::Plugin, CallKind::ConfigRollback]
+                    kinds: [CallKind::ModelCall, CallKind::Exec, CallKind::ToolCall, CallKind::Plugin, CallKind::ConfigRollback, CallKind::ConfigImport]
                         .map(|c| Value::from(c.as_str())),
                 }
             }
@@ -187,6 +187,7 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
         CallKind::ToolCall => &k.kinds[2],
         CallKind::Plugin => &k.kinds[3],
         CallKind::ConfigRollback => &k.kinds[4],
+        CallKind::ConfigImport => &k.kinds[5],
     };
     obj([
         (&k.agent, Value::from(i.agent.as_str())),

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use super::client::{ApiArgs, ApiClient};
 use super::config_cmd::{out, s};
+use super::config_held as held;
 use super::{Cli, CliResult};
 
 /// The key of a package.
@@ -70,7 +71,9 @@ pub enum BackupCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Import a package into the linked gateway (admin); `--dry-run` previews only.
+    /// Import a package into the linked gateway (admin); `--dry-run` previews only. An import
+    /// with a critical change waits for a human in the approval inbox (exit 4, or with
+    /// `--wait` until it is decided: exit 0 applied, 1 not applied or incomplete).
     Restore {
         #[command(flatten)]
         package: PackageArgs,
@@ -90,6 +93,9 @@ pub enum BackupCmd {
         secrets: Vec<String>,
         #[arg(long)]
         dry_run: bool,
+        /// Wait for the approval's outcome (at most this long, e.g. 300 s; default 1800).
+        #[arg(long, num_args = 0..=1, default_missing_value = "1800", value_name = "SECONDS")]
+        wait: Option<u64>,
         #[command(flatten)]
         api: ApiArgs,
         #[arg(long)]
@@ -218,7 +224,7 @@ pub async fn run(cli: &Cli, c: &BackupCmd) -> CliResult {
             }
             Ok(0)
         }
-        BackupCmd::Restore { package, key, strategy, agents, sections, secrets, dry_run, api, json } => {
+        BackupCmd::Restore { package, key, strategy, agents, sections, secrets, dry_run, wait, api, json } => {
             let mut body = key_json(key)?;
             package_json(package, &mut body)?;
             let mut given = Map::new();
@@ -233,7 +239,14 @@ pub async fn run(cli: &Cli, c: &BackupCmd) -> CliResult {
             body.insert("sections".into(), json!(sections));
             body.insert("secrets".into(), Value::Object(given));
             body.insert("dry_run".into(), json!(dry_run));
-            let v = ApiClient::from_cli(cli, api)?.post("/api/v1/backups/import", &Value::Object(body)).await?;
+            let client = ApiClient::from_cli(cli, api)?;
+            let v = client.post("/api/v1/backups/import", &Value::Object(body)).await?;
+            if v["status"] == "awaiting_approval" {
+                if !*json {
+                    print_preview(&v["preview"]);
+                }
+                return held::follow(&client, held::Change::Import, &v, *wait, *json).await;
+            }
             if !out(&v, *json) {
                 let p = if *dry_run { &v } else { &v["preview"] };
                 println!(

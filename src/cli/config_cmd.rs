@@ -169,7 +169,7 @@ pub async fn run(cli: &Cli, c: &ConfigCmd) -> CliResult {
             let client = ApiClient::from_cli(cli, api)?;
             let v = client.post(&path, &json!({"to": to, "dry_run": dry_run})).await?;
             if v["status"] == "awaiting_approval" {
-                return held::follow(&client, agent, &v, *wait, *json).await;
+                return held::follow(&client, held::Change::Rollback(agent), &v, *wait, *json).await;
             }
             if !out(&v, *json) {
                 let plan = if *dry_run { &v } else { &v["plan"] };

@@ -1,6 +1,7 @@
-//! `clawbutler config rollback` when the rollback holds a critical change: the sidecar put it
-//! in the approval inbox (HTTP 202). Say so, say how to decide it, and with `--wait` follow
-//! it until a human decided and the sidecar applied it (or did not).
+//! `clawbutler config rollback` and `clawbutler backup restore` when the change holds a
+//! critical change: the sidecar put it in the approval inbox (HTTP 202). Say so, say how to
+//! decide it, and with `--wait` follow it until a human decided and the sidecar applied it
+//! (or did not).
 
 use std::time::{Duration, Instant};
 
@@ -18,17 +19,24 @@ fn settled(status: &str) -> bool {
     !matches!(status, "awaiting_approval" | "applying")
 }
 
+/// Which held change is followed.
+pub enum Change<'a> {
+    /// A rollback of this agent.
+    Rollback(&'a str),
+    /// A backup import.
+    Import,
+}
+
 /// Print the held answer; with `wait`, poll until it settled (exit 0 applied, 1 not
 /// applied); without, exit 4 (waiting).
-pub async fn follow(client: &ApiClient, agent: &str, v: &Value, wait: Option<u64>, json: bool) -> CliResult {
+pub async fn follow(client: &ApiClient, change: Change<'_>, v: &Value, wait: Option<u64>, json: bool) -> CliResult {
     let id = s(&v["approval_id"]);
     if !json {
-        let plan = &v["plan"];
-        println!(
-            "WAITING FOR APPROVAL: the rollback of {agent} to version {} holds critical change(s); nothing is \
-             changed until a human approves it",
-            s(&plan["to_version"])
-        );
+        let what = match change {
+            Change::Rollback(agent) => format!("the rollback of {agent} to version {}", s(&v["plan"]["to_version"])),
+            Change::Import => format!("the {}", s(&v["approval"]["subject"]["import"])),
+        };
+        println!("WAITING FOR APPROVAL: {what} holds critical change(s); nothing is changed until a human approves it");
         for c in v["approval"]["subject"]["critical_paths"].as_array().into_iter().flatten() {
             println!("  critical: {}", s(c));
         }
@@ -51,17 +59,28 @@ pub async fn follow(client: &ApiClient, agent: &str, v: &Value, wait: Option<u64
     };
     let status = last["status"].as_str().unwrap_or("").to_string();
     if !out(&last, json) {
-        match status.as_str() {
-            "applied" => println!(
+        match (status.as_str(), &change) {
+            ("applied" | "incomplete", Change::Import) => {
+                println!(
+                    "{}: approved by {}; checkpoint before the import: {} (restore it to undo)",
+                    if status == "applied" { "IMPORTED" } else { "IMPORTED, INCOMPLETE" },
+                    s(&last["decided_by"]),
+                    s(&last["checkpoint"])
+                );
+                for e in last["errors"].as_array().into_iter().flatten() {
+                    println!("  NOT APPLIED: {}", s(e));
+                }
+            }
+            ("applied", Change::Rollback(agent)) => println!(
                 "APPLIED: approved by {}; {agent} is at version {} (restored exactly: {}); the state before is version {}",
                 s(&last["decided_by"]),
                 s(&last["new_version"]),
                 s(&last["restored_exactly"]),
                 s(&last["pre_rollback_version"])
             ),
-            "not_needed" => println!("NOTHING TO DO: {}", s(&last["why"])),
-            x if !settled(x) => println!("STILL WAITING after {secs} s: approval {id} is {x}"),
-            x => println!("NOT APPLIED ({x}): {}", s(&last["why"])),
+            ("not_needed", _) => println!("NOTHING TO DO: {}", s(&last["why"])),
+            (x, _) if !settled(x) => println!("STILL WAITING after {secs} s: approval {id} is {x}"),
+            (x, _) => println!("NOT APPLIED ({x}): {}", s(&last["why"])),
         }
     }
     Ok(match status.as_str() {

@@ -45,6 +45,10 @@ pub struct Shared {
     pub approvals: Mutex<Value>,
     /// What `plugins.list` answers (default: no plugins).
     pub plugins: Mutex<Value>,
+    /// OpenClaw's config, when a test serves one: `config.get` answers it with a hash of its
+    /// revision, and `config.patch` merges a patch only on that hash (else "changed since",
+    /// as the real gateway). `None` (the default): both answer a bare `ok`.
+    pub config: Mutex<Option<FakeConfig>>,
     /// Send garbage before `connect.challenge` (the handshake must skip it).
     pub noise_before_challenge: Mutex<bool>,
     /// Accept time of every TCP connection.
@@ -66,6 +70,38 @@ pub struct Shared {
     pub current: Mutex<Option<mpsc::UnboundedSender<Cmd>>>,
 }
 
+/// The config a fake serves, and its revision (the hash is `rev-<n>`).
+#[derive(Debug, Clone)]
+pub struct FakeConfig {
+    pub doc: Value,
+    pub rev: u64,
+}
+
+impl FakeConfig {
+    pub fn hash(&self) -> String {
+        format!("rev-{}", self.rev)
+    }
+}
+
+/// RFC 7396 merge patch (what `config.patch` applies; `null` removes).
+fn merge_patch(doc: &mut Value, patch: &Value) {
+    let Some(p) = patch.as_object() else {
+        *doc = patch.clone();
+        return;
+    };
+    if !doc.is_object() {
+        *doc = json!({});
+    }
+    let o = doc.as_object_mut().unwrap();
+    for (k, v) in p {
+        if v.is_null() {
+            o.remove(k);
+        } else {
+            merge_patch(o.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
 pub struct FakeGateway {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
@@ -81,6 +117,7 @@ impl FakeGateway {
             agents: Mutex::new(json!([{"id": "main", "name": "Main", "model": "fake/gpt", "workspace": "/w/main"}])),
             approvals: Mutex::new(json!([])),
             plugins: Mutex::new(json!({"plugins": []})),
+            config: Mutex::new(None),
             noise_before_challenge: Mutex::new(false),
             accepted: Mutex::default(),
             rejected: Mutex::default(),
@@ -99,6 +136,18 @@ impl FakeGateway {
 
     pub fn url(&self) -> String {
         format!("ws://{}", self.addr)
+    }
+
+    /// Serve `doc` as OpenClaw's config (a new revision, as an outside edit would make).
+    pub fn set_config(&self, doc: Value) {
+        let mut c = self.shared.config.lock().unwrap();
+        let rev = c.as_ref().map_or(1, |c| c.rev + 1);
+        *c = Some(FakeConfig { doc, rev });
+    }
+
+    /// The config served now.
+    pub fn config(&self) -> Option<FakeConfig> {
+        self.shared.config.lock().unwrap().clone()
     }
 
     pub fn set_mode(&self, m: Mode) {
@@ -315,6 +364,22 @@ fn answer(shared: &Arc<Shared>, n: usize, tx: &mpsc::UnboundedSender<Cmd>, req: 
                 let _ =
                     tx.send(Cmd::Send(res_ok(&id, json!({"status": "ok", "runId": run, "result": {"text": "done"}}))));
             });
+        }
+        "config.get" | "config.patch" if shared.config.lock().unwrap().is_some() => {
+            let mut guard = shared.config.lock().unwrap();
+            let Some(c) = guard.as_mut() else { return };
+            if method == "config.get" {
+                send(res_ok(&id, json!({"hash": c.hash(), "parsed": c.doc, "config": c.doc})));
+            } else if req["params"]["baseHash"].as_str() != Some(c.hash().as_str()) {
+                let msg = "config changed since last load; re-run config.get and retry";
+                send(res_err(&id, "INVALID_REQUEST", msg, json!({})));
+            } else {
+                let patch: Value =
+                    serde_json::from_str(req["params"]["raw"].as_str().unwrap_or("{}")).unwrap_or_default();
+                merge_patch(&mut c.doc, &patch);
+                c.rev += 1;
+                send(res_ok(&id, json!({"ok": true, "hash": c.hash()})));
+            }
         }
         "fail" => send(res_err(&id, "UNAVAILABLE", "agent unavailable during gateway suspension", json!({}))),
         "never" => {}

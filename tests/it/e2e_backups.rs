@@ -8,14 +8,18 @@
 //! 2. to gateway 2, a wrong passphrase, a flipped byte, a truncated file and a newer format are
 //!    each refused with their own message, and gateway 2's config does not change;
 //! 3. an `exact_restore` preview changes nothing; the restore (through the real `clawbutler
-//!    backup restore` CLI) makes gateway 2's config (secrets included, read from its file),
-//!    cron jobs and identity files equal gateway 1's, after a checkpoint package;
+//!    backup restore --wait` CLI) holds critical changes (secrets, endpoints, tool policy), so
+//!    it waits in the approval inbox (the approval names paths, never a secret) and nothing
+//!    changes; once approved it makes gateway 2's config (secrets included, read from its
+//!    file), cron jobs and identity files equal gateway 1's, after a checkpoint package;
 //! 4. `clone` and `share` packages hold none of the planted secrets (scanned decrypted);
 //! 5. `merge` adds an agent gateway 1 gained without touching gateway 2's others;
 //! 6. `replace_scope` of one agent, from a package the real `clawbutler backup create --out`
-//!    wrote with a key file, replaces that agent only (a passphrase on it is refused).
+//!    wrote with a key file (a passphrase on it is refused), is critical (its tool policy):
+//!    held; an outside edit lands before the approval, so the approved import is a conflict
+//!    and overwrites nothing; asked again and approved, it replaces that agent only.
 //!
-//! Prints the create and restore times. Needs `scripts/install-openclaw.sh`; skipped with a
+//! Prints the create and restore times, and how long an approved import took to apply. Needs `scripts/install-openclaw.sh`; skipped with a
 //! notice otherwise, failed when `CLAWBUTLER_E2E=1`.
 
 use std::collections::BTreeMap;
@@ -167,6 +171,47 @@ async fn wait_linked(side: &Side) {
     panic!("the sidecar never linked to its gateway");
 }
 
+/// Wait for the one pending backup import in `side`'s inbox and check it shows no secret.
+async fn pending_import(side: &Side) -> Value {
+    let t0 = Instant::now();
+    let a = loop {
+        let (code, page, _) = side.get("/api/v1/approvals?status=pending&kind=config_import").await;
+        assert_eq!(code, 200, "{page}");
+        if let Some(a) = page["items"].as_array().and_then(|i| i.first()) {
+            break a.clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no backup import waiting for approval");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((a["risk"].as_str(), a["agent"].as_str()), (Some("critical"), Some("@global")), "{a}");
+    let shown = a.to_string();
+    assert!(!shown.contains(KEY_DIRECT) && !shown.contains(MCP_TOKEN) && !shown.contains(PASS), "{shown}");
+    a
+}
+
+/// Allow an approval as the admin; returns when.
+async fn allow(side: &Side, a: &Value) -> Instant {
+    let id = a["id"].as_str().unwrap_or_default();
+    let body = json!({"decision": "allow-once", "expected_version": a["version"]});
+    let (code, r) = side.post(&format!("/api/v1/approvals/{id}/decision"), body).await;
+    assert_eq!(code, 200, "{r}");
+    Instant::now()
+}
+
+/// Poll a held import until it settled.
+async fn settled(side: &Side, poll: &str) -> Value {
+    let t0 = Instant::now();
+    loop {
+        let (code, v, _) = side.get(poll).await;
+        assert_eq!(code, 200, "{v}");
+        if !matches!(v["status"].as_str(), Some("awaiting_approval" | "applying")) {
+            return v;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the held import never settled: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn write_pkg(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();
@@ -269,20 +314,28 @@ async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_pack
             std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"))
                 .args(["backup", "restore"])
                 .arg(&pkg_file)
-                .args(["--strategy", "exact_restore", "--url", &url, "--json"])
+                .args(["--strategy", "exact_restore", "--wait", "120", "--url", &url, "--json"])
                 .env("CLAWBUTLER_TOKEN", ADMIN)
                 .env("CLAWBUTLER_BACKUP_PASSPHRASE", PASS)
                 .output()
                 .expect("run clawbutler")
         }
-    })
-    .await
-    .unwrap();
+    });
+    // Critical (secrets, endpoints, a tool policy): it waits, and gateway 2 is unchanged.
+    let held = pending_import(&two).await;
+    let critical = held["subject"]["critical_paths"].to_string();
+    assert!(critical.contains("models.providers."), "{critical}");
+    assert_eq!(two.configs().await.1, before, "nothing changes while the import waits");
+    let allowed_at = allow(&two, &held).await;
+    let cli = cli.await.unwrap();
     let restore_took = t0.elapsed();
+    let approved_took = allowed_at.elapsed();
     let text = String::from_utf8_lossy(&cli.stdout).to_string();
     assert_eq!(cli.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&cli.stderr));
     let done: Value = serde_json::from_str(&text).expect("--json");
-    assert_eq!((done["applied"].as_bool(), done["complete"].as_bool()), (Some(true), Some(true)), "{done}");
+    assert_eq!((done["status"].as_str(), done["complete"].as_bool()), (Some("applied"), Some(true)), "{done}");
+    assert_eq!(done["approval_id"], held["id"], "{done}");
+    assert!(done["decided_by"].is_string(), "{done}");
     assert_eq!(done["not_restored"], json!([]), "{done}");
     let restore_ms = done["took_ms"].clone();
     let checkpoint = done["checkpoint"].as_str().unwrap_or_default();
@@ -364,14 +417,33 @@ async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_pack
     assert_eq!(code, 422, "a passphrase on a key-file package: {p}");
     assert!(p["detail"].as_str().unwrap_or("").contains("locked with a key file"), "{p}");
     let key = hex::encode([42u8; 32]);
-    let (_, before, _) = two.configs().await;
-    let (code, done) = two
-        .post(
-            "/api/v1/backups/import",
-            json!({"package": b64(&scoped), "key": key, "strategy": "replace_scope", "agents": ["ops"]}),
-        )
+    let scoped_import = json!({"package": b64(&scoped), "key": key, "strategy": "replace_scope", "agents": ["ops"]});
+    // Critical (ops's tool policy): held. An outside edit before the approval makes it a
+    // conflict: nothing of the package is written, the edit stays.
+    let (code, held) = two.post("/api/v1/backups/import", scoped_import.clone()).await;
+    assert_eq!((code, held["status"].as_str()), (202, Some("awaiting_approval")), "{held}");
+    outside_patch(&two.link, json!({"agents": {"entries": {"main": {"identity": {"name": "Edited meanwhile"}}}}}))
         .await;
-    assert_eq!((code, done["complete"].as_bool()), (200, Some(true)), "{done}");
+    let (_, edited, _) = two.configs().await;
+    let t_conflict = Instant::now();
+    allow(&two, &pending_import(&two).await).await;
+    let conflict = settled(&two, held["poll"].as_str().unwrap_or_default()).await;
+    let conflict_took = t_conflict.elapsed();
+    assert_eq!(conflict["status"], "conflict", "{conflict}");
+    assert_eq!(two.configs().await.1, edited, "the approved import overwrote nothing");
+    // The audit search indexes shortly after the append.
+    testkit::wait::until("the import_conflict audit record", Duration::from_secs(10), || async {
+        let (_, audit, _) = two.get("/api/v1/audit?kind=config&limit=50").await;
+        audit["items"].as_array().into_iter().flatten().any(|r| r["outcome"] == "import_conflict")
+    })
+    .await;
+    // Asked again on the config as it is now, and approved: applied.
+    let before = edited;
+    let (code, held) = two.post("/api/v1/backups/import", scoped_import).await;
+    assert_eq!((code, held["status"].as_str()), (202, Some("awaiting_approval")), "{held}");
+    allow(&two, &pending_import(&two).await).await;
+    let done = settled(&two, held["poll"].as_str().unwrap_or_default()).await;
+    assert_eq!((done["status"].as_str(), done["complete"].as_bool()), (Some("applied"), Some(true)), "{done}");
     let (_, now, _) = two.configs().await;
     let (_, theirs, _) = one.configs().await;
     assert_eq!(now["agents"]["entries"]["ops"], theirs["agents"]["entries"]["ops"], "ops replaced");
@@ -380,7 +452,9 @@ async fn gateway_backups_restore_exactly_on_a_second_gateway_and_refuse_bad_pack
 
     eprintln!(
         "backup create (HTTP, real gateway, scrypt N=2^15): {create_took:?}; exact_restore through the CLI: {restore_took:?} \
-         (import took {restore_ms} ms inside the sidecar); package {} bytes; control API {url}",
+         (import took {restore_ms} ms inside the sidecar; the CLI returned {approved_took:?} after the approval was \
+         posted); an approved import hit by an outside edit was refused {conflict_took:?} after the approval; \
+         package {} bytes; control API {url}",
         bytes.len()
     );
 

@@ -12,9 +12,11 @@
 //!    the confirm restores `config.get` to version 1, and a third version by ClawButler appears;
 //! 3. the Backups page creates a package and says which secrets it could not include; a wrong
 //!    passphrase and an uploaded file with a flipped byte are each refused with their own
-//!    message; the stored package opens, and after another outside change to `ops`, a
-//!    `replace_scope` preview of `ops` shows that change under agent ops (and nothing under
-//!    main); restoring it brings `ops` back and names the checkpoint package;
+//!    message; the stored package opens, and after another outside change to `ops` (its model,
+//!    and a tool denied), a `replace_scope` preview of `ops` shows that change under agent
+//!    ops (and nothing under main); restoring it is critical (the tool policy), so the page
+//!    says it waits for approval, naming the critical path, and nothing changes; once an
+//!    approver allows it, the page shows the result: `ops` is back and the checkpoint named;
 //! 4. at phone width both pages fit the screen (in Chinese);
 //! 5. a viewer sees the versions and the packages, but no rollback, create, download or
 //!    restore controls.
@@ -210,7 +212,12 @@ async fn config_history_tab_and_backups_page_in_the_browser() {
     )
     .await;
 
-    outside_patch(&other, json!({"agents": {"entries": {"ops": {"model": "direct/gpt-4o"}}}}), &[]).await;
+    outside_patch(
+        &other,
+        json!({"agents": {"entries": {"ops": {"model": "direct/gpt-4o", "tools": {"deny": ["browser"]}}}}}),
+        &[],
+    )
+    .await;
 
     b.click("[data-testid=restore-open]").await;
     b.type_into("[data-testid=restore-pass]", "wrong passphrase").await;
@@ -268,11 +275,38 @@ async fn config_history_tab_and_backups_page_in_the_browser() {
     assert_eq!(live["agents"]["entries"]["ops"]["model"], "direct/gpt-4o", "the preview changed nothing");
     b.screenshot("backups-import-preview-desktop.png").await;
     b.click("[data-testid=restore-apply]").await;
-    wait_long(&b, "restore result", "document.querySelector('[data-testid=restore-result]')", 60).await;
+    // Critical (the tool policy): held for an approver, nothing changed yet.
+    wait_long(&b, "waiting for approval", "document.querySelector('[data-testid=restore-waiting]')", 60).await;
+    let waiting = content(&b, "[data-testid=restore-waiting]").await;
+    assert!(waiting.contains("Waiting for approval") && waiting.contains("agents.entries.ops.tools"), "{waiting}");
+    let (_, live) = config_doc(&other).await;
+    assert_eq!(live["agents"]["entries"]["ops"]["model"], "direct/gpt-4o", "nothing changes while it waits");
+    b.screenshot("backups-restore-waiting-desktop.png").await;
+    let approval =
+        b.js("return document.querySelector('[data-testid=restore-waiting]').dataset.approval", json!([])).await;
+    let approval = approval.as_str().unwrap_or_default().to_string();
+    let a = get(&format!("{console}/api/v1/approvals/{approval}"), &[("authorization", &bearer())]).await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(a.json()["kind"], "config_import", "{}", a.text());
+    let r = post_json(
+        &format!("{console}/api/v1/approvals/{approval}/decision"),
+        &[("authorization", &bearer())],
+        &json!({"decision": "allow-once", "expected_version": a.json()["version"]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_long(
+        &b,
+        "restore result",
+        "document.querySelector('[data-testid=restore-result]').dataset.status === 'applied'",
+        60,
+    )
+    .await;
     let result = b.text("[data-testid=restore-result]").await;
     assert!(result.contains("checkpoint package"), "{result}");
     let (_, live) = config_doc(&other).await;
     assert_eq!(live["agents"]["entries"]["ops"]["model"], "direct/gpt-4o-mini", "ops restored: {live}");
+    assert!(live["agents"]["entries"]["ops"].get("tools").is_none(), "the tool policy set outside is gone: {live}");
     assert_eq!(live["agents"]["entries"]["main"]["model"], "direct/gpt-4o-mini");
     b.wait_js("the checkpoint is listed", "document.querySelectorAll('[data-testid=backup]').length === 2").await;
 

@@ -11,6 +11,7 @@ mod approvals_events;
 mod approvals_restart;
 mod audit_failure;
 mod audit_rotation;
+mod backup_hold;
 mod budgets;
 mod contracts;
 mod cost;

@@ -2,7 +2,8 @@
 //! "Backups"). Viewers list stored packages and read their manifests (no secret in them);
 //! creating, downloading, inspecting and importing (even a preview, which decrypts the
 //! package and reads the gateway) need an admin. The packages are kept by the gateway link
-//! (`gateway::backup`), reached through [`governance::agents::AgentControl::backups`].
+//! (`gateway::backup`), reached through [`governance::agents::AgentControl::backups`]. An
+//! import with a critical change waits for a human (202, then `GET .../import/{approval}`).
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,7 @@ pub fn routes() -> Routes {
         .route("/api/v1/backups", get(list).post(create))
         .route("/api/v1/backups/inspect", post(inspect))
         .route("/api/v1/backups/import", post(import))
+        .route("/api/v1/backups/import/{approval}", get(held_import))
         .route("/api/v1/backups/{id}", get(one))
         .route("/api/v1/backups/{id}/download", get(download))
 }
@@ -83,7 +85,11 @@ async fn inspect(State(s): State<AppState>, caller: Caller, b: axum::body::Bytes
     h.inspect(req).map(Json).map_err(problem)
 }
 
-async fn import(State(s): State<AppState>, caller: Caller, b: axum::body::Bytes) -> Result<Json<Value>, Problem> {
+async fn import(
+    State(s): State<AppState>,
+    caller: Caller,
+    b: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
     caller.require(Role::Admin)?;
     let h = backups(&s)?;
     let req: ImportRequest = body(&b)?;
@@ -91,5 +97,21 @@ async fn import(State(s): State<AppState>, caller: Caller, b: axum::body::Bytes)
         // A change to OpenClaw that cannot be recorded is not made.
         s.audit.require(audit::Face::Control).map_err(|u| Problem::audit_unavailable(&u, None))?;
     }
-    h.import(req, &caller.name).await.map(Json).map_err(problem)
+    let v = h.import(req, &caller.name).await.map_err(problem)?;
+    // A critical import waits for a human: accepted, not done.
+    let code = if v["status"] == "awaiting_approval" { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok((code, Json(v)))
+}
+
+async fn held_import(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(approval): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    caller.require(Role::Viewer)?;
+    let h = backups(&s)?;
+    if approval.len() > 64 || !approval.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(Problem::bad_request(format!("'{approval}' is not an approval id")));
+    }
+    h.held_import(&approval).map(Json).map_err(problem)
 }

@@ -31,7 +31,7 @@ const en = {
   'status.pending': 'Pending', 'status.allowed': 'Allowed', 'status.denied': 'Denied', 'status.expired': 'Expired',
   'status.cancelled': 'Cancelled', 'status.all': 'All', 'status.allow': 'Allow', 'status.deny': 'Deny', 'status.hold': 'Hold',
   'status.revoked': 'Revoked',
-  'kind.model_call': 'Model call', 'kind.exec': 'Command', 'kind.tool_call': 'Tool call', 'kind.plugin': 'Plugin', 'kind.config_rollback': 'Config rollback',
+  'kind.model_call': 'Model call', 'kind.exec': 'Command', 'kind.tool_call': 'Tool call', 'kind.plugin': 'Plugin', 'kind.config_rollback': 'Config rollback', 'kind.config_import': 'Backup import',
   'kind.approval': 'Approval', 'kind.grant': 'Grant', 'kind.budget': 'Budget', 'kind.policy_reload': 'Policy reload',
   'kind.kill_switch': 'Kill switch', 'kind.config': 'Config', 'kind.auth': 'Auth', 'kind.gateway': 'Gateway',
   'kind.retention': 'Retention', 'kind.health': 'Health', 'kind.audit_outage': 'Audit log outage',
@@ -302,6 +302,12 @@ const en = {
   'restore.done': 'Restore complete', 'restore.partial': 'Restore incomplete: see what was not applied',
   'restore.done_line': 'Restored in {s} s.', 'restore.checkpoint': 'To undo it, restore the checkpoint package {id}.',
   'restore.not_restored': 'Still different: {paths}',
+  'restore.waiting': 'Waiting for approval',
+  'restore.waiting_hint': 'This restore has critical changes: nothing is changed until an approver allows it in the inbox. This panel shows the result.',
+  'restore.open_inbox': 'Open it in the approval inbox', 'restore.decided_by': 'Decided by {who}.',
+  'restore.not_applied': 'Not restored ({status}): nothing was applied',
+  'restore.status.denied': 'denied', 'restore.status.expired': 'expired', 'restore.status.cancelled': 'cancelled',
+  'restore.status.conflict': 'the config changed since', 'restore.status.failed': 'failed', 'restore.status.interrupted': 'interrupted',
 };
 
 const zh = {
@@ -332,7 +338,7 @@ const zh = {
   'status.pending': '待审批', 'status.allowed': '已允许', 'status.denied': '已拒绝', 'status.expired': '已过期',
   'status.cancelled': '已取消', 'status.all': '全部', 'status.allow': '允许', 'status.deny': '拒绝', 'status.hold': '挂起',
   'status.revoked': '已撤销',
-  'kind.model_call': '模型调用', 'kind.exec': '命令', 'kind.tool_call': '工具调用', 'kind.plugin': '插件', 'kind.config_rollback': '配置回滚',
+  'kind.model_call': '模型调用', 'kind.exec': '命令', 'kind.tool_call': '工具调用', 'kind.plugin': '插件', 'kind.config_rollback': '配置回滚', 'kind.config_import': '备份导入',
   'kind.approval': '审批', 'kind.grant': '授权', 'kind.budget': '预算', 'kind.policy_reload': '策略重载',
   'kind.kill_switch': '紧急停止', 'kind.config': '配置', 'kind.auth': '认证', 'kind.gateway': '网关', 'kind.retention': '保留',
   'kind.health': '健康状态', 'kind.audit_outage': '审计日志中断', 'kind.governance': '治理覆盖', 'kind.cost': '成本异常',
@@ -599,6 +605,12 @@ const zh = {
   'restore.done': '恢复完成', 'restore.partial': '恢复未完成：请查看未执行的部分',
   'restore.done_line': '已在 {s} 秒内恢复。', 'restore.checkpoint': '如需撤销，请恢复检查点备份包 {id}。',
   'restore.not_restored': '仍有差异：{paths}',
+  'restore.waiting': '等待审批',
+  'restore.waiting_hint': '此次恢复包含严重变更：审批人在收件箱中允许之前不会做任何更改。结果会显示在此面板中。',
+  'restore.open_inbox': '在审批收件箱中打开', 'restore.decided_by': '决定人：{who}。',
+  'restore.not_applied': '未恢复（{status}）：没有做任何更改',
+  'restore.status.denied': '已拒绝', 'restore.status.expired': '已过期', 'restore.status.cancelled': '已取消',
+  'restore.status.conflict': '配置已被更改', 'restore.status.failed': '失败', 'restore.status.interrupted': '已中断',
 };
 
 /** Languages offered in the switcher. */

@@ -4,6 +4,7 @@
 //! key, apply the config with one `config.patch` on the baseHash the preview was made from (a
 //! concurrent change is a conflict: nothing is overwritten), then the workspace files and the
 //! cron jobs. Runs under the config-safety lock, so the version that follows is ClawButler's.
+//! A preview with a critical change is held for a human first (`hold.rs`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,9 +12,10 @@ use std::time::{Duration, Instant};
 use governance::backups::{BackupError as E, ImportRequest};
 use serde_json::{json, Value};
 
+use super::hold::SeenImport;
 use super::plan::{self, Scope, Strategy};
 use super::{container, portable_job, refused, secret_of, secrets, Intent, Live};
-use crate::config_safety::classify::{max_risk, REDACTED};
+use crate::config_safety::classify::{max_risk, Risk, REDACTED};
 use crate::config_safety::scope::GLOBAL;
 use crate::{Gateway, GatewayError};
 
@@ -121,7 +123,18 @@ fn is_stale(e: &GatewayError) -> bool {
 }
 
 impl Gateway {
+    /// See the module docs. An import whose preview holds a critical change is not applied
+    /// here: it waits for a human (`hold.rs`), who lets it apply on the config they saw.
     pub(crate) async fn import_package(&self, req: ImportRequest, actor: &str) -> Result<Value, E> {
+        self.import_inner(req, actor, None).await
+    }
+
+    pub(super) async fn import_inner(
+        &self,
+        req: ImportRequest,
+        actor: &str,
+        approved: Option<&SeenImport>,
+    ) -> Result<Value, E> {
         let t0 = Instant::now();
         let strategy = strategy(&req.strategy)?;
         let scope = Scope { agents: req.agents.clone(), sections: req.sections.clone() };
@@ -189,6 +202,30 @@ impl Gateway {
                 preview.clone(),
             );
             return Ok(preview);
+        }
+        match approved {
+            Some(seen) if !seen.still(&live.hash, &preview) => {
+                let why = format!(
+                    "OpenClaw's config, cron jobs or workspace files changed after this import was asked for \
+                     (approval {}); the approval covered the gateway as it was then, so nothing was applied: \
+                     preview again and ask again",
+                    seen.approval_id
+                );
+                self.audit_config(
+                    GLOBAL,
+                    actor,
+                    audit::Outcome::ImportConflict,
+                    max_risk(&changes),
+                    why.clone(),
+                    preview,
+                );
+                return Err(E::Conflict(why));
+            }
+            Some(_) => {}
+            None if max_risk(&changes) == Some(Risk::Critical) => {
+                return self.hold_import(req, actor, preview, &changes, &summary);
+            }
+            None => {}
         }
         // A checkpoint of the live gateway first, so the import can be undone.
         let (checkpoint, cp_bytes, _) =

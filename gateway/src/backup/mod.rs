@@ -3,10 +3,12 @@
 //! ones), its cron jobs (`cron.list`, those the gateway does not manage itself) and every
 //! agent's workspace identity files (`agents.files.list/get`), sealed with
 //! [`container`]. Three intents decide what happens to secrets ([`secrets`]); an import
-//! previews and applies a package with one of three strategies ([`plan`], `import.rs`).
+//! previews and applies a package with one of three strategies ([`plan`], `import.rs`); one
+//! with a critical change waits for a human first ([`hold`]).
 //! Packages are stored under `<data_dir>/backups/<id>.cbpkg`.
 
 pub mod container;
+mod hold;
 mod import;
 pub mod plan;
 pub mod secrets;
@@ -388,5 +390,8 @@ impl governance::backups::Backups for Gateway {
         actor: &'a str,
     ) -> governance::backups::BackupFuture<'a> {
         Box::pin(self.import_package(req, actor))
+    }
+    fn held_import(&self, approval_id: &str) -> Result<Value, E> {
+        Gateway::held_import(self, approval_id)
     }
 }

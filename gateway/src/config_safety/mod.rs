@@ -12,7 +12,7 @@
 //! also `clawbutler attach`/`detach`, which run in another process).
 
 mod accept;
-mod approval;
+pub(crate) mod approval;
 pub mod classify;
 pub mod files;
 mod rollback;

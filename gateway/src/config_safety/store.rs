@@ -1,7 +1,8 @@
 //! The versions, in the sled tree `config_versions` (`storage::Tree::ConfigVersions`):
 //! `v\0<agent>\0<version, big-endian u64>` -> a [`Version`] (JSON, never rewritten), and
 //! `b\0<agent>` -> the version ClawButler made or accepted last (the drift baseline), and
-//! `r\0<approval id>` -> a critical rollback held for approval and how it ended (JSON).
+//! `r\0<approval id>` -> a critical rollback or backup import held for approval and how it ended (JSON;
+//! an import's has `"change": "import"`).
 //! Versions start at 1 and only grow; a slice equal to the newest version is not stored.
 
 use std::collections::BTreeMap;
@@ -186,29 +187,30 @@ impl Versions {
         Ok(())
     }
 
-    /// Store (or replace) the record of a rollback held for approval.
+    /// Store (or replace) the record of a change (rollback or import) held for approval.
     pub fn put_held(&self, approval_id: &str, record: &Value) -> Result<(), sled::Error> {
         let bytes = serde_json::to_vec(record).map_err(|e| sled::Error::Unsupported(e.to_string()))?;
         self.tree.insert(held_key(approval_id), bytes)?;
         Ok(())
     }
 
-    /// The record of a rollback held for approval.
+    /// The record of a change held for approval.
     pub fn held(&self, approval_id: &str) -> Result<Option<Value>, sled::Error> {
         Ok(self.tree.get(held_key(approval_id))?.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
-    /// At start: a rollback still waiting belongs to a previous run, whose approval the broker
-    /// has cancelled; it is never applied, and its record says so.
+    /// At start: a change still waiting belongs to a previous run, whose approval the broker
+    /// has cancelled; it is never applied (an import's key was only in that run's memory), and
+    /// its record says so.
     pub fn cancel_waiting(&self) -> Result<usize, sled::Error> {
         let mut n = 0;
         for kv in self.tree.scan_prefix(b"r\0") {
             let (k, v) = kv?;
             let Ok(mut rec) = serde_json::from_slice::<Value>(&v) else { continue };
             let (status, why) = match rec["status"].as_str() {
-                Some(HELD) => ("cancelled", "the sidecar restarted while this rollback waited; nothing was applied"),
+                Some(HELD) => ("cancelled", "the sidecar restarted while this change waited; nothing was applied"),
                 Some(APPLYING) => {
-                    ("interrupted", "the sidecar stopped while applying this rollback: check the agent's versions")
+                    ("interrupted", "the sidecar stopped while applying this change: check the config's versions")
                 }
                 _ => continue,
             };

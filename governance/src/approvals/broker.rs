@@ -293,7 +293,7 @@ impl Broker {
         let scope = match req.decision {
             DecisionKind::AllowAlways => {
                 let current = self.current(id)?;
-                if current.kind == decision::CallKind::ConfigRollback {
+                if current.kind.is_config_change() {
                     return Err(BrokerError::Invalid(grants::NO_ROLLBACK_GRANT.into()));
                 }
                 if current.status != Status::Pending || current.version != req.expected_version {

@@ -144,6 +144,7 @@ impl GrantScope {
         let shown = pattern::unescape_exact(pattern).unwrap_or_else(|| pattern.to_string());
         let what = match (kind, &reach) {
             (CallKind::ConfigRollback, _) => format!("roll back its config ({shown})"),
+            (CallKind::ConfigImport, _) => format!("import a backup ({shown})"),
             (CallKind::Exec, Reach::Unanchored) => format!("run any shell command (pattern '{pattern}')"),
             (CallKind::Exec, Reach::AnyProgram) => {
                 format!("run any program: the pattern '{pattern}' does not fix which program runs")
@@ -213,6 +214,7 @@ fn kind_noun(kind: CallKind) -> &'static str {
         CallKind::ToolCall => "tool",
         CallKind::Plugin => "plugin tool",
         CallKind::ConfigRollback => "config rollback",
+        CallKind::ConfigImport => "backup import",
     }
 }
 
@@ -230,7 +232,8 @@ fn check_pattern(key: &str, kind: CallKind, p: &str) -> Result<(), BrokerError> 
 
 /// Why a config rollback is never granted (each critical rollback is its own decision).
 pub const NO_ROLLBACK_GRANT: &str =
-    "a config rollback cannot be allowed always: each critical rollback is approved on its own (use allow-once)";
+    "a config rollback or backup import cannot be allowed always: each critical one is \
+     approved on its own (use allow-once)";
 
 /// Validate and build a scope from explicit parts.
 pub fn build(
@@ -243,7 +246,7 @@ pub fn build(
     if agent.is_empty() || pattern.trim().is_empty() {
         return Err(BrokerError::Invalid("a grant needs an agent and a non-empty pattern".into()));
     }
-    if kind == CallKind::ConfigRollback {
+    if kind.is_config_change() {
         return Err(BrokerError::Invalid(NO_ROLLBACK_GRANT.into()));
     }
     decision::agent_id::check(agent).map_err(|e| BrokerError::Invalid(e.to_string()))?;
@@ -428,6 +431,7 @@ mod tests {
             ..ScopeInput::default()
         };
         assert!(build("main", CallKind::ConfigRollback, "*", None, &direct).is_err());
+        assert!(build("main", CallKind::ConfigImport, "*", None, &direct).is_err(), "nor a backup import");
     }
 
     #[test]

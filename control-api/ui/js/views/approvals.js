@@ -10,6 +10,8 @@ import { listPage } from '../listpage.js';
 import { when, countdown, usd, subjectLine } from '../format.js';
 import { scopeEditor } from './scope.js';
 
+/** Held config changes (not calls): approved one by one, never by a grant. */
+const CONFIG_CHANGES = ['config_rollback', 'config_import'];
 const STATUSES = ['pending', 'allowed', 'denied', 'expired', 'cancelled', 'all'];
 
 /** Body of POST /api/v1/approvals/{id}/decision. */
@@ -159,8 +161,8 @@ export function mount(root, ctx) {
     const subject = a.subject || {};
     const actions = pending ? h('div', { class: 'actions', 'data-needs': 'approver' },
       h('button', { class: 'allow', 'data-testid': 'allow-once', onclick: (e) => decide(a, el, 'allow-once', '', null, e.currentTarget) }, t('approvals.allow_once')),
-      // A config rollback is never granted: each critical one is approved on its own.
-      a.kind === 'config_rollback' ? null
+      // A config rollback or backup import is never granted: each critical one is approved on its own.
+      CONFIG_CHANGES.includes(a.kind) ? null
         : h('button', { class: 'allow-alt', 'data-testid': 'allow-always', onclick: () => openAlways() }, t('approvals.allow_always')),
       h('button', { class: 'deny', 'data-testid': 'deny', onclick: () => openDeny() }, t('approvals.deny'))) : null;
 
@@ -185,7 +187,7 @@ export function mount(root, ctx) {
         check,
         riskBadge(a.risk),
         h('span', { class: 'kind' }, t(`kind.${a.kind}`, {}, a.kind)),
-        h('span', { class: 'agent' }, a.agent ? `@${a.agent}` : ''),
+        h('span', { class: 'agent' }, a.agent ? (a.agent.startsWith('@') ? a.agent : `@${a.agent}`) : ''),
         h('span', { class: 'spacer' }),
         pending && a.expires_at
           ? h('span', { class: 'countdown', 'data-expires': a.expires_at, title: when(a.expires_at) })
@@ -193,8 +195,8 @@ export function mount(root, ctx) {
       h('div', { class: 'subject', 'data-testid': 'subject' }, subjectLine(subject)),
       subject.prompt_summary ? h('p', { class: 'prompt' }, subject.prompt_summary) : null,
       // An MCP tool call is decided on its arguments: show them, as they will be sent.
-      // A critical config rollback: the paths it changes (never their values).
-      a.kind === 'config_rollback' && Array.isArray(subject.critical_paths)
+      // A critical config rollback or backup import: the paths it changes (never their values).
+      CONFIG_CHANGES.includes(a.kind) && Array.isArray(subject.critical_paths)
         ? h('ul', { class: 'critical-paths', 'data-testid': 'rollback-paths' }, subject.critical_paths.map((p) => h('li', {}, h('code', {}, p))))
         : null,
       a.kind === 'tool_call' && subject.args != null

@@ -2,18 +2,22 @@
 // check: open the package (a stored one or a file from this device) with its passphrase and
 // see what it holds; pick a strategy (merge, replace_scope of chosen agents and sections, or
 // exact_restore) and preview every change per agent and section; then restore, after which the
-// answer names the checkpoint package that undoes it. A package the server refuses (wrong
+// answer names the checkpoint package that undoes it. A restore with a critical change waits
+// for an approver (202): the panel says so, links the inbox, and polls until it shows how it
+// ended (restored, or not applied and why). A package the server refuses (wrong
 // passphrase, tampered, truncated, newer format, not a package) is said in the UI's language
 // with the server's own words under it; nothing was applied.
 
 import { h, replace, select } from '../dom.js';
 import { t } from '../i18n.js';
-import { post } from '../api.js';
+import { get, post } from '../api.js';
 import { busy, cardMsg, setMsg, errorText, riskBadge, toast } from '../components.js';
 import { changeGroups } from '../changes.js';
 import { bytes as size } from '../format.js';
 
 const UPLOAD = '';
+/** How often a restore waiting for approval is polled. */
+const POLL_MS = 1000;
 const STRATEGIES = ['merge', 'replace_scope', 'exact_restore'];
 
 /** Why a package was refused, from the server's detail (HTTP 422 "Package refused"). */
@@ -165,10 +169,33 @@ function strategyStep(root, preview, opened, msg, onDone) {
     setMsg(msg, '');
     busy(button, async () => {
       const r = await post('/api/v1/backups/import', request(false));
+      if (r.status === 'awaiting_approval') {
+        const waiting = heldView(r);
+        replace(preview, waiting);
+        follow(r.poll, waiting);
+        return;
+      }
       replace(preview, resultView(r));
       toast(() => (r.complete ? t('restore.done') : t('restore.partial')));
       onDone();
     }, (err) => setMsg(msg, refusal(err), err.status === 409 ? 'conflict' : 'error'));
+  }
+
+  /** Poll a held restore until it settled; stops when its view was replaced (a new preview). */
+  async function follow(path, waiting) {
+    for (;;) {
+      await new Promise((ok) => setTimeout(ok, POLL_MS));
+      if (!waiting.isConnected) return;
+      let now;
+      try { now = await get(path); } catch { continue; }
+      if (!waiting.isConnected) return;
+      if (now.status === 'awaiting_approval' || now.status === 'applying') continue;
+      const ok = now.status === 'applied';
+      replace(preview, settledView(now));
+      toast(() => (ok ? t('restore.done') : t('restore.not_applied', { status: now.status })));
+      onDone();
+      return;
+    }
   }
 
   replace(root, h('label', {}, t('restore.strategy'), strategy), about, scope, secrets,
@@ -221,4 +248,31 @@ function resultView(r) {
     r.checkpoint ? h('p', {}, t('restore.checkpoint', { id: r.checkpoint })) : null,
     (r.errors || []).length ? h('ul', {}, r.errors.map((e) => h('li', {}, e))) : null,
     left.length ? h('p', {}, t('restore.not_restored', { paths: left.map((c) => c.path || String(c)).join(', ') })) : null);
+}
+
+/** A restore waiting for an approver: what makes it critical, and where to decide it. */
+function heldView(r) {
+  const subject = (r.approval && r.approval.subject) || {};
+  const id = r.approval_id || '';
+  return h('div', { class: 'state', 'data-testid': 'restore-waiting', 'data-approval': id },
+    h('p', { class: 'badge risk-medium' }, t('restore.waiting')),
+    h('p', {}, t('restore.waiting_hint')),
+    Array.isArray(subject.critical_paths)
+      ? h('ul', { class: 'critical-paths' }, subject.critical_paths.map((p) => h('li', {}, h('code', {}, p))))
+      : null,
+    h('a', { href: `#/approvals/${encodeURIComponent(id)}`, 'data-testid': 'restore-approval' }, t('restore.open_inbox')));
+}
+
+/** How a held restore ended: restored (as any restore), or not applied and why. */
+function settledView(s) {
+  const by = s.decided_by ? h('p', { class: 'small muted' }, t('restore.decided_by', { who: s.decided_by })) : null;
+  if (s.status === 'applied' || s.status === 'incomplete') {
+    const view = resultView(s);
+    view.dataset.status = s.status;
+    view.append(...[by].filter(Boolean));
+    return view;
+  }
+  return h('div', { class: 'state error', 'data-testid': 'restore-result', 'data-complete': 'false', 'data-status': s.status },
+    h('strong', {}, t('restore.not_applied', { status: t(`restore.status.${s.status}`, {}, s.status) })),
+    s.why ? h('p', {}, s.why) : null, by);
 }
