@@ -146,8 +146,36 @@ fn is_wiring(p: &[&str], before: Option<&Value>, after: Option<&Value>) -> bool 
     }
 }
 
-/// The risk of a change at `p` and why; the first rule that matches wins.
+/// The risk of a change at `p` and why: the path's own rule, or, when a whole object is added,
+/// removed or replaced there (a new provider, an MCP section, an agent entry), the worst of
+/// what changed inside it. So an import or rollback that brings in a provider with its
+/// `baseUrl`, or an agent with a tool policy, is as critical as setting that field alone.
 pub fn risk_of(p: &[&str], before: Option<&Value>, after: Option<&Value>) -> (Risk, &'static str) {
+    let own = rule_of(p, before, after);
+    let (b, a) = (before.and_then(Value::as_object), after.and_then(Value::as_object));
+    if own.0 == Risk::Critical || (b.is_none() && a.is_none()) {
+        return own;
+    }
+    let keys: std::collections::BTreeSet<&String> =
+        b.into_iter().flat_map(|o| o.keys()).chain(a.into_iter().flat_map(|o| o.keys())).collect();
+    let mut worst = own;
+    for k in keys {
+        let (bk, ak) = (b.and_then(|o| o.get(k)), a.and_then(|o| o.get(k)));
+        if bk == ak {
+            continue;
+        }
+        let mut q = p.to_vec();
+        q.push(k.as_str());
+        let inner = risk_of(&q, bk, ak);
+        if inner.0 > worst.0 {
+            worst = inner;
+        }
+    }
+    worst
+}
+
+/// The rule for the path itself; the first rule that matches wins.
+fn rule_of(p: &[&str], before: Option<&Value>, after: Option<&Value>) -> (Risk, &'static str) {
     use Risk::*;
     if is_wiring(p, before, after) {
         return (Critical, "ClawButler wiring (the agent's path through the sidecar)");
@@ -245,6 +273,19 @@ mod tests {
             ("$workspace_files.AGENTS.md", n.clone(), json!("x"), WorkspaceFiles, High),
             ("$workspace_files.USER.md", json!("a"), json!("b"), WorkspaceFiles, Medium),
             ("$workspace_files.MEMORY.md", json!("a"), json!("b"), WorkspaceFiles, Low),
+            // A whole object added or removed counts as the worst change inside it.
+            ("models.providers.direct", n.clone(), json!({"baseUrl": "http://x", "models": []}), Model, Critical),
+            ("models.providers.direct", json!({"models": []}), json!({"models": [{"id": "m"}]}), Model, High),
+            ("agents.entries.ops", n.clone(), json!({"name": "ops", "tools": {"allow": ["exec"]}}), Identity, Critical),
+            ("agents.entries.ops", n.clone(), json!({"name": "ops"}), Identity, Low),
+            ("mcp", n.clone(), json!({"servers": {"docs": {"url": "http://x"}}}), Mcp, Critical),
+            (
+                "agents.entries.ops",
+                json!({"name": "a", "skills": ["x"]}),
+                json!({"name": "a", "skills": ["x", "y"]}),
+                Identity,
+                Medium,
+            ),
         ];
         for (path, b, a, g, r) in rows {
             assert_eq!(class(path, b.clone(), a.clone()), (g, r), "{path}: {b} -> {a}");
