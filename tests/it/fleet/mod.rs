@@ -4,8 +4,8 @@
 //! call path (`budget_path`), the shared approval inbox (`inbox`), the central audit trail
 //! (`audit`), the policy rollout (`rollout`), and faults: the real binary SIGKILLed holding a
 //! lease (`faults`), the primary of a synchronous-quorum cluster SIGKILLed and a standby
-//! promoted (`failover`). Skipped without PostgreSQL unless `CLAWBUTLER_E2E=1`, when a missing
-//! server is a failure.
+//! promoted (`failover`), the network path to the database black-holed (`partition`).
+//! Skipped without PostgreSQL unless `CLAWBUTLER_E2E=1`, when a missing server is a failure.
 
 mod audit;
 mod browser;
@@ -15,6 +15,7 @@ mod failover;
 mod faults;
 mod inbox;
 mod kill;
+mod partition;
 mod registry;
 mod rollout;
 
