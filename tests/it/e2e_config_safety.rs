@@ -15,7 +15,8 @@
 //!    `/readyz` within seconds, and `clawbutler config drift` (the real binary) says so;
 //!    accepting that as the baseline is refused; `clawbutler config rollback --wait` waits
 //!    for the approval and governs it again.
-//! 4. a low-risk change meant by the operator is accepted as the new baseline;
+//! 4. a low-risk change the operator made with the OpenClaw CLI (`openclaw config set`) is a
+//!    new outside version, accepted as the new baseline;
 //! 5. SOUL.md edited outside ClawButler is a new outside version with the file in the diff,
 //!    and a rollback writes it back; the global slice is served under `@global`.
 //!
@@ -410,14 +411,26 @@ async fn config_changes_are_versioned_diffed_drift_checked_and_rolled_back() {
     assert_eq!((code, check(&ready, "config_wiring")["ok"].as_bool()), (200, Some(true)), "{ready}");
     assert_eq!(config_doc(&other).await.1["agents"]["entries"]["main"], original["agents"]["entries"]["main"]);
 
-    // 4. A low-risk change outside ClawButler that the operator meant: accepted as the new
-    // baseline, without a rollback.
-    outside_patch(&other, json!({"agents": {"entries": {"main": {"name": "Main desk"}}}}), &[]).await;
-    wait_until("main drifted by its name", Duration::from_secs(15), || async {
+    // 4. A low-risk change the operator made with the OpenClaw CLI (`openclaw config set`
+    // writes the config file; the gateway reloads it and announces `config.changed`): a new
+    // version marked outside ClawButler, accepted as the new baseline without a rollback.
+    let set = gw
+        .cli(&["config", "set", "agents.entries.main.name", "\"Main desk\"", "--strict-json"], Duration::from_secs(90))
+        .await;
+    assert!(set.status.success(), "openclaw config set: {}\n{}", set.stdout, set.stderr);
+    let t_set = Instant::now();
+    wait_until("main drifted by its name", Duration::from_secs(45), || async {
         api.get("/api/v1/agents/main").await.1["config_drift"]["drifted"] == true
     })
     .await;
-    let live = api.versions("main").await[0]["version"].as_u64().unwrap_or(0);
+    eprintln!("openclaw config set: a new outside version {:?} after the CLI returned", t_set.elapsed());
+    let by_cli = api.versions("main").await[0].clone();
+    assert_eq!(
+        (by_cli["source"].as_str(), by_cli["actor"].as_str()),
+        (Some("outside"), Some("outside ClawButler")),
+        "{by_cli}"
+    );
+    let live = by_cli["version"].as_u64().unwrap_or(0);
     let (code, stale) = api.post("/api/v1/agents/main/config/versions/accept", json!({"version": live - 1})).await;
     assert_eq!(code, 409, "accepting a version that is not live: {stale}");
     let (code, acc) = api.post("/api/v1/agents/main/config/versions/accept", json!({"version": live})).await;
