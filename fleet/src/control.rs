@@ -25,11 +25,35 @@ use crate::{FleetError, FleetSettings, Partitioned};
 /// The notification channel.
 pub const CHANNEL: &str = "clawbutler_fleet";
 
+/// What a fleet kill stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillScope<'a> {
+    /// Every agent on every sidecar.
+    Fleet,
+    /// One agent, on every sidecar.
+    Agent(&'a str),
+    /// Every agent of one sidecar, i.e. its OpenClaw gateway (a sidecar per gateway).
+    Sidecar(&'a str),
+}
+
+impl KillScope<'_> {
+    /// The `fleet_control.scope` key: `global`, `agent:<id>` or `sidecar:<id>`.
+    fn key(self) -> String {
+        match self {
+            KillScope::Fleet => "global".into(),
+            KillScope::Agent(a) => format!("agent:{a}"),
+            KillScope::Sidecar(s) => format!("sidecar:{s}"),
+        }
+    }
+}
+
 /// One fleet-wide flag.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FleetKill {
-    /// `null` for the whole fleet.
+    /// The agent it stops everywhere; `null` with `sidecar` `null` for the whole fleet.
     pub agent: Option<String>,
+    /// The sidecar (and so its gateway) whose every agent it stops.
+    pub sidecar: Option<String>,
     pub killed: bool,
     /// Bumped on every change of this scope.
     pub epoch: i64,
@@ -40,17 +64,11 @@ pub struct FleetKill {
     pub updated_at: DateTime<Utc>,
 }
 
-fn scope_of(agent: Option<&str>) -> String {
-    match agent {
-        Some(a) => format!("agent:{a}"),
-        None => "global".into(),
-    }
-}
-
 fn row_to_kill(r: &tokio_postgres::Row) -> FleetKill {
     let scope: String = r.get(0);
     FleetKill {
         agent: scope.strip_prefix("agent:").map(str::to_string),
+        sidecar: scope.strip_prefix("sidecar:").map(str::to_string),
         killed: r.get(1),
         epoch: r.get(2),
         reason: r.get(3),
@@ -65,6 +83,8 @@ const COLUMNS: &str = "scope, killed, epoch, reason, updated_by, sidecar_id, upd
 /// Keeps the local kill switch in step with `fleet_control`.
 pub struct KillSync {
     pool: Pool,
+    /// This sidecar's id: a `sidecar:<id>` kill of it stops every call here.
+    sidecar_id: String,
     kill: Arc<KillSwitch>,
     ttl: Duration,
     partitioned: Partitioned,
@@ -85,6 +105,7 @@ impl KillSync {
     ) -> KillSync {
         KillSync {
             pool,
+            sidecar_id: s.sidecar_id.clone(),
             kill,
             ttl: Duration::from_millis(s.heartbeat_ttl_ms),
             partitioned: s.partitioned,
@@ -100,17 +121,24 @@ impl KillSync {
         let _one = self.reading.lock().await;
         let rows = self.list().await?;
         let mut global = None;
+        let mut this_sidecar = None;
         let mut agents = BTreeMap::new();
         for k in rows.into_iter().filter(|k| k.killed) {
             let at = k.updated_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
             let entry = KillEntry { reason: k.reason, actor: k.updated_by, at };
-            match k.agent {
-                Some(a) => {
+            match (k.agent, k.sidecar) {
+                (Some(a), _) => {
                     agents.insert(a, entry);
                 }
-                None => global = Some(entry),
+                // Another sidecar's gateway: not this one's concern.
+                (None, Some(sc)) if sc != self.sidecar_id => {}
+                (None, Some(_)) => this_sidecar = Some(entry),
+                (None, None) => global = Some(entry),
             }
         }
+        // A kill of this sidecar stops every call here, as the whole fleet's kill does; the
+        // fleet's own flag, when also set, is the one shown.
+        let global = global.or(this_sidecar);
         self.kill.set_fleet(global, agents);
         *self.last_ok.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.connected.set(1);
@@ -124,20 +152,20 @@ impl KillSync {
         Ok(rows.iter().map(row_to_kill).collect())
     }
 
-    /// Kill (or recover) one agent fleet-wide, or the whole fleet with `agent = None`; the
+    /// Kill (or recover) one agent fleet-wide, one sidecar's gateway, or the whole fleet; the
     /// change is in force on this sidecar when this returns.
     pub async fn set(
         &self,
-        agent: Option<&str>,
+        target: KillScope<'_>,
         killed: bool,
         reason: &str,
         actor: &str,
         sidecar: &str,
     ) -> Result<FleetKill, FleetError> {
-        if let Some(a) = agent {
+        if let KillScope::Agent(a) = target {
             decision::agent_id::check(a)?;
         }
-        let scope = scope_of(agent);
+        let scope = target.key();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let row = tx
@@ -157,7 +185,8 @@ impl KillSync {
         Ok(row_to_kill(&row))
     }
 
-    /// Lift every fleet flag (the whole fleet and every agent); returns the scopes lifted.
+    /// Lift every fleet flag (the whole fleet, every sidecar, every agent); returns the scopes
+    /// lifted.
     pub async fn recover_all(&self, reason: &str, actor: &str, sidecar: &str) -> Result<Vec<FleetKill>, FleetError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use central::{FleetAuditPage, SidecarVerify};
-pub use control::{FleetKill, KillSync, CHANNEL};
+pub use control::{FleetKill, KillScope, KillSync, CHANNEL};
 pub use db::Connector;
 pub use error::FleetError;
 pub use inbox::Inbox;
@@ -206,15 +206,15 @@ impl Fleet {
         self.bounded(self.sync.list()).await
     }
 
-    /// Kill or recover one agent (or, with `None`, the whole fleet) fleet-wide.
+    /// Kill or recover one agent fleet-wide, one sidecar's gateway, or the whole fleet.
     pub async fn set_kill(
         &self,
-        agent: Option<&str>,
+        target: KillScope<'_>,
         killed: bool,
         reason: &str,
         actor: &str,
     ) -> Result<FleetKill, FleetError> {
-        self.bounded(self.sync.set(agent, killed, reason, actor, &self.settings.sidecar_id)).await
+        self.bounded(self.sync.set(target, killed, reason, actor, &self.settings.sidecar_id)).await
     }
 
     /// Lift every fleet kill.

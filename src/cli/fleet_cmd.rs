@@ -18,10 +18,14 @@ pub enum FleetCmd {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Stop an agent on every sidecar of the fleet (no AGENT: the whole fleet) (admin).
+    /// Stop an agent on every sidecar of the fleet, or every agent of one sidecar's gateway
+    /// (`--sidecar`); neither: the whole fleet (admin).
     Kill {
-        /// Agent id; omit to stop every agent on every sidecar.
+        /// Agent id; omit to stop every agent on every sidecar (or on `--sidecar`).
         agent: Option<String>,
+        /// A sidecar id (`fleet sidecars`): stop every agent of that sidecar's gateway.
+        #[arg(long, conflicts_with = "agent")]
+        sidecar: Option<String>,
         /// Why (recorded in the audit log and shown in refusals).
         #[arg(long)]
         reason: String,
@@ -35,10 +39,14 @@ pub enum FleetCmd {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Lift a fleet kill of an agent (no AGENT: every fleet kill) (admin).
+    /// Lift a fleet kill of an agent or of a sidecar (`--sidecar`); neither: every fleet kill
+    /// (admin).
     Recover {
-        /// Agent id; omit to lift every fleet kill.
+        /// Agent id; omit to lift every fleet kill (or the `--sidecar` one).
         agent: Option<String>,
+        /// A sidecar id: lift the kill of that sidecar's gateway.
+        #[arg(long, conflicts_with = "agent")]
+        sidecar: Option<String>,
         /// Why (recorded in the audit log).
         #[arg(long)]
         reason: String,
@@ -56,8 +64,8 @@ fn print(v: &Value) -> CliResult {
 pub async fn run(cli: &Cli, c: &FleetCmd) -> CliResult {
     match c {
         FleetCmd::Sidecars { api } => print(&ApiClient::from_cli(cli, api)?.get("/api/v1/fleet/sidecars").await?),
-        FleetCmd::Kill { agent, reason, api } => {
-            let body = json!({ "agent": agent, "reason": reason });
+        FleetCmd::Kill { agent, sidecar, reason, api } => {
+            let body = json!({ "agent": agent, "sidecar": sidecar, "reason": reason });
             print(&ApiClient::from_cli(cli, api)?.post("/api/v1/fleet/kill", &body).await?)
         }
         FleetCmd::Keygen { out } => {
@@ -68,8 +76,8 @@ pub async fn run(cli: &Cli, c: &FleetCmd) -> CliResult {
             println!("add to [fleet] of every sidecar:\npolicy_keys = [\"{public}\"]");
             Ok(0)
         }
-        FleetCmd::Recover { agent, reason, api } => {
-            let body = json!({ "agent": agent, "reason": reason, "confirm": true });
+        FleetCmd::Recover { agent, sidecar, reason, api } => {
+            let body = json!({ "agent": agent, "sidecar": sidecar, "reason": reason, "confirm": true });
             print(&ApiClient::from_cli(cli, api)?.post("/api/v1/fleet/recover", &body).await?)
         }
     }

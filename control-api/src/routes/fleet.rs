@@ -23,22 +23,52 @@ pub fn routes() -> Routes {
         .route("/api/v1/fleet/recover", post(recover))
 }
 
-/// Body of a fleet kill: no `agent` = the whole fleet.
+/// Body of a fleet kill: `agent` (that agent everywhere), `sidecar` (every agent of that
+/// sidecar's gateway), neither = the whole fleet.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KillBody {
     agent: Option<String>,
+    sidecar: Option<String>,
     reason: Option<String>,
 }
 
-/// Body of a fleet recover: no `agent` = every fleet kill; `confirm` must be `true`.
+/// Body of a fleet recover: `agent` or `sidecar` as for a kill, neither = every fleet kill;
+/// `confirm` must be `true`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecoverBody {
     agent: Option<String>,
+    sidecar: Option<String>,
     reason: Option<String>,
     #[serde(default)]
     confirm: bool,
+}
+
+/// The scope a body names; a sidecar must be a member of the fleet (a typo would otherwise
+/// stop nothing while looking like it stopped something).
+async fn target<'a>(
+    f: &fleet::Fleet,
+    agent: &'a Option<String>,
+    sidecar: &'a Option<String>,
+) -> Result<Option<fleet::KillScope<'a>>, Problem> {
+    match (agent, sidecar) {
+        (Some(_), Some(_)) => Err(Problem::bad_request("name an agent or a sidecar, not both")),
+        (Some(a), None) => {
+            agent_id(a)?;
+            Ok(Some(fleet::KillScope::Agent(a)))
+        }
+        (None, Some(sc)) => {
+            let known = f.sidecars().await.map_err(db_err)?.iter().any(|r| &r.id == sc);
+            if !known {
+                return Err(Problem::not_found(format!(
+                    "no sidecar {sc:?} in this fleet (GET /api/v1/fleet/sidecars)"
+                )));
+            }
+            Ok(Some(fleet::KillScope::Sidecar(sc)))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 pub(super) fn fleet_of(s: &AppState) -> Result<&fleet::Fleet, Problem> {
@@ -80,11 +110,9 @@ async fn kill(State(s): State<AppState>, caller: Caller, body: axum::body::Bytes
     let f = fleet_of(&s)?;
     let b: KillBody = parse(&body)?;
     let reason = reason_of(b.reason)?;
-    if let Some(a) = &b.agent {
-        agent_id(a)?;
-    }
-    let row = f.set_kill(b.agent.as_deref(), true, &reason, &caller.name).await.map_err(db_err)?;
-    let details = json!({"fleet": true, "sidecar_id": f.sidecar_id(), "epoch": row.epoch});
+    let scope = target(f, &b.agent, &b.sidecar).await?.unwrap_or(fleet::KillScope::Fleet);
+    let row = f.set_kill(scope, true, &reason, &caller.name).await.map_err(db_err)?;
+    let details = json!({"fleet": true, "sidecar_id": f.sidecar_id(), "epoch": row.epoch, "target_sidecar": b.sidecar});
     let recorded = audit(&s, b.agent.as_deref(), &caller.name, audit::Outcome::BlockedAtProxy, &reason, details).await;
     let mut v = json!(row);
     if !recorded {
@@ -101,15 +129,13 @@ async fn recover(State(s): State<AppState>, caller: Caller, body: axum::body::By
     if !b.confirm {
         return Err(Problem::bad_request("recover needs \"confirm\": true"));
     }
-    if let Some(a) = &b.agent {
-        agent_id(a)?;
-    }
+    let scope = target(f, &b.agent, &b.sidecar).await?;
     audit_ready(&s)?;
-    let mut v = match &b.agent {
-        Some(a) => json!(f.set_kill(Some(a), false, &reason, &caller.name).await.map_err(db_err)?),
+    let mut v = match scope {
+        Some(scope) => json!(f.set_kill(scope, false, &reason, &caller.name).await.map_err(db_err)?),
         None => json!({ "items": f.recover_all(&reason, &caller.name).await.map_err(db_err)? }),
     };
-    let details = json!({"fleet": true, "sidecar_id": f.sidecar_id()});
+    let details = json!({"fleet": true, "sidecar_id": f.sidecar_id(), "target_sidecar": b.sidecar});
     let recorded =
         audit(&s, b.agent.as_deref(), &caller.name, audit::Outcome::UnblockedAtProxy, &reason, details).await;
     if !recorded {

@@ -1,5 +1,5 @@
 //! The fleet kill switch: a kill issued on one sidecar's API blocks the agent on every
-//! sidecar, recover releases it, and a sidecar that loses the database refuses every call
+//! sidecar (or every agent of one sidecar's gateway), recover releases it, and a sidecar that loses the database refuses every call
 //! after the heartbeat TTL. The kill test also measures propagation (issue on B until A's
 //! kill switch refuses) over 50 kills and prints p50/p99/max.
 
@@ -73,6 +73,28 @@ async fn a_kill_on_b_blocks_the_agent_on_a_and_c_and_recover_releases_it() {
     let (st, _) = admin_post(b, "/api/v1/fleet/recover", &json!({"reason": "over", "confirm": true})).await;
     assert_eq!(st, 200);
     wait_until("recover all reaches C", || c.sidecar.kill.blocked("ops").is_none()).await;
+
+    // One gateway: every agent of sc-c's sidecar, from A; A and B keep serving.
+    let (st, v) = admin_post(a, "/api/v1/fleet/kill", &json!({"sidecar": "sc-x", "reason": "typo"})).await;
+    assert_eq!(st, 404, "an unknown sidecar is refused, not silently stored: {v}");
+    let (st, v) =
+        admin_post(a, "/api/v1/fleet/kill", &json!({"sidecar": "sc-c", "agent": "main", "reason": "x"})).await;
+    assert_eq!(st, 400, "{v}");
+    let (st, v) =
+        admin_post(a, "/api/v1/fleet/kill", &json!({"sidecar": "sc-c", "reason": "gateway compromised"})).await;
+    assert_eq!((st, v["sidecar"].as_str()), (200, Some("sc-c")), "{v}");
+    wait_until("the gateway kill reaches C", || c.sidecar.kill.blocked("ops").is_some()).await;
+    let (text, reached) = call(c, "ops").await;
+    assert!(!reached && text.contains("gateway compromised"), "{text}");
+    for r in [a, b] {
+        assert!(call(r, "ops").await.1, "other sidecars' gateways keep serving");
+        assert!(r.sidecar.kill.blocked("main").is_none());
+    }
+    let body = json!({"sidecar": "sc-c", "reason": "rotated", "confirm": true});
+    let (st, v) = admin_post(b, "/api/v1/fleet/recover", &body).await;
+    assert_eq!(st, 200, "{v}");
+    wait_until("the gateway recover reaches C", || c.sidecar.kill.blocked("ops").is_none()).await;
+    assert!(call(c, "ops").await.1, "C serves again");
 
     // Propagation: issue on B, until A's kill switch refuses (what every path asks).
     let (mut kill_t, mut recover_t) = (Vec::new(), Vec::new());
