@@ -9,7 +9,8 @@
 //! own row.
 //!
 //! Run: `scripts/load.sh fleet` (`cargo bench --bench fleet_load`). Env: `LOAD_RPS` (1000),
-//! `LOAD_SECS` per phase (5), `LOAD_ROUNDS` (3), `TAKE_SECS` (5). Needs PostgreSQL
+//! `LOAD_SECS` per phase (5), `LOAD_ROUNDS` (3), `TAKE_SECS` (5), `FLEET_EXTRA` (more `[fleet]`
+//! keys for the fleet-on sidecar, e.g. `audit_ship_ms = 3600000` to take the shipper out). Needs PostgreSQL
 //! (`scripts/install-postgres.sh`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code: a failure panics
@@ -37,7 +38,11 @@ fn main() {
         let (off_dir, on_dir) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
         let cfg = |d: &std::path::Path| testkit::rig::SidecarConfig::new(d).upstreams(&up.base_url());
         let off = Sidecar::start(cfg(off_dir.path()).table(TABLES).build()).await.expect("sidecar, fleet off");
-        let fleet_tables = format!("{}fleet = true\n{}", TABLES, pg.fleet_table("bench-on", ""));
+        let fleet_tables = format!(
+            "{}fleet = true\n{}",
+            TABLES,
+            pg.fleet_table("bench-on", &std::env::var("FLEET_EXTRA").unwrap_or_default())
+        );
         let on = Sidecar::start(cfg(on_dir.path()).table(&fleet_tables).build()).await.expect("sidecar, fleet on");
         let client: HttpClient = openloop::client();
         let url = |s: &Sidecar| format!("http://{}/a/bench/fake/v1/chat/completions", s.data_addr);
