@@ -173,8 +173,10 @@ impl Fleet {
         let mut rows = self.bounded(sidecars::list(&self.pool, self.settings.heartbeat_ttl_ms)).await?;
         let policies: std::collections::HashMap<_, _> =
             self.bounded(self.rollout.states()).await?.into_iter().collect();
+        let kills = self.bounded(self.sync.list()).await?;
         for r in &mut rows {
             r.policy = policies.get(&r.id).cloned();
+            r.kill = kills.iter().find(|k| k.killed && k.sidecar.as_deref() == Some(r.id.as_str())).cloned();
         }
         Ok(rows)
     }

@@ -28,6 +28,8 @@ pub struct SidecarRow {
     pub audit_lag_seconds: Option<f64>,
     /// Its policy as it last reported it (policy rollout); `null` before its first report.
     pub policy: Option<crate::rollout::PolicyState>,
+    /// The fleet kill of this sidecar's gateway (`sidecar:<id>`) while in force.
+    pub kill: Option<crate::FleetKill>,
 }
 
 /// Write this sidecar's heartbeat (creating its row, or restarting it with `started_at`).
@@ -78,6 +80,7 @@ pub async fn list(pool: &Pool, ttl_ms: u64) -> Result<Vec<SidecarRow>, FleetErro
                 audit_lag_records: r.get(6),
                 audit_lag_seconds: r.get(7),
                 policy: None,
+                kill: None,
             }
         })
         .collect())

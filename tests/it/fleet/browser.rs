@@ -99,6 +99,26 @@ async fn the_console_shows_the_fleet_and_decides_an_approval_held_on_another_sid
     let js = "return [...document.querySelectorAll('[data-testid=policy]')].map((p) => p.dataset.revision);";
     assert_eq!(br.js(js, json!([])).await, json!([rev, rev, rev]));
     assert!(text.contains("(its own bundle)"), "{text}");
+    // A fleet kill of one gateway from the console (admin): sc-c's card; A and B keep serving.
+    let c_card = "[data-testid=fleet-sidecar][data-id=sc-c]";
+    br.click(&format!("{c_card} [data-testid=fleet-kill]")).await;
+    br.type_into(&format!("{c_card} .panel input"), "gateway compromised").await;
+    br.click("[data-testid=fleet-kill-confirm]").await;
+    testkit::wait::until("the console's kill reaches sc-c", Duration::from_secs(10), || async {
+        rigs[2].sidecar.kill.blocked("main").is_some()
+    })
+    .await;
+    assert!(rigs[0].sidecar.kill.blocked("main").is_none() && rigs[1].sidecar.kill.blocked("main").is_none());
+    br.wait_js("sc-c shown stopped", &format!("document.querySelector('{c_card} [data-testid=fleet-killed]')")).await;
+    assert!(br.text(&format!("{c_card} [data-testid=fleet-killed]")).await.contains("gateway compromised"));
+    br.click(&format!("{c_card} [data-testid=fleet-recover]")).await;
+    br.type_into(&format!("{c_card} .panel input"), "rotated").await;
+    br.click("[data-testid=fleet-recover-confirm]").await;
+    testkit::wait::until("the console's recover reaches sc-c", Duration::from_secs(10), || async {
+        rigs[2].sidecar.kill.blocked("main").is_none()
+    })
+    .await;
+    br.wait_js("sc-c back", &format!("document.querySelector('{c_card} [data-testid=fleet-kill]')")).await;
     br.screenshot("fleet-desktop.png").await;
 
     // Phone width, Simplified Chinese: the same, readable without sideways scrolling.

@@ -8,6 +8,8 @@
 // refreshes every 5 s.
 
 import { h, dl } from '../dom.js';
+import { post } from '../api.js';
+import { confirmIn, cardMsg, toast } from '../components.js';
 import { t } from '../i18n.js';
 import { listPage } from '../listpage.js';
 import { when } from '../format.js';
@@ -16,13 +18,25 @@ export function mount(root, ctx) {
   return listPage(root, ctx, {
     title: t('fleet.title'), hint: t('fleet.hint'), testid: 'fleet-sidecars',
     path: '/api/v1/fleet/sidecars', key: (s) => s.id, version: (s) => `${s.stale}:${s.gateway_link}:${s.version}`
-      + `:${s.audit_lag_records}:${Math.round(s.audit_lag_seconds || 0)}:${policyKey(s.policy)}`,
+      + `:${s.audit_lag_records}:${Math.round(s.audit_lag_seconds || 0)}:${policyKey(s.policy)}:${s.kill ? s.kill.epoch : ''}`,
     refresh: 5000, empty: [t('fleet.empty')],
     item: card,
   }).unmount;
 }
 
-function card(s) {
+function card(s, page) {
+  const panel = h('div', { class: 'panel' });
+  const msg = cardMsg();
+  // A fleet kill of this sidecar's gateway: every agent it serves stops (admin).
+  const act = (kind) => () => confirmIn(panel, msg, {
+    text: t(`fleet.${kind}_confirm`, { id: s.id }), label: t('agents.reason'), confirm: t(`fleet.${kind}`),
+    kind: kind === 'kill' ? 'deny' : 'allow', testid: `fleet-${kind}-confirm`,
+    onConfirm: async (reason) => {
+      await post(`/api/v1/fleet/${kind}`, kind === 'kill' ? { sidecar: s.id, reason } : { sidecar: s.id, reason, confirm: true });
+      toast(() => t(`fleet.${kind}_done`, { id: s.id }));
+    },
+    then: page.reload,
+  });
   const health = s.stale ? 'offline' : 'healthy';
   const link = s.gateway_link || 'none';
   const linkClass = { connected: 'health-healthy', disconnected: 'health-offline', none: '' }[link] || '';
@@ -38,7 +52,14 @@ function card(s) {
       [t('fleet.started'), when(s.started_at)],
       [t('fleet.audit_lag'), auditLag(s)],
       [t('fleet.policy'), policy(s.policy)],
-    ]));
+    ]),
+    s.kill ? h('p', { class: 'health-why', 'data-testid': 'fleet-killed' },
+      h('span', { class: 'badge risk-critical' }, t('fleet.killed')), ' ', s.kill.reason || '') : null,
+    h('div', { class: 'actions' },
+      s.kill
+      ? h('button', { class: 'allow', 'data-needs': 'admin', 'data-testid': 'fleet-recover', onclick: act('recover') }, t('fleet.recover'))
+      : h('button', { class: 'deny', 'data-needs': 'admin', 'data-testid': 'fleet-kill', onclick: act('kill') }, t('fleet.kill'))),
+    panel, msg);
 }
 
 // The central audit trail: records of this sidecar not yet shipped, and the age of the oldest.
