@@ -119,6 +119,22 @@ async fn the_console_shows_the_fleet_and_decides_an_approval_held_on_another_sid
     })
     .await;
     br.wait_js("sc-c back", &format!("document.querySelector('{c_card} [data-testid=fleet-kill]')")).await;
+    // The fleet kill form (admin): one agent stopped on every sidecar, then lifted.
+    br.type_into("[data-testid=fleet-kill-agent]", "main").await;
+    br.type_into("[data-testid=fleet-kill-reason]", "runaway loop").await;
+    br.click("[data-testid=fleet-kill-all]").await;
+    testkit::wait::until("the console's agent kill on every sidecar", Duration::from_secs(10), || async {
+        rigs.iter().all(|r| r.sidecar.kill.blocked("main").is_some())
+    })
+    .await;
+    assert!(rigs.iter().all(|r| r.sidecar.kill.blocked("ops").is_none()), "other agents still run");
+    br.click("[data-testid=fleet-recover-all]").await;
+    testkit::wait::until("the console's lift on every sidecar", Duration::from_secs(10), || async {
+        rigs.iter().all(|r| r.sidecar.kill.blocked("main").is_none())
+    })
+    .await;
+    let said = br.text("[data-testid=fleet-kill-form]").await;
+    assert!(said.contains("Fleet kill lifted: main"), "{said}");
     br.screenshot("fleet-desktop.png").await;
 
     // Phone width, Simplified Chinese: the same, readable without sideways scrolling.

@@ -9,19 +9,46 @@
 
 import { h, dl } from '../dom.js';
 import { post } from '../api.js';
-import { confirmIn, cardMsg, toast } from '../components.js';
+import { confirmIn, cardMsg, toast, setMsg, errorText } from '../components.js';
 import { t } from '../i18n.js';
 import { listPage } from '../listpage.js';
 import { when } from '../format.js';
 
 export function mount(root, ctx) {
   return listPage(root, ctx, {
-    title: t('fleet.title'), hint: t('fleet.hint'), testid: 'fleet-sidecars',
+    title: t('fleet.title'), hint: t('fleet.hint'), testid: 'fleet-sidecars', above: [fleetKillForm()],
     path: '/api/v1/fleet/sidecars', key: (s) => s.id, version: (s) => `${s.stale}:${s.gateway_link}:${s.version}`
       + `:${s.audit_lag_records}:${Math.round(s.audit_lag_seconds || 0)}:${policyKey(s.policy)}:${s.kill ? s.kill.epoch : ''}`,
     refresh: 5000, empty: [t('fleet.empty')],
     item: card,
   }).unmount;
+}
+
+// A fleet kill of one agent on every sidecar, or (agent left blank) of every agent of the
+// fleet, and lifting it (admin; docs/fleet.md "Fleet kill switch"). The kill is in force on
+// every connected sidecar within the poll interval; the API's answer is shown.
+function fleetKillForm() {
+  const msg = cardMsg();
+  const agent = h('input', { type: 'text', name: 'agent', placeholder: t('fleet.kill_agent'), 'data-testid': 'fleet-kill-agent' });
+  const reason = h('input', { type: 'text', name: 'reason', required: true, placeholder: t('agents.reason'), 'data-testid': 'fleet-kill-reason' });
+  const send = (kind) => async (e) => {
+    e.preventDefault();
+    if (!reason.value.trim()) { reason.reportValidity(); return; }
+    const who = agent.value.trim();
+    const body = { reason: reason.value.trim(), ...(who ? { agent: who } : {}), ...(kind === 'recover' ? { confirm: true } : {}) };
+    try {
+      await post(`/api/v1/fleet/${kind}`, body);
+      setMsg(msg, t(`fleet.all_${kind}_done`, { who: who || t('fleet.every_agent') }));
+    } catch (err) {
+      setMsg(msg, errorText(err), 'error');
+    }
+  };
+  return h('form', { class: 'card editor', 'data-needs': 'admin', 'data-testid': 'fleet-kill-form', onsubmit: send('kill') },
+    h('strong', {}, t('fleet.kill_title')),
+    h('div', { class: 'actions' }, agent, reason,
+      h('button', { type: 'submit', class: 'deny', 'data-testid': 'fleet-kill-all' }, t('fleet.kill_all')),
+      h('button', { type: 'button', class: 'allow', 'data-testid': 'fleet-recover-all', onclick: send('recover') }, t('fleet.recover_all'))),
+    msg);
 }
 
 function card(s, page) {
