@@ -8,6 +8,12 @@
 //!
 //! Beyond `heartbeat_ttl_ms` without a successful read the `partitioned` policy applies
 //! (docs/fleet.md): by default every call is refused until the flags are read again.
+//!
+//! Calls this sidecar holds for approval for an agent a fleet kill stops are denied right
+//! after the read that finds the kill (with the kill's reason; their rows in the fleet inbox
+//! are closed as denied through the broker's outbox), and again after every later read, which
+//! catches a call held in the instant the kill arrived. What the kill changes in OpenClaw is
+//! the gateway link's part (`gateway::fleet_kill`), driven by `KillSwitch::watch_fleet`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use governance::kill::KillEntry;
-use governance::KillSwitch;
+use governance::{Broker, KillSwitch};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -86,6 +92,9 @@ pub struct KillSync {
     /// This sidecar's id: a `sidecar:<id>` kill of it stops every call here.
     sidecar_id: String,
     kill: Arc<KillSwitch>,
+    /// Denies the held calls of what a fleet kill stops. Weak, as the inbox's: the sidecar's
+    /// store must close when the sidecar stops, whatever still holds this sync.
+    broker: std::sync::Weak<Broker>,
     ttl: Duration,
     partitioned: Partitioned,
     last_ok: Mutex<Instant>,
@@ -100,6 +109,7 @@ impl KillSync {
     pub(crate) fn new(
         pool: Pool,
         kill: Arc<KillSwitch>,
+        broker: &Arc<Broker>,
         s: &FleetSettings,
         connected: prometheus::IntGauge,
     ) -> KillSync {
@@ -107,6 +117,7 @@ impl KillSync {
             pool,
             sidecar_id: s.sidecar_id.clone(),
             kill,
+            broker: Arc::downgrade(broker),
             ttl: Duration::from_millis(s.heartbeat_ttl_ms),
             partitioned: s.partitioned,
             last_ok: Mutex::new(Instant::now()),
@@ -139,10 +150,31 @@ impl KillSync {
         // A kill of this sidecar stops every call here, as the whole fleet's kill does; the
         // fleet's own flag, when also set, is the one shown.
         let global = global.or(this_sidecar);
-        self.kill.set_fleet(global, agents);
+        self.kill.set_fleet(global.clone(), agents.clone());
         *self.last_ok.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.connected.set(1);
+        self.deny_held(global.as_ref(), &agents).await;
         Ok(())
+    }
+
+    /// Deny the held calls of whatever the fleet stops here (a no-op when none is held).
+    async fn deny_held(&self, global: Option<&KillEntry>, agents: &BTreeMap<String, KillEntry>) {
+        let Some(broker) = self.broker.upgrade() else { return };
+        let denied = match global {
+            Some(g) => broker.deny_all(&format!("fleet kill switch: {}", g.reason), &g.actor).await,
+            None => {
+                let mut all = Vec::new();
+                for (agent, e) in agents {
+                    let why = format!("fleet kill switch: {}", e.reason);
+                    all.extend(broker.deny_all_for_agent(agent, &why, &e.actor).await);
+                }
+                all
+            }
+        };
+        if !denied.is_empty() {
+            let ids: Vec<&str> = denied.iter().map(|a| a.id.as_str()).collect();
+            tracing::info!(approvals = ?ids, "held calls denied by the fleet kill switch");
+        }
     }
 
     /// Every scope ever set, killed or not.

@@ -101,7 +101,7 @@ impl Fleet {
         )
         .map_err(|e| FleetError::Pool(e.to_string()))?;
         registry.register(Box::new(connected.clone())).map_err(|e| FleetError::Pool(e.to_string()))?;
-        let sync = Arc::new(KillSync::new(pool.clone(), kill, s, connected));
+        let sync = Arc::new(KillSync::new(pool.clone(), kill, &broker, s, connected));
         tokio::time::timeout(t, sync.refresh()).await.map_err(|_| bounded("kill flags"))??;
 
         let leases = Arc::new(Leases::new(pool.clone(), s, registry, &data_dir.join("fleet-leases"))?);

@@ -10,6 +10,8 @@
 //! so a fleet kill refuses calls exactly the way a local one does. The two sets never mix: a
 //! local recover does not lift a fleet kill, and the fleet's state is not stored in sled (the
 //! database is its store; after a restart it is read again before the sidecar serves).
+//! Whoever carries a fleet kill further (the gateway link into OpenClaw) watches
+//! [`KillSwitch::watch_fleet`], which ticks whenever a read changed the fleet's flags.
 
 use dashmap::DashMap;
 use prometheus::{IntGauge, Opts};
@@ -50,6 +52,8 @@ pub struct KillSwitch {
     global: RwLock<Option<KillEntry>>,
     killed: IntGauge,
     fleet: RwLock<FleetKills>,
+    /// Bumped whenever [`KillSwitch::set_fleet`] changes the fleet's flags.
+    fleet_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// The fleet's kill flags as last read from the fleet database (see the module docs).
@@ -97,7 +101,14 @@ impl KillSwitch {
             "Agents currently stopped by the kill switch (a global kill counts as one more)",
         ))?;
         registry.register(Box::new(killed.clone()))?;
-        let ks = KillSwitch { tree, agents, global: RwLock::new(global), killed, fleet: RwLock::default() };
+        let ks = KillSwitch {
+            tree,
+            agents,
+            global: RwLock::new(global),
+            killed,
+            fleet: RwLock::default(),
+            fleet_changed: tokio::sync::watch::Sender::new(0),
+        };
         ks.update_gauge();
         Ok(ks)
     }
@@ -124,9 +135,26 @@ impl KillSwitch {
     /// is proof of contact). Called by the fleet sync after each read of the fleet database.
     pub fn set_fleet(&self, global: Option<KillEntry>, agents: BTreeMap<String, KillEntry>) {
         let mut f = self.fleet.write().unwrap_or_else(|p| p.into_inner());
+        let changed = f.global != global || f.agents != agents;
         *f = FleetKills { global, agents, unreachable: None };
         drop(f);
         self.update_gauge();
+        if changed {
+            self.fleet_changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Ticks whenever a read of the fleet database changed the fleet's flags (not when a read
+    /// finds them as they were, nor on `unreachable`: a partition is no kill to carry out).
+    pub fn watch_fleet(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.fleet_changed.subscribe()
+    }
+
+    /// The fleet kill in force for `agent` here (the whole fleet's, or this sidecar's, first),
+    /// ignoring `unreachable`.
+    pub fn fleet_entry(&self, agent: &str) -> Option<KillEntry> {
+        let f = self.fleet.read().unwrap_or_else(|p| p.into_inner());
+        f.global.clone().or_else(|| f.agents.get(agent).cloned())
     }
 
     /// Mark the fleet's flags unreadable (`Some(why)`: refuse every call) or readable again.
@@ -253,7 +281,14 @@ mod tests {
         let ks = KillSwitch::open(&db, &prometheus::Registry::new()).unwrap();
         let mut agents = BTreeMap::new();
         agents.insert("main".to_string(), KillEntry::now("fleet stop", "carol"));
+        let mut changes = ks.watch_fleet();
+        ks.set_fleet(None, agents.clone());
+        assert!(changes.has_changed().unwrap(), "a new kill ticks the watch");
+        changes.mark_unchanged();
         ks.set_fleet(None, agents);
+        assert!(!changes.has_changed().unwrap(), "the same flags read again do not");
+        assert_eq!(ks.fleet_entry("main").map(|e| e.reason), Some("fleet stop".to_string()));
+        assert!(ks.fleet_entry("ops").is_none());
         assert!(ks.blocked("main").unwrap().contains("fleet kill switch: fleet stop"));
         assert!(!ks.recover("main").unwrap(), "no local flag to lift");
         assert!(ks.blocked("main").is_some(), "the fleet flag stands");
