@@ -4,6 +4,11 @@
 //! disable its enabled cron jobs. What was there before is stored in the `gateway_kill` tree
 //! before anything else is changed, so recover restores exactly that, even after a restart.
 //! A second kill of a killed agent aborts runs again but never overwrites the stored "before".
+//!
+//! Two kinds of kill hold that change: a local kill (`/api/v1/agents/...`) and a fleet kill in
+//! force on this sidecar (`fleet_kill.rs`). The record names its holders; a kill by the other
+//! kind only adds itself as a holder (nothing is patched or paused twice), and a recover only
+//! drops its own kind: OpenClaw is restored when the last holder lets go.
 
 use std::collections::BTreeSet;
 
@@ -24,6 +29,52 @@ pub(crate) struct KillRecord {
     pub cron_disabled: Vec<String>,
     pub reason: String,
     pub actor: String,
+    /// A local kill holds this change (records written before fleet kills existed: yes).
+    #[serde(default = "yes")]
+    pub local: bool,
+    /// A fleet kill in force on this sidecar holds this change.
+    #[serde(default)]
+    pub fleet: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Which kind of kill acts: see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    Local,
+    Fleet,
+}
+
+impl KillRecord {
+    fn holds(&self, by: Holder) -> bool {
+        match by {
+            Holder::Local => self.local,
+            Holder::Fleet => self.fleet,
+        }
+    }
+
+    fn set_holder(&mut self, by: Holder, on: bool) {
+        match by {
+            Holder::Local => self.local = on,
+            Holder::Fleet => self.fleet = on,
+        }
+    }
+}
+
+/// `details` with `"fleet": true` when a fleet kill acts (the audit records tell them apart).
+fn tagged(mut details: Value, by: Holder) -> Value {
+    if by == Holder::Fleet {
+        match details.as_object_mut() {
+            Some(o) => {
+                o.insert("fleet".into(), json!(true));
+            }
+            None => details = json!({"fleet": true, "details": details}),
+        }
+    }
+    details
 }
 
 /// One changed config path.
@@ -216,87 +267,121 @@ impl Gateway {
         Err(last.unwrap_or(GatewayError::Conflict { method: "config.patch".into() }))
     }
 
-    /// Kill `id` in OpenClaw; see the module docs.
+    /// Kill `id` in OpenClaw as a local kill; see the module docs.
     pub(crate) async fn kill_agent(&self, id: &str, reason: &str, actor: &str) -> Result<Value, String> {
+        self.kill_as(id, reason, actor, Holder::Local).await
+    }
+
+    /// Kill `id` in OpenClaw on behalf of `by`; see the module docs.
+    pub(crate) async fn kill_as(&self, id: &str, reason: &str, actor: &str, by: Holder) -> Result<Value, String> {
+        let audit = |outcome, details| self.audit_kill(id, actor, reason, outcome, tagged(details, by));
         if !self.link.is_connected() {
-            self.audit_kill(id, actor, reason, audit::Outcome::GatewayPending, json!({"why": "gateway not connected"}));
+            audit(audit::Outcome::GatewayPending, json!({"why": "gateway not connected"}));
             return Err("gateway not connected: model calls are blocked at the proxy; the OpenClaw side is applied when the link is back".into());
         }
         let _serial = self.kill_lock.lock().await;
         let aborted = self.abort_runs(id).await;
-        self.audit_kill(id, actor, reason, audit::Outcome::RunsAborted, json!({"sessions": aborted}));
+        audit(audit::Outcome::RunsAborted, json!({"sessions": aborted}));
         let denied = self.deny_exec_for_agent(id, reason, actor).await;
-        let held = self.parts.broker.deny_all_for_agent(id, &format!("kill switch: {reason}"), actor).await;
-        self.audit_kill(
-            id,
-            actor,
-            reason,
+        let why = match by {
+            Holder::Local => format!("kill switch: {reason}"),
+            Holder::Fleet => format!("fleet kill switch: {reason}"),
+        };
+        let held = self.parts.broker.deny_all_for_agent(id, &why, actor).await;
+        audit(
             audit::Outcome::ApprovalsDenied,
             json!({"openclaw_approvals": denied, "clawbutler_approvals": held.iter().map(|a| &a.id).collect::<Vec<_>>()}),
         );
-        if let Some(r) = self.record(id) {
-            // Already killed: the stored "before" must survive, so nothing is re-patched.
+        if let Some(mut r) = self.record(id) {
+            // Already killed: the stored "before" must survive, so nothing is re-patched; this
+            // kind of kill now holds the change too.
+            if !r.holds(by) {
+                r.set_holder(by, true);
+                self.save(id, &r)?;
+            }
             return Ok(json!({"aborted": aborted, "denied_approvals": denied, "already_killed": true,
                              "config_patched": r.config_patched, "cron_disabled": r.cron_disabled}));
         }
         let (_, before) = self.config_get().await.map_err(|e| e.to_string())?;
         let tools_before = before.pointer(&format!("/agents/entries/{}/tools", escape(id))).cloned();
         let mut rec = KillRecord { reason: reason.to_string(), actor: actor.to_string(), ..Default::default() };
+        rec.set_holder(by, true);
         self.save(id, &rec)?;
         let replace = deny_replace_path(id, tools_before.as_ref());
         let patch = entries_patch(id, json!({"tools": {"deny": ["*"]}}));
-        let patched = self.config_patch(&patch, &replace, &format!("clawbutler kill switch: {reason}")).await;
+        let patched = self.config_patch(&patch, &replace, &format!("clawbutler {why}")).await;
         if patched.is_ok() {
             let (_, after) = self.config_get().await.map_err(|e| e.to_string())?;
             rec.changes = diff(&before, &after);
             rec.config_patched = true;
         }
         self.save(id, &rec)?;
-        self.audit_kill(
-            id,
-            actor,
-            reason,
+        audit(
             if patched.is_ok() { audit::Outcome::ToolsDenied } else { audit::Outcome::ToolsDenyFailed },
             json!({"patch": patch, "changes": rec.changes, "error": patched.as_ref().err().map(|e| e.to_string())}),
         );
-        rec.cron_disabled = self.disable_cron(id).await;
-        self.save(id, &rec)?;
-        self.audit_kill(id, actor, reason, audit::Outcome::CronDisabled, json!({"jobs": rec.cron_disabled}));
+        self.disable_cron(id, &mut rec).await;
+        audit(audit::Outcome::CronDisabled, json!({"jobs": rec.cron_disabled}));
         Ok(json!({"aborted": aborted, "denied_approvals": denied, "config_patched": rec.config_patched,
                   "config_error": patched.err().map(|e| e.to_string()), "cron_disabled": rec.cron_disabled}))
     }
 
-    async fn disable_cron(&self, id: &str) -> Vec<String> {
+    /// Disable `id`'s enabled cron jobs, recording each one in `rec` (stored) as soon as it is
+    /// disabled: a restart in the middle still knows exactly which to enable again.
+    async fn disable_cron(&self, id: &str, rec: &mut KillRecord) {
         let list =
             match self.link.call("cron.list", json!({"agentId": id, "includeDisabled": true, "limit": 200})).await {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::warn!(agent = id, error = %e, "cron.list for kill failed");
-                    return Vec::new();
+                    return;
                 }
             };
-        let mut done = Vec::new();
         for job in list.get("jobs").and_then(Value::as_array).into_iter().flatten() {
             let mine = job.get("agentId").and_then(Value::as_str) == Some(id);
             let enabled = job.get("enabled").and_then(Value::as_bool) == Some(true);
             let Some(jid) = job.get("id").and_then(Value::as_str) else { continue };
-            if !(mine && enabled) {
+            if !(mine && enabled) || rec.cron_disabled.iter().any(|j| j == jid) {
                 continue;
             }
             match self.link.call("cron.update", json!({"id": jid, "patch": {"enabled": false}})).await {
-                Ok(_) => done.push(jid.to_string()),
+                Ok(_) => {
+                    rec.cron_disabled.push(jid.to_string());
+                    if let Err(e) = self.save(id, rec) {
+                        tracing::error!(agent = id, job = jid, error = %e, "storing a cron job the kill disabled failed");
+                    }
+                }
                 Err(e) => tracing::warn!(agent = id, job = jid, error = %e, "cron.update (disable) failed"),
             }
         }
-        done
     }
 
-    /// Undo exactly what the kill of `id` changed in OpenClaw.
+    /// Undo exactly what the kill of `id` changed in OpenClaw (a local recover).
     pub(crate) async fn recover_agent(&self, id: &str, reason: &str, actor: &str) -> Result<Value, String> {
+        self.recover_as(id, reason, actor, Holder::Local).await
+    }
+
+    /// `by` lets go of `id`'s kill; OpenClaw is restored once no other kind holds it.
+    pub(crate) async fn recover_as(&self, id: &str, reason: &str, actor: &str, by: Holder) -> Result<Value, String> {
         let _serial = self.kill_lock.lock().await;
-        let Some(rec) = self.record(id) else {
+        let Some(mut rec) = self.record(id) else {
             return Ok(json!({"restored": false, "why": "no OpenClaw change recorded for this agent"}));
         };
+        let other = match by {
+            Holder::Local => Holder::Fleet,
+            Holder::Fleet => Holder::Local,
+        };
+        if rec.holds(other) {
+            // The other kind still stops the agent: OpenClaw stays as the kill left it.
+            rec.set_holder(by, false);
+            self.save(id, &rec)?;
+            let why = match other {
+                Holder::Fleet => "a fleet kill of this agent is still in force here",
+                Holder::Local => "a local kill of this agent is still in force",
+            };
+            self.audit_kill(id, actor, reason, audit::Outcome::Unchanged, tagged(json!({"kept": why}), by));
+            return Ok(json!({"restored": false, "why": why}));
+        }
         if !self.link.is_connected() {
             return Err("gateway not connected: cannot restore the OpenClaw side yet; the agent stays blocked".into());
         }
@@ -308,25 +393,34 @@ impl Gateway {
             skipped = skip;
             if raw.as_object().is_some_and(|o| !o.is_empty()) {
                 match self.config_patch(&raw, &replace, &format!("clawbutler recover: {reason}")).await {
-                    Ok(_) => self.audit_kill(
-                        id,
-                        actor,
-                        reason,
-                        audit::Outcome::ConfigRestored,
-                        json!({"patch": raw, "skipped_changed_since": skipped}),
-                    ),
+                    Ok(_) => {
+                        // Done: a retry after a later failure must not patch again.
+                        rec.config_patched = false;
+                        self.save(id, &rec)?;
+                        self.audit_kill(
+                            id,
+                            actor,
+                            reason,
+                            audit::Outcome::ConfigRestored,
+                            tagged(json!({"patch": raw, "skipped_changed_since": skipped}), by),
+                        )
+                    }
                     Err(e) => errors.push(format!("config: {e}")),
                 }
             }
         }
         let mut enabled = Vec::new();
-        for jid in &rec.cron_disabled {
+        for jid in rec.cron_disabled.clone() {
             match self.link.call("cron.update", json!({"id": jid, "patch": {"enabled": true}})).await {
-                Ok(_) => enabled.push(jid.clone()),
+                Ok(_) => {
+                    enabled.push(jid.clone());
+                    rec.cron_disabled.retain(|j| j != &jid);
+                    self.save(id, &rec)?;
+                }
                 Err(e) => errors.push(format!("cron {jid}: {e}")),
             }
         }
-        self.audit_kill(id, actor, reason, audit::Outcome::CronRestored, json!({"jobs": enabled}));
+        self.audit_kill(id, actor, reason, audit::Outcome::CronRestored, tagged(json!({"jobs": enabled}), by));
         if !errors.is_empty() {
             // Keep the record so a later recover can finish the job; the proxy stays blocked.
             return Err(errors.join("; "));
@@ -346,7 +440,7 @@ impl Gateway {
             }
         }
         for (id, reason, actor) in targets {
-            if self.record(&id).is_none() {
+            if !self.record(&id).is_some_and(|r| r.local) {
                 if let Err(e) = self.kill_agent(&id, &reason, &actor).await {
                     tracing::warn!(agent = %id, error = %e, "re-applying a kill after reconnect failed");
                 }

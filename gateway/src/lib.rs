@@ -6,8 +6,9 @@
 //! the [`registry::Registry`] current, feeds the health tracker (link down = every agent of
 //! the gateway offline; runs and tool calls, `health.rs`), answers `exec.approval.requested`
 //! (see `exec.rs`), and after every (re)connect re-reads the roster, reconciles pending exec
-//! approvals and re-applies kills made while the link was down. The control API reaches all of it through
-//! [`governance::agents::AgentControl`], which [`Gateway`] implements.
+//! approvals and re-applies kills made while the link was down. Fleet kills in force on this
+//! sidecar are carried into OpenClaw as local kills are (`fleet_kill.rs`). The control API
+//! reaches all of it through [`governance::agents::AgentControl`], which [`Gateway`] implements.
 
 pub mod attach;
 pub mod backoff;
@@ -16,6 +17,7 @@ pub mod config_safety;
 pub mod cron;
 pub mod device;
 mod exec;
+mod fleet_kill;
 pub mod frame;
 mod governance_watch;
 mod health;
@@ -117,6 +119,8 @@ pub struct Gateway {
     settings: GatewaySettings,
     /// Serialises kill/recover so two operators cannot interleave config patches.
     kill_lock: tokio::sync::Mutex<()>,
+    /// Serialises the passes that carry fleet kills into OpenClaw (`fleet_kill.rs`).
+    fleet_pass: tokio::sync::Mutex<()>,
     exec: exec::ExecState,
     governance: governance_watch::GovernanceWatch,
     native: plugin::NativeState,
@@ -153,6 +157,7 @@ impl Gateway {
             kills,
             settings: settings.clone(),
             kill_lock: tokio::sync::Mutex::new(()),
+            fleet_pass: tokio::sync::Mutex::new(()),
             exec: exec::ExecState::default(),
             governance,
             native: plugin::NativeState::default(),
@@ -165,8 +170,9 @@ impl Gateway {
         let ev = tokio::spawn(gw.clone().event_loop(events, shutdown.clone()));
         let timer = tokio::spawn(gw.clone().governance_timer(shutdown.clone()));
         let poll = tokio::spawn(gw.clone().poll_plugins(shutdown.clone()));
-        let cron = tokio::spawn(gw.clone().cron_budget_loop(shutdown));
-        Ok((gw, vec![sup, ev, timer, poll, cron]))
+        let cron = tokio::spawn(gw.clone().cron_budget_loop(shutdown.clone()));
+        let fleet_kills = tokio::spawn(gw.clone().fleet_kill_loop(shutdown));
+        Ok((gw, vec![sup, ev, timer, poll, cron, fleet_kills]))
     }
 
     /// The link (for tests and the CLI).
@@ -284,6 +290,7 @@ impl Gateway {
             self.reconcile_exec().await;
         }
         self.reapply_kills().await;
+        self.reconcile_fleet_kills().await;
         self.recheck_governance("connected").await;
     }
 
@@ -398,6 +405,13 @@ impl AgentControl for Gateway {
 
     fn usage(&self) -> Option<&dyn governance::usage::GatewayUsage> {
         Some(self)
+    }
+
+    fn kill_record(&self, id: &str) -> Option<serde_json::Value> {
+        self.record(id).map(|r| {
+            json!({"local": r.local, "fleet": r.fleet, "config_patched": r.config_patched,
+                   "cron_disabled": r.cron_disabled})
+        })
     }
 
     fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a> {

@@ -75,6 +75,11 @@ pub trait AgentControl: Send + Sync {
     fn usage(&self) -> Option<&dyn crate::usage::GatewayUsage> {
         None
     }
+    /// What a kill changed in OpenClaw for `id` and which kinds of kill hold it (`local`,
+    /// `fleet`, `config_patched`, `cron_disabled`); None when nothing is changed.
+    fn kill_record(&self, _id: &str) -> Option<Value> {
+        None
+    }
     /// Stop the agent in OpenClaw (the proxy flag is already set by the caller).
     fn kill<'a>(&'a self, id: &'a str, reason: &'a str, actor: &'a str) -> ControlFuture<'a>;
     /// Undo exactly what `kill` changed.

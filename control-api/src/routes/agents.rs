@@ -61,6 +61,10 @@ fn view(s: &AppState, a: Option<AgentSummary>, id: &str) -> Value {
     if let Some(o) = v.as_object_mut() {
         o.insert("killed".into(), json!(killed));
         o.insert("kill".into(), serde_json::to_value(entry.or(global)).unwrap_or(Value::Null));
+        // A fleet kill in force here (refused at the proxy like a local one).
+        o.insert("fleet_kill".into(), serde_json::to_value(s.kill.fleet_entry(id)).unwrap_or(Value::Null));
+        // What a kill (local or fleet) holds changed in OpenClaw, to be undone on recover.
+        o.insert("openclaw_kill".into(), s.agents.as_ref().and_then(|c| c.kill_record(id)).unwrap_or(Value::Null));
         // Which of its paths go through ClawButler (null: no gateway, or not computed yet).
         o.insert("governance".into(), s.agents.as_ref().and_then(|c| c.governance(id)).unwrap_or(Value::Null));
         // The linked gateway's plugin decides this agent's built-in tools (docs/plugin.md).
