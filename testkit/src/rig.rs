@@ -186,6 +186,8 @@ pub struct RigBuilder {
     policies: Vec<String>,
     tables: Vec<String>,
     hold_rule: bool,
+    /// A fixed data listen address (an OpenClaw config names it before the sidecar starts).
+    listen: Option<String>,
 }
 
 impl RigBuilder {
@@ -213,11 +215,20 @@ impl RigBuilder {
         self
     }
 
+    /// Listen for data calls on `addr` (the control listener stays on a free port).
+    pub fn listen(mut self, addr: &str) -> RigBuilder {
+        self.listen = Some(addr.to_string());
+        self
+    }
+
     /// Start the scripted upstream and the sidecar.
     pub async fn start(self) -> Rig {
         let up = ScriptedUpstream::start().await;
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = SidecarConfig::new(&dir.path().join("data")).upstreams(&up.base_url());
+        if let Some(addr) = &self.listen {
+            cfg = cfg.listen(addr, "127.0.0.1:0");
+        }
         if self.hold_rule {
             cfg = cfg.policy_dir(&bundle_dir(dir.path(), &[("zz_test_hold.rego", HOLD_RULE)]));
         }

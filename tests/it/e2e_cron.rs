@@ -91,7 +91,7 @@ async fn openclaw_job(link: &gateway::Link, id: &str) -> Option<Value> {
     v["jobs"].as_array().unwrap().iter().find(|j| j["id"] == id).cloned()
 }
 
-fn job_body(name: &str, message: &str, enabled: bool) -> Value {
+pub(crate) fn job_body(name: &str, message: &str, enabled: bool) -> Value {
     json!({"name": name, "agentId": "main", "enabled": enabled, "schedule": {"kind": "every", "everyMs": 3_600_000},
            "sessionTarget": "isolated", "wakeMode": "now",
            "payload": {"kind": "agentTurn", "message": message}, "delivery": {"mode": "none"}})

@@ -75,7 +75,7 @@ impl Api {
 }
 
 /// `config.get` without the bookkeeping the gateway rewrites on every write.
-async fn config_doc(link: &gateway::Link) -> Value {
+pub(crate) async fn config_doc(link: &gateway::Link) -> Value {
     let v = link.call("config.get", json!({})).await.expect("config.get");
     let mut doc = v["parsed"].clone();
     if let Some(o) = doc.as_object_mut() {

@@ -1,6 +1,7 @@
 //! Fleet mode on a real PostgreSQL (a throwaway cluster per test, `testkit::postgres`):
 //! migrations and the sidecar registry (`registry`), the fleet kill switch across three
-//! sidecars with its propagation measured (`kill`), fleet budgets central (`budget`) and on the
+//! sidecars with its propagation measured (`kill`) and carried into a real OpenClaw
+//! (`openclaw`), fleet budgets central (`budget`) and on the
 //! call path (`budget_path`), the shared approval inbox (`inbox`), the central audit trail
 //! (`audit`), the policy rollout (`rollout`), and faults: the real binary SIGKILLed holding a
 //! lease (`faults`), the primary of a synchronous-quorum cluster SIGKILLed and a standby
@@ -15,6 +16,7 @@ mod failover;
 mod faults;
 mod inbox;
 mod kill;
+mod openclaw;
 mod partition;
 mod registry;
 mod rollout;
