@@ -3,8 +3,10 @@
 //! sidecar lists the same inbox, 1,000 racing decisions across the three APIs have exactly
 //! one winner per approval (the others 409), one Idempotency-Key used on two sidecars makes
 //! one decision, and a sidecar cut off from the database refuses decisions (503) while its
-//! held call is denied at expiry. The first test also measures approve-to-release latency
-//! across sidecars (decision POST on B until the held call's answer on A).
+//! held call is denied at expiry. Fleet kills (an agent, one sidecar's gateway, the whole
+//! fleet) answer the calls held for what they stop at once, denied with the kill's reason.
+//! The first test also measures approve-to-release latency across sidecars (decision POST on
+//! B until the held call's answer on A).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -13,6 +15,8 @@ use serde_json::{json, Value};
 use testkit::http::{get, HttpResponse};
 use testkit::postgres::PgCluster;
 use testkit::rig::{bearer, reply_text, Rig, ADMIN};
+
+use super::admin_post;
 
 /// Three (or `n`) sidecars holding `needs-approval*` model calls, on one database.
 async fn holding(pg: &PgCluster, n: usize, fleet_extra: &str, policies: &str) -> Vec<Rig> {
@@ -234,4 +238,54 @@ async fn a_sidecar_cut_off_from_the_database_refuses_decisions_and_its_held_call
     // The expiry waits to be written to the inbox, visibly.
     let m = a.metrics().await;
     assert!(m.contains("clawbutler_fleet_inbox_writes_pending 1"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_kills_deny_the_calls_held_for_what_they_stop_at_once_and_nothing_else() {
+    let Some(pg) = PgCluster::start_or_skip("fleet kill denies held calls") else { return };
+    let rigs = holding(&pg, 3, "", "").await;
+    let (a, b, c) = (&rigs[0], &rigs[1], &rigs[2]);
+    let (a_main, b_main) = (a.call("main", "needs-approval-1", "a"), b.call("main", "needs-approval-1", "b"));
+    let (b_ops, c_ops) = (b.call("ops", "needs-approval-1", "b"), c.call("ops", "needs-approval-1", "c"));
+    for (r, agent) in [(a, "main"), (b, "main"), (b, "ops"), (c, "ops")] {
+        r.wait_pending(agent, 1).await;
+    }
+    let kill = |r, body| async move { admin_post(r, "/api/v1/fleet/kill", &body).await.0 };
+    // `main` everywhere, from C: A's and B's held calls of main are answered at once.
+    assert_eq!(kill(c, json!({"agent": "main", "reason": "main runaway"})).await, 200);
+    for h in [a_main, b_main] {
+        let res = tokio::time::timeout(Duration::from_secs(3), h).await.expect("answered at once").unwrap();
+        let text = reply_text(&res.json());
+        assert!(text.contains("fleet kill switch: main runaway"), "{text}");
+    }
+    let t0 = Instant::now();
+    while !pending_ids(a, "main").await.is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "main's approvals stay in the inbox");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(pending_ids(a, "ops").await.len(), 2, "ops is not stopped");
+
+    // C's gateway, from A: only C's held call.
+    assert_eq!(kill(a, json!({"sidecar": "sc-c", "reason": "gateway compromised"})).await, 200);
+    let res = tokio::time::timeout(Duration::from_secs(3), c_ops).await.expect("answered at once").unwrap();
+    assert!(reply_text(&res.json()).contains("gateway compromised"), "{}", res.text());
+    assert!(!b_ops.is_finished(), "B's gateway is not stopped");
+
+    // The whole fleet, from B: B's last held call.
+    assert_eq!(kill(b, json!({"reason": "incident 9"})).await, 200);
+    let res = tokio::time::timeout(Duration::from_secs(3), b_ops).await.expect("answered at once").unwrap();
+    assert!(reply_text(&res.json()).contains("incident 9"), "{}", res.text());
+    let t0 = Instant::now();
+    while !pending_ids(c, "ops").await.is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "ops' approvals stay in the inbox");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = get(&c.control("/api/v1/approvals?status=denied&limit=50"), &bearer(ADMIN)).await;
+    let rows = r.json()["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 4, "{}", r.text());
+    assert!(
+        rows.iter().all(|x| x["decision_reason"].as_str().unwrap_or("").starts_with("fleet kill switch: ")),
+        "{rows:?}"
+    );
+    assert_eq!(a.up.request_count() + b.up.request_count() + c.up.request_count(), 0, "nothing reached an upstream");
 }

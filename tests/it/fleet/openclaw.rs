@@ -6,6 +6,7 @@
 //! A while the kill is in force pauses nothing twice and forgets nothing; the recover on B
 //! resumes exactly that job (the one an operator paused stays paused) and restores the config.
 //! A local kill on A and a fleet kill together: OpenClaw is restored only when both are lifted.
+//! A kill of A's whole gateway (`{"sidecar": "sc-a"}`) on B does the same for every agent A lists.
 //! Prints the propagation figures (`FLEET KILL INTO OPENCLAW ...`).
 //!
 //! Needs PostgreSQL and `scripts/install-openclaw.sh`; skipped without them, failed when
@@ -218,6 +219,23 @@ async fn a_fleet_kill_on_b_stops_main_in_a_s_openclaw_and_recover_undoes_exactly
     assert_eq!(v["gateway"]["restored"], true, "{v}");
     assert_eq!(job(&link, &nightly).await["enabled"], true);
     assert_eq!(config_doc(&link).await, config_before, "restored exactly");
+
+    // A's whole gateway, from B: every agent A's OpenClaw lists; lifted, all of it undone.
+    let body = json!({"sidecar": "sc-a", "reason": "gateway compromised"});
+    assert_eq!(admin_post(&b, "/api/v1/fleet/kill", &body).await.0, 200);
+    until("nightly paused by the gateway kill", Duration::from_secs(10), || async {
+        job(&link, &nightly).await["enabled"] == false
+    })
+    .await;
+    let main = admin_get(&a, "/api/v1/agents/main").await;
+    assert_eq!(main["fleet_kill"]["reason"], "gateway compromised", "{main}");
+    let body = json!({"sidecar": "sc-a", "reason": "rotated", "confirm": true});
+    assert_eq!(admin_post(&b, "/api/v1/fleet/recover", &body).await.0, 200);
+    until("restored after the gateway kill", Duration::from_secs(10), || async {
+        job(&link, &nightly).await["enabled"] == true && config_doc(&link).await == config_before
+    })
+    .await;
+    assert_eq!(job(&link, &by_ops).await["enabled"], false);
 
     println!(
         "FLEET KILL INTO OPENCLAW (kill API call on B to A): held call denied {:.0} ms, streaming run aborted {:.0} ms, \
