@@ -467,6 +467,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_record_names_its_holders_and_an_old_record_is_a_local_kill() {
+        let old = json!({"changes": [], "config_patched": true, "cron_disabled": ["j1"], "reason": "r", "actor": "a"});
+        let mut r: KillRecord = serde_json::from_value(old).unwrap();
+        assert!(r.holds(Holder::Local) && !r.holds(Holder::Fleet), "written before fleet kills: local");
+        r.set_holder(Holder::Fleet, true);
+        r.set_holder(Holder::Local, false);
+        let back: KillRecord = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert!(back.fleet && !back.local);
+        assert_eq!(tagged(json!({"jobs": ["j1"]}), Holder::Fleet), json!({"jobs": ["j1"], "fleet": true}));
+        assert_eq!(tagged(json!({"jobs": []}), Holder::Local), json!({"jobs": []}));
+    }
+
+    #[test]
     fn restore_undoes_exactly_what_kill_changed() {
         let before = json!({"agents": {"defaults": {"x": 1}, "entries": {"main": {"model": "m", "tools": {"deny": ["exec"]}}}},
                             "k": "__OPENCLAW_REDACTED__"});
