@@ -22,7 +22,7 @@ use deadpool_postgres::{Object, Pool, Transaction};
 use governance::approvals::fleet::{prepare, ExpireFut};
 use governance::approvals::store::{status_filter, DEFAULT_LIMIT, MAX_LIMIT};
 use governance::approvals::{
-    Approval, ApprovalPage, ApprovalQuery, BrokerError, DecideRequest, InboxLink, RemoteDecision, Status,
+    Approval, ApprovalPage, ApprovalQuery, BrokerError, DecideRequest, Grant, InboxLink, RemoteDecision, Status,
 };
 use governance::Broker;
 use serde_json::Value;
@@ -299,7 +299,23 @@ impl Inbox {
             )
             .await?;
         // The row lock makes a miss impossible; should it happen, the decision did not win.
-        Ok(if n == 1 { Ok(p.approval) } else { Err(BrokerError::Conflict(Box::new(current))) })
+        if n != 1 {
+            return Ok(Err(BrokerError::Conflict(Box::new(current))));
+        }
+        // allow-always: the grant is the fleet's from this commit on, under the id the
+        // decision names (so the holding sidecar applying it never makes a second one).
+        if let (Some(scope), Some(gid)) = (p.grant_scope, p.approval.grant_id.clone()) {
+            let g = Grant {
+                id: gid,
+                scope,
+                created_at: p.approval.decided_at.clone().unwrap_or_else(governance::approvals::model::now_rfc3339),
+                created_by: actor.to_string(),
+                approval_id: Some(id.to_string()),
+                sidecar: Some(self.sidecar_id.clone()),
+            };
+            crate::grants::insert(tx, &g).await?;
+        }
+        Ok(Ok(p.approval))
     }
 
     /// Flush the outbox, check the held approvals, prune old keys: on every wake, write and

@@ -58,6 +58,15 @@ pub fn problem(e: BrokerError) -> Problem {
         }
         BrokerError::Audit(e) => Problem::audit(&e, None),
         BrokerError::Store(e) => Problem::store_failed(e),
+        BrokerError::Unavailable(m) => {
+            let detail = format!(
+                "this sidecar cannot reach the fleet database ({m}); nothing was changed: retry, or use a sidecar \
+                 that reaches the database"
+            );
+            let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Fleet database unavailable", detail);
+            p.retry_after_s = Some(5);
+            p
+        }
         other => Problem::internal(other.to_string()),
     }
 }

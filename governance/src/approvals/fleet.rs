@@ -126,6 +126,10 @@ impl Broker {
         // The decision's own time, as every other sidecar shows it.
         t.now.decided_at = a.decided_at.clone();
         let grant = match (r.grant_scope, a.grant_id.clone()) {
+            // Fleet grants: the inbox stored it with the decision; it applies here at once.
+            (Some(scope), Some(gid)) if a.status == Status::Allowed && self.fleet_grants_on() => {
+                Some(self.fleet_grant_of_decision(gid, scope, by, &a.id, a.decided_at.clone()))
+            }
             (Some(scope), Some(gid)) if a.status == Status::Allowed => {
                 match self.inner.grants.insert(gid, scope, by, Some(&a.id)) {
                     Ok(g) => Some(g),
