@@ -10,7 +10,8 @@
 //! The sidecar holding the call learns of the decision from its LISTEN connection (any
 //! notification on [`CHANNEL`] makes it check the approvals it holds) and, as the safety net,
 //! by checking them every `poll_ms`; it then releases the call through
-//! `Broker::apply_remote`. Approvals this sidecar creates or closes itself go through an
+//! `Broker::apply_remote`. An allow-always decision writes its grant to `fleet_grant` in the
+//! same transaction (`grants.rs`), so it applies fleet-wide from the commit on. Approvals this sidecar creates or closes itself go through an
 //! outbox that is retried until the database takes them; a closed one never overwrites a
 //! decision already in the inbox.
 

@@ -30,7 +30,9 @@ use super::BrokerError;
 pub struct RemoteDecision {
     /// The approval as decided (status never `Pending`), `grant_id` set for allow-always.
     pub approval: Approval,
-    /// The grant an allow-always decision creates on the holding sidecar.
+    /// The grant an allow-always decision creates: with fleet grants (`fleet_grants.rs`) the
+    /// inbox stored it with the decision and the holding sidecar applies it at once; without
+    /// (a recording inbox in tests) the holding sidecar stores it.
     pub grant_scope: Option<GrantScope>,
 }
 
