@@ -57,7 +57,8 @@ pub struct Idem<'a> {
 
 /// Turns the decision's outcome into the HTTP answer (status, body) that is also stored for
 /// replay; the control API owns the format.
-pub type Render<'a> = &'a (dyn Fn(Result<Approval, BrokerError>) -> (u16, Value) + Sync);
+/// A won allow-always carries the grant it created.
+pub type Render<'a> = &'a (dyn Fn(Result<(Approval, Option<Grant>), BrokerError>) -> (u16, Value) + Sync);
 
 /// The inbox of one sidecar.
 pub struct Inbox {
@@ -270,7 +271,7 @@ impl Inbox {
         id: &str,
         req: &DecideRequest,
         actor: &str,
-    ) -> Result<Result<Approval, BrokerError>, FleetError> {
+    ) -> Result<Result<(Approval, Option<Grant>), BrokerError>, FleetError> {
         let q = format!("SELECT {SHOWN} FROM fleet_approval WHERE approval_id = $1 FOR UPDATE");
         let Some(row) = tx.query_opt(&q, &[&id]).await? else {
             return Ok(Err(BrokerError::NotFound(id.to_string())));
@@ -305,6 +306,7 @@ impl Inbox {
         }
         // allow-always: the grant is the fleet's from this commit on, under the id the
         // decision names (so the holding sidecar applying it never makes a second one).
+        let mut grant = None;
         if let (Some(scope), Some(gid)) = (p.grant_scope, p.approval.grant_id.clone()) {
             let g = Grant {
                 id: gid,
@@ -315,8 +317,9 @@ impl Inbox {
                 sidecar: Some(self.sidecar_id.clone()),
             };
             crate::grants::insert(tx, &g).await?;
+            grant = Some(g);
         }
-        Ok(Ok(p.approval))
+        Ok(Ok((p.approval, grant)))
     }
 
     /// Flush the outbox, check the held approvals, prune old keys: on every wake, write and

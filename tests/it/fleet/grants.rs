@@ -81,6 +81,12 @@ async fn an_allow_always_on_b_lets_the_call_through_on_a_and_a_revoke_on_a_holds
     let r = b.decide(&approver, &id, &json!({"decision": "allow-always", "expected_version": 1}), None).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let gid = r.json()["approval"]["grant_id"].as_str().expect("allow-always names its grant").to_string();
+    let answered = &r.json()["grant"];
+    assert_eq!(
+        (answered["id"].as_str(), answered["sidecar"].as_str()),
+        (Some(gid.as_str()), Some("sc-b")),
+        "{answered}"
+    );
     assert!(reply_text(&held.await.unwrap().json()).contains("[first]"));
     wait_applied(a, "main", &gid, true).await;
     println!(
@@ -137,7 +143,7 @@ async fn an_allow_always_on_b_lets_the_call_through_on_a_and_a_revoke_on_a_holds
 
     // Propagation: create / revoke through B's API until A applies the change.
     let (mut add_t, mut del_t) = (Vec::new(), Vec::new());
-    for i in 0..30 {
+    for i in 0..100 {
         let t0 = Instant::now();
         let g = create(b, &json!({"agent": "bench", "kind": "model_call", "pattern": format!("m-{i}")})).await;
         let gid = g["id"].as_str().unwrap().to_string();
@@ -149,7 +155,7 @@ async fn an_allow_always_on_b_lets_the_call_through_on_a_and_a_revoke_on_a_holds
         del_t.push(t0.elapsed());
     }
     println!(
-        "FLEET GRANT PROPAGATION B->A over 30 grants (API call on B to applied on A), ms: create p50 {:.1} p99 {:.1} \
+        "FLEET GRANT PROPAGATION B->A over 100 grants (API call on B to applied on A), ms: create p50 {:.1} p99 {:.1} \
          max {:.1}; revoke p50 {:.1} p99 {:.1} max {:.1}",
         pct(&mut add_t, 0.5),
         pct(&mut add_t, 0.99),
