@@ -115,10 +115,13 @@ impl Fleet {
             tracing::info!(orphans, "fleet inbox: approvals of this sidecar's previous run cancelled");
         }
         broker.set_inbox(inbox.clone());
-        // Read before serving, like the kill flags: a restarted sidecar applies the fleet's
-        // grants from its first call.
+        // Read before serving, so a restarted sidecar applies the fleet's grants from its
+        // first call. Unlike the kill flags a failed read does not stop the start: without
+        // them fewer calls are allowed (fail closed), and the poll applies them once read.
         let grants = Arc::new(GrantSync::new(pool.clone(), s, &broker, registry)?);
-        grants.refresh().await?;
+        if let Err(e) = grants.refresh().await {
+            tracing::warn!(error = %e, "fleet grants: the first read failed; none apply until the poll reads them");
+        }
         broker.set_grant_link(grants.clone());
         let keys = s.policy_keys().map_err(|(key, msg)| FleetError::Invalid(format!("{key}: {msg}")))?;
         let rollout = Arc::new(Rollout::new(pool.clone(), policy, keys, &s.sidecar_id));
@@ -263,31 +266,37 @@ impl Fleet {
     }
 
     /// The safety net: read the flags every `poll_ms`, and at once when LISTEN rings.
-    async fn poll(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let every = Duration::from_millis(self.settings.poll_ms);
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = self.sync.wake.notified() => {}
-                _ = stop.changed() => return,
-            }
-            if let Err(e) = self.bounded(self.sync.refresh()).await {
-                tracing::warn!(error = %e, "fleet kill flags read failed");
-            }
-        }
+    async fn poll(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let read = || self.bounded(self.sync.refresh());
+        self.every_poll(&self.sync.wake, stop, "fleet kill flags read failed", read).await;
     }
 
     /// The grants' safety net: read the set every `poll_ms`, and at once when LISTEN rings.
-    async fn grants_poll(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    async fn grants_poll(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        self.every_poll(&self.grants.wake, stop, "fleet grants read failed", || self.grants.refresh()).await;
+    }
+
+    /// Run `read` every `poll_ms` and whenever `wake` rings, until `stop`; failures are logged
+    /// as `failed` (the next round retries).
+    async fn every_poll<F, Fut>(
+        &self,
+        wake: &tokio::sync::Notify,
+        mut stop: watch::Receiver<bool>,
+        failed: &str,
+        read: F,
+    ) where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), FleetError>>,
+    {
         let every = Duration::from_millis(self.settings.poll_ms);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = self.grants.wake.notified() => {}
+                _ = wake.notified() => {}
                 _ = stop.changed() => return,
             }
-            if let Err(e) = self.grants.refresh().await {
-                tracing::warn!(error = %e, "fleet grants read failed");
+            if let Err(e) = read().await {
+                tracing::warn!(error = %e, "{failed}");
             }
         }
     }

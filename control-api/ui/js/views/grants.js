@@ -11,12 +11,16 @@ import { when } from '../format.js';
 import { describeScope, breadthBadge } from './scope.js';
 
 export function mount(root, ctx) {
-  return listPage(root, ctx, {
+  const page = listPage(root, ctx, {
     title: t('grants.title'), hint: t('grants.hint'), testid: 'grants',
     path: '/api/v1/grants', key: (g) => g.id, events: ['grant'],
     empty: [t('grants.empty'), t('grants.empty_hint')],
     item: card,
-  }).unmount;
+  });
+  // In a fleet, grants made or revoked through other sidecars make no event on this
+  // sidecar's stream: reload every 5 s.
+  const fleetTimer = setInterval(() => { if (ctx.fleet) page.reload(); }, 5000);
+  return () => { page.unmount(); clearInterval(fleetTimer); };
 }
 
 function card(g, page) {
