@@ -27,6 +27,8 @@ mod durable;
 pub mod fleet;
 mod fleet_grants;
 #[cfg(test)]
+mod fleet_grants_tests;
+#[cfg(test)]
 mod fleet_tests;
 pub mod grants;
 pub mod model;
