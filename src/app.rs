@@ -432,6 +432,11 @@ impl Sidecar {
         })
     }
 
+    /// The approval broker (holds, decisions, and the grants every path applies).
+    pub fn broker(&self) -> &Arc<governance::Broker> {
+        &self.broker
+    }
+
     /// Reload the policy bundle (SIGHUP); a bad bundle keeps the last good one.
     pub fn reload_policies(&self, why: &str) {
         match self.policy.reload_by(policy::ReloadTrigger::Signal) {

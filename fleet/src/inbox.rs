@@ -10,7 +10,8 @@
 //! The sidecar holding the call learns of the decision from its LISTEN connection (any
 //! notification on [`CHANNEL`] makes it check the approvals it holds) and, as the safety net,
 //! by checking them every `poll_ms`; it then releases the call through
-//! `Broker::apply_remote`. Approvals this sidecar creates or closes itself go through an
+//! `Broker::apply_remote`. An allow-always decision writes its grant to `fleet_grant` in the
+//! same transaction (`grants.rs`), so it applies fleet-wide from the commit on. Approvals this sidecar creates or closes itself go through an
 //! outbox that is retried until the database takes them; a closed one never overwrites a
 //! decision already in the inbox.
 
@@ -22,7 +23,7 @@ use deadpool_postgres::{Object, Pool, Transaction};
 use governance::approvals::fleet::{prepare, ExpireFut};
 use governance::approvals::store::{status_filter, DEFAULT_LIMIT, MAX_LIMIT};
 use governance::approvals::{
-    Approval, ApprovalPage, ApprovalQuery, BrokerError, DecideRequest, InboxLink, RemoteDecision, Status,
+    Approval, ApprovalPage, ApprovalQuery, BrokerError, DecideRequest, Grant, InboxLink, RemoteDecision, Status,
 };
 use governance::Broker;
 use serde_json::Value;
@@ -56,7 +57,8 @@ pub struct Idem<'a> {
 
 /// Turns the decision's outcome into the HTTP answer (status, body) that is also stored for
 /// replay; the control API owns the format.
-pub type Render<'a> = &'a (dyn Fn(Result<Approval, BrokerError>) -> (u16, Value) + Sync);
+/// A won allow-always carries the grant it created.
+pub type Render<'a> = &'a (dyn Fn(Result<(Approval, Option<Grant>), BrokerError>) -> (u16, Value) + Sync);
 
 /// The inbox of one sidecar.
 pub struct Inbox {
@@ -269,7 +271,7 @@ impl Inbox {
         id: &str,
         req: &DecideRequest,
         actor: &str,
-    ) -> Result<Result<Approval, BrokerError>, FleetError> {
+    ) -> Result<Result<(Approval, Option<Grant>), BrokerError>, FleetError> {
         let q = format!("SELECT {SHOWN} FROM fleet_approval WHERE approval_id = $1 FOR UPDATE");
         let Some(row) = tx.query_opt(&q, &[&id]).await? else {
             return Ok(Err(BrokerError::NotFound(id.to_string())));
@@ -299,7 +301,25 @@ impl Inbox {
             )
             .await?;
         // The row lock makes a miss impossible; should it happen, the decision did not win.
-        Ok(if n == 1 { Ok(p.approval) } else { Err(BrokerError::Conflict(Box::new(current))) })
+        if n != 1 {
+            return Ok(Err(BrokerError::Conflict(Box::new(current))));
+        }
+        // allow-always: the grant is the fleet's from this commit on, under the id the
+        // decision names (so the holding sidecar applying it never makes a second one).
+        let mut grant = None;
+        if let (Some(scope), Some(gid)) = (p.grant_scope, p.approval.grant_id.clone()) {
+            let g = Grant {
+                id: gid,
+                scope,
+                created_at: p.approval.decided_at.clone().unwrap_or_else(governance::approvals::model::now_rfc3339),
+                created_by: actor.to_string(),
+                approval_id: Some(id.to_string()),
+                sidecar: Some(self.sidecar_id.clone()),
+            };
+            crate::grants::insert(tx, &g).await?;
+            grant = Some(g);
+        }
+        Ok(Ok((p.approval, grant)))
     }
 
     /// Flush the outbox, check the held approvals, prune old keys: on every wake, write and

@@ -2,7 +2,8 @@
 //! owns the connection to that database (rustls TLS, a pool, one LISTEN connection), its
 //! versioned schema, the sidecar registry with heartbeats, the fleet kill switch kept in
 //! step with each sidecar's `governance::KillSwitch`, fleet budget leases, the shared
-//! approval inbox the sidecar's `governance::Broker` decides through, the policy rollout
+//! approval inbox the sidecar's `governance::Broker` decides through, fleet-wide grants, the
+//! policy rollout
 //! (signed bundles published to every sidecar's `policy::PolicyEngine`) and the central
 //! audit trail (each sidecar's log shipped, searched and verified centrally). Without
 //! `[fleet]` nothing here runs and
@@ -13,6 +14,7 @@ pub mod central;
 mod control;
 mod db;
 mod error;
+pub mod grants;
 pub mod inbox;
 mod journal;
 mod leases;
@@ -34,6 +36,7 @@ pub use central::{FleetAuditPage, SidecarVerify};
 pub use control::{FleetKill, KillScope, KillSync, CHANNEL};
 pub use db::Connector;
 pub use error::FleetError;
+pub use grants::GrantSync;
 pub use inbox::Inbox;
 pub use leases::Leases;
 pub use migrate::{migrate, SCHEMA_VERSION};
@@ -49,6 +52,7 @@ pub struct Fleet {
     sync: Arc<KillSync>,
     leases: Arc<Leases>,
     inbox: Arc<Inbox>,
+    grants: Arc<GrantSync>,
     rollout: Arc<Rollout>,
     /// Whether the gateway link is up (set once the link starts; unset: no `[gateway]`).
     gateway_link: OnceLock<GatewayLink>,
@@ -111,6 +115,14 @@ impl Fleet {
             tracing::info!(orphans, "fleet inbox: approvals of this sidecar's previous run cancelled");
         }
         broker.set_inbox(inbox.clone());
+        // Read before serving, so a restarted sidecar applies the fleet's grants from its
+        // first call. Unlike the kill flags a failed read does not stop the start: without
+        // them fewer calls are allowed (fail closed), and the poll applies them once read.
+        let grants = Arc::new(GrantSync::new(pool.clone(), s, &broker, registry)?);
+        if let Err(e) = grants.refresh().await {
+            tracing::warn!(error = %e, "fleet grants: the first read failed; none apply until the poll reads them");
+        }
+        broker.set_grant_link(grants.clone());
         let keys = s.policy_keys().map_err(|(key, msg)| FleetError::Invalid(format!("{key}: {msg}")))?;
         let rollout = Arc::new(Rollout::new(pool.clone(), policy, keys, &s.sidecar_id));
         // The bundle check runs the bundle's tests: bounded by the query timeout plus room for them.
@@ -121,6 +133,7 @@ impl Fleet {
             sync,
             leases: leases.clone(),
             inbox: inbox.clone(),
+            grants: grants.clone(),
             rollout: rollout.clone(),
             gateway_link: OnceLock::new(),
         });
@@ -129,9 +142,10 @@ impl Fleet {
             tokio::spawn(inbox.clone().run(shutdown.clone())),
             tokio::spawn(fleet.clone().heartbeats(version.to_string(), started_at, shutdown.clone())),
             tokio::spawn(fleet.clone().poll(shutdown.clone())),
+            tokio::spawn(fleet.clone().grants_poll(shutdown.clone())),
             tokio::spawn(fleet.clone().ttl_watch(shutdown.clone())),
             tokio::spawn(fleet.clone().policy_poll(shutdown.clone())),
-            tokio::spawn(listen::run(conn, fleet.sync.clone(), inbox, rollout, shutdown)),
+            tokio::spawn(listen::run(conn, fleet.sync.clone(), inbox, grants, rollout, shutdown)),
         ];
         Ok((fleet, tasks))
     }
@@ -156,6 +170,11 @@ impl Fleet {
     /// The shared approval inbox.
     pub fn inbox(&self) -> &Inbox {
         &self.inbox
+    }
+
+    /// The fleet's grants (list, one).
+    pub fn grants(&self) -> &GrantSync {
+        &self.grants
     }
 
     /// The policy rollout (publish, the newest bundle, every sidecar's policy).
@@ -247,16 +266,37 @@ impl Fleet {
     }
 
     /// The safety net: read the flags every `poll_ms`, and at once when LISTEN rings.
-    async fn poll(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    async fn poll(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        let read = || self.bounded(self.sync.refresh());
+        self.every_poll(&self.sync.wake, stop, "fleet kill flags read failed", read).await;
+    }
+
+    /// The grants' safety net: read the set every `poll_ms`, and at once when LISTEN rings.
+    async fn grants_poll(self: Arc<Self>, stop: watch::Receiver<bool>) {
+        self.every_poll(&self.grants.wake, stop, "fleet grants read failed", || self.grants.refresh()).await;
+    }
+
+    /// Run `read` every `poll_ms` and whenever `wake` rings, until `stop`; failures are logged
+    /// as `failed` (the next round retries).
+    async fn every_poll<F, Fut>(
+        &self,
+        wake: &tokio::sync::Notify,
+        mut stop: watch::Receiver<bool>,
+        failed: &str,
+        read: F,
+    ) where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), FleetError>>,
+    {
         let every = Duration::from_millis(self.settings.poll_ms);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
-                _ = self.sync.wake.notified() => {}
+                _ = wake.notified() => {}
                 _ = stop.changed() => return,
             }
-            if let Err(e) = self.bounded(self.sync.refresh()).await {
-                tracing::warn!(error = %e, "fleet kill flags read failed");
+            if let Err(e) = read().await {
+                tracing::warn!(error = %e, "{failed}");
             }
         }
     }
@@ -285,7 +325,10 @@ impl Fleet {
         let mut every = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
-                _ = every.tick() => self.sync.check_stale(),
+                _ = every.tick() => {
+                    self.sync.check_stale();
+                    self.grants.check_stale();
+                }
                 _ = stop.changed() => return,
             }
         }
@@ -294,8 +337,8 @@ impl Fleet {
 
 mod listen {
     //! The dedicated LISTEN connection: every notification (and every reconnect, since
-    //! notifications sent while it was down are lost) makes the kill-flag poll, the inbox or
-    //! the policy rollout (by channel) read at once.
+    //! notifications sent while it was down are lost) makes the kill-flag poll, the inbox,
+    //! the grants or the policy rollout (by channel) read at once.
 
     use std::sync::Arc;
     use std::time::Duration;
@@ -303,17 +346,19 @@ mod listen {
     use tokio::sync::watch;
     use tokio_postgres::AsyncMessage;
 
-    use crate::{inbox, rollout, Connector, Inbox, KillSync, Rollout, CHANNEL};
+    use crate::{grants, inbox, rollout, Connector, GrantSync, Inbox, KillSync, Rollout, CHANNEL};
 
     pub(crate) async fn run(
         conn: Connector,
         sync: Arc<KillSync>,
         inbox: Arc<Inbox>,
+        grants: Arc<GrantSync>,
         rollout: Arc<Rollout>,
         mut stop: watch::Receiver<bool>,
     ) {
         let wake = |channel: &str| match channel {
             c if c == inbox::CHANNEL => inbox.wake.notify_one(),
+            c if c == grants::CHANNEL => grants.wake.notify_one(),
             c if c == rollout::CHANNEL => rollout.wake.notify_one(),
             _ => sync.wake.notify_one(),
         };
@@ -337,10 +382,15 @@ mod listen {
                             }
                         }
                     });
-                    let listen = format!("LISTEN {CHANNEL}; LISTEN {}; LISTEN {}", inbox::CHANNEL, rollout::CHANNEL);
+                    let listen = format!(
+                        "LISTEN {CHANNEL}; LISTEN {}; LISTEN {}; LISTEN {}",
+                        inbox::CHANNEL,
+                        grants::CHANNEL,
+                        rollout::CHANNEL
+                    );
                     match client.batch_execute(&listen).await {
                         Ok(()) => {
-                            for c in [CHANNEL, inbox::CHANNEL, rollout::CHANNEL] {
+                            for c in [CHANNEL, inbox::CHANNEL, grants::CHANNEL, rollout::CHANNEL] {
                                 wake(c);
                             }
                             loop {

@@ -138,6 +138,21 @@ const MIGRATIONS: &[&str] = &[
         updated_at  timestamptz NOT NULL DEFAULT now()
     );
     "#,
+    // 7: fleet-wide grants (docs/fleet.md "Fleet-wide grants"): every sidecar applies every
+    // row; a revocation deletes it.
+    r#"
+    CREATE TABLE fleet_grant (
+        grant_id    text PRIMARY KEY,        -- UUID v7 (an allow-always: the decision's grant id)
+        sidecar_id  text NOT NULL,           -- the sidecar whose API created it
+        agent       text NOT NULL,
+        kind        text NOT NULL,
+        approval_id text,                    -- the allow-always decision that created it
+        expires_at  timestamptz,             -- NULL: until revoked (each sidecar checks it)
+        body        jsonb NOT NULL,          -- the grant as the API shows it
+        created_at  timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX fleet_grant_agent ON fleet_grant (agent);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Json;
 use bytes::Bytes;
 use fleet::inbox::{Answer, Idem};
-use governance::approvals::{Approval, ApprovalQuery, BrokerError, DecideRequest, Resolution};
+use governance::approvals::{Approval, ApprovalQuery, BrokerError, DecideRequest, Grant, Resolution};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::idempotency::IdemEntry;
@@ -58,6 +58,15 @@ pub fn problem(e: BrokerError) -> Problem {
         }
         BrokerError::Audit(e) => Problem::audit(&e, None),
         BrokerError::Store(e) => Problem::store_failed(e),
+        BrokerError::Unavailable(m) => {
+            let detail = format!(
+                "this sidecar cannot reach the fleet database ({m}); nothing was changed: retry, or use a sidecar \
+                 that reaches the database"
+            );
+            let mut p = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Fleet database unavailable", detail);
+            p.retry_after_s = Some(5);
+            p
+        }
         other => Problem::internal(other.to_string()),
     }
 }
@@ -139,10 +148,9 @@ async fn decide_fleet(
     let scoped = key.map(|k| format!("{id} {k}"));
     let body_hash = hex::encode(Sha256::digest(body));
     let idem = scoped.as_deref().map(|key| Idem { key, body_hash: &body_hash });
-    let render = |r: Result<Approval, BrokerError>| match r {
-        // The grant of an allow-always is created by the sidecar holding the call
-        // (`approval.grant_id` names it).
-        Ok(a) => (200, json!({ "approval": a, "grant": null })),
+    let render = |r: Result<(Approval, Option<Grant>), BrokerError>| match r {
+        // An allow-always's grant is the fleet's from the decision's commit on.
+        Ok((a, g)) => (200, json!({ "approval": a, "grant": g })),
         Err(e) => {
             let p = problem(e);
             (p.status.as_u16(), problem_json(&p))

@@ -1,11 +1,17 @@
 //! `/api/v1/grants`: standing grants ("allow always"), each with its breadth and a sentence
 //! saying what it lets through. Anyone with a token lists; approvers create and revoke.
+//!
+//! In fleet mode (`[fleet]`) grants are the fleet's (`fleet::grants`): listed from the
+//! database with the sidecar that created each (`sidecar`, `fleet: true`), created and
+//! revoked there through any sidecar; grants this sidecar stored before it joined the fleet
+//! are listed beside them (`fleet: false`, this sidecar's id) and apply here only. A database
+//! that does not answer is 503 problem+json.
 
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::Json;
 use bytes::Bytes;
-use governance::approvals::ScopeInput;
+use governance::approvals::{BrokerError, Grant, ScopeInput};
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -51,34 +57,59 @@ async fn list(
     let now = chrono::Utc::now();
     // Newest first. Ids are UUID v7 (time-ordered), so a cursor is a position even after the
     // grant it names was revoked.
-    let grants = s.broker.grants();
-    let mut page: Vec<_> = grants
-        .iter()
-        .rev()
-        .filter(|g| f.cursor.as_deref().is_none_or(|c| g.id.as_str() < c))
-        .filter(|g| f.agent.as_deref().is_none_or(|a| g.scope.agent == a))
-        .filter(|g| f.kind.as_deref().is_none_or(|k| g.scope.kind.as_str() == k))
-        .take(limit + 1)
-        .collect();
+    let keep = |g: &Grant| {
+        f.cursor.as_deref().is_none_or(|c| g.id.as_str() < c)
+            && f.agent.as_deref().is_none_or(|a| g.scope.agent == a)
+            && f.kind.as_deref().is_none_or(|k| g.scope.kind.as_str() == k)
+    };
+    let own = s.broker.grants();
+    let mut page: Vec<(Grant, bool)> =
+        own.iter().rev().filter(|g| keep(g)).take(limit + 1).map(|g| (g.clone(), false)).collect();
+    if let Some(fl) = s.fleet.as_deref() {
+        let fleet = fl
+            .grants()
+            .list(f.agent.as_deref(), f.kind.as_deref(), f.cursor.as_deref(), limit + 1)
+            .await
+            .map_err(unavailable)?;
+        page.extend(fleet.into_iter().map(|g| (g, true)));
+        page.sort_by(|a, b| b.0.id.cmp(&a.0.id));
+    }
     let next_cursor = if page.len() > limit {
         page.truncate(limit);
-        page.last().map(|g| g.id.clone())
+        page.last().map(|(g, _)| g.id.clone())
     } else {
         None
     };
     let items: Vec<Value> = page
         .iter()
-        .map(|g| {
+        .map(|(g, in_fleet)| {
             let mut v = json!(g);
             v["expired"] = json!(g.expired(now));
+            if let Some(fl) = s.fleet.as_deref() {
+                v["fleet"] = json!(in_fleet);
+                if !in_fleet {
+                    v["sidecar"] = json!(fl.sidecar_id());
+                }
+            }
             v
         })
         .collect();
     Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
 }
 
+/// The fleet database did not answer: 503 problem+json (nothing was changed).
+fn unavailable(e: fleet::FleetError) -> Problem {
+    problem(BrokerError::Unavailable(e.to_string()))
+}
+
 async fn one(_c: Caller, State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Problem> {
-    s.broker.grant(&id).map(|g| Json(json!(g))).ok_or_else(|| Problem::not_found(format!("no grant '{id}'")))
+    let own = s.broker.grants().iter().find(|g| g.id == id).cloned();
+    let g = match (own, s.fleet.as_deref()) {
+        (Some(g), _) => Some(g),
+        (None, Some(fl)) => fl.grants().get(&id).await.map_err(unavailable)?,
+        (None, None) => None,
+    };
+    g.map(|g| Json(json!(g))).ok_or_else(|| Problem::not_found(format!("no grant '{id}'")))
 }
 
 async fn create(caller: Caller, State(s): State<AppState>, body: Bytes) -> Result<(StatusCode, Json<Value>), Problem> {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use audit::{AuditLog, Outcome};
 use dashmap::DashMap;
 use decision::{DecisionId, GrantInput};
@@ -17,6 +18,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntGauge};
 use tokio::sync::oneshot;
 
 use super::fleet::{checked_reason, grant_scope, InboxLink};
+use super::fleet_grants::GrantLink;
 use super::grants::{self, Grant, GrantScope, GrantStore, ScopeInput};
 use super::model::{
     now_rfc3339, Approval, ApprovalPage, ApprovalQuery, DecideRequest, DecisionKind, HoldRequest, Resolution, Status,
@@ -58,6 +60,9 @@ pub(super) struct Inner {
     pub closing: tokio::sync::watch::Sender<bool>,
     /// The fleet's shared inbox (fleet mode only, `fleet.rs`).
     pub inbox: OnceLock<Arc<dyn InboxLink>>,
+    /// The fleet's grants (fleet mode only, `fleet_grants.rs`) and the set last read.
+    pub grant_link: OnceLock<Arc<dyn GrantLink>>,
+    pub fleet_grants: ArcSwap<Vec<Grant>>,
 }
 
 /// A transition out of `pending`, made in memory and not yet durable: the approval before and
@@ -177,6 +182,8 @@ impl Broker {
             metrics: Metrics { pending, wait, past_half_ttl },
             closing: tokio::sync::watch::Sender::new(false),
             inbox: OnceLock::new(),
+            grant_link: OnceLock::new(),
+            fleet_grants: ArcSwap::from_pointee(Vec::new()),
         };
         let orphans = inner.store.pending()?;
         for mut a in orphans.iter().cloned() {
@@ -452,19 +459,23 @@ impl Broker {
         self.inner.store.list(q)
     }
 
-    /// Every grant (expired ones included), oldest first.
+    /// This sidecar's own grants (expired ones included), oldest first; in fleet mode the
+    /// fleet's are [`Broker::fleet_grants`].
     pub fn grants(&self) -> Arc<Vec<Grant>> {
         self.inner.grants.all()
     }
 
-    /// One grant.
+    /// One grant of this sidecar's own, or of the fleet's as last read.
     pub fn grant(&self, id: &str) -> Option<Grant> {
-        self.inner.grants.get(id)
+        self.inner.grants.get(id).or_else(|| self.inner.fleet_grants.load().iter().find(|g| g.id == id).cloned())
     }
 
-    /// Live grants of `agent` as policy input (`input.grants`); no I/O, for the data path.
+    /// Live grants of `agent` as policy input (`input.grants`): its own and, in fleet mode,
+    /// the fleet's; no I/O, for the data path.
     pub fn grants_for(&self, agent: &str) -> Vec<GrantInput> {
-        self.inner.grants.inputs_for(agent)
+        let mut v = self.inner.grants.inputs_for(agent);
+        self.fleet_inputs(agent, &mut v);
+        v
     }
 
     /// Create a grant directly (not from an approval); `agent`, `kind` and `pattern` are
@@ -475,6 +486,9 @@ impl Broker {
         };
         let scope = grants::build(agent, kind, pattern, input.arg_pattern.clone(), input)?;
         self.inner.audit_ready()?;
+        if let Some(link) = self.inner.grant_link.get() {
+            return self.create_fleet_grant(link.as_ref(), scope, actor).await;
+        }
         let g = self.inner.grants.insert(grants::new_id(), scope, actor, None)?;
         let durable = async {
             self.inner.grants.flush().await?;
@@ -495,6 +509,10 @@ impl Broker {
     /// be recorded is undone and refused.
     pub async fn revoke_grant(&self, id: &str, actor: &str) -> Result<Grant, BrokerError> {
         self.inner.audit_ready()?;
+        // In fleet mode, a grant this sidecar does not hold itself is the fleet's.
+        if let Some(link) = self.inner.grant_link.get().filter(|_| self.inner.grants.get(id).is_none()) {
+            return self.revoke_fleet_grant(link.as_ref(), id, actor).await;
+        }
         let g = self.inner.grants.remove(id)?.ok_or_else(|| BrokerError::NotFound(id.to_string()))?;
         let durable = async {
             self.inner.grants.flush().await?;

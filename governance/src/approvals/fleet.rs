@@ -30,7 +30,9 @@ use super::BrokerError;
 pub struct RemoteDecision {
     /// The approval as decided (status never `Pending`), `grant_id` set for allow-always.
     pub approval: Approval,
-    /// The grant an allow-always decision creates on the holding sidecar.
+    /// The grant an allow-always decision creates: with fleet grants (`fleet_grants.rs`) the
+    /// inbox stored it with the decision and the holding sidecar applies it at once; without
+    /// (a recording inbox in tests) the holding sidecar stores it.
     pub grant_scope: Option<GrantScope>,
 }
 
@@ -126,6 +128,10 @@ impl Broker {
         // The decision's own time, as every other sidecar shows it.
         t.now.decided_at = a.decided_at.clone();
         let grant = match (r.grant_scope, a.grant_id.clone()) {
+            // Fleet grants: the inbox stored it with the decision; it applies here at once.
+            (Some(scope), Some(gid)) if a.status == Status::Allowed && self.fleet_grants_on() => {
+                Some(self.fleet_grant_of_decision(gid, scope, by, &a.id, a.decided_at.clone()))
+            }
             (Some(scope), Some(gid)) if a.status == Status::Allowed => {
                 match self.inner.grants.insert(gid, scope, by, Some(&a.id)) {
                     Ok(g) => Some(g),

@@ -14,7 +14,7 @@ use super::fleet::{prepare, ExpireFut};
 use super::*;
 
 #[derive(Default)]
-struct Recording {
+pub(super) struct Recording {
     written: Mutex<Vec<Approval>>,
     /// What the inbox answers at expiry: a decision that won there first, or none.
     won: Mutex<Option<RemoteDecision>>,
@@ -35,7 +35,7 @@ impl InboxLink for Recording {
     }
 }
 
-fn broker(dir: &std::path::Path) -> (Broker, Arc<Recording>) {
+pub(super) fn broker(dir: &std::path::Path) -> (Broker, Arc<Recording>) {
     let db = storage::Store::open(&dir.join("state")).unwrap();
     let reg = prometheus::Registry::new();
     let audit = Arc::new(audit::AuditLog::open(&dir.join("audit"), &Default::default(), &db, &reg).unwrap());
@@ -45,7 +45,7 @@ fn broker(dir: &std::path::Path) -> (Broker, Arc<Recording>) {
     (b, link)
 }
 
-fn hold_req(ttl_s: u64) -> HoldRequest {
+pub(super) fn hold_req(ttl_s: u64) -> HoldRequest {
     let mut decision = Decision::synthetic(Action::Hold, "test.hold", "needs a human", Risk::High);
     decision.obligations.hold_ttl_s = Some(ttl_s);
     HoldRequest {

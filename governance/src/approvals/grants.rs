@@ -80,6 +80,10 @@ pub struct Grant {
     pub created_by: String,
     /// The approval whose `allow-always` created it, if any.
     pub approval_id: Option<String>,
+    /// Fleet mode only: the sidecar whose API created it (a fleet grant applies on every
+    /// sidecar). Absent on a sidecar's own grants, so without `[fleet]` nothing changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar: Option<String>,
 }
 
 impl Grant {
@@ -319,6 +323,7 @@ impl GrantStore {
             created_at: now_rfc3339(),
             created_by: actor.to_string(),
             approval_id: approval_id.map(str::to_string),
+            sidecar: None,
         };
         self.tree.insert(g.id.as_bytes(), serde_json::to_vec(&g)?)?;
         self.refresh()?;

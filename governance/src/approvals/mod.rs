@@ -16,7 +16,7 @@
 //! - Waiting costs a oneshot channel and a timer, no thread: thousands may be pending.
 //!
 //! In fleet mode (`fleet.rs`) decisions are taken in the fleet's shared inbox instead, and
-//! the broker applies them to the calls it holds.
+//! the broker applies them to the calls it holds; grants are the fleet's (`fleet_grants.rs`).
 //!
 //! Callers: the data path's hold layer (model calls), the gateway link (OpenClaw exec
 //! approvals, via [`Broker::hold`] with an `external_id` and [`Broker::close_external`]), the
@@ -25,6 +25,9 @@
 mod broker;
 mod durable;
 pub mod fleet;
+mod fleet_grants;
+#[cfg(test)]
+mod fleet_grants_tests;
 #[cfg(test)]
 mod fleet_tests;
 pub mod grants;
@@ -37,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 pub use broker::{Broker, Held};
 pub use fleet::{InboxLink, Prepared, RemoteDecision};
+pub use fleet_grants::{GrantFut, GrantLink};
 pub use grants::{Breadth, Grant, GrantScope, ScopeInput};
 pub use model::{
     Approval, ApprovalPage, ApprovalQuery, Caution, DecideRequest, DecisionKind, HoldRequest, Resolution, Status,
@@ -85,6 +89,9 @@ pub enum BrokerError {
     Metrics(#[from] prometheus::Error),
     #[error("{0}")]
     Invalid(String),
+    /// The fleet database did not answer (fleet mode): nothing was changed.
+    #[error("fleet database unavailable: {0}")]
+    Unavailable(String),
     #[error("no approval or grant '{0}'")]
     NotFound(String),
     /// The approval was already decided (or changed since the caller looked); it carries the

@@ -2,7 +2,9 @@
 //! lists all three sidecars with their heartbeat and gateway link (A linked to a fake OpenClaw
 //! gateway, B pointed at a gateway that is down, C without a link), in English and, at phone
 //! width, in Simplified Chinese; B's approvals inbox shows a call held on A, and approving it
-//! there releases the call on A; each card shows the policy revision its sidecar serves. A
+//! there releases the call on A; B's Grants tab shows a grant made through A's API as
+//! fleet-wide with its origin, and revoking it there stops it on A; each card shows the
+//! policy revision its sidecar serves. A
 //! sidecar without `[fleet]` shows no Fleet tab.
 
 use std::time::Duration;
@@ -70,6 +72,23 @@ async fn the_console_shows_the_fleet_and_decides_an_approval_held_on_another_sid
     let res = tokio::time::timeout(Duration::from_secs(20), held).await.expect("released").unwrap();
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(a.up.request_count(), 1, "approved on B's console, the call went out from A");
+
+    // B's Grants tab shows a grant created through A's API as the fleet's, with its origin;
+    // revoking it there stops it applying on A.
+    let body = json!({"agent": "main", "kind": "model_call", "pattern": "needs-approval-7"});
+    let r = testkit::http::post_json(&a.control("/api/v1/grants"), &bearer(ADMIN), &body).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(a.sidecar.broker().grants_for("main").len(), 1);
+    br.click("[data-testid=nav-grants]").await;
+    br.find("[data-testid=grant-sidecar]").await;
+    assert_eq!(br.text("[data-testid=grant-sidecar]").await, "sc-a");
+    assert!(br.text("[data-testid=grant-reach]").await.to_lowercase().contains("fleet-wide"));
+    br.click("[data-testid=revoke]").await;
+    br.click("[data-testid=revoke-confirm]").await;
+    testkit::wait::until("the console's revoke reaches A", Duration::from_secs(10), || async {
+        a.sidecar.broker().grants_for("main").is_empty()
+    })
+    .await;
 
     // The Fleet tab: three sidecars, their heartbeats and gateway links.
     br.click("[data-testid=nav-fleet]").await;

@@ -12,9 +12,9 @@ use super::{admin_post, call};
 
 /// The stated bound when connected: the poll interval (2 s by default) is the safety net;
 /// LISTEN/NOTIFY normally brings it to milliseconds. Margin for a loaded 2-core CI box.
-const BOUND: Duration = Duration::from_millis(2_000 + 1_000);
+pub(super) const BOUND: Duration = Duration::from_millis(2_000 + 1_000);
 
-async fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Duration {
+pub(super) async fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while !f() {
         assert!(t0.elapsed() < BOUND, "{what}: not within {BOUND:?}");
@@ -23,7 +23,7 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) -> Duration {
     t0.elapsed()
 }
 
-fn pct(v: &mut [Duration], p: f64) -> f64 {
+pub(super) fn pct(v: &mut [Duration], p: f64) -> f64 {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i].as_secs_f64() * 1000.0

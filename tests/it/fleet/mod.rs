@@ -1,8 +1,8 @@
 //! Fleet mode on a real PostgreSQL (a throwaway cluster per test, `testkit::postgres`):
 //! migrations and the sidecar registry (`registry`), the fleet kill switch across three
 //! sidecars with its propagation measured (`kill`) and carried into a real OpenClaw
-//! (`openclaw`), fleet budgets central (`budget`) and on the
-//! call path (`budget_path`), the shared approval inbox (`inbox`), the central audit trail
+//! (`openclaw`), fleet budgets central (`budget`) and on the call path (`budget_path`), the
+//! shared approval inbox (`inbox`), fleet-wide grants (`grants`), the central audit trail
 //! (`audit`), the policy rollout (`rollout`), and faults: the real binary SIGKILLed holding a
 //! lease (`faults`), the primary of a synchronous-quorum cluster SIGKILLed and a standby
 //! promoted (`failover`), the network path to the database black-holed (`partition`).
@@ -14,6 +14,7 @@ mod budget;
 mod budget_path;
 mod failover;
 mod faults;
+mod grants;
 mod inbox;
 mod kill;
 mod openclaw;
