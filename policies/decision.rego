@@ -85,7 +85,7 @@ hold_findings := set() if {
 }
 
 # deny_findings and hold_findings are undefined for an unknown kind, and so is _default_allow,
-# so no branch holds and `decision` stays undefined. The two literals equal what `_decide`
+# so no branch holds and `decision` stays undefined. The three literals equal what `_decide`
 # answers for the same calls (the allow.* rows of `_default_allow`; tests check both ways).
 decision := {
 	"action": "allow", "rule": "allow.exec", "reason": "No policy rule restricts this command",
@@ -102,6 +102,15 @@ decision := {
 	deny_findings == set()
 	hold_findings == set()
 	input.model.endpoint != "models"
+} else := {
+	"action": "allow", "rule": "allow.tool_call", "reason": "No policy rule restricts this tool call",
+	"risk": "low", "obligations": {"mask": [], "result_secrets": cfg_tool_result_secrets},
+} if {
+	# The usual MCP tool call, as `_decide` would answer it (`_default_allow`'s last row with
+	# `_tool_obligations`), without its chain of rule calls.
+	input.kind == "tool_call"
+	deny_findings == set()
+	hold_findings == set()
 } else := _decide
 
 _decide := _from("deny", _winner(deny_findings)) if {

@@ -7,6 +7,18 @@ test_harmless_tool_allowed_low_risk if {
 	d.risk == "low"
 }
 
+# The literal answer for an allowed tool call (decision.rego) is exactly what `_decide` answers,
+# with the result-secrets obligation from config.
+test_allowed_tool_call_literal_equals_the_general_chain if {
+	i := tool_input("search_docs", {"query": "rego"})
+	d := data.clawbutler.decision with input as i
+	d == data.clawbutler._decide with input as i
+	d.obligations == {"mask": [], "result_secrets": "mask"}
+	p := data.clawbutler.decision with input as i with data.clawbutler.config as {"tool_result_secrets": "pass"}
+	p == data.clawbutler._decide with input as i with data.clawbutler.config as {"tool_result_secrets": "pass"}
+	p.obligations.result_secrets == "pass"
+}
+
 test_openclaw_message_tool_held if held_by(tool_input("message", {"to": "+15550100", "text": "hi"}), "tool.outbound_message")
 
 test_send_email_held if {

@@ -59,7 +59,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
 use tokio::sync::{broadcast, oneshot};
@@ -86,6 +86,8 @@ pub struct AuditLog {
     writer: std::thread::Thread,
     /// `group_commit_records`: a queue this long wakes the writer.
     group_max: usize,
+    /// `group_commit_ms`.
+    group_window: Duration,
     /// The free-space sampler (stopped on drop).
     _monitor: Monitor,
 }
@@ -168,6 +170,7 @@ impl AuditLog {
             thread: Mutex::new(Some(thread)),
             writer: writer_thread,
             group_max: settings.group_commit_records.max(1),
+            group_window: Duration::from_millis(settings.group_commit_ms),
             _monitor: monitor,
         };
         log.close_left_open(&left_open)?;
@@ -250,6 +253,12 @@ impl AuditLog {
             self.writer.unpark();
         }
         Ok(())
+    }
+
+    /// How long a record appended with [`AuditLog::append`] may wait for its group commit
+    /// (`group_commit_ms`), besides the write and fsync themselves.
+    pub fn group_window(&self) -> Duration {
+        self.group_window
     }
 
     /// Whether the log can write now: one atomic load, for hot paths. Prefer

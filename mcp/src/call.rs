@@ -89,6 +89,9 @@ fn decision_header(d: &Decision) -> Headers {
         .unwrap_or_default()
 }
 
+/// A tool call being run (see [`run`]).
+pub(crate) type CallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Run a `tools/call` request; its messages and answer go to `out`.
 pub(crate) async fn run(st: Arc<State>, sess: Arc<Session>, id: Value, params: Value, out: mpsc::Sender<Out>) {
     let _busy = sess.busy();
@@ -341,7 +344,6 @@ async fn forward(
             return Some((jsonrpc::result(&call.id, &error_result(&text)), headers));
         }
     };
-    record::append(st, record::started(&call.info(sess), &d));
 
     let meta = call.client_meta.clone().map(|mut m| {
         // Each path sets its own progress token; the client's is mapped back on the route.
@@ -353,7 +355,20 @@ async fn forward(
     let route = Arc::new(CallRoute { out: out.clone(), client_token: call.client_token.clone() });
     let timeout = Duration::from_secs(call.server.cfg.timeout_s.max(1));
     let t_up = Instant::now();
-    let forwarded = conn.call_tool(&call.tool, args, meta, route, timeout, cancel).await;
+    // The `started` record is for a call still running when the records appended with it
+    // would have been committed (one group window): a crash then leaves "started, outcome
+    // unknown". A call answered sooner gets its end record only, in the group the started
+    // record would have joined: one record, one masking and one queue hand-off fewer.
+    let upstream = conn.call_tool(&call.tool, args, meta, route, timeout, cancel);
+    tokio::pin!(upstream);
+    let forwarded = tokio::select! {
+        biased;
+        f = &mut upstream => f,
+        () = tokio::time::sleep(st.parts.audit.group_window()) => {
+            record::append(st, record::started(&call.info(sess), &d));
+            upstream.await
+        }
+    };
     let upstream_time = t_up.elapsed();
 
     let mut r = ResultInfo { approval_id, ..ResultInfo::default() };

@@ -25,8 +25,9 @@ pub(crate) const SUPPORTED: [&str; 2] = ["2025-11-25", "2025-06-18"];
 pub(crate) enum Reply {
     /// JSON now (with the new session's id for `initialize`).
     Json(Bytes, Option<String>),
-    /// A tool call: its task sends the messages and the answer.
-    Call(mpsc::Receiver<Out>),
+    /// A tool call: the future that runs it sends its messages and answer on the channel. The
+    /// edge runs it inline until the answer or a first message is ready (`edge::answer`).
+    Call(mpsc::Receiver<Out>, call::CallFuture),
     /// The sidecar cannot open another session now (503).
     Busy(Bytes),
 }
@@ -129,8 +130,7 @@ pub(crate) async fn request(st: &Arc<State>, sess: &Arc<Session>, id: Value, met
         }
         "tools/call" => {
             let (tx, rx) = mpsc::channel(64);
-            tokio::spawn(call::run(st.clone(), sess.clone(), id, params, tx));
-            Reply::Call(rx)
+            Reply::Call(rx, Box::pin(call::run(st.clone(), sess.clone(), id, params, tx)))
         }
         "resources/list" => merged(st, sess, &id, method, "resources", &params).await,
         "resources/templates/list" => merged(st, sess, &id, method, "resourceTemplates", &params).await,

@@ -408,10 +408,23 @@ async fn answer(st: &State, reply: Reply) -> Response<Body> {
             r
         }
         Reply::Busy(b) => json(StatusCode::SERVICE_UNAVAILABLE, b),
-        Reply::Call(mut rx) => {
+        Reply::Call(mut rx, call) => {
             let every = Duration::from_secs(st.settings.sse_keepalive_s);
-            match rx.recv().await {
+            // The call runs in this request's task until its answer or a first message is
+            // ready: no task spawn and no cross-thread hand-off for the usual call. Once the
+            // answer must become an event stream, or if this request is dropped first (the
+            // client went away), the rest of the call runs in a task of its own, so it still
+            // runs to its end and is recorded.
+            let mut call = Detached(Some(call));
+            let first = tokio::select! {
+                biased;
+                () = &mut call => rx.recv().await,
+                m = rx.recv() => m,
+            };
+            match first {
                 Some(Out::Final(b, headers)) => {
+                    // Nothing is awaited after the answer: this finishes at once.
+                    (&mut call).await;
                     let mut r = json(StatusCode::OK, b);
                     for (k, v) in headers {
                         r.headers_mut().insert(k, v);
@@ -422,6 +435,38 @@ async fn answer(st: &State, reply: Reply) -> Response<Body> {
                 Some(Out::Event(b)) => sse(SseBody::new(Some(crate::sse::frame(&b)), rx, every), Vec::new()),
                 // Cancelled before anything was sent: an empty stream, no answer (MCP).
                 None => sse(SseBody::new(None, rx, every), Vec::new()),
+            }
+        }
+    }
+}
+
+/// A call's future that is run inline by its request and, if it has not finished when the
+/// request lets go of it (dropped), handed to a task of its own to finish.
+struct Detached(Option<crate::call::CallFuture>);
+
+impl Future for Detached {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(f) = self.0.as_mut() else { return Poll::Ready(()) };
+        match f.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.0 = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => {
+                    h.spawn(f);
+                }
+                Err(_) => tracing::warn!("an MCP tool call was cut short: the runtime is shutting down"),
             }
         }
     }

@@ -87,6 +87,8 @@ pub(crate) struct State {
     pub metrics: metrics::Metrics,
     pub guard: edge::Guard,
     pub http: reqwest::Client,
+    /// The direct call path's hyper client (`upstream/raw.rs`).
+    pub(crate) raw: upstream::RawClient,
 }
 
 impl Mcp {
@@ -115,6 +117,7 @@ impl Mcp {
             sessions: session::Sessions::default(),
             metrics,
             http: upstream::http_client().map_err(StartError::Tls)?,
+            raw: upstream::raw_client().map_err(StartError::Tls)?,
         });
         let reaper_state = state.clone();
         let reaper = tokio::spawn(async move {

@@ -1,6 +1,7 @@
-//! The audit records of tool calls: one `started` record when a call is forwarded (so a crash
-//! leaves "started, outcome unknown") and one record of how it ended, for every call, refused
-//! ones included. They carry the agent, the MCP session, server, tool, the arguments (masked
+//! The audit records of tool calls: a `started` record for a forwarded call still running one
+//! group window after it was sent (so a crash leaves "started, outcome unknown"; a faster call
+//! would have had both records in the same group commit) and one record of how it ended, for
+//! every call, refused ones included. They carry the agent, the MCP session, server, tool, the arguments (masked
 //! by the audit log at write time), the decision and rule, the result's status and digest,
 //! what was masked in the result, the duration and the cost. Refusals are on disk before
 //! the client is answered; forwarded calls are recorded at the next group commit.

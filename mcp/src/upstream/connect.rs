@@ -34,17 +34,21 @@ const CHILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// Longest stderr line of a child kept in the log.
 const STDERR_LINE: usize = 2000;
 
-/// The pooled HTTPS client every HTTP upstream uses (keep-alive, `TCP_NODELAY`).
-pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+/// rustls on ring with the webpki roots, for both clients below.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth())
+}
+
+/// The pooled HTTPS client rmcp uses for every HTTP upstream (keep-alive, `TCP_NODELAY`).
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_preconfigured(tls_config()?)
         .no_proxy()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(64)
@@ -52,6 +56,25 @@ pub(crate) fn http_client() -> Result<reqwest::Client, String> {
         .connect_timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// The pooled hyper client of the direct call path (`raw.rs`): the same settings as
+/// [`http_client`] without reqwest's layers, which cost a fast call about as much as the
+/// exchange itself.
+pub(crate) fn raw_client() -> Result<super::raw::RawClient, String> {
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config()?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(https))
 }
 
 /// Connect `sess` to `server` (initialize included), within `connect_timeout_s`.
@@ -76,7 +99,8 @@ pub(crate) async fn connect(st: &Arc<State>, sess: &Arc<Session>, server: &Arc<S
                 .max_json_response_size(st.settings.max_result_bytes)
                 .max_sse_event_size(st.settings.max_result_bytes);
             let wire = Wire::new(st.http.clone());
-            direct = Some(Direct::new(wire.clone(), &url, st.settings.max_result_bytes, handler.clone()));
+            direct =
+                Some(Direct::new(wire.clone(), st.raw.clone(), &url, st.settings.max_result_bytes, handler.clone()));
             let transport = StreamableHttpClientTransport::with_client(wire, tcfg);
             tokio::time::timeout(limit, handler.clone().serve(transport)).await
         }

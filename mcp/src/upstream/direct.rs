@@ -1,9 +1,10 @@
 //! A `tools/call` to a Streamable HTTP upstream posted straight from the call's own task, on
 //! the upstream session rmcp opened (its `Mcp-Session-Id` and headers, remembered by
-//! [`Wire`]), instead of through rmcp's service loop and transport worker. That path costs
-//! several task hand-offs per call, most of the sidecar's added latency on a tool call; this
-//! one costs the HTTP exchange itself. Everything else (initialize, lists, resources,
-//! prompts, the session's GET stream, DELETE, stdio servers) stays with rmcp.
+//! [`Wire`]), instead of through rmcp's service loop and transport worker, and as JSON bytes
+//! both ways (`raw.rs`) rather than rmcp's typed messages. rmcp's path costs several task
+//! hand-offs and a typed round trip per call, most of the sidecar's added latency on a tool
+//! call; this one costs the HTTP exchange itself. Everything else (initialize, lists,
+//! resources, prompts, the session's GET stream, DELETE, stdio servers) stays with rmcp.
 //!
 //! What it keeps exactly as rmcp's path does:
 //! - Request ids and progress tokens are the sidecar's own strings (`cb-<n>`), never numbers,
@@ -19,6 +20,7 @@
 //! - An expired session (404 before anything ran) falls back to rmcp, which re-initialises.
 //!   An upstream that answers a call with 202 (the result would come on its GET stream,
 //!   which rmcp reads) turns the direct path off for that connection.
+//! - The result is passed on as the upstream sent it (a JSON value), never re-typed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,19 +28,18 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use rmcp::model::{
-    CancelledNotification, CancelledNotificationParam, ClientJsonRpcMessage, ClientNotification, NumberOrString,
-    ProgressNotificationParam, ProgressToken, RequestId, ServerJsonRpcMessage,
+    CancelledNotification, CancelledNotificationParam, ClientNotification, NumberOrString, ProgressNotificationParam,
+    ProgressToken, RequestId,
 };
 use rmcp::service::Peer;
-use rmcp::transport::streamable_http_client::{
-    StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
-};
+use rmcp::transport::streamable_http_client::StreamableHttpClient;
 use rmcp::RoleClient;
 use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{CallRoute, Forwarded, Routes};
 use super::handler::{deliver_progress, Handler};
+use super::raw::{self, Answer};
 use super::wire::{Posting, Wire};
 
 /// Most times a call's event stream is resumed after it ended early.
@@ -50,8 +51,9 @@ const MAX_RETRY: Duration = Duration::from_secs(5);
 /// The direct path of one upstream connection.
 pub(crate) struct Direct {
     wire: Wire,
+    raw: raw::RawClient,
     uri: Arc<str>,
-    limits: StreamableHttpResponseLimits,
+    max_bytes: usize,
     handler: Handler,
     next: AtomicU64,
     off: AtomicBool,
@@ -65,11 +67,8 @@ enum Exchange {
 }
 
 impl Direct {
-    pub fn new(wire: Wire, uri: &str, max_bytes: usize, handler: Handler) -> Direct {
-        let mut limits = StreamableHttpResponseLimits::default();
-        limits.max_json_response_size = max_bytes;
-        limits.max_sse_event_size = max_bytes;
-        Direct { wire, uri: uri.into(), limits, handler, next: AtomicU64::new(1), off: AtomicBool::new(false) }
+    pub fn new(wire: Wire, raw: raw::RawClient, uri: &str, max_bytes: usize, handler: Handler) -> Direct {
+        Direct { wire, raw, uri: uri.into(), max_bytes, handler, next: AtomicU64::new(1), off: AtomicBool::new(false) }
     }
 
     /// Run a `tools/call`; `None` when the direct path cannot be used (no session yet, turned
@@ -95,13 +94,13 @@ impl Direct {
         meta.insert("progressToken".into(), Value::String(key.to_string()));
         let msg = json!({"jsonrpc": "2.0", "id": &*key, "method": "tools/call",
                          "params": {"name": tool, "arguments": args, "_meta": meta}});
-        let msg: ClientJsonRpcMessage = serde_json::from_value(msg).ok()?;
+        let body = serde_json::to_vec(&msg).ok()?;
         let id = RequestId::String(key.clone());
-        let token = ProgressToken(NumberOrString::String(key));
+        let token = ProgressToken(NumberOrString::String(key.clone()));
         for p in routes.register(&id, &token, route.clone()) {
             deliver_progress(&route, p);
         }
-        let exchange = self.exchange(&posting, msg, &id, &route, cancel);
+        let exchange = self.exchange(&posting, body, &key, &route, cancel);
         let out = tokio::select! {
             r = tokio::time::timeout(timeout, exchange) => match r {
                 Ok(Exchange::Done(f)) => Some(f),
@@ -123,40 +122,26 @@ impl Direct {
     async fn exchange(
         &self,
         posting: &Posting,
-        msg: ClientJsonRpcMessage,
-        id: &RequestId,
+        body: Vec<u8>,
+        id: &str,
         route: &Arc<CallRoute>,
         cancel: &CancellationToken,
     ) -> Exchange {
-        let sent = self
-            .wire
-            .client
-            .post_message_with_response_limits(
-                self.uri.clone(),
-                msg,
-                Some(posting.session.clone()),
-                None,
-                posting.headers.clone(),
-                self.limits,
-            )
-            .await;
-        match sent {
-            Err(StreamableHttpError::SessionExpired) => Exchange::NotSent,
+        match raw::post(&self.raw, &self.uri, posting, body, self.max_bytes).await {
+            Ok(Answer::Expired) => Exchange::NotSent,
             Err(e) => Exchange::Done(Forwarded::Broken(e.to_string())),
-            Ok(StreamableHttpPostResponse::Accepted) => {
+            Ok(Answer::Accepted) => {
                 self.off.store(true, Ordering::Relaxed);
                 tracing::warn!(uri = %self.uri, "an MCP server accepted a tool call without answering it on the call's stream; its calls go through rmcp from now on");
                 Exchange::Done(Forwarded::Broken("the server accepted the call without answering it".into()))
             }
-            Ok(StreamableHttpPostResponse::Json(m, _)) => {
-                Exchange::Done(self.message(m, id, route, posting, cancel).unwrap_or_else(|| {
+            Ok(Answer::Json(b)) => Exchange::Done(match serde_json::from_slice::<Value>(&b) {
+                Ok(m) => self.message(m, id, route, posting, cancel).unwrap_or_else(|| {
                     Forwarded::Broken("the server answered something other than the call's result".into())
-                }))
-            }
-            Ok(StreamableHttpPostResponse::Sse(stream, _)) => {
-                Exchange::Done(self.follow(stream, id, route, posting, cancel).await)
-            }
-            Ok(other) => Exchange::Done(Forwarded::Broken(format!("unexpected answer to a tool call: {other:?}"))),
+                }),
+                Err(e) => Forwarded::Broken(format!("the server's answer is not JSON: {e}")),
+            }),
+            Ok(Answer::Sse(stream)) => Exchange::Done(self.follow(stream, id, route, posting, cancel).await),
         }
     }
 
@@ -164,7 +149,7 @@ impl Direct {
     async fn follow(
         &self,
         mut stream: rmcp::transport::common::client_side_sse::BoxedSseResponse,
-        id: &RequestId,
+        id: &str,
         route: &Arc<CallRoute>,
         posting: &Posting,
         cancel: &CancellationToken,
@@ -188,7 +173,7 @@ impl Direct {
                     last_id = ev.id;
                 }
                 let Some(data) = ev.data.filter(|d| !d.trim().is_empty()) else { continue };
-                let Ok(m) = serde_json::from_str::<ServerJsonRpcMessage>(&data) else {
+                let Ok(m) = serde_json::from_str::<Value>(&data) else {
                     tracing::debug!("an MCP server sent an unreadable message on a call's stream");
                     continue;
                 };
@@ -214,7 +199,7 @@ impl Direct {
                     Some(from),
                     None,
                     posting.headers.clone(),
-                    self.limits.max_sse_event_size,
+                    self.max_bytes,
                 )
                 .await
             {
@@ -224,36 +209,47 @@ impl Direct {
         }
     }
 
-    /// One message from the upstream about this call: `Some` when it ends the call.
+    /// One message from the upstream about this call: `Some` when it ends the call. A message
+    /// with a `method` is a request to the client (with an `id`) or a notification; one
+    /// without is a response, this call's when its id is the call's (an error with a null id
+    /// is taken as this call's: the server could not read the request).
     fn message(
         &self,
-        m: ServerJsonRpcMessage,
-        id: &RequestId,
+        mut m: Value,
+        id: &str,
         route: &Arc<CallRoute>,
         posting: &Posting,
         cancel: &CancellationToken,
     ) -> Option<Forwarded> {
-        match m {
-            ServerJsonRpcMessage::Response(r) if r.id == *id => Some(match serde_json::to_value(&r.result) {
-                Ok(v) => Forwarded::Result(v),
-                Err(e) => Forwarded::Broken(format!("unreadable result: {e}")),
-            }),
-            ServerJsonRpcMessage::Error(e) if e.id.as_ref().is_none_or(|i| i == id) => Some(Forwarded::Error {
-                code: i64::from(e.error.code.0),
-                message: e.error.message.to_string(),
-                data: e.error.data,
-            }),
-            ServerJsonRpcMessage::Response(_) | ServerJsonRpcMessage::Error(_) => None,
-            ServerJsonRpcMessage::Notification(n) => {
-                let Ok(v) = serde_json::to_value(&n.notification) else { return None };
-                self.notification(&v, route);
-                None
+        if m.get("method").is_some_and(Value::is_string) {
+            match m.get("id").filter(|i| !i.is_null()).cloned() {
+                Some(rid) => self.request(rid, m, route.clone(), posting, cancel.child_token()),
+                None => self.notification(&m, route),
             }
-            ServerJsonRpcMessage::Request(r) => {
-                let Ok(v) = serde_json::to_value(&r.request) else { return None };
-                self.request(r.id, v, route.clone(), posting, cancel.child_token());
-                None
-            }
+            return None;
+        }
+        let obj = m.as_object_mut()?;
+        let mine = match obj.get("id") {
+            Some(Value::String(s)) => s == id,
+            None | Some(Value::Null) => obj.contains_key("error"),
+            Some(_) => false,
+        };
+        if !mine {
+            return None;
+        }
+        if let Some(result) = obj.remove("result") {
+            return Some(Forwarded::Result(result));
+        }
+        match obj.remove("error") {
+            Some(Value::Object(mut e)) => Some(Forwarded::Error {
+                code: e.get("code").and_then(Value::as_i64).unwrap_or(crate::jsonrpc::code::INTERNAL),
+                message: match e.remove("message") {
+                    Some(Value::String(s)) => s,
+                    _ => "the server sent an error without a message".to_string(),
+                },
+                data: e.remove("data"),
+            }),
+            _ => Some(Forwarded::Broken("the server answered the call with neither a result nor an error".into())),
         }
     }
 
@@ -279,11 +275,11 @@ impl Direct {
 
     /// A request to the client on the call's stream: answered in a task of its own (the
     /// upstream keeps the stream open until it has the answer), the answer posted back.
-    fn request(&self, rid: RequestId, req: Value, route: Arc<CallRoute>, posting: &Posting, ct: CancellationToken) {
+    fn request(&self, rid: Value, req: Value, route: Arc<CallRoute>, posting: &Posting, ct: CancellationToken) {
         let method = req.get("method").and_then(Value::as_str).unwrap_or("").to_string();
         let params = req.get("params").cloned().unwrap_or_else(|| json!({}));
-        let (handler, client, uri) = (self.handler.clone(), self.wire.client.clone(), self.uri.clone());
-        let (session, headers) = (posting.session.clone(), posting.headers.clone());
+        let (handler, client, uri) = (self.handler.clone(), self.raw.clone(), self.uri.clone());
+        let posting = Posting { session: posting.session.clone(), headers: posting.headers.clone() };
         tokio::spawn(async move {
             let answer = match method.as_str() {
                 "ping" => json!({"jsonrpc": "2.0", "id": rid, "result": {}}),
@@ -292,9 +288,11 @@ impl Direct {
                     Err(e) => json!({"jsonrpc": "2.0", "id": rid, "error": e}),
                 },
             };
-            let Ok(msg) = serde_json::from_value::<ClientJsonRpcMessage>(answer) else { return };
-            if let Err(e) = client.post_message(uri, msg, Some(session), None, headers).await {
-                tracing::debug!(error = %e, method, "answering an MCP server's request failed");
+            let Ok(body) = serde_json::to_vec(&answer) else { return };
+            match raw::post(&client, &uri, &posting, body, raw::ERROR_BODY_MAX).await {
+                Ok(Answer::Accepted | Answer::Json(_) | Answer::Sse(_)) => {}
+                Ok(Answer::Expired) => tracing::debug!(method, "answering an MCP server's request: session gone"),
+                Err(e) => tracing::debug!(error = %e, method, "answering an MCP server's request failed"),
             }
         });
     }

@@ -12,6 +12,7 @@ mod conn;
 mod connect;
 mod direct;
 mod handler;
+mod raw;
 mod wire;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -25,7 +26,8 @@ use crate::session::Session;
 use crate::State;
 
 pub(crate) use conn::{CallRoute, Conn, Forwarded};
-pub(crate) use connect::http_client;
+pub(crate) use connect::{http_client, raw_client};
+pub(crate) use raw::RawClient;
 
 /// Three-state health of one server (plus `unknown` before anything was tried).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -192,6 +192,18 @@ async fn http_upstreams_time_out_stream_progress_and_survive_a_restart() {
     assert!(result_text(res).contains("did not answer within 2 s"), "{}", r.text());
     assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
 
+    // A client that goes away mid-call (its connection closed) does not cancel the call: it
+    // runs to its end (here the 2 s timeout) and is recorded, though the request that ran it
+    // inline is gone.
+    let gone = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        post(&url, &h, &call(30, "fx__test_hang", json!({"left": true}))),
+    )
+    .await;
+    assert!(gone.is_err(), "the hanging call answered within 300 ms");
+    let recs = m.tool_records("main", 3).await;
+    assert_eq!(recs.iter().filter(|r| r["details"]["result"]["status"] == "timeout").count(), 2, "{recs:?}");
+
     // Progress under the client's own token, then the result, on one event stream.
     let body = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {
         "name": "fx__test_tool_with_progress", "arguments": {}, "_meta": {"progressToken": "mine-7"}}});
@@ -219,10 +231,23 @@ async fn http_upstreams_time_out_stream_progress_and_survive_a_restart() {
         .map(|v| v["name"].as_str().unwrap_or("").to_string())
         .collect();
     // Each call reached the server once: nothing was sent twice by the fallback.
-    assert_eq!(names, ["echo", "test_hang", "test_tool_with_progress", "echo", "echo"], "{logged}");
-    let recs = m.tool_records("main", 5).await;
+    assert_eq!(names, ["echo", "test_hang", "test_hang", "test_tool_with_progress", "echo", "echo"], "{logged}");
+    let recs = m.tool_records("main", 6).await;
     let statuses: Vec<Value> = recs.iter().map(|r| r["details"]["result"]["status"].clone()).collect();
-    assert!(statuses.contains(&json!("timeout")), "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == json!("timeout")).count(), 2, "{statuses:?}");
+    // Calls still running one group window (5 ms) after they were sent (the two hangs) have a
+    // `started` record; calls answered sooner only their end record.
+    let all = m.rig.audit("agent=main&kind=tool_call").await;
+    let started: Vec<&Value> = all.iter().filter(|r| r["outcome"] == "started").collect();
+    for end in all.iter().filter(|r| r["outcome"] != "started") {
+        let has_start = started.iter().any(|s| s["decision_id"] == end["decision_id"]);
+        let ms = end["latency_ms"].as_f64().unwrap();
+        if end["subject"]["tool"] == "test_hang" {
+            assert!(has_start, "a hanging call without a started record: {end}");
+        } else if ms < 5.0 {
+            assert!(!has_start, "a call answered in {ms} ms has a started record: {end}");
+        }
+    }
     let servers = m.servers().await;
     assert_eq!(servers[0]["health"]["state"], "healthy", "{servers:?}");
 }
