@@ -249,7 +249,10 @@ impl Config {
         self.cost.validate().map_err(|(key, msg)| ConfigError::Invalid { key, msg })?;
         let mut names = std::collections::HashSet::new();
         for r in &self.reports {
-            r.validate().map_err(|msg| ConfigError::Invalid { key: "reports.name".into(), msg })?;
+            r.validate().map_err(|msg| {
+                let key = if msg.contains("timezone") { "reports.timezone" } else { "reports.name" };
+                ConfigError::Invalid { key: key.into(), msg }
+            })?;
             if !names.insert(r.name.as_str()) {
                 let msg = format!("two [[reports]] are named {:?}", r.name);
                 return Err(ConfigError::Invalid { key: "reports.name".into(), msg });
@@ -384,7 +387,10 @@ mod tests {
     #[test]
     fn report_schedules_parse_and_bad_ones_are_named() {
         let c = Config::from_toml_str("[[reports]]\nname = \"weekly-cost\"\nevery = \"weekly\"\n").unwrap();
-        assert_eq!(c.reports, vec![reports::Schedule { name: "weekly-cost".into(), every: reports::Every::Weekly }]);
+        assert_eq!(
+            c.reports,
+            vec![reports::Schedule { name: "weekly-cost".into(), every: reports::Every::Weekly, timezone: None }]
+        );
         let twice = "[[reports]]\nname = \"a\"\nevery = \"daily\"\n[[reports]]\nname = \"a\"\nevery = \"monthly\"\n";
         let e = Config::from_toml_str(twice).unwrap_err().to_string();
         assert!(e.contains("reports.name") && e.contains("two [[reports]]"), "{e}");
@@ -392,6 +398,10 @@ mod tests {
         assert!(e.contains("reports.name"), "{e}");
         let e = Config::from_toml_str("[[reports]]\nname = \"a\"\nevery = \"hourly\"\n").unwrap_err().to_string();
         assert!(e.contains("hourly"), "{e}");
+        let zoned = "[[reports]]\nname = \"a\"\nevery = \"daily\"\ntimezone = \"Asia/Shanghai\"\n";
+        assert_eq!(Config::from_toml_str(zoned).unwrap().reports[0].timezone.as_deref(), Some("Asia/Shanghai"));
+        let e = Config::from_toml_str(&zoned.replace("Asia/Shanghai", "Shanghai")).unwrap_err().to_string();
+        assert!(e.contains("reports.timezone") && e.contains("IANA"), "{e}");
         let e = Config::from_toml_str("[report_settings]\nlink_ttl_s = 0\n").unwrap_err().to_string();
         assert!(e.contains("report_settings.link_ttl_s"), "{e}");
     }

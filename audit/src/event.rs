@@ -266,6 +266,11 @@ pub enum Outcome {
     ImportHeld,
     /// A held import was denied, expired or cancelled in the inbox: nothing was applied.
     ImportRefused,
+    /// A confirmed model change holds a critical change (e.g. a model added to a pinned
+    /// `modelPolicy.allow`): it waits for a human in the approval inbox.
+    ModelChangeHeld,
+    /// A held model change was denied, expired or cancelled in the inbox: nothing was applied.
+    ModelChangeRefused,
     // Notifications.
     /// A notification reached its channel.
     Delivered,
@@ -372,6 +377,8 @@ impl Outcome {
             Outcome::ImportFailed => "import_failed",
             Outcome::ImportHeld => "import_held",
             Outcome::ImportRefused => "import_refused",
+            Outcome::ModelChangeHeld => "model_change_held",
+            Outcome::ModelChangeRefused => "model_change_refused",
             Outcome::Delivered => "delivered",
             Outcome::DeliveryFailed => "delivery_failed",
             Outcome::Suppressed => "suppressed",

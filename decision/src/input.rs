@@ -20,6 +20,10 @@ pub enum CallKind {
     /// Not a call either: a backup import (`.cbpkg` restore) whose plan holds a critical
     /// change, held like a critical rollback. Never sent to policy.
     ConfigImport,
+    /// Not a call either: a config change ClawButler proposes (a savings suggestion's model
+    /// change, `docs/cost.md`) whose plan holds a critical change, held like a critical
+    /// rollback. Never sent to policy.
+    ConfigChange,
 }
 
 impl CallKind {
@@ -32,13 +36,14 @@ impl CallKind {
             CallKind::Plugin => "plugin",
             CallKind::ConfigRollback => "config_rollback",
             CallKind::ConfigImport => "config_import",
+            CallKind::ConfigChange => "config_change",
         }
     }
 
-    /// A config change held for a human (a rollback or an import), not a call: each one is
-    /// approved on its own, never by a grant.
+    /// A config change held for a human (a rollback, an import or a proposed change), not a
+    /// call: each one is approved on its own, never by a grant.
     pub fn is_config_change(self) -> bool {
-        matches!(self, CallKind::ConfigRollback | CallKind::ConfigImport)
+        matches!(self, CallKind::ConfigRollback | CallKind::ConfigImport | CallKind::ConfigChange)
     }
 }
 

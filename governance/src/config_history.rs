@@ -68,8 +68,13 @@ pub trait ConfigHistory: Send + Sync {
     fn status(&self, agent: &str) -> Option<Value>;
     /// Apply one previewed merge `patch` of the agent's model (a savings suggestion an admin
     /// confirmed) with `config.patch` on `base_hash`: a concurrent change is a `Conflict` and
-    /// overwrites nothing. Audited as `model_changed` / `model_change_conflict`.
+    /// overwrites nothing. Audited as `model_changed` / `model_change_conflict`. A patch with a
+    /// critical change is not applied: it waits in the approval inbox (`status:
+    /// "awaiting_approval"`, `approval_id`, `poll`), like a critical rollback.
     fn change_model<'a>(&'a self, change: ModelChange<'a>) -> HistoryFuture<'a>;
+    /// A model change that waited for approval: its status (as a held rollback's) and its
+    /// approval as it is now.
+    fn held_model_change(&self, approval_id: &str) -> Result<Value, ConfigHistoryError>;
 }
 
 /// A confirmed model change (see [`ConfigHistory::change_model`]).

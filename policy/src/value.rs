@@ -20,7 +20,7 @@ macro_rules! keys {
             /// the kinds.
             empty: Value,
             no_cost: Value,
-            kinds: [Value; 6],
+            kinds: [Value; 7],
         }
         impl Keys {
             fn new() -> Keys {
@@ -31,7 +31,7 @@ macro_rules! keys {
                     $($name: Value::from(stringify!($name)),)*
                     no_cost: obj([(&estimate_usd, Value::Null), (&unbounded, empty.clone())]),
                     empty,
-                    kinds: [CallKind::ModelCall, CallKind::Exec, CallKind::ToolCall, CallKind::Plugin, CallKind::ConfigRollback, CallKind::ConfigImport]
+                    kinds: [CallKind::ModelCall, CallKind::Exec, CallKind::ToolCall, CallKind::Plugin, CallKind::ConfigRollback, CallKind::ConfigImport, CallKind::ConfigChange]
                         .map(|c| Value::from(c.as_str())),
                 }
             }
@@ -188,6 +188,7 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
         CallKind::Plugin => &k.kinds[3],
         CallKind::ConfigRollback => &k.kinds[4],
         CallKind::ConfigImport => &k.kinds[5],
+        CallKind::ConfigChange => &k.kinds[6],
     };
     obj([
         (&k.agent, Value::from(i.agent.as_str())),

@@ -77,8 +77,22 @@ fn spend(section: &'static str, key: &str, f: &Figures) -> Line {
 /// Render the CSV.
 pub fn render(d: &ReportData) -> Result<Vec<u8>, ReportsError> {
     let mut lines = vec![
-        Line { section: "period", key: "since".into(), ts: d.since.clone(), ..Default::default() },
-        Line { section: "period", key: "until".into(), ts: d.until.clone(), ..Default::default() },
+        // Bounds in UTC (`ts`) and as local times in the report's zone (`detail`).
+        Line {
+            section: "period",
+            key: "since".into(),
+            ts: d.since.clone(),
+            detail: d.since_local.clone(),
+            ..Default::default()
+        },
+        Line {
+            section: "period",
+            key: "until".into(),
+            ts: d.until.clone(),
+            detail: d.until_local.clone(),
+            ..Default::default()
+        },
+        Line { section: "period", key: "timezone".into(), detail: d.timezone.clone(), ..Default::default() },
         Line { section: "period", key: "generated_at".into(), ts: d.generated_at.clone(), ..Default::default() },
         spend("total", "total", &d.totals),
         spend("previous_period", "total", &d.previous_totals),

@@ -82,6 +82,10 @@ pub struct CronHealth {
 pub struct ReportData {
     pub since: String,
     pub until: String,
+    /// The IANA zone of the days, and the period's bounds as local times there.
+    pub timezone: String,
+    pub since_local: String,
+    pub until_local: String,
     pub generated_at: String,
     pub totals: Figures,
     /// The same length of time just before `since`, for the trend.
@@ -129,11 +133,23 @@ pub fn gather(
     since: DateTime<Utc>,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
 ) -> Result<ReportData, ReportsError> {
     let agent = grouping(c, GroupBy::Agent, since, until)?;
     let model = grouping(c, GroupBy::Model, since, until)?;
     let task = grouping(c, GroupBy::Task, since, until)?;
-    let day = grouping(c, GroupBy::Day, since, until)?;
+    let by_day = if tz == chrono_tz::UTC {
+        grouping(c, GroupBy::Day, since, until)?.rows
+    } else {
+        // Local days: each day's totals over its own whole UTC hours (the zone was checked to
+        // be whole hours off UTC), so a day's row is the cost API's for the same times.
+        let mut rows = Vec::new();
+        for (day, start, end) in crate::zone::days(tz, since, until) {
+            let figures = grouping(c, GroupBy::Day, start, end)?.totals;
+            rows.push(Row { key: day.to_string(), split: None, figures });
+        }
+        rows
+    };
     let previous = grouping(c, GroupBy::Agent, since - (until - since), since)?;
     let anomalies = c.anomalies(since, until, MAX_ROWS)?;
     let mut g = Governance::default();
@@ -141,13 +157,16 @@ pub fn gather(
     Ok(ReportData {
         since: rfc3339(since),
         until: rfc3339(until),
+        timezone: tz.name().to_string(),
+        since_local: crate::zone::local(tz, since),
+        until_local: crate::zone::local(tz, until),
         generated_at: rfc3339(now),
         totals: agent.totals,
         previous_totals: previous.totals,
         by_agent: Grouping { rows: agent.rows, rows_left_off: agent.rows_left_off },
         by_model: Grouping { rows: model.rows, rows_left_off: model.rows_left_off },
         by_task: Grouping { rows: task.rows, rows_left_off: task.rows_left_off },
-        by_day: day.rows,
+        by_day,
         anomalies,
         approvals: g.approvals(),
         denials: g.denials(),

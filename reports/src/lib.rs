@@ -12,6 +12,7 @@ pub mod model;
 pub mod pdf;
 pub mod settings;
 mod worker;
+pub mod zone;
 
 use std::sync::{Arc, Mutex};
 
@@ -140,13 +141,14 @@ impl Reports {
     }
 
     /// Queue a report of `[since, until)` (rounded out to whole hours, the cost aggregates'
-    /// resolution, so its figures are the cost API's for the same times).
+    /// resolution, so its figures are the cost API's for the same times), its days in `tz`.
     pub fn create(
         &self,
         since: DateTime<Utc>,
         until: DateTime<Utc>,
         requested_by: &str,
         schedule: Option<String>,
+        tz: chrono_tz::Tz,
     ) -> Result<Report, ReportsError> {
         let (from, to) = cost::query::hour_range(since, until);
         let (since, until) = (cost::query::hour_start(from), cost::query::hour_start(to));
@@ -156,6 +158,7 @@ impl Reports {
         if until - since > chrono::Duration::days(MAX_DAYS) {
             return Err(ReportsError::BadRequest(format!("a report covers at most {MAX_DAYS} days")));
         }
+        zone::check_whole_hours(tz, since, until)?;
         let pending = self.pending()?;
         if pending >= self.settings.max_pending {
             return Err(ReportsError::Busy(format!(
@@ -166,6 +169,7 @@ impl Reports {
             id: uuid::Uuid::now_v7().to_string(),
             since: ts(since),
             until: ts(until),
+            timezone: tz.name().to_string(),
             status: Status::Queued,
             requested_by: requested_by.to_string(),
             schedule,

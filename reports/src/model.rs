@@ -73,6 +73,9 @@ pub struct Report {
     /// RFC 3339 UTC, whole hours (the cost aggregates' resolution): `[since, until)`.
     pub since: String,
     pub until: String,
+    /// The IANA zone its days begin in (`UTC` for a report made before zones existed).
+    #[serde(default = "utc")]
+    pub timezone: String,
     pub status: Status,
     /// The token name that asked, or `schedule:<name>`.
     pub requested_by: String,
@@ -92,6 +95,10 @@ pub struct Report {
     /// The files, once done.
     #[serde(default)]
     pub files: Vec<FileMeta>,
+}
+
+fn utc() -> String {
+    "UTC".into()
 }
 
 impl Report {

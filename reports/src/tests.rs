@@ -122,7 +122,7 @@ async fn figures_equal_the_cost_queries_and_governance_comes_from_the_log() {
         .unwrap();
     f.audit.flush().unwrap();
     let now = f.clock.load(Ordering::SeqCst);
-    let r = f.reports.create(at(end - 48 * 3600), at(now), "tester", None).unwrap();
+    let r = f.reports.create(at(end - 48 * 3600), at(now), "tester", None, chrono_tz::UTC).unwrap();
     let r = wait_status(&f, &r.id, Status::Done).await;
     assert_eq!(r.attempts, 1);
 
@@ -172,7 +172,7 @@ async fn figures_equal_the_cost_queries_and_governance_comes_from_the_log() {
 async fn a_report_cut_by_a_restart_fails_and_a_retry_makes_it() {
     let f = fixture(Vec::new()).await;
     let now = f.clock.load(Ordering::SeqCst);
-    let r = f.reports.create(at(now - 3600), at(now), "tester", None).unwrap();
+    let r = f.reports.create(at(now - 3600), at(now), "tester", None, chrono_tz::UTC).unwrap();
     wait_status(&f, &r.id, Status::Done).await;
     // As if the sidecar stopped mid-generation.
     f.reports
@@ -195,10 +195,10 @@ async fn a_report_cut_by_a_restart_fails_and_a_retry_makes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schedule_makes_one_report_per_period() {
-    let f = fixture(vec![Schedule { name: "daily-cost".into(), every: Every::Daily }]).await;
-    f.reports.add_schedule(Schedule { name: "monthly".into(), every: Every::Monthly }).unwrap();
+    let f = fixture(vec![Schedule { name: "daily-cost".into(), every: Every::Daily, timezone: None }]).await;
+    f.reports.add_schedule(Schedule { name: "monthly".into(), every: Every::Monthly, timezone: None }).unwrap();
     assert!(matches!(
-        f.reports.add_schedule(Schedule { name: "daily-cost".into(), every: Every::Weekly }),
+        f.reports.add_schedule(Schedule { name: "daily-cost".into(), every: Every::Weekly, timezone: None }),
         Err(ReportsError::Conflict(_))
     ));
     assert!(matches!(f.reports.remove_schedule("daily-cost"), Err(ReportsError::Conflict(_))));
@@ -209,11 +209,77 @@ async fn a_schedule_makes_one_report_per_period() {
     assert_eq!(f.reports.run_schedules().unwrap(), 0);
     let daily = list.iter().find(|r| r.schedule.as_deref() == Some("daily-cost")).unwrap();
     let now = at(f.clock.load(Ordering::SeqCst));
-    let (since, until) = Every::Daily.last_period(now);
+    let (since, until) = Every::Daily.last_period(now, chrono_tz::UTC);
     assert_eq!((daily.since.as_str(), daily.until.as_str()), (ts(since).as_str(), ts(until).as_str()));
     // A day later, one more daily report.
     f.clock.fetch_add(86_400, Ordering::SeqCst);
     let made = f.reports.run_schedules().unwrap();
     assert!(made >= 1);
     assert_eq!(f.reports.run_schedules().unwrap(), 0);
+}
+
+/// A report in a zone: its days begin at local midnight (Asia/Shanghai, UTC+8: 16:00 UTC), each
+/// day's row is the cost query's for exactly those hours, and the header names the zone; a
+/// scheduled report in the zone covers yesterday there. A half-hour zone is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_in_a_zone_cuts_days_at_its_midnight() {
+    let f = fixture(Vec::new()).await;
+    // Now: 2026-12-03 05:30 UTC, 13:30 in Shanghai; calls every hour for three days before.
+    let now = Utc.with_ymd_and_hms(2026, 12, 3, 5, 30, 0).unwrap().timestamp();
+    f.clock.store(now, Ordering::SeqCst);
+    let end = now / 3600 * 3600;
+    history(&f, end);
+    let shanghai = zone::parse("Asia/Shanghai").unwrap();
+    let since = zone::parse_time("2026-12-01", at(now), shanghai).unwrap();
+    assert_eq!(since, Utc.with_ymd_and_hms(2026, 11, 30, 16, 0, 0).unwrap());
+    let r = f.reports.create(since, at(end), "tester", None, shanghai).unwrap();
+    assert_eq!(r.timezone, "Asia/Shanghai");
+    let r = wait_status(&f, &r.id, Status::Done).await;
+    let token = f.reports.link(&r.id, Format::Csv, None).unwrap().url.rsplit('/').next().unwrap().to_string();
+    let rows = csv_rows(&f.reports.download(&token).unwrap().bytes);
+    let find = |s: &str, k: &str| rows.iter().find(|r| &r[0] == s && &r[1] == k).unwrap().clone();
+    assert_eq!(&find("period", "timezone")[11], "Asia/Shanghai");
+    assert_eq!(&find("period", "since")[11], "2026-12-01T00:00:00+08:00");
+    assert_eq!(&find("period", "until")[11], "2026-12-03T13:00:00+08:00");
+    let days: Vec<String> = rows.iter().filter(|r| &r[0] == "day").map(|r| r[1].to_string()).collect();
+    assert_eq!(days, ["2026-12-01", "2026-12-02", "2026-12-03"]);
+    // Each local day equals the cost query over its own UTC hours: 2026-12-01 is
+    // 2026-11-30T16:00Z to 2026-12-01T16:00Z.
+    let h = |d, hh| Utc.with_ymd_and_hms(2026, 12, d, hh, 0, 0).unwrap();
+    let bounds = [(since, h(1, 16)), (h(1, 16), h(2, 16)), (h(2, 16), at(end))];
+    for (day, (from, to)) in days.iter().zip(bounds) {
+        let q = cost::Query {
+            by: cost::GroupBy::Day,
+            split: None,
+            since: from,
+            until: to,
+            agent: None,
+            model: None,
+            limit: 10,
+        };
+        let want = f.cost.query(&q).unwrap().totals;
+        let row = find("day", day);
+        assert_eq!(row[3].parse::<u64>().unwrap(), want.calls, "{day}");
+        assert_eq!(section(std::slice::from_ref(&row), "day").0, want.cost_nano, "{day}");
+    }
+    // 2026-12-01 in Shanghai holds 24 hours of three agents' calls.
+    assert_eq!(&find("day", "2026-12-01")[3], "72");
+    let pdf = f.reports.link(&r.id, Format::Pdf, None).unwrap();
+    let bytes = f.reports.download(pdf.url.rsplit('/').next().unwrap()).unwrap().bytes;
+    assert!(bytes.windows(13).any(|w| w == b"Asia/Shanghai"), "the PDF names the zone");
+
+    // A schedule in the zone: yesterday there.
+    f.reports
+        .add_schedule(Schedule { name: "daily-sh".into(), every: Every::Daily, timezone: Some("Asia/Shanghai".into()) })
+        .unwrap();
+    f.reports.run_schedules().unwrap();
+    let (list, _) = f.reports.list(100, None).unwrap();
+    let daily = list.iter().find(|r| r.schedule.as_deref() == Some("daily-sh")).unwrap();
+    assert_eq!(
+        (daily.since.as_str(), daily.until.as_str(), daily.timezone.as_str()),
+        ("2026-12-01T16:00:00Z", "2026-12-02T16:00:00Z", "Asia/Shanghai")
+    );
+    // Half-hour zones cannot be cut on the hourly figures.
+    let kolkata = zone::parse("Asia/Kolkata").unwrap();
+    assert!(matches!(f.reports.create(since, at(end), "tester", None, kolkata), Err(ReportsError::BadRequest(_))));
 }

@@ -89,7 +89,7 @@ impl Reports {
         if r.status != Status::Running {
             return Ok(());
         }
-        let outcome = self.render(&r.since, &r.until).await;
+        let outcome = self.render(&r.since, &r.until, &r.timezone).await;
         let finished = ts(self.now());
         let files = match outcome {
             Ok(files) => files,
@@ -123,7 +123,13 @@ impl Reports {
         Ok(())
     }
 
-    async fn render(self: &Arc<Self>, since: &str, until: &str) -> Result<Vec<(Format, Vec<u8>)>, ReportsError> {
+    async fn render(
+        self: &Arc<Self>,
+        since: &str,
+        until: &str,
+        timezone: &str,
+    ) -> Result<Vec<(Format, Vec<u8>)>, ReportsError> {
+        let tz = crate::zone::parse(timezone)?;
         let parse = |s: &str| {
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
@@ -141,7 +147,7 @@ impl Reports {
         let mut d = tokio::task::spawn_blocking(move || {
             // Everything durable in the log is counted before the figures are read.
             me.cost.catch_up()?;
-            data::gather(&me.cost, &me.audit, since, until, me.now())
+            data::gather(&me.cost, &me.audit, since, until, me.now(), tz)
         })
         .await
         .map_err(|e| ReportsError::Render(e.to_string()))??;
@@ -159,13 +165,14 @@ impl Reports {
         let now = self.now();
         let mut made = 0;
         for (s, _) in self.schedules()? {
-            let (since, until) = s.every.last_period(now);
+            let tz = crate::zone::parse(s.timezone.as_deref().unwrap_or("UTC"))?;
+            let (since, until) = s.every.last_period(now, tz);
             let mark = format!("{LAST_PREFIX}{}", s.name);
             let last = self.schedules.get(mark.as_bytes())?;
             if last.as_deref() == Some(ts(until).as_bytes()) {
                 continue;
             }
-            self.create(since, until, &format!("schedule:{}", s.name), Some(s.name.clone()))?;
+            self.create(since, until, &format!("schedule:{}", s.name), Some(s.name.clone()), tz)?;
             self.schedules.insert(mark.as_bytes(), ts(until).as_bytes())?;
             made += 1;
         }

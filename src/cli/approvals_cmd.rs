@@ -18,7 +18,7 @@ pub enum ApprovalsCmd {
         status: String,
         #[arg(long)]
         agent: Option<String>,
-        /// model_call, exec, tool_call, plugin, config_rollback or config_import.
+        /// model_call, exec, tool_call, plugin, config_rollback, config_import or config_change.
         #[arg(long)]
         kind: Option<String>,
         /// low, medium, high or critical.

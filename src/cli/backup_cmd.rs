@@ -93,9 +93,8 @@ pub enum BackupCmd {
         secrets: Vec<String>,
         #[arg(long)]
         dry_run: bool,
-        /// Wait for the approval's outcome (at most this long, e.g. 300 s; default 1800).
-        #[arg(long, num_args = 0..=1, default_missing_value = "1800", value_name = "SECONDS")]
-        wait: Option<u64>,
+        #[command(flatten)]
+        wait: held::WaitArgs,
         #[command(flatten)]
         api: ApiArgs,
         #[arg(long)]
@@ -245,7 +244,7 @@ pub async fn run(cli: &Cli, c: &BackupCmd) -> CliResult {
                 if !*json {
                     print_preview(&v["preview"]);
                 }
-                return held::follow(&client, held::Change::Import, &v, *wait, *json).await;
+                return held::follow(&client, held::Change::Import, &v, wait.wait, *json).await;
             }
             if !out(&v, *json) {
                 let p = if *dry_run { &v } else { &v["preview"] };

@@ -49,9 +49,8 @@ pub enum ConfigCmd {
         to: u64,
         #[arg(long)]
         dry_run: bool,
-        /// Wait for the approval's outcome (at most this long, e.g. 300 s; default 1800).
-        #[arg(long, num_args = 0..=1, default_missing_value = "1800", value_name = "SECONDS")]
-        wait: Option<u64>,
+        #[command(flatten)]
+        wait: held::WaitArgs,
         #[command(flatten)]
         api: ApiArgs,
         #[arg(long)]
@@ -169,7 +168,7 @@ pub async fn run(cli: &Cli, c: &ConfigCmd) -> CliResult {
             let client = ApiClient::from_cli(cli, api)?;
             let v = client.post(&path, &json!({"to": to, "dry_run": dry_run})).await?;
             if v["status"] == "awaiting_approval" {
-                return held::follow(&client, held::Change::Rollback(agent), &v, *wait, *json).await;
+                return held::follow(&client, held::Change::Rollback(agent), &v, wait.wait, *json).await;
             }
             if !out(&v, *json) {
                 let plan = if *dry_run { &v } else { &v["plan"] };

@@ -1,10 +1,11 @@
-//! `clawbutler config rollback` and `clawbutler backup restore` when the change holds a
-//! critical change: the sidecar put it in the approval inbox (HTTP 202). Say so, say how to
-//! decide it, and with `--wait` follow it until a human decided and the sidecar applied it
-//! (or did not).
+//! `clawbutler config rollback`, `clawbutler backup restore` and `clawbutler cost suggest
+//! --apply` when the change holds a critical change: the sidecar put it in the approval inbox
+//! (HTTP 202). Say so, say how to decide it, and with `--wait` follow it until a human
+//! decided and the sidecar applied it (or did not).
 
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use serde_json::Value;
 
 use super::client::ApiClient;
@@ -19,12 +20,22 @@ fn settled(status: &str) -> bool {
     !matches!(status, "awaiting_approval" | "applying")
 }
 
+/// `--wait [SECONDS]` of every command whose change may be held for approval.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Wait for the approval's outcome (at most this long, e.g. 300 s; default 1800).
+    #[arg(long, num_args = 0..=1, default_missing_value = "1800", value_name = "SECONDS")]
+    pub wait: Option<u64>,
+}
+
 /// Which held change is followed.
 pub enum Change<'a> {
     /// A rollback of this agent.
     Rollback(&'a str),
     /// A backup import.
     Import,
+    /// A savings suggestion's model change of this agent.
+    Model(&'a str),
 }
 
 /// Print the held answer; with `wait`, poll until it settled (exit 0 applied, 1 not
@@ -35,6 +46,7 @@ pub async fn follow(client: &ApiClient, change: Change<'_>, v: &Value, wait: Opt
         let what = match change {
             Change::Rollback(agent) => format!("the rollback of {agent} to version {}", s(&v["plan"]["to_version"])),
             Change::Import => format!("the {}", s(&v["approval"]["subject"]["import"])),
+            Change::Model(agent) => format!("the move of {agent} to {}", s(&v["approval"]["subject"]["to_model"])),
         };
         println!("WAITING FOR APPROVAL: {what} holds critical change(s); nothing is changed until a human approves it");
         for c in v["approval"]["subject"]["critical_paths"].as_array().into_iter().flatten() {
@@ -77,6 +89,11 @@ pub async fn follow(client: &ApiClient, change: Change<'_>, v: &Value, wait: Opt
                 s(&last["new_version"]),
                 s(&last["restored_exactly"]),
                 s(&last["pre_rollback_version"])
+            ),
+            ("applied", Change::Model(agent)) => println!(
+                "APPLIED: approved by {}; {agent}'s config is at version {}",
+                s(&last["decided_by"]),
+                s(&last["new_version"])
             ),
             ("not_needed", _) => println!("NOTHING TO DO: {}", s(&last["why"])),
             (x, _) if !settled(x) => println!("STILL WAITING after {secs} s: approval {id} is {x}"),

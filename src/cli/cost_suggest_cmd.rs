@@ -1,7 +1,8 @@
 //! `clawbutler cost suggest [--since 7d] [--agent A] [--preview MODEL]`: savings suggestions
 //! from the running sidecar (`GET /api/v1/cost/suggestions`), each with its cheaper models,
 //! evidence and verdict; `--preview` prints the dry-run config change for one agent
-//! (`GET /api/v1/cost/suggestions/preview`). Nothing is ever applied.
+//! (`GET /api/v1/cost/suggestions/preview`). `--apply` picks one suggestion and applies it
+//! (`cost_suggest_apply.rs`), only with `--yes`.
 
 use clap::Args;
 use serde_json::Value;
@@ -13,18 +14,35 @@ use super::{Cli, CliResult};
 #[derive(Debug, Args)]
 pub struct SuggestArgs {
     #[command(flatten)]
-    window: super::cost_cmd::Window,
+    pub(super) window: super::cost_cmd::Window,
     /// Only this agent.
     #[arg(long)]
-    agent: Option<String>,
+    pub(super) agent: Option<String>,
     /// Print the dry-run config.patch that would move --agent to this suggested model.
     #[arg(long, requires = "agent")]
     preview: Option<String>,
+    /// Apply one suggestion (admin): the one --agent/--task pick, moved to --model (default
+    /// its best candidate). Shows the plan only (a dry run) unless --yes is given. A change
+    /// that touches ClawButler's wiring waits in the approval inbox (exit 4, or with --wait
+    /// until it is decided: exit 0 applied, 1 not applied).
+    #[arg(long, conflicts_with = "preview")]
+    pub(super) apply: bool,
+    /// With --apply: the suggestion of this task type (interactive, heartbeat, subagent, cron, unknown).
+    #[arg(long, requires = "apply")]
+    pub(super) task: Option<String>,
+    /// With --apply: the cheaper model to move to (one of the suggestion's candidates).
+    #[arg(long, requires = "apply")]
+    pub(super) model: Option<String>,
+    /// With --apply: really apply it (without, only the plan is shown).
+    #[arg(long, requires = "apply")]
+    pub(super) yes: bool,
+    #[command(flatten)]
+    pub(super) wait: super::config_held::WaitArgs,
     /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
     #[command(flatten)]
-    api: ApiArgs,
+    pub(super) api: ApiArgs,
 }
 
 fn pct(v: &Value) -> String {
@@ -84,7 +102,7 @@ fn print(v: &Value) {
     }
 }
 
-fn print_preview(v: &Value) {
+pub(super) fn print_preview(v: &Value) {
     println!(
         "DRY RUN (nothing changed): agent {} {} -> {}, from config version {}",
         v["agent"].as_str().unwrap_or("?"),
@@ -110,6 +128,9 @@ pub async fn run(cli: &Cli, a: &SuggestArgs) -> CliResult {
         }
     }
     let client = ApiClient::from_cli(cli, &a.api)?;
+    if a.apply {
+        return super::cost_suggest_apply::run(&client, a, &q).await;
+    }
     let path = if a.preview.is_some() { "/api/v1/cost/suggestions/preview" } else { "/api/v1/cost/suggestions" };
     let v = client.get(&format!("{path}?{q}")).await?;
     if a.json {

@@ -14,6 +14,7 @@ pub mod config_cmd;
 pub mod config_held;
 mod cost_check_cmd;
 pub mod cost_cmd;
+pub mod cost_suggest_apply;
 pub mod cost_suggest_cmd;
 pub mod cron_cmd;
 pub mod fleet_cmd;

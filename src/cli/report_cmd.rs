@@ -20,6 +20,10 @@ pub enum ReportCmd {
         /// End (default now), same forms as --since.
         #[arg(long)]
         until: Option<String>,
+        /// IANA time zone of the report's days (e.g. Asia/Shanghai; default UTC); a date in
+        /// --since/--until is midnight there.
+        #[arg(long)]
+        timezone: Option<String>,
         /// Wait for the report (at most 10 minutes).
         #[arg(long)]
         wait: bool,
@@ -57,11 +61,14 @@ fn line(r: &Value) -> String {
 /// Run `clawbutler report ...`.
 pub async fn run(cli: &Cli, c: &ReportCmd) -> CliResult {
     match c {
-        ReportCmd::Create { since, until, wait, api } => {
+        ReportCmd::Create { since, until, timezone, wait, api } => {
             let client = ApiClient::from_cli(cli, api)?;
             let mut body = json!({"since": since});
             if let Some(u) = until {
                 body["until"] = json!(u);
+            }
+            if let Some(z) = timezone {
+                body["timezone"] = json!(z);
             }
             let mut r = client.post("/api/v1/reports", &body).await?;
             let id = r["id"].as_str().unwrap_or_default().to_string();

@@ -14,7 +14,9 @@
 //! - with the sidecar started from the config attach wrote: `main`'s scripted model calls the
 //!   server's `echo` through `cb-main`, which reaches server-everything through the sidecar as
 //!   `main` (audit `tool_call`); `ops` cannot use `main`'s entry; a built-in `write` is decided
-//!   by the sidecar through the plugin (audit `plugin`) and runs;
+//!   by the sidecar through the plugin (audit `plugin`) and runs; a heartbeat run of `main`
+//!   (its `heartbeat-main` cron monitor job run now) has its model calls recorded
+//!   `heartbeat` by the plugin's trace join, and `GET /api/v1/cost?by=task` counts them;
 //! - `detach` restores `config.get` exactly and ClawButler's config byte for byte, removes
 //!   the plugin's files and the env file, and revokes the MCP and plugin tokens;
 //! - attach and detach again with the sidecar running (tokens through its control API).
@@ -36,7 +38,11 @@ use crate::e2e_attach::{clawbutler_toml, config_doc, get, wait_for, Cli, OPENAI_
 fn gateway_config(mcp_url: &str) -> Value {
     json!({
         "agents": {"ownership": "explicit", "defaults": {"skipBootstrap": true},
-            "entries": {"main": {"model": "openai/gpt-5.4-mini"}, "ops": {"model": "openai/gpt-5.4-mini"}}},
+            "entries": {"main": {"model": "openai/gpt-5.4-mini",
+                                 // A heartbeat (step 5), run on demand: no channel to report to,
+                                 // and a day apart so none starts by itself during the test.
+                                 "heartbeat": {"every": "24h", "target": "none"}},
+                        "ops": {"model": "openai/gpt-5.4-mini"}}},
         "mcp": {"servers": {"ev": {"url": mcp_url, "transport": "streamable-http"}}},
     })
 }
@@ -238,6 +244,32 @@ async fn attach_puts_mcp_and_built_in_tools_through_the_sidecar() {
     for r in calls.iter().filter(|r| r["details"]["task_type"].is_string()) {
         assert_eq!(r["details"]["task_type"], "interactive", "{r}");
     }
+    // A heartbeat run of main (its cron monitor job, run now): the plugin posts the run with
+    // trigger `heartbeat`, so its model calls are `heartbeat`, joined by trace, and the cost
+    // API counts them there.
+    let t0 = std::time::Instant::now();
+    let run = crate::e2e_task_type::run_heartbeat_now(&link, "main").await;
+    eprintln!("heartbeat run: {run}");
+    wait_for("the heartbeat's calls recorded", Duration::from_secs(20), || async {
+        records(control, "model_call", "main").await.iter().any(|r| r["details"]["task_type"] == "heartbeat")
+    })
+    .await;
+    eprintln!("heartbeat run started to its call recorded as heartbeat: {:?}", t0.elapsed());
+    let beats: Vec<Value> = records(control, "model_call", "main")
+        .await
+        .into_iter()
+        .filter(|r| r["outcome"] != "started" && r["details"]["task_type"] == "heartbeat")
+        .collect();
+    assert!(!beats.is_empty());
+    for r in &beats {
+        assert_eq!(r["details"]["task_source"], "plugin_trace", "{r}");
+        assert_eq!(r["details"]["session_key"], "agent:main:main", "a heartbeat runs in the main session: {r}");
+    }
+    wait_for("the cost API counts the heartbeat", Duration::from_secs(15), || async {
+        let c = get(control, "/api/v1/cost?by=task&agent=main&since=1d").await;
+        c["rows"].as_array().into_iter().flatten().any(|r| r["key"] == "heartbeat" && r["calls"] == beats.len())
+    })
+    .await;
 
     // 6. Detach puts everything back and revokes the tokens.
     let undo = cli.run(&["detach"]).await;

@@ -8,7 +8,9 @@
 //! confirmation, given on the Cost page in Chromium (Preview, Apply, confirm), goes to
 //! OpenClaw, which moves main to the cheaper model on the same `cb-main`
 //! provider, audited `model_changed` and stored as ClawButler's version. An agent without
-//! suggestions gets none to preview.
+//! suggestions gets none to preview. A sibling test pins main model by model, so the move
+//! also adds the model to `modelPolicy.allow` (ClawButler's wiring, critical) and
+//! `clawbutler cost suggest --apply --yes --wait` waits for a human before OpenClaw takes it.
 //!
 //! Needs `scripts/install-openclaw.sh`; skipped with a notice otherwise, failed when
 //! `CLAWBUTLER_E2E=1`.
@@ -24,7 +26,12 @@ use crate::ui_browser::{browser_paths, Browser, Driver};
 
 const TOKEN_ENV: &str = "CLAWBUTLER_E2E_SAVINGS_TOKEN";
 
+/// main on `cb-main/gpt-4o`, pinned to its whole sidecar provider (`cb-main/*`).
 fn openclaw_config(data: SocketAddr, direct: &str) -> Value {
+    config_with_allow(data, direct, json!(["cb-main/*"]))
+}
+
+fn config_with_allow(data: SocketAddr, direct: &str, allow: Value) -> Value {
     let model = |id: &str| {
         json!({"id": id, "name": id, "reasoning": false, "input": ["text"],
                "cost": {"input": 2.5, "output": 10, "cacheRead": 0, "cacheWrite": 0},
@@ -38,7 +45,7 @@ fn openclaw_config(data: SocketAddr, direct: &str) -> Value {
                         "api": "openai-completions", "timeoutSeconds": 120, "models": [model("gpt-4o")]}
         }},
         "agents": {"ownership": "explicit", "defaults": {"skipBootstrap": true}, "entries": {
-            "main": {"model": "cb-main/gpt-4o", "modelPolicy": {"allow": ["cb-main/*"]}},
+            "main": {"model": "cb-main/gpt-4o", "modelPolicy": {"allow": allow}},
             "ops": {"model": "direct/gpt-4o"}
         }},
     })
@@ -60,25 +67,7 @@ async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
     };
     let linked = crate::e2e_config_safety::linked(&install, TOKEN_ENV, openclaw_config).await;
     let (data, control, other) = (linked.data, linked.sidecar.control_addr, linked.other.clone());
-
-    // main's calls through the sidecar: short answers, no tools.
-    for i in 0..24 {
-        let url = format!("http://{data}/a/main/fake/v1/chat/completions");
-        let r = testkit::http::post_json(&url, &[], &chat("gpt-4o", &"summarise ".repeat(3 + i))).await;
-        assert_eq!(r.status, 200, "{}", r.text());
-    }
-    let t0 = Instant::now();
-    let (item, version) = loop {
-        let (_, v) = get(control, "/api/v1/cost/suggestions?agent=main").await;
-        let (_, versions) = get(control, "/api/v1/agents/main/config/versions").await;
-        let item = v["items"].as_array().and_then(|i| i.first()).cloned();
-        match (item, versions["items"][0]["version"].as_u64()) {
-            (Some(i), Some(n)) if i["evidence"]["calls"] == 24 => break (i, n),
-            _ => {}
-        }
-        assert!(t0.elapsed() < Duration::from_secs(30), "no suggestion and version for main: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (item, version) = main_suggestion(data, control).await;
     assert_eq!((item["model"].as_str(), item["family"].as_str()), (Some("gpt-4o"), Some("openai")), "{item}");
     assert_eq!(item["verdict"], "good_candidate", "{item}");
     let cheaper = item["candidates"][0]["model"].as_str().unwrap().to_string();
@@ -169,6 +158,111 @@ async fn a_suggestion_previews_the_config_patch_openclaw_accepts() {
     // ops has no calls, so nothing to preview.
     let (code, r) = get(control, &format!("/api/v1/cost/suggestions/preview?agent=ops&model={cheaper}")).await;
     assert_eq!(code, 400, "{r}");
+
+    let _ = linked.stop_other.send(true);
+    linked.sidecar.shutdown().await;
+    linked.up.shutdown().await;
+}
+
+/// main's calls through the sidecar (short answers, no tools), then its suggestion and
+/// newest config version once every call is counted.
+async fn main_suggestion(data: SocketAddr, control: SocketAddr) -> (Value, u64) {
+    for i in 0..24 {
+        let url = format!("http://{data}/a/main/fake/v1/chat/completions");
+        let r = testkit::http::post_json(&url, &[], &chat("gpt-4o", &"summarise ".repeat(3 + i))).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let t0 = Instant::now();
+    loop {
+        let (_, v) = get(control, "/api/v1/cost/suggestions?agent=main").await;
+        let (_, versions) = get(control, "/api/v1/agents/main/config/versions").await;
+        let item = v["items"].as_array().and_then(|i| i.first()).cloned();
+        match (item, versions["items"][0]["version"].as_u64()) {
+            (Some(i), Some(n)) if i["evidence"]["calls"] == 24 => return (i, n),
+            _ => {}
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no suggestion and version for main: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `clawbutler cost suggest --apply ...` (the real binary, admin) in the background: its
+/// exit code and stdout.
+fn cli_apply(control: SocketAddr, args: &[&str]) -> tokio::task::JoinHandle<(Option<i32>, String)> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_clawbutler"))
+            .args(["cost", "suggest", "--apply", "--agent", "main"])
+            .args(&args)
+            .args(["--url", &format!("http://{control}")])
+            .env("CLAWBUTLER_TOKEN", ADMIN)
+            .env_remove("CLAWBUTLER_CONFIG")
+            .output()
+            .expect("run clawbutler");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    })
+}
+
+/// main is pinned model by model (`modelPolicy.allow: ["cb-main/gpt-4o"]`), so moving it to
+/// the cheaper model also adds that model to the list: ClawButler's wiring, critical. The
+/// CLI's `cost suggest --apply` shows the plan and changes nothing; with `--yes` the change
+/// waits in the approval inbox (kind `config_change`), nothing applied, and `--wait` follows
+/// it until a human allowed it and OpenClaw took it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_suggest_apply_from_the_cli_waits_for_approval_of_a_wiring_change() {
+    let Some(install) = find_or_skip("cost_suggest_apply_from_the_cli_waits_for_approval_of_a_wiring_change") else {
+        return;
+    };
+    let pinned = |data, direct: &str| config_with_allow(data, direct, json!(["cb-main/gpt-4o"]));
+    let linked = crate::e2e_config_safety::linked(&install, TOKEN_ENV, pinned).await;
+    let (data, control, other) = (linked.data, linked.sidecar.control_addr, linked.other.clone());
+    let (item, _) = main_suggestion(data, control).await;
+    let cheaper = item["candidates"][0]["model"].as_str().unwrap().to_string();
+    let live = config_get(&other).await;
+
+    // The dry run (default): the plan, nothing changed.
+    let (code, text) = cli_apply(control, &[]).await.unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("DRY RUN") && text.contains(&format!("cb-main/gpt-4o -> cb-main/{cheaper}")), "{text}");
+    assert!(text.contains("modelPolicy.allow") && text.contains("--yes"), "{text}");
+    assert_eq!(config_get(&other).await["hash"], live["hash"], "the dry run changed nothing");
+
+    // --yes --wait: held in the inbox, nothing applied until a human allows it.
+    let t0 = Instant::now();
+    let cli = cli_apply(control, &["--yes", "--wait", "60"]);
+    let held = loop {
+        let (_, inbox) = get(control, "/api/v1/approvals?status=pending&kind=config_change&agent=main").await;
+        if let Some(a) = inbox["items"].as_array().and_then(|i| i.first()) {
+            break a.clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "the CLI's apply never reached the inbox: {inbox}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(held["subject"]["critical_paths"], json!(["agents.entries.main.modelPolicy.allow"]), "{held}");
+    assert_eq!(
+        held["subject"]["model_change"],
+        format!("move agent main to model cb-main/{cheaper} (savings suggestion)")
+    );
+    assert_eq!(config_get(&other).await["hash"], live["hash"], "not applied before approval");
+    let id = held["id"].as_str().unwrap();
+    let body = json!({"decision": "allow-once", "expected_version": held["version"]});
+    let r =
+        testkit::http::post_json(&format!("http://{control}/api/v1/approvals/{id}/decision"), &bearer(ADMIN), &body)
+            .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (code, text) = cli.await.unwrap();
+    eprintln!("held apply through the CLI, approval to applied: {:?}", t0.elapsed());
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("WAITING FOR APPROVAL") && text.contains("APPLIED: approved by"), "{text}");
+    let after = config_get(&other).await;
+    let main = &after["parsed"]["agents"]["entries"]["main"];
+    assert_eq!(main["model"], format!("cb-main/{cheaper}"), "{after}");
+    assert_eq!(main["modelPolicy"]["allow"], json!(["cb-main/gpt-4o", format!("cb-main/{cheaper}")]), "{after}");
+    let (code, settled) = get(control, &format!("/api/v1/cost/suggestions/apply/{id}")).await;
+    assert_eq!((code, settled["status"].as_str()), (200, Some("applied")), "{settled}");
+    let (_, versions) = get(control, "/api/v1/agents/main/config/versions").await;
+    assert_eq!(versions["items"][0]["version"], settled["new_version"], "{settled}");
 
     let _ = linked.stop_other.send(true);
     linked.sidecar.shutdown().await;

@@ -8,8 +8,10 @@
 //!    `details.task_type: interactive` and the session key, and `GET /api/v1/cost?by=task`
 //!    and `clawbutler cost --by task` count them under `interactive`, none under `unknown`.
 //!
-//! Heartbeat and sub-agent runs are not driven here (a `wake {mode: "now"}` did not start a
-//! heartbeat run within 120 s on this gateway); their mapping is unit-tested
+//! A heartbeat run is driven in `e2e_attach_tools` (with the plugin, [`run_heartbeat_now`]):
+//! without the plugin its calls stay `unknown`, because OpenClaw does not send a heartbeat
+//! run's `agent` events to operator clients (the run is not "control UI visible"), so the
+//! link never learns the run. Sub-agent runs are covered by unit tests of the mapping
 //! (`governance::runs`, `gateway::runs`, `decision::task`).
 //!
 //! The plugin's exact per-run join (trace id) is checked in `e2e_attach_tools`. Needs
@@ -111,4 +113,35 @@ async fn a_chat_turns_calls_count_as_interactive() {
     sidecar.shutdown().await;
     drop(gw);
     up.shutdown().await;
+}
+
+/// Run `agent`'s heartbeat now: OpenClaw's built-in monitor job `heartbeat-<agent>` (made a
+/// moment after start when the agent has `heartbeat.every`), `cron.run` with `mode: "force"`;
+/// waits until the run finished and fails when OpenClaw skipped it. The agent needs
+/// `heartbeat.target: "none"` (or a channel): with the default target and no channel, a
+/// scheduled heartbeat is skipped `no-route` before any model call.
+pub(crate) async fn run_heartbeat_now(link: &gateway::Link, agent: &str) -> Value {
+    let name = format!("heartbeat-{agent}");
+    let t0 = std::time::Instant::now();
+    let job = loop {
+        let jobs = link.call("cron.list", json!({"includeDisabled": true})).await.expect("cron.list");
+        let job = jobs["jobs"].as_array().into_iter().flatten().find(|j| j["name"] == name.as_str()).cloned();
+        if let Some(j) = job {
+            break j;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(40), "no {name} job: {jobs}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let ran = link.call("cron.run", json!({"id": job["id"], "mode": "force"})).await.expect("cron.run");
+    let run_id = ran["runId"].clone();
+    let t0 = std::time::Instant::now();
+    loop {
+        let runs = link.call("cron.runs", json!({"id": job["id"], "runId": run_id})).await.expect("cron.runs");
+        if let Some(e) = runs["entries"].as_array().and_then(|e| e.iter().find(|e| e["action"] == "finished")) {
+            assert_eq!(e["status"], "ok", "the heartbeat did not run: {e}");
+            return e.clone();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "the heartbeat run never finished: {runs}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -201,6 +201,8 @@ async fn a_report_sums_to_the_cost_api_renders_and_its_links_work_once() {
         (json!({"since": "1d", "until": "2d"}), "since"),
         (json!({"since": "900d"}), "days"),
         (json!({"colour": "red"}), "colour"),
+        (json!({"timezone": "Mars/Olympus"}), "IANA"),
+        (json!({"timezone": "Asia/Kolkata"}), "UTC+05:30"),
     ] {
         let r = post_json(&rig.control("/api/v1/reports"), &bearer(ADMIN), &body).await;
         assert_eq!(r.status, 400, "{body}: {}", r.text());
@@ -227,8 +229,9 @@ async fn a_report_sums_to_the_cost_api_renders_and_its_links_work_once() {
     assert_eq!(sched(ADMIN, json!({"name": "weekly", "every": "daily"})).await.status, 409);
     assert_eq!(sched(ADMIN, json!({"name": "a/b", "every": "daily"})).await.status, 400);
     assert_eq!(sched(ADMIN, json!({"name": "x", "every": "hourly"})).await.status, 400);
+    assert_eq!(sched(ADMIN, json!({"name": "x", "every": "daily", "timezone": "Berlin"})).await.status, 400);
     let listed = get(&rig.control("/api/v1/reports/schedules"), &bearer(&viewer)).await.json();
-    assert_eq!(listed["items"], json!([{"name": "weekly", "every": "weekly", "source": "api"}]));
+    assert_eq!(listed["items"], json!([{"name": "weekly", "every": "weekly", "timezone": "UTC", "source": "api"}]));
     let del = testkit::http::send(
         http::Method::DELETE,
         &rig.control("/api/v1/reports/schedules/weekly"),
@@ -242,6 +245,15 @@ async fn a_report_sums_to_the_cost_api_renders_and_its_links_work_once() {
     let run = |args: &[&str]| crate::cost::cli(&rig, args);
     let created = run(&["report", "create", "--since", "2d", "--wait"]);
     assert!(created.contains("done"), "{created}");
+    // In a zone: a date is midnight there (Asia/Shanghai, UTC+8), and the report says its zone.
+    let today = chrono::Utc::now().date_naive().to_string();
+    let zoned = made(&rig, json!({"since": today, "timezone": "Asia/Shanghai"}), "done").await;
+    assert_eq!(zoned["timezone"], "Asia/Shanghai", "{zoned}");
+    let midnight = chrono::NaiveDate::parse_from_str(&today, "%Y-%m-%d").unwrap().and_hms_opt(0, 0, 0).unwrap();
+    let want = (midnight - chrono::Duration::hours(8)).and_utc().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(zoned["since"], want, "{zoned}");
+    let run_tz = run(&["report", "create", "--since", "1d", "--timezone", "Europe/Berlin", "--wait"]);
+    assert!(run_tz.contains("done"), "{run_tz}");
     let list = run(&["report", "list"]);
     assert!(list.contains(id), "{list}");
     let file = dir.path().join("cli.csv");

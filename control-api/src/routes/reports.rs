@@ -65,20 +65,32 @@ fn check_id(id: &str) -> Result<(), Problem> {
 struct CreateBody {
     since: Option<String>,
     until: Option<String>,
+    /// IANA zone of the report's days (default UTC); a plain date is midnight there.
+    timezone: Option<String>,
 }
 
 async fn create(State(s): State<AppState>, caller: Caller, b: Bytes) -> Result<(StatusCode, Json<Value>), Problem> {
     caller.require(Role::Approver)?;
     let b: CreateBody = body(&b)?;
-    let mut p = HashMap::new();
-    p.extend(b.since.map(|v| ("since".to_string(), v)));
-    p.extend(b.until.map(|v| ("until".to_string(), v)));
+    let tz = reports::zone::parse(b.timezone.as_deref().unwrap_or("UTC")).map_err(problem)?;
     let now = s.reports.now();
+    // A plain date is local midnight in the zone; the rest as the cost API reads it.
+    let mut p = HashMap::new();
+    for (k, v) in [("since", b.since), ("until", b.until)] {
+        if let Some(v) = v {
+            let t = reports::zone::parse_time(&v, now, tz).ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "{k} must be an RFC 3339 time, a date (2026-12-01) or a duration back from now (36h, 7d, 2w), not {v:?}"
+                ))
+            })?;
+            p.insert(k.to_string(), t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        }
+    }
     let (since, until) = super::cost::range(&p, now)?;
     if until > now + chrono::Duration::hours(1) {
         return Err(Problem::bad_request("until must not be in the future"));
     }
-    let r = s.reports.create(since, until, &caller.name, None).map_err(problem)?;
+    let r = s.reports.create(since, until, &caller.name, None, tz).map_err(problem)?;
     Ok((StatusCode::ACCEPTED, Json(json!(r))))
 }
 
@@ -166,7 +178,9 @@ async fn schedules(State(s): State<AppState>, caller: Caller) -> Result<Json<Val
         .schedules()
         .map_err(problem)?
         .into_iter()
-        .map(|(sc, source)| json!({"name": sc.name, "every": sc.every, "source": source}))
+        .map(|(sc, source)| {
+            json!({"name": sc.name, "every": sc.every, "timezone": sc.timezone.as_deref().unwrap_or("UTC"), "source": source})
+        })
         .collect();
     Ok(Json(json!({"items": items, "next_cursor": null})))
 }
@@ -179,7 +193,8 @@ async fn add_schedule(
     caller.require(Role::Admin)?;
     let sc: Schedule = body(&b)?;
     s.reports.add_schedule(sc.clone()).map_err(problem)?;
-    Ok((StatusCode::CREATED, Json(json!({"name": sc.name, "every": sc.every, "source": "api"}))))
+    let tz = sc.timezone.as_deref().unwrap_or("UTC");
+    Ok((StatusCode::CREATED, Json(json!({"name": sc.name, "every": sc.every, "timezone": tz, "source": "api"}))))
 }
 
 async fn remove_schedule(

@@ -2,12 +2,14 @@
 //! `/api/v1/cost/suggestions/preview`: the dry-run `config.patch` that would move an agent to
 //! a suggested model, planned from its newest config version (config safety; a linked gateway
 //! is needed); `/api/v1/cost/suggestions/apply`: that change, when an admin confirms the
-//! preview they saw (its `base_hash`; a concurrent change is a 409), audited
-//! (`docs/cost.md`, "Savings suggestions"). Nothing is ever applied automatically.
+//! preview they saw (its `base_hash`; a concurrent change is a 409), audited; a change that
+//! touches ClawButler's wiring waits in the approval inbox (202, polled at
+//! `/api/v1/cost/suggestions/apply/{approval}`) like a critical rollback (`docs/cost.md`,
+//! "Savings suggestions"). Nothing is ever applied automatically.
 
 use std::collections::HashMap;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::Json;
 use http::StatusCode;
@@ -25,6 +27,7 @@ pub fn routes() -> Routes {
         .route("/api/v1/cost/suggestions", get(list))
         .route("/api/v1/cost/suggestions/preview", get(preview))
         .route("/api/v1/cost/suggestions/apply", post(apply))
+        .route("/api/v1/cost/suggestions/apply/{approval}", get(held))
 }
 
 async fn suggestions(s: &AppState, q: cost::SuggestQuery) -> Result<cost::Suggestions, Problem> {
@@ -103,9 +106,16 @@ struct ApplyBody {
     base_hash: String,
     #[serde(default)]
     confirm: bool,
+    /// The preview's window (default the last 7 days): the model must be a candidate in it.
+    since: Option<String>,
+    until: Option<String>,
 }
 
-async fn apply(caller: Caller, State(s): State<AppState>, body: axum::body::Bytes) -> Result<Json<Value>, Problem> {
+async fn apply(
+    caller: Caller,
+    State(s): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), Problem> {
     caller.require(Role::Admin)?;
     let b: ApplyBody =
         serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))?;
@@ -114,7 +124,11 @@ async fn apply(caller: Caller, State(s): State<AppState>, body: axum::body::Byte
     }
     // A change to OpenClaw that cannot be recorded is not made.
     s.audit.require(audit::Face::Control).map_err(|u| Problem::audit_unavailable(&u, None))?;
-    let preview = plan(&s, &HashMap::new(), &b.agent, &b.model).await?;
+    let window: HashMap<String, String> = [("since", &b.since), ("until", &b.until)]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.into(), v.clone()?)))
+        .collect();
+    let preview = plan(&s, &window, &b.agent, &b.model).await?;
     if preview["base_hash"].as_str() != Some(b.base_hash.as_str()) {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -132,5 +146,21 @@ async fn apply(caller: Caller, State(s): State<AppState>, body: axum::body::Byte
         })
         .await
         .map_err(super::config_history::problem)?;
-    Ok(Json(json!({"applied": true, "result": result, "preview": preview})))
+    if result["status"] == "awaiting_approval" {
+        let mut held = result;
+        held["preview"] = preview;
+        return Ok((StatusCode::ACCEPTED, Json(held)));
+    }
+    Ok((StatusCode::OK, Json(json!({"applied": true, "result": result, "preview": preview}))))
+}
+
+/// A model change that waited for approval (any role, like a held rollback).
+async fn held(_c: Caller, State(s): State<AppState>, Path(approval): Path<String>) -> Result<Json<Value>, Problem> {
+    if approval.len() > 64 || !approval.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        return Err(Problem::bad_request(format!("'{approval}' is not an approval id")));
+    }
+    let history = s.agents.as_ref().and_then(|a| a.config_history()).ok_or_else(|| {
+        Problem::not_found("no held model change: no OpenClaw gateway is linked ([gateway] url is not set)")
+    })?;
+    history.held_model_change(&approval).map(Json).map_err(super::config_history::problem)
 }

@@ -54,6 +54,7 @@ export function subjectLine(subject) {
   if (subject.command) return subject.command;
   if (typeof subject.rollback === 'string') return subject.rollback;
   if (typeof subject.import === 'string') return subject.import;
+  if (typeof subject.model_change === 'string') return subject.model_change;
   if (Array.isArray(subject.argv)) return subject.argv.join(' ');
   if (subject.tool || subject.name && subject.server) {
     return `${subject.server ? `${subject.server}/` : ''}${subject.tool || subject.name}`;

@@ -109,13 +109,27 @@ pub fn group_of(p: &[&str]) -> Group {
     }
 }
 
-fn mentions_sidecar_provider(v: Option<&Value>) -> bool {
+/// The sidecar providers (`cb-<agent>`) a model ref, a list of refs or a model object
+/// (`{primary, fallbacks}`) names.
+fn sidecar_providers(v: Option<&Value>, out: &mut std::collections::BTreeSet<String>) {
     match v {
-        Some(Value::String(s)) => s.starts_with("cb-"),
-        Some(Value::Array(a)) => a.iter().any(|x| mentions_sidecar_provider(Some(x))),
-        Some(Value::Object(o)) => o.values().any(|x| mentions_sidecar_provider(Some(x))),
-        _ => false,
+        Some(Value::String(s)) if s.starts_with("cb-") => {
+            out.insert(s.split('/').next().unwrap_or(s).to_string());
+        }
+        Some(Value::Array(a)) => a.iter().for_each(|x| sidecar_providers(Some(x), out)),
+        Some(Value::Object(o)) => o.values().for_each(|x| sidecar_providers(Some(x), out)),
+        _ => {}
     }
+}
+
+/// Whether a model setting changes which sidecar providers it goes through: taking a model
+/// off (or onto) the sidecar is wiring; another model on the same `cb-` provider is not
+/// (the calls still pass the sidecar, so it is a plain model change).
+fn moves_sidecar_provider(before: Option<&Value>, after: Option<&Value>) -> bool {
+    let (mut b, mut a) = (Default::default(), Default::default());
+    sidecar_providers(before, &mut b);
+    sidecar_providers(after, &mut a);
+    b != a
 }
 
 fn has_secret(v: Option<&Value>) -> bool {
@@ -133,13 +147,15 @@ pub(crate) fn secret_key(k: &str) -> bool {
 /// Whether the path is part of what wires the agent through ClawButler (`wiring.md`).
 fn is_wiring(p: &[&str], before: Option<&Value>, after: Option<&Value>) -> bool {
     match p {
+        // A sidecar provider's model list names what it serves, not where calls go.
+        ["models", "providers", _, "models", ..] => false,
         ["models", "providers", name, ..] | ["mcp", "servers", name, ..] => name.starts_with("cb-"),
         ["plugins", "entries", "clawbutler", ..] | ["plugins", "load", "paths", ..] => true,
         ["secrets", "providers", name, ..] => name.starts_with("clawbutler"),
         _ => match agent_rest(p) {
             Some(["modelPolicy", ..]) => true,
             Some(["model" | "utilityModel" | "decisionModel", ..] | ["heartbeat" | "subagents", "model", ..]) => {
-                mentions_sidecar_provider(before) || mentions_sidecar_provider(after)
+                moves_sidecar_provider(before, after)
             }
             _ => false,
         },
@@ -240,6 +256,19 @@ mod tests {
             ("agents.entries.main.model", json!("openai/a"), json!("openai/b"), Model, High),
             ("agents.entries.main.model", json!("cb-main/a"), json!("openai/a"), Model, Critical),
             ("agents.entries.main.model.primary", json!("cb-main/a"), n.clone(), Model, Critical),
+            ("agents.entries.main.model", json!("openai/a"), json!("cb-main/a"), Model, Critical),
+            // Another model on the same sidecar provider: still wired, a plain model change.
+            ("agents.entries.main.model", json!("cb-main/a"), json!("cb-main/b"), Model, High),
+            (
+                "agents.entries.main.model.fallbacks",
+                json!(["cb-main/a"]),
+                json!(["cb-main/a", "cb-main/b"]),
+                Model,
+                High,
+            ),
+            ("agents.entries.main.model", json!("cb-main/a"), json!("cb-ops/a"), Model, Critical),
+            ("models.providers.cb-main.models", json!([{"id": "a"}]), json!([{"id": "a"}, {"id": "b"}]), Model, High),
+            ("models.providers.cb-main.baseUrl", json!("http://a"), json!("http://b"), Model, Critical),
             ("agents.entries.main.modelPolicy.allow", json!(["cb-main/*"]), n.clone(), Model, Critical),
             ("agents.entries.main.thinkingDefault", json!("low"), json!("high"), Model, High),
             ("agents.entries.main.tools.deny", json!(["exec"]), json!([]), ToolsAndPermissions, Critical),

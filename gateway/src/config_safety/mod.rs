@@ -15,6 +15,7 @@ mod accept;
 pub(crate) mod approval;
 pub mod classify;
 pub mod files;
+mod model_change;
 mod rollback;
 pub mod scope;
 pub mod store;
@@ -467,5 +468,9 @@ impl governance::config_history::ConfigHistory for Gateway {
         c: governance::config_history::ModelChange<'a>,
     ) -> governance::config_history::HistoryFuture<'a> {
         Box::pin(self.change_model_agent(c.agent, c.patch, c.base_hash, c.actor))
+    }
+
+    fn held_model_change(&self, approval_id: &str) -> Result<Value, governance::config_history::ConfigHistoryError> {
+        Gateway::held_model_change(self, approval_id)
     }
 }

@@ -65,7 +65,7 @@ pub(crate) fn plan_patch(
     (patch, replace, skipped)
 }
 
-fn is_stale(e: &GatewayError) -> bool {
+pub(super) fn is_stale(e: &GatewayError) -> bool {
     matches!(e, GatewayError::Rpc { error, .. } if error.message.contains("changed since"))
 }
 
@@ -223,59 +223,6 @@ impl Gateway {
         let result = json!({"applied": true, "restored_exactly": left.is_empty(), "not_restored": left,
                             "pre_rollback_version": live_version, "new_version": new_version, "plan": plan});
         self.audit_config(agent, actor, audit::Outcome::RolledBack, max_risk(&changes), reason, result.clone());
-        Ok(result)
-    }
-
-    /// A savings suggestion's model change, confirmed by an admin: the previewed patch, one
-    /// `config.patch` on the preview's hash, under the config lock (so the version that follows
-    /// is attributed to the actor), then a snapshot.
-    pub(crate) async fn change_model_agent(
-        &self,
-        agent: &str,
-        patch: &Value,
-        base: &str,
-        actor: &str,
-    ) -> Result<Value, E> {
-        if !self.link.is_connected() {
-            return Err(E::Unavailable("the gateway link is down: cannot change OpenClaw's config now".into()));
-        }
-        let _one = self.config.lock.lock().await;
-        let params = json!({"raw": patch.to_string(), "baseHash": base,
-                            "note": format!("clawbutler savings suggestion for {agent}, confirmed by {actor}")});
-        let details = json!({"patch": patch, "base_hash": base});
-        match self.link.call("config.patch", params).await {
-            Ok(v) => self.config.remember(v.get("hash").and_then(Value::as_str), actor),
-            Err(e) => {
-                let (outcome, why, err): (_, String, fn(String) -> E) = if is_stale(&e) {
-                    let why = format!(
-                        "OpenClaw's config changed since the preview ({e}); nothing was overwritten: preview again"
-                    );
-                    (audit::Outcome::ModelChangeConflict, why, E::Conflict)
-                } else {
-                    (
-                        audit::Outcome::ModelChangeFailed,
-                        format!("OpenClaw refused the model change: {e}"),
-                        E::Unavailable,
-                    )
-                };
-                self.audit_config(agent, actor, outcome, None, why.clone(), details);
-                return Err(err(why));
-            }
-        }
-        let after =
-            self.snapshot_locked("model change", Some(actor)).await.map_err(|e| E::Unavailable(e.to_string()))?;
-        let new_version = self.config.versions.latest(agent).map_err(|e| E::Store(e.to_string()))?.map(|v| v.version);
-        let result = json!({"applied": true, "new_version": new_version, "gateway_hash": after.hash});
-        let model = patch.pointer(&format!("/agents/entries/{agent}/model")).cloned().unwrap_or(Value::Null);
-        let reason = format!("model of agent {agent} changed to {model} (savings suggestion)");
-        self.audit_config(
-            agent,
-            actor,
-            audit::Outcome::ModelChanged,
-            None,
-            reason,
-            json!({"patch": patch, "result": result}),
-        );
         Ok(result)
     }
 

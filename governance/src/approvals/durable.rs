@@ -24,7 +24,7 @@ pub(super) fn face(kind: CallKind) -> Face {
         CallKind::Exec => Face::Exec,
         CallKind::ToolCall => Face::Mcp,
         CallKind::Plugin => Face::Plugin,
-        CallKind::ConfigRollback | CallKind::ConfigImport => Face::Control,
+        CallKind::ConfigRollback | CallKind::ConfigImport | CallKind::ConfigChange => Face::Control,
     }
 }
 

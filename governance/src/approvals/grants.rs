@@ -149,6 +149,7 @@ impl GrantScope {
         let what = match (kind, &reach) {
             (CallKind::ConfigRollback, _) => format!("roll back its config ({shown})"),
             (CallKind::ConfigImport, _) => format!("import a backup ({shown})"),
+            (CallKind::ConfigChange, _) => format!("change its config ({shown})"),
             (CallKind::Exec, Reach::Unanchored) => format!("run any shell command (pattern '{pattern}')"),
             (CallKind::Exec, Reach::AnyProgram) => {
                 format!("run any program: the pattern '{pattern}' does not fix which program runs")
@@ -219,6 +220,7 @@ fn kind_noun(kind: CallKind) -> &'static str {
         CallKind::Plugin => "plugin tool",
         CallKind::ConfigRollback => "config rollback",
         CallKind::ConfigImport => "backup import",
+        CallKind::ConfigChange => "config change",
     }
 }
 

@@ -39,8 +39,8 @@ impl Clock for SystemClock {
     }
 }
 
-/// First day of the window containing `date`.
-fn window_start(w: Window, date: NaiveDate) -> NaiveDate {
+/// First day of the window containing `date` (also the reports' periods in a zone).
+pub fn window_start(w: Window, date: NaiveDate) -> NaiveDate {
     match w {
         Window::Daily => date,
         Window::Weekly => date - Duration::days(date.weekday().num_days_from_monday() as i64),
@@ -62,7 +62,7 @@ fn next_start(w: Window, start: NaiveDate) -> NaiveDate {
 
 /// Local midnight of `d` in `tz` as UTC (the earliest instant if DST makes it ambiguous, the
 /// first valid instant after it if midnight does not exist that day).
-fn midnight_utc(tz: Tz, d: NaiveDate) -> DateTime<Utc> {
+pub fn midnight_utc(tz: Tz, d: NaiveDate) -> DateTime<Utc> {
     let naive = d.and_hms_opt(0, 0, 0).unwrap_or_default();
     match tz.from_local_datetime(&naive).earliest() {
         Some(t) => t.with_timezone(&Utc),

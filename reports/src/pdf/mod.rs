@@ -89,7 +89,11 @@ fn spend_table(doc: &mut Doc, title: &'static str, first: &'static str, g: &Grou
 
 /// Render the PDF.
 pub fn render(d: &ReportData) -> Vec<u8> {
-    let period = format!("{} to {} (UTC)", d.since, d.until);
+    let period = if d.timezone == "UTC" {
+        format!("{} to {} (UTC)", d.since, d.until)
+    } else {
+        format!("{} to {} ({}; days begin at midnight there)", d.since_local, d.until_local, d.timezone)
+    };
     let mut doc = Doc::new(format!("ClawButler cost and governance report, {period}"));
     doc.title("Cost and governance report");
     doc.para(&format!("Period: {period}. Generated {}.", d.generated_at));

@@ -11,7 +11,7 @@ import { when, countdown, usd, subjectLine } from '../format.js';
 import { scopeEditor } from './scope.js';
 
 /** Held config changes (not calls): approved one by one, never by a grant. */
-const CONFIG_CHANGES = ['config_rollback', 'config_import'];
+const CONFIG_CHANGES = ['config_rollback', 'config_import', 'config_change'];
 const STATUSES = ['pending', 'allowed', 'denied', 'expired', 'cancelled', 'all'];
 
 /** Body of POST /api/v1/approvals/{id}/decision. */

@@ -70,7 +70,13 @@ function applyControls(it, c, p) {
     onConfirm: async () => {
       const r = await post('/api/v1/cost/suggestions/apply', { agent: it.agent, model: c.model, base_hash: p.base_hash, confirm: true });
       open.disabled = true;
-      setMsg(msg, t('cost.sg_applied', { agent: it.agent, after: p.model_ref_after, version: r.new_version ?? '' }), 'ok');
+      // A change that touches ClawButler's wiring waits in the inbox (202): say so, never "applied".
+      if (r.status === 'awaiting_approval') {
+        const paths = ((r.approval && r.approval.subject && r.approval.subject.critical_paths) || []).join(', ');
+        setMsg(msg, t('cost.sg_held', { paths, id: r.approval_id }));
+        return;
+      }
+      setMsg(msg, t('cost.sg_applied', { agent: it.agent, after: p.model_ref_after, version: (r.result && r.result.new_version) ?? '' }), 'ok');
     },
   }));
   return h('div', { class: 'actions' }, open, panel, msg);
