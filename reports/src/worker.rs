@@ -169,11 +169,20 @@ impl Reports {
             let (since, until) = s.every.last_period(now, tz);
             let mark = format!("{LAST_PREFIX}{}", s.name);
             let last = self.schedules.get(mark.as_bytes())?;
-            if last.as_deref() == Some(ts(until).as_bytes()) {
+            let end = ts(until);
+            if last.as_deref() == Some(end.as_bytes()) {
                 continue;
             }
-            self.create(since, until, &format!("schedule:{}", s.name), Some(s.name.clone()), tz)?;
-            self.schedules.insert(mark.as_bytes(), ts(until).as_bytes())?;
+            // Claim the period first (compare-and-swap on the mark), so two passes at once (the
+            // scheduler's and one asked for) never make the same period's report twice.
+            if self.schedules.compare_and_swap(mark.as_bytes(), last.as_ref(), Some(end.as_bytes()))?.is_err() {
+                continue;
+            }
+            if let Err(e) = self.create(since, until, &format!("schedule:{}", s.name), Some(s.name.clone()), tz) {
+                // Not made: give the period back so the next pass tries again.
+                let _ = self.schedules.compare_and_swap(mark.as_bytes(), Some(end.as_bytes()), last.as_ref())?;
+                return Err(e);
+            }
             made += 1;
         }
         Ok(made)

@@ -59,6 +59,27 @@ async fn the_reports_page_lists_a_report_and_downloads_it_once() {
     let api = get(&rig.control("/api/v1/reports"), &bearer(ADMIN)).await.json();
     assert_eq!(api["items"].as_array().unwrap().len(), 2);
 
+    // A report in another time zone: chosen on the page, kept by the API, shown on its card.
+    b.js(
+        "const s = document.querySelector('[data-testid=report-zone]'); s.value = 'Asia/Tokyo'; s.dispatchEvent(new Event('change'));",
+        json!([]),
+    )
+    .await;
+    b.click("[data-testid=report-create]").await;
+    b.wait_js("three done", "document.querySelectorAll('[data-testid=report][data-status=done]').length === 3").await;
+    let api = get(&rig.control("/api/v1/reports"), &bearer(ADMIN)).await.json();
+    let tokyo: Vec<&Value> =
+        api["items"].as_array().unwrap().iter().filter(|r| r["timezone"] == "Asia/Tokyo").collect();
+    assert_eq!(tokyo.len(), 1, "{api}");
+    let tid = tokyo[0]["id"].as_str().unwrap();
+    b.wait_js(
+        "its zone on its card",
+        &format!(
+            "document.querySelector('[data-testid=report][data-id=\"{tid}\"] [data-testid=report-zone-badge]').textContent === 'Asia/Tokyo'"
+        ),
+    )
+    .await;
+
     // A phone, in Chinese: the list fits the screen.
     b.resize(390, 844).await;
     b.goto(&rig.control("/#/reports")).await;

@@ -13,15 +13,38 @@ import { when } from '../format.js';
 
 const PERIODS = ['24h', '7d', '30d', '90d'];
 
+// Zones offered besides this browser's own: the API takes any IANA zone whose offset is a whole
+// number of hours (the figures are kept per UTC hour), so half-hour zones are not offered.
+const ZONES = ['UTC', 'Europe/London', 'Europe/Berlin', 'America/New_York', 'America/Chicago',
+  'America/Los_Angeles', 'Asia/Shanghai', 'Asia/Tokyo'];
+
+/** A report's zone (reports made before zones existed are in UTC). */
+const zoneOf = (r) => r.timezone || ZONES[0];
+
+/** The zones to offer and the default: this browser's own when its offset is whole hours. */
+function zones() {
+  let own = 'UTC';
+  try {
+    own = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  } catch { /* keep UTC */ }
+  const whole = new Date().getTimezoneOffset() % 60 === 0;
+  if (!whole) return { list: ZONES, pick: 'UTC' };
+  return { list: ZONES.includes(own) ? ZONES : [own, ...ZONES], pick: own };
+}
+
 export function mount(root, ctx) {
   let period = '7d';
   const periodSel = select({ 'aria-label': t('reports.period'), 'data-testid': 'report-period', onchange: (e) => { period = e.target.value; } },
     PERIODS.map((p) => [p, t(`reports.period_${p}`)]), period);
+  const z = zones();
+  let zone = z.pick;
+  const zoneSel = select({ 'aria-label': t('reports.timezone'), 'data-testid': 'report-zone', onchange: (e) => { zone = e.target.value; } },
+    z.list.map((name) => [name, name]), zone);
   const create = h('button', {
     'data-needs': 'approver', 'data-testid': 'report-create',
     onclick: (e) => busy(e.target, async () => {
       try {
-        await post('/api/v1/reports', { since: period });
+        await post('/api/v1/reports', { since: period, timezone: zone });
         toast(() => t('reports.queued'));
         page.reload();
       } catch (err) {
@@ -31,7 +54,7 @@ export function mount(root, ctx) {
   }, t('reports.create'));
   const page = listPage(root, ctx, {
     title: t('reports.title'), hint: t('reports.hint'), testid: 'reports',
-    toolbar: [periodSel, create],
+    toolbar: [periodSel, zoneSel, create],
     path: '/api/v1/reports', key: (r) => r.id, version: (r) => `${r.status}/${r.attempts}`,
     refresh: 3000,
     empty: [t('reports.empty'), t('reports.empty_hint')],
@@ -82,6 +105,7 @@ function card(r, page) {
   return h('article', { class: 'card report', 'data-testid': 'report', 'data-id': r.id, 'data-status': r.status },
     h('div', { class: 'card-head' },
       h('strong', {}, t('reports.period_line', { since: when(r.since), until: when(r.until) })),
+      h('span', { class: 'badge', 'data-testid': 'report-zone-badge', title: t('reports.timezone') }, zoneOf(r)),
       h('span', { class: `badge st-${r.status}`, 'data-testid': 'report-status' }, t(`reports.status_${r.status}`)),
       r.schedule ? h('span', { class: 'badge' }, t('reports.scheduled', { name: r.schedule })) : null),
     h('p', { class: 'muted small' }, [
