@@ -87,7 +87,32 @@ pub fn find_or_skip(test: &str) -> Option<Install> {
 }
 
 /// A free loopback port (bound then released; another process could take it in between, which is rare).
+///
+/// Picked below the kernel's ephemeral range (`ip_local_port_range`), not by binding port 0:
+/// a port from that range can be taken by one of the many outbound connections other tests
+/// open before the listener that was picked for it binds (a sidecar once failed to bind the
+/// port an OpenClaw config named, 30 s after it was picked). Each process walks its own
+/// sequence from a seed, so two test processes rarely try the same ports.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u32>().ok()))
+        .unwrap_or(32_768);
+    if ephemeral > LOW + 1_000 {
+        let span = ephemeral - LOW;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+        for _ in 0..1_000 {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = (LOW + seed.wrapping_add(n.wrapping_mul(7_919)) % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
     l.local_addr().unwrap_or_else(|e| panic!("local_addr: {e}")).port()
 }
