@@ -59,6 +59,23 @@ pub(crate) struct Direct {
     off: AtomicBool,
 }
 
+/// A `tools/call` request as it goes on the wire.
+#[derive(serde::Serialize)]
+struct CallMessage<'a> {
+    jsonrpc: &'static str,
+    id: &'a str,
+    method: &'static str,
+    params: CallParams<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct CallParams<'a> {
+    name: &'a str,
+    arguments: &'a Map<String, Value>,
+    #[serde(rename = "_meta")]
+    meta: &'a Map<String, Value>,
+}
+
 /// How a direct exchange ended.
 enum Exchange {
     Done(Forwarded),
@@ -92,8 +109,13 @@ impl Direct {
         let key: Arc<str> = format!("cb-{}", self.next.fetch_add(1, Ordering::Relaxed)).into();
         let mut meta = meta.unwrap_or_default();
         meta.insert("progressToken".into(), Value::String(key.to_string()));
-        let msg = json!({"jsonrpc": "2.0", "id": &*key, "method": "tools/call",
-                         "params": {"name": tool, "arguments": args, "_meta": meta}});
+        // Written straight from borrowed parts: the arguments are not copied into a new value.
+        let msg = CallMessage {
+            jsonrpc: "2.0",
+            id: &key,
+            method: "tools/call",
+            params: CallParams { name: tool, arguments: args, meta: &meta },
+        };
         let body = serde_json::to_vec(&msg).ok()?;
         let id = RequestId::String(key.clone());
         let token = ProgressToken(NumberOrString::String(key.clone()));
@@ -279,7 +301,7 @@ impl Direct {
         let method = req.get("method").and_then(Value::as_str).unwrap_or("").to_string();
         let params = req.get("params").cloned().unwrap_or_else(|| json!({}));
         let (handler, client, uri) = (self.handler.clone(), self.raw.clone(), self.uri.clone());
-        let posting = Posting { session: posting.session.clone(), headers: posting.headers.clone() };
+        let posting = posting.clone();
         tokio::spawn(async move {
             let answer = match method.as_str() {
                 "ping" => json!({"jsonrpc": "2.0", "id": rid, "result": {}}),

@@ -20,6 +20,7 @@ use rmcp::transport::streamable_http_client::{
 };
 
 /// What a direct post needs to join the upstream session.
+#[derive(Clone)]
 pub(crate) struct Posting {
     pub session: Arc<str>,
     pub headers: HashMap<HeaderName, HeaderValue>,
