@@ -21,6 +21,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, key: &'static str, source: std::io::Error },
     #[error("data dir {path}: {source}")]
     DataDir { path: PathBuf, source: std::io::Error },
+    #[error("data listener threads (proxy.io_threads): {0}")]
+    IoThreads(std::io::Error),
     #[error(transparent)]
     Store(#[from] storage::StoreError),
     #[error("audit log: {0}")]
@@ -316,7 +318,8 @@ impl Sidecar {
             .with(plugin_gate::settings::PATH_PREFIX, crate::data::Face::new(plugin_gate.service()));
         let data_open = Some(connections.with_label_values(&["data"]));
         let data_limits = listener::Limits { max_connections: data_cap, ..proxy::server::limits(&cfg.proxy) };
-        let data_server = proxy::server::serve(data_listener, svc, data_limits, data_open, rx.clone());
+        let data_threads = proxy::server::connection_threads(&cfg.proxy).map_err(StartError::IoThreads)?;
+        let data_server = proxy::server::serve(data_listener, svc, data_limits, data_open, data_threads, rx.clone());
         let mut tasks =
             vec![tokio::spawn(data_server), budget_ticker, health_sweeper, plugin_gate.spawn_sweeper(rx.clone())];
         tasks.extend(mcp_tasks);

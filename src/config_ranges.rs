@@ -43,6 +43,7 @@ pub(crate) const KEYS: &[&str] = &[
     "proxy.default_max_output_tokens",
     "proxy.max_connections",
     "proxy.max_in_flight",
+    "proxy.io_threads",
     "proxy.header_read_timeout_ms",
     "proxy.body_read_timeout_ms",
     "proxy.unbounded_input_tokens",
@@ -147,6 +148,9 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     int("proxy.default_max_output_tokens", p.default_max_output_tokens, 1, 10_000_000, " tokens")?;
     int("proxy.max_connections", p.max_connections as u64, 1, 1_000_000, "")?;
     int("proxy.max_in_flight", p.max_in_flight as u64, 1, 1_000_000, " calls")?;
+    if let Some(n) = p.io_threads {
+        int("proxy.io_threads", n as u64, 0, 1024, " threads")?;
+    }
     int("proxy.header_read_timeout_ms", p.header_read_timeout_ms, 100, HOUR, " ms")?;
     int("proxy.body_read_timeout_ms", p.body_read_timeout_ms, 100, HOUR, " ms")?;
     int("proxy.unbounded_input_tokens", p.unbounded_input_tokens, 0, 100_000_000, " tokens")?;

@@ -1,6 +1,8 @@
 //! The index thread: keeps the sled search index off the writer's path. The writer hands it
 //! every durable batch; it folds the records into sparse `audit_loc` anchors and per-block
-//! `audit_by` keys (see `index`) and writes them in one sled batch per wake-up.
+//! `audit_by` keys (see `index`) and writes them in one sled batch per wake-up, at most one
+//! every [`COALESCE`]: each sled batch wakes sled's I/O threads, which at saturation cost
+//! more than the indexing itself (docs/performance.md, "Saturation").
 //!
 //! Invariant for readers: an anchor is in `Shared::recent_locs` from before its record becomes
 //! durable until after it is in sled, so a durable record is always locatable; and
@@ -11,10 +13,15 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::index::{Builder, Index, Loc};
 use crate::record::AuditRecord;
 use crate::writer::Shared;
+
+/// The shortest time between two sled batches. Searches are unaffected: records not yet in
+/// sled are found through `recent_locs` and the scan above `indexed_seq`.
+pub(crate) const COALESCE: Duration = Duration::from_millis(100);
 
 /// Work for the index thread, in log order.
 pub(crate) enum IndexMsg {
@@ -37,7 +44,15 @@ pub(crate) fn spawn(
 }
 
 fn run(index: &Index, shared: &Shared, rx: &Receiver<IndexMsg>, mut b: Builder) {
+    let mut last: Option<Instant> = None;
     while let Ok(first) = rx.recv() {
+        // Let more batches queue up (without a wake-up per batch) until COALESCE after the
+        // last sled batch; a closed queue (shutdown) is drained at once.
+        if let Some(wait) = last.map(|t| (t + COALESCE).saturating_duration_since(Instant::now())) {
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
         let mut next = Some(first);
         // Fold everything already queued into one sled batch.
         while let Some(m) = next.take() {
@@ -57,6 +72,7 @@ fn run(index: &Index, shared: &Shared, rx: &Receiver<IndexMsg>, mut b: Builder) 
             next = rx.try_recv().ok();
         }
         apply(index, shared, &mut b);
+        last = Some(Instant::now());
     }
 }
 

@@ -150,6 +150,7 @@ pub async fn serve(
         open,
         // Event streams end on shutdown by themselves; this bounds everything else.
         grace: std::time::Duration::from_secs(5),
+        threads: None,
     };
     listener::serve(listener, app, cfg, shutdown).await;
 }

@@ -15,6 +15,13 @@ use crate::Cost;
 /// Records taken from the live stream per batch.
 const BATCH: usize = 1_000;
 
+/// After a record arrives, how long more may gather before the batch is applied: each batch
+/// is a blocking-pool hand-off and a sled write (which wakes sled's I/O threads), so at a
+/// high call rate one per group commit costs more than the counting itself. Short enough that
+/// the live stream's buffer (`[audit] broadcast_capacity`, 1,024) holds what arrives
+/// meanwhile at tens of thousands of records per second; beyond that the log is read back.
+const GATHER: Duration = Duration::from_millis(25);
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     tokio::task::spawn_blocking(f).await.ok()
 }
@@ -36,6 +43,7 @@ pub async fn follow(cost: Arc<Cost>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             r = sub.recv() => match r {
                 Ok(first) => {
+                    tokio::time::sleep(GATHER).await;
                     let mut batch = vec![first];
                     while batch.len() < BATCH {
                         match sub.try_recv() {

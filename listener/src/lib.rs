@@ -12,9 +12,11 @@
 
 mod body;
 mod io;
+mod threads;
 
 pub use body::{BodyTimeout, BodyTimer, TimedBody};
 pub use io::{ErrorPage, ErrorPageIo};
+pub use threads::ConnThreads;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -64,6 +66,8 @@ pub struct Listener {
     pub open: Option<prometheus::IntGauge>,
     /// How long open requests may finish after shutdown before they are cut.
     pub grace: Duration,
+    /// Serve connections on these threads ([`ConnThreads`]); `None`: on the shared runtime.
+    pub threads: Option<ConnThreads>,
 }
 
 /// The `clawbutler_connections_open` family (register once, label per listener).
@@ -162,21 +166,41 @@ where
             parts.extensions.insert(timer);
             Request::from_parts(parts, body)
         });
-        let io = TokioIo::new(ErrorPageIo::new(stream, cfg.error_page));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(cfg.limits.header_read_timeout)
-            .serve_connection(io, TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
         let open = OpenGuard::new(cfg.open.clone());
-        let name = cfg.name;
-        tokio::spawn(async move {
+        let (name, error_page, header_timeout) = (cfg.name, cfg.error_page, cfg.limits.header_read_timeout);
+        let on_thread = cfg.threads.is_some();
+        let task = async move {
             let _slot = permit;
             let _open = open;
-            if let Err(e) = conn.await {
+            // On a connection thread, the socket moves to that thread's own reactor: its
+            // readiness then wakes this thread, not the accepting runtime's.
+            let stream = if on_thread {
+                match stream.into_std().and_then(tokio::net::TcpStream::from_std) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(listener = name, error = %e, "connection could not move to its thread");
+                        return;
+                    }
+                }
+            } else {
+                stream
+            };
+            let io = TokioIo::new(ErrorPageIo::new(stream, error_page));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(io, TowerToHyperService::new(svc));
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(listener = name, error = %e, "connection ended with error");
             }
-        });
+        };
+        match &cfg.threads {
+            Some(t) => t.spawn(task),
+            None => {
+                tokio::spawn(task);
+            }
+        }
     }
     drop(listener);
     // Give in-flight calls a moment; streams that outlive it are cut.

@@ -97,6 +97,9 @@ pub struct ProxySettings {
     /// Data listener: model calls in flight at once; beyond it a new call is shed with 503 +
     /// `Retry-After` in the caller's shape (`layers::shed`).
     pub max_in_flight: usize,
+    /// Data listener: threads that serve its connections, each with its own single-threaded
+    /// runtime (`listener::ConnThreads`). `None`: one per CPU; `0`: the shared runtime.
+    pub io_threads: Option<usize>,
     /// Data listener: time allowed for a request head; also the keep-alive idle timeout.
     pub header_read_timeout_ms: u64,
     /// Data listener: time allowed for a whole request body (408 beyond).
@@ -108,6 +111,13 @@ pub struct ProxySettings {
     /// Extra `Host` names accepted on a loopback connection (beside `localhost` and loopback
     /// addresses), e.g. a name in `/etc/hosts`. Other names are refused there: DNS rebinding.
     pub allowed_hosts: Vec<String>,
+}
+
+impl ProxySettings {
+    /// How many connection threads the data listener gets (see [`ProxySettings::io_threads`]).
+    pub fn io_threads(&self) -> usize {
+        self.io_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
 }
 
 /// See [`ProxySettings::deny_style`].
@@ -129,6 +139,7 @@ impl Default for ProxySettings {
             deny_style: DenyStyle::Message,
             max_connections: 4096,
             max_in_flight: 2048,
+            io_threads: None,
             header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 60_000,
             allowed_origins: Vec::new(),

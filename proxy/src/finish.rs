@@ -1,6 +1,9 @@
-//! The one place a forwarded call ends. When the call is sent, [`CallEnd::start`] writes its
-//! `started` record (durable in the next group commit, so a crash leaves "started, outcome
-//! unknown"). Exactly once per call, when its response or stream ends (or the call is
+//! The one place a forwarded call ends. A call still running one audit group window
+//! (`[audit] group_commit_ms`) after it was sent gets its `started` record then
+//! ([`CallEnd::start`], durable in the next group commit, so a crash leaves "started, outcome
+//! unknown"). A call that ends sooner has its end record only, in the group its start would
+//! have joined: the same durability, one record (masking, sealing, index entry) fewer on the
+//! busiest path. Exactly once per call, when its response or stream ends (or the call is
 //! abandoned, via Drop), [`CallEnd::finish`]: prices the usage the meter read, settles the
 //! budget reservation with what the call is charged, reports the outcome to the agent's health
 //! (`health.rs`), and writes the call's end record with
@@ -75,6 +78,8 @@ pub struct CallEnd {
     /// Server tool calls billed whatever the reply says (`web_search_options`).
     server_tool_floor: u64,
     extra: serde_json::Map<String, serde_json::Value>,
+    /// The `started` record was written (or tried).
+    started: bool,
 }
 
 impl CallEnd {
@@ -100,15 +105,21 @@ impl CallEnd {
             stream: req.info.stream,
             server_tool_floor: req.info.features.server_tool_floor,
             extra,
+            started: false,
         }
     }
 
-    /// Write the call's `started` record (one append, no fsync: durable at the next group
-    /// commit). The end record, whatever the end, closes it. If the log refuses it (it cannot
-    /// write and holds as many records as it may), the call must not be sent: see
-    /// [`CallEnd::unsent`].
-    pub fn start(&self) -> Result<(), audit::AuditError> {
-        let Some(ev) = &self.ev else { return Ok(()) };
+    /// Write the call's `started` record, once (one append, no fsync: durable at the next
+    /// group commit). The end record, whatever the end, closes it. Called when the call is
+    /// still running a group window after it was sent; by then it is on its way, so a log
+    /// that refuses the record is logged (and counted by the log), and the end record still
+    /// follows. Whether the log could take records at all was checked before sending
+    /// ([`crate::refuse::audit_open`]).
+    pub fn start(&mut self) {
+        if std::mem::replace(&mut self.started, true) {
+            return;
+        }
+        let Some(ev) = &self.ev else { return };
         let mut start = ev.clone();
         start.outcome = Some(audit::Outcome::Started);
         let mut details = self.extra.clone();
@@ -116,11 +127,18 @@ impl CallEnd {
             details.insert("reserved_usd".into(), r.amount_usd().into());
         }
         start.details = serde_json::Value::Object(details);
-        self.state.audit.append(start)
+        if let Err(e) = self.state.audit.append(start) {
+            tracing::error!(error = %e, "audit append of a started record failed");
+        }
     }
 
-    /// The call was never sent (its start could not be recorded): release its reservation,
-    /// charging nothing, and write no end record (there is no start to close).
+    /// Whether the `started` record was written (or tried).
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// The call was never sent (the audit log could not take its records): release its
+    /// reservation, charging nothing, and write no end record.
     pub fn unsent(&mut self) {
         self.ev = None;
         if let Some(r) = self.reservation.take() {
@@ -254,6 +272,15 @@ impl CallEnd {
             t.set(|| telemetry::Attr::new("clawbutler.outcome", o.as_str()));
         }
         t.end();
+    }
+}
+
+impl crate::meter::Hooks for CallEnd {
+    fn still_running(&mut self) {
+        self.start();
+    }
+    fn finished(mut self: Box<Self>, f: crate::meter::Finished) {
+        self.finish(f.outcome, f.summary, f.bytes);
     }
 }
 

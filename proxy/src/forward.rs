@@ -4,7 +4,7 @@
 //! the one change the sidecar makes (asking for stream usage) is spliced in, never
 //! re-serialised. What happens when the call ends (cost, budget settlement, the audit
 //! record) is `finish.rs`'s job, handed a [`CallEnd`] here, which also writes the call's
-//! `started` record as it is sent.
+//! `started` record if it is still running one audit group window after it was sent.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -21,7 +21,7 @@ use crate::ctx::CallRequest;
 use crate::error::ProxyError;
 use crate::finish::CallEnd;
 use crate::layers::BoxFut;
-use crate::meter::{Finished, MeteredBody, Mode, Outcome};
+use crate::meter::{MeteredBody, Mode, Outcome};
 use crate::metrics::ErrorClass;
 use crate::route::{Dialect, Endpoint};
 use crate::ProxyState;
@@ -143,13 +143,15 @@ impl Drop for Waiting {
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         fin.client_gone = true;
+        // How long the upstream still takes is unknown: record the start now.
+        fin.start();
         let (deadline, meter) = (self.deadline, self.meter.clone());
         rt.spawn(async move {
             match tokio::time::timeout_at(deadline, fut).await {
                 Err(_) => fin.finish(Outcome::UpstreamError("timeout".into()), Default::default(), 0),
                 Ok(Err(e)) => fin.finish(Outcome::UpstreamError(e.to_string()), Default::default(), 0),
                 Ok(Ok(res)) => {
-                    let res = meter.response(res, fin);
+                    let res = meter.response(res, fin, None);
                     // Read the reply to its end, only to meter it.
                     let _ = res.into_body().collect().await;
                 }
@@ -160,7 +162,14 @@ impl Drop for Waiting {
 
 impl MeterSpec {
     /// The response to send back: headers cleaned, body metered, the call's end handed over.
-    fn response(&self, res: Response<hyper::body::Incoming>, mut fin: CallEnd) -> Response<ResBody> {
+    /// `start_due`: when the call's `started` record is due if the body has not ended by then
+    /// (`None`: written already, or not wanted).
+    fn response(
+        &self,
+        res: Response<hyper::body::Incoming>,
+        mut fin: CallEnd,
+        start_due: Option<tokio::time::Instant>,
+    ) -> Response<ResBody> {
         let status = res.status();
         fin.status = status.as_u16();
         if status.is_client_error() {
@@ -185,9 +194,9 @@ impl MeterSpec {
         } else {
             Mode::json(settings.max_decode_bytes)
         };
-        let on_finish = Box::new(move |f: Finished| fin.finish(f.outcome, f.summary, f.bytes));
         let idle = std::time::Duration::from_millis(settings.stream_idle_timeout_ms);
-        let body = MeteredBody::new(incoming, mode, self.endpoint, self.dialect, idle, on_finish).boxed_unsync();
+        let body = MeteredBody::new(incoming, mode, self.endpoint, self.dialect, idle, Box::new(fin), start_due)
+            .boxed_unsync();
         Response::from_parts(parts, body)
     }
 }
@@ -238,14 +247,10 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
 
     let mut req = req;
     let mut fin = CallEnd::new(state.clone(), &mut req, &decision);
-    if let Err(e) = fin.start() {
-        // The audit log could not take the start: nothing is sent, unless the gate already let
-        // this call through unaudited or `on_failure = "continue_unaudited"`.
-        if let Err(refusal) = crate::refuse::audit_failed(&state, &req, &e) {
-            fin.unsent();
-            return Err(refusal);
-        }
-        tracing::warn!(error = %e, "call sent without its started record (continue_unaudited)");
+    if let Err(refusal) = crate::refuse::audit_open(&state, &req) {
+        // The audit log cannot take the call's records: nothing is sent.
+        fin.unsent();
+        return Err(refusal);
     }
     let meter = MeterSpec {
         state: state.clone(),
@@ -256,15 +261,29 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
         detach: !req.info.stream,
     };
     let t0 = Instant::now();
+    // The `started` record is due one group window from now: a call that has ended by then
+    // (most non-streamed ones) needs its end record only (`finish.rs`).
+    let start_due = tokio::time::Instant::now() + state.audit.group_window();
     let mut wait = Waiting {
-        fut: Some(state.client.request(out)),
+        fut: Some(state.client.get().request(out)),
         fin: Some(fin),
         deadline: tokio::time::Instant::now() + up.timeout,
         meter,
     };
-    let sent = match wait.fut.as_mut() {
-        Some(fut) => tokio::time::timeout_at(wait.deadline, fut).await,
-        None => return Err(ProxyError::Internal("upstream request missing".into())),
+    let sent = match (wait.fut.as_mut(), wait.fin.as_mut()) {
+        (Some(fut), Some(fin)) => {
+            let answer = tokio::time::timeout_at(wait.deadline, fut);
+            tokio::pin!(answer);
+            tokio::select! {
+                biased;
+                r = &mut answer => r,
+                () = tokio::time::sleep_until(start_due) => {
+                    fin.start();
+                    answer.await
+                }
+            }
+        }
+        _ => return Err(ProxyError::Internal("upstream request missing".into())),
     };
     wait.fut = None;
     let mut fin = wait.fin.take().ok_or_else(|| ProxyError::Internal("call end missing".into()))?;
@@ -292,7 +311,8 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
         }
         Ok(Ok(r)) => r,
     };
-    Ok(wait.meter.response(res, fin))
+    let start_due = (!fin.is_started()).then_some(start_due);
+    Ok(wait.meter.response(res, fin, start_due))
 }
 
 impl Service<CallRequest> for Forward {

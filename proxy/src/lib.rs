@@ -40,7 +40,7 @@ pub use pricing::{Price, PriceTable};
 pub struct ProxyState {
     pub settings: ProxySettings,
     pub upstreams: Arc<upstream::Upstreams>,
-    pub client: upstream::HttpClient,
+    pub client: upstream::Clients,
     pub policy: Arc<policy::PolicyEngine>,
     pub audit: Arc<audit::AuditLog>,
     pub broker: Arc<governance::Broker>,
@@ -92,7 +92,7 @@ impl ProxyState {
         registry: &prometheus::Registry,
     ) -> Result<ProxyState, BuildError> {
         let ups = upstream::build_upstreams(upstreams, &settings)?;
-        let client = upstream::build_client(&settings)?;
+        let client = upstream::Clients::new(&settings)?;
         let metrics = ProxyMetrics::new(registry)?;
         for name in upstreams.iter().map(|u| u.name.as_str()) {
             metrics.register_upstream(name);

@@ -55,6 +55,19 @@ pub fn audit_failed(state: &ProxyState, req: &CallRequest, e: &audit::AuditError
     }
 }
 
+/// Just before a call is sent: can the audit log take its records? The gate checked it when
+/// the call came in, but a hold may have waited since. One atomic load while the log is
+/// healthy; else what [`audit_failed`] says (a call the gate let through unaudited goes on).
+pub fn audit_open(state: &ProxyState, req: &CallRequest) -> Result<(), ProxyError> {
+    if state.audit.accepting() || req.ctx.admission.get() == Some(&audit::Admission::Unaudited) {
+        return Ok(());
+    }
+    match state.audit.admit(audit::Face::Model) {
+        Ok(_) => Ok(()),
+        Err(u) => Err(unrecorded(req, &u)),
+    }
+}
+
 /// A decision made outside Rego (kill switch, budgets, ...) for this call, under the call's
 /// own decision id.
 pub fn synthetic_decision(req: &CallRequest, rule: &str, reason: &str, risk: Risk) -> Decision {

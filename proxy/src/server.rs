@@ -25,13 +25,23 @@ pub fn limits(s: &ProxySettings) -> listener::Limits {
     }
 }
 
-/// Accept connections until `shutdown` turns true, within `limits` (see [`limits`]). `open`
-/// is the listener's `clawbutler_connections_open` series.
+/// The data listener's connection threads from `[proxy] io_threads` (`None` for 0).
+pub fn connection_threads(s: &ProxySettings) -> std::io::Result<Option<listener::ConnThreads>> {
+    match s.io_threads() {
+        0 => Ok(None),
+        n => listener::ConnThreads::start("data", n).map(Some),
+    }
+}
+
+/// Accept connections until `shutdown` turns true, within `limits` (see [`limits`]), serving
+/// them on `threads` (see [`connection_threads`]; `None`: on the shared runtime). `open` is
+/// the listener's `clawbutler_connections_open` series.
 pub async fn serve<S>(
     listener: TcpListener,
     svc: S,
     limits: listener::Limits,
     open: Option<prometheus::IntGauge>,
+    threads: Option<listener::ConnThreads>,
     shutdown: watch::Receiver<bool>,
 ) where
     S: Service<
@@ -43,7 +53,7 @@ pub async fn serve<S>(
         + Send
         + 'static,
 {
-    let cfg = listener::Listener { name: "data", limits, error_page, open, grace: Duration::from_secs(5) };
+    let cfg = listener::Listener { name: "data", limits, error_page, open, grace: Duration::from_secs(5), threads };
     listener::serve(listener, svc, cfg, shutdown).await;
 }
 

@@ -108,6 +108,35 @@ pub fn build_upstreams(list: &[UpstreamConfig], settings: &ProxySettings) -> Res
     Ok(map)
 }
 
+/// The outbound clients: with connection threads (`[proxy] io_threads`), one pooled client
+/// per thread, so an upstream connection (whose task runs where it was opened) is only ever
+/// used by the thread that opened it, and a call never wakes another thread to be sent;
+/// otherwise one client shared by all.
+pub struct Clients {
+    shared: HttpClient,
+    per_thread: Option<(ProxySettings, thread_local::ThreadLocal<HttpClient>)>,
+}
+
+impl Clients {
+    /// Build the shared client (which also checks that the settings make one).
+    pub fn new(settings: &ProxySettings) -> Result<Clients, UpstreamError> {
+        let shared = build_client(settings)?;
+        let per_thread = (settings.io_threads() > 0).then(|| (settings.clone(), thread_local::ThreadLocal::new()));
+        Ok(Clients { shared, per_thread })
+    }
+
+    /// The client for calls sent from this thread.
+    pub fn get(&self) -> &HttpClient {
+        match &self.per_thread {
+            // The settings built `shared` already, so they build this one too; if not, share.
+            Some((settings, clients)) => {
+                clients.get_or(|| build_client(settings).unwrap_or_else(|_| self.shared.clone()))
+            }
+            None => &self.shared,
+        }
+    }
+}
+
 /// The pooled outbound client.
 pub fn build_client(settings: &ProxySettings) -> Result<HttpClient, UpstreamError> {
     let mut http = HttpConnector::new();

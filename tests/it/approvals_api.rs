@@ -295,8 +295,14 @@ async fn idempotent_retries_and_batch() {
     let decided = rig.audit("kind=approval").await.iter().filter(|r| r["outcome"] == "allowed").count();
     assert_eq!(decided, 1, "one decision recorded");
 
-    // Batch: one result per id, in order.
-    let calls: Vec<_> = (0..3).map(|i| rig.call("batch", "needs-approval-1", &format!("MARK:b{i}"))).collect();
+    // Batch: one result per id, in order. Each call is held before the next is made, so the
+    // pending list (oldest first) is in call order: calls on different connections are served
+    // by different threads and would otherwise be held in any order.
+    let mut calls = Vec::new();
+    for i in 0..3 {
+        calls.push(rig.call("batch", "needs-approval-1", &format!("MARK:b{i}")));
+        rig.wait_pending("batch", i + 1).await;
+    }
     let p = rig.wait_pending("batch", 3).await;
     let ids: Vec<&str> = p.iter().map(|a| a["id"].as_str().unwrap()).collect();
     let r = post_json(

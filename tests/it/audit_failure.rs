@@ -310,7 +310,8 @@ async fn full_disk_story(disk: TestDisk) {
     assert!(d["duration_ms"].as_u64().unwrap() > 0, "{d}");
     assert!(["reserve", "no_space"].contains(&d["cause"].as_str().unwrap()), "{d}");
 
-    // Every answered call has exactly one started and one end record; refused ones none.
+    // Every answered call has exactly one end record (and a started one only if it ran past a
+    // group-commit window: at most one); refused ones none.
     // A record is durable at the next group commit after its call ends; on this shared
     // machine an fsync can take a while, so wait (bounded) for the last ones.
     let t0 = Instant::now();
@@ -325,16 +326,17 @@ async fn full_disk_story(disk: TestDisk) {
                 e.1 += 1;
             }
         }
-        if answered.iter().all(|id| by_id.get(id) == Some(&(1, 1))) || t0.elapsed() > Duration::from_secs(10) {
+        let whole = |id: &String| by_id.get(id).is_some_and(|&(s, e)| s <= 1 && e == 1);
+        if answered.iter().all(whole) || t0.elapsed() > Duration::from_secs(10) {
             break by_id;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     for (n, id) in answered.iter().enumerate() {
-        assert_eq!(
-            by_id.get(id),
-            Some(&(1, 1)),
-            "answered call #{n} of {} ({id}): (started, end) records",
+        let got = by_id.get(id);
+        assert!(
+            got.is_some_and(|&(s, e)| s <= 1 && e == 1),
+            "answered call #{n} of {} ({id}): (started, end) records {got:?}",
             answered.len()
         );
     }

@@ -120,8 +120,9 @@ fn sum_usage(reqs: &[RecordedRequest]) -> (u64, u64) {
 }
 
 /// `GET /api/v1/audit?agent=..&kind=model_call`, polled until `want` items are there (the audit log may
-/// commit a little after the response ends). The `started` record every forwarded call also gets is
-/// checked to be there (one per allowed call) and left out.
+/// commit a little after the response ends). The `started` record a forwarded call also gets when
+/// it runs past a group-commit window (streamed turns do) is checked to belong to a forwarded call
+/// (at most one each) and left out.
 async fn audit_items(control: SocketAddr, agent: &str, want: usize) -> Vec<Value> {
     let url = format!("http://{control}/api/v1/audit?agent={agent}&kind=model_call");
     let auth = format!("Bearer {ADMIN}");
@@ -133,9 +134,11 @@ async fn audit_items(control: SocketAddr, agent: &str, want: usize) -> Vec<Value
         assert!(body.get("next_cursor").is_some(), "audit list has next_cursor: {body}");
         let all = body["items"].as_array().unwrap_or_else(|| panic!("audit list has items[]: {body}")).clone();
         let (starts, items): (Vec<Value>, Vec<Value>) = all.into_iter().partition(|i| i["outcome"] == "started");
-        let forwarded = items.iter().filter(|i| i["action"] == "allow").count();
-        if (items.len() >= want && starts.len() == forwarded) || tokio::time::Instant::now() >= deadline {
-            assert_eq!(starts.len(), forwarded, "one started record per forwarded call: {starts:#?} {items:#?}");
+        let forwarded: Vec<&Value> =
+            items.iter().filter(|i| i["action"] == "allow").map(|i| &i["decision_id"]).collect();
+        let closed = starts.iter().all(|s| forwarded.iter().filter(|&&id| id == &s["decision_id"]).count() == 1);
+        if (items.len() >= want && closed) || tokio::time::Instant::now() >= deadline {
+            assert!(closed, "each started record belongs to one forwarded call: {starts:#?} {items:#?}");
             return items;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -61,12 +61,16 @@ pub async fn records(rig: &Rig, agent: &str) -> Vec<Value> {
 pub async fn ended_calls(rig: &Rig, agent: &str, n: usize) -> Vec<Value> {
     for _ in 0..200 {
         let all = records(rig, agent).await;
-        let starts = all.iter().filter(|r| r["outcome"] == "started").count();
+        // A call running past a group-commit window also has a `started` record: each one
+        // must be closed by its end record.
+        let starts: Vec<&Value> = all.iter().filter(|r| r["outcome"] == "started").map(|r| &r["decision_id"]).collect();
         let ends: Vec<Value> = all
-            .into_iter()
+            .iter()
             .filter(|r| r["outcome"] != "started" && r["action"] == "allow" && r["details"]["status"].is_u64())
+            .cloned()
             .collect();
-        if ends.len() == starts && ends.len() >= n {
+        let closed = starts.iter().all(|id| ends.iter().any(|e| &&e["decision_id"] == id));
+        if closed && ends.len() >= n {
             return ends;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

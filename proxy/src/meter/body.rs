@@ -56,8 +56,25 @@ pub struct Finished {
     pub bytes: u64,
 }
 
-/// Called exactly once when the body ends or is dropped.
-pub type OnFinish = Box<dyn FnOnce(Finished) + Send>;
+/// What the body reports to: the call's end (exactly once, when the body ends or is
+/// dropped) and, at most once before it, that the call is still running at the start deadline
+/// given to [`MeteredBody::new`] (the forwarded call's `started` record is written then, and
+/// only then: `forward.rs`). A plain `FnOnce(Finished)` closure is the end hook alone.
+pub trait Hooks: Send {
+    /// The call is still running at its start deadline.
+    fn still_running(&mut self) {}
+    /// The call ended: `f` says how.
+    fn finished(self: Box<Self>, f: Finished);
+}
+
+impl<F: FnOnce(Finished) + Send> Hooks for F {
+    fn finished(self: Box<Self>, f: Finished) {
+        (*self)(f)
+    }
+}
+
+/// The hooks of one body.
+pub type OnFinish = Box<dyn Hooks>;
 
 /// Why part of a reply was not decoded (the `reason` label of
 /// `clawbutler_meter_undecoded_total`, and the audit record's `details.undecoded`).
@@ -100,6 +117,11 @@ pin_project! {
         summary: Summary,
         bytes: u64,
         idle: Duration,
+        // When the idle timer fires: `idle` after the last frame.
+        idle_at: Instant,
+        // When `Hooks::still_running` is due, until it was called (or the call ended).
+        start_due: Option<Instant>,
+        // Fires at the earlier of `idle_at` and `start_due`.
         #[pin]
         sleep: Sleep,
         on_finish: Option<OnFinish>,
@@ -111,14 +133,16 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(f) = this.on_finish.take() {
-                f(Finished { outcome: Outcome::Cancelled, summary: std::mem::take(this.summary), bytes: *this.bytes });
+                f.finished(Finished { outcome: Outcome::Cancelled, summary: std::mem::take(this.summary), bytes: *this.bytes });
             }
         }
     }
 }
 
 impl<B> MeteredBody<B> {
-    /// Wrap `inner`; `dialect` shapes the error event that ends a cut stream.
+    /// Wrap `inner`; `dialect` shapes the error event that ends a cut stream. If the body has
+    /// not ended by `start_due`, `on_finish`'s [`Hooks::still_running`] is called then (on
+    /// time even while no frame arrives).
     pub fn new(
         inner: B,
         mode: Mode,
@@ -126,7 +150,10 @@ impl<B> MeteredBody<B> {
         dialect: Dialect,
         idle: Duration,
         on_finish: OnFinish,
+        start_due: Option<Instant>,
     ) -> Self {
+        let idle_at = Instant::now() + idle;
+        let first = start_due.map_or(idle_at, |due| due.min(idle_at));
         MeteredBody {
             inner,
             mode,
@@ -135,7 +162,9 @@ impl<B> MeteredBody<B> {
             summary: Summary::default(),
             bytes: 0,
             idle,
-            sleep: tokio::time::sleep(idle),
+            idle_at,
+            start_due,
+            sleep: tokio::time::sleep_until(first),
             on_finish: Some(on_finish),
             ended: false,
         }
@@ -260,7 +289,7 @@ fn finalize(
         Mode::Raw => {}
     }
     if let Some(f) = on_finish.take() {
-        f(Finished { outcome: Outcome::Completed, summary: std::mem::take(summary), bytes });
+        f.finished(Finished { outcome: Outcome::Completed, summary: std::mem::take(summary), bytes });
     }
     tail
 }
@@ -287,8 +316,16 @@ where
         loop {
             let (outcome, err): (Outcome, BoxError) = match this.inner.as_mut().poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let deadline = Instant::now() + *this.idle;
-                    this.sleep.as_mut().reset(deadline);
+                    let now = Instant::now();
+                    *this.idle_at = now + *this.idle;
+                    if this.start_due.is_some_and(|due| now >= due) {
+                        *this.start_due = None;
+                        if let Some(h) = this.on_finish.as_mut() {
+                            h.still_running();
+                        }
+                    }
+                    let next = this.start_due.map_or(*this.idle_at, |due| due.min(*this.idle_at));
+                    this.sleep.as_mut().reset(next);
                     let data = match frame.into_data() {
                         Ok(d) => d,
                         Err(frame) => return Poll::Ready(Some(Ok(frame))),
@@ -327,6 +364,16 @@ where
                     if this.sleep.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
+                    if this.start_due.take().is_some() {
+                        // The start deadline, not the idle one (it is never later than
+                        // `idle_at`): the call is still running. Wait on for the idle timeout.
+                        if let Some(h) = this.on_finish.as_mut() {
+                            h.still_running();
+                        }
+                        let idle_at = *this.idle_at;
+                        this.sleep.as_mut().reset(idle_at);
+                        continue;
+                    }
                     (Outcome::IdleTimeout, "upstream stream idle timeout".into())
                 }
             };
@@ -341,7 +388,7 @@ where
                 _ => format!("ClawButler: the upstream cut the stream before its end ({err}); every complete event was delivered"),
             };
             if let Some(f) = this.on_finish.take() {
-                f(Finished { outcome, summary: std::mem::take(this.summary), bytes: *this.bytes });
+                f.finished(Finished { outcome, summary: std::mem::take(this.summary), bytes: *this.bytes });
             }
             *this.ended = true;
             return match this.mode {
@@ -415,7 +462,8 @@ mod tests {
             Endpoint::ChatCompletions,
             dialect,
             Duration::from_millis(200),
-            Box::new(move |f| *g.lock().unwrap() = Some(f)),
+            Box::new(move |f: Finished| *g.lock().unwrap() = Some(f)),
+            None,
         );
         let bytes = body.collect().await.map(|c| c.to_bytes().to_vec()).map_err(|e| e.to_string());
         let f = got.lock().unwrap().take().unwrap();
@@ -519,9 +567,54 @@ mod tests {
             Endpoint::ChatCompletions,
             Dialect::OpenAi,
             Duration::from_secs(5),
-            Box::new(move |f| *g.lock().unwrap() = Some(f.outcome)),
+            Box::new(move |f: Finished| *g.lock().unwrap() = Some(f.outcome)),
+            None,
         );
         drop(body);
         assert_eq!(got.lock().unwrap().take(), Some(Outcome::Cancelled));
+    }
+
+    /// Records which hooks ran, in order.
+    struct Log(Arc<Mutex<Vec<String>>>);
+    impl Hooks for Log {
+        fn still_running(&mut self) {
+            self.0.lock().unwrap().push("running".into());
+        }
+        fn finished(self: Box<Self>, f: Finished) {
+            self.0.lock().unwrap().push(format!("{:?}", f.outcome));
+        }
+    }
+
+    async fn hooks_of(parts: Parts, start_in: Duration) -> Vec<String> {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let body = MeteredBody::new(
+            parts,
+            Mode::sse(false, 1 << 20),
+            Endpoint::ChatCompletions,
+            Dialect::OpenAi,
+            Duration::from_millis(300),
+            Box::new(Log(log.clone())),
+            Some(Instant::now() + start_in),
+        );
+        let _ = body.collect().await;
+        let got = log.lock().unwrap().clone();
+        got
+    }
+
+    #[tokio::test]
+    async fn still_running_is_reported_at_the_start_deadline_and_only_then() {
+        // Ends before the deadline: the end alone.
+        let quick = hooks_of(futures_stream::iter(WITH_USAGE.to_vec()), Duration::from_secs(5)).await;
+        assert_eq!(quick, ["Completed"]);
+        // Silent past the deadline (no frame arrives to notice it): reported on time, once,
+        // then the idle timeout still ends it.
+        let t0 = Instant::now();
+        let p = Parts { chunks: vec![WITH_USAGE[0]].into_iter(), cut: false, stall: true };
+        let stalled = hooks_of(p, Duration::from_millis(50)).await;
+        assert_eq!(stalled, ["running", "IdleTimeout"]);
+        assert!(t0.elapsed() >= Duration::from_millis(300), "{:?}", t0.elapsed());
+        // Frames arriving past the deadline: reported once.
+        let late = hooks_of(futures_stream::iter(WITH_USAGE.to_vec()), Duration::ZERO).await;
+        assert_eq!(late, ["running", "Completed"]);
     }
 }

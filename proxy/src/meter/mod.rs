@@ -5,5 +5,5 @@ pub mod body;
 pub mod sse;
 pub mod usage;
 
-pub use body::{Finished, MeteredBody, Mode, OnFinish, Outcome};
+pub use body::{Finished, Hooks, MeteredBody, Mode, OnFinish, Outcome};
 pub use usage::Summary;

@@ -97,7 +97,7 @@ async fn audit_shipped_from_three_sidecars_verifies_centrally_and_a_tampered_row
     let t0 = Instant::now();
     for (rig, id) in rigs.iter().zip(["sc-a", "sc-b", "sc-c"]) {
         let upto = head(rig, 10).await;
-        assert!(upto >= 20, "{id}: head {upto}");
+        assert!(upto >= 10, "{id}: head {upto}");
         shipped(&pg, id, upto).await;
         let q = format!("SELECT count(*) FROM fleet_audit_checkpoint WHERE sidecar_id = '{id}'");
         wait::until(&format!("{id}: two checkpoints shipped"), Duration::from_secs(10), || {
@@ -123,20 +123,22 @@ async fn audit_shipped_from_three_sidecars_verifies_centrally_and_a_tampered_row
 
     // Fleet search from B finds every sidecar's records with the local search's filters,
     // page by page with no record twice.
+    // (A call gets a `started` record too when it runs past a group-commit window.)
     let all = fleet_search(&rigs[1], "kind=model_call&agent=main", 7).await;
-    assert_eq!(all.len(), 60, "3 sidecars x 10 calls x (started + end)");
+    let ends = |id: &str| all.iter().filter(|r| r["sidecar_id"] == id && r["outcome"] != "started").count();
+    assert!((30..=60).contains(&all.len()), "3 sidecars x 10 calls: {}", all.len());
     let mut keys: Vec<(String, u64)> =
         all.iter().map(|r| (r["sidecar_id"].as_str().unwrap().to_string(), r["seq"].as_u64().unwrap())).collect();
     keys.sort();
     keys.dedup();
-    assert_eq!(keys.len(), 60);
+    assert_eq!(keys.len(), all.len());
     for id in ["sc-a", "sc-b", "sc-c"] {
-        assert_eq!(all.iter().filter(|r| r["sidecar_id"] == id).count(), 20, "{id}");
+        assert_eq!(ends(id), 10, "{id}");
     }
     let ts: Vec<&str> = all.iter().map(|r| r["ts"].as_str().unwrap()).collect();
     assert!(ts.windows(2).all(|w| w[0] >= w[1]), "newest first");
     let only_a = fleet_search(&rigs[2], "kind=model_call&sidecar=sc-a", 1000).await;
-    assert_eq!(only_a.len(), 20);
+    assert_eq!(only_a.len(), all.iter().filter(|r| r["sidecar_id"] == "sc-a").count());
     assert!(only_a.iter().all(|r| r["sidecar_id"] == "sc-a"));
     // Bad input is the caller's, in problem+json.
     for bad in ["scope=everywhere", "sidecar=sc-a", "scope=fleet&cursor=nope", "scope=fleet&limit=0"] {
@@ -206,7 +208,7 @@ async fn the_shipper_catches_up_after_an_outage_and_a_restart_and_calls_never_wa
     wait::until("the lag gauge to count the unshipped records", Duration::from_secs(10), || async {
         let m = rig.metrics().await;
         let lag = m.lines().find_map(|l| l.strip_prefix("clawbutler_fleet_audit_lag_records ")).unwrap_or("0");
-        lag.parse::<u64>().unwrap_or(0) >= 20
+        lag.parse::<u64>().unwrap_or(0) >= 10
     })
     .await;
     let r = get(&rig.control("/api/v1/audit?scope=fleet"), &bearer(ADMIN)).await;

@@ -174,11 +174,9 @@ async fn unbounded_features_are_visible_to_the_policy() {
     // A plain call with a cap is bounded and passes; its records show no unbounded reason.
     let r = post_json(&rig.url("/a/main/fake/v1/chat/completions"), &[], &chat(json!({"max_tokens": 5}))).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    ended_calls(&rig, "main", 1).await;
-    let recs = records(&rig, "main").await;
-    let start = recs.iter().find(|r| r["outcome"] == "started").unwrap();
-    assert!(start["details"]["unbounded"].is_null(), "{start}");
-    assert!(start["details"]["reserved_usd"].as_f64().unwrap() > 0.0);
+    let end = &ended_calls(&rig, "main", 1).await[0];
+    assert!(end["details"]["unbounded"].is_null(), "{end}");
+    assert!(end["details"]["reserved_usd"].as_f64().unwrap() > 0.0);
     // Without a cap the estimate assumes the default cap, and says so.
     let r = post_json(&rig.url("/a/nocap/fake/v1/chat/completions"), &[], &chat(json!({}))).await;
     assert_eq!(r.status, 200);

@@ -32,7 +32,10 @@ async fn leave_before_headers(rig: &Rig, path: &str, body: Value) {
     let before = rig.up.request_count();
     let url = rig.url(path);
     let task = tokio::spawn(async move { post_json_streaming(&url, &[], &body).await.status });
-    assert!(rig.up.wait_for_requests(before + 1, Duration::from_secs(5)).await);
+    if !rig.up.wait_for_requests(before + 1, Duration::from_secs(5)).await {
+        let status = task.await;
+        panic!("the upstream never got the call (request {}); the client got {status:?}", before + 1);
+    }
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!task.is_finished(), "the upstream answered before the client left");
     task.abort();
