@@ -6,7 +6,7 @@ use testkit::http::post_json;
 use testkit::rig::{bundle_dir, Rig};
 use testkit::upstream::UpstreamOptions;
 
-use super::{agent_budget, charged, ended_calls, records, settled, start, PRICES};
+use super::{agent_budget, charged, ended_calls, settled, start, PRICES};
 
 fn chat(extra: Value) -> Value {
     let mut b = json!({"model": "metered-model", "messages": [{"role": "user", "content": "hello"}]});
