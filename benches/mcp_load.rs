@@ -25,6 +25,10 @@ use serde_json::{json, Value};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// The binary's allocator (`src/main.rs`), so the sidecar in this process allocates as it does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

@@ -18,6 +18,10 @@ use clawbutler::app::Sidecar;
 use openloop::{env, ms, one, pct, phase, ttfb, HttpClient, BODY};
 use testkit::upstream::{ScriptedUpstream, UpstreamOptions};
 
+/// The binary's allocator (`src/main.rs`), so the sidecar in this process allocates as it does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {

@@ -2,7 +2,8 @@
 # Installs what the SRE tests (tests/it/sre/) need from Debian: `prometheus` (the server and
 # `promtool`, to check and unit-test deploy/prometheus/ and scrape a live sidecar) and
 # `systemd` (`systemd-analyze`, to verify deploy/clawbutler.service and score its hardening) and
-# `buildah` (builds and runs the image of deploy/container/ offline, vfs storage).
+# `buildah` (builds and runs the image of deploy/container/ offline, vfs storage) and `nginx`
+# (a TLS + HTTP/2 upstream for tests/it/upstream_h2.rs, and the saturation benchmark's upstream).
 # Idempotent: with every binary present it does nothing.
 #
 #   scripts/install-sre-tools.sh        # as root (CI) or with sudo available
@@ -10,13 +11,14 @@
 # The tests skip when a tool is missing unless CLAWBUTLER_E2E=1, so CI runs this script first.
 set -euo pipefail
 
-declare -A PKG=([prometheus]=prometheus [promtool]=prometheus [systemd-analyze]=systemd [buildah]=buildah)
+declare -A PKG=([prometheus]=prometheus [promtool]=prometheus [systemd-analyze]=systemd [buildah]=buildah [nginx]=nginx)
+export PATH="$PATH:/usr/sbin"
 missing=()
 for bin in "${!PKG[@]}"; do
     command -v "$bin" >/dev/null 2>&1 || missing+=("${PKG[$bin]}")
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "install-sre-tools: prometheus, promtool, systemd-analyze and buildah already present"
+    echo "install-sre-tools: prometheus, promtool, systemd-analyze, buildah and nginx already present"
     exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

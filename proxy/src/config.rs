@@ -97,6 +97,8 @@ pub struct ProxySettings {
     /// Data listener: model calls in flight at once; beyond it a new call is shed with 503 +
     /// `Retry-After` in the caller's shape (`layers::shed`).
     pub max_in_flight: usize,
+    /// PEM CA certificates trusted for upstreams beside the webpki roots (a private CA).
+    pub ca_file: Option<std::path::PathBuf>,
     /// Data listener: threads that serve its connections, each with its own single-threaded
     /// runtime (`listener::ConnThreads`). `None`: one per CPU; `0`: the shared runtime.
     pub io_threads: Option<usize>,
@@ -140,6 +142,7 @@ impl Default for ProxySettings {
             max_connections: 4096,
             max_in_flight: 2048,
             io_threads: None,
+            ca_file: None,
             header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 60_000,
             allowed_origins: Vec::new(),

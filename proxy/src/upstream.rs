@@ -44,6 +44,8 @@ pub enum UpstreamError {
     BadKey { name: String, var: String },
     #[error("tls: {0}")]
     Tls(String),
+    #[error("proxy.ca_file {path}: {msg}")]
+    CaFile { path: String, msg: String },
 }
 
 impl Upstream {
@@ -146,12 +148,16 @@ pub fn build_client(settings: &ProxySettings) -> Result<HttpClient, UpstreamErro
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| UpstreamError::Tls(e.to_string()))?
-        .with_root_certificates(rustls::RootCertStore { roots: webpki_roots_store() })
+        .with_root_certificates(roots(settings)?)
         .with_no_client_auth();
+    // ALPN offers h2 and http/1.1: an upstream that speaks HTTP/2 gets one multiplexed
+    // connection per client pool instead of one per call in flight (the handshakes and sockets
+    // a busy sidecar would otherwise hold open). Plain `http://` upstreams stay on HTTP/1.1.
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
+        .enable_http2()
         .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
@@ -159,6 +165,20 @@ pub fn build_client(settings: &ProxySettings) -> Result<HttpClient, UpstreamErro
         .build(https))
 }
 
-fn webpki_roots_store() -> Vec<rustls::pki_types::TrustAnchor<'static>> {
-    webpki_roots::TLS_SERVER_ROOTS.to_vec()
+/// The roots upstream certificates are checked against: the webpki roots, plus the PEM
+/// certificates of `[proxy] ca_file` (a private CA in front of a model API, a local gateway).
+fn roots(settings: &ProxySettings) -> Result<rustls::RootCertStore, UpstreamError> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = &settings.ca_file {
+        use rustls::pki_types::pem::PemObject;
+        let err = |msg: String| UpstreamError::CaFile { path: path.display().to_string(), msg };
+        let before = roots.len();
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))? {
+            roots.add(c.map_err(|e| err(e.to_string()))?).map_err(|e| err(e.to_string()))?;
+        }
+        if roots.len() == before {
+            return Err(err("holds no certificate".into()));
+        }
+    }
+    Ok(roots)
 }

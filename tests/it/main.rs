@@ -42,3 +42,4 @@ mod reports;
 mod smoke_binary;
 mod sre;
 mod ui_browser;
+mod upstream_h2;
