@@ -79,7 +79,12 @@ hold_findings := set() if {
 	# path-like arguments) can hold, so only the tool rules run.
 	input.kind == "tool_call"
 	not is_string(input.tool.args.command)
-	count(_tool_path_strings) == 0
+	_tool_path_strings == set()
+} else := secret_holds | tool_holds if {
+	# Tool calls with path-like arguments but no `command`: no command rule can hold (each reads
+	# the command's words, paths, redirects or its `cwd`/`workdir`), the credential rule can.
+	input.kind == "tool_call"
+	not is_string(input.tool.args.command)
 } else := (exec_holds | secret_holds) | tool_holds if {
 	input.kind in {"tool_call", "plugin"}
 }

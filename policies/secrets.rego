@@ -39,13 +39,21 @@ _file_strings contains t if {
 	some t in raw_tokens
 }
 
-_path_keys := {"path", "file_path", "filepath", "filePath", "file", "filename", "paths", "files", "target", "source", "destination", "dest", "src", "cwd", "dir", "directory"}
+# Declared to the engine, which gathers the strings under these argument names once per tool
+# call (`input.tool.arg_paths`, docs/policy-input.md §1); `_d_tool_arg_paths` derives the same
+# without it (a unit test checks both agree).
+tool_path_keys := {"path", "file_path", "filepath", "filePath", "file", "filename", "paths", "files", "target", "source", "destination", "dest", "src", "cwd", "dir", "directory"}
 
-_tool_path_strings contains s if {
+_tool_path_strings := input.tool.arg_paths if {
+	input.kind in {"tool_call", "plugin"}
+	input.tool.arg_paths
+} else := _d_tool_arg_paths
+
+_d_tool_arg_paths := {s |
 	input.kind in {"tool_call", "plugin"}
 	is_object(input.tool.args)
 	some k, v in input.tool.args
-	k in _path_keys
+	k in tool_path_keys
 	some s in _strings(v)
 }
 

@@ -1,0 +1,208 @@
+//! Tool-call features: what the tool rules derive from a tool's name and arguments, computed
+//! once per call in Rust and handed to the policy as `input.tool.name_features` and
+//! `input.tool.arg_paths` (see `docs/policy-input.md` §1). In Rego, splitting the name into
+//! parts, testing a dozen substrings and walking the arguments for path-like keys cost most of a
+//! tool-call decision; here it is one pass each.
+//!
+//! Invariant: every field equals what the shipped bundle's Rego fallback
+//! (`tool_name_features_derived`, `_d_tool_arg_paths` in `policies/tools.rego`) computes for the
+//! same call, so a bundle decides the same with or without them; a unit test checks it on a table
+//! of names and arguments. Like the command features they are never taken from the caller.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use decision::CallKind;
+use regorus::Value;
+
+use crate::needles::Needles;
+
+/// The characters that separate a tool name's parts (`send_email`, `send-email`, `mail.send`,
+/// `slack:post`, `github/create_issue` all split into words).
+const SEPARATORS: [char; 5] = ['-', '.', ':', '/', '_'];
+
+/// Field names of the name features, in key order, and the shared empty values, once per thread.
+struct Keys {
+    names: [Value; 4],
+    empty_set: Value,
+    empty_object: Value,
+}
+
+thread_local! {
+    static KEYS: Keys = Keys {
+        names: ["hits", "name", "parts", "words"].map(Value::from),
+        empty_set: Value::new_set(),
+        empty_object: Value::new_object(),
+    };
+}
+
+/// `input.tool.name_features` for a call of tool `name` (kinds `tool_call` and `plugin` only):
+/// the lower-cased `name`, its `parts`, and the bundle's `words` / `hits` (left out without a
+/// declaration).
+pub(crate) fn name_features(kind: CallKind, name: &str, needles: &Needles) -> Option<Value> {
+    if !matches!(kind, CallKind::ToolCall | CallKind::Plugin) {
+        return None;
+    }
+    Some(KEYS.with(|k| {
+        let lower = name.to_lowercase();
+        let parts: BTreeSet<Value> = lower.split(SEPARATORS).filter(|p| !p.is_empty()).map(Value::from).collect();
+        let words = needles.tool_words(&parts, &k.empty_object);
+        let hits = needles.tool_hits(&lower, &k.empty_object);
+        let parts = if parts.is_empty() { k.empty_set.clone() } else { Value::from(parts) };
+        let values = [hits, Some(Value::from(lower)), Some(parts), words];
+        let fields: BTreeMap<Value, Value> =
+            k.names.iter().zip(values).filter_map(|(key, v)| v.map(|v| (key.clone(), v))).collect();
+        Value::from(fields)
+    }))
+}
+
+/// `input.tool.arg_paths` (kinds `tool_call` and `plugin` only, and only when the bundle
+/// declares `tool_path_keys`): the strings among the top-level arguments named by one of those
+/// keys, a string value itself or the strings of an array value. Empty when `args` is not an
+/// object.
+pub(crate) fn arg_paths(kind: CallKind, args: Option<&serde_json::Value>, needles: &Needles) -> Option<Value> {
+    if !matches!(kind, CallKind::ToolCall | CallKind::Plugin) {
+        return None;
+    }
+    let keys = needles.path_keys()?;
+    let mut found = BTreeSet::new();
+    if let Some(args) = args.and_then(serde_json::Value::as_object) {
+        for v in args.iter().filter(|(key, _)| keys.contains(key.as_str())).map(|(_, v)| v) {
+            match v {
+                serde_json::Value::String(s) => {
+                    found.insert(Value::from(s.as_str()));
+                }
+                serde_json::Value::Array(items) => {
+                    found.extend(items.iter().filter_map(serde_json::Value::as_str).map(Value::from));
+                }
+                _ => {}
+            }
+        }
+    }
+    Some(if found.is_empty() { KEYS.with(|k| k.empty_set.clone()) } else { Value::from(found) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle;
+    use crate::engine::BundleSource;
+
+    fn shipped() -> (regorus::Engine, Needles) {
+        let files = bundle::read_files(&BundleSource::Embedded).unwrap();
+        let mut engine = bundle::build_engine(&files, &serde_json::Value::Null, false).unwrap();
+        bundle::prepare(&mut engine).unwrap();
+        let needles = Needles::from_engine(&engine);
+        (engine, needles)
+    }
+
+    /// Names the rules look at, and tricky ones: unicode (whose lower-casing changes length),
+    /// empty, only separators, namespaced `server__tool`, camelCase, dashes, very long.
+    fn names() -> Vec<String> {
+        let mut names: Vec<String> = [
+            "",
+            "_",
+            "-.:/_",
+            "echo",
+            "send_email",
+            "SendEmail",
+            "sendEmail",
+            "send-email",
+            "mail.send",
+            "slack:post",
+            "github/create_issue",
+            "mail__send_email",
+            "cb-main__x",
+            "list_emails",
+            "get_messages",
+            "read_drafts",
+            "draft-send",
+            "message",
+            "MESSAGE",
+            "reply",
+            "notify_team",
+            "post_message",
+            "postMessage",
+            "imessage",
+            "pay",
+            "pay_invoice",
+            "Stripe.Charge",
+            "paypal_search",
+            "wallet_balance",
+            "list_payments",
+            "bank_transfer",
+            "write",
+            "write_file",
+            "Write_File",
+            "apply_patch",
+            "create_directory",
+            "read_file",
+            "fetch_url",
+            "browser_navigate",
+            "http.request",
+            "ΣΑΣ_send",
+            "İstanbul",
+            "émail",
+            "K_mail",
+            "🙂_send_🙂",
+            "a__b___c",
+        ]
+        .map(String::from)
+        .to_vec();
+        names.push(format!("{}_send_{}", "x".repeat(5000), "Y".repeat(3000)));
+        names
+    }
+
+    /// The Rust features must equal the shipped bundle's Rego fallback, or a decision would
+    /// depend on whether they were supplied.
+    #[test]
+    fn rust_name_features_equal_the_rego_fallback() {
+        let (mut engine, needles) = shipped();
+        for kind in ["tool_call", "plugin"] {
+            for name in names() {
+                let input = serde_json::json!({"kind": kind, "tool": {"name": name, "args": {}}});
+                engine.set_input(regorus::Value::from(input));
+                let rego = engine.eval_rule("data.clawbutler.tool_name_features_derived".to_string()).unwrap();
+                let rust = name_features(CallKind::ToolCall, &name, &needles).unwrap();
+                assert_eq!(rust, rego, "{name:?}");
+            }
+        }
+        // The shipped bundle declares both groups: a hit is reported, a plain name has none.
+        let send = name_features(CallKind::ToolCall, "Send_Email", &needles).unwrap();
+        assert_eq!(send["hits"]["message"], Value::from(BTreeSet::from(["email", "mail", "send"].map(Value::from))));
+        let echo = name_features(CallKind::ToolCall, "echo", &needles).unwrap();
+        assert_eq!((echo["hits"].clone(), echo["words"].clone()), (Value::new_object(), Value::new_object()));
+        assert_eq!(name_features(CallKind::Exec, "x", &needles), None);
+    }
+
+    #[test]
+    fn rust_arg_paths_equal_the_rego_fallback() {
+        let (mut engine, needles) = shipped();
+        let args = [
+            serde_json::Value::Null,
+            serde_json::json!("path"),
+            serde_json::json!(["/etc/x"]),
+            serde_json::json!({}),
+            serde_json::json!({"text": "hello", "count": 3}),
+            serde_json::json!({"path": "/srv/a", "filePath": "~/.ssh/id_rsa", "filepath": "b", "PATH": "/no"}),
+            serde_json::json!({"paths": ["/a", 5, null, "/b", ["/nested"]], "files": [], "file": {"path": "/deep"}}),
+            serde_json::json!({"src": "", "dest": "é/ΣΑΣ", "dir": true, "cwd": 1.5, "target": "/a"}),
+            serde_json::json!({"destination": "/a", "source": "/a", "directory": "x", "filename": ".env"}),
+            serde_json::json!({"url": "https://x", "command": "cat ~/.aws/credentials"}),
+        ];
+        for kind in ["tool_call", "plugin"] {
+            for a in &args {
+                let input = serde_json::json!({"kind": kind, "tool": {"name": "x", "args": a}});
+                engine.set_input(regorus::Value::from(input));
+                let rego = engine.eval_rule("data.clawbutler._d_tool_arg_paths".to_string()).unwrap();
+                let rust = arg_paths(CallKind::ToolCall, Some(a), &needles).unwrap();
+                assert_eq!(rust, rego, "{a}");
+            }
+        }
+        let input = serde_json::json!({"kind": "tool_call", "tool": {"name": "x"}});
+        engine.set_input(regorus::Value::from(input));
+        let rego = engine.eval_rule("data.clawbutler._d_tool_arg_paths".to_string()).unwrap();
+        assert_eq!(arg_paths(CallKind::ToolCall, None, &needles).unwrap(), rego);
+        assert_eq!(arg_paths(CallKind::ModelCall, None, &needles), None);
+        assert_eq!(arg_paths(CallKind::ToolCall, None, &Needles::default()), None);
+    }
+}
