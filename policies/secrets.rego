@@ -96,6 +96,16 @@ _maybe_secret := true if {
 } else := true if {
 	input.tool.features.hits.secrets
 } else := true if {
+	# A tool call without a command (most MCP calls): only its path-like arguments can name a
+	# credential, so the command and plugin branches below are skipped.
+	input.kind == "tool_call"
+	not is_string(input.tool.args.command)
+	some s in _tool_path_strings
+	strings.replace_n(_secret_hints, s) != s
+} else := false if {
+	input.kind == "tool_call"
+	not is_string(input.tool.args.command)
+} else := true if {
 	strings.replace_n(_secret_telltales, command) != command
 	strings.replace_n(_secret_hints, command) != command
 } else := true if {

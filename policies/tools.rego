@@ -17,20 +17,23 @@ _tool_parts := input.tool.name_features.parts if {
 	input.tool.name_features
 } else := _d_tool_parts
 
-_d_tool_parts := _name_parts(tool_name)
+_d_tool_parts := {p | some p in _name_pieces(tool_name)}
 
-_name_parts(name) := {p |
+# The parts in order.
+_name_pieces(name) := [p |
 	some p in split(replace(replace(replace(replace(name, "-", "_"), ".", "_"), ":", "_"), "/", "_"), "_")
 	p != ""
-}
+]
 
 # Declared to the engine, which reports for every tool call, per group, the words among the
 # name's parts (`name_features.words`) and the substrings in the lower-cased name
-# (`name_features.hits`), found in Rust (docs/policy-input.md §1). `names` holds one part of every
-# name the exact-name rules list (a tool named exactly so has that part), so an empty `words`
-# and `hits` prove that no name rule can fire (tests check the groups).
+# (`name_features.hits`), found in Rust (docs/policy-input.md §1). `names` holds the first part
+# of every name the exact-name rules list (a tool named exactly so has that part; the first,
+# because the last is often a plain noun: `file` of write_file would also open the gate for
+# read_file), so an empty `words` and `hits` prove that no name rule can fire (tests check the
+# groups).
 tool_feature_words := {
-	"names": {min(_name_parts(n)) | some n in _exact_tool_names},
+	"names": {_name_pieces(n)[0] | some n in _exact_tool_names},
 	"payment": _pay_words,
 }
 
@@ -133,10 +136,11 @@ _tool_name_holds contains f if {
 	}
 }
 
-# The config key read directly (absent = no patterns): one rule call less on every tool call.
+# The config key read directly (absent = no patterns), first: one rule call less on every tool
+# call, and most configurations list none.
 tool_holds contains f if {
-	input.kind in {"tool_call", "plugin"}
 	some p in data.clawbutler.config.high_risk_tools
+	input.kind in {"tool_call", "plugin"}
 	glob_or_exact(p, input.tool.name)
 	f := {
 		"rule": "tool.high_risk_configured",

@@ -174,6 +174,46 @@ mod tests {
         assert_eq!(name_features(CallKind::Exec, "x", &needles), None);
     }
 
+    /// The tool rules' gate (`_tool_name_hit` in tools.rego) is sound: whenever the engine finds
+    /// none of the declared words or substrings in a name, no name rule would have fired (checked
+    /// on the Rego fallback, which evaluates every rule). Every exact name the rules list, in any
+    /// case, opens the gate.
+    #[test]
+    fn names_without_a_hit_fire_no_name_rule() {
+        let files = bundle::read_files(&BundleSource::Embedded).unwrap();
+        let config = serde_json::json!({"workspace_roots": ["/srv"]});
+        let mut engine = bundle::build_engine(&files, &config, false).unwrap();
+        bundle::prepare(&mut engine).unwrap();
+        let needles = Needles::from_engine(&engine);
+        engine.set_input(Value::new_object());
+        let exact = engine.eval_rule("data.clawbutler._exact_tool_names".to_string()).unwrap();
+        let mut names = names();
+        for n in exact.as_set().unwrap() {
+            let n = n.as_string().unwrap().to_string();
+            names.extend([n.to_uppercase(), format!("x_{n}"), n]);
+        }
+        let (mut closed, mut opened) = (0, 0);
+        for kind in ["tool_call", "plugin"] {
+            for name in &names {
+                let f = name_features(CallKind::ToolCall, name, &needles).unwrap();
+                let input = serde_json::json!({"kind": kind, "tool": {"name": name, "args": {"path": "/etc/x"}}});
+                engine.set_input(regorus::Value::from(input));
+                let holds = engine.eval_rule("data.clawbutler._tool_name_holds".to_string()).unwrap();
+                let hit = f["words"] != Value::new_object() || f["hits"] != Value::new_object();
+                if hit {
+                    opened += 1;
+                } else {
+                    closed += 1;
+                    assert_eq!(holds, Value::new_set(), "{name:?} fired a name rule without a hit");
+                }
+                if exact.as_set().unwrap().contains(&Value::from(name.to_lowercase())) {
+                    assert!(hit, "{name:?}");
+                }
+            }
+        }
+        assert!(closed > 10 && opened > 10, "{closed} {opened}");
+    }
+
     #[test]
     fn rust_arg_paths_equal_the_rego_fallback() {
         let (mut engine, needles) = shipped();
