@@ -6,7 +6,7 @@
 # Cost note: the engine derives the name's parts and which declared words and substrings it
 # holds (`input.tool.name_features`, from `tool_feature_words` / `tool_feature_substrings`
 # below), so the name rules are only looked at when one of their words or substrings is there
-# (`_tool_name_hit`); most tools name none. Without the features (`with input as` in tests) the
+# (`name_features.hit`); most tools name none. Without the features (`with input as` in tests) the
 # `_d_*` rules derive the same values, and every rule runs.
 package clawbutler
 
@@ -48,27 +48,30 @@ _exact_tool_names := _message_names | _file_write_tools
 tool_name_features_derived := {
 	"name": tool_name,
 	"parts": _d_tool_parts,
-	"words": {group: found |
-		some group, members in tool_feature_words
-		found := _d_tool_parts & members
-		found != set()
-	},
-	"hits": {group: found |
-		some group, members in tool_feature_substrings
-		found := {m | some m in members; contains(tool_name, m)}
-		found != set()
-	},
+	"words": _d_tool_words,
+	"hits": _d_tool_hits,
+	"hit": _d_tool_hit,
 }
 
-# False only when the engine found none of the name rules' words or substrings (then no rule of
-# `_tool_name_holds` can fire); true without features, so every rule runs.
-_tool_name_hit := false if {
-	input.tool.name_features.words == {}
-	input.tool.name_features.hits == {}
-} else := true
+_d_tool_hit := true if _d_tool_words != {} else := _d_tool_hits != {}
 
+_d_tool_words := {group: found |
+	some group, members in tool_feature_words
+	found := _d_tool_parts & members
+	found != set()
+}
+
+_d_tool_hits := {group: found |
+	some group, members in tool_feature_substrings
+	found := {m | some m in members; contains(tool_name, m)}
+	found != set()
+}
+
+# Skipped only when the engine found none of the name rules' words or substrings (then no rule
+# of `_tool_name_holds` can fire). Without features the test is undefined, so `not` passes and
+# every rule runs. (Written out rather than as a rule: a rule call costs more than the test.)
 tool_holds contains f if {
-	_tool_name_hit
+	not input.tool.name_features.hit == false
 	some f in _tool_name_holds
 }
 

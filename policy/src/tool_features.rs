@@ -22,37 +22,38 @@ const SEPARATORS: [char; 5] = ['-', '.', ':', '/', '_'];
 
 /// Field names of the name features, in key order, and the shared empty values, once per thread.
 struct Keys {
-    names: [Value; 4],
+    names: [Value; 5],
     empty_set: Value,
     empty_object: Value,
 }
 
 thread_local! {
     static KEYS: Keys = Keys {
-        names: ["hits", "name", "parts", "words"].map(Value::from),
+        names: ["hit", "hits", "name", "parts", "words"].map(Value::from),
         empty_set: Value::new_set(),
         empty_object: Value::new_object(),
     };
 }
 
 /// `input.tool.name_features` for a call of tool `name` (kinds `tool_call` and `plugin` only):
-/// the lower-cased `name`, its `parts`, and the bundle's `words` / `hits` (left out without a
-/// declaration).
+/// the lower-cased `name`, its `parts`, the bundle's `words` / `hits`, and `hit` (either is not
+/// empty). All or nothing: `None` unless the bundle declares both groups, so a rule that reads
+/// one field may rely on the others.
 pub(crate) fn name_features(kind: CallKind, name: &str, needles: &Needles) -> Option<Value> {
     if !matches!(kind, CallKind::ToolCall | CallKind::Plugin) {
         return None;
     }
-    Some(KEYS.with(|k| {
+    KEYS.with(|k| {
         let lower = name.to_lowercase();
         let parts: BTreeSet<Value> = lower.split(SEPARATORS).filter(|p| !p.is_empty()).map(Value::from).collect();
-        let words = needles.tool_words(&parts, &k.empty_object);
-        let hits = needles.tool_hits(&lower, &k.empty_object);
+        let words = needles.tool_words(&parts, &k.empty_object)?;
+        let hits = needles.tool_hits(&lower, &k.empty_object)?;
+        let hit = words != k.empty_object || hits != k.empty_object;
         let parts = if parts.is_empty() { k.empty_set.clone() } else { Value::from(parts) };
-        let values = [hits, Some(Value::from(lower)), Some(parts), words];
-        let fields: BTreeMap<Value, Value> =
-            k.names.iter().zip(values).filter_map(|(key, v)| v.map(|v| (key.clone(), v))).collect();
-        Value::from(fields)
-    }))
+        let values = [Value::from(hit), hits, Value::from(lower), parts, words];
+        let fields: BTreeMap<Value, Value> = k.names.iter().cloned().zip(values).collect();
+        Some(Value::from(fields))
+    })
 }
 
 /// `input.tool.arg_paths` (kinds `tool_call` and `plugin` only, and only when the bundle
@@ -171,10 +172,11 @@ mod tests {
         assert_eq!(send["hits"]["message"], Value::from(BTreeSet::from(["email", "mail", "send"].map(Value::from))));
         let echo = name_features(CallKind::ToolCall, "echo", &needles).unwrap();
         assert_eq!((echo["hits"].clone(), echo["words"].clone()), (Value::new_object(), Value::new_object()));
+        assert_eq!((echo["hit"].clone(), send["hit"].clone()), (Value::from(false), Value::from(true)));
         assert_eq!(name_features(CallKind::Exec, "x", &needles), None);
     }
 
-    /// The tool rules' gate (`_tool_name_hit` in tools.rego) is sound: whenever the engine finds
+    /// The tool rules' gate (`name_features.hit` in tools.rego) is sound: whenever the engine finds
     /// none of the declared words or substrings in a name, no name rule would have fired (checked
     /// on the Rego fallback, which evaluates every rule). Every exact name the rules list, in any
     /// case, opens the gate.
@@ -199,7 +201,8 @@ mod tests {
                 let input = serde_json::json!({"kind": kind, "tool": {"name": name, "args": {"path": "/etc/x"}}});
                 engine.set_input(regorus::Value::from(input));
                 let holds = engine.eval_rule("data.clawbutler._tool_name_holds".to_string()).unwrap();
-                let hit = f["words"] != Value::new_object() || f["hits"] != Value::new_object();
+                let hit = f["hit"] == Value::from(true);
+                assert_eq!(hit, f["words"] != Value::new_object() || f["hits"] != Value::new_object());
                 if hit {
                     opened += 1;
                 } else {
