@@ -82,11 +82,10 @@ hold_findings := set() if {
 	input.kind in {"tool_call", "plugin"}
 }
 
-# With no path-like argument either (the engine's `arg_paths`, else `_maybe_secret` finds none
-# quickly), no credential rule can hold: `secret_holds` reads the command's words and the
-# path-like arguments.
+# With no path-like argument either (the engine's `arg_features`), no credential rule can hold:
+# `secret_holds` reads the command's words and the path-like arguments.
 _tool_call_holds := tool_holds if {
-	input.tool.arg_paths == set()
+	input.tool.arg_features.paths == set()
 } else := secret_holds | tool_holds
 
 # deny_findings and hold_findings are undefined for an unknown kind, and so is _default_allow,

@@ -40,14 +40,22 @@ _file_strings contains t if {
 }
 
 # Declared to the engine, which gathers the strings under these argument names once per tool
-# call (`input.tool.arg_paths`, docs/policy-input.md §1); `_d_tool_arg_paths` derives the same
-# without it (a unit test checks both agree).
+# call and looks for `feature_substrings` in them (`input.tool.arg_features`, docs/policy-input.md
+# §1); `tool_arg_features_derived` derives the same without it (a unit test checks both agree).
 tool_path_keys := {"path", "file_path", "filepath", "filePath", "file", "filename", "paths", "files", "target", "source", "destination", "dest", "src", "cwd", "dir", "directory"}
 
-_tool_path_strings := input.tool.arg_paths if {
-	input.kind in {"tool_call", "plugin"}
-	input.tool.arg_paths
+_tool_path_strings := input.tool.arg_features.paths if {
+	input.tool.arg_features
 } else := _d_tool_arg_paths
+
+tool_arg_features_derived := {
+	"paths": _d_tool_arg_paths,
+	"hits": {group: found |
+		some group, members in feature_substrings
+		found := {m | some m in members; some s in _d_tool_arg_paths; contains(s, m)}
+		found != set()
+	},
+}
 
 _d_tool_arg_paths := {s |
 	input.kind in {"tool_call", "plugin"}
@@ -96,14 +104,13 @@ _maybe_secret := true if {
 } else := true if {
 	input.tool.features.hits.secrets
 } else := true if {
-	# A tool call without a command (most MCP calls): only its path-like arguments can name a
-	# credential, so the command and plugin branches below are skipped.
-	input.kind == "tool_call"
-	not is_string(input.tool.args.command)
-	some s in _tool_path_strings
-	strings.replace_n(_secret_hints, s) != s
+	# A hint in a path-like tool argument (the engine's `arg_features`, found as written, like
+	# the `strings.replace_n` branch below; `feature_substrings.secrets` are `_secret_hints`).
+	input.tool.arg_features.hits.secrets
 } else := false if {
+	# None there, and no command (most MCP calls): the branches below cannot hold either.
 	input.kind == "tool_call"
+	input.tool.arg_features
 	not is_string(input.tool.args.command)
 } else := true if {
 	strings.replace_n(_secret_telltales, command) != command

@@ -15,7 +15,8 @@
 //! The same two kinds of groups exist for tool names (`input.tool.name_features`, see
 //! `tool_features.rs`): `tool_feature_words` (matched against the name's parts) and
 //! `tool_feature_substrings` (matched in the lower-cased name); and `tool_path_keys`, a set of
-//! argument names whose string values are the call's path-like arguments (`input.tool.arg_paths`).
+//! argument names whose string values are the call's path-like arguments
+//! (`input.tool.arg_features.paths`, in which `feature_substrings` are looked for: `.hits`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -90,6 +91,12 @@ impl Needles {
     /// count (`.ssh` inside `.ssh/` reports both).
     pub(crate) fn hits(&self, text: &str, empty: &Value) -> Option<Value> {
         self.substrings.as_ref()?.find(text, empty)
+    }
+
+    /// `tool.arg_features.hits`: as [`Needles::hits`], for the substrings of `feature_substrings`
+    /// occurring in any of `texts` (a tool call's path-like arguments, as written).
+    pub(crate) fn hits_in_any<'a>(&self, texts: impl IntoIterator<Item = &'a str>, empty: &Value) -> Option<Value> {
+        self.substrings.as_ref()?.find_in_any(texts, empty)
     }
 
     /// `tool.name_features.words`: as [`Needles::triggers`], for a tool name's parts and the
@@ -185,11 +192,18 @@ impl Substrings {
     /// left out); `None` only if the automaton refuses overlapping search, which the default
     /// (standard) match kind, used here, never does.
     fn find(&self, text: &str, empty: &Value) -> Option<Value> {
-        let matches = self.automaton.try_find_overlapping_iter(text).ok()?;
+        self.find_in_any([text], empty)
+    }
+
+    /// As [`Substrings::find`], for the substrings occurring in any of `texts` (each searched on
+    /// its own: no match spans two of them).
+    fn find_in_any<'a>(&self, texts: impl IntoIterator<Item = &'a str>, empty: &Value) -> Option<Value> {
         let mut found: BTreeMap<usize, BTreeSet<Value>> = BTreeMap::new();
-        for m in matches {
-            if let Some((group, value)) = self.patterns.get(m.pattern().as_usize()) {
-                found.entry(*group).or_default().insert(value.clone());
+        for text in texts {
+            for m in self.automaton.try_find_overlapping_iter(text).ok()? {
+                if let Some((group, value)) = self.patterns.get(m.pattern().as_usize()) {
+                    found.entry(*group).or_default().insert(value.clone());
+                }
             }
         }
         Some(grouped(found, &self.groups, empty))

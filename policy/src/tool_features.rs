@@ -1,11 +1,12 @@
 //! Tool-call features: what the tool rules derive from a tool's name and arguments, computed
 //! once per call in Rust and handed to the policy as `input.tool.name_features` and
-//! `input.tool.arg_paths` (see `docs/policy-input.md` §1). In Rego, splitting the name into
-//! parts, testing a dozen substrings and walking the arguments for path-like keys cost most of a
-//! tool-call decision; here it is one pass each.
+//! `input.tool.arg_features` (see `docs/policy-input.md` §1). In Rego, splitting the name into
+//! parts, testing a dozen substrings and walking the arguments for path-like keys and credential
+//! hints cost most of a tool-call decision; here it is one pass each.
 //!
 //! Invariant: every field equals what the shipped bundle's Rego fallback
-//! (`tool_name_features_derived`, `_d_tool_arg_paths` in `policies/tools.rego`) computes for the
+//! (`tool_name_features_derived` in `policies/tools.rego`, `tool_arg_features_derived` in
+//! `policies/secrets.rego`) computes for the
 //! same call, so a bundle decides the same with or without them; a unit test checks it on a table
 //! of names and arguments. Like the command features they are never taken from the caller.
 
@@ -23,6 +24,8 @@ const SEPARATORS: [char; 5] = ['-', '.', ':', '/', '_'];
 /// Field names of the name features, in key order, and the shared empty values, once per thread.
 struct Keys {
     names: [Value; 5],
+    /// `hits`, `paths`.
+    arg_names: [Value; 2],
     empty_set: Value,
     empty_object: Value,
 }
@@ -30,6 +33,7 @@ struct Keys {
 thread_local! {
     static KEYS: Keys = Keys {
         names: ["hit", "hits", "name", "parts", "words"].map(Value::from),
+        arg_names: ["hits", "paths"].map(Value::from),
         empty_set: Value::new_set(),
         empty_object: Value::new_object(),
     };
@@ -56,30 +60,38 @@ pub(crate) fn name_features(kind: CallKind, name: &str, needles: &Needles) -> Op
     })
 }
 
-/// `input.tool.arg_paths` (kinds `tool_call` and `plugin` only, and only when the bundle
-/// declares `tool_path_keys`): the strings among the top-level arguments named by one of those
-/// keys, a string value itself or the strings of an array value. Empty when `args` is not an
-/// object.
-pub(crate) fn arg_paths(kind: CallKind, args: Option<&serde_json::Value>, needles: &Needles) -> Option<Value> {
+/// `input.tool.arg_features` (kinds `tool_call` and `plugin` only, and only when the bundle
+/// declares `tool_path_keys` and `feature_substrings`): `paths`, the strings among the
+/// top-level arguments named by one of those keys (a string value itself or the strings of an
+/// array value; none when `args` is not an object), and `hits`, the substrings of
+/// `feature_substrings` occurring in any of them as written (per group, as `exec.features.hits`).
+pub(crate) fn arg_features(kind: CallKind, args: Option<&serde_json::Value>, needles: &Needles) -> Option<Value> {
     if !matches!(kind, CallKind::ToolCall | CallKind::Plugin) {
         return None;
     }
     let keys = needles.path_keys()?;
-    let mut found = BTreeSet::new();
+    let mut paths: BTreeSet<&str> = BTreeSet::new();
     if let Some(args) = args.and_then(serde_json::Value::as_object) {
         for v in args.iter().filter(|(key, _)| keys.contains(key.as_str())).map(|(_, v)| v) {
             match v {
                 serde_json::Value::String(s) => {
-                    found.insert(Value::from(s.as_str()));
+                    paths.insert(s);
                 }
-                serde_json::Value::Array(items) => {
-                    found.extend(items.iter().filter_map(serde_json::Value::as_str).map(Value::from));
-                }
+                serde_json::Value::Array(items) => paths.extend(items.iter().filter_map(serde_json::Value::as_str)),
                 _ => {}
             }
         }
     }
-    Some(if found.is_empty() { KEYS.with(|k| k.empty_set.clone()) } else { Value::from(found) })
+    KEYS.with(|k| {
+        let hits = needles.hits_in_any(paths.iter().copied(), &k.empty_object)?;
+        let paths = if paths.is_empty() {
+            k.empty_set.clone()
+        } else {
+            Value::from(paths.into_iter().map(Value::from).collect::<BTreeSet<_>>())
+        };
+        let fields: BTreeMap<Value, Value> = k.arg_names.iter().cloned().zip([hits, paths]).collect();
+        Some(Value::from(fields))
+    })
 }
 
 #[cfg(test)]
@@ -218,34 +230,39 @@ mod tests {
     }
 
     #[test]
-    fn rust_arg_paths_equal_the_rego_fallback() {
+    fn rust_arg_features_equal_the_rego_fallback() {
         let (mut engine, needles) = shipped();
         let args = [
             serde_json::Value::Null,
             serde_json::json!("path"),
             serde_json::json!(["/etc/x"]),
             serde_json::json!({}),
-            serde_json::json!({"text": "hello", "count": 3}),
-            serde_json::json!({"path": "/srv/a", "filePath": "~/.ssh/id_rsa", "filepath": "b", "PATH": "/no"}),
-            serde_json::json!({"paths": ["/a", 5, null, "/b", ["/nested"]], "files": [], "file": {"path": "/deep"}}),
-            serde_json::json!({"src": "", "dest": "é/ΣΑΣ", "dir": true, "cwd": 1.5, "target": "/a"}),
-            serde_json::json!({"destination": "/a", "source": "/a", "directory": "x", "filename": ".env"}),
-            serde_json::json!({"url": "https://x", "command": "cat ~/.aws/credentials"}),
+            serde_json::json!({"text": "hello ~/.ssh/id_rsa", "count": 3}),
+            serde_json::json!({"path": "/srv/a", "filePath": "~/.ssh/id_rsa", "filepath": "b", "PATH": "/no/.env"}),
+            serde_json::json!({"paths": ["/a", 5, null, "/b/.aws/credentials", ["/nested/.env"]], "files": [], "file": {"path": "/deep/.env"}}),
+            serde_json::json!({"src": "", "dest": "é/ΣΑΣ", "dir": true, "cwd": 1.5, "target": "/HOME/.SSH/ID_RSA"}),
+            serde_json::json!({"destination": "/a", "source": "/a", "directory": "x", "filename": ".env.example"}),
+            serde_json::json!({"url": "https://x", "command": "cat ~/.aws/credentials", "path": "/x/curl/stripe"}),
+            serde_json::json!({"path": ".ss", "file": "h/"}),
         ];
+        let mut with_hits = 0;
         for kind in ["tool_call", "plugin"] {
             for a in &args {
                 let input = serde_json::json!({"kind": kind, "tool": {"name": "x", "args": a}});
                 engine.set_input(regorus::Value::from(input));
-                let rego = engine.eval_rule("data.clawbutler._d_tool_arg_paths".to_string()).unwrap();
-                let rust = arg_paths(CallKind::ToolCall, Some(a), &needles).unwrap();
+                let rego = engine.eval_rule("data.clawbutler.tool_arg_features_derived".to_string()).unwrap();
+                let rust = arg_features(CallKind::ToolCall, Some(a), &needles).unwrap();
                 assert_eq!(rust, rego, "{a}");
+                with_hits += usize::from(rust["hits"]["secrets"] != Value::Undefined);
             }
         }
+        // Hints are found as written: `/HOME/.SSH/ID_RSA` has none, `.env.example` has `.env`.
+        assert_eq!(with_hits, 2 * 3);
         let input = serde_json::json!({"kind": "tool_call", "tool": {"name": "x"}});
         engine.set_input(regorus::Value::from(input));
-        let rego = engine.eval_rule("data.clawbutler._d_tool_arg_paths".to_string()).unwrap();
-        assert_eq!(arg_paths(CallKind::ToolCall, None, &needles).unwrap(), rego);
-        assert_eq!(arg_paths(CallKind::ModelCall, None, &needles), None);
-        assert_eq!(arg_paths(CallKind::ToolCall, None, &Needles::default()), None);
+        let rego = engine.eval_rule("data.clawbutler.tool_arg_features_derived".to_string()).unwrap();
+        assert_eq!(arg_features(CallKind::ToolCall, None, &needles).unwrap(), rego);
+        assert_eq!(arg_features(CallKind::ModelCall, None, &needles), None);
+        assert_eq!(arg_features(CallKind::ToolCall, None, &Needles::default()), None);
     }
 }

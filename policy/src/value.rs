@@ -2,7 +2,7 @@
 //! `serde_json::Value` and regorus's deserializer cost several microseconds per call; this
 //! builds the same document (same field names, `null` for absent options) directly, with the
 //! field-name keys allocated once per thread. It also adds the derived `exec.features` and the
-//! tool's derived fields (`features`, `name_features`, `arg_paths`).
+//! tool's derived fields (`features`, `name_features`, `arg_features`).
 
 use std::collections::BTreeMap;
 
@@ -107,7 +107,7 @@ keys!(
     grant_args,
     grant_args_masked,
     name_features,
-    arg_paths,
+    arg_features,
 );
 
 thread_local! {
@@ -172,8 +172,8 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
             if let Some(f) = crate::tool_features::name_features(i.kind, &t.name, needles) {
                 o.insert(k.name_features.clone(), f);
             }
-            if let Some(p) = crate::tool_features::arg_paths(i.kind, Some(&t.args), needles) {
-                o.insert(k.arg_paths.clone(), p);
+            if let Some(p) = crate::tool_features::arg_features(i.kind, Some(&t.args), needles) {
+                o.insert(k.arg_features.clone(), p);
             }
         }
         v
