@@ -42,7 +42,9 @@ _file_strings contains t if {
 # Declared to the engine, which gathers the strings under these argument names once per tool
 # call and looks for `feature_substrings` in them (`input.tool.arg_features`, docs/policy-input.md
 # §1); `tool_arg_features_derived` derives the same without it (a unit test checks both agree).
-tool_path_keys := {"path", "file_path", "filepath", "filePath", "file", "filename", "paths", "files", "target", "source", "destination", "dest", "src", "cwd", "dir", "directory"}
+tool_path_keys := _path_keys
+
+_path_keys := {"path", "file_path", "filepath", "filePath", "file", "filename", "paths", "files", "target", "source", "destination", "dest", "src", "cwd", "dir", "directory"}
 
 _tool_path_strings := input.tool.arg_features.paths if {
 	input.tool.arg_features
@@ -61,7 +63,7 @@ _d_tool_arg_paths := {s |
 	input.kind in {"tool_call", "plugin"}
 	is_object(input.tool.args)
 	some k, v in input.tool.args
-	k in tool_path_keys
+	k in _path_keys
 	some s in _strings(v)
 }
 

@@ -93,18 +93,19 @@ _read_only_tool if {
 is_message_tool if tool_name in _message_names
 
 is_message_tool if {
-	_has_marker("message")
+	_message_marker
 	not _read_only_tool
 }
 
-# A substring of `tool_feature_substrings[group]` in the name: the engine's `hits` tell, else a
-# loop. (An `else` chain: with features the loop is never run.)
-_has_marker(group) := true if {
-	input.tool.name_features.hits[group]
+# A marker in the name: the engine's `hits` tell, else a loop over the rule's own list (not the
+# declaration, which the engine ignores when malformed). An `else` chain: with features the
+# loop is never run.
+_message_marker := true if {
+	input.tool.name_features.hits.message
 } else := false if {
-	input.tool.name_features.hits
+	input.tool.name_features
 } else := true if {
-	some m in tool_feature_substrings[group]
+	some m in _message_markers
 	contains(tool_name, m)
 }
 
@@ -126,8 +127,17 @@ is_payment_tool if {
 _payment_markers := ["stripe", "paypal", "payment", "braintree", "adyen", "wallet"]
 
 is_payment_tool if {
-	_has_marker("payment")
+	_payment_marker
 	not _read_only_tool
+}
+
+_payment_marker := true if {
+	input.tool.name_features.hits.payment
+} else := false if {
+	input.tool.name_features
+} else := true if {
+	some m in _payment_markers
+	contains(tool_name, m)
 }
 
 _tool_name_holds contains f if {
