@@ -186,6 +186,15 @@ mod tests {
         assert_eq!((echo["hits"].clone(), echo["words"].clone()), (Value::new_object(), Value::new_object()));
         assert_eq!((echo["hit"].clone(), send["hit"].clone()), (Value::from(false), Value::from(true)));
         assert_eq!(name_features(CallKind::Exec, "x", &needles), None);
+        // The example of docs/policy-input.md §1.
+        let doc = name_features(CallKind::ToolCall, "Files.Write_File", &needles).unwrap();
+        let expected = serde_json::json!({"name": "files.write_file", "parts": ["file", "files", "write"],
+            "words": {"names": ["write"]}, "hits": {}, "hit": true});
+        assert_eq!(doc.to_json_str().unwrap(), Value::from(expected).to_json_str().unwrap());
+        let args = serde_json::json!({"path": "/home/u/.ssh/config", "content": "x"});
+        let doc = arg_features(CallKind::ToolCall, Some(&args), &needles).unwrap();
+        let expected = serde_json::json!({"paths": ["/home/u/.ssh/config"], "hits": {"secrets": [".ssh/", "/.ssh"]}});
+        assert_eq!(doc.to_json_str().unwrap(), Value::from(expected).to_json_str().unwrap());
     }
 
     /// The tool rules' gate (`name_features.hit` in tools.rego) is sound: whenever the engine finds
