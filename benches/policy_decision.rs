@@ -1,7 +1,8 @@
 //! One policy decision on the shipped bundle, for a typical model call and typical exec
 //! approvals (a plain command, one with redirections, one writing inside the workspace, one
-//! with words the rules look at), plus a one-rule bundle (the engine's fixed cost: input
-//! conversion, VM call, output parsing, metrics). Targets (design §7): p99 <= 50 us, p50 <=
+//! with words the rules look at), MCP tool calls (with and without a path-like argument), plus
+//! a one-rule bundle (the engine's fixed cost: input conversion, VM call, output parsing,
+//! metrics). Targets (design §7): p99 <= 50 us, p50 <=
 //! 10 us. Criterion reports mean/median; the percentile pass below measures p50/p99/p99.9 over
 //! 100k evaluations per input.
 
@@ -106,6 +107,18 @@ fn tool_call() -> PolicyInput {
     i
 }
 
+/// An MCP `tools/call` with a path-like argument (a filesystem server's read), which the
+/// credential rule looks at too.
+fn tool_call_path() -> PolicyInput {
+    let mut i = tool_call();
+    i.tool = Some(ToolInput {
+        server: Some("fs".into()),
+        name: "read_file".into(),
+        args: serde_json::json!({"path": "/srv/agents/main/notes.md"}),
+    });
+    i
+}
+
 fn exec_with(command: &str) -> PolicyInput {
     let mut i = exec_call();
     if let Some(e) = i.exec.as_mut() {
@@ -117,8 +130,8 @@ fn exec_with(command: &str) -> PolicyInput {
 fn bench(c: &mut Criterion) {
     let e = engine();
     let (m, x, r) = (model_call(), exec_call(), exec_redirect_call());
-    let (w, s, tc) = (exec_write_call(), exec_words_call(), tool_call());
-    for input in [&m, &x, &r, &w, &s, &tc] {
+    let (w, s, tc, tp) = (exec_write_call(), exec_words_call(), tool_call(), tool_call_path());
+    for input in [&m, &x, &r, &w, &s, &tc, &tp] {
         let d = e.evaluate(input);
         assert_eq!(d.action, decision::Action::Allow, "{d:?}");
     }
@@ -128,6 +141,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decision/exec_write", |b| b.iter(|| e.evaluate(black_box(&w))));
     c.bench_function("decision/exec_words", |b| b.iter(|| e.evaluate(black_box(&s))));
     c.bench_function("decision/mcp_tool_call", |b| b.iter(|| e.evaluate(black_box(&tc))));
+    c.bench_function("decision/mcp_tool_call_path", |b| b.iter(|| e.evaluate(black_box(&tp))));
     let dir = tempfile::tempdir().expect("tempdir");
     let t = trivial_engine(dir.path());
     c.bench_function("decision/trivial", |b| b.iter(|| t.evaluate(black_box(&m))));
@@ -153,6 +167,7 @@ fn percentiles(_c: &mut Criterion) {
         ("exec_write", &shipped, exec_write_call()),
         ("exec_words", &shipped, exec_words_call()),
         ("mcp_tool_call", &shipped, tool_call()),
+        ("mcp_tool_call_path", &shipped, tool_call_path()),
     ]);
     interleaved(&[("trivial_exec", &trivial, exec_call()), ("trivial", &trivial, model_call())]);
 }
