@@ -254,12 +254,14 @@ mod tests {
                             "limit_usd": 1, "remaining_usd": ([0.0, 0.5][next(2)])}], "grants": []}),
                 };
                 // Plugin facts are derived in Rust only (no Rego fallback): the interpreter gets
-                // them too, but not the command features.
+                // them too, but not the command or tool features.
                 let value = if input["kind"] == "plugin" {
                     let mut v = crate::features::attach_to_json(&input, &needles);
                     let root = v.as_object_mut().unwrap();
                     let tool = root.get_mut(&regorus::Value::from("tool")).unwrap().as_object_mut().unwrap();
-                    tool.remove(&regorus::Value::from("features"));
+                    for field in ["features", "name_features", "arg_features"] {
+                        tool.remove(&regorus::Value::from(field));
+                    }
                     v
                 } else {
                     regorus::Value::from(input.clone())
