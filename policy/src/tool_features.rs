@@ -6,9 +6,9 @@
 //!
 //! Invariant: every field equals what the shipped bundle's Rego fallback
 //! (`tool_name_features_derived` in `policies/tools.rego`, `tool_arg_features_derived` in
-//! `policies/secrets.rego`) computes for the
-//! same call, so a bundle decides the same with or without them; a unit test checks it on a table
-//! of names and arguments. Like the command features they are never taken from the caller.
+//! `policies/secrets.rego`) computes for the same call, so a bundle decides the same with or
+//! without them; unit tests check it on tables of names and arguments. Like the command
+//! features they are never taken from the caller (`features::attach_to_json` replaces them).
 
 use std::collections::{BTreeMap, BTreeSet};
 

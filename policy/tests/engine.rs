@@ -306,6 +306,25 @@ hold_findings contains f if {
     assert_eq!(engine.evaluate(&exec).action, decision::Action::Allow);
 }
 
+/// A caller cannot switch the tool rules off by supplying the derived fields: the engine
+/// replaces `name_features` and `arg_features` with its own.
+#[test]
+fn supplied_tool_features_are_ignored() {
+    let (_dir, engine) = shipped_copy(|_, text| text, &[]);
+    let decide = |name: &str, args: serde_json::Value| {
+        let spoof = serde_json::json!({"hit": false, "words": {}, "hits": {}, "parts": [], "name": "echo"});
+        let input = serde_json::json!({"version": 1, "kind": "tool_call", "agent": "main", "trace_id": "t",
+            "now": "2026-06-01T12:00:00Z", "cost": {"estimate_usd": null},
+            "tool": {"server": "s", "name": name, "args": args, "name_features": spoof,
+                "arg_features": {"paths": [], "hits": {}}}});
+        let d = engine.evaluate_value(&input);
+        (d.action, d.rule)
+    };
+    let held = |rule: &str| (decision::Action::Hold, rule.to_string());
+    assert_eq!(decide("send_email", serde_json::json!({"to": "a@b.c"})), held("tool.outbound_message"));
+    assert_eq!(decide("read_file", serde_json::json!({"path": "~/.ssh/id_rsa"})), held("secrets.credential_access"));
+}
+
 /// Likewise for the tool declarations: without `name_features` / `arg_features` the tool and
 /// credential rules fall back to their own lists, never to "nothing found".
 #[test]
