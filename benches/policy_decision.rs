@@ -1,17 +1,17 @@
 //! One policy decision on the shipped bundle, for a typical model call and typical exec
 //! approvals (a plain command, one with redirections, one writing inside the workspace, one
-//! with words the rules look at), MCP tool calls (with and without a path-like argument), plus
-//! a one-rule bundle (the engine's fixed cost: input conversion, VM call, output parsing,
-//! metrics). Targets (design §7): p99 <= 50 us, p50 <=
-//! 10 us. Criterion reports mean/median; the percentile pass below measures p50/p99/p99.9 over
-//! 100k evaluations per input.
+//! with words the rules look at), MCP tool calls (with and without a path-like argument), a
+//! plugin-gate `write`, plus a one-rule bundle (the engine's fixed cost: input conversion, VM
+//! call, output parsing, metrics). Targets (design §7): p99 <= 50 us, p50 <= 10 us. Criterion
+//! reports mean/median; the percentile pass below measures p50/p99/p99.9 over 100k evaluations
+//! per input.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
 
 use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use decision::{CallKind, CostInput, ExecInput, McpInput, McpPhase, ModelInput, PolicyInput, ToolInput};
+use decision::{CallKind, CostInput, ExecInput, McpInput, McpPhase, ModelInput, PluginInput, PolicyInput, ToolInput};
 use policy::{BundleSource, EngineOptions, PolicyEngine, PolicySettings};
 
 fn engine() -> PolicyEngine {
@@ -119,6 +119,22 @@ fn tool_call_path() -> PolicyInput {
     i
 }
 
+/// A plugin-gate call as the OpenClaw plugin sends it: OpenClaw's `write` inside the workspace.
+fn plugin_write() -> PolicyInput {
+    let mut i = PolicyInput::new(CallKind::Plugin, "main", "4bf92f3577b34da6a3ce929d0e0e4739");
+    i.tool = Some(ToolInput {
+        server: None,
+        name: "write".into(),
+        args: serde_json::json!({"path": "/srv/agents/main/notes.md", "content": "# Notes"}),
+    });
+    i.plugin = Some(PluginInput {
+        tool_name: "write".into(),
+        workspace: Some("/srv/agents/main".into()),
+        ..PluginInput::default()
+    });
+    i
+}
+
 fn exec_with(command: &str) -> PolicyInput {
     let mut i = exec_call();
     if let Some(e) = i.exec.as_mut() {
@@ -131,7 +147,8 @@ fn bench(c: &mut Criterion) {
     let e = engine();
     let (m, x, r) = (model_call(), exec_call(), exec_redirect_call());
     let (w, s, tc, tp) = (exec_write_call(), exec_words_call(), tool_call(), tool_call_path());
-    for input in [&m, &x, &r, &w, &s, &tc, &tp] {
+    let pw = plugin_write();
+    for input in [&m, &x, &r, &w, &s, &tc, &tp, &pw] {
         let d = e.evaluate(input);
         assert_eq!(d.action, decision::Action::Allow, "{d:?}");
     }
@@ -142,6 +159,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decision/exec_words", |b| b.iter(|| e.evaluate(black_box(&s))));
     c.bench_function("decision/mcp_tool_call", |b| b.iter(|| e.evaluate(black_box(&tc))));
     c.bench_function("decision/mcp_tool_call_path", |b| b.iter(|| e.evaluate(black_box(&tp))));
+    c.bench_function("decision/plugin_write", |b| b.iter(|| e.evaluate(black_box(&pw))));
     let dir = tempfile::tempdir().expect("tempdir");
     let t = trivial_engine(dir.path());
     c.bench_function("decision/trivial", |b| b.iter(|| t.evaluate(black_box(&m))));
@@ -168,6 +186,7 @@ fn percentiles(_c: &mut Criterion) {
         ("exec_words", &shipped, exec_words_call()),
         ("mcp_tool_call", &shipped, tool_call()),
         ("mcp_tool_call_path", &shipped, tool_call_path()),
+        ("plugin_write", &shipped, plugin_write()),
     ]);
     interleaved(&[("trivial_exec", &trivial, exec_call()), ("trivial", &trivial, model_call())]);
 }

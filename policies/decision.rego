@@ -78,6 +78,13 @@ hold_findings := set() if {
 	# Plugin-gate calls another gate decides (plugin.rego).
 	input.kind == "plugin"
 	plugin_passthrough
+} else := secret_holds | tool_holds if {
+	# Plugin-gate calls with neither a `command` nor a `workdir` argument (read, write, message,
+	# web, ...): no command rule can hold (the plugin's exec rule reads `workdir`, the others
+	# the command).
+	input.kind == "plugin"
+	not is_string(input.tool.args.command)
+	not is_string(input.tool.args.workdir)
 } else := (exec_holds | secret_holds) | tool_holds if {
 	input.kind in {"tool_call", "plugin"}
 }
@@ -89,7 +96,7 @@ _tool_call_holds := tool_holds if {
 } else := secret_holds | tool_holds
 
 # deny_findings and hold_findings are undefined for an unknown kind, and so is _default_allow,
-# so no branch holds and `decision` stays undefined. The three literals equal what `_decide`
+# so no branch holds and `decision` stays undefined. The four literals equal what `_decide`
 # answers for the same calls (the allow.* rows of `_default_allow`; tests check both ways).
 decision := {
 	"action": "allow", "rule": "allow.exec", "reason": "No policy rule restricts this command",
@@ -118,6 +125,16 @@ decision := {
 	data.clawbutler.config.tool_result_secrets
 	deny_findings == set()
 	hold_findings == set()
+} else := {
+	"action": "allow", "rule": "allow.plugin", "reason": "No policy rule restricts this tool call",
+	"risk": "low", "obligations": {"mask": []},
+} if {
+	# An allowed plugin-gate call that no other gate decides (`plugin_passthrough`, already
+	# evaluated by `hold_findings`): `_default_allow`'s last row (no tool obligations).
+	input.kind == "plugin"
+	deny_findings == set()
+	hold_findings == set()
+	not plugin_passthrough
 } else := _decide
 
 _decide := _from("deny", _winner(deny_findings)) if {
