@@ -122,16 +122,10 @@ fn tool_call_path() -> PolicyInput {
 /// A plugin-gate call as the OpenClaw plugin sends it: OpenClaw's `write` inside the workspace.
 fn plugin_write() -> PolicyInput {
     let mut i = PolicyInput::new(CallKind::Plugin, "main", "4bf92f3577b34da6a3ce929d0e0e4739");
-    i.tool = Some(ToolInput {
-        server: None,
-        name: "write".into(),
-        args: serde_json::json!({"path": "/srv/agents/main/notes.md", "content": "# Notes"}),
-    });
-    i.plugin = Some(PluginInput {
-        tool_name: "write".into(),
-        workspace: Some("/srv/agents/main".into()),
-        ..PluginInput::default()
-    });
+    let workspace = Some("/srv/agents/main".to_string());
+    i.plugin = Some(PluginInput { tool_name: "write".into(), workspace, ..PluginInput::default() });
+    let args = serde_json::json!({"path": "/srv/agents/main/notes.md", "content": "# Notes"});
+    i.tool = Some(ToolInput { server: None, name: "write".into(), args });
     i
 }
 
