@@ -1,16 +1,17 @@
 //! One policy decision on the shipped bundle, for a typical model call and typical exec
 //! approvals (a plain command, one with redirections, one writing inside the workspace, one
-//! with words the rules look at), plus a one-rule bundle (the engine's fixed cost: input
-//! conversion, VM call, output parsing, metrics). Targets (design §7): p99 <= 50 us, p50 <=
-//! 10 us. Criterion reports mean/median; the percentile pass below measures p50/p99/p99.9 over
-//! 100k evaluations per input.
+//! with words the rules look at), MCP tool calls (with and without a path-like argument), a
+//! plugin-gate `write`, plus a one-rule bundle (the engine's fixed cost: input conversion, VM
+//! call, output parsing, metrics). Targets (design §7): p99 <= 50 us, p50 <= 10 us. Criterion
+//! reports mean/median; the percentile pass below measures p50/p99/p99.9 over 100k evaluations
+//! per input.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed assertion panics
 
 use std::time::Instant;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use decision::{CallKind, CostInput, ExecInput, McpInput, McpPhase, ModelInput, PolicyInput, ToolInput};
+use decision::{CallKind, CostInput, ExecInput, McpInput, McpPhase, ModelInput, PluginInput, PolicyInput, ToolInput};
 use policy::{BundleSource, EngineOptions, PolicyEngine, PolicySettings};
 
 fn engine() -> PolicyEngine {
@@ -106,6 +107,28 @@ fn tool_call() -> PolicyInput {
     i
 }
 
+/// An MCP `tools/call` with a path-like argument (a filesystem server's read), which the
+/// credential rule looks at too.
+fn tool_call_path() -> PolicyInput {
+    let mut i = tool_call();
+    i.tool = Some(ToolInput {
+        server: Some("fs".into()),
+        name: "read_file".into(),
+        args: serde_json::json!({"path": "/srv/agents/main/notes.md"}),
+    });
+    i
+}
+
+/// A plugin-gate call as the OpenClaw plugin sends it: OpenClaw's `write` inside the workspace.
+fn plugin_write() -> PolicyInput {
+    let mut i = PolicyInput::new(CallKind::Plugin, "main", "4bf92f3577b34da6a3ce929d0e0e4739");
+    let workspace = Some("/srv/agents/main".to_string());
+    i.plugin = Some(PluginInput { tool_name: "write".into(), workspace, ..PluginInput::default() });
+    let args = serde_json::json!({"path": "/srv/agents/main/notes.md", "content": "# Notes"});
+    i.tool = Some(ToolInput { server: None, name: "write".into(), args });
+    i
+}
+
 fn exec_with(command: &str) -> PolicyInput {
     let mut i = exec_call();
     if let Some(e) = i.exec.as_mut() {
@@ -117,8 +140,9 @@ fn exec_with(command: &str) -> PolicyInput {
 fn bench(c: &mut Criterion) {
     let e = engine();
     let (m, x, r) = (model_call(), exec_call(), exec_redirect_call());
-    let (w, s, tc) = (exec_write_call(), exec_words_call(), tool_call());
-    for input in [&m, &x, &r, &w, &s, &tc] {
+    let (w, s, tc, tp) = (exec_write_call(), exec_words_call(), tool_call(), tool_call_path());
+    let pw = plugin_write();
+    for input in [&m, &x, &r, &w, &s, &tc, &tp, &pw] {
         let d = e.evaluate(input);
         assert_eq!(d.action, decision::Action::Allow, "{d:?}");
     }
@@ -128,6 +152,8 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decision/exec_write", |b| b.iter(|| e.evaluate(black_box(&w))));
     c.bench_function("decision/exec_words", |b| b.iter(|| e.evaluate(black_box(&s))));
     c.bench_function("decision/mcp_tool_call", |b| b.iter(|| e.evaluate(black_box(&tc))));
+    c.bench_function("decision/mcp_tool_call_path", |b| b.iter(|| e.evaluate(black_box(&tp))));
+    c.bench_function("decision/plugin_write", |b| b.iter(|| e.evaluate(black_box(&pw))));
     let dir = tempfile::tempdir().expect("tempdir");
     let t = trivial_engine(dir.path());
     c.bench_function("decision/trivial", |b| b.iter(|| t.evaluate(black_box(&m))));
@@ -153,6 +179,8 @@ fn percentiles(_c: &mut Criterion) {
         ("exec_write", &shipped, exec_write_call()),
         ("exec_words", &shipped, exec_words_call()),
         ("mcp_tool_call", &shipped, tool_call()),
+        ("mcp_tool_call_path", &shipped, tool_call_path()),
+        ("plugin_write", &shipped, plugin_write()),
     ]);
     interleaved(&[("trivial_exec", &trivial, exec_call()), ("trivial", &trivial, model_call())]);
 }

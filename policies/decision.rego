@@ -49,6 +49,12 @@ hold_findings := set() if {
 	f.cwd_in_workspace
 } else := set() if {
 	input.kind == "model_call"
+} else := _tool_call_holds if {
+	# Tool calls without a `command` argument (most MCP calls): no command rule can hold
+	# (`exec_holds` reads the command's words, paths, redirects, or the `cwd` / `workdir` of
+	# other kinds), so only the credential and tool rules run (`_tool_call_holds`).
+	input.kind == "tool_call"
+	not is_string(input.tool.args.command)
 } else := set() if {
 	# The second fast path: the only trigger words are writing programs without a rule of their
 	# own (cp, mv, mkdir, ...: the only family is "write"), and every path the command names is
@@ -72,20 +78,25 @@ hold_findings := set() if {
 	# Plugin-gate calls another gate decides (plugin.rego).
 	input.kind == "plugin"
 	plugin_passthrough
-} else := tool_holds if {
-	# Tool calls with neither a `command` argument nor a path-like one (most MCP calls): no
-	# command rule (`exec_holds` reads the command's words, paths and redirects, all undefined
-	# without one) and no credential rule (`secret_holds` reads the command's words and the
-	# path-like arguments) can hold, so only the tool rules run.
-	input.kind == "tool_call"
+} else := secret_holds | tool_holds if {
+	# Plugin-gate calls with neither a `command` nor a `workdir` argument (read, write, message,
+	# web, ...): no command rule can hold (the plugin's exec rule reads `workdir`, the others
+	# the command).
+	input.kind == "plugin"
 	not is_string(input.tool.args.command)
-	count(_tool_path_strings) == 0
+	not is_string(input.tool.args.workdir)
 } else := (exec_holds | secret_holds) | tool_holds if {
 	input.kind in {"tool_call", "plugin"}
 }
 
+# With no path-like argument either (the engine's `arg_features`), no credential rule can hold:
+# `secret_holds` reads the command's words and the path-like arguments.
+_tool_call_holds := tool_holds if {
+	input.tool.arg_features.paths == set()
+} else := secret_holds | tool_holds
+
 # deny_findings and hold_findings are undefined for an unknown kind, and so is _default_allow,
-# so no branch holds and `decision` stays undefined. The three literals equal what `_decide`
+# so no branch holds and `decision` stays undefined. The four literals equal what `_decide`
 # answers for the same calls (the allow.* rows of `_default_allow`; tests check both ways).
 decision := {
 	"action": "allow", "rule": "allow.exec", "reason": "No policy rule restricts this command",
@@ -104,13 +115,26 @@ decision := {
 	input.model.endpoint != "models"
 } else := {
 	"action": "allow", "rule": "allow.tool_call", "reason": "No policy rule restricts this tool call",
-	"risk": "low", "obligations": {"mask": [], "result_secrets": cfg_tool_result_secrets},
+	"risk": "low", "obligations": {"mask": [], "result_secrets": data.clawbutler.config.tool_result_secrets},
 } if {
 	# The usual MCP tool call, as `_decide` would answer it (`_default_allow`'s last row with
-	# `_tool_obligations`), without its chain of rule calls.
+	# `_tool_obligations`), without its chain of rule calls. The config key is read directly
+	# (what `cfg_tool_result_secrets` answers when it is set; the sidecar always sets it):
+	# without it `_decide` answers with the default.
 	input.kind == "tool_call"
+	data.clawbutler.config.tool_result_secrets
 	deny_findings == set()
 	hold_findings == set()
+} else := {
+	"action": "allow", "rule": "allow.plugin", "reason": "No policy rule restricts this tool call",
+	"risk": "low", "obligations": {"mask": []},
+} if {
+	# An allowed plugin-gate call that no other gate decides (`plugin_passthrough`, already
+	# evaluated by `hold_findings`): `_default_allow`'s last row (no tool obligations).
+	input.kind == "plugin"
+	deny_findings == set()
+	hold_findings == set()
+	not plugin_passthrough
 } else := _decide
 
 _decide := _from("deny", _winner(deny_findings)) if {

@@ -42,9 +42,15 @@ plugin_passthrough := {
 	input.plugin.family == "tool_search"
 }
 
+# The rules below add to `_plugin_holds`: a tool call of another kind pays one body for all.
+tool_holds contains f if {
+	input.kind == "plugin"
+	some f in _plugin_holds
+}
+
 # --- files -------------------------------------------------------------------------------
 
-tool_holds contains f if {
+_plugin_holds contains f if {
 	input.kind == "plugin"
 	input.plugin.family == "file_write"
 	some p in input.plugin.paths
@@ -66,7 +72,7 @@ _outside_reason(p) := sprintf("Writing to %s, outside the agent's workspace, nee
 	_absolute(p)
 } else := sprintf("Writing to %s needs a human's approval: the agent's workspace is not known, so the path cannot be placed", [p])
 
-tool_holds contains f if {
+_plugin_holds contains f if {
 	input.kind == "plugin"
 	input.plugin.family == "file_write"
 	some p in input.plugin.paths
@@ -106,7 +112,7 @@ _openclaw_file(base) if base in {"auth-profiles.json", "exec-approvals.json", "o
 
 # --- messages ------------------------------------------------------------------------------
 
-tool_holds contains f if {
+_plugin_holds contains f if {
 	input.kind == "plugin"
 	input.plugin.family == "message"
 	off := [r | some r in input.plugin.recipients; not _listed(cfg_message_allowlist, r)]
@@ -118,7 +124,7 @@ tool_holds contains f if {
 	}
 }
 
-tool_holds contains f if {
+_plugin_holds contains f if {
 	input.kind == "plugin"
 	input.plugin.family == "message"
 	input.tool.args.action == "broadcast"
@@ -131,7 +137,7 @@ tool_holds contains f if {
 
 # --- browser and web -----------------------------------------------------------------------
 
-tool_holds contains f if {
+_plugin_holds contains f if {
 	input.kind == "plugin"
 	input.plugin.family in {"browser", "web"}
 	off := [h | some h in input.plugin.hosts; not _listed(cfg_web_allowlist, h)]
@@ -145,7 +151,7 @@ tool_holds contains f if {
 
 # --- new agents ----------------------------------------------------------------------------
 
-tool_holds contains f if {
+_plugin_holds contains f if {
 	input.kind == "plugin"
 	input.plugin.family == "spawn"
 	f := {

@@ -268,3 +268,19 @@ test_plugin_message_not_held_by_the_name_rule if {
 		with data.clawbutler.config as {"message_allowlist": ["@team"]}
 	d.rule == "allow.plugin"
 }
+
+# The literal answer for an allowed plugin-gate call (decision.rego) is exactly what `_decide`
+# answers; calls another gate decides keep their own rule.
+test_allowed_plugin_call_literal_equals_the_general_chain if {
+	i := plugin_input("read", {"path": "a.md"}, {"family": "file_read", "paths": [concat("/", [ws, "a.md"])]})
+	d := data.clawbutler.decision with input as i
+	d == data.clawbutler._decide with input as i
+	d == {"action": "allow", "rule": "allow.plugin", "reason": "No policy rule restricts this tool call", "risk": "low", "obligations": {"mask": []}}
+	m := mcp_input("cb-main", "search_docs", {"query": "rego"})
+	p := data.clawbutler.decision with input as m
+	p == data.clawbutler._decide with input as m
+	p.rule == "plugin.mcp_via_proxy"
+}
+
+# A plugin-gate call without a command skips the command rules, but not the `workdir` rule.
+test_plugin_workdir_without_command_still_held if held_by(plugin_input("process", {"workdir": "/etc"}, {"family": "other"}), "exec.outside_workspace")

@@ -39,9 +39,27 @@ _file_strings contains t if {
 	some t in raw_tokens
 }
 
+# Declared to the engine, which gathers the strings under these argument names once per tool
+# call and looks for `feature_substrings` in them (`input.tool.arg_features`, docs/policy-input.md
+# §1); `tool_arg_features_derived` derives the same without it (a unit test checks both agree).
+tool_path_keys := _path_keys
+
 _path_keys := {"path", "file_path", "filepath", "filePath", "file", "filename", "paths", "files", "target", "source", "destination", "dest", "src", "cwd", "dir", "directory"}
 
-_tool_path_strings contains s if {
+_tool_path_strings := input.tool.arg_features.paths if {
+	input.tool.arg_features
+} else := _d_tool_arg_paths
+
+tool_arg_features_derived := {
+	"paths": _d_tool_arg_paths,
+	"hits": {group: found |
+		some group, members in feature_substrings
+		found := {m | some m in members; some s in _d_tool_arg_paths; contains(s, m)}
+		found != set()
+	},
+}
+
+_d_tool_arg_paths := {s |
 	input.kind in {"tool_call", "plugin"}
 	is_object(input.tool.args)
 	some k, v in input.tool.args
@@ -87,6 +105,15 @@ _maybe_secret := true if {
 	input.exec.features.hits
 } else := true if {
 	input.tool.features.hits.secrets
+} else := true if {
+	# A hint in a path-like tool argument (the engine's `arg_features`, found as written, like
+	# the `strings.replace_n` branch below; `feature_substrings.secrets` are `_secret_hints`).
+	input.tool.arg_features.hits.secrets
+} else := false if {
+	# None there, and no command (most MCP calls): the branches below cannot hold either.
+	input.kind == "tool_call"
+	input.tool.arg_features
+	not is_string(input.tool.args.command)
 } else := true if {
 	strings.replace_n(_secret_telltales, command) != command
 	strings.replace_n(_secret_hints, command) != command

@@ -8,12 +8,15 @@ test_harmless_tool_allowed_low_risk if {
 }
 
 # The literal answer for an allowed tool call (decision.rego) is exactly what `_decide` answers,
-# with the result-secrets obligation from config.
+# with the result-secrets obligation from config (without the key, as here by default, the
+# literal is skipped and `_decide` answers with its default).
 test_allowed_tool_call_literal_equals_the_general_chain if {
 	i := tool_input("search_docs", {"query": "rego"})
 	d := data.clawbutler.decision with input as i
 	d == data.clawbutler._decide with input as i
 	d.obligations == {"mask": [], "result_secrets": "mask"}
+	m := data.clawbutler.decision with input as i with data.clawbutler.config as {"tool_result_secrets": "mask"}
+	m == d
 	p := data.clawbutler.decision with input as i with data.clawbutler.config as {"tool_result_secrets": "pass"}
 	p == data.clawbutler._decide with input as i with data.clawbutler.config as {"tool_result_secrets": "pass"}
 	p.obligations.result_secrets == "pass"

@@ -209,7 +209,8 @@ const PLUGIN_DERIVED: [&str; 5] = ["family", "paths", "recipients", "hosts", "gr
 
 /// Make an untyped input's derived fields the engine's own: `exec.features` (for `exec`
 /// inputs whose command the Rego rules accept), `tool.features` (tool kinds whose
-/// `args.command` is a string) and the facts of `plugin` (kind `plugin`); anything a caller
+/// `args.command` is a string), `tool.name_features` and `tool.arg_features` (tool kinds; the
+/// first when `name` is a string) and the facts of `plugin` (kind `plugin`); anything a caller
 /// supplied under those names is replaced or removed.
 pub(crate) fn attach_to_json(input: &serde_json::Value, needles: &Needles) -> Value {
     let mut json = input.clone();
@@ -223,11 +224,19 @@ pub(crate) fn attach_to_json(input: &serde_json::Value, needles: &Needles) -> Va
         }
     }
     let workspace = input.pointer("/plugin/workspace").and_then(serde_json::Value::as_str).map(str::to_string);
-    let mut tool_derived = None;
+    let (mut tool_derived, mut name_derived, mut paths_derived) = (None, None, None);
     if let Some(tool) = json.get_mut("tool").and_then(serde_json::Value::as_object_mut) {
-        tool.remove("features");
-        if let (Some(k), Some(args)) = (kind, tool.get("args")) {
-            tool_derived = tool_features(k, args, workspace.as_deref(), needles);
+        for field in ["features", "name_features", "arg_features"] {
+            tool.remove(field);
+        }
+        if let Some(k) = kind {
+            if let Some(args) = tool.get("args") {
+                tool_derived = tool_features(k, args, workspace.as_deref(), needles);
+            }
+            if let Some(name) = tool.get("name").and_then(serde_json::Value::as_str) {
+                name_derived = crate::tool_features::name_features(k, name, needles);
+            }
+            paths_derived = crate::tool_features::arg_features(k, tool.get("args"), needles);
         }
     }
     let mut facts = None;
@@ -251,6 +260,8 @@ pub(crate) fn attach_to_json(input: &serde_json::Value, needles: &Needles) -> Va
         let root = &mut value;
         insert_under(root, "exec", "features", derived);
         insert_under(root, "tool", "features", tool_derived);
+        insert_under(root, "tool", "name_features", name_derived);
+        insert_under(root, "tool", "arg_features", paths_derived);
         if let Some(f) = facts {
             let strings = |v: &[String]| Value::from(v.iter().map(|s| Value::from(s.as_str())).collect::<Vec<_>>());
             insert_under(root, "plugin", "family", Some(Value::from(f.family.as_str())));

@@ -20,6 +20,7 @@ pub mod signed;
 #[cfg(test)]
 mod test_rng;
 pub mod testing;
+mod tool_features;
 mod value;
 mod vm;
 pub mod watch;

@@ -11,8 +11,14 @@
 //! or "is `rm` among the programs?" with one lookup
 //! (`input.exec.features.hits.secrets`) instead of a `strings.replace_n` scan per hint. A
 //! bundle that declares neither gets neither field, and its rules derive what they need in Rego.
+//!
+//! The same two kinds of groups exist for tool names (`input.tool.name_features`, see
+//! `tool_features.rs`): `tool_feature_words` (matched against the name's parts) and
+//! `tool_feature_substrings` (matched in the lower-cased name); and `tool_path_keys`, a set of
+//! argument names whose string values are the call's path-like arguments
+//! (`input.tool.arg_features.paths`, in which `feature_substrings` are looked for: `.hits`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use aho_corasick::AhoCorasick;
 use regorus::Value;
@@ -20,12 +26,18 @@ use regorus::Value;
 /// The rule names a bundle declares its needles under.
 const WORDS_RULE: &str = "data.clawbutler.feature_words";
 const SUBSTRINGS_RULE: &str = "data.clawbutler.feature_substrings";
+const TOOL_WORDS_RULE: &str = "data.clawbutler.tool_feature_words";
+const TOOL_SUBSTRINGS_RULE: &str = "data.clawbutler.tool_feature_substrings";
+const PATH_KEYS_RULE: &str = "data.clawbutler.tool_path_keys";
 
 /// One revision's needles; `None` where the bundle declares none (the field is then omitted).
 #[derive(Default)]
 pub(crate) struct Needles {
     words: Option<Words>,
     substrings: Option<Substrings>,
+    tool_words: Option<Words>,
+    tool_substrings: Option<Substrings>,
+    path_keys: Option<HashSet<String>>,
 }
 
 struct Words {
@@ -56,55 +68,59 @@ impl Needles {
             Ok(Value::Undefined) | Err(_) => None,
             Ok(v) => Some(v),
         };
-        let words = read(WORDS_RULE).and_then(|v| {
-            let built = Words::new(&v);
-            if let Err(e) = &built {
-                tracing::warn!(rule = WORDS_RULE, error = %e, "ignored");
-            }
-            built.ok()
-        });
-        let substrings = read(SUBSTRINGS_RULE).and_then(|v| {
-            let built = Substrings::new(&v);
-            if let Err(e) = &built {
-                tracing::warn!(rule = SUBSTRINGS_RULE, error = %e, "ignored");
-            }
-            built.ok()
-        });
-        Needles { words, substrings }
+        let mut declared = |rule: &str| read(rule).map(|v| (rule.to_string(), v));
+        Needles {
+            words: parsed(declared(WORDS_RULE), Words::new),
+            substrings: parsed(declared(SUBSTRINGS_RULE), Substrings::new),
+            tool_words: parsed(declared(TOOL_WORDS_RULE), Words::new),
+            tool_substrings: parsed(declared(TOOL_SUBSTRINGS_RULE), Substrings::new),
+            path_keys: parsed(declared(PATH_KEYS_RULE), |v| {
+                strings(v).map(|k| k.into_iter().collect()).ok_or_else(|| "must be a set of strings".to_string())
+            }),
+        }
     }
 
     /// `features.triggers`: group -> the declared words of that group among `words` (groups
     /// without one left out), or `None` without a declaration.
     pub(crate) fn triggers(&self, words: &BTreeSet<Value>, empty: &Value) -> Option<Value> {
-        let declared = self.words.as_ref()?;
-        let mut found: BTreeMap<usize, BTreeSet<Value>> = BTreeMap::new();
-        for w in words {
-            let Value::String(s) = w else { continue };
-            if s.len() > declared.longest {
-                continue;
-            }
-            for g in declared.groups_of.get(s.as_ref()).into_iter().flatten() {
-                found.entry(*g).or_default().insert(w.clone());
-            }
-        }
-        Some(grouped(found, &declared.groups, empty))
+        Some(self.words.as_ref()?.find(words, empty))
     }
 
     /// `features.hits`: group -> the declared substrings of that group occurring in `text`
     /// (groups without one left out), or `None` without a declaration. Overlapping matches
     /// count (`.ssh` inside `.ssh/` reports both).
     pub(crate) fn hits(&self, text: &str, empty: &Value) -> Option<Value> {
-        let s = self.substrings.as_ref()?;
-        // Fails only for match kinds other than the default (standard) one, which is used.
-        let matches = s.automaton.try_find_overlapping_iter(text).ok()?;
-        let mut found: BTreeMap<usize, BTreeSet<Value>> = BTreeMap::new();
-        for m in matches {
-            if let Some((group, value)) = s.patterns.get(m.pattern().as_usize()) {
-                found.entry(*group).or_default().insert(value.clone());
-            }
-        }
-        Some(grouped(found, &s.groups, empty))
+        self.substrings.as_ref()?.find(text, empty)
     }
+
+    /// `tool.arg_features.hits`: as [`Needles::hits`], for the substrings of `feature_substrings`
+    /// occurring in any of `texts` (a tool call's path-like arguments, as written).
+    pub(crate) fn hits_in_any<'a>(&self, texts: impl IntoIterator<Item = &'a str>, empty: &Value) -> Option<Value> {
+        self.substrings.as_ref()?.find_in_any(texts, empty)
+    }
+
+    /// `tool.name_features.words`: as [`Needles::triggers`], for a tool name's parts and the
+    /// bundle's `tool_feature_words`.
+    pub(crate) fn tool_words(&self, parts: &BTreeSet<Value>, empty: &Value) -> Option<Value> {
+        Some(self.tool_words.as_ref()?.find(parts, empty))
+    }
+
+    /// `tool.name_features.hits`: as [`Needles::hits`], for a lower-cased tool name and the
+    /// bundle's `tool_feature_substrings`.
+    pub(crate) fn tool_hits(&self, name: &str, empty: &Value) -> Option<Value> {
+        self.tool_substrings.as_ref()?.find(name, empty)
+    }
+
+    /// The bundle's `tool_path_keys`, or `None` without a declaration.
+    pub(crate) fn path_keys(&self) -> Option<&HashSet<String>> {
+        self.path_keys.as_ref()
+    }
+}
+
+/// A declaration `(rule, value)` parsed, or `None` (logged) when it has the wrong shape.
+fn parsed<T>(declared: Option<(String, Value)>, parse: impl Fn(&Value) -> Result<T, String>) -> Option<T> {
+    let (rule, v) = declared?;
+    parse(&v).map_err(|e| tracing::warn!(rule, error = %e, "ignored")).ok()
 }
 
 /// `{group name: found}` for the groups with a find; `empty` (the shared `{}`) without any.
@@ -146,6 +162,21 @@ impl Words {
         }
         Ok(Words { groups_of, groups, longest })
     }
+
+    /// Group -> the declared words of that group among `words` (groups without one left out).
+    fn find(&self, words: &BTreeSet<Value>, empty: &Value) -> Value {
+        let mut found: BTreeMap<usize, BTreeSet<Value>> = BTreeMap::new();
+        for w in words {
+            let Value::String(s) = w else { continue };
+            if s.len() > self.longest {
+                continue;
+            }
+            for g in self.groups_of.get(s.as_ref()).into_iter().flatten() {
+                found.entry(*g).or_default().insert(w.clone());
+            }
+        }
+        grouped(found, &self.groups, empty)
+    }
 }
 
 impl Substrings {
@@ -155,6 +186,27 @@ impl Substrings {
         let automaton = AhoCorasick::new(patterns.iter().map(|(_, p)| p)).map_err(|e| e.to_string())?;
         let patterns = patterns.into_iter().map(|(g, p)| (g, Value::from(p.as_str()))).collect();
         Ok(Substrings { automaton, patterns, groups })
+    }
+
+    /// Group -> the declared substrings of that group occurring in `text` (groups without one
+    /// left out); `None` only if the automaton refuses overlapping search, which the default
+    /// (standard) match kind, used here, never does.
+    fn find(&self, text: &str, empty: &Value) -> Option<Value> {
+        self.find_in_any([text], empty)
+    }
+
+    /// As [`Substrings::find`], for the substrings occurring in any of `texts` (each searched on
+    /// its own: no match spans two of them).
+    fn find_in_any<'a>(&self, texts: impl IntoIterator<Item = &'a str>, empty: &Value) -> Option<Value> {
+        let mut found: BTreeMap<usize, BTreeSet<Value>> = BTreeMap::new();
+        for text in texts {
+            for m in self.automaton.try_find_overlapping_iter(text).ok()? {
+                if let Some((group, value)) = self.patterns.get(m.pattern().as_usize()) {
+                    found.entry(*group).or_default().insert(value.clone());
+                }
+            }
+        }
+        Some(grouped(found, &self.groups, empty))
     }
 }
 

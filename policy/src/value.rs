@@ -1,7 +1,8 @@
 //! Building the engine's input value straight from a [`PolicyInput`]. Going through
 //! `serde_json::Value` and regorus's deserializer cost several microseconds per call; this
 //! builds the same document (same field names, `null` for absent options) directly, with the
-//! field-name keys allocated once per thread. It also adds the derived `exec.features`.
+//! field-name keys allocated once per thread. It also adds the derived `exec.features` and the
+//! tool's derived fields (`features`, `name_features`, `arg_features`).
 
 use std::collections::BTreeMap;
 
@@ -105,6 +106,8 @@ keys!(
     hosts,
     grant_args,
     grant_args_masked,
+    name_features,
+    arg_features,
 );
 
 thread_local! {
@@ -161,10 +164,16 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
             (&k.name, Value::from(t.name.as_str())),
             (&k.server, opt_str(t.server.as_deref())),
         ]);
-        // Derived here, never taken from the caller (see `features.rs`).
-        if let Some(f) = crate::features::tool_features(i.kind, &t.args, workspace, needles) {
-            if let Ok(o) = v.as_object_mut() {
+        // Derived here, never taken from the caller (see `features.rs`, `tool_features.rs`).
+        if let Ok(o) = v.as_object_mut() {
+            if let Some(f) = crate::features::tool_features(i.kind, &t.args, workspace, needles) {
                 o.insert(k.features.clone(), f);
+            }
+            if let Some(f) = crate::tool_features::name_features(i.kind, &t.name, needles) {
+                o.insert(k.name_features.clone(), f);
+            }
+            if let Some(p) = crate::tool_features::arg_features(i.kind, Some(&t.args), needles) {
+                o.insert(k.arg_features.clone(), p);
             }
         }
         v

@@ -198,7 +198,8 @@ mod tests {
         for config in [
             serde_json::Value::Null,
             serde_json::json!({"model_allowlist": ["gpt-4o", "claude-*"], "max_call_usd": 0.5,
-                "workspace_roots": ["/srv/agents/"], "high_risk_commands": ["git push*"], "high_risk_tools": ["browser_*"]}),
+                "workspace_roots": ["/srv/agents/"], "high_risk_commands": ["git push*"], "high_risk_tools": ["browser_*"],
+                "tool_result_secrets": "pass", "outbound_tools": ["fetch_*"]}),
         ] {
             let mut engine = bundle::build_engine(&files, &config, false).unwrap();
             let policy = bundle::prepare(&mut engine).unwrap();
@@ -228,10 +229,23 @@ mod tests {
                     0 | 1 => serde_json::json!({"kind": "exec", "agent": "main", "now": "2026-06-01T12:00:00Z",
                         "exec": {"command": command, "argv": [], "cwd": "/home/u/proj", "workspace": "/home/u/proj"},
                         "cost": {"estimate_usd": null}, "budgets": [], "grants": grants}),
-                    2 => serde_json::json!({"kind": "tool_call", "agent": "main", "now": "2026-06-01T12:00:00Z",
-                        "tool": {"server": null, "name": (["send_email", "write", "bank_transfer", "exec", "browser_x"][next(5)]),
-                            "args": {"command": command, "path": (words[next(words.len())])}},
-                        "cost": {"estimate_usd": null}, "budgets": [], "grants": []}),
+                    // MCP calls: with or without a command or a path-like argument, names that
+                    // open the tool rules' gate (`name_features`) and names that do not.
+                    2 => {
+                        let mut args = serde_json::json!({"text": "hi", "url": (["https://a.b/x", "x"][next(2)])});
+                        if next(2) == 0 {
+                            args["command"] = serde_json::json!(command);
+                        }
+                        if next(2) == 0 {
+                            args[["path", "filePath", "paths"][next(3)]] = serde_json::json!(words[next(words.len())]);
+                        }
+                        serde_json::json!({"kind": "tool_call", "agent": "main", "now": "2026-06-01T12:00:00Z",
+                            "tool": {"server": "s", "name": (["send_email", "write", "bank_transfer", "exec", "browser_x",
+                                "echo", "read_file", "List_Emails", "pay", "Stripe.charge", "write_file", "fetch_url"][next(12)]),
+                                "args": args},
+                            "mcp": {"phase": "call", "calls": [], "secret_seen": next(2) == 0},
+                            "cost": {"estimate_usd": null}, "budgets": [], "grants": []})
+                    }
                     _ => serde_json::json!({"kind": "model_call", "agent": "main", "now": "2026-06-01T12:00:00Z",
                         "model": {"upstream": "openai", "endpoint": "chat_completions",
                             "name": (["gpt-4o", "o1", "claude-3"][next(3)])},
@@ -240,12 +254,14 @@ mod tests {
                             "limit_usd": 1, "remaining_usd": ([0.0, 0.5][next(2)])}], "grants": []}),
                 };
                 // Plugin facts are derived in Rust only (no Rego fallback): the interpreter gets
-                // them too, but not the command features.
+                // them too, but not the command or tool features.
                 let value = if input["kind"] == "plugin" {
                     let mut v = crate::features::attach_to_json(&input, &needles);
                     let root = v.as_object_mut().unwrap();
                     let tool = root.get_mut(&regorus::Value::from("tool")).unwrap().as_object_mut().unwrap();
-                    tool.remove(&regorus::Value::from("features"));
+                    for field in ["features", "name_features", "arg_features"] {
+                        tool.remove(&regorus::Value::from(field));
+                    }
                     v
                 } else {
                     regorus::Value::from(input.clone())

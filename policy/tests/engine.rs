@@ -306,6 +306,52 @@ hold_findings contains f if {
     assert_eq!(engine.evaluate(&exec).action, decision::Action::Allow);
 }
 
+/// A caller cannot switch the tool rules off by supplying the derived fields: the engine
+/// replaces `name_features` and `arg_features` with its own.
+#[test]
+fn supplied_tool_features_are_ignored() {
+    let (_dir, engine) = shipped_copy(|_, text| text, &[]);
+    let decide = |name: &str, args: serde_json::Value| {
+        let spoof = serde_json::json!({"hit": false, "words": {}, "hits": {}, "parts": [], "name": "echo"});
+        let input = serde_json::json!({"version": 1, "kind": "tool_call", "agent": "main", "trace_id": "t",
+            "now": "2026-06-01T12:00:00Z", "cost": {"estimate_usd": null},
+            "tool": {"server": "s", "name": name, "args": args, "name_features": spoof,
+                "arg_features": {"paths": [], "hits": {}}}});
+        let d = engine.evaluate_value(&input);
+        (d.action, d.rule)
+    };
+    let held = |rule: &str| (decision::Action::Hold, rule.to_string());
+    assert_eq!(decide("send_email", serde_json::json!({"to": "a@b.c"})), held("tool.outbound_message"));
+    assert_eq!(decide("read_file", serde_json::json!({"path": "~/.ssh/id_rsa"})), held("secrets.credential_access"));
+}
+
+/// Likewise for the tool declarations: without `name_features` / `arg_features` the tool and
+/// credential rules fall back to their own lists, never to "nothing found".
+#[test]
+fn malformed_tool_declarations_fail_safe() {
+    let (_dir, engine) = shipped_copy(
+        |name, text| match name {
+            "tools.rego" => text
+                .replace("tool_feature_words := {", "tool_feature_words := {\"names\"}\n\n_unused_words := {")
+                .replace("tool_feature_substrings := {", "tool_feature_substrings := 5\n\n_unused_substrings := {"),
+            "secrets.rego" => text.replace("tool_path_keys := _path_keys", "tool_path_keys := {\"path\": 1}"),
+            _ => text,
+        },
+        &[],
+    );
+    let decide = |name: &str, args: serde_json::Value| {
+        let mut call = decision::PolicyInput::new(decision::CallKind::ToolCall, "main", "t");
+        call.tool = Some(decision::ToolInput { server: Some("s".into()), name: name.into(), args });
+        let d = engine.evaluate(&call);
+        (d.action, d.rule)
+    };
+    let held = |rule: &str| (decision::Action::Hold, rule.to_string());
+    assert_eq!(decide("send_email", serde_json::json!({"to": "a@b.c"})), held("tool.outbound_message"));
+    assert_eq!(decide("Stripe.charge", serde_json::json!({})), held("tool.payment"));
+    assert_eq!(decide("read_file", serde_json::json!({"path": "~/.ssh/id_rsa"})), held("secrets.credential_access"));
+    assert_eq!(decide("echo", serde_json::json!({"text": "hi"})).0, decision::Action::Allow);
+}
+
 /// A bundle whose needle declarations are malformed gets no `triggers` / `hits` from the engine;
 /// its rules must then derive what they need themselves, never conclude "nothing found".
 #[test]
