@@ -60,7 +60,7 @@ pub struct KeyReach {
 /// Where keys are managed for one command.
 pub enum Keys {
     /// A running sidecar's control API.
-    Api(ApiClient),
+    Api(Box<ApiClient>),
     /// The store of a stopped sidecar (held open for the command's life).
     Store(storage::Store, AgentKeys),
 }
@@ -115,7 +115,7 @@ impl Keys {
     /// The control API when it answers, else (or with `offline`) the store.
     pub async fn reach(cli: &Cli, how: &KeyReach) -> Result<Keys, BoxError> {
         match how.admin_api(cli, "agent keys").await? {
-            Some(client) => Ok(Keys::Api(client)),
+            Some(client) => Ok(Keys::Api(Box::new(client))),
             None => open_store(cli),
         }
     }

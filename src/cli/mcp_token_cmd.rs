@@ -51,7 +51,7 @@ pub enum McpTokenCmd {
 
 /// Where tokens are managed for one command.
 enum Tokens {
-    Api(ApiClient),
+    Api(Box<ApiClient>),
     /// The store of a stopped sidecar (held open for the command's life).
     Store {
         _db: storage::Store,
@@ -68,7 +68,7 @@ fn open_store(cli: &Cli) -> Result<Tokens, BoxError> {
 impl Tokens {
     async fn reach(cli: &Cli, how: &KeyReach) -> Result<Tokens, BoxError> {
         match how.admin_api(cli, "MCP tokens").await? {
-            Some(client) => Ok(Tokens::Api(client)),
+            Some(client) => Ok(Tokens::Api(Box::new(client))),
             None => open_store(cli),
         }
     }

@@ -49,7 +49,7 @@ pub enum PluginTokenCmd {
 /// Where plugin tokens are managed for one command.
 pub enum PluginTokensReach {
     /// A running sidecar's control API.
-    Api(ApiClient),
+    Api(Box<ApiClient>),
     /// The store of a stopped sidecar (held open for the command's life).
     Store(storage::Store, PluginTokens, Option<String>),
 }
@@ -64,7 +64,7 @@ impl PluginTokensReach {
     /// The control API when it answers, else (or with `offline`) the store.
     pub async fn reach(cli: &Cli, how: &KeyReach) -> Result<PluginTokensReach, BoxError> {
         match how.admin_api(cli, "plugin tokens").await? {
-            Some(client) => Ok(PluginTokensReach::Api(client)),
+            Some(client) => Ok(PluginTokensReach::Api(Box::new(client))),
             None => open_store(cli),
         }
     }
