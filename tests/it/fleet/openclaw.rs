@@ -47,6 +47,19 @@ async fn fleet_records(rig: &Rig, outcome: &str) -> Vec<Value> {
     recs.into_iter().filter(|r| r["details"]["fleet"] == true && r["outcome"] == outcome).collect()
 }
 
+/// [`fleet_records`] once there is at least one (a record is searchable after its group
+/// commit, which may come a moment after the effect it records is visible), up to 10 s.
+async fn fleet_records_made(rig: &Rig, outcome: &str) -> Vec<Value> {
+    for _ in 0..200 {
+        let recs = fleet_records(rig, outcome).await;
+        if !recs.is_empty() {
+            return recs;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fleet_records(rig, outcome).await
+}
+
 async fn linked(rig: &Rig) -> Arc<gateway::Link> {
     let link = rig.sidecar.gateway.clone().expect("A has a gateway link").link().clone();
     assert!(link.wait_connected(Duration::from_secs(30)).await, "A's link is up");
@@ -167,7 +180,7 @@ async fn a_fleet_kill_on_b_stops_main_in_a_s_openclaw_and_recover_undoes_exactly
         "{main}"
     );
     assert_eq!(main["openclaw_kill"]["cron_disabled"], json!([nightly]), "only the enabled job: {main}");
-    let paused = fleet_records(&a, "cron_disabled").await;
+    let paused = fleet_records_made(&a, "cron_disabled").await;
     assert_eq!(paused.len(), 1, "{paused:?}");
 
     // A restarts while the kill is in force: nothing paused twice, nothing forgotten.
