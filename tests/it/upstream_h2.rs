@@ -51,11 +51,12 @@ fn make_certs(dir: &Path) {
 }
 
 /// nginx with TLS and HTTP/2 on a free port, its access log `<protocol> <connection>` per line.
+/// One process (`master_process off`), so stopping the child stops nginx: no orphaned worker.
 async fn start_nginx(bin: &Path, dir: &Path) -> (Nginx, u16) {
     let port = testkit::openclaw::free_port();
     let d = dir.display();
     let conf = format!(
-        "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+        "master_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
          events {{ worker_connections 256; }}\n\
          http {{\n  log_format proto '$server_protocol $connection';\n  access_log {d}/access.log proto;\n\
          client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
