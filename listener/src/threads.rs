@@ -43,16 +43,6 @@ impl ConnThreads {
         Ok(ConnThreads { handles, next: AtomicUsize::new(0), _stop: stops })
     }
 
-    /// How many threads there are.
-    pub fn len(&self) -> usize {
-        self.handles.len()
-    }
-
-    /// Never: there is always at least one thread.
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
-    }
-
     /// Run `fut` on the next thread.
     pub fn spawn<F>(&self, fut: F)
     where

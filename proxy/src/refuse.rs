@@ -57,7 +57,8 @@ pub fn audit_failed(state: &ProxyState, req: &CallRequest, e: &audit::AuditError
 
 /// Just before a call is sent: can the audit log take its records? The gate checked it when
 /// the call came in, but a hold may have waited since. One atomic load while the log is
-/// healthy; else what [`audit_failed`] says (a call the gate let through unaudited goes on).
+/// healthy; else the gate's own answer ([`audit::AuditLog::admit`]: refused, or let through
+/// unaudited with `on_failure = "continue_unaudited"`, counted once).
 pub fn audit_open(state: &ProxyState, req: &CallRequest) -> Result<(), ProxyError> {
     if state.audit.accepting() || req.ctx.admission.get() == Some(&audit::Admission::Unaudited) {
         return Ok(());

@@ -116,31 +116,41 @@ pub fn build_upstreams(list: &[UpstreamConfig], settings: &ProxySettings) -> Res
 /// otherwise one client shared by all.
 pub struct Clients {
     shared: HttpClient,
-    per_thread: Option<(ProxySettings, thread_local::ThreadLocal<HttpClient>)>,
+    per_thread: Option<(Connector, thread_local::ThreadLocal<HttpClient>)>,
 }
 
+/// TCP (no Nagle, the connect timeout), then rustls for `https://` upstreams.
+type Connector = HttpsConnector<HttpConnector>;
+
 impl Clients {
-    /// Build the shared client (which also checks that the settings make one).
+    /// Build the connector once (its TLS settings and `ca_file` checked here) and the shared
+    /// client; each thread's client gets a clone of the connector and a pool of its own.
     pub fn new(settings: &ProxySettings) -> Result<Clients, UpstreamError> {
-        let shared = build_client(settings)?;
-        let per_thread = (settings.io_threads() > 0).then(|| (settings.clone(), thread_local::ThreadLocal::new()));
+        let connector = connector(settings)?;
+        let shared = pooled(connector.clone());
+        let per_thread = (settings.io_threads() > 0).then(|| (connector, thread_local::ThreadLocal::new()));
         Ok(Clients { shared, per_thread })
     }
 
     /// The client for calls sent from this thread.
     pub fn get(&self) -> &HttpClient {
         match &self.per_thread {
-            // The settings built `shared` already, so they build this one too; if not, share.
-            Some((settings, clients)) => {
-                clients.get_or(|| build_client(settings).unwrap_or_else(|_| self.shared.clone()))
-            }
+            Some((connector, clients)) => clients.get_or(|| pooled(connector.clone())),
             None => &self.shared,
         }
     }
 }
 
-/// The pooled outbound client.
-pub fn build_client(settings: &ProxySettings) -> Result<HttpClient, UpstreamError> {
+/// A pooled client over `connector`.
+fn pooled(connector: Connector) -> HttpClient {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(1024)
+        .build(connector)
+}
+
+/// The outbound connector.
+fn connector(settings: &ProxySettings) -> Result<Connector, UpstreamError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -153,16 +163,12 @@ pub fn build_client(settings: &ProxySettings) -> Result<HttpClient, UpstreamErro
     // ALPN offers h2 and http/1.1: an upstream that speaks HTTP/2 gets one multiplexed
     // connection per client pool instead of one per call in flight (the handshakes and sockets
     // a busy sidecar would otherwise hold open). Plain `http://` upstreams stay on HTTP/1.1.
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(https))
+        .wrap_connector(http))
 }
 
 /// The roots upstream certificates are checked against: the webpki roots, plus the PEM
