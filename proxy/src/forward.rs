@@ -263,13 +263,10 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
     let t0 = Instant::now();
     // The `started` record is due one group window from now: a call that has ended by then
     // (most non-streamed ones) needs its end record only (`finish.rs`).
-    let start_due = tokio::time::Instant::now() + state.audit.group_window();
-    let mut wait = Waiting {
-        fut: Some(state.client.get().request(out)),
-        fin: Some(fin),
-        deadline: tokio::time::Instant::now() + up.timeout,
-        meter,
-    };
+    let sent_at = tokio::time::Instant::now();
+    let start_due = sent_at + state.audit.group_window();
+    let mut wait =
+        Waiting { fut: Some(state.client.get().request(out)), fin: Some(fin), deadline: sent_at + up.timeout, meter };
     let sent = match (wait.fut.as_mut(), wait.fin.as_mut()) {
         (Some(fut), Some(fin)) => {
             let answer = tokio::time::timeout_at(wait.deadline, fut);
