@@ -7,7 +7,7 @@
 //! socket with `TCP_NODELAY` (without it pooled clients see 40 ms delayed-ACK steps).
 //!
 //! Run: `cargo bench --bench mcp_load` (or `scripts/load.sh mcp`). Env: `MCP_CALLS` per round
-//! (2000), `MCP_ROUNDS` (3).
+//! (2000), `MCP_ROUNDS` (3), `MCP_SPIN_US` (the sidecar's `[proxy] spin_us`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // bench code: a failure panics
 
@@ -136,8 +136,10 @@ fn main() {
         let (calls, rounds) = (env("MCP_CALLS", 2000), env("MCP_ROUNDS", 3));
         let fast = fast_server().await;
         let dir = tempfile::tempdir().unwrap();
+        // `MCP_SPIN_US` sets `[proxy] spin_us` (default 200; 0 compares with threads that sleep).
+        let spin = std::env::var("MCP_SPIN_US").map(|v| format!("[proxy]\nspin_us = {v}\n")).unwrap_or_default();
         let cfg = testkit::rig::SidecarConfig::new(dir.path()).table(&format!(
-            "[[mcp_servers]]\nname = \"fast\"\ntransport = \"streamable-http\"\nurl = \"http://{fast}/mcp\"\n"
+            "{spin}[[mcp_servers]]\nname = \"fast\"\ntransport = \"streamable-http\"\nurl = \"http://{fast}/mcp\"\n"
         ));
         let sidecar = Sidecar::start(cfg.build()).await.expect("sidecar");
         let r = testkit::http::post_json(

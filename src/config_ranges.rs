@@ -44,6 +44,7 @@ pub(crate) const KEYS: &[&str] = &[
     "proxy.max_connections",
     "proxy.max_in_flight",
     "proxy.io_threads",
+    "proxy.spin_us",
     "proxy.header_read_timeout_ms",
     "proxy.body_read_timeout_ms",
     "proxy.unbounded_input_tokens",
@@ -151,6 +152,7 @@ pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     if let Some(n) = p.io_threads {
         int("proxy.io_threads", n as u64, 0, 1024, " threads")?;
     }
+    int("proxy.spin_us", p.spin_us, 0, 10_000, " us")?;
     int("proxy.header_read_timeout_ms", p.header_read_timeout_ms, 100, HOUR, " ms")?;
     int("proxy.body_read_timeout_ms", p.body_read_timeout_ms, 100, HOUR, " ms")?;
     int("proxy.unbounded_input_tokens", p.unbounded_input_tokens, 0, 100_000_000, " tokens")?;

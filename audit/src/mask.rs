@@ -152,16 +152,21 @@ pub fn mask_text_salted(text: &str, salt: &Salt) -> String {
 }
 
 fn text_rules(text: &str, salt: Option<&Salt>) -> String {
+    text_rules_changed(text, salt).unwrap_or_else(|| text.to_string())
+}
+
+/// [`text_rules`], or `None` when no rule matches (most strings of a record: no copy made).
+fn text_rules_changed(text: &str, salt: Option<&Salt>) -> Option<String> {
     let r = rules();
     let hits = r.set.matches(text);
     if !hits.matched_any() {
-        return text.to_string();
+        return None;
     }
     let mut out = text.to_string();
     for i in hits.iter() {
         out = apply_rule(&r.rules[i], &out, salt);
     }
-    out
+    Some(out)
 }
 
 fn apply_rule(rule: &Rule, text: &str, salt: Option<&Salt>) -> String {
@@ -206,9 +211,15 @@ fn is_secret_key(key: &str) -> bool {
         "cvv",
         "ssn",
     ];
-    let k = key.to_ascii_lowercase().replace('-', "_");
-    EXACT.contains(&k.as_str())
-        || ["_password", "_secret", "_token", "_api_key", "_apikey", "_private_key"].iter().any(|s| k.ends_with(s))
+    // Byte by byte, without building the normalised copy: ASCII letters fold to lower case and
+    // `-` reads as `_`; every other byte (UTF-8 included) must match as it is.
+    let norm = |b: u8| if b == b'-' { b'_' } else { b.to_ascii_lowercase() };
+    let same = |k: &[u8], t: &str| k.len() == t.len() && k.iter().zip(t.bytes()).all(|(&a, b)| norm(a) == b);
+    let k = key.as_bytes();
+    EXACT.iter().any(|t| same(k, t))
+        || ["_password", "_secret", "_token", "_api_key", "_apikey", "_private_key"]
+            .iter()
+            .any(|t| k.len() >= t.len() && same(&k[k.len() - t.len()..], t))
 }
 
 /// Mask a JSON value in place: secret-named fields are replaced whole, every string (and object
@@ -263,17 +274,28 @@ pub fn mask_text_with_salted(text: &str, extra: &[String], salt: &Salt) -> Strin
 
 fn walk(v: &mut Value, literals: &[&str], salt: Option<&Salt>) {
     match v {
-        Value::String(s) => *s = mask_str(s, literals, salt),
+        Value::String(s) => {
+            if let Some(masked) = mask_changed(s, literals, salt) {
+                *s = masked;
+            }
+        }
         Value::Array(a) => a.iter_mut().for_each(|x| walk(x, literals, salt)),
         Value::Object(m) => {
-            let old = std::mem::take(m);
-            for (k, mut val) in old {
-                if is_secret_key(&k) && !val.is_null() {
-                    val = Value::String(whole_token("secret", &val, salt));
+            // Values are judged by their key as written, then the keys themselves are masked.
+            for (k, val) in m.iter_mut() {
+                if is_secret_key(k) && !val.is_null() {
+                    *val = Value::String(whole_token("secret", val, salt));
                 } else {
-                    walk(&mut val, literals, salt);
+                    walk(val, literals, salt);
                 }
-                m.insert(mask_str(&k, literals, salt), val);
+            }
+            // A key is rarely masked: the map is rebuilt, in order, only when one is (two keys
+            // masked alike keep the later value, as inserting in order does).
+            if m.keys().any(|k| mask_changed(k, literals, salt).is_some()) {
+                let old = std::mem::take(m);
+                for (k, val) in old {
+                    m.insert(mask_str(&k, literals, salt), val);
+                }
             }
         }
         _ => {}
@@ -410,10 +432,16 @@ fn whole_token(class: &str, v: &Value, salt: Option<&Salt>) -> String {
 }
 
 fn mask_str(s: &str, literals: &[&str], salt: Option<&Salt>) -> String {
-    let mut out = text_rules(s, salt);
+    mask_changed(s, literals, salt).unwrap_or_else(|| s.to_string())
+}
+
+/// `s` with the text rules and then each literal applied, or `None` when neither touches it.
+fn mask_changed(s: &str, literals: &[&str], salt: Option<&Salt>) -> Option<String> {
+    let mut out = text_rules_changed(s, salt);
     for lit in literals {
-        if out.contains(lit) {
-            out = out.replace(lit, &token("masked", lit, salt));
+        let cur = out.as_deref().unwrap_or(s);
+        if cur.contains(lit) {
+            out = Some(cur.replace(lit, &token("masked", lit, salt)));
         }
     }
     out

@@ -102,8 +102,9 @@ impl Cost {
         (self.clock)()
     }
 
-    /// Add audit records (records at or below the cursor are skipped). Blocking.
-    pub fn apply(&self, recs: &[audit::AuditRecord]) -> Result<u64, CostError> {
+    /// Add audit records (records at or below the cursor are skipped): owned, or shared as the
+    /// log's live stream hands them out. Blocking.
+    pub fn apply<R: std::borrow::Borrow<audit::AuditRecord>>(&self, recs: &[R]) -> Result<u64, CostError> {
         self.agg.apply(recs)
     }
 

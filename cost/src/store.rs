@@ -5,6 +5,7 @@
 //! a record is applied once, never twice, never skipped (`docs/cost.md`, "Exactly once").
 //! The savings evidence (`evidence`: `e` and `r` keys) moves in the same batch.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::RwLock;
@@ -119,7 +120,7 @@ impl Aggregates {
 
     /// Add the records after the cursor (others are already counted), in one atomic batch.
     /// Returns the new cursor.
-    pub fn apply(&self, recs: &[AuditRecord]) -> Result<u64, CostError> {
+    pub fn apply<R: Borrow<AuditRecord>>(&self, recs: &[R]) -> Result<u64, CostError> {
         self.add(recs, true)
     }
 
@@ -129,7 +130,7 @@ impl Aggregates {
         self.add(recs, false).map(|_| ())
     }
 
-    fn add(&self, recs: &[AuditRecord], sequenced: bool) -> Result<u64, CostError> {
+    fn add<R: Borrow<AuditRecord>>(&self, recs: &[R], sequenced: bool) -> Result<u64, CostError> {
         let mut mem = self.mem.write().map_err(|_| CostError::Poisoned)?;
         let mut cursor = mem.cursor;
         let mut any = false;
@@ -142,6 +143,7 @@ impl Aggregates {
         let pending_before = mem.pending.clone();
         let mut latest_ms: Option<i64> = None;
         for r in recs {
+            let r: &AuditRecord = r.borrow();
             if sequenced {
                 if r.seq <= cursor {
                     continue;

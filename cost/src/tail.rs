@@ -33,6 +33,17 @@ async fn catch_up(cost: &Arc<Cost>) {
     }
 }
 
+/// Move what the live stream holds now into `batch`, up to [`BATCH`] records. A gap (the
+/// receiver lagged) ends the batch; the next one then starts past it and is read back.
+fn take_ready(sub: &mut broadcast::Receiver<Arc<audit::AuditRecord>>, batch: &mut Vec<Arc<audit::AuditRecord>>) {
+    while batch.len() < BATCH {
+        match sub.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Follow the audit log until shutdown.
 pub async fn follow(cost: Arc<Cost>, mut shutdown: watch::Receiver<bool>) {
     let mut sub = cost.audit.subscribe();
@@ -43,24 +54,22 @@ pub async fn follow(cost: Arc<Cost>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             r = sub.recv() => match r {
                 Ok(first) => {
-                    tokio::time::sleep(GATHER).await;
                     let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match sub.try_recv() {
-                            Ok(r) => batch.push(r),
-                            Err(_) => break,
-                        }
+                    take_ready(&mut sub, &mut batch);
+                    if batch.len() < BATCH {
+                        // Not a full batch waiting: let more gather, so one hand-off and one
+                        // write carry many records. A full one is applied at once, so a
+                        // follower behind a busy log catches up from the stream, not the disk.
+                        tokio::time::sleep(GATHER).await;
+                        take_ready(&mut sub, &mut batch);
                     }
                     let contiguous = batch.first().is_some_and(|r| r.seq <= cost.cursor() + 1);
                     if !contiguous {
                         catch_up(&cost).await;
                     }
                     let c = cost.clone();
-                    let applied = blocking(move || {
-                        let recs: Vec<audit::AuditRecord> = batch.iter().map(|r| (**r).clone()).collect();
-                        c.apply(&recs)
-                    })
-                    .await;
+                    // The stream's records are shared, not copied: `apply` reads them in place.
+                    let applied = blocking(move || c.apply(&batch)).await;
                     if let Some(Err(e)) = applied {
                         tracing::error!(error = %e, "cost: applying audit records failed; they are read back later");
                     }

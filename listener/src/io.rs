@@ -166,6 +166,8 @@ impl<T: AsyncWrite> AsyncWrite for ErrorPageIo<T> {
         let this = self.project();
         *this.fresh = true;
         *this.first_write = false;
+        // An answer went out: the client's next request may follow within the window.
+        crate::spin::keep_awake(crate::spin::Awaiting::Client);
         this.inner.poll_write(cx, buf)
     }
 
@@ -187,6 +189,7 @@ impl<T: AsyncWrite> AsyncWrite for ErrorPageIo<T> {
         let this = self.project();
         *this.fresh = true;
         *this.first_write = false;
+        crate::spin::keep_awake(crate::spin::Awaiting::Client);
         this.inner.poll_write_vectored(cx, bufs)
     }
 

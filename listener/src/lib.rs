@@ -10,12 +10,16 @@
 //! is read for longer than the body timeout; nothing here parses a request beyond what hyper
 //! does (the dialect of an early error is guessed from the request line's first bytes only).
 
+mod after;
 mod body;
 mod io;
+mod spin;
 mod threads;
 
+pub use after::after_reply;
 pub use body::{BodyTimeout, BodyTimer, TimedBody};
 pub use io::{ErrorPage, ErrorPageIo};
+pub use spin::{arrived, keep_awake, Active, Awaiting};
 pub use threads::ConnThreads;
 
 use std::convert::Infallible;
@@ -159,13 +163,21 @@ where
         };
         let info = ConnInfo { local, peer };
         let body_timeout = cfg.limits.body_read_timeout;
-        let svc = svc.clone().map_request(move |req: Request<Incoming>| {
-            let (mut parts, body) = req.into_parts();
-            let (body, timer) = TimedBody::new(body, body_timeout);
-            parts.extensions.insert(info);
-            parts.extensions.insert(timer);
-            Request::from_parts(parts, body)
-        });
+        let svc = svc
+            .clone()
+            .map_request(move |req: Request<Incoming>| {
+                let (mut parts, body) = req.into_parts();
+                let (body, timer) = TimedBody::new(body, body_timeout);
+                parts.extensions.insert(info);
+                parts.extensions.insert(timer);
+                Request::from_parts(parts, body)
+            })
+            .map_future(|answer| async move {
+                // Counted until its response head is ready (`spin.rs`: a thread serving one
+                // request stays awake for its answers).
+                let _active = spin::Active::enter();
+                answer.await
+            });
         let watcher = graceful.watcher();
         let open = OpenGuard::new(cfg.open.clone());
         let (name, error_page, header_timeout) = (cfg.name, cfg.error_page, cfg.limits.header_read_timeout);

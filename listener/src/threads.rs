@@ -25,8 +25,9 @@ pub struct ConnThreads {
 }
 
 impl ConnThreads {
-    /// Start `n` threads (at least one) named `<name>-io-<i>`.
-    pub fn start(name: &str, n: usize) -> std::io::Result<ConnThreads> {
+    /// Start `n` threads (at least one) named `<name>-io-<i>`, each staying awake for `spin`
+    /// after it sent something it awaits an answer to (`spin.rs`; zero: never).
+    pub fn start(name: &str, n: usize, spin: std::time::Duration) -> std::io::Result<ConnThreads> {
         let mut handles = Vec::new();
         let mut stops = Vec::new();
         for i in 0..n.max(1) {
@@ -35,6 +36,7 @@ impl ConnThreads {
             let (tx, rx) = oneshot::channel::<()>();
             std::thread::Builder::new().name(format!("{name}-io-{i}")).spawn(move || {
                 rt.block_on(async {
+                    tokio::spawn(crate::spin::spinner(spin));
                     let _ = rx.await;
                 });
             })?;
@@ -63,7 +65,7 @@ mod tests {
 
     #[tokio::test]
     async fn tasks_run_on_their_own_threads_round_robin_and_stop_with_the_pool() {
-        let pool = ConnThreads::start("t", 2).unwrap();
+        let pool = ConnThreads::start("t", 2, std::time::Duration::ZERO).unwrap();
         let names = Arc::new(Mutex::new(Vec::new()));
         for _ in 0..4 {
             let (tx, rx) = oneshot::channel();

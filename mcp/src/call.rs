@@ -359,14 +359,16 @@ async fn forward(
     // would have been committed (one group window): a crash then leaves "started, outcome
     // unknown". A call answered sooner gets its end record only, in the group the started
     // record would have joined: one record, one masking and one queue hand-off fewer.
-    let upstream = conn.call_tool(&call.tool, args, meta, route, timeout, cancel);
-    tokio::pin!(upstream);
-    let forwarded = tokio::select! {
-        biased;
-        f = &mut upstream => f,
-        () = tokio::time::sleep(st.parts.audit.group_window()) => {
-            record::append(st, record::started(&call.info(sess), &d));
-            upstream.await
+    let forwarded = {
+        let upstream = conn.call_tool(&call.tool, args, meta, route, timeout, cancel);
+        tokio::pin!(upstream);
+        tokio::select! {
+            biased;
+            f = &mut upstream => f,
+            () = tokio::time::sleep(st.parts.audit.group_window()) => {
+                record::append(st, record::started(&call.info(sess), &d));
+                upstream.await
+            }
         }
     };
     let upstream_time = t_up.elapsed();
@@ -414,10 +416,6 @@ async fn forward(
             (Some(jsonrpc::result(&call.id, &error_result(&text))), audit::Outcome::UpstreamError, false)
         }
     };
-    if let Some(b) = &answer {
-        r.bytes = b.len();
-        r.sha256 = Some(record::sha256_hex(b));
-    }
     let charge = if reached && r.status != "timeout" { call.cost.unwrap_or(0.0) } else { 0.0 };
     let charged = reservation.map(|res| res.settle(Charge::Usd(charge)));
     sess.record(McpCallInput {
@@ -430,8 +428,18 @@ async fn forward(
     if held_for.is_zero() {
         st.metrics.overhead.observe(total.saturating_sub(upstream_time).as_secs_f64());
     }
-    let ev = record::ended(&call.info(sess), &d, outcome, &r, ms(total), call.cost, charged);
-    record::append(st, ev);
+    // The session's context and the money are settled above, before the answer goes out; the
+    // end record (the answer's digest, masking the arguments, the hand-off to the writer)
+    // once it has: the record is durable at the next group commit either way.
     finish_metrics(st, &call, Action::Allow);
+    let (st, sess, sent) = (st.clone(), sess.clone(), answer.clone());
+    listener::after_reply(move || {
+        if let Some(b) = &sent {
+            r.bytes = b.len();
+            r.sha256 = Some(record::sha256_hex(b));
+        }
+        let ev = record::ended(&call.info(&sess), &d, outcome, &r, ms(total), call.cost, charged);
+        record::append(&st, ev);
+    });
     answer.map(|a| (a, headers))
 }

@@ -102,6 +102,11 @@ pub struct ProxySettings {
     /// Data listener: threads that serve its connections, each with its own single-threaded
     /// runtime (`listener::ConnThreads`). `None`: one per CPU; `0`: the shared runtime.
     pub io_threads: Option<usize>,
+    /// Data listener: how long (microseconds) a connection thread serving a single request
+    /// stays awake, polling, for an answer it awaits (the upstream's reply, the client's next
+    /// request) instead of sleeping: on a VM a sleeping thread is woken late
+    /// (`listener::keep_awake`). `0`: never.
+    pub spin_us: u64,
     /// Data listener: time allowed for a request head; also the keep-alive idle timeout.
     pub header_read_timeout_ms: u64,
     /// Data listener: time allowed for a whole request body (408 beyond).
@@ -142,6 +147,7 @@ impl Default for ProxySettings {
             max_connections: 4096,
             max_in_flight: 2048,
             io_threads: None,
+            spin_us: 200,
             ca_file: None,
             header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 60_000,

@@ -221,58 +221,63 @@ impl CallEnd {
             outcome.audit()
         };
         let partial = usage.is_some() && !summary.usage_final;
-        record::finish_event(&mut ev, label, usage, cost, self.ctx.started.elapsed().as_secs_f64() * 1e3);
+        let latency_ms = self.ctx.started.elapsed().as_secs_f64() * 1e3;
+        let (state, ctx, status, client_gone) = (self.state.clone(), self.ctx.clone(), self.status, self.client_gone);
         let mut details = std::mem::take(&mut self.extra);
-        details.insert("status".into(), self.status.into());
-        details.insert("finish_reason".into(), summary.finish_reason.into());
-        details.insert("tool_calls".into(), summary.tool_calls.into());
-        details.insert("response_bytes".into(), bytes.into());
-        details.insert("upstream_ms".into(), self.ctx.upstream_ms().into());
-        if let Some((charged, reserved)) = charged {
-            ev.charged_usd = Some(charged);
-            details.insert("charge".into(), basis.as_str().into());
-            details.insert("reserved_usd".into(), reserved.into());
-        }
-        if partial {
-            details.insert("usage_partial".into(), true.into());
-        }
-        if let Some(raw) = summary.usage_invalid {
-            details.insert("usage_invalid".into(), raw);
-        }
-        if let Some(reason) = summary.undecoded {
-            details.insert("undecoded".into(), reason.into());
-        }
-        if self.client_gone {
-            details.insert("client_gone_before_answer".into(), true.into());
-        }
-        ev.details = serde_json::Value::Object(details);
-        // Looked up at the end, not the start: the gateway's event for the run has had the
-        // whole call to arrive.
-        record::stamp_run(&self.state.runs, &mut ev);
-        self.trace_end(&ev);
-        if let Err(e) = self.state.audit.append(ev) {
-            tracing::error!(error = %e, "audit append failed");
-        }
+        // The money is settled above, before the reply's last bytes go out; the record (its
+        // details, masking, the hand-off to the writer) is built once they have: it is
+        // durable at the next group commit either way.
+        listener::after_reply(move || {
+            record::finish_event(&mut ev, label, usage, cost, latency_ms);
+            details.insert("status".into(), status.into());
+            details.insert("finish_reason".into(), summary.finish_reason.into());
+            details.insert("tool_calls".into(), summary.tool_calls.into());
+            details.insert("response_bytes".into(), bytes.into());
+            details.insert("upstream_ms".into(), ctx.upstream_ms().into());
+            if let Some((charged, reserved)) = charged {
+                ev.charged_usd = Some(charged);
+                details.insert("charge".into(), basis.as_str().into());
+                details.insert("reserved_usd".into(), reserved.into());
+            }
+            if partial {
+                details.insert("usage_partial".into(), true.into());
+            }
+            if let Some(raw) = summary.usage_invalid {
+                details.insert("usage_invalid".into(), raw);
+            }
+            if let Some(reason) = summary.undecoded {
+                details.insert("undecoded".into(), reason.into());
+            }
+            if client_gone {
+                details.insert("client_gone_before_answer".into(), true.into());
+            }
+            ev.details = serde_json::Value::Object(details);
+            // Looked up at the end, not the start: the gateway's event for the run has had the
+            // whole call to arrive.
+            record::stamp_run(&state.runs, &mut ev);
+            trace_end(&ctx, &ev);
+            if let Err(e) = state.audit.append(ev) {
+                tracing::error!(error = %e, "audit append failed");
+            }
+        });
     }
 }
 
-impl CallEnd {
-    /// The call's root span ends with the call: token usage (GenAI semantic conventions),
-    /// charge and outcome.
-    fn trace_end(&self, ev: &audit::AuditEvent) {
-        let t = &self.ctx.trace;
-        if let Some(u) = &ev.usage {
-            t.set(|| telemetry::Attr::new("gen_ai.usage.input_tokens", u.input_tokens as i64));
-            t.set(|| telemetry::Attr::new("gen_ai.usage.output_tokens", u.output_tokens as i64));
-        }
-        if let Some(c) = ev.charged_usd {
-            t.set(|| telemetry::Attr::new("clawbutler.charged_usd", c));
-        }
-        if let Some(o) = &ev.outcome {
-            t.set(|| telemetry::Attr::new("clawbutler.outcome", o.as_str()));
-        }
-        t.end();
+/// The call's root span ends with the call: token usage (GenAI semantic conventions), charge
+/// and outcome.
+fn trace_end(ctx: &CallCtx, ev: &audit::AuditEvent) {
+    let t = &ctx.trace;
+    if let Some(u) = &ev.usage {
+        t.set(|| telemetry::Attr::new("gen_ai.usage.input_tokens", u.input_tokens as i64));
+        t.set(|| telemetry::Attr::new("gen_ai.usage.output_tokens", u.output_tokens as i64));
     }
+    if let Some(c) = ev.charged_usd {
+        t.set(|| telemetry::Attr::new("clawbutler.charged_usd", c));
+    }
+    if let Some(o) = &ev.outcome {
+        t.set(|| telemetry::Attr::new("clawbutler.outcome", o.as_str()));
+    }
+    t.end();
 }
 
 impl crate::meter::Hooks for CallEnd {

@@ -267,6 +267,8 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
     let start_due = sent_at + state.audit.group_window();
     let mut wait =
         Waiting { fut: Some(state.client.get().request(out)), fin: Some(fin), deadline: sent_at + up.timeout, meter };
+    // The upstream's answer may come within the thread's spin window: stay awake for it.
+    listener::keep_awake(listener::Awaiting::Upstream);
     let sent = match (wait.fut.as_mut(), wait.fin.as_mut()) {
         (Some(fut), Some(fin)) => {
             let answer = tokio::time::timeout_at(wait.deadline, fut);
@@ -282,6 +284,7 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
         }
         _ => return Err(ProxyError::Internal("upstream request missing".into())),
     };
+    listener::arrived();
     wait.fut = None;
     let mut fin = wait.fin.take().ok_or_else(|| ProxyError::Internal("call end missing".into()))?;
     req.ctx.add_upstream(t0.elapsed());

@@ -29,7 +29,7 @@ pub fn limits(s: &ProxySettings) -> listener::Limits {
 pub fn connection_threads(s: &ProxySettings) -> std::io::Result<Option<listener::ConnThreads>> {
     match s.io_threads() {
         0 => Ok(None),
-        n => listener::ConnThreads::start("data", n).map(Some),
+        n => listener::ConnThreads::start("data", n, std::time::Duration::from_micros(s.spin_us)).map(Some),
     }
 }
 

@@ -79,7 +79,12 @@ pub(crate) async fn post(
     for (k, v) in &posting.headers {
         req = req.header(k, v);
     }
-    let res = client.request(req.body(Full::new(Bytes::from(body)))?).await?;
+    let sent = client.request(req.body(Full::new(Bytes::from(body)))?);
+    // The upstream's answer may come within the thread's spin window: stay awake for it.
+    listener::keep_awake(listener::Awaiting::Upstream);
+    let res = sent.await;
+    listener::arrived();
+    let res = res?;
     let status = res.status();
     if matches!(status, StatusCode::ACCEPTED | StatusCode::NO_CONTENT) {
         return Ok(Answer::Accepted);
