@@ -6,7 +6,7 @@
 #
 # Needs nginx and wrk on PATH; this script installs nothing. On Debian/Ubuntu:
 #   sudo apt-get update && sudo apt-get install -y nginx wrk
-# Run: scripts/load.sh saturate   (SAT_THREADS=2 SAT_CONNS=16 SAT_SECS=10 SAT_WARMUP=1)
+# Run: scripts/load.sh saturate   (SAT_THREADS=2 SAT_CONNS=16 SAT_SECS=10 SAT_WARMUP=1 SAT_SPIN_US)
 # SAT_PERF=/tmp/sat.perf also records a flat on-CPU profile of the sidecar during its run
 # (Debian: apt-get install -y linux-perf; `perf report -i /tmp/sat.perf --no-children`).
 # LiteLLM 1.100.0 (the comparison) runs too when installed into the ignored cache dir
@@ -80,6 +80,10 @@ name = "bench"
 kind = "openai"
 url = "http://127.0.0.1:$nport/v1"
 TOML
+# SAT_SPIN_US sets `[proxy] spin_us` (docs/performance.md, "Staying awake").
+if [[ -n "${SAT_SPIN_US:-}" ]]; then
+    printf '\n[proxy]\nspin_us = %s\n' "$SAT_SPIN_US" >>"$tmp/clawbutler.toml"
+fi
 "$bin" serve --config "$tmp/clawbutler.toml" >"$tmp/sidecar.log" 2>&1 &
 pids+=($!)
 

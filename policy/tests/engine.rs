@@ -213,7 +213,10 @@ fn data_json_is_mounted_at_its_directory() {
 #[test]
 fn config_data_changes_decisions_and_revision() {
     let reg = prometheus::Registry::new();
-    let e = PolicyEngine::from_settings(&PolicySettings::default(), &reg).unwrap();
+    // This test is about data, not time: the default 5 ms limit can be too short for a debug
+    // build's evaluation while the whole suite runs on two cores.
+    let base = PolicySettings { eval_timeout_ms: 500, ..PolicySettings::default() };
+    let e = PolicyEngine::from_settings(&base, &reg).unwrap();
     let inp = serde_json::json!({
         "version": 1, "kind": "model_call", "agent": "main", "trace_id": "t", "now": "2026-06-01T12:00:00Z",
         "model": {"upstream": "openai", "endpoint": "chat_completions", "name": "gpt-4o", "max_tokens": 10, "stream": true},
@@ -221,7 +224,7 @@ fn config_data_changes_decisions_and_revision() {
     });
     assert_eq!(e.evaluate_value(&inp).action, Action::Allow);
     let rev = e.revision();
-    let tight = PolicySettings { model_allowlist: vec!["claude-*".into()], ..PolicySettings::default() };
+    let tight = PolicySettings { model_allowlist: vec!["claude-*".into()], ..base.clone() };
     e.reload_with_data(tight.data(), ReloadTrigger::Signal).unwrap();
     assert_ne!(e.revision(), rev);
     let d = e.evaluate_value(&inp);
