@@ -324,7 +324,10 @@ impl Rig {
                 .filter(|i| i["outcome"] != "started")
                 .collect();
             if items.len() >= n {
-                items.reverse();
+                // In call order: an end record is appended after its answer is written, so
+                // it may land after a later call's; decision ids (UUIDv7) are minted in order
+                // at the start of each call.
+                items.sort_by(|a, b| a["decision_id"].as_str().cmp(&b["decision_id"].as_str()));
                 return items;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

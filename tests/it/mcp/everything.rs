@@ -64,8 +64,17 @@ async fn server_everything_over_http_and_stdio() {
     assert!(progress.len() >= 6, "{report}");
     assert_eq!(report["elicitations"].as_array().map(Vec::len), Some(2), "{report}");
 
-    let recs = m.tool_records("main", 8).await;
-    let env_rec = recs.iter().find(|r| r["subject"]["server"] == "evs" && r["subject"]["tool"] == "get-env").unwrap();
+    // The last call's end record is appended after its answer: wait for it, not for a count.
+    let mut env_rec = None;
+    for _ in 0..100 {
+        let recs = m.tool_records("main", 8).await;
+        env_rec = recs.into_iter().find(|r| r["subject"]["server"] == "evs" && r["subject"]["tool"] == "get-env");
+        if env_rec.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let env_rec = env_rec.expect("no audit record of evs get-env");
     assert_eq!(env_rec["details"]["secrets_in_result"]["masked"], true, "{env_rec}");
     let servers = m.servers().await;
     assert!(servers.iter().all(|s| s["health"]["state"] == "healthy"), "{servers:?}");
