@@ -5,20 +5,25 @@
 //! another's layers.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use proxy::body::ResBody;
 use proxy::layers::BoxFut;
-use tower::util::BoxCloneService;
+use tower::util::BoxCloneSyncService;
 use tower::Service;
 
 /// One face of the data listener.
-pub type Face = BoxCloneService<Request<listener::TimedBody>, Response<ResBody>, Infallible>;
+pub type Face = BoxCloneSyncService<Request<listener::TimedBody>, Response<ResBody>, Infallible>;
 
-/// The dispatcher (see the module docs).
+/// The dispatcher (see the module docs). Cloning it (hyper's adapter does, per request) is one
+/// reference count; a request then clones only the face it goes to.
 #[derive(Clone)]
-pub struct Faces {
+pub struct Faces(Arc<Table>);
+
+#[derive(Clone)]
+struct Table {
     /// `(path prefix, face)`, checked in order.
     prefixed: Vec<(&'static str, Face)>,
     /// Everything else: the model proxy.
@@ -28,13 +33,14 @@ pub struct Faces {
 impl Faces {
     /// Faces with only the model proxy.
     pub fn new(model: Face) -> Faces {
-        Faces { prefixed: Vec::new(), model }
+        Faces(Arc::new(Table { prefixed: Vec::new(), model }))
     }
 
     /// Serve paths starting with `prefix` (e.g. `/mcp/`) with `face`.
-    pub fn with(mut self, prefix: &'static str, face: Face) -> Faces {
-        self.prefixed.push((prefix, face));
-        self
+    pub fn with(self, prefix: &'static str, face: Face) -> Faces {
+        let Table { mut prefixed, model } = Arc::unwrap_or_clone(self.0);
+        prefixed.push((prefix, face));
+        Faces(Arc::new(Table { prefixed, model }))
     }
 }
 
@@ -49,11 +55,8 @@ impl Service<Request<listener::TimedBody>> for Faces {
 
     fn call(&mut self, req: Request<listener::TimedBody>) -> Self::Future {
         let path = req.uri().path();
-        for (prefix, face) in &mut self.prefixed {
-            if path.starts_with(*prefix) {
-                return face.call(req);
-            }
-        }
-        self.model.call(req)
+        let face =
+            self.0.prefixed.iter().find(|(prefix, _)| path.starts_with(*prefix)).map_or(&self.0.model, |(_, f)| f);
+        face.clone().call(req)
     }
 }

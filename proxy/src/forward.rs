@@ -329,6 +329,12 @@ impl Service<CallRequest> for Forward {
     }
 }
 
+impl crate::layers::IntoNext for Forward {
+    fn into_next(self) -> crate::layers::Next {
+        crate::layers::Next::service(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,6 @@
 
 use std::sync::Arc;
 
-use tower::Service;
-
 use super::{BoxFut, Next};
 use crate::ctx::CallRequest;
 use crate::error::ProxyError;
@@ -19,11 +17,11 @@ use crate::refuse::unrecorded;
 use crate::ProxyState;
 
 /// The gate step: refuse the call while the audit log cannot record it, else pass it on.
-pub fn step(state: Arc<ProxyState>, req: CallRequest, mut next: Next) -> BoxFut<ProxyError> {
+pub fn step(state: Arc<ProxyState>, req: CallRequest, next: Next) -> BoxFut<ProxyError> {
     match state.audit.admit(audit::Face::Model) {
         Ok(admission) => {
             let _ = req.ctx.admission.set(admission);
-            Box::pin(async move { next.call(req).await })
+            next.call(req)
         }
         Err(u) => {
             let err = unrecorded(&req, &u);

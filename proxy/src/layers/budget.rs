@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use decision::{Decision, Risk};
 use governance::budget::{BudgetCaution, CallScope, Outlook};
-use tower::Service;
 
 use super::{BoxFut, Next};
 use crate::ctx::CallRequest;
@@ -59,41 +58,40 @@ fn scope(req: &CallRequest) -> CallScope<'_> {
 }
 
 /// The gate step: refuse a call under an open breaker (before the policy).
-pub fn gate(state: Arc<ProxyState>, req: CallRequest, mut next: Next) -> BoxFut<ProxyError> {
-    Box::pin(async move {
-        if let Some(r) = state.budgets.check_open(&scope(&req)) {
-            return refuse_budget(&state, &req, r).await;
-        }
-        next.call(req).await
-    })
+pub fn gate(state: Arc<ProxyState>, req: CallRequest, next: Next) -> BoxFut<ProxyError> {
+    match state.budgets.check_open(&scope(&req)) {
+        Some(r) => Box::pin(async move { refuse_budget(&state, &req, r).await }),
+        None => next.call(req),
+    }
 }
 
 /// The reserve step: reserve the call's worst case against every applicable budget, all or
 /// nothing (after the policy and any hold), or refuse it.
-pub fn reserve(state: Arc<ProxyState>, mut req: CallRequest, mut next: Next) -> BoxFut<ProxyError> {
+pub fn reserve(state: Arc<ProxyState>, mut req: CallRequest, next: Next) -> BoxFut<ProxyError> {
+    if !state.budgets.any_apply(&scope(&req)) {
+        return next.call(req);
+    }
     Box::pin(async move {
-        if state.budgets.any_apply(&scope(&req)) {
-            let Some(worst) = req.estimate_usd else {
-                return refuse(&state, &req, &unpriced(&req), Refusal::Deny).await;
-            };
-            let span = req
-                .ctx
-                .trace
-                .child("budget.reserve", || vec![telemetry::Attr::new("clawbutler.budget.reserve_usd", worst)]);
-            // A fleet budget first carves the worst case out of this sidecar's lease, which
-            // waits for the database only when the lease lacks room (docs/fleet.md); every
-            // other call takes the synchronous local reserve exactly as before.
-            let reserved = if state.budgets.fleet_applies(&scope(&req)) {
-                state.budgets.reserve_fleet(&scope(&req), worst).await
-            } else {
-                state.budgets.reserve(&scope(&req), worst)
-            };
-            span.set(|| telemetry::Attr::new("clawbutler.budget.reserved", reserved.is_ok()));
-            span.end();
-            match reserved {
-                Ok(res) => req.reservation = Some(res),
-                Err(r) => return refuse_budget(&state, &req, r).await,
-            }
+        let Some(worst) = req.estimate_usd else {
+            return refuse(&state, &req, &unpriced(&req), Refusal::Deny).await;
+        };
+        let span = req
+            .ctx
+            .trace
+            .child("budget.reserve", || vec![telemetry::Attr::new("clawbutler.budget.reserve_usd", worst)]);
+        // A fleet budget first carves the worst case out of this sidecar's lease, which
+        // waits for the database only when the lease lacks room (docs/fleet.md); every
+        // other call takes the synchronous local reserve exactly as before.
+        let reserved = if state.budgets.fleet_applies(&scope(&req)) {
+            state.budgets.reserve_fleet(&scope(&req), worst).await
+        } else {
+            state.budgets.reserve(&scope(&req), worst)
+        };
+        span.set(|| telemetry::Attr::new("clawbutler.budget.reserved", reserved.is_ok()));
+        span.end();
+        match reserved {
+            Ok(res) => req.reservation = Some(res),
+            Err(r) => return refuse_budget(&state, &req, r).await,
         }
         next.call(req).await
     })

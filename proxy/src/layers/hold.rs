@@ -18,7 +18,6 @@ use decision::{Action, CallKind, Decision, Risk};
 use governance::approvals::{Caution, HoldRequest};
 use http::HeaderValue;
 use serde_json::{json, Value};
-use tower::Service;
 
 use super::kill::KILL_RULE;
 use super::{budget, BoxFut, Next};
@@ -88,7 +87,10 @@ pub fn before_hold(state: &ProxyState, req: &CallRequest) -> Result<Vec<Caution>
 }
 
 /// The hold step: park a held call until a human decides, then forward or refuse it.
-pub fn step(state: Arc<ProxyState>, mut req: CallRequest, mut inner: Next) -> BoxFut<ProxyError> {
+pub fn step(state: Arc<ProxyState>, mut req: CallRequest, inner: Next) -> BoxFut<ProxyError> {
+    if req.decision.as_ref().is_none_or(|d| d.action != Action::Hold) {
+        return inner.call(req);
+    }
     Box::pin(async move {
         let Some(mut d) = req.decision.clone().filter(|d| d.action == Action::Hold) else {
             return inner.call(req).await;

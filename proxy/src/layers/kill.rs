@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use decision::Risk;
-use tower::Service;
 
 use super::{BoxFut, Next};
 use crate::ctx::CallRequest;
@@ -23,9 +22,9 @@ use crate::ProxyState;
 pub const KILL_RULE: &str = "kill_switch";
 
 /// The kill step: refuse a killed agent's call at once, else pass it on.
-pub fn step(state: Arc<ProxyState>, req: CallRequest, mut next: Next) -> BoxFut<ProxyError> {
+pub fn step(state: Arc<ProxyState>, req: CallRequest, next: Next) -> BoxFut<ProxyError> {
     let Some(why) = state.kill.blocked(&req.route.agent) else {
-        return Box::pin(async move { next.call(req).await });
+        return next.call(req);
     };
     Box::pin(async move {
         let d = synthetic_decision(&req, KILL_RULE, &why, Risk::High);

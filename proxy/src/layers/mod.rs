@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Response;
-use tower::util::BoxCloneService;
 use tower::{Layer, Service};
 
 use crate::body::ResBody;
@@ -29,8 +28,76 @@ use crate::ProxyState;
 /// Boxed future every layer returns.
 pub type BoxFut<E> = Pin<Box<dyn Future<Output = Result<Response<ResBody>, E>> + Send>>;
 
-/// The rest of the stack, as a call step sees it.
-pub type Next = BoxCloneService<CallRequest, Response<ResBody>, ProxyError>;
+/// The rest of the stack, as a call step sees it. The steps are built once and shared:
+/// handing the rest of the stack to a call is one reference count, not a copy of every step
+/// below (a `BoxCloneService` here cloned the whole chain, one allocation per step, at every
+/// step of every call).
+#[derive(Clone)]
+pub struct Next(Arc<dyn Chain>);
+
+/// One link of the chain behind [`Next`].
+trait Chain: Send + Sync {
+    fn run(&self, req: CallRequest) -> BoxFut<ProxyError>;
+}
+
+impl Next {
+    /// The innermost service (the forward) as the end of the chain: each call runs on a clone
+    /// of it, as tower services expect.
+    pub fn service<S>(svc: S) -> Next
+    where
+        S: Service<CallRequest, Response = Response<ResBody>, Error = ProxyError, Future = BoxFut<ProxyError>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        Next(Arc::new(Innermost(svc)))
+    }
+
+    /// Hand `req` to the rest of the stack. A step that passes a call on returns this future
+    /// as its own (no box of its own around it).
+    pub fn call(&self, req: CallRequest) -> BoxFut<ProxyError> {
+        self.0.run(req)
+    }
+}
+
+struct Innermost<S>(S);
+
+impl<S> Chain for Innermost<S>
+where
+    S: Service<CallRequest, Response = Response<ResBody>, Error = ProxyError, Future = BoxFut<ProxyError>>
+        + Clone
+        + Send
+        + Sync,
+{
+    fn run(&self, req: CallRequest) -> BoxFut<ProxyError> {
+        self.0.clone().call(req)
+    }
+}
+
+struct Link {
+    state: Arc<ProxyState>,
+    step: StepFn,
+    next: Next,
+}
+
+impl Chain for Link {
+    fn run(&self, req: CallRequest) -> BoxFut<ProxyError> {
+        (self.step)(self.state.clone(), req, self.next.clone())
+    }
+}
+
+/// What a [`StepLayer`] can wrap: another step, or the innermost service.
+pub trait IntoNext {
+    /// This service as the rest of the stack.
+    fn into_next(self) -> Next;
+}
+
+impl IntoNext for StepService {
+    fn into_next(self) -> Next {
+        self.0
+    }
+}
 
 /// One interception step over routed calls: answer the call itself (a refusal, a hold) or
 /// hand it to `next`. The steps after the body layer are all of this form.
@@ -50,24 +117,17 @@ impl StepLayer {
     }
 }
 
-impl<S> Layer<S> for StepLayer
-where
-    S: Service<CallRequest, Response = Response<ResBody>, Error = ProxyError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
+impl<S: IntoNext> Layer<S> for StepLayer {
     type Service = StepService;
     fn layer(&self, inner: S) -> StepService {
-        StepService { state: self.state.clone(), step: self.step, next: BoxCloneService::new(inner) }
+        StepService(Next(Arc::new(Link { state: self.state.clone(), step: self.step, next: inner.into_next() })))
     }
 }
 
-/// The service of a [`StepLayer`].
+/// The service of a [`StepLayer`]: the chain from this step inward (cloning it is one
+/// reference count).
 #[derive(Clone)]
-pub struct StepService {
-    state: Arc<ProxyState>,
-    step: StepFn,
-    next: Next,
-}
+pub struct StepService(Next);
 
 impl Service<CallRequest> for StepService {
     type Response = Response<ResBody>;
@@ -79,6 +139,6 @@ impl Service<CallRequest> for StepService {
     }
 
     fn call(&mut self, req: CallRequest) -> Self::Future {
-        (self.step)(self.state.clone(), req, self.next.clone())
+        self.0.call(req)
     }
 }
