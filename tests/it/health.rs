@@ -331,6 +331,6 @@ async fn certain_refusals_come_before_holds_and_approvals_show_what_may_still_re
     let d = rig
         .decide(ADMIN, a["id"].as_str().unwrap(), &json!({"decision": "deny", "expected_version": a["version"]}), None)
         .await;
-    assert_eq!(d.status, 200);
+    assert_eq!(d.status, 200, "{}", d.text());
     assert!(held.await.unwrap().status.is_success());
 }

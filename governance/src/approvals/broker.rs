@@ -262,10 +262,16 @@ impl Broker {
             grant_id: None,
             cautions: req.cautions,
         };
-        self.inner.store.put(&a)?;
+        // Live before stored: the store is what the inbox lists, and a decision on a listed
+        // approval must find its waiter (the other order answered such a decision 409, as if
+        // someone had decided first, when it came between the two).
         let (tx, rx) = oneshot::channel();
         let live = Live { approval: a.clone(), tx: Some(tx), created: Instant::now() };
         self.inner.live.insert(a.id.clone(), Arc::new(Mutex::new(live)));
+        if let Err(e) = self.inner.store.put(&a) {
+            self.inner.live.remove(&a.id);
+            return Err(e);
+        }
         self.inner.metrics.pending.inc();
         if let Err(e) = self.inner.audit.append(event(&a, None, Outcome::Created)) {
             // Not recorded: it must not exist either (nobody could decide it on the record).
