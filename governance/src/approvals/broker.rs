@@ -262,15 +262,20 @@ impl Broker {
             grant_id: None,
             cautions: req.cautions,
         };
-        // Live before stored: the store is what the inbox lists, and a decision on a listed
-        // approval must find its waiter (the other order answered such a decision 409, as if
-        // someone had decided first, when it came between the two).
+        // Registered and stored under the approval's own lock. The store is what the inbox
+        // lists: a decision on a listed approval must find its waiter (stored first, a decision
+        // that came before the waiter was registered was answered 409, as if someone had
+        // decided first). A transition that finds it before it is stored (a kill of its agent)
+        // waits for the lock, so its outcome is written after the pending state, never under it.
         let (tx, rx) = oneshot::channel();
-        let live = Live { approval: a.clone(), tx: Some(tx), created: Instant::now() };
-        self.inner.live.insert(a.id.clone(), Arc::new(Mutex::new(live)));
-        if let Err(e) = self.inner.store.put(&a) {
-            self.inner.live.remove(&a.id);
-            return Err(e);
+        let live = Arc::new(Mutex::new(Live { approval: a.clone(), tx: Some(tx), created: Instant::now() }));
+        {
+            let _storing = live.lock().map_err(|_| BrokerError::Invalid("approval lock poisoned".into()))?;
+            self.inner.live.insert(a.id.clone(), live.clone());
+            if let Err(e) = self.inner.store.put(&a) {
+                self.inner.live.remove(&a.id);
+                return Err(e);
+            }
         }
         self.inner.metrics.pending.inc();
         if let Err(e) = self.inner.audit.append(event(&a, None, Outcome::Created)) {
