@@ -88,13 +88,12 @@ pub fn before_hold(state: &ProxyState, req: &CallRequest) -> Result<Vec<Caution>
 
 /// The hold step: park a held call until a human decides, then forward or refuse it.
 pub fn step(state: Arc<ProxyState>, mut req: CallRequest, inner: Next) -> BoxFut<ProxyError> {
-    if req.decision.as_ref().is_none_or(|d| d.action != Action::Hold) {
-        return inner.call(req);
-    }
+    // Only a held call is cloned and gets a future of this step's own; the rest pass on.
+    let mut d = match &req.decision {
+        Some(d) if d.action == Action::Hold => d.clone(),
+        _ => return inner.call(req),
+    };
     Box::pin(async move {
-        let Some(mut d) = req.decision.clone().filter(|d| d.action == Action::Hold) else {
-            return inner.call(req).await;
-        };
         let cautions = match before_hold(&state, &req) {
             Ok(c) => c,
             Err(certain) => {
