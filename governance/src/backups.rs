@@ -111,7 +111,7 @@ pub trait Backups: Send + Sync {
     /// One stored package's bytes.
     fn bytes(&self, id: &str) -> Result<Vec<u8>, BackupError>;
     /// Open a package and describe what it holds (never a secret value).
-    fn inspect(&self, req: InspectRequest) -> Result<Value, BackupError>;
+    fn inspect<'a>(&'a self, req: InspectRequest) -> BackupFuture<'a>;
     /// Preview (`dry_run`) or apply a package with a strategy. A preview with a critical
     /// change is held for a human: `status: "awaiting_approval"` with `approval_id` and `poll`.
     fn import<'a>(&'a self, req: ImportRequest, actor: &'a str) -> BackupFuture<'a>;

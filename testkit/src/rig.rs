@@ -342,6 +342,21 @@ impl Rig {
         r.json()["items"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Audit records matching `query` (newest first), once `done` holds for them: the audit
+    /// index follows the log a moment behind, so a record appended just before an answer may
+    /// not be listed yet when the answer arrives. Panics with what was listed after 10 s.
+    pub async fn audit_until(&self, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let mut items = Vec::new();
+        for _ in 0..200 {
+            items = self.audit(query).await;
+            if done(&items) {
+                return items;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the audit records for {query} never got there: {items:?}");
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         get(&self.control("/metrics"), &[]).await.text()

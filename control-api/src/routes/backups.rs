@@ -82,7 +82,7 @@ async fn inspect(State(s): State<AppState>, caller: Caller, b: axum::body::Bytes
     caller.require(Role::Admin)?;
     let h = backups(&s)?;
     let req: InspectRequest = body(&b)?;
-    h.inspect(req).map(Json).map_err(problem)
+    h.inspect(req).await.map(Json).map_err(problem)
 }
 
 async fn import(

@@ -243,6 +243,27 @@ pub fn read_manifest(bytes: &[u8]) -> Result<(Manifest, usize), PackageError> {
     Ok((manifest, at))
 }
 
+/// [`seal`] on tokio's blocking pool. A passphrase's scrypt holds a core for a noticeable
+/// time (log_n 15: 32 MiB of memory-hard work); on a runtime worker it would stall every task
+/// queued behind it, the gateway link's heartbeat answers among them, and the link would give up.
+pub async fn seal_off_runtime(
+    payload: Value,
+    extra: serde_json::Map<String, Value>,
+    secret: Secret,
+    log_n: u8,
+) -> Result<Vec<u8>, PackageError> {
+    tokio::task::spawn_blocking(move || seal(&payload, extra, &secret, log_n)).await.map_err(stopped)?
+}
+
+/// [`open`] on tokio's blocking pool, for the reason given at [`seal_off_runtime`].
+pub async fn open_off_runtime(bytes: Vec<u8>, secret: Secret) -> Result<(Manifest, Value), PackageError> {
+    tokio::task::spawn_blocking(move || open(&bytes, &secret)).await.map_err(stopped)?
+}
+
+fn stopped(e: tokio::task::JoinError) -> PackageError {
+    PackageError::Key(format!("the key derivation stopped before it finished: {e}"))
+}
+
 /// Open a package: its manifest and decrypted payload, or why not.
 pub fn open(bytes: &[u8], secret: &Secret) -> Result<(Manifest, Value), PackageError> {
     let (manifest, at) = read_manifest(bytes)?;

@@ -143,7 +143,8 @@ impl Gateway {
         }
         let bytes = self.package_bytes(&req.package)?;
         let secret = secret_of(&req.key)?;
-        let (manifest, payload) = match container::open(&bytes, &secret) {
+        let len = bytes.len();
+        let (manifest, payload) = match container::open_off_runtime(bytes, secret.clone()).await {
             Ok(x) => x,
             Err(e) => {
                 let why = format!("package refused, nothing applied: {e}");
@@ -153,7 +154,7 @@ impl Gateway {
                     audit::Outcome::ImportFailed,
                     None,
                     why.clone(),
-                    json!({"bytes": bytes.len()}),
+                    json!({"bytes": len}),
                 );
                 return Err(refused(e));
             }
@@ -229,7 +230,7 @@ impl Gateway {
         }
         // A checkpoint of the live gateway first, so the import can be undone.
         let (checkpoint, cp_bytes, _) =
-            self.build_package(&live, Intent::Backup, &secret, actor, Some("checkpoint before an import"))?;
+            self.build_package(&live, Intent::Backup, &secret, actor, Some("checkpoint before an import")).await?;
         self.backups.write(&checkpoint, &cp_bytes)?;
         self.apply_config(&live, &patch, &replace, actor, &preview).await?;
         let mut errors = Vec::new();

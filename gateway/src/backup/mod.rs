@@ -223,7 +223,7 @@ impl Gateway {
     }
 
     /// Seal a package of `live` for `intent`; returns its id, bytes and manifest.
-    pub(crate) fn build_package(
+    pub(crate) async fn build_package(
         &self,
         live: &Live,
         intent: Intent,
@@ -314,7 +314,8 @@ impl Gateway {
         }
         extra.insert("summary".into(), summary(&config, &cron, &files));
         extra.insert("secrets".into(), sec);
-        let bytes = container::seal(&payload, extra.clone(), secret, container::DEFAULT_LOG_N)
+        let bytes = container::seal_off_runtime(payload, extra.clone(), secret.clone(), container::DEFAULT_LOG_N)
+            .await
             .map_err(|e| E::BadRequest(e.to_string()))?;
         Ok((id, bytes, Value::Object(extra)))
     }
@@ -327,7 +328,7 @@ impl Gateway {
             return Err(E::Unavailable("the gateway link is down: cannot read OpenClaw's config now".into()));
         }
         let live = self.live_state().await.map_err(|e| E::Unavailable(e.to_string()))?;
-        let (id, bytes, manifest) = self.build_package(&live, intent, &secret, actor, req.note.as_deref())?;
+        let (id, bytes, manifest) = self.build_package(&live, intent, &secret, actor, req.note.as_deref()).await?;
         self.backups.write(&id, &bytes)?;
         let took_ms = t0.elapsed().as_millis() as u64;
         self.audit_config(
@@ -353,14 +354,15 @@ impl Gateway {
         }
     }
 
-    fn inspect_package(&self, req: InspectRequest) -> Result<Value, E> {
+    async fn inspect_package(&self, req: InspectRequest) -> Result<Value, E> {
         let bytes = self.package_bytes(&req.package)?;
+        let len = bytes.len();
         let secret = secret_of(&req.key)?;
-        let (m, payload) = container::open(&bytes, &secret).map_err(refused)?;
+        let (m, payload) = container::open_off_runtime(bytes, secret).await.map_err(refused)?;
         let cron: Vec<Value> = payload["cron"].as_array().cloned().unwrap_or_default();
         let files: BTreeMap<String, BTreeMap<String, String>> =
             serde_json::from_value(payload["files"].clone()).unwrap_or_default();
-        Ok(json!({"format": m.format, "manifest": Value::Object(m.extra), "bytes": bytes.len(), "verified": true,
+        Ok(json!({"format": m.format, "manifest": Value::Object(m.extra), "bytes": len, "verified": true,
                   "contents": summary(&payload["config"], &cron, &files)}))
     }
 }
@@ -381,8 +383,8 @@ impl governance::backups::Backups for Gateway {
     fn bytes(&self, id: &str) -> Result<Vec<u8>, E> {
         self.backups.read(id)
     }
-    fn inspect(&self, req: InspectRequest) -> Result<Value, E> {
-        self.inspect_package(req)
+    fn inspect<'a>(&'a self, req: InspectRequest) -> governance::backups::BackupFuture<'a> {
+        Box::pin(self.inspect_package(req))
     }
     fn import<'a>(
         &'a self,
