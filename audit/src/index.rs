@@ -24,6 +24,9 @@ use chrono::DateTime;
 use crate::record::AuditRecord;
 use crate::AuditError;
 
+/// The index builder's maps: filled per record, keyed by values the sidecar wrote.
+type Fold = foldhash::fast::RandomState;
+
 /// One `audit_loc` anchor per this many records (plus each segment's first record).
 pub const LOC_EVERY: u64 = 32;
 /// Records per `audit_by` block.
@@ -149,8 +152,9 @@ pub fn ts_ms(ts: &str) -> i64 {
 pub struct Builder {
     block: Option<u64>,
     /// Distinct values of the open block, by (field tag, bucket).
-    open: HashMap<(u8, u8), Vec<Vec<u8>>>,
-    seen: HashSet<(u8, Vec<u8>)>,
+    open: HashMap<(u8, u8), Vec<Vec<u8>>, Fold>,
+    /// The open block's values seen so far, per field tag: a lookup copies nothing.
+    seen: Vec<(u8, HashSet<Vec<u8>, Fold>)>,
     /// Last record fed: (seq, hash).
     last: Option<(u64, String)>,
     loc: Vec<(u64, [u8; 28])>,
@@ -174,7 +178,16 @@ impl Builder {
             let tag = f as u8;
             let v = v.as_bytes();
             let v = &v[..v.len().min(usize::from(u16::MAX))];
-            if self.seen.insert((tag, v.to_vec())) {
+            let at = match self.seen.iter().position(|(t, _)| *t == tag) {
+                Some(at) => at,
+                None => {
+                    self.seen.push((tag, HashSet::default()));
+                    self.seen.len() - 1
+                }
+            };
+            let seen = &mut self.seen[at].1;
+            if !seen.contains(v) {
+                seen.insert(v.to_vec());
                 let bk = bucket(v);
                 self.open.entry((tag, bk)).or_default().push(v.to_vec());
             }
@@ -196,7 +209,7 @@ impl Builder {
             k[2..].copy_from_slice(&b.to_be_bytes());
             self.by.push((k, val));
         }
-        self.seen.clear();
+        self.seen.iter_mut().for_each(|(_, s)| s.clear());
         self.done = self.last.clone();
     }
 

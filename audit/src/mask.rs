@@ -158,10 +158,12 @@ fn text_rules(text: &str, salt: Option<&Salt>) -> String {
 /// [`text_rules`], or `None` when no rule matches (most strings of a record: no copy made).
 fn text_rules_changed(text: &str, salt: Option<&Salt>) -> Option<String> {
     let r = rules();
-    let hits = r.set.matches(text);
-    if !hits.matched_any() {
+    // Most strings of a record match nothing: a plain yes/no search stops at the first hit
+    // and allocates nothing, where `matches` runs the overlapping search and allocates its set.
+    if !r.set.is_match(text) {
         return None;
     }
+    let hits = r.set.matches(text);
     let mut out = text.to_string();
     for i in hits.iter() {
         out = apply_rule(&r.rules[i], &out, salt);

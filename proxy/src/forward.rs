@@ -41,30 +41,46 @@ impl Forward {
     }
 }
 
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+// Header names, not strings: removing by `&str` parses the name again on every call.
+const HOPS: usize = 9;
+const HOP_BY_HOP: [http::header::HeaderName; HOPS] = [
+    http::header::CONNECTION,
+    http::header::HeaderName::from_static("keep-alive"),
+    http::header::HeaderName::from_static("proxy-connection"),
+    http::header::PROXY_AUTHENTICATE,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
 ];
 
 /// Drop hop-by-hop headers (and any the `Connection` header names).
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let named: Vec<String> = h
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
-        .collect();
-    for n in named {
-        h.remove(n.as_str());
+    // One pass over the few headers present finds the hop-by-hop ones (most maps hold one or
+    // none); a removal per name would hash all nine on every call.
+    let mut found = [false; HOPS];
+    for k in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == k) {
+            found[i] = true;
+        }
     }
-    for n in HOP_BY_HOP {
+    if !found.contains(&true) {
+        return;
+    }
+    if found[0] {
+        // `Connection` (first in the list) names further headers that end at this hop.
+        let named: Vec<String> = h
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+            .collect();
+        for n in named {
+            h.remove(n.as_str());
+        }
+    }
+    for (n, _) in HOP_BY_HOP.iter().zip(found).filter(|(_, f)| *f) {
         h.remove(n);
     }
 }
@@ -372,8 +388,23 @@ mod tests {
         h.insert("x-private", "1".parse().unwrap());
         h.insert("transfer-encoding", "chunked".parse().unwrap());
         h.insert("authorization", "Bearer k".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("authorization"));
+
+        // Without a `Connection` header the others still go; a map with none is left as it is.
+        let mut h = HeaderMap::new();
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["content-type"]);
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        h.insert("x-request-id", "r1".parse().unwrap());
+        let before = h.clone();
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h, before);
     }
 }
