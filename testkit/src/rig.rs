@@ -342,9 +342,10 @@ impl Rig {
         r.json()["items"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Audit records matching `query` (newest first), once `done` holds for them: the audit
-    /// index follows the log a moment behind, so a record appended just before an answer may
-    /// not be listed yet when the answer arrives. Panics with what was listed after 10 s.
+    /// Audit records matching `query` (newest first), once `done` holds for them: a record
+    /// appended without waiting for its group commit (config changes, allowed calls) is listed
+    /// once that commit is done, which may be just after the answer arrived. Panics with what
+    /// was listed after 10 s.
     pub async fn audit_until(&self, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let mut items = Vec::new();
         for _ in 0..200 {
