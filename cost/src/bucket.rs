@@ -30,8 +30,13 @@ fn dim(s: Option<&str>) -> Arc<str> {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    // NUL separates the dimensions in a key.
-    Arc::from(s[..end].replace('\0', "\u{fffd}"))
+    // NUL separates the dimensions in a key. Names almost never hold one: copy them once.
+    let s = &s[..end];
+    if s.contains('\0') {
+        Arc::from(s.replace('\0', "\u{fffd}"))
+    } else {
+        Arc::from(s)
+    }
 }
 
 /// Counters of one bucket. Fixed-size little-endian encoding, [`Counts::BYTES`] long.
@@ -247,6 +252,20 @@ pub fn traces_key(hour: u32, agent: &str, model: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dimension_names_are_cut_at_a_char_boundary_and_never_hold_the_separator() {
+        assert_eq!(&*dim(None), "-");
+        assert_eq!(&*dim(Some("")), "-");
+        assert_eq!(&*dim(Some("gpt-4o")), "gpt-4o");
+        assert_eq!(&*dim(Some("a\0b")), "a\u{fffd}b");
+        let long = "é".repeat(100); // 200 bytes, two per char
+        let cut = dim(Some(&long));
+        assert_eq!(cut.len(), MAX_DIM_BYTES);
+        assert!(cut.chars().all(|c| c == 'é'));
+        let odd = format!("x{long}"); // the limit falls inside a char: cut before it
+        assert_eq!(dim(Some(&odd)).len(), MAX_DIM_BYTES - 1);
+    }
 
     #[test]
     fn keys_round_trip_and_counts_encode() {

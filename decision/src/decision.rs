@@ -189,6 +189,17 @@ thread_local! {
     static IDS: std::cell::RefCell<IdGen> = std::cell::RefCell::new(IdGen::new());
 }
 
+/// 128 bits from this thread's generator, never zero: the random trace id of a call that
+/// arrived without one. Asking the OS for each (`Uuid::new_v4`) was a `getrandom` system call
+/// on every such call; a trace id has to be unlikely to collide, not unpredictable.
+pub(crate) fn random_u128() -> u128 {
+    IDS.with(|ids| {
+        let mut g = ids.borrow_mut();
+        let v = (u128::from(g.random()) << 64) | u128::from(g.random());
+        v.max(1)
+    })
+}
+
 const COUNTER_BITS: u32 = 42;
 
 impl IdGen {
@@ -254,6 +265,24 @@ mod tests {
         let other = std::thread::spawn(|| (0..1000).map(|_| DecisionId::new()).collect::<Vec<_>>()).join().unwrap();
         let all: std::collections::HashSet<&DecisionId> = ids.iter().chain(other.iter()).collect();
         assert_eq!(all.len(), ids.len() + other.len());
+    }
+
+    #[test]
+    fn trace_ids_are_w3c_shaped_and_distinct_across_threads() {
+        let here: Vec<String> = (0..20_000).map(|_| crate::new_trace_id()).collect();
+        let there =
+            std::thread::spawn(|| (0..20_000).map(|_| crate::new_trace_id()).collect::<Vec<_>>()).join().unwrap();
+        for t in here.iter().chain(there.iter()) {
+            assert_eq!(t.len(), 32, "{t}");
+            assert!(t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{t}");
+            assert_ne!(t.as_str(), "00000000000000000000000000000000");
+        }
+        let all: std::collections::HashSet<&String> = here.iter().chain(there.iter()).collect();
+        assert_eq!(all.len(), here.len() + there.len());
+        // Both halves vary (not a counter in one half and a constant in the other).
+        let high: std::collections::HashSet<&str> = here.iter().map(|t| &t[..16]).collect();
+        let low: std::collections::HashSet<&str> = here.iter().map(|t| &t[16..]).collect();
+        assert_eq!((high.len(), low.len()), (here.len(), here.len()));
     }
 
     #[test]

@@ -285,5 +285,5 @@ impl PolicyInput {
 /// A fresh random W3C trace id (32 lowercase hex digits, never all zeros) for a call that
 /// arrived without a `traceparent`, so every decision and record still has a trace.
 pub fn new_trace_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    format!("{:032x}", crate::decision::random_u128())
 }
