@@ -101,3 +101,21 @@ test_cfg_reports_defaults_and_config if {
 	c.max_call_usd == 1
 	c.workspace_roots == []
 }
+
+# The literal answer for an allowed model call (decision.rego) is exactly what `_decide`
+# answers, with or without a config, an allow-list, a cap or budgets with money left.
+test_allowed_model_call_literal_equals_the_general_chain if {
+	cfgs := [{}, {"model_allowlist": ["gpt-4o", "claude-*"], "max_call_usd": 0.5, "high_risk_commands": ["git push*"]}]
+	inputs := [
+		model_input("gpt-4o"),
+		model_input("claude-3-opus"),
+		object.union(model_input("gpt-4o"), {"budgets": [{"id": "b", "scope": "global", "window": "daily", "spent_usd": 1, "limit_usd": 5, "remaining_usd": 4}]}),
+	]
+	every cfg in cfgs {
+		every i in inputs {
+			d := data.clawbutler.decision with input as i with data.clawbutler.config as cfg
+			d == data.clawbutler._decide with input as i with data.clawbutler.config as cfg
+			d.rule == "allow.model_call"
+		}
+	}
+}

@@ -268,45 +268,63 @@ fn shipped_copy(
     (dir, engine)
 }
 
+/// A bundle adding findings straight to `family` (`deny_findings` or `hold_findings`, not to a
+/// rule family) for a model named `site-*` and the command `echo site`: both calls get `action`
+/// from the site rules, and the same kinds of call without the trigger are still allowed.
+fn site_findings_apply(family: &str, action: decision::Action) {
+    let rules = format!(
+        r#"package clawbutler
+
+{family} contains f if {{
+	input.kind == "model_call"
+	startswith(input.model.name, "site-")
+	f := {{"rule": "site.model", "reason": "site rule", "risk": "high"}}
+}}
+
+{family} contains f if {{
+	input.kind == "exec"
+	input.exec.command == "echo site"
+	f := {{"rule": "site.exec", "reason": "site rule", "risk": "high"}}
+}}
+"#
+    );
+    let (_dir, engine) = shipped_copy(|_, text| text, &[("zz_site.rego", rules.as_str())]);
+    let model = |name: &str| {
+        let mut m = decision::PolicyInput::new(decision::CallKind::ModelCall, "main", "t");
+        m.model = Some(decision::ModelInput {
+            upstream: "openai".into(),
+            upstream_kind: "openai".into(),
+            endpoint: "chat_completions".into(),
+            name: name.into(),
+            ..Default::default()
+        });
+        m
+    };
+    let exec = |command: &str| {
+        let mut e = decision::PolicyInput::new(decision::CallKind::Exec, "main", "t");
+        e.exec = Some(decision::ExecInput { command: command.into(), ..Default::default() });
+        e
+    };
+    let d = engine.evaluate(&model("site-1"));
+    assert_eq!((d.action, d.rule.as_str()), (action, "site.model"), "{family}: {d:?}");
+    let d = engine.evaluate(&exec("echo site"));
+    assert_eq!((d.action, d.rule.as_str()), (action, "site.exec"), "{family}: {d:?}");
+    assert_eq!(engine.evaluate(&model("gpt-4o")).action, decision::Action::Allow);
+    assert_eq!(engine.evaluate(&exec("echo fine")).action, decision::Action::Allow);
+}
+
 /// Holds a bundle adds on top of the shipped rules are never skipped by the shipped fast paths.
 #[test]
 fn extension_holds_apply_to_model_calls_and_plain_commands() {
-    let (_dir, engine) = shipped_copy(
-        |_, text| text,
-        &[(
-            "zz_site.rego",
-            r#"package clawbutler
-
-hold_findings contains f if {
-	input.kind == "model_call"
-	startswith(input.model.name, "needs-approval")
-	f := {"rule": "site.model_needs_approval", "reason": "site rule", "risk": "high"}
+    site_findings_apply("hold_findings", decision::Action::Hold);
 }
 
-hold_findings contains f if {
-	input.kind == "exec"
-	input.exec.command == "echo site-held"
-	f := {"rule": "site.exec_held", "reason": "site rule", "risk": "high"}
-}
-"#,
-        )],
-    );
-    let mut model = decision::PolicyInput::new(decision::CallKind::ModelCall, "main", "t");
-    model.model = Some(decision::ModelInput {
-        upstream: "openai".into(),
-        upstream_kind: "openai".into(),
-        endpoint: "chat_completions".into(),
-        name: "needs-approval-1".into(),
-        ..Default::default()
-    });
-    let d = engine.evaluate(&model);
-    assert_eq!((d.action, d.rule.as_str()), (decision::Action::Hold, "site.model_needs_approval"), "{d:?}");
-    let mut exec = decision::PolicyInput::new(decision::CallKind::Exec, "main", "t");
-    exec.exec = Some(decision::ExecInput { command: "echo site-held".into(), ..Default::default() });
-    let d = engine.evaluate(&exec);
-    assert_eq!((d.action, d.rule.as_str()), (decision::Action::Hold, "site.exec_held"), "{d:?}");
-    exec.exec = Some(decision::ExecInput { command: "echo fine".into(), ..Default::default() });
-    assert_eq!(engine.evaluate(&exec).action, decision::Action::Allow);
+/// Nor are denies: a fast path that read only the shipped deny families would answer a literal
+/// allow for them, failing open (a faster model-call branch that did so was measured and
+/// dropped, docs/performance.md, "Session 15").
+#[test]
+fn extension_denies_apply_to_model_calls_and_plain_commands() {
+    site_findings_apply("deny_findings", decision::Action::Deny);
 }
 
 /// A caller cannot switch the tool rules off by supplying the derived fields: the engine
