@@ -11,6 +11,8 @@
 
 use std::sync::OnceLock;
 
+mod clean;
+
 use regex::{Regex, RegexSet};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -157,10 +159,15 @@ fn text_rules(text: &str, salt: Option<&Salt>) -> String {
 
 /// [`text_rules`], or `None` when no rule matches (most strings of a record: no copy made).
 fn text_rules_changed(text: &str, salt: Option<&Salt>) -> Option<String> {
+    // Most strings of a record are the same from call to call and match nothing (`clean`).
+    if clean::known(text) {
+        return None;
+    }
     let r = rules();
-    // Most strings of a record match nothing: a plain yes/no search stops at the first hit
-    // and allocates nothing, where `matches` runs the overlapping search and allocates its set.
+    // A plain yes/no search stops at the first hit and allocates nothing, where `matches` runs
+    // the overlapping search and allocates its set.
     if !r.set.is_match(text) {
+        clean::remember(text);
         return None;
     }
     let hits = r.set.matches(text);

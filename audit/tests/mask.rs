@@ -400,3 +400,43 @@ fn masked_keys_in(v: &serde_json::Value) -> usize {
         _ => 0,
     }
 }
+
+/// The masking walk remembers, per thread, short strings the rules left alone (`mask::clean`):
+/// a string seen again gets the same answer, secrets of any length are masked every time, and a
+/// secret that differs from a remembered clean string by one byte is still masked.
+#[test]
+fn strings_seen_again_are_masked_exactly_as_the_first_time() {
+    let email = "jane.doe@example.com";
+    let jwt_short = "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
+    let mixed = [
+        "upstream",
+        "gpt-4o-mini",
+        "No policy rule restricts this model call",
+        email,
+        "chat_completions",
+        OPENAI,
+        "call +1 (415) 555-2671",
+        jwt_short,
+        "4111 1111 1111 1111",
+        "4111111111111112",
+        "",
+    ];
+    let first: Vec<String> = mixed.iter().map(|s| mask_text(s)).collect();
+    for round in 0..3 {
+        for (s, want) in mixed.iter().zip(&first) {
+            assert_eq!(&mask_text(s), want, "round {round}: {s}");
+        }
+    }
+    assert!(!first[3].contains("jane.doe") && !first[5].contains(OPENAI) && !first[6].contains("555-2671"));
+    assert!(!first[7].contains(jwt_short) && !first[8].contains("4111 1111"), "{first:?}");
+    assert_eq!(first[0], "upstream");
+    // A clean string remembered, then secrets of the same length that differ from it.
+    let clean = "jane.doe@example";
+    assert_eq!(mask_text(clean), clean);
+    let twin = "jane@example.com";
+    assert_eq!(clean.len(), twin.len());
+    assert!(!mask_text(twin).contains("jane@example.com"), "{}", mask_text(twin));
+    // The same answers on a thread that has seen none of them.
+    let again = std::thread::spawn(move || mixed.iter().map(|s| mask_text(s)).collect::<Vec<_>>()).join().unwrap();
+    assert_eq!(again, first);
+}
