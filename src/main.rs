@@ -20,7 +20,13 @@ async fn main() {
     // `[log] format` from the config (a config that does not load is reported by the command
     // itself; logging then stays text).
     let format = cli.load_config().map(|c| c.log.format).unwrap_or_default();
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only for a person at a terminal: a sidecar's stderr is a journal, a container log
+    // or a file, where escape codes are noise. They also cost: the text format paints every
+    // span field as it is recorded, and a data-path call opens a span (its trace id) per call.
+    // `NO_COLOR` (https://no-color.org) turns them off at a terminal too.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         clawbutler::config::LogFormat::Text => fmt.init(),
         // One JSON object per line; the fields of the current span (a data-path call's
