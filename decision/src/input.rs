@@ -285,5 +285,10 @@ impl PolicyInput {
 /// A fresh random W3C trace id (32 lowercase hex digits, never all zeros) for a call that
 /// arrived without a `traceparent`, so every decision and record still has a trace.
 pub fn new_trace_id() -> String {
-    format!("{:032x}", crate::decision::random_u128())
+    trace_id_text(crate::decision::random_u128())
+}
+
+/// 32 lowercase hex digits, as `format!("{:032x}")` writes them, without `fmt`.
+pub(crate) fn trace_id_text(v: u128) -> String {
+    uuid::Uuid::from_u128(v).simple().encode_lower(&mut uuid::Uuid::encode_buffer()).to_owned()
 }

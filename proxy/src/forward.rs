@@ -221,11 +221,18 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
     let decision: Decision =
         req.decision.clone().ok_or_else(|| ProxyError::Internal("forward without decision".into()))?;
     let up = req.route.upstream.clone();
-    let path = match req.parts.uri.query() {
-        Some(q) => format!("{}{}?{}", up.base, req.route.upstream_path, q),
-        None => format!("{}{}", up.base, req.route.upstream_path),
-    };
-    let uri: Uri = path.parse().map_err(|_| ProxyError::Internal(format!("bad upstream uri {path}")))?;
+    // Joined by hand and handed over whole: `format!` and `str::parse` (which copies) were
+    // ~1,000 instructions of every call.
+    let query = req.parts.uri.query();
+    let (base, rest) = (up.base.as_str(), req.route.upstream_path.as_str());
+    let mut path = String::with_capacity(base.len() + rest.len() + query.map_or(0, |q| q.len() + 1));
+    path.push_str(base);
+    path.push_str(rest);
+    if let Some(q) = query {
+        path.push('?');
+        path.push_str(q);
+    }
+    let uri = Uri::try_from(path).map_err(|e| ProxyError::Internal(format!("bad upstream uri {base}{rest}: {e}")))?;
     let strip_usage = req.route.endpoint == Endpoint::ChatCompletions && req.info.stream && !req.info.include_usage;
     let body = if strip_usage {
         with_include_usage(&req.body, req.info.stream_options_span.clone())?
@@ -235,7 +242,10 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
 
     let mut headers = req.parts.headers.clone();
     strip_hop_by_hop(&mut headers);
-    headers.remove(http::header::HOST);
+    match &up.host {
+        Some(host) => headers.insert(http::header::HOST, host.clone()),
+        None => headers.remove(http::header::HOST),
+    };
     headers.remove(http::header::CONTENT_LENGTH);
     // Identity encoding keeps the side decoder able to read usage (cost must never be lost).
     headers.insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));

@@ -26,7 +26,9 @@ const SHIPPED: &str = include_str!("../prices.toml");
 /// per-call price of server-side tools (`[proxy] server_tool_call_usd`).
 #[derive(Debug, Clone, Default)]
 pub struct PriceTable {
-    map: HashMap<String, Price>,
+    /// Looked up on every priced call: foldhash, not SipHash (the keys are the table's own,
+    /// fixed at load; a caller's model name is only ever looked up).
+    map: HashMap<String, Price, foldhash::fast::RandomState>,
     /// Each entry's family: the shipped table's section (`openai`, `anthropic`), kept by an
     /// override of a shipped entry; `custom` for a model only `[prices]` names. Savings
     /// suggestions offer a model of the same family only (same API, same provider).
@@ -52,7 +54,7 @@ impl PriceTable {
         let shipped: BTreeMap<String, BTreeMap<String, Price>> =
             toml::from_str(SHIPPED).map_err(|e| PriceError::Shipped(e.to_string()))?;
         let mut family: HashMap<String, String> = HashMap::new();
-        let mut map: HashMap<String, Price> = HashMap::new();
+        let mut map: HashMap<String, Price, foldhash::fast::RandomState> = HashMap::default();
         for (section, entries) in shipped {
             for (model, p) in entries {
                 family.insert(model.clone(), section.clone());

@@ -26,6 +26,12 @@ pub struct Upstream {
     pub base: String,
     /// The key the sidecar injects (from `api_key_env`), already formatted as a header value.
     pub key: Option<HeaderValue>,
+    /// For a plain `http://` upstream (always HTTP/1.1), the `Host` header every forwarded call
+    /// carries: the URL's host, and its port unless it is 80, exactly what the client would
+    /// otherwise format anew for each call. `None` for `https://`: a connection there may be
+    /// HTTP/2, which names the host in `:authority` only, so the client adds `Host` itself
+    /// when the connection it picks is HTTP/1.1.
+    pub host: Option<HeaderValue>,
     pub timeout: Duration,
 }
 
@@ -48,6 +54,16 @@ pub enum UpstreamError {
     CaFile { path: String, msg: String },
 }
 
+/// `Host` for calls to the `http://` URL `uri`: its host, with the port only when it is not
+/// 80 (as hyper's client writes it when the request has none).
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let host = uri.host()?;
+    match uri.port_u16() {
+        Some(port) if port != 80 => HeaderValue::from_str(&format!("{host}:{port}")).ok(),
+        _ => HeaderValue::from_str(host).ok(),
+    }
+}
+
 impl Upstream {
     /// Build from config, reading the injected key from the environment.
     pub fn from_config(c: &UpstreamConfig, settings: &ProxySettings) -> Result<Upstream, UpstreamError> {
@@ -55,13 +71,14 @@ impl Upstream {
             return Err(UpstreamError::BadName { name: c.name.clone() });
         }
         let base = c.url.trim_end_matches('/').to_string();
-        let ok = base
+        let uri = base
             .parse::<Uri>()
             .ok()
-            .is_some_and(|u| matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some());
-        if !ok {
+            .filter(|u| matches!(u.scheme_str(), Some("http") | Some("https")) && u.authority().is_some());
+        let Some(uri) = uri else {
             return Err(UpstreamError::BadUrl { name: c.name.clone(), url: c.url.clone() });
-        }
+        };
+        let host = if uri.scheme_str() == Some("http") { host_header(&uri) } else { None };
         let key = match &c.api_key_env {
             None => None,
             Some(var) => {
@@ -82,6 +99,7 @@ impl Upstream {
             kind: c.kind,
             base,
             key,
+            host,
             timeout: Duration::from_millis(c.timeout_ms.unwrap_or(settings.upstream_timeout_ms)),
         })
     }
@@ -187,4 +205,32 @@ fn roots(settings: &ProxySettings) -> Result<rustls::RootCertStore, UpstreamErro
         }
     }
     Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_of(url: &str) -> Option<String> {
+        let c = UpstreamConfig {
+            name: "u".into(),
+            kind: UpstreamKind::Openai,
+            url: url.into(),
+            api_key_env: None,
+            timeout_ms: None,
+        };
+        let up = Upstream::from_config(&c, &ProxySettings::default()).map_err(|e| e.to_string());
+        up.map(|u| u.host.map(|h| h.to_str().map(str::to_string).unwrap_or_default())).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn host_is_set_once_for_plain_http_upstreams_as_the_client_would_write_it() {
+        assert_eq!(host_of("http://127.0.0.1:8080/v1").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(host_of("http://gateway.local/v1/").as_deref(), Some("gateway.local"));
+        assert_eq!(host_of("http://gateway.local:80/v1").as_deref(), Some("gateway.local"));
+        assert_eq!(host_of("http://[::1]:9000").as_deref(), Some("[::1]:9000"));
+        assert_eq!(host_of("http://user:pw@gateway.local:81/v1").as_deref(), Some("gateway.local:81"));
+        // HTTPS may negotiate HTTP/2 (`:authority`, no `Host`): the client decides per connection.
+        assert_eq!(host_of("https://api.openai.com/v1"), None);
+    }
 }
