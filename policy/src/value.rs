@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use regorus::Value;
 
 use crate::needles::Needles;
+
+mod template;
 use decision::{BudgetInput, CallKind, GrantInput, McpInput, PluginInput, PolicyInput};
 
 macro_rules! keys {
@@ -116,7 +118,7 @@ thread_local! {
 
 /// The input document for `input`, equal to converting its JSON serialization.
 pub(crate) fn input_value(input: &PolicyInput, needles: &Needles) -> Value {
-    KEYS.with(|k| build(k, input, needles))
+    KEYS.with(|k| template::model_call(k, input).unwrap_or_else(|| template::remember(input, build(k, input, needles))))
 }
 
 /// An object from its fields. Collecting builds the map in bulk (one sort, no rebalancing),
@@ -183,13 +185,6 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
         (Some(p), _) => plugin_value(k, p, None),
         (None, _) => Value::Null,
     };
-    let cost = match (i.cost.estimate_usd, i.cost.unbounded.is_empty()) {
-        (None, true) => k.no_cost.clone(),
-        (x, _) => {
-            obj([(&k.estimate_usd, x.map_or(Value::Null, number)), (&k.unbounded, strings(k, &i.cost.unbounded))])
-        }
-    };
-    let list = |v: Vec<Value>| if v.is_empty() { k.empty.clone() } else { Value::from(v) };
     let kind = match i.kind {
         CallKind::ModelCall => &k.kinds[0],
         CallKind::Exec => &k.kinds[1],
@@ -201,10 +196,10 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
     };
     obj([
         (&k.agent, Value::from(i.agent.as_str())),
-        (&k.budgets, list(i.budgets.iter().map(|b| budget(k, b)).collect())),
-        (&k.cost, cost),
+        (&k.budgets, budgets(k, i)),
+        (&k.cost, cost(k, i)),
         (&k.exec, exec),
-        (&k.grants, list(i.grants.iter().map(|g| grant(k, g)).collect())),
+        (&k.grants, grants(k, i)),
         (&k.kind, kind.clone()),
         (&k.mcp, i.mcp.as_ref().map_or(Value::Null, |m| mcp(k, m))),
         (&k.model, model),
@@ -215,6 +210,35 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
         (&k.trace_id, Value::from(i.trace_id.as_str())),
         (&k.version, Value::from(u64::from(i.version))),
     ])
+}
+
+// The fields that change from call to call even when the caller and the model do not (the
+// template in `template.rs` replaces these, and `trace_id` and `now`, in a copy of the last
+// model call's document).
+
+fn cost(k: &Keys, i: &PolicyInput) -> Value {
+    match (i.cost.estimate_usd, i.cost.unbounded.is_empty()) {
+        (None, true) => k.no_cost.clone(),
+        (x, _) => {
+            obj([(&k.estimate_usd, x.map_or(Value::Null, number)), (&k.unbounded, strings(k, &i.cost.unbounded))])
+        }
+    }
+}
+
+fn budgets(k: &Keys, i: &PolicyInput) -> Value {
+    list(k, i.budgets.iter().map(|b| budget(k, b)).collect())
+}
+
+fn grants(k: &Keys, i: &PolicyInput) -> Value {
+    list(k, i.grants.iter().map(|g| grant(k, g)).collect())
+}
+
+fn list(k: &Keys, v: Vec<Value>) -> Value {
+    if v.is_empty() {
+        k.empty.clone()
+    } else {
+        Value::from(v)
+    }
 }
 
 fn mcp(k: &Keys, m: &McpInput) -> Value {
