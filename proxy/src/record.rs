@@ -10,15 +10,16 @@ use crate::ctx::CallRequest;
 /// What was asked, as recorded (masked again by the audit log at write time).
 pub fn subject(req: &CallRequest) -> serde_json::Value {
     // Sized up front (what `json!` does not): the map's table is built once, not regrown and
-    // rehashed twice on the way to seven keys.
+    // rehashed twice on the way to seven keys. In key order, the order the audit log writes
+    // (so it need not sort them).
     let mut m = serde_json::Map::with_capacity(7);
-    m.insert("upstream".into(), req.route.upstream.name.as_str().into());
-    m.insert("upstream_kind".into(), req.route.upstream.kind.as_str().into());
     m.insert("endpoint".into(), req.route.endpoint.as_str().into());
+    m.insert("max_tokens".into(), json!(req.info.max_tokens));
     m.insert("model".into(), req.info.model.as_str().into());
     m.insert("stream".into(), req.info.stream.into());
-    m.insert("max_tokens".into(), json!(req.info.max_tokens));
     m.insert("tools".into(), json!(req.info.tools));
+    m.insert("upstream".into(), req.route.upstream.name.as_str().into());
+    m.insert("upstream_kind".into(), req.route.upstream.kind.as_str().into());
     serde_json::Value::Object(m)
 }
 
