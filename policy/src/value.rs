@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use regorus::Value;
 
 use crate::needles::Needles;
+use decision::{BudgetInput, CallKind, GrantInput, McpInput, PluginInput, PolicyInput};
 
 mod template;
-use decision::{BudgetInput, CallKind, GrantInput, McpInput, PluginInput, PolicyInput};
 
 macro_rules! keys {
     ($($name:ident),* $(,)?) => {
@@ -212,9 +212,9 @@ fn build(k: &Keys, i: &PolicyInput, needles: &Needles) -> Value {
     ])
 }
 
-// The fields that change from call to call even when the caller and the model do not (the
-// template in `template.rs` replaces these, and `trace_id` and `now`, in a copy of the last
-// model call's document).
+// The fields that change from call to call even when the caller and the model do not
+// (`template.rs` replaces these, and `trace_id` and `now`, in a copy of a kept model call's
+// document).
 
 fn cost(k: &Keys, i: &PolicyInput) -> Value {
     match (i.cost.estimate_usd, i.cost.unbounded.is_empty()) {
