@@ -303,7 +303,7 @@ impl Writer {
             let at = buf.len();
             let sealed = p
                 .rec
-                .seal_into(&mut buf)
+                .seal_into(&mut buf, hashes.last())
                 .map_err(|e| WriteError { cause: FailureCause::Other, error: e.to_string() })?;
             hashes.push(sealed);
             head_hash = p.rec.hash.clone();

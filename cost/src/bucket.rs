@@ -158,8 +158,27 @@ pub struct Contribution {
 
 /// Hours since the Unix epoch of an RFC 3339 timestamp.
 pub fn hour_of(ts: &str) -> Option<u32> {
-    let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
-    u32::try_from(t.timestamp().div_euclid(3600)).ok()
+    u32::try_from(ts_ms(ts)?.div_euclid(3_600_000)).ok()
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 timestamp. Each record's is read three
+/// times (its hour, its retry evidence, the batch's latest), and records the writer stamped in
+/// the same millisecond share one: the thread remembers the last text and its value.
+pub(crate) fn ts_ms(ts: &str) -> Option<i64> {
+    thread_local! {
+        static LAST: std::cell::RefCell<(String, Option<i64>)> = const { std::cell::RefCell::new((String::new(), None)) };
+    }
+    let parse = |ts: &str| chrono::DateTime::parse_from_rfc3339(ts).ok().map(|t| t.timestamp_millis());
+    LAST.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else { return parse(ts) };
+        if last.0 != ts || last.0.is_empty() {
+            let ms = parse(ts);
+            last.0.clear();
+            last.0.push_str(ts);
+            last.1 = ms;
+        }
+        last.1
+    })
 }
 
 pub fn contribution(rec: &AuditRecord) -> Option<Contribution> {
@@ -252,6 +271,21 @@ pub fn traces_key(hour: u32, agent: &str, model: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_timestamps_read_as_parsing_them_again() {
+        let fresh = |ts: &str| chrono::DateTime::parse_from_rfc3339(ts).ok().map(|t| t.timestamp_millis());
+        let a = "2026-12-04T20:41:07.123Z";
+        let b = "2026-12-04T21:00:00.000+01:00";
+        let seq = [a, a, b, "not a time", a, "", "", b, b, "1969-12-31T23:59:59.500Z", a];
+        for ts in seq {
+            assert_eq!(ts_ms(ts), fresh(ts), "{ts:?}");
+            let hour = fresh(ts).and_then(|ms| u32::try_from(ms.div_euclid(1000).div_euclid(3600)).ok());
+            assert_eq!(hour_of(ts), hour, "{ts:?}");
+        }
+        assert_eq!(hour_of(a), Some(499_004)); // `date -d 2026-12-04T20:41:07Z +%s` / 3600
+        assert_eq!(hour_of("1969-12-31T23:59:59.500Z"), None);
+    }
 
     #[test]
     fn dimension_names_are_cut_at_a_char_boundary_and_never_hold_the_separator() {

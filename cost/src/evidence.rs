@@ -185,7 +185,7 @@ pub struct Pending {
 }
 
 fn ms_of(ts: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(ts).ok().map(|t| t.timestamp_millis())
+    crate::bucket::ts_ms(ts)
 }
 
 fn pending_key(agent: &str, session: &str) -> Vec<u8> {
