@@ -171,7 +171,8 @@ pub(crate) fn ts_ms(ts: &str) -> Option<i64> {
     let parse = |ts: &str| chrono::DateTime::parse_from_rfc3339(ts).ok().map(|t| t.timestamp_millis());
     LAST.with(|last| {
         let Ok(mut last) = last.try_borrow_mut() else { return parse(ts) };
-        if last.0 != ts || last.0.is_empty() {
+        // The empty start (`""`, `None`) is what parsing `""` gives, so it needs no flag.
+        if last.0 != ts {
             let ms = parse(ts);
             last.0.clear();
             last.0.push_str(ts);
