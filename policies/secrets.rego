@@ -114,7 +114,11 @@ _maybe_secret := true if {
 	input.kind == "tool_call"
 	input.tool.arg_features
 	not is_string(input.tool.args.command)
-} else := true if {
+} else := _maybe_secret_scan
+
+# The text scans of `_maybe_secret`, in a rule of their own: their registers (the widest of the
+# chain) would otherwise be reset by every branch above as well (see `_hold_rest`).
+_maybe_secret_scan := true if {
 	strings.replace_n(_secret_telltales, command) != command
 	strings.replace_n(_secret_hints, command) != command
 } else := true if {

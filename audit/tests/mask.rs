@@ -391,6 +391,70 @@ fn the_copy_free_walk_masks_exactly_as_the_rebuilding_one_did() {
     assert!(masked_keys > 100, "keys were masked in the sample too ({masked_keys})");
 }
 
+/// Secret-named keys, one at a time, against the reference's names and suffixes: each name in
+/// mixed case and with `-` for `_`, behind short and long prefixes (the walk matches the last
+/// 19 bytes), with UTF-8 before it, and one byte longer or changed.
+#[test]
+fn secret_named_keys_are_the_references_at_any_length_and_case() {
+    let salt = Salt::from_bytes(b"install-one");
+    let names = [
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "proxy_authorization",
+        "auth",
+        "cookie",
+        "set_cookie",
+        "x_api_key",
+        "private_key",
+        "credentials",
+        "credential",
+        "bearer",
+        "otp",
+        "pin",
+        "cvv",
+        "ssn",
+        "_password",
+        "_secret",
+        "_token",
+        "_api_key",
+        "_apikey",
+        "_private_key",
+        "model",
+        "tool_calls",
+        "finish_reason",
+        "response_bytes",
+    ];
+    let mut keys = Vec::new();
+    for n in names {
+        let upper = n.to_ascii_uppercase();
+        let dashed = n.replace('_', "-");
+        let changed: String = n.chars().rev().collect();
+        for k in [n.to_string(), upper, dashed.clone(), changed, format!("{n}x"), format!("x{n}")] {
+            for prefix in ["", "my", "db_", "a_much_longer_service_name_", "ünïcödé-", "é"] {
+                keys.push(format!("{prefix}{k}"));
+            }
+        }
+        keys.push(format!("{}{}", "é".repeat(12), dashed.to_uppercase()));
+    }
+    let mut secret = 0;
+    for k in &keys {
+        let v = serde_json::json!({ k.as_str(): "v" });
+        let (mut a, mut b) = (v.clone(), v.clone());
+        audit::mask::mask_json_salted(&mut a, &[], &salt);
+        reference::mask(&mut b, &[], &salt);
+        assert_eq!(a, b, "key {k:?}");
+        secret += usize::from(a != v);
+    }
+    assert!(secret > keys.len() / 5 && secret < keys.len() / 2, "{secret} of {} keys were secret", keys.len());
+}
+
 fn masked_keys_in(v: &serde_json::Value) -> usize {
     match v {
         serde_json::Value::Object(m) => {
