@@ -30,6 +30,12 @@ fn offer(core: &Core, rec: &AuditRecord) {
     core.metrics.queue.set((core.settings.queue_capacity.max(1) - core.tx.capacity()) as i64);
 }
 
+/// How long records may gather in the live stream before the subscriber takes them: far below
+/// what a person notices in a notification, and at tens of thousands of records per second
+/// well within the stream's buffer (`[audit] broadcast_capacity`, 1,024; beyond it the
+/// records are read back from the log).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Read the audit log's live stream until shutdown.
 pub(crate) async fn subscribe(core: Arc<Core>) {
     let mut sub = core.audit.subscribe();
@@ -47,6 +53,16 @@ pub(crate) async fn subscribe(core: Arc<Core>) {
                     }
                     last = rec.seq;
                     offer(&core, &rec);
+                    if sub.is_empty() {
+                        // Caught up: let the next records gather before waiting for them, so
+                        // a busy log wakes this task (and a runtime thread) once per `GATHER`,
+                        // not once per group commit of the audit writer (docs/performance.md,
+                        // session 17).
+                        tokio::select! {
+                            _ = tokio::time::sleep(GATHER) => {}
+                            _ = sd.changed() => return,
+                        }
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let head = core.audit.head();

@@ -74,3 +74,48 @@ async fn breakers_kills_and_failed_reloads_reach_the_operators() {
     assert_eq!(failed["risk"], "high");
     assert!(failed["ui_url"].as_str().unwrap().ends_with("/#/policies"), "{failed}");
 }
+
+/// The notifier takes the live stream in gathers (`dispatch.rs`, `GATHER`): a burst larger than
+/// the stream's buffer arriving meanwhile is read back from the log, and every event still
+/// reaches the route once. With a buffer of two records, thirty agents are killed and
+/// recovered at once.
+#[tokio::test]
+async fn a_burst_beyond_the_live_streams_buffer_is_read_back_and_every_event_announced() {
+    const N: usize = 30;
+    let recv = Receiver::ok().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = secret_file(tmp.path(), "s", "ops-secret");
+    let rig = rig(&format!(
+        "[audit]\nbroadcast_capacity = 2\n\
+         [notify]\n[[notify.channels]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{}\"\nsecret_file = \"{secret}\"\n\
+         [[notify.routes]]\nid = \"operators\"\nevents = [\"agent.killed\", \"agent.recovered\"]\nchannels = [\"ops\"]\nburst_ms = 0\n",
+        recv.url("/ops")
+    ))
+    .await;
+    for (action, body) in
+        [("kill", json!({"reason": "burst"})), ("recover", json!({"reason": "over", "confirm": true}))]
+    {
+        let calls = (0..N).map(|i| {
+            let (url, body) = (rig.control(&format!("/api/v1/agents/burst-{i}/{action}")), &body);
+            async move { post_json(&url, &bearer(ADMIN), body).await }
+        });
+        for r in futures_util::future::join_all(calls).await {
+            assert!(r.status.is_success(), "{}", r.text());
+        }
+    }
+    let mut seen = std::collections::BTreeMap::<(String, String), usize>::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs(15);
+    while seen.len() < 2 * N && tokio::time::Instant::now() < end {
+        let Some(g) = recv.next(Duration::from_millis(200)).await else { continue };
+        let v = g.json();
+        let key = (v["event"].as_str().unwrap_or("").to_string(), v["agent"].as_str().unwrap_or("").to_string());
+        *seen.entry(key).or_default() += 1;
+    }
+    for i in 0..N {
+        for event in ["agent.killed", "agent.recovered"] {
+            let n = seen.get(&(event.to_string(), format!("burst-{i}"))).copied().unwrap_or(0);
+            assert_eq!(n, 1, "{event} of burst-{i} announced {n} times; saw {seen:?}");
+        }
+    }
+    assert_eq!(seen.len(), 2 * N, "{seen:?}");
+}
