@@ -10,19 +10,22 @@
 
 use std::time::Instant;
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, Criterion};
 use decision::{CallKind, CostInput, ExecInput, McpInput, McpPhase, ModelInput, PluginInput, PolicyInput, ToolInput};
 use policy::{BundleSource, EngineOptions, PolicyEngine, PolicySettings};
 
 fn engine() -> PolicyEngine {
+    engine_from(BundleSource::Embedded, EngineOptions::default())
+}
+
+fn engine_from(bundle: BundleSource, options: EngineOptions) -> PolicyEngine {
     let settings = PolicySettings {
         model_allowlist: vec!["gpt-4o".into(), "gpt-4o-mini".into(), "claude-*".into()],
         max_call_usd: Some(2.0),
         workspace_roots: vec!["/srv/agents".into()],
         ..PolicySettings::default()
     };
-    PolicyEngine::new(BundleSource::Embedded, settings.data(), EngineOptions::default(), &prometheus::Registry::new())
-        .expect("shipped bundle compiles")
+    PolicyEngine::new(bundle, settings.data(), options, &prometheus::Registry::new()).expect("the bundle compiles")
 }
 
 /// A bundle whose decision is a constant: what every decision costs besides the policy itself.
@@ -234,5 +237,51 @@ fn percentile(samples: &mut [u64], p: f64) -> f64 {
     samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)] as f64 / 1000.0
 }
 
+/// The cases by name, as the benches call them.
+fn case(name: &str) -> Option<PolicyInput> {
+    Some(match name {
+        "model_call" => model_call(),
+        "exec" => exec_call(),
+        "exec_redirect" => exec_redirect_call(),
+        "exec_write" => exec_write_call(),
+        "exec_words" => exec_words_call(),
+        "mcp_tool_call" => tool_call(),
+        "mcp_tool_call_path" => tool_call_path(),
+        "plugin_write" => plugin_write(),
+        _ => return None,
+    })
+}
+
+/// `DECISION_COUNT=<case>:<n>`: evaluate one case `n` times after a first evaluation, untimed,
+/// for counting instructions under `valgrind --tool=callgrind` (two runs with different `n`;
+/// the difference divided by theirs is one decision, start-up excluded). `DECISION_BUNDLE=<dir>`
+/// evaluates a bundle directory instead of the shipped one (to compare a rewritten rule). The
+/// time limit is raised: under valgrind a decision takes ~50 times as long.
+fn count(spec: &str) {
+    let (name, n) = spec.split_once(':').expect("DECISION_COUNT=<case>:<n>");
+    let input = case(name).unwrap_or_else(|| panic!("no case {name}"));
+    let n: usize = n.parse().expect("a count");
+    let bundle = match std::env::var("DECISION_BUNDLE") {
+        Ok(d) if !d.is_empty() => BundleSource::Dir(d.into()),
+        _ => BundleSource::Embedded,
+    };
+    let e = engine_from(bundle, EngineOptions { eval_timeout: std::time::Duration::from_secs(60) });
+    let d = e.evaluate(&input);
+    assert_eq!(d.action, decision::Action::Allow, "{d:?}");
+    for _ in 0..n {
+        black_box(e.evaluate(black_box(&input)));
+    }
+    println!("{name}: {n} decisions, {} by {}", d.action.as_str(), d.rule);
+}
+
 criterion_group!(benches, bench, percentiles);
-criterion_main!(benches);
+
+fn main() {
+    match std::env::var("DECISION_COUNT") {
+        Ok(spec) => count(&spec),
+        Err(_) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}
