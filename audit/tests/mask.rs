@@ -235,34 +235,37 @@ mod reference {
     use super::*;
     use serde_json::Value;
 
+    /// The secret names, compared whole after lower-casing and `-` -> `_`.
+    pub const EXACT: &[&str] = &[
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "proxy_authorization",
+        "auth",
+        "cookie",
+        "set_cookie",
+        "x_api_key",
+        "private_key",
+        "credentials",
+        "credential",
+        "bearer",
+        "otp",
+        "pin",
+        "cvv",
+        "ssn",
+    ];
+    /// Suffixes that make any name a secret one.
+    pub const SUFFIXES: &[&str] = &["_password", "_secret", "_token", "_api_key", "_apikey", "_private_key"];
+
     fn is_secret_key(key: &str) -> bool {
-        const EXACT: &[&str] = &[
-            "password",
-            "passwd",
-            "pwd",
-            "passphrase",
-            "secret",
-            "token",
-            "api_key",
-            "apikey",
-            "authorization",
-            "proxy_authorization",
-            "auth",
-            "cookie",
-            "set_cookie",
-            "x_api_key",
-            "private_key",
-            "credentials",
-            "credential",
-            "bearer",
-            "otp",
-            "pin",
-            "cvv",
-            "ssn",
-        ];
         let k = key.to_ascii_lowercase().replace('-', "_");
-        EXACT.contains(&k.as_str())
-            || ["_password", "_secret", "_token", "_api_key", "_apikey", "_private_key"].iter().any(|s| k.ends_with(s))
+        EXACT.contains(&k.as_str()) || SUFFIXES.iter().any(|s| k.ends_with(s))
     }
 
     fn mask_str(s: &str, literals: &[&str], salt: &Salt) -> String {
@@ -397,42 +400,10 @@ fn the_copy_free_walk_masks_exactly_as_the_rebuilding_one_did() {
 #[test]
 fn secret_named_keys_are_the_references_at_any_length_and_case() {
     let salt = Salt::from_bytes(b"install-one");
-    let names = [
-        "password",
-        "passwd",
-        "pwd",
-        "passphrase",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "authorization",
-        "proxy_authorization",
-        "auth",
-        "cookie",
-        "set_cookie",
-        "x_api_key",
-        "private_key",
-        "credentials",
-        "credential",
-        "bearer",
-        "otp",
-        "pin",
-        "cvv",
-        "ssn",
-        "_password",
-        "_secret",
-        "_token",
-        "_api_key",
-        "_apikey",
-        "_private_key",
-        "model",
-        "tool_calls",
-        "finish_reason",
-        "response_bytes",
-    ];
+    let others = ["model", "tool_calls", "finish_reason", "response_bytes"];
+    let names = reference::EXACT.iter().chain(reference::SUFFIXES).chain(&others);
     let mut keys = Vec::new();
-    for n in names {
+    for &n in names {
         let upper = n.to_ascii_uppercase();
         let dashed = n.replace('_', "-");
         let changed: String = n.chars().rev().collect();
