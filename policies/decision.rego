@@ -61,9 +61,10 @@ hold_findings := set() if {
 # The rest of `hold_findings`'s chain, in a rule of its own: a rule's register window holds the
 # temporaries of all of its branches, and every branch tried resets the whole window. With
 # these five branches (the widest of the chain) in the same rule, every call paid for resetting
-# their registers once or twice: moved here, the usual model call, command and tool call, which
-# stop in the branches above, decide with 3-4 % fewer instructions, and the calls that come here
-# pay one rule call and still gain (docs/performance.md, session 17).
+# their registers once or twice: moved here, the usual model call and tool call, which stop in
+# the branches above, decide with 3-4 % fewer instructions and the usual command with 1.4 %
+# fewer, and the calls that come here pay one rule call and still gain (docs/performance.md,
+# session 17).
 _hold_rest := set() if {
 	# The second fast path: the only trigger words are writing programs without a rule of their
 	# own (cp, mv, mkdir, ...: the only family is "write"), and every path the command names is
