@@ -50,10 +50,28 @@ thread_local! {
 }
 
 fn plain_model_call(i: &PolicyInput) -> Option<&ModelInput> {
-    let plain =
-        i.kind == CallKind::ModelCall && i.exec.is_none() && i.tool.is_none() && i.plugin.is_none() && i.mcp.is_none();
+    // Every field named, so a field added to the input does not compile here until it is
+    // placed: kept (compared in `model_call` and stored in `Template`), replaced per call (in
+    // `model_call`'s list), or excluded like the parts below.
+    let PolicyInput {
+        version: _,
+        kind,
+        agent: _,
+        session: _,
+        trace_id: _,
+        model,
+        exec,
+        tool,
+        plugin,
+        cost: _,
+        budgets: _,
+        grants: _,
+        mcp,
+        now: _,
+    } = i;
+    let plain = *kind == CallKind::ModelCall && exec.is_none() && tool.is_none() && plugin.is_none() && mcp.is_none();
     if plain {
-        i.model.as_ref()
+        model.as_ref()
     } else {
         None
     }
