@@ -6,8 +6,10 @@ use std::path::Path;
 use audit::{AuditEvent, AuditLog, AuditSettings, RecordKind};
 use decision::{Action, Risk};
 
+/// Open the log in `dir`. Tests open it again right after [`build`] closed it, and sled lets
+/// go of the store's lock a moment after its last handle: `reopen` waits for that.
 pub fn open(dir: &Path, settings: &AuditSettings) -> AuditLog {
-    let db = storage::Store::open(&dir.join("db")).unwrap();
+    let db = storage::Store::reopen(&dir.join("db")).unwrap();
     AuditLog::open(&dir.join("audit"), settings, &db, &prometheus::Registry::new()).unwrap()
 }
 
