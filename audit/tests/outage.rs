@@ -27,7 +27,7 @@ fn settings(disk: &Arc<FaultyDisk>) -> AuditSettings {
 }
 
 fn open(dir: &std::path::Path, s: &AuditSettings) -> (AuditLog, prometheus::Registry) {
-    let db = storage::Store::open(&dir.join("db")).unwrap();
+    let db = storage::Store::reopen(&dir.join("db")).unwrap();
     let reg = prometheus::Registry::new();
     (AuditLog::open(&dir.join("audit"), s, &db, &reg).unwrap(), reg)
 }
