@@ -99,6 +99,14 @@ impl Drop for Active {
 /// module docs).
 pub fn keep_awake(what: Awaiting) {
     let idle = with(|spin| {
+        // A window that ran out before the spinner saw it (the thread was off its CPU) is
+        // still a miss: counted here, before its kind's rate decides this one.
+        if let Some((until, was)) = spin.open.get() {
+            if Instant::now() >= until {
+                spin.open.set(None);
+                count(&spin.hits[was as usize], 0.0);
+            }
+        }
         let load = spin.load.get() * (1.0 - NEWEST) + spin.active.load(Ordering::Relaxed) as f32 * NEWEST;
         spin.load.set(load);
         if load >= 1.0 {
@@ -260,6 +268,23 @@ mod tests {
                 calls += 1;
                 assert!(calls < 30, "spinning again at one request at a time");
             }
+        });
+    }
+
+    #[test]
+    fn a_window_that_runs_out_while_the_thread_is_off_its_cpu_is_still_a_miss() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            tokio::spawn(spinner(Duration::from_millis(2)));
+            tokio::task::yield_now().await;
+            keep_awake(Awaiting::Client);
+            // Blocking: the spinner gets no turn to see the window run out.
+            std::thread::sleep(Duration::from_millis(5));
+            keep_awake(Awaiting::Upstream);
+            assert!(hit_rate(Awaiting::Client) < 1.0, "the client's window was a miss");
+            assert_eq!(hit_rate(Awaiting::Upstream), 1.0);
+            arrived();
+            assert_eq!(hit_rate(Awaiting::Upstream), 1.0, "the new window was the one answered");
         });
     }
 

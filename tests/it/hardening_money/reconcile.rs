@@ -55,9 +55,12 @@ async fn early_disconnects_are_not_charged_and_spend_equals_the_logs_sum() {
     };
     let rig = start(opts, &format!("{CHEAP}{}{UPSTREAMS}", agent_budget("main", 0.01))).await;
     // The reproduction: four streamed calls whose client leaves before the headers. Each
-    // reserves about $0.005, so charging the reservations would have opened the breaker.
+    // reserves about $0.005, so charging the reservations would have opened the breaker. Each
+    // call goes once the one before is settled: two reservations held at once are a cent, and
+    // the sidecar may notice a client gone a moment after it hung up.
     for _ in 0..4 {
         leave_before_headers(&rig, "/a/main/fake/v1/chat/completions", cheap("HANG", true)).await;
+        settled(&rig, "agent:main@daily").await;
     }
     let b = settled(&rig, "agent:main@daily").await;
     assert_eq!(b["spent_usd"], 0.0, "nothing was spent upstream: {b}");
