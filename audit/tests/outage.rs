@@ -163,7 +163,14 @@ async fn a_read_only_filesystem_and_a_torn_checkpoint_recover() {
     assert!(log.checkpoint_now().is_err());
     disk.fail_writes(Some(30));
     disk.set_free(BIG);
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The writer's next retry meets the read-only disk (polled: it may be off its CPU).
+    for _ in 0..400 {
+        let h = log.health();
+        if (h.state, h.cause) == (WriterState::Failing, Some(FailureCause::ReadOnly)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     let h = log.health();
     assert_eq!((h.state, h.cause), (WriterState::Failing, Some(FailureCause::ReadOnly)));
     assert!(metric(&reg, "clawbutler_audit_append_errors_total", Some(("cause", "read_only"))) >= 1.0);

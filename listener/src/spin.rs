@@ -234,9 +234,15 @@ mod tests {
             assert!(!open());
             drop(a);
             // Nothing comes: the window runs out, a miss.
+            let sent = Instant::now();
             keep_awake(Awaiting::Upstream);
-            tokio::time::sleep(Duration::from_millis(60)).await;
+            // The spinner closes it once its turn comes after the window (later than 30 ms
+            // when the thread is off its CPU, so polled).
+            while open() && sent.elapsed() < Duration::from_secs(5) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             assert!(!open(), "closed after the window");
+            assert!(sent.elapsed() >= Duration::from_millis(30), "not before the window ran out");
             assert!(hit_rate(Awaiting::Upstream) < 1.0);
         });
     }

@@ -11,9 +11,7 @@ use testkit::http::{get, post_json};
 use testkit::rig::{bearer, bundle_dir, reply_text, Rig, SidecarConfig, ADMIN, HOLD_RULE};
 use testkit::upstream::ScriptedUpstream;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use testkit::openclaw::free_port;
 
 #[tokio::test]
 async fn restart_cancels_orphaned_approvals() {
@@ -56,8 +54,14 @@ async fn restart_cancels_orphaned_approvals() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let id = id.expect("no pending approval");
-    // Let the creation reach the disk (group commit, sled flush), then crash.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Let the creation reach the disk (the hold flushes the store as it starts waiting; its
+    // `created` record goes in the next group commit), then crash.
+    let created = || async {
+        let recs = get(&format!("{control}/api/v1/audit?kind=approval&limit=100"), &bearer(ADMIN)).await.json();
+        recs["items"].as_array().into_iter().flatten().any(|r| r["outcome"] == "created")
+    };
+    testkit::wait::until("the hold's created record", Duration::from_secs(10), created).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     child.kill().unwrap();
     child.wait().unwrap();
     held.abort();

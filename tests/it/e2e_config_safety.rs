@@ -243,13 +243,22 @@ async fn config_changes_are_versioned_diffed_drift_checked_and_rolled_back() {
     let (_, drift) = api.get("/api/v1/agents/main/config/versions/drift").await;
     assert_eq!((drift["drifted"].as_bool(), drift["suggested_version"].as_u64()), (Some(true), Some(1)), "{drift}");
     assert_eq!(drift["ungoverned"], false, "tools are not the wiring: {drift}");
-    let (_, audit) = api.get("/api/v1/audit?agent=main&kind=config&limit=50").await;
-    let drifted: Vec<&Value> =
-        audit["items"].as_array().into_iter().flatten().filter(|r| r["outcome"] == "drifted").collect();
-    assert_eq!(drifted.len(), 1, "one drift event: {audit}");
+    // The drift record is written in the audit log's next group commit: listed a moment later.
+    let drift_records = || async {
+        let (_, audit) = api.get("/api/v1/audit?agent=main&kind=config&limit=50").await;
+        let drifted: Vec<Value> =
+            audit["items"].as_array().into_iter().flatten().filter(|r| r["outcome"] == "drifted").cloned().collect();
+        drifted
+    };
+    wait_until("the drift audited", Duration::from_secs(5), || async { !drift_records().await.is_empty() }).await;
+    let drifted = drift_records().await;
+    assert_eq!(drifted.len(), 1, "one drift event: {drifted:?}");
     assert_eq!(drifted[0]["risk"], "critical");
-    let metrics = testkit::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
-    assert!(metrics.contains("clawbutler_config_drift{risk=\"critical\"} 1"), "gauge: {metrics}");
+    let gauge = || async {
+        let metrics = testkit::http::get(&format!("http://{}/metrics", api.control), &[]).await.text();
+        metrics.contains("clawbutler_config_drift{risk=\"critical\"} 1")
+    };
+    wait_until("the drift gauge", Duration::from_secs(5), gauge).await;
     let (_, ops) = api.get("/api/v1/agents/ops/config/versions").await;
     assert_eq!(ops["items"].as_array().map(Vec::len), Some(1), "ops did not change: {ops}");
 

@@ -23,10 +23,11 @@ fn anthropic_msg(prompt: &str) -> Value {
 
 #[tokio::test]
 async fn beyond_max_in_flight_callers_get_503_in_their_shape_and_in_flight_calls_complete() {
-    // Streams that tick every 50 ms for 1.5 s: long enough to be in flight while we overload.
+    // Streams that tick every 50 ms for 5 s: long enough to be in flight while we overload,
+    // on a loaded machine too.
     let opts = UpstreamOptions {
         slow_interval: Duration::from_millis(50),
-        slow_duration: Duration::from_millis(1500),
+        slow_duration: Duration::from_millis(5000),
         ..UpstreamOptions::default()
     };
     let up = ScriptedUpstream::start_with(opts).await;

@@ -85,7 +85,8 @@ impl Drop for Driver {
 
 impl Driver {
     pub(crate) async fn start(bin: &Path) -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // Below the ephemeral range: the driver binds it a moment later.
+        let port = testkit::openclaw::free_port();
         let child = Command::new(bin)
             .process_group(0)
             .arg(format!("--port={port}"))

@@ -544,6 +544,12 @@ impl Broker {
 async fn wait(inner: Arc<Inner>, id: String, mut rx: oneshot::Receiver<Resolution>, ttl: Duration) -> Resolution {
     let mut guard = CancelOnDrop { inner: inner.clone(), id: id.clone(), armed: true };
     let late = PastHalfTtl { gauge: inner.metrics.past_half_ttl.clone(), counted: AtomicBool::new(false) };
+    // The pending approval is on disk now, not at sled's next periodic flush (500 ms): a
+    // crash soon after the hold still leaves it to be cancelled on restart, which closes its
+    // `created` record. A decision arriving meanwhile waits in `rx`.
+    if let Err(e) = inner.store.flush().await {
+        tracing::warn!(error = %e, approval = %id, "flushing a new hold failed; it is written at the next flush");
+    }
     let expiry = async {
         tokio::time::sleep(ttl / 2).await;
         late.mark();

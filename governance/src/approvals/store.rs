@@ -38,6 +38,11 @@ impl ApprovalStore {
     /// Write and wait for sled to persist (decisions are durable before anyone is answered).
     pub async fn put_durable(&self, a: &Approval) -> Result<(), BrokerError> {
         self.put(a)?;
+        self.flush().await
+    }
+
+    /// Wait for sled to persist what was written.
+    pub async fn flush(&self) -> Result<(), BrokerError> {
         // A blocking flush on the blocking pool: sled's own flush_async was seen to stall
         // under many concurrent callers. Concurrent flushes share sled's one log fsync.
         let tree = self.tree.clone();

@@ -110,6 +110,12 @@ async fn the_primary_sigkilled_and_a_standby_promoted_loses_no_acknowledged_rese
         .collect();
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Load has run before the crash: at least one take and the kill acknowledged (polled, as
+    // the kill commits through a synchronous standby on a loaded machine).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (acked_takes.lock().unwrap().is_empty() || *acked_epoch.lock().unwrap() == 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let before = acked_takes.lock().unwrap().len();
     assert!(before > 0 && *acked_epoch.lock().unwrap() > 0, "load runs before the crash");
     // The HA manager's part, done here by hand: crash, promote the standby furthest ahead,

@@ -129,14 +129,15 @@ async fn an_allow_always_on_b_lets_the_call_through_on_a_and_a_revoke_on_a_holds
     assert!(recs.iter().any(|r| r["outcome"] == "revoked"), "A records the revocation: {recs:?}");
     assert!(list(c, "agent=main").await.is_empty());
 
-    // A grant with an expiry, created on C: in force on A, then not, at its expiry.
-    let g = create(c, &json!({"agent": "ops", "kind": "model_call", "pattern": "needs-approval-9", "expires_in_s": 2}))
+    // A grant with an expiry, created on C: in force on A, then not, at its expiry (long
+    // enough for A to apply it and decide a call first on a loaded machine).
+    let g = create(c, &json!({"agent": "ops", "kind": "model_call", "pattern": "needs-approval-9", "expires_in_s": 8}))
         .await;
     assert_eq!(g["sidecar"], "sc-c", "{g}");
     let eid = g["id"].as_str().unwrap().to_string();
     wait_applied(a, "ops", &eid, true).await;
     assert!(passes(a, "ops", "needs-approval-9", "before-expiry").await.contains("[before-expiry]"));
-    until("the grant expires on A", Duration::from_secs(5), || async { !applies(a, "ops", &eid) }).await;
+    until("the grant expires on A", Duration::from_secs(15), || async { !applies(a, "ops", &eid) }).await;
     held_then_denied(a, "ops", "needs-approval-9").await;
     let shown = list(b, "agent=ops").await;
     assert_eq!((shown.len(), shown[0]["expired"].as_bool()), (1, Some(true)), "listed until revoked: {shown:?}");

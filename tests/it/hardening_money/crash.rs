@@ -23,9 +23,7 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use testkit::openclaw::free_port;
 
 /// The real `clawbutler serve` on fixed free ports, its stderr in `log` (the fleet fault tests
 /// use it too).
@@ -91,6 +89,19 @@ impl Binary {
         items.reverse();
         items
     }
+
+    /// Wait (up to 10 s) until the records listed satisfy `ok`.
+    async fn wait_listed(&self, what: &str, ok: impl Fn(&[Value]) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let recs = self.records().await;
+            if ok(&recs) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "never listed: {what}: {recs:#?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// GET that reports a refused connection as an error instead of panicking (the binary may not
@@ -144,8 +155,14 @@ async fn calls_in_flight_at_a_sigkill_are_closed_as_outcome_unknown() {
     let url = chat_url.clone();
     let hang = tokio::spawn(async move { post_json_streaming(&url, &[], &chat("HANG", false)).await.status });
     assert!(up.wait_for_requests(3, Duration::from_secs(5)).await);
-    // Past the group commit (5 ms) that makes the start records durable.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Past the group commit that writes the start records (listed once written, and a
+    // written record outlives a SIGKILL): both calls in flight, and the quick call's end.
+    bin.wait_listed("the start records and the quick call's end", |recs| {
+        let started = |r: &&Value| r["outcome"] == "started" && r["decision_id"] != done_id.as_str();
+        let ended = |r: &&Value| r["outcome"] == "completed" && r["decision_id"] == done_id.as_str();
+        recs.iter().filter(started).count() >= 2 && recs.iter().any(|r| ended(&r))
+    })
+    .await;
     p.0.kill().unwrap(); // SIGKILL
     p.0.wait().unwrap();
     drop(stream);
@@ -173,7 +190,10 @@ async fn calls_in_flight_at_a_sigkill_are_closed_as_outcome_unknown() {
     let mut stream = post_json_streaming(&chat_url, &[], &chat("SLOW again", true)).await;
     stream.next_chunk().await.unwrap();
     let again_id = stream.headers["x-clawbutler-decision-id"].to_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    bin.wait_listed("the new call's start record", |recs| {
+        recs.iter().any(|r| r["outcome"] == "started" && r["decision_id"] == again_id.as_str())
+    })
+    .await;
     drop(p); // SIGKILL
     drop(stream);
     let _p = bin.start().await;

@@ -11,7 +11,7 @@ use testkit::upstream::UpstreamOptions;
 
 use super::{agent_budget, charged, ended_calls, settled, start, PRICES};
 
-const UPSTREAMS: &str = "[[upstreams]]\nname = \"slowup\"\nkind = \"openai\"\nurl = \"{base}/v1\"\ntimeout_ms = 400\n\
+const UPSTREAMS: &str = "[[upstreams]]\nname = \"slowup\"\nkind = \"openai\"\nurl = \"{base}/v1\"\ntimeout_ms = 1500\n\
                          [[upstreams]]\nname = \"deadup\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:1/v1\"\n";
 
 fn chat(prompt: &str, stream: bool) -> Value {
@@ -27,7 +27,9 @@ fn cheap(prompt: &str, stream: bool) -> Value {
     b
 }
 
-/// Send a call and hang up before any response header, once the upstream has it.
+/// Send a call and hang up before any response header, once the upstream has it. The slow
+/// answers (`slow_duration`) and the upstream timeout (`timeout_ms`) are long against the
+/// 50 ms wait here, so a test paused by a loaded machine still leaves first.
 async fn leave_before_headers(rig: &Rig, path: &str, body: Value) {
     let before = rig.up.request_count();
     let url = rig.url(path);
@@ -80,7 +82,7 @@ async fn early_disconnects_are_not_charged_and_spend_equals_the_logs_sum() {
 async fn spend_equals_the_sum_of_charged_usd_under_every_way_a_call_ends() {
     let opts = UpstreamOptions {
         slow_interval: Duration::from_millis(50),
-        slow_duration: Duration::from_millis(700),
+        slow_duration: Duration::from_millis(1500),
         ..UpstreamOptions::default()
     };
     let rig = start(opts, &format!("{PRICES}{}{UPSTREAMS}", agent_budget("main", 100.0))).await;

@@ -72,7 +72,7 @@ async fn a_dead_receiver_fails_visibly_without_slowing_held_calls_or_decisions()
     let recv = Receiver::ok().await;
     recv.script(&[500; 20]);
     let rig =
-        rig(&one_route(&recv.url("/slack"), "retry_initial_ms = 200\nretry_max_ms = 400\nretry_max = 2", "")).await;
+        rig(&one_route(&recv.url("/slack"), "retry_initial_ms = 1000\nretry_max_ms = 2000\nretry_max = 2", "")).await;
     let held = rig.call("main", "needs-approval-1", "hello");
     let a = rig.wait_pending("main", 1).await.remove(0);
     // Decided while the notifier is still retrying: the caller is answered at once.

@@ -183,6 +183,9 @@ async fn an_exec_approved_at_the_gate_is_not_asked_again_by_exec_approvals() {
     .await;
     let open = get(&p.rig.control("/api/v1/approvals?status=pending&agent=main"), &bearer(ADMIN)).await.json();
     assert_eq!(open["items"].as_array().unwrap().len(), 0, "not held a second time: {open}");
-    let recs = p.rig.audit("kind=exec").await;
-    assert!(recs.iter().any(|r| r["rule"] == "plugin_gate.approved"), "{recs:?}");
+    // Written in the audit log's next group commit, so listed a moment after the resolve.
+    wait_for("the exec audited as approved at the gate", Duration::from_secs(5), || async {
+        p.rig.audit("kind=exec").await.iter().any(|r| r["rule"] == "plugin_gate.approved")
+    })
+    .await;
 }

@@ -255,8 +255,8 @@ async fn container_image_builds_offline_runs_as_non_root_and_answers_livez() {
     let (ok, ctr) = run(buildah(&bh, dir.path()).args(["from", tag]));
     assert!(ok, "{ctr}");
     let ctr = ctr.trim().lines().last().unwrap().to_string();
-    let port = |_: ()| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (data, control) = (port(()), port(()));
+    // Below the ephemeral range: the container binds them seconds later.
+    let (data, control) = (testkit::openclaw::free_port(), testkit::openclaw::free_port());
     let mut serve = buildah(&bh, dir.path())
         .args(["run", "--isolation", "chroot", "--network", "host"])
         .args(["--env", &format!("CLAWBUTLER_LISTEN=127.0.0.1:{data}")])

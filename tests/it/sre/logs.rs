@@ -26,8 +26,9 @@ fn start(log: &str) -> Logging {
     let dir = tempfile::tempdir().unwrap();
     // Upstreams on a port nobody listens on: the call fails with a logged warning.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let data = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let control = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // Below the ephemeral range: the sidecar binds them a moment later.
+    let data = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::openclaw::free_port()));
+    let control = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::openclaw::free_port()));
     let cfg = SidecarConfig::new(&dir.path().join("data"))
         .listen(&data.to_string(), &control.to_string())
         .upstreams(&format!("http://{dead}"))

@@ -15,7 +15,7 @@ mod otlp;
 mod rules;
 mod traces;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -75,8 +75,8 @@ impl Prometheus {
             r = rules.display()
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-        // A free port: bound and released (Prometheus takes an address, not a listener).
-        let addr = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        // A free port below the ephemeral range (Prometheus takes an address, not a listener).
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::openclaw::free_port()));
         let child = Command::new(binary)
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
