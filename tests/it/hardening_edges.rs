@@ -6,6 +6,7 @@
 mod api_errors;
 mod config;
 mod cross_site;
+mod framing;
 mod listeners;
 mod sse;
 mod store;
