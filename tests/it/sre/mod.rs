@@ -76,7 +76,7 @@ impl Prometheus {
         );
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         // A free port below the ephemeral range (Prometheus takes an address, not a listener).
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], testkit::openclaw::free_port()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], testkit::openclaw::free_port()));
         let child = Command::new(binary)
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
