@@ -32,15 +32,21 @@ fn open(dir: &std::path::Path, s: &AuditSettings) -> (AuditLog, prometheus::Regi
     (AuditLog::open(&dir.join("audit"), s, &db, &reg).unwrap(), reg)
 }
 
-/// Wait (bounded) until the writer is in `state`.
-async fn until_state(log: &AuditLog, state: WriterState) {
+/// Wait (bounded) until the writer is in `state`, for `cause` when one is given.
+async fn until_state_for(log: &AuditLog, state: WriterState, cause: Option<FailureCause>) {
     for _ in 0..400 {
-        if log.health().state == state {
+        let h = log.health();
+        if h.state == state && cause.is_none_or(|c| h.cause == Some(c)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("writer never reached {state:?}: {:?}", log.health());
+    panic!("writer never reached {state:?} ({cause:?}): {:?}", log.health());
+}
+
+/// Wait (bounded) until the writer is in `state`.
+async fn until_state(log: &AuditLog, state: WriterState) {
+    until_state_for(log, state, None).await;
 }
 
 fn unavailable(e: AuditError) -> audit::Unavailable {
@@ -164,13 +170,7 @@ async fn a_read_only_filesystem_and_a_torn_checkpoint_recover() {
     disk.fail_writes(Some(30));
     disk.set_free(BIG);
     // The writer's next retry meets the read-only disk (polled: it may be off its CPU).
-    for _ in 0..400 {
-        let h = log.health();
-        if (h.state, h.cause) == (WriterState::Failing, Some(FailureCause::ReadOnly)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    until_state_for(&log, WriterState::Failing, Some(FailureCause::ReadOnly)).await;
     let h = log.health();
     assert_eq!((h.state, h.cause), (WriterState::Failing, Some(FailureCause::ReadOnly)));
     assert!(metric(&reg, "clawbutler_audit_append_errors_total", Some(("cause", "read_only"))) >= 1.0);
