@@ -81,6 +81,10 @@ pub struct Reports {
     queue: mpsc::UnboundedSender<String>,
     /// Serialises read-modify-write of one report's record.
     write: Mutex<()>,
+    /// One schedule pass at a time: a pass asked for while the scheduler's is between claiming
+    /// a period and queueing its report waits for it, so when any pass returns, every period
+    /// that has ended has its report listed.
+    passes: Mutex<()>,
 }
 
 fn ts(t: DateTime<Utc>) -> String {

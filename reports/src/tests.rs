@@ -218,6 +218,31 @@ async fn a_schedule_makes_one_report_per_period() {
     assert_eq!(f.reports.run_schedules().unwrap(), 0);
 }
 
+/// Passes at once (the scheduler's and ones asked for): each returns only when every ended
+/// period's report is listed, and each period is made once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_returns_only_when_every_ended_period_is_listed() {
+    for _ in 0..10 {
+        let f = fixture(Vec::new()).await;
+        for (name, every) in [("d", Every::Daily), ("w", Every::Weekly), ("m", Every::Monthly)] {
+            f.reports.add_schedule(Schedule { name: name.into(), every, timezone: None }).unwrap();
+        }
+        let passes: Vec<_> = (0..4)
+            .map(|_| {
+                let r = f.reports.clone();
+                std::thread::spawn(move || {
+                    r.run_schedules().unwrap();
+                    r.list(100, None).unwrap().0.len()
+                })
+            })
+            .collect();
+        for p in passes {
+            assert_eq!(p.join().unwrap(), 3);
+        }
+        assert_eq!(f.reports.list(100, None).unwrap().0.len(), 3);
+    }
+}
+
 /// A report in a zone: its days begin at local midnight (Asia/Shanghai, UTC+8: 16:00 UTC), each
 /// day's row is the cost query's for exactly those hours, and the header names the zone; a
 /// scheduled report in the zone covers yesterday there. A half-hour zone is refused.

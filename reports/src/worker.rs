@@ -47,6 +47,7 @@ impl Reports {
             configured,
             queue: tx,
             write: Mutex::new(()),
+            passes: Mutex::new(()),
         });
         r.recover()?;
         let tasks =
@@ -162,6 +163,7 @@ impl Reports {
 
     /// Queue each schedule's report for the last whole period, once.
     pub(crate) fn run_schedules(&self) -> Result<usize, ReportsError> {
+        let _pass = self.passes.lock().map_err(|_| ReportsError::Render("a lock was poisoned".into()))?;
         let now = self.now();
         let mut made = 0;
         for (s, _) in self.schedules()? {
@@ -173,8 +175,8 @@ impl Reports {
             if last.as_deref() == Some(end.as_bytes()) {
                 continue;
             }
-            // Claim the period first (compare-and-swap on the mark), so two passes at once (the
-            // scheduler's and one asked for) never make the same period's report twice.
+            // Claim the period first (compare-and-swap on the mark), so a period is made once
+            // even if the mark changed under this pass (passes are serialised above).
             if self.schedules.compare_and_swap(mark.as_bytes(), last.as_ref(), Some(end.as_bytes()))?.is_err() {
                 continue;
             }
