@@ -36,11 +36,30 @@ fn offer(core: &Core, rec: &AuditRecord) {
 /// records are read back from the log).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// Where the subscriber starts: the log's head, then a subscription, both taken when the
+/// notifier starts (not when its task first runs), so every record made durable after the
+/// start is offered once: from the stream, or read back by [`subscribe`] when it fell between
+/// the two (a record there is in the log and may or may not be in the stream).
+pub(crate) struct Start {
+    from: u64,
+    sub: broadcast::Receiver<Arc<AuditRecord>>,
+}
+
+impl Start {
+    pub(crate) fn now(audit: &audit::AuditLog) -> Start {
+        let from = audit.head();
+        Start { from, sub: audit.subscribe() }
+    }
+}
+
 /// Read the audit log's live stream until shutdown.
-pub(crate) async fn subscribe(core: Arc<Core>) {
-    let mut sub = core.audit.subscribe();
+pub(crate) async fn subscribe(core: Arc<Core>, start: Start) {
+    let Start { from, mut sub } = start;
     let mut sd = core.shutdown.clone();
-    let mut last = core.audit.head();
+    let mut last = from;
+    // Made durable between the head and the subscription: read back, then skipped in the stream.
+    let head = core.audit.head();
+    catch_up(&core, &mut last, head).await;
     loop {
         tokio::select! {
             r = sub.recv() => match r {

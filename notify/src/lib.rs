@@ -180,7 +180,8 @@ impl Notifier {
         core.reload_routes();
         let mut tasks = Vec::new();
         if settings.enabled {
-            tasks.push(tokio::spawn(dispatch::subscribe(core.clone())));
+            let start = dispatch::Start::now(&core.audit);
+            tasks.push(tokio::spawn(dispatch::subscribe(core.clone(), start)));
             tasks.push(tokio::spawn(dispatch::Dispatcher::new(core.clone()).run(rx)));
             tasks.push(tokio::spawn(digest::schedule(core.clone())));
         }
