@@ -461,8 +461,9 @@ impl Link {
     }
 
     fn mark_down(&self) {
-        let was_up = self.connected.send_replace(false);
+        // The gauge first: whoever sees the link down (`/readyz`) sees the gauge at 0 too.
         self.gauge.set(0);
+        let was_up = self.connected.send_replace(false);
         *lock(&self.out) = None;
         // Dropping the senders wakes every waiting caller with `Disconnected`.
         lock(&self.pending).clear();

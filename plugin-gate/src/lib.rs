@@ -167,9 +167,15 @@ impl Gate {
     pub fn sweep(&self) {
         let views = self.views();
         let mut counts = std::collections::HashMap::new();
-        let mut last = self.last_state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for v in &views {
             *counts.entry(v.governance).or_insert(0i64) += 1;
+        }
+        // The gauge before the records: a reader who sees a change's record sees it counted.
+        for g in [Governance::Governed, Governance::Ungoverned, Governance::Pending] {
+            self.metrics.gateways.with_label_values(&[g.as_str()]).set(counts.get(&g).copied().unwrap_or(0));
+        }
+        let mut last = self.last_state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for v in &views {
             let before = last.insert(v.gateway.clone(), v.governance);
             let changed =
                 before.is_some_and(|b| b != v.governance) || (before.is_none() && v.governance != Governance::Pending);
@@ -191,9 +197,6 @@ impl Gate {
                     tracing::warn!(gateway = %v.gateway, reason = %v.reason, "built-in tools of this gateway are not governed");
                 }
             }
-        }
-        for g in [Governance::Governed, Governance::Ungoverned, Governance::Pending] {
-            self.metrics.gateways.with_label_values(&[g.as_str()]).set(counts.get(&g).copied().unwrap_or(0));
         }
     }
 
