@@ -194,7 +194,8 @@ async fn held_call_completes_when_approved_and_is_refused_in_shape_when_denied()
 
 #[tokio::test]
 async fn expiry_denies_exactly_once_and_later_decisions_get_409() {
-    let rig = Rig::holding("hold_ttl_s = 1", "").await;
+    // 3 s: long enough to see it pending on a busy machine, short enough to wait out.
+    let rig = Rig::holding("hold_ttl_s = 3", "").await;
     let approver = rig.token("approver", "april").await;
     let held = rig.call("main", "needs-approval-1", "will expire");
     let a = rig.wait_pending("main", 1).await.remove(0);

@@ -82,7 +82,11 @@ async fn a_sidecar_sigkilled_holding_a_lease_is_charged_at_expiry_and_refunded_o
     .await;
     let expired_after = killed.elapsed();
     assert_eq!(never_over("expired"), (10 * call_micro, 0), "charged in full, nothing held");
-    assert!(b.metrics().await.contains("clawbutler_fleet_leases_expired_total 1"));
+    // Counted once B's sweeper has its commit's reply (a moment after the row reads expired).
+    wait::until("B counts the expired lease", Duration::from_secs(5), || async {
+        b.metrics().await.contains("clawbutler_fleet_leases_expired_total 1")
+    })
+    .await;
 
     // The restart settles it from A's journal: 3 calls done + 1 in flight are spent, the
     // other 6 go back. Then a second restart changes nothing (refunded once).

@@ -247,9 +247,16 @@ async fn fleet_kills_deny_the_calls_held_for_what_they_stop_at_once_and_nothing_
     let (a, b, c) = (&rigs[0], &rigs[1], &rigs[2]);
     let (a_main, b_main) = (a.call("main", "needs-approval-1", "a"), b.call("main", "needs-approval-1", "b"));
     let (b_ops, c_ops) = (b.call("ops", "needs-approval-1", "b"), c.call("ops", "needs-approval-1", "c"));
+    // Each call held on its own sidecar, and all four in the shared inbox (a fleet-wide list
+    // shows another sidecar's hold too, so one count per agent is not enough).
     for (r, agent) in [(a, "main"), (b, "main"), (b, "ops"), (c, "ops")] {
-        r.wait_pending(agent, 1).await;
+        testkit::wait::until("held on its sidecar", Duration::from_secs(10), || async {
+            r.sidecar.broker().pending_for_agent(agent).len() == 1
+        })
+        .await;
     }
+    a.wait_pending("main", 2).await;
+    a.wait_pending("ops", 2).await;
     let kill = |r, body| async move { admin_post(r, "/api/v1/fleet/kill", &body).await.0 };
     // `main` everywhere, from C: A's and B's held calls of main are answered at once.
     assert_eq!(kill(c, json!({"agent": "main", "reason": "main runaway"})).await, 200);
