@@ -124,6 +124,7 @@ impl Sidecar {
 
         let broker = Arc::new(governance::Broker::open(&db, &cfg.approvals, audit.clone(), &registry)?);
         let kill = Arc::new(governance::KillSwitch::open(&db, &registry)?);
+        broker.watch_kill(kill.clone());
         let prices = proxy::PriceTable::new(&cfg.prices)?;
         // Savings suggestions price tokens by the same table the proxy charges by.
         let price_view = prices.clone().with_server_tool_call_usd(cfg.proxy.server_tool_call_usd);

@@ -63,6 +63,8 @@ pub(super) struct Inner {
     /// The fleet's grants (fleet mode only, `fleet_grants.rs`) and the set last read.
     pub grant_link: OnceLock<Arc<dyn GrantLink>>,
     pub fleet_grants: ArcSwap<Vec<Grant>>,
+    /// The kill switch, read again once a hold is registered (see [`Broker::watch_kill`]).
+    pub kill: OnceLock<Arc<crate::KillSwitch>>,
 }
 
 /// A transition out of `pending`, made in memory and not yet durable: the approval before and
@@ -183,6 +185,7 @@ impl Broker {
             closing: tokio::sync::watch::Sender::new(false),
             inbox: OnceLock::new(),
             grant_link: OnceLock::new(),
+            kill: OnceLock::new(),
             fleet_grants: ArcSwap::from_pointee(Vec::new()),
         };
         let orphans = inner.store.pending()?;
@@ -290,10 +293,28 @@ impl Broker {
             return Err(e.into());
         }
         self.inner.mirror(&a);
-        let inner = self.inner.clone();
+        // A kill that came between the caller's kill check and the registration above found
+        // no hold of this call to deny; read the flag again now that the hold is registered
+        // (a kill after this point finds it), so such a hold is denied at once, not left
+        // pending until its TTL. A config change is not a call the kill switch stops (an
+        // operator may roll back under a kill), so it is left to the human.
+        let killed =
+            if a.kind.is_config_change() { None } else { self.inner.kill.get().and_then(|k| k.blocked(&a.agent)) };
+        let broker = self.clone();
         let id = a.id.clone();
-        let fut = async move { wait(inner, id, rx, ttl).await };
+        let fut = async move {
+            if let Some(why) = killed {
+                broker.close_all(vec![id.clone()], Status::Denied, Some(DecisionKind::Deny), &why, SYSTEM).await;
+            }
+            wait(broker.inner, id, rx, ttl).await
+        };
         Ok(Held { approval: a, fut: Box::pin(fut) })
+    }
+
+    /// Deny a hold whose agent was stopped while it was being registered (see [`Broker::hold`]).
+    /// Set once at start; a second call is ignored.
+    pub fn watch_kill(&self, kill: Arc<crate::KillSwitch>) {
+        let _ = self.inner.kill.set(kill);
     }
 
     /// Decide one approval as `actor` (a token name). Stale `expected_version` or an

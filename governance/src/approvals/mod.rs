@@ -31,6 +31,8 @@ mod fleet_grants_tests;
 #[cfg(test)]
 mod fleet_tests;
 pub mod grants;
+#[cfg(test)]
+mod kill_tests;
 pub mod model;
 pub mod pattern;
 mod record;
