@@ -72,10 +72,10 @@ impl Plugin {
         self.rig.decide(ADMIN, approval["id"].as_str().unwrap(), &body, None).await
     }
 
-    /// `plugin` audit records with `outcome` (every decision's for `""`: a gateway's health
-    /// changes, which the sweeper writes every 5 s, only by their outcome), oldest first, once there are
-    /// at least `at_least` of them (records are committed just after the answer; given up after
-    /// 10 s, returning what there is for the caller's assertion to show).
+    /// `plugin` audit records with `outcome` (for `""` every decision's; a gateway's health
+    /// changes, which the sweeper writes every 5 s, only when asked for by outcome), oldest
+    /// first, once there are at least `at_least` of them (records are committed just after the
+    /// answer; given up after 10 s, returning what there is for the caller's assertion to show).
     pub async fn plugin_records(&self, outcome: &str, at_least: usize) -> Vec<Value> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
