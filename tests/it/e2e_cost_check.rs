@@ -61,6 +61,16 @@ pub(crate) async fn linked_sidecar(
     clawbutler::app::Sidecar::start(cfg.build()).await.expect("sidecar starts")
 }
 
+/// Calls on main's route (its provider's key) that are not the turn's, as (input, output).
+fn calls_beside_the_turn(up: &ScriptedUpstream) -> Vec<(u64, u64)> {
+    up.requests()
+        .iter()
+        .filter(|r| r.method == Method::POST && r.headers.get("authorization").is_some_and(|v| v == "Bearer k-main"))
+        .filter(|r| !String::from_utf8_lossy(&r.body).contains("MARK:governed"))
+        .map(|r| r.usage.as_ref().map_or((0, 0), |u| (u.input_tokens, u.output_tokens)))
+        .collect()
+}
+
 fn day_of<'a>(check: &'a Value, agent: &str) -> Vec<&'a Value> {
     check["items"].as_array().unwrap().iter().filter(|r| r["agent"] == agent).collect()
 }
@@ -90,17 +100,39 @@ async fn the_cross_check_matches_governed_calls_and_flags_a_bypass() {
     assert!(up.request_count() > through, "side's call reached the upstream directly");
 
     // The sidecar's aggregates follow the audit log, and OpenClaw's usage cache refreshes
-    // lazily: wait until main's day matches (it must, well within the time).
+    // lazily: wait until both sides have the turn (it must be well within the time). On a
+    // loaded machine OpenClaw has once sent main's route short calls of its own beside the
+    // turn, which are not in its `usage.cost`: the sidecar meters them, so the day then differs
+    // by their tokens (`sidecar_only` beyond the tolerance), and what is checked to the token
+    // is the turn itself.
+    let turn_tokens = |up: &ScriptedUpstream| -> u64 {
+        up.requests()
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains("MARK:governed"))
+            .filter_map(|r| r.usage.as_ref().map(|u| u.input_tokens + u.output_tokens))
+            .sum()
+    };
+    let tokens = |v: &Value| {
+        ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]
+            .iter()
+            .map(|k| v[*k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
     let t0 = Instant::now();
     let mut last = None;
-    let check = loop {
+    let (check, extra, turn) = loop {
         let (code, v) = get(control, ADMIN, "/api/v1/cost/crosscheck?since=1d").await;
         assert_eq!(code, 200, "{v}");
+        let (extra, turn) = (calls_beside_the_turn(&up), turn_tokens(&up));
         let main = day_of(&v, "main");
-        if main.len() == 1 && main[0]["verdict"] == "match" && day_of(&v, "side").len() == 1 {
-            break v;
+        let settled = main.len() == 1
+            && tokens(&main[0]["openclaw"]) == turn
+            && main[0]["sidecar"]["calls"].as_u64() == Some(1 + extra.len() as u64)
+            && (!extra.is_empty() || main[0]["verdict"] == "match");
+        if settled && day_of(&v, "side").len() == 1 && v["errors"] == json!([]) {
+            break (v, extra, turn);
         }
-        assert!(t0.elapsed() < Duration::from_secs(90), "main's day never matched: {v}");
+        assert!(t0.elapsed() < Duration::from_secs(90), "main's day never matched: {v}\nbeside the turn: {extra:?}");
         if last.as_ref() != Some(&v) {
             eprintln!("{:?}: {v}", t0.elapsed());
             last = Some(v);
@@ -109,22 +141,24 @@ async fn the_cross_check_matches_governed_calls_and_flags_a_bypass() {
     };
     eprintln!("cross-check settled in {:?}", t0.elapsed());
     let main = day_of(&check, "main")[0];
-    let tokens = |v: &Value| {
-        ["input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]
-            .iter()
-            .map(|k| v[*k].as_u64().unwrap_or(0))
-            .sum::<u64>()
-    };
-    assert!(tokens(&main["sidecar"]) > 0, "{main}");
-    assert_eq!(tokens(&main["sidecar"]), tokens(&main["openclaw"]), "to the token: {main}");
-    assert_eq!(main["token_difference"], 0, "{main}");
-    assert!(main["sidecar"]["calls"].as_u64().unwrap() >= 1, "{main}");
+    assert!(turn > 0);
+    assert_eq!(tokens(&main["openclaw"]), turn, "OpenClaw recorded the turn to the token: {main}");
+    if extra.is_empty() {
+        assert_eq!(tokens(&main["sidecar"]), turn, "to the token: {main}");
+        assert_eq!(main["token_difference"], 0, "{main}");
+    } else {
+        eprintln!("OpenClaw called main's route beside the turn (input, output): {extra:?}");
+        assert!(tokens(&main["sidecar"]) > turn, "{main}");
+        assert!(main["token_difference"].as_i64().unwrap() < 0, "{main}");
+    }
+    let main_verdict = main["verdict"].as_str().unwrap().to_string();
+    let mismatches = if main_verdict == "match" { 1 } else { 2 };
     let side = day_of(&check, "side")[0];
     assert_eq!(side["verdict"], "bypassed", "{side}");
     assert_eq!(tokens(&side["sidecar"]), 0, "{side}");
     assert!(tokens(&side["openclaw"]) > 0, "{side}");
     assert_eq!(side["token_difference"].as_i64().unwrap(), tokens(&side["openclaw"]) as i64);
-    assert_eq!(check["mismatches"], 1, "{check}");
+    assert_eq!(check["mismatches"], mismatches, "{check}");
     assert_eq!(check["errors"], json!([]), "{check}");
 
     // One agent; a viewer reads; a bad parameter is named.
@@ -162,9 +196,15 @@ async fn the_cross_check_matches_governed_calls_and_flags_a_bypass() {
                 "[...document.querySelectorAll('[data-testid=cost-crosscheck] tbody tr')].map(r => r.dataset.verdict + ' ' + r.cells[0].textContent).join(',')",
             )
             .await;
-        assert_eq!(rows, "bypassed side,match main", "mismatches first");
+        if main_verdict == "match" {
+            assert_eq!(rows, "bypassed side,match main", "mismatches first");
+        } else {
+            let mut rows: Vec<&str> = rows.as_str().unwrap_or_default().split(',').collect();
+            rows.sort();
+            assert_eq!(rows, ["bypassed side", "sidecar_only main"]);
+        }
         let summary = b.text("[data-testid=cost-crosscheck-summary]").await;
-        assert!(summary.starts_with("1 day(s) do not match"), "{summary}");
+        assert!(summary.starts_with(&format!("{mismatches} day(s) do not match")), "{summary}");
         b.close().await;
     }
 
@@ -182,9 +222,9 @@ async fn the_cross_check_matches_governed_calls_and_flags_a_bypass() {
     assert_eq!(out.status.code(), Some(1), "{text}{}", String::from_utf8_lossy(&out.stderr));
     let line =
         |agent: &str| text.lines().find(|l| l.starts_with(agent)).unwrap_or_else(|| panic!("{text}")).to_string();
-    assert!(line("main").ends_with("match"), "{text}");
+    assert!(line("main").ends_with(&main_verdict), "{text}");
     assert!(line("side").ends_with("bypassed"), "{text}");
-    assert!(text.contains("1 day(s) do not match"), "{text}");
+    assert!(text.contains(&format!("{mismatches} day(s) do not match")), "{text}");
 
     sidecar.shutdown().await;
     drop(gw);
