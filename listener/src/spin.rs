@@ -208,6 +208,17 @@ mod tests {
         with(|spin| Some(spin.hits[what as usize].get())).unwrap_or(-1.0)
     }
 
+    /// Run `body` as a connection thread does: a current-thread runtime with the spinner task
+    /// (windows of `window`) already started.
+    fn on_a_connection_thread<F: std::future::Future<Output = ()>>(window: Duration, body: F) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            tokio::spawn(spinner(window));
+            tokio::task::yield_now().await;
+            body.await;
+        });
+    }
+
     #[test]
     fn off_a_connection_thread_nothing_happens() {
         keep_awake(Awaiting::Upstream);
@@ -218,10 +229,7 @@ mod tests {
 
     #[test]
     fn a_window_opens_at_keep_awake_and_closes_when_the_answer_comes_or_it_runs_out() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            tokio::spawn(spinner(Duration::from_millis(30)));
-            tokio::task::yield_now().await;
+        on_a_connection_thread(Duration::from_millis(30), async {
             assert!(!open(), "no window before anything was sent");
             keep_awake(Awaiting::Upstream);
             assert!(open());
@@ -249,10 +257,7 @@ mod tests {
 
     #[test]
     fn no_spin_while_several_requests_are_served_at_once() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            tokio::spawn(spinner(Duration::from_millis(30)));
-            tokio::task::yield_now().await;
+        on_a_connection_thread(Duration::from_millis(30), async {
             let busy: Vec<Active> = (0..3).map(|_| Active::enter()).collect();
             // The average rises over a few calls; after that no window opens.
             for _ in 0..20 {
@@ -279,10 +284,7 @@ mod tests {
 
     #[test]
     fn a_window_that_runs_out_while_the_thread_is_off_its_cpu_is_still_a_miss() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            tokio::spawn(spinner(Duration::from_millis(2)));
-            tokio::task::yield_now().await;
+        on_a_connection_thread(Duration::from_millis(2), async {
             keep_awake(Awaiting::Client);
             // Blocking: the spinner gets no turn to see the window run out.
             std::thread::sleep(Duration::from_millis(5));
@@ -296,10 +298,7 @@ mod tests {
 
     #[test]
     fn a_kind_of_wait_that_mostly_runs_out_is_spun_only_every_sixteenth_time() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            tokio::spawn(spinner(Duration::from_millis(2)));
-            tokio::task::yield_now().await;
+        on_a_connection_thread(Duration::from_millis(2), async {
             // A client that pauses longer than the window between requests.
             for _ in 0..8 {
                 keep_awake(Awaiting::Client);
