@@ -207,8 +207,17 @@ impl Browser {
     }
 
     pub(crate) async fn text(&self, css: &str) -> String {
-        let e = self.find(css).await;
-        self.cmd(Method::GET, &format!("/element/{e}/text"), None).await.as_str().unwrap_or_default().to_string()
+        // As for a click: a live update can replace the node between lookup and read.
+        for attempt in 0..5 {
+            let e = self.find(css).await;
+            let r = send(Method::GET, &format!("{}/element/{e}/text", self.base), &[], bytes::Bytes::new()).await;
+            if r.status.is_success() {
+                return r.json()["value"].as_str().unwrap_or_default().to_string();
+            }
+            assert!(attempt < 4 && r.text().contains("stale element"), "text {css}: {} {}", r.status, r.text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("text {css}: the element kept going stale")
     }
 
     pub(crate) async fn resize(&self, width: u32, height: u32) {
