@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -13,19 +12,19 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use audit::{AuditLog, Outcome};
 use dashmap::DashMap;
-use decision::{DecisionId, GrantInput};
 use prometheus::{HistogramOpts, HistogramVec, IntGauge};
 use tokio::sync::oneshot;
 
 use super::fleet::{checked_reason, grant_scope, InboxLink};
 use super::fleet_grants::GrantLink;
-use super::grants::{self, Grant, GrantScope, GrantStore, ScopeInput};
+use super::grants::{self, Grant, GrantScope, GrantStore};
 use super::model::{
     now_rfc3339, Approval, ApprovalPage, ApprovalQuery, DecideRequest, DecisionKind, HoldRequest, Resolution, Status,
 };
 use super::pattern;
-use super::record::{event, grant_event};
+use super::record::event;
 use super::store::ApprovalStore;
+use super::wait::wait;
 use super::{ApprovalSettings, BrokerError};
 
 /// Actor of transitions nobody made by hand.
@@ -101,34 +100,6 @@ impl Future for Held {
     type Output = Resolution;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Resolution> {
         self.fut.as_mut().poll(cx)
-    }
-}
-
-/// Cancels the approval when the waiting future is dropped before it resolved.
-struct CancelOnDrop {
-    inner: Arc<Inner>,
-    id: String,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if self.armed {
-            // Drop cannot await: the record is appended (durable at the next group commit) and
-            // the store written without waiting for a flush.
-            if let Ok(Taken { now: a, .. }) = self.inner.transition(
-                &self.id,
-                None,
-                Status::Cancelled,
-                SYSTEM,
-                None,
-                Some("the caller went away"),
-                None,
-            ) {
-                self.inner.store_and_record_now(&a);
-                self.inner.mirror(&a);
-            }
-        }
     }
 }
 
@@ -490,176 +461,6 @@ impl Broker {
     pub fn list(&self, q: &ApprovalQuery) -> Result<ApprovalPage, BrokerError> {
         self.inner.store.list(q)
     }
-
-    /// This sidecar's own grants (expired ones included), oldest first; in fleet mode the
-    /// fleet's are [`Broker::fleet_grants`].
-    pub fn grants(&self) -> Arc<Vec<Grant>> {
-        self.inner.grants.all()
-    }
-
-    /// One grant of this sidecar's own, or of the fleet's as last read.
-    pub fn grant(&self, id: &str) -> Option<Grant> {
-        self.inner.grants.get(id).or_else(|| self.inner.fleet_grants.load().iter().find(|g| g.id == id).cloned())
-    }
-
-    /// Live grants of `agent` as policy input (`input.grants`): its own and, in fleet mode,
-    /// the fleet's; no I/O, for the data path.
-    pub fn grants_for(&self, agent: &str) -> Vec<GrantInput> {
-        let mut v = self.inner.grants.inputs_for(agent);
-        self.fleet_inputs(agent, &mut v);
-        v
-    }
-
-    /// Create a grant directly (not from an approval); `agent`, `kind` and `pattern` are
-    /// required. Recorded durably.
-    pub async fn create_grant(&self, input: &ScopeInput, actor: &str) -> Result<Grant, BrokerError> {
-        let (Some(agent), Some(kind), Some(pattern)) = (&input.agent, input.kind, &input.pattern) else {
-            return Err(BrokerError::Invalid("a grant needs agent, kind and pattern".into()));
-        };
-        let scope = grants::build(agent, kind, pattern, input.arg_pattern.clone(), input)?;
-        self.inner.audit_ready()?;
-        if let Some(link) = self.inner.grant_link.get() {
-            return self.create_fleet_grant(link.as_ref(), scope, actor).await;
-        }
-        let g = self.inner.grants.insert(grants::new_id(), scope, actor, None)?;
-        let durable = async {
-            self.inner.grants.flush().await?;
-            self.inner.audit.append_durable(grant_event(&g, actor, Outcome::Created)).await?;
-            Ok::<(), BrokerError>(())
-        };
-        if let Err(e) = durable.await {
-            // Not durable, not granted: the caller is told, and nothing is left behind.
-            if let Err(re) = self.inner.grants.remove(&g.id) {
-                tracing::error!(error = %re, grant = %g.id, "removing a grant that could not be recorded failed");
-            }
-            return Err(e);
-        }
-        Ok(g)
-    }
-
-    /// Revoke a grant; later calls are held again. Recorded durably; a revocation that cannot
-    /// be recorded is undone and refused.
-    pub async fn revoke_grant(&self, id: &str, actor: &str) -> Result<Grant, BrokerError> {
-        self.inner.audit_ready()?;
-        // In fleet mode, a grant this sidecar does not hold itself is the fleet's.
-        if let Some(link) = self.inner.grant_link.get().filter(|_| self.inner.grants.get(id).is_none()) {
-            return self.revoke_fleet_grant(link.as_ref(), id, actor).await;
-        }
-        let g = self.inner.grants.remove(id)?.ok_or_else(|| BrokerError::NotFound(id.to_string()))?;
-        let durable = async {
-            self.inner.grants.flush().await?;
-            self.inner.audit.append_durable(grant_event(&g, actor, Outcome::Revoked)).await?;
-            Ok::<(), BrokerError>(())
-        };
-        if let Err(e) = durable.await {
-            if let Err(re) = self.inner.grants.restore(&g) {
-                tracing::error!(error = %re, grant = %g.id, "restoring a grant whose revocation failed failed");
-            }
-            return Err(e);
-        }
-        Ok(g)
-    }
-}
-
-/// Wait for a decision or expiry; runs inside [`Held`].
-async fn wait(inner: Arc<Inner>, id: String, mut rx: oneshot::Receiver<Resolution>, ttl: Duration) -> Resolution {
-    let mut guard = CancelOnDrop { inner: inner.clone(), id: id.clone(), armed: true };
-    let late = PastHalfTtl { gauge: inner.metrics.past_half_ttl.clone(), counted: AtomicBool::new(false) };
-    // The pending approval is on disk now, not at sled's next periodic flush (500 ms): a
-    // crash soon after the hold still leaves it to be cancelled on restart, which closes its
-    // `created` record. A decision arriving meanwhile waits in `rx`.
-    if let Err(e) = inner.store.flush().await {
-        tracing::warn!(error = %e, approval = %id, "flushing a new hold failed; it is written at the next flush");
-    }
-    let expiry = async {
-        tokio::time::sleep(ttl / 2).await;
-        late.mark();
-        tokio::time::sleep(ttl - ttl / 2).await;
-    };
-    let got = tokio::select! {
-        r = &mut rx => r.ok(),
-        _ = expiry => {
-            let reason = format!("no decision within {} s", ttl.as_secs());
-            inner.expire_in_fleet(&id, &reason).await;
-            loop {
-                match inner.transition(&id, None, Status::Expired, SYSTEM, None, Some(&reason), None) {
-                    Ok(t) => break Some(inner.finish(t, None).await),
-                    // Someone decided at the same moment: their resolution is on its way,
-                    // unless their decision could not be made durable and was undone (then
-                    // the approval is pending again and expires on the next turn).
-                    Err(_) => match tokio::time::timeout(Duration::from_millis(500), &mut rx).await {
-                        Ok(r) => break r.ok(),
-                        Err(_) => continue,
-                    },
-                }
-            }
-        }
-    };
-    guard.armed = false;
-    match got {
-        Some(r) => r,
-        None => {
-            // The sender vanished without a resolution (cannot happen by construction); fail
-            // closed with whatever the store says, as a non-allow.
-            let mut a = inner.store.get(&id).ok().flatten().unwrap_or_else(|| placeholder(&id));
-            if a.status == Status::Allowed || a.status == Status::Pending {
-                a.status = Status::Cancelled;
-            }
-            Resolution { approval: a, grant: None }
-        }
-    }
-}
-
-/// Counts one waiting approval in `clawbutler_approvals_past_half_ttl` from half its TTL
-/// until its wait ends, however it ends (decided, expired, or the caller gone).
-struct PastHalfTtl {
-    gauge: IntGauge,
-    counted: AtomicBool,
-}
-
-impl PastHalfTtl {
-    fn mark(&self) {
-        if !self.counted.swap(true, Ordering::Relaxed) {
-            self.gauge.inc();
-        }
-    }
-}
-
-impl Drop for PastHalfTtl {
-    fn drop(&mut self) {
-        if *self.counted.get_mut() {
-            self.gauge.dec();
-        }
-    }
-}
-
-fn placeholder(id: &str) -> Approval {
-    let scope = GrantScope::new("", decision::CallKind::ModelCall, "", None, None);
-    Approval {
-        id: id.to_string(),
-        version: 0,
-        status: Status::Cancelled,
-        kind: decision::CallKind::ModelCall,
-        agent: String::new(),
-        session: None,
-        trace_id: String::new(),
-        decision_id: DecisionId::default(),
-        subject: serde_json::Value::Null,
-        risk: decision::Risk::High,
-        rule: String::new(),
-        reason: String::new(),
-        cost_estimate_usd: None,
-        created_at: now_rfc3339(),
-        expires_at: now_rfc3339(),
-        decided_by: Some(SYSTEM.into()),
-        decided_at: Some(now_rfc3339()),
-        decision: None,
-        decision_reason: Some("lost".into()),
-        external_id: None,
-        suggested_scope: scope,
-        grant_id: None,
-        cautions: Vec::new(),
-    }
 }
 
 /// Move an approval out of `pending` (no checks: callers hold its lock and checked).
@@ -676,7 +477,7 @@ impl Inner {
     /// In fleet mode, before expiring: a decision another sidecar made may have won in the
     /// inbox a moment ago; then it is applied (the expiry loop then finds the approval decided
     /// and receives that resolution).
-    async fn expire_in_fleet(self: &Arc<Self>, id: &str, reason: &str) {
+    pub(super) async fn expire_in_fleet(self: &Arc<Self>, id: &str, reason: &str) {
         let Some(link) = self.inbox.get() else { return };
         let Some(mut expired) = self.live.get(id).and_then(|l| l.value().lock().ok().map(|l| l.approval.clone()))
         else {
@@ -731,7 +532,7 @@ impl Inner {
     }
 
     /// Store and record without waiting (Drop and startup paths).
-    fn store_and_record_now(&self, a: &Approval) {
+    pub(super) fn store_and_record_now(&self, a: &Approval) {
         if let Err(e) = self.store.put(a) {
             tracing::error!(error = %e, approval = %a.id, "storing an approval failed");
         }

@@ -34,9 +34,11 @@ pub mod grants;
 #[cfg(test)]
 mod kill_tests;
 pub mod model;
+mod own_grants;
 pub mod pattern;
 mod record;
 pub mod store;
+mod wait;
 
 use serde::{Deserialize, Serialize};
 
