@@ -274,9 +274,53 @@ fn count(spec: &str) {
     println!("{name}: {n} decisions, {} by {}", d.action.as_str(), d.rule);
 }
 
+/// `DECISION_THREADS=<case>:<threads>:<secs>`: one engine, `threads` threads each deciding the
+/// case back to back for `secs` seconds, as the data listener's connection threads do at
+/// saturation; prints decisions per second in all and per thread. On two cores, two threads
+/// should decide about twice what one does: what they lose to each other (cache lines both
+/// write, such as reference counts of values they share) shows in the ratio of the two runs.
+fn threads(spec: &str) {
+    let mut parts = spec.split(':');
+    let (Some(name), Some(n), Some(secs)) = (parts.next(), parts.next(), parts.next()) else {
+        panic!("DECISION_THREADS=<case>:<threads>:<secs>");
+    };
+    let input = std::sync::Arc::new(case(name).unwrap_or_else(|| panic!("no case {name}")));
+    let (n, secs): (usize, f64) = (n.parse().expect("a thread count"), secs.parse().expect("seconds"));
+    let e = std::sync::Arc::new(engine());
+    assert_eq!(e.evaluate(&input).action, decision::Action::Allow);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+    let counts: Vec<u64> = (0..n)
+        .map(|_| {
+            let (e, input) = (e.clone(), input.clone());
+            std::thread::spawn(move || {
+                let mut done = 0u64;
+                while std::time::Instant::now() < until {
+                    for _ in 0..64 {
+                        black_box(e.evaluate(black_box(&input)));
+                    }
+                    done += 64;
+                }
+                done
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().expect("a deciding thread"))
+        .collect();
+    let all: u64 = counts.iter().sum();
+    println!(
+        "{name}: {n} threads x {secs} s: {:.0} decisions/s in all, {:.0} per thread",
+        all as f64 / secs,
+        all as f64 / secs / n as f64
+    );
+}
+
 criterion_group!(benches, bench, percentiles);
 
 fn main() {
+    if let Ok(spec) = std::env::var("DECISION_THREADS") {
+        return threads(&spec);
+    }
     match std::env::var("DECISION_COUNT") {
         Ok(spec) => count(&spec),
         Err(_) => {

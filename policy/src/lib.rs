@@ -14,6 +14,7 @@ pub mod metrics;
 mod needles;
 mod output;
 pub mod plugin;
+mod private;
 mod reads;
 pub mod settings;
 pub mod signed;

@@ -2,7 +2,8 @@
 //! to regorus's bytecode VM (RVM), which evaluates a decision several times faster than the
 //! tree-walking interpreter; a bundle the RVM compiler cannot handle falls back to the
 //! interpreter, so any bundle that compiles keeps serving. Each thread owns its own evaluator
-//! (see `engine.rs`), built from the shared [`Compiled`] template.
+//! (see `engine.rs`), built from the shared [`Compiled`] template as a deep copy, so no
+//! reference count is written by two threads' decisions (`private.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -59,9 +60,11 @@ impl Compiled {
     pub(crate) fn worker(&self) -> Result<Worker, String> {
         let vm = match &self.bytecode {
             Some(b) => {
+                // A copy of its own, so the reference counts its evaluations touch are this
+                // thread's alone (`private.rs`).
                 let mut vm = RegoVM::new();
-                vm.load_program(b.program.clone());
-                vm.set_data(b.data.clone()).map_err(|e| format!("{e}"))?;
+                vm.load_program(Arc::new(crate::private::program(&b.program)));
+                vm.set_data(crate::private::value(&b.data)).map_err(|e| format!("{e}"))?;
                 // The time limit bounds the work; the RVM's default instruction cap (25k) would
                 // otherwise deny long but legitimate commands.
                 vm.set_max_instructions(usize::MAX);
@@ -76,6 +79,15 @@ impl Compiled {
 
     fn interpreter(&self) -> regorus::Engine {
         self.interpreter.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The shipped bundle's decision rule as bytecode (no config).
+    #[cfg(test)]
+    pub(crate) fn shipped_program() -> Arc<Program> {
+        let files = crate::bundle::read_files(&crate::engine::BundleSource::Embedded).unwrap();
+        let mut engine = crate::bundle::build_engine(&files, &serde_json::Value::Null, false).unwrap();
+        let policy = crate::bundle::prepare(&mut engine).unwrap();
+        Compiler::compile_from_policy(&policy, &[DECISION_RULE]).unwrap()
     }
 
     /// True when decisions run on the bytecode VM.
