@@ -187,17 +187,28 @@ impl Browser {
     }
 
     pub(crate) async fn click(&self, css: &str) {
-        // A live update can replace the node between lookup and click: look it up again.
+        self.on_element(css, Method::POST, "click").await;
+    }
+
+    /// Look `css` up and send `method` `/element/{e}/{action}` for it; when a live update
+    /// replaced the node between the lookup and the command (a stale element), look it up
+    /// again, a few times.
+    async fn on_element(&self, css: &str, method: Method, action: &str) -> testkit::http::HttpResponse {
         for attempt in 0..5 {
             let e = self.find(css).await;
-            let url = format!("{}/element/{e}/click", self.base);
-            let r = send(Method::POST, &url, &[("content-type", "application/json")], "{}".into()).await;
+            let url = format!("{}/element/{e}/{action}", self.base);
+            let r = if method == Method::POST {
+                send(Method::POST, &url, &[("content-type", "application/json")], "{}".into()).await
+            } else {
+                send(method.clone(), &url, &[], bytes::Bytes::new()).await
+            };
             if r.status.is_success() {
-                return;
+                return r;
             }
-            assert!(attempt < 4 && r.text().contains("stale element"), "click {css}: {} {}", r.status, r.text());
+            assert!(attempt < 4 && r.text().contains("stale element"), "{action} {css}: {} {}", r.status, r.text());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        unreachable!("the fifth stale answer fails the assertion above")
     }
 
     pub(crate) async fn type_into(&self, css: &str, text: &str) {
@@ -207,17 +218,8 @@ impl Browser {
     }
 
     pub(crate) async fn text(&self, css: &str) -> String {
-        // As for a click: a live update can replace the node between lookup and read.
-        for attempt in 0..5 {
-            let e = self.find(css).await;
-            let r = send(Method::GET, &format!("{}/element/{e}/text", self.base), &[], bytes::Bytes::new()).await;
-            if r.status.is_success() {
-                return r.json()["value"].as_str().unwrap_or_default().to_string();
-            }
-            assert!(attempt < 4 && r.text().contains("stale element"), "text {css}: {} {}", r.status, r.text());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("text {css}: the element kept going stale")
+        let r = self.on_element(css, Method::GET, "text").await;
+        r.json()["value"].as_str().unwrap_or_default().to_string()
     }
 
     pub(crate) async fn resize(&self, width: u32, height: u32) {

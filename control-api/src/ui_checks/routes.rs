@@ -61,7 +61,7 @@ pub(super) struct ApiCall {
 
 /// The path of a string or template literal up to its query: `${...}` as a whole segment is
 /// `{}`; a hole glued to a segment (`${query(...)}`) ends the path.
-pub(super) fn call_path(parts: &[String]) -> String {
+fn call_path(parts: &[String]) -> String {
     let mut path = String::new();
     for (i, part) in parts.iter().enumerate() {
         let (p, cut) = match part.find(['?', '#']) {
@@ -118,7 +118,7 @@ pub(super) fn api_calls(file: &str, src: &str) -> Vec<ApiCall> {
     out
 }
 
-pub(super) fn path_matches(called: &str, route: &str) -> bool {
+fn path_matches(called: &str, route: &str) -> bool {
     let (a, b): (Vec<&str>, Vec<&str>) = (called.split('/').collect(), route.split('/').collect());
     a.len() == b.len()
         && a.iter().zip(&b).all(|(x, y)| x == y || *x == "{}" || (y.starts_with('{') && y.ends_with('}')))
