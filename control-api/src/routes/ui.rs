@@ -50,6 +50,8 @@ pub(crate) static ASSETS: &[Asset] = &[
     asset!("js/dom.js", JS),
     asset!("js/format.js", JS),
     asset!("js/i18n.js", JS),
+    asset!("js/lang/en.js", JS),
+    asset!("js/lang/zh-CN.js", JS),
     asset!("js/link.js", JS),
     asset!("js/listpage.js", JS),
     asset!("js/push.js", JS),

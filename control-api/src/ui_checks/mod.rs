@@ -1,5 +1,5 @@
 //! Checks over the web console's JavaScript, as embedded in the binary (`routes::ui::ASSETS`):
-//! - every language table in `i18n.js` has the same keys, with the same `{placeholders}`, no
+//! - every language table (`js/lang/*.js`, chosen in `js/i18n.js`) has the same keys, with the same `{placeholders}`, no
 //!   key twice and no empty text;
 //! - every `t('key')` names a key the tables have (a template key such as `` t(`status.${s}`) ``
 //!   must match at least one), and every key in the tables is used by some `t(...)`;
@@ -7,7 +7,7 @@
 //! - no literal text is shown: children of `h()`, the text of `toast()`, `emptyState()`,
 //!   `pageHead()` and `setMsg()`, the pairs of `dl()`, visible properties (`title:`, `placeholder:`, `'aria-label':`,
 //!   `hint:`, `label:`, `text:`, `confirm:`, `alt:`) and `.textContent =` are never a string
-//!   literal with letters in it (i18n.js, the tables themselves, is exempt);
+//!   literal with letters in it (i18n.js and the tables themselves are exempt);
 //! - every `'/api/v1/...'` the JS calls is a route `src/routes/*.rs` serves, with that method.
 //!
 //! Textual on purpose, with no JS parser: a small lexer that knows strings, template literals,
@@ -38,15 +38,31 @@ const HTTP_METHODS: &[&str] = &["get", "post", "put", "delete", "patch"];
 // ---------------------------------------------------------------------------------------------
 // Language tables
 
-/// One table: its keys in order (duplicates kept, to be reported), with text and line.
-type Table = Vec<(String, String, usize)>;
+/// One table: its keys in order (duplicates kept, to be reported), with text and `file:line`.
+type Table = Vec<(String, String, String)>;
 
-/// The tables of i18n.js by language code, and the codes `LANGS` offers.
-fn tables(src: &str) -> (BTreeMap<String, Table>, BTreeSet<String>) {
-    let s = &lex(src)[0];
+/// The language tables by language code, and the codes `LANGS` offers, from `files` (path,
+/// text): i18n.js (`LANGS`, `TABLES`) and the table modules it imports.
+fn tables(files: &[(String, String)]) -> (BTreeMap<String, Table>, BTreeSet<String>) {
     let mut objects: BTreeMap<String, Table> = BTreeMap::new();
     let mut codes: Vec<(String, String)> = Vec::new();
     let mut offered = BTreeSet::new();
+    for (file, src) in files {
+        scan_tables(file, &lex(src)[0], &mut objects, &mut codes, &mut offered);
+    }
+    let by_code = codes.into_iter().filter_map(|(code, name)| objects.get(&name).map(|t| (code, t.clone()))).collect();
+    (by_code, offered)
+}
+
+/// One file's part of [`tables`]: its `const name = { ... }` objects, the `TABLES` entries
+/// (code, object name) and the codes `LANGS` offers.
+fn scan_tables(
+    file: &str,
+    s: &[Tok],
+    objects: &mut BTreeMap<String, Table>,
+    codes: &mut Vec<(String, String)>,
+    offered: &mut BTreeSet<String>,
+) {
     for i in 0..s.len() {
         if ident(s.get(i)) == Some("const")
             && is(s.get(i + 2), &Kind::Punct('='))
@@ -62,7 +78,7 @@ fn tables(src: &str) -> (BTreeMap<String, Table>, BTreeSet<String>) {
                     Kind::Punct(')' | ']' | '}') => depth -= 1,
                     Kind::Str(k) | Kind::Ident(k) if depth == 0 && is(s.get(j + 1), &Kind::Punct(':')) => {
                         let text = s.get(j + 2).and_then(literal).unwrap_or_default();
-                        table.push((k.clone(), text, s[j].line));
+                        table.push((k.clone(), text, format!("{file}:{}", s[j].line)));
                     }
                     _ => {}
                 }
@@ -90,8 +106,6 @@ fn tables(src: &str) -> (BTreeMap<String, Table>, BTreeSet<String>) {
             }
         }
     }
-    let by_code = codes.into_iter().filter_map(|(code, name)| objects.get(&name).map(|t| (code, t.clone()))).collect();
-    (by_code, offered)
 }
 
 /// `{name}` placeholders of a text.
@@ -120,12 +134,12 @@ fn table_problems(tables: &BTreeMap<String, Table>, offered: &BTreeSet<String>) 
     let all: BTreeSet<&str> = tables.values().flatten().map(|(k, _, _)| k.as_str()).collect();
     for (code, table) in tables {
         let mut seen = BTreeSet::new();
-        for (k, text, line) in table {
+        for (k, text, at) in table {
             if !seen.insert(k.as_str()) {
-                problems.push(format!("i18n.js:{line}: '{k}' twice in the {code} table"));
+                problems.push(format!("{at}: '{k}' twice in the {code} table"));
             }
             if text.trim().is_empty() {
-                problems.push(format!("i18n.js:{line}: '{k}' has no text in {code}"));
+                problems.push(format!("{at}: '{k}' has no text in {code}"));
             }
         }
         for k in all.difference(&seen) {
@@ -199,12 +213,12 @@ fn key_problems(keys: &BTreeSet<String>, uses: &[KeyUse]) -> Vec<String> {
     let mut problems = Vec::new();
     for u in uses {
         if !keys.iter().any(|k| key_matches(k, &u.parts)) {
-            problems.push(format!("{}: t('{}') has no key in i18n.js", u.at, u.parts.join("${…}")));
+            problems.push(format!("{}: t('{}') has no key in the language tables", u.at, u.parts.join("${…}")));
         }
     }
     for k in keys {
         if !uses.iter().any(|u| key_matches(k, &u.parts)) {
-            problems.push(format!("i18n.js: '{k}' is never used by a t(...) call"));
+            problems.push(format!("js/lang: '{k}' is never used by a t(...) call"));
         }
     }
     problems
@@ -312,8 +326,13 @@ fn js_files() -> Vec<(String, String)> {
         .collect()
 }
 
-fn i18n_src() -> String {
-    js_files().into_iter().find(|(p, _)| p == "js/i18n.js").map(|(_, s)| s).unwrap_or_default()
+/// i18n.js and the language tables: the files exempt from the literal-text check.
+fn is_i18n(path: &str) -> bool {
+    path == "js/i18n.js" || path.starts_with("js/lang/")
+}
+
+fn i18n_sources() -> Vec<(String, String)> {
+    js_files().into_iter().filter(|(p, _)| is_i18n(p)).collect()
 }
 
 fn route_sources() -> Vec<(String, String)> {
@@ -354,18 +373,18 @@ fn every_js_file_of_the_console_is_embedded() {
 
 #[test]
 fn every_language_table_has_the_same_keys_and_placeholders() {
-    let (tables, offered) = tables(&i18n_src());
+    let (tables, offered) = tables(&i18n_sources());
     assert!(
         tables.len() >= 2 && tables.values().all(|t| t.len() > 100),
-        "the tables were not found in i18n.js: {:?}",
+        "the tables were not found in js/lang/ (through i18n.js): {:?}",
         tables.keys()
     );
-    report("i18n.js tables disagree", &table_problems(&tables, &offered));
+    report("the language tables disagree", &table_problems(&tables, &offered));
 }
 
 #[test]
 fn every_key_the_js_uses_is_in_the_tables_and_every_key_is_used() {
-    let (tables, _) = tables(&i18n_src());
+    let (tables, _) = tables(&i18n_sources());
     let keys: BTreeSet<String> = tables.values().flatten().map(|(k, _, _)| k.clone()).collect();
     let uses: Vec<KeyUse> = js_files().iter().flat_map(|(p, s)| key_uses(p, s)).collect();
     assert!(uses.len() > 100, "only {} t(...) calls found", uses.len());
@@ -375,7 +394,7 @@ fn every_key_the_js_uses_is_in_the_tables_and_every_key_is_used() {
 #[test]
 fn no_view_shows_literal_text() {
     let problems: Vec<String> =
-        js_files().iter().filter(|(p, _)| p != "js/i18n.js").flat_map(|(p, s)| literal_text(p, s)).collect();
+        js_files().iter().filter(|(p, _)| !is_i18n(p)).flat_map(|(p, s)| literal_text(p, s)).collect();
     report("text that does not go through i18n", &problems);
 }
 
@@ -412,7 +431,7 @@ fn a_missing_unused_or_untranslated_key_is_reported() {
                const zh = { 'a.one': '一', 'a.two': '二', 'a.two': '二' };\n\
                export const LANGS = [{ code: 'en', label: 'English' }, { code: 'zh-CN', label: '中文' }];\n\
                const TABLES = { en, 'zh-CN': zh };";
-    let (tables, offered) = tables(src);
+    let (tables, offered) = tables(&[("i18n.js".to_string(), src.to_string())]);
     let p = table_problems(&tables, &offered).join("\n");
     assert!(p.contains("'b.x' is missing from the zh-CN table"), "{p}");
     assert!(p.contains("'a.two' twice in the zh-CN table"), "{p}");
