@@ -3,6 +3,10 @@
 # straight to a local nginx that returns a fixed OpenAI chat-completion reply, then through the
 # release sidecar (shipped policies, audit on) in front of that same nginx, in one run.
 # Prints req/s, p50 and p99 for each path and the ratio sidecar/direct.
+# A third path, nginx as a bare reverse proxy in front of the same nginx (kept-alive upstream
+# connections, one worker per CPU, nothing decided or recorded: benches/nginx/bare-proxy.conf.in),
+# shows what the hop alone costs on this machine; the sidecar's own work is the difference
+# (SAT_BARE=off skips it).
 #
 # Needs nginx and wrk on PATH; this script installs nothing. On Debian/Ubuntu:
 #   sudo apt-get update && sudo apt-get install -y nginx wrk
@@ -19,7 +23,7 @@
 #   ~/.cache/clawbutler/litellm-1.100.0/bin/pip install 'litellm[proxy]==1.100.0'
 # (SAT_LITELLM=<venv> elsewhere, SAT_LITELLM=off to skip); one worker, nginx as its upstream.
 # Ports (127.0.0.1 only): SAT_NGINX_PORT=18090, SAT_PORT=18091 (data), SAT_CONTROL_PORT=18092,
-# SAT_LITELLM_PORT=18093.
+# SAT_LITELLM_PORT=18093, SAT_BARE_PORT=18094.
 # The binary is $CLAWBUTLER_BIN, else the release build in ${CARGO_TARGET_DIR:-target} (built
 # once with `cargo build --release --bin clawbutler` when missing).
 # Only the processes this script started are stopped, by their pid.
@@ -48,6 +52,8 @@ nport=${SAT_NGINX_PORT:-18090}
 port=${SAT_PORT:-18091}
 cport=${SAT_CONTROL_PORT:-18092}
 lport=${SAT_LITELLM_PORT:-18093}
+bport=${SAT_BARE_PORT:-18094}
+bare=${SAT_BARE:-on}
 litellm_venv=${SAT_LITELLM:-$HOME/.cache/clawbutler/litellm-1.100.0}
 litellm=
 [[ "$litellm_venv" != off && -x "$litellm_venv/bin/litellm" ]] && litellm="$litellm_venv/bin/litellm"
@@ -75,6 +81,16 @@ mkdir -p "$tmp/nginx"
 sed -e "s|@PORT@|$nport|g" -e "s|@DIR@|$tmp/nginx|g" benches/nginx/nginx.conf.in >"$tmp/nginx/nginx.conf"
 "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
 pids+=($!)
+# nginx as a bare proxy in front of it (its workers' CPU is counted like the sidecar's).
+bpid=
+if [[ "$bare" != off ]]; then
+    mkdir -p "$tmp/bare"
+    sed -e "s|@PORT@|$bport|g" -e "s|@UPSTREAM@|127.0.0.1:$nport|g" -e "s|@DIR@|$tmp/bare|g" \
+        benches/nginx/bare-proxy.conf.in >"$tmp/bare/nginx.conf"
+    "$NGINX" -p "$tmp/bare" -c "$tmp/bare/nginx.conf" &
+    bpid=$!
+    pids+=("$bpid")
+fi
 
 # The sidecar: defaults (embedded policy bundle, durable audit log) with nginx as the upstream.
 mkdir -p "$tmp/data"
@@ -94,7 +110,8 @@ if [[ -n "${SAT_SPIN_US:-}" ]]; then
     printf '\n[proxy]\nspin_us = %s\n' "$SAT_SPIN_US" >>"$tmp/clawbutler.toml"
 fi
 "$bin" serve --config "$tmp/clawbutler.toml" >"$tmp/sidecar.log" 2>&1 &
-pids+=($!)
+spid=$!
+pids+=("$spid")
 
 if [[ -n "$litellm" ]]; then
     cat >"$tmp/litellm.yaml" <<YAML
@@ -123,8 +140,10 @@ wait_up() { # url [tries of 0.1 s]
 }
 direct="http://127.0.0.1:$nport/v1/chat/completions"
 proxied="http://127.0.0.1:$port/a/bench/bench/v1/chat/completions"
+via_bare="http://127.0.0.1:$bport/v1/chat/completions"
 wait_up "$direct"
 wait_up "$proxied"
+[[ -n "$bpid" ]] && wait_up "$via_bare"
 code=$(curl -s -o "$tmp/one.json" -w '%{http_code}' -X POST -H 'content-type: application/json' \
     --data-binary "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" "$proxied")
 if [[ "$code" != 200 ]]; then
@@ -148,22 +167,37 @@ run() { # url secs
 }
 
 [[ "$warmup" -gt 0 ]] && { run "$direct" "$warmup" >/dev/null; run "$proxied" "$warmup" >/dev/null; }
+[[ "$warmup" -gt 0 && -n "$bpid" ]] && run "$via_bare" "$warmup" >/dev/null
 read -r d_rps d_p50 d_p99 d_err < <(run "$direct" "$secs")
+# CPU time (user + system, clock ticks) of the bare proxy's workers.
+bare_ticks() { for w in $(pgrep -P "$bpid"); do awk '{ print $14 + $15 }' "/proc/$w/stat"; done | awk '{ t += $1 } END { print t + 0 }'; }
+# One bare-proxy run; prints "req/s p50_ms p99_ms errors ticks" ("0 0 0 0 0" when skipped).
+run_bare() {
+    if [[ -z "$bpid" ]]; then
+        echo "0 0 0 0 0"
+        return
+    fi
+    local t0 r
+    t0=$(bare_ticks)
+    r=$(run "$via_bare" "$secs")
+    echo "$r $(($(bare_ticks) - t0))"
+}
+read -r b_rps b_p50 b_p99 b_err b_ticks < <(run_bare)
 # Voluntary context switches (sleeps that ended in a wake-up) of the sidecar's threads, by name.
 switches() {
-    for t in /proc/"${pids[1]}"/task/*; do
+    for t in /proc/"$spid"/task/*; do
         printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '/^voluntary_ctxt_switches/ {print $2}' "$t/status")"
     done | awk '{ n[$1] += $2 } END { for (k in n) print k, n[k] }' | sort
 }
 switches >"$tmp/sw0"
 # CPU time the sidecar used (user + system, clock ticks): per call, it is the figure that moves
 # least when other programs share the machine.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${pids[1]}/stat"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$spid/stat"; }
 cpu0=$(cpu_ticks)
 perfpid=
 if [[ -n "${SAT_PERF:-}" ]]; then
     # Profile the sidecar during its run (flat, on-CPU): `perf report -i $SAT_PERF --no-children`.
-    perf record -q -e cpu-clock -F 999 -p "${pids[1]}" -o "$SAT_PERF" -- sleep "$secs" >/dev/null 2>&1 &
+    perf record -q -e cpu-clock -F 999 -p "$spid" -o "$SAT_PERF" -- sleep "$secs" >/dev/null 2>&1 &
     perfpid=$!
 fi
 read -r s_rps s_p50 s_p99 s_err < <(run "$proxied" "$secs")
@@ -172,15 +206,17 @@ if [[ -n "$perfpid" ]]; then
 fi
 switches >"$tmp/sw1"
 cpu1=$(cpu_ticks)
-rss=$(awk '/VmRSS/ {print $2/1024 " MB"}' "/proc/${pids[1]}/status" 2>/dev/null || echo "?")
+rss=$(awk '/VmRSS/ {print $2/1024 " MB"}' "/proc/$spid/status" 2>/dev/null || echo "?")
 # Further rounds (SAT_ROUNDS): "direct_rps sidecar_rps sidecar_ticks errors" per line.
-echo "$d_rps $s_rps $((cpu1 - cpu0)) $((d_err + s_err))" >"$tmp/rounds"
+# Per round: "direct_rps sidecar_rps sidecar_ticks errors bare_rps bare_ticks".
+echo "$d_rps $s_rps $((cpu1 - cpu0)) $((d_err + s_err + b_err)) $b_rps $b_ticks" >"$tmp/rounds"
 for ((r = 2; r <= rounds; r++)); do
     read -r rd_rps _ _ rd_err < <(run "$direct" "$secs")
+    read -r rb_rps _ _ rb_err rb_ticks < <(run_bare)
     c0=$(cpu_ticks)
     read -r rs_rps _ _ rs_err < <(run "$proxied" "$secs")
     c1=$(cpu_ticks)
-    echo "$rd_rps $rs_rps $((c1 - c0)) $((rd_err + rs_err))" >>"$tmp/rounds"
+    echo "$rd_rps $rs_rps $((c1 - c0)) $((rd_err + rs_err + rb_err)) $rb_rps $rb_ticks" >>"$tmp/rounds"
 done
 if [[ -n "$litellm" ]]; then
     via_litellm="http://127.0.0.1:$lport/v1/chat/completions"
@@ -193,10 +229,16 @@ echo "closed loop: wrk -t$threads -c$conns -d${secs}s, POST chat completion, ngi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %10s %10s %10s %8s\n' path req/s p50_ms p99_ms errors
 printf '%-22s %10s %10s %10s %8s\n' direct "$d_rps" "$d_p50" "$d_p99" "$d_err"
+[[ -n "$bpid" ]] && printf '%-22s %10s %10s %10s %8s\n' "bare nginx proxy" "$b_rps" "$b_p50" "$b_p99" "$b_err"
 printf '%-22s %10s %10s %10s %8s\n' sidecar "$s_rps" "$s_p50" "$s_p99" "$s_err"
 [[ -n "$litellm" ]] && printf '%-22s %10s %10s %10s %8s\n' "litellm 1.100.0" "$l_rps" "$l_p50" "$l_p99" "$l_err"
 awk -v s="$s_rps" -v d="$d_rps" -v sp="$s_p99" -v dp="$d_p99" 'BEGIN {
     printf "ratio sidecar/direct: %.3fx req/s; added p99 %+.3f ms\n", (d > 0 ? s / d : 0), sp - dp }'
+if [[ -n "$bpid" ]]; then
+    awk -v b="$b_rps" -v d="$d_rps" -v s="$s_rps" -v t="$b_ticks" -v hz="$(getconf CLK_TCK)" -v secs="$secs" 'BEGIN {
+        printf "ratio bare proxy/direct: %.3fx req/s (the hop alone, %.0f us CPU per call); sidecar/bare proxy: %.3fx\n",
+            (d > 0 ? b / d : 0), (b > 0 ? t / hz * 1e6 / (b * secs) : 0), (b > 0 ? s / b : 0) }'
+fi
 if [[ -n "$litellm" ]]; then
     awk -v l="$l_rps" -v d="$d_rps" -v s="$s_rps" 'BEGIN {
         printf "ratio litellm/direct: %.4fx req/s; sidecar/litellm: %.0fx\n", (d > 0 ? l / d : 0), (l > 0 ? s / l : 0) }'
@@ -208,21 +250,29 @@ echo "sidecar RSS after the run: $rss"
 awk -v t="$((cpu1 - cpu0))" -v hz="$(getconf CLK_TCK)" -v n="$s_rps" -v s="$secs" 'BEGIN {
     if (n > 0) printf "sidecar CPU per proxied call: %.0f us (user + system)\n", t / hz * 1e6 / (n * s) }'
 if [[ "$rounds" -gt 1 ]]; then
-    echo "rounds (SAT_ROUNDS=$rounds, alternating direct / sidecar, ${secs} s each):"
-    # Per round: "ratio cpu_us_per_call" from "direct_rps sidecar_rps sidecar_ticks errors".
+    [[ -n "$bpid" ]] && order="direct / bare proxy / sidecar" || order="direct / sidecar"
+    echo "rounds (SAT_ROUNDS=$rounds, alternating $order, ${secs} s each):"
+    # Per round: "ratio cpu_us_per_call bare_ratio bare_cpu_us_per_call" from the rounds file.
     awk -v hz="$(getconf CLK_TCK)" -v s="$secs" '{
-        printf "%.6f %.3f\n", ($1 > 0 ? $2 / $1 : 0), ($2 > 0 ? $3 / hz * 1e6 / ($2 * s) : 0) }' \
+        printf "%.6f %.3f %.6f %.3f\n", ($1 > 0 ? $2 / $1 : 0), ($2 > 0 ? $3 / hz * 1e6 / ($2 * s) : 0),
+            ($1 > 0 ? $5 / $1 : 0), ($5 > 0 ? $6 / hz * 1e6 / ($5 * s) : 0) }' \
         "$tmp/rounds" >"$tmp/r.derived"
-    paste -d' ' "$tmp/rounds" "$tmp/r.derived" | awk '{
-        printf "  round %d: direct %d req/s, sidecar %d req/s, ratio %.3fx, CPU per call %.0f us\n", NR, $1, $2, $5, $6 }'
+    paste -d' ' "$tmp/rounds" "$tmp/r.derived" | awk -v bare="$bpid" '{
+        printf "  round %d: direct %d req/s, sidecar %d req/s, ratio %.3fx, CPU per call %.0f us", NR, $1, $2, $7, $8
+        if (bare != "") printf "; bare proxy %d req/s, %.3fx, %.0f us", $5, $9, $10
+        printf "\n" }'
     cut -d' ' -f1 "$tmp/r.derived" >"$tmp/r.ratio"
     cut -d' ' -f2 "$tmp/r.derived" >"$tmp/r.cpu"
+    cut -d' ' -f3 "$tmp/r.derived" >"$tmp/r.bratio"
+    cut -d' ' -f4 "$tmp/r.derived" >"$tmp/r.bcpu"
     median() { sort -g "$1" | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-    printf 'median over %d rounds: ratio %.3fx, CPU per call %.0f us\n' "$rounds" "$(median "$tmp/r.ratio")" "$(median "$tmp/r.cpu")"
+    printf 'median over %d rounds: ratio %.3fx, CPU per call %.0f us' "$rounds" "$(median "$tmp/r.ratio")" "$(median "$tmp/r.cpu")"
+    [[ -n "$bpid" ]] && printf '; bare proxy %.3fx, %.0f us' "$(median "$tmp/r.bratio")" "$(median "$tmp/r.bcpu")"
+    printf '\n'
 fi
 echo "sidecar threads: voluntary context switches per proxied call during the run"
 join "$tmp/sw0" "$tmp/sw1" | awk -v n="$s_rps" -v s="$secs" '{ if (n > 0) printf "  %-18s %.3f\n", $1, ($3 - $2) / (n * s) }'
-if [[ "$d_err" != 0 || "$s_err" != 0 || "${l_err:-0}" != 0 ]] || awk '$4 != 0 { bad = 1 } END { exit !bad }' "$tmp/rounds"; then
+if [[ "$d_err" != 0 || "$s_err" != 0 || "$b_err" != 0 || "${l_err:-0}" != 0 ]] || awk '$4 != 0 { bad = 1 } END { exit !bad }' "$tmp/rounds"; then
     echo "saturate: errors during the run (see above)" >&2
     exit 1
 fi
