@@ -4,9 +4,9 @@
 //! pure (files aside) so `--dry-run` can show exactly what would change.
 //!
 //! What OpenClaw 2026.9.6 needs (verified; notes in docs/plugin.md):
-//! - the plugin directory holds `index.js`, `openclaw.plugin.json`, `package.json`; it must
-//!   belong to the gateway's user (or root) and not be world-writable (0755 / 0644), or
-//!   OpenClaw refuses it as a suspicious candidate;
+//! - the plugin directory holds `index.js` (and the modules it imports), `openclaw.plugin.json`,
+//!   `package.json`; it must belong to the gateway's user (or root) and not be world-writable
+//!   (0755 / 0644), or OpenClaw refuses it as a suspicious candidate;
 //! - the token is a file SecretRef (`secrets.providers.clawbutler`, file mode `singleValue`,
 //!   0600): it applies live through `config.patch` and rotates with `secrets.reload`; an env
 //!   reference would need the variable in the gateway's own environment and a restart;
@@ -31,11 +31,16 @@ use super::GatewayError;
 pub const PLUGIN_ID: &str = super::plugin::PLUGIN_ID;
 
 /// The plugin's files, as shipped in the repository's `openclaw-plugin/` (tests excluded).
-pub const FILES: [(&str, &str); 4] = [
+pub const FILES: [(&str, &str); 8] = [
     ("index.js", include_str!("../../openclaw-plugin/index.js")),
     ("openclaw.plugin.json", include_str!("../../openclaw-plugin/openclaw.plugin.json")),
     ("package.json", include_str!("../../openclaw-plugin/package.json")),
     ("README.md", include_str!("../../openclaw-plugin/README.md")),
+    // The modules index.js imports.
+    ("common.js", include_str!("../../openclaw-plugin/common.js")),
+    ("sidecar.js", include_str!("../../openclaw-plugin/sidecar.js")),
+    ("settings.js", include_str!("../../openclaw-plugin/settings.js")),
+    ("answers.js", include_str!("../../openclaw-plugin/answers.js")),
 ];
 
 /// OpenClaw's ceiling for an operator's hook timeout: the longest a hold can last.
@@ -293,6 +298,29 @@ mod tests {
 
     fn install() -> PluginInstall {
         PluginInstall::new(Path::new("/var/lib/clawbutler"), "127.0.0.1:8787", 60)
+    }
+
+    #[test]
+    fn every_module_of_the_plugin_is_installed() {
+        // A module index.js imports but `attach` does not write would only fail inside OpenClaw.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openclaw-plugin");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".js"))
+            .collect();
+        on_disk.sort();
+        assert!(on_disk.len() >= 2, "{on_disk:?}");
+        for name in &on_disk {
+            assert!(FILES.iter().any(|(n, _)| n == name), "openclaw-plugin/{name} is not in plugin_install::FILES");
+        }
+        for (_, text) in FILES.iter().filter(|(n, _)| n.ends_with(".js")) {
+            for import in text.lines().filter_map(|l| l.split(" from \"./").nth(1)) {
+                let name = import.split('"').next().unwrap_or_default();
+                assert!(FILES.iter().any(|(n, _)| *n == name), "{name} is imported but not installed");
+            }
+        }
     }
 
     #[test]

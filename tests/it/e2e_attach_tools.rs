@@ -161,7 +161,7 @@ async fn attach_puts_mcp_and_built_in_tools_through_the_sidecar() {
     assert_eq!(entry["config"]["decisionUrl"], format!("http://{data}/v1/decide"));
     let listed = gateway::plugin::listed(&link.call("plugins.list", json!({})).await.expect("plugins.list"));
     assert!(matches!(listed, governance::plugin::Listed::Active { .. }), "{listed:?}");
-    for f in ["index.js", "openclaw.plugin.json", "package.json"] {
+    for f in ["index.js", "sidecar.js", "openclaw.plugin.json", "package.json"] {
         assert!(plugin_dir.join(f).exists(), "{f} written");
     }
     let written: toml::Table = toml::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
