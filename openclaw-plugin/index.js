@@ -7,12 +7,10 @@
 // Anything other than a well-formed answer in time (sidecar down, non-2xx, timeout, garbage) blocks the
 // tool call or the turn with a reason that says ClawButler could not be reached (fail closed).
 //
-// Plain ES module, no dependencies: node:http / node:https only. (Global fetch is undici, whose default
-// 300 s headers timeout would cut a long-poll hold short of OpenClaw's 600 s hook ceiling.)
-//
-// Modules: common.js (identity, value helpers), sidecar.js (the POST to the sidecar, fail-closed
-// reasons), settings.js (config and hook timeouts), answers.js (answers as hook results); this
-// file registers the hooks.
+// Plain ES modules, no dependencies (node built-ins only; sidecar.js says why not fetch):
+// common.js (identity, value helpers), sidecar.js (the POST to the sidecar, fail-closed reasons),
+// settings.js (config and hook timeouts), answers.js (answers as hook results); this file
+// registers the hooks.
 
 import { PLUGIN_ID, PLUGIN_VERSION, PROTOCOL_VERSION, compact, isPlainObject, nonEmpty } from "./common.js";
 import { SidecarError, postJson, failClosedReason } from "./sidecar.js";

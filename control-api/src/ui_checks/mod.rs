@@ -1,6 +1,6 @@
 //! Checks over the web console's JavaScript, as embedded in the binary (`routes::ui::ASSETS`):
-//! - every language table (`js/lang/*.js`, chosen in `js/i18n.js`) has the same keys, with the same `{placeholders}`, no
-//!   key twice and no empty text;
+//! - every language table (`js/lang/*.js`, chosen in `js/i18n.js`) has the same keys, with
+//!   the same `{placeholders}`, no key twice and no empty text;
 //! - every `t('key')` names a key the tables have (a template key such as `` t(`status.${s}`) ``
 //!   must match at least one), and every key in the tables is used by some `t(...)`;
 //! - a toast is given as `toast(() => t(...))`, so it can follow a language switch;
