@@ -19,6 +19,10 @@ pub struct ServeArgs {
 
 /// Run until SIGINT/SIGTERM.
 pub async fn run(cli: &Cli, a: &ServeArgs) -> CliResult {
+    // Caught from here on: a SIGTERM during the start, or just after READY (a quick `systemctl
+    // restart`), still gets STOPPING and the graceful shutdown. Registered only once READY was
+    // sent, the default action could end the process in between.
+    let mut signals = Signals::catch();
     let mut cfg = cli.load_config()?;
     if let Some(l) = &a.listen {
         cfg.server.listen = l.clone();
@@ -48,34 +52,63 @@ pub async fn run(cli: &Cli, a: &ServeArgs) -> CliResult {
         sidecar.control_addr,
         std::process::id()
     ));
-    wait_for_signal(&sidecar).await;
+    signals.wait(&sidecar).await;
     notify("STOPPING=1\nSTATUS=shutting down");
     println!("clawbutler: shutting down");
     sidecar.shutdown().await;
     Ok(0)
 }
 
+/// SIGTERM, SIGINT and SIGHUP, caught from [`Signals::catch`] on.
+struct Signals {
+    #[cfg(unix)]
+    caught: Option<Caught>,
+}
+
 #[cfg(unix)]
-async fn wait_for_signal(sidecar: &Sidecar) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = term.recv() => return,
-            _ = hup.recv() => {
-                notify("RELOADING=1\nSTATUS=reloading policies");
-                sidecar.reload_policies("sighup");
-                notify("READY=1\nSTATUS=serving");
+struct Caught {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn catch() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
+            (Ok(term), Ok(int), Ok(hup)) => Signals { caught: Some(Caught { term, int, hup }) },
+            _ => Signals { caught: None },
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn catch() -> Signals {
+        Signals {}
+    }
+
+    /// Until SIGTERM or SIGINT; a SIGHUP meanwhile reloads the policies.
+    #[cfg(unix)]
+    async fn wait(&mut self, sidecar: &Sidecar) {
+        let Some(c) = &mut self.caught else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = c.term.recv() => return,
+                _ = c.int.recv() => return,
+                _ = c.hup.recv() => {
+                    notify("RELOADING=1\nSTATUS=reloading policies");
+                    sidecar.reload_policies("sighup");
+                    notify("READY=1\nSTATUS=serving");
+                }
             }
         }
     }
-}
 
-#[cfg(not(unix))]
-async fn wait_for_signal(_sidecar: &Sidecar) {
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async fn wait(&mut self, _sidecar: &Sidecar) {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

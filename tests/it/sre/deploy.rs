@@ -87,6 +87,14 @@ async fn the_binary_reports_readiness_and_stopping_over_sd_notify() {
     });
     assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
     assert!(ready.contains(&format!("MAINPID={}", child.id())), "{ready}");
+    // Once READY is out, SIGTERM is already caught (a `systemctl restart` right after the
+    // start must still get STOPPING and the graceful shutdown, not the default action).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let caught = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(str::trim).unwrap_or_default();
+    let caught = u64::from_str_radix(caught, 16).unwrap_or_else(|e| panic!("SigCgt {caught:?}: {e}"));
+    for (name, n) in [("SIGTERM", 15), ("SIGINT", 2), ("SIGHUP", 1)] {
+        assert_ne!(caught & (1 << (n - 1)), 0, "{name} not caught when READY was sent:\n{status}");
+    }
     // READY means serving: the control listener named in STATUS answers at once.
     let control = ready.split("control on ").nth(1).and_then(|r| r.split_whitespace().next()).unwrap();
     let control = control.trim_end_matches(',');
