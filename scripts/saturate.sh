@@ -6,7 +6,11 @@
 # A third path, nginx as a bare reverse proxy in front of the same nginx (kept-alive upstream
 # connections, one worker per CPU, nothing decided or recorded: benches/nginx/bare-proxy.conf.in),
 # shows what the hop alone costs on this machine; the sidecar's own work is the difference
-# (SAT_BARE=off skips it).
+# (SAT_BARE=off skips it). A fourth path, the bare Rust hop (listener/examples/bare_hop.rs: the
+# sidecar's own listener, connection threads and pooled hyper client, forwarding and nothing
+# else), shows what the Rust HTTP stack the sidecar is built on costs by itself (SAT_HOP=off
+# skips it; built once with `cargo build --release -p listener --example bare_hop` when missing,
+# or $CLAWBUTLER_HOP_BIN).
 #
 # Needs nginx and wrk on PATH; this script installs nothing. On Debian/Ubuntu:
 #   sudo apt-get update && sudo apt-get install -y nginx wrk
@@ -23,7 +27,7 @@
 #   ~/.cache/clawbutler/litellm-1.100.0/bin/pip install 'litellm[proxy]==1.100.0'
 # (SAT_LITELLM=<venv> elsewhere, SAT_LITELLM=off to skip); one worker, nginx as its upstream.
 # Ports (127.0.0.1 only): SAT_NGINX_PORT=18090, SAT_PORT=18091 (data), SAT_CONTROL_PORT=18092,
-# SAT_LITELLM_PORT=18093, SAT_BARE_PORT=18094.
+# SAT_LITELLM_PORT=18093, SAT_BARE_PORT=18094, SAT_HOP_PORT=18095.
 # The binary is $CLAWBUTLER_BIN, else the release build in ${CARGO_TARGET_DIR:-target} (built
 # once with `cargo build --release --bin clawbutler` when missing).
 # Only the processes this script started are stopped, by their pid.
@@ -54,6 +58,8 @@ cport=${SAT_CONTROL_PORT:-18092}
 lport=${SAT_LITELLM_PORT:-18093}
 bport=${SAT_BARE_PORT:-18094}
 bare=${SAT_BARE:-on}
+hport=${SAT_HOP_PORT:-18095}
+hop=${SAT_HOP:-on}
 litellm_venv=${SAT_LITELLM:-$HOME/.cache/clawbutler/litellm-1.100.0}
 litellm=
 [[ "$litellm_venv" != off && -x "$litellm_venv/bin/litellm" ]] && litellm="$litellm_venv/bin/litellm"
@@ -61,6 +67,10 @@ litellm=
 bin=${CLAWBUTLER_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/clawbutler}
 if [[ ! -x "$bin" ]]; then
     cargo build --release --bin clawbutler
+fi
+hop_bin=${CLAWBUTLER_HOP_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/examples/bare_hop}
+if [[ "$hop" != off && ! -x "$hop_bin" ]]; then
+    cargo build --release -p listener --example bare_hop
 fi
 
 tmp=$(mktemp -d)
@@ -112,6 +122,13 @@ fi
 "$bin" serve --config "$tmp/clawbutler.toml" >"$tmp/sidecar.log" 2>&1 &
 spid=$!
 pids+=("$spid")
+# The bare Rust hop in front of the same nginx (its CPU is counted like the sidecar's).
+hpid=
+if [[ "$hop" != off ]]; then
+    "$hop_bin" "127.0.0.1:$hport" "http://127.0.0.1:$nport" >"$tmp/hop.log" 2>&1 &
+    hpid=$!
+    pids+=("$hpid")
+fi
 
 if [[ -n "$litellm" ]]; then
     cat >"$tmp/litellm.yaml" <<YAML
@@ -141,9 +158,11 @@ wait_up() { # url [tries of 0.1 s]
 direct="http://127.0.0.1:$nport/v1/chat/completions"
 proxied="http://127.0.0.1:$port/a/bench/bench/v1/chat/completions"
 via_bare="http://127.0.0.1:$bport/v1/chat/completions"
+via_hop="http://127.0.0.1:$hport/v1/chat/completions"
 wait_up "$direct"
 wait_up "$proxied"
 [[ -n "$bpid" ]] && wait_up "$via_bare"
+[[ -n "$hpid" ]] && wait_up "$via_hop"
 code=$(curl -s -o "$tmp/one.json" -w '%{http_code}' -X POST -H 'content-type: application/json' \
     --data-binary "{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}" "$proxied")
 if [[ "$code" != 200 ]]; then
@@ -168,6 +187,7 @@ run() { # url secs
 
 [[ "$warmup" -gt 0 ]] && { run "$direct" "$warmup" >/dev/null; run "$proxied" "$warmup" >/dev/null; }
 [[ "$warmup" -gt 0 && -n "$bpid" ]] && run "$via_bare" "$warmup" >/dev/null
+[[ "$warmup" -gt 0 && -n "$hpid" ]] && run "$via_hop" "$warmup" >/dev/null
 read -r d_rps d_p50 d_p99 d_err < <(run "$direct" "$secs")
 # CPU time (user + system, clock ticks) of the bare proxy's workers.
 bare_ticks() { for w in $(pgrep -P "$bpid"); do awk '{ print $14 + $15 }' "/proc/$w/stat"; done | awk '{ t += $1 } END { print t + 0 }'; }
@@ -183,6 +203,18 @@ run_bare() {
     echo "$r $(($(bare_ticks) - t0))"
 }
 read -r b_rps b_p50 b_p99 b_err b_ticks < <(run_bare)
+# One bare-hop run, the same way.
+run_hop() {
+    if [[ -z "$hpid" ]]; then
+        echo "0 0 0 0 0"
+        return
+    fi
+    local t0 r
+    t0=$(awk '{ print $14 + $15 }' "/proc/$hpid/stat")
+    r=$(run "$via_hop" "$secs")
+    echo "$r $(($(awk '{ print $14 + $15 }' "/proc/$hpid/stat") - t0))"
+}
+read -r h_rps h_p50 h_p99 h_err h_ticks < <(run_hop)
 # Voluntary context switches (sleeps that ended in a wake-up) of the sidecar's threads, by name.
 switches() {
     for t in /proc/"$spid"/task/*; do
@@ -207,16 +239,17 @@ fi
 switches >"$tmp/sw1"
 cpu1=$(cpu_ticks)
 rss=$(awk '/VmRSS/ {print $2/1024 " MB"}' "/proc/$spid/status" 2>/dev/null || echo "?")
-# Further rounds (SAT_ROUNDS): "direct_rps sidecar_rps sidecar_ticks errors" per line.
-# Per round: "direct_rps sidecar_rps sidecar_ticks errors bare_rps bare_ticks".
-echo "$d_rps $s_rps $((cpu1 - cpu0)) $((d_err + s_err + b_err)) $b_rps $b_ticks" >"$tmp/rounds"
+# Per round (SAT_ROUNDS): "direct_rps sidecar_rps sidecar_ticks errors bare_rps bare_ticks
+# hop_rps hop_ticks".
+echo "$d_rps $s_rps $((cpu1 - cpu0)) $((d_err + s_err + b_err + h_err)) $b_rps $b_ticks $h_rps $h_ticks" >"$tmp/rounds"
 for ((r = 2; r <= rounds; r++)); do
     read -r rd_rps _ _ rd_err < <(run "$direct" "$secs")
     read -r rb_rps _ _ rb_err rb_ticks < <(run_bare)
+    read -r rh_rps _ _ rh_err rh_ticks < <(run_hop)
     c0=$(cpu_ticks)
     read -r rs_rps _ _ rs_err < <(run "$proxied" "$secs")
     c1=$(cpu_ticks)
-    echo "$rd_rps $rs_rps $((c1 - c0)) $((rd_err + rs_err + rb_err)) $rb_rps $rb_ticks" >>"$tmp/rounds"
+    echo "$rd_rps $rs_rps $((c1 - c0)) $((rd_err + rs_err + rb_err + rh_err)) $rb_rps $rb_ticks $rh_rps $rh_ticks" >>"$tmp/rounds"
 done
 if [[ -n "$litellm" ]]; then
     via_litellm="http://127.0.0.1:$lport/v1/chat/completions"
@@ -230,6 +263,7 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %10s %10s %10s %8s\n' path req/s p50_ms p99_ms errors
 printf '%-22s %10s %10s %10s %8s\n' direct "$d_rps" "$d_p50" "$d_p99" "$d_err"
 [[ -n "$bpid" ]] && printf '%-22s %10s %10s %10s %8s\n' "bare nginx proxy" "$b_rps" "$b_p50" "$b_p99" "$b_err"
+[[ -n "$hpid" ]] && printf '%-22s %10s %10s %10s %8s\n' "bare Rust hop" "$h_rps" "$h_p50" "$h_p99" "$h_err"
 printf '%-22s %10s %10s %10s %8s\n' sidecar "$s_rps" "$s_p50" "$s_p99" "$s_err"
 [[ -n "$litellm" ]] && printf '%-22s %10s %10s %10s %8s\n' "litellm 1.100.0" "$l_rps" "$l_p50" "$l_p99" "$l_err"
 awk -v s="$s_rps" -v d="$d_rps" -v sp="$s_p99" -v dp="$d_p99" 'BEGIN {
@@ -238,6 +272,11 @@ if [[ -n "$bpid" ]]; then
     awk -v b="$b_rps" -v d="$d_rps" -v s="$s_rps" -v t="$b_ticks" -v hz="$(getconf CLK_TCK)" -v secs="$secs" 'BEGIN {
         printf "ratio bare proxy/direct: %.3fx req/s (the hop alone, %.0f us CPU per call); sidecar/bare proxy: %.3fx\n",
             (d > 0 ? b / d : 0), (b > 0 ? t / hz * 1e6 / (b * secs) : 0), (b > 0 ? s / b : 0) }'
+fi
+if [[ -n "$hpid" ]]; then
+    awk -v h="$h_rps" -v d="$d_rps" -v s="$s_rps" -v t="$h_ticks" -v hz="$(getconf CLK_TCK)" -v secs="$secs" 'BEGIN {
+        printf "ratio bare Rust hop/direct: %.3fx req/s (the sidecar'"'"'s HTTP stack alone, %.0f us CPU per call); sidecar/hop: %.3fx\n",
+            (d > 0 ? h / d : 0), (h > 0 ? t / hz * 1e6 / (h * secs) : 0), (h > 0 ? s / h : 0) }'
 fi
 if [[ -n "$litellm" ]]; then
     awk -v l="$l_rps" -v d="$d_rps" -v s="$s_rps" 'BEGIN {
@@ -250,29 +289,35 @@ echo "sidecar RSS after the run: $rss"
 awk -v t="$((cpu1 - cpu0))" -v hz="$(getconf CLK_TCK)" -v n="$s_rps" -v s="$secs" 'BEGIN {
     if (n > 0) printf "sidecar CPU per proxied call: %.0f us (user + system)\n", t / hz * 1e6 / (n * s) }'
 if [[ "$rounds" -gt 1 ]]; then
-    [[ -n "$bpid" ]] && order="direct / bare proxy / sidecar" || order="direct / sidecar"
+    order="direct"
+    [[ -n "$bpid" ]] && order+=" / bare proxy"
+    [[ -n "$hpid" ]] && order+=" / bare Rust hop"
+    order+=" / sidecar"
     echo "rounds (SAT_ROUNDS=$rounds, alternating $order, ${secs} s each):"
-    # Per round: "ratio cpu_us_per_call bare_ratio bare_cpu_us_per_call" from the rounds file.
-    awk -v hz="$(getconf CLK_TCK)" -v s="$secs" '{
-        printf "%.6f %.3f %.6f %.3f\n", ($1 > 0 ? $2 / $1 : 0), ($2 > 0 ? $3 / hz * 1e6 / ($2 * s) : 0),
-            ($1 > 0 ? $5 / $1 : 0), ($5 > 0 ? $6 / hz * 1e6 / ($5 * s) : 0) }' \
+    # Per round: "ratio cpu_us_per_call bare_ratio bare_cpu_us hop_ratio hop_cpu_us" from the
+    # rounds file (fields 9-14 once pasted beside it).
+    awk -v hz="$(getconf CLK_TCK)" -v s="$secs" '
+        function us(ticks, rps) { return rps > 0 ? ticks / hz * 1e6 / (rps * s) : 0 }
+        { d = $1; printf "%.6f %.3f %.6f %.3f %.6f %.3f\n", (d > 0 ? $2 / d : 0), us($3, $2),
+            (d > 0 ? $5 / d : 0), us($6, $5), (d > 0 ? $7 / d : 0), us($8, $7) }' \
         "$tmp/rounds" >"$tmp/r.derived"
-    paste -d' ' "$tmp/rounds" "$tmp/r.derived" | awk -v bare="$bpid" '{
-        printf "  round %d: direct %d req/s, sidecar %d req/s, ratio %.3fx, CPU per call %.0f us", NR, $1, $2, $7, $8
-        if (bare != "") printf "; bare proxy %d req/s, %.3fx, %.0f us", $5, $9, $10
+    paste -d' ' "$tmp/rounds" "$tmp/r.derived" | awk -v bare="$bpid" -v hop="$hpid" '{
+        printf "  round %d: direct %d req/s, sidecar %d req/s, ratio %.3fx, CPU per call %.0f us", NR, $1, $2, $9, $10
+        if (bare != "") printf "; bare proxy %d req/s, %.3fx, %.0f us", $5, $11, $12
+        if (hop != "") printf "; bare Rust hop %d req/s, %.3fx, %.0f us", $7, $13, $14
         printf "\n" }'
-    cut -d' ' -f1 "$tmp/r.derived" >"$tmp/r.ratio"
-    cut -d' ' -f2 "$tmp/r.derived" >"$tmp/r.cpu"
-    cut -d' ' -f3 "$tmp/r.derived" >"$tmp/r.bratio"
-    cut -d' ' -f4 "$tmp/r.derived" >"$tmp/r.bcpu"
-    median() { sort -g "$1" | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-    printf 'median over %d rounds: ratio %.3fx, CPU per call %.0f us' "$rounds" "$(median "$tmp/r.ratio")" "$(median "$tmp/r.cpu")"
-    [[ -n "$bpid" ]] && printf '; bare proxy %.3fx, %.0f us' "$(median "$tmp/r.bratio")" "$(median "$tmp/r.bcpu")"
+    median() { # column of r.derived
+        cut -d' ' -f"$1" "$tmp/r.derived" | sort -g |
+            awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+    }
+    printf 'median over %d rounds: ratio %.3fx, CPU per call %.0f us' "$rounds" "$(median 1)" "$(median 2)"
+    [[ -n "$bpid" ]] && printf '; bare proxy %.3fx, %.0f us' "$(median 3)" "$(median 4)"
+    [[ -n "$hpid" ]] && printf '; bare Rust hop %.3fx, %.0f us' "$(median 5)" "$(median 6)"
     printf '\n'
 fi
 echo "sidecar threads: voluntary context switches per proxied call during the run"
 join "$tmp/sw0" "$tmp/sw1" | awk -v n="$s_rps" -v s="$secs" '{ if (n > 0) printf "  %-18s %.3f\n", $1, ($3 - $2) / (n * s) }'
-if [[ "$d_err" != 0 || "$s_err" != 0 || "$b_err" != 0 || "${l_err:-0}" != 0 ]] || awk '$4 != 0 { bad = 1 } END { exit !bad }' "$tmp/rounds"; then
+if [[ "$d_err" != 0 || "$s_err" != 0 || "$b_err" != 0 || "$h_err" != 0 || "${l_err:-0}" != 0 ]] || awk '$4 != 0 { bad = 1 } END { exit !bad }' "$tmp/rounds"; then
     echo "saturate: errors during the run (see above)" >&2
     exit 1
 fi
