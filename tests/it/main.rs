@@ -18,6 +18,7 @@ mod cost;
 mod e2e_attach;
 mod e2e_attach_tools;
 mod e2e_backups;
+mod e2e_config_figures;
 mod e2e_config_safety;
 mod e2e_config_ui;
 mod e2e_cost_check;
