@@ -191,29 +191,23 @@ run() { # url secs
 read -r d_rps d_p50 d_p99 d_err < <(run "$direct" "$secs")
 # CPU time (user + system, clock ticks) of the bare proxy's workers.
 bare_ticks() { for w in $(pgrep -P "$bpid"); do awk '{ print $14 + $15 }' "/proc/$w/stat"; done | awk '{ t += $1 } END { print t + 0 }'; }
-# One bare-proxy run; prints "req/s p50_ms p99_ms errors ticks" ("0 0 0 0 0" when skipped).
-run_bare() {
-    if [[ -z "$bpid" ]]; then
+# One run of a path whose CPU is counted (the bare proxy, the bare hop); prints "req/s p50_ms
+# p99_ms errors ticks" ("0 0 0 0 0" when the path is off). Args: its pid ("" = off), url, and
+# the function that prints its CPU ticks.
+run_counted() {
+    if [[ -z "$1" ]]; then
         echo "0 0 0 0 0"
         return
     fi
     local t0 r
-    t0=$(bare_ticks)
-    r=$(run "$via_bare" "$secs")
-    echo "$r $(($(bare_ticks) - t0))"
+    t0=$($3)
+    r=$(run "$2" "$secs")
+    echo "$r $(($($3) - t0))"
 }
+hop_ticks() { awk '{ print $14 + $15 }' "/proc/$hpid/stat"; }
+run_bare() { run_counted "$bpid" "$via_bare" bare_ticks; }
+run_hop() { run_counted "$hpid" "$via_hop" hop_ticks; }
 read -r b_rps b_p50 b_p99 b_err b_ticks < <(run_bare)
-# One bare-hop run, the same way.
-run_hop() {
-    if [[ -z "$hpid" ]]; then
-        echo "0 0 0 0 0"
-        return
-    fi
-    local t0 r
-    t0=$(awk '{ print $14 + $15 }' "/proc/$hpid/stat")
-    r=$(run "$via_hop" "$secs")
-    echo "$r $(($(awk '{ print $14 + $15 }' "/proc/$hpid/stat") - t0))"
-}
 read -r h_rps h_p50 h_p99 h_err h_ticks < <(run_hop)
 # Voluntary context switches (sleeps that ended in a wake-up) of the sidecar's threads, by name.
 switches() {

@@ -67,7 +67,6 @@ async fn hop(upstream: Uri, req: Request<TimedBody>) -> Result<Response<Body>, I
         Err(e) => return Ok(bad_gateway(e)),
     };
     parts.uri = uri;
-    parts.extensions = http::Extensions::new();
     let sent = CLIENT.with(|c| c.request(Request::from_parts(parts, Full::new(body))));
     Ok(match sent.await {
         Ok(res) => res.map(|b| b.map_err(listener::BoxError::from).boxed()),
