@@ -15,8 +15,9 @@
 # `scripts/load.sh streams`: memory per open stream, 1,000 streams held open through the release
 # sidecar (`scripts/streams.sh`, STREAMS=1000).
 # `scripts/load.sh saturate`: closed loop to saturation with wrk against a local nginx: direct,
-# through nginx as a bare proxy (the hop alone) and through the release sidecar, in one run
-# (`scripts/saturate.sh`; needs `apt-get install -y nginx wrk`).
+# through nginx as a bare proxy (the hop alone), through the bare Rust hop (the sidecar's own
+# HTTP stack alone) and through the release sidecar, in one run (`scripts/saturate.sh`; needs
+# `apt-get install -y nginx wrk`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "saturate" ]]; then
