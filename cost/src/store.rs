@@ -197,11 +197,17 @@ impl Aggregates {
                 Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
                 None => Vec::new(),
             };
-            // A trace with several calls adds up.
+            // A trace with several calls adds up. A batch holds up to a thousand records, most
+            // of them of distinct traces: they are found by hash, not by a scan of the list.
+            let mut at: HashMap<String, usize, Fold> = HashMap::default();
+            at.extend(all.iter().enumerate().map(|(i, x)| (x.trace_id.clone(), i)));
             for t in new {
-                match all.iter_mut().find(|x| x.trace_id == t.trace_id) {
-                    Some(x) => x.cost_nano += t.cost_nano,
-                    None => all.push(t),
+                match at.get(&t.trace_id) {
+                    Some(&i) => all[i].cost_nano += t.cost_nano,
+                    None => {
+                        at.insert(t.trace_id.clone(), all.len());
+                        all.push(t);
+                    }
                 }
             }
             all.sort_by_key(|t| std::cmp::Reverse(t.cost_nano));

@@ -409,3 +409,32 @@ fn steady_traffic_over_a_month_raises_nothing_and_a_spike_is_flagged_with_its_co
     assert_eq!(rec.outcome.as_deref(), Some("anomaly"));
     assert_eq!(rec.details["top"][0]["models"][0]["traces"][0]["trace_id"], "loop-trace");
 }
+
+#[test]
+fn top_traces_add_up_a_trace_across_and_within_batches_and_keep_the_dearest_five() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, _) = fixed(t0());
+    let (cost, _a, _db) = open(dir.path(), clock);
+    let call = |seq: u64, trace: &str, usd: f64| {
+        model_call(seq, t0(), "main", "gpt-x", "openai", "completed", Some(usd), (1, 1), trace)
+    };
+    // Batch 1: "a" twice, then many cheap one-call traces (a batch's usual shape).
+    let mut seq = 0;
+    let mut next = || {
+        seq += 1;
+        seq
+    };
+    let mut b1 = vec![call(next(), "a", 1.0), call(next(), "b", 2.5)];
+    b1.extend((0..800).map(|i| call(next(), &format!("cheap{i}"), 0.001)));
+    b1.push(call(next(), "a", 1.0));
+    cost.apply(&b1).unwrap();
+    // Batch 2: "a" again (it was kept), "c" new, and "b" twice more.
+    let b2 = [call(next(), "a", 1.0), call(next(), "c", 2.0), call(next(), "b", 0.5), call(next(), "b", 0.5)];
+    cost.apply(&b2).unwrap();
+    let hour = crate::bucket::hour_of(&ts(t0())).unwrap();
+    let top = cost.agg.top_traces(hour, "main", "gpt-x").unwrap();
+    let got: Vec<(&str, u64)> = top.iter().map(|t| (t.trace_id.as_str(), t.cost_nano)).collect();
+    assert_eq!(got.len(), crate::store::TOP_TRACES);
+    assert_eq!(&got[..3], &[("b", usd_to_nano(3.5)), ("a", usd_to_nano(3.0)), ("c", usd_to_nano(2.0))]);
+    assert!(got[3..].iter().all(|(t, c)| t.starts_with("cheap") && *c == usd_to_nano(0.001)), "{got:?}");
+}
