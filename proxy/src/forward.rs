@@ -295,16 +295,21 @@ async fn forward(state: Arc<ProxyState>, req: CallRequest) -> Result<Response<Re
         Waiting { fut: Some(state.client.get().request(out)), fin: Some(fin), deadline: sent_at + up.timeout, meter };
     // The upstream's answer may come within the thread's spin window: stay awake for it.
     listener::keep_awake(listener::Awaiting::Upstream);
+    // One timer per call while it is young: it fires at whichever comes first, the `started`
+    // record's due time or the upstream timeout. Most calls end before either, so the
+    // timeout's own timer is armed only for the calls still waiting then (each timer is a
+    // wheel insert and removal under the runtime's timer lock).
+    let deadline = wait.deadline;
     let sent = match (wait.fut.as_mut(), wait.fin.as_mut()) {
         (Some(fut), Some(fin)) => {
-            let answer = tokio::time::timeout_at(wait.deadline, fut);
-            tokio::pin!(answer);
             tokio::select! {
                 biased;
-                r = &mut answer => r,
-                () = tokio::time::sleep_until(start_due) => {
-                    fin.start();
-                    answer.await
+                r = &mut *fut => Ok(r),
+                () = tokio::time::sleep_until(start_due.min(deadline)) => {
+                    if start_due <= deadline {
+                        fin.start();
+                    }
+                    tokio::time::timeout_at(deadline, fut).await
                 }
             }
         }

@@ -258,6 +258,52 @@ async fn upstream_timeout_is_504() {
     sc.shutdown().await;
 }
 
+/// A call's first timer fires at the earlier of its `started` record's due time (one group
+/// commit window after sending) and the upstream timeout: a timeout shorter than the window
+/// answers on time with one end record and no `started` one; a longer one writes `started`
+/// when the window passes, then times out.
+#[tokio::test]
+async fn an_upstream_timeout_shorter_than_the_group_window_answers_on_time_without_a_started_record() {
+    let up = ScriptedUpstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SidecarConfig::new(&dir.path().join("data")).table(&format!(
+        "[audit]\ngroup_commit_ms = 2000\n\
+         [[upstreams]]\nname = \"quick\"\nkind = \"openai\"\nurl = \"{base}/v1\"\ntimeout_ms = 100\n\
+         [[upstreams]]\nname = \"slow\"\nkind = \"openai\"\nurl = \"{base}/v1\"\ntimeout_ms = 2500\n",
+        base = up.base_url()
+    ));
+    let sidecar = Sidecar::start(cfg.build()).await.unwrap();
+    let rig = Rig { sidecar, up, dir, cfg };
+    let call = |upstream: &'static str| {
+        let url = rig.url(&format!("/a/main/{upstream}/v1/chat/completions"));
+        async move {
+            let t0 = std::time::Instant::now();
+            let r = post_json(&url, &[], &chat("HANG", false)).await;
+            assert_eq!(r.status, 504, "{}", r.text());
+            assert_eq!(r.json()["error"]["type"], "upstream_timeout");
+            (r.header("x-clawbutler-decision-id").unwrap().to_string(), t0.elapsed())
+        }
+    };
+    let (quick_id, quick_took) = call("quick").await;
+    // Not held until the 2 s window: the timeout's own deadline answers.
+    assert!(quick_took >= Duration::from_millis(100) && quick_took < Duration::from_millis(1500), "{quick_took:?}");
+    let (slow_id, slow_took) = call("slow").await;
+    assert!(slow_took >= Duration::from_millis(2500), "{slow_took:?}");
+    let of = |recs: &[Value], id: &str| -> Vec<String> {
+        let mut o: Vec<String> = recs
+            .iter()
+            .filter(|r| r["decision_id"] == id)
+            .map(|r| r["outcome"].as_str().unwrap_or("").to_string())
+            .collect();
+        o.sort();
+        o
+    };
+    let recs = rig.audit_until("kind=model_call", |r| of(r, &quick_id).len() == 1 && of(r, &slow_id).len() == 2).await;
+    assert_eq!(of(&recs, &quick_id), ["upstream_error"], "{recs:#?}");
+    assert_eq!(of(&recs, &slow_id), ["started", "upstream_error"], "{recs:#?}");
+    rig.sidecar.shutdown().await;
+}
+
 #[tokio::test]
 async fn client_disconnect_mid_stream_cancels_the_upstream() {
     let rig = Rig::start("").await;
