@@ -17,7 +17,8 @@
 # `scripts/load.sh saturate`: closed loop to saturation with wrk against a local nginx: direct,
 # through nginx as a bare proxy (the hop alone), through the bare Rust hop (the sidecar's own
 # HTTP stack alone) and through the release sidecar, in one run (`scripts/saturate.sh`; needs
-# `apt-get install -y nginx wrk`).
+# `apt-get install -y nginx wrk`). A profile-guided build (`scripts/pgo.sh`) runs in it with
+# CLAWBUTLER_BIN=<the path that script prints>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" == "saturate" ]]; then
