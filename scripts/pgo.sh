@@ -44,27 +44,13 @@ echo "pgo: 1/3 the instrumented build"
 RUSTFLAGS="-Cprofile-generate=$dir/data" cargo build --release --locked -p clawbutler \
     --target "$host" --target-dir target/pgo-gen
 gen=target/pgo-gen/$host/release/clawbutler
-up_bin=${CARGO_TARGET_DIR:-$root/target}/debug/scripted-upstream
-[[ -x "$up_bin" ]] || cargo build -p testkit --bin scripted-upstream
-
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
 
 echo "pgo: 2/3 training"
+source scripts/scripted-upstream.sh
 mkdir -p "$tmp/nginx" "$tmp/data"
 sed -e "s|@PORT@|18090|g" -e "s|@DIR@|$tmp/nginx|g" benches/nginx/nginx.conf.in >"$tmp/nginx/nginx.conf"
 "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
 pids+=($!)
-"$up_bin" >"$tmp/up.url" 2>"$tmp/up.log" &
-pids+=($!)
-for _ in $(seq 1 100); do [[ -s "$tmp/up.url" ]] && break; sleep 0.1; done
-up=$(head -1 "$tmp/up.url")
 cat >"$tmp/clawbutler.toml" <<TOML
 [server]
 listen = "127.0.0.1:18091"

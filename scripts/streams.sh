@@ -13,20 +13,7 @@ port=${STREAMS_PORT:-18095}
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=${CLAWBUTLER_BIN:-$target/release/clawbutler}
 [[ -x "$bin" ]] || cargo build --release --bin clawbutler
-up_bin=$target/debug/scripted-upstream
-[[ -x "$up_bin" ]] || cargo build -p testkit --bin scripted-upstream
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-"$up_bin" >"$tmp/up.url" 2>"$tmp/up.log" &
-pids+=($!)
-for _ in $(seq 1 100); do [[ -s "$tmp/up.url" ]] && break; sleep 0.1; done
-up=$(head -1 "$tmp/up.url")
+source scripts/scripted-upstream.sh
 cat >"$tmp/clawbutler.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"
