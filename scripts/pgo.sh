@@ -5,17 +5,19 @@
 #
 # 1. Builds an instrumented binary (target/pgo-gen).
 # 2. Trains it on 127.0.0.1: model calls at saturation (wrk against nginx's fixed chat reply,
-#    the workload of `scripts/load.sh saturate`), then streamed and non-streamed OpenAI and
-#    Anthropic calls against the scripted upstream, refusals (an unknown route, a bad body) and
-#    control API reads. Paths the training does not run (MCP tools, the plugin gate, holds) are
-#    compiled as cold code: measure them before relying on this build for them.
+#    the workload of `scripts/load.sh saturate`), then every kind of call an operator's sidecar
+#    answers (scripts/pgo/train.py): streamed and non-streamed OpenAI and Anthropic calls
+#    against the scripted upstream, refusals, an MCP session's tool calls (masked results among
+#    them), plugin-gate decisions, holds approved and denied through the control API, and
+#    control API reads. Code no training reaches (the gateway link, fleet mode, notifications)
+#    is laid out as cold code; it is off the call path.
 # 3. Merges the profile and builds the optimised binary (target/pgo-use). The profile's file
 #    name carries its content hash, so a new training always rebuilds.
 #
 # Run: scripts/pgo.sh   (PGO_SECS=20: the saturation phase's length; PGO_DIR=target/pgo: the
 # profiles). Prints the binary's path last; compare it with the default build:
 #   CLAWBUTLER_BIN=<that path> SAT_ROUNDS=3 scripts/load.sh saturate
-# Ports (127.0.0.1 only): 18090 (nginx), 18091 (data), 18092 (control).
+# Ports (127.0.0.1 only): 18090 (nginx), 18091 (data), 18092 (control), 18093 (an MCP server).
 # Only the processes this script started are stopped, by their pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,39 +70,36 @@ url = "$up/v1"
 name = "anth"
 kind = "anthropic"
 url = "$up"
+[[mcp_servers]]
+name = "fast"
+transport = "streamable-http"
+url = "http://127.0.0.1:18093/mcp"
 TOML
+python3 scripts/pgo/train.py mcp-server 18093 &
+pids+=($!)
 "$gen" serve --config "$tmp/clawbutler.toml" >"$tmp/sidecar.log" 2>&1 &
 sidecar=$!
 pids+=($sidecar)
 for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:18092/livez && break; sleep 0.1; done
-wrk -t2 -c16 -d"${secs}s" -s benches/nginx/post.lua http://127.0.0.1:18091/a/bench/bench/v1/chat/completions |
-    grep 'Requests/sec'
-python3 - "$(cat "$tmp/data/first-admin-token")" <<'PY'
-import json, sys, urllib.request, urllib.error
-token = sys.argv[1]
-def call(path, body, headers=None, port=18091):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            r.read()
-    except urllib.error.HTTPError as e:
-        e.read()
-chat = lambda stream: json.dumps({"model": "gpt-4o-mini", "stream": stream, "max_tokens": 64,
-    "messages": [{"role": "user", "content": "hello"}]}).encode()
-msg = lambda stream: json.dumps({"model": "claude-haiku-4-5", "stream": stream, "max_tokens": 64,
-    "messages": [{"role": "user", "content": "hello"}]}).encode()
-js = {"content-type": "application/json"}
-for i in range(300):
-    call("/a/main/fake/v1/chat/completions", chat(i % 2 == 0), js)
-    call("/a/main/anth/v1/messages", msg(i % 2 == 0), {**js, "anthropic-version": "2023-06-01"})
-    if i % 10 == 0:
-        call("/a/main/nosuch/v1/chat/completions", chat(False), js)
-        call("/a/main/fake/v1/chat/completions", b"{not json", js)
-        auth = {"authorization": f"Bearer {token}"}
-        for path in ("/api/v1/audit?limit=50", "/metrics", "/api/v1/budgets"):
-            call(path, None, auth, port=18092)
-print("pgo: 600 calls against the scripted upstream, 60 refusals, 90 control API reads")
-PY
+admin=$(cat "$tmp/data/first-admin-token")
+# At saturation, each of the three call paths in turn (a model call, an MCP tool call, a
+# plugin-gate decision), so each weighs in the profile as it does on a busy sidecar; then one
+# pass over every kind of call (scripts/pgo/train.py).
+phase() { # name, wrk script, url, seconds: fails on any answer but 2xx
+    local out
+    out=$(wrk -t2 -c16 -d"$4s" -s "$2" "$3")
+    if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
+        echo "pgo: the $1 phase got errors:" >&2
+        echo "$out" >&2
+        exit 1
+    fi
+    echo "pgo: $1, $(awk '/^Requests\/sec:/ {print $2}' <<<"$out") req/s"
+}
+phase "model calls" benches/nginx/post.lua http://127.0.0.1:18091/a/bench/bench/v1/chat/completions "$secs"
+eval "$(python3 scripts/pgo/train.py tokens "$admin")"
+phase "MCP tool calls" scripts/pgo/mcp-call.lua http://127.0.0.1:18091/mcp/agent/main $((secs / 2))
+phase "plugin-gate decisions" scripts/pgo/decide.lua http://127.0.0.1:18091/v1/decide $((secs / 2))
+python3 scripts/pgo/train.py train "$admin"
 # A clean stop writes the profile.
 kill -TERM "$sidecar"
 wait "$sidecar" || true
