@@ -49,34 +49,16 @@ gen=target/pgo-gen/$host/release/clawbutler
 
 echo "pgo: 2/3 training"
 source scripts/scripted-upstream.sh
-mkdir -p "$tmp/nginx" "$tmp/data"
-sed -e "s|@PORT@|18090|g" -e "s|@DIR@|$tmp/nginx|g" benches/nginx/nginx.conf.in >"$tmp/nginx/nginx.conf"
-"$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
-pids+=($!)
-cat >"$tmp/clawbutler.toml" <<TOML
-[server]
-listen = "127.0.0.1:18091"
-control_listen = "127.0.0.1:18092"
-data_dir = "$tmp/data"
+mkdir -p "$tmp/data"
+source scripts/pgo/peers.sh
+sidecar_toml "[[upstreams]]
+name = \"fake\"
+kind = \"openai\"
+url = \"$up/v1\"
 [[upstreams]]
-name = "bench"
-kind = "openai"
-url = "http://127.0.0.1:18090/v1"
-[[upstreams]]
-name = "fake"
-kind = "openai"
-url = "$up/v1"
-[[upstreams]]
-name = "anth"
-kind = "anthropic"
-url = "$up"
-[[mcp_servers]]
-name = "fast"
-transport = "streamable-http"
-url = "http://127.0.0.1:18093/mcp"
-TOML
-python3 scripts/pgo/train.py mcp-server 18093 &
-pids+=($!)
+name = \"anth\"
+kind = \"anthropic\"
+url = \"$up\""
 "$gen" serve --config "$tmp/clawbutler.toml" >"$tmp/sidecar.log" 2>&1 &
 sidecar=$!
 pids+=($sidecar)

@@ -35,31 +35,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$tmp/nginx"
-sed -e "s|@PORT@|18090|g" -e "s|@DIR@|$tmp/nginx|g" benches/nginx/nginx.conf.in >"$tmp/nginx/nginx.conf"
-"$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
-pids+=($!)
-python3 scripts/pgo/train.py mcp-server 18093 &
-pids+=($!)
+source scripts/pgo/peers.sh
 
 # One sidecar of `bin` with a fresh data dir, its tokens exported for the wrk scripts.
 start() { # bin
     rm -rf "$tmp/data"
     mkdir -p "$tmp/data"
-    cat >"$tmp/clawbutler.toml" <<TOML
-[server]
-listen = "127.0.0.1:18091"
-control_listen = "127.0.0.1:18092"
-data_dir = "$tmp/data"
-[[upstreams]]
-name = "bench"
-kind = "openai"
-url = "http://127.0.0.1:18090/v1"
-[[mcp_servers]]
-name = "fast"
-transport = "streamable-http"
-url = "http://127.0.0.1:18093/mcp"
-TOML
+    sidecar_toml
     "$1" serve --config "$tmp/clawbutler.toml" >"$tmp/sidecar.log" 2>&1 &
     sidecar=$!
     for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:18092/livez && break; sleep 0.1; done
