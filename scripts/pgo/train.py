@@ -72,11 +72,11 @@ class Mcp(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def call(url, body=None, headers=None, method=None, timeout=30):
+def call(url, body=None, headers=None, timeout=30):
     """(status, body bytes, headers) of one request; HTTP errors are answers too."""
     data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
     h = {"content-type": "application/json", **(headers or {})}
-    req = urllib.request.Request(url, data=data, headers=h, method=method)
+    req = urllib.request.Request(url, data=data, headers=h)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read(), r.headers
