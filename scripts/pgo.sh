@@ -79,8 +79,9 @@ phase() { # name, wrk script, url, seconds: fails on any answer but 2xx
 }
 phase "model calls" benches/nginx/post.lua http://127.0.0.1:18091/a/bench/bench/v1/chat/completions "$secs"
 eval "$(python3 scripts/pgo/train.py tokens "$admin")"
-phase "MCP tool calls" scripts/pgo/mcp-call.lua http://127.0.0.1:18091/mcp/agent/main $((secs / 2))
-phase "plugin-gate decisions" scripts/pgo/decide.lua http://127.0.0.1:18091/v1/decide $((secs / 2))
+PGO_CALL=mcp phase "MCP tool calls" scripts/pgo/calls.lua http://127.0.0.1:18091/mcp/agent/main $((secs / 2))
+PGO_CALL=decide phase "plugin-gate decisions" scripts/pgo/calls.lua http://127.0.0.1:18091/v1/decide \
+    $((secs / 2))
 python3 scripts/pgo/train.py train "$admin"
 # A clean stop writes the profile.
 kill -TERM "$sidecar"

@@ -65,9 +65,10 @@ measure() { # wrk script, url
         -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%8.0f req/s %6.1f us per call", rps, t / hz / n * 1e6 }'
 }
 
-paths=("model calls|benches/nginx/post.lua|http://127.0.0.1:18091/a/bench/bench/v1/chat/completions"
-    "MCP tool calls|scripts/pgo/mcp-call.lua|http://127.0.0.1:18091/mcp/agent/main"
-    "plugin-gate decisions|scripts/pgo/decide.lua|http://127.0.0.1:18091/v1/decide")
+# name|wrk script|url|PGO_CALL (what scripts/pgo/calls.lua sends)
+paths=("model calls|benches/nginx/post.lua|http://127.0.0.1:18091/a/bench/bench/v1/chat/completions|"
+    "MCP tool calls|scripts/pgo/calls.lua|http://127.0.0.1:18091/mcp/agent/main|mcp"
+    "plugin-gate decisions|scripts/pgo/calls.lua|http://127.0.0.1:18091/v1/decide|decide")
 echo "base:  $1"
 echo "other: $2"
 for r in $(seq 1 "$rounds"); do
@@ -76,7 +77,8 @@ for r in $(seq 1 "$rounds"); do
         [[ $b == other ]] && bin=$2
         start "$bin"
         for p in "${paths[@]}"; do
-            IFS='|' read -r name lua url <<<"$p"
+            IFS='|' read -r name lua url PGO_CALL <<<"$p"
+            export PGO_CALL
             printf 'round %d  %-5s  %-22s %s\n' "$r" "$b" "$name" "$(measure "$lua" "$url")"
         done
         stop_sidecar
