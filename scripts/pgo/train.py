@@ -159,18 +159,18 @@ def plugin_request(i, tool, params):
             "workspace": "/srv/agents/main", "run": {"trigger": "user"}, "timeoutMs": 599000}
 
 
-def approver(admin, n, done):
-    """Decides the next `n` holds as they appear, allowing and denying in turn."""
+def approver(admin, n, done, decided):
+    """Decides the next `n` holds as they appear, allowing and denying in turn; counts them in
+    `decided[0]`."""
     auth = {"authorization": f"Bearer {admin}"}
-    decided = 0
-    while decided < n and not done.is_set():
+    while decided[0] < n and not done.is_set():
         _, body, _ = call(f"{CONTROL}/api/v1/approvals?status=pending&agent=main", None, auth)
         for a in json.loads(body).get("items", []):
-            decision = "allow-once" if decided % 2 == 0 else "deny"
+            decision = "allow-once" if decided[0] % 2 == 0 else "deny"
             status = call(f"{CONTROL}/api/v1/approvals/{a['id']}/decision",
                           {"decision": decision, "expected_version": a["version"], "reason": "pgo"},
                           auth)[0]
-            decided += status == 200
+            decided[0] += status == 200
         time.sleep(0.05)
 
 
@@ -201,8 +201,8 @@ def plugin(admin):
     # Holds (a write outside the workspace, a host off the web allow-list, a message, a new
     # session) wait for a human; the approver thread answers them.
     holds = 20
-    done = threading.Event()
-    t = threading.Thread(target=approver, args=(admin, holds, done))
+    done, decided = threading.Event(), [0]
+    t = threading.Thread(target=approver, args=(admin, holds, done, decided))
     t.start()
     for i in range(holds):
         req = plugin_request(10_000 + i, *held[i % len(held)])
@@ -212,6 +212,8 @@ def plugin(admin):
         actions[a] = actions.get(a, 0) + 1
     done.set()
     t.join()
+    # Each of them must have waited for the approver: a hold answered at once trains nothing.
+    expect("holds decided by the approver", decided[0], {holds})
     print(f"pgo: {600 + holds} plugin-gate decisions {dict(sorted(actions.items()))}")
 
 
